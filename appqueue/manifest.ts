@@ -1,0 +1,166 @@
+/**
+ * The on-disk module format: `manifest.json`, `<name>.aqi`, `climod.aq` and `appmgr.aq`.
+ * See docs/modules.md. These schemas are the format's one definition.
+ */
+import { z } from "zod";
+
+/** Module, field and command names: lower-case, start with a letter, at most 32 characters. */
+export const ModuleName = z.string().regex(
+  /^[a-z][a-z0-9-]{0,31}$/,
+  "a module name is 1-32 lower-case letters, digits or '-', starting with a letter",
+);
+
+/** A release version: MAJOR.MINOR.PATCH with an optional pre-release suffix. */
+export const ModuleVersion = z.string().regex(
+  /^\d{1,6}\.\d{1,6}\.\d{1,6}(-[0-9A-Za-z.]{1,32})?$/,
+  "a version looks like 1.2.3 or 1.2.3-rc1",
+);
+
+/** The kind of a module: the guest OS (vKaOS) or an application. */
+export const ModuleKind = z.enum(["vkaos", "app"]);
+export type ModuleKind = z.infer<typeof ModuleKind>;
+
+/** How the `.aqi` image is laid out. */
+export const ImageFormat = z.enum(["vkaos-tar", "ext4", "squashfs"]);
+export type ImageFormat = z.infer<typeof ImageFormat>;
+
+/** `manifest.json` of a module directory. */
+export const Manifest = z.strictObject({
+  format: z.literal("kaos-module/1"),
+  name: ModuleName,
+  version: ModuleVersion,
+  kind: ModuleKind,
+  description: z.string().max(400).default(""),
+  image: z.strictObject({
+    format: ImageFormat,
+  }),
+  /** vKaOS only: extra kernel command line appended after KaOS' own. */
+  kernelCmdline: z.string().max(1024).regex(/^[\x20-\x7e]*$/, "printable ASCII only").optional(),
+}).superRefine((m, ctx) => {
+  if (m.kind === "vkaos" && m.image.format !== "vkaos-tar") {
+    ctx.addIssue({ code: "custom", message: "a vkaos module's image must be a vkaos-tar" });
+  }
+  if (m.kind === "app" && m.image.format === "vkaos-tar") {
+    ctx.addIssue({ code: "custom", message: "an app module's image must be ext4 or squashfs" });
+  }
+  if (m.kind === "app" && m.kernelCmdline !== undefined) {
+    ctx.addIssue({ code: "custom", message: "kernelCmdline belongs to vkaos modules only" });
+  }
+});
+export type Manifest = z.infer<typeof Manifest>;
+
+const FieldName = z.string().regex(
+  /^[a-z][a-z0-9_]{0,31}$/,
+  "a field name is 1-32 lower-case letters, digits or '_', starting with a letter",
+);
+const Help = z.string().max(200).default("");
+
+/** One configuration field a module declares in `climod.aq`. */
+export const ConfigField = z.discriminatedUnion("type", [
+  z.strictObject({
+    name: FieldName,
+    type: z.literal("string"),
+    help: Help,
+    default: z.string().max(4096).optional(),
+    minLength: z.number().int().min(0).max(4096).optional(),
+    maxLength: z.number().int().min(0).max(4096).default(255),
+    pattern: z.string().max(200).optional(),
+  }),
+  z.strictObject({
+    name: FieldName,
+    type: z.literal("integer"),
+    help: Help,
+    default: z.number().int().optional(),
+    min: z.number().int().optional(),
+    max: z.number().int().optional(),
+  }),
+  z.strictObject({
+    name: FieldName,
+    type: z.literal("boolean"),
+    help: Help,
+    default: z.boolean().optional(),
+  }),
+  z.strictObject({
+    name: FieldName,
+    type: z.literal("enum"),
+    help: Help,
+    choices: z.array(z.string().min(1).max(64)).min(1).max(64),
+    default: z.string().optional(),
+  }),
+  z.strictObject({
+    name: FieldName,
+    type: z.literal("ipv4"),
+    help: Help,
+    default: z.string().optional(),
+  }),
+]);
+export type ConfigField = z.infer<typeof ConfigField>;
+
+/** A module command declared in `climod.aq`, executed through an appmgr action. */
+export const ModuleCommand = z.strictObject({
+  name: FieldName,
+  help: Help,
+  /** Name of the appmgr.aq action that carries the command out. */
+  action: FieldName,
+});
+export type ModuleCommand = z.infer<typeof ModuleCommand>;
+
+/** `climod.aq`: the module's CLI extension. Declarative data, never code. */
+export const Climod = z.strictObject({
+  format: z.literal("kaos-climod/1"),
+  fields: z.array(ConfigField).max(128),
+  commands: z.array(ModuleCommand).max(64).default([]),
+}).superRefine((c, ctx) => {
+  const seen = new Set<string>();
+  for (const f of c.fields) {
+    if (seen.has(f.name)) ctx.addIssue({ code: "custom", message: `field ${f.name} is declared twice` });
+    seen.add(f.name);
+  }
+});
+export type Climod = z.infer<typeof Climod>;
+
+/** How kattach decides that a module inside a guest is up. */
+export const ReadinessCheck = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("serial"), marker: z.string().min(1).max(200) }),
+  z.strictObject({ type: z.literal("tcp"), port: z.number().int().min(1).max(65535) }),
+  z.strictObject({
+    type: z.literal("http"),
+    port: z.number().int().min(1).max(65535),
+    path: z.string().startsWith("/").max(200).default("/"),
+  }),
+]);
+export type ReadinessCheck = z.infer<typeof ReadinessCheck>;
+
+/** `appmgr.aq`: the module's management services. Declarative data, never code. */
+export const Appmgr = z.strictObject({
+  format: z.literal("kaos-appmgr/1"),
+  /** Program (inside the module image) the guest init starts; argv, path relative to the image root. */
+  service: z.strictObject({
+    exec: z.array(z.string().min(1).max(256)).min(1).max(32),
+  }).optional(),
+  /** Lower starts first among the modules of one VM image. */
+  startOrder: z.number().int().min(0).max(1000).default(100),
+  readiness: ReadinessCheck,
+  readinessTimeoutSeconds: z.number().int().min(1).max(3600).default(120),
+  actions: z.array(z.strictObject({
+    name: FieldName,
+    help: Help,
+    type: z.enum(["reload-config", "restart-instance"]),
+  })).max(64).default([]),
+});
+export type Appmgr = z.infer<typeof Appmgr>;
+
+/** The fixed file names inside a module directory. */
+export function moduleFiles(name: string): {
+  manifest: string;
+  image: string;
+  climod: string;
+  appmgr: string;
+} {
+  return {
+    manifest: "manifest.json",
+    image: `${name}.aqi`,
+    climod: "climod.aq",
+    appmgr: "appmgr.aq",
+  };
+}

@@ -1,0 +1,2 @@
+/** Small pure helpers shared by every subsystem. */
+export * from "./errors.ts";
