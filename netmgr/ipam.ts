@@ -1,0 +1,178 @@
+/**
+ * IP address management for one VLAN. Pure: the caller passes the addresses already in use
+ * (one store row per allocated address) and stores what it gets back.
+ *
+ * A plan is a subnet, its gateway (the host's address on the VLAN bridge) and a pool of
+ * addresses handed to guests. The gateway may lie inside the pool (so a pool can be widened
+ * to the whole subnet without fuss) but is never handed out.
+ */
+import { z } from "zod";
+import { UserError } from "../lib/errors.ts";
+import {
+  broadcast,
+  type Cidr,
+  contains,
+  formatCidr,
+  formatIpv4,
+  Ipv4Address,
+  Ipv4Cidr,
+  parseCidr,
+  parseIpv4,
+} from "./ipv4.ts";
+
+/** The addressing plan of a VLAN. */
+export const AddressPlan = z.strictObject({
+  /** The subnet, e.g. `10.0.10.0/24`. */
+  cidr: Ipv4Cidr,
+  /** The host's address on the VLAN, handed to guests as their default route. */
+  gateway: Ipv4Address,
+  /** First address of the guest pool. */
+  poolStart: Ipv4Address,
+  /** Last address of the guest pool (inclusive). */
+  poolEnd: Ipv4Address,
+});
+export type AddressPlan = z.infer<typeof AddressPlan>;
+
+/** Used addresses: strings, or integers as from {@linkcode parseIpv4}. */
+export type UsedAddresses = Iterable<string> | Set<number>;
+
+interface Resolved {
+  cidr: Cidr;
+  broadcast: number;
+  gateway: number;
+  start: number;
+  end: number;
+}
+
+function resolve(plan: AddressPlan): Resolved {
+  const cidr = parseCidr(plan.cidr);
+  const net = formatCidr(cidr);
+  const last = broadcast(cidr);
+  const hosts = `${formatIpv4(cidr.network + 1)}-${formatIpv4(last - 1)}`;
+  const gateway = parseIpv4(plan.gateway);
+  if (!contains(cidr, gateway) || gateway === cidr.network || gateway === last) {
+    throw new UserError(
+      `Invalid gateway ${plan.gateway}: it must be a host address inside ${net}`,
+      { hint: `choose an address from ${hosts}, usually ${formatIpv4(cidr.network + 1)}` },
+    );
+  }
+  const start = parseIpv4(plan.poolStart);
+  const end = parseIpv4(plan.poolEnd);
+  for (const [name, ip] of [["start", start], ["end", end]] as const) {
+    if (!contains(cidr, ip) || ip === cidr.network || ip === last) {
+      throw new UserError(
+        `Invalid pool ${name} ${formatIpv4(ip)}: it must be a host address inside ${net}`,
+        { hint: `choose a pool within ${hosts}` },
+      );
+    }
+  }
+  if (start > end) {
+    throw new UserError(
+      `Invalid pool ${plan.poolStart}-${plan.poolEnd}: the start is after the end`,
+      { hint: "swap the start and the end" },
+    );
+  }
+  return { cidr, broadcast: last, gateway, start, end };
+}
+
+function toSet(used: UsedAddresses): Set<number> {
+  const set = new Set<number>();
+  for (const ip of used) set.add(typeof ip === "number" ? ip : parseIpv4(ip));
+  return set;
+}
+
+function range(p: Resolved): string {
+  return `${formatIpv4(p.start)}-${formatIpv4(p.end)}`;
+}
+
+/** Throws a UserError unless the plan is coherent (gateway and pool inside the subnet). */
+export function validatePlan(plan: AddressPlan): void {
+  resolve(plan);
+}
+
+/** The usual plan of a subnet: gateway = first host, pool = second host to last host. */
+export function defaultPlan(cidr: string): AddressPlan {
+  const c = parseCidr(cidr);
+  return {
+    cidr: formatCidr(c),
+    gateway: formatIpv4(c.network + 1),
+    poolStart: formatIpv4(c.network + 2),
+    poolEnd: formatIpv4(broadcast(c) - 1),
+  };
+}
+
+/** How many addresses the pool can hand out (the gateway excluded). */
+export function poolSize(plan: AddressPlan): number {
+  const p = resolve(plan);
+  const gatewayInPool = p.gateway >= p.start && p.gateway <= p.end;
+  return p.end - p.start + 1 - (gatewayInPool ? 1 : 0);
+}
+
+/** Pool usage: addresses of `used` that fall in the pool, and how many remain free. */
+export function poolUsage(
+  plan: AddressPlan,
+  used: UsedAddresses,
+): { size: number; used: number; free: number } {
+  const p = resolve(plan);
+  const size = poolSize(plan);
+  let inPool = 0;
+  for (const ip of toSet(used)) {
+    if (ip >= p.start && ip <= p.end && ip !== p.gateway) inPool++;
+  }
+  return { size, used: inPool, free: size - inPool };
+}
+
+/** Options of {@linkcode allocateAddress}. */
+export interface AllocateOptions {
+  /** Reserve this address instead of taking the lowest free one. */
+  want?: string;
+}
+
+/**
+ * Picks an address from the pool: the wanted one, or the lowest free one. Never the gateway,
+ * network or broadcast address, nor one in `used`. O(|used|).
+ */
+export function allocateAddress(
+  plan: AddressPlan,
+  used: UsedAddresses,
+  options: AllocateOptions = {},
+): string {
+  const p = resolve(plan);
+  const taken = toSet(used);
+  if (options.want !== undefined) return reserve(p, taken, options.want);
+  // Each step past a taken address consumes one element of `taken` (or the gateway), so the
+  // scan ends within |taken| + 2 steps.
+  for (let ip = p.start; ip <= p.end; ip++) {
+    if (ip !== p.gateway && !taken.has(ip)) return formatIpv4(ip);
+  }
+  throw new UserError(
+    `Cannot allocate an address on ${formatCidr(p.cidr)}: the pool ${range(p)} is exhausted`,
+    {
+      code: "exhausted",
+      hint: "widen the pool with `vlan set`, or delete instances on this VLAN",
+    },
+  );
+}
+
+function reserve(p: Resolved, taken: Set<number>, want: string): string {
+  const ip = parseIpv4(want);
+  const net = formatCidr(p.cidr);
+  const refuse = (why: string, hint: string, code = "invalid") =>
+    new UserError(`Cannot reserve ${want}: ${why}`, { hint, code });
+  const pick = `choose an address in the pool ${range(p)}`;
+  if (!contains(p.cidr, ip)) throw refuse(`it is outside ${net}`, pick);
+  if (ip === p.cidr.network) throw refuse(`it is the network address of ${net}`, pick);
+  if (ip === p.broadcast) throw refuse(`it is the broadcast address of ${net}`, pick);
+  if (ip === p.gateway) throw refuse(`it is the gateway of ${net}`, pick);
+  if (ip < p.start || ip > p.end) {
+    throw refuse(`it is outside the pool ${range(p)}`, `${pick}, or widen it with \`vlan set\``);
+  }
+  if (taken.has(ip)) {
+    throw refuse(
+      "it is already in use",
+      "choose another address, or leave it out to get the next free one",
+      "conflict",
+    );
+  }
+  return want;
+}
