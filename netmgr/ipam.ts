@@ -19,6 +19,7 @@ import {
   parseCidr,
   parseIpv4,
 } from "./ipv4.ts";
+import { usedSet } from "./_used.ts";
 
 /** The addressing plan of a VLAN. */
 export const AddressPlan = z.strictObject({
@@ -33,8 +34,8 @@ export const AddressPlan = z.strictObject({
 });
 export type AddressPlan = z.infer<typeof AddressPlan>;
 
-/** Used addresses: strings, or integers as from {@linkcode parseIpv4}. */
-export type UsedAddresses = Iterable<string> | Set<number>;
+/** Used addresses: strings, or a set of integers as from {@linkcode parseIpv4}. */
+export type UsedAddresses = Iterable<string> | ReadonlySet<number>;
 
 interface Resolved {
   cidr: Cidr;
@@ -75,12 +76,6 @@ function resolve(plan: AddressPlan): Resolved {
   return { cidr, broadcast: last, gateway, start, end };
 }
 
-function toSet(used: UsedAddresses): Set<number> {
-  const set = new Set<number>();
-  for (const ip of used) set.add(typeof ip === "number" ? ip : parseIpv4(ip));
-  return set;
-}
-
 function range(p: Resolved): string {
   return `${formatIpv4(p.start)}-${formatIpv4(p.end)}`;
 }
@@ -116,7 +111,7 @@ export function poolUsage(
   const p = resolve(plan);
   const size = poolSize(plan);
   let inPool = 0;
-  for (const ip of toSet(used)) {
+  for (const ip of usedSet(used, parseIpv4)) {
     if (ip >= p.start && ip <= p.end && ip !== p.gateway) inPool++;
   }
   return { size, used: inPool, free: size - inPool };
@@ -138,7 +133,7 @@ export function allocateAddress(
   options: AllocateOptions = {},
 ): string {
   const p = resolve(plan);
-  const taken = toSet(used);
+  const taken = usedSet(used, parseIpv4);
   if (options.want !== undefined) return reserve(p, taken, options.want);
   // Each step past a taken address consumes one element of `taken` (or the gateway), so the
   // scan ends within |taken| + 2 steps.
@@ -154,7 +149,7 @@ export function allocateAddress(
   );
 }
 
-function reserve(p: Resolved, taken: Set<number>, want: string): string {
+function reserve(p: Resolved, taken: ReadonlySet<number>, want: string): string {
   const ip = parseIpv4(want);
   const net = formatCidr(p.cidr);
   const refuse = (why: string, hint: string, code = "invalid") =>

@@ -1,0 +1,39 @@
+/**
+ * Networking for guests: IPv4 address math, per-VLAN address management and MAC allocation.
+ * Everything here is pure; the store in kattach persists allocations.
+ */
+export {
+  broadcast,
+  type Cidr,
+  type CidrOptions,
+  contains,
+  formatCidr,
+  formatIpv4,
+  Ipv4Address,
+  Ipv4Cidr,
+  MAX_PREFIX,
+  MIN_PREFIX,
+  netmask,
+  parseCidr,
+  parseIpv4,
+} from "./ipv4.ts";
+export {
+  AddressPlan,
+  allocateAddress,
+  type AllocateOptions,
+  defaultPlan,
+  poolSize,
+  poolUsage,
+  type UsedAddresses,
+  validatePlan,
+} from "./ipam.ts";
+export {
+  allocateMac,
+  isKaosMac,
+  KAOS_MAC_COUNT,
+  KAOS_MAC_PREFIX,
+  MacAddress,
+  macFromIndex,
+  macIndex,
+  parseMac,
+} from "./mac.ts";
