@@ -113,7 +113,9 @@ export const Climod = z.strictObject({
 }).superRefine((c, ctx) => {
   const seen = new Set<string>();
   for (const f of c.fields) {
-    if (seen.has(f.name)) ctx.addIssue({ code: "custom", message: `field ${f.name} is declared twice` });
+    if (seen.has(f.name)) {
+      ctx.addIssue({ code: "custom", message: `field ${f.name} is declared twice` });
+    }
     seen.add(f.name);
   }
 });

@@ -1,0 +1,15 @@
+/** App Modules: the module format, reading and verifying module directories, config values. */
+export * from "./manifest.ts";
+export {
+  MAX_PART_BYTES,
+  type ModulePart,
+  type ModuleSource,
+  readModuleDir,
+  sha256File,
+} from "./module_dir.ts";
+export {
+  checkClimodDefaults,
+  coerce,
+  resolveConfigValues,
+  type ResolveOptions,
+} from "./config_values.ts";

@@ -1,0 +1,503 @@
+/**
+ * The one-line grammar: a registry of commands, each a path of words, its arguments and flags,
+ * the action it sends to kattach and how its result is shown. aq, SSH exec and the menus all
+ * use these same commands (a menu action shows its one-line equivalent).
+ */
+import type { ActionName, ParamsOf } from "../ipc/mod.ts";
+import type {
+  ConfigGroup,
+  ConfigValue,
+  Instance,
+  Module,
+  SystemStatus,
+  VlanInfo,
+  VmImage,
+} from "../ipc/mod.ts";
+import { fields, table } from "./render.ts";
+
+/** A positional argument. */
+export interface ArgSpec {
+  name: string;
+  /** Takes all remaining words (key=value lists). */
+  rest?: boolean;
+  optional?: boolean;
+}
+
+/** A `--flag` (with a value unless `boolean`). */
+export interface FlagSpec {
+  name: string;
+  value?: string;
+  boolean?: boolean;
+  help: string;
+}
+
+/** Parsed words of one command line. */
+export interface Parsed {
+  args: Record<string, string | undefined>;
+  rest: string[];
+  flags: Record<string, string | boolean | undefined>;
+}
+
+/** One one-line command. */
+export interface Command {
+  path: string[];
+  summary: string;
+  args: ArgSpec[];
+  flags: FlagSpec[];
+  /** Destructive commands are confirmed in menus. */
+  destructive?: boolean;
+  build(p: Parsed): { action: ActionName; params: unknown };
+  render(result: unknown): string;
+}
+
+/** An operator's mistake on the command line. */
+export class UsageError extends Error {
+  /** The usage line of the command concerned, if known. */
+  readonly usage: string;
+
+  constructor(message: string, usage = "") {
+    super(message);
+    this.name = "UsageError";
+    this.usage = usage;
+  }
+}
+
+function cmd<A extends ActionName>(
+  c: Omit<Command, "build"> & { build(p: Parsed): { action: A; params: ParamsOf<A> } },
+): Command {
+  return c as Command;
+}
+
+/** A whole number argument, or a UsageError. */
+export function intArg(value: string | undefined, what: string): number {
+  if (value === undefined || !/^-?\d{1,9}$/.test(value)) {
+    throw new UsageError(`${what} must be a whole number, not ${JSON.stringify(value ?? "")}`);
+  }
+  return Number(value);
+}
+
+/** Parses `key=value` words into a record; a UsageError for a word without `=`. */
+export function keyValues(words: string[]): Record<string, ConfigValue> {
+  const out: Record<string, ConfigValue> = {};
+  for (const w of words) {
+    const eq = w.indexOf("=");
+    if (eq <= 0) throw new UsageError(`expected key=value, not ${JSON.stringify(w)}`);
+    const key = w.slice(0, eq);
+    if (Object.hasOwn(out, key)) throw new UsageError(`${key} is given twice`);
+    out[key] = w.slice(eq + 1);
+  }
+  return out;
+}
+
+function list(value: string | boolean | undefined): string[] {
+  if (typeof value !== "string" || value === "") return [];
+  return value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
+const vlanRow = (
+  v: VlanInfo,
+) => [v.id, v.name, v.cidr, v.gateway, `${v.poolStart}-${v.poolEnd}`, `${v.used}/${v.poolSize}`];
+const VLAN_HEAD = ["ID", "NAME", "CIDR", "GATEWAY", "POOL", "USED"];
+
+function renderVlan(v: VlanInfo): string {
+  return fields([
+    ["VLAN", v.id],
+    ["Name", v.name],
+    ["Subnet", v.cidr],
+    ["Gateway", v.gateway],
+    ["Pool", `${v.poolStart} - ${v.poolEnd}`],
+    ["Used", `${v.used} of ${v.poolSize}`],
+    ["Reserved", v.reserved.map((r) => r.note ? `${r.ip} (${r.note})` : r.ip).join(", ") || "none"],
+  ]);
+}
+
+function renderModule(m: Module): string {
+  return fields([
+    ["Module", m.name],
+    ["Version", m.version],
+    ["Kind", m.kind],
+    ["Description", m.description],
+    ["Image", `${m.imageFormat}`],
+    ["Installed", m.installedAt],
+  ]) + "Files:\n" +
+    m.files.map((f) => `  ${f.file.padEnd(16)} ${String(f.size).padStart(10)}  sha256:${f.sha256}`)
+      .join("\n") +
+    "\n" +
+    (m.climod.fields.length === 0 ? "Configuration fields: none\n" : "Configuration fields:\n" +
+      table(
+        ["NAME", "TYPE", "DEFAULT", "HELP"],
+        m.climod.fields.map((f) => [
+          f.name,
+          f.type === "enum" ? `enum(${f.choices.join("|")})` : f.type,
+          f.default === undefined ? "(required)" : String(f.default),
+          f.help,
+        ]),
+      ).replace(/^/gm, "  "));
+}
+
+function renderGroup(g: ConfigGroup): string {
+  return fields([["Configuration group", g.name], ["Module", g.module], ["Updated", g.updatedAt]]) +
+    "Values:\n" +
+    Object.entries(g.values).map(([k, v]) => `  ${k} = ${JSON.stringify(v)}`).join("\n") +
+    "\n";
+}
+
+function renderImage(v: VmImage): string {
+  return fields([
+    ["VM image", v.name],
+    ["Modules", v.modules.join(", ")],
+    ["Configuration groups", v.configGroups.join(", ") || "none"],
+    ["VLANs", v.vlans.join(", ") || "none (NAT)"],
+    ["Memory", `${v.memoryMiB} MiB`],
+    ["vCPUs", v.cpus],
+    ["Instances", v.instances],
+  ]);
+}
+
+function nicText(i: Instance): string {
+  return i.nics.map((n) =>
+    `${n.vlan === null ? "nat" : `vlan${n.vlan}`} ${n.mac} ${n.ip ?? ""}`.trim()
+  )
+    .join("; ");
+}
+
+function renderInstance(i: Instance): string {
+  return fields([
+    ["Instance", i.name],
+    ["VM image", i.vmimage],
+    ["State", i.state],
+    ["Autostart", i.autostart ? "yes" : "no"],
+    ["Restart policy", i.restartPolicy],
+    ["Created", i.createdAt],
+  ]) + "NICs:\n" +
+    i.nics.map((n) =>
+      `  net${n.index}  ${n.vlan === null ? "nat" : `vlan ${n.vlan}`}  ${n.mac}  ${
+        n.ip ?? "(dhcp)"
+      }`
+    ).join("\n") + "\n";
+}
+
+const deleted = (r: unknown) => `Deleted ${(r as { deleted: string }).deleted}.\n`;
+
+/** Every one-line command. */
+export const commands: Command[] = [
+  cmd({
+    path: ["system", "status"],
+    summary: "Show the host's status",
+    args: [],
+    flags: [],
+    build: () => ({ action: "system.status", params: {} }),
+    render(r) {
+      const s = r as SystemStatus;
+      return fields([
+        ["KaOS", `${s.version} (${s.mode})`],
+        ["Host", s.hostname],
+        ["Uptime", `${s.uptimeSeconds} s`],
+        ["Acceleration", `${s.accel.kind.toUpperCase()} — ${s.accel.reason}`],
+        ["vKaOS", s.vkaos ?? "not installed"],
+        ["VLANs", s.counts.vlans],
+        ["Modules", s.counts.modules],
+        ["Configuration groups", s.counts.configGroups],
+        ["VM images", s.counts.vmimages],
+        ["Instances", s.counts.instances],
+        ["State", s.stateDir],
+      ]);
+    },
+  }),
+
+  cmd({
+    path: ["vlan", "add"],
+    summary: "Add a VLAN (a virtual switch) with its subnet and address pool",
+    args: [{ name: "ID" }, { name: "NAME" }, { name: "CIDR" }],
+    flags: [
+      { name: "gateway", value: "IP", help: "the host's address (default: first host)" },
+      { name: "pool", value: "START-END", help: "guest address pool (default: the rest)" },
+    ],
+    build(p) {
+      let poolStart: string | undefined, poolEnd: string | undefined;
+      if (typeof p.flags.pool === "string") {
+        const m = p.flags.pool.match(/^([^-\s]+)-([^-\s]+)$/);
+        if (!m) throw new UsageError("--pool takes START-END, e.g. 10.0.10.100-10.0.10.199");
+        [poolStart, poolEnd] = [m[1], m[2]];
+      }
+      return {
+        action: "vlan.add",
+        params: {
+          id: intArg(p.args.ID, "the VLAN id"),
+          name: p.args.NAME!,
+          cidr: p.args.CIDR!,
+          gateway: p.flags.gateway as string | undefined,
+          poolStart,
+          poolEnd,
+        },
+      };
+    },
+    render: (r) => `Added VLAN ${(r as VlanInfo).id}.\n` + renderVlan(r as VlanInfo),
+  }),
+  cmd({
+    path: ["vlan", "list"],
+    summary: "List VLANs",
+    args: [],
+    flags: [],
+    build: () => ({ action: "vlan.list", params: {} }),
+    render: (r) => table(VLAN_HEAD, (r as VlanInfo[]).map(vlanRow)),
+  }),
+  cmd({
+    path: ["vlan", "show"],
+    summary: "Show a VLAN",
+    args: [{ name: "VLAN" }],
+    flags: [],
+    build: (p) => ({ action: "vlan.show", params: { vlan: p.args.VLAN! } }),
+    render: (r) => renderVlan(r as VlanInfo),
+  }),
+  cmd({
+    path: ["vlan", "del"],
+    summary: "Delete a VLAN (refused while instances or VM images use it)",
+    args: [{ name: "VLAN" }],
+    flags: [],
+    destructive: true,
+    build: (p) => ({ action: "vlan.del", params: { vlan: p.args.VLAN! } }),
+    render: deleted,
+  }),
+  cmd({
+    path: ["vlan", "reserve"],
+    summary: "Keep an address of a VLAN's subnet from being handed out",
+    args: [{ name: "VLAN" }, { name: "IP" }],
+    flags: [{ name: "note", value: "TEXT", help: "why it is reserved" }],
+    build: (p) => ({
+      action: "vlan.reserve",
+      params: { vlan: p.args.VLAN!, ip: p.args.IP!, note: (p.flags.note as string) ?? "" },
+    }),
+    render: (r) => renderVlan(r as VlanInfo),
+  }),
+  cmd({
+    path: ["vlan", "unreserve"],
+    summary: "Release a reserved address",
+    args: [{ name: "VLAN" }, { name: "IP" }],
+    flags: [],
+    build: (p) => ({ action: "vlan.unreserve", params: { vlan: p.args.VLAN!, ip: p.args.IP! } }),
+    render: (r) => renderVlan(r as VlanInfo),
+  }),
+
+  cmd({
+    path: ["module", "import"],
+    summary: "Install a module from a local directory (vKaOS first)",
+    args: [{ name: "PATH" }],
+    flags: [],
+    build: (p) => ({ action: "module.import", params: { path: p.args.PATH! } }),
+    render: (r) => `Imported ${(r as Module).name} ${(r as Module).version}.\n`,
+  }),
+  cmd({
+    path: ["module", "list"],
+    summary: "List installed modules",
+    args: [],
+    flags: [],
+    build: () => ({ action: "module.list", params: {} }),
+    render: (r) =>
+      table(
+        ["NAME", "VERSION", "KIND", "DESCRIPTION"],
+        (r as Module[]).map((m) => [m.name, m.version, m.kind, m.description]),
+      ),
+  }),
+  cmd({
+    path: ["module", "show"],
+    summary: "Show a module, its files and configuration fields",
+    args: [{ name: "NAME" }],
+    flags: [],
+    build: (p) => ({ action: "module.show", params: { name: p.args.NAME! } }),
+    render: (r) => renderModule(r as Module),
+  }),
+  cmd({
+    path: ["module", "del"],
+    summary: "Delete a module (refused while VM images or configuration groups use it)",
+    args: [{ name: "NAME" }],
+    flags: [],
+    destructive: true,
+    build: (p) => ({ action: "module.del", params: { name: p.args.NAME! } }),
+    render: deleted,
+  }),
+
+  cmd({
+    path: ["config-group", "add"],
+    summary: "Create a configuration group of a module",
+    args: [{ name: "MODULE" }, { name: "NAME" }, { name: "KEY=VALUE", rest: true, optional: true }],
+    flags: [],
+    build: (p) => ({
+      action: "configGroup.add",
+      params: { module: p.args.MODULE!, name: p.args.NAME!, values: keyValues(p.rest) },
+    }),
+    render: (r) =>
+      `Added configuration group ${(r as ConfigGroup).name}.\n` + renderGroup(r as ConfigGroup),
+  }),
+  cmd({
+    path: ["config-group", "list"],
+    summary: "List configuration groups",
+    args: [],
+    flags: [{ name: "module", value: "MODULE", help: "only this module's" }],
+    build: (p) => ({
+      action: "configGroup.list",
+      params: { module: p.flags.module as string | undefined },
+    }),
+    render: (r) =>
+      table(
+        ["NAME", "MODULE", "VALUES"],
+        (r as ConfigGroup[]).map((g) => [
+          g.name,
+          g.module,
+          Object.entries(g.values).map(([k, v]) => `${k}=${v}`).join(" "),
+        ]),
+      ),
+  }),
+  cmd({
+    path: ["config-group", "show"],
+    summary: "Show a configuration group",
+    args: [{ name: "NAME" }],
+    flags: [],
+    build: (p) => ({ action: "configGroup.show", params: { name: p.args.NAME! } }),
+    render: (r) => renderGroup(r as ConfigGroup),
+  }),
+  cmd({
+    path: ["config-group", "set"],
+    summary: "Change values of a configuration group",
+    args: [{ name: "NAME" }, { name: "KEY=VALUE", rest: true }],
+    flags: [],
+    build: (p) => ({
+      action: "configGroup.set",
+      params: { name: p.args.NAME!, values: keyValues(p.rest) },
+    }),
+    render: (r) => renderGroup(r as ConfigGroup),
+  }),
+  cmd({
+    path: ["config-group", "del"],
+    summary: "Delete a configuration group (refused while VM images use it)",
+    args: [{ name: "NAME" }],
+    flags: [],
+    destructive: true,
+    build: (p) => ({ action: "configGroup.del", params: { name: p.args.NAME! } }),
+    render: deleted,
+  }),
+
+  cmd({
+    path: ["vmimage", "create"],
+    summary: "Create a VM image from App Modules and configuration groups",
+    args: [{ name: "NAME" }],
+    flags: [
+      { name: "modules", value: "A,B", help: "App Modules (vKaOS is implied)" },
+      { name: "config-groups", value: "X,Y", help: "one configuration group per module" },
+      { name: "vlan", value: "ID[,ID]", help: "VLANs to attach (one NIC each; none: NAT)" },
+      { name: "memory", value: "MiB", help: "guest memory (default 256)" },
+      { name: "cpus", value: "N", help: "vCPUs (default 1)" },
+    ],
+    build(p) {
+      const modules = list(p.flags.modules);
+      if (modules.length === 0) throw new UsageError("--modules is required, e.g. --modules web");
+      return {
+        action: "vmimage.create",
+        params: {
+          name: p.args.NAME!,
+          modules,
+          configGroups: list(p.flags["config-groups"]),
+          vlans: list(p.flags.vlan).map((v) => intArg(v, "a VLAN id")),
+          memoryMiB: p.flags.memory === undefined
+            ? undefined
+            : intArg(p.flags.memory as string, "--memory"),
+          cpus: p.flags.cpus === undefined ? undefined : intArg(p.flags.cpus as string, "--cpus"),
+        },
+      };
+    },
+    render: (r) => `Created VM image ${(r as VmImage).name}.\n` + renderImage(r as VmImage),
+  }),
+  cmd({
+    path: ["vmimage", "list"],
+    summary: "List VM images",
+    args: [],
+    flags: [],
+    build: () => ({ action: "vmimage.list", params: {} }),
+    render: (r) =>
+      table(
+        ["NAME", "MODULES", "CONFIG GROUPS", "VLANS", "MEMORY", "CPUS", "INSTANCES"],
+        (r as VmImage[]).map((v) => [
+          v.name,
+          v.modules.join(","),
+          v.configGroups.join(",") || "-",
+          v.vlans.join(",") || "nat",
+          `${v.memoryMiB}M`,
+          v.cpus,
+          v.instances,
+        ]),
+      ),
+  }),
+  cmd({
+    path: ["vmimage", "show"],
+    summary: "Show a VM image",
+    args: [{ name: "NAME" }],
+    flags: [],
+    build: (p) => ({ action: "vmimage.show", params: { name: p.args.NAME! } }),
+    render: (r) => renderImage(r as VmImage),
+  }),
+  cmd({
+    path: ["vmimage", "del"],
+    summary: "Delete a VM image (refused while deployed)",
+    args: [{ name: "NAME" }],
+    flags: [],
+    destructive: true,
+    build: (p) => ({ action: "vmimage.del", params: { name: p.args.NAME! } }),
+    render: deleted,
+  }),
+
+  cmd({
+    path: ["deploy"],
+    summary: "Deploy instances of a VM image",
+    args: [{ name: "VMIMAGE" }],
+    flags: [{ name: "count", value: "N", help: "how many instances (default 1)" }],
+    build: (p) => ({
+      action: "deploy",
+      params: {
+        vmimage: p.args.VMIMAGE!,
+        count: p.flags.count === undefined ? 1 : intArg(p.flags.count as string, "--count"),
+      },
+    }),
+    render: (r) =>
+      `Deployed ${(r as Instance[]).length} instance(s):\n` +
+      table(["NAME", "STATE", "NICS"], (r as Instance[]).map((i) => [i.name, i.state, nicText(i)])),
+  }),
+  cmd({
+    path: ["instance", "list"],
+    summary: "List instances",
+    args: [],
+    flags: [{ name: "vmimage", value: "NAME", help: "only this VM image's" }],
+    build: (p) => ({
+      action: "instance.list",
+      params: { vmimage: p.flags.vmimage as string | undefined },
+    }),
+    render: (r) =>
+      table(
+        ["NAME", "VMIMAGE", "STATE", "NICS"],
+        (r as Instance[]).map((i) => [i.name, i.vmimage, i.state, nicText(i)]),
+      ),
+  }),
+  cmd({
+    path: ["instance", "show"],
+    summary: "Show an instance",
+    args: [{ name: "NAME" }],
+    flags: [],
+    build: (p) => ({ action: "instance.show", params: { name: p.args.NAME! } }),
+    render: (r) => renderInstance(r as Instance),
+  }),
+  cmd({
+    path: ["instance", "del"],
+    summary: "Delete an instance (its addresses and MACs are released)",
+    args: [{ name: "NAME" }],
+    flags: [],
+    destructive: true,
+    build: (p) => ({ action: "instance.del", params: { name: p.args.NAME! } }),
+    render: deleted,
+  }),
+];
+
+/** The usage line of a command. */
+export function usage(c: Command): string {
+  const args = c.args.map((a) => a.rest ? `[${a.name}…]` : a.optional ? `[${a.name}]` : a.name);
+  const flags = c.flags.map((f) => f.boolean ? `[--${f.name}]` : `[--${f.name} ${f.value}]`);
+  return [...c.path, ...args, ...flags, "[--json]"].join(" ");
+}

@@ -1,0 +1,150 @@
+/**
+ * Runs one one-line command: parses the words against the command registry, sends the action to
+ * kattach and prints the result (plain or `--json`). Used by `aq`, SSH exec and the menus.
+ */
+import { IpcClient, IpcError } from "../ipc/mod.ts";
+import { isUserError } from "../lib/errors.ts";
+import { type Command, commands, type Parsed, usage, UsageError } from "./commands.ts";
+
+/** Exit statuses of a one-line command. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3, internal: 4 } as const;
+
+/** Where a one-line command writes and how it reaches kattach. */
+export interface OneLineIo {
+  out(text: string): void;
+  err(text: string): void;
+  connect(): Promise<IpcClient>;
+}
+
+/** Finds the command a list of words names; returns it and the remaining words. */
+export function findCommand(words: string[]): { command: Command; rest: string[] } | undefined {
+  let best: Command | undefined;
+  for (const c of commands) {
+    if (c.path.every((w, i) => words[i] === w) && (!best || c.path.length > best.path.length)) {
+      best = c;
+    }
+  }
+  return best && { command: best, rest: words.slice(best.path.length) };
+}
+
+/** Parses the words after a command's path; a UsageError on anything unexpected. */
+export function parseArgs(c: Command, words: string[]): Parsed {
+  const parsed: Parsed = { args: {}, rest: [], flags: {} };
+  const positional: string[] = [];
+  let onlyPositional = false;
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i];
+    if (!onlyPositional && w === "--") {
+      onlyPositional = true;
+      continue;
+    }
+    if (!onlyPositional && w.startsWith("--")) {
+      const eq = w.indexOf("=");
+      const name = w.slice(2, eq === -1 ? undefined : eq);
+      const spec = c.flags.find((f) => f.name === name);
+      if (!spec) throw new UsageError(`unknown option --${name}`, usage(c));
+      if (name in parsed.flags) throw new UsageError(`--${name} is given twice`, usage(c));
+      if (spec.boolean) {
+        if (eq !== -1) throw new UsageError(`--${name} takes no value`, usage(c));
+        parsed.flags[name] = true;
+      } else if (eq !== -1) {
+        parsed.flags[name] = w.slice(eq + 1);
+      } else {
+        if (i + 1 >= words.length) throw new UsageError(`--${name} needs a value`, usage(c));
+        parsed.flags[name] = words[++i];
+      }
+      continue;
+    }
+    positional.push(w);
+  }
+  for (const a of c.args) {
+    if (a.rest) {
+      parsed.rest = positional.splice(0);
+      if (parsed.rest.length === 0 && !a.optional) {
+        throw new UsageError(`${a.name} is missing`, usage(c));
+      }
+      continue;
+    }
+    const v = positional.shift();
+    if (v === undefined && !a.optional) throw new UsageError(`${a.name} is missing`, usage(c));
+    parsed.args[a.name] = v;
+  }
+  if (positional.length > 0) {
+    throw new UsageError(`unexpected ${JSON.stringify(positional[0])}`, usage(c));
+  }
+  return parsed;
+}
+
+/** The help text: every command, or those under a prefix. */
+export function helpText(prefix: string[] = []): string {
+  const matching = commands.filter((c) => prefix.every((w, i) => c.path[i] === w));
+  const shown = matching.length > 0 ? matching : commands;
+  const lines = shown.map((c) => `  ${usage(c)}\n      ${c.summary}`);
+  return (prefix.length === 0 || matching.length === 0
+    ? "KaOS AppQueue CLI — one-line commands (add --json for machine-readable output):\n"
+    : "") + lines.join("\n") + "\n";
+}
+
+/** Runs one command line given as words; returns the exit status. */
+export async function runOneLine(words: string[], io: OneLineIo): Promise<number> {
+  const json = words.includes("--json");
+  words = words.filter((w) => w !== "--json");
+  if (
+    words.length === 0 || words[0] === "help" || words.includes("--help") || words.includes("-h")
+  ) {
+    const prefix = words[0] === "help" ? words.slice(1) : words.filter((w) => !w.startsWith("-"));
+    io.out(helpText(prefix));
+    return EXIT.ok;
+  }
+  const found = findCommand(words);
+  if (!found) {
+    const group = commands.filter((c) => c.path[0] === words[0]);
+    io.err(
+      group.length > 0 && words.length === 1
+        ? `Error: ${words[0]} needs a subcommand\n${helpText([words[0]])}`
+        : `Error: unknown command ${
+          JSON.stringify(words.slice(0, 2).join(" "))
+        }\nHint: run \`help\` for the list of commands\n`,
+    );
+    return EXIT.usage;
+  }
+  let request;
+  try {
+    request = found.command.build(parseArgs(found.command, found.rest));
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`Error: ${err.message}\nUsage: ${err.usage || usage(found.command)}\n`);
+      return EXIT.usage;
+    }
+    throw err;
+  }
+  let client: IpcClient | undefined;
+  try {
+    client = await io.connect();
+    const result = await client.call(request.action, request.params as never, {
+      onProgress: (message, done, total) =>
+        io.err(`${total ? `[${done ?? 0}/${total}] ` : ""}${message}\n`),
+    });
+    io.out(json ? JSON.stringify(result, null, 2) + "\n" : found.command.render(result));
+    return EXIT.ok;
+  } catch (err) {
+    return reportError(err, io, json);
+  } finally {
+    client?.close();
+  }
+}
+
+function reportError(err: unknown, io: OneLineIo, json: boolean): number {
+  const kind = err instanceof IpcError ? err.info.kind : isUserError(err) ? "user" : "internal";
+  const code = err instanceof IpcError ? err.info.code : isUserError(err) ? err.code : "internal";
+  const message = err instanceof Error ? err.message : String(err);
+  const hint = isUserError(err) ? err.hint : "";
+  if (json) {
+    io.err(JSON.stringify({ error: { kind, code, message, hint } }) + "\n");
+  } else {
+    io.err(`Error: ${message}\n${hint ? `Hint: ${hint}\n` : ""}`);
+  }
+  if (code === "unavailable") return EXIT.unavailable;
+  if (kind === "user") return EXIT.failed;
+  return EXIT.internal;
+}

@@ -1,0 +1,111 @@
+/**
+ * The action registry: every request a front-end can send to kattach, with the schema of its
+ * parameters and of its result. Front-ends build actions; kattach executes them (STYLE rule 11).
+ */
+import { z } from "zod";
+import { ModuleName } from "../appqueue/manifest.ts";
+import {
+  ConfigGroup,
+  ConfigValue,
+  Instance,
+  InstanceName,
+  Module,
+  ObjectName,
+  SystemStatus,
+  VlanId,
+  VlanInfo,
+  VmImage,
+} from "./schemas.ts";
+
+const None = z.strictObject({});
+const Deleted = z.strictObject({ deleted: z.string() });
+
+/** Every action kattach understands: name → params and result schemas. */
+export const actions = {
+  "system.status": { params: None, result: SystemStatus },
+
+  "vlan.add": {
+    params: z.strictObject({
+      id: VlanId,
+      name: ObjectName,
+      cidr: z.string(),
+      gateway: z.string().optional(),
+      poolStart: z.string().optional(),
+      poolEnd: z.string().optional(),
+    }),
+    result: VlanInfo,
+  },
+  "vlan.list": { params: None, result: z.array(VlanInfo) },
+  "vlan.show": { params: z.strictObject({ vlan: z.string() }), result: VlanInfo },
+  "vlan.del": { params: z.strictObject({ vlan: z.string() }), result: Deleted },
+  "vlan.reserve": {
+    params: z.strictObject({ vlan: z.string(), ip: z.string(), note: z.string().max(200) }),
+    result: VlanInfo,
+  },
+  "vlan.unreserve": {
+    params: z.strictObject({ vlan: z.string(), ip: z.string() }),
+    result: VlanInfo,
+  },
+
+  "module.import": { params: z.strictObject({ path: z.string().min(1) }), result: Module },
+  "module.list": { params: None, result: z.array(Module) },
+  "module.show": { params: z.strictObject({ name: ModuleName }), result: Module },
+  "module.del": { params: z.strictObject({ name: ModuleName }), result: Deleted },
+
+  "configGroup.add": {
+    params: z.strictObject({
+      module: ModuleName,
+      name: ObjectName,
+      values: z.record(z.string(), ConfigValue),
+    }),
+    result: ConfigGroup,
+  },
+  "configGroup.list": {
+    params: z.strictObject({ module: ModuleName.optional() }),
+    result: z.array(ConfigGroup),
+  },
+  "configGroup.show": { params: z.strictObject({ name: ObjectName }), result: ConfigGroup },
+  "configGroup.set": {
+    params: z.strictObject({ name: ObjectName, values: z.record(z.string(), ConfigValue) }),
+    result: ConfigGroup,
+  },
+  "configGroup.del": { params: z.strictObject({ name: ObjectName }), result: Deleted },
+
+  "vmimage.create": {
+    params: z.strictObject({
+      name: ObjectName,
+      modules: z.array(ModuleName).min(1).max(16),
+      configGroups: z.array(ObjectName).max(64),
+      vlans: z.array(VlanId).max(8),
+      memoryMiB: z.number().int().min(32).max(1024 * 1024).optional(),
+      cpus: z.number().int().min(1).max(64).optional(),
+    }),
+    result: VmImage,
+  },
+  "vmimage.list": { params: None, result: z.array(VmImage) },
+  "vmimage.show": { params: z.strictObject({ name: ObjectName }), result: VmImage },
+  "vmimage.del": { params: z.strictObject({ name: ObjectName }), result: Deleted },
+
+  "deploy": {
+    params: z.strictObject({ vmimage: ObjectName, count: z.number().int().min(1).max(256) }),
+    result: z.array(Instance),
+  },
+  "instance.list": {
+    params: z.strictObject({ vmimage: ObjectName.optional() }),
+    result: z.array(Instance),
+  },
+  "instance.show": { params: z.strictObject({ name: InstanceName }), result: Instance },
+  "instance.del": { params: z.strictObject({ name: InstanceName }), result: Deleted },
+} as const;
+
+/** The name of an action. */
+export type ActionName = keyof typeof actions;
+/** The parameters an action takes. */
+export type ParamsOf<A extends ActionName> = z.input<(typeof actions)[A]["params"]>;
+/** What an action returns. */
+export type ResultOf<A extends ActionName> = z.infer<(typeof actions)[A]["result"]>;
+
+/** True when `name` is a known action. */
+export function isActionName(name: string): name is ActionName {
+  return Object.hasOwn(actions, name);
+}

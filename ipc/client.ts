@@ -1,0 +1,138 @@
+/**
+ * The front-ends' side of the IPC channel: connects to kattach's socket, presents the token,
+ * sends actions and validates every frame that comes back.
+ */
+import { UserError } from "../lib/errors.ts";
+import { type ActionName, actions, type ParamsOf, type ResultOf } from "./actions.ts";
+import {
+  encodeFrame,
+  type ErrorInfo,
+  PROTOCOL_VERSION,
+  readLines,
+  ServerFrame,
+} from "./protocol.ts";
+import { SOCKET_NAME, TOKEN_NAME } from "./server.ts";
+
+/** kattach answered with an error; `info.kind` tells whose fault it was. */
+export class IpcError extends UserError {
+  /** The error as kattach sent it. */
+  readonly info: ErrorInfo;
+
+  constructor(info: ErrorInfo) {
+    super(info.message, { hint: info.hint, code: info.code });
+    this.name = "IpcError";
+    this.info = info;
+  }
+}
+
+/** Options of one call. */
+export interface CallOptions {
+  onProgress?: (message: string, done?: number, total?: number) => void;
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+  onProgress?: CallOptions["onProgress"];
+}
+
+/** A connection to kattach. */
+export class IpcClient {
+  #conn: Deno.UnixConn;
+  #token: string;
+  #nextId = 1;
+  #pending = new Map<number, Pending>();
+  #reading: Promise<void>;
+
+  private constructor(conn: Deno.UnixConn, token: string) {
+    this.#conn = conn;
+    this.#token = token;
+    this.#reading = this.#readLoop();
+  }
+
+  /** Connects to the kattach whose run directory is `runDir`. */
+  static async connect(runDir: string): Promise<IpcClient> {
+    let token: string;
+    let conn: Deno.UnixConn;
+    try {
+      token = (await Deno.readTextFile(`${runDir}/${TOKEN_NAME}`)).trim();
+      conn = await Deno.connect({ transport: "unix", path: `${runDir}/${SOCKET_NAME}` });
+    } catch (err) {
+      throw new UserError(`Cannot reach kattach at ${runDir}: ${(err as Error).message}`, {
+        hint: "is kattach running? Start it with `scripts/deno task kaos kattach --hosted`",
+        code: "unavailable",
+        cause: err,
+      });
+    }
+    return new IpcClient(conn, token);
+  }
+
+  /** Sends one action and waits for its result. */
+  call<A extends ActionName>(
+    action: A,
+    params: ParamsOf<A>,
+    options: CallOptions = {},
+  ): Promise<ResultOf<A>> {
+    const id = this.#nextId++;
+    const frame = { v: PROTOCOL_VERSION, id, token: this.#token, action, params };
+    const done = new Promise<unknown>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, onProgress: options.onProgress });
+    });
+    const bytes = encodeFrame(frame);
+    (async () => {
+      for (let off = 0; off < bytes.length;) off += await this.#conn.write(bytes.subarray(off));
+    })().catch((err) => this.#fail(err));
+    return done.then((result) => {
+      const checked = actions[action].result.safeParse(result);
+      if (!checked.success) {
+        throw new Error(`kattach sent a malformed result for ${action}`);
+      }
+      return checked.data as ResultOf<A>;
+    });
+  }
+
+  /** Closes the connection; pending calls fail. */
+  close(): void {
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+  }
+
+  async #readLoop(): Promise<void> {
+    try {
+      for await (const line of readLines(this.#conn.readable)) {
+        let frame;
+        try {
+          frame = ServerFrame.parse(JSON.parse(line));
+        } catch {
+          continue; // a frame we cannot read is dropped; its call times out or fails on close
+        }
+        const pending = this.#pending.get(frame.id);
+        if (frame.type === "progress") {
+          pending?.onProgress?.(frame.message, frame.done, frame.total);
+          continue;
+        }
+        if (!pending) {
+          if (frame.ok === false && frame.id === -1) this.#fail(new IpcError(frame.error));
+          continue;
+        }
+        this.#pending.delete(frame.id);
+        if (frame.ok) pending.resolve(frame.result);
+        else pending.reject(new IpcError(frame.error));
+      }
+      this.#fail(new Error("kattach closed the connection"));
+    } catch (err) {
+      this.#fail(err as Error);
+    }
+  }
+
+  #fail(err: Error): void {
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+  }
+
+  /** Resolves when the connection is closed and the reader has finished. */
+  get closed(): Promise<void> {
+    return this.#reading;
+  }
+}

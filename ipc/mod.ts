@@ -1,0 +1,6 @@
+/** The private channel between front-ends (CLI, SSH, console) and kattach. */
+export * from "./actions.ts";
+export * from "./schemas.ts";
+export { type ActionContext, type Dispatch, type IpcServer, serveIpc } from "./server.ts";
+export { type CallOptions, IpcClient, IpcError } from "./client.ts";
+export { type ErrorInfo, MAX_FRAME_BYTES, PROTOCOL_VERSION } from "./protocol.ts";

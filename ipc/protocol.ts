@@ -1,0 +1,115 @@
+/**
+ * The wire format between front-ends and kattach: one JSON object per line over a unix socket.
+ * A request gets zero or more `progress` frames and then exactly one `result` frame.
+ */
+import { z } from "zod";
+
+/** The protocol version both sides speak. */
+export const PROTOCOL_VERSION = 1;
+/** The longest line either side accepts, in bytes. */
+export const MAX_FRAME_BYTES = 1024 * 1024;
+
+/** A request from a front-end. */
+export const Request = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  id: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  token: z.string().max(200),
+  action: z.string().max(100),
+  params: z.unknown(),
+});
+export type Request = z.infer<typeof Request>;
+
+/** Why a request failed: the operator's input, a bug, or a broken message. */
+export const ErrorInfo = z.strictObject({
+  kind: z.enum(["user", "internal", "protocol"]),
+  code: z.string(),
+  message: z.string(),
+  hint: z.string(),
+});
+export type ErrorInfo = z.infer<typeof ErrorInfo>;
+
+/** A progress report for long work (downloads, deploys). */
+export const ProgressFrame = z.strictObject({
+  id: z.number().int(),
+  type: z.literal("progress"),
+  message: z.string(),
+  done: z.number().optional(),
+  total: z.number().optional(),
+});
+export type ProgressFrame = z.infer<typeof ProgressFrame>;
+
+/** The final answer to a request. */
+export const ResultFrame = z.union([
+  z.strictObject({
+    id: z.number().int(),
+    type: z.literal("result"),
+    ok: z.literal(true),
+    result: z.unknown(),
+  }),
+  z.strictObject({
+    id: z.number().int(),
+    type: z.literal("result"),
+    ok: z.literal(false),
+    error: ErrorInfo,
+  }),
+]);
+export type ResultFrame = z.infer<typeof ResultFrame>;
+
+/** Anything kattach sends. */
+export const ServerFrame = z.union([ProgressFrame, ResultFrame]);
+export type ServerFrame = z.infer<typeof ServerFrame>;
+
+/**
+ * Splits a byte stream into lines, refusing lines longer than `maxBytes`. Yields each complete
+ * line without its newline; a trailing partial line at the end of the stream is dropped.
+ */
+export async function* readLines(
+  stream: AsyncIterable<Uint8Array>,
+  maxBytes = MAX_FRAME_BYTES,
+): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  for await (const chunk of stream) {
+    let start = 0;
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, start)) {
+      const piece = chunk.subarray(start, i);
+      if (pendingBytes + piece.length > maxBytes) throw new FrameTooLongError(maxBytes);
+      pending.push(piece);
+      yield decoder.decode(concat(pending));
+      pending = [];
+      pendingBytes = 0;
+      start = i + 1;
+    }
+    const rest = chunk.subarray(start);
+    if (rest.length > 0) {
+      pendingBytes += rest.length;
+      if (pendingBytes > maxBytes) throw new FrameTooLongError(maxBytes);
+      pending.push(rest.slice());
+    }
+  }
+}
+
+/** A peer sent a line longer than the protocol allows. */
+export class FrameTooLongError extends Error {
+  constructor(maxBytes: number) {
+    super(`message longer than ${maxBytes} bytes`);
+    this.name = "FrameTooLongError";
+  }
+}
+
+/** Encodes one frame as a line. */
+export function encodeFrame(frame: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(frame) + "\n");
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

@@ -1,0 +1,155 @@
+/**
+ * The KaOS domain as it crosses the IPC channel. kattach validates rows read back from SQLite
+ * with the same schemas, so one definition serves the store, the wire and the CLI.
+ */
+import { z } from "zod";
+import {
+  Appmgr,
+  Climod,
+  ImageFormat,
+  ModuleKind,
+  ModuleName,
+  ModuleVersion,
+} from "../appqueue/manifest.ts";
+
+/** Names of VLANs, VM images and configuration groups. */
+export const ObjectName = z.string().regex(
+  /^[a-z][a-z0-9-]{0,31}$/,
+  "names are 1-32 lower-case letters, digits or '-', starting with a letter",
+);
+
+/** An instance name: `<vmimage>-<n>`. */
+export const InstanceName = z.string().regex(
+  /^[a-z][a-z0-9-]{0,31}-[1-9][0-9]{0,5}$/,
+  "instance names look like web-1",
+);
+
+/** A VLAN id, 1-4094. */
+export const VlanId = z.number().int().min(1, "VLAN ids run from 1 to 4094").max(
+  4094,
+  "VLAN ids run from 1 to 4094",
+);
+
+/** A VLAN: one virtual switch with its IPv4 subnet and address pool. */
+export const Vlan = z.strictObject({
+  id: VlanId,
+  name: ObjectName,
+  cidr: z.string(),
+  gateway: z.string(),
+  poolStart: z.string(),
+  poolEnd: z.string(),
+  createdAt: z.string(),
+});
+export type Vlan = z.infer<typeof Vlan>;
+
+/** A VLAN with its pool usage, as `vlan list/show` report it. */
+export const VlanInfo = Vlan.extend({
+  poolSize: z.number().int(),
+  used: z.number().int(),
+  reserved: z.array(z.strictObject({ ip: z.string(), note: z.string() })),
+});
+export type VlanInfo = z.infer<typeof VlanInfo>;
+
+/** One stored file of an installed module. */
+export const ModuleFile = z.strictObject({
+  part: z.enum(["manifest", "image", "climod", "appmgr"]),
+  file: z.string(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  size: z.number().int().min(0),
+});
+export type ModuleFile = z.infer<typeof ModuleFile>;
+
+/** An installed module. */
+export const Module = z.strictObject({
+  name: ModuleName,
+  version: ModuleVersion,
+  kind: ModuleKind,
+  description: z.string(),
+  imageFormat: ImageFormat,
+  dir: z.string(),
+  files: z.array(ModuleFile),
+  climod: Climod,
+  appmgr: Appmgr,
+  installedAt: z.string(),
+});
+export type Module = z.infer<typeof Module>;
+
+/** A value of a configuration field. */
+export const ConfigValue = z.union([z.string(), z.number(), z.boolean()]);
+export type ConfigValue = z.infer<typeof ConfigValue>;
+
+/** A configuration group: one named configuration instance of a module. */
+export const ConfigGroup = z.strictObject({
+  name: ObjectName,
+  module: ModuleName,
+  values: z.record(z.string(), ConfigValue),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type ConfigGroup = z.infer<typeof ConfigGroup>;
+
+/** A VM image: vKaOS + App Modules + configuration groups, deployable many times. */
+export const VmImage = z.strictObject({
+  name: ObjectName,
+  modules: z.array(ModuleName),
+  configGroups: z.array(ObjectName),
+  vlans: z.array(VlanId),
+  memoryMiB: z.number().int(),
+  cpus: z.number().int(),
+  createdAt: z.string(),
+  instances: z.number().int(),
+});
+export type VmImage = z.infer<typeof VmImage>;
+
+/** Where an instance is in its life. */
+export const InstanceState = z.enum([
+  "defined",
+  "starting",
+  "running",
+  "paused",
+  "stopping",
+  "stopped",
+  "failed",
+]);
+export type InstanceState = z.infer<typeof InstanceState>;
+
+/** A virtual NIC of an instance; `vlan` null means user-mode NAT. */
+export const Nic = z.strictObject({
+  index: z.number().int().min(0),
+  vlan: VlanId.nullable(),
+  mac: z.string(),
+  ip: z.string().nullable(),
+});
+export type Nic = z.infer<typeof Nic>;
+
+/** A deployed instance of a VM image. */
+export const Instance = z.strictObject({
+  name: InstanceName,
+  vmimage: ObjectName,
+  state: InstanceState,
+  autostart: z.boolean(),
+  restartPolicy: z.enum(["always", "on-failure", "never"]),
+  nics: z.array(Nic),
+  createdAt: z.string(),
+});
+export type Instance = z.infer<typeof Instance>;
+
+/** What `system status` reports. */
+export const SystemStatus = z.strictObject({
+  version: z.string(),
+  hostname: z.string(),
+  pid: z.number().int(),
+  mode: z.enum(["hosted", "appliance"]),
+  stateDir: z.string(),
+  uptimeSeconds: z.number(),
+  accel: z.strictObject({ kind: z.enum(["kvm", "tcg"]), reason: z.string() }),
+  vkaos: z.string().nullable(),
+  counts: z.strictObject({
+    vlans: z.number().int(),
+    modules: z.number().int(),
+    configGroups: z.number().int(),
+    vmimages: z.number().int(),
+    instances: z.number().int(),
+  }),
+});
+export type SystemStatus = z.infer<typeof SystemStatus>;

@@ -1,0 +1,214 @@
+/**
+ * kattach's side of the IPC channel: a unix socket in a directory only its owner can enter,
+ * a per-boot token, and strict validation of every frame in and out.
+ */
+import { describeIssues, isUserError } from "../lib/errors.ts";
+import { type ActionName, actions, isActionName } from "./actions.ts";
+import {
+  encodeFrame,
+  type ErrorInfo,
+  FrameTooLongError,
+  type ProgressFrame,
+  readLines,
+  Request,
+} from "./protocol.ts";
+
+/** What a handler may use while it runs. */
+export interface ActionContext {
+  /** Reports progress of long work to the caller. */
+  progress(message: string, done?: number, total?: number): void;
+}
+
+/** Executes one validated action; returns its result or throws. */
+export type Dispatch = (
+  action: ActionName,
+  params: unknown,
+  ctx: ActionContext,
+) => Promise<unknown>;
+
+/** Options of `serveIpc`. */
+export interface ServeIpcOptions {
+  /** Directory for the socket and token; created 0700. */
+  runDir: string;
+  dispatch: Dispatch;
+  log: (line: string) => void;
+}
+
+/** A running IPC server. */
+export interface IpcServer {
+  socketPath: string;
+  close(): Promise<void>;
+}
+
+/** The socket's and token's file names inside the run directory. */
+export const SOCKET_NAME = "kattach.sock";
+export const TOKEN_NAME = "token";
+
+/** Starts the IPC server: creates the run dir, a fresh token and the socket. */
+export async function serveIpc(options: ServeIpcOptions): Promise<IpcServer> {
+  const { runDir, dispatch, log } = options;
+  await Deno.mkdir(runDir, { recursive: true, mode: 0o700 });
+  await Deno.chmod(runDir, 0o700);
+  const token = randomToken();
+  const tokenPath = `${runDir}/${TOKEN_NAME}`;
+  await Deno.writeTextFile(`${tokenPath}.tmp`, token + "\n", { mode: 0o600 });
+  await Deno.rename(`${tokenPath}.tmp`, tokenPath);
+  const socketPath = `${runDir}/${SOCKET_NAME}`;
+  await Deno.remove(socketPath).catch(() => {});
+  const listener = Deno.listen({ transport: "unix", path: socketPath });
+  await Deno.chmod(socketPath, 0o600);
+
+  const conns = new Set<Deno.UnixConn>();
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      handleConnection(conn, { token, dispatch, log })
+        .catch((err) => log(`ipc: connection ended: ${err}`))
+        .finally(() => {
+          conns.delete(conn);
+          try {
+            conn.close();
+          } catch { /* already closed */ }
+        });
+    }
+  })().catch(() => {});
+
+  return {
+    socketPath,
+    async close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* already closed */ }
+      }
+      await accepting;
+      await Deno.remove(socketPath).catch(() => {});
+    },
+  };
+}
+
+async function handleConnection(
+  conn: Deno.UnixConn,
+  opts: { token: string; dispatch: Dispatch; log: (line: string) => void },
+): Promise<void> {
+  const send = async (frame: unknown) => {
+    const bytes = encodeFrame(frame);
+    for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+  };
+  try {
+    for await (const line of readLines(conn.readable)) {
+      if (line.trim() === "") continue;
+      await send(await answer(line, opts, send));
+    }
+  } catch (err) {
+    if (err instanceof FrameTooLongError) {
+      await send(failure(-1, protocolError(err.message))).catch(() => {});
+      return;
+    }
+    throw err;
+  }
+}
+
+async function answer(
+  line: string,
+  opts: { token: string; dispatch: Dispatch; log: (line: string) => void },
+  send: (frame: unknown) => Promise<void>,
+): Promise<unknown> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch {
+    return failure(-1, protocolError("the message is not JSON"));
+  }
+  const parsed = Request.safeParse(raw);
+  if (!parsed.success) {
+    const id = typeof (raw as { id?: unknown })?.id === "number" ? (raw as { id: number }).id : -1;
+    return failure(id, protocolError(`malformed request: ${describeIssues(parsed.error.issues)}`));
+  }
+  const req = parsed.data;
+  if (!tokensEqual(req.token, opts.token)) {
+    opts.log("ipc: request with a wrong token refused");
+    return failure(req.id, {
+      kind: "protocol",
+      code: "unauthorized",
+      message: "the IPC token is wrong",
+      hint: "kattach was restarted or this client is not allowed; retry",
+    });
+  }
+  if (!isActionName(req.action)) {
+    return failure(req.id, {
+      kind: "protocol",
+      code: "unknown-action",
+      message: `unknown action ${JSON.stringify(req.action)}`,
+      hint: "the client and kattach are of different releases",
+    });
+  }
+  const spec = actions[req.action];
+  const params = spec.params.safeParse(req.params ?? {});
+  if (!params.success) {
+    return failure(req.id, {
+      kind: "user",
+      code: "invalid",
+      message: describeIssues(params.error.issues),
+      hint: "",
+    });
+  }
+  const ctx: ActionContext = {
+    progress(message, done, total) {
+      const frame: ProgressFrame = { id: req.id, type: "progress", message, done, total };
+      send(frame).catch(() => {});
+    },
+  };
+  try {
+    const result = await opts.dispatch(req.action, params.data, ctx);
+    const checked = spec.result.safeParse(result);
+    if (!checked.success) {
+      opts.log(
+        `ipc: BUG: ${req.action} returned a bad result: ${describeIssues(checked.error.issues)}`,
+      );
+      return failure(req.id, internalError());
+    }
+    return { id: req.id, type: "result", ok: true, result: checked.data };
+  } catch (err) {
+    if (isUserError(err)) {
+      return failure(req.id, {
+        kind: "user",
+        code: err.code,
+        message: err.message,
+        hint: err.hint,
+      });
+    }
+    opts.log(`ipc: BUG in ${req.action}: ${err instanceof Error ? err.stack : String(err)}`);
+    return failure(req.id, internalError());
+  }
+}
+
+function failure(id: number, error: ErrorInfo) {
+  return { id, type: "result", ok: false, error };
+}
+
+function protocolError(message: string): ErrorInfo {
+  return { kind: "protocol", code: "protocol", message, hint: "" };
+}
+
+function internalError(): ErrorInfo {
+  return {
+    kind: "internal",
+    code: "internal",
+    message: "kattach hit an internal error; nothing was changed",
+    hint: "see the kattach log for details",
+  };
+}
+
+function randomToken(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function tokensEqual(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}

@@ -1,0 +1,24 @@
+/** Types shared by the action handlers. */
+import type { z } from "zod";
+import type { ActionContext, ActionName, actions, ResultOf } from "../../ipc/mod.ts";
+import type { Store } from "../store.ts";
+
+/** What every handler gets: the running kattach's parts. */
+export interface Kattach {
+  store: Store;
+  stateDir: string;
+  mode: "hosted" | "appliance";
+  startedAt: number;
+  accel: { kind: "kvm" | "tcg"; reason: string };
+  log(line: string): void;
+}
+
+/** A handler of one action. */
+export type Handler<A extends ActionName> = (
+  k: Kattach,
+  params: z.infer<(typeof actions)[A]["params"]>,
+  ctx: ActionContext,
+) => Promise<ResultOf<A>> | ResultOf<A>;
+
+/** Handlers of some actions. */
+export type Handlers<A extends ActionName> = { [K in A]: Handler<K> };

@@ -1,0 +1,86 @@
+/** Configuration group actions: named, validated configuration instances of a module. */
+import { resolveConfigValues } from "../../appqueue/mod.ts";
+import type { ConfigGroup } from "../../ipc/mod.ts";
+import { UserError } from "../../lib/errors.ts";
+import type { Store } from "../store.ts";
+import { resolveModule } from "./module.ts";
+import type { Handlers } from "./_types.ts";
+
+/** Finds a configuration group; a UserError when there is none. */
+export function resolveConfigGroup(store: Store, name: string): ConfigGroup {
+  const g = store.getConfigGroup(name);
+  if (!g) {
+    throw new UserError(`Configuration group ${name} does not exist`, {
+      hint: "see `config-group list`",
+      code: "not-found",
+    });
+  }
+  return g;
+}
+
+/** The configuration group actions. */
+export const configGroupHandlers: Handlers<
+  | "configGroup.add"
+  | "configGroup.list"
+  | "configGroup.show"
+  | "configGroup.set"
+  | "configGroup.del"
+> = {
+  "configGroup.add"(k, p) {
+    return k.store.tx(() => {
+      const mod = resolveModule(k.store, p.module);
+      if (k.store.getConfigGroup(p.name)) {
+        throw new UserError(`Cannot add configuration group ${p.name}: the name is taken`, {
+          hint: "configuration group names are unique on the host",
+          code: "conflict",
+        });
+      }
+      const values = resolveConfigValues(mod.climod, p.values, { module: mod.name });
+      k.store.insertConfigGroup({ name: p.name, module: mod.name, values });
+      k.log(`config-group: added ${p.name} (${mod.name})`);
+      return resolveConfigGroup(k.store, p.name);
+    });
+  },
+
+  "configGroup.list"(k, p) {
+    if (p.module !== undefined) resolveModule(k.store, p.module);
+    return k.store.listConfigGroups(p.module);
+  },
+
+  "configGroup.show"(k, p) {
+    return resolveConfigGroup(k.store, p.name);
+  },
+
+  "configGroup.set"(k, p) {
+    return k.store.tx(() => {
+      const group = resolveConfigGroup(k.store, p.name);
+      if (Object.keys(p.values).length === 0) {
+        throw new UserError(`Nothing to set on ${p.name}`, { hint: "give key=value pairs" });
+      }
+      const mod = resolveModule(k.store, group.module);
+      const values = resolveConfigValues(mod.climod, p.values, {
+        module: mod.name,
+        base: group.values,
+      });
+      k.store.updateConfigGroup(p.name, values);
+      k.log(`config-group: set ${p.name} ${Object.keys(p.values).join(",")}`);
+      return resolveConfigGroup(k.store, p.name);
+    });
+  },
+
+  "configGroup.del"(k, p) {
+    return k.store.tx(() => {
+      resolveConfigGroup(k.store, p.name);
+      const images = k.store.configGroupVmImages(p.name);
+      if (images.length > 0) {
+        throw new UserError(`Cannot delete ${p.name}: VM images use it (${images.join(", ")})`, {
+          hint: "delete those VM images first",
+          code: "in-use",
+        });
+      }
+      k.store.deleteConfigGroup(p.name);
+      k.log(`config-group: deleted ${p.name}`);
+      return { deleted: p.name };
+    });
+  },
+};

@@ -1,0 +1,93 @@
+/**
+ * Deploy and instance records. `deploy` creates all its instances, their MACs and addresses in
+ * one transaction: all or nothing.
+ */
+import type { Instance, Nic } from "../../ipc/mod.ts";
+import { UserError } from "../../lib/errors.ts";
+import { allocateMac } from "../../netmgr/mod.ts";
+import type { Store } from "../store.ts";
+import { requireVkaos } from "./module.ts";
+import { resolveVmImage } from "./vmimage.ts";
+import { allocateOn, resolveVlan, takenAddresses } from "./vlan.ts";
+import type { Handlers } from "./_types.ts";
+
+/** Finds an instance; a UserError when there is none. */
+export function resolveInstance(store: Store, name: string): Instance {
+  const i = store.getInstance(name);
+  if (!i) {
+    throw new UserError(`Instance ${name} does not exist`, {
+      hint: "see `instance list`",
+      code: "not-found",
+    });
+  }
+  return i;
+}
+
+/** The deploy and instance actions. */
+export const instanceHandlers: Handlers<
+  "deploy" | "instance.list" | "instance.show" | "instance.del"
+> = {
+  "deploy"(k, p, ctx) {
+    const created = k.store.tx(() => {
+      requireVkaos(k.store, `deploy ${p.vmimage}`);
+      const image = resolveVmImage(k.store, p.vmimage);
+      const vlans = image.vlans.map((id) => resolveVlan(k.store, String(id)));
+      const taken = new Map(vlans.map((v) => [v.id, takenAddresses(k.store, v.id)]));
+      const macs = new Set(k.store.allMacs());
+      const first = k.store.takeInstanceNumbers(image.name, p.count);
+      const names: string[] = [];
+      for (let n = first; n < first + p.count; n++) {
+        const name = `${image.name}-${n}`;
+        if (k.store.getInstance(name)) {
+          throw new UserError(`Cannot deploy: instance ${name} exists already`, {
+            code: "conflict",
+          });
+        }
+        const nicVlans = vlans.length > 0 ? vlans : [null];
+        const nics: Nic[] = nicVlans.map((vlan, index) => {
+          const mac = allocateMac(macs);
+          macs.add(mac);
+          const ip = vlan ? allocateOn(vlan, taken.get(vlan.id)!) : null;
+          return { index, vlan: vlan?.id ?? null, mac, ip };
+        });
+        k.store.insertInstance({
+          name,
+          vmimage: image.name,
+          state: "defined",
+          autostart: false,
+          restartPolicy: "on-failure",
+          nics,
+        });
+        names.push(name);
+        ctx.progress(`defined ${name}`, names.length, p.count);
+      }
+      return names;
+    });
+    k.log(`deploy: ${p.vmimage} × ${p.count}: ${created.join(", ")}`);
+    return created.map((name) => resolveInstance(k.store, name));
+  },
+
+  "instance.list"(k, p) {
+    if (p.vmimage !== undefined) resolveVmImage(k.store, p.vmimage);
+    return k.store.listInstances(p.vmimage);
+  },
+
+  "instance.show"(k, p) {
+    return resolveInstance(k.store, p.name);
+  },
+
+  "instance.del"(k, p) {
+    return k.store.tx(() => {
+      const inst = resolveInstance(k.store, p.name);
+      if (!["defined", "stopped", "failed"].includes(inst.state)) {
+        throw new UserError(`Cannot delete ${p.name}: it is ${inst.state}`, {
+          hint: `stop it first (\`instance stop ${p.name}\`)`,
+          code: "in-use",
+        });
+      }
+      k.store.deleteInstance(p.name);
+      k.log(`instance: deleted ${p.name}`);
+      return { deleted: p.name };
+    });
+  },
+};

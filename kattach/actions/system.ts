@@ -1,0 +1,23 @@
+/** System actions: what the operator sees first. */
+import type { Handlers } from "./_types.ts";
+
+/** The KaOS release this build is. */
+export const KAOS_VERSION = "0.1.0-dev";
+
+/** The system actions. */
+export const systemHandlers: Handlers<"system.status"> = {
+  "system.status"(k) {
+    const vkaos = k.store.getVkaos();
+    return {
+      version: KAOS_VERSION,
+      hostname: Deno.hostname(),
+      pid: Deno.pid,
+      mode: k.mode,
+      stateDir: k.stateDir,
+      uptimeSeconds: Math.round((Date.now() - k.startedAt) / 100) / 10,
+      accel: k.accel,
+      vkaos: vkaos ? `${vkaos.name} ${vkaos.version}` : null,
+      counts: k.store.counts(),
+    };
+  },
+};

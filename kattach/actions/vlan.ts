@@ -1,0 +1,154 @@
+/** VLAN actions: one virtual switch per VLAN, with its subnet, gateway and address pool. */
+import { UserError } from "../../lib/errors.ts";
+import type { Vlan, VlanInfo } from "../../ipc/mod.ts";
+import {
+  allocateAddress,
+  broadcast,
+  contains,
+  defaultPlan,
+  parseCidr,
+  parseIpv4,
+  poolUsage,
+  validatePlan,
+} from "../../netmgr/mod.ts";
+import type { Store } from "../store.ts";
+import type { Handlers, Kattach } from "./_types.ts";
+
+/** Finds a VLAN by id ("10") or name ("web"); a UserError when there is none. */
+export function resolveVlan(store: Store, ref: string): Vlan {
+  const vlan = /^\d+$/.test(ref) ? store.getVlan(Number(ref)) : store.getVlanByName(ref);
+  if (!vlan) {
+    throw new UserError(`VLAN ${ref} does not exist`, {
+      hint: "see `vlan list` for the VLANs of this host",
+      code: "not-found",
+    });
+  }
+  return vlan;
+}
+
+/** A VLAN with its pool usage and reservations. */
+export function vlanInfo(store: Store, vlan: Vlan): VlanInfo {
+  const reserved = store.vlanReservations(vlan.id);
+  const usage = poolUsage(vlan, [...store.vlanAssignedIps(vlan.id), ...reserved.map((r) => r.ip)]);
+  return { ...vlan, poolSize: usage.size, used: usage.used, reserved };
+}
+
+/** Addresses of a VLAN that must not be handed out: assigned and reserved. */
+export function takenAddresses(store: Store, vlanId: number): Set<string> {
+  return new Set([
+    ...store.vlanAssignedIps(vlanId),
+    ...store.vlanReservations(vlanId).map((r) => r.ip),
+  ]);
+}
+
+/** The VLAN actions. */
+export const vlanHandlers: Handlers<
+  "vlan.add" | "vlan.list" | "vlan.show" | "vlan.del" | "vlan.reserve" | "vlan.unreserve"
+> = {
+  "vlan.add"(k: Kattach, p) {
+    const cidr = parseCidr(p.cidr);
+    const plan = { ...defaultPlan(p.cidr) };
+    if (p.gateway !== undefined) plan.gateway = p.gateway;
+    if (p.poolStart !== undefined) plan.poolStart = p.poolStart;
+    if (p.poolEnd !== undefined) plan.poolEnd = p.poolEnd;
+    validatePlan(plan);
+    return k.store.tx(() => {
+      if (k.store.getVlan(p.id)) {
+        throw new UserError(`Cannot add VLAN ${p.id}: it exists already`, {
+          hint: "choose another id, or `vlan del` the old one first",
+          code: "conflict",
+        });
+      }
+      if (k.store.getVlanByName(p.name)) {
+        throw new UserError(`Cannot add VLAN ${p.id}: the name ${p.name} is taken`, {
+          hint: "VLAN names are unique; choose another",
+          code: "conflict",
+        });
+      }
+      for (const other of k.store.listVlans()) {
+        const o = parseCidr(other.cidr);
+        if (contains(o, cidr.network) || contains(cidr, o.network)) {
+          throw new UserError(
+            `Cannot add VLAN ${p.id}: ${plan.cidr} overlaps VLAN ${other.id} (${other.cidr})`,
+            { hint: "each VLAN needs a subnet of its own", code: "conflict" },
+          );
+        }
+      }
+      k.store.insertVlan({ id: p.id, name: p.name, ...plan });
+      k.log(`vlan: added ${p.id} ${p.name} ${plan.cidr}`);
+      return vlanInfo(k.store, k.store.getVlan(p.id)!);
+    });
+  },
+
+  "vlan.list"(k) {
+    return k.store.listVlans().map((v) => vlanInfo(k.store, v));
+  },
+
+  "vlan.show"(k, p) {
+    return vlanInfo(k.store, resolveVlan(k.store, p.vlan));
+  },
+
+  "vlan.del"(k, p) {
+    return k.store.tx(() => {
+      const vlan = resolveVlan(k.store, p.vlan);
+      const users = k.store.vlanInstances(vlan.id);
+      if (users.length > 0) {
+        throw new UserError(
+          `Cannot delete VLAN ${vlan.id}: instances use it (${users.join(", ")})`,
+          { hint: "delete those instances first", code: "in-use" },
+        );
+      }
+      const images = k.store.vlanVmImages(vlan.id);
+      if (images.length > 0) {
+        throw new UserError(
+          `Cannot delete VLAN ${vlan.id}: VM images attach to it (${images.join(", ")})`,
+          { hint: "delete those VM images first", code: "in-use" },
+        );
+      }
+      k.store.deleteVlan(vlan.id);
+      k.log(`vlan: deleted ${vlan.id}`);
+      return { deleted: String(vlan.id) };
+    });
+  },
+
+  "vlan.reserve"(k, p) {
+    return k.store.tx(() => {
+      const vlan = resolveVlan(k.store, p.vlan);
+      const ip = p.ip;
+      const cidr = parseCidr(vlan.cidr);
+      const n = parseIpv4(ip);
+      if (
+        !contains(cidr, n) || n === cidr.network || n === broadcast(cidr) || ip === vlan.gateway
+      ) {
+        throw new UserError(`Cannot reserve ${ip}: it is not a guest address of ${vlan.cidr}`, {
+          hint: `the gateway is ${vlan.gateway}`,
+        });
+      }
+      if (k.store.vlanAssignedIps(vlan.id).includes(ip)) {
+        throw new UserError(`Cannot reserve ${ip}: an instance uses it`, { code: "conflict" });
+      }
+      if (k.store.vlanReservations(vlan.id).some((r) => r.ip === ip)) {
+        throw new UserError(`Cannot reserve ${ip}: it is reserved already`, { code: "conflict" });
+      }
+      k.store.insertReservation(vlan.id, ip, p.note);
+      return vlanInfo(k.store, vlan);
+    });
+  },
+
+  "vlan.unreserve"(k, p) {
+    return k.store.tx(() => {
+      const vlan = resolveVlan(k.store, p.vlan);
+      if (!k.store.deleteReservation(vlan.id, p.ip)) {
+        throw new UserError(`${p.ip} is not reserved on VLAN ${vlan.id}`, { code: "not-found" });
+      }
+      return vlanInfo(k.store, vlan);
+    });
+  },
+};
+
+/** Allocates one address on a VLAN, given addresses already taken in this transaction. */
+export function allocateOn(vlan: Vlan, taken: Set<string>): string {
+  const ip = allocateAddress(vlan, taken);
+  taken.add(ip);
+  return ip;
+}

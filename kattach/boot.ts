@@ -1,0 +1,125 @@
+/**
+ * kattach's start: a named list of phases, then supervised services (STYLE rule 12). In hosted
+ * mode it runs as an ordinary process with all state under one directory; as PID 1 (appliance
+ * mode) it never exits: a failing phase is logged and skipped, signals never kill it.
+ */
+import { type Dispatch, type IpcServer, serveIpc } from "../ipc/mod.ts";
+import { probeAccel } from "../host/mod.ts";
+import { type Kattach, reconcileModuleDirs, runAction } from "./actions/mod.ts";
+import { Store } from "./store.ts";
+
+/** Options of {@linkcode startKattach}. */
+export interface KattachOptions {
+  mode: "hosted" | "appliance";
+  stateDir: string;
+  log?: (line: string) => void;
+}
+
+/** A running kattach. */
+export interface RunningKattach {
+  k: Kattach;
+  ipc: IpcServer;
+  /** Stops services and closes the store (hosted mode only). */
+  stop(): Promise<void>;
+}
+
+/** One step of the start sequence. */
+interface Phase {
+  name: string;
+  /** A fatal phase aborts the start in hosted mode; in appliance mode it is retried later. */
+  fatal: boolean;
+  run(): Promise<void> | void;
+}
+
+/** Runs the phases in order and returns the running kattach. */
+export async function startKattach(options: KattachOptions): Promise<RunningKattach> {
+  const log = options.log ?? ((line: string) => console.error(`kattach: ${line}`));
+  const stateDir = options.stateDir;
+  let store: Store | undefined;
+  let k: Kattach | undefined;
+  let ipc: IpcServer | undefined;
+
+  const phases: Phase[] = [
+    {
+      name: "state-dir",
+      fatal: true,
+      async run() {
+        await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
+        await refuseSecondKattach(`${stateDir}/run`);
+      },
+    },
+    {
+      name: "config-store",
+      fatal: true,
+      run() {
+        store = Store.open(`${stateDir}/kaos.db`);
+        log(`config store open (schema ${store.schemaVersion()})`);
+      },
+    },
+    {
+      name: "accel",
+      fatal: false,
+      run() {
+        const accel = probeAccel();
+        k = {
+          store: store!,
+          stateDir,
+          mode: options.mode,
+          startedAt: Date.now(),
+          accel,
+          log,
+        };
+        log(`${accel.kind}: ${accel.reason}`);
+      },
+    },
+    {
+      name: "reconcile-modules",
+      fatal: false,
+      async run() {
+        for (const path of await reconcileModuleDirs(store!, stateDir)) {
+          log(`removed leftover ${path}`);
+        }
+      },
+    },
+    {
+      name: "ipc",
+      fatal: true,
+      async run() {
+        const dispatch: Dispatch = (action, params, ctx) => runAction(k!, action, params, ctx);
+        ipc = await serveIpc({ runDir: `${stateDir}/run`, dispatch, log });
+        log(`listening on ${ipc.socketPath}`);
+      },
+    },
+  ];
+
+  for (const phase of phases) {
+    try {
+      await phase.run();
+    } catch (err) {
+      log(`phase ${phase.name} failed: ${err instanceof Error ? err.message : err}`);
+      if (phase.fatal) {
+        store?.close();
+        throw err;
+      }
+    }
+  }
+
+  return {
+    k: k!,
+    ipc: ipc!,
+    async stop() {
+      await ipc?.close();
+      store?.close();
+    },
+  };
+}
+
+async function refuseSecondKattach(runDir: string): Promise<void> {
+  try {
+    const conn = await Deno.connect({ transport: "unix", path: `${runDir}/kattach.sock` });
+    conn.close();
+  } catch {
+    return; // nobody listens: the socket (if any) is stale
+  }
+  throw new Error(`another kattach is running on ${runDir}`);
+}

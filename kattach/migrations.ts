@@ -1,0 +1,119 @@
+/**
+ * Numbered schema migrations of the configuration database. Append only: a released migration
+ * is never edited; a change is a new entry.
+ */
+
+/** One migration: its number and the SQL that takes the schema from number-1 to number. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** All migrations, in order. */
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: "core",
+    sql: `
+      CREATE TABLE setting (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE vlan (
+        id INTEGER PRIMARY KEY CHECK (id BETWEEN 1 AND 4094),
+        name TEXT NOT NULL UNIQUE,
+        cidr TEXT NOT NULL,
+        gateway TEXT NOT NULL,
+        pool_start TEXT NOT NULL,
+        pool_end TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE ip_reservation (
+        vlan INTEGER NOT NULL REFERENCES vlan(id) ON DELETE CASCADE,
+        ip TEXT NOT NULL,
+        note TEXT NOT NULL,
+        PRIMARY KEY (vlan, ip)
+      ) STRICT;
+
+      CREATE TABLE module (
+        name TEXT PRIMARY KEY,
+        version TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('vkaos', 'app')),
+        description TEXT NOT NULL,
+        image_format TEXT NOT NULL,
+        dir TEXT NOT NULL,
+        climod TEXT NOT NULL,
+        appmgr TEXT NOT NULL,
+        installed_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE module_file (
+        module TEXT NOT NULL REFERENCES module(name) ON DELETE CASCADE,
+        part TEXT NOT NULL,
+        file TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (module, part)
+      ) STRICT;
+
+      CREATE TABLE config_group (
+        name TEXT PRIMARY KEY,
+        module TEXT NOT NULL REFERENCES module(name),
+        vals TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE vmimage (
+        name TEXT PRIMARY KEY,
+        memory_mib INTEGER NOT NULL,
+        cpus INTEGER NOT NULL,
+        next_instance INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE vmimage_module (
+        vmimage TEXT NOT NULL REFERENCES vmimage(name) ON DELETE CASCADE,
+        module TEXT NOT NULL REFERENCES module(name),
+        position INTEGER NOT NULL,
+        PRIMARY KEY (vmimage, module)
+      ) STRICT;
+
+      CREATE TABLE vmimage_config_group (
+        vmimage TEXT NOT NULL REFERENCES vmimage(name) ON DELETE CASCADE,
+        config_group TEXT NOT NULL REFERENCES config_group(name),
+        position INTEGER NOT NULL,
+        PRIMARY KEY (vmimage, config_group)
+      ) STRICT;
+
+      CREATE TABLE vmimage_vlan (
+        vmimage TEXT NOT NULL REFERENCES vmimage(name) ON DELETE CASCADE,
+        vlan INTEGER NOT NULL REFERENCES vlan(id),
+        position INTEGER NOT NULL,
+        PRIMARY KEY (vmimage, vlan)
+      ) STRICT;
+
+      CREATE TABLE instance (
+        name TEXT PRIMARY KEY,
+        vmimage TEXT NOT NULL REFERENCES vmimage(name),
+        state TEXT NOT NULL,
+        autostart INTEGER NOT NULL DEFAULT 0,
+        restart_policy TEXT NOT NULL DEFAULT 'on-failure',
+        created_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE nic (
+        instance TEXT NOT NULL REFERENCES instance(name) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        vlan INTEGER REFERENCES vlan(id),
+        mac TEXT NOT NULL UNIQUE,
+        ip TEXT,
+        PRIMARY KEY (instance, idx),
+        UNIQUE (vlan, ip)
+      ) STRICT;
+    `,
+  },
+];

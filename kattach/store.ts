@@ -1,0 +1,523 @@
+/**
+ * The configuration store: the only code that opens the SQLite database. WAL with
+ * synchronous=FULL, foreign keys on, numbered migrations, one writer, every write a transaction.
+ */
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import {
+  ConfigGroup,
+  Instance,
+  Module,
+  type ModuleFile,
+  Nic,
+  Vlan,
+  VmImage,
+} from "../ipc/schemas.ts";
+import { migrations } from "./migrations.ts";
+
+type Row = Record<string, SQLInputValue>;
+
+/** The configuration database of one KaOS host. */
+export class Store {
+  #db: DatabaseSync;
+  #inTx = false;
+
+  private constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  /** Opens (creating if needed) the database at `path` and brings its schema up to date. */
+  static open(path: string): Store {
+    const db = new DatabaseSync(path);
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA synchronous = FULL");
+    db.exec("PRAGMA foreign_keys = ON");
+    db.exec("PRAGMA busy_timeout = 5000");
+    const store = new Store(db);
+    store.#migrate();
+    return store;
+  }
+
+  /** The schema version the database is at. */
+  schemaVersion(): number {
+    const row = this.#db.prepare("SELECT MAX(version) AS v FROM schema_migration").get() as
+      | { v: number | null }
+      | undefined;
+    return row?.v ?? 0;
+  }
+
+  /** Runs `fn` in one write transaction; any throw rolls everything back. `fn` must not await. */
+  tx<T>(fn: () => T): T {
+    if (this.#inTx) throw new Error("nested transaction");
+    this.#db.exec("BEGIN IMMEDIATE");
+    this.#inTx = true;
+    try {
+      const result = fn();
+      if (result instanceof Promise) throw new Error("a transaction body must be synchronous");
+      this.#db.exec("COMMIT");
+      return result;
+    } catch (err) {
+      this.#db.exec("ROLLBACK");
+      throw err;
+    } finally {
+      this.#inTx = false;
+    }
+  }
+
+  /** Closes the database. */
+  close(): void {
+    this.#db.close();
+  }
+
+  #migrate(): void {
+    this.#db.exec(
+      "CREATE TABLE IF NOT EXISTS schema_migration (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    );
+    const current = this.schemaVersion();
+    for (const m of migrations) {
+      if (m.version <= current) continue;
+      this.tx(() => {
+        this.#db.exec(m.sql);
+        this.#run("INSERT INTO schema_migration (version, name, applied_at) VALUES (?, ?, ?)", [
+          m.version,
+          m.name,
+          now(),
+        ]);
+      });
+    }
+  }
+
+  #run(sql: string, params: SQLInputValue[] = []): void {
+    this.#db.prepare(sql).run(...params);
+  }
+
+  #all(sql: string, params: SQLInputValue[] = []): Row[] {
+    return this.#db.prepare(sql).all(...params) as Row[];
+  }
+
+  #get(sql: string, params: SQLInputValue[] = []): Row | undefined {
+    return this.#db.prepare(sql).get(...params) as Row | undefined;
+  }
+
+  #count(sql: string, params: SQLInputValue[] = []): number {
+    return Number(this.#get(sql, params)?.n ?? 0);
+  }
+
+  // ---- settings ----
+
+  /** A setting's value, or undefined. */
+  getSetting(key: string): string | undefined {
+    const row = this.#get("SELECT value FROM setting WHERE key = ?", [key]);
+    return row === undefined ? undefined : String(row.value);
+  }
+
+  /** Sets a setting. */
+  setSetting(key: string, value: string): void {
+    this.#run(
+      "INSERT INTO setting (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      [key, value],
+    );
+  }
+
+  // ---- VLANs ----
+
+  /** Adds a VLAN. */
+  insertVlan(v: Omit<Vlan, "createdAt">): void {
+    this.#run(
+      "INSERT INTO vlan (id, name, cidr, gateway, pool_start, pool_end, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      [v.id, v.name, v.cidr, v.gateway, v.poolStart, v.poolEnd, now()],
+    );
+  }
+
+  /** All VLANs by id. */
+  listVlans(): Vlan[] {
+    return this.#all("SELECT * FROM vlan ORDER BY id").map(vlanFromRow);
+  }
+
+  /** The VLAN with this id, or undefined. */
+  getVlan(id: number): Vlan | undefined {
+    const row = this.#get("SELECT * FROM vlan WHERE id = ?", [id]);
+    return row && vlanFromRow(row);
+  }
+
+  /** The VLAN with this name, or undefined. */
+  getVlanByName(name: string): Vlan | undefined {
+    const row = this.#get("SELECT * FROM vlan WHERE name = ?", [name]);
+    return row && vlanFromRow(row);
+  }
+
+  /** Deletes a VLAN and its reservations. */
+  deleteVlan(id: number): void {
+    this.#run("DELETE FROM vlan WHERE id = ?", [id]);
+  }
+
+  /** Addresses handed out to NICs on a VLAN. */
+  vlanAssignedIps(id: number): string[] {
+    return this.#all("SELECT ip FROM nic WHERE vlan = ? AND ip IS NOT NULL", [id]).map((r) =>
+      String(r.ip)
+    );
+  }
+
+  /** Names of instances with a NIC on a VLAN. */
+  vlanInstances(id: number): string[] {
+    return this.#all("SELECT DISTINCT instance FROM nic WHERE vlan = ? ORDER BY instance", [id])
+      .map((r) => String(r.instance));
+  }
+
+  /** Names of VM images attached to a VLAN. */
+  vlanVmImages(id: number): string[] {
+    return this.#all("SELECT vmimage FROM vmimage_vlan WHERE vlan = ? ORDER BY vmimage", [id])
+      .map((r) => String(r.vmimage));
+  }
+
+  /** Reserved addresses of a VLAN. */
+  vlanReservations(id: number): { ip: string; note: string }[] {
+    return this.#all("SELECT ip, note FROM ip_reservation WHERE vlan = ? ORDER BY ip", [id]).map((
+      r,
+    ) => ({ ip: String(r.ip), note: String(r.note) }));
+  }
+
+  /** Reserves an address on a VLAN. */
+  insertReservation(vlan: number, ip: string, note: string): void {
+    this.#run("INSERT INTO ip_reservation (vlan, ip, note) VALUES (?, ?, ?)", [vlan, ip, note]);
+  }
+
+  /** Releases a reservation; returns whether one existed. */
+  deleteReservation(vlan: number, ip: string): boolean {
+    const before = this.#count(
+      "SELECT COUNT(*) AS n FROM ip_reservation WHERE vlan = ? AND ip = ?",
+      [
+        vlan,
+        ip,
+      ],
+    );
+    this.#run("DELETE FROM ip_reservation WHERE vlan = ? AND ip = ?", [vlan, ip]);
+    return before > 0;
+  }
+
+  // ---- modules ----
+
+  /** Records an installed module with its files. */
+  insertModule(m: Omit<Module, "installedAt">): void {
+    this.#run(
+      "INSERT INTO module (name, version, kind, description, image_format, dir, climod, appmgr, installed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      [
+        m.name,
+        m.version,
+        m.kind,
+        m.description,
+        m.imageFormat,
+        m.dir,
+        JSON.stringify(m.climod),
+        JSON.stringify(m.appmgr),
+        now(),
+      ],
+    );
+    for (const f of m.files) {
+      this.#run(
+        "INSERT INTO module_file (module, part, file, sha256, size) VALUES (?, ?, ?, ?, ?)",
+        [m.name, f.part, f.file, f.sha256, f.size],
+      );
+    }
+  }
+
+  /** All installed modules, vKaOS first. */
+  listModules(): Module[] {
+    return this.#all("SELECT * FROM module ORDER BY kind = 'app', name").map((r) =>
+      this.#moduleFromRow(r)
+    );
+  }
+
+  /** The installed module with this name, or undefined. */
+  getModule(name: string): Module | undefined {
+    const row = this.#get("SELECT * FROM module WHERE name = ?", [name]);
+    return row && this.#moduleFromRow(row);
+  }
+
+  /** The installed vKaOS module, or undefined. */
+  getVkaos(): Module | undefined {
+    const row = this.#get("SELECT * FROM module WHERE kind = 'vkaos'");
+    return row && this.#moduleFromRow(row);
+  }
+
+  /** Removes a module's rows. */
+  deleteModule(name: string): void {
+    this.#run("DELETE FROM module WHERE name = ?", [name]);
+  }
+
+  /** Directories recorded for installed modules. */
+  moduleDirs(): string[] {
+    return this.#all("SELECT dir FROM module").map((r) => String(r.dir));
+  }
+
+  /** Names of VM images using a module. */
+  moduleVmImages(name: string): string[] {
+    return this.#all("SELECT vmimage FROM vmimage_module WHERE module = ? ORDER BY vmimage", [name])
+      .map((r) => String(r.vmimage));
+  }
+
+  /** Names of configuration groups of a module. */
+  moduleConfigGroups(name: string): string[] {
+    return this.#all("SELECT name FROM config_group WHERE module = ? ORDER BY name", [name]).map((
+      r,
+    ) => String(r.name));
+  }
+
+  #moduleFromRow(r: Row): Module {
+    const files: ModuleFile[] = this.#all(
+      "SELECT part, file, sha256, size FROM module_file WHERE module = ? ORDER BY part",
+      [r.name],
+    ).map((f) => ({
+      part: f.part as ModuleFile["part"],
+      file: String(f.file),
+      sha256: String(f.sha256),
+      size: Number(f.size),
+    }));
+    return Module.parse({
+      name: r.name,
+      version: r.version,
+      kind: r.kind,
+      description: r.description,
+      imageFormat: r.image_format,
+      dir: r.dir,
+      files,
+      climod: JSON.parse(String(r.climod)),
+      appmgr: JSON.parse(String(r.appmgr)),
+      installedAt: r.installed_at,
+    });
+  }
+
+  // ---- configuration groups ----
+
+  /** Adds a configuration group. */
+  insertConfigGroup(g: { name: string; module: string; values: ConfigGroup["values"] }): void {
+    const t = now();
+    this.#run(
+      "INSERT INTO config_group (name, module, vals, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+      [g.name, g.module, JSON.stringify(g.values), t, t],
+    );
+  }
+
+  /** Replaces a configuration group's values. */
+  updateConfigGroup(name: string, values: ConfigGroup["values"]): void {
+    this.#run("UPDATE config_group SET vals = ?, updated_at = ? WHERE name = ?", [
+      JSON.stringify(values),
+      now(),
+      name,
+    ]);
+  }
+
+  /** Configuration groups, optionally of one module. */
+  listConfigGroups(module?: string): ConfigGroup[] {
+    const rows = module === undefined
+      ? this.#all("SELECT * FROM config_group ORDER BY name")
+      : this.#all("SELECT * FROM config_group WHERE module = ? ORDER BY name", [module]);
+    return rows.map(configGroupFromRow);
+  }
+
+  /** The configuration group with this name, or undefined. */
+  getConfigGroup(name: string): ConfigGroup | undefined {
+    const row = this.#get("SELECT * FROM config_group WHERE name = ?", [name]);
+    return row && configGroupFromRow(row);
+  }
+
+  /** Deletes a configuration group. */
+  deleteConfigGroup(name: string): void {
+    this.#run("DELETE FROM config_group WHERE name = ?", [name]);
+  }
+
+  /** Names of VM images using a configuration group. */
+  configGroupVmImages(name: string): string[] {
+    return this.#all(
+      "SELECT vmimage FROM vmimage_config_group WHERE config_group = ? ORDER BY vmimage",
+      [name],
+    ).map((r) => String(r.vmimage));
+  }
+
+  // ---- VM images ----
+
+  /** Adds a VM image with its modules, configuration groups and VLANs (in order). */
+  insertVmImage(
+    v: Pick<VmImage, "name" | "modules" | "configGroups" | "vlans" | "memoryMiB" | "cpus">,
+  ): void {
+    this.#run("INSERT INTO vmimage (name, memory_mib, cpus, created_at) VALUES (?, ?, ?, ?)", [
+      v.name,
+      v.memoryMiB,
+      v.cpus,
+      now(),
+    ]);
+    v.modules.forEach((m, i) =>
+      this.#run("INSERT INTO vmimage_module (vmimage, module, position) VALUES (?, ?, ?)", [
+        v.name,
+        m,
+        i,
+      ])
+    );
+    v.configGroups.forEach((g, i) =>
+      this.#run(
+        "INSERT INTO vmimage_config_group (vmimage, config_group, position) VALUES (?, ?, ?)",
+        [v.name, g, i],
+      )
+    );
+    v.vlans.forEach((id, i) =>
+      this.#run("INSERT INTO vmimage_vlan (vmimage, vlan, position) VALUES (?, ?, ?)", [
+        v.name,
+        id,
+        i,
+      ])
+    );
+  }
+
+  /** All VM images. */
+  listVmImages(): VmImage[] {
+    return this.#all("SELECT * FROM vmimage ORDER BY name").map((r) => this.#vmImageFromRow(r));
+  }
+
+  /** The VM image with this name, or undefined. */
+  getVmImage(name: string): VmImage | undefined {
+    const row = this.#get("SELECT * FROM vmimage WHERE name = ?", [name]);
+    return row && this.#vmImageFromRow(row);
+  }
+
+  /** Deletes a VM image. */
+  deleteVmImage(name: string): void {
+    this.#run("DELETE FROM vmimage WHERE name = ?", [name]);
+  }
+
+  /** Takes `count` consecutive instance numbers of a VM image; returns the first. */
+  takeInstanceNumbers(vmimage: string, count: number): number {
+    const row = this.#get("SELECT next_instance FROM vmimage WHERE name = ?", [vmimage]);
+    const first = Number(row?.next_instance ?? 1);
+    this.#run("UPDATE vmimage SET next_instance = ? WHERE name = ?", [first + count, vmimage]);
+    return first;
+  }
+
+  #vmImageFromRow(r: Row): VmImage {
+    const list = (sql: string) => this.#all(sql, [r.name]).map((x) => x.v);
+    return VmImage.parse({
+      name: r.name,
+      memoryMiB: r.memory_mib,
+      cpus: r.cpus,
+      createdAt: r.created_at,
+      modules: list("SELECT module AS v FROM vmimage_module WHERE vmimage = ? ORDER BY position"),
+      configGroups: list(
+        "SELECT config_group AS v FROM vmimage_config_group WHERE vmimage = ? ORDER BY position",
+      ),
+      vlans: list("SELECT vlan AS v FROM vmimage_vlan WHERE vmimage = ? ORDER BY position").map(
+        Number,
+      ),
+      instances: this.#count("SELECT COUNT(*) AS n FROM instance WHERE vmimage = ?", [r.name]),
+    });
+  }
+
+  // ---- instances ----
+
+  /** Adds an instance with its NICs. */
+  insertInstance(i: Omit<Instance, "createdAt">): void {
+    this.#run(
+      "INSERT INTO instance (name, vmimage, state, autostart, restart_policy, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+      [i.name, i.vmimage, i.state, i.autostart ? 1 : 0, i.restartPolicy, now()],
+    );
+    for (const n of i.nics) {
+      this.#run("INSERT INTO nic (instance, idx, vlan, mac, ip) VALUES (?, ?, ?, ?, ?)", [
+        i.name,
+        n.index,
+        n.vlan,
+        n.mac,
+        n.ip,
+      ]);
+    }
+  }
+
+  /** Instances, optionally of one VM image. */
+  listInstances(vmimage?: string): Instance[] {
+    const rows = vmimage === undefined
+      ? this.#all("SELECT * FROM instance ORDER BY vmimage, created_at, name")
+      : this.#all("SELECT * FROM instance WHERE vmimage = ? ORDER BY created_at, name", [vmimage]);
+    return rows.map((r) => this.#instanceFromRow(r));
+  }
+
+  /** The instance with this name, or undefined. */
+  getInstance(name: string): Instance | undefined {
+    const row = this.#get("SELECT * FROM instance WHERE name = ?", [name]);
+    return row && this.#instanceFromRow(row);
+  }
+
+  /** Sets an instance's state. */
+  setInstanceState(name: string, state: Instance["state"]): void {
+    this.#run("UPDATE instance SET state = ? WHERE name = ?", [state, name]);
+  }
+
+  /** Deletes an instance; its NICs (and so its addresses and MACs) go with it. */
+  deleteInstance(name: string): void {
+    this.#run("DELETE FROM instance WHERE name = ?", [name]);
+  }
+
+  /** Every MAC address in use on this host. */
+  allMacs(): string[] {
+    return this.#all("SELECT mac FROM nic").map((r) => String(r.mac));
+  }
+
+  /** How many rows each kind of object has. */
+  counts(): {
+    vlans: number;
+    modules: number;
+    configGroups: number;
+    vmimages: number;
+    instances: number;
+  } {
+    const n = (table: string) => this.#count(`SELECT COUNT(*) AS n FROM ${table}`);
+    return {
+      vlans: n("vlan"),
+      modules: n("module"),
+      configGroups: n("config_group"),
+      vmimages: n("vmimage"),
+      instances: n("instance"),
+    };
+  }
+
+  #instanceFromRow(r: Row): Instance {
+    const nics = this.#all("SELECT * FROM nic WHERE instance = ? ORDER BY idx", [r.name]).map((n) =>
+      Nic.parse({
+        index: n.idx,
+        vlan: n.vlan === null ? null : Number(n.vlan),
+        mac: n.mac,
+        ip: n.ip,
+      })
+    );
+    return Instance.parse({
+      name: r.name,
+      vmimage: r.vmimage,
+      state: r.state,
+      autostart: r.autostart === 1,
+      restartPolicy: r.restart_policy,
+      nics,
+      createdAt: r.created_at,
+    });
+  }
+}
+
+function vlanFromRow(r: Row): Vlan {
+  return Vlan.parse({
+    id: Number(r.id),
+    name: r.name,
+    cidr: r.cidr,
+    gateway: r.gateway,
+    poolStart: r.pool_start,
+    poolEnd: r.pool_end,
+    createdAt: r.created_at,
+  });
+}
+
+function configGroupFromRow(r: Row): ConfigGroup {
+  return ConfigGroup.parse({
+    name: r.name,
+    module: r.module,
+    values: JSON.parse(String(r.vals)),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  });
+}
+
+function now(): string {
+  return new Date().toISOString();
+}
