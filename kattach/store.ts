@@ -14,7 +14,8 @@ import {
 } from "../ipc/schemas.ts";
 import { migrations } from "./migrations.ts";
 
-type Row = Record<string, SQLInputValue>;
+/** A row as node:sqlite returns it. */
+export type Row = Record<string, SQLInputValue>;
 
 /** The configuration database of one KaOS host. */
 export class Store {
@@ -86,16 +87,31 @@ export class Store {
     }
   }
 
-  #run(sql: string, params: SQLInputValue[] = []): void {
+  /** Runs one statement. For kattach's store extensions (kattach/store_*.ts) only. */
+  run(sql: string, params: SQLInputValue[] = []): void {
     this.#db.prepare(sql).run(...params);
   }
 
-  #all(sql: string, params: SQLInputValue[] = []): Row[] {
+  /** All rows of a query. For kattach's store extensions (kattach/store_*.ts) only. */
+  all(sql: string, params: SQLInputValue[] = []): Row[] {
     return this.#db.prepare(sql).all(...params) as Row[];
   }
 
-  #get(sql: string, params: SQLInputValue[] = []): Row | undefined {
+  /** The first row of a query. For kattach's store extensions (kattach/store_*.ts) only. */
+  get(sql: string, params: SQLInputValue[] = []): Row | undefined {
     return this.#db.prepare(sql).get(...params) as Row | undefined;
+  }
+
+  #run(sql: string, params: SQLInputValue[] = []): void {
+    this.run(sql, params);
+  }
+
+  #all(sql: string, params: SQLInputValue[] = []): Row[] {
+    return this.all(sql, params);
+  }
+
+  #get(sql: string, params: SQLInputValue[] = []): Row | undefined {
+    return this.get(sql, params);
   }
 
   #count(sql: string, params: SQLInputValue[] = []): number {
