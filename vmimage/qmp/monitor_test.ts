@@ -3,7 +3,7 @@
  * errors, timeouts, close and quit.
  */
 import { assert, assertEquals, assertInstanceOf, assertRejects } from "./_assert.ts";
-import { eventLine, FakeQmpServer, GREETING } from "./_fake_server.ts";
+import { eventLine, FakePeer, FakeQmpServer, GREETING } from "./_fake_server.ts";
 import { QmpClosedError, QmpError, QmpProtocolError, QmpTimeoutError } from "./errors.ts";
 import type { QmpEvent } from "./messages.ts";
 import { QmpMonitor } from "./monitor.ts";
@@ -315,7 +315,6 @@ Deno.test("connect waits for a socket that appears later", async () => {
     const connecting = QmpMonitor.connect(path, { timeoutMs: 5000 });
     await new Promise((r) => setTimeout(r, 100));
     const listener = Deno.listen({ transport: "unix", path });
-    const { FakePeer } = await import("./_fake_server.ts");
     const peer = new FakePeer(await listener.accept());
     await peer.handshake();
     const monitor = await connecting;
