@@ -1,0 +1,130 @@
+/**
+ * SSH host keys of the appliance: an ed25519 and an RSA-3072 key, generated on first start and
+ * reused afterwards so the fingerprints clients pinned stay valid across restarts.
+ */
+// @ts-types="npm:@types/ssh2@1.15.6"
+import { utils } from "ssh2";
+import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
+import { UserError } from "../lib/errors.ts";
+
+/** One host key: the private key in OpenSSH format and what clients see of it. */
+export interface HostKey {
+  /** "ssh-ed25519" or "ssh-rsa". */
+  type: string;
+  /** Where the private key lives. */
+  path: string;
+  /** The private key, OpenSSH format ("-----BEGIN OPENSSH PRIVATE KEY-----"). */
+  privateKey: string;
+  /** The public key as one OpenSSH line, e.g. "ssh-ed25519 AAAA... kaos-host". */
+  publicKey: string;
+  /** The fingerprint OpenSSH prints, e.g. "SHA256:Abc...". */
+  fingerprint: string;
+}
+
+const KEY_SPECS = [
+  { file: "ssh_host_ed25519_key", type: "ssh-ed25519", generate: () => gen("ed25519") },
+  { file: "ssh_host_rsa_key", type: "ssh-rsa", generate: () => gen("rsa", 3072) },
+] as const;
+
+/** Generates a key pair with ssh2's keygen (node:crypto underneath) in OpenSSH format. */
+function gen(kind: "ed25519" | "rsa", bits?: number): string {
+  const pair = kind === "rsa"
+    ? utils.generateKeyPairSync("rsa", { bits: bits ?? 3072, comment: "kaos-host" })
+    : utils.generateKeyPairSync("ed25519", { comment: "kaos-host" });
+  return pair.private;
+}
+
+/** The OpenSSH SHA256 fingerprint of a public key blob. */
+export function fingerprintOf(publicBlob: Uint8Array): string {
+  const digest = createHash("sha256").update(publicBlob).digest("base64");
+  return `SHA256:${digest.replace(/=+$/, "")}`;
+}
+
+/** Parses a private host key, or throws a UserError naming the file. */
+function parseHostKey(path: string, text: string, type: string): HostKey {
+  const parsed = utils.parseKey(text);
+  if (parsed instanceof Error || Array.isArray(parsed) || parsed.type !== type) {
+    const why = parsed instanceof Error ? parsed.message : `not an ${type} private key`;
+    throw new UserError(`Cannot use SSH host key ${path}: ${why}`, {
+      hint: "Remove the file to have a new host key generated (clients will see a new fingerprint)",
+      code: "invalid",
+    });
+  }
+  const blob = parsed.getPublicSSH();
+  return {
+    type,
+    path,
+    privateKey: text,
+    publicKey: `${type} ${Buffer.from(blob).toString("base64")} kaos-host`,
+    fingerprint: fingerprintOf(blob),
+  };
+}
+
+/** Reads a file, or returns undefined when it does not exist. */
+async function readIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Creates `path` with `text` (mode 0600) atomically and only if it does not exist yet: writes a
+ * temporary file, then hard-links it into place (which fails if another process won the race).
+ * Returns false when the file already existed.
+ */
+async function createExclusive(path: string, text: string): Promise<boolean> {
+  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID()}`;
+  try {
+    const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+    try {
+      await file.write(new TextEncoder().encode(text));
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    await Deno.chmod(tmp, 0o600);
+    try {
+      await Deno.link(tmp, path);
+      return true;
+    } catch (err) {
+      if (err instanceof Deno.errors.AlreadyExists) return false;
+      throw err;
+    }
+  } finally {
+    await Deno.remove(tmp).catch(() => {});
+  }
+}
+
+/**
+ * Loads the ed25519 and RSA host keys from `dir`, generating (and saving, mode 0600) the ones that
+ * are missing. The directory is created (mode 0700) if needed. A present but unusable key file is
+ * an error (it is never overwritten).
+ */
+export async function loadOrCreateHostKeys(dir: string): Promise<HostKey[]> {
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const keys: HostKey[] = [];
+  for (const spec of KEY_SPECS) {
+    const path = `${dir}/${spec.file}`;
+    let text = await readIfExists(path);
+    if (text === undefined) {
+      const fresh = spec.generate();
+      text = (await createExclusive(path, fresh)) ? fresh : await Deno.readTextFile(path);
+    }
+    const key = parseHostKey(path, text, spec.type);
+    await writePublicKey(`${path}.pub`, key.publicKey);
+    keys.push(key);
+  }
+  return keys;
+}
+
+/** Writes the .pub beside a private key (for operators), atomically, when it differs. */
+async function writePublicKey(path: string, line: string): Promise<void> {
+  if ((await readIfExists(path))?.trim() === line) return;
+  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID()}`;
+  await Deno.writeTextFile(tmp, `${line}\n`, { mode: 0o644 });
+  await Deno.rename(tmp, path);
+}

@@ -1,0 +1,630 @@
+/**
+ * The SSH front door of the AppQueue CLI (npm:ssh2 in server mode). One user, `aqcli`, logs in
+ * with a password or a public key and gets either the interactive menu (`ssh -p 1289 aqcli@HOST`)
+ * or one one-line command (`ssh -p 1289 aqcli@HOST aq list`). There is no shell, no forwarding and
+ * no sftp. What a session does is left to an injected SshBackend (wired to kattach's IPC later).
+ */
+// @ts-types="npm:@types/ssh2@1.15.6"
+import {
+  type AuthContext,
+  type ClientInfo,
+  type Connection,
+  type KexAlgorithm,
+  type ParsedKey,
+  type PseudoTtyInfo,
+  Server,
+  type ServerChannel,
+  type ServerHostKeyAlgorithm,
+  type Session,
+  utils,
+} from "ssh2";
+import { timingSafeEqual } from "node:crypto";
+import { PassThrough, type Readable, type Writable } from "node:stream";
+import { password as passwordPrompt } from "@inquirer/prompts";
+import { isUserError } from "../lib/errors.ts";
+import { loadOrCreateHostKeys } from "./host_keys.ts";
+import { forwardWriter, Terminal } from "./terminal.ts";
+
+/** The only user the SSH server lets in. */
+export const SSH_USER = "aqcli";
+
+/** The port the appliance listens on for SSH. */
+export const SSH_PORT = 1289;
+
+/**
+ * Key exchanges offered. Left out because they fail under Deno's node:crypto: ecdh-sha2-nistp521
+ * (no P-521) and diffie-hellman-group-exchange-sha256 (measured: the server disconnects).
+ */
+export const SSH_KEX: KexAlgorithm[] = [
+  "curve25519-sha256",
+  "curve25519-sha256@libssh.org",
+  "ecdh-sha2-nistp256",
+  "ecdh-sha2-nistp384",
+  "diffie-hellman-group14-sha256",
+  "diffie-hellman-group16-sha512",
+  "diffie-hellman-group18-sha512",
+];
+
+/** Host key algorithms offered (no SHA-1 "ssh-rsa" signatures, no ECDSA). */
+export const SSH_HOST_KEY_ALGORITHMS: ServerHostKeyAlgorithm[] = [
+  "ssh-ed25519",
+  "rsa-sha2-512",
+  "rsa-sha2-256",
+];
+
+/** The message an exec request gets while the default password is still set. */
+export const MUST_CHANGE_MESSAGE =
+  `the default password must be changed first: log in interactively with ssh -p ${SSH_PORT} ${SSH_USER}@HOST`;
+
+/** What a session gets to talk to its client. */
+export interface SessionIo {
+  /** The client's input; with a terminal it is already ended (read keys through `terminal`). */
+  stdin: Readable;
+  /** Standard output (with a terminal, lone "\n" becomes "\r\n"). Never end it: the server does. */
+  stdout: Writable;
+  /** Standard error (same rules as stdout). */
+  stderr: Writable;
+  /** Present when the client asked for a pty (`ssh -t`, or an interactive login). */
+  terminal?: Terminal;
+  /** The authenticated user (always "aqcli"). */
+  user: string;
+  /** The client's address, "ip:port". */
+  remote: string;
+  /** Aborted when the client goes away. */
+  signal: AbortSignal;
+}
+
+/** What the SSH server asks of the rest of the CLI; every method may be called concurrently. */
+export interface SshBackend {
+  /** Checks a login; called for every attempted user name (answer "denied" for unknown ones). */
+  checkPassword(user: string, password: string): Promise<"ok" | "must-change" | "denied">;
+  /** The user's authorized public keys, as OpenSSH lines ("ssh-ed25519 AAAA... comment"). */
+  authorizedKeys(user: string): Promise<string[]>;
+  /** Sets a new password; throws a UserError (shown to the user) when it is too weak. */
+  changePassword(user: string, newPassword: string): Promise<void>;
+  /** Runs one one-line command and returns its exit status. */
+  exec(line: string, io: SessionIo): Promise<number>;
+  /** Runs the interactive menu on `io.terminal` until the user leaves. */
+  shell(io: SessionIo): Promise<void>;
+}
+
+/** How to start the SSH server. */
+export interface SshServerOptions {
+  /** Address to listen on, e.g. "0.0.0.0" or "127.0.0.1". */
+  hostname: string;
+  /** Port to listen on; 0 picks a free one (tests). */
+  port: number;
+  /** Where the host keys live (created with mode 0700 on first start). */
+  hostKeysDir: string;
+  backend: SshBackend;
+  /** Receives one line per event worth an operator's eye (listening, auth failures, bugs). */
+  log: (line: string) => void;
+  /** Delay after the first failed login from an address (doubles per failure); default 1000 ms. */
+  authDelayMs?: number;
+  /** Longest delay after a failed login; default 30000 ms. */
+  maxAuthDelayMs?: number;
+  /** Failed attempts allowed on one connection before it is dropped; default 6. */
+  maxAuthTries?: number;
+  /** Time a connection has to log in; default 60000 ms. */
+  loginGraceMs?: number;
+  /** Connections per address not yet logged in; default 10. */
+  maxUnauthenticatedPerAddress?: number;
+}
+
+/** A running SSH server. */
+export interface SshServer {
+  /** The port actually listened on. */
+  port: number;
+  /** SHA256 fingerprints of the host keys, as OpenSSH prints them. */
+  fingerprints: string[];
+  /** Stops listening, ends every connection and resolves when all is closed. */
+  close(): Promise<void>;
+}
+
+/** Counts failed logins per address and says how long to wait before answering the next one. */
+export class AuthThrottle {
+  #failures = new Map<string, { count: number; last: number }>();
+  #baseMs: number;
+  #maxMs: number;
+  #forgetMs: number;
+  #now: () => number;
+  #maxEntries: number;
+
+  constructor(
+    options: {
+      baseMs?: number;
+      maxMs?: number;
+      forgetMs?: number;
+      now?: () => number;
+      maxEntries?: number;
+    } = {},
+  ) {
+    this.#baseMs = options.baseMs ?? 1000;
+    this.#maxMs = options.maxMs ?? 30_000;
+    this.#forgetMs = options.forgetMs ?? 15 * 60_000;
+    this.#now = options.now ?? Date.now;
+    this.#maxEntries = options.maxEntries ?? 10_000;
+  }
+
+  /** Records a failure from `address`; returns the delay (ms) to wait before saying no. */
+  fail(address: string): number {
+    const now = this.#now();
+    const seen = this.#failures.get(address);
+    const count = seen && now - seen.last < this.#forgetMs ? seen.count + 1 : 1;
+    this.#failures.delete(address);
+    this.#failures.set(address, { count, last: now });
+    if (this.#failures.size > this.#maxEntries) {
+      const oldest = this.#failures.keys().next().value;
+      if (oldest !== undefined) this.#failures.delete(oldest);
+    }
+    return Math.min(this.#baseMs * 2 ** Math.min(count - 1, 30), this.#maxMs);
+  }
+
+  /** Forgets the failures of `address` (after a successful login). */
+  succeed(address: string): void {
+    this.#failures.delete(address);
+  }
+
+  /** Failures recorded for `address` and not yet forgotten. */
+  failures(address: string): number {
+    const seen = this.#failures.get(address);
+    return seen && this.#now() - seen.last < this.#forgetMs ? seen.count : 0;
+  }
+}
+
+/** Per-connection state. */
+interface Conn {
+  client: Connection;
+  address: string;
+  remote: string;
+  user: string;
+  mustChange: boolean;
+  failures: number;
+  authenticated: boolean;
+  terminals: Set<Terminal>;
+}
+
+/** Strips an IPv4-mapped IPv6 prefix. */
+function plainAddress(ip: string): string {
+  return ip.startsWith("::ffff:") ? ip.slice(7) : ip;
+}
+
+/** A user name as it may appear in a log line (attacker-controlled: quoted, short). */
+function quoteUser(user: string): string {
+  return JSON.stringify(user.slice(0, 64));
+}
+
+/** Constant-time comparison of two byte strings. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Resolves after `ms` milliseconds. */
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Resolves when everything written to `stream` has been handed to the transport. */
+async function flushed(stream: Writable): Promise<void> {
+  if (stream.destroyed || stream.writableLength === 0) return;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      stream.off("drain", done);
+      stream.off("close", done);
+      resolve();
+    };
+    stream.on("drain", done);
+    stream.on("close", done);
+  });
+}
+
+/** Starts the SSH server; resolves once it listens. */
+export async function startSshServer(options: SshServerOptions): Promise<SshServer> {
+  const { backend, log } = options;
+  const hostKeys = await loadOrCreateHostKeys(options.hostKeysDir);
+  const throttle = new AuthThrottle({
+    baseMs: options.authDelayMs,
+    maxMs: options.maxAuthDelayMs,
+  });
+  const maxAuthTries = options.maxAuthTries ?? 6;
+  const loginGraceMs = options.loginGraceMs ?? 60_000;
+  const maxUnauthenticated = options.maxUnauthenticatedPerAddress ?? 10;
+  const conns = new Set<Conn>();
+  const unauthenticated = new Map<string, number>();
+
+  /** Logs a bug with its stack (STYLE rule 13). */
+  function logBug(where: string, err: unknown): void {
+    const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    log(`ssh: internal error in ${where}: ${text}`);
+  }
+
+  /** Fails one login attempt: logs it, waits the throttle delay, then says no. */
+  async function refuse(conn: Conn, ctx: AuthContext, delay: boolean): Promise<void> {
+    conn.failures++;
+    log(`auth failed user=${quoteUser(ctx.username)} from=${conn.address} method=${ctx.method}`);
+    if (delay) await sleep(throttle.fail(conn.address));
+    if (conn.failures >= maxAuthTries) {
+      log(`ssh: too many failed logins from=${conn.address}; dropping the connection`);
+      ctx.reject();
+      conn.client.end();
+      return;
+    }
+    ctx.reject(["publickey", "password"]);
+  }
+
+  /** Accepts a login. */
+  function admit(conn: Conn, ctx: AuthContext, mustChange: boolean): void {
+    throttle.succeed(conn.address);
+    conn.user = ctx.username;
+    conn.mustChange = mustChange;
+    log(`auth ok user=${quoteUser(ctx.username)} from=${conn.address} method=${ctx.method}`);
+    ctx.accept();
+  }
+
+  /** Parses authorized_keys lines, skipping (and logging) the ones ssh2 cannot read. */
+  function parseAuthorized(lines: string[]): ParsedKey[] {
+    const keys: ParsedKey[] = [];
+    for (const line of lines) {
+      const text = line.trim();
+      if (text === "" || text.startsWith("#")) continue;
+      const parsed = utils.parseKey(text);
+      if (parsed instanceof Error) {
+        log(`ssh: ignoring an authorized key that cannot be parsed: ${parsed.message}`);
+        continue;
+      }
+      keys.push(Array.isArray(parsed) ? parsed[0] : parsed);
+    }
+    return keys;
+  }
+
+  /** Decides one authentication request. */
+  async function authenticate(conn: Conn, ctx: AuthContext): Promise<void> {
+    const known = ctx.username === SSH_USER;
+    switch (ctx.method) {
+      case "password": {
+        const verdict = await backend.checkPassword(ctx.username, ctx.password);
+        if (known && (verdict === "ok" || verdict === "must-change")) {
+          admit(conn, ctx, verdict === "must-change");
+        } else {
+          await refuse(conn, ctx, true);
+        }
+        return;
+      }
+      case "publickey": {
+        const offered = ctx.key.data;
+        const keys = known ? parseAuthorized(await backend.authorizedKeys(ctx.username)) : [];
+        const match = keys.find((k) => sameBytes(k.getPublicSSH(), offered));
+        if (!match) {
+          await refuse(conn, ctx, false);
+          return;
+        }
+        if (!ctx.signature || !ctx.blob) {
+          ctx.accept(); // "this key would do": the client signs next
+          return;
+        }
+        if (match.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true) {
+          admit(conn, ctx, false);
+        } else {
+          await refuse(conn, ctx, true);
+        }
+        return;
+      }
+      default:
+        ctx.reject(["publickey", "password"]);
+    }
+  }
+
+  /** Runs the must-change dialogue; true when the password was changed. */
+  async function changeDefaultPassword(conn: Conn, terminal: Terminal): Promise<boolean> {
+    terminal.write(`The default password must be changed before you continue.\n`);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const first = await terminal.prompt((ctx) =>
+        passwordPrompt({ message: "New password", toggleMask: false }, ctx)
+      );
+      const second = await terminal.prompt((ctx) =>
+        passwordPrompt({ message: "Retype new password", toggleMask: false }, ctx)
+      );
+      if (first !== second) {
+        terminal.write("The passwords do not match; try again.\n");
+        continue;
+      }
+      try {
+        await backend.changePassword(conn.user, first);
+      } catch (err) {
+        if (!isUserError(err)) throw err;
+        terminal.write(`${err.message}\n${err.hint ? `Hint: ${err.hint}\n` : ""}`);
+        continue;
+      }
+      conn.mustChange = false;
+      log(`password changed user=${quoteUser(conn.user)} from=${conn.address}`);
+      terminal.write("Password changed.\n");
+      return true;
+    }
+    terminal.write("Password not changed; disconnecting.\n");
+    return false;
+  }
+
+  /** Reports an error to the client: a UserError as is, anything else as one generic line. */
+  function reportError(err: unknown, where: string, stderr: Writable | Terminal): void {
+    let text: string;
+    if (isUserError(err)) {
+      text = `Error: ${err.message}\n${err.hint ? `Hint: ${err.hint}\n` : ""}`;
+    } else {
+      logBug(where, err);
+      text = "Error: internal error (details are in the system log)\n";
+    }
+    try {
+      stderr.write(text);
+    } catch { /* the client is gone */ }
+  }
+
+  /** Sends the exit status and closes the channel, after pending output. */
+  async function finish(channel: ServerChannel, code: number, io?: SessionIo): Promise<void> {
+    if (io) {
+      await flushed(io.stdout);
+      await flushed(io.stderr);
+      if (io.terminal) await flushed(io.terminal.output);
+    }
+    await flushed(channel);
+    await flushed(channel.stderr);
+    if (channel.destroyed) return;
+    channel.exit(code);
+    channel.end();
+  }
+
+  /** Builds the session's io. */
+  function sessionIo(conn: Conn, channel: ServerChannel, terminal?: Terminal): SessionIo {
+    const controller = new AbortController();
+    channel.once("close", () => controller.abort(new Error("the client left")));
+    // Wrappers, so that a backend ending or destroying a stream (for await ... of stdin destroys
+    // it) never closes the channel before the exit status is sent.
+    const stdin = new PassThrough();
+    if (terminal) stdin.end();
+    else channel.pipe(stdin);
+    return {
+      stdin,
+      stdout: forwardWriter(channel, { crlf: Boolean(terminal) }),
+      stderr: forwardWriter(channel.stderr, { crlf: Boolean(terminal) }),
+      terminal,
+      user: conn.user,
+      remote: conn.remote,
+      signal: controller.signal,
+    };
+  }
+
+  /** Runs an exec request. */
+  async function runExec(conn: Conn, channel: ServerChannel, command: string, pty?: Pty) {
+    const terminal = pty ? openTerminal(conn, channel, pty) : undefined;
+    const io = sessionIo(conn, channel, terminal);
+    let code = 1;
+    try {
+      if (conn.mustChange) {
+        io.stderr.write(`${MUST_CHANGE_MESSAGE}\n`);
+      } else {
+        code = await backend.exec(command, io);
+      }
+    } catch (err) {
+      if (!isAborted(err)) reportError(err, "exec", io.stderr);
+    } finally {
+      await finish(channel, code, io);
+      terminal?.close();
+    }
+  }
+
+  /** Runs a shell request: the menu (after the must-change dialogue when needed). */
+  async function runShell(conn: Conn, channel: ServerChannel, pty?: Pty) {
+    if (!pty) {
+      channel.stderr.write(
+        "This server has no shell, only the interactive menu, which needs a terminal: " +
+          `ssh -t -p ${SSH_PORT} ${SSH_USER}@HOST\n`,
+      );
+      await finish(channel, 1);
+      return;
+    }
+    const terminal = openTerminal(conn, channel, pty);
+    const io = sessionIo(conn, channel, terminal);
+    let code = 0;
+    try {
+      if (conn.mustChange && !(await changeDefaultPassword(conn, terminal))) {
+        code = 1;
+        return;
+      }
+      await backend.shell(io);
+    } catch (err) {
+      if (!isAborted(err)) {
+        reportError(err, "shell", terminal);
+        code = 1;
+      }
+    } finally {
+      await finish(channel, code, io);
+      terminal.close();
+    }
+  }
+
+  /** Makes the Terminal of a pty session and keeps it in sync with window-change requests. */
+  function openTerminal(conn: Conn, channel: ServerChannel, pty: Pty): Terminal {
+    const terminal = new Terminal(channel, channel, {
+      columns: pty.info.cols,
+      rows: pty.info.rows,
+      term: pty.info.term,
+    });
+    pty.terminal = terminal;
+    conn.terminals.add(terminal);
+    terminal.signal.addEventListener("abort", () => conn.terminals.delete(terminal));
+    channel.once("close", () => terminal.close());
+    return terminal;
+  }
+
+  /** Wires one session channel. */
+  function onSession(conn: Conn, session: Session): void {
+    let pty: Pty | undefined;
+    let started = false;
+    const refuse = (what: string) => (_accept: unknown, reject?: () => void) => {
+      log(`ssh: refused ${what} from=${conn.address}`);
+      reject?.();
+    };
+    session.on("pty", (accept, reject, info: PseudoTtyInfo) => {
+      if (started) return reject?.();
+      pty = { info };
+      accept?.();
+    });
+    session.on("window-change", (accept, _reject, info) => {
+      if (pty) {
+        pty.info = { ...pty.info, cols: info.cols, rows: info.rows };
+        pty.terminal?.resize(info.cols, info.rows);
+      }
+      accept?.();
+    });
+    session.on("env", (_accept, reject) => reject?.()); // ignored on purpose
+    session.on("signal", (_accept, reject) => reject?.());
+    session.on("x11", refuse("X11 forwarding"));
+    session.on("auth-agent", refuse("agent forwarding"));
+    session.on("sftp", refuse("the sftp subsystem"));
+    session.on(
+      "subsystem",
+      (_accept, reject, info) => refuse(`subsystem ${info.name}`)(null, reject),
+    );
+    session.on("shell", (accept) => {
+      started = true;
+      const channel = accept();
+      if (channel) runShell(conn, channel, pty).catch((err) => logBug("shell", err));
+    });
+    session.on("exec", (accept, _reject, info) => {
+      started = true;
+      const channel = accept();
+      if (channel) runExec(conn, channel, info.command, pty).catch((err) => logBug("exec", err));
+    });
+  }
+
+  /** Wires one TCP connection. */
+  function onConnection(client: Connection, info: ClientInfo): void {
+    const address = plainAddress(info.ip);
+    const conn: Conn = {
+      client,
+      address,
+      remote: `${address}:${info.port}`,
+      user: "",
+      mustChange: false,
+      failures: 0,
+      authenticated: false,
+      terminals: new Set(),
+    };
+    conns.add(conn);
+    const waiting = (unauthenticated.get(address) ?? 0) + 1;
+    unauthenticated.set(address, waiting);
+    let counted = true;
+    const uncount = () => {
+      if (!counted) return;
+      counted = false;
+      const left = (unauthenticated.get(address) ?? 1) - 1;
+      if (left <= 0) unauthenticated.delete(address);
+      else unauthenticated.set(address, left);
+    };
+    const grace = setTimeout(() => {
+      log(`ssh: login timed out from=${address}`);
+      client.end();
+    }, loginGraceMs);
+    client.on("error", (err: Error) => {
+      if (!/ECONNRESET|EPIPE|socket hang up/i.test(err.message)) {
+        log(`ssh: connection error from=${address}: ${err.message}`);
+      }
+    });
+    client.on("close", () => {
+      clearTimeout(grace);
+      uncount();
+      conns.delete(conn);
+      for (const terminal of conn.terminals) terminal.close();
+    });
+    if (waiting > maxUnauthenticated) {
+      log(`ssh: too many connections not yet logged in from=${address}; dropping one`);
+      client.end();
+      return;
+    }
+    client.on("authentication", (ctx: AuthContext) => {
+      authenticate(conn, ctx).catch((err) => {
+        logBug("authentication", err);
+        try {
+          ctx.reject(["publickey", "password"]);
+        } catch { /* the client is gone */ }
+      });
+    });
+    client.on("ready", () => {
+      conn.authenticated = true;
+      clearTimeout(grace);
+      uncount();
+      client.on("session", (accept) => {
+        try {
+          const session = accept();
+          if (session) onSession(conn, session);
+        } catch (err) {
+          logBug("session", err);
+        }
+      });
+    });
+    client.on("tcpip", (_accept, reject, req) => {
+      log(`ssh: refused port forwarding to ${req.destIP}:${req.destPort} from=${address}`);
+      reject();
+    });
+    client.on("openssh.streamlocal", (_accept, reject) => {
+      log(`ssh: refused unix socket forwarding from=${address}`);
+      reject();
+    });
+    client.on("request", (_accept, reject, name) => {
+      log(`ssh: refused ${name} from=${address}`);
+      reject?.();
+    });
+  }
+
+  const server = new Server({
+    hostKeys: hostKeys.map((k) => k.privateKey),
+    algorithms: { kex: SSH_KEX, serverHostKey: SSH_HOST_KEY_ALGORITHMS },
+    ident: "KaOS",
+    keepaliveInterval: 30_000,
+    keepaliveCountMax: 3,
+  }, (client, info) => {
+    try {
+      onConnection(client, info);
+    } catch (err) {
+      logBug("connection", err);
+      client.end();
+    }
+  });
+  server.on("error", (err: Error) => log(`ssh: server error: ${err.message}`));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.hostname, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : options.port;
+  const fingerprints = hostKeys.map((k) => k.fingerprint);
+  log(`ssh: listening on ${options.hostname}:${port} (host keys ${fingerprints.join(", ")})`);
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    fingerprints,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const conn of conns) conn.client.end();
+      });
+      return closing;
+    },
+  };
+}
+
+/** A pty requested on a session. */
+interface Pty {
+  info: PseudoTtyInfo;
+  terminal?: Terminal;
+}
+
+/** True for the errors a prompt throws when the client leaves or presses Ctrl-C. */
+function isAborted(err: unknown): boolean {
+  return err instanceof Error &&
+    ["AbortPromptError", "ExitPromptError", "CancelPromptError"].includes(err.name);
+}
