@@ -368,7 +368,7 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
     await flushed(channel);
     await flushed(channel.stderr);
     if (channel.destroyed) return;
-    channel.exit(code);
+    channel.exit(Number.isInteger(code) && code >= 0 && code <= 255 ? code : 1);
     channel.end();
   }
 
@@ -487,11 +487,13 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
     session.on("shell", (accept) => {
       started = true;
       const channel = accept();
+      channel?.on("error", (err: Error) => log(`ssh: channel error from=${conn.address}: ${err}`));
       if (channel) runShell(conn, channel, pty).catch((err) => logBug("shell", err));
     });
     session.on("exec", (accept, _reject, info) => {
       started = true;
       const channel = accept();
+      channel?.on("error", (err: Error) => log(`ssh: channel error from=${conn.address}: ${err}`));
       if (channel) runExec(conn, channel, info.command, pty).catch((err) => logBug("exec", err));
     });
   }

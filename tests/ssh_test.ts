@@ -27,6 +27,8 @@ class TestBackend implements SshBackend {
   mustChange = false;
   keys: string[] = [];
   changed: string[] = [];
+  /** How each shell ended: "returned" or the name of the error it threw. */
+  shellEnds: string[] = [];
 
   checkPassword(user: string, password: string): Promise<"ok" | "must-change" | "denied"> {
     if (this.passwords.get(user) !== password) return Promise.resolve("denied");
@@ -70,6 +72,16 @@ class TestBackend implements SshBackend {
   }
 
   async shell(io: Parameters<SshBackend["shell"]>[0]): Promise<void> {
+    try {
+      await this.#menu(io);
+      this.shellEnds.push("returned");
+    } catch (err) {
+      this.shellEnds.push((err as Error).name);
+      throw err;
+    }
+  }
+
+  async #menu(io: Parameters<SshBackend["shell"]>[0]): Promise<void> {
     const term = io.terminal!;
     const choice = await term.prompt((ctx) =>
       select({ message: "Pick one", choices: ["alpha", "bravo", "charlie"] }, ctx)
@@ -359,6 +371,55 @@ Deno.test("port forwarding, stdio forwarding and sftp are refused", async () => 
       await child.status;
       await reader;
     }
+    // X11 (-Y with a DISPLAY) and agent forwarding (-A with a running agent) are refused.
+    const x11 = await run(
+      [
+        "sshpass",
+        "-e",
+        "ssh",
+        ...passwordOpts(),
+        "-Y",
+        "-p",
+        String(server.port),
+        "aqcli@127.0.0.1",
+        "hi",
+      ],
+      { SSHPASS: "s3cret", DISPLAY: ":99" },
+    );
+    assertEquals([x11.code, x11.stdout], [0, "echo: hi\n"]);
+    assertMatch(x11.stderr, /X11 forwarding request failed/);
+    const agentSock = `${work}/agent.sock`;
+    const agent = new Deno.Command("ssh-agent", { args: ["-D", "-a", agentSock], stdout: "null" })
+      .spawn();
+    try {
+      await waitFor(() => {
+        try {
+          return Deno.statSync(agentSock).isSocket === true;
+        } catch {
+          return false;
+        }
+      }, () => "ssh-agent socket");
+      const a = await run(
+        [
+          "sshpass",
+          "-e",
+          "ssh",
+          ...passwordOpts(),
+          "-A",
+          "-p",
+          String(server.port),
+          "aqcli@127.0.0.1",
+          "hi",
+        ],
+        { SSHPASS: "s3cret", SSH_AUTH_SOCK: agentSock },
+      );
+      assertEquals([a.code, a.stdout], [0, "echo: hi\n"], a.stderr);
+    } finally {
+      agent.kill("SIGTERM");
+      await agent.status;
+    }
+    assert(lines.some((l) => l.startsWith("ssh: refused X11 forwarding")), lines.join("\n"));
+    assert(lines.some((l) => l.startsWith("ssh: refused agent forwarding")), lines.join("\n"));
     // -s sftp: the subsystem request fails.
     const s = await sshPw(server, "s3cret", ["-s", "sftp"]);
     assert(s.code !== 0);
@@ -557,6 +618,28 @@ Deno.test("interactive: must-change flow, then the menu, in a real pty; resize r
     // The new password is the one that works now, and exec is allowed.
     const r = await sshPw(server, "n3w-passw0rd", ["status", "0"]);
     assertEquals(r.code, 0, r.stderr);
+    assertEquals(backend.shellEnds, ["returned"]);
+  } finally {
+    await tmux.stop();
+    await server.close();
+  }
+});
+
+Deno.test("the client leaving in the middle of the menu ends the session cleanly", async () => {
+  const { server, backend, lines } = await serve();
+  const script = `${work}/leave.sh`;
+  const ssh = ["ssh", ...passwordOpts(), "-t", "-p", String(server.port), "aqcli@127.0.0.1"];
+  await Deno.writeTextFile(script, `SSHPASS=s3cret exec sshpass -e ${ssh.join(" ")}\n`);
+  const tmux = new Tmux();
+  try {
+    await tmux.start(script);
+    await tmux.waitFor("Pick one");
+    await tmux.stop(); // kills the pane, so ssh, so the connection
+    await waitFor(() => backend.shellEnds.length === 1, () => `shell ends: ${backend.shellEnds}`);
+    assertEquals(backend.shellEnds, ["AbortPromptError"]);
+    assert(!lines.some((l) => l.includes("internal error")), lines.join("\n"));
+    const r = await sshPw(server, "s3cret", ["still", "here"]);
+    assertEquals([r.code, r.stdout], [0, "echo: still here\n"]);
   } finally {
     await tmux.stop();
     await server.close();

@@ -1,0 +1,62 @@
+import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
+import { isUserError } from "../lib/errors.ts";
+import { loadOrCreateHostKeys } from "./host_keys.ts";
+
+/** `ssh-keygen -l -f FILE`: the fingerprint OpenSSH computes from the private key file. */
+async function opensshFingerprint(path: string): Promise<string> {
+  const out = await new Deno.Command("ssh-keygen", { args: ["-l", "-f", path] }).output();
+  assert(out.success, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout).split(" ")[1];
+}
+
+Deno.test("host keys: generated once (0600, dir 0700), reused afterwards, readable by OpenSSH", async () => {
+  const dir = `${await Deno.makeTempDir()}/keys`;
+  try {
+    const first = await loadOrCreateHostKeys(dir);
+    assertEquals(first.map((k) => k.type), ["ssh-ed25519", "ssh-rsa"]);
+    assertEquals((await Deno.stat(dir)).mode! & 0o777, 0o700);
+    for (const key of first) {
+      assertEquals((await Deno.stat(key.path)).mode! & 0o777, 0o600);
+      assertEquals(await opensshFingerprint(key.path), key.fingerprint);
+      assertEquals((await Deno.readTextFile(`${key.path}.pub`)).trim(), key.publicKey);
+    }
+    const rsaBits = await new Deno.Command("ssh-keygen", { args: ["-l", "-f", first[1].path] })
+      .output();
+    assert(new TextDecoder().decode(rsaBits.stdout).startsWith("3072 "));
+    const second = await loadOrCreateHostKeys(dir);
+    assertEquals(second, first);
+    assertEquals([...Deno.readDirSync(dir)].filter((e) => e.name.includes(".tmp-")), []);
+  } finally {
+    await Deno.remove(dir.replace(/\/keys$/, ""), { recursive: true });
+  }
+});
+
+Deno.test("host keys: two starts racing on an empty dir end up with the same keys", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const [a, b] = await Promise.all([loadOrCreateHostKeys(dir), loadOrCreateHostKeys(dir)]);
+    assertEquals(a.map((k) => k.fingerprint), b.map((k) => k.fingerprint));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("host keys: an unreadable key file is an error and is left as it is", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/ssh_host_ed25519_key`, "garbage\n", { mode: 0o600 });
+    await rejects(loadOrCreateHostKeys(dir), (err) => {
+      assert(isUserError(err));
+      assert(err.message.startsWith(`Cannot use SSH host key ${dir}/ssh_host_ed25519_key`));
+      assert(err.hint.includes("Remove the file"));
+      return true;
+    });
+    assertEquals(await Deno.readTextFile(`${dir}/ssh_host_ed25519_key`), "garbage\n");
+    // An RSA key where the ed25519 key belongs is refused too.
+    const rsa = await loadOrCreateHostKeys(`${dir}/other`);
+    await Deno.writeTextFile(`${dir}/ssh_host_ed25519_key`, rsa[1].privateKey);
+    await rejects(loadOrCreateHostKeys(dir), (err) => isUserError(err));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
