@@ -15,9 +15,15 @@ export const CONFIG_DISK_SERIAL = "kaos-config";
 /** The config disk is padded to at least this many bytes. */
 export const CONFIG_DISK_MIN_BYTES = 64 * 1024;
 
-/** The virtio-blk serial under which the guest finds an app module's image. */
+/** virtio-blk serials hold at most 20 bytes; QEMU cuts longer ones. */
+export const DISK_SERIAL_MAX_BYTES = 20;
+
+/**
+ * The virtio-blk serial under which the guest finds an app module's image: `mod-<name>`, cut to
+ * 20 bytes (the guest init cuts the same way), so names longer than 16 characters share a prefix.
+ */
 export function moduleDiskSerial(module: string): string {
-  return `mod-${module}`;
+  return `mod-${module}`.slice(0, DISK_SERIAL_MAX_BYTES);
 }
 
 const Name = z.string().regex(
@@ -91,11 +97,22 @@ export const GuestConfig = z.strictObject({
   modules: z.array(GuestModule).max(32),
 }).superRefine((c, ctx) => {
   const names = new Set<string>();
+  const serials = new Map<string, string>();
   for (const m of c.modules) {
     if (names.has(m.name)) {
       ctx.addIssue({ code: "custom", message: `module ${m.name} is listed twice` });
     }
     names.add(m.name);
+    const serial = moduleDiskSerial(m.name);
+    const other = serials.get(serial);
+    if (other !== undefined && other !== m.name) {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          `modules ${other} and ${m.name} share the disk serial ${serial} (first 16 characters)`,
+      });
+    }
+    serials.set(serial, m.name);
   }
   const macs = new Set<string>();
   for (const n of c.nics) {

@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import {
   CONFIG_DISK_MIN_BYTES,
   type GuestConfig,
+  moduleDiskSerial,
   renderConfigDisk,
   renderGuestConfig,
   shellQuote,
@@ -148,6 +149,11 @@ Deno.test("renderConfigDisk is a padded ustar that GNU tar extracts", async () =
   }
 });
 
+Deno.test("moduleDiskSerial fits QEMU's 20-byte virtio-blk serial", () => {
+  assertEquals(moduleDiskSerial("web"), "mod-web");
+  assertEquals(moduleDiskSerial("a".repeat(32)), "mod-" + "a".repeat(16));
+});
+
 Deno.test("shellQuote quotes single quotes safely", () => {
   assertEquals(shellQuote("a'b"), `'a'\\''b'`);
   assertEquals(shellQuote(""), "''");
@@ -174,4 +180,6 @@ Deno.test("bad guest configurations are refused with a UserError naming the prob
   bad({ modules: [{ ...web1.modules[0], config: { Title: "x" } }] }, /config\.Title/);
   bad({ modules: [{ ...web1.modules[0], config: { t: "a\0b" } }] }, /NUL/);
   bad({ modules: [{ ...web1.modules[0], exec: [] }] }, /exec/);
+  const long = (name: string) => ({ ...web1.modules[0], name });
+  bad({ modules: [long("abcdefghijklmnop-one"), long("abcdefghijklmnop-two")] }, /disk serial/);
 });
