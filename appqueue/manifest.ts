@@ -4,10 +4,13 @@
  */
 import { z } from "zod";
 
-/** Module, field and command names: lower-case, start with a letter, at most 32 characters. */
+/**
+ * Module names: lower-case, start with a letter, at most 16 characters (the guest finds a
+ * module's disk by the virtio serial `mod-<name>`, and virtio-blk serials hold 20 bytes).
+ */
 export const ModuleName = z.string().regex(
-  /^[a-z][a-z0-9-]{0,31}$/,
-  "a module name is 1-32 lower-case letters, digits or '-', starting with a letter",
+  /^[a-z][a-z0-9-]{0,15}$/,
+  "a module name is 1-16 lower-case letters, digits or '-', starting with a letter",
 );
 
 /** A release version: MAJOR.MINOR.PATCH with an optional pre-release suffix. */

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { ModuleName } from "../appqueue/manifest.ts";
+import { appqueueActions } from "./actions_appqueue.ts";
 import {
   ConfigGroup,
   ConfigValue,
@@ -96,6 +97,8 @@ export const actions = {
   },
   "instance.show": { params: z.strictObject({ name: InstanceName }), result: Instance },
   "instance.del": { params: z.strictObject({ name: InstanceName }), result: Deleted },
+
+  ...appqueueActions,
 } as const;
 
 /** The name of an action. */

@@ -8,6 +8,7 @@ import {
   encodeFrame,
   type ErrorInfo,
   PROTOCOL_VERSION,
+  readChunks,
   readLines,
   ServerFrame,
 } from "./protocol.ts";
@@ -100,7 +101,7 @@ export class IpcClient {
 
   async #readLoop(): Promise<void> {
     try {
-      for await (const line of readLines(this.#conn.readable)) {
+      for await (const line of readLines(readChunks(this.#conn))) {
         let frame;
         try {
           frame = ServerFrame.parse(JSON.parse(line));

@@ -4,3 +4,4 @@ export * from "./schemas.ts";
 export { type ActionContext, type Dispatch, type IpcServer, serveIpc } from "./server.ts";
 export { type CallOptions, IpcClient, IpcError } from "./client.ts";
 export { type ErrorInfo, MAX_FRAME_BYTES, PROTOCOL_VERSION } from "./protocol.ts";
+export * from "./actions_appqueue.ts";

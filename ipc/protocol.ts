@@ -98,6 +98,18 @@ export class FrameTooLongError extends Error {
   }
 }
 
+/** Reads a connection chunk by chunk without a stream (so a refused frame leaves it writable). */
+export async function* readChunks(
+  conn: { read(buf: Uint8Array): Promise<number | null> },
+): AsyncGenerator<Uint8Array> {
+  const buf = new Uint8Array(64 * 1024);
+  while (true) {
+    const n = await conn.read(buf);
+    if (n === null) return;
+    yield buf.slice(0, n);
+  }
+}
+
 /** Encodes one frame as a line. */
 export function encodeFrame(frame: unknown): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(frame) + "\n");

@@ -9,6 +9,7 @@ import {
   type ErrorInfo,
   FrameTooLongError,
   type ProgressFrame,
+  readChunks,
   readLines,
   Request,
 } from "./protocol.ts";
@@ -97,7 +98,7 @@ async function handleConnection(
     for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
   };
   try {
-    for await (const line of readLines(conn.readable)) {
+    for await (const line of readLines(readChunks(conn))) {
       if (line.trim() === "") continue;
       await send(await answer(line, opts, send));
     }

@@ -1,2 +1,3 @@
 /** Small pure helpers shared by every subsystem. */
 export * from "./errors.ts";
+export * from "./ustar.ts";

@@ -1,0 +1,112 @@
+/**
+ * Integration-test harness: starts a real hosted kattach as a child process with its own state
+ * directory and drives it with the real `aq` command.
+ */
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const DENO = Deno.execPath();
+
+/** The repository's root directory. */
+export const REPO_ROOT = ROOT;
+
+/** What a finished `aq` run left behind. */
+export interface AqResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A kattach started for a test. */
+export class TestKattach {
+  readonly stateDir: string;
+  #child: Deno.ChildProcess | undefined;
+  #log: string[] = [];
+  #logDone: Promise<void> = Promise.resolve();
+
+  constructor(stateDir: string) {
+    this.stateDir = stateDir;
+  }
+
+  /** Creates a fresh state directory and starts kattach on it. */
+  static async start(stateDir?: string): Promise<TestKattach> {
+    const k = new TestKattach(stateDir ?? await Deno.makeTempDir({ prefix: "kaos-test-" }));
+    await k.restart();
+    return k;
+  }
+
+  /** The kattach log so far. */
+  get log(): string {
+    return this.#log.join("");
+  }
+
+  /** The running child's pid. */
+  get pid(): number {
+    if (!this.#child) throw new Error("kattach is not running");
+    return this.#child.pid;
+  }
+
+  /** Starts kattach (again) on the same state directory and waits until it is ready. */
+  async restart(): Promise<void> {
+    if (this.#child) throw new Error("kattach is still running");
+    const child = new Deno.Command(DENO, {
+      args: ["run", "-A", `${ROOT}/main.ts`, "kattach", "--hosted", "--state", this.stateDir],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#child = child;
+    let ready!: () => void;
+    const readyP = new Promise<void>((r) => ready = r);
+    const pump = async (stream: ReadableStream<Uint8Array>) => {
+      for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+        this.#log.push(text);
+        if (this.log.includes("kattach: ready")) ready();
+      }
+    };
+    this.#logDone = Promise.all([pump(child.stdout), pump(child.stderr)]).then(() => {});
+    const timeout = new Promise<never>((_, reject) => {
+      const t = setTimeout(() => reject(new Error(`kattach did not start:\n${this.log}`)), 30_000);
+      readyP.then(() => clearTimeout(t));
+      child.status.then(() => {
+        clearTimeout(t);
+        reject(new Error(`kattach exited:\n${this.log}`));
+      });
+    });
+    await Promise.race([readyP, timeout]);
+  }
+
+  /** Runs `aq ARGS…` against this kattach. */
+  async aq(...args: string[]): Promise<AqResult> {
+    const out = await new Deno.Command(DENO, {
+      args: ["run", "-A", `${ROOT}/main.ts`, "aq", "--state", this.stateDir, ...args],
+      stdin: "null",
+    }).output();
+    const dec = new TextDecoder();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  }
+
+  /** Runs `aq ARGS… --json`, asserts success and returns the parsed output. */
+  async json<T = unknown>(...args: string[]): Promise<T> {
+    const r = await this.aq(...args, "--json");
+    if (r.code !== 0) throw new Error(`aq ${args.join(" ")} failed (${r.code}): ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  }
+
+  /** Sends a signal and waits for kattach to exit. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<void> {
+    const child = this.#child;
+    if (!child) return;
+    try {
+      child.kill(signal);
+    } catch { /* already gone */ }
+    await child.status;
+    await this.#logDone;
+    this.#child = undefined;
+  }
+
+  /** Stops kattach and removes the state directory. */
+  async dispose(): Promise<void> {
+    await this.stop("SIGKILL");
+    await Deno.remove(this.stateDir, { recursive: true }).catch(() => {});
+  }
+}

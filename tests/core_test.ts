@@ -1,0 +1,235 @@
+/**
+ * The core against a real hosted kattach: one-line commands through `aq`, IPC hardening, and
+ * kill -9 in the middle of writes.
+ */
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { IpcClient, type VlanInfo } from "../ipc/mod.ts";
+import { TestKattach } from "./_harness.ts";
+
+Deno.test("vlan: add, list, show, reserve, del through aq; errors change nothing", async () => {
+  const k = await TestKattach.start();
+  try {
+    const added = await k.json<VlanInfo>("vlan", "add", "10", "web", "10.0.10.0/24");
+    assert.equal(added.gateway, "10.0.10.1");
+    assert.equal(added.poolStart, "10.0.10.2");
+    assert.equal(added.poolEnd, "10.0.10.254");
+    assert.equal(added.poolSize, 253);
+
+    const custom = await k.json<VlanInfo>(
+      "vlan",
+      "add",
+      "20",
+      "db",
+      "192.168.20.0/28",
+      "--gateway",
+      "192.168.20.14",
+      "--pool",
+      "192.168.20.2-192.168.20.5",
+    );
+    assert.equal(custom.poolSize, 4);
+
+    const plain = await k.aq("vlan", "list");
+    assert.equal(plain.code, 0);
+    assert.match(plain.stdout, /^ID\s+NAME\s+CIDR/m);
+    assert.match(plain.stdout, /^10\s+web\s+10\.0\.10\.0\/24/m);
+
+    // Each bad input: a clear error on stderr, a non-zero exit, and no change.
+    const bad: [string[], number, RegExp][] = [
+      [["vlan", "add", "4095", "x", "10.1.0.0/24"], 1, /VLAN ids run from 1 to 4094/],
+      [["vlan", "add", "0", "x", "10.1.0.0/24"], 1, /VLAN ids run from 1 to 4094/],
+      [["vlan", "add", "11", "web", "10.0.11.0/24"], 1, /name web is taken/],
+      [["vlan", "add", "10", "other", "10.0.11.0/24"], 1, /exists already/],
+      [["vlan", "add", "12", "x", "10.0.10.128/25"], 1, /overlaps VLAN 10/],
+      [["vlan", "add", "13", "x", "10.0.13.5/24"], 1, /host bits/],
+      [["vlan", "add", "14", "x", "10.0.14.0/24", "--gateway", "10.0.15.1"], 1, /gateway/i],
+      [["vlan", "add", "15", "Bad_Name", "10.0.15.0/24"], 1, /lower-case/],
+      [["vlan", "add", "16", "x", "10.0.16.0/24", "--pool", "10.0.16.0-10.0.16.9"], 1, /pool/],
+      [["vlan", "add", "ten", "x", "10.0.17.0/24"], 2, /whole number/],
+      [["vlan", "add", "18"], 2, /NAME is missing/],
+      [["vlan", "add", "19", "x", "10.0.19.0/24", "--bogus", "1"], 2, /unknown option --bogus/],
+      [["vlan", "show", "99"], 1, /VLAN 99 does not exist/],
+      [["vlan", "frobnicate"], 2, /unknown command/],
+    ];
+    for (const [args, code, message] of bad) {
+      const r = await k.aq(...args);
+      assert.equal(r.code, code, `aq ${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, message, `aq ${args.join(" ")}`);
+      assert.equal(r.stdout, "");
+    }
+    const after = await k.json<VlanInfo[]>("vlan", "list");
+    assert.deepEqual(after.map((v) => v.id), [10, 20]);
+
+    const reserved = await k.json<VlanInfo>(
+      "vlan",
+      "reserve",
+      "web",
+      "10.0.10.2",
+      "--note",
+      "router",
+    );
+    assert.deepEqual(reserved.reserved, [{ ip: "10.0.10.2", note: "router" }]);
+    assert.equal(reserved.used, 1);
+    assert.equal((await k.aq("vlan", "reserve", "10", "10.0.10.1")).code, 1); // the gateway
+    assert.equal((await k.aq("vlan", "reserve", "10", "10.0.10.2")).code, 1); // twice
+    await k.json("vlan", "unreserve", "10", "10.0.10.2");
+
+    const errJson = await k.aq("vlan", "show", "nosuch", "--json");
+    assert.equal(errJson.code, 1);
+    assert.equal(JSON.parse(errJson.stderr).error.code, "not-found");
+
+    assert.deepEqual(await k.json("vlan", "del", "db"), { deleted: "20" });
+    assert.deepEqual((await k.json<VlanInfo[]>("vlan", "list")).map((v) => v.id), [10]);
+  } finally {
+    await k.dispose();
+  }
+});
+
+Deno.test("help and usage: every command is listed; no kattach needed", async () => {
+  const k = new TestKattach(await Deno.makeTempDir());
+  try {
+    const r = await k.aq("help");
+    assert.equal(r.code, 0);
+    for (
+      const word of [
+        "system status",
+        "vlan add",
+        "module import",
+        "config-group set",
+        "vmimage create",
+        "deploy",
+        "instance del",
+      ]
+    ) {
+      assert.match(r.stdout, new RegExp(word), word);
+    }
+    const down = await k.aq("vlan", "list");
+    assert.equal(down.code, 3);
+    assert.match(down.stderr, /Cannot reach kattach/);
+  } finally {
+    await k.dispose();
+  }
+});
+
+Deno.test("ipc: malformed and hostile messages get error replies and never crash kattach", async () => {
+  const k = await TestKattach.start();
+  try {
+    const runDir = `${k.stateDir}/run`;
+    assert.equal((await Deno.stat(runDir)).mode! & 0o777, 0o700);
+    assert.equal((await Deno.stat(`${runDir}/kattach.sock`)).mode! & 0o777, 0o600);
+    const token = (await Deno.readTextFile(`${runDir}/token`)).trim();
+
+    const exchange = async (payload: string | Uint8Array): Promise<string> => {
+      const conn = await Deno.connect({ transport: "unix", path: `${runDir}/kattach.sock` });
+      try {
+        const bytes = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
+        const writing = (async () => {
+          for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+        })().catch(() => {}); // kattach may close the connection before the end of a huge frame
+        const buf = new Uint8Array(64 * 1024);
+        let text = "";
+        while (!text.includes("\n")) {
+          const n = await conn.read(buf);
+          if (n === null) break;
+          text += new TextDecoder().decode(buf.subarray(0, n));
+        }
+        await writing;
+        return text;
+      } finally {
+        conn.close();
+      }
+    };
+    const reply = async (payload: string | Uint8Array) => JSON.parse(await exchange(payload));
+
+    assert.equal((await reply("not json\n")).error.kind, "protocol");
+    assert.equal((await reply('{"v":1}\n')).error.kind, "protocol");
+    assert.equal((await reply("[1,2,3]\n")).error.kind, "protocol");
+    const wrongToken = await reply(
+      JSON.stringify({ v: 1, id: 7, token: "x".repeat(64), action: "vlan.list", params: {} }) +
+        "\n",
+    );
+    assert.equal(wrongToken.id, 7);
+    assert.equal(wrongToken.error.code, "unauthorized");
+    const unknown = await reply(
+      JSON.stringify({ v: 1, id: 8, token, action: "rm.rf", params: {} }) + "\n",
+    );
+    assert.equal(unknown.error.code, "unknown-action");
+    const badParams = await reply(
+      JSON.stringify({ v: 1, id: 9, token, action: "vlan.add", params: { id: "ten", extra: 1 } }) +
+        "\n",
+    );
+    assert.equal(badParams.error.kind, "user");
+    const proto = await reply(
+      JSON.stringify({ v: 1, id: 10, token, action: "__proto__", params: {} }) + "\n",
+    );
+    assert.equal(proto.error.code, "unknown-action");
+    const huge = new Uint8Array(2 * 1024 * 1024).fill(0x61);
+    assert.match(await exchange(huge), /longer than/);
+
+    // Still alive and answering properly.
+    assert.deepEqual(await k.json("vlan", "list"), []);
+  } finally {
+    await k.dispose();
+  }
+});
+
+Deno.test("kill -9 during writes: every acknowledged change survives, the database is intact", async () => {
+  const k = await TestKattach.start();
+  try {
+    const client = await IpcClient.connect(`${k.stateDir}/run`);
+    const acknowledged: number[] = [];
+    let stop = false;
+    const writer = (async () => {
+      for (let id = 1; id <= 4000 && !stop; id++) {
+        try {
+          await client.call("vlan.add", {
+            id,
+            name: `v${id}`,
+            cidr: `10.${Math.floor(id / 256)}.${id % 256}.0/24`,
+          });
+          acknowledged.push(id);
+        } catch {
+          return; // kattach died under us
+        }
+      }
+    })();
+    while (acknowledged.length < 25) await new Promise((r) => setTimeout(r, 20));
+    await k.stop("SIGKILL");
+    stop = true;
+    await writer;
+    client.close();
+
+    const db = new DatabaseSync(`${k.stateDir}/kaos.db`);
+    try {
+      assert.equal(
+        (db.prepare("PRAGMA integrity_check").get() as { integrity_check: string }).integrity_check,
+        "ok",
+      );
+      const ids = new Set(
+        (db.prepare("SELECT id FROM vlan").all() as { id: number }[]).map((r) => Number(r.id)),
+      );
+      for (const id of acknowledged) assert.ok(ids.has(id), `acknowledged VLAN ${id} was lost`);
+    } finally {
+      db.close();
+    }
+
+    await k.restart();
+    const listed = await k.json<VlanInfo[]>("vlan", "list");
+    assert.ok(listed.length >= acknowledged.length);
+    const again = await k.json<VlanInfo>("vlan", "add", "4094", "last", "172.16.0.0/24");
+    assert.equal(again.id, 4094);
+  } finally {
+    await k.dispose();
+  }
+});
+
+Deno.test("a second kattach on the same state directory is refused", async () => {
+  const k = await TestKattach.start();
+  try {
+    const second = new TestKattach(k.stateDir);
+    await assert.rejects(() => second.restart(), /another kattach is running/);
+    assert.deepEqual(await k.json("vlan", "list"), []);
+  } finally {
+    await k.dispose();
+  }
+});
