@@ -73,9 +73,12 @@ export class Store {
     this.#db.exec(
       "CREATE TABLE IF NOT EXISTS schema_migration (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
     );
-    const current = this.schemaVersion();
-    for (const m of migrations) {
-      if (m.version <= current) continue;
+    const applied = new Set(
+      this.all("SELECT version FROM schema_migration").map((r) => Number(r.version)),
+    );
+    const ordered = [...migrations].sort((a, b) => a.version - b.version);
+    for (const m of ordered) {
+      if (applied.has(m.version)) continue;
       this.tx(() => {
         this.#db.exec(m.sql);
         this.#run("INSERT INTO schema_migration (version, name, applied_at) VALUES (?, ?, ?)", [
