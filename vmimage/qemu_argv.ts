@@ -1,0 +1,131 @@
+/**
+ * The QEMU command line of one KaOS instance, rendered by a pure function (STYLE rule 7): the
+ * vKaOS kernel and initrd, the config disk, one copy-on-write overlay per app module, user-mode
+ * NICs with host forwards, QMP and a serial console socket that also logs to a file, and
+ * `-daemonize -pidfile` so the guest outlives kattach. docs/guest.md describes the shape.
+ */
+import { z } from "zod";
+import { describeIssues } from "../lib/errors.ts";
+import { CONFIG_DISK_SERIAL, moduleDiskSerial } from "./guest_config.ts";
+
+/** The QEMU binary KaOS runs. */
+export const QEMU_BINARY = "qemu-system-x86_64";
+
+/** Kernel command-line words KaOS always passes before the module's own. */
+export const BASE_KERNEL_CMDLINE = "console=ttyS0 panic=-1 quiet";
+
+const AbsPath = z.string().startsWith("/", "paths must be absolute").refine(
+  (s) => !s.includes("\0") && !s.includes("\n"),
+  "paths must not hold NUL or newlines",
+);
+const Port = z.number().int().min(1).max(65535);
+
+/** A host port forwarded to a guest port (user-mode networking, 127.0.0.1 only). */
+export const PortForward = z.strictObject({
+  hostPort: Port,
+  guestPort: Port,
+  /** The module whose readiness check or service the forward serves. */
+  module: z.string(),
+});
+export type PortForward = z.infer<typeof PortForward>;
+
+/** Everything that decides an instance's QEMU command line. */
+export const QemuArgvInput = z.strictObject({
+  instance: z.string().min(1),
+  machine: z.enum(["q35", "microvm"]),
+  accel: z.enum(["kvm", "tcg"]),
+  memoryMiB: z.number().int().min(32),
+  cpus: z.number().int().min(1).max(64),
+  kernel: AbsPath,
+  initrd: AbsPath,
+  /** Words appended after {@linkcode BASE_KERNEL_CMDLINE} (the vKaOS manifest's kernelCmdline). */
+  kernelCmdline: z.string().max(1024).default(""),
+  /** The instance's runtime files (all under STATE/instances/<name>/). */
+  paths: z.strictObject({
+    qmp: AbsPath,
+    console: AbsPath,
+    serialLog: AbsPath,
+    pidfile: AbsPath,
+    configDisk: AbsPath,
+  }),
+  /** One qcow2 overlay per app module, in the VM image's order. */
+  disks: z.array(z.strictObject({ module: z.string().min(1), overlay: AbsPath })).max(32),
+  /** NICs in index order; forwards go on the first NIC. */
+  nics: z.array(z.strictObject({
+    mac: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/),
+    forwards: z.array(PortForward).max(64).default([]),
+  })).max(8),
+  /** Detach with `-daemonize` (kattach); false keeps QEMU in the foreground (bench, tests). */
+  daemonize: z.boolean().default(true),
+});
+export type QemuArgvInput = z.input<typeof QemuArgvInput>;
+
+/** Escapes a value for a QEMU `-opt key=value,...` list: commas are doubled. */
+export function qemuOptValue(value: string): string {
+  return value.replaceAll(",", ",,");
+}
+
+/**
+ * Renders the argv (program name first) for one instance. Throws a TypeError naming the field
+ * when the input is malformed; never touches the system.
+ */
+export function renderQemuArgv(input: QemuArgvInput): string[] {
+  const parsed = QemuArgvInput.safeParse(input);
+  if (!parsed.success) {
+    throw new TypeError(`Invalid QEMU argv input: ${describeIssues(parsed.error.issues)}`);
+  }
+  const o = parsed.data;
+  const mmio = o.machine === "microvm";
+  const blk = mmio ? "virtio-blk-device" : "virtio-blk-pci";
+  const net = mmio ? "virtio-net-device" : "virtio-net-pci";
+  const v = qemuOptValue;
+  const append = [BASE_KERNEL_CMDLINE, o.kernelCmdline.trim()].filter((s) => s !== "").join(" ");
+  const argv = [
+    QEMU_BINARY,
+    "-name",
+    `${o.instance},process=kaos-${o.instance}`,
+    "-accel",
+    o.accel,
+    "-M",
+    o.machine,
+    ...(o.accel === "kvm" ? ["-cpu", "host"] : []),
+    "-m",
+    String(o.memoryMiB),
+    "-smp",
+    String(o.cpus),
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-no-reboot",
+    "-chardev",
+    `socket,id=ser0,path=${v(o.paths.console)},server=on,wait=off,logfile=${
+      v(o.paths.serialLog)
+    },logappend=on`,
+    "-serial",
+    "chardev:ser0",
+    "-qmp",
+    `unix:${v(o.paths.qmp)},server=on,wait=off`,
+    "-kernel",
+    o.kernel,
+    "-initrd",
+    o.initrd,
+    "-append",
+    append,
+    "-drive",
+    `if=none,id=cfg,file=${v(o.paths.configDisk)},format=raw,readonly=on`,
+    "-device",
+    `${blk},drive=cfg,serial=${CONFIG_DISK_SERIAL}`,
+  ];
+  o.disks.forEach((d, i) => {
+    argv.push("-drive", `if=none,id=mod${i},file=${v(d.overlay)},format=qcow2,readonly=on`);
+    argv.push("-device", `${blk},drive=mod${i},serial=${moduleDiskSerial(d.module)}`);
+  });
+  o.nics.forEach((n, i) => {
+    const fwd = n.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`);
+    argv.push("-netdev", `user,id=net${i}${fwd.join("")}`);
+    argv.push("-device", `${net},netdev=net${i},mac=${n.mac}`);
+  });
+  if (o.daemonize) argv.push("-daemonize", "-pidfile", o.paths.pidfile);
+  return argv;
+}

@@ -1,0 +1,78 @@
+import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { type QemuArgvInput, qemuOptValue, renderQemuArgv } from "./qemu_argv.ts";
+
+/** Set UPDATE_GOLDEN=1 to rewrite the golden files from the current renderer. */
+const UPDATE = Deno.env.get("UPDATE_GOLDEN") === "1";
+const GOLDEN = fileURLToPath(new URL("../fixtures/golden/qemu_argv/", import.meta.url));
+
+const dir = "/var/lib/kaos/instances/web-1";
+const web1: QemuArgvInput = {
+  instance: "web-1",
+  machine: "q35",
+  accel: "tcg",
+  memoryMiB: 256,
+  cpus: 1,
+  kernel: "/var/lib/kaos/cache/vkaos/abc/kernel",
+  initrd: "/var/lib/kaos/cache/vkaos/abc/initrd",
+  paths: {
+    qmp: `${dir}/qmp.sock`,
+    console: `${dir}/console.sock`,
+    serialLog: `${dir}/serial.log`,
+    pidfile: `${dir}/qemu.pid`,
+    configDisk: `${dir}/config.raw`,
+  },
+  disks: [{ module: "web", overlay: `${dir}/web.qcow2` }],
+  nics: [{ mac: "0a:4b:53:00:00:01", forwards: [{ hostPort: 40001, guestPort: 80, module: "web" }] }],
+};
+
+const cases: Record<string, QemuArgvInput> = {
+  "web-1-q35-tcg": web1,
+  "pair-2-microvm-kvm": {
+    ...web1,
+    instance: "pair-2",
+    machine: "microvm",
+    accel: "kvm",
+    memoryMiB: 512,
+    cpus: 2,
+    kernelCmdline: " loglevel=4 ",
+    paths: { ...web1.paths, qmp: "/state,with,commas/qmp.sock" },
+    disks: [
+      { module: "hello", overlay: `${dir}/hello.qcow2` },
+      { module: "a-module-with-a-long-name", overlay: `${dir}/long.qcow2` },
+    ],
+    nics: [
+      {
+        mac: "0a:4b:53:00:00:02",
+        forwards: [
+          { hostPort: 40002, guestPort: 80, module: "web" },
+          { hostPort: 40003, guestPort: 8080, module: "hello" },
+        ],
+      },
+      { mac: "0a:4b:53:00:00:03" },
+    ],
+    daemonize: false,
+  },
+};
+
+for (const [name, input] of Object.entries(cases)) {
+  Deno.test(`renderQemuArgv matches golden ${name}`, async () => {
+    const text = renderQemuArgv(input).join("\n") + "\n";
+    const path = `${GOLDEN}${name}.argv`;
+    if (UPDATE) await Deno.writeTextFile(path, text);
+    assertEquals(text, await Deno.readTextFile(path));
+  });
+}
+
+Deno.test("renderQemuArgv is pure and refuses relative paths and bad MACs", () => {
+  assertEquals(renderQemuArgv(web1), renderQemuArgv(structuredClone(web1)));
+  throws(() => renderQemuArgv({ ...web1, kernel: "kernel" }), /kernel: paths must be absolute/);
+  throws(
+    () => renderQemuArgv({ ...web1, nics: [{ mac: "52-54-00-00-00-01" }] }),
+    /nics\.0\.mac/,
+  );
+});
+
+Deno.test("qemuOptValue doubles commas", () => {
+  assertEquals(qemuOptValue("/a,b,,c"), "/a,,b,,,,c");
+});
