@@ -5,12 +5,12 @@
 import { z } from "zod";
 
 /**
- * Module names: lower-case, start with a letter, at most 16 characters (the guest finds a
- * module's disk by the virtio serial `mod-<name>`, and virtio-blk serials hold 20 bytes).
+ * Module names: lower-case, start with a letter, at most 32 characters. (The guest finds a
+ * module's disk by its virtio serial, which holds 20 bytes: see vmimage/guest_config.ts.)
  */
 export const ModuleName = z.string().regex(
-  /^[a-z][a-z0-9-]{0,15}$/,
-  "a module name is 1-16 lower-case letters, digits or '-', starting with a letter",
+  /^[a-z][a-z0-9-]{0,31}$/,
+  "a module name is 1-32 lower-case letters, digits or '-', starting with a letter",
 );
 
 /** A release version: MAJOR.MINOR.PATCH with an optional pre-release suffix. */

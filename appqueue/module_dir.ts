@@ -43,6 +43,13 @@ export async function readModuleDir(dir: string): Promise<ModuleSource> {
   }
   const manifestBytes = await readPart(dir, "manifest.json", 64 * 1024);
   const manifest = parseJson(manifestBytes, "manifest.json", Manifest);
+  const base = dir.replace(/\/+$/, "").split("/").pop();
+  if (base !== manifest.name) {
+    throw new UserError(
+      `Invalid ${where}: the manifest names the module ${manifest.name}, the directory is ${base}`,
+      { hint: "a module directory is named after its module (docs/modules.md)" },
+    );
+  }
   const names = moduleFiles(manifest.name);
   const expected = new Set(Object.values(names));
   for await (const entry of Deno.readDir(dir)) {

@@ -57,10 +57,11 @@ export class TestKattach {
     this.#child = child;
     let ready!: () => void;
     const readyP = new Promise<void>((r) => ready = r);
+    const from = this.log.length; // only this run's output counts
     const pump = async (stream: ReadableStream<Uint8Array>) => {
       for await (const text of stream.pipeThrough(new TextDecoderStream())) {
         this.#log.push(text);
-        if (this.log.includes("kattach: ready")) ready();
+        if (this.log.slice(from).includes("kattach: ready")) ready();
       }
     };
     this.#logDone = Promise.all([pump(child.stdout), pump(child.stderr)]).then(() => {});
