@@ -3,6 +3,7 @@
  *   kattach [--hosted] [--state DIR]   the daemon (PID 1 on the appliance)
  *   aq [--state DIR] COMMAND…          one one-line command against a running kattach
  */
+import { runPublishCli } from "./appqueue/mod.ts";
 import { runOneLine } from "./cli/mod.ts";
 import { IpcClient } from "./ipc/mod.ts";
 import { startKattach } from "./kattach/boot.ts";
@@ -59,6 +60,9 @@ switch (sub) {
     break;
   case "aq":
     await aq(rest);
+    break;
+  case "appqueue":
+    Deno.exit(await runPublishCli(rest));
     break;
   default:
     console.error("usage: main.ts kattach [--hosted] [--state DIR] | aq [--state DIR] COMMAND…");

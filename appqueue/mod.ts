@@ -13,3 +13,8 @@ export {
   resolveConfigValues,
   type ResolveOptions,
 } from "./config_values.ts";
+export * from "./signing.ts";
+export * from "./index_format.ts";
+export * from "./fetch.ts";
+export * from "./bundle.ts";
+export * from "./publish.ts";

@@ -13,6 +13,8 @@ import type {
   VlanInfo,
   VmImage,
 } from "../ipc/mod.ts";
+import { appqueueCommands } from "./commands_appqueue.ts";
+import { authCommands } from "./commands_auth.ts";
 import { fields, table } from "./render.ts";
 
 /** A positional argument. */
@@ -493,6 +495,8 @@ export const commands: Command[] = [
     build: (p) => ({ action: "instance.del", params: { name: p.args.NAME! } }),
     render: deleted,
   }),
+  ...appqueueCommands,
+  ...authCommands,
 ];
 
 /** The usage line of a command. */

@@ -5,6 +5,7 @@
 import { IpcClient, IpcError } from "../ipc/mod.ts";
 import { isUserError } from "../lib/errors.ts";
 import { type Command, commands, type Parsed, usage, UsageError } from "./commands.ts";
+import { findModuleCommand } from "./commands_appqueue.ts";
 
 /** Exit statuses of a one-line command. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3, internal: 4 } as const;
@@ -96,7 +97,10 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
     io.out(helpText(prefix));
     return EXIT.ok;
   }
-  const found = findCommand(words);
+  const found = findCommand(words) ??
+    (commands.some((c) => c.path[0] === words[0])
+      ? undefined
+      : await findModuleCommand(words, io.connect));
   if (!found) {
     const group = commands.filter((c) => c.path[0] === words[0]);
     io.err(

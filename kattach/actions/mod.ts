@@ -1,5 +1,7 @@
 /** The action handlers: the one place where an action changes the world (store first, then apply). */
 import type { ActionContext, ActionName } from "../../ipc/mod.ts";
+import { appqueueHandlers } from "./appqueue.ts";
+import { authHandlers } from "./auth.ts";
 import { configGroupHandlers } from "./config_group.ts";
 import { instanceHandlers } from "./instance.ts";
 import { moduleHandlers } from "./module.ts";
@@ -20,6 +22,8 @@ export const handlers: Handlers<ActionName> = {
   ...configGroupHandlers,
   ...vmImageHandlers,
   ...instanceHandlers,
+  ...appqueueHandlers,
+  ...authHandlers,
 };
 
 /** Runs one already-validated action. */

@@ -3,10 +3,16 @@
  * then the rows are written and the directory renamed into place in one transaction. At start,
  * kattach removes staging leftovers and directories without rows (see `reconcileModuleDirs`).
  */
-import { checkClimodDefaults, readModuleDir, sha256File } from "../../appqueue/mod.ts";
+import {
+  checkClimodDefaults,
+  isBundleFile,
+  readModuleDir,
+  sha256File,
+} from "../../appqueue/mod.ts";
 import type { Module } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import type { Store } from "../store.ts";
+import { importBundle } from "./appqueue.ts";
 import type { Handlers, Kattach } from "./_types.ts";
 
 /** Where installed modules live inside the state directory. */
@@ -61,6 +67,7 @@ export const moduleHandlers: Handlers<
   "module.import" | "module.list" | "module.show" | "module.del"
 > = {
   async "module.import"(k: Kattach, p, ctx) {
+    if (await isBundleFile(p.path)) return await importBundle(k, p.path, ctx);
     ctx.progress(`verifying ${p.path}`);
     const src = await readModuleDir(p.path);
     const { manifest } = src;

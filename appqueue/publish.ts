@@ -1,0 +1,185 @@
+/**
+ * The module author's tool (`main.ts appqueue ...`): key generation, and building signed queues
+ * and bundles from module directories. It writes files only; publishing them is copying the
+ * output directory to any static HTTP server.
+ */
+import { UserError } from "../lib/errors.ts";
+import { releaseOf, writeBundle } from "./bundle.ts";
+import { QueueIndex, type Release } from "./index_format.ts";
+import { readModuleDir } from "./module_dir.ts";
+import { generateKeyFile, KeyFile, signPayload } from "./signing.ts";
+
+/** Writes a fresh key file (0600, refused if it exists); returns it. */
+export async function keygen(path: string): Promise<KeyFile> {
+  const key = await generateKeyFile();
+  try {
+    await Deno.writeTextFile(path, JSON.stringify(key, null, 2) + "\n", {
+      createNew: true,
+      mode: 0o600,
+    });
+  } catch (cause) {
+    throw new UserError(`Cannot write key file ${path}: ${(cause as Error).message}`, {
+      hint: "keygen never overwrites a key; choose another path",
+      cause,
+    });
+  }
+  return key;
+}
+
+/** Reads a key file written by {@linkcode keygen}. */
+export async function readKeyFile(path: string): Promise<KeyFile> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await Deno.readTextFile(path));
+  } catch (cause) {
+    throw new UserError(`Cannot read key file ${path}: ${(cause as Error).message}`, { cause });
+  }
+  const parsed = KeyFile.safeParse(raw);
+  if (!parsed.success) throw new UserError(`Invalid key file ${path}`);
+  return parsed.data;
+}
+
+/** Options of {@linkcode buildQueue}. */
+export interface BuildQueueOptions {
+  /** Output directory: `index.json` and `parts/<sha256>` are written there. */
+  out: string;
+  key: KeyFile;
+  /** Release notes by `name@version`. */
+  releaseNotes?: Record<string, string>;
+  /** The index serial; default one more than the existing `out/index.json`'s, or 1. */
+  serial?: number;
+}
+
+/** Builds (or rebuilds) a queue directory from module directories; returns the index. */
+export async function buildQueue(
+  moduleDirs: string[],
+  options: BuildQueueOptions,
+): Promise<QueueIndex> {
+  await Deno.mkdir(`${options.out}/parts`, { recursive: true });
+  const releases: Release[] = [];
+  for (const dir of moduleDirs) {
+    const src = await readModuleDir(dir);
+    const id = `${src.manifest.name}@${src.manifest.version}`;
+    releases.push(releaseOf(src, options.releaseNotes?.[id] ?? ""));
+    for (const p of src.parts) {
+      const to = `${options.out}/parts/${p.sha256}`;
+      await Deno.copyFile(`${dir}/${p.file}`, `${to}.tmp`);
+      await Deno.rename(`${to}.tmp`, to);
+    }
+  }
+  const index = QueueIndex.parse({
+    format: "kaos-appqueue-index/1",
+    serial: options.serial ?? (await previousSerial(options.out)) + 1,
+    generatedAt: new Date().toISOString(),
+    releases,
+  });
+  const env = await signPayload(options.key, JSON.stringify(index, null, 2));
+  const path = `${options.out}/index.json`;
+  await Deno.writeTextFile(`${path}.tmp`, JSON.stringify(env, null, 2) + "\n");
+  await Deno.rename(`${path}.tmp`, path);
+  return index;
+}
+
+async function previousSerial(out: string): Promise<number> {
+  try {
+    const env = JSON.parse(await Deno.readTextFile(`${out}/index.json`));
+    const serial = JSON.parse(env.payload).serial;
+    return Number.isSafeInteger(serial) ? serial : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Builds a signed bundle file of one module directory. */
+export async function buildBundle(
+  moduleDir: string,
+  options: { out: string; key: KeyFile; releaseNotes?: string },
+): Promise<void> {
+  const src = await readModuleDir(moduleDir);
+  const bytes = await writeBundle(src, { key: options.key, releaseNotes: options.releaseNotes });
+  await Deno.writeFile(`${options.out}.tmp`, bytes);
+  await Deno.rename(`${options.out}.tmp`, options.out);
+}
+
+const USAGE = `usage:
+  main.ts appqueue keygen KEYFILE
+      write a new Ed25519 key pair (0600) and print its public key
+  main.ts appqueue pubkey KEYFILE
+      print the public key of a key file
+  main.ts appqueue build --key KEYFILE --out DIR [--notes NOTES.json] MODULE_DIR...
+      build and sign a queue: DIR/index.json and DIR/parts/<sha256>
+      (NOTES.json maps "name@version" to release notes)
+  main.ts appqueue bundle --key KEYFILE --out FILE [--notes TEXT] MODULE_DIR
+      build and sign a module bundle for \`module import FILE\`
+`;
+
+/** Runs the author tool with command-line words; returns the exit status. */
+export async function runPublishCli(args: string[]): Promise<number> {
+  const flags: Record<string, string> = {};
+  const words: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a.startsWith("--")) {
+      if (args[i + 1] === undefined) return usageError(`${a} needs a value`);
+      flags[a.slice(2)] = args[++i];
+    } else {
+      words.push(a);
+    }
+  }
+  const [sub, ...rest] = words;
+  try {
+    switch (sub) {
+      case "keygen": {
+        if (rest.length !== 1) return usageError("keygen takes KEYFILE");
+        const key = await keygen(rest[0]);
+        console.log(key.publicKey);
+        return 0;
+      }
+      case "pubkey": {
+        if (rest.length !== 1) return usageError("pubkey takes KEYFILE");
+        console.log((await readKeyFile(rest[0])).publicKey);
+        return 0;
+      }
+      case "build": {
+        if (!flags.key || !flags.out || rest.length === 0) {
+          return usageError("build needs --key, --out and module directories");
+        }
+        const notes = flags.notes ? JSON.parse(await Deno.readTextFile(flags.notes)) : undefined;
+        const index = await buildQueue(rest, {
+          out: flags.out,
+          key: await readKeyFile(flags.key),
+          releaseNotes: notes,
+        });
+        for (const r of index.releases) console.log(`${r.name} ${r.version} (${r.kind})`);
+        console.log(`wrote ${flags.out}/index.json (serial ${index.serial})`);
+        return 0;
+      }
+      case "bundle": {
+        if (!flags.key || !flags.out || rest.length !== 1) {
+          return usageError("bundle needs --key, --out and one module directory");
+        }
+        await buildBundle(rest[0], {
+          out: flags.out,
+          key: await readKeyFile(flags.key),
+          releaseNotes: flags.notes,
+        });
+        console.log(`wrote ${flags.out}`);
+        return 0;
+      }
+      default:
+        return usageError(sub ? `unknown subcommand ${sub}` : "");
+    }
+  } catch (err) {
+    if (err instanceof UserError) {
+      console.error(`Error: ${err.message}${err.hint ? `\nHint: ${err.hint}` : ""}`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+function usageError(message: string): number {
+  if (message) console.error(`Error: ${message}`);
+  console.error(USAGE);
+  return 2;
+}

@@ -1,0 +1,136 @@
+/**
+ * Readiness checks of appmgr.aq (docs/modules.md): TCP (a port accepts a connection), HTTP
+ * (`GET path` answers 2xx) and serial (a line of the guest's console log holds a marker), each
+ * bounded by a timeout. The instance supervisor calls {@linkcode waitReady} and records the
+ * result with `recordHealth` (kattach/store_appqueue.ts).
+ */
+import type { ReadinessCheck } from "../appqueue/mod.ts";
+
+/** Where to look for a module's readiness. */
+export interface ReadinessTarget {
+  /** The guest's address for tcp/http checks (a forwarded 127.0.0.1 in user-mode NAT). */
+  host?: string;
+  /** Overrides the check's port (e.g. a host-forwarded port in front of the guest's). */
+  port?: number;
+  /** The file the guest's serial console is logged to, for serial checks. */
+  serialLog?: string;
+  /** Bytes of `serialLog` to skip (output of an earlier boot). */
+  serialFrom?: number;
+}
+
+/** The outcome of a check. */
+export interface HealthResult {
+  ok: boolean;
+  /** What was seen, for `instance show` and the log. */
+  detail: string;
+}
+
+/** Options of the checks. */
+export interface CheckOptions {
+  /** Time limit of one probe in ms (default 2000). */
+  probeTimeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** Runs one probe of a readiness check. Never throws; a failure is `ok: false` with a reason. */
+export async function checkReadiness(
+  check: ReadinessCheck,
+  target: ReadinessTarget,
+  options: CheckOptions = {},
+): Promise<HealthResult> {
+  const timeoutMs = options.probeTimeoutMs ?? 2000;
+  try {
+    switch (check.type) {
+      case "tcp":
+        return await probeTcp(target.host ?? "127.0.0.1", target.port ?? check.port, timeoutMs);
+      case "http":
+        return await probeHttp(
+          `http://${target.host ?? "127.0.0.1"}:${target.port ?? check.port}${check.path}`,
+          timeoutMs,
+          options.signal,
+        );
+      case "serial":
+        return await probeSerial(check.marker, target);
+    }
+  } catch (err) {
+    return { ok: false, detail: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/** Options of {@linkcode waitReady}. */
+export interface WaitOptions extends CheckOptions {
+  /** Give up after this many ms (appmgr's readinessTimeoutSeconds × 1000). */
+  timeoutMs: number;
+  /** Pause between probes in ms (default 500). */
+  intervalMs?: number;
+}
+
+/** Probes until the check passes or the time is up; the last probe's detail on failure. */
+export async function waitReady(
+  check: ReadinessCheck,
+  target: ReadinessTarget,
+  options: WaitOptions,
+): Promise<HealthResult> {
+  const deadline = Date.now() + options.timeoutMs;
+  let last: HealthResult = { ok: false, detail: "not checked" };
+  for (;;) {
+    if (options.signal?.aborted) return { ok: false, detail: "cancelled" };
+    const left = deadline - Date.now();
+    const probeTimeoutMs = Math.max(1, Math.min(options.probeTimeoutMs ?? 2000, left));
+    last = await checkReadiness(check, target, { ...options, probeTimeoutMs });
+    if (last.ok) return last;
+    if (Date.now() + (options.intervalMs ?? 500) >= deadline) {
+      return { ok: false, detail: `not ready after ${options.timeoutMs} ms: ${last.detail}` };
+    }
+    await new Promise((r) => setTimeout(r, options.intervalMs ?? 500));
+  }
+}
+
+async function probeTcp(host: string, port: number, timeoutMs: number): Promise<HealthResult> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const connecting = Deno.connect({ hostname: host, port });
+  const timeout = new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), timeoutMs));
+  try {
+    const conn = await Promise.race([connecting, timeout]);
+    if (conn === "timeout") {
+      connecting.then((c) => c.close(), () => {});
+      return { ok: false, detail: `tcp ${host}:${port}: no answer within ${timeoutMs} ms` };
+    }
+    conn.close();
+    return { ok: true, detail: `tcp ${host}:${port} accepts connections` };
+  } catch (err) {
+    return { ok: false, detail: `tcp ${host}:${port}: ${(err as Error).message}` };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function probeHttp(url: string, timeoutMs: number, signal?: AbortSignal) {
+  const signals = [AbortSignal.timeout(timeoutMs), ...(signal ? [signal] : [])];
+  try {
+    const res = await fetch(url, { signal: AbortSignal.any(signals), redirect: "manual" });
+    await res.body?.cancel();
+    return res.status >= 200 && res.status < 300
+      ? { ok: true, detail: `GET ${url}: ${res.status}` }
+      : { ok: false, detail: `GET ${url}: HTTP ${res.status}` };
+  } catch (err) {
+    const e = err as Error;
+    const why = e.name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : e.message;
+    return { ok: false, detail: `GET ${url}: ${why}` };
+  }
+}
+
+async function probeSerial(marker: string, target: ReadinessTarget): Promise<HealthResult> {
+  if (!target.serialLog) return { ok: false, detail: "no serial log to watch" };
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(target.serialLog);
+  } catch (err) {
+    return { ok: false, detail: `serial log ${target.serialLog}: ${(err as Error).message}` };
+  }
+  const text = new TextDecoder().decode(bytes.subarray(target.serialFrom ?? 0));
+  const line = text.split(/\r?\n/).find((l) => l.includes(marker));
+  return line === undefined
+    ? { ok: false, detail: `serial: no line with ${JSON.stringify(marker)} yet` }
+    : { ok: true, detail: `serial: ${line.trim().slice(0, 200)}` };
+}
