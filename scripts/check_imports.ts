@@ -1,0 +1,54 @@
+/**
+ * Checks that imports point one way (STYLE rule 3):
+ * main → cli → ipc ← kattach → {appqueue, vmimage, netmgr} → host → lib.
+ * Prints each import that breaks the rule and exits 1 if there is one.
+ */
+const allowed: Record<string, string[]> = {
+  lib: [],
+  host: ["lib"],
+  netmgr: ["host", "lib"],
+  appqueue: ["host", "lib"],
+  vmimage: ["host", "lib"],
+  ipc: ["appqueue", "lib"],
+  cli: ["ipc", "lib"],
+  kattach: ["ipc", "appqueue", "vmimage", "netmgr", "host", "lib"],
+};
+const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const problems: string[] = [];
+
+async function* tsFiles(dir: string): AsyncGenerator<string> {
+  const entries = await Array.fromAsync(Deno.readDir(dir)).catch(() => []);
+  for (const e of entries) {
+    const path = `${dir}/${e.name}`;
+    if (e.isDirectory && !e.name.startsWith(".")) yield* tsFiles(path);
+    else if (e.isFile && e.name.endsWith(".ts")) yield path;
+  }
+}
+
+for (const folder of Object.keys(allowed)) {
+  for await (const file of tsFiles(`${root}/${folder}`)) {
+    const text = await Deno.readTextFile(file);
+    const isTest = file.endsWith("_test.ts") || file.includes("/_fake") ||
+      file.includes("test_util");
+    for (const m of text.matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+)"/g)) {
+      const target = new URL(m[1], `file://${file}`).pathname;
+      const rel = target.slice(root.length + 1);
+      const top = rel.includes("/") ? rel.split("/")[0] : rel;
+      if (top === folder) continue;
+      if (["tests", "fixtures"].includes(top) && !isTest) {
+        problems.push(`${file.slice(root.length + 1)}: imports ${rel} (nothing imports ${top}/)`);
+      } else if (
+        !allowed[folder].includes(top) && !(isTest && ["tests", "fixtures"].includes(top))
+      ) {
+        problems.push(`${file.slice(root.length + 1)}: ${folder} must not import ${rel}`);
+      } else if (rel.split("/").pop()!.startsWith("_") && top !== folder && !isTest) {
+        problems.push(`${file.slice(root.length + 1)}: imports private ${rel}`);
+      }
+    }
+  }
+}
+if (problems.length > 0) {
+  console.error(problems.join("\n"));
+  Deno.exit(1);
+}
+console.log("imports point one way");
