@@ -73,18 +73,20 @@ export async function writeBundle(
 /** What {@linkcode extractBundle} verified. */
 export interface ExtractedBundle {
   release: Release;
+  /** The module directory written: `<into>/<name>`. */
+  dir: string;
   /** The trusted key that signed the bundle. */
   publicKey: string;
 }
 
 /**
- * Verifies a bundle file against the trusted keys and writes its four module files into `destDir`
- * (an empty directory). Throws a UserError naming what failed; `destDir` is then left for the
- * caller to remove.
+ * Verifies a bundle file against the trusted keys, then writes its four module files into a new
+ * directory `<into>/<name>` (a module directory, see docs/modules.md). Throws a UserError naming
+ * what failed; nothing is written unless every check passed.
  */
 export async function extractBundle(
   path: string,
-  options: { destDir: string; trusted: string[] },
+  options: { into: string; trusted: string[] },
 ): Promise<ExtractedBundle> {
   const label = `bundle ${path}`;
   const info = await Deno.stat(path).catch((cause) => {
@@ -100,7 +102,7 @@ export async function extractBundle(
     label,
     maxFileBytes: MAX_PART_BYTES,
     maxTotalBytes: MAX_BUNDLE_BYTES,
-    maxEntries: 5,
+    maxEntries: 16,
   });
   const signed = entries.find((e) => e.path === BUNDLE_ENTRY);
   if (!signed) {
@@ -143,6 +145,7 @@ export async function extractBundle(
       });
     }
   }
+  const files: { file: string; data: Uint8Array }[] = [];
   for (const [file, ref] of wanted) {
     const e = entries.find((x) => x.path === file);
     if (!e) throw new UserError(`Cannot import ${label}: ${file} is missing`);
@@ -159,9 +162,14 @@ export async function extractBundle(
         { hint: "the bundle was altered after signing", code: "digest-mismatch" },
       );
     }
-    await Deno.writeFile(`${options.destDir}/${file}`, e.data, { mode: 0o644, createNew: true });
+    files.push({ file, data: e.data });
   }
-  return { release, publicKey };
+  const dir = `${options.into}/${release.name}`;
+  await Deno.mkdir(dir, { mode: 0o700 });
+  for (const f of files) {
+    await Deno.writeFile(`${dir}/${f.file}`, f.data, { mode: 0o644, createNew: true });
+  }
+  return { release, publicKey, dir };
 }
 
 /** True when `path` is a file (a bundle) rather than a directory (a module directory). */

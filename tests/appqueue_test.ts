@@ -46,8 +46,8 @@ const keys = {
 
 /** web 1.1.0: the fixture with a new version, a module command and its appmgr action. */
 async function makeWeb110(): Promise<string> {
-  const dir = `${work}/web-1.1.0`;
-  await Deno.mkdir(dir);
+  const dir = `${work}/web-1.1.0/web`;
+  await Deno.mkdir(dir, { recursive: true });
   for (const f of ["web.aqi", "climod.aq", "appmgr.aq", "manifest.json"]) {
     await Deno.copyFile(`${FIXTURES}/web/${f}`, `${dir}/${f}`);
   }

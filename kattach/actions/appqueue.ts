@@ -264,6 +264,7 @@ async function downloadRelease(
   await Deno.mkdir(cache, { recursive: true, mode: 0o700 });
   const names = moduleFiles(r.name);
   const headers = queueHeaders(k.store, q);
+  await Deno.mkdir(`${o.staging}/${r.name}`, { mode: 0o700 });
   for (const part of ["manifest", "climod", "appmgr", "image"] as const) {
     const ref = r.parts[part];
     const file = names[part];
@@ -278,7 +279,7 @@ async function downloadRelease(
     await fetchPart(`${q.url}parts/${ref.sha256}`, {
       sha256: ref.sha256,
       size: ref.size,
-      dest: `${o.staging}/${file}`,
+      dest: `${o.staging}/${r.name}/${file}`,
       partial: `${cache}/${ref.sha256}.part`,
       headers,
       label: `${file} of ${r.name} ${r.version}`,
@@ -331,8 +332,8 @@ function checkInstallable(store: Store, r: Release, replace: boolean): void {
 }
 
 /**
- * Verifies the files in `staging` (schemas, and digests against the signed release) and moves
- * them into STATE/modules/<name> with the rows, in one transaction. Removes `staging` on failure.
+ * Verifies the module in `staging/<name>` (schemas, and digests against the signed release) and
+ * moves it into STATE/modules/<name> with the rows, in one transaction. Removes `staging` after.
  */
 async function installStaged(
   k: Kattach,
@@ -342,10 +343,11 @@ async function installStaged(
   const r = o.release;
   const root = modulesDir(k.stateDir);
   const final = `${root}/${r.name}`;
+  const dir = `${staging}/${r.name}`;
   const trash = `${root}/.trash-${crypto.randomUUID()}`;
   let movedOld = false;
   try {
-    const src = await readModuleDir(staging);
+    const src = await readModuleDir(dir);
     const m = src.manifest;
     if (m.name !== r.name || m.version !== r.version || m.kind !== r.kind) {
       throw new UserError(
@@ -389,23 +391,24 @@ async function installStaged(
           }
         }
         replaceModule(k.store, record);
-        Deno.renameSync(final, trash);
-        movedOld = true;
       } else {
         k.store.insertModule(record);
       }
       setModuleOrigin(k.store, m.name, { ...o.origin, releaseNotes: r.releaseNotes });
+      if (o.replace) {
+        Deno.renameSync(final, trash);
+        movedOld = true;
+      }
       try {
-        Deno.renameSync(staging, final);
+        Deno.renameSync(dir, final);
       } catch (err) {
         if (movedOld) Deno.renameSync(trash, final);
         movedOld = false;
         throw err;
       }
     });
-  } catch (err) {
+  } finally {
     await Deno.remove(staging, { recursive: true }).catch(() => {});
-    throw err;
   }
   if (movedOld) {
     await Deno.remove(trash, { recursive: true }).catch((err) =>
@@ -459,7 +462,7 @@ export async function importBundle(k: Kattach, path: string, ctx: ActionContext)
   const staging = await newStaging(k);
   let extracted;
   try {
-    extracted = await extractBundle(path, { destDir: staging, trusted });
+    extracted = await extractBundle(path, { into: staging, trusted });
     checkInstallable(k.store, extracted.release, false);
   } catch (err) {
     await Deno.remove(staging, { recursive: true }).catch(() => {});

@@ -4,6 +4,7 @@ import { appqueueHandlers } from "./appqueue.ts";
 import { authHandlers } from "./auth.ts";
 import { configGroupHandlers } from "./config_group.ts";
 import { instanceHandlers } from "./instance.ts";
+import { lifecycleHandlers } from "./lifecycle.ts";
 import { moduleHandlers } from "./module.ts";
 import { systemHandlers } from "./system.ts";
 import { vlanHandlers } from "./vlan.ts";
@@ -22,6 +23,7 @@ export const handlers: Handlers<ActionName> = {
   ...configGroupHandlers,
   ...vmImageHandlers,
   ...instanceHandlers,
+  ...lifecycleHandlers,
   ...appqueueHandlers,
   ...authHandlers,
 };

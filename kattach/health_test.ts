@@ -1,0 +1,75 @@
+import assert from "node:assert/strict";
+import { checkReadiness, waitReady } from "./health.ts";
+
+Deno.test("health: tcp passes on a listening port and fails on a closed one", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const accepting = (async () => {
+    for await (const c of listener) c.close();
+  })();
+  const ok = await checkReadiness({ type: "tcp", port: 1 }, { host: "127.0.0.1", port });
+  assert.deepEqual(ok, { ok: true, detail: `tcp 127.0.0.1:${port} accepts connections` });
+  listener.close();
+  await accepting.catch(() => {});
+  const closed = await checkReadiness({ type: "tcp", port }, { host: "127.0.0.1" });
+  assert.equal(closed.ok, false);
+  assert.match(closed.detail, new RegExp(`tcp 127\\.0\\.0\\.1:${port}: `));
+});
+
+Deno.test("health: http needs a 2xx answer; a silent server times out", async () => {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (req) =>
+      new URL(req.url).pathname === "/ready"
+        ? new Response("ok")
+        : new Response("no", { status: 503 }),
+  );
+  const port = server.addr.port;
+  const check = (path: string) => ({ type: "http" as const, port, path });
+  assert.equal((await checkReadiness(check("/ready"), {})).ok, true);
+  const down = await checkReadiness(check("/"), {});
+  assert.deepEqual(down, { ok: false, detail: `GET http://127.0.0.1:${port}/: HTTP 503` });
+  await server.shutdown();
+
+  // A TCP listener that never answers HTTP.
+  const mute = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const c of mute) held.push(c);
+  })();
+  const silent = await checkReadiness(
+    { type: "http", port: (mute.addr as Deno.NetAddr).port, path: "/" },
+    {},
+    { probeTimeoutMs: 300 },
+  );
+  assert.equal(silent.ok, false);
+  assert.match(silent.detail, /no answer within 300 ms/);
+  held.forEach((c) => c.close());
+  mute.close();
+  await accepting.catch(() => {});
+});
+
+Deno.test("health: serial marker appears in the log while waiting; old output is skipped", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos_health_test_" });
+  const log = `${dir}/serial.log`;
+  await Deno.writeTextFile(log, "boot\nweb: ready (previous boot)\n");
+  const from = (await Deno.stat(log)).size;
+  const check = { type: "serial" as const, marker: "web: ready" };
+  assert.equal((await checkReadiness(check, { serialLog: log })).ok, true);
+  assert.equal((await checkReadiness(check, { serialLog: log, serialFrom: from })).ok, false);
+  setTimeout(() => Deno.writeTextFileSync(log, "web: ready on :80\n", { append: true }), 200);
+  const r = await waitReady(check, { serialLog: log, serialFrom: from }, {
+    timeoutMs: 10_000,
+    intervalMs: 50,
+  });
+  assert.deepEqual(r, { ok: true, detail: "serial: web: ready on :80" });
+  const missing = await waitReady(
+    { type: "serial", marker: "never" },
+    { serialLog: log },
+    { timeoutMs: 200, intervalMs: 50 },
+  );
+  assert.equal(missing.ok, false);
+  assert.match(missing.detail, /^not ready after 200 ms: serial: no line with "never" yet$/);
+  assert.equal((await checkReadiness(check, {})).detail, "no serial log to watch");
+  await Deno.remove(dir, { recursive: true });
+});
