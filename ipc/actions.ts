@@ -5,7 +5,6 @@
 import { z } from "zod";
 import { ModuleName } from "../appqueue/manifest.ts";
 import { appqueueActions } from "./actions_appqueue.ts";
-import { guestActions } from "./actions_guests.ts";
 import { authActions } from "./actions_auth.ts";
 import {
   ConfigGroup,
@@ -90,14 +89,7 @@ export const actions = {
   "vmimage.del": { params: z.strictObject({ name: ObjectName }), result: Deleted },
 
   "deploy": {
-    params: z.strictObject({
-      vmimage: ObjectName,
-      count: z.number().int().min(1).max(256),
-      /** Only define the instances (default: start them). */
-      noStart: z.boolean().optional(),
-      /** Wait until every started instance is ready or failed. */
-      wait: z.boolean().optional(),
-    }),
+    params: z.strictObject({ vmimage: ObjectName, count: z.number().int().min(1).max(256) }),
     result: z.array(Instance),
   },
   "instance.list": {
@@ -108,7 +100,6 @@ export const actions = {
   "instance.del": { params: z.strictObject({ name: InstanceName }), result: Deleted },
 
   ...appqueueActions,
-  ...guestActions,
   ...authActions,
 } as const;
 

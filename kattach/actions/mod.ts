@@ -4,7 +4,6 @@ import { appqueueHandlers } from "./appqueue.ts";
 import { authHandlers } from "./auth.ts";
 import { configGroupHandlers } from "./config_group.ts";
 import { instanceHandlers } from "./instance.ts";
-import { lifecycleHandlers } from "./lifecycle.ts";
 import { moduleHandlers } from "./module.ts";
 import { systemHandlers } from "./system.ts";
 import { vlanHandlers } from "./vlan.ts";
@@ -23,7 +22,6 @@ export const handlers: Handlers<ActionName> = {
   ...configGroupHandlers,
   ...vmImageHandlers,
   ...instanceHandlers,
-  ...lifecycleHandlers,
   ...appqueueHandlers,
   ...authHandlers,
 };
