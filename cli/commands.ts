@@ -14,7 +14,6 @@ import type {
   VmImage,
 } from "../ipc/mod.ts";
 import { appqueueCommands } from "./commands_appqueue.ts";
-import { authCommands } from "./commands_auth.ts";
 import { fields, table } from "./render.ts";
 
 /** A positional argument. */
@@ -496,7 +495,6 @@ export const commands: Command[] = [
     render: deleted,
   }),
   ...appqueueCommands,
-  ...authCommands,
 ];
 
 /** The usage line of a command. */

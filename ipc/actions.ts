@@ -5,7 +5,6 @@
 import { z } from "zod";
 import { ModuleName } from "../appqueue/manifest.ts";
 import { appqueueActions } from "./actions_appqueue.ts";
-import { authActions } from "./actions_auth.ts";
 import {
   ConfigGroup,
   ConfigValue,
@@ -100,7 +99,6 @@ export const actions = {
   "instance.del": { params: z.strictObject({ name: InstanceName }), result: Deleted },
 
   ...appqueueActions,
-  ...authActions,
 } as const;
 
 /** The name of an action. */

@@ -1,7 +1,6 @@
 /** The action handlers: the one place where an action changes the world (store first, then apply). */
 import type { ActionContext, ActionName } from "../../ipc/mod.ts";
 import { appqueueHandlers } from "./appqueue.ts";
-import { authHandlers } from "./auth.ts";
 import { configGroupHandlers } from "./config_group.ts";
 import { instanceHandlers } from "./instance.ts";
 import { moduleHandlers } from "./module.ts";
@@ -23,7 +22,6 @@ export const handlers: Handlers<ActionName> = {
   ...vmImageHandlers,
   ...instanceHandlers,
   ...appqueueHandlers,
-  ...authHandlers,
 };
 
 /** Runs one already-validated action. */
