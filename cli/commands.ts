@@ -14,6 +14,8 @@ import type {
   VmImage,
 } from "../ipc/mod.ts";
 import { appqueueCommands } from "./commands_appqueue.ts";
+import { guestCommands } from "./commands_guests.ts";
+import { authCommands } from "./commands_auth.ts";
 import { fields, table } from "./render.ts";
 
 /** A positional argument. */
@@ -49,6 +51,8 @@ export interface Command {
   destructive?: boolean;
   build(p: Parsed): { action: ActionName; params: unknown };
   render(result: unknown): string;
+  /** Takes over the terminal after the action (e.g. `instance console`); returns the exit status. */
+  interactive?(result: unknown): Promise<number>;
 }
 
 /** An operator's mistake on the command line. */
@@ -170,6 +174,18 @@ function renderInstance(i: Instance): string {
     ["Autostart", i.autostart ? "yes" : "no"],
     ["Restart policy", i.restartPolicy],
     ["Created", i.createdAt],
+    ["QEMU pid", i.pid ?? "-"],
+    ["Restarts", i.restarts ?? 0],
+    ["Last exit", i.lastExit || "-"],
+    [
+      "Forwards",
+      (i.forwards ?? []).map((f) => `127.0.0.1:${f.hostPort} -> ${f.guestPort} (${f.module})`)
+        .join(", ") || "none",
+    ],
+    [
+      "Health",
+      (i.health ?? []).map((h) => `${h.module} ${h.status} (${h.detail})`).join("; ") || "-",
+    ],
   ]) + "NICs:\n" +
     i.nics.map((n) =>
       `  net${n.index}  ${n.vlan === null ? "nat" : `vlan ${n.vlan}`}  ${n.mac}  ${
@@ -202,6 +218,7 @@ export const commands: Command[] = [
         ["VM images", s.counts.vmimages],
         ["Instances", s.counts.instances],
         ["State", s.stateDir],
+        ["Database", `schema ${s.store.schema}, integrity ${s.store.integrity}`],
       ]);
     },
   }),
@@ -450,12 +467,18 @@ export const commands: Command[] = [
     path: ["deploy"],
     summary: "Deploy instances of a VM image",
     args: [{ name: "VMIMAGE" }],
-    flags: [{ name: "count", value: "N", help: "how many instances (default 1)" }],
+    flags: [
+      { name: "count", value: "N", help: "how many instances (default 1)" },
+      { name: "no-start", boolean: true, help: "only define them (default: start them)" },
+      { name: "wait", boolean: true, help: "wait until they are ready (or failed)" },
+    ],
     build: (p) => ({
       action: "deploy",
       params: {
         vmimage: p.args.VMIMAGE!,
         count: p.flags.count === undefined ? 1 : intArg(p.flags.count as string, "--count"),
+        noStart: p.flags["no-start"] === true,
+        wait: p.flags.wait === true,
       },
     }),
     render: (r) =>
@@ -495,6 +518,8 @@ export const commands: Command[] = [
     render: deleted,
   }),
   ...appqueueCommands,
+  ...guestCommands,
+  ...authCommands,
 ];
 
 /** The usage line of a command. */

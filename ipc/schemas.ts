@@ -122,6 +122,23 @@ export const Nic = z.strictObject({
 });
 export type Nic = z.infer<typeof Nic>;
 
+/** A 127.0.0.1 host port forwarded to a guest port (user-mode NAT). */
+export const Forward = z.strictObject({
+  hostPort: z.number().int(),
+  guestPort: z.number().int(),
+  module: z.string(),
+});
+export type Forward = z.infer<typeof Forward>;
+
+/** The readiness of one module inside an instance (appmgr.aq readiness). */
+export const ModuleHealth = z.strictObject({
+  module: z.string(),
+  status: z.enum(["starting", "ready", "failed"]),
+  detail: z.string(),
+  checkedAt: z.string(),
+});
+export type ModuleHealth = z.infer<typeof ModuleHealth>;
+
 /** A deployed instance of a VM image. */
 export const Instance = z.strictObject({
   name: InstanceName,
@@ -131,6 +148,15 @@ export const Instance = z.strictObject({
   restartPolicy: z.enum(["always", "on-failure", "never"]),
   nics: z.array(Nic),
   createdAt: z.string(),
+  /** The QEMU process while one runs (guests). */
+  pid: z.number().int().nullable().optional(),
+  /** Host port forwards of its user-mode NIC (guests). */
+  forwards: z.array(Forward).optional(),
+  /** Readiness per module (guests). */
+  health: z.array(ModuleHealth).optional(),
+  /** How often the supervisor restarted it, and why it last ended (guests). */
+  restarts: z.number().int().optional(),
+  lastExit: z.string().optional(),
 });
 export type Instance = z.infer<typeof Instance>;
 
@@ -144,6 +170,7 @@ export const SystemStatus = z.strictObject({
   uptimeSeconds: z.number(),
   accel: z.strictObject({ kind: z.enum(["kvm", "tcg"]), reason: z.string() }),
   vkaos: z.string().nullable(),
+  store: z.strictObject({ schema: z.number().int(), integrity: z.string() }),
   counts: z.strictObject({
     vlans: z.number().int(),
     modules: z.number().int(),

@@ -6,13 +6,19 @@
 import { type Dispatch, type IpcServer, serveIpc } from "../ipc/mod.ts";
 import { probeAccel } from "../host/mod.ts";
 import { type Kattach, reconcileModuleDirs, runAction } from "./actions/mod.ts";
+import { Services } from "./services.ts";
 import { Store } from "./store.ts";
+import { Supervisor } from "./supervisor.ts";
 
 /** Options of {@linkcode startKattach}. */
 export interface KattachOptions {
   mode: "hosted" | "appliance";
   stateDir: string;
   log?: (line: string) => void;
+  /** Port of the supervised sshd (default 1289; 0: no sshd). */
+  sshPort?: number;
+  /** The command that runs main.ts (e.g. [deno, "run", "-A", main.ts]); no services without it. */
+  selfArgv?: string[];
 }
 
 /** A running kattach. */
@@ -38,6 +44,8 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
   let store: Store | undefined;
   let k: Kattach | undefined;
   let ipc: IpcServer | undefined;
+  let services: Services | undefined;
+  let supervisor: Supervisor | undefined;
 
   const phases: Phase[] = [
     {
@@ -53,7 +61,8 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       fatal: true,
       run() {
         store = Store.open(`${stateDir}/kaos.db`);
-        log(`config store open (schema ${store.schemaVersion()})`);
+        const check = store.integrityCheck();
+        log(`config store open (schema ${store.schemaVersion()}, integrity ${check})`);
       },
     },
     {
@@ -82,12 +91,49 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       },
     },
     {
+      name: "guests",
+      fatal: false,
+      async run() {
+        supervisor = new Supervisor(k!);
+        await supervisor.resume(); // re-attach to running QEMUs, then autostart
+      },
+    },
+    {
       name: "ipc",
       fatal: true,
       async run() {
         const dispatch: Dispatch = (action, params, ctx) => runAction(k!, action, params, ctx);
         ipc = await serveIpc({ runDir: `${stateDir}/run`, dispatch, log });
         log(`listening on ${ipc.socketPath}`);
+      },
+    },
+    {
+      name: "services",
+      fatal: false,
+      run() {
+        const self = options.selfArgv;
+        if (!self) return;
+        services = new Services({ log });
+        const port = options.sshPort ?? 1289;
+        if (port !== 0) {
+          const listen = options.mode === "hosted" ? "127.0.0.1" : "0.0.0.0";
+          services.start({
+            name: "sshd",
+            argv: [
+              ...self,
+              ...["sshd", "--supervised", "--state", stateDir],
+              ...["--port", String(port), "--listen", listen],
+            ],
+            stdio: "parent-pipe",
+          });
+        }
+        if (options.mode === "appliance") {
+          services.start({
+            name: "console",
+            argv: [...self, "console", "--state", stateDir],
+            stdio: "inherit",
+          });
+        }
       },
     },
   ];
@@ -108,7 +154,9 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
     k: k!,
     ipc: ipc!,
     async stop() {
+      await services?.stop();
       await ipc?.close();
+      await supervisor?.detach(); // guests keep running; the next start re-attaches
       store?.close();
     },
   };

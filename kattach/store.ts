@@ -46,6 +46,11 @@ export class Store {
     return row?.v ?? 0;
   }
 
+  /** SQLite's integrity check of the whole database: "ok" or what is wrong. */
+  integrityCheck(): string {
+    return this.all("PRAGMA integrity_check").map((r) => String(r.integrity_check)).join("; ");
+  }
+
   /** Runs `fn` in one write transaction; any throw rolls everything back. `fn` must not await. */
   tx<T>(fn: () => T): T {
     if (this.#inTx) throw new Error("nested transaction");

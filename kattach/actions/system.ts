@@ -18,6 +18,7 @@ export const systemHandlers: Handlers<"system.status"> = {
       accel: k.accel,
       vkaos: vkaos ? `${vkaos.name} ${vkaos.version}` : null,
       counts: k.store.counts(),
+      store: { schema: k.store.schemaVersion(), integrity: k.store.integrityCheck() },
     };
   },
 };
