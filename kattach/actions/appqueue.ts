@@ -61,6 +61,9 @@ export function downloadCacheDir(stateDir: string): string {
   return `${stateDir}/appqueue-cache`;
 }
 
+/** Digests being downloaded right now (one partial file per digest). */
+const downloading = new Set<string>();
+
 /** Largest sizes of the small parts, as readModuleDir enforces them. */
 const PART_LIMITS = {
   manifest: 64 * 1024,
@@ -276,6 +279,13 @@ async function downloadRelease(
         { code: "too-large" },
       );
     }
+    if (downloading.has(ref.sha256)) {
+      throw new UserError(`Cannot install ${r.name} ${r.version}: ${file} is being downloaded`, {
+        hint: "another install is fetching the same part; wait for it and retry",
+        code: "busy",
+      });
+    }
+    downloading.add(ref.sha256);
     await fetchPart(`${q.url}parts/${ref.sha256}`, {
       sha256: ref.sha256,
       size: ref.size,
@@ -284,7 +294,7 @@ async function downloadRelease(
       headers,
       label: `${file} of ${r.name} ${r.version}`,
       onProgress: (done, total) => o.ctx.progress(`downloading ${file}`, done, total),
-    }).catch((err) => explainRefusal(err, q));
+    }).catch((err) => explainRefusal(err, q)).finally(() => downloading.delete(ref.sha256));
   }
 }
 
