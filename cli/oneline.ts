@@ -129,6 +129,7 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
       onProgress: (message, done, total) =>
         io.err(`${total ? `[${done ?? 0}/${total}] ` : ""}${message}\n`),
     });
+    if (!json && found.command.interactive) return await found.command.interactive(result);
     io.out(json ? JSON.stringify(result, null, 2) + "\n" : found.command.render(result));
     return EXIT.ok;
   } catch (err) {

@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { ModuleName } from "../appqueue/manifest.ts";
 import { appqueueActions } from "./actions_appqueue.ts";
+import { guestActions } from "./actions_guests.ts";
 import {
   ConfigGroup,
   ConfigValue,
@@ -88,7 +89,14 @@ export const actions = {
   "vmimage.del": { params: z.strictObject({ name: ObjectName }), result: Deleted },
 
   "deploy": {
-    params: z.strictObject({ vmimage: ObjectName, count: z.number().int().min(1).max(256) }),
+    params: z.strictObject({
+      vmimage: ObjectName,
+      count: z.number().int().min(1).max(256),
+      /** Only define the instances (default: start them). */
+      noStart: z.boolean().optional(),
+      /** Wait until every started instance is ready or failed. */
+      wait: z.boolean().optional(),
+    }),
     result: z.array(Instance),
   },
   "instance.list": {
@@ -99,6 +107,7 @@ export const actions = {
   "instance.del": { params: z.strictObject({ name: InstanceName }), result: Deleted },
 
   ...appqueueActions,
+  ...guestActions,
 } as const;
 
 /** The name of an action. */

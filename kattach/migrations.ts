@@ -151,4 +151,20 @@ export const migrations: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 3,
+    name: "guests",
+    sql: `
+      CREATE TABLE instance_runtime (
+        instance TEXT PRIMARY KEY REFERENCES instance(name) ON DELETE CASCADE,
+        pid INTEGER,
+        machine TEXT NOT NULL DEFAULT 'q35' CHECK (machine IN ('q35', 'microvm')),
+        forwards TEXT NOT NULL DEFAULT '[]',
+        serial_from INTEGER NOT NULL DEFAULT 0,
+        started_at TEXT,
+        restarts INTEGER NOT NULL DEFAULT 0,
+        last_exit TEXT NOT NULL DEFAULT ''
+      ) STRICT;
+    `,
+  },
 ];

@@ -5,7 +5,9 @@
 import type { Instance, Nic } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import { allocateMac } from "../../netmgr/mod.ts";
+import { removeInstanceDir } from "../instance_runtime.ts";
 import type { Store } from "../store.ts";
+import { supervisorOf, withRuntime } from "../supervisor.ts";
 import { requireVkaos } from "./module.ts";
 import { resolveVmImage } from "./vmimage.ts";
 import { allocateOn, resolveVlan, takenAddresses } from "./vlan.ts";
@@ -27,7 +29,7 @@ export function resolveInstance(store: Store, name: string): Instance {
 export const instanceHandlers: Handlers<
   "deploy" | "instance.list" | "instance.show" | "instance.del"
 > = {
-  "deploy"(k, p, ctx) {
+  async "deploy"(k, p, ctx) {
     const created = k.store.tx(() => {
       requireVkaos(k.store, `deploy ${p.vmimage}`);
       const image = resolveVmImage(k.store, p.vmimage);
@@ -64,30 +66,50 @@ export const instanceHandlers: Handlers<
       return names;
     });
     k.log(`deploy: ${p.vmimage} × ${p.count}: ${created.join(", ")}`);
-    return created.map((name) => resolveInstance(k.store, name));
+    if (!p.noStart) {
+      const sup = supervisorOf(k);
+      let done = 0;
+      await Promise.all(created.map(async (name) => {
+        try {
+          const inst = await sup.start(name, { wait: p.wait });
+          ctx.progress(`${name}: ${inst.state} (pid ${inst.pid})`, ++done, created.length);
+        } catch (err) {
+          ctx.progress(
+            `${name}: failed to start: ${err instanceof Error ? err.message : err}`,
+            ++done,
+            created.length,
+          );
+        }
+      }));
+    }
+    return created.map((name) => withRuntime(k, resolveInstance(k.store, name)));
   },
 
   "instance.list"(k, p) {
     if (p.vmimage !== undefined) resolveVmImage(k.store, p.vmimage);
-    return k.store.listInstances(p.vmimage);
+    return k.store.listInstances(p.vmimage).map((i) => withRuntime(k, i));
   },
 
   "instance.show"(k, p) {
-    return resolveInstance(k.store, p.name);
+    return withRuntime(k, resolveInstance(k.store, p.name));
   },
 
-  "instance.del"(k, p) {
-    return k.store.tx(() => {
+  async "instance.del"(k, p) {
+    const sup = supervisorOf(k);
+    const result = k.store.tx(() => {
       const inst = resolveInstance(k.store, p.name);
-      if (!["defined", "stopped", "failed"].includes(inst.state)) {
+      if (!["defined", "stopped", "failed"].includes(inst.state) || sup.isAlive(p.name)) {
         throw new UserError(`Cannot delete ${p.name}: it is ${inst.state}`, {
           hint: `stop it first (\`instance stop ${p.name}\`)`,
           code: "in-use",
         });
       }
+      sup.forget(p.name);
       k.store.deleteInstance(p.name);
       k.log(`instance: deleted ${p.name}`);
       return { deleted: p.name };
     });
+    await removeInstanceDir(k.stateDir, p.name);
+    return result;
   },
 };

@@ -3,6 +3,7 @@ import type { ActionContext, ActionName } from "../../ipc/mod.ts";
 import { appqueueHandlers } from "./appqueue.ts";
 import { configGroupHandlers } from "./config_group.ts";
 import { instanceHandlers } from "./instance.ts";
+import { lifecycleHandlers } from "./lifecycle.ts";
 import { moduleHandlers } from "./module.ts";
 import { systemHandlers } from "./system.ts";
 import { vlanHandlers } from "./vlan.ts";
@@ -21,6 +22,7 @@ export const handlers: Handlers<ActionName> = {
   ...configGroupHandlers,
   ...vmImageHandlers,
   ...instanceHandlers,
+  ...lifecycleHandlers,
   ...appqueueHandlers,
 };
 

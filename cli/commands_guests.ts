@@ -1,0 +1,200 @@
+/**
+ * One-line commands of guests: `instance start|stop|restart|pause|resume|kill|set|console|stats`
+ * and `qmp NAME COMMAND [JSON-ARGS]`. They build actions; kattach's supervisor does the work.
+ */
+import type { ActionName, GuestStats, Instance, ParamsOf, QmpReply } from "../ipc/mod.ts";
+import { attachConsole } from "./console_attach.ts";
+import { type Command, intArg, type Parsed, UsageError } from "./commands.ts";
+import { fields, table } from "./render.ts";
+
+function cmd<A extends ActionName>(
+  c: Omit<Command, "build"> & { build(p: Parsed): { action: A; params: ParamsOf<A> } },
+): Command {
+  return c as Command;
+}
+
+/** One line about an instance after a lifecycle action. */
+function stateLine(i: Instance): string {
+  const pid = i.pid ? ` (pid ${i.pid})` : "";
+  const fwd = (i.forwards ?? []).map((f) => `127.0.0.1:${f.hostPort}→${f.guestPort}`).join(", ");
+  return `${i.name}: ${i.state}${pid}${fwd ? `; forwards ${fwd}` : ""}` +
+    (i.lastExit && (i.state === "failed" || i.state === "stopped") ? `; ${i.lastExit}` : "") +
+    "\n";
+}
+
+function yesNo(v: string | boolean | undefined, what: string): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (v === "yes" || v === "true" || v === "on") return true;
+  if (v === "no" || v === "false" || v === "off") return false;
+  throw new UsageError(`${what} takes yes or no, not ${JSON.stringify(v)}`);
+}
+
+function bytes(n: number | null): string {
+  if (n === null) return "-";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+/** Parses the optional JSON-ARGS of `qmp`: an object, or a UsageError. */
+export function qmpArgs(text: string | undefined): Record<string, unknown> | undefined {
+  if (text === undefined) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`JSON-ARGS is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new UsageError(`JSON-ARGS must be a JSON object, e.g. '{"device":"cfg"}'`);
+  }
+  return v as Record<string, unknown>;
+}
+
+const simple = (
+  verb: "pause" | "resume" | "kill",
+  summary: string,
+  destructive = false,
+): Command =>
+  cmd({
+    path: ["instance", verb],
+    summary,
+    args: [{ name: "NAME" }],
+    flags: [],
+    destructive,
+    build: (p) => ({ action: `instance.${verb}`, params: { name: p.args.NAME! } }),
+    render: (r) => stateLine(r as Instance),
+  });
+
+/** The guest commands. */
+export const guestCommands: Command[] = [
+  cmd({
+    path: ["instance", "start"],
+    summary: "Start an instance's QEMU (readiness decides running or failed)",
+    args: [{ name: "NAME" }],
+    flags: [{ name: "wait", boolean: true, help: "wait until it is ready (or failed)" }],
+    build: (p) => ({
+      action: "instance.start",
+      params: { name: p.args.NAME!, wait: p.flags.wait === true },
+    }),
+    render: (r) => stateLine(r as Instance),
+  }),
+  cmd({
+    path: ["instance", "stop"],
+    summary: "Stop an instance: ACPI power-off, then QMP quit after the timeout",
+    args: [{ name: "NAME" }],
+    flags: [{ name: "timeout", value: "SECONDS", help: "wait for the power-off (default 30)" }],
+    build: (p) => ({
+      action: "instance.stop",
+      params: {
+        name: p.args.NAME!,
+        timeoutSeconds: p.flags.timeout === undefined
+          ? undefined
+          : intArg(p.flags.timeout as string, "--timeout"),
+      },
+    }),
+    render: (r) => stateLine(r as Instance),
+  }),
+  cmd({
+    path: ["instance", "restart"],
+    summary: "Stop and start an instance (a fresh QEMU with the current configuration)",
+    args: [{ name: "NAME" }],
+    flags: [{ name: "wait", boolean: true, help: "wait until it is ready (or failed)" }],
+    build: (p) => ({
+      action: "instance.restart",
+      params: { name: p.args.NAME!, wait: p.flags.wait === true },
+    }),
+    render: (r) => stateLine(r as Instance),
+  }),
+  simple("pause", "Pause an instance's vCPUs"),
+  simple("resume", "Resume a paused instance"),
+  simple("kill", "End an instance's QEMU at once (no power-off, no restart)", true),
+  cmd({
+    path: ["instance", "set"],
+    summary: "Set an instance's restart policy, autostart or machine type",
+    args: [{ name: "NAME" }],
+    flags: [
+      { name: "restart-policy", value: "always|on-failure|never", help: "after QEMU ends" },
+      { name: "autostart", value: "yes|no", help: "start when kattach starts" },
+      { name: "machine", value: "q35|microvm", help: "from the next start (microvm: no ACPI)" },
+    ],
+    build(p) {
+      const policy = p.flags["restart-policy"];
+      if (policy !== undefined && !["always", "on-failure", "never"].includes(String(policy))) {
+        throw new UsageError(
+          `--restart-policy takes always, on-failure or never, not ${JSON.stringify(policy)}`,
+        );
+      }
+      const machine = p.flags.machine;
+      if (machine !== undefined && machine !== "q35" && machine !== "microvm") {
+        throw new UsageError(`--machine takes q35 or microvm, not ${JSON.stringify(machine)}`);
+      }
+      return {
+        action: "instance.set",
+        params: {
+          name: p.args.NAME!,
+          restartPolicy: policy as "always" | "on-failure" | "never" | undefined,
+          autostart: yesNo(p.flags.autostart, "--autostart"),
+          machine: machine as "q35" | "microvm" | undefined,
+        },
+      };
+    },
+    render: (r) => {
+      const i = r as Instance;
+      return `${i.name}: restart policy ${i.restartPolicy}, autostart ${
+        i.autostart ? "yes" : "no"
+      }\n`;
+    },
+  }),
+  cmd({
+    path: ["instance", "console"],
+    summary: "Attach this terminal to an instance's serial console (detach with Ctrl-])",
+    args: [{ name: "NAME" }],
+    flags: [],
+    build: (p) => ({ action: "instance.console", params: { name: p.args.NAME! } }),
+    render: (r) => `Console socket: ${(r as { socket: string }).socket}\n`,
+    interactive: (r) => {
+      const c = r as { instance: string; socket: string };
+      return attachConsole(c.socket, { instance: c.instance });
+    },
+  }),
+  cmd({
+    path: ["instance", "stats"],
+    summary: "Show an instance's CPU time, memory and block counters (QMP and /proc)",
+    args: [{ name: "NAME" }],
+    flags: [],
+    build: (p) => ({ action: "instance.stats", params: { name: p.args.NAME! } }),
+    render(r) {
+      const s = r as GuestStats;
+      return fields([
+        ["Instance", s.instance],
+        ["QEMU pid", s.pid],
+        ["Status", s.status],
+        ["Uptime", `${s.uptimeSeconds} s`],
+        ["CPU time", s.cpuSeconds === null ? "-" : `${s.cpuSeconds.toFixed(2)} s`],
+        ["QEMU RSS", bytes(s.rssBytes)],
+        ["Guest memory", bytes(s.memoryBytes)],
+        ["Network", "no counters (user-mode NAT)"],
+      ]) + "Block devices:\n" +
+        table(
+          ["DEVICE", "READ", "READS", "WRITTEN", "WRITES"],
+          s.blocks.map((b) => [b.device, bytes(b.rdBytes), b.rdOps, bytes(b.wrBytes), b.wrOps]),
+        ).replace(/^/gm, "  ");
+    },
+  }),
+  cmd({
+    path: ["qmp"],
+    summary: "Send any QMP command to an instance's QEMU and print the reply",
+    args: [{ name: "NAME" }, { name: "COMMAND" }, { name: "JSON-ARGS", optional: true }],
+    flags: [],
+    build: (p) => ({
+      action: "qmp",
+      params: { name: p.args.NAME!, command: p.args.COMMAND!, args: qmpArgs(p.args["JSON-ARGS"]) },
+    }),
+    render: (r) => JSON.stringify((r as QmpReply).return, null, 2) + "\n",
+  }),
+];

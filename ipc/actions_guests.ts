@@ -1,0 +1,88 @@
+/**
+ * Guest lifecycle actions: start, stop (ACPI, then quit), restart, pause, resume, kill, the
+ * restart policy and autostart, the serial console socket, runtime stats and raw QMP commands.
+ * Spread into the registry in actions.ts.
+ */
+import { z } from "zod";
+import { Instance, InstanceName } from "./schemas.ts";
+
+const Name = z.strictObject({ name: InstanceName });
+
+/** What `instance stats` reports. */
+export const GuestStats = z.strictObject({
+  instance: InstanceName,
+  pid: z.number().int(),
+  /** QEMU's run state (query-status). */
+  status: z.string(),
+  /** utime + stime of the QEMU process. */
+  cpuSeconds: z.number().nullable(),
+  /** Resident memory of the QEMU process. */
+  rssBytes: z.number().nullable(),
+  /** Guest RAM (query-memory-size-summary). */
+  memoryBytes: z.number(),
+  uptimeSeconds: z.number(),
+  blocks: z.array(z.strictObject({
+    device: z.string(),
+    rdBytes: z.number(),
+    wrBytes: z.number(),
+    rdOps: z.number(),
+    wrOps: z.number(),
+  })),
+  /** Network counters: null while NICs are user-mode NAT (QEMU keeps none for them). */
+  net: z.null(),
+});
+export type GuestStats = z.infer<typeof GuestStats>;
+
+/** A QMP command name as QEMU spells them. */
+export const QmpCommandName = z.string().regex(
+  /^[a-z][a-z0-9_-]{0,63}$/i,
+  "QMP commands look like query-status or system_powerdown",
+);
+
+/** Reply of the `qmp` action: QEMU's `return` value as is. */
+export const QmpReply = z.strictObject({ command: z.string(), return: z.unknown() });
+export type QmpReply = z.infer<typeof QmpReply>;
+
+/** The guest actions. */
+export const guestActions = {
+  "instance.start": {
+    params: z.strictObject({ name: InstanceName, wait: z.boolean().optional() }),
+    result: Instance,
+  },
+  "instance.stop": {
+    params: z.strictObject({
+      name: InstanceName,
+      timeoutSeconds: z.number().int().min(1).max(3600).optional(),
+    }),
+    result: Instance,
+  },
+  "instance.restart": {
+    params: z.strictObject({ name: InstanceName, wait: z.boolean().optional() }),
+    result: Instance,
+  },
+  "instance.pause": { params: Name, result: Instance },
+  "instance.resume": { params: Name, result: Instance },
+  "instance.kill": { params: Name, result: Instance },
+  "instance.set": {
+    params: z.strictObject({
+      name: InstanceName,
+      restartPolicy: z.enum(["always", "on-failure", "never"]).optional(),
+      autostart: z.boolean().optional(),
+      machine: z.enum(["q35", "microvm"]).optional(),
+    }),
+    result: Instance,
+  },
+  "instance.console": {
+    params: Name,
+    result: z.strictObject({ instance: InstanceName, socket: z.string() }),
+  },
+  "instance.stats": { params: Name, result: GuestStats },
+  "qmp": {
+    params: z.strictObject({
+      name: InstanceName,
+      command: QmpCommandName,
+      args: z.record(z.string(), z.unknown()).optional(),
+    }),
+    result: QmpReply,
+  },
+} as const;

@@ -1,0 +1,653 @@
+/**
+ * The guest supervisor: one daemonized QEMU per instance, watched through its QMP socket.
+ * QEMU outlives kattach (`-daemonize -pidfile`); when kattach starts again it re-attaches to
+ * each running guest (pid + QMP `query-status`) instead of starting a second one. A QMP
+ * connection that closes means QEMU ended: the restart policy (`always`, `on-failure`, `never`)
+ * decides, with exponential backoff. Readiness (appmgr.aq) decides `running` vs `failed`.
+ */
+import type { Instance } from "../ipc/schemas.ts";
+import { UserError } from "../lib/errors.ts";
+import {
+  cont,
+  QmpError,
+  QmpMonitor,
+  queryBlockstats,
+  queryMemorySizeSummary,
+  queryStatus,
+  quit,
+  stop as qmpStop,
+  systemPowerdown,
+} from "../vmimage/mod.ts";
+import type { Kattach } from "./actions/_types.ts";
+import { resolveInstance } from "./actions/instance.ts";
+import { waitReady } from "./health.ts";
+import {
+  type InstancePaths,
+  instancePaths,
+  isInstanceQemu,
+  pidAlive,
+  prepareInstance,
+  procStats,
+  readPidfile,
+} from "./instance_runtime.ts";
+import { instanceHealth, recordHealth } from "./store_appqueue.ts";
+import { getRuntime, patchRuntime } from "./store_instances.ts";
+
+/** How long `instance stop` waits for the ACPI power-off before it sends `quit`. */
+export const DEFAULT_STOP_TIMEOUT_S = 30;
+/** Backoff of automatic restarts: first delay, cap, and the uptime that resets it. */
+const BACKOFF = { firstMs: 1000, maxMs: 30_000, stableMs: 60_000 };
+
+type Intent = "run" | "stop" | "kill" | "detach" | "fail";
+
+/** One QEMU the supervisor watches. */
+interface Guest {
+  name: string;
+  pid: number;
+  paths: InstancePaths;
+  monitor: QmpMonitor;
+  intent: Intent;
+  /** Why it is being ended on purpose (shown as last exit). */
+  reason: string;
+  ready: boolean;
+  startedAt: number;
+  readiness: AbortController;
+  /** Settles once the end of this QEMU has been handled. */
+  ended: Promise<void>;
+}
+
+/** Per-instance runtime figures for `instance stats`. */
+export interface GuestStats {
+  instance: string;
+  pid: number;
+  status: string;
+  cpuSeconds: number | null;
+  rssBytes: number | null;
+  memoryBytes: number;
+  uptimeSeconds: number;
+  blocks: { device: string; rdBytes: number; wrBytes: number; rdOps: number; wrOps: number }[];
+  net: null;
+}
+
+const supervisors = new WeakMap<Kattach, Supervisor>();
+
+/** The supervisor of a running kattach; an error when there is none (a bug). */
+export function supervisorOf(k: Kattach): Supervisor {
+  const s = supervisors.get(k);
+  if (!s) throw new Error("the guest supervisor is not running");
+  return s;
+}
+
+/** Runs instances as QEMU processes. */
+export class Supervisor {
+  #k: Kattach;
+  #guests = new Map<string, Guest>();
+  #timers = new Map<string, ReturnType<typeof setTimeout>>();
+  #failures = new Map<string, number>();
+  #locks = new Map<string, Promise<unknown>>();
+  #closing = false;
+  #background = new Set<Promise<unknown>>();
+
+  constructor(k: Kattach) {
+    this.#k = k;
+    supervisors.set(k, this);
+  }
+
+  /** True while a QEMU of this instance is attached. */
+  isAlive(name: string): boolean {
+    return this.#guests.has(name);
+  }
+
+  /** The attached QEMU's pid, or null. */
+  pidOf(name: string): number | null {
+    return this.#guests.get(name)?.pid ?? null;
+  }
+
+  /**
+   * At kattach start: re-attaches to every guest whose QEMU still runs (same pid, QMP answers),
+   * settles the others per their restart policy, then starts the autostart instances.
+   */
+  async resume(): Promise<void> {
+    const live = ["starting", "running", "paused", "stopping"];
+    for (const inst of this.#k.store.listInstances()) {
+      if (!live.includes(inst.state)) continue;
+      const paths = instancePaths(this.#k.stateDir, inst.name);
+      const pid = getRuntime(this.#k.store, inst.name).pid ?? await readPidfile(paths.pidfile);
+      if (pid !== null && pidAlive(pid) && isInstanceQemu(pid, paths.qmp)) {
+        try {
+          await this.#attach(inst.name, pid, paths, { fresh: false });
+          this.#k.log(`supervisor: re-attached ${inst.name} (pid ${pid})`);
+          continue;
+        } catch (err) {
+          this.#k.log(`supervisor: cannot re-attach ${inst.name} (pid ${pid}): ${message(err)}`);
+          try {
+            Deno.kill(pid, "SIGKILL");
+          } catch { /* gone */ }
+        }
+      }
+      await this.#settle(inst.name, {
+        failure: inst.state !== "stopping",
+        why: "QEMU ended while kattach was not running",
+      });
+    }
+    for (const inst of this.#k.store.listInstances()) {
+      if (!inst.autostart || this.#guests.has(inst.name) || this.#timers.has(inst.name)) continue;
+      this.#k.log(`supervisor: autostart ${inst.name}`);
+      this.#spawnBackground(
+        this.start(inst.name).catch((err) =>
+          this.#k.log(`supervisor: autostart ${inst.name} failed: ${message(err)}`)
+        ),
+      );
+    }
+  }
+
+  /** Starts an instance's QEMU; with `wait`, also waits until it is ready (or failed). */
+  start(name: string, options: { wait?: boolean } = {}): Promise<Instance> {
+    return this.#locked(name, async () => {
+      this.#cancelTimer(name);
+      const inst = resolveInstance(this.#k.store, name);
+      if (this.#guests.has(name)) {
+        throw new UserError(`Cannot start ${name}: it is ${inst.state} already`, {
+          hint: `see \`instance show ${name}\``,
+          code: "conflict",
+        });
+      }
+      if (this.#closing) throw new Error("kattach is shutting down");
+      const rt = getRuntime(this.#k.store, name);
+      this.#setState(name, "starting");
+      let pid: number;
+      let paths: InstancePaths;
+      try {
+        const prep = await prepareInstance(this.#k, inst, {
+          machine: rt.machine,
+          previousForwards: rt.forwards,
+        });
+        paths = prep.paths;
+        await this.#clearLeftovers(paths);
+        if (this.#k.accel.kind === "tcg") {
+          this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
+        }
+        const out = await new Deno.Command(prep.argv[0], {
+          args: prep.argv.slice(1),
+          cwd: paths.dir,
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        if (!out.success) {
+          const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" ");
+          throw new UserError(`Cannot start ${name}: QEMU refused to start: ${err}`, {
+            hint: `the argv is in the kattach log`,
+          });
+        }
+        const p = await readPidfile(paths.pidfile);
+        if (p === null) throw new Error(`QEMU wrote no pid to ${paths.pidfile}`);
+        pid = p;
+        patchRuntime(this.#k.store, name, {
+          pid,
+          forwards: prep.forwards,
+          serialFrom: prep.serialFrom,
+          startedAt: new Date().toISOString(),
+        });
+        for (const m of prep.modules) {
+          recordHealth(this.#k.store, {
+            instance: name,
+            module: m.name,
+            status: "starting",
+            detail: "booting",
+          });
+        }
+      } catch (err) {
+        this.#setState(name, "failed");
+        patchRuntime(this.#k.store, name, { pid: null, lastExit: `start failed: ${message(err)}` });
+        this.#k.log(`supervisor: ${name}: start failed: ${message(err)}`);
+        throw err;
+      }
+      const guest = await this.#attach(name, pid, paths, { fresh: true });
+      this.#k.log(`supervisor: started ${name} (pid ${pid})`);
+      if (options.wait) await this.#waitSettled(guest);
+      return this.#show(name);
+    });
+  }
+
+  /** ACPI power-off; after `timeoutSeconds` QMP `quit`; then SIGKILL. */
+  stop(name: string, options: { timeoutSeconds?: number } = {}): Promise<Instance> {
+    return this.#locked(name, async () => {
+      const guest = this.#guests.get(name);
+      if (!guest) return this.#notRunning(name, "stop");
+      guest.intent = "stop";
+      guest.reason = "stopped by the operator";
+      guest.readiness.abort();
+      this.#setState(name, "stopping");
+      const timeoutMs = (options.timeoutSeconds ?? DEFAULT_STOP_TIMEOUT_S) * 1000;
+      const rt = getRuntime(this.#k.store, name);
+      try {
+        const status = await queryStatus(guest.monitor, { timeoutMs: 5000 });
+        if (!status.running) await cont(guest.monitor, { timeoutMs: 5000 });
+        if (rt.machine === "microvm") await quit(guest.monitor, { timeoutMs: 5000 });
+        else await systemPowerdown(guest.monitor, { timeoutMs: 5000 });
+      } catch (err) {
+        this.#k.log(`supervisor: ${name}: powerdown: ${message(err)}`);
+      }
+      if (!await settledWithin(guest.ended, timeoutMs)) {
+        this.#k.log(`supervisor: ${name}: no power-off after ${timeoutMs} ms: quit`);
+        await quit(guest.monitor, { timeoutMs: 5000 }).catch(() => {});
+        if (!await settledWithin(guest.ended, 5000)) this.#signal(guest, "SIGKILL");
+      }
+      await guest.ended;
+      return this.#show(name);
+    });
+  }
+
+  /** Ends QEMU at once (SIGKILL); no restart follows. */
+  kill(name: string): Promise<Instance> {
+    return this.#locked(name, async () => {
+      const guest = this.#guests.get(name);
+      if (!guest) return this.#notRunning(name, "kill");
+      guest.intent = "kill";
+      guest.reason = "killed by the operator";
+      guest.readiness.abort();
+      this.#signal(guest, "SIGKILL");
+      await guest.ended;
+      return this.#show(name);
+    });
+  }
+
+  /** Stops then starts an instance (a fresh QEMU and config disk). */
+  async restart(name: string, options: { wait?: boolean } = {}): Promise<Instance> {
+    if (this.#guests.has(name)) await this.stop(name);
+    return await this.start(name, options);
+  }
+
+  /** Pauses the vCPUs (QMP `stop`). */
+  pause(name: string): Promise<Instance> {
+    return this.#locked(name, async () => {
+      const guest = this.#requireGuest(name, "pause");
+      await qmpStop(guest.monitor);
+      this.#setState(name, "paused");
+      return this.#show(name);
+    });
+  }
+
+  /** Resumes paused vCPUs (QMP `cont`). */
+  resumeGuest(name: string): Promise<Instance> {
+    return this.#locked(name, async () => {
+      const guest = this.#requireGuest(name, "resume");
+      await cont(guest.monitor);
+      this.#setState(name, guest.ready ? "running" : "starting");
+      return this.#show(name);
+    });
+  }
+
+  /** Sends any QMP command; QEMU's refusal becomes a UserError carrying its class. */
+  async qmp(name: string, command: string, args?: Record<string, unknown>): Promise<unknown> {
+    const guest = this.#requireGuest(name, "send QMP commands to");
+    try {
+      return await guest.monitor.execute(command, args, { timeoutMs: 30_000 });
+    } catch (err) {
+      if (err instanceof QmpError) {
+        throw new UserError(`QMP ${command} failed: ${err.class}: ${err.desc}`, {
+          hint: "see `qmp NAME query-commands` for what this QEMU understands",
+          code: "qmp-error",
+        });
+      }
+      throw err;
+    }
+  }
+
+  /** CPU time and memory from /proc, block counters and memory size from QMP. */
+  async stats(name: string): Promise<GuestStats> {
+    const guest = this.#requireGuest(name, "show stats of");
+    const [status, mem, blocks] = await Promise.all([
+      queryStatus(guest.monitor),
+      queryMemorySizeSummary(guest.monitor),
+      queryBlockstats(guest.monitor),
+    ]);
+    const proc = procStats(guest.pid);
+    return {
+      instance: name,
+      pid: guest.pid,
+      status: status.status,
+      cpuSeconds: proc?.cpuSeconds ?? null,
+      rssBytes: proc?.rssBytes ?? null,
+      memoryBytes: mem.baseMemory + (mem.pluggedMemory ?? 0),
+      uptimeSeconds: Math.round((Date.now() - guest.startedAt) / 100) / 10,
+      blocks: blocks.map((b) => ({
+        device: b.device || b.qdev || b.nodeName || "?",
+        rdBytes: b.stats.rdBytes,
+        wrBytes: b.stats.wrBytes,
+        rdOps: b.stats.rdOperations,
+        wrOps: b.stats.wrOperations,
+      })),
+      net: null,
+    };
+  }
+
+  /** The console socket of a running instance. */
+  consoleSocket(name: string): string {
+    return this.#requireGuest(name, "attach to the console of").paths.console;
+  }
+
+  /** Forgets a stopped instance's pending restart (before `instance del`). */
+  forget(name: string): void {
+    this.#cancelTimer(name);
+    this.#failures.delete(name);
+  }
+
+  /**
+   * kattach is stopping: let go of every QEMU without ending it (they keep running and are
+   * re-attached at the next start) and cancel pending restarts.
+   */
+  async detach(): Promise<void> {
+    this.#closing = true;
+    for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
+    const guests = [...this.#guests.values()];
+    for (const g of guests) {
+      g.intent = "detach";
+      g.readiness.abort();
+    }
+    await Promise.all(guests.map((g) => g.monitor.close()));
+    await Promise.all(guests.map((g) => g.ended));
+    await Promise.allSettled([...this.#background]);
+    supervisors.delete(this.#k);
+  }
+
+  // ---- internals ----
+
+  async #attach(
+    name: string,
+    pid: number,
+    paths: InstancePaths,
+    o: { fresh: boolean },
+  ): Promise<Guest> {
+    const monitor = await QmpMonitor.connect(paths.qmp, {
+      timeoutMs: 10_000,
+      log: (m) => this.#k.log(`supervisor: ${name}: qmp: ${m}`),
+    }).catch((err) => {
+      if (o.fresh) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+        this.#setState(name, "failed");
+        patchRuntime(this.#k.store, name, { pid: null, lastExit: `no QMP: ${message(err)}` });
+      }
+      throw err;
+    });
+    const status = await queryStatus(monitor, { timeoutMs: 5000 }).catch(async (err) => {
+      await monitor.close();
+      throw err;
+    });
+    const rt = getRuntime(this.#k.store, name);
+    const inst = resolveInstance(this.#k.store, name);
+    let done!: () => void;
+    const guest: Guest = {
+      name,
+      pid,
+      paths,
+      monitor,
+      intent: "run",
+      reason: "",
+      ready: !o.fresh && inst.state === "running",
+      startedAt: rt.startedAt ? Date.parse(rt.startedAt) : Date.now(),
+      readiness: new AbortController(),
+      ended: new Promise<void>((r) => done = r),
+    };
+    this.#guests.set(name, guest);
+    if (status.status === "paused" || (!status.running && status.status !== "shutdown")) {
+      if (!o.fresh) this.#setState(name, "paused");
+    } else if (inst.state === "paused") {
+      this.#setState(name, guest.ready ? "running" : "starting");
+    }
+    if (!guest.ready) this.#spawnBackground(this.#checkReadiness(guest));
+    this.#spawnBackground(this.#watchEvents(guest));
+    this.#spawnBackground(monitor.closed.then(() => this.#onClosed(guest)).finally(done));
+    return guest;
+  }
+
+  async #watchEvents(g: Guest): Promise<void> {
+    try {
+      for await (const ev of g.monitor.events()) {
+        if (g.intent !== "run") continue;
+        const state = resolveInstanceSafe(this.#k, g.name)?.state;
+        if (ev.event === "STOP" && (state === "running" || state === "starting")) {
+          this.#setState(g.name, "paused");
+        } else if (ev.event === "RESUME" && state === "paused") {
+          this.#setState(g.name, g.ready ? "running" : "starting");
+        }
+      }
+    } catch { /* the connection closed */ }
+  }
+
+  async #checkReadiness(g: Guest): Promise<void> {
+    const inst = resolveInstanceSafe(this.#k, g.name);
+    const image = inst && this.#k.store.getVmImage(inst.vmimage);
+    const vkaos = this.#k.store.getVkaos();
+    if (!inst || !image || !vkaos) return;
+    const rt = getRuntime(this.#k.store, g.name);
+    const modules = [vkaos, ...image.modules.map((m) => this.#k.store.getModule(m)!)];
+    const results = await Promise.all(modules.map(async (m) => {
+      const check = m.appmgr.readiness;
+      const fwd = check.type === "serial"
+        ? undefined
+        : rt.forwards.find((f) => f.guestPort === check.port);
+      const result = await waitReady(check, {
+        host: "127.0.0.1",
+        port: fwd?.hostPort ?? 1,
+        serialLog: g.paths.serialLog,
+        serialFrom: rt.serialFrom,
+      }, {
+        timeoutMs: m.appmgr.readinessTimeoutSeconds * 1000,
+        intervalMs: check.type === "serial" ? 200 : 500,
+        signal: g.readiness.signal,
+      });
+      if (g.readiness.signal.aborted || g.intent !== "run") return result;
+      recordHealth(this.#k.store, {
+        instance: g.name,
+        module: m.name,
+        status: result.ok ? "ready" : "failed",
+        detail: result.detail,
+      });
+      return result;
+    }));
+    if (g.readiness.signal.aborted || g.intent !== "run") return;
+    if (results.every((r) => r.ok)) {
+      g.ready = true;
+      if (resolveInstanceSafe(this.#k, g.name)?.state === "starting") {
+        this.#setState(g.name, "running");
+      }
+      this.#k.log(`supervisor: ${g.name} is ready`);
+      return;
+    }
+    const failed = results.map((r, i) => [modules[i].name, r] as const).filter(([, r]) => !r.ok);
+    g.intent = "fail";
+    g.reason = `not ready: ${failed.map(([m, r]) => `${m}: ${r.detail}`).join("; ")}`;
+    this.#k.log(`supervisor: ${g.name}: ${g.reason}`);
+    this.#signal(g, "SIGKILL");
+  }
+
+  async #onClosed(g: Guest): Promise<void> {
+    if (g.intent === "detach") {
+      this.#guests.delete(g.name);
+      return;
+    }
+    g.readiness.abort();
+    for (let i = 0; i < 50 && pidAlive(g.pid); i++) await sleep(100);
+    if (pidAlive(g.pid)) this.#signal(g, "SIGKILL");
+    this.#guests.delete(g.name);
+    await this.#clearLeftovers(g.paths);
+    const shutdown = g.monitor.recentEvents().filter((e) => e.event === "SHUTDOWN").at(-1);
+    const reason = String((shutdown?.data as { reason?: string } | undefined)?.reason ?? "");
+    let failure: boolean;
+    let why: string;
+    if (g.intent === "stop" || g.intent === "kill") {
+      failure = false;
+      why = g.reason;
+    } else if (g.intent === "fail") {
+      failure = true;
+      why = g.reason;
+    } else if (reason === "guest-shutdown") {
+      failure = false;
+      why = "the guest powered off";
+    } else {
+      failure = true;
+      why = reason ? `QEMU ended (${reason})` : "QEMU ended unexpectedly (no SHUTDOWN event)";
+    }
+    if (Date.now() - g.startedAt > BACKOFF.stableMs) this.#failures.delete(g.name);
+    await this.#settle(g.name, {
+      failure,
+      why,
+      operator: g.intent === "stop" || g.intent === "kill",
+    });
+  }
+
+  /** Records how a QEMU ended and schedules a restart when the policy asks for one. */
+  async #settle(
+    name: string,
+    o: { failure: boolean; why: string; operator?: boolean },
+  ): Promise<void> {
+    const inst = resolveInstanceSafe(this.#k, name);
+    if (!inst) return;
+    const policy = inst.restartPolicy;
+    const restart = !o.operator && !this.#closing &&
+      (policy === "always" || (policy === "on-failure" && o.failure));
+    const n = this.#failures.get(name) ?? 0;
+    const delay = Math.min(BACKOFF.maxMs, BACKOFF.firstMs * 2 ** n);
+    const rt = getRuntime(this.#k.store, name);
+    this.#setState(name, o.failure ? "failed" : "stopped");
+    patchRuntime(this.#k.store, name, {
+      pid: null,
+      lastExit: o.why + (restart ? `; restarting in ${delay / 1000} s (${policy})` : ""),
+    });
+    this.#k.log(`supervisor: ${name}: ${o.why}${restart ? `; restart in ${delay} ms` : ""}`);
+    if (!restart) return;
+    this.#failures.set(name, n + 1);
+    await Promise.resolve();
+    this.#timers.set(
+      name,
+      setTimeout(() => {
+        this.#timers.delete(name);
+        if (this.#closing || !resolveInstanceSafe(this.#k, name)) return;
+        patchRuntime(this.#k.store, name, { restarts: rt.restarts + 1 });
+        this.#spawnBackground(
+          this.start(name).catch((err) =>
+            this.#k.log(`supervisor: restart of ${name} failed: ${message(err)}`)
+          ),
+        );
+      }, delay),
+    );
+  }
+
+  async #waitSettled(g: Guest): Promise<void> {
+    while (this.#guests.get(g.name) === g && !g.ready && g.intent === "run") await sleep(100);
+  }
+
+  async #clearLeftovers(paths: InstancePaths): Promise<void> {
+    for (const p of [paths.qmp, paths.console, paths.pidfile]) {
+      await Deno.remove(p).catch(() => {});
+    }
+  }
+
+  #signal(g: Guest, signal: Deno.Signal): void {
+    if (!isInstanceQemu(g.pid, g.paths.qmp)) return;
+    try {
+      Deno.kill(g.pid, signal);
+    } catch { /* gone */ }
+  }
+
+  #requireGuest(name: string, doing: string): Guest {
+    const guest = this.#guests.get(name);
+    if (!guest) {
+      const inst = resolveInstance(this.#k.store, name);
+      throw new UserError(`Cannot ${doing} ${name}: it is ${inst.state}`, {
+        hint: `start it first (\`instance start ${name}\`)`,
+        code: "not-running",
+      });
+    }
+    return guest;
+  }
+
+  #notRunning(name: string, doing: string): Instance {
+    const inst = resolveInstance(this.#k.store, name);
+    if (this.#timers.has(name)) {
+      this.#cancelTimer(name);
+      this.#setState(name, "stopped");
+      patchRuntime(this.#k.store, name, { lastExit: `restart cancelled by ${doing}` });
+      return this.#show(name);
+    }
+    throw new UserError(`Cannot ${doing} ${name}: it is ${inst.state}`, {
+      hint: `see \`instance show ${name}\``,
+      code: "not-running",
+    });
+  }
+
+  #cancelTimer(name: string): void {
+    const t = this.#timers.get(name);
+    if (t !== undefined) clearTimeout(t);
+    this.#timers.delete(name);
+  }
+
+  #setState(name: string, state: Instance["state"]): void {
+    if (resolveInstanceSafe(this.#k, name)) this.#k.store.setInstanceState(name, state);
+  }
+
+  #show(name: string): Instance {
+    return withRuntime(this.#k, resolveInstance(this.#k.store, name));
+  }
+
+  #spawnBackground(p: Promise<unknown>): void {
+    this.#background.add(p);
+    p.finally(() => this.#background.delete(p));
+  }
+
+  async #locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(name) ?? Promise.resolve();
+    const run = prev.catch(() => {}).then(fn);
+    this.#locks.set(name, run);
+    try {
+      return await run;
+    } finally {
+      if (this.#locks.get(name) === run) this.#locks.delete(name);
+    }
+  }
+}
+
+/** An instance with its runtime details (pid, forwards, health, restarts) filled in. */
+export function withRuntime(k: Kattach, inst: Instance): Instance {
+  const rt = getRuntime(k.store, inst.name);
+  const health = instanceHealth(k.store, inst.name).map((h) => ({
+    module: h.module,
+    status: h.status,
+    detail: h.detail,
+    checkedAt: h.checkedAt,
+  }));
+  return {
+    ...inst,
+    pid: supervisors.get(k)?.pidOf(inst.name) ?? null,
+    forwards: rt.forwards,
+    health,
+    restarts: rt.restarts,
+    lastExit: rt.lastExit,
+  };
+}
+
+function resolveInstanceSafe(k: Kattach, name: string): Instance | undefined {
+  return k.store.getInstance(name);
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const t = new Promise<false>((r) => timer = setTimeout(() => r(false), ms));
+  try {
+    return await Promise.race([p.then(() => true), t]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
