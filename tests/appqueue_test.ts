@@ -249,7 +249,7 @@ Deno.test({
           .code,
         0,
       );
-      assert.equal((await k.aq("deploy", "site")).code, 0);
+      assert.equal((await k.aq("deploy", "site", "--no-start")).code, 0);
       await fails(k, ["web", "reload", "site-1"], /site-1: the instance is not running/);
       await fails(k, ["web", "reload"], /INSTANCE is missing/, 2);
       await fails(k, ["web", "frobnicate", "site-1"], /unknown command/, 2);
