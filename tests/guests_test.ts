@@ -1,0 +1,225 @@
+/**
+ * Guests for real: a hosted kattach deploys instances of the fixture `web` module as real QEMU
+ * guests (TCG), and `aq` drives their whole life: readiness, the page through each instance's
+ * host forward, pause/resume, ACPI stop, a QEMU killed with SIGKILL restarted per policy, kattach
+ * restarted and re-attached to the same QEMU processes, QMP pass-through, console and stats.
+ * Every QEMU is killed by its pidfile at the end, whatever happens.
+ */
+import assert from "node:assert/strict";
+import type { GuestStats, Instance } from "../ipc/mod.ts";
+import { REPO_ROOT, TestKattach } from "./_harness.ts";
+
+const OUT = `${REPO_ROOT}/fixtures/out`;
+const TITLE = "KaOS guests <test> & co";
+
+async function buildFixtures(): Promise<void> {
+  const out = await new Deno.Command(`${REPO_ROOT}/fixtures/build-modules`, {
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`fixtures/build-modules failed:\n${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+/** Kills every QEMU whose pidfile is under the state directory. */
+async function killAllQemu(stateDir: string): Promise<void> {
+  const dir = `${stateDir}/instances`;
+  let entries: Deno.DirEntry[] = [];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch { /* no instances */ }
+  for (const e of entries) {
+    const pid = Number(await Deno.readTextFile(`${dir}/${e.name}/qemu.pid`).catch(() => ""));
+    if (pid > 1) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    return !Deno.readTextFileSync(`/proc/${pid}/stat`).includes(") Z ");
+  } catch {
+    return false;
+  }
+}
+
+/** QEMU processes whose command line names this state directory. */
+function qemusOf(stateDir: string): number[] {
+  const pids: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
+      const argv0 = cmd.slice(0, cmd.indexOf("\0"));
+      if (argv0.endsWith("qemu-system-x86_64") && cmd.includes(`${stateDir}/instances/`)) {
+        pids.push(Number(e.name));
+      }
+    } catch { /* ended */ }
+  }
+  return pids.sort();
+}
+
+async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined>,
+  timeoutMs = 120_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function page(i: Instance): Promise<string> {
+  const fwd = i.forwards?.find((f) => f.guestPort === 80);
+  assert.ok(fwd, `${i.name} has a forward to port 80: ${JSON.stringify(i.forwards)}`);
+  const res = await fetch(`http://127.0.0.1:${fwd.hostPort}/`);
+  assert.equal(res.status, 200);
+  return await res.text();
+}
+
+async function fails(k: TestKattach, args: string[], message: RegExp, code = 1): Promise<void> {
+  const r = await k.aq(...args);
+  assert.equal(r.code, code, `aq ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+  assert.match(r.stderr, message, args.join(" "));
+}
+
+Deno.test({
+  name: "guests: deploy, readiness, forwards, pause/resume, stop, restart policy, re-attach, qmp",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await buildFixtures();
+    const k = await TestKattach.start();
+    try {
+      for (const m of ["vkaos", "web"]) {
+        assert.equal((await k.aq("module", "import", `${OUT}/${m}`)).code, 0);
+      }
+      await k.json("config-group", "add", "web", "site", `title=${TITLE}`, "greeting=welcome");
+      await k.json("vmimage", "create", "web", "--modules", "web", "--config-groups", "site");
+
+      // deploy starts both and (with --wait) returns once they are ready.
+      const deployed = await k.json<Instance[]>("deploy", "web", "--count", "2", "--wait");
+      assert.deepEqual(deployed.map((i) => [i.name, i.state]), [
+        ["web-1", "running"],
+        ["web-2", "running"],
+      ]);
+      const pids = deployed.map((i) => i.pid!);
+      assert.ok(pids.every((p) => p > 1 && alive(p)));
+      assert.deepEqual(qemusOf(k.stateDir), [...pids].sort());
+      for (const i of deployed) {
+        const html = await page(i);
+        assert.match(html, /<h1>KaOS guests &lt;test&gt; &amp; co<\/h1>/);
+        assert.match(html, new RegExp(`Welcome to instance ${i.name}`));
+        assert.deepEqual(i.health?.map((h) => [h.module, h.status]), [
+          ["vkaos", "ready"],
+          ["web", "ready"],
+        ]);
+        const dir = `${k.stateDir}/instances/${i.name}`;
+        for (const f of ["qmp.sock", "console.sock", "serial.log", "qemu.pid", "web.qcow2"]) {
+          await Deno.stat(`${dir}/${f}`);
+        }
+      }
+      const shown = await k.aq("instance", "show", "web-1");
+      assert.match(shown.stdout, /Forwards:\s+127\.0\.0\.1:\d+ -> 80 \(web\)/);
+
+      // QMP pass-through and its errors.
+      const status = await k.json<{ return: { status: string } }>("qmp", "web-1", "query-status");
+      assert.equal(status.return.status, "running");
+      const plain = await k.aq("qmp", "web-1", "query-name");
+      assert.equal(plain.code, 0);
+      assert.deepEqual(JSON.parse(plain.stdout), { name: "web-1" });
+      await fails(k, ["qmp", "web-1", "query-status", "{bad json"], /not valid JSON/, 2);
+      await fails(k, ["qmp", "web-1", "query-status", "[1]"], /must be a JSON object/, 2);
+      await fails(k, ["qmp", "web-1", "no-such-command"], /CommandNotFound/);
+      await fails(k, ["qmp", "web-9", "query-status"], /Instance web-9 does not exist/);
+      await fails(k, ["instance", "start", "web-9"], /Instance web-9 does not exist/);
+      await fails(k, ["instance", "start", "web-1"], /Cannot start web-1: it is running/);
+      await fails(k, ["instance", "del", "web-1"], /Cannot delete web-1: it is running/);
+      await fails(k, ["instance", "set", "web-1", "--restart-policy", "sometimes"], /always/, 2);
+      await fails(k, ["instance", "set", "web-1", "--autostart", "maybe"], /yes or no/, 2);
+
+      // Pause and resume.
+      assert.equal((await k.json<Instance>("instance", "pause", "web-1")).state, "paused");
+      const paused = await k.json<{ return: { status: string } }>("qmp", "web-1", "query-status");
+      assert.equal(paused.return.status, "paused");
+      assert.equal((await k.json<Instance>("instance", "resume", "web-1")).state, "running");
+
+      // Stats from QMP and /proc.
+      const stats = await k.json<GuestStats>("instance", "stats", "web-1");
+      assert.equal(stats.pid, pids[0]);
+      assert.ok(stats.cpuSeconds! > 0 && stats.rssBytes! > 0);
+      assert.equal(stats.memoryBytes, 256 * 1024 * 1024);
+      assert.ok(stats.blocks.some((b) => b.rdBytes > 0), JSON.stringify(stats.blocks));
+
+      // The console socket: attaching (no terminal: stdin ends) prints the banner and detaches.
+      const con = await k.aq("instance", "console", "web-1");
+      assert.equal(con.code, 0, con.stderr);
+      assert.match(con.stderr, /Connected to the console of web-1\. Detach with Ctrl-\]/);
+
+      // SIGKILL to web-2's QEMU: on-failure restarts it (new pid), ready again.
+      Deno.kill(pids[1], "SIGKILL");
+      const back = await until("web-2 restarted", async () => {
+        const i = await k.json<Instance>("instance", "show", "web-2");
+        return i.state === "running" && i.pid !== pids[1] && i.pid ? i : undefined;
+      });
+      assert.equal(back.restarts, 1);
+      assert.match(await page(back), /Welcome to instance web-2/);
+      pids[1] = back.pid!;
+
+      // ACPI stop: the guest powers off by itself.
+      const stopped = await k.json<Instance>("instance", "stop", "web-1");
+      assert.equal(stopped.state, "stopped");
+      assert.equal(stopped.pid, null);
+      assert.ok(!alive(pids[0]));
+      const serial = await Deno.readTextFile(`${k.stateDir}/instances/web-1/serial.log`);
+      assert.match(serial, /KAOS-GUEST: powering off/);
+      const started = await k.json<Instance>("instance", "start", "web-1", "--wait");
+      assert.equal(started.state, "running");
+      pids[0] = started.pid!;
+
+      // kattach restarts: the guests keep running and are re-attached, not duplicated.
+      await k.json("instance", "set", "web-2", "--restart-policy", "never", "--autostart", "yes");
+      await k.stop("SIGTERM");
+      assert.ok(pids.every(alive), "QEMU outlives kattach");
+      await k.restart();
+      assert.match(k.log, /re-attached web-1 \(pid \d+\)/);
+      const listed = await k.json<Instance[]>("instance", "list");
+      assert.deepEqual(listed.map((i) => [i.name, i.state, i.pid]), [
+        ["web-1", "running", pids[0]],
+        ["web-2", "running", pids[1]],
+      ]);
+      assert.deepEqual(qemusOf(k.stateDir), [...pids].sort());
+      const after = await k.json<{ return: { status: string } }>("qmp", "web-2", "query-status");
+      assert.equal(after.return.status, "running");
+      assert.equal(listed[1].restartPolicy, "never");
+      assert.equal(listed[1].autostart, true);
+
+      // restart-policy never: a killed QEMU stays down (failed).
+      Deno.kill(pids[1], "SIGKILL");
+      const down = await until("web-2 failed", async () => {
+        const i = await k.json<Instance>("instance", "show", "web-2");
+        return i.state === "failed" ? i : undefined;
+      });
+      assert.match(down.lastExit ?? "", /QEMU ended unexpectedly/);
+      assert.equal(down.pid, null);
+
+      // kill and delete: the runtime directory goes with the instance.
+      assert.equal((await k.json<Instance>("instance", "kill", "web-1")).state, "stopped");
+      await fails(k, ["instance", "pause", "web-1"], /Cannot pause web-1: it is stopped/);
+      await k.json("instance", "del", "web-1");
+      await assert.rejects(Deno.stat(`${k.stateDir}/instances/web-1`));
+      assert.deepEqual(qemusOf(k.stateDir), []);
+    } finally {
+      await killAllQemu(k.stateDir);
+      await k.dispose();
+    }
+  },
+});
