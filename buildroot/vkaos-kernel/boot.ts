@@ -28,6 +28,12 @@ export interface BootSpec {
   nics?: number;
   /** fw_cfg entries (`opt/...` names) with string values, readable in the guest's sysfs. */
   fwCfg?: Record<string, string>;
+  /**
+   * The host's TSC rate in kHz, passed as `tsc_early_khz=`. Under TCG the guest's TSC runs at the
+   * host's rate; microvm has no HPET or PM timer, so when the guest's PIT calibration fails (often,
+   * on a loaded host) Linux hangs with a frozen clock. Passing the rate skips the calibration.
+   */
+  tscKhz?: number;
   /** A unix socket path for QMP. */
   qmpSocket?: string;
   memMb?: number;
@@ -59,7 +65,12 @@ export function renderBootArgv(spec: BootSpec): string[] {
     "-initrd",
     spec.initrd,
     "-append",
-    ["console=ttyS0", "panic=-1", spec.append ?? ""].join(" ").trim(),
+    [
+      "console=ttyS0",
+      "panic=-1",
+      spec.tscKhz ? `tsc_early_khz=${spec.tscKhz}` : "",
+      spec.append ?? "",
+    ].filter((w) => w !== "").join(" "),
   );
   const blk = microvm ? "virtio-blk-device" : "virtio-blk-pci";
   const net = microvm ? "virtio-net-device" : "virtio-net-pci";
@@ -76,6 +87,29 @@ export function renderBootArgv(spec: BootSpec): string[] {
   }
   if (spec.qmpSocket) argv.push("-qmp", `unix:${spec.qmpSocket},server=on,wait=off`);
   return argv;
+}
+
+/**
+ * The host TSC rate in kHz: from the kernel log's TSC calibration when given (exact), else from
+ * /proc/cpuinfo's "cpu MHz" where the TSC has a constant rate (exact in VMs, the current clock
+ * on hosts that scale frequency). Undefined when neither tells.
+ */
+export function parseTscKhz(cpuinfo: string, kernelLog = ""): number | undefined {
+  const logged = /Refined TSC clocksource calibration: ([0-9.]+) MHz/.exec(kernelLog)?.[1] ??
+    /tsc: Detected ([0-9.]+) MHz processor/.exec(kernelLog)?.[1];
+  const flags = /^flags\s*:(.*)$/m.exec(cpuinfo)?.[1].split(/\s+/) ?? [];
+  const mhz = logged ??
+    (flags.includes("constant_tsc") ? /^cpu MHz\s*:\s*([0-9.]+)$/m.exec(cpuinfo)?.[1] : undefined);
+  const khz = mhz ? Math.round(Number(mhz) * 1000) : NaN;
+  return Number.isFinite(khz) && khz > 0 ? khz : undefined;
+}
+
+/** The running host's TSC rate in kHz (see parseTscKhz), or undefined. */
+export async function hostTscKhz(): Promise<number | undefined> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const dmesg = await new Deno.Command("dmesg", { stdout: "piped", stderr: "null" }).output()
+    .then((o) => o.success ? new TextDecoder().decode(o.stdout) : "", () => "");
+  return parseTscKhz(cpuinfo, dmesg);
 }
 
 /** The outcome of one boot. */

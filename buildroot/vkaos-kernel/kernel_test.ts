@@ -10,9 +10,11 @@ import {
   buildBusyboxInitramfs,
   buildExt4Image,
   ensureKernel,
+  hostTscKhz,
   type KernelPaths,
   missingOptions,
   parseKernelConfig,
+  parseTscKhz,
   QBOOT,
   qmpSystemPowerdown,
   renderBootArgv,
@@ -21,6 +23,8 @@ import {
 
 const FRAGMENT = `${REPO_ROOT}/buildroot/vkaos-kernel/vkaos.config`;
 const BOOT_TIMEOUT_MS = 180_000;
+/** Passed as tsc_early_khz= on microvm, which has no HPET/PM timer to calibrate the TSC against. */
+const TSC_KHZ = await hostTscKhz();
 
 /** Installs what the boot tests need when it is missing (CI starts from a fresh machine). */
 async function ensureTools(): Promise<void> {
@@ -120,6 +124,22 @@ Deno.test("vkaos-kernel unit: microvm argv uses qboot and virtio-mmio devices, q
   assert(pvh.startsWith("-M microvm -accel tcg"), pvh);
 });
 
+Deno.test("vkaos-kernel unit: parseTscKhz prefers the kernel log, else cpuinfo with constant_tsc", () => {
+  const cpuinfo = "cpu MHz\t\t: 2299.998\nflags\t\t: fpu tsc constant_tsc nonstop_tsc\n";
+  assertEquals(parseTscKhz(cpuinfo), 2299998);
+  assertEquals(parseTscKhz(cpuinfo, "[0.00] tsc: Detected 2400.000 MHz processor\n"), 2400000);
+  assertEquals(
+    parseTscKhz(
+      cpuinfo,
+      "tsc: Detected 2400.000 MHz processor\ntsc: Refined TSC clocksource calibration: 2399.990 MHz",
+    ),
+    2399990,
+  );
+  assertEquals(parseTscKhz("cpu MHz : 800.0\nflags : fpu tsc\n"), undefined);
+  const argv = renderBootArgv({ kind: "microvm", kernel: "/k", initrd: "/i", tscKhz: 2299998 });
+  assertEquals(argv[argv.indexOf("-append") + 1], "console=ttyS0 panic=-1 tsc_early_khz=2299998");
+});
+
 // --- The built kernel ---------------------------------------------------------------------------
 
 Deno.test("vkaos-kernel build: the final .config holds every option of vkaos.config", async () => {
@@ -161,6 +181,7 @@ Deno.test("vkaos-kernel boot: microvm + qboot runs a busybox /init that prints a
         kind: "microvm",
         kernel: paths.bzImage,
         initrd,
+        tscKhz: TSC_KHZ,
         fwCfg: { "opt/kaos/probe": "fw-cfg-works" },
       },
       { marker: "VKAOS-BOOT-OK", timeoutMs: BOOT_TIMEOUT_MS },
@@ -222,7 +243,14 @@ Deno.test("vkaos-kernel boot: microvm virtio-blk-device disks (ext4, squashfs gz
   await withTempDir(async (dir) => {
     const initrd = await buildBusyboxInitramfs(dir, { init: DISKS_INIT });
     const res = await bootToMarker(
-      { kind: "microvm", kernel: paths.bzImage, initrd, disks: await makeDisks(dir), nics: 1 },
+      {
+        kind: "microvm",
+        kernel: paths.bzImage,
+        initrd,
+        tscKhz: TSC_KHZ,
+        disks: await makeDisks(dir),
+        nics: 1,
+      },
       { marker: "VKAOS-DISKS-DONE", timeoutMs: BOOT_TIMEOUT_MS },
     );
     assertBooted(res, "VKAOS-DISKS-DONE");
@@ -250,7 +278,7 @@ Deno.test("vkaos-kernel boot: microvm boots the vmlinux ELF directly through the
       init: `#!/bin/sh\n${MOUNTS}echo VKAOS-PVH-OK\npoweroff -f\n`,
     });
     const res = await bootToMarker(
-      { kind: "microvm-pvh", kernel: paths.vmlinux, initrd },
+      { kind: "microvm-pvh", kernel: paths.vmlinux, initrd, tscKhz: TSC_KHZ },
       { marker: "VKAOS-PVH-OK", timeoutMs: BOOT_TIMEOUT_MS },
     );
     assertBooted(res, "VKAOS-PVH-OK");
@@ -264,7 +292,7 @@ echo VKAOS-WAITING-FOR-POWER-BUTTON
 while :; do sleep 60; done
 `;
 const ACPI_FILES = {
-  "etc/acpi/PWRF/00000080": "#!/bin/sh\necho VKAOS-POWER-BUTTON\npoweroff -f\n",
+  "etc/acpi/PWRF/00000080": "#!/bin/sh\necho VKAOS-POWER-BUTTON >/dev/console\npoweroff -f\n",
 };
 
 for (const kind of ["microvm", "q35"] as const) {
@@ -274,7 +302,7 @@ for (const kind of ["microvm", "q35"] as const) {
       const initrd = await buildBusyboxInitramfs(dir, { init: ACPI_INIT, files: ACPI_FILES });
       const qmpSocket = `${dir}/qmp.sock`;
       const res = await bootToMarker(
-        { kind, kernel: paths.bzImage, initrd, qmpSocket },
+        { kind, kernel: paths.bzImage, initrd, qmpSocket, tscKhz: TSC_KHZ },
         {
           marker: "VKAOS-WAITING-FOR-POWER-BUTTON",
           timeoutMs: BOOT_TIMEOUT_MS,

@@ -19,6 +19,8 @@ export {
   type BootResult,
   type BootSpec,
   bootToMarker,
+  hostTscKhz,
+  parseTscKhz,
   QBOOT,
   qmpSystemPowerdown,
   renderBootArgv,
