@@ -2,9 +2,11 @@
  * KaOS entry point: wires the real implementations together.
  *   kattach [--hosted] [--state DIR]   the daemon (PID 1 on the appliance)
  *   aq [--state DIR] COMMAND…          one one-line command against a running kattach
+ *   sshd [--state DIR] [--port N]      the SSH front door (kattach supervises it)
+ *   console [--state DIR]              the login and menus on this terminal
  */
 import { runPublishCli } from "./appqueue/mod.ts";
-import { runOneLine } from "./cli/mod.ts";
+import { runConsole, runOneLine } from "./cli/mod.ts";
 import { IpcClient } from "./ipc/mod.ts";
 import { startKattach } from "./kattach/boot.ts";
 
@@ -26,10 +28,32 @@ function stateDir(args: string[]): string {
   return takeOption(args, "--state") ?? Deno.env.get("KAOS_STATE") ?? DEFAULT_HOSTED_STATE;
 }
 
+/** The command that runs this program again (for kattach's supervised services). */
+function selfArgv(): string[] {
+  const exe = Deno.execPath();
+  return /(^|\/)deno$/.test(exe) ? [exe, "run", "-A", new URL(import.meta.url).pathname] : [exe];
+}
+
+function portOption(args: string[], name: string, fallback: number): number {
+  const text = takeOption(args, name);
+  const port = text === undefined ? fallback : Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    console.error(`${name} takes a port number from 0 to 65535, not ${JSON.stringify(text)}`);
+    Deno.exit(2);
+  }
+  return port;
+}
+
 async function kattach(args: string[]): Promise<void> {
   const hosted = args.includes("--hosted") || Deno.pid !== 1;
+  const sshPort = portOption(args, "--ssh-port", Number(Deno.env.get("KAOS_SSH_PORT") ?? 1289));
   const dir = hosted ? stateDir(args.filter((a) => a !== "--hosted")) : "/var/lib/kaos";
-  const running = await startKattach({ mode: hosted ? "hosted" : "appliance", stateDir: dir });
+  const running = await startKattach({
+    mode: hosted ? "hosted" : "appliance",
+    stateDir: dir,
+    sshPort,
+    selfArgv: selfArgv(),
+  });
   const shutdown = async (signal: string) => {
     if (!hosted) return; // PID 1 never exits on a signal
     console.error(`kattach: ${signal}: shutting down`);
@@ -53,6 +77,22 @@ async function aq(args: string[]): Promise<void> {
   Deno.exit(code);
 }
 
+async function sshd(args: string[]): Promise<void> {
+  // Loaded lazily, outside this file's type graph: ssh2's types pull in @types/node@18, which
+  // lacks node:sqlite (kattach's store). `deno check cli/sshd.ts` checks it on its own.
+  const entry = new URL("./cli/sshd.ts", import.meta.url).href;
+  const { runSshdMain } = await import(entry) as {
+    runSshdMain(args: string[]): Promise<void>;
+  };
+  await runSshdMain(args);
+}
+
+async function console_(args: string[]): Promise<void> {
+  const dir = stateDir(args);
+  await runConsole({ connect: () => IpcClient.connect(`${dir}/run`) });
+  Deno.exit(0);
+}
+
 const [sub, ...rest] = Deno.args;
 switch (sub) {
   case "kattach":
@@ -61,10 +101,19 @@ switch (sub) {
   case "aq":
     await aq(rest);
     break;
+  case "sshd":
+    await sshd(rest);
+    break;
+  case "console":
+    await console_(rest);
+    break;
   case "appqueue":
     Deno.exit(await runPublishCli(rest));
     break;
   default:
-    console.error("usage: main.ts kattach [--hosted] [--state DIR] | aq [--state DIR] COMMAND…");
+    console.error(
+      "usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N] | aq [--state DIR] COMMAND… |" +
+        " sshd [--state DIR] [--port N] [--listen ADDR] | console [--state DIR]",
+    );
     Deno.exit(2);
 }

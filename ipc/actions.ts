@@ -6,6 +6,7 @@ import { z } from "zod";
 import { ModuleName } from "../appqueue/manifest.ts";
 import { appqueueActions } from "./actions_appqueue.ts";
 import { guestActions } from "./actions_guests.ts";
+import { authActions } from "./actions_auth.ts";
 import {
   ConfigGroup,
   ConfigValue,
@@ -108,6 +109,7 @@ export const actions = {
 
   ...appqueueActions,
   ...guestActions,
+  ...authActions,
 } as const;
 
 /** The name of an action. */

@@ -5,4 +5,5 @@ export { type ActionContext, type Dispatch, type IpcServer, serveIpc } from "./s
 export { type CallOptions, IpcClient, IpcError } from "./client.ts";
 export { type ErrorInfo, MAX_FRAME_BYTES, PROTOCOL_VERSION } from "./protocol.ts";
 export * from "./actions_appqueue.ts";
+export * from "./actions_auth.ts";
 export * from "./actions_guests.ts";

@@ -167,4 +167,28 @@ export const migrations: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 4,
+    name: "auth",
+    sql: `
+      CREATE TABLE auth_user (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        must_change INTEGER NOT NULL CHECK (must_change IN (0, 1)),
+        updated_at TEXT NOT NULL
+      ) STRICT;
+
+      INSERT INTO auth_user (name, password_hash, must_change, updated_at)
+        VALUES ('aqcli', '', 1, datetime('now'));
+
+      CREATE TABLE auth_key (
+        fingerprint TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES auth_user(name) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        blob TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        added_at TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ];

@@ -1,6 +1,7 @@
 /** The action handlers: the one place where an action changes the world (store first, then apply). */
 import type { ActionContext, ActionName } from "../../ipc/mod.ts";
 import { appqueueHandlers } from "./appqueue.ts";
+import { authHandlers } from "./auth.ts";
 import { configGroupHandlers } from "./config_group.ts";
 import { instanceHandlers } from "./instance.ts";
 import { lifecycleHandlers } from "./lifecycle.ts";
@@ -24,6 +25,7 @@ export const handlers: Handlers<ActionName> = {
   ...instanceHandlers,
   ...lifecycleHandlers,
   ...appqueueHandlers,
+  ...authHandlers,
 };
 
 /** Runs one already-validated action. */

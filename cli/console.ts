@@ -1,0 +1,20 @@
+/**
+ * The console front-end: the same login and menus as over SSH, on the local terminal (the
+ * appliance's /dev/console, where kattach starts and respawns it, or a developer's terminal with
+ * `main.ts console --state DIR` in hosted mode).
+ */
+import type { IpcClient } from "../ipc/mod.ts";
+import { runConsoleSession } from "./session.ts";
+import { Terminal } from "./terminal.ts";
+
+/** Runs one console session on the local tty; resolves when the operator logs out. */
+export async function runConsole(options: { connect(): Promise<IpcClient> }): Promise<void> {
+  const terminal = Terminal.fromLocalTty();
+  try {
+    await runConsoleSession(terminal, options);
+  } catch (err) {
+    if (!(err instanceof Error && /Prompt/.test(err.name))) throw err;
+  } finally {
+    terminal.close();
+  }
+}

@@ -1,0 +1,276 @@
+/**
+ * Menu tests: the menu tree built from the command registry (pure), and menu flows driven by
+ * scripted keystrokes on in-memory streams against a real hosted kattach.
+ */
+import {
+  deepStrictEqual as assertEquals,
+  match as assertMatch,
+  ok as assert,
+} from "node:assert/strict";
+import { PassThrough } from "node:stream";
+import { IpcClient } from "../ipc/mod.ts";
+import { TestKattach } from "../tests/_harness.ts";
+import type { Command } from "./commands.ts";
+import { commands } from "./commands.ts";
+import { buildMenu, type MenuPage, oneLineText, runMenus } from "./menus.ts";
+import { argSource, flagSource } from "./prompts.ts";
+import { Terminal } from "./terminal.ts";
+
+function fake(path: string[], extra: Partial<Command> = {}): Command {
+  return {
+    path,
+    summary: `do ${path.join(" ")}`,
+    args: [],
+    flags: [],
+    build: () => ({ action: "system.status", params: {} }),
+    render: () => "",
+    ...extra,
+  };
+}
+
+function titles(page: MenuPage): string[] {
+  return page.items.map((i) => i.label.split(/\s{2,}| ›/)[0]);
+}
+
+Deno.test("the menu tree is built from the registry: pages, sub-pages and More", () => {
+  const menu = buildMenu([
+    fake(["system", "status"]),
+    fake(["system", "ssh-key", "add"]),
+    fake(["system", "ssh-key", "list"]),
+    fake(["system", "lonely", "one"]),
+    fake(["vlan", "add"]),
+    fake(["frobnicate", "now"]),
+  ]);
+  assertEquals(menu.items.map((i) => i.label), ["System", "Networking", "App Modules", "More"]);
+  const system = (menu.items[0] as { page: MenuPage }).page;
+  assertEquals(titles(system), ["system status", "system ssh-key", "system lonely one"]);
+  const keys = (system.items[1] as { page: MenuPage }).page;
+  assertEquals(keys.title, "System › ssh-key");
+  assertEquals(titles(keys), ["system ssh-key add", "system ssh-key list"]);
+  const more = (menu.items[3] as { page: MenuPage }).page;
+  assertEquals(titles(more), ["frobnicate now"]);
+});
+
+Deno.test("every registered command appears exactly once in the real menu", () => {
+  const seen: string[] = [];
+  const walk = (p: MenuPage) => {
+    for (const i of p.items) {
+      if (i.kind === "page") walk(i.page);
+      else seen.push(i.command.path.join(" "));
+    }
+  };
+  walk(buildMenu());
+  assertEquals(seen.sort(), commands.map((c) => c.path.join(" ")).sort());
+});
+
+Deno.test("arguments naming existing objects get pick lists; new names do not", () => {
+  const find = (p: string) => commands.find((c) => c.path.join(" ") === p)!;
+  const src = (p: string, arg: string) =>
+    argSource(find(p), find(p).args.find((a) => a.name === arg)!);
+  assertEquals(src("vlan del", "VLAN"), "vlan");
+  assertEquals(src("vlan add", "NAME"), undefined);
+  assertEquals(src("config-group add", "MODULE"), "module");
+  assertEquals(src("config-group add", "NAME"), undefined);
+  assertEquals(src("config-group show", "NAME"), "config-group");
+  assertEquals(src("vmimage del", "NAME"), "vmimage");
+  assertEquals(src("instance show", "NAME"), "instance");
+  assertEquals(src("deploy", "VMIMAGE"), "vmimage");
+  assertEquals(src("system ssh-key del", "SSH-KEY"), "ssh-key");
+  const create = find("vmimage create");
+  const flag = (n: string) => flagSource(create.flags.find((f) => f.name === n)!);
+  assertEquals(flag("modules"), { key: "module", multiple: true });
+  assertEquals(flag("config-groups"), { key: "config-group", multiple: true });
+  assertEquals(flag("vlan"), { key: "vlan", multiple: true });
+  assertEquals(flag("memory"), undefined);
+  assertEquals(
+    oneLineText(["vlan", "reserve", "10", "10.0.10.5", "--note=a b"]),
+    "vlan reserve 10 10.0.10.5 '--note=a b'",
+  );
+});
+
+// deno-lint-ignore no-control-regex
+const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]/g;
+
+/** A Terminal on in-memory streams, with helpers to wait for output and type keys. */
+class Scripted {
+  input = new PassThrough();
+  output = new PassThrough();
+  terminal = new Terminal(this.input, this.output, { columns: 100, rows: 40 });
+  raw = "";
+  #waiters = new Set<() => void>();
+
+  constructor() {
+    this.output.on("data", (c: Uint8Array) => {
+      this.raw += new TextDecoder().decode(c);
+      for (const w of [...this.#waiters]) w();
+    });
+  }
+
+  get text(): string {
+    return this.raw.replace(ANSI, "").replaceAll("\r\n", "\n");
+  }
+
+  /** Waits until `re` matches the output after position `from`. */
+  async waitFor(re: RegExp | string, from = 0): Promise<void> {
+    const ok = () => {
+      const t = this.text.slice(from);
+      return typeof re === "string" ? t.includes(re) : re.test(t);
+    };
+    if (ok()) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(check);
+        reject(new Error(`timed out waiting for ${re}; output:\n${this.text.slice(-3000)}`));
+      }, 20_000);
+      const check = () => {
+        if (!ok()) return;
+        clearTimeout(timer);
+        this.#waiters.delete(check);
+        resolve();
+      };
+      this.#waiters.add(check);
+    });
+  }
+
+  /** Types keys and waits for the output to settle. */
+  async keys(text: string): Promise<void> {
+    const before = this.raw.length;
+    this.input.write(text);
+    for (let i = 0; i < 50 && this.raw.length === before; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await new Promise((r) => setTimeout(r, 30));
+  }
+
+  /** The highlighted entry of the last select drawn. */
+  active(): string {
+    const t = this.text;
+    const at = t.lastIndexOf("❯");
+    return at === -1
+      ? ""
+      : t.slice(at + 1, t.indexOf("\n", at) === -1 ? undefined : t.indexOf("\n", at)).trim();
+  }
+
+  /** Moves the select cursor (top first, then down) to the entry starting with `label`; Enter. */
+  async choose(label: string): Promise<void> {
+    for (let i = 0, last = ""; i < 60 && !this.active().startsWith(label); i++) {
+      last = this.active();
+      await this.keys("\x1b[A");
+      if (this.active() === last) break; // at the top
+    }
+    for (let i = 0; i < 60; i++) {
+      if (this.active().startsWith(label)) {
+        await this.keys("\r");
+        return;
+      }
+      await this.keys("\x1b[B");
+    }
+    throw new Error(`no entry ${label}; last: ${this.active()}\n${this.text.slice(-2000)}`);
+  }
+
+  /** Types a line into an input prompt. */
+  async line(text: string): Promise<void> {
+    if (text) await this.keys(text);
+    await this.keys("\r");
+  }
+}
+
+Deno.env.set("KAOS_SSH_PORT", "0"); // no sshd for the kattach of these tests
+
+Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm, password", async () => {
+  const k = await TestKattach.start();
+  const s = new Scripted();
+  const connect = () => IpcClient.connect(`${k.stateDir}/run`);
+  const done = runMenus(s.terminal, { connect });
+  try {
+    await s.waitFor(/KaOS .* AppQueue CLI/);
+    await s.waitFor("Log out");
+
+    // Networking → vlan add, with prompts per argument and flag
+    await s.choose("Networking");
+    await s.choose("vlan add");
+    await s.waitFor("ID");
+    await s.line("10");
+    await s.line("web");
+    await s.line("10.0.10.0/24");
+    await s.waitFor("--gateway");
+    await s.line("");
+    await s.waitFor("--pool");
+    await s.line("");
+    await s.waitFor("Added VLAN 10.");
+    assertMatch(s.text, /= vlan add 10 web 10\.0\.10\.0\/24\n/);
+    const vlans = await k.json<{ id: number; name: string }[]>("vlan", "list");
+    assertEquals(vlans.map((v) => [v.id, v.name]), [[10, "web"]]);
+
+    // A bad answer: the error and its hint are shown, and the menu goes on.
+    let mark = s.text.length;
+    await s.choose("vlan add");
+    await s.line("5000");
+    await s.line("big");
+    await s.line("10.9.0.0/24");
+    await s.line("");
+    await s.line("");
+    await s.waitFor(/Error: .*\n(Hint: .*\n)?/, mark);
+    await s.waitFor("vlan add", mark + 10);
+
+    // Ctrl+C inside a prompt cancels the command only.
+    mark = s.text.length;
+    await s.choose("vlan add");
+    await s.waitFor("ID", mark);
+    await s.keys("\x03");
+    await s.waitFor("Cancelled.", mark);
+
+    // vlan del picks the VLAN from a list and asks for confirmation; "no" changes nothing.
+    mark = s.text.length;
+    await s.choose("vlan del");
+    await s.waitFor("10  web  10.0.10.0/24", mark);
+    await s.keys("\r");
+    await s.waitFor("= vlan del 10", mark);
+    await s.waitFor("Really vlan del?", mark);
+    await s.line("n");
+    await s.waitFor("Cancelled.", mark);
+    assertEquals((await k.json<unknown[]>("vlan", "list")).length, 1);
+
+    // Ctrl+C on a page goes back one level; at the top it only redraws.
+    mark = s.text.length;
+    await s.keys("\x03");
+    await s.waitFor("Log out", mark);
+    mark = s.text.length;
+    await s.keys("\x03");
+    await s.waitFor("(choose Log out to leave)", mark);
+
+    // System → password: the current one is required (the default here), then the policy.
+    mark = s.text.length;
+    await s.choose("System");
+    await s.choose("system password");
+    await s.waitFor("= system password", mark);
+    await s.line("wrong-one");
+    await s.line("n3w-passw0rd");
+    await s.line("n3w-passw0rd");
+    await s.waitFor("the current password is wrong", mark);
+    mark = s.text.length;
+    await s.choose("system password");
+    await s.line("kaos-0.1.0-dev");
+    await s.line("short");
+    await s.line("short");
+    await s.waitFor("shorter than 8 characters", mark);
+    mark = s.text.length;
+    await s.choose("system password");
+    await s.line("kaos-0.1.0-dev");
+    await s.line("n3w-passw0rd");
+    await s.line("n3w-passw0rd");
+    await s.waitFor("Password changed.", mark);
+    assert(!s.text.includes("n3w-passw0rd"), "a password was echoed");
+
+    // Back to the top and log out.
+    await s.keys("\x03");
+    await s.waitFor("Log out");
+    await s.choose("Log out");
+    await done;
+    assertMatch(s.text, /Bye\.\n$/);
+  } finally {
+    s.terminal.close();
+    await done.catch(() => {});
+    await k.dispose();
+  }
+});

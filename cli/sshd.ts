@@ -1,0 +1,125 @@
+/**
+ * The SSH daemon of the AppQueue CLI, run as `main.ts sshd` under kattach's supervision: the
+ * SshBackend over IPC (auth.* actions for logins, keys and password changes; runOneLine for exec;
+ * the menus for a shell) and the process entry. main.ts loads this file lazily: ssh2's types pull
+ * in @types/node@18, which lacks node:sqlite, so it must stay out of main.ts's type graph.
+ */
+import { IpcClient } from "../ipc/mod.ts";
+import { runMenus } from "./menus.ts";
+import { EXIT, runOneLine } from "./oneline.ts";
+import { splitWords } from "./render.ts";
+import { SSH_USER, type SshBackend, type SshServer, startSshServer } from "./ssh_server.ts";
+
+/** How the backend reaches kattach. */
+export interface SessionOptions {
+  connect(): Promise<IpcClient>;
+}
+
+async function withClient<T>(
+  options: SessionOptions,
+  fn: (c: IpcClient) => Promise<T>,
+): Promise<T> {
+  const client = await options.connect();
+  try {
+    return await fn(client);
+  } finally {
+    client.close();
+  }
+}
+
+/** The SshBackend that talks to kattach over IPC. */
+export function ipcBackend(options: SessionOptions): SshBackend {
+  return {
+    async checkPassword(user, password) {
+      if (user !== SSH_USER) {
+        // still ask kattach, so an unknown user costs the same time as a wrong password
+        await withClient(
+          options,
+          (c) =>
+            c.call("auth.check", { user: user.slice(0, 64), password: password.slice(0, 1024) }),
+        );
+        return "denied";
+      }
+      if (password.length > 1024) return "denied";
+      const r = await withClient(options, (c) => c.call("auth.check", { user, password }));
+      return r.verdict;
+    },
+    async authorizedKeys(user) {
+      if (user !== SSH_USER) return [];
+      return (await withClient(options, (c) => c.call("auth.keys.list", {}))).map((k) => k.line);
+    },
+    async changePassword(user, newPassword) {
+      await withClient(options, (c) => c.call("auth.change", { user, newPassword }));
+    },
+    async exec(line, io) {
+      let words: string[];
+      try {
+        words = splitWords(line);
+      } catch (err) {
+        io.stderr.write(`Error: cannot read the command line: ${(err as Error).message}\n`);
+        return EXIT.usage;
+      }
+      return await runOneLine(words, {
+        out: (text) => io.stdout.write(text),
+        err: (text) => io.stderr.write(text),
+        connect: options.connect,
+      });
+    },
+    async shell(io) {
+      await runMenus(io.terminal!, { connect: options.connect, user: io.user });
+    },
+  };
+}
+
+/** How to run the SSH daemon. */
+export interface SshdOptions extends SessionOptions {
+  hostname: string;
+  port: number;
+  hostKeysDir: string;
+  log(line: string): void;
+}
+
+/** Starts the SSH server with the IPC backend. */
+export function startSshd(options: SshdOptions): Promise<SshServer> {
+  return startSshServer({
+    hostname: options.hostname,
+    port: options.port,
+    hostKeysDir: options.hostKeysDir,
+    backend: ipcBackend(options),
+    log: options.log,
+  });
+}
+
+/** Runs the sshd process: `sshd [--supervised] [--state DIR] [--port N] [--listen ADDR]`. */
+export async function runSshdMain(args: string[]): Promise<void> {
+  const opt = (name: string) => {
+    const i = args.indexOf(name);
+    return i === -1 ? undefined : args[i + 1];
+  };
+  const dir = opt("--state") ?? Deno.env.get("KAOS_STATE") ?? ".state";
+  const port = Number(opt("--port") ?? "1289");
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    console.error(`--port takes a port number, not ${JSON.stringify(opt("--port"))}`);
+    Deno.exit(2);
+  }
+  const server = await startSshd({
+    hostname: opt("--listen") ?? "0.0.0.0",
+    port,
+    hostKeysDir: `${dir}/ssh`,
+    connect: () => IpcClient.connect(`${dir}/run`),
+    log: (line) => console.error(line),
+  });
+  const stop = async (why: string) => {
+    console.error(`ssh: ${why}: stopping`);
+    await server.close();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
+  if (args.includes("--supervised")) {
+    // kattach holds the other end of stdin and never writes: EOF means kattach is gone.
+    (async () => {
+      for await (const _ of Deno.stdin.readable) { /* nothing is ever sent */ }
+      await stop("kattach went away");
+    })();
+  }
+}
