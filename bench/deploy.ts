@@ -1,0 +1,212 @@
+/**
+ * Deploy benchmark: time from `deploy --count N` to every instance's QMP `running`, next to N
+ * bare `qemu-system-x86_64` spawns of the same guest (same kernel, initrd, config disk and module
+ * image, started in parallel and polled over QMP) in the same run; the ratio (goal ≤ 1.3×); the
+ * time until instances are ready (appmgr readiness; goal ≤ 1.5 s for N = 1 with the vKaOS kernel
+ * under TCG); and kattach's RSS. Prints figures only.
+ *
+ *   scripts/deno run -A bench/deploy.ts [N…]     (default: 1 5 10; e.g. `1 3` on 2 cores)
+ */
+import { IpcClient } from "../ipc/mod.ts";
+import type { Instance } from "../ipc/mod.ts";
+import { readUstar } from "../lib/ustar.ts";
+import {
+  type GuestConfig,
+  QmpMonitor,
+  queryStatus,
+  renderConfigDisk,
+  renderQemuArgv,
+} from "../vmimage/mod.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const OUT = `${ROOT}/fixtures/out`;
+const counts = Deno.args.length > 0 ? Deno.args.map(Number) : [1, 5, 10];
+if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 64)) {
+  console.error("usage: bench/deploy.ts [N…] (1-64 each)");
+  Deno.exit(2);
+}
+
+function fmt(ms: number): string {
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+async function sh(cmd: string, args: string[]): Promise<void> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) throw new Error(`${cmd} failed: ${new TextDecoder().decode(out.stderr)}`);
+}
+
+async function waitQmpRunning(socket: string): Promise<void> {
+  const m = await QmpMonitor.connect(socket, { timeoutMs: 60_000, log: () => {} });
+  try {
+    for (;;) {
+      if ((await queryStatus(m)).running) return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    await m.close();
+  }
+}
+
+async function waitSerial(path: string, marker: string, timeoutMs = 300_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await Deno.readTextFile(path).catch(() => "")).includes(marker)) {
+    if (Date.now() > deadline) throw new Error(`no ${marker} in ${path}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function killPidfile(path: string): void {
+  try {
+    Deno.kill(Number(Deno.readTextFileSync(path)), "SIGKILL");
+  } catch { /* gone */ }
+}
+
+/** N bare QEMU spawns of the same guest: ms to all QMP running and to all "web: ready". */
+async function bare(n: number, dir: string): Promise<{ qmp: number; ready: number }> {
+  const parts = readUstar(await Deno.readFile(`${OUT}/vkaos/vkaos.aqi`), { label: "vkaos.aqi" });
+  for (const p of parts) await Deno.writeFile(`${dir}/${p.path}`, p.data);
+  const runs = Array.from({ length: n }, (_, i) => `${dir}/bare-${i + 1}`);
+  for (const [i, d] of runs.entries()) {
+    await Deno.mkdir(d, { recursive: true });
+    const cfg: GuestConfig = {
+      instance: `bare-${i + 1}`,
+      vmimage: "bare",
+      nics: [{ mac: `52:54:00:00:10:${(i + 1).toString(16).padStart(2, "0")}` }],
+      modules: [{
+        name: "web",
+        version: "1.0.0",
+        startOrder: 100,
+        exec: ["bin/start"],
+        config: { title: "bench", port: 80, greeting: "hello" },
+      }],
+    };
+    await Deno.writeFile(`${d}/config.raw`, renderConfigDisk(cfg));
+    await sh("qemu-img", [
+      "create",
+      "-q",
+      "-f",
+      "qcow2",
+      "-b",
+      `${OUT}/web/web.aqi`,
+      "-F",
+      "raw",
+      `${d}/web.qcow2`,
+    ]);
+  }
+  const t0 = performance.now();
+  try {
+    await Promise.all(runs.map(async (d, i) => {
+      const argv = renderQemuArgv({
+        instance: `bare-${i + 1}`,
+        machine: "q35",
+        accel: "tcg",
+        memoryMiB: 256,
+        cpus: 1,
+        kernel: `${dir}/kernel`,
+        initrd: `${dir}/initrd`,
+        paths: {
+          qmp: `${d}/qmp.sock`,
+          console: `${d}/console.sock`,
+          serialLog: `${d}/serial.log`,
+          pidfile: `${d}/qemu.pid`,
+          configDisk: `${d}/config.raw`,
+        },
+        disks: [{ module: "web", overlay: `${d}/web.qcow2` }],
+        nics: [{ mac: `52:54:00:00:10:${(i + 1).toString(16).padStart(2, "0")}` }],
+      });
+      await sh(argv[0], argv.slice(1));
+    }));
+    await Promise.all(runs.map((d) => waitQmpRunning(`${d}/qmp.sock`)));
+    const qmp = performance.now() - t0;
+    await Promise.all(runs.map((d) => waitSerial(`${d}/serial.log`, "web: ready")));
+    return { qmp, ready: performance.now() - t0 };
+  } finally {
+    for (const d of runs) killPidfile(`${d}/qemu.pid`);
+  }
+}
+
+async function startKattach(state: string): Promise<Deno.ChildProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}/main.ts`, "kattach", "--hosted", "--state", state],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      (await IpcClient.connect(`${state}/run`)).close();
+      return child;
+    } catch {
+      if (Date.now() > deadline) throw new Error("kattach did not start");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+function rssMiB(pid: number): number {
+  const s = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(s.match(/^VmRSS:\s+(\d+)/m)?.[1] ?? 0) / 1024;
+}
+
+await sh(`${ROOT}/fixtures/build-modules`, []);
+const dir = await Deno.makeTempDir({ prefix: "kaos-bench-deploy-" });
+const state = `${dir}/state`;
+const kattach = await startKattach(state);
+const client = await IpcClient.connect(`${state}/run`);
+console.log(`bench/deploy: TCG, q35, vKaOS from fixtures/out (${counts.join(", ")} instances)`);
+try {
+  await client.call("module.import", { path: `${OUT}/vkaos` });
+  await client.call("module.import", { path: `${OUT}/web` });
+  await client.call("vmimage.create", {
+    name: "web",
+    modules: ["web"],
+    configGroups: [],
+    vlans: [],
+  });
+  console.log(`kattach RSS idle: ${rssMiB(kattach.pid).toFixed(1)} MiB`);
+  console.log(
+    "N   deploy→QMP running   bare→QMP running   ratio   deploy→ready   bare→ready   kattach RSS",
+  );
+  for (const n of counts) {
+    const t0 = performance.now();
+    const created = await client.call("deploy", { vmimage: "web", count: n }) as Instance[];
+    // kattach holds each QMP socket (one client at a time): ask through kattach's `qmp` action.
+    await Promise.all(created.map(async (i) => {
+      for (;;) {
+        const r = await client.call("qmp", { name: i.name, command: "query-status" });
+        if ((r.return as { running?: boolean }).running) return;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }));
+    const qmp = performance.now() - t0;
+    for (;;) {
+      const list = await client.call("instance.list", { vmimage: "web" }) as Instance[];
+      const mine = list.filter((i) => created.some((c) => c.name === i.name));
+      if (mine.every((i) => i.state === "running" || i.state === "failed")) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const ready = performance.now() - t0;
+    const rss = rssMiB(kattach.pid);
+    for (const i of created) {
+      await client.call("instance.kill", { name: i.name });
+      await client.call("instance.del", { name: i.name });
+    }
+    const b = await bare(n, await Deno.makeTempDir({ dir, prefix: `bare-${n}-` }));
+    console.log(
+      `${String(n).padEnd(3)} ${fmt(qmp).padEnd(20)} ${fmt(b.qmp).padEnd(18)} ${
+        (qmp / b.qmp).toFixed(2).padEnd(7)
+      } ${fmt(ready).padEnd(14)} ${fmt(b.ready).padEnd(12)} ${rss.toFixed(1)} MiB`,
+    );
+  }
+} finally {
+  client.close();
+  try {
+    for (const e of Deno.readDirSync(`${state}/instances`)) {
+      killPidfile(`${state}/instances/${e.name}/qemu.pid`);
+    }
+  } catch { /* none */ }
+  kattach.kill("SIGTERM");
+  await kattach.status;
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+}
