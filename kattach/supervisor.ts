@@ -19,6 +19,7 @@ import {
   systemPowerdown,
 } from "../vmimage/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
+import { setModuleActionRunner } from "./actions/appqueue.ts";
 import { resolveInstance } from "./actions/instance.ts";
 import { waitReady } from "./health.ts";
 import {
@@ -91,6 +92,21 @@ export class Supervisor {
   constructor(k: Kattach) {
     this.#k = k;
     supervisors.set(k, this);
+    // appmgr actions of module commands: restart-instance restarts the guest (a fresh config
+    // disk); reload-config has no guest-side channel yet.
+    setModuleActionRunner(async (kk, req) => {
+      if (req.action.type === "restart-instance") {
+        const inst = await supervisorOf(kk).restart(req.instance);
+        return `${req.instance} restarted (${inst.state})`;
+      }
+      throw new UserError(
+        `Cannot run ${req.module} ${req.command} on ${req.instance}: reload-config is not available yet`,
+        {
+          hint: `restart the instance instead (\`instance restart ${req.instance}\`)`,
+          code: "unsupported",
+        },
+      );
+    });
   }
 
   /** True while a QEMU of this instance is attached. */
