@@ -105,9 +105,25 @@ export class TestKattach {
     this.#child = undefined;
   }
 
-  /** Stops kattach and removes the state directory. */
+  /** Stops kattach, kills every guest it started (by pidfile) and removes the state directory. */
   async dispose(): Promise<void> {
     await this.stop("SIGKILL");
+    await killGuests(this.stateDir);
     await Deno.remove(this.stateDir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Kills the QEMU of every instance under a state directory (`instances/<name>/qemu.pid`). */
+export async function killGuests(stateDir: string): Promise<void> {
+  const dirs = await Array.fromAsync(Deno.readDir(`${stateDir}/instances`)).catch(() => []);
+  for (const d of dirs) {
+    const text = await Deno.readTextFile(`${stateDir}/instances/${d.name}/qemu.pid`).catch(() =>
+      ""
+    );
+    const pid = Number(text.trim());
+    if (!Number.isInteger(pid) || pid <= 1) continue;
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch { /* already gone */ }
   }
 }

@@ -194,7 +194,7 @@ Deno.test("config groups, VM images and deploy: validation, IPAM, MACs, all-or-n
     );
 
     // Deploy: unique names, one address and one MAC per NIC, never the gateway.
-    const three = await k.json<Instance[]>("deploy", "web", "--count", "3");
+    const three = await k.json<Instance[]>("deploy", "web", "--count", "3", "--no-start");
     assert.deepEqual(three.map((i) => i.name), ["web-1", "web-2", "web-3"]);
     assert.deepEqual(three.map((i) => i.nics[0].ip), ["10.0.10.2", "10.0.10.3", "10.0.10.4"]);
     const macs = three.map((i) => i.nics[0].mac);
@@ -203,20 +203,20 @@ Deno.test("config groups, VM images and deploy: validation, IPAM, MACs, all-or-n
     assert.ok(three.every((i) => i.state === "defined"));
 
     // The pool has 2 left: deploying 3 fails as a whole.
-    const tooMany = await k.aq("deploy", "web", "--count", "3");
+    const tooMany = await k.aq("deploy", "web", "--count", "3", "--no-start");
     assert.equal(tooMany.code, 1);
     assert.match(tooMany.stderr, /exhausted/);
     assert.equal((await k.json<Instance[]>("instance", "list")).length, 3);
 
     // Releasing an address makes it available again; the name is never reused.
     await k.json("instance", "del", "web-2");
-    const next = await k.json<Instance[]>("deploy", "web");
+    const next = await k.json<Instance[]>("deploy", "web", "--no-start");
     assert.equal(next[0].name, "web-4");
     assert.equal(next[0].nics[0].ip, "10.0.10.3");
     assert.ok(!macs.slice(0, 1).concat(macs.slice(2)).includes(next[0].nics[0].mac));
 
     // A NAT-only image gets a MAC but no address.
-    const nat = await k.json<Instance[]>("deploy", "both");
+    const nat = await k.json<Instance[]>("deploy", "both", "--no-start");
     assert.equal(nat[0].nics[0].vlan, null);
     assert.equal(nat[0].nics[0].ip, null);
 
