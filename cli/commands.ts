@@ -14,6 +14,7 @@ import type {
   VmImage,
 } from "../ipc/mod.ts";
 import { appqueueCommands } from "./commands_appqueue.ts";
+import type { ConsoleStdio } from "./console_attach.ts";
 import { guestCommands } from "./commands_guests.ts";
 import { authCommands } from "./commands_auth.ts";
 import { fields, table } from "./render.ts";
@@ -52,7 +53,7 @@ export interface Command {
   build(p: Parsed): { action: ActionName; params: unknown };
   render(result: unknown): string;
   /** Takes over the terminal after the action (e.g. `instance console`); returns the exit status. */
-  interactive?(result: unknown): Promise<number>;
+  interactive?(result: unknown, stdio?: ConsoleStdio): Promise<number>;
 }
 
 /** An operator's mistake on the command line. */

@@ -157,9 +157,9 @@ export const guestCommands: Command[] = [
     flags: [],
     build: (p) => ({ action: "instance.console", params: { name: p.args.NAME! } }),
     render: (r) => `Console socket: ${(r as { socket: string }).socket}\n`,
-    interactive: (r) => {
+    interactive: (r, stdio) => {
       const c = r as { instance: string; socket: string };
-      return attachConsole(c.socket, { instance: c.instance });
+      return attachConsole(c.socket, { instance: c.instance, stdio });
     },
   }),
   cmd({

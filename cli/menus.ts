@@ -13,6 +13,7 @@ import { PASSWORD_PATH } from "./commands_auth.ts";
 import { runOneLine } from "./oneline.ts";
 import { type Caller, callerOf, promptCommand } from "./prompts.ts";
 import { quoteWord } from "./render.ts";
+import { terminalStdio } from "./stdio.ts";
 import type { Terminal } from "./terminal.ts";
 
 /** Where a page's commands come from: the first words of their paths. */
@@ -248,6 +249,9 @@ async function runItem(ctx: RunContext, command: Command): Promise<void> {
       }
     }
     await runOneLine(words, {
+      get stdio() {
+        return terminalStdio(t); // only opened when an interactive command asks for it
+      },
       out: (text) => t.write(text),
       err: (text) => t.write(text),
       connect: ctx.options.connect,

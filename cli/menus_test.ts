@@ -76,6 +76,9 @@ Deno.test("arguments naming existing objects get pick lists; new names do not", 
   assertEquals(src("instance show", "NAME"), "instance");
   assertEquals(src("deploy", "VMIMAGE"), "vmimage");
   assertEquals(src("system ssh-key del", "SSH-KEY"), "ssh-key");
+  if (commands.some((c) => c.path.join(" ") === "qmp")) {
+    assertEquals(src("qmp", "NAME"), "instance");
+  }
   const create = find("vmimage create");
   const flag = (n: string) => flagSource(create.flags.find((f) => f.name === n)!);
   assertEquals(flag("modules"), { key: "module", multiple: true });

@@ -6,12 +6,15 @@ import { IpcClient, IpcError } from "../ipc/mod.ts";
 import { isUserError } from "../lib/errors.ts";
 import { type Command, commands, type Parsed, usage, UsageError } from "./commands.ts";
 import { findModuleCommand } from "./commands_appqueue.ts";
+import type { ConsoleStdio } from "./console_attach.ts";
 
 /** Exit statuses of a one-line command. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3, internal: 4 } as const;
 
 /** Where a one-line command writes and how it reaches kattach. */
 export interface OneLineIo {
+  /** The terminal interactive commands take over (default: the process' own stdio). */
+  stdio?: ConsoleStdio;
   out(text: string): void;
   err(text: string): void;
   connect(): Promise<IpcClient>;
@@ -129,7 +132,9 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
       onProgress: (message, done, total) =>
         io.err(`${total ? `[${done ?? 0}/${total}] ` : ""}${message}\n`),
     });
-    if (!json && found.command.interactive) return await found.command.interactive(result);
+    if (!json && found.command.interactive) {
+      return await found.command.interactive(result, io.stdio);
+    }
     io.out(json ? JSON.stringify(result, null, 2) + "\n" : found.command.render(result));
     return EXIT.ok;
   } catch (err) {

@@ -102,6 +102,9 @@ const ALIASES: Record<string, string> = {
   instances: "instance",
 };
 
+/** Commands of one word whose NAME names an object of another kind (e.g. `qmp NAME …`). */
+const NAME_OF: Record<string, string> = { qmp: "instance" };
+
 /** Verbs whose NAME argument names a new object rather than an existing one. */
 const CREATING = new Set(["add", "create", "import", "install", "new"]);
 
@@ -117,8 +120,8 @@ export function argSource(command: Command, arg: ArgSpec): string | undefined {
   const direct = sourceKey(arg.name);
   if (direct) return direct;
   const verb = command.path[command.path.length - 1];
-  if (arg.name === "NAME" && command.path.length > 1 && !CREATING.has(verb)) {
-    return sourceKey(command.path[0]);
+  if (arg.name === "NAME" && !CREATING.has(verb)) {
+    return sourceKey(NAME_OF[command.path[0]] ?? command.path[0]);
   }
   return undefined;
 }
@@ -186,6 +189,16 @@ export async function promptFlag(p: Prompter, flag: FlagSpec): Promise<string | 
       confirm({ message: `--${flag.name}: ${flag.help}?`, default: false }, ctx)
     );
     return on ? true : undefined;
+  }
+  const fixed = flag.value && /^[\w.-]+(\|[\w.-]+)+$/.test(flag.value) ? flag.value.split("|") : [];
+  if (fixed.length > 0) {
+    const picked = await t.prompt((ctx) =>
+      select({
+        message: `--${flag.name}: ${flag.help}`,
+        choices: [{ value: "", name: "(leave out)" }, ...fixed.map((v) => ({ value: v, name: v }))],
+      }, ctx)
+    );
+    return picked === "" ? undefined : picked;
   }
   const source = flagSource(flag);
   if (source) {

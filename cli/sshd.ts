@@ -8,6 +8,7 @@ import { IpcClient } from "../ipc/mod.ts";
 import { runMenus } from "./menus.ts";
 import { EXIT, runOneLine } from "./oneline.ts";
 import { splitWords } from "./render.ts";
+import { streamStdio, terminalStdio } from "./stdio.ts";
 import { SSH_USER, type SshBackend, type SshServer, startSshServer } from "./ssh_server.ts";
 
 /** How the backend reaches kattach. */
@@ -60,6 +61,11 @@ export function ipcBackend(options: SessionOptions): SshBackend {
         return EXIT.usage;
       }
       return await runOneLine(words, {
+        get stdio() {
+          return io.terminal
+            ? terminalStdio(io.terminal)
+            : streamStdio(io.stdin, io.stdout, io.stderr);
+        },
         out: (text) => io.stdout.write(text),
         err: (text) => io.stderr.write(text),
         connect: options.connect,
