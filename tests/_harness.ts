@@ -49,7 +49,18 @@ export class TestKattach {
   async restart(): Promise<void> {
     if (this.#child) throw new Error("kattach is still running");
     const child = new Deno.Command(DENO, {
-      args: ["run", "-A", `${ROOT}/main.ts`, "kattach", "--hosted", "--state", this.stateDir],
+      // No sshd: tests that want one start kattach themselves (tests/cli_ssh_test.ts).
+      args: [
+        "run",
+        "-A",
+        `${ROOT}/main.ts`,
+        "kattach",
+        "--hosted",
+        "--ssh-port",
+        "0",
+        "--state",
+        this.stateDir,
+      ],
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
