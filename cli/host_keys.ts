@@ -2,7 +2,7 @@
  * SSH host keys of the appliance: an ed25519 and an RSA-3072 key, generated on first start and
  * reused afterwards so the fingerprints clients pinned stay valid across restarts.
  */
-// @ts-types="npm:@types/ssh2@1.15.6"
+// @ts-types="./_ssh2.d.ts"
 import { utils } from "ssh2";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";

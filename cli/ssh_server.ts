@@ -4,7 +4,7 @@
  * or one one-line command (`ssh -p 1289 aqcli@HOST aq list`). There is no shell, no forwarding and
  * no sftp. What a session does is left to an injected SshBackend (wired to kattach's IPC later).
  */
-// @ts-types="npm:@types/ssh2@1.15.6"
+// @ts-types="./_ssh2.d.ts"
 import {
   type AuthContext,
   type ClientInfo,

@@ -1,8 +1,7 @@
 /**
  * The SSH daemon of the AppQueue CLI, run as `main.ts sshd` under kattach's supervision: the
  * SshBackend over IPC (auth.* actions for logins, keys and password changes; runOneLine for exec;
- * the menus for a shell) and the process entry. main.ts loads this file lazily: ssh2's types pull
- * in @types/node@18, which lacks node:sqlite, so it must stay out of main.ts's type graph.
+ * the menus for a shell) and the process entry.
  */
 import { IpcClient } from "../ipc/mod.ts";
 import { runMenus } from "./menus.ts";
