@@ -9,6 +9,7 @@ import { runPublishCli } from "./appqueue/mod.ts";
 import { runConsole, runOneLine } from "./cli/mod.ts";
 import { IpcClient } from "./ipc/mod.ts";
 import { startKattach } from "./kattach/boot.ts";
+import { runAppliance } from "./kattach/pid1.ts";
 
 const DEFAULT_HOSTED_STATE = ".state";
 
@@ -45,6 +46,7 @@ function portOption(args: string[], name: string, fallback: number): number {
 }
 
 async function kattach(args: string[]): Promise<void> {
+  if (Deno.pid === 1 || args.includes("--appliance")) return await runAppliance(); // PID 1
   const hosted = args.includes("--hosted") || Deno.pid !== 1;
   const sshPort = portOption(args, "--ssh-port", Number(Deno.env.get("KAOS_SSH_PORT") ?? 1289));
   const dir = hosted ? stateDir(args.filter((a) => a !== "--hosted")) : "/var/lib/kaos";

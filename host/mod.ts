@@ -1,2 +1,21 @@
 /** The host: the few facts and side effects KaOS needs from the machine it runs on. */
 export { type Accel, type AccelProbe, decideAccel, probeAccel } from "./accel.ts";
+export {
+  ext4Label,
+  findByLabel,
+  type MountEntry,
+  mountOnce,
+  type MountSpec,
+  parseMounts,
+  readMounts,
+} from "./mounts.ts";
+export {
+  libcWaitpid,
+  listProcesses,
+  parseProcStat,
+  type ProcStat,
+  Reaper,
+  type Waitpid,
+  zombieChildren,
+} from "./reaper.ts";
+export { type CommandResult, runChecked, type RunCommand, runCommand } from "./run.ts";

@@ -1,0 +1,150 @@
+/**
+ * The orphan reaper PID 1 needs: Deno reaps only the children it spawned, so orphans re-parented
+ * to kattach would stay zombies. It finds zombies whose parent is us by scanning /proc/<pid>/stat
+ * and calls libc `waitpid(pid, &status, WNOHANG)` on each one's own pid through FFI; never
+ * `waitpid(-1)`, which would steal the exit statuses of Deno's own children.
+ *
+ * Deno waits on every child it spawns as soon as it exits, so one of its own children is a zombie
+ * only for an instant. A zombie is therefore reaped only when two scans in a row (one interval
+ * apart) saw it: that leaves Deno's children to Deno.
+ */
+
+/** The fields of /proc/<pid>/stat the reaper reads. */
+export interface ProcStat {
+  pid: number;
+  comm: string;
+  /** R, S, D, Z, T, … */
+  state: string;
+  ppid: number;
+}
+
+/** Parses one /proc/<pid>/stat line; comm may hold spaces and parentheses. */
+export function parseProcStat(text: string): ProcStat {
+  const open = text.indexOf("(");
+  const close = text.lastIndexOf(")");
+  if (open < 0 || close < open) {
+    throw new Error(`not a /proc/<pid>/stat line: ${text.slice(0, 80)}`);
+  }
+  const [state, ppid] = text.slice(close + 2).split(" ");
+  const stat = {
+    pid: Number(text.slice(0, open).trim()),
+    comm: text.slice(open + 1, close),
+    state,
+    ppid: Number(ppid),
+  };
+  if (!Number.isInteger(stat.pid) || !Number.isInteger(stat.ppid) || !state) {
+    throw new Error(`not a /proc/<pid>/stat line: ${text.slice(0, 80)}`);
+  }
+  return stat;
+}
+
+/** Reads /proc/<pid>/stat of every process (processes that vanish meanwhile are skipped). */
+export function listProcesses(procDir = "/proc"): ProcStat[] {
+  const out: ProcStat[] = [];
+  for (const entry of Deno.readDirSync(procDir)) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      out.push(parseProcStat(Deno.readTextFileSync(`${procDir}/${entry.name}/stat`)));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/** The pids of zombies whose parent is `parent`. */
+export function zombieChildren(procs: readonly ProcStat[], parent: number): number[] {
+  return procs.filter((p) => p.state === "Z" && p.ppid === parent).map((p) => p.pid);
+}
+
+/** Reaps one child by pid without blocking; returns its raw wait status, or null if not reaped. */
+export type Waitpid = (pid: number) => number | null;
+
+const WNOHANG = 1;
+
+/** The real {@linkcode Waitpid}: libc `waitpid(pid, &status, WNOHANG)` through Deno FFI. */
+export function libcWaitpid(): Waitpid {
+  const lib = Deno.dlopen("libc.so.6", {
+    waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  });
+  const status = new Int32Array(1);
+  return (pid) => {
+    const r = lib.symbols.waitpid(pid, status, WNOHANG);
+    return r === pid ? status[0] : null;
+  };
+}
+
+/** Options of {@linkcode Reaper}. */
+export interface ReaperOptions {
+  /** Whose orphans to reap (default: this process, i.e. PID 1 on the appliance). */
+  parent?: number;
+  /** Milliseconds between scans (default 1000). */
+  intervalMs?: number;
+  waitpid?: Waitpid;
+  scan?: () => ProcStat[];
+  log?: (line: string) => void;
+}
+
+/** A periodic scan that reaps orphaned zombies seen in two scans in a row. */
+export class Reaper {
+  #parent: number;
+  #intervalMs: number;
+  #waitpid: Waitpid | undefined;
+  #scan: () => ProcStat[];
+  #log: (line: string) => void;
+  #seen = new Set<number>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #reaped = 0;
+
+  constructor(options: ReaperOptions = {}) {
+    this.#parent = options.parent ?? Deno.pid;
+    this.#intervalMs = options.intervalMs ?? 1000;
+    this.#waitpid = options.waitpid;
+    this.#scan = options.scan ?? (() => listProcesses());
+    this.#log = options.log ?? (() => {});
+  }
+
+  /** How many orphans this reaper has reaped. */
+  get reaped(): number {
+    return this.#reaped;
+  }
+
+  /** One scan: reaps the zombies the previous scan saw too; returns the pids reaped. */
+  tick(): number[] {
+    const zombies = zombieChildren(this.#scan(), this.#parent);
+    const reaped: number[] = [];
+    const next = new Set<number>();
+    for (const pid of zombies) {
+      if (!this.#seen.has(pid)) {
+        next.add(pid);
+        continue;
+      }
+      this.#waitpid ??= libcWaitpid();
+      const status = this.#waitpid(pid);
+      if (status === null) continue; // someone else (Deno) reaped it meanwhile
+      reaped.push(pid);
+      this.#log(`reaped orphan ${pid} (wait status ${status})`);
+    }
+    this.#seen = next;
+    this.#reaped += reaped.length;
+    return reaped;
+  }
+
+  /** Starts scanning every interval (the timer does not keep a hosted process alive). */
+  start(): void {
+    if (this.#timer !== undefined) return;
+    const timer = setInterval(() => {
+      try {
+        this.tick();
+      } catch (err) {
+        this.#log(`reaper: ${err instanceof Error ? err.message : err}`);
+      }
+    }, this.#intervalMs);
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  /** Stops scanning. */
+  stop(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+}

@@ -1,0 +1,87 @@
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { libcWaitpid, listProcesses, parseProcStat, Reaper, zombieChildren } from "./reaper.ts";
+
+Deno.test("parseProcStat: comm with spaces and parentheses", () => {
+  const s = parseProcStat("4242 (my (odd) prog) Z 1 4242 4242 0 -1 4194572 0 0 0\n");
+  assertEquals(s, { pid: 4242, comm: "my (odd) prog", state: "Z", ppid: 1 });
+});
+
+Deno.test("parseProcStat: rejects a line that is not a stat line", () => {
+  let threw = false;
+  try {
+    parseProcStat("garbage");
+  } catch {
+    threw = true;
+  }
+  assert(threw);
+});
+
+Deno.test("zombieChildren: only zombies of the given parent", () => {
+  const procs = [
+    { pid: 10, comm: "a", state: "Z", ppid: 1 },
+    { pid: 11, comm: "b", state: "S", ppid: 1 },
+    { pid: 12, comm: "c", state: "Z", ppid: 7 },
+  ];
+  assertEquals(zombieChildren(procs, 1), [10]);
+});
+
+Deno.test("Reaper: reaps a zombie only when two scans in a row saw it", () => {
+  let procs = [{ pid: 50, comm: "x", state: "Z", ppid: 1 }];
+  const waited: number[] = [];
+  const r = new Reaper({
+    parent: 1,
+    scan: () => procs,
+    waitpid: (pid) => (waited.push(pid), 0),
+  });
+  assertEquals(r.tick(), []); // first sighting: maybe Deno's own child, leave it
+  assertEquals(r.tick(), [50]);
+  procs = [];
+  assertEquals(r.tick(), []);
+  assertEquals(waited, [50]);
+  assertEquals(r.reaped, 1);
+});
+
+Deno.test("Reaper: a zombie that vanished between scans is not counted", () => {
+  const r = new Reaper({
+    parent: 1,
+    scan: () => [{ pid: 60, comm: "x", state: "Z", ppid: 1 }],
+    waitpid: () => null,
+  });
+  r.tick();
+  assertEquals(r.tick(), []);
+  assertEquals(r.reaped, 0);
+});
+
+/** Makes this process a child subreaper, so orphans of its children become its own children. */
+function becomeSubreaper(): void {
+  const lib = Deno.dlopen("libc.so.6", {
+    prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  });
+  const PR_SET_CHILD_SUBREAPER = 36;
+  assertEquals(lib.symbols.prctl(PR_SET_CHILD_SUBREAPER, 1n, 0n, 0n, 0n), 0);
+  lib.close();
+}
+
+Deno.test({
+  name: "Reaper: reaps a real orphan through libc waitpid, leaving Deno's own child to Deno",
+  sanitizeResources: false,
+  async fn() {
+    becomeSubreaper();
+    // sh is Deno's child; the background sleep is orphaned when sh exits and re-parented to us.
+    const out = await new Deno.Command("sh", {
+      args: ["-c", "sleep 0.2 & echo $!; exit 7"],
+      stdout: "piped",
+    }).output();
+    assertEquals(out.code, 7); // Deno still got its own child's status
+    const orphan = Number(new TextDecoder().decode(out.stdout).trim());
+    const isZombie = () => zombieChildren(listProcesses(), Deno.pid).includes(orphan);
+    const until = Date.now() + 10_000;
+    while (!isZombie() && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    assert(isZombie(), `orphan ${orphan} did not become our zombie`);
+
+    const reaper = new Reaper({ parent: Deno.pid, waitpid: libcWaitpid() });
+    assertEquals(reaper.tick(), []);
+    assertEquals(reaper.tick(), [orphan]);
+    assert(!isZombie(), "the zombie is still there after waitpid");
+  },
+});

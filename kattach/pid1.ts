@@ -1,0 +1,291 @@
+/**
+ * kattach as PID 1 of the appliance (STYLE rule 12): the pre-phases that turn a bare initramfs
+ * into a host (mounts, kernel modules, network, the data disk), then the normal kattach phases
+ * with stateDir=/var/lib/kaos. PID 1 never exits: signals are logged and ignored, orphans are
+ * reaped, bugs are logged, and a fatal start error syncs and reboots.
+ *
+ * The kernel starts /sbin/kattach (buildroot/appliance/kattach_launcher.c), which mounts /proc,
+ * /sys and /dev (deno cannot start without /proc) and execs `deno run … /kaos/kaos.js kattach`.
+ */
+import {
+  findByLabel,
+  mountOnce,
+  Reaper,
+  runChecked,
+  type RunCommand,
+  runCommand,
+} from "../host/mod.ts";
+import { UserError } from "../lib/mod.ts";
+import { startKattach } from "./boot.ts";
+
+/** Where the appliance keeps its state (the data disk is mounted here). */
+export const APPLIANCE_STATE_DIR = "/var/lib/kaos";
+/** The ext4 label of the appliance's data disk. */
+export const DATA_DISK_LABEL = "KAOSDATA";
+
+/** What the kernel command line asks of kattach (`kaos.*` parameters). */
+export interface ApplianceCmdline {
+  /** Static eth0 address with prefix (`kaos.ip=10.0.2.15/24`); DHCP when absent. */
+  ip?: string;
+  /** Default gateway for the static address (`kaos.gw=10.0.2.2`). */
+  gw?: string;
+  /** `kaos.selftest=signals`: after start, send PID 1 signals and make an orphan (image tests). */
+  selftest?: string;
+}
+
+/** Parses the `kaos.*` parameters of a kernel command line. */
+export function parseCmdline(text: string): ApplianceCmdline {
+  const out: ApplianceCmdline = {};
+  for (const word of text.trim().split(/\s+/)) {
+    const m = word.match(/^kaos\.(ip|gw|selftest)=(.+)$/);
+    if (m) out[m[1] as keyof ApplianceCmdline] = m[2];
+  }
+  return out;
+}
+
+/** One appliance pre-phase: failures are logged and the boot goes on. */
+interface PrePhase {
+  name: string;
+  run(): Promise<void>;
+}
+
+/** Options of {@linkcode runAppliance}. */
+export interface ApplianceOptions {
+  log?: (line: string) => void;
+  run?: RunCommand;
+}
+
+/** How the appliance runs its own program again (kattach's supervised services use it). */
+export const APPLIANCE_SELF_ARGV = [
+  "/bin/deno",
+  ...["run", "-A", "--cached-only", "--no-config", "/kaos/kaos.js"],
+];
+
+/** PID 1's main: pre-phases, kattach's phases, then stays alive forever. */
+export async function runAppliance(options: ApplianceOptions = {}): Promise<void> {
+  const t0 = performance.now();
+  const log = options.log ?? ((line: string) => console.error(`kattach: ${line}`));
+  if (Deno.pid !== 1) {
+    throw new UserError("kattach --appliance runs only as PID 1", {
+      hint: "on a development machine run `main.ts kattach --hosted`",
+    });
+  }
+  const run = options.run ?? runCommand;
+  keepAlive(log);
+  const up = (await readText("/proc/uptime")).split(" ")[0];
+  log(`PID ${Deno.pid}: deno ${Deno.version.deno}, appliance mode (uptime ${up} s)`);
+
+  const cmdline = parseCmdline(await readText("/proc/cmdline"));
+  const phases: PrePhase[] = [
+    { name: "mounts", run: () => earlyMounts(run) },
+    { name: "hostname", run: () => runChecked(run, ["hostname", "kaos"]).then(() => {}) },
+    { name: "kernel-modules", run: () => loadModules(run, log) },
+    { name: "network", run: () => bringUpNetwork(run, { cmdline, log }) },
+    { name: "data-disk", run: () => mountDataDisk(run, log) },
+  ];
+  for (const phase of phases) {
+    const t = performance.now();
+    try {
+      await phase.run();
+      log(`phase ${phase.name} done (${Math.round(performance.now() - t)} ms)`);
+    } catch (err) {
+      log(`phase ${phase.name} failed: ${err instanceof Error ? err.message : err}`);
+    }
+  }
+
+  const reaper = new Reaper({ parent: Deno.pid, log });
+  reaper.start();
+
+  try {
+    const services = { selfArgv: APPLIANCE_SELF_ARGV }; // also runs the sshd on port 1289
+    await startKattach({ mode: "appliance", stateDir: APPLIANCE_STATE_DIR, log, ...services });
+  } catch (err) {
+    await fatal(run, log, err);
+    return;
+  }
+  const uptime = (await readText("/proc/uptime")).split(" ")[0];
+  log(
+    `ready (appliance, state ${APPLIANCE_STATE_DIR}; ` +
+      `${Math.round(performance.now() - t0)} ms in kattach, uptime ${uptime} s)`,
+  );
+  if (cmdline.selftest === "signals") await selftestSignals(run, reaper, log);
+}
+
+/** Keeps the event loop alive forever and turns signals and stray errors into log lines. */
+function keepAlive(log: (line: string) => void): void {
+  setInterval(() => {}, 60_000); // PID 1 must never run out of work
+  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT"] as const) {
+    try {
+      Deno.addSignalListener(sig, () => log(`received ${sig}; PID 1 ignores it`));
+    } catch (err) {
+      log(`cannot listen for ${sig}: ${err instanceof Error ? err.message : err}`);
+    }
+  }
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    const r = e.reason;
+    log(`bug (unhandled rejection, kept running): ${r instanceof Error ? r.stack : r}`);
+  });
+  globalThis.addEventListener("error", (e) => {
+    e.preventDefault();
+    log(
+      `bug (uncaught error, kept running): ${e.error instanceof Error ? e.error.stack : e.message}`,
+    );
+  });
+}
+
+async function earlyMounts(run: RunCommand): Promise<void> {
+  const specs = [
+    { source: "proc", target: "/proc", fstype: "proc", options: "nosuid,nodev,noexec" },
+    { source: "sysfs", target: "/sys", fstype: "sysfs", options: "nosuid,nodev,noexec" },
+    { source: "devtmpfs", target: "/dev", fstype: "devtmpfs", options: "nosuid,mode=0755" },
+    {
+      source: "devpts",
+      target: "/dev/pts",
+      fstype: "devpts",
+      options: "gid=5,mode=620,ptmxmode=666",
+    },
+    { source: "tmpfs", target: "/dev/shm", fstype: "tmpfs", options: "nosuid,nodev,mode=1777" },
+    { source: "tmpfs", target: "/run", fstype: "tmpfs", options: "nosuid,nodev,mode=0755" },
+    { source: "tmpfs", target: "/tmp", fstype: "tmpfs", options: "nosuid,nodev,mode=1777" },
+    {
+      source: "cgroup2",
+      target: "/sys/fs/cgroup",
+      fstype: "cgroup2",
+      options: "nosuid,nodev,noexec",
+    },
+  ];
+  for (const spec of specs) await mountOnce(spec, { run });
+}
+
+/** The modules worth loading on this CPU: KVM's only where the CPU has vmx or svm. */
+export function modulesFor(list: string, cpuinfo: string): string[] {
+  const flags = cpuinfo.match(/^flags\s*:(.*)$/m)?.[1].split(/\s+/) ?? [];
+  const skip = new Set<string>();
+  if (!flags.includes("vmx")) skip.add("kvm_intel");
+  if (!flags.includes("svm")) skip.add("kvm_amd");
+  if (!flags.includes("vmx") && !flags.includes("svm")) skip.add("kvm").add("vhost_net");
+  return list.split("\n").map((n) => n.trim()).filter((n) => n !== "" && !skip.has(n));
+}
+
+async function loadModules(run: RunCommand, log: (line: string) => void): Promise<void> {
+  const names = modulesFor(await readText("/kaos/modules.list"), await readText("/proc/cpuinfo"));
+  if (names.length === 0) return;
+  const r = await run(["modprobe", "-a", "-b", ...names]);
+  if (r.code !== 0) {
+    // One missing module must not cost the others: load them one by one and name the failures.
+    const failed: string[] = [];
+    for (const name of names) {
+      if ((await run(["modprobe", name])).code !== 0) failed.push(name);
+    }
+    if (failed.length > 0) log(`kernel modules not loaded: ${failed.join(", ")}`);
+  }
+}
+
+async function bringUpNetwork(
+  run: RunCommand,
+  options: { cmdline: ApplianceCmdline; log: (line: string) => void },
+): Promise<void> {
+  await runChecked(run, ["ip", "link", "set", "lo", "up"]);
+  if (!await waitFor(() => exists("/sys/class/net/eth0"), 5_000)) {
+    throw new Error("no eth0 (is there a network card?)");
+  }
+  await runChecked(run, ["ip", "link", "set", "eth0", "up"]);
+  const { ip, gw } = options.cmdline;
+  if (ip) {
+    await runChecked(run, ["ip", "addr", "add", ip, "dev", "eth0"]);
+    if (gw) await runChecked(run, ["ip", "route", "add", "default", "via", gw]);
+    options.log(`eth0 ${ip}${gw ? ` via ${gw}` : ""} (static)`);
+    return;
+  }
+  // udhcpc stays in the foreground as kattach's child and renews the lease.
+  const udhcpc = new Deno.Command("udhcpc", {
+    args: ["-f", "-i", "eth0", "-s", "/usr/share/udhcpc/default.script", "-t", "5", "-T", "1"],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  udhcpc.status.then((s) => options.log(`udhcpc exited (code ${s.code})`));
+  let addr = "";
+  await waitFor(async () => {
+    addr = (await run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"])).stdout;
+    return /inet /.test(addr);
+  }, 15_000);
+  const inet = addr.match(/inet (\S+)/)?.[1];
+  if (!inet) throw new Error("eth0 got no DHCP lease within 15 s (udhcpc keeps trying)");
+  options.log(`eth0 ${inet} (DHCP)`);
+}
+
+async function mountDataDisk(run: RunCommand, log: (line: string) => void): Promise<void> {
+  let dev: string | null = null;
+  await waitFor(async () => (dev = await findByLabel(DATA_DISK_LABEL)) !== null, 3_000);
+  if (!dev) {
+    await mountOnce(
+      { source: "tmpfs", target: APPLIANCE_STATE_DIR, fstype: "tmpfs", options: "mode=0700" },
+      { run },
+    );
+    log(`no disk labelled ${DATA_DISK_LABEL}: state lives in RAM and is lost at power-off`);
+    return;
+  }
+  await mountOnce(
+    { source: dev, target: APPLIANCE_STATE_DIR, fstype: "ext4", options: "noatime" },
+    { run },
+  );
+  log(`data disk ${dev} (${DATA_DISK_LABEL}) mounted on ${APPLIANCE_STATE_DIR}`);
+}
+
+/** A fatal start error: log, sync, and reboot after a delay; never return to a dead loop. */
+async function fatal(run: RunCommand, log: (line: string) => void, err: unknown): Promise<void> {
+  log(`fatal: ${err instanceof Error ? err.stack : err}`);
+  log("syncing and rebooting in 10 s");
+  await run(["sync"]).catch(() => {});
+  await new Promise((r) => setTimeout(r, 10_000));
+  await run(["reboot", "-f"]).catch(() => {});
+}
+
+/** Image-test hook: real `kill` processes signal PID 1, and a shell leaves an orphan behind. */
+async function selftestSignals(
+  run: RunCommand,
+  reaper: Reaper,
+  log: (line: string) => void,
+): Promise<void> {
+  log("selftest: signals");
+  for (const sig of ["TERM", "HUP", "USR1", "INT"]) {
+    const r = await run(["kill", `-${sig}`, "1"]);
+    log(`selftest: kill -${sig} 1 exited ${r.code}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await run(["sh", "-c", "sleep 1 & exit 0"]);
+  await waitFor(() => reaper.reaped > 0, 10_000);
+  const zombies = (await run(["sh", "-c", "grep -l '^[0-9]* (.*) Z' /proc/[0-9]*/stat | wc -l"]))
+    .stdout.trim();
+  log(
+    `selftest: done; PID ${Deno.pid} alive, ${reaper.reaped} orphan(s) reaped, ${zombies} zombie(s)`,
+  );
+}
+
+async function waitFor(test: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (true) {
+    if (await test()) return true;
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readText(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch {
+    return "";
+  }
+}
