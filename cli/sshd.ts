@@ -126,5 +126,10 @@ export async function runSshdMain(args: string[]): Promise<void> {
       for await (const _ of Deno.stdin.readable) { /* nothing is ever sent */ }
       await stop("kattach went away");
     })();
+    // And in case another process holds the pipe too: kattach gone means a new parent.
+    const parent = Deno.ppid;
+    setInterval(() => {
+      if (Deno.ppid !== parent) void stop("kattach went away");
+    }, 1000);
   }
 }
