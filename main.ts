@@ -6,7 +6,7 @@
  *   console [--state DIR]              the login and menus on this terminal
  */
 import { runPublishCli } from "./appqueue/mod.ts";
-import { runConsole, runOneLine } from "./cli/mod.ts";
+import { runConsole, runOneLine, runSshdMain } from "./cli/mod.ts";
 import { IpcClient } from "./ipc/mod.ts";
 import { startKattach } from "./kattach/boot.ts";
 import { runAppliance } from "./kattach/pid1.ts";
@@ -80,12 +80,6 @@ async function aq(args: string[]): Promise<void> {
 }
 
 async function sshd(args: string[]): Promise<void> {
-  // Loaded lazily, outside this file's type graph: ssh2's types pull in @types/node@18, which
-  // lacks node:sqlite (kattach's store). `deno check cli/sshd.ts` checks it on its own.
-  const entry = new URL("./cli/sshd.ts", import.meta.url).href;
-  const { runSshdMain } = await import(entry) as {
-    runSshdMain(args: string[]): Promise<void>;
-  };
   await runSshdMain(args);
 }
 
