@@ -23,7 +23,10 @@ const web1: QemuArgvInput = {
     configDisk: `${dir}/config.raw`,
   },
   disks: [{ module: "web", overlay: `${dir}/web.qcow2` }],
-  nics: [{ mac: "0a:4b:53:00:00:01", forwards: [{ hostPort: 40001, guestPort: 80, module: "web" }] }],
+  nics: [{
+    mac: "0a:4b:53:00:00:01",
+    forwards: [{ hostPort: 40001, guestPort: 80, module: "web" }],
+  }],
 };
 
 const cases: Record<string, QemuArgvInput> = {
