@@ -95,6 +95,14 @@ export function keyValues(words: string[]): Record<string, ConfigValue> {
   return out;
 }
 
+/** Parses `--pool START-END`; undefined when the flag is absent. */
+function poolFlag(value: string | boolean | undefined): [string, string] | undefined {
+  if (typeof value !== "string") return undefined;
+  const m = value.match(/^([^-\s]+)-([^-\s]+)$/);
+  if (!m) throw new UsageError("--pool takes START-END, e.g. 10.0.10.100-10.0.10.199");
+  return [m[1], m[2]];
+}
+
 function list(value: string | boolean | undefined): string[] {
   if (typeof value !== "string" || value === "") return [];
   return value.split(",").map((s) => s.trim()).filter((s) => s !== "");
@@ -233,12 +241,7 @@ export const commands: Command[] = [
       { name: "pool", value: "START-END", help: "guest address pool (default: the rest)" },
     ],
     build(p) {
-      let poolStart: string | undefined, poolEnd: string | undefined;
-      if (typeof p.flags.pool === "string") {
-        const m = p.flags.pool.match(/^([^-\s]+)-([^-\s]+)$/);
-        if (!m) throw new UsageError("--pool takes START-END, e.g. 10.0.10.100-10.0.10.199");
-        [poolStart, poolEnd] = [m[1], m[2]];
-      }
+      const [poolStart, poolEnd] = poolFlag(p.flags.pool) ?? [];
       return {
         action: "vlan.add",
         params: {
@@ -252,6 +255,33 @@ export const commands: Command[] = [
       };
     },
     render: (r) => `Added VLAN ${(r as VlanInfo).id}.\n` + renderVlan(r as VlanInfo),
+  }),
+  cmd({
+    path: ["vlan", "set"],
+    summary: "Rename a VLAN or change its gateway or pool (assigned addresses must stay inside)",
+    args: [{ name: "VLAN" }],
+    flags: [
+      { name: "name", value: "NAME", help: "a new name" },
+      { name: "gateway", value: "IP", help: "the host's address" },
+      { name: "pool", value: "START-END", help: "guest address pool" },
+    ],
+    build(p) {
+      const pool = poolFlag(p.flags.pool);
+      if (!p.flags.name && !p.flags.gateway && !pool) {
+        throw new UsageError("nothing to change: give --name, --gateway or --pool");
+      }
+      return {
+        action: "vlan.set",
+        params: {
+          vlan: p.args.VLAN!,
+          name: p.flags.name as string | undefined,
+          gateway: p.flags.gateway as string | undefined,
+          poolStart: pool?.[0],
+          poolEnd: pool?.[1],
+        },
+      };
+    },
+    render: (r) => `Changed VLAN ${(r as VlanInfo).id}.\n` + renderVlan(r as VlanInfo),
   }),
   cmd({
     path: ["vlan", "list"],

@@ -38,6 +38,16 @@ export const actions = {
     }),
     result: VlanInfo,
   },
+  "vlan.set": {
+    params: z.strictObject({
+      vlan: z.string(),
+      name: ObjectName.optional(),
+      gateway: z.string().optional(),
+      poolStart: z.string().optional(),
+      poolEnd: z.string().optional(),
+    }),
+    result: VlanInfo,
+  },
   "vlan.list": { params: None, result: z.array(VlanInfo) },
   "vlan.show": { params: z.strictObject({ vlan: z.string() }), result: VlanInfo },
   "vlan.del": { params: z.strictObject({ vlan: z.string() }), result: Deleted },

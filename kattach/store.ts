@@ -152,6 +152,14 @@ export class Store {
     );
   }
 
+  /** Changes a VLAN's name, gateway and pool. */
+  updateVlan(v: Omit<Vlan, "createdAt">): void {
+    this.#run(
+      "UPDATE vlan SET name = ?, cidr = ?, gateway = ?, pool_start = ?, pool_end = ? WHERE id = ?",
+      [v.name, v.cidr, v.gateway, v.poolStart, v.poolEnd, v.id],
+    );
+  }
+
   /** All VLANs by id. */
   listVlans(): Vlan[] {
     return this.#all("SELECT * FROM vlan ORDER BY id").map(vlanFromRow);

@@ -208,6 +208,17 @@ Deno.test("config groups, VM images and deploy: validation, IPAM, MACs, all-or-n
     assert.match(tooMany.stderr, /exhausted/);
     assert.equal((await k.json<Instance[]>("instance", "list")).length, 3);
 
+    // Widening the pool makes room; shrinking it under an assigned address is refused.
+    const shrink = await k.aq("vlan", "set", "10", "--pool", "10.0.10.5-10.0.10.6");
+    assert.equal(shrink.code, 1);
+    assert.match(shrink.stderr, /an instance has 10\.0\.10\.2, outside the new pool/);
+    const moveGw = await k.aq("vlan", "set", "10", "--gateway", "10.0.10.3");
+    assert.equal(moveGw.code, 1);
+    assert.equal((await k.aq("vlan", "set", "10")).code, 2); // nothing to change
+    const renamed = await k.json<VlanInfo>("vlan", "set", "front", "--name", "edge");
+    assert.equal(renamed.name, "edge");
+    assert.equal(renamed.poolEnd, "10.0.10.6");
+
     // Releasing an address makes it available again; the name is never reused.
     await k.json("instance", "del", "web-2");
     const next = await k.json<Instance[]>("deploy", "web", "--no-start");

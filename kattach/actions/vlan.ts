@@ -43,7 +43,13 @@ export function takenAddresses(store: Store, vlanId: number): Set<string> {
 
 /** The VLAN actions. */
 export const vlanHandlers: Handlers<
-  "vlan.add" | "vlan.list" | "vlan.show" | "vlan.del" | "vlan.reserve" | "vlan.unreserve"
+  | "vlan.add"
+  | "vlan.set"
+  | "vlan.list"
+  | "vlan.show"
+  | "vlan.del"
+  | "vlan.reserve"
+  | "vlan.unreserve"
 > = {
   "vlan.add"(k: Kattach, p) {
     const cidr = parseCidr(p.cidr);
@@ -77,6 +83,49 @@ export const vlanHandlers: Handlers<
       k.store.insertVlan({ id: p.id, name: p.name, ...plan });
       k.log(`vlan: added ${p.id} ${p.name} ${plan.cidr}`);
       return vlanInfo(k.store, k.store.getVlan(p.id)!);
+    });
+  },
+
+  "vlan.set"(k, p) {
+    return k.store.tx(() => {
+      const vlan = resolveVlan(k.store, p.vlan);
+      const plan = {
+        cidr: vlan.cidr,
+        gateway: p.gateway ?? vlan.gateway,
+        poolStart: p.poolStart ?? vlan.poolStart,
+        poolEnd: p.poolEnd ?? vlan.poolEnd,
+      };
+      validatePlan(plan);
+      const start = parseIpv4(plan.poolStart);
+      const end = parseIpv4(plan.poolEnd);
+      for (const ip of k.store.vlanAssignedIps(vlan.id)) {
+        const n = parseIpv4(ip);
+        if (n < start || n > end || ip === plan.gateway) {
+          throw new UserError(
+            `Cannot change VLAN ${vlan.id}: an instance has ${ip}, outside the new pool ${plan.poolStart}-${plan.poolEnd}`,
+            {
+              hint: "keep every assigned address inside the pool (see `instance list`)",
+              code: "in-use",
+            },
+          );
+        }
+      }
+      if (k.store.vlanReservations(vlan.id).some((r) => r.ip === plan.gateway)) {
+        throw new UserError(`Cannot make ${plan.gateway} the gateway: it is reserved`, {
+          hint: `release it first with \`vlan unreserve ${vlan.id} ${plan.gateway}\``,
+        });
+      }
+      const name = p.name ?? vlan.name;
+      const other = k.store.getVlanByName(name);
+      if (other && other.id !== vlan.id) {
+        throw new UserError(`Cannot rename VLAN ${vlan.id}: the name ${name} is taken`, {
+          hint: "VLAN names are unique; choose another",
+          code: "conflict",
+        });
+      }
+      k.store.updateVlan({ id: vlan.id, name, ...plan });
+      k.log(`vlan: changed ${vlan.id}`);
+      return vlanInfo(k.store, k.store.getVlan(vlan.id)!);
     });
   },
 
