@@ -330,7 +330,7 @@ export const commands: Command[] = [
 
   cmd({
     path: ["module", "import"],
-    summary: "Install a module from a local directory (vKaOS first)",
+    summary: "Install a module from a local directory or a signed bundle file (vKaOS first)",
     args: [{ name: "PATH" }],
     flags: [],
     build: (p) => ({ action: "module.import", params: { path: p.args.PATH! } }),
