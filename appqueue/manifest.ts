@@ -147,6 +147,11 @@ export const Appmgr = z.strictObject({
   startOrder: z.number().int().min(0).max(1000).default(100),
   readiness: ReadinessCheck,
   readinessTimeoutSeconds: z.number().int().min(1).max(3600).default(120),
+  /**
+   * `"q35"` when the module needs PCI devices: instances with it run on q35. Omitted (the usual
+   * case): the module runs on microvm's virtio-mmio devices, the default machine.
+   */
+  machine: z.literal("q35").optional(),
   actions: z.array(z.strictObject({
     name: FieldName,
     help: Help,

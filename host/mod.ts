@@ -19,3 +19,4 @@ export {
   zombieChildren,
 } from "./reaper.ts";
 export { type CommandResult, runChecked, type RunCommand, runCommand } from "./run.ts";
+export { hostTscKhz, parseTscKhz } from "./tsc.ts";

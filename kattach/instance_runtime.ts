@@ -1,15 +1,16 @@
 /**
  * What one instance needs on disk before its QEMU starts, under `STATE/instances/<name>/`: the
  * config disk, one qcow2 overlay per app module, the vKaOS kernel and initrd (extracted once per
- * image hash into `STATE/cache/vkaos/`), host port forwards, and the rendered argv. Also the
- * process checks the supervisor uses to recognise its own QEMU after a restart.
+ * image hash into `STATE/cache/vkaos/`), host port forwards, the machine type, and the rendered
+ * argv. Also the process checks the supervisor uses to recognise its own QEMU after a restart.
  */
 import { Manifest, resolveConfigValues } from "../appqueue/mod.ts";
+import { hostTscKhz } from "../host/mod.ts";
 import type { Forward, Instance, Module } from "../ipc/schemas.ts";
 import { UserError } from "../lib/errors.ts";
 import { readUstar } from "../lib/ustar.ts";
 import { type GuestConfig, type GuestModule, renderConfigDisk } from "../vmimage/mod.ts";
-import { renderQemuArgv } from "../vmimage/mod.ts";
+import { type Machine, QBOOT_ROM, renderQemuArgv } from "../vmimage/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
 
 /** The unix socket path limit of Linux (sun_path, with its NUL). */
@@ -47,14 +48,42 @@ export interface PreparedInstance {
   serialFrom: number;
   /** Each module with its readiness check: vKaOS first, then the app modules. */
   modules: Module[];
+  /** The machine QEMU runs and why (see {@linkcode chooseMachine}). */
+  machine: Machine;
+  machineWhy: string;
 }
 
 /** Options of {@linkcode prepareInstance}. */
 export interface PrepareOptions {
-  machine: "q35" | "microvm";
+  /** The instance's machine setting (`instance set --machine`; microvm unless changed). */
+  machine: Machine;
   /** Forwards of the previous boot; their host ports are reused when still free. */
   previousForwards: Forward[];
 }
+
+/**
+ * The machine an instance runs on: q35 when one of its modules declares `"machine": "q35"` in
+ * appmgr.aq (it needs PCI), else the instance's setting: microvm by default, q35 after
+ * `instance set NAME --machine q35`.
+ */
+export function chooseMachine(
+  setting: Machine,
+  modules: readonly Pick<Module, "name" | "appmgr">[],
+): { machine: Machine; why: string } {
+  const pci = modules.filter((m) => m.appmgr.machine === "q35").map((m) => m.name);
+  if (pci.length > 0) {
+    const over = setting === "microvm" ? " (over the instance's microvm setting)" : "";
+    return {
+      machine: "q35",
+      why: `q35: ${pci.join(", ")} need${pci.length === 1 ? "s" : ""} PCI${over}`,
+    };
+  }
+  return setting === "q35"
+    ? { machine: "q35", why: "q35: set on the instance" }
+    : { machine: "microvm", why: "microvm: no module needs PCI" };
+}
+
+let qbootPresent: Promise<boolean> | undefined;
 
 /** Writes the config disk and overlays, extracts vKaOS and renders the argv. */
 export async function prepareInstance(
@@ -102,25 +131,28 @@ export async function prepareInstance(
     nics: inst.nics.map((n) => ({ mac: n.mac, ...(n.vlan === null ? {} : { vlan: n.vlan }) })),
     modules: guestModules,
   };
-  await writeAtomic(paths.configDisk, renderConfigDisk(cfg));
-
-  const disks = [];
-  for (const m of apps) {
-    const overlay = `${paths.dir}/${m.name}.qcow2`;
-    if (!await exists(overlay)) await createOverlay(`${m.dir}/${m.name}.aqi`, overlay);
-    disks.push({ module: m.name, overlay });
-  }
-
+  const { machine, why } = chooseMachine(options.machine, [vkaos, ...apps]);
+  const disks = apps.map((m) => ({ module: m.name, overlay: `${paths.dir}/${m.name}.qcow2` }));
+  // Independent steps at once: the qemu-img runs overlap each other and the file work.
+  const [kernel, manifest, serialFrom, qboot, tscKhz] = await Promise.all([
+    extractVkaos(k.stateDir, vkaos),
+    Deno.readTextFile(`${vkaos.dir}/manifest.json`).then((t) => Manifest.parse(JSON.parse(t))),
+    Deno.stat(paths.serialLog).then((s) => s.size, () => 0),
+    qbootPresent ??= exists(QBOOT_ROM),
+    machine === "microvm" && k.accel.kind === "tcg" ? hostTscKhz() : undefined,
+    writeAtomic(paths.configDisk, renderConfigDisk(cfg)),
+    ...apps.map(async (m, i) => {
+      const overlay = disks[i].overlay;
+      if (!await exists(overlay)) await createOverlay(`${m.dir}/${m.name}.aqi`, overlay);
+    }),
+  ]);
   const forwards = allocateForwards(apps, guestModules, options.previousForwards);
-  const kernel = await extractVkaos(k.stateDir, vkaos);
-  const manifest = Manifest.parse(
-    JSON.parse(await Deno.readTextFile(`${vkaos.dir}/manifest.json`)),
-  );
-  const serialFrom = await Deno.stat(paths.serialLog).then((s) => s.size, () => 0);
   const argv = renderQemuArgv({
     instance: inst.name,
-    machine: options.machine,
+    machine,
     accel: k.accel.kind,
+    ...(qboot ? { qboot: QBOOT_ROM } : {}),
+    ...(tscKhz ? { hostTscKhz: tscKhz } : {}),
     memoryMiB: image.memoryMiB,
     cpus: image.cpus,
     kernel: kernel.kernel,
@@ -136,7 +168,15 @@ export async function prepareInstance(
     disks,
     nics: inst.nics.map((n, i) => ({ mac: n.mac, forwards: i === 0 ? forwards : [] })),
   });
-  return { argv, paths, forwards, serialFrom, modules: [vkaos, ...apps] };
+  return {
+    argv,
+    paths,
+    forwards,
+    serialFrom,
+    modules: [vkaos, ...apps],
+    machine,
+    machineWhy: why,
+  };
 }
 
 /**

@@ -28,7 +28,7 @@ export function getRuntime(store: Store, instance: string): RuntimeRow {
     return {
       instance,
       pid: null,
-      machine: "q35",
+      machine: "microvm", // the default; chooseMachine (instance_runtime.ts) picks q35 for PCI
       forwards: [],
       serialFrom: 0,
       startedAt: null,

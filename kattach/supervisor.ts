@@ -180,6 +180,7 @@ export class Supervisor {
         });
         paths = prep.paths;
         await this.#clearLeftovers(paths);
+        this.#k.log(`supervisor: ${name}: ${prep.machineWhy}`);
         if (this.#k.accel.kind === "tcg") {
           this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
         }
@@ -226,7 +227,10 @@ export class Supervisor {
     });
   }
 
-  /** ACPI power-off; after `timeoutSeconds` QMP `quit`; then SIGKILL. */
+  /**
+   * ACPI power-off (`system_powerdown`: the power button, on q35 and on microvm through its GED
+   * device); after `timeoutSeconds` QMP `quit`; then SIGKILL.
+   */
   stop(name: string, options: { timeoutSeconds?: number } = {}): Promise<Instance> {
     return this.#locked(name, async () => {
       const guest = this.#guests.get(name);
@@ -236,12 +240,10 @@ export class Supervisor {
       guest.readiness.abort();
       this.#setState(name, "stopping");
       const timeoutMs = (options.timeoutSeconds ?? DEFAULT_STOP_TIMEOUT_S) * 1000;
-      const rt = getRuntime(this.#k.store, name);
       try {
         const status = await queryStatus(guest.monitor, { timeoutMs: 5000 });
         if (!status.running) await cont(guest.monitor, { timeoutMs: 5000 });
-        if (rt.machine === "microvm") await quit(guest.monitor, { timeoutMs: 5000 });
-        else await systemPowerdown(guest.monitor, { timeoutMs: 5000 });
+        await systemPowerdown(guest.monitor, { timeoutMs: 5000 });
       } catch (err) {
         this.#k.log(`supervisor: ${name}: powerdown: ${message(err)}`);
       }
@@ -309,6 +311,11 @@ export class Supervisor {
       }
       throw err;
     }
+  }
+
+  /** QMP events of a running instance from now on, until `signal` aborts or QEMU ends. */
+  events(name: string, signal?: AbortSignal): ReturnType<QmpMonitor["events"]> {
+    return this.#requireGuest(name, "watch the QMP events of").monitor.events({ signal });
   }
 
   /** CPU time and memory from /proc, block counters and memory size from QMP. */

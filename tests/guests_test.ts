@@ -1,7 +1,7 @@
 /**
  * Guests for real: a hosted kattach deploys instances of the fixture `web` module as real QEMU
  * guests (TCG), and `aq` drives their whole life: readiness, the page through each instance's
- * host forward, pause/resume, ACPI stop, a QEMU killed with SIGKILL restarted per policy, kattach
+ * host forward, pause/resume, ACPI stop on the default microvm machine, the q35 override, a QEMU killed with SIGKILL restarted per policy, kattach
  * restarted and re-attached to the same QEMU processes, QMP pass-through, console and stats.
  * Every QEMU is killed by its pidfile at the end, whatever happens.
  */
@@ -37,6 +37,11 @@ async function killAllQemu(stateDir: string): Promise<void> {
       } catch { /* gone */ }
     }
   }
+}
+
+/** QEMU's argv of a running process. */
+function cmdline(pid: number): string[] {
+  return Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
 }
 
 function alive(pid: number): boolean {
@@ -127,6 +132,17 @@ Deno.test({
           await Deno.stat(`${dir}/${f}`);
         }
       }
+      // The default machine: microvm with virtio-mmio devices, qboot, and the host TSC rate.
+      for (const pid of pids) {
+        const argv = cmdline(pid);
+        assert.equal(argv[argv.indexOf("-M") + 1], "microvm");
+        assert.ok(argv.some((a) => a.startsWith("virtio-blk-device,")), argv.join(" "));
+        if (await Deno.stat("/usr/share/qemu/qboot.rom").then(() => true, () => false)) {
+          assert.equal(argv[argv.indexOf("-bios") + 1], "/usr/share/qemu/qboot.rom");
+        }
+        assert.match(argv[argv.indexOf("-append") + 1], /tsc_early_khz=\d+/);
+      }
+      assert.match(k.log, /web-1: microvm: no module needs PCI/);
       const shown = await k.aq("instance", "show", "web-1");
       assert.match(shown.stdout, /Forwards:\s+127\.0\.0\.1:\d+ -> 80 \(web\)/);
 
@@ -174,15 +190,24 @@ Deno.test({
       assert.match(await page(back), /Welcome to instance web-2/);
       pids[1] = back.pid!;
 
-      // ACPI stop: the guest powers off by itself.
+      // ACPI stop on microvm: the power button reaches the guest's acpid (GED), which powers off.
       const stopped = await k.json<Instance>("instance", "stop", "web-1");
       assert.equal(stopped.state, "stopped");
       assert.equal(stopped.pid, null);
       assert.ok(!alive(pids[0]));
       const serial = await Deno.readTextFile(`${k.stateDir}/instances/web-1/serial.log`);
       assert.match(serial, /KAOS-GUEST: powering off/);
+      assert.doesNotMatch(k.log, /web-1: no power-off after/);
+      // The q35 override: the next start runs virtio-pci on q35.
+      await k.json("instance", "set", "web-1", "--machine", "q35");
       const started = await k.json<Instance>("instance", "start", "web-1", "--wait");
       assert.equal(started.state, "running");
+      const q35 = cmdline(started.pid!);
+      assert.equal(q35[q35.indexOf("-M") + 1], "q35");
+      assert.ok(q35.some((a) => a.startsWith("virtio-blk-pci,")), q35.join(" "));
+      assert.ok(!q35.includes("-bios"));
+      assert.match(k.log, /web-1: q35: set on the instance/);
+      assert.match(await page(started), /Welcome to instance web-1/);
       pids[0] = started.pid!;
 
       // kattach restarts: the guests keep running and are re-attached, not duplicated.

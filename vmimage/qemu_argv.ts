@@ -3,6 +3,9 @@
  * vKaOS kernel and initrd, the config disk, one copy-on-write overlay per app module, user-mode
  * NICs with host forwards, QMP and a serial console socket that also logs to a file, and
  * `-daemonize -pidfile` so the guest outlives kattach. docs/guest.md describes the shape.
+ *
+ * Machines: `microvm` (virtio-mmio devices, qboot firmware when installed, `tsc_early_khz=` under
+ * TCG) is the default; `q35` (virtio-pci, SeaBIOS) serves modules that need PCI. docs/supervisor.md.
  */
 import { z } from "zod";
 import { describeIssues } from "../lib/errors.ts";
@@ -10,6 +13,13 @@ import { CONFIG_DISK_SERIAL, moduleDiskSerial } from "./guest_config.ts";
 
 /** The QEMU binary KaOS runs. */
 export const QEMU_BINARY = "qemu-system-x86_64";
+
+/** The machine types an instance can run on. */
+export const Machine = z.enum(["q35", "microvm"]);
+export type Machine = z.infer<typeof Machine>;
+
+/** qboot, shipped by Debian's qemu-system-x86: a small firmware that only boots Linux, fast. */
+export const QBOOT_ROM = "/usr/share/qemu/qboot.rom";
 
 /** Kernel command-line words KaOS always passes before the module's own. */
 export const BASE_KERNEL_CMDLINE = "console=ttyS0 panic=-1 quiet";
@@ -32,12 +42,22 @@ export type PortForward = z.infer<typeof PortForward>;
 /** Everything that decides an instance's QEMU command line. */
 export const QemuArgvInput = z.strictObject({
   instance: z.string().min(1),
-  machine: z.enum(["q35", "microvm"]),
+  machine: Machine,
   accel: z.enum(["kvm", "tcg"]),
   memoryMiB: z.number().int().min(32),
   cpus: z.number().int().min(1).max(64),
   kernel: AbsPath,
   initrd: AbsPath,
+  /**
+   * The qboot firmware when the host has it: microvm boots with `-bios` set to it (faster than
+   * SeaBIOS); q35 keeps SeaBIOS.
+   */
+  qboot: AbsPath.optional(),
+  /**
+   * The host's TSC rate (kHz). On microvm under TCG it becomes `tsc_early_khz=`: microvm has no
+   * HPET or PM timer and the guest's PIT calibration of the TSC hangs it on a loaded host.
+   */
+  hostTscKhz: z.number().int().min(1).optional(),
   /** Words appended after {@linkcode BASE_KERNEL_CMDLINE} (the vKaOS manifest's kernelCmdline). */
   kernelCmdline: z.string().max(1024).default(""),
   /** The instance's runtime files (all under STATE/instances/<name>/). */
@@ -79,7 +99,9 @@ export function renderQemuArgv(input: QemuArgvInput): string[] {
   const blk = mmio ? "virtio-blk-device" : "virtio-blk-pci";
   const net = mmio ? "virtio-net-device" : "virtio-net-pci";
   const v = qemuOptValue;
-  const append = [BASE_KERNEL_CMDLINE, o.kernelCmdline.trim()].filter((s) => s !== "").join(" ");
+  const tsc = mmio && o.accel === "tcg" && o.hostTscKhz ? `tsc_early_khz=${o.hostTscKhz}` : "";
+  const append = [BASE_KERNEL_CMDLINE, tsc, o.kernelCmdline.trim()].filter((s) => s !== "")
+    .join(" ");
   const argv = [
     QEMU_BINARY,
     "-name",
@@ -88,6 +110,7 @@ export function renderQemuArgv(input: QemuArgvInput): string[] {
     o.accel,
     "-M",
     o.machine,
+    ...(mmio && o.qboot ? ["-bios", o.qboot] : []),
     ...(o.accel === "kvm" ? ["-cpu", "host"] : []),
     "-m",
     String(o.memoryMiB),

@@ -15,6 +15,9 @@ const web1: QemuArgvInput = {
   cpus: 1,
   kernel: "/var/lib/kaos/cache/vkaos/abc/kernel",
   initrd: "/var/lib/kaos/cache/vkaos/abc/initrd",
+  // q35 ignores both: SeaBIOS, and HPET + PM timer calibrate the TSC.
+  qboot: "/usr/share/qemu/qboot.rom",
+  hostTscKhz: 2299998,
   paths: {
     qmp: `${dir}/qmp.sock`,
     console: `${dir}/console.sock`,
@@ -31,11 +34,15 @@ const web1: QemuArgvInput = {
 
 const cases: Record<string, QemuArgvInput> = {
   "web-1-q35-tcg": web1,
+  // The default machine: qboot, virtio-mmio, tsc_early_khz before the module's own words.
+  "web-1-microvm-tcg": { ...web1, machine: "microvm", kernelCmdline: "loglevel=4" },
+  // microvm without qboot installed: QEMU's default firmware.
+  "web-1-microvm-tcg-noqboot": { ...web1, machine: "microvm", qboot: undefined },
   "pair-2-microvm-kvm": {
     ...web1,
     instance: "pair-2",
     machine: "microvm",
-    accel: "kvm",
+    accel: "kvm", // kvmclock: no tsc_early_khz
     memoryMiB: 512,
     cpus: 2,
     kernelCmdline: " loglevel=4 ",

@@ -1,0 +1,38 @@
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { Appmgr } from "../appqueue/mod.ts";
+import { chooseMachine } from "./instance_runtime.ts";
+
+function mod(name: string, machine?: "q35") {
+  const appmgr = Appmgr.parse({
+    format: "kaos-appmgr/1",
+    readiness: { type: "serial", marker: `${name}: ready` },
+    ...(machine ? { machine } : {}),
+  });
+  return { name, appmgr };
+}
+
+Deno.test("chooseMachine: microvm by default, q35 when set on the instance", () => {
+  assertEquals(chooseMachine("microvm", [mod("vkaos"), mod("web")]), {
+    machine: "microvm",
+    why: "microvm: no module needs PCI",
+  });
+  assertEquals(chooseMachine("q35", [mod("vkaos"), mod("web")]), {
+    machine: "q35",
+    why: "q35: set on the instance",
+  });
+});
+
+Deno.test("chooseMachine: a module declaring machine q35 puts the instance on q35", () => {
+  assertEquals(chooseMachine("microvm", [mod("vkaos"), mod("gpu", "q35"), mod("nic", "q35")]), {
+    machine: "q35",
+    why: "q35: gpu, nic need PCI (over the instance's microvm setting)",
+  });
+  assertEquals(chooseMachine("q35", [mod("gpu", "q35")]).machine, "q35");
+});
+
+Deno.test("appmgr.aq: machine is optional and only q35", () => {
+  const base = { format: "kaos-appmgr/1", readiness: { type: "tcp", port: 80 } };
+  assertEquals(Appmgr.parse(base).machine, undefined);
+  assertEquals(Appmgr.safeParse({ ...base, machine: "microvm" }).success, false);
+  assertEquals(Appmgr.safeParse({ ...base, machine: "pc" }).success, false);
+});
