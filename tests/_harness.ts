@@ -8,6 +8,19 @@ const DENO = Deno.execPath();
 
 /** The repository's root directory. */
 export const REPO_ROOT = ROOT;
+/** Where `fixtures/build-modules` puts the fixture modules. */
+export const FIXTURES_OUT = `${ROOT}/fixtures/out`;
+
+/** Builds the fixture modules (cached by the script: quick when up to date). */
+export async function buildFixtures(): Promise<void> {
+  const out = await new Deno.Command(`${ROOT}/fixtures/build-modules`, {
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`fixtures/build-modules failed:\n${new TextDecoder().decode(out.stderr)}`);
+  }
+}
 
 /** What a finished `aq` run left behind. */
 export interface AqResult {

@@ -20,23 +20,11 @@ import type {
   UpdateResult,
 } from "../ipc/mod.ts";
 import { AppQueueServer } from "./_appqueue_server.ts";
-import { REPO_ROOT, TestKattach } from "./_harness.ts";
+import { buildFixtures, FIXTURES_OUT, REPO_ROOT, TestKattach } from "./_harness.ts";
 
-const FIXTURES = `${REPO_ROOT}/fixtures/out`;
+const FIXTURES = FIXTURES_OUT;
 
-async function ensureFixtures(): Promise<void> {
-  try {
-    for (const m of ["vkaos", "web", "hello"]) await Deno.stat(`${FIXTURES}/${m}/manifest.json`);
-  } catch {
-    const out = await new Deno.Command(`${REPO_ROOT}/fixtures/build-modules`, {
-      stdout: "inherit",
-      stderr: "inherit",
-    }).output();
-    if (!out.success) throw new Error("fixtures/build-modules failed");
-  }
-}
-
-await ensureFixtures();
+await buildFixtures();
 const work = await Deno.makeTempDir({ prefix: "kaos_appqueue_test_" });
 const keys = {
   community: await generateKeyFile(),

@@ -4,19 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { ConfigGroup, Instance, Module, VlanInfo, VmImage } from "../ipc/mod.ts";
-import { REPO_ROOT, TestKattach } from "./_harness.ts";
-
-const OUT = `${REPO_ROOT}/fixtures/out`;
-
-async function buildFixtures(): Promise<void> {
-  const out = await new Deno.Command(`${REPO_ROOT}/fixtures/build-modules`, {
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) {
-    throw new Error(`fixtures/build-modules failed:\n${new TextDecoder().decode(out.stderr)}`);
-  }
-}
+import { buildFixtures, FIXTURES_OUT as OUT, TestKattach } from "./_harness.ts";
 
 /** Every file (relative path) under a directory. */
 async function tree(dir: string): Promise<string[]> {
