@@ -52,6 +52,11 @@ export interface Command {
   destructive?: boolean;
   build(p: Parsed): { action: ActionName; params: unknown };
   render(result: unknown): string;
+  /**
+   * Shows one progress frame; returns text for stdout, or undefined for the default line on
+   * stderr (e.g. `qmp events` prints each event as one JSON line on stdout).
+   */
+  progress?(message: string, done?: number, total?: number): string | undefined;
   /** Takes over the terminal after the action (e.g. `instance console`); returns the exit status. */
   interactive?(result: unknown, stdio?: ConsoleStdio): Promise<number>;
 }

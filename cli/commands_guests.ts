@@ -1,8 +1,16 @@
 /**
  * One-line commands of guests: `instance start|stop|restart|pause|resume|kill|set|console|stats`
- * and `qmp NAME COMMAND [JSON-ARGS]`. They build actions; kattach's supervisor does the work.
+ * and `qmp NAME COMMAND [JSON-ARGS]`, `qmp NAME --list`, `qmp events NAME`. They build actions; kattach's supervisor does the work.
  */
-import type { ActionName, GuestStats, Instance, ParamsOf, QmpReply } from "../ipc/mod.ts";
+import {
+  type ActionName,
+  type GuestStats,
+  type Instance,
+  MAX_EVENT_WATCH_SECONDS,
+  type ParamsOf,
+  type QmpCommandList,
+  type QmpReply,
+} from "../ipc/mod.ts";
 import { attachConsole } from "./console_attach.ts";
 import { type Command, intArg, type Parsed, UsageError } from "./commands.ts";
 import { fields, table } from "./render.ts";
@@ -188,13 +196,69 @@ export const guestCommands: Command[] = [
   }),
   cmd({
     path: ["qmp"],
-    summary: "Send any QMP command to an instance's QEMU and print the reply",
-    args: [{ name: "NAME" }, { name: "COMMAND" }, { name: "JSON-ARGS", optional: true }],
-    flags: [],
+    summary:
+      "Send any QMP command to an instance's QEMU and print the reply (--list: the commands)",
+    args: [{ name: "NAME" }, { name: "COMMAND", optional: true }, {
+      name: "JSON-ARGS",
+      optional: true,
+    }],
+    flags: [{ name: "list", boolean: true, help: "list the QMP commands this QEMU understands" }],
+    build(p): QmpRequest {
+      if (p.flags.list === true) {
+        if (p.args.COMMAND !== undefined) {
+          throw new UsageError("--list takes no COMMAND; run `qmp NAME --list` alone");
+        }
+        return { action: "qmp.commands", params: { name: p.args.NAME! } };
+      }
+      if (p.args.COMMAND === undefined) {
+        throw new UsageError("COMMAND is missing (see `qmp NAME --list` for the commands)");
+      }
+      return {
+        action: "qmp",
+        params: {
+          name: p.args.NAME!,
+          command: p.args.COMMAND,
+          args: qmpArgs(p.args["JSON-ARGS"]),
+        },
+      };
+    },
+    render: (r) =>
+      "commands" in (r as object)
+        ? (r as QmpCommandList).commands.join("\n") + "\n"
+        : JSON.stringify((r as QmpReply).return, null, 2) + "\n",
+  }),
+  cmd({
+    path: ["qmp", "events"],
+    summary: "Print an instance's QMP events as JSON lines for a while (default 10 s, at most 600)",
+    args: [{ name: "NAME" }],
+    flags: [
+      { name: "seconds", value: "N", help: `how long to watch (default 10, at most 600)` },
+      { name: "count", value: "N", help: "stop after this many events" },
+    ],
     build: (p) => ({
-      action: "qmp",
-      params: { name: p.args.NAME!, command: p.args.COMMAND!, args: qmpArgs(p.args["JSON-ARGS"]) },
+      action: "qmp.events",
+      params: {
+        name: p.args.NAME!,
+        seconds: p.flags.seconds === undefined
+          ? undefined
+          : bounded(p.flags.seconds as string, "--seconds", MAX_EVENT_WATCH_SECONDS),
+        count: p.flags.count === undefined
+          ? undefined
+          : bounded(p.flags.count as string, "--count", 100_000),
+      },
     }),
-    render: (r) => JSON.stringify((r as QmpReply).return, null, 2) + "\n",
+    // Events go to stdout as they come, one JSON object a line; notices stay on stderr.
+    progress: (message) => message.startsWith("{") ? message + "\n" : undefined,
+    render: () => "",
   }),
 ];
+
+type QmpRequest =
+  | { action: "qmp"; params: ParamsOf<"qmp"> }
+  | { action: "qmp.commands"; params: ParamsOf<"qmp.commands"> };
+
+function bounded(value: string, what: string, max: number): number {
+  const n = intArg(value, what);
+  if (n < 1 || n > max) throw new UsageError(`${what} runs from 1 to ${max}, not ${n}`);
+  return n;
+}

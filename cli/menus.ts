@@ -10,7 +10,8 @@ import type { IpcClient, ModuleCommandInfo } from "../ipc/mod.ts";
 import { type Command, commands as registry } from "./commands.ts";
 import { moduleCommand } from "./commands_appqueue.ts";
 import { PASSWORD_PATH } from "./commands_auth.ts";
-import { runOneLine } from "./oneline.ts";
+import { DEBUG_FLOWS, type MenuFlow } from "./menu_debug.ts";
+import { type OneLineIo, runOneLine } from "./oneline.ts";
 import { type Caller, callerOf, promptCommand } from "./prompts.ts";
 import { quoteWord } from "./render.ts";
 import { terminalStdio } from "./stdio.ts";
@@ -35,6 +36,9 @@ export const PAGES: PageSpec[] = [
   { title: "Instances", groups: ["deploy", "instance"] },
   { title: "Debug", groups: ["qmp", "debug", "event", "events"] },
 ];
+
+/** Menu items with flows of their own, by command path (see cli/menu_debug.ts). */
+const MENU_FLOWS: Record<string, MenuFlow> = { ...DEBUG_FLOWS };
 
 /** One entry of a menu page. */
 export type MenuItem =
@@ -234,6 +238,11 @@ async function runItem(ctx: RunContext, command: Command): Promise<void> {
       await changePassword(ctx);
       return;
     }
+    const flow = MENU_FLOWS[command.path.join(" ")];
+    if (flow) {
+      await flow({ terminal: t, call: ctx.call, run: (words) => runWords(ctx, words) });
+      return;
+    }
     const words = [...command.path, ...await promptCommand(ctx, command)];
     t.write(`= ${oneLineText(words)}\n`);
     if (command.destructive) {
@@ -248,14 +257,7 @@ async function runItem(ctx: RunContext, command: Command): Promise<void> {
         return;
       }
     }
-    await runOneLine(words, {
-      get stdio() {
-        return terminalStdio(t); // only opened when an interactive command asks for it
-      },
-      out: (text) => t.write(text),
-      err: (text) => t.write(text),
-      connect: ctx.options.connect,
-    });
+    await runOneLine(words, lineIo(ctx));
   } catch (err) {
     if (isCtrlC(err)) {
       t.write("Cancelled.\n");
@@ -264,6 +266,25 @@ async function runItem(ctx: RunContext, command: Command): Promise<void> {
     if (isGone(err) || t.closed) throw err;
     report(t, err);
   }
+}
+
+/** Where a one-line command run from the menus writes: the menu's terminal. */
+function lineIo(ctx: RunContext): OneLineIo {
+  const t = ctx.terminal;
+  return {
+    get stdio() {
+      return terminalStdio(t); // only opened when an interactive command asks for it
+    },
+    out: (text) => t.write(text),
+    err: (text) => t.write(text),
+    connect: ctx.options.connect,
+  };
+}
+
+/** Shows the one-line equivalent of a menu flow's answers and runs it. */
+function runWords(ctx: RunContext, words: string[]): Promise<number> {
+  ctx.terminal.write(`= ${oneLineText(words)}\n`);
+  return runOneLine(words, lineIo(ctx));
 }
 
 /** Shows an error: a UserError's message and hint, anything else as one generic line. */

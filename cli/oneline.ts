@@ -129,13 +129,18 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
   try {
     client = await io.connect();
     const result = await client.call(request.action, request.params as never, {
-      onProgress: (message, done, total) =>
-        io.err(`${total ? `[${done ?? 0}/${total}] ` : ""}${message}\n`),
+      onProgress: (message, done, total) => {
+        const shown = found.command.progress?.(message, done, total);
+        if (shown !== undefined) io.out(shown);
+        else io.err(`${total ? `[${done ?? 0}/${total}] ` : ""}${message}\n`);
+      },
     });
     if (!json && found.command.interactive) {
       return await found.command.interactive(result, io.stdio);
     }
-    io.out(json ? JSON.stringify(result, null, 2) + "\n" : found.command.render(result));
+    // A command that streams lines on stdout keeps --json output one JSON value per line.
+    const indent = found.command.progress ? undefined : 2;
+    io.out(json ? JSON.stringify(result, null, indent) + "\n" : found.command.render(result));
     return EXIT.ok;
   } catch (err) {
     return reportError(err, io, json);

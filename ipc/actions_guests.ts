@@ -43,6 +43,29 @@ export const QmpCommandName = z.string().regex(
 export const QmpReply = z.strictObject({ command: z.string(), return: z.unknown() });
 export type QmpReply = z.infer<typeof QmpReply>;
 
+/** Reply of `qmp.commands`: the QMP commands the instance's QEMU understands, sorted. */
+export const QmpCommandList = z.strictObject({
+  instance: InstanceName,
+  commands: z.array(z.string()),
+});
+export type QmpCommandList = z.infer<typeof QmpCommandList>;
+
+/** Most seconds `qmp events` may watch. */
+export const MAX_EVENT_WATCH_SECONDS = 600;
+
+/**
+ * Result of `qmp.events`, after the events themselves went out as progress frames (each frame's
+ * message is one QMP event as JSON).
+ */
+export const QmpEventWatch = z.strictObject({
+  instance: InstanceName,
+  events: z.number().int(),
+  seconds: z.number(),
+  /** Why the watch ended: the time ran out, the count was reached, or QEMU went away. */
+  ended: z.enum(["time", "count", "closed"]),
+});
+export type QmpEventWatch = z.infer<typeof QmpEventWatch>;
+
 /** The guest actions. */
 export const guestActions = {
   "instance.start": {
@@ -84,5 +107,14 @@ export const guestActions = {
       args: z.record(z.string(), z.unknown()).optional(),
     }),
     result: QmpReply,
+  },
+  "qmp.commands": { params: Name, result: QmpCommandList },
+  "qmp.events": {
+    params: z.strictObject({
+      name: InstanceName,
+      seconds: z.number().int().min(1).max(MAX_EVENT_WATCH_SECONDS).optional(),
+      count: z.number().int().min(1).max(100_000).optional(),
+    }),
+    result: QmpEventWatch,
   },
 } as const;

@@ -6,7 +6,8 @@ import { UserError } from "../../lib/errors.ts";
 import { getRuntime, patchRuntime, setInstancePolicy } from "../store_instances.ts";
 import { supervisorOf, withRuntime } from "../supervisor.ts";
 import { resolveInstance } from "./instance.ts";
-import type { Handlers } from "./_types.ts";
+import type { ActionContext, QmpEventWatch } from "../../ipc/mod.ts";
+import type { Handlers, Kattach } from "./_types.ts";
 
 /** The guest lifecycle actions. */
 export const lifecycleHandlers: Handlers<
@@ -20,6 +21,8 @@ export const lifecycleHandlers: Handlers<
   | "instance.console"
   | "instance.stats"
   | "qmp"
+  | "qmp.commands"
+  | "qmp.events"
 > = {
   "instance.start"(k, p) {
     resolveInstance(k.store, p.name);
@@ -73,4 +76,60 @@ export const lifecycleHandlers: Handlers<
     resolveInstance(k.store, p.name);
     return { command: p.command, return: await supervisorOf(k).qmp(p.name, p.command, p.args) };
   },
+  async "qmp.commands"(k, p) {
+    resolveInstance(k.store, p.name);
+    const reply = await supervisorOf(k).qmp(p.name, "query-commands");
+    const names = Array.isArray(reply)
+      ? reply.map((c) => (c as { name?: unknown }).name).filter((n) => typeof n === "string")
+      : [];
+    return { instance: p.name, commands: [...new Set(names as string[])].sort() };
+  },
+  "qmp.events"(k, p, ctx) {
+    resolveInstance(k.store, p.name);
+    return watchEvents(k, p, ctx);
+  },
 };
+
+/** Default seconds of `qmp events`. */
+const DEFAULT_WATCH_SECONDS = 10;
+
+/**
+ * Sends each QMP event of a running instance to the caller as a progress frame (the event as
+ * JSON) until the time runs out, `count` events went out or QEMU goes away.
+ */
+async function watchEvents(
+  k: Kattach,
+  p: { name: string; seconds?: number; count?: number },
+  ctx: ActionContext,
+): Promise<QmpEventWatch> {
+  const seconds = p.seconds ?? DEFAULT_WATCH_SECONDS;
+  const stop = new AbortController();
+  const events = supervisorOf(k).events(p.name, stop.signal); // subscribed from here on
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    stop.abort();
+  }, seconds * 1000);
+  const started = performance.now();
+  ctx.progress(
+    `Watching the QMP events of ${p.name} for ${seconds} s` +
+      (p.count ? ` or ${p.count} events` : "") + ".",
+  );
+  let sent = 0;
+  try {
+    for await (const ev of events) {
+      ctx.progress(JSON.stringify(ev), ++sent, p.count);
+      if (p.count !== undefined && sent >= p.count) break;
+    }
+  } finally {
+    clearTimeout(timer);
+    stop.abort();
+  }
+  const ended = p.count !== undefined && sent >= p.count ? "count" : timedOut ? "time" : "closed";
+  return {
+    instance: p.name,
+    events: sent,
+    seconds: Math.round((performance.now() - started) / 100) / 10,
+    ended,
+  };
+}

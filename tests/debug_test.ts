@@ -1,0 +1,510 @@
+/**
+ * The Debug tools for real: a hosted kattach with its supervised sshd runs one guest of the
+ * fixture `web` module (QEMU, TCG); `aq qmp NAME --list` lists what its QEMU understands,
+ * `aq qmp events` streams the STOP and RESUME that `instance pause`/`resume` cause, the Debug
+ * menu (scripted keystrokes on in-memory streams) sends `query-status` and watches events, and
+ * `instance console` is attached from the menus over real SSH in tmux: the guest's serial tty
+ * echoes what is typed, Ctrl-] detaches, and the session goes on. Every QEMU is killed at the end.
+ */
+import {
+  deepStrictEqual as assertEquals,
+  match as assertMatch,
+  ok as assert,
+} from "node:assert/strict";
+import { PassThrough } from "node:stream";
+import { IpcClient } from "../ipc/mod.ts";
+import type { Instance, QmpCommandList, QmpEventWatch } from "../ipc/mod.ts";
+import { runMenus } from "../cli/menus.ts";
+import { Terminal } from "../cli/terminal.ts";
+import { killGuests, REPO_ROOT, TestKattach } from "./_harness.ts";
+
+const OUT = `${REPO_ROOT}/fixtures/out`;
+const DEFAULT_PASSWORD = "kaos-0.1.0-dev";
+const NEW_PASSWORD = "Debug-t3st-pass";
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function run(argv: string[], env: Record<string, string> = {}): Promise<Run> {
+  const out = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  describe: () => string | Promise<string>,
+  limitMs = 60_000,
+): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting: ${await describe()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** A hosted kattach with its supervised sshd on a free port. */
+class Kattach {
+  readonly port = freePort();
+  readonly aq: TestKattach;
+  #child: Deno.ChildProcess;
+  #log: string[] = [];
+  #pumps: Promise<void>;
+
+  constructor(readonly state: string) {
+    this.aq = new TestKattach(state);
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        `${REPO_ROOT}/main.ts`,
+        "kattach",
+        "--hosted",
+        "--state",
+        state,
+        "--ssh-port",
+        String(this.port),
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const pump = async (s: ReadableStream<Uint8Array>) => {
+      for await (const t of s.pipeThrough(new TextDecoderStream())) this.#log.push(t);
+    };
+    this.#pumps = Promise.all([pump(this.#child.stdout), pump(this.#child.stderr)]).then(() => {});
+  }
+
+  get log(): string {
+    return this.#log.join("");
+  }
+
+  async ready(): Promise<void> {
+    await waitFor(
+      () => /kattach: ready/.test(this.log) && /ssh: listening on 127\.0\.0\.1:\d+/.test(this.log),
+      () => `kattach and sshd ready; log:\n${this.log}`,
+    );
+  }
+
+  async stop(): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await this.#child.status;
+    await this.#pumps;
+  }
+}
+
+/** `aq ARGS…` as a child whose output is read while it runs. */
+class LiveAq {
+  stdout = "";
+  stderr = "";
+  readonly status: Promise<Deno.CommandStatus>;
+  #pumps: Promise<void>;
+
+  constructor(state: string, args: string[]) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `${REPO_ROOT}/main.ts`, "aq", "--state", state, ...args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const pump = async (s: ReadableStream<Uint8Array>, to: "stdout" | "stderr") => {
+      for await (const t of s.pipeThrough(new TextDecoderStream())) this[to] += t;
+    };
+    this.#pumps = Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")])
+      .then(() => {});
+    this.status = child.status;
+  }
+
+  async done(): Promise<number> {
+    const { code } = await this.status;
+    await this.#pumps;
+    return code;
+  }
+}
+
+// deno-lint-ignore no-control-regex
+const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]/g;
+
+/** A Terminal on in-memory streams, with helpers to wait for output and type keys. */
+class Scripted {
+  input = new PassThrough();
+  output = new PassThrough();
+  terminal = new Terminal(this.input, this.output, { columns: 100, rows: 40 });
+  raw = "";
+
+  constructor() {
+    this.output.on("data", (c: Uint8Array) => this.raw += new TextDecoder().decode(c));
+  }
+
+  get text(): string {
+    return this.raw.replace(ANSI, "").replaceAll("\r\n", "\n");
+  }
+
+  async waitFor(re: RegExp | string, from = 0): Promise<void> {
+    const ok = () => {
+      const t = this.text.slice(from);
+      return typeof re === "string" ? t.includes(re) : re.test(t);
+    };
+    await waitFor(ok, () => `${re}; output:\n${this.text.slice(-3000)}`, 30_000);
+  }
+
+  async keys(text: string): Promise<void> {
+    const before = this.raw.length;
+    this.input.write(text);
+    for (let i = 0; i < 50 && this.raw.length === before; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await new Promise((r) => setTimeout(r, 30));
+  }
+
+  active(): string {
+    const t = this.text;
+    const at = t.lastIndexOf("❯");
+    if (at === -1) return "";
+    const end = t.indexOf("\n", at);
+    return t.slice(at + 1, end === -1 ? undefined : end).trim();
+  }
+
+  async choose(label: string): Promise<void> {
+    await this.waitFor("❯");
+    for (let i = 0, last = ""; i < 60 && !this.active().startsWith(label); i++) {
+      last = this.active();
+      await this.keys("\x1b[A");
+      if (this.active() === last) break;
+    }
+    for (let i = 0; i < 60; i++) {
+      if (this.active().startsWith(label)) {
+        await this.keys("\r");
+        return;
+      }
+      await this.keys("\x1b[B");
+    }
+    throw new Error(`no entry ${label}; last: ${this.active()}\n${this.text.slice(-2000)}`);
+  }
+
+  async line(text: string): Promise<void> {
+    if (text) await this.keys(text);
+    await this.keys("\r");
+  }
+}
+
+/** A tmux server of our own running one command in a 110x40 window. */
+class Tmux {
+  readonly socket = `kaos_debug_${Deno.pid}_${Math.random().toString(36).slice(2)}`;
+
+  async start(script: string): Promise<void> {
+    const r = await run([
+      "tmux",
+      "-L",
+      this.socket,
+      "-f",
+      "/dev/null",
+      "new-session",
+      "-d",
+      "-x",
+      "110",
+      "-y",
+      "40",
+      "-s",
+      "t",
+      `sh ${script}; echo "[ssh exited $?]"; sleep 60`,
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+  }
+
+  async screen(): Promise<string> {
+    return (await run(["tmux", "-L", this.socket, "capture-pane", "-p", "-t", "t"])).stdout;
+  }
+
+  async keys(...keys: string[]): Promise<void> {
+    const r = await run(["tmux", "-L", this.socket, "send-keys", "-t", "t", ...keys]);
+    assertEquals(r.code, 0, r.stderr);
+  }
+
+  async type(text: string): Promise<void> {
+    if (text) await this.keys("-l", text);
+    await this.keys("Enter");
+  }
+
+  async waitFor(text: string | RegExp): Promise<string> {
+    let screen = "";
+    await waitFor(async () => {
+      screen = await this.screen();
+      return typeof text === "string" ? screen.includes(text) : text.test(screen);
+    }, () => `${text} on screen:\n${screen}`);
+    return screen;
+  }
+
+  async active(): Promise<string> {
+    const line = (await this.screen()).split("\n").findLast((l) => l.includes("❯"));
+    return line ? line.slice(line.indexOf("❯") + 1).trim() : "";
+  }
+
+  async choose(label: string): Promise<void> {
+    await this.waitFor("❯");
+    for (let i = 0, last = ""; i < 40 && !(await this.active()).startsWith(label); i++) {
+      last = await this.active();
+      await this.keys("Up");
+      await this.#settle(last);
+      if ((await this.active()) === last) break;
+    }
+    for (let i = 0; i < 40; i++) {
+      const now = await this.active();
+      if (now.startsWith(label)) {
+        await this.keys("Enter");
+        return;
+      }
+      await this.keys("Down");
+      await this.#settle(now);
+    }
+    throw new Error(`no entry ${label} on screen:\n${await this.screen()}`);
+  }
+
+  async #settle(previous: string): Promise<void> {
+    for (let i = 0; i < 10 && (await this.active()) === previous; i++) {
+      await new Promise((r) => setTimeout(r, 30));
+    }
+  }
+
+  async stop(): Promise<void> {
+    await run(["tmux", "-L", this.socket, "kill-server"]);
+  }
+}
+
+Deno.test({
+  name: "debug: qmp --list, qmp events, the Debug menu and instance console over SSH",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const built = await run([`${REPO_ROOT}/fixtures/build-modules`]);
+    assertEquals(built.code, 0, built.stderr);
+    const work = await Deno.makeTempDir({ prefix: "kaos_debug_" });
+    const state = `${work}/state`;
+    const k = new Kattach(state);
+    try {
+      await k.ready();
+      for (const m of ["vkaos", "web"]) {
+        const r = await k.aq.aq("module", "import", `${OUT}/${m}`);
+        assertEquals(r.code, 0, r.stderr);
+      }
+      await k.aq.json("config-group", "add", "web", "site", "title=Debug");
+      await k.aq.json("vmimage", "create", "web", "--modules", "web", "--config-groups", "site");
+      const deployed = await k.aq.json<Instance[]>("deploy", "web", "--count", "1", "--wait");
+      assertEquals(deployed.map((i) => [i.name, i.state]), [["web-1", "running"]]);
+
+      await t.step("qmp NAME --list: the commands of the running QEMU, sorted", async () => {
+        const plain = await k.aq.aq("qmp", "web-1", "--list");
+        assertEquals(plain.code, 0, plain.stderr);
+        const names = plain.stdout.trim().split("\n");
+        assert(names.includes("query-status"), plain.stdout);
+        assert(names.includes("query-commands"), plain.stdout);
+        assertEquals(names, [...names].sort());
+        const json = await k.aq.json<QmpCommandList>("qmp", "web-1", "--list");
+        assertEquals(json, { instance: "web-1", commands: names });
+
+        const noCommand = await k.aq.aq("qmp", "web-1");
+        assertEquals(noCommand.code, 2);
+        assertMatch(noCommand.stderr, /COMMAND is missing .*qmp NAME --list/);
+        const both = await k.aq.aq("qmp", "web-1", "query-status", "--list");
+        assertEquals(both.code, 2);
+        const tooLong = await k.aq.aq("qmp", "events", "web-1", "--seconds", "601");
+        assertEquals(tooLong.code, 2);
+        assertMatch(tooLong.stderr, /--seconds runs from 1 to 600/);
+        const stopped = await k.aq.aq("qmp", "events", "nope-1");
+        assertEquals(stopped.code, 1);
+        assertMatch(stopped.stderr, /nope-1/);
+      });
+
+      await t.step("qmp events streams STOP and RESUME while pause/resume run", async () => {
+        const watch = new LiveAq(state, [
+          "qmp",
+          "events",
+          "web-1",
+          "--seconds",
+          "120",
+          "--count",
+          "2",
+          "--json",
+        ]);
+        await waitFor(
+          () => watch.stderr.includes("Watching the QMP events of web-1 for 120 s"),
+          () => `watching; stderr: ${watch.stderr}`,
+        );
+        assertEquals((await k.aq.aq("instance", "pause", "web-1")).code, 0);
+        assertEquals((await k.aq.aq("instance", "resume", "web-1")).code, 0);
+        assertEquals(await watch.done(), 0, watch.stderr);
+        const lines = watch.stdout.trim().split("\n").map((l) => JSON.parse(l));
+        assertEquals(lines.slice(0, 2).map((e) => e.event), ["STOP", "RESUME"]);
+        assert(lines.slice(0, 2).every((e) => typeof e.timestamp?.seconds === "number"));
+        const summary = lines[2] as QmpEventWatch;
+        assertEquals([summary.instance, summary.events, summary.ended], ["web-1", 2, "count"]);
+        assertEquals(lines.length, 3);
+
+        // Bounded by time: no event in 1 s ends the watch with nothing on stdout.
+        const quiet = await k.aq.aq("qmp", "events", "web-1", "--seconds", "1");
+        assertEquals(quiet.code, 0, quiet.stderr);
+        assertEquals(quiet.stdout, "");
+      });
+
+      await t.step("the Debug menu: query-status from the list, bad JSON, events", async () => {
+        const s = new Scripted();
+        const connect = () => IpcClient.connect(`${state}/run`);
+        const done = runMenus(s.terminal, { connect });
+        try {
+          await s.waitFor("Log out");
+          await s.choose("Debug");
+          await s.choose("qmp  ");
+          await s.waitFor("Running instance");
+          await s.choose("web-1");
+          await s.waitFor("QMP command of web-1");
+          await s.keys("query-status");
+          await s.waitFor(/❯ query-status/);
+          await s.keys("\r");
+          let mark = s.text.length;
+          await s.waitFor("Arguments of query-status", mark - 200);
+          await s.line("{bad");
+          await s.waitFor("JSON-ARGS is not valid JSON", mark);
+          await s.keys("\x7f\x7f\x7f\x7f"); // the bad answer stays for editing: erase it
+          await s.line("");
+          await s.waitFor("= qmp web-1 query-status\n", mark);
+          await s.waitFor('"status": "running"', mark);
+          assert(!s.text.slice(mark).includes("= qmp web-1 query-status '{bad'"));
+
+          // Ctrl+C in the command list goes back to the page.
+          mark = s.text.length;
+          await s.choose("qmp  ");
+          await s.choose("web-1");
+          await s.waitFor("QMP command of web-1", mark);
+          await s.keys("\x03");
+          await s.waitFor("Cancelled.", mark);
+
+          // Arguments that are a JSON object go along as one word.
+          mark = s.text.length;
+          await s.choose("qmp  ");
+          await s.choose("web-1");
+          await s.waitFor("QMP command of web-1", mark);
+          await s.keys("human-monitor");
+          await s.waitFor(/❯ human-monitor-command/, mark);
+          await s.keys("\r");
+          await s.waitFor("Arguments of human-monitor-command", mark);
+          await s.line('{"command-line":"info name"}');
+          await s.waitFor(`= qmp web-1 human-monitor-command '{"command-line":"info name"}'`, mark);
+          await s.waitFor('"web-1', mark);
+
+          // Watch events for a few seconds while the guest is paused and resumed.
+          mark = s.text.length;
+          await s.choose("qmp events");
+          await s.choose("web-1");
+          await s.waitFor("Watch for how many seconds", mark);
+          await s.keys("\x7f\x7f");
+          await s.line("6");
+          await s.waitFor("= qmp events web-1 --seconds=6", mark);
+          await s.waitFor("Watching the QMP events of web-1 for 6 s", mark);
+          assertEquals((await k.aq.aq("instance", "pause", "web-1")).code, 0);
+          assertEquals((await k.aq.aq("instance", "resume", "web-1")).code, 0);
+          await s.waitFor(/"event":"STOP"[\s\S]*"event":"RESUME"/, mark);
+          await s.waitFor(/RESUME[\s\S]*❯/, mark); // the page again once the time is up
+
+          await s.keys("\x03");
+          await s.waitFor("Log out");
+          await s.choose("Log out");
+          await done;
+        } finally {
+          s.terminal.close();
+          await done.catch(() => {});
+        }
+      });
+
+      await t.step(
+        "instance console from the menus over real SSH: echo, Ctrl-], menu",
+        async () => {
+          const script = `${work}/login.sh`;
+          const ssh = [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "PreferredAuthentications=password",
+            "-t",
+            "-p",
+            String(k.port),
+            "aqcli@127.0.0.1",
+          ];
+          await Deno.writeTextFile(
+            script,
+            `SSHPASS=${DEFAULT_PASSWORD} exec sshpass -e ${ssh.join(" ")}\n`,
+          );
+          const tmux = new Tmux();
+          try {
+            await tmux.start(script);
+            await tmux.waitFor("New password");
+            await tmux.type(NEW_PASSWORD);
+            await tmux.waitFor("Retype new password");
+            await tmux.type(NEW_PASSWORD);
+            await tmux.waitFor("Password changed.");
+            await tmux.waitFor("Log out");
+            await tmux.choose("Instances");
+            await tmux.choose("instance ›");
+            await tmux.choose("instance console");
+            await tmux.waitFor("instance (NAME)");
+            await tmux.choose("web-1");
+            await tmux.waitFor("Connected to the console of web-1. Detach with Ctrl-].");
+            // The guest's serial tty echoes what is typed: it comes back from the guest.
+            const word = `kaos-echo-${Date.now() % 100000}`;
+            await tmux.keys("-l", word);
+            await tmux.waitFor(word);
+            await tmux.keys("Enter");
+            const log = `${state}/instances/web-1/serial.log`;
+            await waitFor(
+              async () => (await Deno.readTextFile(log)).includes(word),
+              () => `${word} in ${log}`,
+            );
+            await tmux.keys("C-]");
+            await tmux.waitFor("Detached.");
+            await tmux.waitFor(/Detached\.[\s\S]*❯/); // the menu is back
+            await tmux.choose("instance show");
+            await tmux.choose("web-1");
+            await tmux.waitFor(/QEMU pid:\s+\d+[\s\S]*Health:\s+vkaos ready/); // still running
+            await tmux.keys("C-c");
+            await tmux.keys("C-c");
+            await tmux.waitFor("Log out");
+            await tmux.choose("Log out");
+            await tmux.waitFor("[ssh exited 0]");
+          } finally {
+            await tmux.stop();
+          }
+        },
+      );
+    } finally {
+      await k.stop();
+      await killGuests(state);
+      await Deno.remove(work, { recursive: true }).catch(() => {});
+    }
+  },
+});
