@@ -1,17 +1,22 @@
 /**
  * Deploy benchmark: time from `deploy --count N` to every instance's QMP `running`, next to N
- * bare `qemu-system-x86_64` spawns of the same guest (same kernel, initrd, config disk and module
- * image, started in parallel and polled over QMP) in the same run; the ratio (goal ≤ 1.3×); the
- * time until instances are ready (appmgr readiness; goal ≤ 1.5 s for N = 1 with the vKaOS kernel
- * under TCG); and kattach's RSS. Prints figures only.
+ * bare `qemu-system-x86_64` spawns of the same guest (same machine (microvm, qboot, tsc_early_khz:
+ * kattach's default), kernel, initrd, config disk and module image, started in parallel and polled
+ * over QMP) in the same run; the ratio (goal ≤ 1.3×); the time until instances are ready (appmgr
+ * readiness; goal ≤ 1.5 s for N = 1 with the vKaOS kernel under TCG); and kattach's RSS. The
+ * first deploy of a fresh kattach is printed apart ("1 cold": it extracts vKaOS and makes the
+ * module's overlay template); each N then runs `--rounds` times (default 3) and prints medians.
+ * Prints figures only. KLOG=1 shows kattach's log.
  *
- *   scripts/deno run -A bench/deploy.ts [N…]     (default: 1 5 10; e.g. `1 3` on 2 cores)
+ *   scripts/deno run -A bench/deploy.ts [--rounds=R] [N…]   (default: 1 5 10; `1 3 5` on 2 cores)
  */
+import { hostTscKhz } from "../host/mod.ts";
 import { IpcClient } from "../ipc/mod.ts";
 import type { Instance } from "../ipc/mod.ts";
 import { readUstar } from "../lib/ustar.ts";
 import {
   type GuestConfig,
+  QBOOT_ROM,
   QmpMonitor,
   queryStatus,
   renderConfigDisk,
@@ -20,10 +25,21 @@ import {
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const OUT = `${ROOT}/fixtures/out`;
-const counts = Deno.args.length > 0 ? Deno.args.map(Number) : [1, 5, 10];
-if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 64)) {
-  console.error("usage: bench/deploy.ts [N…] (1-64 each)");
+const roundsArg = Deno.args.find((a) => a.startsWith("--rounds="));
+const rounds = roundsArg ? Number(roundsArg.slice("--rounds=".length)) : 3;
+const nArgs = Deno.args.filter((a) => a !== roundsArg);
+const counts = nArgs.length > 0 ? nArgs.map(Number) : [1, 5, 10];
+if (
+  counts.some((n) => !Number.isInteger(n) || n < 1 || n > 64) ||
+  !Number.isInteger(rounds) || rounds < 1 || rounds > 20
+) {
+  console.error("usage: bench/deploy.ts [--rounds=R (1-20)] [N…] (1-64 each)");
   Deno.exit(2);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 function fmt(ms: number): string {
@@ -93,13 +109,17 @@ async function bare(n: number, dir: string): Promise<{ qmp: number; ready: numbe
       `${d}/web.qcow2`,
     ]);
   }
+  const tscKhz = await hostTscKhz();
+  const qboot = await Deno.stat(QBOOT_ROM).then(() => true, () => false);
   const t0 = performance.now();
   try {
     await Promise.all(runs.map(async (d, i) => {
       const argv = renderQemuArgv({
         instance: `bare-${i + 1}`,
-        machine: "q35",
+        machine: "microvm",
         accel: "tcg",
+        ...(qboot ? { qboot: QBOOT_ROM } : {}),
+        ...(tscKhz ? { hostTscKhz: tscKhz } : {}),
         memoryMiB: 256,
         cpus: 1,
         kernel: `${dir}/kernel`,
@@ -129,8 +149,8 @@ async function startKattach(state: string): Promise<Deno.ChildProcess> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `${ROOT}/main.ts`, "kattach", "--hosted", "--state", state],
     stdin: "null",
-    stdout: "null",
-    stderr: "null",
+    stdout: Deno.env.get("KLOG") ? "inherit" : "null",
+    stderr: Deno.env.get("KLOG") ? "inherit" : "null",
   }).spawn();
   const deadline = Date.now() + 30_000;
   for (;;) {
@@ -154,7 +174,11 @@ const dir = await Deno.makeTempDir({ prefix: "kaos-bench-deploy-" });
 const state = `${dir}/state`;
 const kattach = await startKattach(state);
 const client = await IpcClient.connect(`${state}/run`);
-console.log(`bench/deploy: TCG, q35, vKaOS from fixtures/out (${counts.join(", ")} instances)`);
+console.log(
+  `bench/deploy: TCG, microvm (kattach's default), vKaOS from fixtures/out (${
+    counts.join(", ")
+  } instances)`,
+);
 try {
   await client.call("module.import", { path: `${OUT}/vkaos` });
   await client.call("module.import", { path: `${OUT}/web` });
@@ -166,9 +190,11 @@ try {
   });
   console.log(`kattach RSS idle: ${rssMiB(kattach.pid).toFixed(1)} MiB`);
   console.log(
-    "N   deploy→QMP running   bare→QMP running   ratio   deploy→ready   bare→ready   kattach RSS",
+    `N       deploy→QMP running   bare→QMP running   ratio   deploy→ready   bare→ready   kattach RSS (medians of ${rounds})`,
   );
-  for (const n of counts) {
+  type Figures = { qmp: number; bareQmp: number; ready: number; bareReady: number; rss: number };
+  /** One deploy of N instances, then N bare spawns: the five figures. */
+  const round = async (n: number): Promise<Figures> => {
     const t0 = performance.now();
     const created = await client.call("deploy", { vmimage: "web", count: n }) as Instance[];
     // kattach holds each QMP socket (one client at a time): ask through kattach's `qmp` action.
@@ -193,11 +219,26 @@ try {
       await client.call("instance.del", { name: i.name });
     }
     const b = await bare(n, await Deno.makeTempDir({ dir, prefix: `bare-${n}-` }));
+    return { qmp, bareQmp: b.qmp, ready, bareReady: b.ready, rss };
+  };
+  const print = (label: string, r: Figures) =>
     console.log(
-      `${String(n).padEnd(3)} ${fmt(qmp).padEnd(20)} ${fmt(b.qmp).padEnd(18)} ${
-        (qmp / b.qmp).toFixed(2).padEnd(7)
-      } ${fmt(ready).padEnd(14)} ${fmt(b.ready).padEnd(12)} ${rss.toFixed(1)} MiB`,
+      `${label.padEnd(7)} ${fmt(r.qmp).padEnd(20)} ${fmt(r.bareQmp).padEnd(18)} ${
+        (r.qmp / r.bareQmp).toFixed(2).padEnd(7)
+      } ${fmt(r.ready).padEnd(14)} ${fmt(r.bareReady).padEnd(12)} ${r.rss.toFixed(1)} MiB`,
     );
+  print("1 cold", await round(1));
+  for (const n of counts) {
+    const rs: Figures[] = [];
+    for (let i = 0; i < rounds; i++) rs.push(await round(n));
+    const m = (f: (r: Figures) => number) => median(rs.map(f));
+    print(String(n), {
+      qmp: m((r) => r.qmp),
+      bareQmp: m((r) => r.bareQmp),
+      ready: m((r) => r.ready),
+      bareReady: m((r) => r.bareReady),
+      rss: Math.max(...rs.map((r) => r.rss)),
+    });
   }
 } finally {
   client.close();

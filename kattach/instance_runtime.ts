@@ -85,6 +85,15 @@ export function chooseMachine(
 
 let qbootPresent: Promise<boolean> | undefined;
 
+/**
+ * Reads the host facts every start needs (qboot installed, the host TSC rate) ahead of the first
+ * start, so the first deploy does not wait for them. Safe to call any number of times.
+ */
+export function warmHostFacts(): void {
+  qbootPresent ??= exists(QBOOT_ROM);
+  hostTscKhz().catch(() => {});
+}
+
 /** Writes the config disk and overlays, extracts vKaOS and renders the argv. */
 export async function prepareInstance(
   k: Kattach,
@@ -143,7 +152,7 @@ export async function prepareInstance(
     writeAtomic(paths.configDisk, renderConfigDisk(cfg)),
     ...apps.map(async (m, i) => {
       const overlay = disks[i].overlay;
-      if (!await exists(overlay)) await createOverlay(`${m.dir}/${m.name}.aqi`, overlay);
+      if (!await exists(overlay)) await copyOverlay(k.stateDir, m, overlay);
     }),
   ]);
   const forwards = allocateForwards(apps, guestModules, options.previousForwards);
@@ -221,9 +230,36 @@ function portFree(port: number): boolean {
   }
 }
 
+const templates = new Map<string, Promise<void>>();
+
+/**
+ * Gives an instance its copy-on-write overlay over a module image: a copy of an empty overlay
+ * made once per module image (hash) under `STATE/cache/overlays/`, so a deploy copies a small
+ * file instead of running `qemu-img` per instance. (The backing path is absolute and the same for
+ * every instance.)
+ */
+async function copyOverlay(stateDir: string, m: Module, overlay: string): Promise<void> {
+  const sha = m.files.find((f) => f.part === "image")?.sha256 ?? "unknown";
+  const template = `${stateDir}/cache/overlays/${m.name}-${sha.slice(0, 16)}.qcow2`;
+  let made = templates.get(template);
+  if (!made) {
+    made = (async () => {
+      if (await exists(template)) return;
+      await Deno.mkdir(`${stateDir}/cache/overlays`, { recursive: true, mode: 0o700 });
+      await createOverlay(`${m.dir}/${m.name}.aqi`, template);
+    })();
+    templates.set(template, made);
+    made.catch(() => templates.delete(template));
+  }
+  await made;
+  const tmp = `${overlay}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  await Deno.copyFile(template, tmp);
+  await Deno.rename(tmp, overlay);
+}
+
 /** `qemu-img create -f qcow2 -b IMAGE -F raw OVERLAY`: a copy-on-write layer over a module image. */
 async function createOverlay(image: string, overlay: string): Promise<void> {
-  const tmp = `${overlay}.tmp`;
+  const tmp = `${overlay}.tmp-${crypto.randomUUID().slice(0, 8)}`;
   const out = await new Deno.Command("qemu-img", {
     args: ["create", "-q", "-f", "qcow2", "-b", image, "-F", "raw", tmp],
     stdin: "null",

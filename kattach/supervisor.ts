@@ -30,6 +30,7 @@ import {
   prepareInstance,
   procStats,
   readPidfile,
+  warmHostFacts,
 } from "./instance_runtime.ts";
 import { instanceHealth, recordHealth } from "./store_appqueue.ts";
 import { getRuntime, patchRuntime } from "./store_instances.ts";
@@ -92,6 +93,7 @@ export class Supervisor {
   constructor(k: Kattach) {
     this.#k = k;
     supervisors.set(k, this);
+    warmHostFacts();
     // appmgr actions of module commands: restart-instance restarts the guest (a fresh config
     // disk); reload-config has no guest-side channel yet.
     setModuleActionRunner(async (kk, req) => {
@@ -200,20 +202,23 @@ export class Supervisor {
         const p = await readPidfile(paths.pidfile);
         if (p === null) throw new Error(`QEMU wrote no pid to ${paths.pidfile}`);
         pid = p;
-        patchRuntime(this.#k.store, name, {
-          pid,
-          forwards: prep.forwards,
-          serialFrom: prep.serialFrom,
-          startedAt: new Date().toISOString(),
-        });
-        for (const m of prep.modules) {
-          recordHealth(this.#k.store, {
-            instance: name,
-            module: m.name,
-            status: "starting",
-            detail: "booting",
+        // One transaction: one WAL sync instead of one per row (synchronous = FULL).
+        this.#k.store.tx(() => {
+          patchRuntime(this.#k.store, name, {
+            pid,
+            forwards: prep.forwards,
+            serialFrom: prep.serialFrom,
+            startedAt: new Date().toISOString(),
           });
-        }
+          for (const m of prep.modules) {
+            recordHealth(this.#k.store, {
+              instance: name,
+              module: m.name,
+              status: "starting",
+              detail: "booting",
+            });
+          }
+        });
       } catch (err) {
         this.#setState(name, "failed");
         patchRuntime(this.#k.store, name, { pid: null, lastExit: `start failed: ${message(err)}` });
