@@ -18,6 +18,8 @@ import {
 export interface ActionContext {
   /** Reports progress of long work to the caller. */
   progress(message: string, done?: number, total?: number): void;
+  /** Aborted when the caller goes away (long-running actions stop early). */
+  signal: AbortSignal;
 }
 
 /** Executes one validated action; returns its result or throws. */
@@ -93,16 +95,28 @@ async function handleConnection(
   conn: Deno.UnixConn,
   opts: { token: string; dispatch: Dispatch; log: (line: string) => void },
 ): Promise<void> {
+  const gone = new AbortController();
   const send = async (frame: unknown) => {
     const bytes = encodeFrame(frame);
-    for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+    try {
+      for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+    } catch (err) {
+      gone.abort(err);
+      throw err;
+    }
   };
   try {
+    // Requests are answered one at a time per connection; reading goes on meanwhile so that a
+    // closed connection is noticed (and long actions aborted) while one runs.
+    let pending = Promise.resolve();
     for await (const line of readLines(readChunks(conn))) {
       if (line.trim() === "") continue;
-      await send(await answer(line, opts, send));
+      pending = pending.then(async () => await send(await answer(line, opts, send, gone.signal)));
     }
+    gone.abort(new Error("the client closed the connection"));
+    await pending.catch(() => {});
   } catch (err) {
+    gone.abort(err);
     if (err instanceof FrameTooLongError) {
       await send(failure(-1, protocolError(err.message))).catch(() => {});
       return;
@@ -115,6 +129,7 @@ async function answer(
   line: string,
   opts: { token: string; dispatch: Dispatch; log: (line: string) => void },
   send: (frame: unknown) => Promise<void>,
+  signal: AbortSignal,
 ): Promise<unknown> {
   let raw: unknown;
   try {
@@ -160,6 +175,7 @@ async function answer(
       const frame: ProgressFrame = { id: req.id, type: "progress", message, done, total };
       send(frame).catch(() => {});
     },
+    signal,
   };
   try {
     const result = await opts.dispatch(req.action, params.data, ctx);

@@ -117,6 +117,7 @@ class LiveAq {
   stderr = "";
   readonly status: Promise<Deno.CommandStatus>;
   #pumps: Promise<void>;
+  #child: Deno.ChildProcess;
 
   constructor(state: string, args: string[]) {
     const child = new Deno.Command(Deno.execPath(), {
@@ -131,6 +132,13 @@ class LiveAq {
     this.#pumps = Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")])
       .then(() => {});
     this.status = child.status;
+    this.#child = child;
+  }
+
+  /** Kills the client (SIGKILL) and waits for it. */
+  async kill(): Promise<void> {
+    this.#child.kill("SIGKILL");
+    await this.done();
   }
 
   async done(): Promise<number> {
@@ -357,6 +365,15 @@ Deno.test({
         const summary = lines[2] as QmpEventWatch;
         assertEquals([summary.instance, summary.events, summary.ended], ["web-1", 2, "count"]);
         assertEquals(lines.length, 3);
+
+        // A caller that goes away ends its watch at once (not after 600 s).
+        const gone = new LiveAq(state, ["qmp", "events", "web-1", "--seconds", "600"]);
+        await waitFor(() => gone.stderr.includes("Watching"), () => `stderr: ${gone.stderr}`);
+        await gone.kill();
+        await waitFor(
+          () => k.log.includes("events watch of web-1 ended: the caller went away"),
+          () => `kattach log: ${k.log}`,
+        );
 
         // Bounded by time: no event in 1 s ends the watch with nothing on stdout.
         const quiet = await k.aq.aq("qmp", "events", "web-1", "--seconds", "1");

@@ -104,6 +104,8 @@ async function watchEvents(
 ): Promise<QmpEventWatch> {
   const seconds = p.seconds ?? DEFAULT_WATCH_SECONDS;
   const stop = new AbortController();
+  const callerGone = () => stop.abort();
+  ctx.signal.addEventListener("abort", callerGone, { once: true });
   const events = supervisorOf(k).events(p.name, stop.signal); // subscribed from here on
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -123,9 +125,11 @@ async function watchEvents(
     }
   } finally {
     clearTimeout(timer);
+    ctx.signal.removeEventListener("abort", callerGone);
     stop.abort();
   }
   const ended = p.count !== undefined && sent >= p.count ? "count" : timedOut ? "time" : "closed";
+  if (ctx.signal.aborted) k.log(`qmp: events watch of ${p.name} ended: the caller went away`);
   return {
     instance: p.name,
     events: sent,
