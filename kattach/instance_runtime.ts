@@ -94,6 +94,20 @@ export function warmHostFacts(): void {
   hostTscKhz().catch(() => {});
 }
 
+/**
+ * Fills the caches every start reads (vKaOS kernel and initrd, one overlay template per app
+ * module in a VM image) so the first deploy after kattach starts finds them ready.
+ */
+export async function warmInstanceCaches(k: Kattach): Promise<void> {
+  warmHostFacts();
+  const vkaos = k.store.getVkaos();
+  if (vkaos) await extractVkaos(k.stateDir, vkaos);
+  const used = new Set(k.store.listVmImages().flatMap((i) => i.modules));
+  for (const m of k.store.listModules()) {
+    if (used.has(m.name)) await overlayTemplate(k.stateDir, m);
+  }
+}
+
 /** Writes the config disk and overlays, extracts vKaOS and renders the argv. */
 export async function prepareInstance(
   k: Kattach,
@@ -239,6 +253,14 @@ const templates = new Map<string, Promise<void>>();
  * every instance.)
  */
 async function copyOverlay(stateDir: string, m: Module, overlay: string): Promise<void> {
+  const template = await overlayTemplate(stateDir, m);
+  const tmp = `${overlay}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  await Deno.copyFile(template, tmp);
+  await Deno.rename(tmp, overlay);
+}
+
+/** The empty overlay over a module image, made once per image hash; returns its path. */
+async function overlayTemplate(stateDir: string, m: Module): Promise<string> {
   const sha = m.files.find((f) => f.part === "image")?.sha256 ?? "unknown";
   const template = `${stateDir}/cache/overlays/${m.name}-${sha.slice(0, 16)}.qcow2`;
   let made = templates.get(template);
@@ -252,9 +274,7 @@ async function copyOverlay(stateDir: string, m: Module, overlay: string): Promis
     made.catch(() => templates.delete(template));
   }
   await made;
-  const tmp = `${overlay}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  await Deno.copyFile(template, tmp);
-  await Deno.rename(tmp, overlay);
+  return template;
 }
 
 /** `qemu-img create -f qcow2 -b IMAGE -F raw OVERLAY`: a copy-on-write layer over a module image. */

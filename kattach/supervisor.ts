@@ -31,6 +31,7 @@ import {
   procStats,
   readPidfile,
   warmHostFacts,
+  warmInstanceCaches,
 } from "./instance_runtime.ts";
 import { instanceHealth, recordHealth } from "./store_appqueue.ts";
 import { getRuntime, patchRuntime } from "./store_instances.ts";
@@ -126,6 +127,11 @@ export class Supervisor {
    * settles the others per their restart policy, then starts the autostart instances.
    */
   async resume(): Promise<void> {
+    this.#spawnBackground(
+      warmInstanceCaches(this.#k).catch((err) =>
+        this.#k.log(`supervisor: warming the instance caches: ${message(err)}`)
+      ),
+    );
     const live = ["starting", "running", "paused", "stopping"];
     for (const inst of this.#k.store.listInstances()) {
       if (!live.includes(inst.state)) continue;
@@ -465,7 +471,8 @@ export class Supervisor {
         serialFrom: rt.serialFrom,
       }, {
         timeoutMs: m.appmgr.readinessTimeoutSeconds * 1000,
-        intervalMs: check.type === "serial" ? 200 : 500,
+        // A serial check reads a small local file: poll it often, it is on the path to ready.
+        intervalMs: check.type === "serial" ? 50 : 500,
         signal: g.readiness.signal,
       });
       if (g.readiness.signal.aborted || g.intent !== "run") return result;
