@@ -143,6 +143,10 @@ Deno.test({
         assert.match(argv[argv.indexOf("-append") + 1], /tsc_early_khz=\d+/);
       }
       assert.match(k.log, /web-1: microvm: no module needs PCI/);
+      // Both overlays are copies of one template made once for the web image.
+      const templates = [...Deno.readDirSync(`${k.stateDir}/cache/overlays`)].map((e) => e.name);
+      assert.equal(templates.length, 1, templates.join(" "));
+      assert.match(templates[0], /^web-[0-9a-f]{16}\.qcow2$/);
       const shown = await k.aq("instance", "show", "web-1");
       assert.match(shown.stdout, /Forwards:\s+127\.0\.0\.1:\d+ -> 80 \(web\)/);
 
