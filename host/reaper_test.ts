@@ -52,13 +52,17 @@ Deno.test("Reaper: a zombie that vanished between scans is not counted", () => {
   assertEquals(r.reaped, 0);
 });
 
-/** Makes this process a child subreaper, so orphans of its children become its own children. */
-function becomeSubreaper(): void {
+/**
+ * Makes this process a child subreaper (orphans of its children become its own children), or
+ * stops being one. The test runner is shared by every test file: it must not stay a subreaper,
+ * or other tests' orphans would linger as its zombies.
+ */
+function setSubreaper(on: boolean): void {
   const lib = Deno.dlopen("libc.so.6", {
     prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
   });
   const PR_SET_CHILD_SUBREAPER = 36;
-  assertEquals(lib.symbols.prctl(PR_SET_CHILD_SUBREAPER, 1n, 0n, 0n, 0n), 0);
+  assertEquals(lib.symbols.prctl(PR_SET_CHILD_SUBREAPER, on ? 1n : 0n, 0n, 0n, 0n), 0);
   lib.close();
 }
 
@@ -66,22 +70,30 @@ Deno.test({
   name: "Reaper: reaps a real orphan through libc waitpid, leaving Deno's own child to Deno",
   sanitizeResources: false,
   async fn() {
-    becomeSubreaper();
-    // sh is Deno's child; the background sleep is orphaned when sh exits and re-parented to us.
-    const out = await new Deno.Command("sh", {
-      args: ["-c", "sleep 0.2 & echo $!; exit 7"],
-      stdout: "piped",
-    }).output();
-    assertEquals(out.code, 7); // Deno still got its own child's status
-    const orphan = Number(new TextDecoder().decode(out.stdout).trim());
-    const isZombie = () => zombieChildren(listProcesses(), Deno.pid).includes(orphan);
-    const until = Date.now() + 10_000;
-    while (!isZombie() && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-    assert(isZombie(), `orphan ${orphan} did not become our zombie`);
-
-    const reaper = new Reaper({ parent: Deno.pid, waitpid: libcWaitpid() });
-    assertEquals(reaper.tick(), []);
-    assertEquals(reaper.tick(), [orphan]);
-    assert(!isZombie(), "the zombie is still there after waitpid");
+    setSubreaper(true);
+    try {
+      await reapAnOrphan();
+    } finally {
+      setSubreaper(false);
+    }
   },
 });
+
+async function reapAnOrphan(): Promise<void> {
+  // sh is Deno's child; the background sleep is orphaned when sh exits and re-parented to us.
+  const out = await new Deno.Command("sh", {
+    args: ["-c", "sleep 0.2 & echo $!; exit 7"],
+    stdout: "piped",
+  }).output();
+  assertEquals(out.code, 7); // Deno still got its own child's status
+  const orphan = Number(new TextDecoder().decode(out.stdout).trim());
+  const isZombie = () => zombieChildren(listProcesses(), Deno.pid).includes(orphan);
+  const until = Date.now() + 10_000;
+  while (!isZombie() && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  assert(isZombie(), `orphan ${orphan} did not become our zombie`);
+
+  const reaper = new Reaper({ parent: Deno.pid, waitpid: libcWaitpid() });
+  assertEquals(reaper.tick(), []);
+  assertEquals(reaper.tick(), [orphan]);
+  assert(!isZombie(), "the zombie is still there after waitpid");
+}
