@@ -128,7 +128,11 @@ export const guestCommands: Command[] = [
     flags: [
       { name: "restart-policy", value: "always|on-failure|never", help: "after QEMU ends" },
       { name: "autostart", value: "yes|no", help: "start when kattach starts" },
-      { name: "machine", value: "q35|microvm", help: "from the next start (microvm: no ACPI)" },
+      {
+        name: "machine",
+        value: "q35|microvm",
+        help: "from the next start (default microvm; q35 for PCI)",
+      },
     ],
     build(p) {
       const policy = p.flags["restart-policy"];

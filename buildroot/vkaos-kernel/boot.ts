@@ -89,28 +89,8 @@ export function renderBootArgv(spec: BootSpec): string[] {
   return argv;
 }
 
-/**
- * The host TSC rate in kHz: from the kernel log's TSC calibration when given (exact), else from
- * /proc/cpuinfo's "cpu MHz" where the TSC has a constant rate (exact in VMs, the current clock
- * on hosts that scale frequency). Undefined when neither tells.
- */
-export function parseTscKhz(cpuinfo: string, kernelLog = ""): number | undefined {
-  const logged = /Refined TSC clocksource calibration: ([0-9.]+) MHz/.exec(kernelLog)?.[1] ??
-    /tsc: Detected ([0-9.]+) MHz processor/.exec(kernelLog)?.[1];
-  const flags = /^flags\s*:(.*)$/m.exec(cpuinfo)?.[1].split(/\s+/) ?? [];
-  const mhz = logged ??
-    (flags.includes("constant_tsc") ? /^cpu MHz\s*:\s*([0-9.]+)$/m.exec(cpuinfo)?.[1] : undefined);
-  const khz = mhz ? Math.round(Number(mhz) * 1000) : NaN;
-  return Number.isFinite(khz) && khz > 0 ? khz : undefined;
-}
-
-/** The running host's TSC rate in kHz (see parseTscKhz), or undefined. */
-export async function hostTscKhz(): Promise<number | undefined> {
-  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
-  const dmesg = await new Deno.Command("dmesg", { stdout: "piped", stderr: "null" }).output()
-    .then((o) => o.success ? new TextDecoder().decode(o.stdout) : "", () => "");
-  return parseTscKhz(cpuinfo, dmesg);
-}
+/** The host TSC rate: one definition, in host/ (kattach passes it to microvm guests too). */
+export { hostTscKhz, parseTscKhz } from "../../host/tsc.ts";
 
 /** The outcome of one boot. */
 export interface BootResult {
