@@ -20,7 +20,7 @@ import type {
   UpdateResult,
 } from "../ipc/mod.ts";
 import { AppQueueServer } from "./_appqueue_server.ts";
-import { buildFixtures, FIXTURES_OUT, REPO_ROOT, TestKattach } from "./_harness.ts";
+import { buildFixtures, FIXTURES_OUT, TestKattach } from "./_harness.ts";
 
 const FIXTURES = FIXTURES_OUT;
 
