@@ -7,14 +7,13 @@ import {
   match as assertMatch,
   ok as assert,
 } from "node:assert/strict";
-import { PassThrough } from "node:stream";
 import { IpcClient } from "../ipc/mod.ts";
 import { TestKattach } from "../tests/_harness.ts";
+import { Scripted } from "../tests/_scripted.ts";
 import type { Command } from "./commands.ts";
 import { commands } from "./commands.ts";
 import { buildMenu, type MenuPage, oneLineText, runMenus } from "./menus.ts";
 import { argSource, flagSource } from "./prompts.ts";
-import { Terminal } from "./terminal.ts";
 
 function fake(path: string[], extra: Partial<Command> = {}): Command {
   return {
@@ -90,93 +89,6 @@ Deno.test("arguments naming existing objects get pick lists; new names do not", 
     "vlan reserve 10 10.0.10.5 '--note=a b'",
   );
 });
-
-// deno-lint-ignore no-control-regex
-const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]/g;
-
-/** A Terminal on in-memory streams, with helpers to wait for output and type keys. */
-class Scripted {
-  input = new PassThrough();
-  output = new PassThrough();
-  terminal = new Terminal(this.input, this.output, { columns: 100, rows: 40 });
-  raw = "";
-  #waiters = new Set<() => void>();
-
-  constructor() {
-    this.output.on("data", (c: Uint8Array) => {
-      this.raw += new TextDecoder().decode(c);
-      for (const w of [...this.#waiters]) w();
-    });
-  }
-
-  get text(): string {
-    return this.raw.replace(ANSI, "").replaceAll("\r\n", "\n");
-  }
-
-  /** Waits until `re` matches the output after position `from`. */
-  async waitFor(re: RegExp | string, from = 0): Promise<void> {
-    const ok = () => {
-      const t = this.text.slice(from);
-      return typeof re === "string" ? t.includes(re) : re.test(t);
-    };
-    if (ok()) return;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiters.delete(check);
-        reject(new Error(`timed out waiting for ${re}; output:\n${this.text.slice(-3000)}`));
-      }, 20_000);
-      const check = () => {
-        if (!ok()) return;
-        clearTimeout(timer);
-        this.#waiters.delete(check);
-        resolve();
-      };
-      this.#waiters.add(check);
-    });
-  }
-
-  /** Types keys and waits for the output to settle. */
-  async keys(text: string): Promise<void> {
-    const before = this.raw.length;
-    this.input.write(text);
-    for (let i = 0; i < 50 && this.raw.length === before; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    await new Promise((r) => setTimeout(r, 30));
-  }
-
-  /** The highlighted entry of the last select drawn. */
-  active(): string {
-    const t = this.text;
-    const at = t.lastIndexOf("❯");
-    return at === -1
-      ? ""
-      : t.slice(at + 1, t.indexOf("\n", at) === -1 ? undefined : t.indexOf("\n", at)).trim();
-  }
-
-  /** Moves the select cursor (top first, then down) to the entry starting with `label`; Enter. */
-  async choose(label: string): Promise<void> {
-    for (let i = 0, last = ""; i < 60 && !this.active().startsWith(label); i++) {
-      last = this.active();
-      await this.keys("\x1b[A");
-      if (this.active() === last) break; // at the top
-    }
-    for (let i = 0; i < 60; i++) {
-      if (this.active().startsWith(label)) {
-        await this.keys("\r");
-        return;
-      }
-      await this.keys("\x1b[B");
-    }
-    throw new Error(`no entry ${label}; last: ${this.active()}\n${this.text.slice(-2000)}`);
-  }
-
-  /** Types a line into an input prompt. */
-  async line(text: string): Promise<void> {
-    if (text) await this.keys(text);
-    await this.keys("\r");
-  }
-}
 
 Deno.env.set("KAOS_SSH_PORT", "0"); // no sshd for the kattach of these tests
 

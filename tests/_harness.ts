@@ -2,6 +2,7 @@
  * Integration-test harness: starts a real hosted kattach as a child process with its own state
  * directory and drives it with the real `aq` command.
  */
+import { run, type RunResult } from "./_util.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const DENO = Deno.execPath();
@@ -23,11 +24,7 @@ export async function buildFixtures(): Promise<void> {
 }
 
 /** What a finished `aq` run left behind. */
-export interface AqResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type AqResult = RunResult;
 
 /** A kattach started for a test. */
 export class TestKattach {
@@ -102,12 +99,16 @@ export class TestKattach {
 
   /** Runs `aq ARGS…` against this kattach. */
   async aq(...args: string[]): Promise<AqResult> {
-    const out = await new Deno.Command(DENO, {
-      args: ["run", "-A", `${ROOT}/main.ts`, "aq", "--state", this.stateDir, ...args],
-      stdin: "null",
-    }).output();
-    const dec = new TextDecoder();
-    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+    return await run([
+      DENO,
+      "run",
+      "-A",
+      `${ROOT}/main.ts`,
+      "aq",
+      "--state",
+      this.stateDir,
+      ...args,
+    ]);
   }
 
   /** Runs `aq ARGS… --json`, asserts success and returns the parsed output. */

@@ -22,9 +22,12 @@ import {
 } from "node:assert/strict";
 import { buildQueue, generateKeyFile } from "../appqueue/mod.ts";
 import { AppQueueServer } from "./_appqueue_server.ts";
-import { buildFixtures, FIXTURES_OUT, REPO_ROOT } from "./_harness.ts";
+import { DEFAULT_PASSWORD } from "../kattach/auth.ts";
+import { buildAppliance, readLog, startAppliance, stopQemu, waitForLog } from "./_appliance.ts";
+import { buildFixtures, FIXTURES_OUT } from "./_harness.ts";
+import { sshPasswordOpts, writeLoginScript } from "./_ssh.ts";
+import { freePort, run, Tmux } from "./_util.ts";
 
-const DEFAULT_PASSWORD = "kaos-0.1.0-dev";
 const NEW_PASSWORD = "Nested-guests-1";
 /** Boot of the appliance under TCG until its SSH CLI answers (about 30-60 s; loaded CI: more). */
 const BOOT_TIMEOUT_MS = 300_000;
@@ -34,150 +37,8 @@ const EXEC_TIMEOUT_MS = 180_000;
 const DEPLOY_TIMEOUT_MS = 1_200_000;
 /** The readiness timeout the test queue's modules declare (see the header). */
 const READINESS_TIMEOUT_S = 900;
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command to completion, killing it after `timeoutMs`. */
-async function run(
-  argv: string[],
-  options: { env?: Record<string, string>; timeoutMs?: number } = {},
-): Promise<Run> {
-  const child = new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    env: options.env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, options.timeoutMs ?? 60_000);
-  const out = await child.output();
-  clearTimeout(timer);
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-async function readLog(path: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch {
-    return "";
-  }
-}
-
-/** Polls until `check` holds; fails with `describe()` after `limitMs`. */
-async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  describe: () => string | Promise<string>,
-  limitMs: number,
-  intervalMs = 250,
-): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting: ${await describe()}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
-
-/** Waits until the serial log matches, failing with the log after `ms`. */
-async function waitForLog(path: string, re: RegExp, ms: number): Promise<string> {
-  let log = "";
-  await waitFor(
-    async () => {
-      log = await readLog(path);
-      if (/Kernel panic/.test(log)) throw new Error(`the appliance kernel panicked:\n${log}`);
-      return re.test(log);
-    },
-    () => `${re} in the serial log:\n${log}`,
-    ms,
-    500,
-  );
-  return log;
-}
-
-/** Kills the appliance's QEMU by the pid in its pid file. */
-async function stopQemu(pidfile: string): Promise<void> {
-  const pid = Number((await readLog(pidfile)).trim());
-  if (!Number.isInteger(pid) || pid <= 1) return;
-  const alive = () => {
-    try {
-      Deno.kill(pid, "SIGCONT"); // harmless probe: throws once the process is gone
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  try {
-    Deno.kill(pid, "SIGTERM");
-  } catch {
-    return;
-  }
-  for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 200));
-  if (alive()) Deno.kill(pid, "SIGKILL");
-}
-
-const SSH_OPTS = [
-  ...["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"],
-  ...["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=60", "-o", "ServerAliveInterval=30"],
-  ...["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"],
-  ...["-o", "NumberOfPasswordPrompts=1"],
-];
-
-/** A tmux server of our own running one command in a 110x40 window. */
-class Tmux {
-  readonly socket = `kaos_appl_guests_${Deno.pid}_${Math.random().toString(36).slice(2)}`;
-
-  async start(script: string): Promise<void> {
-    const r = await run([
-      ...["tmux", "-L", this.socket, "-f", "/dev/null", "new-session", "-d"],
-      ...["-x", "110", "-y", "40", "-s", "t", `sh ${script}; echo "[ssh exited $?]"; sleep 600`],
-    ]);
-    assertEquals(r.code, 0, r.stderr);
-  }
-
-  async screen(): Promise<string> {
-    return (await run(["tmux", "-L", this.socket, "capture-pane", "-p", "-t", "t"])).stdout;
-  }
-
-  async type(text: string): Promise<void> {
-    for (const keys of [["-l", text], ["Enter"]]) {
-      const r = await run(["tmux", "-L", this.socket, "send-keys", "-t", "t", ...keys]);
-      assertEquals(r.code, 0, r.stderr);
-    }
-  }
-
-  async waitFor(text: string | RegExp, limitMs: number): Promise<string> {
-    let screen = "";
-    await waitFor(
-      async () => {
-        screen = await this.screen();
-        if (screen.includes("[ssh exited")) throw new Error(`ssh ended:\n${screen}`);
-        return typeof text === "string" ? screen.includes(text) : text.test(screen);
-      },
-      () => `${text} on screen:\n${screen}`,
-      limitMs,
-    );
-    return screen;
-  }
-
-  async stop(): Promise<void> {
-    await run(["tmux", "-L", this.socket, "kill-server"]);
-  }
-}
+/** ssh options for the emulated appliance: a patient connect, keep-alives. */
+const SSH_OPTS = sshPasswordOpts({ connectTimeoutS: 60, serverAliveIntervalS: 30 });
 
 /** Copies a fixture module directory, editing its appmgr.aq. */
 async function moduleCopy(
@@ -210,7 +71,7 @@ Deno.test({
       mark = now;
     };
 
-    const build = await run([`${REPO_ROOT}/buildroot/appliance/build`], { timeoutMs: 600_000 });
+    const build = await buildAppliance();
     assert(build.code === 0, `the image build failed:\n${build.stdout}${build.stderr}`);
     await buildFixtures();
     lap("image and fixtures build (cached)");
@@ -231,7 +92,12 @@ Deno.test({
     const server = AppQueueServer.start();
     server.mount("community", `${dir}/community`);
     const queuePort = new URL(server.url("community")).port;
-    const tmux = new Tmux();
+    const tmux = new Tmux({
+      name: "kaos_appl_guests",
+      holdSeconds: 600,
+      commandTimeoutMs: 60_000,
+      failOnExit: true,
+    });
 
     const ssh = (args: string[], timeoutMs = EXEC_TIMEOUT_MS) =>
       run(["sshpass", "-e", "ssh", ...SSH_OPTS, "-p", String(port), "aqcli@127.0.0.1", ...args], {
@@ -245,24 +111,22 @@ Deno.test({
     };
 
     try {
-      const boot = await run([
-        `${REPO_ROOT}/scripts/run-appliance`,
-        ...["--no-build", "--daemon", "--port", String(port), "--memory", "3072"],
-        ...["--disk", `${dir}/data.img`, "--disk-size", "2G"],
-        ...["--pidfile", pidfile, "--serial-log", serial],
-      ]);
+      const boot = await startAppliance({
+        port,
+        disk: `${dir}/data.img`,
+        diskSize: "2G",
+        pidfile,
+        serial,
+        memoryMiB: 3072,
+      });
       assert(boot.code === 0, `run-appliance failed:\n${boot.stdout}${boot.stderr}`);
-      await waitForLog(serial, /kattach: ready \(appliance/, BOOT_TIMEOUT_MS);
-      await waitForLog(serial, /ssh: listening on/, BOOT_TIMEOUT_MS);
+      await waitForLog(serial, /kattach: ready \(appliance/, { timeoutMs: BOOT_TIMEOUT_MS });
+      await waitForLog(serial, /ssh: listening on/, { timeoutMs: BOOT_TIMEOUT_MS });
       lap("appliance boot until its SSH CLI listens");
 
       // The forced change of the default password, in a real pty.
       const script = `${dir}/login.sh`;
-      const login = ["ssh", ...SSH_OPTS, "-t", "-p", String(port), "aqcli@127.0.0.1"];
-      await Deno.writeTextFile(
-        script,
-        `SSHPASS=${DEFAULT_PASSWORD} exec sshpass -e ${login.join(" ")}\n`,
-      );
+      await writeLoginScript(script, { port, password: DEFAULT_PASSWORD, sshOpts: SSH_OPTS });
       await tmux.start(script);
       await tmux.waitFor("New password", BOOT_TIMEOUT_MS);
       await tmux.type(NEW_PASSWORD);

@@ -11,234 +11,22 @@ import {
   match as assertMatch,
   ok as assert,
 } from "node:assert/strict";
-import { REPO_ROOT, TestKattach } from "./_harness.ts";
+import { DEFAULT_PASSWORD } from "../kattach/auth.ts";
+import { FIXTURES_OUT, REPO_ROOT } from "./_harness.ts";
+import { KattachWithSshd, sshKeyOpts, sshPw, writeLoginScript } from "./_ssh.ts";
+import { run, Tmux, waitFor } from "./_util.ts";
 
-const DEFAULT_PASSWORD = "kaos-0.1.0-dev";
 const NEW_PASSWORD = "Tr1cky-new-pass";
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command to completion. */
-async function run(argv: string[], env: Record<string, string> = {}): Promise<Run> {
-  const out = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-/** Polls until `check` holds; fails with `describe()` after a generous deadline. */
-async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  describe: () => string | Promise<string>,
-  limitMs = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting: ${await describe()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-/** A hosted kattach with its supervised sshd on a free port. */
-class Kattach {
-  readonly state: string;
-  readonly port = freePort();
-  readonly aq: TestKattach;
-  #child: Deno.ChildProcess;
-  #log: string[] = [];
-  #pumps: Promise<void>;
-
-  constructor(state: string) {
-    this.state = state;
-    this.aq = new TestKattach(state);
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        `${REPO_ROOT}/main.ts`,
-        "kattach",
-        "--hosted",
-        "--state",
-        state,
-        "--ssh-port",
-        String(this.port),
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const pump = async (s: ReadableStream<Uint8Array>) => {
-      for await (const t of s.pipeThrough(new TextDecoderStream())) this.#log.push(t);
-    };
-    this.#pumps = Promise.all([pump(this.#child.stdout), pump(this.#child.stderr)]).then(() => {});
-  }
-
-  get log(): string {
-    return this.#log.join("");
-  }
-
-  /** Pids of the sshd children kattach has started, in order. */
-  sshdPids(): number[] {
-    return [...this.log.matchAll(/sshd: started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
-  }
-
-  async ready(listening = 1): Promise<void> {
-    await waitFor(
-      () => (this.log.match(/ssh: listening on 127\.0\.0\.1:\d+/g) ?? []).length >= listening,
-      () => `sshd listening; log:\n${this.log}`,
-    );
-  }
-
-  async stop(signal: Deno.Signal = "SIGTERM"): Promise<void> {
-    try {
-      this.#child.kill(signal);
-    } catch { /* gone */ }
-    await this.#child.status;
-    await this.#pumps;
-  }
-}
-
-const COMMON = [
-  "-F",
-  "/dev/null",
-  "-o",
-  "StrictHostKeyChecking=no",
-  "-o",
-  "UserKnownHostsFile=/dev/null",
-  "-o",
-  "LogLevel=ERROR",
-  "-o",
-  "ConnectTimeout=20",
-];
-const PASSWORD_OPTS = [
-  ...COMMON,
-  "-o",
-  "PubkeyAuthentication=no",
-  "-o",
-  "PreferredAuthentications=password",
-  "-o",
-  "NumberOfPasswordPrompts=1",
-];
-
-function sshPw(k: Kattach, password: string, args: string[], user = "aqcli") {
-  return run(
-    ["sshpass", "-e", "ssh", ...PASSWORD_OPTS, "-p", String(k.port), `${user}@127.0.0.1`, ...args],
-    { SSHPASS: password },
-  );
-}
-
-/** A tmux server of our own running one command in a 110x40 window. */
-class Tmux {
-  readonly socket = `kaos_cli_ssh_${Deno.pid}_${Math.random().toString(36).slice(2)}`;
-
-  async start(script: string): Promise<void> {
-    const r = await run([
-      "tmux",
-      "-L",
-      this.socket,
-      "-f",
-      "/dev/null",
-      "new-session",
-      "-d",
-      "-x",
-      "110",
-      "-y",
-      "40",
-      "-s",
-      "t",
-      `sh ${script}; echo "[ssh exited $?]"; sleep 60`,
-    ]);
-    assertEquals(r.code, 0, r.stderr);
-  }
-
-  async screen(): Promise<string> {
-    return (await run(["tmux", "-L", this.socket, "capture-pane", "-p", "-t", "t"])).stdout;
-  }
-
-  async keys(...keys: string[]): Promise<void> {
-    const r = await run(["tmux", "-L", this.socket, "send-keys", "-t", "t", ...keys]);
-    assertEquals(r.code, 0, r.stderr);
-  }
-
-  async type(text: string): Promise<void> {
-    if (text) await this.keys("-l", text);
-    await this.keys("Enter");
-  }
-
-  async waitFor(text: string | RegExp): Promise<string> {
-    let screen = "";
-    await waitFor(async () => {
-      screen = await this.screen();
-      return typeof text === "string" ? screen.includes(text) : text.test(screen);
-    }, () => `${text} on screen:\n${screen}`);
-    return screen;
-  }
-
-  /** The highlighted entry of the select on screen. */
-  async active(): Promise<string> {
-    const line = (await this.screen()).split("\n").findLast((l) => l.includes("❯"));
-    return line ? line.slice(line.indexOf("❯") + 1).trim() : "";
-  }
-
-  /** Moves the cursor with the arrow keys to the entry starting with `label`; presses Enter. */
-  async choose(label: string): Promise<void> {
-    await this.waitFor("❯");
-    for (let i = 0, last = ""; i < 40 && !(await this.active()).startsWith(label); i++) {
-      last = await this.active();
-      await this.keys("Up");
-      await this.#settle(last);
-      if ((await this.active()) === last) break;
-    }
-    for (let i = 0; i < 40; i++) {
-      const now = await this.active();
-      if (now.startsWith(label)) {
-        await this.keys("Enter");
-        return;
-      }
-      await this.keys("Down");
-      await this.#settle(now);
-    }
-    throw new Error(`no entry ${label} on screen:\n${await this.screen()}`);
-  }
-
-  async #settle(previous: string): Promise<void> {
-    for (let i = 0; i < 10 && (await this.active()) === previous; i++) {
-      await new Promise((r) => setTimeout(r, 30));
-    }
-  }
-
-  async stop(): Promise<void> {
-    await run(["tmux", "-L", this.socket, "kill-server"]);
-  }
-}
-
-const fixtures = `${REPO_ROOT}/fixtures/out`;
 
 Deno.test("the AppQueue CLI over SSH against a real kattach", async (t) => {
   const built = await run([`${REPO_ROOT}/fixtures/build-modules`]);
   assertEquals(built.code, 0, built.stderr);
   const work = await Deno.makeTempDir({ prefix: "kaos_cli_ssh_" });
-  const k = new Kattach(`${work}/state`);
+  const k = new KattachWithSshd(`${work}/state`);
   try {
     await k.ready();
     for (const m of ["vkaos", "web"]) {
-      const r = await k.aq.aq("module", "import", `${fixtures}/${m}`);
+      const r = await k.aq.aq("module", "import", `${FIXTURES_OUT}/${m}`);
       assertEquals(r.code, 0, r.stderr);
     }
 
@@ -252,7 +40,7 @@ Deno.test("the AppQueue CLI over SSH against a real kattach", async (t) => {
       const wrong = await sshPw(k, "not-the-password", ["vlan", "list"]);
       assert(wrong.code !== 0);
       assertMatch(wrong.stderr, /Permission denied/);
-      const stranger = await sshPw(k, DEFAULT_PASSWORD, ["vlan", "list"], "root");
+      const stranger = await sshPw(k, DEFAULT_PASSWORD, ["vlan", "list"], { user: "root" });
       assert(stranger.code !== 0);
       assertMatch(stranger.stderr, /Permission denied/);
       await waitFor(
@@ -265,12 +53,8 @@ Deno.test("the AppQueue CLI over SSH against a real kattach", async (t) => {
 
     await t.step("menus in a real pty: forced change, a VLAN and a config group", async () => {
       const script = `${work}/login.sh`;
-      const ssh = ["ssh", ...PASSWORD_OPTS, "-t", "-p", String(k.port), "aqcli@127.0.0.1"];
-      await Deno.writeTextFile(
-        script,
-        `SSHPASS=${DEFAULT_PASSWORD} exec sshpass -e ${ssh.join(" ")}\n`,
-      );
-      const tmux = new Tmux();
+      await writeLoginScript(script, { port: k.port, password: DEFAULT_PASSWORD });
+      const tmux = new Tmux({ name: "kaos_cli_ssh" });
       try {
         await tmux.start(script);
         await tmux.waitFor("New password");
@@ -390,15 +174,7 @@ Deno.test("the AppQueue CLI over SSH against a real kattach", async (t) => {
       const keyLogin = () =>
         run([
           "ssh",
-          ...COMMON,
-          "-o",
-          "BatchMode=yes",
-          "-o",
-          "IdentitiesOnly=yes",
-          "-o",
-          "PreferredAuthentications=publickey",
-          "-i",
-          key,
+          ...sshKeyOpts(key),
           "-p",
           String(k.port),
           "aqcli@127.0.0.1",
@@ -443,7 +219,7 @@ Deno.test("the AppQueue CLI over SSH against a real kattach", async (t) => {
       const [first] = k.sshdPids();
       Deno.kill(first, "SIGKILL");
       await waitFor(() => k.sshdPids().length >= 2, () => k.log);
-      await k.ready(2);
+      await k.ready({ listening: 2 });
       assertMatch(k.log, /sshd: killed by SIGKILL; restarting in \d+ ms/);
       const r = await sshPw(k, NEW_PASSWORD, ["vlan", "list"]);
       assertEquals(r.code, 0, r.stderr);

@@ -11,105 +11,19 @@ import {
   match as assertMatch,
   ok as assert,
 } from "node:assert/strict";
-import { PassThrough } from "node:stream";
 import { IpcClient } from "../ipc/mod.ts";
 import type { Instance, QmpCommandList, QmpEventWatch } from "../ipc/mod.ts";
 import { runMenus } from "../cli/menus.ts";
-import { Terminal } from "../cli/terminal.ts";
-import { killGuests, REPO_ROOT, TestKattach } from "./_harness.ts";
+import { DEFAULT_PASSWORD } from "../kattach/auth.ts";
+import { FIXTURES_OUT, killGuests, REPO_ROOT } from "./_harness.ts";
+import { Scripted } from "./_scripted.ts";
+import { KattachWithSshd, writeLoginScript } from "./_ssh.ts";
+import { run, Tmux, waitFor } from "./_util.ts";
 
-const OUT = `${REPO_ROOT}/fixtures/out`;
-const DEFAULT_PASSWORD = "kaos-0.1.0-dev";
+/** How long the waits of this test wait (a guest under TCG is slow). */
+const WAIT = { timeoutMs: 60_000 };
+
 const NEW_PASSWORD = "Debug-t3st-pass";
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(argv: string[], env: Record<string, string> = {}): Promise<Run> {
-  const out = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  describe: () => string | Promise<string>,
-  limitMs = 60_000,
-): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting: ${await describe()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-/** A hosted kattach with its supervised sshd on a free port. */
-class Kattach {
-  readonly port = freePort();
-  readonly aq: TestKattach;
-  #child: Deno.ChildProcess;
-  #log: string[] = [];
-  #pumps: Promise<void>;
-
-  constructor(readonly state: string) {
-    this.aq = new TestKattach(state);
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        `${REPO_ROOT}/main.ts`,
-        "kattach",
-        "--hosted",
-        "--state",
-        state,
-        "--ssh-port",
-        String(this.port),
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const pump = async (s: ReadableStream<Uint8Array>) => {
-      for await (const t of s.pipeThrough(new TextDecoderStream())) this.#log.push(t);
-    };
-    this.#pumps = Promise.all([pump(this.#child.stdout), pump(this.#child.stderr)]).then(() => {});
-  }
-
-  get log(): string {
-    return this.#log.join("");
-  }
-
-  async ready(): Promise<void> {
-    await waitFor(
-      () => /kattach: ready/.test(this.log) && /ssh: listening on 127\.0\.0\.1:\d+/.test(this.log),
-      () => `kattach and sshd ready; log:\n${this.log}`,
-    );
-  }
-
-  async stop(): Promise<void> {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch { /* gone */ }
-    await this.#child.status;
-    await this.#pumps;
-  }
-}
 
 /** `aq ARGS…` as a child whose output is read while it runs. */
 class LiveAq {
@@ -148,155 +62,6 @@ class LiveAq {
   }
 }
 
-// deno-lint-ignore no-control-regex
-const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]/g;
-
-/** A Terminal on in-memory streams, with helpers to wait for output and type keys. */
-class Scripted {
-  input = new PassThrough();
-  output = new PassThrough();
-  terminal = new Terminal(this.input, this.output, { columns: 100, rows: 40 });
-  raw = "";
-
-  constructor() {
-    this.output.on("data", (c: Uint8Array) => this.raw += new TextDecoder().decode(c));
-  }
-
-  get text(): string {
-    return this.raw.replace(ANSI, "").replaceAll("\r\n", "\n");
-  }
-
-  async waitFor(re: RegExp | string, from = 0): Promise<void> {
-    const ok = () => {
-      const t = this.text.slice(from);
-      return typeof re === "string" ? t.includes(re) : re.test(t);
-    };
-    await waitFor(ok, () => `${re}; output:\n${this.text.slice(-3000)}`, 30_000);
-  }
-
-  async keys(text: string): Promise<void> {
-    const before = this.raw.length;
-    this.input.write(text);
-    for (let i = 0; i < 50 && this.raw.length === before; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    await new Promise((r) => setTimeout(r, 30));
-  }
-
-  active(): string {
-    const t = this.text;
-    const at = t.lastIndexOf("❯");
-    if (at === -1) return "";
-    const end = t.indexOf("\n", at);
-    return t.slice(at + 1, end === -1 ? undefined : end).trim();
-  }
-
-  async choose(label: string): Promise<void> {
-    await this.waitFor("❯");
-    for (let i = 0, last = ""; i < 60 && !this.active().startsWith(label); i++) {
-      last = this.active();
-      await this.keys("\x1b[A");
-      if (this.active() === last) break;
-    }
-    for (let i = 0; i < 60; i++) {
-      if (this.active().startsWith(label)) {
-        await this.keys("\r");
-        return;
-      }
-      await this.keys("\x1b[B");
-    }
-    throw new Error(`no entry ${label}; last: ${this.active()}\n${this.text.slice(-2000)}`);
-  }
-
-  async line(text: string): Promise<void> {
-    if (text) await this.keys(text);
-    await this.keys("\r");
-  }
-}
-
-/** A tmux server of our own running one command in a 110x40 window. */
-class Tmux {
-  readonly socket = `kaos_debug_${Deno.pid}_${Math.random().toString(36).slice(2)}`;
-
-  async start(script: string): Promise<void> {
-    const r = await run([
-      "tmux",
-      "-L",
-      this.socket,
-      "-f",
-      "/dev/null",
-      "new-session",
-      "-d",
-      "-x",
-      "110",
-      "-y",
-      "40",
-      "-s",
-      "t",
-      `sh ${script}; echo "[ssh exited $?]"; sleep 60`,
-    ]);
-    assertEquals(r.code, 0, r.stderr);
-  }
-
-  async screen(): Promise<string> {
-    return (await run(["tmux", "-L", this.socket, "capture-pane", "-p", "-t", "t"])).stdout;
-  }
-
-  async keys(...keys: string[]): Promise<void> {
-    const r = await run(["tmux", "-L", this.socket, "send-keys", "-t", "t", ...keys]);
-    assertEquals(r.code, 0, r.stderr);
-  }
-
-  async type(text: string): Promise<void> {
-    if (text) await this.keys("-l", text);
-    await this.keys("Enter");
-  }
-
-  async waitFor(text: string | RegExp): Promise<string> {
-    let screen = "";
-    await waitFor(async () => {
-      screen = await this.screen();
-      return typeof text === "string" ? screen.includes(text) : text.test(screen);
-    }, () => `${text} on screen:\n${screen}`);
-    return screen;
-  }
-
-  async active(): Promise<string> {
-    const line = (await this.screen()).split("\n").findLast((l) => l.includes("❯"));
-    return line ? line.slice(line.indexOf("❯") + 1).trim() : "";
-  }
-
-  async choose(label: string): Promise<void> {
-    await this.waitFor("❯");
-    for (let i = 0, last = ""; i < 40 && !(await this.active()).startsWith(label); i++) {
-      last = await this.active();
-      await this.keys("Up");
-      await this.#settle(last);
-      if ((await this.active()) === last) break;
-    }
-    for (let i = 0; i < 40; i++) {
-      const now = await this.active();
-      if (now.startsWith(label)) {
-        await this.keys("Enter");
-        return;
-      }
-      await this.keys("Down");
-      await this.#settle(now);
-    }
-    throw new Error(`no entry ${label} on screen:\n${await this.screen()}`);
-  }
-
-  async #settle(previous: string): Promise<void> {
-    for (let i = 0; i < 10 && (await this.active()) === previous; i++) {
-      await new Promise((r) => setTimeout(r, 30));
-    }
-  }
-
-  async stop(): Promise<void> {
-    await run(["tmux", "-L", this.socket, "kill-server"]);
-  }
-}
-
 Deno.test({
   name: "debug: qmp --list, qmp events, the Debug menu and instance console over SSH",
   sanitizeResources: false,
@@ -306,11 +71,11 @@ Deno.test({
     assertEquals(built.code, 0, built.stderr);
     const work = await Deno.makeTempDir({ prefix: "kaos_debug_" });
     const state = `${work}/state`;
-    const k = new Kattach(state);
+    const k = new KattachWithSshd(state);
     try {
-      await k.ready();
+      await k.ready(WAIT);
       for (const m of ["vkaos", "web"]) {
-        const r = await k.aq.aq("module", "import", `${OUT}/${m}`);
+        const r = await k.aq.aq("module", "import", `${FIXTURES_OUT}/${m}`);
         assertEquals(r.code, 0, r.stderr);
       }
       await k.aq.json("config-group", "add", "web", "site", "title=Debug");
@@ -355,6 +120,7 @@ Deno.test({
         await waitFor(
           () => watch.stderr.includes("Watching the QMP events of web-1 for 120 s"),
           () => `watching; stderr: ${watch.stderr}`,
+          WAIT,
         );
         assertEquals((await k.aq.aq("instance", "pause", "web-1")).code, 0);
         assertEquals((await k.aq.aq("instance", "resume", "web-1")).code, 0);
@@ -368,11 +134,12 @@ Deno.test({
 
         // A caller that goes away ends its watch at once (not after 600 s).
         const gone = new LiveAq(state, ["qmp", "events", "web-1", "--seconds", "600"]);
-        await waitFor(() => gone.stderr.includes("Watching"), () => `stderr: ${gone.stderr}`);
+        await waitFor(() => gone.stderr.includes("Watching"), () => `stderr: ${gone.stderr}`, WAIT);
         await gone.kill();
         await waitFor(
           () => k.log.includes("events watch of web-1 ended: the caller went away"),
           () => `kattach log: ${k.log}`,
+          WAIT,
         );
 
         // Bounded by time: no event in 1 s ends the watch with nothing on stdout.
@@ -382,7 +149,7 @@ Deno.test({
       });
 
       await t.step("the Debug menu: query-status from the list, bad JSON, events", async () => {
-        const s = new Scripted();
+        const s = new Scripted({ waitMs: 30_000 });
         const connect = () => IpcClient.connect(`${state}/run`);
         const done = runMenus(s.terminal, { connect });
         try {
@@ -454,30 +221,8 @@ Deno.test({
         "instance console from the menus over real SSH: echo, Ctrl-], menu",
         async () => {
           const script = `${work}/login.sh`;
-          const ssh = [
-            "ssh",
-            "-F",
-            "/dev/null",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "PubkeyAuthentication=no",
-            "-o",
-            "PreferredAuthentications=password",
-            "-t",
-            "-p",
-            String(k.port),
-            "aqcli@127.0.0.1",
-          ];
-          await Deno.writeTextFile(
-            script,
-            `SSHPASS=${DEFAULT_PASSWORD} exec sshpass -e ${ssh.join(" ")}\n`,
-          );
-          const tmux = new Tmux();
+          await writeLoginScript(script, { port: k.port, password: DEFAULT_PASSWORD });
+          const tmux = new Tmux({ name: "kaos_debug", waitMs: 60_000 });
           try {
             await tmux.start(script);
             await tmux.waitFor("New password");
@@ -501,6 +246,7 @@ Deno.test({
             await waitFor(
               async () => (await Deno.readTextFile(log)).includes(word),
               () => `${word} in ${log}`,
+              WAIT,
             );
             await tmux.keys("C-]");
             await tmux.waitFor("Detached.");
@@ -519,7 +265,7 @@ Deno.test({
         },
       );
     } finally {
-      await k.stop();
+      await k.stop("SIGKILL");
       await killGuests(state);
       await Deno.remove(work, { recursive: true }).catch(() => {});
     }

@@ -17,6 +17,8 @@ import {
   type SshServer,
   startSshServer,
 } from "../cli/ssh_server.ts";
+import { sshKeyOpts, sshPasswordOpts, sshPw, writeLoginScript } from "./_ssh.ts";
+import { run, Tmux, waitFor } from "./_util.ts";
 
 const work = await Deno.makeTempDir({ prefix: "kaos_ssh_test_" });
 const keysDir = `${work}/hostkeys`;
@@ -114,91 +116,16 @@ async function serve(backend = new TestBackend(), dir = keysDir) {
   return { server, backend, lines };
 }
 
-const COMMON = [
-  "-F",
-  "/dev/null",
-  "-o",
-  "StrictHostKeyChecking=no",
-  "-o",
-  "UserKnownHostsFile=/dev/null",
-  "-o",
-  "LogLevel=ERROR",
-  "-o",
-  "ConnectTimeout=20",
-];
-
-/** ssh options for a password login. */
-function passwordOpts(): string[] {
-  return [
-    ...COMMON,
-    "-o",
-    "PubkeyAuthentication=no",
-    "-o",
-    "PreferredAuthentications=password",
-    "-o",
-    "NumberOfPasswordPrompts=1",
-  ];
-}
-
-/** ssh options for a login with one private key. */
-function keyOpts(keyFile: string): string[] {
-  return [
-    ...COMMON,
-    "-o",
-    "BatchMode=yes",
-    "-o",
-    "IdentitiesOnly=yes",
-    "-o",
-    "PreferredAuthentications=publickey",
-    "-i",
-    keyFile,
-  ];
-}
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command to completion. */
-async function run(argv: string[], env: Record<string, string> = {}, stdin = ""): Promise<Run> {
-  const child = new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    env,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(stdin));
-  await writer.close();
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-/** `ssh` with a password through sshpass. */
-function sshPw(server: SshServer, password: string, args: string[], user = "aqcli", stdin = "") {
-  return run(
-    [
-      "sshpass",
-      "-e",
-      "ssh",
-      ...passwordOpts(),
-      "-p",
-      String(server.port),
-      `${user}@127.0.0.1`,
-      ...args,
-    ],
-    { SSHPASS: password },
-    stdin,
-  );
-}
-
 /** `ssh` with a private key. */
 function sshKey(server: SshServer, keyFile: string, args: string[]) {
-  return run(["ssh", ...keyOpts(keyFile), "-p", String(server.port), "aqcli@127.0.0.1", ...args]);
+  return run([
+    "ssh",
+    ...sshKeyOpts(keyFile),
+    "-p",
+    String(server.port),
+    "aqcli@127.0.0.1",
+    ...args,
+  ]);
 }
 
 /** Makes a key pair with ssh-keygen; returns the private key path. */
@@ -207,19 +134,6 @@ async function keygen(name: string, type = "ed25519"): Promise<string> {
   const r = await run(["ssh-keygen", "-q", "-t", type, "-N", "", "-C", name, "-f", path]);
   assertEquals(r.code, 0, r.stderr);
   return path;
-}
-
-/** Waits until `check` is true, polling; fails with `describe()` after a generous deadline. */
-async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  describe: () => string | Promise<string>,
-  limitMs = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting: ${await describe()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 Deno.test("exec mode returns stdout, stderr and the exit status", async () => {
@@ -231,7 +145,7 @@ Deno.test("exec mode returns stdout, stderr and the exit status", async () => {
     assertEquals(r.stderr, "to stderr\n");
     const ok = await sshPw(server, "s3cret", ["hello", "there"]);
     assertEquals([ok.code, ok.stdout], [0, "echo: hello there\n"]);
-    const cat = await sshPw(server, "s3cret", ["cat"], "aqcli", "x".repeat(100_000));
+    const cat = await sshPw(server, "s3cret", ["cat"], { stdin: "x".repeat(100_000) });
     assertEquals([cat.code, cat.stdout], [0, "read 100000 bytes\n"]);
     assert(lines.some((l) => l.startsWith('auth ok user="aqcli" from=127.0.0.1 method=password')));
   } finally {
@@ -243,7 +157,7 @@ Deno.test("a wrong password and an unknown user are refused alike, logged", asyn
   const { server, lines } = await serve();
   try {
     const wrong = await sshPw(server, "nope", ["status", "0"]);
-    const unknown = await sshPw(server, "s3cret", ["status", "0"], "root");
+    const unknown = await sshPw(server, "s3cret", ["status", "0"], { user: "root" });
     assertEquals(wrong.code, 255);
     assertEquals(unknown.code, 255);
     assertEquals(wrong.stdout + unknown.stdout, "");
@@ -339,7 +253,7 @@ Deno.test("port forwarding, stdio forwarding and sftp are refused", async () => 
       args: [
         "-e",
         "ssh",
-        ...passwordOpts().map((o) => o === "LogLevel=ERROR" ? "LogLevel=INFO" : o),
+        ...sshPasswordOpts().map((o) => o === "LogLevel=ERROR" ? "LogLevel=INFO" : o),
         "-N",
         "-L",
         `127.0.0.1:${localPort}:127.0.0.1:${targetPort}`,
@@ -377,14 +291,14 @@ Deno.test("port forwarding, stdio forwarding and sftp are refused", async () => 
         "sshpass",
         "-e",
         "ssh",
-        ...passwordOpts(),
+        ...sshPasswordOpts(),
         "-Y",
         "-p",
         String(server.port),
         "aqcli@127.0.0.1",
         "hi",
       ],
-      { SSHPASS: "s3cret", DISPLAY: ":99" },
+      { env: { SSHPASS: "s3cret", DISPLAY: ":99" } },
     );
     assertEquals([x11.code, x11.stdout], [0, "echo: hi\n"]);
     assertMatch(x11.stderr, /X11 forwarding request failed/);
@@ -404,14 +318,14 @@ Deno.test("port forwarding, stdio forwarding and sftp are refused", async () => 
           "sshpass",
           "-e",
           "ssh",
-          ...passwordOpts(),
+          ...sshPasswordOpts(),
           "-A",
           "-p",
           String(server.port),
           "aqcli@127.0.0.1",
           "hi",
         ],
-        { SSHPASS: "s3cret", SSH_AUTH_SOCK: agentSock },
+        { env: { SSHPASS: "s3cret", SSH_AUTH_SOCK: agentSock } },
       );
       assertEquals([a.code, a.stdout], [0, "echo: hi\n"], a.stderr);
     } finally {
@@ -509,77 +423,13 @@ Deno.test("host keys are stable across restarts with the same directory", async 
   }
 });
 
-/** A tmux server of our own, running one command in a 100x30 window. */
-class Tmux {
-  readonly socket = `kaos_ssh_test_${Deno.pid}_${Math.random().toString(36).slice(2)}`;
-
-  async start(script: string): Promise<void> {
-    const r = await run([
-      "tmux",
-      "-L",
-      this.socket,
-      "-f",
-      "/dev/null",
-      "new-session",
-      "-d",
-      "-x",
-      "100",
-      "-y",
-      "30",
-      "-s",
-      "t",
-      `sh ${script}; echo "[ssh exited $?]"; sleep 60`,
-    ]);
-    assertEquals(r.code, 0, r.stderr);
-  }
-
-  async screen(): Promise<string> {
-    return (await run(["tmux", "-L", this.socket, "capture-pane", "-p", "-t", "t"])).stdout;
-  }
-
-  async keys(...keys: string[]): Promise<void> {
-    const r = await run(["tmux", "-L", this.socket, "send-keys", "-t", "t", ...keys]);
-    assertEquals(r.code, 0, r.stderr);
-  }
-
-  async resize(columns: number, rows: number): Promise<void> {
-    const r = await run([
-      "tmux",
-      "-L",
-      this.socket,
-      "resize-window",
-      "-t",
-      "t",
-      "-x",
-      String(columns),
-      "-y",
-      String(rows),
-    ]);
-    assertEquals(r.code, 0, r.stderr);
-  }
-
-  async waitFor(text: string | RegExp): Promise<string> {
-    let screen = "";
-    await waitFor(async () => {
-      screen = await this.screen();
-      return typeof text === "string" ? screen.includes(text) : text.test(screen);
-    }, () => `${text} on screen:\n${screen}`);
-    return screen;
-  }
-
-  async stop(): Promise<void> {
-    await run(["tmux", "-L", this.socket, "kill-server"]);
-  }
-}
-
 Deno.test("interactive: must-change flow, then the menu, in a real pty; resize reaches it", async () => {
   const backend = new TestBackend();
   backend.mustChange = true;
   const { server, lines } = await serve(backend);
   const script = `${work}/login.sh`;
-  const ssh = ["ssh", ...passwordOpts(), "-t", "-p", String(server.port), "aqcli@127.0.0.1"];
-  await Deno.writeTextFile(script, `SSHPASS=s3cret exec sshpass -e ${ssh.join(" ")}\n`);
-  const tmux = new Tmux();
+  await writeLoginScript(script, { port: server.port, password: "s3cret" });
+  const tmux = new Tmux({ name: "kaos_ssh_test", columns: 100, rows: 30 });
   try {
     await tmux.start(script);
     await tmux.waitFor("New password");
@@ -628,9 +478,8 @@ Deno.test("interactive: must-change flow, then the menu, in a real pty; resize r
 Deno.test("the client leaving in the middle of the menu ends the session cleanly", async () => {
   const { server, backend, lines } = await serve();
   const script = `${work}/leave.sh`;
-  const ssh = ["ssh", ...passwordOpts(), "-t", "-p", String(server.port), "aqcli@127.0.0.1"];
-  await Deno.writeTextFile(script, `SSHPASS=s3cret exec sshpass -e ${ssh.join(" ")}\n`);
-  const tmux = new Tmux();
+  await writeLoginScript(script, { port: server.port, password: "s3cret" });
+  const tmux = new Tmux({ name: "kaos_ssh_test", columns: 100, rows: 30 });
   try {
     await tmux.start(script);
     await tmux.waitFor("Pick one");

@@ -1,0 +1,90 @@
+/**
+ * Appliance helpers of the image tests: build the appliance, boot it with scripts/run-appliance
+ * in daemon mode, watch its serial log and stop its QEMU by pid file.
+ */
+import { REPO_ROOT } from "./_harness.ts";
+import { run, type RunResult, waitFor } from "./_util.ts";
+
+/** Builds the appliance image (buildroot/appliance/build; cached when up to date). */
+export function buildAppliance(): Promise<RunResult> {
+  return run([`${REPO_ROOT}/buildroot/appliance/build`], { timeoutMs: 600_000 });
+}
+
+/** How {@linkcode startAppliance} boots the appliance. */
+export interface ApplianceOptions {
+  /** Host port forwarded to the appliance's SSH port. */
+  port: number;
+  /** The data disk image (made if missing). */
+  disk: string;
+  /** Size of a new data disk, e.g. `256M`. */
+  diskSize: string;
+  /** Where QEMU writes its pid. */
+  pidfile: string;
+  /** Where the serial console is logged. */
+  serial: string;
+  /** Guest memory in MiB. */
+  memoryMiB: number;
+  /** Extra kernel command line. */
+  append?: string;
+}
+
+/** Boots the built appliance in the background (`scripts/run-appliance --daemon`). */
+export function startAppliance(options: ApplianceOptions): Promise<RunResult> {
+  return run([
+    `${REPO_ROOT}/scripts/run-appliance`,
+    ...["--no-build", "--daemon", "--port", String(options.port)],
+    ...["--disk", options.disk, "--disk-size", options.diskSize],
+    ...["--pidfile", options.pidfile, "--serial-log", options.serial],
+    ...["--memory", String(options.memoryMiB)],
+    ...(options.append === undefined ? [] : ["--append", options.append]),
+  ], { timeoutMs: 60_000 });
+}
+
+/** A file's text, or "" while it does not exist. */
+export async function readLog(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch {
+    return "";
+  }
+}
+
+/** Waits until the serial log matches `re` and returns it; fails at once on a kernel panic. */
+export async function waitForLog(
+  path: string,
+  re: RegExp,
+  options: { timeoutMs: number },
+): Promise<string> {
+  let log = "";
+  await waitFor(
+    async () => {
+      log = await readLog(path);
+      if (/Kernel panic/.test(log)) throw new Error(`the appliance kernel panicked:\n${log}`);
+      return re.test(log);
+    },
+    () => `${re} in the serial log within ${options.timeoutMs / 1000} s:\n${log}`,
+    { timeoutMs: options.timeoutMs, intervalMs: 500 },
+  );
+  return log;
+}
+
+/** Stops the QEMU whose pid is in `pidfile`: SIGTERM, then SIGKILL after 10 s. */
+export async function stopQemu(pidfile: string): Promise<void> {
+  const pid = Number((await readLog(pidfile)).trim());
+  if (!Number.isInteger(pid) || pid <= 1) return;
+  const alive = () => {
+    try {
+      Deno.kill(pid, "SIGCONT"); // harmless probe: throws once the process is gone
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  try {
+    Deno.kill(pid, "SIGTERM");
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 200));
+  if (alive()) Deno.kill(pid, "SIGKILL");
+}

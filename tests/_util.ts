@@ -1,0 +1,213 @@
+/**
+ * Generic helpers of the integration tests: run a command to completion, poll until a condition
+ * holds, pick a free loopback port, and drive a real pty through a tmux server of our own.
+ */
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
+
+/** What a finished command left behind. */
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** How {@linkcode run} runs a command. */
+export interface RunOptions {
+  /** Extra environment variables (added to the inherited environment). */
+  env?: Record<string, string>;
+  /** Written to the command's stdin, then closed; without it stdin is /dev/null. */
+  stdin?: string;
+  /** Kills the command (SIGKILL) after this long; without it there is no limit. */
+  timeoutMs?: number;
+}
+
+/** Runs `argv` to completion and returns its exit code and decoded output. */
+export async function run(argv: string[], options: RunOptions = {}): Promise<RunResult> {
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    env: options.env,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, options.timeoutMs);
+  try {
+    if (options.stdin !== undefined) {
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode(options.stdin));
+      await writer.close();
+    }
+    const out = await child.output();
+    const dec = new TextDecoder();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** How long {@linkcode waitFor} waits, and how often it looks. */
+export interface WaitOptions {
+  /** Gives up after this long (default 30 s). */
+  timeoutMs?: number;
+  /** Pause between two checks (default 100 ms). */
+  intervalMs?: number;
+}
+
+/** Polls until `check` holds; fails with `describe()` once `timeoutMs` has passed. */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  describe: () => string | Promise<string>,
+  options: WaitOptions = {},
+): Promise<void> {
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting: ${await describe()}`);
+    await new Promise((r) => setTimeout(r, options.intervalMs ?? 100));
+  }
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** How a {@linkcode Tmux} window is set up and waited on. */
+export interface TmuxOptions {
+  /** Prefix of the tmux socket name (the pid and a random suffix follow). */
+  name: string;
+  /** Window width (default 110). */
+  columns?: number;
+  /** Window height (default 40). */
+  rows?: number;
+  /** How long the window stays after the command ends, in seconds (default 60). */
+  holdSeconds?: number;
+  /** Default limit of {@linkcode Tmux.waitFor} (default 30 s). */
+  waitMs?: number;
+  /** Limit of each tmux command (default none). */
+  commandTimeoutMs?: number;
+  /** Makes {@linkcode Tmux.waitFor} fail at once when the command has ended (default false). */
+  failOnExit?: boolean;
+}
+
+/**
+ * A tmux server of our own running one shell script in a window; the window shows
+ * `[ssh exited N]` when the script ends.
+ */
+export class Tmux {
+  readonly socket: string;
+  #options: TmuxOptions;
+
+  constructor(options: TmuxOptions) {
+    this.#options = options;
+    this.socket = `${options.name}_${Deno.pid}_${Math.random().toString(36).slice(2)}`;
+  }
+
+  /** Starts the server with `sh SCRIPT` in a detached session. */
+  async start(script: string): Promise<void> {
+    const { columns = 110, rows = 40, holdSeconds = 60 } = this.#options;
+    const r = await this.#tmux([
+      ...["-f", "/dev/null", "new-session", "-d", "-x", String(columns), "-y", String(rows)],
+      ...["-s", "t", `sh ${script}; echo "[ssh exited $?]"; sleep ${holdSeconds}`],
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+  }
+
+  /** The visible screen, as text. */
+  async screen(): Promise<string> {
+    return (await this.#tmux(["capture-pane", "-p", "-t", "t"])).stdout;
+  }
+
+  /** Sends keys (tmux send-keys names, or `-l TEXT` for literal text). */
+  async keys(...keys: string[]): Promise<void> {
+    const r = await this.#tmux(["send-keys", "-t", "t", ...keys]);
+    assertEquals(r.code, 0, r.stderr);
+  }
+
+  /** Types `text` (if any), then Enter. */
+  async type(text: string): Promise<void> {
+    if (text) await this.keys("-l", text);
+    await this.keys("Enter");
+  }
+
+  /** Resizes the window. */
+  async resize(columns: number, rows: number): Promise<void> {
+    const r = await this.#tmux([
+      "resize-window",
+      "-t",
+      "t",
+      "-x",
+      String(columns),
+      "-y",
+      String(rows),
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+  }
+
+  /** Waits until `text` is on screen and returns the screen. */
+  async waitFor(text: string | RegExp, limitMs = this.#options.waitMs ?? 30_000): Promise<string> {
+    let screen = "";
+    await waitFor(
+      async () => {
+        screen = await this.screen();
+        if (this.#options.failOnExit && screen.includes("[ssh exited")) {
+          throw new Error(`ssh ended:\n${screen}`);
+        }
+        return typeof text === "string" ? screen.includes(text) : text.test(screen);
+      },
+      () => `${text} on screen:\n${screen}`,
+      { timeoutMs: limitMs },
+    );
+    return screen;
+  }
+
+  /** The highlighted entry of the select on screen. */
+  async active(): Promise<string> {
+    const line = (await this.screen()).split("\n").findLast((l) => l.includes("❯"));
+    return line ? line.slice(line.indexOf("❯") + 1).trim() : "";
+  }
+
+  /** Moves the cursor with the arrow keys to the entry starting with `label`; presses Enter. */
+  async choose(label: string): Promise<void> {
+    await this.waitFor("❯");
+    for (let i = 0, last = ""; i < 40 && !(await this.active()).startsWith(label); i++) {
+      last = await this.active();
+      await this.keys("Up");
+      await this.#settle(last);
+      if ((await this.active()) === last) break;
+    }
+    for (let i = 0; i < 40; i++) {
+      const now = await this.active();
+      if (now.startsWith(label)) {
+        await this.keys("Enter");
+        return;
+      }
+      await this.keys("Down");
+      await this.#settle(now);
+    }
+    throw new Error(`no entry ${label} on screen:\n${await this.screen()}`);
+  }
+
+  async #settle(previous: string): Promise<void> {
+    for (let i = 0; i < 10 && (await this.active()) === previous; i++) {
+      await new Promise((r) => setTimeout(r, 30));
+    }
+  }
+
+  /** Kills the tmux server and whatever runs in it. */
+  async stop(): Promise<void> {
+    await this.#tmux(["kill-server"]);
+  }
+
+  #tmux(args: string[]): Promise<RunResult> {
+    return run(["tmux", "-L", this.socket, ...args], {
+      timeoutMs: this.#options.commandTimeoutMs,
+    });
+  }
+}
