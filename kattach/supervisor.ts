@@ -369,6 +369,24 @@ export class Supervisor {
   }
 
   /**
+   * The host is going down: no more restarts, and every guest gets its ACPI power-off at once
+   * (then `quit`, then SIGKILL, as `stop`). Returns the names of the guests it stopped.
+   */
+  async stopAll(options: { timeoutSeconds?: number } = {}): Promise<string[]> {
+    this.#closing = true;
+    for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
+    const names = [...this.#guests.keys()];
+    this.#k.log(`supervisor: stopping ${names.length} guest(s): ${names.join(", ") || "none"}`);
+    await Promise.all(names.map((name) =>
+      this.stop(name, options).then(
+        () => this.#k.log(`supervisor: ${name} stopped`),
+        (err) => this.#k.log(`supervisor: ${name}: stop failed: ${message(err)}`),
+      )
+    ));
+    return names;
+  }
+
+  /**
    * kattach is stopping: let go of every QEMU without ending it (they keep running and are
    * re-attached at the next start) and cancel pending restarts.
    */

@@ -216,6 +216,25 @@ Deno.test({
       assertMatch(log, /supervisor: web-1: q35: set on the instance/);
       assert(!/Could not open option rom|failed to find romfile|could not load/.test(log), log);
       assert(!/Kernel panic/.test(log));
+
+      // Shutting the appliance down powers its guests off first, then the appliance itself.
+      const down = await ok(["system", "shutdown"]);
+      assertMatch(down, /Stopping the guests, then shutting down/);
+      const qemuPid = Number((await readLog(pidfile)).trim());
+      const gone = async () => !(await Deno.stat(`/proc/${qemuPid}`).then(() => true, () => false));
+      for (let i = 0; i < 600 && !(await gone()); i++) await new Promise((r) => setTimeout(r, 200));
+      lap("system shutdown (guests first, then the appliance)");
+      log = await readLog(serial);
+      assert(
+        await gone(),
+        `the appliance did not power off:\n${log.split("\n").slice(-30).join("\n")}`,
+      );
+      assertMatch(log, /supervisor: stopping 1 guest\(s\): web-1/);
+      assertMatch(log, /supervisor: web-1 stopped/);
+      assert(
+        log.indexOf("supervisor: web-1 stopped") < log.lastIndexOf("reboot: Power down"),
+        "the guest was not stopped before the appliance powered off",
+      );
     } catch (err) {
       const tail = (await readLog(serial)).split("\n").slice(-80).join("\n");
       console.log(`the appliance's serial log, last lines:\n${tail}`);

@@ -17,6 +17,7 @@ import {
   listAuthKeys,
   setPasswordHash,
 } from "../store_auth.ts";
+import { supervisorOf } from "../supervisor.ts";
 import type { Handlers, Kattach } from "./_types.ts";
 
 /** A hash no password matches, so unknown users cost as much time as known ones. */
@@ -45,6 +46,9 @@ async function passwordMatches(k: Kattach, user: string, password: string): Prom
 }
 
 /** Runs a power action on the appliance: sync, then busybox reboot/poweroff -f. */
+/** How long each guest gets to power off when the appliance shuts down or reboots. */
+const GUEST_STOP_TIMEOUT_S = 30;
+
 function power(k: Kattach, what: "reboot" | "poweroff"): { message: string } {
   if (k.mode === "hosted") {
     throw new UserError(
@@ -58,13 +62,21 @@ function power(k: Kattach, what: "reboot" | "poweroff"): { message: string } {
   k.log(`${what} requested by the operator`);
   setTimeout(async () => {
     try {
+      // Guests first: each gets its ACPI power-off (quit after the timeout), then disks sync.
+      await supervisorOf(k).stopAll({ timeoutSeconds: GUEST_STOP_TIMEOUT_S }).catch((err) =>
+        k.log(`${what}: stopping guests failed: ${err instanceof Error ? err.message : err}`)
+      );
       await new Deno.Command("sync").output().catch(() => {});
       await new Deno.Command("busybox", { args: [what, "-f"] }).output();
     } catch (err) {
       k.log(`${what} failed: ${err instanceof Error ? err.message : err}`);
     }
   }, 500);
-  return { message: what === "reboot" ? "Rebooting now." : "Shutting down now." };
+  return {
+    message: what === "reboot"
+      ? "Stopping the guests, then rebooting."
+      : "Stopping the guests, then shutting down.",
+  };
 }
 
 /** The access and power handlers. */
