@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as fc from "fast-check";
 import { UserError } from "../lib/errors.ts";
+import { userError } from "../lib/user_error_test_util.ts";
 import {
   type AddressPlan,
   allocateAddress,
@@ -10,16 +11,6 @@ import {
   validatePlan,
 } from "./ipam.ts";
 import { formatIpv4, parseIpv4 } from "./ipv4.ts";
-
-function userError(fn: () => unknown): UserError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof UserError) return err;
-    throw err;
-  }
-  throw new Error("expected a UserError");
-}
 
 const lan: AddressPlan = {
   cidr: "10.0.10.0/24",

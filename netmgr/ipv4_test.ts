@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as fc from "fast-check";
 import { z } from "zod";
-import { UserError } from "../lib/errors.ts";
+import { userError } from "../lib/user_error_test_util.ts";
 import {
   broadcast,
   contains,
@@ -13,16 +13,6 @@ import {
   parseCidr,
   parseIpv4,
 } from "./ipv4.ts";
-
-function userError(fn: () => unknown): UserError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof UserError) return err;
-    throw err;
-  }
-  throw new Error("expected a UserError");
-}
 
 Deno.test("parseIpv4 reads dotted quads as unsigned 32-bit integers", () => {
   assert.equal(parseIpv4("0.0.0.0"), 0);

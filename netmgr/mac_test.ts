@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as fc from "fast-check";
 import { z } from "zod";
-import { UserError } from "../lib/errors.ts";
+import { userError } from "../lib/user_error_test_util.ts";
 import {
   allocateMac,
   isKaosMac,
@@ -12,16 +12,6 @@ import {
   macIndex,
   parseMac,
 } from "./mac.ts";
-
-function userError(fn: () => unknown): UserError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof UserError) return err;
-    throw err;
-  }
-  throw new Error("expected a UserError");
-}
 
 const firstOctet = (mac: string) => parseInt(mac.slice(0, 2), 16);
 
