@@ -37,3 +37,12 @@ export {
   macIndex,
   parseMac,
 } from "./mac.ts";
+export {
+  bridgeName,
+  IFNAME_MAX,
+  isKaosLink,
+  KAOS_ALIAS_PREFIX,
+  kaosAlias,
+  tapName,
+  vlanLinkName,
+} from "./names.ts";
