@@ -1,9 +1,12 @@
 /**
  * KaOS entry point: wires the real implementations together.
- *   kattach [--hosted] [--state DIR]   the daemon (PID 1 on the appliance)
+ *   kattach [--hosted] [--state DIR] [--storage-disks DEV,…]
+ *                                      the daemon (PID 1 on the appliance); hosted mode offers
+ *                                      `storage` only the listed disks (e.g. a test's loop devices)
  *   aq [--state DIR] COMMAND…          one one-line command against a running kattach
  *   sshd [--state DIR] [--port N]      the SSH front door (kattach supervises it)
- *   console [--state DIR]              the login and menus on this terminal
+ *   console [--state DIR] [--tty NAME] the login and menus on this terminal (kattach runs one per
+ *                                      console tty on the appliance: tty1, ttyS0)
  */
 import { runPublishCli } from "./appqueue/mod.ts";
 import { runConsole, runOneLine, runSshdMain } from "./cli/mod.ts";
@@ -49,12 +52,19 @@ async function kattach(args: string[]): Promise<void> {
   if (Deno.pid === 1 || args.includes("--appliance")) return await runAppliance(); // PID 1
   const hosted = args.includes("--hosted") || Deno.pid !== 1;
   const sshPort = portOption(args, "--ssh-port", Number(Deno.env.get("KAOS_SSH_PORT") ?? 1289));
+  const disks = takeOption(args, "--storage-disks");
+  const storageDisks = disks === undefined ? [] : disks.split(",").filter((d) => d !== "");
+  if (storageDisks.some((d) => !/^\/dev\/[a-z][a-z0-9]{1,31}$/.test(d))) {
+    console.error(`--storage-disks takes device nodes such as /dev/loop5,/dev/loop6, not ${disks}`);
+    Deno.exit(2);
+  }
   const dir = hosted ? stateDir(args.filter((a) => a !== "--hosted")) : "/var/lib/kaos";
   const running = await startKattach({
     mode: hosted ? "hosted" : "appliance",
     stateDir: dir,
     sshPort,
     selfArgv: selfArgv(),
+    storageDisks,
   });
   const shutdown = async (signal: string) => {
     if (!hosted) return; // PID 1 never exits on a signal
@@ -84,8 +94,9 @@ async function sshd(args: string[]): Promise<void> {
 }
 
 async function console_(args: string[]): Promise<void> {
+  const tty = takeOption(args, "--tty");
   const dir = stateDir(args);
-  await runConsole({ connect: () => IpcClient.connect(`${dir}/run`) });
+  await runConsole({ connect: () => IpcClient.connect(`${dir}/run`), tty });
   Deno.exit(0);
 }
 
@@ -108,8 +119,9 @@ switch (sub) {
     break;
   default:
     console.error(
-      "usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N] | aq [--state DIR] COMMAND… |" +
-        " sshd [--state DIR] [--port N] [--listen ADDR] | console [--state DIR]",
+      "usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N] [--storage-disks DEV,…] |" +
+        " aq [--state DIR] COMMAND… | sshd [--state DIR] [--port N] [--listen ADDR] |" +
+        " console [--state DIR] [--tty NAME]",
     );
     Deno.exit(2);
 }

@@ -17,6 +17,7 @@ import { appqueueCommands } from "./commands_appqueue.ts";
 import type { ConsoleStdio } from "./console_attach.ts";
 import { guestCommands } from "./commands_guests.ts";
 import { authCommands } from "./commands_auth.ts";
+import { storageCommands } from "./commands_storage.ts";
 import { fields, table } from "./render.ts";
 
 /** A positional argument. */
@@ -169,6 +170,7 @@ function renderImage(v: VmImage): string {
     ["VLANs", v.vlans.join(", ") || "none (NAT)"],
     ["Memory", `${v.memoryMiB} MiB`],
     ["vCPUs", v.cpus],
+    ["Storage", v.storage ?? "the one with the most free space"],
     ["Instances", v.instances],
   ]);
 }
@@ -188,6 +190,7 @@ function renderInstance(i: Instance): string {
     ["Autostart", i.autostart ? "yes" : "no"],
     ["Restart policy", i.restartPolicy],
     ["Created", i.createdAt],
+    ["Storage", i.storage ?? "data partition"],
     ["QEMU pid", i.pid ?? "-"],
     ["Restarts", i.restarts ?? 0],
     ["Last exit", i.lastExit || "-"],
@@ -233,7 +236,16 @@ export const commands: Command[] = [
         ["Instances", s.counts.instances],
         ["State", s.stateDir],
         ["Database", `schema ${s.store.schema}, integrity ${s.store.integrity}`],
-      ]);
+        ...(s.storage
+          ? [[
+            "Guest storage",
+            [
+              s.storage.mounted.join(", ") || "none",
+              s.storage.missing.length > 0 ? `MISSING: ${s.storage.missing.join(", ")}` : "",
+            ].filter((x) => x !== "").join("; "),
+          ] as [string, string]]
+          : []),
+      ]) + (s.storage?.notice ? `${s.storage.notice}\n` : "");
     },
   }),
 
@@ -441,6 +453,7 @@ export const commands: Command[] = [
       { name: "vlan", value: "ID[,ID]", help: "VLANs to attach (one NIC each; none: NAT)" },
       { name: "memory", value: "MiB", help: "guest memory (default 256)" },
       { name: "cpus", value: "N", help: "vCPUs (default 1)" },
+      { name: "storage", value: "NAME", help: "storage (default: the one with most free space)" },
     ],
     build(p) {
       const modules = list(p.flags.modules);
@@ -456,6 +469,7 @@ export const commands: Command[] = [
             ? undefined
             : intArg(p.flags.memory as string, "--memory"),
           cpus: p.flags.cpus === undefined ? undefined : intArg(p.flags.cpus as string, "--cpus"),
+          storage: p.flags.storage as string | undefined,
         },
       };
     },
@@ -556,6 +570,7 @@ export const commands: Command[] = [
   ...appqueueCommands,
   ...guestCommands,
   ...authCommands,
+  ...storageCommands,
 ];
 
 /** The usage line of a command. */

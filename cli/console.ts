@@ -7,8 +7,14 @@ import type { IpcClient } from "../ipc/mod.ts";
 import { runConsoleSession } from "./session.ts";
 import { Terminal } from "./terminal.ts";
 
-/** Runs one console session on the local tty; resolves when the operator logs out. */
-export async function runConsole(options: { connect(): Promise<IpcClient> }): Promise<void> {
+/**
+ * Runs one console session on the local tty; resolves when the operator logs out or presses
+ * Ctrl+C (kattach then starts the next one: a fresh login prompt). `tty` names the terminal in
+ * the banner (tty1, ttyS0).
+ */
+export async function runConsole(
+  options: { connect(): Promise<IpcClient>; tty?: string },
+): Promise<void> {
   const terminal = Terminal.fromLocalTty();
   try {
     await runConsoleSession(terminal, options);

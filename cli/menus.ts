@@ -11,6 +11,7 @@ import { type Command, commands as registry } from "./commands.ts";
 import { moduleCommand } from "./commands_appqueue.ts";
 import { PASSWORD_PATH } from "./commands_auth.ts";
 import { DEBUG_FLOWS, type MenuFlow } from "./menu_debug.ts";
+import { STORAGE_FLOWS } from "./menu_storage.ts";
 import { type OneLineIo, runOneLine } from "./oneline.ts";
 import { type Caller, callerOf, promptCommand } from "./prompts.ts";
 import { quoteWord } from "./render.ts";
@@ -34,11 +35,12 @@ export const PAGES: PageSpec[] = [
   { title: "Configuration Groups", groups: ["config-group"] },
   { title: "VM Images", groups: ["vmimage"] },
   { title: "Instances", groups: ["deploy", "instance"] },
+  { title: "Storage", groups: ["storage"] },
   { title: "Debug", groups: ["qmp", "debug", "event", "events"] },
 ];
 
 /** Menu items with flows of their own, by command path (see cli/menu_debug.ts). */
-const MENU_FLOWS: Record<string, MenuFlow> = { ...DEBUG_FLOWS };
+const MENU_FLOWS: Record<string, MenuFlow> = { ...DEBUG_FLOWS, ...STORAGE_FLOWS };
 
 /** One entry of a menu page. */
 export type MenuItem =

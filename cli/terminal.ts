@@ -232,7 +232,7 @@ export class Terminal {
 
   /** A Terminal on the local tty (Deno.stdin/stdout), for the console; close() restores it. */
   static fromLocalTty(): Terminal {
-    const size = Deno.stdout.isTerminal() ? Deno.consoleSize() : { columns: 80, rows: 24 };
+    const size = consoleSizeOr80x24();
     const isTty = Deno.stdin.isTerminal();
     const term = new Terminal(process.stdin, process.stdout, {
       columns: size.columns,
@@ -241,7 +241,7 @@ export class Terminal {
       setRawMode: isTty ? (on) => Deno.stdin.setRaw(on) : undefined,
     });
     const onWinch = () => {
-      const next = Deno.consoleSize();
+      const next = consoleSizeOr80x24();
       term.resize(next.columns, next.rows);
     };
     Deno.addSignalListener("SIGWINCH", onWinch);
@@ -301,5 +301,16 @@ export class Terminal {
     };
     this.#sink.on("drain", done);
     this.#sink.on("close", done);
+  }
+}
+
+/** The local terminal's size; 80x24 when it has none (a pipe, or a serial line that says 0x0). */
+function consoleSizeOr80x24(): { columns: number; rows: number } {
+  try {
+    if (!Deno.stdout.isTerminal()) return { columns: 80, rows: 24 };
+    const size = Deno.consoleSize();
+    return size.columns > 0 && size.rows > 0 ? size : { columns: 80, rows: 24 };
+  } catch {
+    return { columns: 80, rows: 24 };
   }
 }

@@ -1,6 +1,19 @@
 /** The host: the few facts and side effects KaOS needs from the machine it runs on. */
 export { type Accel, type AccelProbe, decideAccel, probeAccel } from "./accel.ts";
 export {
+  type BlockDisk,
+  freeSpace,
+  makeExt4,
+  mountsOf,
+  parseDf,
+  parseSuperblock,
+  type Partition,
+  readDisks,
+  readSuperblock,
+  type Superblock,
+  swapDevices,
+} from "./disks.ts";
+export {
   ext4Label,
   findByLabel,
   type MountEntry,

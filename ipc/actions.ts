@@ -7,6 +7,7 @@ import { ModuleName } from "../appqueue/manifest.ts";
 import { appqueueActions } from "./actions_appqueue.ts";
 import { guestActions } from "./actions_guests.ts";
 import { authActions } from "./actions_auth.ts";
+import { storageActions } from "./actions_storage.ts";
 import {
   ConfigGroup,
   ConfigValue,
@@ -92,6 +93,8 @@ export const actions = {
       vlans: z.array(VlanId).max(8),
       memoryMiB: z.number().int().min(32).max(1024 * 1024).optional(),
       cpus: z.number().int().min(1).max(64).optional(),
+      /** The storage its instances live on (default: the one with the most free space). */
+      storage: z.string().optional(),
     }),
     result: VmImage,
   },
@@ -120,6 +123,7 @@ export const actions = {
   ...appqueueActions,
   ...guestActions,
   ...authActions,
+  ...storageActions,
 } as const;
 
 /** The name of an action. */

@@ -98,6 +98,8 @@ export const VmImage = z.strictObject({
   cpus: z.number().int(),
   createdAt: z.string(),
   instances: z.number().int(),
+  /** The storage its instances are placed on; null: the one with the most free space. */
+  storage: z.string().nullable().optional(),
 });
 export type VmImage = z.infer<typeof VmImage>;
 
@@ -157,6 +159,8 @@ export const Instance = z.strictObject({
   /** How often the supervisor restarted it, and why it last ended (guests). */
   restarts: z.number().int().optional(),
   lastExit: z.string().optional(),
+  /** The storage its overlays and runtime files live on; null: the data partition. */
+  storage: z.string().nullable().optional(),
 });
 export type Instance = z.infer<typeof Instance>;
 
@@ -178,5 +182,11 @@ export const SystemStatus = z.strictObject({
     vmimages: z.number().int(),
     instances: z.number().int(),
   }),
+  /** Guest storage: mounted and missing storages, and a notice when there is none. */
+  storage: z.strictObject({
+    mounted: z.array(z.string()),
+    missing: z.array(z.string()),
+    notice: z.string().nullable(),
+  }).optional(),
 });
 export type SystemStatus = z.infer<typeof SystemStatus>;

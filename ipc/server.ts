@@ -112,6 +112,10 @@ async function handleConnection(
     for await (const line of readLines(readChunks(conn))) {
       if (line.trim() === "") continue;
       pending = pending.then(async () => await send(await answer(line, opts, send, gone.signal)));
+      // A client that resets the connection (it left with frames unread) makes the read above
+      // throw while an action still runs; its failed send must not become an unhandled
+      // rejection, which would end a hosted kattach.
+      pending.catch(() => {});
     }
     gone.abort(new Error("the client closed the connection"));
     await pending.catch(() => {});

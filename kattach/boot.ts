@@ -6,7 +6,9 @@
 import { type Dispatch, type IpcServer, serveIpc } from "../ipc/mod.ts";
 import { probeAccel } from "../host/mod.ts";
 import { type Kattach, reconcileModuleDirs, runAction } from "./actions/mod.ts";
+import { LogBook } from "./log.ts";
 import { Services } from "./services.ts";
+import { mountAllStorage } from "./storage.ts";
 import { Store } from "./store.ts";
 import { Supervisor } from "./supervisor.ts";
 
@@ -19,6 +21,14 @@ export interface KattachOptions {
   sshPort?: number;
   /** The command that runs main.ts (e.g. [deno, "run", "-A", main.ts]); no services without it. */
   selfArgv?: string[];
+  /** kattach's log (the appliance makes its own); default: one whose sink is `log`. */
+  logBook?: LogBook;
+  /** Hosted mode: the only disks `storage` may use (e.g. loop devices of a test). */
+  storageDisks?: string[];
+  /** Appliance: the terminals the console menus run on (default tty1 only). */
+  consoleTtys?: string[];
+  /** Appliance: called just before the console menus start (the log leaves their terminals). */
+  beforeConsoles?: () => void;
 }
 
 /** A running kattach. */
@@ -39,7 +49,9 @@ interface Phase {
 
 /** Runs the phases in order and returns the running kattach. */
 export async function startKattach(options: KattachOptions): Promise<RunningKattach> {
-  const log = options.log ?? ((line: string) => console.error(`kattach: ${line}`));
+  const book = options.logBook ??
+    new LogBook({ sinks: [options.log ?? ((line: string) => console.error(`kattach: ${line}`))] });
+  const log = (line: string) => book.write(line);
   const stateDir = options.stateDir;
   let store: Store | undefined;
   let k: Kattach | undefined;
@@ -54,6 +66,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       async run() {
         await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
         await refuseSecondKattach(`${stateDir}/run`);
+        if (book.file === "") book.open(`${stateDir}/log`);
       },
     },
     {
@@ -77,6 +90,8 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
           startedAt: Date.now(),
           accel,
           log,
+          logBook: book,
+          ...(options.storageDisks ? { storageDisks: options.storageDisks } : {}),
         };
         log(`${accel.kind}: ${accel.reason}`);
       },
@@ -87,6 +102,16 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       async run() {
         for (const path of await reconcileModuleDirs(store!, stateDir)) {
           log(`removed leftover ${path}`);
+        }
+      },
+    },
+    {
+      name: "storage",
+      fatal: false,
+      async run() {
+        const missing = await mountAllStorage(k!);
+        if (missing.length > 0) {
+          log(`storage missing: ${missing.join(", ")} (their instances cannot start)`);
         }
       },
     },
@@ -128,11 +153,16 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
           });
         }
         if (options.mode === "appliance") {
-          services.start({
-            name: "console",
-            argv: [...self, "console", "--state", stateDir],
-            stdio: "inherit",
-          });
+          options.beforeConsoles?.();
+          for (const tty of options.consoleTtys ?? ["tty1"]) {
+            services.start({
+              name: `console-${tty}`,
+              argv: consoleArgv(self, { tty, stateDir }),
+              stdio: "inherit",
+              env: { TERM: /^tty\d/.test(tty) ? "linux" : "vt220" },
+              cleanExitRestartMs: 200,
+            });
+          }
         }
       },
     },
@@ -158,8 +188,25 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       await ipc?.close();
       await supervisor?.detach(); // guests keep running; the next start re-attaches
       store?.close();
+      if (!options.logBook) book.close();
     },
   };
+}
+
+/**
+ * The console service on one terminal: a new session with the terminal as its controlling tty
+ * and its stdin/stdout/stderr (busybox `setsid -c`), so the menus own that terminal.
+ */
+export function consoleArgv(self: string[], options: { tty: string; stateDir: string }): string[] {
+  const dev = `/dev/${options.tty}`;
+  return [
+    "/bin/sh",
+    "-c",
+    `exec setsid -c "$@" <>${dev} >&0 2>&0`,
+    "sh",
+    ...self,
+    ...["console", "--state", options.stateDir, "--tty", options.tty],
+  ];
 }
 
 async function refuseSecondKattach(runDir: string): Promise<void> {

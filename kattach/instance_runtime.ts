@@ -12,6 +12,7 @@ import { readUstar } from "../lib/ustar.ts";
 import { type GuestConfig, type GuestModule, renderConfigDisk } from "../vmimage/mod.ts";
 import { type Machine, QBOOT_ROM, renderQemuArgv } from "../vmimage/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
+import { requireInstanceRoot } from "./storage.ts";
 
 /** The unix socket path limit of Linux (sun_path, with its NUL). */
 const SUN_PATH_MAX = 107;
@@ -26,9 +27,9 @@ export interface InstancePaths {
   configDisk: string;
 }
 
-/** Where an instance's runtime files live. */
-export function instancePaths(stateDir: string, name: string): InstancePaths {
-  const dir = `${stateDir}/instances/${name}`;
+/** Where an instance's runtime files live under `root` (its storage, or the state dir). */
+export function instancePaths(root: string, name: string): InstancePaths {
+  const dir = `${root}/instances/${name}`;
   return {
     dir,
     qmp: `${dir}/qmp.sock`,
@@ -127,7 +128,8 @@ export async function prepareInstance(
     return m;
   });
   const groups = image.configGroups.map((g) => k.store.getConfigGroup(g)).filter((g) => !!g);
-  const paths = instancePaths(k.stateDir, inst.name);
+  // On the instance's storage (or the data partition without one); never in RAM.
+  const paths = instancePaths(requireInstanceRoot(k, inst.name), inst.name);
   if (new TextEncoder().encode(paths.console).length > SUN_PATH_MAX) {
     throw new UserError(`Cannot start ${inst.name}: the state directory path is too long`, {
       hint: `unix sockets need paths under ${SUN_PATH_MAX} bytes: ${paths.console}`,
@@ -364,9 +366,9 @@ export function procStats(pid: number): { cpuSeconds: number; rssBytes: number }
   }
 }
 
-/** Removes an instance's runtime directory (overlays, logs, sockets). */
-export async function removeInstanceDir(stateDir: string, name: string): Promise<void> {
-  await Deno.remove(instancePaths(stateDir, name).dir, { recursive: true }).catch((err) => {
+/** Removes an instance's runtime directory (overlays, logs, sockets) under `root`. */
+export async function removeInstanceDir(root: string, name: string): Promise<void> {
+  await Deno.remove(instancePaths(root, name).dir, { recursive: true }).catch((err) => {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   });
 }

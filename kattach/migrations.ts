@@ -191,4 +191,22 @@ export const migrations: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 7,
+    name: "storage",
+    sql: `
+      CREATE TABLE storage (
+        name TEXT PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL,
+        device TEXT NOT NULL,
+        model TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+      ) STRICT;
+
+      ALTER TABLE vmimage ADD COLUMN storage TEXT REFERENCES storage(name);
+      ALTER TABLE instance ADD COLUMN storage TEXT REFERENCES storage(name);
+    `,
+  },
 ];

@@ -17,6 +17,7 @@ import {
 } from "../host/mod.ts";
 import { UserError } from "../lib/mod.ts";
 import { startKattach } from "./boot.ts";
+import { LogBook } from "./log.ts";
 
 /** Where the appliance keeps its state (the data disk is mounted here). */
 export const APPLIANCE_STATE_DIR = "/var/lib/kaos";
@@ -43,6 +44,53 @@ export function parseCmdline(text: string): ApplianceCmdline {
   return out;
 }
 
+/** The `console=` devices of a kernel command line, in order (the last one is /dev/console). */
+export function kernelConsoles(text: string): string[] {
+  return text.trim().split(/\s+/).flatMap((w) => {
+    const m = w.match(/^console=([^,]+)/);
+    return m ? [m[1]] : [];
+  });
+}
+
+/**
+ * Where the console menus run: always on tty1 (the physical console), and on ttyS0 too when the
+ * kernel command line names `console=ttyS0` last (the image's serial-console boot entry).
+ */
+export function menuTerminals(consoles: string[]): string[] {
+  return consoles.at(-1) === "ttyS0" ? ["tty1", "ttyS0"] : ["tty1"];
+}
+
+/**
+ * The appliance's log sinks: /dev/console until the menus own the terminals, and the serial
+ * port throughout when no menu runs there. (The file on the data partition is the LogBook's.)
+ */
+function applianceLogSinks(menus: string[]): {
+  sinks: ((line: string) => void)[];
+  menusStarted(): void;
+} {
+  let consoleOpen = true;
+  const enc = new TextEncoder();
+  let serial: Deno.FsFile | undefined;
+  if (!menus.includes("ttyS0")) {
+    try {
+      serial = Deno.openSync("/dev/ttyS0", { write: true });
+    } catch { /* no serial port on this PC */ }
+  }
+  return {
+    sinks: [
+      (line) => {
+        if (consoleOpen) console.error(`kattach: ${line}`);
+      },
+      (line) => {
+        serial?.writeSync(enc.encode(`kattach: ${line}\r\n`));
+      },
+    ],
+    menusStarted() {
+      consoleOpen = false;
+    },
+  };
+}
+
 /** One appliance pre-phase: failures are logged and the boot goes on. */
 interface PrePhase {
   name: string;
@@ -64,7 +112,13 @@ export const APPLIANCE_SELF_ARGV = [
 /** PID 1's main: pre-phases, kattach's phases, then stays alive forever. */
 export async function runAppliance(options: ApplianceOptions = {}): Promise<void> {
   const t0 = performance.now();
-  const log = options.log ?? ((line: string) => console.error(`kattach: ${line}`));
+  const cmdlineText = await readText("/proc/cmdline");
+  const menus = menuTerminals(kernelConsoles(cmdlineText));
+  const out = applianceLogSinks(menus);
+  const book = new LogBook({
+    sinks: options.log ? [options.log] : out.sinks,
+  });
+  const log = (line: string) => book.write(line);
   if (Deno.pid !== 1) {
     throw new UserError("kattach --appliance runs only as PID 1", {
       hint: "on a development machine run `main.ts kattach --hosted`",
@@ -75,7 +129,7 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
   const up = (await readText("/proc/uptime")).split(" ")[0];
   log(`PID ${Deno.pid}: deno ${Deno.version.deno}, appliance mode (uptime ${up} s)`);
 
-  const cmdline = parseCmdline(await readText("/proc/cmdline"));
+  const cmdline = parseCmdline(cmdlineText);
   const phases: PrePhase[] = [
     { name: "mounts", run: () => earlyMounts(run) },
     { name: "hostname", run: () => runChecked(run, ["hostname", "kaos"]).then(() => {}) },
@@ -97,8 +151,21 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
   reaper.start();
 
   try {
-    const services = { selfArgv: APPLIANCE_SELF_ARGV }; // also runs the sshd on port 1289
-    await startKattach({ mode: "appliance", stateDir: APPLIANCE_STATE_DIR, log, ...services });
+    const services = { selfArgv: APPLIANCE_SELF_ARGV, consoleTtys: menus }; // sshd, consoles
+    await startKattach({
+      mode: "appliance",
+      stateDir: APPLIANCE_STATE_DIR,
+      logBook: book,
+      ...services,
+      beforeConsoles() {
+        // From here the menus own their terminals: kattach's log goes to its file (`system
+        // log`) and to the serial port when no menu runs there; the kernel prints only
+        // emergencies.
+        log(`console menus on ${menus.join(", ")}; log in ${book.file || "memory"}`);
+        out.menusStarted();
+        run(["dmesg", "-n", "1"]).catch(() => {});
+      },
+    });
   } catch (err) {
     await fatal(run, log, err);
     return;

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { modulesFor, parseCmdline } from "./pid1.ts";
+import { kernelConsoles, menuTerminals, modulesFor, parseCmdline } from "./pid1.ts";
 
 Deno.test("parseCmdline: kaos.* parameters only", () => {
   assertEquals(
@@ -28,4 +28,13 @@ Deno.test("modulesFor: KVM modules only where the CPU has vmx or svm", () => {
     "kvm_amd",
     "vhost_net",
   ]);
+});
+
+Deno.test("the console menus run on tty1, and on ttyS0 too when console=ttyS0 comes last", () => {
+  const menus = (cmdline: string) => menuTerminals(kernelConsoles(cmdline));
+  assertEquals(kernelConsoles("console=ttyS0,115200n8 quiet console=tty0"), ["ttyS0", "tty0"]);
+  assertEquals(menus("console=ttyS0,115200 console=tty0 panic=10"), ["tty1"]);
+  assertEquals(menus("console=tty0 console=ttyS0,115200n8"), ["tty1", "ttyS0"]);
+  assertEquals(menus("console=ttyS0"), ["tty1", "ttyS0"]);
+  assertEquals(menus("quiet"), ["tty1"]);
 });

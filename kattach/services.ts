@@ -17,6 +17,11 @@ export interface ServiceSpec {
    */
   stdio: "parent-pipe" | "inherit";
   env?: Record<string, string>;
+  /**
+   * After a clean exit (status 0, e.g. the console after a logout) restart after this many ms
+   * without growing the backoff; default: the backoff as for any exit.
+   */
+  cleanExitRestartMs?: number;
 }
 
 /** How services behave; the defaults suit production. */
@@ -140,17 +145,22 @@ export class Services {
         this.#o.log(`${spec.name}: stopped (${how})`);
         return;
       }
+      if (status.code === 0 && !status.signal && spec.cleanExitRestartMs !== undefined) {
+        this.#o.log(`${spec.name}: ${how}; restarting in ${spec.cleanExitRestartMs} ms`);
+        this.#schedule(s, spec.cleanExitRestartMs, backoff);
+        return;
+      }
       const next = Date.now() - startedAt >= this.#o.healthyMs ? this.#o.minBackoffMs : backoff;
       this.#o.log(`${spec.name}: ${how}; restarting in ${next} ms`);
       this.#schedule(s, next);
     })();
   }
 
-  #schedule(s: Running, delay: number): void {
+  #schedule(s: Running, delay: number, keepBackoff?: number): void {
     if (this.#stopping) return;
     s.timer = setTimeout(() => {
       s.timer = undefined;
-      this.#run(s, Math.min(delay * 2, this.#o.maxBackoffMs));
+      this.#run(s, keepBackoff ?? Math.min(delay * 2, this.#o.maxBackoffMs));
     }, delay);
   }
 

@@ -48,3 +48,18 @@ Deno.test("a program that cannot start is retried, not fatal", async () => {
   );
   await s.stop();
 });
+
+Deno.test("a clean exit restarts after cleanExitRestartMs without growing the backoff", async () => {
+  const lines: string[] = [];
+  const s = new Services({ log: (l) => lines.push(l), minBackoffMs: 1000 });
+  s.start({
+    name: "console",
+    argv: ["sh", "-c", "exit 0"],
+    stdio: "parent-pipe",
+    cleanExitRestartMs: 10,
+  });
+  await until(() => s.list()[0].starts >= 4, () => lines.join("\n"));
+  await s.stop();
+  const delays = lines.flatMap((l) => l.match(/status 0; restarting in (\d+) ms/)?.[1] ?? []);
+  assertEquals(delays.slice(0, 3), ["10", "10", "10"]);
+});

@@ -34,7 +34,9 @@ import {
   warmInstanceCaches,
 } from "./instance_runtime.ts";
 import { instanceHealth, recordHealth } from "./store_appqueue.ts";
+import { instanceRoot } from "./storage.ts";
 import { getRuntime, patchRuntime } from "./store_instances.ts";
+import { instanceStorage } from "./store_storage.ts";
 
 /** How long `instance stop` waits for the ACPI power-off before it sends `quit`. */
 export const DEFAULT_STOP_TIMEOUT_S = 30;
@@ -135,7 +137,7 @@ export class Supervisor {
     const live = ["starting", "running", "paused", "stopping"];
     for (const inst of this.#k.store.listInstances()) {
       if (!live.includes(inst.state)) continue;
-      const paths = instancePaths(this.#k.stateDir, inst.name);
+      const paths = instancePaths(instanceRoot(this.#k, inst.name), inst.name);
       const pid = getRuntime(this.#k.store, inst.name).pid ?? await readPidfile(paths.pidfile);
       if (pid !== null && pidAlive(pid) && isInstanceQemu(pid, paths.qmp)) {
         try {
@@ -680,6 +682,7 @@ export function withRuntime(k: Kattach, inst: Instance): Instance {
     health,
     restarts: rt.restarts,
     lastExit: rt.lastExit,
+    storage: instanceStorage(k.store, inst.name),
   };
 }
 

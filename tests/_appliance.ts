@@ -26,6 +26,8 @@ export interface ApplianceOptions {
   memoryMiB: number;
   /** Extra kernel command line. */
   append?: string;
+  /** Also offer the serial port on this unix socket (tests type into the serial console). */
+  serialSocket?: string;
 }
 
 /** Boots the built appliance in the background (`scripts/run-appliance --daemon`). */
@@ -37,6 +39,7 @@ export function startAppliance(options: ApplianceOptions): Promise<RunResult> {
     ...["--pidfile", options.pidfile, "--serial-log", options.serial],
     ...["--memory", String(options.memoryMiB)],
     ...(options.append === undefined ? [] : ["--append", options.append]),
+    ...(options.serialSocket === undefined ? [] : ["--serial-socket", options.serialSocket]),
   ], { timeoutMs: 60_000 });
 }
 

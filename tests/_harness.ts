@@ -29,17 +29,20 @@ export type AqResult = RunResult;
 /** A kattach started for a test. */
 export class TestKattach {
   readonly stateDir: string;
+  /** Extra `kattach` options (e.g. `--storage-disks /dev/loop5`). */
+  readonly args: string[];
   #child: Deno.ChildProcess | undefined;
   #log: string[] = [];
   #logDone: Promise<void> = Promise.resolve();
 
-  constructor(stateDir: string) {
+  constructor(stateDir: string, args: string[] = []) {
     this.stateDir = stateDir;
+    this.args = args;
   }
 
-  /** Creates a fresh state directory and starts kattach on it. */
-  static async start(stateDir?: string): Promise<TestKattach> {
-    const k = new TestKattach(stateDir ?? await Deno.makeTempDir({ prefix: "kaos-test-" }));
+  /** Creates a fresh state directory and starts kattach on it (with extra `args`). */
+  static async start(stateDir?: string, args: string[] = []): Promise<TestKattach> {
+    const k = new TestKattach(stateDir ?? await Deno.makeTempDir({ prefix: "kaos-test-" }), args);
     await k.restart();
     return k;
   }
@@ -70,6 +73,7 @@ export class TestKattach {
         "0",
         "--state",
         this.stateDir,
+        ...this.args,
       ],
       stdin: "null",
       stdout: "piped",
@@ -138,13 +142,23 @@ export class TestKattach {
   }
 }
 
-/** Kills the QEMU of every instance under a state directory (`instances/<name>/qemu.pid`). */
+/**
+ * Kills the QEMU of every instance under a state directory (`instances/<name>/qemu.pid`, and
+ * `storage/<storage>/instances/<name>/qemu.pid` for instances on guest storage).
+ */
 export async function killGuests(stateDir: string): Promise<void> {
-  const dirs = await Array.fromAsync(Deno.readDir(`${stateDir}/instances`)).catch(() => []);
-  for (const d of dirs) {
-    const text = await Deno.readTextFile(`${stateDir}/instances/${d.name}/qemu.pid`).catch(() =>
-      ""
-    );
+  const roots = [stateDir];
+  for (const s of await Array.fromAsync(Deno.readDir(`${stateDir}/storage`)).catch(() => [])) {
+    roots.push(`${stateDir}/storage/${s.name}`);
+  }
+  const pidfiles: string[] = [];
+  for (const root of roots) {
+    for (const d of await Array.fromAsync(Deno.readDir(`${root}/instances`)).catch(() => [])) {
+      pidfiles.push(`${root}/instances/${d.name}/qemu.pid`);
+    }
+  }
+  for (const pidfile of pidfiles) {
+    const text = await Deno.readTextFile(pidfile).catch(() => "");
     const pid = Number(text.trim());
     if (!Number.isInteger(pid) || pid <= 1) continue;
     try {

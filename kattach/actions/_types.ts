@@ -1,6 +1,7 @@
 /** Types shared by the action handlers. */
 import type { z } from "zod";
 import type { ActionContext, ActionName, actions, ResultOf } from "../../ipc/mod.ts";
+import type { LogBook } from "../log.ts";
 import type { Store } from "../store.ts";
 
 /** What every handler gets: the running kattach's parts. */
@@ -11,6 +12,10 @@ export interface Kattach {
   startedAt: number;
   accel: { kind: "kvm" | "tcg"; reason: string };
   log(line: string): void;
+  /** Hosted mode: the only disks `storage` may consider (`--storage-disks`); none by default. */
+  storageDisks?: string[];
+  /** kattach's own log (`system log`); absent in unit tests. */
+  logBook?: LogBook;
 }
 
 /** A handler of one action. */

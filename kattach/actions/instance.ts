@@ -6,6 +6,8 @@ import type { Instance, Nic } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import { allocateMac } from "../../netmgr/mod.ts";
 import { removeInstanceDir } from "../instance_runtime.ts";
+import { instanceRoot, NO_STORAGE_NOTICE, placeInstances } from "../storage.ts";
+import { setInstanceStorage, vmImageStorage } from "../store_storage.ts";
 import type { Store } from "../store.ts";
 import { supervisorOf, withRuntime } from "../supervisor.ts";
 import { requireVkaos } from "./module.ts";
@@ -30,6 +32,10 @@ export const instanceHandlers: Handlers<
   "deploy" | "instance.list" | "instance.show" | "instance.del"
 > = {
   async "deploy"(k, p, ctx) {
+    requireVkaos(k.store, `deploy ${p.vmimage}`);
+    resolveVmImage(k.store, p.vmimage);
+    const storage = await placeInstances(k, vmImageStorage(k.store, p.vmimage));
+    if (storage === null) ctx.progress(NO_STORAGE_NOTICE);
     const created = k.store.tx(() => {
       requireVkaos(k.store, `deploy ${p.vmimage}`);
       const image = resolveVmImage(k.store, p.vmimage);
@@ -60,12 +66,17 @@ export const instanceHandlers: Handlers<
           restartPolicy: "on-failure",
           nics,
         });
+        setInstanceStorage(k.store, name, storage);
         names.push(name);
         ctx.progress(`defined ${name}`, names.length, p.count);
       }
       return names;
     });
-    k.log(`deploy: ${p.vmimage} × ${p.count}: ${created.join(", ")}`);
+    k.log(
+      `deploy: ${p.vmimage} × ${p.count} on ${storage ?? "the data partition"}: ${
+        created.join(", ")
+      }`,
+    );
     if (!p.noStart) {
       const sup = supervisorOf(k);
       let done = 0;
@@ -96,6 +107,7 @@ export const instanceHandlers: Handlers<
 
   async "instance.del"(k, p) {
     const sup = supervisorOf(k);
+    const root = instanceRoot(k, p.name);
     const result = k.store.tx(() => {
       const inst = resolveInstance(k.store, p.name);
       if (!["defined", "stopped", "failed"].includes(inst.state) || sup.isAlive(p.name)) {
@@ -109,7 +121,7 @@ export const instanceHandlers: Handlers<
       k.log(`instance: deleted ${p.name}`);
       return { deleted: p.name };
     });
-    await removeInstanceDir(k.stateDir, p.name);
+    await removeInstanceDir(root, p.name);
     return result;
   },
 };

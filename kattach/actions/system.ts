@@ -1,4 +1,5 @@
 /** System actions: what the operator sees first. */
+import { storageStatus } from "../storage.ts";
 import type { Handlers } from "./_types.ts";
 
 /** The KaOS release this build is. */
@@ -19,6 +20,7 @@ export const systemHandlers: Handlers<"system.status"> = {
       vkaos: vkaos ? `${vkaos.name} ${vkaos.version}` : null,
       counts: k.store.counts(),
       store: { schema: k.store.schemaVersion(), integrity: k.store.integrityCheck() },
+      storage: storageStatus(k),
     };
   },
 };

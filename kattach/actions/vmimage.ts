@@ -2,6 +2,7 @@
 import type { VmImage } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import type { Store } from "../store.ts";
+import { getStorage, setVmImageStorage, vmImageStorage } from "../store_storage.ts";
 import { resolveConfigGroup } from "./config_group.ts";
 import { requireVkaos, resolveModule } from "./module.ts";
 import { resolveVlan } from "./vlan.ts";
@@ -12,7 +13,7 @@ export const DEFAULT_MEMORY_MIB = 256;
 /** Default guest vCPUs. */
 export const DEFAULT_CPUS = 1;
 
-/** Finds a VM image; a UserError when there is none. */
+/** Finds a VM image (with the storage it asks for); a UserError when there is none. */
 export function resolveVmImage(store: Store, name: string): VmImage {
   const v = store.getVmImage(name);
   if (!v) {
@@ -21,7 +22,7 @@ export function resolveVmImage(store: Store, name: string): VmImage {
       code: "not-found",
     });
   }
-  return v;
+  return { ...v, storage: vmImageStorage(store, name) };
 }
 
 function unique<T>(items: T[], what: string): void {
@@ -80,6 +81,15 @@ export const vmImageHandlers: Handlers<
         }
       }
       for (const id of p.vlans) resolveVlan(k.store, String(id));
+      if (p.storage !== undefined && !getStorage(k.store, p.storage)) {
+        throw new UserError(
+          `Cannot create VM image ${p.name}: storage ${p.storage} does not exist`,
+          {
+            hint: "see `storage list`",
+            code: "not-found",
+          },
+        );
+      }
       k.store.insertVmImage({
         name: p.name,
         modules: p.modules,
@@ -88,13 +98,14 @@ export const vmImageHandlers: Handlers<
         memoryMiB: p.memoryMiB ?? DEFAULT_MEMORY_MIB,
         cpus: p.cpus ?? DEFAULT_CPUS,
       });
+      if (p.storage !== undefined) setVmImageStorage(k.store, p.name, p.storage);
       k.log(`vmimage: created ${p.name}`);
       return resolveVmImage(k.store, p.name);
     });
   },
 
   "vmimage.list"(k) {
-    return k.store.listVmImages();
+    return k.store.listVmImages().map((v) => ({ ...v, storage: vmImageStorage(k.store, v.name) }));
   },
 
   "vmimage.show"(k, p) {
