@@ -196,7 +196,7 @@ Deno.test({
       const text = lines.join("\n");
       assertMatch(text, /console menus on tty1, ttyS0; log in \/var\/lib\/kaos\/log\/kattach\.log/);
       assertMatch(text, /vlan: added 42 serial 10\.42\.0\.0\/24/);
-      assertMatch(text, /sshd: auth ok user=aqcli/);
+      assertMatch(text, /sshd: auth ok user="aqcli"/);
       assertMatch(text, /PID 1: deno/); // lines from before the data disk was mounted
       const afterMenu = serial.text.slice(menuFrom);
       assert(!/kattach: /.test(afterMenu), `kattach's log reached the menu:\n${afterMenu}`);
