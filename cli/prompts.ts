@@ -99,6 +99,7 @@ const ALIASES: Record<string, string> = {
   "config-groups": "config-group",
   modules: "module",
   vlans: "vlan",
+  vlan2: "vlan",
   instances: "instance",
 };
 
