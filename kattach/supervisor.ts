@@ -6,6 +6,7 @@
  * decides, with exponential backoff. Readiness (appmgr.aq) decides `running` vs `failed`.
  */
 import type { Instance } from "../ipc/schemas.ts";
+import { rotateAppendLog, SERIAL_LOG_MAX_BYTES } from "../host/mod.ts";
 import { UserError } from "../lib/errors.ts";
 import {
   cont,
@@ -40,6 +41,11 @@ import { getRuntime, patchRuntime } from "./store_instances.ts";
 export const DEFAULT_STOP_TIMEOUT_S = 30;
 /** Backoff of automatic restarts: first delay, cap, and the uptime that resets it. */
 const BACKOFF = { firstMs: 1000, maxMs: 30_000, stableMs: 60_000 };
+/**
+ * How often the serial logs of running guests are checked against their bound: a log holds at
+ * most SERIAL_LOG_MAX_BYTES plus what the guest prints in this time (docs/security.md).
+ */
+const LOG_ROTATE_MS = 1000;
 
 type Intent = "run" | "stop" | "kill" | "detach" | "fail";
 
@@ -90,10 +96,15 @@ export class Supervisor {
   #locks = new Map<string, Promise<unknown>>();
   #closing = false;
   #background = new Set<Promise<unknown>>();
+  #rotation: ReturnType<typeof setInterval>;
+  #rotating = false;
+  #rotatedOnce = new Set<string>();
 
   constructor(k: Kattach) {
     this.#k = k;
     supervisors.set(k, this);
+    this.#rotation = setInterval(() => this.#rotateLogs(), LOG_ROTATE_MS);
+    Deno.unrefTimer(this.#rotation);
     warmHostFacts();
     // appmgr actions of module commands: restart-instance restarts the guest (a fresh config
     // disk); reload-config has no guest-side channel yet.
@@ -374,6 +385,7 @@ export class Supervisor {
    */
   async stopAll(options: { timeoutSeconds?: number } = {}): Promise<string[]> {
     this.#closing = true;
+    clearInterval(this.#rotation);
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
     const names = [...this.#guests.keys()];
     this.#k.log(`supervisor: stopping ${names.length} guest(s): ${names.join(", ") || "none"}`);
@@ -392,6 +404,7 @@ export class Supervisor {
    */
   async detach(): Promise<void> {
     this.#closing = true;
+    clearInterval(this.#rotation);
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
     const guests = [...this.#guests.values()];
     for (const g of guests) {
@@ -645,6 +658,29 @@ export class Supervisor {
     const t = this.#timers.get(name);
     if (t !== undefined) clearTimeout(t);
     this.#timers.delete(name);
+  }
+
+  /** Keeps every attached guest's serial log within its bound (copy, then truncate). */
+  async #rotateLogs(): Promise<void> {
+    if (this.#rotating) return;
+    this.#rotating = true;
+    try {
+      for (const g of this.#guests.values()) {
+        const size = await rotateAppendLog(g.paths.serialLog, { maxBytes: SERIAL_LOG_MAX_BYTES })
+          .catch((err) => {
+            this.#k.log(`supervisor: ${g.name}: rotating the serial log: ${message(err)}`);
+            return 0;
+          });
+        if (size > 0 && !this.#rotatedOnce.has(g.name)) {
+          this.#rotatedOnce.add(g.name);
+          this.#k.log(
+            `supervisor: ${g.name}: serial log rotated at ${size} bytes (later rotations not logged)`,
+          );
+        }
+      }
+    } finally {
+      this.#rotating = false;
+    }
   }
 
   #setState(name: string, state: Instance["state"]): void {
