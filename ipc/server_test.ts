@@ -57,7 +57,7 @@ Deno.test("FrameWriter: a failed write ends the connection once and drops later 
 async function startServer(log: string[]) {
   const dir = await Deno.makeTempDir({ prefix: "kaos-ipc-" });
   const started = { streams: 0 };
-  const dispatch: Dispatch = async (action, params, ctx) => {
+  const dispatch: Dispatch = async (action, _params, ctx) => {
     if (action === "vlan.list") {
       started.streams++;
       for (let i = 0; i < 2000 && !ctx.signal.aborted; i++) {
