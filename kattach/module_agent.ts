@@ -7,6 +7,7 @@
 import { configChangeMode, resolveConfigValues } from "../appqueue/mod.ts";
 import type { ConfigApplyOutcome, GuestStats, Instance, Module } from "../ipc/mod.ts";
 import { UserError } from "../lib/errors.ts";
+import { stripControlsLine } from "../lib/mod.ts";
 import {
   agentApplyConfig,
   type AgentClient,
@@ -50,13 +51,10 @@ export function agentDeclarations(m: Pick<Module, "appmgr">): AgentDeclarations 
   };
 }
 
-/** Removes control characters (ESC sequences included) from text that came from a guest. */
+/** Text from a guest, made safe for a terminal: CSI sequences and control characters go. */
 export function guestText(text: string): string {
   // deno-lint-ignore no-control-regex
-  const csi = /\x1b\[[0-9;?]*[ -/]*[@-~]/g;
-  // deno-lint-ignore no-control-regex
-  const controls = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
-  return text.replace(csi, "").replace(controls, "");
+  return stripControlsLine(text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, ""));
 }
 
 function outputLines(output: string): string[] {
