@@ -100,6 +100,7 @@ const ALIASES: Record<string, string> = {
   "config-groups": "config-group",
   modules: "module",
   vlans: "vlan",
+  vlan2: "vlan",
   instances: "instance",
 };
 

@@ -7,6 +7,7 @@ import { ModuleName } from "../appqueue/manifest.ts";
 import { appqueueActions } from "./actions_appqueue.ts";
 import { guestActions } from "./actions_guests.ts";
 import { authActions } from "./actions_auth.ts";
+import { networkActions } from "./actions_network.ts";
 import {
   ConfigGroup,
   ConfigValue,
@@ -17,6 +18,7 @@ import {
   SystemStatus,
   VlanId,
   VlanInfo,
+  VlanUplink,
   VmImage,
 } from "./schemas.ts";
 
@@ -35,6 +37,9 @@ export const actions = {
       gateway: z.string().optional(),
       poolStart: z.string().optional(),
       poolEnd: z.string().optional(),
+      uplink: VlanUplink.optional(),
+      nat: z.boolean().optional(),
+      isolate: z.boolean().optional(),
     }),
     result: VlanInfo,
   },
@@ -45,6 +50,9 @@ export const actions = {
       gateway: z.string().optional(),
       poolStart: z.string().optional(),
       poolEnd: z.string().optional(),
+      uplink: VlanUplink.optional(),
+      nat: z.boolean().optional(),
+      isolate: z.boolean().optional(),
     }),
     result: VlanInfo,
   },
@@ -127,6 +135,7 @@ export const actions = {
   ...appqueueActions,
   ...guestActions,
   ...authActions,
+  ...networkActions,
 } as const;
 
 /** The name of an action. */

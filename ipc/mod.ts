@@ -7,3 +7,4 @@ export { type ErrorInfo, MAX_FRAME_BYTES, PROTOCOL_VERSION } from "./protocol.ts
 export * from "./actions_appqueue.ts";
 export * from "./actions_auth.ts";
 export * from "./actions_guests.ts";
+export * from "./actions_network.ts";

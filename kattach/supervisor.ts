@@ -463,9 +463,14 @@ export class Supervisor {
     } else if (inst.state === "paused") {
       this.#setState(name, guest.ready ? "running" : "starting");
     }
-    if (!guest.ready) this.#spawnBackground(this.#checkReadiness(guest));
-    this.#spawnBackground(this.#watchEvents(guest));
-    this.#spawnBackground(monitor.closed.then(() => this.#onClosed(guest)).finally(done));
+    if (!guest.ready) {
+      this.#spawnBackground(this.#checkReadiness(guest), `the readiness check of ${name}`);
+    }
+    this.#spawnBackground(this.#watchEvents(guest), `the event watch of ${name}`);
+    this.#spawnBackground(
+      monitor.closed.then(() => this.#onClosed(guest)).finally(done),
+      `the end of ${name}'s QEMU`,
+    );
     return guest;
   }
 
@@ -592,12 +597,15 @@ export class Supervisor {
       name,
       setTimeout(() => {
         this.#timers.delete(name);
-        if (this.#closing || !resolveInstanceSafe(this.#k, name)) return;
-        patchRuntime(this.#k.store, name, { restarts: rt.restarts + 1 });
         this.#spawnBackground(
-          this.start(name).catch((err) =>
-            this.#k.log(`supervisor: restart of ${name} failed: ${message(err)}`)
-          ),
+          (async () => {
+            if (this.#closing || !resolveInstanceSafe(this.#k, name)) return;
+            patchRuntime(this.#k.store, name, { restarts: rt.restarts + 1 });
+            await this.start(name).catch((err) =>
+              this.#k.log(`supervisor: restart of ${name} failed: ${message(err)}`)
+            );
+          })(),
+          `the restart of ${name}`,
         );
       }, delay),
     );
@@ -683,9 +691,13 @@ export class Supervisor {
     return withRuntime(this.#k, resolveInstance(this.#k.store, name));
   }
 
-  #spawnBackground(p: Promise<unknown>): void {
-    this.#background.add(p);
-    p.finally(() => this.#background.delete(p));
+  /** Tracks background work; a rejection is logged as a bug, never left unhandled. */
+  #spawnBackground(p: Promise<unknown>, what = "background work"): void {
+    const tracked = p.catch((err) =>
+      this.#k.log(`supervisor: bug in ${what}: ${err instanceof Error ? err.stack : err}`)
+    );
+    this.#background.add(tracked);
+    tracked.finally(() => this.#background.delete(tracked));
   }
 
   async #locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
