@@ -14,7 +14,7 @@ import type {
   VlanInfo,
   VmImage,
 } from "../ipc/mod.ts";
-import { appqueueCommands } from "./commands_appqueue.ts";
+import { ALLOW_NEW_PUBLISHER, allowNewPublisher, appqueueCommands } from "./commands_appqueue.ts";
 import type { ConsoleStdio } from "./console_attach.ts";
 import { guestCommands } from "./commands_guests.ts";
 import { authCommands } from "./commands_auth.ts";
@@ -403,8 +403,11 @@ export const commands: Command[] = [
     path: ["module", "import"],
     summary: "Install a module from a local directory or a signed bundle file (vKaOS first)",
     args: [{ name: "PATH" }],
-    flags: [],
-    build: (p) => ({ action: "module.import", params: { path: p.args.PATH! } }),
+    flags: [ALLOW_NEW_PUBLISHER],
+    build: (p) => ({
+      action: "module.import",
+      params: { path: p.args.PATH!, ...allowNewPublisher(p.flags) },
+    }),
     render: (r) => `Imported ${(r as Module).name} ${(r as Module).version}.\n`,
   }),
   cmd({

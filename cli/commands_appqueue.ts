@@ -24,6 +24,20 @@ function cmd<A extends ActionName>(
   return c as Command;
 }
 
+/** `--allow-new-publisher`: accept a module signed by another key than the one it is bound to. */
+export const ALLOW_NEW_PUBLISHER = {
+  name: "allow-new-publisher",
+  boolean: true,
+  help: "accept a signer other than the key this module name is bound to",
+};
+
+/** The action parameter of {@linkcode ALLOW_NEW_PUBLISHER}, only when given. */
+export function allowNewPublisher(
+  flags: Parsed["flags"],
+): { allowNewPublisher?: true } {
+  return flags["allow-new-publisher"] === true ? { allowNewPublisher: true } : {};
+}
+
 function str(v: string | boolean | undefined): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
@@ -204,12 +218,20 @@ export const appqueueCommands: Command[] = [
     path: ["module", "install"],
     summary: "Download, verify and install a module from an AppQueue (vKaOS first)",
     args: [{ name: "NAME[@VERSION]" }],
-    flags: [{ name: "queue", value: "QUEUE", help: "install from this queue" }],
+    flags: [
+      { name: "queue", value: "QUEUE", help: "install from this queue" },
+      ALLOW_NEW_PUBLISHER,
+    ],
     build(p) {
       const [name, version] = p.args["NAME[@VERSION]"]!.split("@", 2);
       return {
         action: "module.install",
-        params: { name, version, queue: str(p.flags.queue) },
+        params: {
+          name,
+          version,
+          queue: str(p.flags.queue),
+          ...allowNewPublisher(p.flags),
+        },
       };
     },
     render: (r) => `Installed ${(r as Module).name} ${(r as Module).version}.\n`,
@@ -218,10 +240,10 @@ export const appqueueCommands: Command[] = [
     path: ["module", "update"],
     summary: "Update a module to the newest version its AppQueue offers",
     args: [{ name: "NAME" }],
-    flags: [{ name: "queue", value: "QUEUE", help: "update from this queue" }],
+    flags: [{ name: "queue", value: "QUEUE", help: "update from this queue" }, ALLOW_NEW_PUBLISHER],
     build: (p) => ({
       action: "module.update",
-      params: { name: p.args.NAME!, queue: str(p.flags.queue) },
+      params: { name: p.args.NAME!, queue: str(p.flags.queue), ...allowNewPublisher(p.flags) },
     }),
     render(r) {
       const u = r as UpdateResult;

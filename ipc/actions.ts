@@ -68,7 +68,14 @@ export const actions = {
     result: VlanInfo,
   },
 
-  "module.import": { params: z.strictObject({ path: z.string().min(1) }), result: Module },
+  "module.import": {
+    params: z.strictObject({
+      path: z.string().min(1),
+      /** Accept a signer (or an unsigned directory) other than the key the name is bound to. */
+      allowNewPublisher: z.boolean().optional(),
+    }),
+    result: Module,
+  },
   "module.list": { params: None, result: z.array(Module) },
   "module.show": { params: z.strictObject({ name: ModuleName }), result: Module },
   "module.del": { params: z.strictObject({ name: ModuleName }), result: Deleted },

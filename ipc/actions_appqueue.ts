@@ -153,11 +153,17 @@ export const appqueueActions = {
       name: ModuleName,
       version: ModuleVersion.optional(),
       queue: ObjectName.optional(),
+      /** Accept a signer other than the key the module name is bound to. */
+      allowNewPublisher: z.boolean().optional(),
     }),
     result: Module,
   },
   "module.update": {
-    params: z.strictObject({ name: ModuleName, queue: ObjectName.optional() }),
+    params: z.strictObject({
+      name: ModuleName,
+      queue: ObjectName.optional(),
+      allowNewPublisher: z.boolean().optional(),
+    }),
     result: UpdateResult,
   },
   "module.commands": { params: None, result: z.array(ModuleCommandInfo) },

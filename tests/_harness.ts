@@ -32,14 +32,25 @@ export class TestKattach {
   #child: Deno.ChildProcess | undefined;
   #log: string[] = [];
   #logDone: Promise<void> = Promise.resolve();
+  #env: Record<string, string>;
 
-  constructor(stateDir: string) {
+  constructor(stateDir: string, options: { env?: Record<string, string> } = {}) {
     this.stateDir = stateDir;
+    this.#env = options.env ?? {};
   }
 
-  /** Creates a fresh state directory and starts kattach on it. */
-  static async start(stateDir?: string): Promise<TestKattach> {
-    const k = new TestKattach(stateDir ?? await Deno.makeTempDir({ prefix: "kaos-test-" }));
+  /**
+   * Creates a fresh state directory and starts kattach on it; `env` adds to its environment
+   * (e.g. DENO_CERT for a test CA).
+   */
+  static async start(
+    stateDir?: string,
+    options: { env?: Record<string, string> } = {},
+  ): Promise<TestKattach> {
+    const k = new TestKattach(
+      stateDir ?? await Deno.makeTempDir({ prefix: "kaos-test-" }),
+      options,
+    );
     await k.restart();
     return k;
   }
@@ -71,6 +82,7 @@ export class TestKattach {
         "--state",
         this.stateDir,
       ],
+      env: this.#env,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
