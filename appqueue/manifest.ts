@@ -3,6 +3,7 @@
  * See docs/modules.md. These schemas are the format's one definition.
  */
 import { z } from "zod";
+import { compilePattern } from "./pattern.ts";
 
 /**
  * Module names: lower-case, start with a letter, at most 32 characters. (The guest finds a
@@ -67,7 +68,14 @@ export const ConfigField = z.discriminatedUnion("type", [
     default: z.string().max(4096).optional(),
     minLength: z.number().int().min(0).max(4096).optional(),
     maxLength: z.number().int().min(0).max(4096).default(255),
-    pattern: z.string().max(200).optional(),
+    /** A restricted regular expression (appqueue/pattern.ts), checked here at import. */
+    pattern: z.string().max(200).superRefine((p, ctx) => {
+      try {
+        compilePattern(p);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message });
+      }
+    }).optional(),
   }),
   z.strictObject({
     name: FieldName,
