@@ -34,15 +34,29 @@ export class TestKattach {
   #child: Deno.ChildProcess | undefined;
   #log: string[] = [];
   #logDone: Promise<void> = Promise.resolve();
+  #env: Record<string, string>;
 
-  constructor(stateDir: string, args: string[] = []) {
+  constructor(
+    stateDir: string,
+    options: { env?: Record<string, string>; args?: string[] } = {},
+  ) {
     this.stateDir = stateDir;
-    this.args = args;
+    this.#env = options.env ?? {};
+    this.args = options.args ?? [];
   }
 
-  /** Creates a fresh state directory and starts kattach on it (with extra `args`). */
-  static async start(stateDir?: string, args: string[] = []): Promise<TestKattach> {
-    const k = new TestKattach(stateDir ?? await Deno.makeTempDir({ prefix: "kaos-test-" }), args);
+  /**
+   * Creates a fresh state directory and starts kattach on it; `env` adds to its environment
+   * (e.g. DENO_CERT for a test CA), `args` to its options (e.g. `--storage-disks`).
+   */
+  static async start(
+    stateDir?: string,
+    options: { env?: Record<string, string>; args?: string[] } = {},
+  ): Promise<TestKattach> {
+    const k = new TestKattach(
+      stateDir ?? await Deno.makeTempDir({ prefix: "kaos-test-" }),
+      options,
+    );
     await k.restart();
     return k;
   }
@@ -75,6 +89,7 @@ export class TestKattach {
         this.stateDir,
         ...this.args,
       ],
+      env: this.#env,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

@@ -50,7 +50,9 @@ Deno.test("storage on loop devices: init, refusals, placement, del, restart, sys
     await Deno.mkdir(`${tmp}/busy`);
     assert.equal((await run(["mount", busy, `${tmp}/busy`])).code, 0);
 
-    k = await TestKattach.start(state, ["--storage-disks", [small, big, busy].join(",")]);
+    k = await TestKattach.start(state, {
+      args: ["--storage-disks", [small, big, busy].join(",")],
+    });
 
     // No storage yet: status and list say so.
     const s0 = await k.json<SystemStatus>("system", "status");

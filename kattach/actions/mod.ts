@@ -6,6 +6,7 @@ import { configGroupHandlers } from "./config_group.ts";
 import { instanceHandlers } from "./instance.ts";
 import { lifecycleHandlers } from "./lifecycle.ts";
 import { moduleHandlers } from "./module.ts";
+import { networkHandlers } from "./network.ts";
 import { storageHandlers } from "./storage.ts";
 import { systemHandlers } from "./system.ts";
 import { vlanHandlers } from "./vlan.ts";
@@ -27,6 +28,7 @@ export const handlers: Handlers<ActionName> = {
   ...lifecycleHandlers,
   ...appqueueHandlers,
   ...authHandlers,
+  ...networkHandlers,
   ...storageHandlers,
 };
 
