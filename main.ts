@@ -28,7 +28,8 @@ const USAGE = `usage: main.ts SUBCOMMAND [OPTIONS]   (each subcommand answers --
   appqueue keygen|pubkey|build|bundle …             the module author tool
 The state directory defaults to $KAOS_STATE, else ${DEFAULT_HOSTED_STATE}.`;
 
-const KATTACH_USAGE = `usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N] [--storage-disks DEV,…]
+const KATTACH_USAGE =
+  `usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N] [--storage-disks DEV,…]
   Runs kattach. As PID 1 (or with --appliance) it is the appliance's init; otherwise it runs
   hosted with all state under one directory.
   --hosted          run as an ordinary process (the default unless PID 1)
@@ -93,7 +94,10 @@ async function kattach(args: string[]): Promise<void> {
   const disks = values["storage-disks"];
   const storageDisks = disks === undefined ? [] : disks.split(",").filter((d) => d !== "");
   if (storageDisks.some((d) => !/^\/dev\/[a-z][a-z0-9]{1,31}$/.test(d))) {
-    usageError(`--storage-disks takes device nodes such as /dev/loop5, not ${disks}`, KATTACH_USAGE);
+    usageError(
+      `--storage-disks takes device nodes such as /dev/loop5, not ${disks}`,
+      KATTACH_USAGE,
+    );
   }
   const dir = stateDir(values.state);
   const log = (line: string) => console.error(`kattach: ${line}`);

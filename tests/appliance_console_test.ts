@@ -3,8 +3,8 @@
  * serial port (`console=ttyS0` last, as the image's serial boot entry does), driven through a
  * unix socket to QEMU's serial port: the aqcli login with the forced change of the default
  * password, a VLAN created through the menus and read back over SSH, no kattach log line on the
- * menu's terminal, logout and Ctrl+C back to a fresh login prompt, and `system log` (lines and
- * --follow) over SSH.
+ * menu's terminal, logout and Ctrl+C back to a fresh login prompt, `system log` (lines and
+ * --follow) over SSH, and `storage list`/`storage init` refusing the data disk.
  */
 import {
   deepStrictEqual as assertEquals,
@@ -13,10 +13,10 @@ import {
 } from "node:assert/strict";
 import { buildAppliance, startAppliance, stopQemu, waitForLog } from "./_appliance.ts";
 import { sshPasswordOpts, sshPw } from "./_ssh.ts";
-import { freePort, waitFor } from "./_util.ts";
+import { freePort, run, waitFor } from "./_util.ts";
 
 const BOOT_TIMEOUT_MS = 300_000;
-const STEP_MS = 60_000;
+const STEP_MS = 180_000; // generous: TCG on a busy 2-core machine (a console restart took > 60 s)
 const DEFAULT_PASSWORD = "kaos-0.1.0-dev";
 const NEW_PASSWORD = "serial-S3cret-pw";
 
@@ -71,13 +71,20 @@ class SerialConsole {
     });
   }
 
-  /** Types keys, then waits until the output has been quiet for a moment. */
+  /**
+   * Types keys, waits for the answer to start (up to 10 s: the appliance runs under TCG on a
+   * busy machine), then until the output has been quiet for 400 ms.
+   */
   async keys(text: string): Promise<void> {
+    const before = this.raw.length;
     await this.#conn.write(new TextEncoder().encode(text));
+    for (let i = 0; i < 100 && this.raw.length === before; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
     let last = -1;
     for (let i = 0; i < 100 && this.raw.length !== last; i++) {
       last = this.raw.length;
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, 400));
     }
   }
 
@@ -94,14 +101,9 @@ class SerialConsole {
     return t.slice(at + 1, end === -1 ? undefined : end).trim();
   }
 
-  /** Moves a select's cursor (top first, then down) to `label` and presses Enter. */
+  /** Moves a select's cursor down (it wraps around) to `label` and presses Enter. */
   async choose(label: string, from: number): Promise<void> {
     await this.waitFor("❯", from);
-    for (let i = 0, last = ""; i < 40 && !this.active().startsWith(label); i++) {
-      last = this.active();
-      await this.keys("\x1b[A");
-      if (this.active() === last) break;
-    }
     for (let i = 0; i < 40; i++) {
       if (this.active().startsWith(label)) return await this.keys("\r");
       await this.keys("\x1b[B");
@@ -130,6 +132,7 @@ Deno.test({
     const port = freePort();
     let serial: SerialConsole | undefined;
     let follower: Deno.ChildProcess | undefined;
+    let passed = false;
     try {
       const boot = await startAppliance({
         port,
@@ -170,6 +173,7 @@ Deno.test({
       const menuFrom = serial.text.length;
       await serial.waitFor("Log out", menuFrom - 200);
       await serial.choose("Networking", menuFrom);
+      await serial.choose("vlan ›", menuFrom);
       await serial.choose("vlan add", menuFrom);
       await serial.waitFor("ID", menuFrom);
       await serial.line("42");
@@ -188,6 +192,23 @@ Deno.test({
       assertEquals(vlans.code, 0, vlans.stderr);
       const list = JSON.parse(vlans.stdout) as { id: number; name: string; cidr: string }[];
       assertEquals(list.map((v) => [v.id, v.name, v.cidr]), [[42, "serial", "10.42.0.0/24"]]);
+
+      // Storage on the appliance: the data disk is never a candidate, and without storage KaOS
+      // says where instances go.
+      const storage = await ssh(["storage", "list", "--json"]);
+      assertEquals(storage.code, 0, storage.stderr);
+      const disks = JSON.parse(storage.stdout) as {
+        disks: { device: string; inUseBy: string; candidate: boolean; label: string }[];
+        notice: string | null;
+      };
+      const dataDisk = disks.disks.find((d) => /KAOSDATA/.test(d.label));
+      assert(dataDisk, `no KAOSDATA disk in storage list: ${storage.stdout}`);
+      assertMatch(dataDisk.inUseBy, /KaOS boot stick/);
+      assertEquals(dataDisk.candidate, false);
+      assertMatch(disks.notice ?? "", /No guest storage: instances live on the data partition/);
+      const refused = await ssh(["storage", "init", dataDisk.device, "--yes"]);
+      assertEquals(refused.code, 1, refused.stderr);
+      assertMatch(refused.stderr, /in use \(KaOS boot stick/);
 
       // The log: kattach logged the VLAN and the SSH login, in its file, not on the menu.
       const log = await ssh(["system", "log", "--lines", "500", "--json"]);
@@ -236,19 +257,27 @@ Deno.test({
 
       // Log out: the console comes back to a fresh login prompt.
       mark = serial.text.length;
-      await serial.keys("\x03"); // back to the top page
+      for (let i = 0; i < 4 && !serial.text.slice(mark).includes("Log out"); i++) {
+        await serial.keys("\x03"); // Ctrl+C goes back one page, up to the top
+      }
       await serial.choose("Log out", mark);
       await serial.waitFor("Bye.", mark);
       await serial.waitFor("Password for aqcli", mark);
       mark = serial.text.length;
       await serial.line(NEW_PASSWORD);
       await serial.waitFor("Log out", mark);
+      passed = true;
     } finally {
       try {
         follower?.kill("SIGKILL");
       } catch { /* gone */ }
       await serial?.close();
       await stopQemu(pidfile);
+      if (!passed) {
+        // kattach's own log, from the data disk, to tell why.
+        const log = await run(["debugfs", "-R", "cat /log/kattach.log", `${dir}/data.img`]);
+        console.error(`kattach.log on the data disk:\n${log.stdout.slice(-6000)}`);
+      }
       await Deno.remove(dir, { recursive: true });
     }
   },
