@@ -25,6 +25,7 @@ export {
 export {
   libcWaitpid,
   listProcesses,
+  ownChildren,
   parseProcStat,
   type ProcStat,
   Reaper,

@@ -6,8 +6,13 @@
  *
  * Deno waits on every child it spawns as soon as it exits, so one of its own children is a zombie
  * only for an instant. A zombie is therefore reaped only when two scans in a row (one interval
- * apart) saw it: that leaves Deno's children to Deno.
+ * apart) saw it: that leaves Deno's children to Deno. Under heavy load Deno may take longer than
+ * that, so children kattach spawned and still waits for are registered in
+ * {@linkcode ownChildren} (runCommand, supervised services) and never taken.
  */
+
+/** Pids of children this process spawned and waits for itself; the reaper leaves them alone. */
+export const ownChildren: Set<number> = new Set();
 
 /** The fields of /proc/<pid>/stat the reaper reads. */
 export interface ProcStat {
@@ -113,6 +118,7 @@ export class Reaper {
     const reaped: number[] = [];
     const next = new Set<number>();
     for (const pid of zombies) {
+      if (ownChildren.has(pid)) continue; // Deno waits for it (late, under load)
       if (!this.#seen.has(pid)) {
         next.add(pid);
         continue;

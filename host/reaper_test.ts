@@ -1,5 +1,12 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { libcWaitpid, listProcesses, parseProcStat, Reaper, zombieChildren } from "./reaper.ts";
+import {
+  libcWaitpid,
+  listProcesses,
+  ownChildren,
+  parseProcStat,
+  Reaper,
+  zombieChildren,
+} from "./reaper.ts";
 
 Deno.test("parseProcStat: comm with spaces and parentheses", () => {
   const s = parseProcStat("4242 (my (odd) prog) Z 1 4242 4242 0 -1 4194572 0 0 0\n");
@@ -97,3 +104,16 @@ async function reapAnOrphan(): Promise<void> {
   assertEquals(reaper.tick(), [orphan]);
   assert(!isZombie(), "the zombie is still there after waitpid");
 }
+
+Deno.test("Reaper: never takes a child kattach waits for itself (ownChildren), however long", () => {
+  const procs = [{ pid: 60, comm: "console", state: "Z", ppid: 1 }];
+  const waited: number[] = [];
+  const r = new Reaper({ parent: 1, scan: () => procs, waitpid: (pid) => (waited.push(pid), 0) });
+  ownChildren.add(60);
+  try {
+    for (let i = 0; i < 5; i++) assertEquals(r.tick(), []); // Deno is slow to wait for it
+  } finally {
+    ownChildren.delete(60);
+  }
+  assertEquals(waited, []);
+});

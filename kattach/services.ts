@@ -5,6 +5,8 @@
  * healthy running). Used for the sshd and, on the appliance, the console.
  */
 
+import { ownChildren } from "../host/mod.ts";
+
 /** What to run as a service. */
 export interface ServiceSpec {
   /** Short name used in log lines, e.g. "sshd". */
@@ -126,6 +128,7 @@ export class Services {
     }
     s.child = child;
     s.pid = child.pid;
+    ownChildren.add(child.pid); // PID 1's orphan reaper leaves it to Deno (host/reaper.ts)
     s.starts++;
     const startedAt = Date.now();
     this.#o.log(`${spec.name}: started (pid ${child.pid})`);
@@ -134,7 +137,10 @@ export class Services {
       pumps.push(this.#pump(spec.name, child.stdout), this.#pump(spec.name, child.stderr));
     }
     s.done = (async () => {
-      const status = await child.status;
+      // (A status that cannot be read, e.g. a child reaped by someone else, is an exit too.)
+      const status = await child.status
+        .catch(() => ({ code: -1, signal: null }) as const)
+        .finally(() => ownChildren.delete(child.pid));
       await Promise.all(pumps);
       s.child = undefined;
       s.pid = undefined;
