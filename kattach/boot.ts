@@ -4,9 +4,11 @@
  * mode) it never exits: a failing phase is logged and skipped, signals never kill it.
  */
 import { type Dispatch, type IpcServer, serveIpc } from "../ipc/mod.ts";
-import { probeAccel } from "../host/mod.ts";
+import { probeAccel, realNetlink } from "../host/mod.ts";
+import type { NetworkMode } from "../ipc/mod.ts";
 import { type Kattach, reconcileModuleDirs, runAction } from "./actions/mod.ts";
 import { Services } from "./services.ts";
+import { applyNetwork, startNetwork } from "./network.ts";
 import { Store } from "./store.ts";
 import { Supervisor } from "./supervisor.ts";
 
@@ -17,6 +19,12 @@ export interface KattachOptions {
   log?: (line: string) => void;
   /** Port of the supervised sshd (default 1289; 0: no sshd). */
   sshPort?: number;
+  /**
+   * `bridged`: kattach manages host links (bridges, VLAN links, taps); `user`: guests use QEMU
+   * user-mode networking and host links are left alone. Default: bridged on the appliance,
+   * user hosted.
+   */
+  network?: NetworkMode;
   /** The command that runs main.ts (e.g. [deno, "run", "-A", main.ts]); no services without it. */
   selfArgv?: string[];
 }
@@ -88,6 +96,22 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
         for (const path of await reconcileModuleDirs(store!, stateDir)) {
           log(`removed leftover ${path}`);
         }
+      },
+    },
+    {
+      // Before guests (their taps) and services: links first; the firewall follows them.
+      name: "network",
+      fatal: false,
+      async run() {
+        const mode = options.network ?? (options.mode === "appliance" ? "bridged" : "user");
+        startNetwork(k!, { mode, host: realNetlink() });
+        if (mode === "user") {
+          log("network: user-mode (host links are not managed)");
+          return;
+        }
+        const r = await applyNetwork(k!, { reason: "boot" });
+        if (r.error) throw new Error(r.error);
+        log(`network: bridged, ${r.applied.length} change(s) at boot`);
       },
     },
     {

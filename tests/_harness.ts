@@ -29,17 +29,26 @@ export type AqResult = RunResult;
 /** A kattach started for a test. */
 export class TestKattach {
   readonly stateDir: string;
+  /** A command kattach runs under (e.g. ["ip", "netns", "exec", NS]) and extra kattach options. */
+  readonly options: { wrap?: string[]; args?: string[] };
   #child: Deno.ChildProcess | undefined;
   #log: string[] = [];
   #logDone: Promise<void> = Promise.resolve();
 
-  constructor(stateDir: string) {
+  constructor(stateDir: string, options: { wrap?: string[]; args?: string[] } = {}) {
     this.stateDir = stateDir;
+    this.options = options;
   }
 
   /** Creates a fresh state directory and starts kattach on it. */
-  static async start(stateDir?: string): Promise<TestKattach> {
-    const k = new TestKattach(stateDir ?? await Deno.makeTempDir({ prefix: "kaos-test-" }));
+  static async start(
+    stateDir?: string,
+    options: { wrap?: string[]; args?: string[] } = {},
+  ): Promise<TestKattach> {
+    const k = new TestKattach(
+      stateDir ?? await Deno.makeTempDir({ prefix: "kaos-test-" }),
+      options,
+    );
     await k.restart();
     return k;
   }
@@ -58,9 +67,11 @@ export class TestKattach {
   /** Starts kattach (again) on the same state directory and waits until it is ready. */
   async restart(): Promise<void> {
     if (this.#child) throw new Error("kattach is still running");
-    const child = new Deno.Command(DENO, {
+    const [cmd, ...pre] = [...this.options.wrap ?? [], DENO];
+    const child = new Deno.Command(cmd, {
       // No sshd: tests that want one start kattach themselves (tests/cli_ssh_test.ts).
       args: [
+        ...pre,
         "run",
         "-A",
         `${ROOT}/main.ts`,
@@ -70,6 +81,7 @@ export class TestKattach {
         "0",
         "--state",
         this.stateDir,
+        ...this.options.args ?? [],
       ],
       stdin: "null",
       stdout: "piped",
