@@ -12,6 +12,7 @@ import { readUstar } from "../lib/ustar.ts";
 import { type GuestConfig, type GuestModule, renderConfigDisk } from "../vmimage/mod.ts";
 import { type Machine, QBOOT_ROM, renderQemuArgv } from "../vmimage/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
+import { agentDeclarations } from "./module_agent.ts";
 import { type GuestNetwork, guestNetwork, netlinkOf } from "./network.ts";
 
 /** The unix socket path limit of Linux (sun_path, with its NUL). */
@@ -25,6 +26,7 @@ export interface InstancePaths {
   serialLog: string;
   pidfile: string;
   configDisk: string;
+  agent: string;
 }
 
 /** Where an instance's runtime files live. */
@@ -37,6 +39,7 @@ export function instancePaths(stateDir: string, name: string): InstancePaths {
     serialLog: `${dir}/serial.log`,
     pidfile: `${dir}/qemu.pid`,
     configDisk: `${dir}/config.raw`,
+    agent: `${dir}/agent.sock`,
   };
 }
 
@@ -147,6 +150,7 @@ export async function prepareInstance(
       startOrder: m.appmgr.startOrder,
       exec: m.appmgr.service?.exec ?? [],
       config: config as GuestModule["config"],
+      ...(agentDeclarations(m) ? { agent: agentDeclarations(m) } : {}),
     };
   });
   // Tap NICs (bridged mode, on a VLAN) get their allocated address, the first one the gateway;
@@ -204,6 +208,7 @@ export async function prepareInstance(
       serialLog: paths.serialLog,
       pidfile: paths.pidfile,
       configDisk: paths.configDisk,
+      agent: paths.agent,
     },
     disks,
     nics: network.nics.map((n) =>

@@ -30,20 +30,29 @@ export type AqResult = RunResult;
 export class TestKattach {
   readonly stateDir: string;
   /** A command kattach runs under (e.g. ["ip", "netns", "exec", NS]) and extra kattach options. */
-  readonly options: { wrap?: string[]; args?: string[] };
+  readonly options: { wrap?: string[]; args?: string[]; env?: Record<string, string> };
   #child: Deno.ChildProcess | undefined;
   #log: string[] = [];
   #logDone: Promise<void> = Promise.resolve();
+  #env: Record<string, string>;
 
-  constructor(stateDir: string, options: { wrap?: string[]; args?: string[] } = {}) {
+  constructor(
+    stateDir: string,
+    options: { wrap?: string[]; args?: string[]; env?: Record<string, string> } = {},
+  ) {
     this.stateDir = stateDir;
     this.options = options;
+    this.#env = options.env ?? {};
   }
 
-  /** Creates a fresh state directory and starts kattach on it. */
+  /**
+   * Creates a fresh state directory and starts kattach on it; `env` adds to its environment
+   * (e.g. DENO_CERT for a test CA), `wrap` runs it under a command (e.g. ip netns exec NS) and
+   * `args` adds kattach options.
+   */
   static async start(
     stateDir?: string,
-    options: { wrap?: string[]; args?: string[] } = {},
+    options: { wrap?: string[]; args?: string[]; env?: Record<string, string> } = {},
   ): Promise<TestKattach> {
     const k = new TestKattach(
       stateDir ?? await Deno.makeTempDir({ prefix: "kaos-test-" }),
@@ -83,6 +92,7 @@ export class TestKattach {
         this.stateDir,
         ...this.options.args ?? [],
       ],
+      env: this.#env,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
