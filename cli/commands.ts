@@ -5,6 +5,7 @@
  */
 import type { ActionName, ParamsOf } from "../ipc/mod.ts";
 import type {
+  ConfigApplyOutcome,
   ConfigGroup,
   ConfigValue,
   Instance,
@@ -200,6 +201,19 @@ function renderGroup(g: ConfigGroup): string {
     "Values:\n" +
     Object.entries(g.values).map(([k, v]) => `  ${k} = ${JSON.stringify(v)}`).join("\n") +
     "\n";
+}
+
+type ConfigGroupSet = ConfigGroup & { applied?: ConfigApplyOutcome[] };
+
+function renderApplied(r: ConfigGroupSet): string {
+  if (r.applied === undefined) {
+    return "Applied: no (--no-apply); running instances keep their values\n";
+  }
+  if (r.applied.length === 0) return "Applied: no instance uses this group\n";
+  return "Applied:\n" + table(
+    ["INSTANCE", "HOW", "RESULT", "DETAIL"],
+    r.applied.map((a) => [a.instance, a.mode, a.ok ? "ok" : "FAILED", a.detail]),
+  ).replace(/^(?=.)/gm, "  ");
 }
 
 function renderImage(v: VmImage): string {
@@ -467,14 +481,23 @@ export const commands: Command[] = [
   }),
   cmd({
     path: ["config-group", "set"],
-    summary: "Change values of a configuration group",
+    summary:
+      "Change values of a configuration group and apply them to the running instances that use it",
     args: [{ name: "NAME" }, { name: "KEY=VALUE", rest: true }],
-    flags: [],
+    flags: [{
+      name: "no-apply",
+      boolean: true,
+      help: "store only: running instances get the values at their next start",
+    }],
     build: (p) => ({
       action: "configGroup.set",
-      params: { name: p.args.NAME!, values: keyValues(p.rest) },
+      params: {
+        name: p.args.NAME!,
+        values: keyValues(p.rest),
+        apply: p.flags["no-apply"] !== true,
+      },
     }),
-    render: (r) => renderGroup(r as ConfigGroup),
+    render: (r) => renderGroup(r as ConfigGroup) + renderApplied(r as ConfigGroupSet),
   }),
   cmd({
     path: ["config-group", "del"],

@@ -15,7 +15,7 @@ import type {
   SubscriptionInfo,
   UpdateResult,
 } from "../ipc/mod.ts";
-import type { Command, Parsed } from "./commands.ts";
+import { type Command, type Parsed, UsageError } from "./commands.ts";
 import { fields, table } from "./render.ts";
 
 function cmd<A extends ActionName>(
@@ -272,20 +272,44 @@ export const appqueueCommands: Command[] = [
 
 /** The one-line command of a module command, as the runner shows and parses it. */
 export function moduleCommand(c: ModuleCommandInfo): Command {
+  const logs = c.type === "logs";
   return cmd({
     path: [c.module, c.command],
     summary: c.help || `Run ${c.module}'s ${c.command} (${c.type})`,
     args: [{ name: "INSTANCE" }],
-    flags: [],
+    flags: logs ? [{ name: "lines", value: "N", help: "how many lines (default 20)" }] : [],
     build: (p) => ({
       action: "module.run",
-      params: { module: c.module, command: c.command, instance: p.args.INSTANCE! },
+      params: {
+        module: c.module,
+        command: c.command,
+        instance: p.args.INSTANCE!,
+        ...(logs && p.flags.lines !== undefined ? { lines: linesFlag(p.flags.lines) } : {}),
+      },
     }),
-    render: (r) => {
-      const x = r as ModuleRunResult;
-      return `${x.module} ${x.command} on ${x.instance}: ${x.message}\n`;
-    },
+    render: renderModuleRun,
   });
+}
+
+function linesFlag(value: string | boolean): number {
+  const n = Number(value);
+  if (typeof value !== "string" || !/^\d+$/.test(value) || n < 1 || n > 5000) {
+    throw new UsageError(`--lines takes a number from 1 to 5000, not ${String(value)}`);
+  }
+  return n;
+}
+
+/** A module command's result: its figures as a table, or its output lines, or its message. */
+export function renderModuleRun(r: unknown): string {
+  const x = r as ModuleRunResult;
+  if (x.stats) {
+    return table(["FIGURE", "VALUE"], Object.entries(x.stats).map(([k, v]) => [k, v]));
+  }
+  if (x.lines) {
+    const head = x.code !== undefined && x.code !== 0 ? `(exit code ${x.code})\n` : "";
+    return head + x.lines.map((l) => l + "\n").join("");
+  }
+  return `${x.module} ${x.command} on ${x.instance}: ${x.message}\n`;
 }
 
 /**

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { ModuleName } from "../appqueue/manifest.ts";
-import { appqueueActions } from "./actions_appqueue.ts";
+import { appqueueActions, ConfigApplyOutcome } from "./actions_appqueue.ts";
 import { guestActions } from "./actions_guests.ts";
 import { authActions } from "./actions_auth.ts";
 import { networkActions } from "./actions_network.ts";
@@ -94,8 +94,13 @@ export const actions = {
   },
   "configGroup.show": { params: z.strictObject({ name: ObjectName }), result: ConfigGroup },
   "configGroup.set": {
-    params: z.strictObject({ name: ObjectName, values: z.record(z.string(), ConfigValue) }),
-    result: ConfigGroup,
+    params: z.strictObject({
+      name: ObjectName,
+      values: z.record(z.string(), ConfigValue),
+      /** false (`--no-apply`): store only; running instances keep their values until restarted. */
+      apply: z.boolean().default(true),
+    }),
+    result: ConfigGroup.extend({ applied: z.array(ConfigApplyOutcome).optional() }),
   },
   "configGroup.del": { params: z.strictObject({ name: ObjectName }), result: Deleted },
 

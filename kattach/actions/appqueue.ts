@@ -6,6 +6,7 @@
  * leave only a partial file in STATE/appqueue-cache, which the next attempt resumes.
  */
 import {
+  type AppmgrActionType,
   checkClimodDefaults,
   compareVersions,
   extractBundle,
@@ -29,6 +30,7 @@ import type {
   AvailableRelease,
   Module,
   ModuleCommandInfo,
+  ModuleRunResult,
   SubscriptionInfo,
 } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
@@ -79,11 +81,19 @@ export interface ModuleActionRequest {
   instance: string;
   module: string;
   command: string;
-  action: { name: string; type: "reload-config" | "restart-instance" };
+  action: { name: string; type: AppmgrActionType; command?: string };
+  /** `logs` actions: how many lines. */
+  lines?: number;
 }
 
-/** Carries out a module action inside a running instance; returns a line for the operator. */
-export type ModuleActionRunner = (k: Kattach, req: ModuleActionRequest) => Promise<string>;
+/** What a module action produced: a line for the operator, and figures or output lines. */
+export type ModuleActionOutcome = Omit<ModuleRunResult, "module" | "command" | "instance">;
+
+/** Carries out a module action inside a running instance. */
+export type ModuleActionRunner = (
+  k: Kattach,
+  req: ModuleActionRequest,
+) => Promise<ModuleActionOutcome>;
 
 let moduleActionRunner: ModuleActionRunner = (_k, req) => {
   throw new UserError(
@@ -804,12 +814,14 @@ export const appqueueHandlers: Handlers<
       );
     }
     k.log(`appqueue: ${mod.name} ${p.command} on ${inst.name} (${cmd.type})`);
-    const message = await moduleActionRunner(k, {
+    const action = mod.appmgr.actions.find((a) => a.name === cmd.action)!;
+    const outcome = await moduleActionRunner(k, {
       instance: inst.name,
       module: mod.name,
       command: p.command,
-      action: { name: cmd.action, type: cmd.type },
+      action: { name: cmd.action, type: cmd.type, command: action.command },
+      lines: p.lines,
     });
-    return { module: mod.name, command: p.command, instance: inst.name, message };
+    return { module: mod.name, command: p.command, instance: inst.name, ...outcome };
   },
 };
