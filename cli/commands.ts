@@ -17,6 +17,7 @@ import { appqueueCommands } from "./commands_appqueue.ts";
 import type { ConsoleStdio } from "./console_attach.ts";
 import { guestCommands } from "./commands_guests.ts";
 import { authCommands } from "./commands_auth.ts";
+import { firewallCommands } from "./commands_firewall.ts";
 import { fields, table } from "./render.ts";
 
 /** A positional argument. */
@@ -556,6 +557,7 @@ export const commands: Command[] = [
   ...appqueueCommands,
   ...guestCommands,
   ...authCommands,
+  ...firewallCommands,
 ];
 
 /** The usage line of a command. */

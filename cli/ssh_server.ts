@@ -70,6 +70,8 @@ export interface SessionIo {
   user: string;
   /** The client's address, "ip:port". */
   remote: string;
+  /** When the client's TCP connection was accepted (ms since 1970). */
+  openedAt: number;
   /** Aborted when the client goes away. */
   signal: AbortSignal;
 }
@@ -177,6 +179,7 @@ interface Conn {
   client: Connection;
   address: string;
   remote: string;
+  openedAt: number;
   user: string;
   mustChange: boolean;
   failures: number;
@@ -388,6 +391,7 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
       terminal,
       user: conn.user,
       remote: conn.remote,
+      openedAt: conn.openedAt,
       signal: controller.signal,
     };
   }
@@ -505,6 +509,7 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
       client,
       address,
       remote: `${address}:${info.port}`,
+      openedAt: Date.now(),
       user: "",
       mustChange: false,
       failures: 0,

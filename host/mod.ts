@@ -20,3 +20,4 @@ export {
 } from "./reaper.ts";
 export { type CommandResult, runChecked, type RunCommand, runCommand } from "./run.ts";
 export { hostTscKhz, parseTscKhz } from "./tsc.ts";
+export { countersOf, FakeNft, type NftCounter, NftError, type NftHost, realNft } from "./nft.ts";

@@ -7,6 +7,7 @@ import { ModuleName } from "../appqueue/manifest.ts";
 import { appqueueActions } from "./actions_appqueue.ts";
 import { guestActions } from "./actions_guests.ts";
 import { authActions } from "./actions_auth.ts";
+import { firewallActions } from "./actions_firewall.ts";
 import {
   ConfigGroup,
   ConfigValue,
@@ -120,6 +121,7 @@ export const actions = {
   ...appqueueActions,
   ...guestActions,
   ...authActions,
+  ...firewallActions,
 } as const;
 
 /** The name of an action. */
