@@ -3,6 +3,7 @@
  * and bundles from module directories. It writes files only; publishing them is copying the
  * output directory to any static HTTP server.
  */
+import { parseCli } from "../lib/cli_args.ts";
 import { UserError } from "../lib/errors.ts";
 import { releaseOf, writeBundle } from "./bundle.ts";
 import { QueueIndex, type Release } from "./index_format.ts";
@@ -115,17 +116,14 @@ const USAGE = `usage:
 
 /** Runs the author tool with command-line words; returns the exit status. */
 export async function runPublishCli(args: string[]): Promise<number> {
-  const flags: Record<string, string> = {};
-  const words: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a.startsWith("--")) {
-      if (args[i + 1] === undefined) return usageError(`${a} needs a value`);
-      flags[a.slice(2)] = args[++i];
-    } else {
-      words.push(a);
-    }
-  }
+  const parsed = parseCli(args, {
+    usage: USAGE,
+    options: { key: { type: "string" }, out: { type: "string" }, notes: { type: "string" } },
+    positionals: true,
+  });
+  if ("exit" in parsed) return parsed.exit;
+  const flags = parsed.values;
+  const words = parsed.positionals;
   const [sub, ...rest] = words;
   try {
     switch (sub) {
@@ -180,6 +178,6 @@ export async function runPublishCli(args: string[]): Promise<number> {
 
 function usageError(message: string): number {
   if (message) console.error(`Error: ${message}`);
-  console.error(USAGE);
+  console.error(USAGE.trimEnd());
   return 2;
 }

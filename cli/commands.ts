@@ -17,6 +17,7 @@ import { appqueueCommands } from "./commands_appqueue.ts";
 import type { ConsoleStdio } from "./console_attach.ts";
 import { guestCommands } from "./commands_guests.ts";
 import { authCommands } from "./commands_auth.ts";
+import { networkCommands } from "./commands_network.ts";
 import { firewallCommands } from "./commands_firewall.ts";
 import { fields, table } from "./render.ts";
 
@@ -109,15 +110,52 @@ function poolFlag(value: string | boolean | undefined): [string, string] | undef
   return [m[1], m[2]];
 }
 
+/** Parses a `--flag yes|no`; undefined when the flag is absent. */
+export function yesNoFlag(v: string | boolean | undefined, what: string): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (v === "yes") return true;
+  if (v === "no") return false;
+  throw new UsageError(`${what} takes yes or no, not ${JSON.stringify(v)}`);
+}
+
+/** Parses `--uplink tagged|none`; undefined when the flag is absent. */
+function uplinkFlag(v: string | boolean | undefined): "tagged" | "none" | undefined {
+  if (v === undefined) return undefined;
+  if (v === "tagged" || v === "none") return v;
+  throw new UsageError(`--uplink takes tagged or none, not ${JSON.stringify(v)}`);
+}
+
+const VLAN_NET_FLAGS: FlagSpec[] = [
+  { name: "uplink", value: "tagged|none", help: "carry the VLAN tagged on the host's uplink" },
+  { name: "nat", value: "yes|no", help: "masquerade the VLAN out of the uplink" },
+  { name: "isolate", value: "yes|no", help: "guests reach only the gateway, not each other" },
+];
+
+function vlanNetParams(p: Parsed) {
+  return {
+    uplink: uplinkFlag(p.flags.uplink),
+    nat: yesNoFlag(p.flags.nat, "--nat"),
+    isolate: yesNoFlag(p.flags.isolate, "--isolate"),
+  };
+}
+
 function list(value: string | boolean | undefined): string[] {
   if (typeof value !== "string" || value === "") return [];
   return value.split(",").map((s) => s.trim()).filter((s) => s !== "");
 }
 
-const vlanRow = (
-  v: VlanInfo,
-) => [v.id, v.name, v.cidr, v.gateway, `${v.poolStart}-${v.poolEnd}`, `${v.used}/${v.poolSize}`];
-const VLAN_HEAD = ["ID", "NAME", "CIDR", "GATEWAY", "POOL", "USED"];
+const vlanRow = (v: VlanInfo) => [
+  v.id,
+  v.name,
+  v.cidr,
+  v.gateway,
+  `${v.poolStart}-${v.poolEnd}`,
+  `${v.used}/${v.poolSize}`,
+  v.uplink,
+  v.nat ? "yes" : "no",
+  v.isolate ? "yes" : "no",
+];
+const VLAN_HEAD = ["ID", "NAME", "CIDR", "GATEWAY", "POOL", "USED", "UPLINK", "NAT", "ISOLATE"];
 
 function renderVlan(v: VlanInfo): string {
   return fields([
@@ -127,6 +165,9 @@ function renderVlan(v: VlanInfo): string {
     ["Gateway", v.gateway],
     ["Pool", `${v.poolStart} - ${v.poolEnd}`],
     ["Used", `${v.used} of ${v.poolSize}`],
+    ["Uplink", v.uplink === "tagged" ? "tagged (802.1Q on the host's uplink)" : "none (internal)"],
+    ["NAT", v.nat ? "yes" : "no"],
+    ["Isolated", v.isolate ? "yes (guests reach only the gateway)" : "no"],
     ["Reserved", v.reserved.map((r) => r.note ? `${r.ip} (${r.note})` : r.ip).join(", ") || "none"],
   ]);
 }
@@ -245,6 +286,7 @@ export const commands: Command[] = [
     flags: [
       { name: "gateway", value: "IP", help: "the host's address (default: first host)" },
       { name: "pool", value: "START-END", help: "guest address pool (default: the rest)" },
+      ...VLAN_NET_FLAGS,
     ],
     build(p) {
       const [poolStart, poolEnd] = poolFlag(p.flags.pool) ?? [];
@@ -257,6 +299,7 @@ export const commands: Command[] = [
           gateway: p.flags.gateway as string | undefined,
           poolStart,
           poolEnd,
+          ...vlanNetParams(p),
         },
       };
     },
@@ -264,17 +307,25 @@ export const commands: Command[] = [
   }),
   cmd({
     path: ["vlan", "set"],
-    summary: "Rename a VLAN or change its gateway or pool (assigned addresses must stay inside)",
+    summary:
+      "Change a VLAN's name, gateway, pool (assigned addresses must stay inside), uplink, NAT or isolation",
     args: [{ name: "VLAN" }],
     flags: [
       { name: "name", value: "NAME", help: "a new name" },
       { name: "gateway", value: "IP", help: "the host's address" },
       { name: "pool", value: "START-END", help: "guest address pool" },
+      ...VLAN_NET_FLAGS,
     ],
     build(p) {
       const pool = poolFlag(p.flags.pool);
-      if (!p.flags.name && !p.flags.gateway && !pool) {
-        throw new UsageError("nothing to change: give --name, --gateway or --pool");
+      const net = vlanNetParams(p);
+      if (
+        !p.flags.name && !p.flags.gateway && !pool && net.uplink === undefined &&
+        net.nat === undefined && net.isolate === undefined
+      ) {
+        throw new UsageError(
+          "nothing to change: give --name, --gateway, --pool, --uplink, --nat or --isolate",
+        );
       }
       return {
         action: "vlan.set",
@@ -284,6 +335,7 @@ export const commands: Command[] = [
           gateway: p.flags.gateway as string | undefined,
           poolStart: pool?.[0],
           poolEnd: pool?.[1],
+          ...net,
         },
       };
     },
@@ -557,6 +609,7 @@ export const commands: Command[] = [
   ...appqueueCommands,
   ...guestCommands,
   ...authCommands,
+  ...networkCommands,
   ...firewallCommands,
 ];
 

@@ -201,12 +201,16 @@ export const guestCommands: Command[] = [
   cmd({
     path: ["qmp"],
     summary:
-      "Send any QMP command to an instance's QEMU and print the reply (--list: the commands)",
+      "Send a read-only or guest-local QMP command to an instance's QEMU and print the reply (--list: the allowed commands)",
     args: [{ name: "NAME" }, { name: "COMMAND", optional: true }, {
       name: "JSON-ARGS",
       optional: true,
     }],
-    flags: [{ name: "list", boolean: true, help: "list the QMP commands this QEMU understands" }],
+    flags: [{
+      name: "list",
+      boolean: true,
+      help: "list the QMP commands allowed here (query-*, stop, cont, …)",
+    }],
     build(p): QmpRequest {
       if (p.flags.list === true) {
         if (p.args.COMMAND !== undefined) {

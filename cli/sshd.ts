@@ -109,21 +109,21 @@ export function startSshd(options: SshdOptions): Promise<SshServer> {
   });
 }
 
-/** Runs the sshd process: `sshd [--supervised] [--state DIR] [--port N] [--listen ADDR]`. */
-export async function runSshdMain(args: string[]): Promise<void> {
-  const opt = (name: string) => {
-    const i = args.indexOf(name);
-    return i === -1 ? undefined : args[i + 1];
-  };
-  const dir = opt("--state") ?? Deno.env.get("KAOS_STATE") ?? ".state";
-  const port = Number(opt("--port") ?? "1289");
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    console.error(`--port takes a port number, not ${JSON.stringify(opt("--port"))}`);
-    Deno.exit(2);
-  }
+/** What the sshd process runs with (main.ts parses its options). */
+export interface SshdMainOptions {
+  stateDir: string;
+  port: number;
+  listen: string;
+  /** Ends when kattach (the parent) goes away. */
+  supervised: boolean;
+}
+
+/** Runs the sshd process (`main.ts sshd`). */
+export async function runSshdMain(o: SshdMainOptions): Promise<void> {
+  const dir = o.stateDir;
   const server = await startSshd({
-    hostname: opt("--listen") ?? "0.0.0.0",
-    port,
+    hostname: o.listen,
+    port: o.port,
     hostKeysDir: `${dir}/ssh`,
     connect: (origin) => IpcClient.connect(`${dir}/run`, { origin }),
     log: (line) => console.error(line),
@@ -134,7 +134,7 @@ export async function runSshdMain(args: string[]): Promise<void> {
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
-  if (args.includes("--supervised")) {
+  if (o.supervised) {
     // kattach holds the other end of stdin and never writes: EOF means kattach is gone.
     (async () => {
       for await (const _ of Deno.stdin.readable) { /* nothing is ever sent */ }

@@ -7,6 +7,7 @@ import { ModuleName } from "../appqueue/manifest.ts";
 import { appqueueActions } from "./actions_appqueue.ts";
 import { guestActions } from "./actions_guests.ts";
 import { authActions } from "./actions_auth.ts";
+import { networkActions } from "./actions_network.ts";
 import { firewallActions } from "./actions_firewall.ts";
 import {
   ConfigGroup,
@@ -18,6 +19,7 @@ import {
   SystemStatus,
   VlanId,
   VlanInfo,
+  VlanUplink,
   VmImage,
 } from "./schemas.ts";
 
@@ -36,6 +38,9 @@ export const actions = {
       gateway: z.string().optional(),
       poolStart: z.string().optional(),
       poolEnd: z.string().optional(),
+      uplink: VlanUplink.optional(),
+      nat: z.boolean().optional(),
+      isolate: z.boolean().optional(),
     }),
     result: VlanInfo,
   },
@@ -46,6 +51,9 @@ export const actions = {
       gateway: z.string().optional(),
       poolStart: z.string().optional(),
       poolEnd: z.string().optional(),
+      uplink: VlanUplink.optional(),
+      nat: z.boolean().optional(),
+      isolate: z.boolean().optional(),
     }),
     result: VlanInfo,
   },
@@ -121,6 +129,7 @@ export const actions = {
   ...appqueueActions,
   ...guestActions,
   ...authActions,
+  ...networkActions,
   ...firewallActions,
 } as const;
 

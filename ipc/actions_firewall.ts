@@ -17,7 +17,7 @@ const ConfirmWithin = z.number().int().min(10, "--confirm-within takes 10 to 360
 );
 /** Free text stored with a rule or source; printable, no quotes (it ends up in the ruleset). */
 const Note = z.string().max(120).regex(
-  /^[^"\\\x00-\x1f\x7f]*$/,
+  /^[ -!#-[\]-~]*$/,
   "notes are at most 120 printable characters without quotes or backslashes",
 );
 

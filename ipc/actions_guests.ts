@@ -43,7 +43,10 @@ export const QmpCommandName = z.string().regex(
 export const QmpReply = z.strictObject({ command: z.string(), return: z.unknown() });
 export type QmpReply = z.infer<typeof QmpReply>;
 
-/** Reply of `qmp.commands`: the QMP commands the instance's QEMU understands, sorted. */
+/**
+ * Reply of `qmp.commands`: the QMP commands the instance's QEMU understands and the debug
+ * allowlist lets through (vmimage/qmp/allowlist.ts), sorted.
+ */
 export const QmpCommandList = z.strictObject({
   instance: InstanceName,
   commands: z.array(z.string()),

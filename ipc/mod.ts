@@ -7,4 +7,5 @@ export { type ErrorInfo, MAX_FRAME_BYTES, Origin, PROTOCOL_VERSION } from "./pro
 export * from "./actions_appqueue.ts";
 export * from "./actions_auth.ts";
 export * from "./actions_guests.ts";
+export * from "./actions_network.ts";
 export * from "./actions_firewall.ts";

@@ -51,7 +51,7 @@ interface Access {
 /** In-memory state per running kattach: what is in the kernel now, and the rollback timer. */
 interface Live {
   appliedText?: string;
-  timer?: number;
+  timer?: ReturnType<typeof setTimeout>;
 }
 const live = new WeakMap<Kattach, Live>();
 function liveOf(k: Kattach): Live {

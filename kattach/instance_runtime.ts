@@ -5,7 +5,7 @@
  * argv. Also the process checks the supervisor uses to recognise its own QEMU after a restart.
  */
 import { Manifest, resolveConfigValues } from "../appqueue/mod.ts";
-import { hostTscKhz } from "../host/mod.ts";
+import { hostTscKhz, rotateAppendLog } from "../host/mod.ts";
 import type { Forward, Instance, Module } from "../ipc/schemas.ts";
 import { UserError } from "../lib/errors.ts";
 import { readUstar } from "../lib/ustar.ts";
@@ -160,7 +160,11 @@ export async function prepareInstance(
   const [kernel, manifest, serialFrom, qboot, tscKhz] = await Promise.all([
     extractVkaos(k.stateDir, vkaos),
     Deno.readTextFile(`${vkaos.dir}/manifest.json`).then((t) => Manifest.parse(JSON.parse(t))),
-    Deno.stat(paths.serialLog).then((s) => s.size, () => 0),
+    // Earlier boots' output past the bound moves to serial.log.1 before QEMU opens the log.
+    rotateAppendLog(paths.serialLog).then(() => Deno.stat(paths.serialLog)).then(
+      (s) => s.size,
+      () => 0,
+    ),
     qbootPresent ??= exists(QBOOT_ROM),
     machine === "microvm" && k.accel.kind === "tcg" ? hostTscKhz() : undefined,
     writeAtomic(paths.configDisk, renderConfigDisk(cfg)),

@@ -192,6 +192,25 @@ export const migrations: readonly Migration[] = [
     `,
   },
   {
+    version: 5,
+    name: "network",
+    sql: `
+      ALTER TABLE vlan ADD COLUMN uplink TEXT NOT NULL DEFAULT 'none'
+        CHECK (uplink IN ('tagged', 'none'));
+      ALTER TABLE vlan ADD COLUMN nat INTEGER NOT NULL DEFAULT 0 CHECK (nat IN (0, 1));
+      ALTER TABLE vlan ADD COLUMN isolate INTEGER NOT NULL DEFAULT 0 CHECK (isolate IN (0, 1));
+
+      CREATE TABLE vlan_route (
+        a INTEGER NOT NULL REFERENCES vlan(id) ON DELETE CASCADE,
+        b INTEGER NOT NULL REFERENCES vlan(id) ON DELETE CASCADE,
+        PRIMARY KEY (a, b),
+        CHECK (a < b)
+      ) STRICT;
+
+      ALTER TABLE instance_runtime ADD COLUMN net_given TEXT NOT NULL DEFAULT '';
+    `,
+  },
+  {
     version: 6,
     name: "firewall",
     sql: `

@@ -6,6 +6,7 @@
  * decides, with exponential backoff. Readiness (appmgr.aq) decides `running` vs `failed`.
  */
 import type { Instance } from "../ipc/schemas.ts";
+import { rotateAppendLog, SERIAL_LOG_MAX_BYTES } from "../host/mod.ts";
 import { UserError } from "../lib/errors.ts";
 import {
   cont,
@@ -40,6 +41,11 @@ import { getRuntime, patchRuntime } from "./store_instances.ts";
 export const DEFAULT_STOP_TIMEOUT_S = 30;
 /** Backoff of automatic restarts: first delay, cap, and the uptime that resets it. */
 const BACKOFF = { firstMs: 1000, maxMs: 30_000, stableMs: 60_000 };
+/**
+ * How often the serial logs of running guests are checked against their bound: a log holds at
+ * most SERIAL_LOG_MAX_BYTES plus what the guest prints in this time (docs/security.md).
+ */
+const LOG_ROTATE_MS = 1000;
 
 type Intent = "run" | "stop" | "kill" | "detach" | "fail";
 
@@ -90,10 +96,15 @@ export class Supervisor {
   #locks = new Map<string, Promise<unknown>>();
   #closing = false;
   #background = new Set<Promise<unknown>>();
+  #rotation: ReturnType<typeof setInterval>;
+  #rotating = false;
+  #rotatedOnce = new Set<string>();
 
   constructor(k: Kattach) {
     this.#k = k;
     supervisors.set(k, this);
+    this.#rotation = setInterval(() => this.#rotateLogs(), LOG_ROTATE_MS);
+    Deno.unrefTimer(this.#rotation);
     warmHostFacts();
     // appmgr actions of module commands: restart-instance restarts the guest (a fresh config
     // disk); reload-config has no guest-side channel yet.
@@ -374,6 +385,7 @@ export class Supervisor {
    */
   async stopAll(options: { timeoutSeconds?: number } = {}): Promise<string[]> {
     this.#closing = true;
+    clearInterval(this.#rotation);
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
     const names = [...this.#guests.keys()];
     this.#k.log(`supervisor: stopping ${names.length} guest(s): ${names.join(", ") || "none"}`);
@@ -392,6 +404,7 @@ export class Supervisor {
    */
   async detach(): Promise<void> {
     this.#closing = true;
+    clearInterval(this.#rotation);
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
     const guests = [...this.#guests.values()];
     for (const g of guests) {
@@ -450,9 +463,14 @@ export class Supervisor {
     } else if (inst.state === "paused") {
       this.#setState(name, guest.ready ? "running" : "starting");
     }
-    if (!guest.ready) this.#spawnBackground(this.#checkReadiness(guest));
-    this.#spawnBackground(this.#watchEvents(guest));
-    this.#spawnBackground(monitor.closed.then(() => this.#onClosed(guest)).finally(done));
+    if (!guest.ready) {
+      this.#spawnBackground(this.#checkReadiness(guest), `the readiness check of ${name}`);
+    }
+    this.#spawnBackground(this.#watchEvents(guest), `the event watch of ${name}`);
+    this.#spawnBackground(
+      monitor.closed.then(() => this.#onClosed(guest)).finally(done),
+      `the end of ${name}'s QEMU`,
+    );
     return guest;
   }
 
@@ -579,12 +597,15 @@ export class Supervisor {
       name,
       setTimeout(() => {
         this.#timers.delete(name);
-        if (this.#closing || !resolveInstanceSafe(this.#k, name)) return;
-        patchRuntime(this.#k.store, name, { restarts: rt.restarts + 1 });
         this.#spawnBackground(
-          this.start(name).catch((err) =>
-            this.#k.log(`supervisor: restart of ${name} failed: ${message(err)}`)
-          ),
+          (async () => {
+            if (this.#closing || !resolveInstanceSafe(this.#k, name)) return;
+            patchRuntime(this.#k.store, name, { restarts: rt.restarts + 1 });
+            await this.start(name).catch((err) =>
+              this.#k.log(`supervisor: restart of ${name} failed: ${message(err)}`)
+            );
+          })(),
+          `the restart of ${name}`,
         );
       }, delay),
     );
@@ -639,6 +660,29 @@ export class Supervisor {
     this.#timers.delete(name);
   }
 
+  /** Keeps every attached guest's serial log within its bound (copy, then truncate). */
+  async #rotateLogs(): Promise<void> {
+    if (this.#rotating) return;
+    this.#rotating = true;
+    try {
+      for (const g of this.#guests.values()) {
+        const size = await rotateAppendLog(g.paths.serialLog, { maxBytes: SERIAL_LOG_MAX_BYTES })
+          .catch((err) => {
+            this.#k.log(`supervisor: ${g.name}: rotating the serial log: ${message(err)}`);
+            return 0;
+          });
+        if (size > 0 && !this.#rotatedOnce.has(g.name)) {
+          this.#rotatedOnce.add(g.name);
+          this.#k.log(
+            `supervisor: ${g.name}: serial log rotated at ${size} bytes (later rotations not logged)`,
+          );
+        }
+      }
+    } finally {
+      this.#rotating = false;
+    }
+  }
+
   #setState(name: string, state: Instance["state"]): void {
     if (resolveInstanceSafe(this.#k, name)) this.#k.store.setInstanceState(name, state);
   }
@@ -647,9 +691,13 @@ export class Supervisor {
     return withRuntime(this.#k, resolveInstance(this.#k.store, name));
   }
 
-  #spawnBackground(p: Promise<unknown>): void {
-    this.#background.add(p);
-    p.finally(() => this.#background.delete(p));
+  /** Tracks background work; a rejection is logged as a bug, never left unhandled. */
+  #spawnBackground(p: Promise<unknown>, what = "background work"): void {
+    const tracked = p.catch((err) =>
+      this.#k.log(`supervisor: bug in ${what}: ${err instanceof Error ? err.stack : err}`)
+    );
+    this.#background.add(tracked);
+    tracked.finally(() => this.#background.delete(tracked));
   }
 
   async #locked<T>(name: string, fn: () => Promise<T>): Promise<T> {

@@ -41,6 +41,7 @@ export {
   bridgeName,
   IFNAME_MAX,
   isKaosLink,
+  isKaosLinkName,
   KAOS_ALIAS_PREFIX,
   kaosAlias,
   tapName,

@@ -7,6 +7,7 @@ import { firewallHandlers } from "./firewall.ts";
 import { instanceHandlers } from "./instance.ts";
 import { lifecycleHandlers } from "./lifecycle.ts";
 import { moduleHandlers } from "./module.ts";
+import { networkHandlers } from "./network.ts";
 import { systemHandlers } from "./system.ts";
 import { vlanHandlers } from "./vlan.ts";
 import { vmImageHandlers } from "./vmimage.ts";
@@ -27,6 +28,7 @@ export const handlers: Handlers<ActionName> = {
   ...lifecycleHandlers,
   ...appqueueHandlers,
   ...authHandlers,
+  ...networkHandlers,
   ...firewallHandlers,
 };
 
