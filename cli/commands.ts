@@ -275,7 +275,7 @@ export const commands: Command[] = [
         ["Instances", s.counts.instances],
         ["State", s.stateDir],
         ["Database", `schema ${s.store.schema}, integrity ${s.store.integrity}`],
-      ]);
+      ]) + s.warnings.map((w) => `Warning: ${w}\n`).join("");
     },
   }),
 
