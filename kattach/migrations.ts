@@ -256,4 +256,22 @@ export const migrations: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 8,
+    name: "security",
+    sql: `
+      -- A module name is bound to the key that first signed it (survives module del).
+      CREATE TABLE module_publisher (
+        module TEXT PRIMARY KEY,
+        public_key TEXT NOT NULL,
+        bound_at TEXT NOT NULL
+      ) STRICT;
+      INSERT INTO module_publisher (module, public_key, bound_at)
+        SELECT module, public_key, datetime('now') FROM module_origin WHERE public_key != '';
+
+      -- The subscription key travels only over https: the placeholder moves to https.
+      UPDATE appqueue SET url = 'https://127.0.0.1:8701/supported/'
+        WHERE name = 'supported' AND url = 'http://127.0.0.1:8701/supported/';
+    `,
+  },
 ];

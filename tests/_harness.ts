@@ -35,6 +35,8 @@ export interface TestKattachOptions {
   sshPort?: number;
   /** `--network bridged`: kattach manages the links and firewall (inside `wrap`'s namespace). */
   network?: "bridged";
+  /** Added to kattach's environment. */
+  env?: Record<string, string>;
 }
 
 export class TestKattach {
@@ -43,13 +45,18 @@ export class TestKattach {
   #child: Deno.ChildProcess | undefined;
   #log: string[] = [];
   #logDone: Promise<void> = Promise.resolve();
+  #env: Record<string, string>;
 
   constructor(stateDir: string, options: TestKattachOptions = {}) {
     this.stateDir = stateDir;
     this.#options = options;
+    this.#env = options.env ?? {};
   }
 
-  /** Creates a fresh state directory and starts kattach on it. */
+  /**
+   * Creates a fresh state directory and starts kattach on it; `options.env` adds to its
+   * environment (e.g. DENO_CERT for a test CA).
+   */
   static async start(stateDir?: string, options: TestKattachOptions = {}): Promise<TestKattach> {
     const k = new TestKattach(
       stateDir ?? await Deno.makeTempDir({ prefix: "kaos-test-" }),
@@ -91,6 +98,7 @@ export class TestKattach {
     ];
     const child = new Deno.Command(argv[0], {
       args: argv.slice(1),
+      env: this.#env,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
