@@ -86,6 +86,8 @@ export interface SessionIo {
   user: string;
   /** The client's address, "ip:port". */
   remote: string;
+  /** When the client's TCP connection was accepted (ms since 1970). */
+  openedAt: number;
   /** Aborted when the client goes away. */
   signal: AbortSignal;
 }
@@ -264,6 +266,7 @@ interface Conn {
   client: Connection;
   address: string;
   remote: string;
+  openedAt: number;
   user: string;
   mustChange: boolean;
   failures: number;
@@ -526,6 +529,7 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
       terminal,
       user: conn.user,
       remote: conn.remote,
+      openedAt: conn.openedAt,
       signal: controller.signal,
     };
   }
@@ -699,6 +703,7 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
       client,
       address,
       remote: `${address}:${info.port}`,
+      openedAt: Date.now(),
       user: "",
       mustChange: false,
       failures: 0,
