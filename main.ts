@@ -28,15 +28,15 @@ const USAGE = `usage: main.ts SUBCOMMAND [OPTIONS]   (each subcommand answers --
 The state directory defaults to $KAOS_STATE, else ${DEFAULT_HOSTED_STATE}.`;
 
 const KATTACH_USAGE =
-  `usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N] [--network user|bridged]
+  `usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N] [--network MODE]
   Runs kattach. As PID 1 (or with --appliance) it is the appliance's init; otherwise it runs
   hosted with all state under one directory.
   --hosted          run as an ordinary process (the default unless PID 1)
   --state DIR       the state directory (default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE})
   --ssh-port N      port of the SSH CLI on 127.0.0.1 (default $KAOS_SSH_PORT, else 1289; 0: none)
-  --network MODE    user (default): guests use QEMU user-mode networking, host links are left
-                    alone; bridged: a bridge per VLAN and a tap per NIC, as on the appliance
-                    (needs root; meant for a network namespace: unshare -n, ip netns exec)
+  --network MODE    user (default): user-mode guest NICs, the host's network is left alone;
+                    bridged: manage links and firewall, SSH on 0.0.0.0 (in a network namespace
+                    of its own, e.g. \`ip netns exec NS …\`)
   --appliance       run as the appliance's PID 1 (the launcher passes it)
   -h, --help        this text`;
 
@@ -90,7 +90,7 @@ async function kattach(args: string[]): Promise<void> {
   }
   if (network === "bridged" && Deno.uid() !== 0) {
     console.error(
-      "Error: --network bridged needs root: it creates bridges and taps on this host\n" +
+      "Error: --network bridged needs root: it creates bridges, taps and a firewall on this host\n" +
         "Hint: run it as root inside a network namespace (unshare -n, ip netns exec NS …), " +
         "or leave --network out for user-mode networking",
     );
@@ -108,8 +108,8 @@ async function kattach(args: string[]): Promise<void> {
     mode: "hosted",
     stateDir: dir,
     sshPort,
-    network,
     selfArgv: selfArgv(),
+    network,
   });
   const shutdown = async (signal: string) => {
     console.error(`kattach: ${signal}: shutting down`);

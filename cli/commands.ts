@@ -19,6 +19,7 @@ import type { ConsoleStdio } from "./console_attach.ts";
 import { guestCommands } from "./commands_guests.ts";
 import { authCommands } from "./commands_auth.ts";
 import { networkCommands } from "./commands_network.ts";
+import { firewallCommands } from "./commands_firewall.ts";
 import { fields, table } from "./render.ts";
 
 /** A positional argument. */
@@ -301,7 +302,7 @@ export const commands: Command[] = [
         ["Instances", s.counts.instances],
         ["State", s.stateDir],
         ["Database", `schema ${s.store.schema}, integrity ${s.store.integrity}`],
-      ]);
+      ]) + s.warnings.map((w) => `Warning: ${w}\n`).join("");
     },
   }),
 
@@ -647,6 +648,7 @@ export const commands: Command[] = [
   ...guestCommands,
   ...authCommands,
   ...networkCommands,
+  ...firewallCommands,
 ];
 
 /** The usage line of a command. */

@@ -30,6 +30,7 @@ import {
 } from "../netmgr/mod.ts";
 import { UserError } from "../lib/errors.ts";
 import type { Kattach } from "./actions/_types.ts";
+import { applyFirewall } from "./firewall.ts";
 import type { Store } from "./store.ts";
 
 /** How kattach runs the host network. */
@@ -136,6 +137,17 @@ async function reconcile(k: Kattach, rt: Runtime, reason: string): Promise<Netwo
     }
   } catch (err) {
     error = err instanceof Error ? err.message : String(err);
+  }
+  // The firewall follows the links (its sets name the taps and bridges); it applies only when
+  // its ruleset changed, and keeps commit-confirmed for management-access changes.
+  if (k.firewallHost) {
+    try {
+      const fw = await applyFirewall(k, { reason });
+      warnings = [...warnings, ...fw.warnings];
+    } catch (err) {
+      const why = `firewall: ${err instanceof Error ? err.message : String(err)}`;
+      error = error ? `${error}; ${why}` : why;
+    }
   }
   const ms = Math.round((performance.now() - t0) * 10) / 10;
   const result: NetworkApplyResult = {

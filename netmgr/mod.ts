@@ -60,3 +60,17 @@ export {
 } from "./link_plan.ts";
 export { type HostLink, type HostState, parseIpAddrs, parseIpLinks } from "./link_state.ts";
 export { diffLinks, type LinkDiff, renderBatch } from "./link_diff.ts";
+export {
+  BRIDGE_COUNTERS,
+  FirewallForward,
+  FirewallInput,
+  FirewallPort,
+  FirewallRule,
+  FirewallVlan,
+  INET_COUNTERS,
+  openMgmtWarning,
+  type RenderedFirewall,
+  renderFirewall,
+  renderMinimalFirewall,
+  RuleEnd,
+} from "./firewall.ts";

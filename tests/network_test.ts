@@ -126,7 +126,7 @@ Deno.test({
     try {
       k = await TestKattach.start(undefined, {
         wrap: ["ip", "netns", "exec", ns],
-        args: ["--network", "bridged"],
+        network: "bridged",
       });
       assert.match(k.log, /network: bridged/);
       for (const m of ["vkaos", "web"]) {
