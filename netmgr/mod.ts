@@ -74,3 +74,4 @@ export {
   renderMinimalFirewall,
   RuleEnd,
 } from "./firewall.ts";
+export { syntheticFirewall } from "./firewall_synthetic.ts";
