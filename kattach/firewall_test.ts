@@ -216,3 +216,20 @@ Deno.test("user-mode networking renders but never touches the host", async () =>
     ok(shown.text.includes("192.0.2.0/24"));
   }, { managed: false });
 });
+
+Deno.test("concurrent changes apply one at a time and the last one in force is the current one", async () => {
+  await withKattach(async (k, nft) => {
+    await bootFirewall(k);
+    await Promise.all(
+      [1, 2, 3, 4, 5].map((i) =>
+        h["firewall.rule.add"](k, { chain: "forward", action: "drop", note: `r${i}` }, ctx())
+      ),
+    );
+    // Each apply renders what the store holds then: later ones find it in force already.
+    assertEquals(nft.current, renderFromStore(k).text);
+    for (const i of [1, 2, 3, 4, 5]) ok(nft.current!.includes(`: r${i}"`), `rule r${i}`);
+    const texts = k.store.all("SELECT ruleset FROM firewall_generation").map((r) => r.ruleset);
+    assertEquals(new Set(texts).size, texts.length);
+    assertEquals(nft.applied.length, texts.length);
+  });
+});
