@@ -11,6 +11,7 @@ import { networkActions } from "./actions_network.ts";
 import {
   ConfigGroup,
   ConfigValue,
+  DeployedInstance,
   Instance,
   InstanceName,
   Module,
@@ -116,7 +117,7 @@ export const actions = {
       /** Wait until every started instance is ready or failed. */
       wait: z.boolean().optional(),
     }),
-    result: z.array(Instance),
+    result: z.array(DeployedInstance),
   },
   "instance.list": {
     params: z.strictObject({ vmimage: ObjectName.optional() }),
