@@ -26,12 +26,16 @@ const USAGE = `usage: main.ts SUBCOMMAND [OPTIONS]   (each subcommand answers --
   appqueue keygen|pubkey|build|bundle …             the module author tool
 The state directory defaults to $KAOS_STATE, else ${DEFAULT_HOSTED_STATE}.`;
 
-const KATTACH_USAGE = `usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N]
+const KATTACH_USAGE =
+  `usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N] [--network MODE]
   Runs kattach. As PID 1 (or with --appliance) it is the appliance's init; otherwise it runs
   hosted with all state under one directory.
   --hosted          run as an ordinary process (the default unless PID 1)
   --state DIR       the state directory (default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE})
   --ssh-port N      port of the SSH CLI on 127.0.0.1 (default $KAOS_SSH_PORT, else 1289; 0: none)
+  --network MODE    user (default): user-mode guest NICs, the host's network is left alone;
+                    bridged: manage links and firewall, SSH on 0.0.0.0 (in a network namespace
+                    of its own, e.g. \`ip netns exec NS …\`)
   --appliance       run as the appliance's PID 1 (the launcher passes it)
   -h, --help        this text`;
 
@@ -75,9 +79,14 @@ async function kattach(args: string[]): Promise<void> {
       appliance: { type: "boolean" },
       state: { type: "string" },
       "ssh-port": { type: "string" },
+      network: { type: "string" },
     },
   });
   if (Deno.pid === 1 || values.appliance) return await runAppliance(); // PID 1
+  const network = values.network ?? "user";
+  if (network !== "user" && network !== "bridged") {
+    usageError(`--network takes user or bridged, not ${network}`, KATTACH_USAGE);
+  }
   const portText = values["ssh-port"] ?? Deno.env.get("KAOS_SSH_PORT") ?? "1289";
   const sshPort = portNumber(portText);
   if (sshPort === undefined) {
@@ -91,6 +100,7 @@ async function kattach(args: string[]): Promise<void> {
     stateDir: dir,
     sshPort,
     selfArgv: selfArgv(),
+    network,
   });
   const shutdown = async (signal: string) => {
     console.error(`kattach: ${signal}: shutting down`);

@@ -49,7 +49,14 @@ export interface BuildQueueOptions {
   releaseNotes?: Record<string, string>;
   /** The index serial; default one more than the existing `out/index.json`'s, or 1. */
   serial?: number;
+  /** Days the signed index stays valid (default {@linkcode DEFAULT_INDEX_DAYS}). */
+  expiresInDays?: number;
 }
+
+/** How long an index stays valid unless the author says otherwise: re-sign before then. */
+export const DEFAULT_INDEX_DAYS = 30;
+/** The longest validity the author tool signs. */
+export const MAX_INDEX_DAYS = 366;
 
 /** Builds (or rebuilds) a queue directory from module directories; returns the index. */
 export async function buildQueue(
@@ -68,10 +75,18 @@ export async function buildQueue(
       await Deno.rename(`${to}.tmp`, to);
     }
   }
+  const days = options.expiresInDays ?? DEFAULT_INDEX_DAYS;
+  if (!(days > 0 && days <= MAX_INDEX_DAYS)) {
+    throw new UserError(
+      `Cannot build the queue: --expires-in runs from 1 to ${MAX_INDEX_DAYS} days`,
+    );
+  }
+  const now = new Date();
   const index = QueueIndex.parse({
     format: "kaos-appqueue-index/1",
     serial: options.serial ?? (await previousSerial(options.out)) + 1,
-    generatedAt: new Date().toISOString(),
+    generatedAt: now.toISOString(),
+    expiresAt: new Date(now.getTime() + days * 86_400_000).toISOString(),
     releases,
   });
   const env = await signPayload(options.key, JSON.stringify(index, null, 2));
@@ -107,9 +122,10 @@ const USAGE = `usage:
       write a new Ed25519 key pair (0600) and print its public key
   main.ts appqueue pubkey KEYFILE
       print the public key of a key file
-  main.ts appqueue build --key KEYFILE --out DIR [--notes NOTES.json] MODULE_DIR...
+  main.ts appqueue build --key KEYFILE --out DIR [--notes NOTES.json] [--expires-in DAYS] MODULE_DIR...
       build and sign a queue: DIR/index.json and DIR/parts/<sha256>
-      (NOTES.json maps "name@version" to release notes)
+      (NOTES.json maps "name@version" to release notes; the index expires after DAYS,
+      default 30, at most 366: rebuild and publish before then)
   main.ts appqueue bundle --key KEYFILE --out FILE [--notes TEXT] MODULE_DIR
       build and sign a module bundle for \`module import FILE\`
 `;
@@ -118,7 +134,12 @@ const USAGE = `usage:
 export async function runPublishCli(args: string[]): Promise<number> {
   const parsed = parseCli(args, {
     usage: USAGE,
-    options: { key: { type: "string" }, out: { type: "string" }, notes: { type: "string" } },
+    options: {
+      key: { type: "string" },
+      out: { type: "string" },
+      notes: { type: "string" },
+      "expires-in": { type: "string" },
+    },
     positionals: true,
   });
   if ("exit" in parsed) return parsed.exit;
@@ -143,13 +164,20 @@ export async function runPublishCli(args: string[]): Promise<number> {
           return usageError("build needs --key, --out and module directories");
         }
         const notes = flags.notes ? JSON.parse(await Deno.readTextFile(flags.notes)) : undefined;
+        const days = flags["expires-in"];
+        if (days !== undefined && !/^\d{1,3}$/.test(days)) {
+          return usageError(`--expires-in takes a number of days, not ${days}`);
+        }
         const index = await buildQueue(rest, {
           out: flags.out,
           key: await readKeyFile(flags.key),
           releaseNotes: notes,
+          ...(days === undefined ? {} : { expiresInDays: Number(days) }),
         });
         for (const r of index.releases) console.log(`${r.name} ${r.version} (${r.kind})`);
-        console.log(`wrote ${flags.out}/index.json (serial ${index.serial})`);
+        console.log(
+          `wrote ${flags.out}/index.json (serial ${index.serial}, expires ${index.expiresAt})`,
+        );
         return 0;
       }
       case "bundle": {

@@ -5,6 +5,7 @@
  */
 import type { ActionName, ParamsOf } from "../ipc/mod.ts";
 import type {
+  ConfigApplyOutcome,
   ConfigGroup,
   ConfigValue,
   DeployedInstance,
@@ -14,11 +15,12 @@ import type {
   VlanInfo,
   VmImage,
 } from "../ipc/mod.ts";
-import { appqueueCommands } from "./commands_appqueue.ts";
+import { ALLOW_NEW_PUBLISHER, allowNewPublisher, appqueueCommands } from "./commands_appqueue.ts";
 import type { ConsoleStdio } from "./console_attach.ts";
 import { guestCommands } from "./commands_guests.ts";
 import { authCommands } from "./commands_auth.ts";
 import { networkCommands } from "./commands_network.ts";
+import { firewallCommands } from "./commands_firewall.ts";
 import { fields, table } from "./render.ts";
 
 /** A positional argument. */
@@ -208,6 +210,19 @@ function renderGroup(g: ConfigGroup): string {
     "\n";
 }
 
+type ConfigGroupSet = ConfigGroup & { applied?: ConfigApplyOutcome[] };
+
+function renderApplied(r: ConfigGroupSet): string {
+  if (r.applied === undefined) {
+    return "Applied: no (--no-apply); running instances keep their values\n";
+  }
+  if (r.applied.length === 0) return "Applied: no instance uses this group\n";
+  return "Applied:\n" + table(
+    ["INSTANCE", "HOW", "RESULT", "DETAIL"],
+    r.applied.map((a) => [a.instance, a.mode, a.ok ? "ok" : "FAILED", a.detail]),
+  ).replace(/^(?=.)/gm, "  ");
+}
+
 function renderImage(v: VmImage): string {
   return fields([
     ["VM image", v.name],
@@ -280,7 +295,7 @@ export const commands: Command[] = [
         ["Instances", s.counts.instances],
         ["State", s.stateDir],
         ["Database", `schema ${s.store.schema}, integrity ${s.store.integrity}`],
-      ]);
+      ]) + s.warnings.map((w) => `Warning: ${w}\n`).join("");
     },
   }),
 
@@ -395,8 +410,11 @@ export const commands: Command[] = [
     path: ["module", "import"],
     summary: "Install a module from a local directory or a signed bundle file (vKaOS first)",
     args: [{ name: "PATH" }],
-    flags: [],
-    build: (p) => ({ action: "module.import", params: { path: p.args.PATH! } }),
+    flags: [ALLOW_NEW_PUBLISHER],
+    build: (p) => ({
+      action: "module.import",
+      params: { path: p.args.PATH!, ...allowNewPublisher(p.flags) },
+    }),
     render: (r) => `Imported ${(r as Module).name} ${(r as Module).version}.\n`,
   }),
   cmd({
@@ -470,14 +488,23 @@ export const commands: Command[] = [
   }),
   cmd({
     path: ["config-group", "set"],
-    summary: "Change values of a configuration group",
+    summary:
+      "Change values of a configuration group and apply them to the running instances that use it",
     args: [{ name: "NAME" }, { name: "KEY=VALUE", rest: true }],
-    flags: [],
+    flags: [{
+      name: "no-apply",
+      boolean: true,
+      help: "store only: running instances get the values at their next start",
+    }],
     build: (p) => ({
       action: "configGroup.set",
-      params: { name: p.args.NAME!, values: keyValues(p.rest) },
+      params: {
+        name: p.args.NAME!,
+        values: keyValues(p.rest),
+        apply: p.flags["no-apply"] !== true,
+      },
     }),
-    render: (r) => renderGroup(r as ConfigGroup),
+    render: (r) => renderGroup(r as ConfigGroup) + renderApplied(r as ConfigGroupSet),
   }),
   cmd({
     path: ["config-group", "del"],
@@ -622,6 +649,7 @@ export const commands: Command[] = [
   ...guestCommands,
   ...authCommands,
   ...networkCommands,
+  ...firewallCommands,
 ];
 
 /** The usage line of a command. */

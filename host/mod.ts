@@ -27,3 +27,4 @@ export {
   rotatedLogPath,
   SERIAL_LOG_MAX_BYTES,
 } from "./append_log.ts";
+export { countersOf, FakeNft, type NftCounter, NftError, type NftHost, realNft } from "./nft.ts";

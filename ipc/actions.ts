@@ -4,10 +4,11 @@
  */
 import { z } from "zod";
 import { ModuleName } from "../appqueue/manifest.ts";
-import { appqueueActions } from "./actions_appqueue.ts";
+import { appqueueActions, ConfigApplyOutcome } from "./actions_appqueue.ts";
 import { guestActions } from "./actions_guests.ts";
 import { authActions } from "./actions_auth.ts";
 import { networkActions } from "./actions_network.ts";
+import { firewallActions } from "./actions_firewall.ts";
 import {
   ConfigGroup,
   ConfigValue,
@@ -69,7 +70,14 @@ export const actions = {
     result: VlanInfo,
   },
 
-  "module.import": { params: z.strictObject({ path: z.string().min(1) }), result: Module },
+  "module.import": {
+    params: z.strictObject({
+      path: z.string().min(1),
+      /** Accept a signer (or an unsigned directory) other than the key the name is bound to. */
+      allowNewPublisher: z.boolean().optional(),
+    }),
+    result: Module,
+  },
   "module.list": { params: None, result: z.array(Module) },
   "module.show": { params: z.strictObject({ name: ModuleName }), result: Module },
   "module.del": { params: z.strictObject({ name: ModuleName }), result: Deleted },
@@ -88,8 +96,13 @@ export const actions = {
   },
   "configGroup.show": { params: z.strictObject({ name: ObjectName }), result: ConfigGroup },
   "configGroup.set": {
-    params: z.strictObject({ name: ObjectName, values: z.record(z.string(), ConfigValue) }),
-    result: ConfigGroup,
+    params: z.strictObject({
+      name: ObjectName,
+      values: z.record(z.string(), ConfigValue),
+      /** false (`--no-apply`): store only; running instances keep their values until restarted. */
+      apply: z.boolean().default(true),
+    }),
+    result: ConfigGroup.extend({ applied: z.array(ConfigApplyOutcome).optional() }),
   },
   "configGroup.del": { params: z.strictObject({ name: ObjectName }), result: Deleted },
 
@@ -130,6 +143,7 @@ export const actions = {
   ...guestActions,
   ...authActions,
   ...networkActions,
+  ...firewallActions,
 } as const;
 
 /** The name of an action. */

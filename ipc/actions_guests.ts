@@ -30,6 +30,18 @@ export const GuestStats = z.strictObject({
   })),
   /** Network counters: null while NICs are user-mode NAT (QEMU keeps none for them). */
   net: z.null(),
+  /** Figures from inside the guest (the guest agent's sysinfo); null when it did not answer. */
+  guest: z.strictObject({
+    uptimeSeconds: z.number(),
+    load: z.tuple([z.number(), z.number(), z.number()]),
+    memTotalBytes: z.number(),
+    memAvailableBytes: z.number(),
+    disks: z.array(z.strictObject({
+      mount: z.string(),
+      sizeBytes: z.number(),
+      usedBytes: z.number(),
+    })),
+  }).nullable().optional(),
 });
 export type GuestStats = z.infer<typeof GuestStats>;
 

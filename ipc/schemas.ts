@@ -219,5 +219,7 @@ export const SystemStatus = z.strictObject({
     vmimages: z.number().int(),
     instances: z.number().int(),
   }),
+  /** What the operator should look at (e.g. management open to any source). */
+  warnings: z.array(z.string()),
 });
 export type SystemStatus = z.infer<typeof SystemStatus>;

@@ -12,6 +12,7 @@ import { readUstar } from "../lib/ustar.ts";
 import { type GuestConfig, type GuestModule, renderConfigDisk } from "../vmimage/mod.ts";
 import { type Machine, QBOOT_ROM, renderQemuArgv } from "../vmimage/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
+import { agentDeclarations } from "./module_agent.ts";
 
 /** The unix socket path limit of Linux (sun_path, with its NUL). */
 const SUN_PATH_MAX = 107;
@@ -24,6 +25,7 @@ export interface InstancePaths {
   serialLog: string;
   pidfile: string;
   configDisk: string;
+  agent: string;
 }
 
 /** Where an instance's runtime files live. */
@@ -36,6 +38,7 @@ export function instancePaths(stateDir: string, name: string): InstancePaths {
     serialLog: `${dir}/serial.log`,
     pidfile: `${dir}/qemu.pid`,
     configDisk: `${dir}/config.raw`,
+    agent: `${dir}/agent.sock`,
   };
 }
 
@@ -144,6 +147,7 @@ export async function prepareInstance(
       startOrder: m.appmgr.startOrder,
       exec: m.appmgr.service?.exec ?? [],
       config: config as GuestModule["config"],
+      ...(agentDeclarations(m) ? { agent: agentDeclarations(m) } : {}),
     };
   });
   const cfg: GuestConfig = {
@@ -199,6 +203,7 @@ export async function prepareInstance(
       serialLog: paths.serialLog,
       pidfile: paths.pidfile,
       configDisk: paths.configDisk,
+      agent: paths.agent,
     },
     disks,
     nics: inst.nics.map((n, i) => ({ mac: n.mac, forwards: i === 0 ? forwards : [] })),

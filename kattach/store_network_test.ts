@@ -26,7 +26,7 @@ Deno.test("migration 5: existing VLANs become internal, not NATed, not isolated;
 
     const store = Store.open(path);
     try {
-      assert.equal(store.schemaVersion(), 5);
+      assert.ok(store.schemaVersion() >= 5); // later migrations (e.g. 8) apply too
       const v = store.getVlan(10)!;
       assert.equal(v.uplink, "none");
       assert.equal(v.nat, false);

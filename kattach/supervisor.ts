@@ -9,6 +9,7 @@ import type { Instance } from "../ipc/schemas.ts";
 import { rotateAppendLog, SERIAL_LOG_MAX_BYTES } from "../host/mod.ts";
 import { UserError } from "../lib/errors.ts";
 import {
+  AgentClient,
   cont,
   QmpError,
   QmpMonitor,
@@ -21,6 +22,7 @@ import {
 } from "../vmimage/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
 import { setModuleActionRunner } from "./actions/appqueue.ts";
+import { setConfigChangeApplier } from "./actions/config_group.ts";
 import { resolveInstance } from "./actions/instance.ts";
 import { waitReady } from "./health.ts";
 import { RestartBackoff } from "./restart_backoff.ts";
@@ -35,6 +37,12 @@ import {
   warmHostFacts,
   warmInstanceCaches,
 } from "./instance_runtime.ts";
+import {
+  type AgentHost,
+  applyConfigChange,
+  guestFigures,
+  runModuleAction,
+} from "./module_agent.ts";
 import { instanceHealth, recordHealth } from "./store_appqueue.ts";
 import { getRuntime, patchRuntime } from "./store_instances.ts";
 
@@ -62,6 +70,8 @@ interface Guest {
   ready: boolean;
   startedAt: number;
   readiness: AbortController;
+  /** The guest agent connection (docs/guest.md), made on first use and kept. */
+  agent: Promise<AgentClient> | null;
   /** Settles once the end of this QEMU has been handled. */
   ended: Promise<void>;
 }
@@ -77,6 +87,7 @@ export interface GuestStats {
   uptimeSeconds: number;
   blocks: { device: string; rdBytes: number; wrBytes: number; rdOps: number; wrOps: number }[];
   net: null;
+  guest: Awaited<ReturnType<typeof guestFigures>>;
 }
 
 const supervisors = new WeakMap<Kattach, Supervisor>();
@@ -108,21 +119,44 @@ export class Supervisor {
     this.#rotation = setInterval(() => this.#rotateLogs(), LOG_ROTATE_MS);
     Deno.unrefTimer(this.#rotation);
     warmHostFacts();
-    // appmgr actions of module commands: restart-instance restarts the guest (a fresh config
-    // disk); reload-config has no guest-side channel yet.
-    setModuleActionRunner(async (kk, req) => {
-      if (req.action.type === "restart-instance") {
-        const inst = await supervisorOf(kk).restart(req.instance);
-        return `${req.instance} restarted (${inst.state})`;
-      }
-      throw new UserError(
-        `Cannot run ${req.module} ${req.command} on ${req.instance}: reload-config is not available yet`,
-        {
-          hint: `restart the instance instead (\`instance restart ${req.instance}\`)`,
-          code: "unsupported",
-        },
+    // appmgr actions of module commands and configuration changes: through the guest agent
+    // (module_agent.ts), or a restart (a fresh config disk).
+    const host: AgentHost = {
+      agent: (name) => this.agent(name),
+      restart: (name) => this.restart(name),
+      isAlive: (name) => this.isAlive(name),
+    };
+    setModuleActionRunner((kk, req) => runModuleAction(kk, host, req));
+    setConfigChangeApplier((kk, group) => applyConfigChange(kk, host, group));
+  }
+
+  /**
+   * The guest agent of a running instance: one connection per QEMU, made on first use and kept
+   * (the guest's port reads as closed while nobody is connected). Requests carry their own
+   * deadlines, so a silent guest holds up only its own requests.
+   */
+  agent(name: string): Promise<AgentClient> {
+    const guest = this.#requireGuest(name, "reach the guest agent of");
+    const current = guest.agent;
+    if (current) {
+      return current.then(
+        (a) => a.isClosed ? this.#connectAgent(guest) : a,
+        () => this.#connectAgent(guest),
       );
+    }
+    return this.#connectAgent(guest);
+  }
+
+  #connectAgent(guest: Guest): Promise<AgentClient> {
+    const p = AgentClient.connect(guest.paths.agent, {
+      timeoutMs: 2000,
+      log: (m) => this.#k.log(`supervisor: ${guest.name}: agent: ${m}`),
     });
+    guest.agent = p;
+    p.catch(() => {
+      if (guest.agent === p) guest.agent = null;
+    });
+    return p;
   }
 
   /** True while a QEMU of this instance is attached. */
@@ -351,6 +385,7 @@ export class Supervisor {
       queryBlockstats(guest.monitor),
     ]);
     const proc = procStats(guest.pid);
+    const agent = await this.agent(name).catch(() => null);
     return {
       instance: name,
       pid: guest.pid,
@@ -367,6 +402,7 @@ export class Supervisor {
         wrOps: b.stats.wrOperations,
       })),
       net: null,
+      guest: await guestFigures(agent),
     };
   }
 
@@ -466,6 +502,7 @@ export class Supervisor {
       ready: !o.fresh && inst.state === "running",
       startedAt: rt.startedAt ? Date.parse(rt.startedAt) : Date.now(),
       readiness: new AbortController(),
+      agent: null,
       ended: new Promise<void>((r) => done = r),
     };
     this.#guests.set(name, guest);
@@ -479,7 +516,10 @@ export class Supervisor {
     }
     this.#spawnBackground(this.#watchEvents(guest), `the event watch of ${name}`);
     this.#spawnBackground(
-      monitor.closed.then(() => this.#onClosed(guest)).finally(done),
+      monitor.closed.then(() => this.#onClosed(guest)).finally(() => {
+        guest.agent?.then((a) => a.close(), () => {});
+        done();
+      }),
       `the end of ${name}'s QEMU`,
     );
     return guest;
@@ -626,7 +666,7 @@ export class Supervisor {
   }
 
   async #clearLeftovers(paths: InstancePaths): Promise<void> {
-    for (const p of [paths.qmp, paths.console, paths.pidfile]) {
+    for (const p of [paths.qmp, paths.console, paths.agent, paths.pidfile]) {
       await Deno.remove(p).catch(() => {});
     }
   }

@@ -47,3 +47,18 @@ export {
   tapName,
   vlanLinkName,
 } from "./names.ts";
+export {
+  BRIDGE_COUNTERS,
+  FirewallForward,
+  FirewallInput,
+  FirewallPort,
+  FirewallRule,
+  FirewallVlan,
+  INET_COUNTERS,
+  openMgmtWarning,
+  type RenderedFirewall,
+  renderFirewall,
+  renderMinimalFirewall,
+  RuleEnd,
+} from "./firewall.ts";
+export { syntheticFirewall } from "./firewall_synthetic.ts";

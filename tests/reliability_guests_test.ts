@@ -44,10 +44,11 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     await buildFixtures();
-    const k = new TestKattach(await Deno.makeTempDir({ prefix: "kaos-rel-" }));
     const bin = await Deno.makeTempDir({ prefix: "kaos-rel-bin-" });
     await Deno.writeTextFile(`${bin}/qemu-system-x86_64`, WRAPPER, { mode: 0o755 });
-    k.env = { PATH: `${bin}:${Deno.env.get("PATH")}` };
+    const k = new TestKattach(await Deno.makeTempDir({ prefix: "kaos-rel-" }), {
+      env: { PATH: `${bin}:${Deno.env.get("PATH")}` },
+    });
     const show = (name: string) => k.json<Instance>("instance", "show", name);
     try {
       await k.restart();

@@ -3,6 +3,7 @@ import type { ActionContext, ActionName } from "../../ipc/mod.ts";
 import { appqueueHandlers } from "./appqueue.ts";
 import { authHandlers } from "./auth.ts";
 import { configGroupHandlers } from "./config_group.ts";
+import { firewallHandlers } from "./firewall.ts";
 import { instanceHandlers } from "./instance.ts";
 import { lifecycleHandlers } from "./lifecycle.ts";
 import { moduleHandlers } from "./module.ts";
@@ -28,6 +29,7 @@ export const handlers: Handlers<ActionName> = {
   ...appqueueHandlers,
   ...authHandlers,
   ...networkHandlers,
+  ...firewallHandlers,
 };
 
 /** Runs one already-validated action. */
