@@ -274,14 +274,17 @@ export function confirmFirewall(k: Kattach, origin?: Origin): FirewallGeneration
  * confirmed generation (the defaults when none was ever confirmed) and applies the firewall
  * again; if that fails, the last confirmed ruleset text, then the minimal one.
  */
-export function rollbackFirewall(k: Kattach, why: string): Promise<void> {
-  return serialized(k, async () => {
+export async function rollbackFirewall(k: Kattach, why: string): Promise<void> {
+  const uplink = await serialized(k, async () => {
     const pending = pendingGeneration(k.store);
-    if (!pending) return;
-    restoreAccess(k, pending);
+    if (!pending) return false;
+    const uplinkRestored = restoreAccess(k, pending);
     k.log(`firewall: generation ${pending.id} rolled back (${why})`);
     await applyWithFallbacks(k, `rollback of generation ${pending.id} (${why})`);
+    return uplinkRestored;
   });
+  // The links follow the restored uplink (outside the queue: that reconcile applies the firewall).
+  if (uplink) await k.firewallHost?.onUplinkRestored?.(`firewall rollback (${why})`);
 }
 
 /**
@@ -331,7 +334,8 @@ async function applyWithFallbacks(k: Kattach, reason: string): Promise<void> {
   k.log(`firewall: fell back to the minimal ruleset (TCP ${mgmtPortOf(k)} open, guests closed)`);
 }
 
-function restoreAccess(k: Kattach, pending: GenerationRow): void {
+/** Restores the last confirmed management access; true when that changed the uplink. */
+function restoreAccess(k: Kattach, pending: GenerationRow): boolean {
   const confirmed = lastConfirmedGeneration(k.store);
   const now = accessOf(k);
   const back: Access = confirmed
@@ -350,6 +354,7 @@ function restoreAccess(k: Kattach, pending: GenerationRow): void {
     }
     setGenerationState(k.store, pending.id, "rolled-back");
   });
+  return back.uplink !== null && back.uplink !== now.uplink;
 }
 
 function arm(k: Kattach, id: number, deadline: string): void {
