@@ -2,7 +2,8 @@
  * KaOS entry point: wires the real implementations together. Each subcommand parses its options
  * strictly (lib/cli_args.ts: unknown options are refused, `--help` prints the usage and starts
  * nothing).
- *   kattach [--hosted] [--state DIR] [--ssh-port N]   the daemon (PID 1 on the appliance)
+ *   kattach [--hosted] [--state DIR] [--ssh-port N] [--network user|bridged]
+ *                                                     the daemon (PID 1 on the appliance)
  *   aq [--state DIR] COMMAND…                         one one-line command against a running kattach
  *   sshd [--state DIR] [--port N] [--listen ADDR]     the SSH front door (kattach supervises it)
  *   console [--state DIR]                             the login and menus on this terminal
@@ -26,12 +27,16 @@ const USAGE = `usage: main.ts SUBCOMMAND [OPTIONS]   (each subcommand answers --
   appqueue keygen|pubkey|build|bundle …             the module author tool
 The state directory defaults to $KAOS_STATE, else ${DEFAULT_HOSTED_STATE}.`;
 
-const KATTACH_USAGE = `usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N]
+const KATTACH_USAGE =
+  `usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N] [--network MODE]
   Runs kattach. As PID 1 (or with --appliance) it is the appliance's init; otherwise it runs
   hosted with all state under one directory.
   --hosted          run as an ordinary process (the default unless PID 1)
   --state DIR       the state directory (default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE})
   --ssh-port N      port of the SSH CLI on 127.0.0.1 (default $KAOS_SSH_PORT, else 1289; 0: none)
+  --network MODE    user (default): user-mode guest NICs, the host's network is left alone;
+                    bridged: manage links and firewall, SSH on 0.0.0.0 (in a network namespace
+                    of its own, e.g. \`ip netns exec NS …\`)
   --appliance       run as the appliance's PID 1 (the launcher passes it)
   -h, --help        this text`;
 
@@ -75,9 +80,22 @@ async function kattach(args: string[]): Promise<void> {
       appliance: { type: "boolean" },
       state: { type: "string" },
       "ssh-port": { type: "string" },
+      network: { type: "string" },
     },
   });
   if (Deno.pid === 1 || values.appliance) return await runAppliance(); // PID 1
+  const network = values.network ?? "user";
+  if (network !== "user" && network !== "bridged") {
+    usageError(`--network takes user or bridged, not ${network}`, KATTACH_USAGE);
+  }
+  if (network === "bridged" && Deno.uid() !== 0) {
+    console.error(
+      "Error: --network bridged needs root: it creates bridges, taps and a firewall on this host\n" +
+        "Hint: run it as root inside a network namespace (unshare -n, ip netns exec NS …), " +
+        "or leave --network out for user-mode networking",
+    );
+    Deno.exit(1);
+  }
   const portText = values["ssh-port"] ?? Deno.env.get("KAOS_SSH_PORT") ?? "1289";
   const sshPort = portNumber(portText);
   if (sshPort === undefined) {
@@ -91,6 +109,7 @@ async function kattach(args: string[]): Promise<void> {
     stateDir: dir,
     sshPort,
     selfArgv: selfArgv(),
+    network,
   });
   const shutdown = async (signal: string) => {
     console.error(`kattach: ${signal}: shutting down`);

@@ -19,6 +19,7 @@ import type { ConsoleStdio } from "./console_attach.ts";
 import { guestCommands } from "./commands_guests.ts";
 import { authCommands } from "./commands_auth.ts";
 import { networkCommands } from "./commands_network.ts";
+import { firewallCommands } from "./commands_firewall.ts";
 import { fields, table } from "./render.ts";
 
 /** A positional argument. */
@@ -255,12 +256,25 @@ function renderInstance(i: Instance): string {
       "Health",
       (i.health ?? []).map((h) => `${h.module} ${h.status} (${h.detail})`).join("; ") || "-",
     ],
-  ]) + "NICs:\n" +
-    i.nics.map((n) =>
+  ]) + "NICs:\n" + (i.network
+    ? table(
+      ["NIC", "VLAN", "PORT", "MAC", "ADDRESS", "GATEWAY", "STATE", ""],
+      i.network.map((n) => [
+        `net${n.index}`,
+        n.vlan ?? "-",
+        n.tap ? `${n.tap}@${n.bridge}` : "user-mode",
+        n.mac,
+        n.address ?? "(dhcp)",
+        n.gateway ?? "-",
+        n.state,
+        n.restartNeeded ? "restart needed" : "",
+      ]),
+    ).replace(/^/gm, "  ") + `  DNS: ${i.dns?.join(", ") || "none"}\n`
+    : i.nics.map((n) =>
       `  net${n.index}  ${n.vlan === null ? "nat" : `vlan ${n.vlan}`}  ${n.mac}  ${
         n.ip ?? "(dhcp)"
       }`
-    ).join("\n") + "\n";
+    ).join("\n") + "\n");
 }
 
 const deleted = (r: unknown) => `Deleted ${(r as { deleted: string }).deleted}.\n`;
@@ -288,7 +302,7 @@ export const commands: Command[] = [
         ["Instances", s.counts.instances],
         ["State", s.stateDir],
         ["Database", `schema ${s.store.schema}, integrity ${s.store.integrity}`],
-      ]);
+      ]) + s.warnings.map((w) => `Warning: ${w}\n`).join("");
     },
   }),
 
@@ -320,8 +334,7 @@ export const commands: Command[] = [
   }),
   cmd({
     path: ["vlan", "set"],
-    summary:
-      "Change a VLAN's name, gateway, pool (assigned addresses must stay inside), uplink, NAT or isolation",
+    summary: "Change a VLAN's name, gateway, pool, uplink, NAT or isolation",
     args: [{ name: "VLAN" }],
     flags: [
       { name: "name", value: "NAME", help: "a new name" },
@@ -635,6 +648,7 @@ export const commands: Command[] = [
   ...guestCommands,
   ...authCommands,
   ...networkCommands,
+  ...firewallCommands,
 ];
 
 /** The usage line of a command. */

@@ -8,6 +8,7 @@ import { appqueueActions, ConfigApplyOutcome } from "./actions_appqueue.ts";
 import { guestActions } from "./actions_guests.ts";
 import { authActions } from "./actions_auth.ts";
 import { networkActions } from "./actions_network.ts";
+import { firewallActions } from "./actions_firewall.ts";
 import {
   ConfigGroup,
   ConfigValue,
@@ -141,6 +142,7 @@ export const actions = {
   ...guestActions,
   ...authActions,
   ...networkActions,
+  ...firewallActions,
 } as const;
 
 /** The name of an action. */

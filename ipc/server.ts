@@ -8,6 +8,7 @@ import {
   encodeFrame,
   type ErrorInfo,
   FrameTooLongError,
+  type Origin,
   type ProgressFrame,
   readChunks,
   readLines,
@@ -20,6 +21,8 @@ export interface ActionContext {
   progress(message: string, done?: number, total?: number): void;
   /** Aborted when the caller goes away (long-running actions stop early). */
   signal: AbortSignal;
+  /** Where the request comes from, when the front-end said so. */
+  origin?: Origin;
 }
 
 /** Executes one validated action; returns its result or throws. */
@@ -252,6 +255,7 @@ async function answer(
       send(frame).catch(() => {});
     },
     signal,
+    origin: req.origin,
   };
   try {
     const result = await opts.dispatch(req.action, params.data, ctx);

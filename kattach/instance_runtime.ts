@@ -13,6 +13,7 @@ import { type GuestConfig, type GuestModule, renderConfigDisk } from "../vmimage
 import { type Machine, QBOOT_ROM, renderQemuArgv } from "../vmimage/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
 import { agentDeclarations } from "./module_agent.ts";
+import { type GuestNetwork, guestNetwork, netlinkOf } from "./network.ts";
 
 /** The unix socket path limit of Linux (sun_path, with its NUL). */
 const SUN_PATH_MAX = 107;
@@ -54,6 +55,8 @@ export interface PreparedInstance {
   /** The machine QEMU runs and why (see {@linkcode chooseMachine}). */
   machine: Machine;
   machineWhy: string;
+  /** How each NIC is connected and what the guest was told (addresses, gateway, DNS). */
+  network: GuestNetwork;
 }
 
 /** Options of {@linkcode prepareInstance}. */
@@ -150,12 +153,19 @@ export async function prepareInstance(
       ...(agentDeclarations(m) ? { agent: agentDeclarations(m) } : {}),
     };
   });
+  // Tap NICs (bridged mode, on a VLAN) get their allocated address, the first one the gateway;
+  // user-mode NICs take slirp's DHCP address (the VLAN id travels along for information).
+  const network = guestNetwork(k, inst);
   const cfg: GuestConfig = {
     instance: inst.name,
     vmimage: inst.vmimage,
-    // User-mode NAT for every NIC until VLAN bridges exist: the guest takes slirp's DHCP address;
-    // the VLAN id travels along for information.
-    nics: inst.nics.map((n) => ({ mac: n.mac, ...(n.vlan === null ? {} : { vlan: n.vlan }) })),
+    nics: network.nics.map((n) => ({
+      mac: n.mac,
+      ...(n.address ? { address: n.address } : {}),
+      ...(n.gateway ? { gateway: n.gateway } : {}),
+      ...(n.vlan === null ? {} : { vlan: n.vlan }),
+    })),
+    dns: network.dns,
     modules: guestModules,
   };
   const { machine, why } = chooseMachine(options.machine, [vkaos, ...apps]);
@@ -177,7 +187,10 @@ export async function prepareInstance(
       if (!await exists(overlay)) await copyOverlay(k.stateDir, m, overlay);
     }),
   ]);
-  const forwards = allocateForwards(apps, guestModules, options.previousForwards);
+  // Forwards ride on the first user-mode NIC; a guest with taps only is reached at its address.
+  const userNic = network.nics.find((n) => n.mode === "user");
+  const forwards = userNic ? allocateForwards(apps, guestModules, options.previousForwards) : [];
+  const vhost = netlinkOf(k)?.vhostNet() ?? false;
   const argv = renderQemuArgv({
     instance: inst.name,
     machine,
@@ -198,7 +211,11 @@ export async function prepareInstance(
       agent: paths.agent,
     },
     disks,
-    nics: inst.nics.map((n, i) => ({ mac: n.mac, forwards: i === 0 ? forwards : [] })),
+    nics: network.nics.map((n) =>
+      n.tap
+        ? { mac: n.mac, tap: { ifname: n.tap, vhost } }
+        : { mac: n.mac, forwards: n === userNic ? forwards : [] }
+    ),
   });
   return {
     argv,
@@ -208,6 +225,7 @@ export async function prepareInstance(
     modules: [vkaos, ...apps],
     machine,
     machineWhy: why,
+    network,
   };
 }
 

@@ -211,6 +211,52 @@ export const migrations: readonly Migration[] = [
     `,
   },
   {
+    version: 6,
+    name: "firewall",
+    sql: `
+      CREATE TABLE firewall_mgmt (
+        cidr TEXT PRIMARY KEY,
+        note TEXT NOT NULL,
+        added_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE firewall_forward (
+        id INTEGER PRIMARY KEY,
+        instance TEXT NOT NULL REFERENCES instance(name) ON DELETE CASCADE,
+        proto TEXT NOT NULL CHECK (proto IN ('tcp', 'udp')),
+        host_port INTEGER NOT NULL CHECK (host_port BETWEEN 1 AND 65535),
+        guest_port INTEGER NOT NULL CHECK (guest_port BETWEEN 1 AND 65535),
+        created_at TEXT NOT NULL,
+        UNIQUE (proto, host_port)
+      ) STRICT;
+
+      CREATE TABLE firewall_rule (
+        id INTEGER PRIMARY KEY,
+        chain TEXT NOT NULL CHECK (chain IN ('input', 'forward')),
+        action TEXT NOT NULL CHECK (action IN ('accept', 'drop', 'reject')),
+        proto TEXT CHECK (proto IN ('tcp', 'udp', 'icmp')),
+        src TEXT,
+        dst TEXT,
+        port_from INTEGER CHECK (port_from BETWEEN 1 AND 65535),
+        port_to INTEGER CHECK (port_to BETWEEN 1 AND 65535),
+        note TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE firewall_generation (
+        id INTEGER PRIMARY KEY,
+        state TEXT NOT NULL
+          CHECK (state IN ('pending', 'confirmed', 'superseded', 'rolled-back')),
+        reason TEXT NOT NULL,
+        ruleset TEXT NOT NULL,
+        access TEXT NOT NULL,
+        applied_at TEXT NOT NULL,
+        deadline TEXT,
+        confirmed_at TEXT
+      ) STRICT;
+    `,
+  },
+  {
     version: 8,
     name: "security",
     sql: `

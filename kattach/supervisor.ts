@@ -25,6 +25,7 @@ import { setModuleActionRunner } from "./actions/appqueue.ts";
 import { setConfigChangeApplier } from "./actions/config_group.ts";
 import { resolveInstance } from "./actions/instance.ts";
 import { waitReady } from "./health.ts";
+import { ensureGuestLinks, guestNetwork, recordGuestNetwork } from "./network.ts";
 import {
   type InstancePaths,
   instancePaths,
@@ -227,6 +228,7 @@ export class Supervisor {
       let pid: number;
       let paths: InstancePaths;
       try {
+        await ensureGuestLinks(this.#k, inst);
         const prep = await prepareInstance(this.#k, inst, {
           machine: rt.machine,
           previousForwards: rt.forwards,
@@ -261,6 +263,7 @@ export class Supervisor {
             serialFrom: prep.serialFrom,
             startedAt: new Date().toISOString(),
           });
+          recordGuestNetwork(this.#k.store, name, prep.network);
           for (const m of prep.modules) {
             recordHealth(this.#k.store, {
               instance: name,
@@ -535,14 +538,16 @@ export class Supervisor {
     if (!inst || !image || !vkaos) return;
     const rt = getRuntime(this.#k.store, g.name);
     const modules = [vkaos, ...image.modules.map((m) => this.#k.store.getModule(m)!)];
+    // A guest on a bridged VLAN is checked at its own address; else through its forwards.
+    const own = guestNetwork(this.#k, inst).nics.find((n) => n.address)?.address?.split("/")[0];
     const results = await Promise.all(modules.map(async (m) => {
       const check = m.appmgr.readiness;
       const fwd = check.type === "serial"
         ? undefined
         : rt.forwards.find((f) => f.guestPort === check.port);
       const result = await waitReady(check, {
-        host: "127.0.0.1",
-        port: fwd?.hostPort ?? 1,
+        host: own ?? "127.0.0.1",
+        port: own ? (check.type === "serial" ? 1 : check.port) : fwd?.hostPort ?? 1,
         serialLog: g.paths.serialLog,
         serialFrom: rt.serialFrom,
       }, {

@@ -6,6 +6,7 @@ import type { Instance, Nic } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import { allocateMac } from "../../netmgr/mod.ts";
 import { removeInstanceDir } from "../instance_runtime.ts";
+import { nicStatus } from "../network.ts";
 import type { Store } from "../store.ts";
 import { supervisorOf, withRuntime } from "../supervisor.ts";
 import { requireVkaos } from "./module.ts";
@@ -90,8 +91,9 @@ export const instanceHandlers: Handlers<
     return k.store.listInstances(p.vmimage).map((i) => withRuntime(k, i));
   },
 
-  "instance.show"(k, p) {
-    return withRuntime(k, resolveInstance(k.store, p.name));
+  async "instance.show"(k, p) {
+    const inst = withRuntime(k, resolveInstance(k.store, p.name));
+    return { ...inst, ...await nicStatus(k, inst) };
   },
 
   async "instance.del"(k, p) {
