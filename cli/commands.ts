@@ -8,6 +8,7 @@ import type {
   ConfigApplyOutcome,
   ConfigGroup,
   ConfigValue,
+  DeployedInstance,
   Instance,
   Module,
   SystemStatus,
@@ -60,6 +61,11 @@ export interface Command {
    * stderr (e.g. `qmp events` prints each event as one JSON line on stdout).
    */
   progress?(message: string, done?: number, total?: number): string | undefined;
+  /**
+   * What went wrong although the action returned (e.g. deploy's instances that failed to start):
+   * each line goes to stderr and the command exits 1.
+   */
+  problems?(result: unknown): string[];
   /** Takes over the terminal after the action (e.g. `instance console`); returns the exit status. */
   interactive?(result: unknown, stdio?: ConsoleStdio): Promise<number>;
 }
@@ -609,8 +615,15 @@ export const commands: Command[] = [
       },
     }),
     render: (r) =>
-      `Deployed ${(r as Instance[]).length} instance(s):\n` +
-      table(["NAME", "STATE", "NICS"], (r as Instance[]).map((i) => [i.name, i.state, nicText(i)])),
+      `Deployed ${(r as DeployedInstance[]).length} instance(s):\n` +
+      table(
+        ["NAME", "OUTCOME", "STATE", "NICS"],
+        (r as DeployedInstance[]).map((i) => [i.name, i.outcome, i.state, nicText(i)]),
+      ),
+    problems: (r) =>
+      (r as DeployedInstance[]).filter((i) => i.outcome === "failed").map((i) =>
+        `${i.name} failed: ${i.reason ?? i.state}`
+      ),
   }),
   cmd({
     path: ["instance", "list"],

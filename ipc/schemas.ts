@@ -212,6 +212,18 @@ export const Instance = z.strictObject({
 });
 export type Instance = z.infer<typeof Instance>;
 
+/** One instance of a `deploy`, and what happened to it. */
+export const DeployedInstance = Instance.extend({
+  /**
+   * `defined` (--no-start), `started` (QEMU runs; readiness not awaited), `ready` (--wait: every
+   * readiness check passed), `failed` (did not start, or --wait: never became ready).
+   */
+  outcome: z.enum(["defined", "started", "ready", "failed"]),
+  /** Why it failed. */
+  reason: z.string().optional(),
+});
+export type DeployedInstance = z.infer<typeof DeployedInstance>;
+
 /** What `system status` reports. */
 export const SystemStatus = z.strictObject({
   version: z.string(),
