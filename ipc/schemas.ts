@@ -125,6 +125,8 @@ export const VmImage = z.strictObject({
   vlans: z.array(VlanId),
   memoryMiB: z.number().int(),
   cpus: z.number().int(),
+  /** Each instance's own data disk, MiB (kept across restarts and module updates); null: none. */
+  dataDiskMiB: z.number().int().nullable(),
   createdAt: z.string(),
   instances: z.number().int(),
 });
@@ -211,6 +213,18 @@ export const Instance = z.strictObject({
   dns: z.array(z.string()).optional(),
 });
 export type Instance = z.infer<typeof Instance>;
+
+/** One instance of a `deploy`, and what happened to it. */
+export const DeployedInstance = Instance.extend({
+  /**
+   * `defined` (--no-start), `started` (QEMU runs; readiness not awaited), `ready` (--wait: every
+   * readiness check passed), `failed` (did not start, or --wait: never became ready).
+   */
+  outcome: z.enum(["defined", "started", "ready", "failed"]),
+  /** Why it failed. */
+  reason: z.string().optional(),
+});
+export type DeployedInstance = z.infer<typeof DeployedInstance>;
 
 /** What `system status` reports. */
 export const SystemStatus = z.strictObject({

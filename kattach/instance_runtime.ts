@@ -167,9 +167,19 @@ export async function prepareInstance(
     })),
     dns: network.dns,
     modules: guestModules,
+    ...(image.dataDiskMiB === null ? {} : { dataMount: dataMount(apps) }),
   };
   const { machine, why } = chooseMachine(options.machine, [vkaos, ...apps]);
-  const disks = apps.map((m) => ({ module: m.name, overlay: `${paths.dir}/${m.name}.qcow2` }));
+  const disks = apps.map((m) => ({ module: m.name, overlay: `${paths.dir}/${overlayName(m)}` }));
+  const dataDiskPath = `${paths.dir}/${DATA_DISK_FILE}`;
+  // An overlay made over an earlier image of a module (before `module update`) goes: the new
+  // one is made over the current image (overlays are keyed by the image's digest).
+  const entries = await Array.fromAsync(Deno.readDir(paths.dir)).catch(() => []);
+  await Promise.all(
+    apps.flatMap((m, i) =>
+      staleOverlays(entries.map((e) => e.name), m.name, disks[i].overlay.split("/").pop()!)
+    ).map((file) => Deno.remove(`${paths.dir}/${file}`).catch(() => {})),
+  );
   // Independent steps at once: the qemu-img runs overlap each other and the file work.
   const [kernel, manifest, serialFrom, qboot, tscKhz] = await Promise.all([
     extractVkaos(k.stateDir, vkaos),
@@ -182,6 +192,7 @@ export async function prepareInstance(
     qbootPresent ??= exists(QBOOT_ROM),
     machine === "microvm" && k.accel.kind === "tcg" ? hostTscKhz() : undefined,
     writeAtomic(paths.configDisk, renderConfigDisk(cfg)),
+    image.dataDiskMiB === null ? undefined : ensureDataDisk(dataDiskPath, image.dataDiskMiB),
     ...apps.map(async (m, i) => {
       const overlay = disks[i].overlay;
       if (!await exists(overlay)) await copyOverlay(k.stateDir, m, overlay);
@@ -211,6 +222,7 @@ export async function prepareInstance(
       agent: paths.agent,
     },
     disks,
+    ...(image.dataDiskMiB === null ? {} : { dataDisk: dataDiskPath }),
     nics: network.nics.map((n) =>
       n.tap
         ? { mac: n.mac, tap: { ifname: n.tap, vhost } }
@@ -273,6 +285,52 @@ function portFree(port: number): boolean {
 
 const templates = new Map<string, Promise<void>>();
 
+/** The instance's data disk file: made once, kept across restarts and module updates. */
+export const DATA_DISK_FILE = "data.qcow2";
+/** Where vKaOS mounts the data disk when no module's appmgr.aq says. */
+export const DEFAULT_DATA_MOUNT = "/data";
+
+/** Where the guest mounts its data disk: the mount the (one) module declaring one asks for. */
+function dataMount(apps: Module[]): string {
+  return apps.find((m) => m.appmgr.data)?.appmgr.data?.mount ?? DEFAULT_DATA_MOUNT;
+}
+
+/** Makes the data disk (an empty qcow2 of `mib` MiB; the guest formats it) unless it exists. */
+async function ensureDataDisk(path: string, mib: number): Promise<void> {
+  if (await exists(path)) return;
+  const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  const out = await new Deno.Command("qemu-img", {
+    args: ["create", "-q", "-f", "qcow2", tmp, `${mib}M`],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`qemu-img create ${path} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  await Deno.rename(tmp, path);
+}
+
+/** The digest of a module's image (the key of its overlays). */
+function imageDigest(m: Module): string {
+  return m.files.find((f) => f.part === "image")?.sha256 ?? "unknown";
+}
+
+/** An instance's overlay file over a module's image: `<module>-<sha256[:16]>.qcow2`. */
+export function overlayName(m: Pick<Module, "name" | "files">): string {
+  return `${m.name}-${imageDigest(m as Module).slice(0, 16)}.qcow2`;
+}
+
+/**
+ * The files among `files` that are overlays of `module` over another image than `keep`'s:
+ * `<module>-<16 hex>.qcow2`, and `<module>.qcow2` of releases that did not key them.
+ */
+export function staleOverlays(files: string[], module: string, keep: string): string[] {
+  const escaped = module.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const pattern = new RegExp(`^${escaped}(-[0-9a-f]{16})?\\.qcow2$`);
+  return files.filter((f) => f !== keep && pattern.test(f));
+}
+
 /**
  * Gives an instance its copy-on-write overlay over a module image: a copy of an empty overlay
  * made once per module image (hash) under `STATE/cache/overlays/`, so a deploy copies a small
@@ -288,7 +346,7 @@ async function copyOverlay(stateDir: string, m: Module, overlay: string): Promis
 
 /** The empty overlay over a module image, made once per image hash; returns its path. */
 async function overlayTemplate(stateDir: string, m: Module): Promise<string> {
-  const sha = m.files.find((f) => f.part === "image")?.sha256 ?? "unknown";
+  const sha = imageDigest(m);
   const template = `${stateDir}/cache/overlays/${m.name}-${sha.slice(0, 16)}.qcow2`;
   let made = templates.get(template);
   if (!made) {

@@ -10,7 +10,7 @@
 import { z } from "zod";
 import { describeIssues } from "../lib/errors.ts";
 import { agentArgs } from "./agent/argv.ts";
-import { CONFIG_DISK_SERIAL, moduleDiskSerial } from "./guest_config.ts";
+import { CONFIG_DISK_SERIAL, DATA_DISK_SERIAL, moduleDiskSerial } from "./guest_config.ts";
 
 /** The QEMU binary KaOS runs. */
 export const QEMU_BINARY = "qemu-system-x86_64";
@@ -73,6 +73,8 @@ export const QemuArgvInput = z.strictObject({
   }),
   /** One qcow2 overlay per app module, in the VM image's order. */
   disks: z.array(z.strictObject({ module: z.string().min(1), overlay: AbsPath })).max(32),
+  /** The instance's own writable data disk (qcow2; serial `kaos-data`); omitted: none. */
+  dataDisk: AbsPath.optional(),
   /**
    * NICs in index order. A NIC with `tap` opens that persistent tap by name (kattach made it
    * on the VLAN's bridge); the others use user-mode networking, restricted (no way out to the
@@ -159,6 +161,10 @@ export function renderQemuArgv(input: QemuArgvInput): string[] {
     argv.push("-drive", `if=none,id=mod${i},file=${v(d.overlay)},format=qcow2,readonly=on`);
     argv.push("-device", `${blk},drive=mod${i},serial=${moduleDiskSerial(d.module)}`);
   });
+  if (o.dataDisk !== undefined) {
+    argv.push("-drive", `if=none,id=data,file=${v(o.dataDisk)},format=qcow2`);
+    argv.push("-device", `${blk},drive=data,serial=${DATA_DISK_SERIAL}`);
+  }
   if (o.paths.agent !== undefined) argv.push(...agentArgs(o.paths.agent, mmio));
   o.nics.forEach((n, i) => {
     if (n.tap) {
