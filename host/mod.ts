@@ -28,3 +28,16 @@ export {
   SERIAL_LOG_MAX_BYTES,
 } from "./append_log.ts";
 export { countersOf, FakeNft, type NftCounter, NftError, type NftHost, realNft } from "./nft.ts";
+export {
+  chownTree,
+  ensureGuestUser,
+  grantGroup,
+  grantKvm,
+  grantTraversal,
+  lookupUser,
+  parsePasswd,
+  QEMU_USER,
+  spawnDetached,
+  type SpawnDetachedOptions,
+  type UserIds,
+} from "./guest_user.ts";

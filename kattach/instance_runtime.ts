@@ -5,7 +5,17 @@
  * argv. Also the process checks the supervisor uses to recognise its own QEMU after a restart.
  */
 import { Manifest, resolveConfigValues } from "../appqueue/mod.ts";
-import { hostTscKhz, rotateAppendLog } from "../host/mod.ts";
+import {
+  chownTree,
+  ensureGuestUser,
+  grantGroup,
+  grantKvm,
+  grantTraversal,
+  hostTscKhz,
+  QEMU_USER,
+  rotateAppendLog,
+  type UserIds,
+} from "../host/mod.ts";
 import type { Forward, Instance, Module } from "../ipc/schemas.ts";
 import { UserError } from "../lib/errors.ts";
 import { readUstar } from "../lib/ustar.ts";
@@ -54,6 +64,8 @@ export interface PreparedInstance {
   /** The machine QEMU runs and why (see {@linkcode chooseMachine}). */
   machine: Machine;
   machineWhy: string;
+  /** The user QEMU runs as; null: kattach's own (kattach is not root). */
+  user: UserIds | null;
 }
 
 /** Options of {@linkcode prepareInstance}. */
@@ -200,6 +212,8 @@ export async function prepareInstance(
     disks,
     nics: inst.nics.map((n, i) => ({ mac: n.mac, forwards: i === 0 ? forwards : [] })),
   });
+  const user = await guestUser(k);
+  if (user) await grantGuestFiles(k, user, { paths, kernel, apps });
   return {
     argv,
     paths,
@@ -208,7 +222,61 @@ export async function prepareInstance(
     modules: [vkaos, ...apps],
     machine,
     machineWhy: why,
+    user,
   };
+}
+
+const guestUsers = new WeakMap<Kattach, Promise<UserIds | null>>();
+const kvmGranted = new WeakSet<Kattach>();
+
+/**
+ * The user QEMU runs as: `kaos-qemu` when kattach is root (created once if missing), else null
+ * (QEMU runs as kattach's own user).
+ */
+export function guestUser(k: Kattach): Promise<UserIds | null> {
+  let p = guestUsers.get(k);
+  if (!p) {
+    p = ensureGuestUser((line) => k.log(line));
+    guestUsers.set(k, p);
+  }
+  return p;
+}
+
+/**
+ * Makes what this instance's QEMU opens reachable for the QEMU user, and nothing more: its own
+ * instance directory becomes the user's; the module images and the vKaOS kernel and initrd get
+ * group read, the directories on their way group traversal (the configuration database and the
+ * rest of STATE stay root's); directories above STATE get `o+x` where they lack it; /dev/kvm
+ * under KVM.
+ */
+async function grantGuestFiles(
+  k: Kattach,
+  user: UserIds,
+  o: { paths: InstancePaths; kernel: { kernel: string; initrd: string }; apps: Module[] },
+): Promise<void> {
+  const changed = await grantTraversal(k.stateDir);
+  if (changed.length > 0) {
+    k.log(`supervisor: made ${changed.join(", ")} traversable (o+x) for ${QEMU_USER}`);
+  }
+  const state = k.stateDir;
+  const cacheDir = o.kernel.kernel.slice(0, o.kernel.kernel.lastIndexOf("/"));
+  const shared = [
+    state,
+    `${state}/instances`,
+    `${state}/modules`,
+    ...o.apps.flatMap((m) => [m.dir, `${m.dir}/${m.name}.aqi`]),
+    `${state}/cache`,
+    `${state}/cache/vkaos`,
+    cacheDir,
+    o.kernel.kernel,
+    o.kernel.initrd,
+  ];
+  for (const path of shared) await grantGroup(path, user.gid);
+  await chownTree(o.paths.dir, user);
+  if (k.accel.kind === "kvm" && !kvmGranted.has(k)) {
+    kvmGranted.add(k);
+    k.log(`supervisor: /dev/kvm for ${QEMU_USER}: ${await grantKvm(user)}`);
+  }
 }
 
 /**

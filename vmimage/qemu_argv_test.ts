@@ -68,7 +68,7 @@ const cases: Record<string, QemuArgvInput> = {
       },
       { mac: "0a:4b:53:00:00:03" },
     ],
-    daemonize: false,
+    pidfile: false,
   },
 };
 
