@@ -39,7 +39,15 @@ export async function lookupUser(name: string, passwd = "/etc/passwd"): Promise<
  * As root, the `kaos-qemu` user is created when missing (`useradd --system`; the appliance image
  * has it already). Throws when it cannot be had: a root kattach never runs QEMU as root.
  */
-export async function ensureGuestUser(log: (line: string) => void): Promise<UserIds | null> {
+export function ensureGuestUser(log: (line: string) => void): Promise<UserIds | null> {
+  // One answer per process: the user does not change while kattach runs.
+  guestUserOnce ??= findOrCreateGuestUser(log);
+  return guestUserOnce;
+}
+
+let guestUserOnce: Promise<UserIds | null> | undefined;
+
+async function findOrCreateGuestUser(log: (line: string) => void): Promise<UserIds | null> {
   if (Deno.uid() !== 0) return null;
   const found = await lookupUser(QEMU_USER);
   if (found) return found;
@@ -106,10 +114,11 @@ export async function chownTree(dir: string, ids: UserIds): Promise<void> {
 }
 
 /**
- * Lets the user open /dev/kvm: an ACL entry (`setfacl -m u:USER:rw`) where setfacl exists, else
- * the device's group becomes the user's group (the appliance owns its /dev). Returns what it did.
+ * Lets the user open a device (/dev/kvm, /dev/vhost-net): an ACL entry (`setfacl -m u:USER:rw`)
+ * where setfacl exists, else the device's group becomes the user's group (the appliance owns its
+ * /dev). Returns what it did.
  */
-export async function grantKvm(ids: UserIds, device = "/dev/kvm"): Promise<string> {
+export async function grantDevice(ids: UserIds, device: string): Promise<string> {
   const acl = await new Deno.Command("setfacl", {
     args: ["-m", `u:${ids.uid}:rw`, device],
     stdout: "null",

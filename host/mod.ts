@@ -27,12 +27,14 @@ export {
   rotatedLogPath,
   SERIAL_LOG_MAX_BYTES,
 } from "./append_log.ts";
+export { type Netlink, realNetlink, type RealNetlinkOptions } from "./netlink.ts";
+export { type FakeLink, FakeNetlink } from "./netlink_fake.ts";
 export { countersOf, FakeNft, type NftCounter, NftError, type NftHost, realNft } from "./nft.ts";
 export {
   chownTree,
   ensureGuestUser,
+  grantDevice,
   grantGroup,
-  grantKvm,
   grantTraversal,
   lookupUser,
   parsePasswd,

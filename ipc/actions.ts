@@ -12,6 +12,7 @@ import { firewallActions } from "./actions_firewall.ts";
 import {
   ConfigGroup,
   ConfigValue,
+  DeployedInstance,
   Instance,
   InstanceName,
   Module,
@@ -129,7 +130,7 @@ export const actions = {
       /** Wait until every started instance is ready or failed. */
       wait: z.boolean().optional(),
     }),
-    result: z.array(Instance),
+    result: z.array(DeployedInstance),
   },
   "instance.list": {
     params: z.strictObject({ vmimage: ObjectName.optional() }),

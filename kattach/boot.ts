@@ -4,10 +4,11 @@
  * mode) it never exits: a failing phase is logged and skipped, signals never kill it.
  */
 import { type Dispatch, type IpcServer, type NetworkMode, serveIpc } from "../ipc/mod.ts";
-import { type NftHost, probeAccel, realNft } from "../host/mod.ts";
+import { type NftHost, probeAccel, realNetlink, realNft } from "../host/mod.ts";
 import { type Kattach, reconcileModuleDirs, runAction } from "./actions/mod.ts";
 import { bootFirewall, stopFirewall } from "./firewall.ts";
 import { Services } from "./services.ts";
+import { applyNetwork, startNetwork } from "./network.ts";
 import { Store } from "./store.ts";
 import { Supervisor } from "./supervisor.ts";
 
@@ -110,6 +111,22 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
         for (const path of await reconcileModuleDirs(store!, stateDir)) {
           log(`removed leftover ${path}`);
         }
+      },
+    },
+    {
+      // Before guests (their taps) and services: links first; the firewall follows them.
+      name: "network",
+      fatal: false,
+      async run() {
+        const mode = options.network ?? (options.mode === "appliance" ? "bridged" : "user");
+        startNetwork(k!, { mode, host: realNetlink() });
+        if (mode === "user") {
+          log("network: user-mode (host links are not managed)");
+          return;
+        }
+        const r = await applyNetwork(k!, { reason: "boot" });
+        if (r.error) throw new Error(r.error);
+        log(`network: bridged, ${r.applied.length} change(s) at boot`);
       },
     },
     {

@@ -8,8 +8,8 @@ import { Manifest, resolveConfigValues } from "../appqueue/mod.ts";
 import {
   chownTree,
   ensureGuestUser,
+  grantDevice,
   grantGroup,
-  grantKvm,
   grantTraversal,
   hostTscKhz,
   QEMU_USER,
@@ -23,6 +23,7 @@ import { type GuestConfig, type GuestModule, renderConfigDisk } from "../vmimage
 import { type Machine, QBOOT_ROM, renderQemuArgv } from "../vmimage/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
 import { agentDeclarations } from "./module_agent.ts";
+import { type GuestNetwork, guestNetwork, netlinkOf } from "./network.ts";
 
 /** The unix socket path limit of Linux (sun_path, with its NUL). */
 const SUN_PATH_MAX = 107;
@@ -64,6 +65,8 @@ export interface PreparedInstance {
   /** The machine QEMU runs and why (see {@linkcode chooseMachine}). */
   machine: Machine;
   machineWhy: string;
+  /** How each NIC is connected and what the guest was told (addresses, gateway, DNS). */
+  network: GuestNetwork;
   /** The user QEMU runs as; null: kattach's own (kattach is not root). */
   user: UserIds | null;
 }
@@ -162,16 +165,31 @@ export async function prepareInstance(
       ...(agentDeclarations(m) ? { agent: agentDeclarations(m) } : {}),
     };
   });
+  // Tap NICs (bridged mode, on a VLAN) get their allocated address, the first one the gateway;
+  // user-mode NICs take slirp's DHCP address (the VLAN id travels along for information).
+  const network = guestNetwork(k, inst);
   const cfg: GuestConfig = {
     instance: inst.name,
     vmimage: inst.vmimage,
-    // User-mode NAT for every NIC until VLAN bridges exist: the guest takes slirp's DHCP address;
-    // the VLAN id travels along for information.
-    nics: inst.nics.map((n) => ({ mac: n.mac, ...(n.vlan === null ? {} : { vlan: n.vlan }) })),
+    nics: network.nics.map((n) => ({
+      mac: n.mac,
+      ...(n.address ? { address: n.address } : {}),
+      ...(n.gateway ? { gateway: n.gateway } : {}),
+      ...(n.vlan === null ? {} : { vlan: n.vlan }),
+    })),
+    dns: network.dns,
     modules: guestModules,
   };
   const { machine, why } = chooseMachine(options.machine, [vkaos, ...apps]);
-  const disks = apps.map((m) => ({ module: m.name, overlay: `${paths.dir}/${m.name}.qcow2` }));
+  const disks = apps.map((m) => ({ module: m.name, overlay: `${paths.dir}/${overlayName(m)}` }));
+  // An overlay made over an earlier image of a module (before `module update`) goes: the new
+  // one is made over the current image (overlays are keyed by the image's digest).
+  const entries = await Array.fromAsync(Deno.readDir(paths.dir)).catch(() => []);
+  await Promise.all(
+    apps.flatMap((m, i) =>
+      staleOverlays(entries.map((e) => e.name), m.name, disks[i].overlay.split("/").pop()!)
+    ).map((file) => Deno.remove(`${paths.dir}/${file}`).catch(() => {})),
+  );
   // Independent steps at once: the qemu-img runs overlap each other and the file work.
   const [kernel, manifest, serialFrom, qboot, tscKhz] = await Promise.all([
     extractVkaos(k.stateDir, vkaos),
@@ -189,7 +207,10 @@ export async function prepareInstance(
       if (!await exists(overlay)) await copyOverlay(k.stateDir, m, overlay);
     }),
   ]);
-  const forwards = allocateForwards(apps, guestModules, options.previousForwards);
+  // Forwards ride on the first user-mode NIC; a guest with taps only is reached at its address.
+  const userNic = network.nics.find((n) => n.mode === "user");
+  const forwards = userNic ? allocateForwards(apps, guestModules, options.previousForwards) : [];
+  const vhost = netlinkOf(k)?.vhostNet() ?? false;
   const argv = renderQemuArgv({
     instance: inst.name,
     machine,
@@ -210,10 +231,17 @@ export async function prepareInstance(
       agent: paths.agent,
     },
     disks,
-    nics: inst.nics.map((n, i) => ({ mac: n.mac, forwards: i === 0 ? forwards : [] })),
+    nics: network.nics.map((n) =>
+      n.tap
+        ? { mac: n.mac, tap: { ifname: n.tap, vhost } }
+        : { mac: n.mac, forwards: n === userNic ? forwards : [] }
+    ),
   });
   const user = await guestUser(k);
-  if (user) await grantGuestFiles(k, user, { paths, kernel, apps });
+  if (user) {
+    const taps = network.nics.some((n) => n.tap);
+    await grantGuestFiles(k, user, { paths, kernel, apps, vhost: taps && vhost });
+  }
   return {
     argv,
     paths,
@@ -222,24 +250,19 @@ export async function prepareInstance(
     modules: [vkaos, ...apps],
     machine,
     machineWhy: why,
+    network,
     user,
   };
 }
 
-const guestUsers = new WeakMap<Kattach, Promise<UserIds | null>>();
-const kvmGranted = new WeakSet<Kattach>();
+const devicesGranted = new Set<string>();
 
 /**
  * The user QEMU runs as: `kaos-qemu` when kattach is root (created once if missing), else null
  * (QEMU runs as kattach's own user).
  */
 export function guestUser(k: Kattach): Promise<UserIds | null> {
-  let p = guestUsers.get(k);
-  if (!p) {
-    p = ensureGuestUser((line) => k.log(line));
-    guestUsers.set(k, p);
-  }
-  return p;
+  return ensureGuestUser((line) => k.log(line));
 }
 
 /**
@@ -252,7 +275,12 @@ export function guestUser(k: Kattach): Promise<UserIds | null> {
 async function grantGuestFiles(
   k: Kattach,
   user: UserIds,
-  o: { paths: InstancePaths; kernel: { kernel: string; initrd: string }; apps: Module[] },
+  o: {
+    paths: InstancePaths;
+    kernel: { kernel: string; initrd: string };
+    apps: Module[];
+    vhost: boolean;
+  },
 ): Promise<void> {
   const changed = await grantTraversal(k.stateDir);
   if (changed.length > 0) {
@@ -273,9 +301,13 @@ async function grantGuestFiles(
   ];
   for (const path of shared) await grantGroup(path, user.gid);
   await chownTree(o.paths.dir, user);
-  if (k.accel.kind === "kvm" && !kvmGranted.has(k)) {
-    kvmGranted.add(k);
-    k.log(`supervisor: /dev/kvm for ${QEMU_USER}: ${await grantKvm(user)}`);
+  const devices = [
+    ...(k.accel.kind === "kvm" ? ["/dev/kvm"] : []),
+    ...(o.vhost ? ["/dev/vhost-net"] : []),
+  ];
+  for (const device of devices.filter((d) => !devicesGranted.has(d))) {
+    devicesGranted.add(device);
+    k.log(`supervisor: ${device} for ${QEMU_USER}: ${await grantDevice(user, device)}`);
   }
 }
 
@@ -323,6 +355,26 @@ function portFree(port: number): boolean {
 
 const templates = new Map<string, Promise<void>>();
 
+/** The digest of a module's image (the key of its overlays). */
+function imageDigest(m: Module): string {
+  return m.files.find((f) => f.part === "image")?.sha256 ?? "unknown";
+}
+
+/** An instance's overlay file over a module's image: `<module>-<sha256[:16]>.qcow2`. */
+export function overlayName(m: Pick<Module, "name" | "files">): string {
+  return `${m.name}-${imageDigest(m as Module).slice(0, 16)}.qcow2`;
+}
+
+/**
+ * The files among `files` that are overlays of `module` over another image than `keep`'s:
+ * `<module>-<16 hex>.qcow2`, and `<module>.qcow2` of releases that did not key them.
+ */
+export function staleOverlays(files: string[], module: string, keep: string): string[] {
+  const escaped = module.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const pattern = new RegExp(`^${escaped}(-[0-9a-f]{16})?\\.qcow2$`);
+  return files.filter((f) => f !== keep && pattern.test(f));
+}
+
 /**
  * Gives an instance its copy-on-write overlay over a module image: a copy of an empty overlay
  * made once per module image (hash) under `STATE/cache/overlays/`, so a deploy copies a small
@@ -338,7 +390,7 @@ async function copyOverlay(stateDir: string, m: Module, overlay: string): Promis
 
 /** The empty overlay over a module image, made once per image hash; returns its path. */
 async function overlayTemplate(stateDir: string, m: Module): Promise<string> {
-  const sha = m.files.find((f) => f.part === "image")?.sha256 ?? "unknown";
+  const sha = imageDigest(m);
   const template = `${stateDir}/cache/overlays/${m.name}-${sha.slice(0, 16)}.qcow2`;
   let made = templates.get(template);
   if (!made) {

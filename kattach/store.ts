@@ -2,7 +2,7 @@
  * The configuration store: the only code that opens the SQLite database. WAL with
  * synchronous=FULL, foreign keys on, numbered migrations, one writer, every write a transaction.
  */
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import {
   ConfigGroup,
   Instance,
@@ -20,8 +20,16 @@ import { migrations } from "./migrations.ts";
 export type Row = Record<string, SQLInputValue>;
 
 /** The configuration database of one KaOS host. */
+/** The most prepared statements the store keeps (its SQL texts are a fixed set, well below). */
+const MAX_CACHED_STATEMENTS = 500;
+
 export class Store {
   #db: DatabaseSync;
+  /**
+   * Prepared statements by SQL text, reused: preparing one per query left thousands of native
+   * statements waiting for the garbage collector (kattach's RSS grew under load; tests/soak_test.ts).
+   */
+  #statements = new Map<string, StatementSync>();
   #inTx = false;
 
   private constructor(db: DatabaseSync) {
@@ -54,7 +62,7 @@ export class Store {
 
   /** The schema version the database is at. */
   schemaVersion(): number {
-    const row = this.#db.prepare("SELECT MAX(version) AS v FROM schema_migration").get() as
+    const row = this.#prepare("SELECT MAX(version) AS v FROM schema_migration").get() as
       | { v: number | null }
       | undefined;
     return row?.v ?? 0;
@@ -84,7 +92,18 @@ export class Store {
   }
 
   /** Closes the database. */
+  #prepare(sql: string): StatementSync {
+    let statement = this.#statements.get(sql);
+    if (!statement) {
+      if (this.#statements.size >= MAX_CACHED_STATEMENTS) this.#statements.clear();
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
   close(): void {
+    this.#statements.clear();
     this.#db.close();
   }
 
@@ -111,17 +130,17 @@ export class Store {
 
   /** Runs one statement. For kattach's store extensions (kattach/store_*.ts) only. */
   run(sql: string, params: SQLInputValue[] = []): void {
-    this.#db.prepare(sql).run(...params);
+    this.#prepare(sql).run(...params);
   }
 
   /** All rows of a query. For kattach's store extensions (kattach/store_*.ts) only. */
   all(sql: string, params: SQLInputValue[] = []): Row[] {
-    return this.#db.prepare(sql).all(...params) as Row[];
+    return this.#prepare(sql).all(...params) as Row[];
   }
 
   /** The first row of a query. For kattach's store extensions (kattach/store_*.ts) only. */
   get(sql: string, params: SQLInputValue[] = []): Row | undefined {
-    return this.#db.prepare(sql).get(...params) as Row | undefined;
+    return this.#prepare(sql).get(...params) as Row | undefined;
   }
 
   #run(sql: string, params: SQLInputValue[] = []): void {

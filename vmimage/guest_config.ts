@@ -97,6 +97,8 @@ export const GuestConfig = z.strictObject({
   instance: Name,
   vmimage: Name,
   nics: z.array(GuestNic).max(16),
+  /** DNS servers (resolv.conf); none: the guest keeps what DHCP gave it, if anything. */
+  dns: z.array(Ipv4).max(3).default([]),
   modules: z.array(GuestModule).max(32),
 }).superRefine((c, ctx) => {
   const names = new Set<string>();
@@ -123,7 +125,7 @@ export const GuestConfig = z.strictObject({
     macs.add(n.mac);
   }
 });
-export type GuestConfig = z.infer<typeof GuestConfig>;
+export type GuestConfig = z.input<typeof GuestConfig>;
 
 /** Quotes a value for POSIX sh: single quotes, with `'` written as `'\''`. */
 export function shellQuote(value: string): string {
@@ -140,7 +142,7 @@ function json(value: unknown): string {
   return JSON.stringify(value, null, 2) + "\n";
 }
 
-function parse(input: GuestConfig): GuestConfig {
+function parse(input: GuestConfig): z.infer<typeof GuestConfig> {
   const r = GuestConfig.safeParse(input);
   if (!r.success) {
     throw new UserError(`Cannot build the guest configuration: ${describeIssues(r.error.issues)}`);
@@ -172,6 +174,7 @@ export function renderGuestConfig(input: GuestConfig): Map<string, string> {
     guest.push([`KAOS_NIC${i}_GW`, n.gateway ?? ""]);
     guest.push([`KAOS_NIC${i}_VLAN`, n.vlan ?? ""]);
   });
+  guest.push(["KAOS_DNS", cfg.dns.join(" ")]);
   guest.push(["KAOS_MODULES", mods.map((m) => m.name).join(" ")]);
   files.set("guest.env", envFile(`Instance ${cfg.instance}`, guest));
   files.set(
@@ -186,6 +189,7 @@ export function renderGuestConfig(input: GuestConfig): Map<string, string> {
         gateway: n.gateway ?? null,
         vlan: n.vlan ?? null,
       })),
+      dns: cfg.dns,
       modules: mods.map((m) => m.name),
     }),
   );

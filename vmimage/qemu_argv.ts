@@ -82,11 +82,23 @@ export const QemuArgvInput = z.strictObject({
   }),
   /** One qcow2 overlay per app module, in the VM image's order. */
   disks: z.array(z.strictObject({ module: z.string().min(1), overlay: AbsPath })).max(32),
-  /** NICs in index order; forwards go on the first NIC. */
+  /**
+   * NICs in index order. A NIC with `tap` opens that persistent tap by name (kattach made it
+   * on the VLAN's bridge); the others use user-mode networking, restricted (no way out to the
+   * host or beyond) but with their forwards.
+   */
   nics: z.array(z.strictObject({
     mac: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/),
     forwards: z.array(PortForward).max(64).default([]),
-  })).max(8),
+    tap: z.strictObject({
+      ifname: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/),
+      /** /dev/vhost-net exists: the kernel moves the packets. */
+      vhost: z.boolean(),
+    }).optional(),
+  })).max(8).refine(
+    (nics) => nics.every((n) => !n.tap || n.forwards.length === 0),
+    "a tap NIC has no forwards (its guest is reached at its own address)",
+  ),
   /** Write `-pidfile` (kattach, which re-attaches by it); false leaves it out (bench, tests). */
   pidfile: z.boolean().default(true),
 });
@@ -160,8 +172,16 @@ export function renderQemuArgv(input: QemuArgvInput): string[] {
   });
   if (o.paths.agent !== undefined) argv.push(...agentArgs(o.paths.agent, mmio));
   o.nics.forEach((n, i) => {
-    const fwd = n.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`);
-    argv.push("-netdev", `user,id=net${i}${fwd.join("")}`);
+    if (n.tap) {
+      const vhost = n.tap.vhost ? ",vhost=on" : "";
+      argv.push(
+        "-netdev",
+        `tap,id=net${i},ifname=${n.tap.ifname},script=no,downscript=no${vhost}`,
+      );
+    } else {
+      const fwd = n.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`);
+      argv.push("-netdev", `user,id=net${i},restrict=on${fwd.join("")}`);
+    }
     argv.push("-device", `${net},netdev=net${i},mac=${n.mac}`);
   });
   if (o.pidfile) argv.push("-pidfile", o.paths.pidfile);
