@@ -231,8 +231,18 @@ function renderImage(v: VmImage): string {
     ["VLANs", v.vlans.join(", ") || "none (NAT)"],
     ["Memory", `${v.memoryMiB} MiB`],
     ["vCPUs", v.cpus],
+    ["Data disk", v.dataDiskMiB === null ? "none" : `${v.dataDiskMiB} MiB per instance`],
     ["Instances", v.instances],
   ]);
+}
+
+/** A size in MiB from `512`, `512M` or `2G`; a UsageError otherwise. */
+function sizeMiB(text: string, what: string): number {
+  const m = /^(\d{1,7})([MG]i?B?)?$/i.exec(text);
+  if (!m) {
+    throw new UsageError(`${what} takes a size such as 512M or 2G, not ${JSON.stringify(text)}`);
+  }
+  return Number(m[1]) * (m[2]?.[0].toUpperCase() === "G" ? 1024 : 1);
 }
 
 function nicText(i: Instance): string {
@@ -538,6 +548,11 @@ export const commands: Command[] = [
       { name: "vlan", value: "ID[,ID]", help: "VLANs to attach (one NIC each; none: NAT)" },
       { name: "memory", value: "MiB", help: "guest memory (default 256)" },
       { name: "cpus", value: "N", help: "vCPUs (default 1)" },
+      {
+        name: "data-disk",
+        value: "SIZE",
+        help: "each instance's own data disk, kept across restarts and updates (e.g. 512M, 2G)",
+      },
     ],
     build(p) {
       const modules = list(p.flags.modules);
@@ -553,6 +568,9 @@ export const commands: Command[] = [
             ? undefined
             : intArg(p.flags.memory as string, "--memory"),
           cpus: p.flags.cpus === undefined ? undefined : intArg(p.flags.cpus as string, "--cpus"),
+          dataDiskMiB: p.flags["data-disk"] === undefined
+            ? undefined
+            : sizeMiB(p.flags["data-disk"] as string, "--data-disk"),
         },
       };
     },

@@ -114,6 +114,8 @@ export const actions = {
       vlans: z.array(VlanId).max(8),
       memoryMiB: z.number().int().min(32).max(1024 * 1024).optional(),
       cpus: z.number().int().min(1).max(64).optional(),
+      /** Each instance's own data disk, MiB (1 MiB to 1 TiB); omitted: none. */
+      dataDiskMiB: z.number().int().min(1).max(1024 * 1024).optional(),
     }),
     result: VmImage,
   },

@@ -125,6 +125,8 @@ export const VmImage = z.strictObject({
   vlans: z.array(VlanId),
   memoryMiB: z.number().int(),
   cpus: z.number().int(),
+  /** Each instance's own data disk, MiB (kept across restarts and module updates); null: none. */
+  dataDiskMiB: z.number().int().nullable(),
   createdAt: z.string(),
   instances: z.number().int(),
 });

@@ -179,9 +179,11 @@ export async function prepareInstance(
     })),
     dns: network.dns,
     modules: guestModules,
+    ...(image.dataDiskMiB === null ? {} : { dataMount: dataMount(apps) }),
   };
   const { machine, why } = chooseMachine(options.machine, [vkaos, ...apps]);
   const disks = apps.map((m) => ({ module: m.name, overlay: `${paths.dir}/${overlayName(m)}` }));
+  const dataDiskPath = `${paths.dir}/${DATA_DISK_FILE}`;
   // An overlay made over an earlier image of a module (before `module update`) goes: the new
   // one is made over the current image (overlays are keyed by the image's digest).
   const entries = await Array.fromAsync(Deno.readDir(paths.dir)).catch(() => []);
@@ -202,6 +204,7 @@ export async function prepareInstance(
     qbootPresent ??= exists(QBOOT_ROM),
     machine === "microvm" && k.accel.kind === "tcg" ? hostTscKhz() : undefined,
     writeAtomic(paths.configDisk, renderConfigDisk(cfg)),
+    image.dataDiskMiB === null ? undefined : ensureDataDisk(dataDiskPath, image.dataDiskMiB),
     ...apps.map(async (m, i) => {
       const overlay = disks[i].overlay;
       if (!await exists(overlay)) await copyOverlay(k.stateDir, m, overlay);
@@ -231,6 +234,7 @@ export async function prepareInstance(
       agent: paths.agent,
     },
     disks,
+    ...(image.dataDiskMiB === null ? {} : { dataDisk: dataDiskPath }),
     nics: network.nics.map((n) =>
       n.tap
         ? { mac: n.mac, tap: { ifname: n.tap, vhost } }
@@ -354,6 +358,32 @@ function portFree(port: number): boolean {
 }
 
 const templates = new Map<string, Promise<void>>();
+
+/** The instance's data disk file: made once, kept across restarts and module updates. */
+export const DATA_DISK_FILE = "data.qcow2";
+/** Where vKaOS mounts the data disk when no module's appmgr.aq says. */
+export const DEFAULT_DATA_MOUNT = "/data";
+
+/** Where the guest mounts its data disk: the mount the (one) module declaring one asks for. */
+function dataMount(apps: Module[]): string {
+  return apps.find((m) => m.appmgr.data)?.appmgr.data?.mount ?? DEFAULT_DATA_MOUNT;
+}
+
+/** Makes the data disk (an empty qcow2 of `mib` MiB; the guest formats it) unless it exists. */
+async function ensureDataDisk(path: string, mib: number): Promise<void> {
+  if (await exists(path)) return;
+  const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  const out = await new Deno.Command("qemu-img", {
+    args: ["create", "-q", "-f", "qcow2", tmp, `${mib}M`],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`qemu-img create ${path} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  await Deno.rename(tmp, path);
+}
 
 /** The digest of a module's image (the key of its overlays). */
 function imageDigest(m: Module): string {

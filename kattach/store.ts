@@ -467,14 +467,14 @@ export class Store {
 
   /** Adds a VM image with its modules, configuration groups and VLANs (in order). */
   insertVmImage(
-    v: Pick<VmImage, "name" | "modules" | "configGroups" | "vlans" | "memoryMiB" | "cpus">,
+    v:
+      & Pick<VmImage, "name" | "modules" | "configGroups" | "vlans" | "memoryMiB" | "cpus">
+      & { dataDiskMiB?: number | null },
   ): void {
-    this.#run("INSERT INTO vmimage (name, memory_mib, cpus, created_at) VALUES (?, ?, ?, ?)", [
-      v.name,
-      v.memoryMiB,
-      v.cpus,
-      now(),
-    ]);
+    this.#run(
+      "INSERT INTO vmimage (name, memory_mib, cpus, created_at, data_disk_mib) VALUES (?, ?, ?, ?, ?)",
+      [v.name, v.memoryMiB, v.cpus, now(), v.dataDiskMiB ?? null],
+    );
     v.modules.forEach((m, i) =>
       this.#run("INSERT INTO vmimage_module (vmimage, module, position) VALUES (?, ?, ?)", [
         v.name,
@@ -527,6 +527,7 @@ export class Store {
       name: r.name,
       memoryMiB: r.memory_mib,
       cpus: r.cpus,
+      dataDiskMiB: r.data_disk_mib ?? null,
       createdAt: r.created_at,
       modules: list("SELECT module AS v FROM vmimage_module WHERE vmimage = ? ORDER BY position"),
       configGroups: list(

@@ -13,6 +13,8 @@ import { AgentDeclarations, renderAgentEnv } from "./agent/declarations.ts";
 export const GUEST_CONFIG_FORMAT = "kaos-guest/1";
 /** The virtio-blk serial of the config disk. */
 export const CONFIG_DISK_SERIAL = "kaos-config";
+/** The virtio-blk serial of the instance's data disk (kept across restarts and updates). */
+export const DATA_DISK_SERIAL = "kaos-data";
 /** The config disk is padded to at least this many bytes. */
 export const CONFIG_DISK_MIN_BYTES = 64 * 1024;
 
@@ -100,6 +102,9 @@ export const GuestConfig = z.strictObject({
   /** DNS servers (resolv.conf); none: the guest keeps what DHCP gave it, if anything. */
   dns: z.array(Ipv4).max(3).default([]),
   modules: z.array(GuestModule).max(32),
+  /** Where the guest mounts its data disk (serial `kaos-data`); omitted: it has none. */
+  dataMount: z.string().regex(/^\/[A-Za-z0-9/._-]{1,200}$/).refine((p) => !p.includes(".."))
+    .optional(),
 }).superRefine((c, ctx) => {
   const names = new Set<string>();
   const serials = new Map<string, string>();
@@ -176,6 +181,7 @@ export function renderGuestConfig(input: GuestConfig): Map<string, string> {
   });
   guest.push(["KAOS_DNS", cfg.dns.join(" ")]);
   guest.push(["KAOS_MODULES", mods.map((m) => m.name).join(" ")]);
+  if (cfg.dataMount !== undefined) guest.push(["KAOS_DATA_MOUNT", cfg.dataMount]);
   files.set("guest.env", envFile(`Instance ${cfg.instance}`, guest));
   files.set(
     "guest.json",
@@ -191,6 +197,7 @@ export function renderGuestConfig(input: GuestConfig): Map<string, string> {
       })),
       dns: cfg.dns,
       modules: mods.map((m) => m.name),
+      ...(cfg.dataMount === undefined ? {} : { dataMount: cfg.dataMount }),
     }),
   );
   for (const m of mods) {

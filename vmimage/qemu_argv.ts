@@ -12,7 +12,7 @@
 import { z } from "zod";
 import { describeIssues } from "../lib/errors.ts";
 import { agentArgs } from "./agent/argv.ts";
-import { CONFIG_DISK_SERIAL, moduleDiskSerial } from "./guest_config.ts";
+import { CONFIG_DISK_SERIAL, DATA_DISK_SERIAL, moduleDiskSerial } from "./guest_config.ts";
 
 /**
  * QEMU's seccomp sandbox: no obsolete system calls, no set*uid/set*gid, no fork/exec, no
@@ -82,6 +82,8 @@ export const QemuArgvInput = z.strictObject({
   }),
   /** One qcow2 overlay per app module, in the VM image's order. */
   disks: z.array(z.strictObject({ module: z.string().min(1), overlay: AbsPath })).max(32),
+  /** The instance's own writable data disk (qcow2; serial `kaos-data`); omitted: none. */
+  dataDisk: AbsPath.optional(),
   /**
    * NICs in index order. A NIC with `tap` opens that persistent tap by name (kattach made it
    * on the VLAN's bridge); the others use user-mode networking, restricted (no way out to the
@@ -170,6 +172,10 @@ export function renderQemuArgv(input: QemuArgvInput): string[] {
     argv.push("-drive", `if=none,id=mod${i},file=${v(d.overlay)},format=qcow2,readonly=on`);
     argv.push("-device", `${blk},drive=mod${i},serial=${moduleDiskSerial(d.module)}`);
   });
+  if (o.dataDisk !== undefined) {
+    argv.push("-drive", `if=none,id=data,file=${v(o.dataDisk)},format=qcow2`);
+    argv.push("-device", `${blk},drive=data,serial=${DATA_DISK_SERIAL}`);
+  }
   if (o.paths.agent !== undefined) argv.push(...agentArgs(o.paths.agent, mmio));
   o.nics.forEach((n, i) => {
     if (n.tap) {

@@ -125,3 +125,12 @@ Deno.test("renderQemuArgv is pure and refuses relative paths and bad MACs", () =
 Deno.test("qemuOptValue doubles commas", () => {
   assertEquals(qemuOptValue("/a,b,,c"), "/a,,b,,,,c");
 });
+
+Deno.test("renderQemuArgv: the data disk is a writable qcow2 with serial kaos-data", () => {
+  const argv = renderQemuArgv({ ...web1, dataDisk: `${dir}/data.qcow2` });
+  const drive = argv.indexOf(`if=none,id=data,file=${dir}/data.qcow2,format=qcow2`);
+  assertEquals(argv[drive - 1], "-drive");
+  assertEquals(argv[drive + 1], "-device");
+  assertEquals(/,drive=data,serial=kaos-data$/.test(argv[drive + 2]), true);
+  assertEquals(renderQemuArgv(web1).some((a) => a.includes("kaos-data")), false);
+});
