@@ -174,7 +174,8 @@ async function reconcile(k: Kattach, rt: Runtime, reason: string): Promise<Netwo
     // The lines themselves when few (a boot of a big host would flood the log).
     if (applied.length <= 32) { for (const line of applied) k.log(`network:   ip ${line}`); }
   }
-  for (const w of warnings) k.log(`network: ${w}`);
+  // A warning is logged when it appears, not at every run (`network status` shows them all).
+  for (const w of warnings) if (!rt.last?.warnings.includes(w)) k.log(`network: ${w}`);
   return result;
 }
 
