@@ -97,7 +97,11 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
           accel,
           log,
           firewallHost: bridged
-            ? { nft: options.nft ?? realNft(), mgmtPort: options.sshPort || 1289 }
+            ? {
+              nft: options.nft ?? realNft(),
+              mgmtPort: options.sshPort || 1289,
+              onUplinkRestored: (reason) => applyNetwork(k!, { reason }),
+            }
             : undefined,
         };
         log(`${accel.kind}: ${accel.reason}`);

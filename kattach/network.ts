@@ -5,7 +5,7 @@
  * affects links, and on `network apply`. In `user` mode (hosted, the default) host links are left
  * alone and guests use QEMU's user-mode networking.
  */
-import type { Netlink } from "../host/mod.ts";
+import { ensureGuestUser, type Netlink } from "../host/mod.ts";
 import type {
   Instance,
   NetworkApplyResult,
@@ -128,7 +128,10 @@ async function reconcile(k: Kattach, rt: Runtime, reason: string): Promise<Netwo
   let warnings: string[] = [];
   let error: string | null = null;
   try {
-    const diff = diffLinks(planLinks(networkConfig(k.store)), await readHostState(rt.host));
+    // Taps belong to the user QEMU runs as (kaos-qemu when kattach is root): it opens them.
+    const owner = await ensureGuestUser((line) => k.log(line));
+    const config = { ...networkConfig(k.store), ...(owner ? { tapOwner: owner } : {}) };
+    const diff = diffLinks(planLinks(config), await readHostState(rt.host));
     warnings = diff.warnings;
     applied = diff.lines;
     if (diff.lines.length > 0) {
