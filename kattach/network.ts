@@ -29,7 +29,7 @@ import {
   vlanLinkName,
 } from "../netmgr/mod.ts";
 import { UserError } from "../lib/errors.ts";
-import type { Kattach } from "./actions/_types.ts";
+import type { Kattach } from "./context.ts";
 import { applyFirewall } from "./firewall.ts";
 import type { Store } from "./store.ts";
 
