@@ -2,7 +2,8 @@
  * KaOS entry point: wires the real implementations together. Each subcommand parses its options
  * strictly (lib/cli_args.ts: unknown options are refused, `--help` prints the usage and starts
  * nothing).
- *   kattach [--hosted] [--state DIR] [--ssh-port N] [--storage-disks DEV,…]
+ *   kattach [--hosted] [--state DIR] [--ssh-port N] [--network user|bridged]
+ *           [--storage-disks DEV,…]
  *                                                     the daemon (PID 1 on the appliance)
  *   aq [--state DIR] COMMAND…                         one one-line command against a running kattach
  *   sshd [--state DIR] [--port N] [--listen ADDR]     the SSH front door (kattach supervises it)
@@ -29,12 +30,16 @@ const USAGE = `usage: main.ts SUBCOMMAND [OPTIONS]   (each subcommand answers --
 The state directory defaults to $KAOS_STATE, else ${DEFAULT_HOSTED_STATE}.`;
 
 const KATTACH_USAGE =
-  `usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N] [--storage-disks DEV,…]
+  `usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N] [--network MODE]
+         [--storage-disks DEV,…]
   Runs kattach. As PID 1 (or with --appliance) it is the appliance's init; otherwise it runs
   hosted with all state under one directory.
   --hosted          run as an ordinary process (the default unless PID 1)
   --state DIR       the state directory (default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE})
   --ssh-port N      port of the SSH CLI on 127.0.0.1 (default $KAOS_SSH_PORT, else 1289; 0: none)
+  --network MODE    user (default): user-mode guest NICs, the host's network is left alone;
+                    bridged: manage links and firewall, SSH on 0.0.0.0 (in a network namespace
+                    of its own, e.g. \`ip netns exec NS …\`)
   --storage-disks DEV,…
                     the only disks \`storage\` may use in hosted mode (e.g. a test's loop
                     devices /dev/loop5,/dev/loop6); none by default, never the machine's disks
@@ -82,10 +87,23 @@ async function kattach(args: string[]): Promise<void> {
       appliance: { type: "boolean" },
       state: { type: "string" },
       "ssh-port": { type: "string" },
+      network: { type: "string" },
       "storage-disks": { type: "string" },
     },
   });
   if (Deno.pid === 1 || values.appliance) return await runAppliance(); // PID 1
+  const network = values.network ?? "user";
+  if (network !== "user" && network !== "bridged") {
+    usageError(`--network takes user or bridged, not ${network}`, KATTACH_USAGE);
+  }
+  if (network === "bridged" && Deno.uid() !== 0) {
+    console.error(
+      "Error: --network bridged needs root: it creates bridges, taps and a firewall on this host\n" +
+        "Hint: run it as root inside a network namespace (unshare -n, ip netns exec NS …), " +
+        "or leave --network out for user-mode networking",
+    );
+    Deno.exit(1);
+  }
   const portText = values["ssh-port"] ?? Deno.env.get("KAOS_SSH_PORT") ?? "1289";
   const sshPort = portNumber(portText);
   if (sshPort === undefined) {
@@ -107,6 +125,7 @@ async function kattach(args: string[]): Promise<void> {
     stateDir: dir,
     sshPort,
     selfArgv: selfArgv(),
+    network,
     storageDisks,
   });
   const shutdown = async (signal: string) => {

@@ -11,7 +11,7 @@ import {
   type StorageInfo,
   type StorageList,
 } from "../ipc/mod.ts";
-import { type Command, intArg, type Parsed, UsageError } from "./commands.ts";
+import { type Command, intArg, type Parsed, UsageError } from "./command.ts";
 import { fields, table } from "./render.ts";
 
 function cmd<A extends ActionName>(

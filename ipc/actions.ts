@@ -8,10 +8,12 @@ import { appqueueActions, ConfigApplyOutcome } from "./actions_appqueue.ts";
 import { guestActions } from "./actions_guests.ts";
 import { authActions } from "./actions_auth.ts";
 import { networkActions } from "./actions_network.ts";
+import { firewallActions } from "./actions_firewall.ts";
 import { storageActions } from "./actions_storage.ts";
 import {
   ConfigGroup,
   ConfigValue,
+  DeployedInstance,
   Instance,
   InstanceName,
   Module,
@@ -113,6 +115,8 @@ export const actions = {
       vlans: z.array(VlanId).max(8),
       memoryMiB: z.number().int().min(32).max(1024 * 1024).optional(),
       cpus: z.number().int().min(1).max(64).optional(),
+      /** Each instance's own data disk, MiB (1 MiB to 1 TiB); omitted: none. */
+      dataDiskMiB: z.number().int().min(1).max(1024 * 1024).optional(),
       /** The storage its instances live on (default: the one with the most free space). */
       storage: z.string().optional(),
     }),
@@ -131,7 +135,7 @@ export const actions = {
       /** Wait until every started instance is ready or failed. */
       wait: z.boolean().optional(),
     }),
-    result: z.array(Instance),
+    result: z.array(DeployedInstance),
   },
   "instance.list": {
     params: z.strictObject({ vmimage: ObjectName.optional() }),
@@ -144,6 +148,7 @@ export const actions = {
   ...guestActions,
   ...authActions,
   ...networkActions,
+  ...firewallActions,
   ...storageActions,
 } as const;
 

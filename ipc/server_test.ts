@@ -78,6 +78,7 @@ async function startServer(log: string[]) {
       vkaos: null,
       store: { schema: 1, integrity: "ok" },
       counts: { vlans: 0, modules: 0, configGroups: 0, vmimages: 0, instances: 0 },
+      warnings: [],
     };
   };
   const server = await serveIpc({ runDir: `${dir}/run`, dispatch, log: (l) => log.push(l) });

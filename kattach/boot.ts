@@ -3,11 +3,20 @@
  * mode it runs as an ordinary process with all state under one directory; as PID 1 (appliance
  * mode) it never exits: a failing phase is logged and skipped, signals never kill it.
  */
-import { type Dispatch, type IpcServer, serveIpc } from "../ipc/mod.ts";
-import { probeAccel } from "../host/mod.ts";
-import { type Kattach, reconcileModuleDirs, runAction } from "./actions/mod.ts";
+import { type Dispatch, type IpcServer, type NetworkMode, serveIpc } from "../ipc/mod.ts";
+import { type NftHost, probeAccel, realNetlink, realNft } from "../host/mod.ts";
+import {
+  type Kattach,
+  reconcileModuleDirs,
+  runAction,
+  setConfigChangeApplier,
+  setModuleActionRunner,
+} from "./actions/mod.ts";
+import { applyConfigChange, runModuleAction } from "./module_agent.ts";
+import { bootFirewall, stopFirewall } from "./firewall.ts";
 import { LogBook } from "./log.ts";
 import { Services } from "./services.ts";
+import { applyNetwork, startNetwork } from "./network.ts";
 import { mountAllStorage } from "./storage.ts";
 import { Store } from "./store.ts";
 import { Supervisor } from "./supervisor.ts";
@@ -21,6 +30,14 @@ export interface KattachOptions {
   sshPort?: number;
   /** The command that runs main.ts (e.g. [deno, "run", "-A", main.ts]); no services without it. */
   selfArgv?: string[];
+  /**
+   * `bridged`: kattach manages the host's networking (links, firewall), as on the appliance (the
+   * default there); `user` (the hosted default): guests use user-mode NICs and the host's
+   * ruleset is never touched. Hosted `bridged` is meant for a network namespace of its own.
+   */
+  network?: NetworkMode;
+  /** nftables (default: the real `nft`); tests pass a fake. */
+  nft?: NftHost;
   /** kattach's log (the appliance makes its own); default: one whose sink is `log`. */
   logBook?: LogBook;
   /** Hosted mode: the only disks `storage` may use (e.g. loop devices of a test). */
@@ -83,6 +100,8 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       fatal: false,
       run() {
         const accel = probeAccel();
+        const bridged = (options.network ?? (options.mode === "appliance" ? "bridged" : "user")) ===
+          "bridged";
         k = {
           store: store!,
           stateDir,
@@ -90,10 +109,25 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
           startedAt: Date.now(),
           accel,
           log,
+          firewallHost: bridged
+            ? {
+              nft: options.nft ?? realNft(),
+              mgmtPort: options.sshPort || 1289,
+              onUplinkRestored: (reason) => applyNetwork(k!, { reason }),
+            }
+            : undefined,
           logBook: book,
           ...(options.storageDisks ? { storageDisks: options.storageDisks } : {}),
         };
         log(`${accel.kind}: ${accel.reason}`);
+      },
+    },
+    {
+      // Before the links, the guests and the SSH service: nothing is reachable unfiltered.
+      name: "firewall",
+      fatal: false,
+      async run() {
+        await bootFirewall(k!);
       },
     },
     {
@@ -103,6 +137,22 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
         for (const path of await reconcileModuleDirs(store!, stateDir)) {
           log(`removed leftover ${path}`);
         }
+      },
+    },
+    {
+      // Before guests (their taps) and services: links first; the firewall follows them.
+      name: "network",
+      fatal: false,
+      async run() {
+        const mode = options.network ?? (options.mode === "appliance" ? "bridged" : "user");
+        startNetwork(k!, { mode, host: realNetlink() });
+        if (mode === "user") {
+          log("network: user-mode (host links are not managed)");
+          return;
+        }
+        const r = await applyNetwork(k!, { reason: "boot" });
+        if (r.error) throw new Error(r.error);
+        log(`network: bridged, ${r.applied.length} change(s) at boot`);
       },
     },
     {
@@ -120,6 +170,11 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       fatal: false,
       async run() {
         supervisor = new Supervisor(k!);
+        // The supervisor is a lower layer than the action handlers: they get its agent host
+        // here (module commands and configuration changes reach guests through it).
+        const host = supervisor.agentHost();
+        setModuleActionRunner((kk, req) => runModuleAction(kk, host, req));
+        setConfigChangeApplier((kk, group) => applyConfigChange(kk, host, group));
         await supervisor.resume(); // re-attach to running QEMUs, then autostart
       },
     },
@@ -141,7 +196,8 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
         services = new Services({ log });
         const port = options.sshPort ?? 1289;
         if (port !== 0) {
-          const listen = options.mode === "hosted" ? "127.0.0.1" : "0.0.0.0";
+          // Hosted: loopback only, unless kattach runs bridged (in a namespace of its own).
+          const listen = options.mode === "hosted" && !k?.firewallHost ? "127.0.0.1" : "0.0.0.0";
           services.start({
             name: "sshd",
             argv: [
@@ -184,6 +240,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
     k: k!,
     ipc: ipc!,
     async stop() {
+      if (k) stopFirewall(k);
       await services?.stop();
       await ipc?.close();
       await supervisor?.detach(); // guests keep running; the next start re-attaches

@@ -211,21 +211,49 @@ export const migrations: readonly Migration[] = [
     `,
   },
   {
-    version: 8,
-    name: "security",
+    version: 6,
+    name: "firewall",
     sql: `
-      -- A module name is bound to the key that first signed it (survives module del).
-      CREATE TABLE module_publisher (
-        module TEXT PRIMARY KEY,
-        public_key TEXT NOT NULL,
-        bound_at TEXT NOT NULL
+      CREATE TABLE firewall_mgmt (
+        cidr TEXT PRIMARY KEY,
+        note TEXT NOT NULL,
+        added_at TEXT NOT NULL
       ) STRICT;
-      INSERT INTO module_publisher (module, public_key, bound_at)
-        SELECT module, public_key, datetime('now') FROM module_origin WHERE public_key != '';
 
-      -- The subscription key travels only over https: the placeholder moves to https.
-      UPDATE appqueue SET url = 'https://127.0.0.1:8701/supported/'
-        WHERE name = 'supported' AND url = 'http://127.0.0.1:8701/supported/';
+      CREATE TABLE firewall_forward (
+        id INTEGER PRIMARY KEY,
+        instance TEXT NOT NULL REFERENCES instance(name) ON DELETE CASCADE,
+        proto TEXT NOT NULL CHECK (proto IN ('tcp', 'udp')),
+        host_port INTEGER NOT NULL CHECK (host_port BETWEEN 1 AND 65535),
+        guest_port INTEGER NOT NULL CHECK (guest_port BETWEEN 1 AND 65535),
+        created_at TEXT NOT NULL,
+        UNIQUE (proto, host_port)
+      ) STRICT;
+
+      CREATE TABLE firewall_rule (
+        id INTEGER PRIMARY KEY,
+        chain TEXT NOT NULL CHECK (chain IN ('input', 'forward')),
+        action TEXT NOT NULL CHECK (action IN ('accept', 'drop', 'reject')),
+        proto TEXT CHECK (proto IN ('tcp', 'udp', 'icmp')),
+        src TEXT,
+        dst TEXT,
+        port_from INTEGER CHECK (port_from BETWEEN 1 AND 65535),
+        port_to INTEGER CHECK (port_to BETWEEN 1 AND 65535),
+        note TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE firewall_generation (
+        id INTEGER PRIMARY KEY,
+        state TEXT NOT NULL
+          CHECK (state IN ('pending', 'confirmed', 'superseded', 'rolled-back')),
+        reason TEXT NOT NULL,
+        ruleset TEXT NOT NULL,
+        access TEXT NOT NULL,
+        applied_at TEXT NOT NULL,
+        deadline TEXT,
+        confirmed_at TEXT
+      ) STRICT;
     `,
   },
   {
@@ -244,6 +272,33 @@ export const migrations: readonly Migration[] = [
 
       ALTER TABLE vmimage ADD COLUMN storage TEXT REFERENCES storage(name);
       ALTER TABLE instance ADD COLUMN storage TEXT REFERENCES storage(name);
+    `,
+  },
+  {
+    version: 8,
+    name: "security",
+    sql: `
+      -- A module name is bound to the key that first signed it (survives module del).
+      CREATE TABLE module_publisher (
+        module TEXT PRIMARY KEY,
+        public_key TEXT NOT NULL,
+        bound_at TEXT NOT NULL
+      ) STRICT;
+      INSERT INTO module_publisher (module, public_key, bound_at)
+        SELECT module, public_key, datetime('now') FROM module_origin WHERE public_key != '';
+
+      -- The subscription key travels only over https: the placeholder moves to https.
+      UPDATE appqueue SET url = 'https://127.0.0.1:8701/supported/'
+        WHERE name = 'supported' AND url = 'http://127.0.0.1:8701/supported/';
+    `,
+  },
+  {
+    version: 9,
+    name: "vmimage-data-disk",
+    sql: `
+      -- The size of each instance's own data disk (MiB); NULL: none.
+      ALTER TABLE vmimage ADD COLUMN data_disk_mib INTEGER
+        CHECK (data_disk_mib IS NULL OR data_disk_mib BETWEEN 1 AND 1048576);
     `,
   },
 ];

@@ -1,5 +1,6 @@
 /**
- * Networking for guests: IPv4 address math, per-VLAN address management and MAC allocation.
+ * Networking for guests: IPv4 address math, per-VLAN address management, MAC allocation, the
+ * names of the host links KaOS owns and the plan, host state and diff of those links.
  * Everything here is pure; the store in kattach persists allocations.
  */
 export {
@@ -38,6 +39,7 @@ export {
   parseMac,
 } from "./mac.ts";
 export {
+  bridgeMac,
   bridgeName,
   IFNAME_MAX,
   isKaosLink,
@@ -47,3 +49,35 @@ export {
   tapName,
   vlanLinkName,
 } from "./names.ts";
+export {
+  type DesiredLink,
+  type DesiredState,
+  hostIsRouter,
+  type NetworkConfig,
+  planLinks,
+  type PlanNic,
+  type PlanVlan,
+} from "./link_plan.ts";
+export {
+  type HostLink,
+  type HostReads,
+  type HostState,
+  parseHostState,
+  parseIpLinks,
+} from "./link_state.ts";
+export { diffLinks, type LinkDiff, renderBatch } from "./link_diff.ts";
+export {
+  BRIDGE_COUNTERS,
+  FirewallForward,
+  FirewallInput,
+  FirewallPort,
+  FirewallRule,
+  FirewallVlan,
+  INET_COUNTERS,
+  openMgmtWarning,
+  type RenderedFirewall,
+  renderFirewall,
+  renderMinimalFirewall,
+  RuleEnd,
+} from "./firewall.ts";
+export { syntheticFirewall } from "./firewall_synthetic.ts";

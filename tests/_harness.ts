@@ -2,7 +2,7 @@
  * Integration-test harness: starts a real hosted kattach as a child process with its own state
  * directory and drives it with the real `aq` command.
  */
-import { run, type RunResult } from "./_util.ts";
+import { run, type RunResult, withDeadline } from "./_util.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const DENO = Deno.execPath();
@@ -14,45 +14,55 @@ export const FIXTURES_OUT = `${ROOT}/fixtures/out`;
 
 /** Builds the fixture modules (cached by the script: quick when up to date). */
 export async function buildFixtures(): Promise<void> {
-  const out = await new Deno.Command(`${ROOT}/fixtures/build-modules`, {
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) {
-    throw new Error(`fixtures/build-modules failed:\n${new TextDecoder().decode(out.stderr)}`);
-  }
+  const out = await run([`${ROOT}/fixtures/build-modules`], { timeoutMs: BUILD_FIXTURES_MS });
+  if (out.code !== 0) throw new Error(`fixtures/build-modules failed:\n${out.stderr}`);
 }
+
+/** The longest a fixture build may take (a cold build on 2 busy cores is a few minutes). */
+const BUILD_FIXTURES_MS = 20 * 60_000;
+/** The longest an `aq` command may take (deploy --wait waits for readiness, up to 120 s). */
+export const AQ_TIMEOUT_MS = 300_000;
+/** How long kattach has to exit after a signal before it gets SIGKILL. */
+const EXIT_MS = 30_000;
 
 /** What a finished `aq` run left behind. */
 export type AqResult = RunResult;
 
 /** A kattach started for a test. */
+/** How {@linkcode TestKattach} runs kattach. */
+export interface TestKattachOptions {
+  /** Runs kattach through this argv prefix, e.g. `["ip", "netns", "exec", NS]`. */
+  wrap?: string[];
+  /** Port of the supervised sshd (default 0: none). */
+  sshPort?: number;
+  /** `--network bridged`: kattach manages the links and firewall (inside `wrap`'s namespace). */
+  network?: "bridged";
+  /** Added to kattach's environment. */
+  env?: Record<string, string>;
+  /** More `kattach` options (e.g. `--storage-disks /dev/loop5`). */
+  args?: string[];
+}
+
 export class TestKattach {
   readonly stateDir: string;
-  /** Extra `kattach` options (e.g. `--storage-disks /dev/loop5`). */
-  readonly args: string[];
+  readonly #options: TestKattachOptions;
   #child: Deno.ChildProcess | undefined;
   #log: string[] = [];
   #logDone: Promise<void> = Promise.resolve();
   #env: Record<string, string>;
 
-  constructor(
-    stateDir: string,
-    options: { env?: Record<string, string>; args?: string[] } = {},
-  ) {
+  constructor(stateDir: string, options: TestKattachOptions = {}) {
     this.stateDir = stateDir;
+    this.#options = options;
     this.#env = options.env ?? {};
     this.args = options.args ?? [];
   }
 
   /**
-   * Creates a fresh state directory and starts kattach on it; `env` adds to its environment
-   * (e.g. DENO_CERT for a test CA), `args` to its options (e.g. `--storage-disks`).
+   * Creates a fresh state directory and starts kattach on it; `options.env` adds to its
+   * environment (e.g. DENO_CERT for a test CA).
    */
-  static async start(
-    stateDir?: string,
-    options: { env?: Record<string, string>; args?: string[] } = {},
-  ): Promise<TestKattach> {
+  static async start(stateDir?: string, options: TestKattachOptions = {}): Promise<TestKattach> {
     const k = new TestKattach(
       stateDir ?? await Deno.makeTempDir({ prefix: "kaos-test-" }),
       options,
@@ -75,20 +85,25 @@ export class TestKattach {
   /** Starts kattach (again) on the same state directory and waits until it is ready. */
   async restart(): Promise<void> {
     if (this.#child) throw new Error("kattach is still running");
-    const child = new Deno.Command(DENO, {
-      // No sshd: tests that want one start kattach themselves (tests/cli_ssh_test.ts).
-      args: [
-        "run",
-        "-A",
-        `${ROOT}/main.ts`,
-        "kattach",
-        "--hosted",
-        "--ssh-port",
-        "0",
-        "--state",
-        this.stateDir,
-        ...this.args,
-      ],
+    const { wrap = [], sshPort = 0, network } = this.#options;
+    const argv = [
+      ...wrap,
+      DENO,
+      "run",
+      "-A",
+      `${ROOT}/main.ts`,
+      "kattach",
+      "--hosted",
+      // No sshd by default: tests that want one ask (or start kattach themselves).
+      "--ssh-port",
+      String(sshPort),
+      "--state",
+      this.stateDir,
+      ...(network ? ["--network", network] : []),
+      ...(this.#options.args ?? []),
+    ];
+    const child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
       env: this.#env,
       stdin: "null",
       stdout: "piped",
@@ -127,7 +142,7 @@ export class TestKattach {
       "--state",
       this.stateDir,
       ...args,
-    ]);
+    ], { timeoutMs: AQ_TIMEOUT_MS });
   }
 
   /** Runs `aq ARGS… --json`, asserts success and returns the parsed output. */
@@ -144,8 +159,8 @@ export class TestKattach {
     try {
       child.kill(signal);
     } catch { /* already gone */ }
-    await child.status;
-    await this.#logDone;
+    await exitOrKill(child, `kattach (pid ${child.pid}) to exit after ${signal}`);
+    await withDeadline(this.#logDone, EXIT_MS, `kattach's output to end`);
     this.#child = undefined;
   }
 
@@ -179,5 +194,21 @@ export async function killGuests(stateDir: string): Promise<void> {
     try {
       Deno.kill(pid, "SIGKILL");
     } catch { /* already gone */ }
+  }
+}
+
+/**
+ * Waits for a child to exit; after {@linkcode EXIT_MS} kills it (SIGKILL) and fails saying what
+ * it waited for.
+ */
+export async function exitOrKill(child: Deno.ChildProcess, what: string): Promise<void> {
+  try {
+    await withDeadline(child.status, EXIT_MS, what);
+  } catch (err) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await withDeadline(child.status, 10_000, `${what} (after SIGKILL)`);
+    throw err;
   }
 }

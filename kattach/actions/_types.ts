@@ -1,22 +1,9 @@
 /** Types shared by the action handlers. */
 import type { z } from "zod";
 import type { ActionContext, ActionName, actions, ResultOf } from "../../ipc/mod.ts";
-import type { LogBook } from "../log.ts";
-import type { Store } from "../store.ts";
+import type { Kattach } from "../context.ts";
 
-/** What every handler gets: the running kattach's parts. */
-export interface Kattach {
-  store: Store;
-  stateDir: string;
-  mode: "hosted" | "appliance";
-  startedAt: number;
-  accel: { kind: "kvm" | "tcg"; reason: string };
-  log(line: string): void;
-  /** Hosted mode: the only disks `storage` may consider (`--storage-disks`); none by default. */
-  storageDisks?: string[];
-  /** kattach's own log (`system log`); absent in unit tests. */
-  logBook?: LogBook;
-}
+export type { Kattach } from "../context.ts";
 
 /** A handler of one action. */
 export type Handler<A extends ActionName> = (

@@ -3,6 +3,7 @@ import type { ActionContext, ActionName } from "../../ipc/mod.ts";
 import { appqueueHandlers } from "./appqueue.ts";
 import { authHandlers } from "./auth.ts";
 import { configGroupHandlers } from "./config_group.ts";
+import { firewallHandlers } from "./firewall.ts";
 import { instanceHandlers } from "./instance.ts";
 import { lifecycleHandlers } from "./lifecycle.ts";
 import { moduleHandlers } from "./module.ts";
@@ -12,9 +13,12 @@ import { systemHandlers } from "./system.ts";
 import { vlanHandlers } from "./vlan.ts";
 import { vmImageHandlers } from "./vmimage.ts";
 import type { Handler, Handlers, Kattach } from "./_types.ts";
+import { applyNetwork } from "../network.ts";
 
 export type { Kattach } from "./_types.ts";
 export { reconcileModuleDirs } from "./module.ts";
+export { setModuleActionRunner } from "./appqueue.ts";
+export { setConfigChangeApplier } from "./config_group.ts";
 export { KAOS_VERSION } from "./system.ts";
 
 /** Every handler, by action name; the type makes a missing handler a compile error. */
@@ -29,6 +33,7 @@ export const handlers: Handlers<ActionName> = {
   ...appqueueHandlers,
   ...authHandlers,
   ...networkHandlers,
+  ...firewallHandlers,
   ...storageHandlers,
 };
 
@@ -40,5 +45,22 @@ export async function runAction(
   ctx: ActionContext,
 ): Promise<unknown> {
   const handler = handlers[action] as Handler<ActionName>;
-  return await handler(k, params as never, ctx);
+  const result = await handler(k, params as never, ctx);
+  if (CHANGES_LINKS.has(action)) await applyNetwork(k, { reason: action });
+  return result;
 }
+
+/**
+ * Actions whose committed change adds, moves or removes host links or addresses: the links are
+ * reconciled after them (instance start reconciles before QEMU opens its taps).
+ */
+const CHANGES_LINKS = new Set<ActionName>([
+  "vlan.add",
+  "vlan.set",
+  "vlan.del",
+  "vlan.route.add",
+  "vlan.route.del",
+  "network.set",
+  "deploy",
+  "instance.del",
+]);

@@ -4,7 +4,7 @@ import { UserError } from "../../lib/errors.ts";
 import type { Store } from "../store.ts";
 import { getStorage, setVmImageStorage, vmImageStorage } from "../store_storage.ts";
 import { resolveConfigGroup } from "./config_group.ts";
-import { requireVkaos, resolveModule } from "./module.ts";
+import { requireVkaos, resolveModule } from "./_modules.ts";
 import { resolveVlan } from "./vlan.ts";
 import type { Handlers } from "./_types.ts";
 
@@ -90,7 +90,17 @@ export const vmImageHandlers: Handlers<
           },
         );
       }
+      const mounts = p.modules.filter((m) => resolveModule(k.store, m).appmgr.data);
+      if (p.dataDiskMiB !== undefined && mounts.length > 1) {
+        throw new UserError(
+          `Cannot create VM image ${p.name}: modules ${
+            mounts.join(" and ")
+          } each ask where the data disk is mounted`,
+          { hint: "an instance has one data disk; put those modules in separate VM images" },
+        );
+      }
       k.store.insertVmImage({
+        dataDiskMiB: p.dataDiskMiB ?? null,
         name: p.name,
         modules: p.modules,
         configGroups: p.configGroups,
