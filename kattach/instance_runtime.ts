@@ -294,9 +294,15 @@ async function grantGuestFiles(
   }
   const state = k.stateDir;
   const cacheDir = o.kernel.kernel.slice(0, o.kernel.kernel.lastIndexOf("/"));
+  // The instance's directory lies under STATE/instances, or on its storage
+  // (STATE/storage/<name>/instances): the directories on the way get group traversal.
+  const instancesDir = o.paths.dir.slice(0, o.paths.dir.lastIndexOf("/"));
+  const root = instancesDir.slice(0, instancesDir.lastIndexOf("/"));
+  const onStorage = root === state ? [] : [`${state}/storage`, root];
   const shared = [
     state,
-    `${state}/instances`,
+    ...onStorage,
+    instancesDir,
     `${state}/modules`,
     ...o.apps.flatMap((m) => [m.dir, `${m.dir}/${m.name}.aqi`]),
     `${state}/cache`,

@@ -55,7 +55,6 @@ export class TestKattach {
     this.stateDir = stateDir;
     this.#options = options;
     this.#env = options.env ?? {};
-    this.args = options.args ?? [];
   }
 
   /**

@@ -101,10 +101,17 @@ Deno.test("storage on loop devices: init, refusals, placement, del, restart, sys
         .code,
       0,
     );
-    const [inst] = await k.json<Instance[]>("deploy", "web");
+    const [inst] = await k.json<(Instance & { outcome: string; reason?: string })[]>(
+      "deploy",
+      "web",
+    );
+    assert.equal(inst.outcome, "started", inst.reason);
     assert.equal(inst.storage, "big");
     const dir = `${state}/storage/big/instances/web-1`;
-    const overlay = await Deno.stat(`${dir}/web.qcow2`);
+    const overlayName = [...Deno.readDirSync(dir)].map((e) => e.name)
+      .find((n) => /^web(-[0-9a-f]{16})?\.qcow2$/.test(n));
+    assert.ok(overlayName, `no overlay of web in ${dir}`);
+    const overlay = await Deno.stat(`${dir}/${overlayName}`);
     assert.equal(overlay.dev, (await Deno.stat(b.mountpoint)).dev, "overlay on the storage");
     await waitFor(
       async () => await Deno.stat(`${dir}/qmp.sock`).then(() => true, () => false),
@@ -142,7 +149,7 @@ Deno.test("storage on loop devices: init, refusals, placement, del, restart, sys
     assert.match(k.log, /storage: big \(.*\) mounted on/);
     const started = await k.json<Instance>("instance", "start", "web-1");
     assert.equal(started.storage, "big");
-    assert.equal((await Deno.stat(`${dir}/web.qcow2`)).ino, overlay.ino, "the same overlay");
+    assert.equal((await Deno.stat(`${dir}/${overlayName}`)).ino, overlay.ino, "the same overlay");
 
     // system log: lines of both runs from the file on the data partition.
     const log = await k.json<LogResult>("system", "log", "--lines", "400");
