@@ -81,10 +81,15 @@ class SerialConsole {
     for (let i = 0; i < 100 && this.raw.length === before; i++) {
       await new Promise((r) => setTimeout(r, 100));
     }
+    await this.settle();
+  }
+
+  /** Waits until the output has been quiet for a second (at most 30 s). */
+  async settle(): Promise<void> {
     let last = -1;
-    for (let i = 0; i < 100 && this.raw.length !== last; i++) {
+    for (let i = 0; i < 30 && this.raw.length !== last; i++) {
       last = this.raw.length;
-      await new Promise((r) => setTimeout(r, 400));
+      await new Promise((r) => setTimeout(r, 1000));
     }
   }
 
@@ -104,6 +109,7 @@ class SerialConsole {
   /** Moves a select's cursor down (it wraps around) to `label` and presses Enter. */
   async choose(label: string, from: number): Promise<void> {
     await this.waitFor("❯", from);
+    await this.settle(); // the page is drawn whole before its cursor is read
     for (let i = 0; i < 40; i++) {
       if (this.active().startsWith(label)) return await this.keys("\r");
       await this.keys("\x1b[B");
