@@ -8,8 +8,14 @@ import { FakeNft } from "../host/mod.ts";
 import type { ActionContext } from "../ipc/mod.ts";
 import { renderMinimalFirewall } from "../netmgr/mod.ts";
 import { firewallHandlers as h } from "./actions/firewall.ts";
-import type { Kattach } from "./actions/_types.ts";
-import { bootFirewall, renderFromStore, rollbackFirewall, stopFirewall } from "./firewall.ts";
+import type { Kattach } from "./context.ts";
+import {
+  applyFirewall,
+  bootFirewall,
+  renderFromStore,
+  rollbackFirewall,
+  stopFirewall,
+} from "./firewall.ts";
 import { Store } from "./store.ts";
 import {
   insertRule,
@@ -25,12 +31,13 @@ const ctx = (origin?: ActionContext["origin"]): ActionContext => ({
 });
 
 async function withKattach(
-  fn: (k: Kattach, nft: FakeNft, restart: () => Kattach) => Promise<void>,
+  fn: (k: Kattach, nft: FakeNft, restart: () => Kattach, relinked: string[]) => Promise<void>,
   options: { managed?: boolean } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "kaos-fw-" });
   const store = Store.open(`${dir}/kaos.db`);
   const nft = new FakeNft();
+  const relinked: string[] = [];
   const make = (): Kattach => ({
     store,
     stateDir: dir,
@@ -38,14 +45,18 @@ async function withKattach(
     startedAt: Date.now(),
     accel: { kind: "tcg", reason: "test" },
     log: () => {},
-    firewallHost: options.managed === false ? undefined : { nft, mgmtPort: 1289 },
+    firewallHost: options.managed === false ? undefined : {
+      nft,
+      mgmtPort: 1289,
+      onUplinkRestored: (reason) => Promise.resolve(void relinked.push(reason)),
+    },
   });
   const ks: Kattach[] = [make()];
   try {
     await fn(ks[0], nft, () => {
       ks.push(make());
       return ks.at(-1)!;
-    });
+    }, relinked);
   } finally {
     for (const k of ks) stopFirewall(k);
     store.close();
@@ -215,4 +226,124 @@ Deno.test("user-mode networking renders but never touches the host", async () =>
     const shown = h["firewall.show"](k, {}, ctx()) as { text: string };
     ok(shown.text.includes("192.0.2.0/24"));
   }, { managed: false });
+});
+
+Deno.test("concurrent changes apply one at a time and the last one in force is the current one", async () => {
+  await withKattach(async (k, nft) => {
+    await bootFirewall(k);
+    await Promise.all(
+      [1, 2, 3, 4, 5].map((i) =>
+        h["firewall.rule.add"](k, { chain: "forward", action: "drop", note: `r${i}` }, ctx())
+      ),
+    );
+    // Each apply renders what the store holds then: later ones find it in force already.
+    assertEquals(nft.current, renderFromStore(k).text);
+    for (const i of [1, 2, 3, 4, 5]) ok(nft.current!.includes(`: r${i}"`), `rule r${i}`);
+    const texts = k.store.all("SELECT ruleset FROM firewall_generation").map((r) => r.ruleset);
+    assertEquals(new Set(texts).size, texts.length);
+    assertEquals(nft.applied.length, texts.length);
+  });
+});
+
+Deno.test("an uplink change is commit-confirmed; its rollback reconciles the links again", async () => {
+  await withKattach(async (k, nft, _restart, relinked) => {
+    await bootFirewall(k);
+    k.store.setNetworkSettings({ uplink: "eth1" });
+    const r = await applyFirewall(k, { reason: "network set --uplink eth1" });
+    assertEquals(r.generation?.state, "pending");
+    ok(nft.current!.includes('oifname "eth1"'));
+    await rollbackFirewall(k, "test");
+    assertEquals(k.store.networkSettings().uplink, "eth0");
+    ok(nft.current!.includes('oifname "eth0"'));
+    assertEquals(relinked, ["firewall rollback (test)"]);
+  });
+});
+
+Deno.test("published ports and rules follow instances and VLANs from the store", async () => {
+  await withKattach(async (k, nft) => {
+    k.store.tx(() => {
+      for (const [id, nat] of [[10, true], [20, false]] as const) {
+        k.store.insertVlan({
+          id,
+          name: `v${id}`,
+          cidr: `10.0.${id}.0/24`,
+          gateway: `10.0.${id}.1`,
+          poolStart: `10.0.${id}.2`,
+          poolEnd: `10.0.${id}.254`,
+          uplink: "none",
+          nat,
+          isolate: id === 20,
+        });
+      }
+      k.store.insertVlanRoute(20, 10);
+      k.store.insertVmImage({
+        name: "web",
+        modules: [],
+        configGroups: [],
+        vlans: [],
+        memoryMiB: 64,
+        cpus: 1,
+      });
+      k.store.insertInstance({
+        name: "web-1",
+        vmimage: "web",
+        state: "stopped",
+        autostart: false,
+        restartPolicy: "never",
+        nics: [{ index: 0, vlan: 10, mac: "0a:4b:53:00:00:01", ip: "10.0.10.2" }],
+      });
+    });
+    await bootFirewall(k);
+    const text = () => nft.current!;
+    ok(text().includes('"kt0a4b53000001" . 0a:4b:53:00:00:01 . 10.0.10.2'), text());
+    ok(text().includes('"kbr10" . "kbr20"') && text().includes('"kbr20" . "kbr10"'), text());
+    assertEquals(nft.sysctls.get("net/ipv4/ip_forward"), "1");
+
+    const f = await h["firewall.forward.add"](k, {
+      instance: "web-1",
+      guestPort: 80,
+      hostPort: 8080,
+    }, ctx());
+    assertEquals([f.forward.ip, f.forward.hostPort, f.applied.generation?.state], [
+      "10.0.10.2",
+      8080,
+      "confirmed",
+    ]);
+    ok(text().includes("tcp . 8080 : 10.0.10.2 . 80"), text());
+    await rejects(
+      async () =>
+        await h["firewall.forward.add"](
+          k,
+          { instance: "web-1", guestPort: 81, hostPort: 8080 },
+          ctx(),
+        ),
+      /goes to web-1:80 already/,
+    );
+    const r = await h["firewall.rule.add"](
+      k,
+      {
+        chain: "forward",
+        action: "accept",
+        proto: "tcp",
+        from: "vlan:20",
+        to: "web-1",
+        port: "80-81",
+      },
+      ctx(),
+    );
+    assertEquals([r.rule.from, r.rule.to, r.rule.port], ["vlan:20", "web-1", "80-81"]);
+    ok(
+      text().includes('iifname "kbr20" ip daddr 10.0.10.2/32 meta l4proto tcp th dport 80-81'),
+      text(),
+    );
+
+    // The instance goes: its published port goes with it, its rule stays but is out of force.
+    k.store.tx(() => k.store.deleteInstance("web-1"));
+    const shown = h["firewall.show"](k, {}, ctx()) as { text: string; warnings: string[] };
+    ok(!shown.text.includes("8080"), shown.text);
+    ok(
+      shown.warnings.some((w) => w.includes("rule 1 is not in force: web-1")),
+      shown.warnings.join(),
+    );
+  });
 });

@@ -5,13 +5,23 @@
  * argv. Also the process checks the supervisor uses to recognise its own QEMU after a restart.
  */
 import { Manifest, resolveConfigValues } from "../appqueue/mod.ts";
-import { hostTscKhz, rotateAppendLog } from "../host/mod.ts";
+import {
+  chownTree,
+  ensureGuestUser,
+  grantDevice,
+  grantGroup,
+  grantTraversal,
+  hostTscKhz,
+  QEMU_USER,
+  rotateAppendLog,
+  type UserIds,
+} from "../host/mod.ts";
 import type { Forward, Instance, Module } from "../ipc/schemas.ts";
 import { UserError } from "../lib/errors.ts";
 import { readUstar } from "../lib/ustar.ts";
 import { type GuestConfig, type GuestModule, renderConfigDisk } from "../vmimage/mod.ts";
 import { type Machine, QBOOT_ROM, renderQemuArgv } from "../vmimage/mod.ts";
-import type { Kattach } from "./actions/_types.ts";
+import type { Kattach } from "./context.ts";
 import { agentDeclarations } from "./module_agent.ts";
 import { type GuestNetwork, guestNetwork, netlinkOf } from "./network.ts";
 
@@ -57,6 +67,8 @@ export interface PreparedInstance {
   machineWhy: string;
   /** How each NIC is connected and what the guest was told (addresses, gateway, DNS). */
   network: GuestNetwork;
+  /** The user QEMU runs as; null: kattach's own (kattach is not root). */
+  user: UserIds | null;
 }
 
 /** Options of {@linkcode prepareInstance}. */
@@ -229,6 +241,11 @@ export async function prepareInstance(
         : { mac: n.mac, forwards: n === userNic ? forwards : [] }
     ),
   });
+  const user = await guestUser(k);
+  if (user) {
+    const taps = network.nics.some((n) => n.tap);
+    await grantGuestFiles(k, user, { paths, kernel, apps, vhost: taps && vhost });
+  }
   return {
     argv,
     paths,
@@ -238,7 +255,64 @@ export async function prepareInstance(
     machine,
     machineWhy: why,
     network,
+    user,
   };
+}
+
+const devicesGranted = new Set<string>();
+
+/**
+ * The user QEMU runs as: `kaos-qemu` when kattach is root (created once if missing), else null
+ * (QEMU runs as kattach's own user).
+ */
+export function guestUser(k: Kattach): Promise<UserIds | null> {
+  return ensureGuestUser((line) => k.log(line));
+}
+
+/**
+ * Makes what this instance's QEMU opens reachable for the QEMU user, and nothing more: its own
+ * instance directory becomes the user's; the module images and the vKaOS kernel and initrd get
+ * group read, the directories on their way group traversal (the configuration database and the
+ * rest of STATE stay root's); directories above STATE get `o+x` where they lack it; /dev/kvm
+ * under KVM.
+ */
+async function grantGuestFiles(
+  k: Kattach,
+  user: UserIds,
+  o: {
+    paths: InstancePaths;
+    kernel: { kernel: string; initrd: string };
+    apps: Module[];
+    vhost: boolean;
+  },
+): Promise<void> {
+  const changed = await grantTraversal(k.stateDir);
+  if (changed.length > 0) {
+    k.log(`supervisor: made ${changed.join(", ")} traversable (o+x) for ${QEMU_USER}`);
+  }
+  const state = k.stateDir;
+  const cacheDir = o.kernel.kernel.slice(0, o.kernel.kernel.lastIndexOf("/"));
+  const shared = [
+    state,
+    `${state}/instances`,
+    `${state}/modules`,
+    ...o.apps.flatMap((m) => [m.dir, `${m.dir}/${m.name}.aqi`]),
+    `${state}/cache`,
+    `${state}/cache/vkaos`,
+    cacheDir,
+    o.kernel.kernel,
+    o.kernel.initrd,
+  ];
+  for (const path of shared) await grantGroup(path, user.gid);
+  await chownTree(o.paths.dir, user);
+  const devices = [
+    ...(k.accel.kind === "kvm" ? ["/dev/kvm"] : []),
+    ...(o.vhost ? ["/dev/vhost-net"] : []),
+  ];
+  for (const device of devices.filter((d) => !devicesGranted.has(d))) {
+    devicesGranted.add(device);
+    k.log(`supervisor: ${device} for ${QEMU_USER}: ${await grantDevice(user, device)}`);
+  }
 }
 
 /**

@@ -38,6 +38,18 @@ export class Store {
 
   /** Opens (creating if needed) the database at `path` and brings its schema up to date. */
   static open(path: string): Store {
+    // Only kattach reads the configuration (it holds password hashes and the subscription key):
+    // the file is 0600 before SQLite opens it, and SQLite gives its -wal and -shm the same mode.
+    try {
+      Deno.writeFileSync(path, new Uint8Array(), { createNew: true, mode: 0o600 });
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+    }
+    for (const f of [path, `${path}-wal`, `${path}-shm`]) {
+      try {
+        Deno.chmodSync(f, 0o600);
+      } catch { /* not there (yet) */ }
+    }
     const db = new DatabaseSync(path);
     db.exec("PRAGMA journal_mode = WAL");
     db.exec("PRAGMA synchronous = FULL");

@@ -1,12 +1,13 @@
 /**
- * The guest supervisor: one daemonized QEMU per instance, watched through its QMP socket.
- * QEMU outlives kattach (`-daemonize -pidfile`); when kattach starts again it re-attaches to
+ * The guest supervisor: one detached QEMU per instance, watched through its QMP socket. QEMU
+ * outlives kattach (started in the background in a session of its own, `-pidfile`; as the user
+ * `kaos-qemu` in QEMU's seccomp sandbox when kattach is root); when kattach starts again it re-attaches to
  * each running guest (pid + QMP `query-status`) instead of starting a second one. A QMP
  * connection that closes means QEMU ended: the restart policy (`always`, `on-failure`, `never`)
  * decides, with exponential backoff. Readiness (appmgr.aq) decides `running` vs `failed`.
  */
 import type { Instance } from "../ipc/schemas.ts";
-import { rotateAppendLog, SERIAL_LOG_MAX_BYTES } from "../host/mod.ts";
+import { rotateAppendLog, SERIAL_LOG_MAX_BYTES, spawnDetached, type UserIds } from "../host/mod.ts";
 import { UserError } from "../lib/errors.ts";
 import {
   AgentClient,
@@ -20,10 +21,7 @@ import {
   stop as qmpStop,
   systemPowerdown,
 } from "../vmimage/mod.ts";
-import type { Kattach } from "./actions/_types.ts";
-import { setModuleActionRunner } from "./actions/appqueue.ts";
-import { setConfigChangeApplier } from "./actions/config_group.ts";
-import { resolveInstance } from "./actions/instance.ts";
+import type { Kattach } from "./context.ts";
 import { waitReady } from "./health.ts";
 import { ensureGuestLinks, guestNetwork, recordGuestNetwork } from "./network.ts";
 import { RestartBackoff } from "./restart_backoff.ts";
@@ -38,14 +36,9 @@ import {
   warmHostFacts,
   warmInstanceCaches,
 } from "./instance_runtime.ts";
-import {
-  type AgentHost,
-  applyConfigChange,
-  guestFigures,
-  runModuleAction,
-} from "./module_agent.ts";
+import { type AgentHost, guestFigures } from "./module_agent.ts";
 import { instanceHealth, recordHealth } from "./store_appqueue.ts";
-import { getRuntime, patchRuntime } from "./store_instances.ts";
+import { getRuntime, patchRuntime, resolveInstance } from "./store_instances.ts";
 
 /** How long `instance stop` waits for the ACPI power-off before it sends `quit`. */
 export const DEFAULT_STOP_TIMEOUT_S = 30;
@@ -91,6 +84,44 @@ export interface GuestStats {
   guest: Awaited<ReturnType<typeof guestFigures>>;
 }
 
+/** How long a QEMU has to open its QMP socket after it was started. */
+const QMP_SOCKET_WAIT_MS = 15_000;
+
+/**
+ * Starts QEMU detached (as `user` when given), its output appended to `qemu.log` in the instance
+ * directory, and waits until its QMP socket exists; returns its pid. A QEMU that exits first is
+ * refused with the end of its log.
+ */
+async function spawnQemu(
+  argv: string[],
+  o: { paths: InstancePaths; user: UserIds | null },
+): Promise<number> {
+  const logFile = `${o.paths.dir}/qemu.log`;
+  const logFrom = await Deno.stat(logFile).then((s) => s.size, () => 0);
+  const pid = await spawnDetached(argv, {
+    cwd: o.paths.dir,
+    logFile,
+    ...(o.user ? { user: o.user } : {}),
+  });
+  const deadline = Date.now() + QMP_SOCKET_WAIT_MS;
+  for (;;) {
+    if (await Deno.lstat(o.paths.qmp).then((s) => s.isSocket, () => false)) return pid;
+    if (!pidAlive(pid) || Date.now() > deadline) {
+      const log = await Deno.readFile(logFile).catch(() => new Uint8Array());
+      const text = new TextDecoder().decode(log.subarray(logFrom)).trim();
+      if (pidAlive(pid)) Deno.kill(pid, "SIGKILL");
+      throw new UserError(
+        `Cannot start ${o.paths.dir.split("/").pop()}: QEMU refused to start: ${
+          text.split("\n").slice(-3).join(" ") ||
+          `no QMP socket after ${QMP_SOCKET_WAIT_MS / 1000} s`
+        }`,
+        { hint: `QEMU's output is in ${logFile}; the argv is in the kattach log` },
+      );
+    }
+    await sleep(20);
+  }
+}
+
 const supervisors = new WeakMap<Kattach, Supervisor>();
 
 /** The supervisor of a running kattach; an error when there is none (a bug). */
@@ -120,15 +151,19 @@ export class Supervisor {
     this.#rotation = setInterval(() => this.#rotateLogs(), LOG_ROTATE_MS);
     Deno.unrefTimer(this.#rotation);
     warmHostFacts();
-    // appmgr actions of module commands and configuration changes: through the guest agent
-    // (module_agent.ts), or a restart (a fresh config disk).
-    const host: AgentHost = {
+  }
+
+  /**
+   * What the guest agent code (module_agent.ts) needs of the supervisor: appmgr actions of module
+   * commands and configuration changes go through the guest agent, or a restart (a fresh config
+   * disk). kattach/boot.ts hands it to the action handlers.
+   */
+  agentHost(): AgentHost {
+    return {
       agent: (name) => this.agent(name),
       restart: (name) => this.restart(name),
       isAlive: (name) => this.isAlive(name),
     };
-    setModuleActionRunner((kk, req) => runModuleAction(kk, host, req));
-    setConfigChangeApplier((kk, group) => applyConfigChange(kk, host, group));
   }
 
   /**
@@ -241,22 +276,7 @@ export class Supervisor {
         if (this.#k.accel.kind === "tcg") {
           this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
         }
-        const out = await new Deno.Command(prep.argv[0], {
-          args: prep.argv.slice(1),
-          cwd: paths.dir,
-          stdin: "null",
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        if (!out.success) {
-          const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" ");
-          throw new UserError(`Cannot start ${name}: QEMU refused to start: ${err}`, {
-            hint: `the argv is in the kattach log`,
-          });
-        }
-        const p = await readPidfile(paths.pidfile);
-        if (p === null) throw new Error(`QEMU wrote no pid to ${paths.pidfile}`);
-        pid = p;
+        pid = await spawnQemu(prep.argv, { paths, user: prep.user });
         // One transaction: one WAL sync instead of one per row (synchronous = FULL).
         this.#k.store.tx(() => {
           patchRuntime(this.#k.store, name, {

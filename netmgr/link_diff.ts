@@ -118,7 +118,9 @@ function createLines(d: DesiredLink): string[] {
       ];
     case "tap":
       return [
-        `tuntap add dev ${d.name} mode tap vnet_hdr`,
+        `tuntap add dev ${d.name} mode tap vnet_hdr${
+          d.owner ? ` user ${d.owner.uid} group ${d.owner.gid}` : ""
+        }`,
         `link set dev ${d.name} alias ${d.alias} master ${d.master}`,
         ...(d.isolated ? [`link set dev ${d.name} type bridge_slave isolated on`] : []),
       ];

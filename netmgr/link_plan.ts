@@ -33,13 +33,22 @@ export interface NetworkConfig {
   routes: { a: number; b: number }[];
   /** NICs on VLANs (user-mode NICs have no tap). */
   nics: PlanNic[];
+  /** Who may open the taps (the user QEMU runs as, when kattach is root). */
+  tapOwner?: { uid: number; gid: number };
 }
 
 /** One link KaOS wants on the host. */
 export type DesiredLink =
   | { kind: "bridge"; name: string; alias: string; mac: string }
   | { kind: "vlan"; name: string; alias: string; parent: string; vlanId: number; master: string }
-  | { kind: "tap"; name: string; alias: string; master: string; isolated: boolean };
+  | {
+    kind: "tap";
+    name: string;
+    alias: string;
+    master: string;
+    isolated: boolean;
+    owner?: { uid: number; gid: number };
+  };
 
 /** The links and addresses KaOS wants on the host. */
 export interface DesiredState {
@@ -99,6 +108,7 @@ export function planLinks(config: NetworkConfig): DesiredState {
       alias: kaosAlias("tap", n.instance, n.index),
       master: bridgeName(v.id),
       isolated: v.isolate,
+      ...(config.tapOwner ? { owner: config.tapOwner } : {}),
     });
   }
   return { links, addresses, uplink: config.uplink };

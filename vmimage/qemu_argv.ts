@@ -2,7 +2,9 @@
  * The QEMU command line of one KaOS instance, rendered by a pure function (STYLE rule 7): the
  * vKaOS kernel and initrd, the config disk, one copy-on-write overlay per app module, user-mode
  * NICs with host forwards, QMP and a serial console socket that also logs to a file, and
- * `-daemonize -pidfile` so the guest outlives kattach. docs/guest.md describes the shape.
+ * `-pidfile`, and QEMU's seccomp sandbox ({@linkcode QEMU_SANDBOX}). kattach starts it detached (no
+ * `-daemonize`: its fork and setsid() come after the sandbox is in place, which denies them) as
+ * the unprivileged user `kaos-qemu` when kattach is root. docs/guest.md describes the shape.
  *
  * Machines: `microvm` (virtio-mmio devices, qboot firmware when installed, `tsc_early_khz=` under
  * TCG) is the default; `q35` (virtio-pci, SeaBIOS) serves modules that need PCI. docs/supervisor.md.
@@ -11,6 +13,13 @@ import { z } from "zod";
 import { describeIssues } from "../lib/errors.ts";
 import { agentArgs } from "./agent/argv.ts";
 import { CONFIG_DISK_SERIAL, DATA_DISK_SERIAL, moduleDiskSerial } from "./guest_config.ts";
+
+/**
+ * QEMU's seccomp sandbox: no obsolete system calls, no set*uid/set*gid, no fork/exec, no
+ * scheduler or resource-limit changes (docs/security.md).
+ */
+export const QEMU_SANDBOX =
+  "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
 /** The QEMU binary KaOS runs. */
 export const QEMU_BINARY = "qemu-system-x86_64";
@@ -92,8 +101,8 @@ export const QemuArgvInput = z.strictObject({
     (nics) => nics.every((n) => !n.tap || n.forwards.length === 0),
     "a tap NIC has no forwards (its guest is reached at its own address)",
   ),
-  /** Detach with `-daemonize` (kattach); false keeps QEMU in the foreground (bench, tests). */
-  daemonize: z.boolean().default(true),
+  /** Write `-pidfile` (kattach, which re-attaches by it); false leaves it out (bench, tests). */
+  pidfile: z.boolean().default(true),
 });
 export type QemuArgvInput = z.input<typeof QemuArgvInput>;
 
@@ -138,6 +147,8 @@ export function renderQemuArgv(input: QemuArgvInput): string[] {
     "-display",
     "none",
     "-no-reboot",
+    "-sandbox",
+    QEMU_SANDBOX,
     "-chardev",
     `socket,id=ser0,path=${v(o.paths.console)},server=on,wait=off,logfile=${
       v(o.paths.serialLog)
@@ -179,6 +190,6 @@ export function renderQemuArgv(input: QemuArgvInput): string[] {
     }
     argv.push("-device", `${net},netdev=net${i},mac=${n.mac}`);
   });
-  if (o.daemonize) argv.push("-daemonize", "-pidfile", o.paths.pidfile);
+  if (o.pidfile) argv.push("-pidfile", o.paths.pidfile);
   return argv;
 }

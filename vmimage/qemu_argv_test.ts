@@ -68,7 +68,7 @@ const cases: Record<string, QemuArgvInput> = {
       },
       { mac: "0a:4b:53:00:00:03" },
     ],
-    daemonize: false,
+    pidfile: false,
   },
   // Bridged: NIC 0 opens its tap with vhost, NIC 1 (no VLAN) stays user-mode with a forward.
   "web-3-microvm-kvm-tap": {
