@@ -8,7 +8,7 @@ import { FakeNft } from "../host/mod.ts";
 import type { ActionContext } from "../ipc/mod.ts";
 import { renderMinimalFirewall } from "../netmgr/mod.ts";
 import { firewallHandlers as h } from "./actions/firewall.ts";
-import type { Kattach } from "./actions/_types.ts";
+import type { Kattach } from "./context.ts";
 import {
   applyFirewall,
   bootFirewall,
