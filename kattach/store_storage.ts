@@ -92,3 +92,19 @@ export function vmImagesOn(store: Store, storage: string): string[] {
   return store.all("SELECT name FROM vmimage WHERE storage = ? ORDER BY name", [storage])
     .map((r) => String(r.name));
 }
+
+/** Every placed instance's storage, by instance name (one query for lists). */
+export function instanceStorages(store: Store): Map<string, string> {
+  return new Map(
+    store.all("SELECT name, storage FROM instance WHERE storage IS NOT NULL")
+      .map((r) => [String(r.name), String(r.storage)]),
+  );
+}
+
+/** Every VM image's requested storage, by VM image name (one query for lists). */
+export function vmImageStorages(store: Store): Map<string, string> {
+  return new Map(
+    store.all("SELECT name, storage FROM vmimage WHERE storage IS NOT NULL")
+      .map((r) => [String(r.name), String(r.storage)]),
+  );
+}

@@ -6,7 +6,7 @@
  * connection that closes means QEMU ended: the restart policy (`always`, `on-failure`, `never`)
  * decides, with exponential backoff. Readiness (appmgr.aq) decides `running` vs `failed`.
  */
-import type { Instance } from "../ipc/schemas.ts";
+import type { Forward, Instance, ModuleHealth } from "../ipc/schemas.ts";
 import { rotateAppendLog, SERIAL_LOG_MAX_BYTES, spawnDetached, type UserIds } from "../host/mod.ts";
 import { UserError } from "../lib/errors.ts";
 import {
@@ -40,7 +40,7 @@ import { type AgentHost, guestFigures } from "./module_agent.ts";
 import { instanceHealth, recordHealth } from "./store_appqueue.ts";
 import { instanceRoot } from "./storage.ts";
 import { getRuntime, patchRuntime, resolveInstance } from "./store_instances.ts";
-import { instanceStorage } from "./store_storage.ts";
+import { instanceStorage, instanceStorages } from "./store_storage.ts";
 
 /** How long `instance stop` waits for the ACPI power-off before it sends `quit`. */
 export const DEFAULT_STOP_TIMEOUT_S = 30;
@@ -807,6 +807,49 @@ export function withRuntime(k: Kattach, inst: Instance): Instance {
     lastExit: rt.lastExit,
     storage: instanceStorage(k.store, inst.name),
   };
+}
+
+/**
+ * {@linkcode withRuntime} for many instances: two queries (runtime records, health) for all of
+ * them instead of two per instance.
+ */
+export function withRuntimes(k: Kattach, insts: Instance[]): Instance[] {
+  const runtime = new Map<string, { forwards: Forward[]; restarts: number; lastExit: string }>();
+  for (
+    const r of k.store.all("SELECT instance, forwards, restarts, last_exit FROM instance_runtime")
+  ) {
+    runtime.set(String(r.instance), {
+      forwards: JSON.parse(String(r.forwards)),
+      restarts: Number(r.restarts),
+      lastExit: String(r.last_exit),
+    });
+  }
+  const health = new Map<string, ModuleHealth[]>();
+  for (const h of k.store.all("SELECT * FROM instance_health ORDER BY instance, module")) {
+    const name = String(h.instance);
+    let list = health.get(name);
+    if (!list) health.set(name, list = []);
+    list.push({
+      module: String(h.module),
+      status: h.status as ModuleHealth["status"],
+      detail: String(h.detail),
+      checkedAt: String(h.checked_at),
+    });
+  }
+  const sup = supervisors.get(k);
+  const storage = instanceStorages(k.store);
+  return insts.map((inst) => {
+    const rt = runtime.get(inst.name);
+    return {
+      ...inst,
+      pid: sup?.pidOf(inst.name) ?? null,
+      forwards: rt?.forwards ?? [],
+      health: health.get(inst.name) ?? [],
+      restarts: rt?.restarts ?? 0,
+      lastExit: rt?.lastExit ?? "",
+      storage: storage.get(inst.name) ?? null,
+    };
+  });
 }
 
 function resolveInstanceSafe(k: Kattach, name: string): Instance | undefined {

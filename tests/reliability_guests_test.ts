@@ -46,6 +46,7 @@ Deno.test({
     await buildFixtures();
     const bin = await Deno.makeTempDir({ prefix: "kaos-rel-bin-" });
     await Deno.writeTextFile(`${bin}/qemu-system-x86_64`, WRAPPER, { mode: 0o755 });
+    await Deno.chmod(bin, 0o755); // QEMU's user (kaos-qemu when kattach is root) must reach it
     const k = new TestKattach(await Deno.makeTempDir({ prefix: "kaos-rel-" }), {
       env: { PATH: `${bin}:${Deno.env.get("PATH")}` },
     });

@@ -2,7 +2,12 @@
 import type { VmImage } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import type { Store } from "../store.ts";
-import { getStorage, setVmImageStorage, vmImageStorage } from "../store_storage.ts";
+import {
+  getStorage,
+  setVmImageStorage,
+  vmImageStorage,
+  vmImageStorages,
+} from "../store_storage.ts";
 import { resolveConfigGroup } from "./config_group.ts";
 import { requireVkaos, resolveModule } from "./_modules.ts";
 import { resolveVlan } from "./vlan.ts";
@@ -115,7 +120,8 @@ export const vmImageHandlers: Handlers<
   },
 
   "vmimage.list"(k) {
-    return k.store.listVmImages().map((v) => ({ ...v, storage: vmImageStorage(k.store, v.name) }));
+    const storage = vmImageStorages(k.store);
+    return k.store.listVmImages().map((v) => ({ ...v, storage: storage.get(v.name) ?? null }));
   },
 
   "vmimage.show"(k, p) {
