@@ -15,8 +15,8 @@ import { buildAppliance, startAppliance, stopQemu, waitForLog } from "./_applian
 import { sshPasswordOpts, sshPw } from "./_ssh.ts";
 import { freePort, run, waitFor } from "./_util.ts";
 
-const BOOT_TIMEOUT_MS = 300_000;
-const STEP_MS = 180_000; // generous: TCG on a busy 2-core machine (a console restart took > 60 s)
+const BOOT_TIMEOUT_MS = 600_000;
+const STEP_MS = 300_000; // generous: TCG on a busy 2-core machine (a console start took minutes at load 20)
 const DEFAULT_PASSWORD = "kaos-0.1.0-dev";
 const NEW_PASSWORD = "serial-S3cret-pw";
 
