@@ -146,7 +146,7 @@ Deno.test({
         diskSize: "256M",
         pidfile,
         serial: serialLog,
-        memoryMiB: 1024,
+        memoryMiB: 2048, // kattach, sshd and two consoles are four Deno processes
         append: "console=ttyS0",
         serialSocket: `${dir}/serial.sock`,
       });
