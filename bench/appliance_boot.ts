@@ -69,7 +69,8 @@ try {
     const t0 = performance.now();
     await timed([
       `${ROOT}/scripts/run-appliance`,
-      ...["--no-build", "--daemon", "--port", String(port), "--disk", `${dir}/data.img`],
+      ...["--no-build", "--daemon", "--port", String(port), "--disk", `${dir}/disk.img`],
+      ...["--stick", `${dir}/stick.img`],
       ...["--disk-size", "1G", "--pidfile", pidfile, "--serial-log", log],
     ]);
     const read = () => Deno.readTextFile(log).catch(() => "");

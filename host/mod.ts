@@ -18,5 +18,6 @@ export {
   type Waitpid,
   zombieChildren,
 } from "./reaper.ts";
+export { growMbrEntry, growPartitionToDisk, type MbrGrowth } from "./mbr.ts";
 export { type CommandResult, runChecked, type RunCommand, runCommand } from "./run.ts";
 export { hostTscKhz, parseTscKhz } from "./tsc.ts";

@@ -161,6 +161,15 @@ export const Instance = z.strictObject({
 export type Instance = z.infer<typeof Instance>;
 
 /** What `system status` reports. */
+/** What became of the appliance's data partition at boot (null in hosted mode). */
+export const DataDiskStatus = z.strictObject({
+  /** mounted: state persists; absent: none found, state in RAM; failed: found but unusable. */
+  state: z.enum(["mounted", "absent", "failed"]),
+  device: z.string().nullable(),
+  detail: z.string(),
+});
+export type DataDiskStatus = z.infer<typeof DataDiskStatus>;
+
 export const SystemStatus = z.strictObject({
   version: z.string(),
   hostname: z.string(),
@@ -171,6 +180,7 @@ export const SystemStatus = z.strictObject({
   accel: z.strictObject({ kind: z.enum(["kvm", "tcg"]), reason: z.string() }),
   vkaos: z.string().nullable(),
   store: z.strictObject({ schema: z.number().int(), integrity: z.string() }),
+  dataDisk: DataDiskStatus.nullable(),
   counts: z.strictObject({
     vlans: z.number().int(),
     modules: z.number().int(),

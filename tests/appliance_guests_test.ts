@@ -113,7 +113,8 @@ Deno.test({
     try {
       const boot = await startAppliance({
         port,
-        disk: `${dir}/data.img`,
+        stick: `${dir}/stick.img`,
+        disk: `${dir}/disk.img`,
         diskSize: "2G",
         pidfile,
         serial,

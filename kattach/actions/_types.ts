@@ -1,6 +1,12 @@
 /** Types shared by the action handlers. */
 import type { z } from "zod";
-import type { ActionContext, ActionName, actions, ResultOf } from "../../ipc/mod.ts";
+import type {
+  ActionContext,
+  ActionName,
+  actions,
+  DataDiskStatus,
+  ResultOf,
+} from "../../ipc/mod.ts";
 import type { Store } from "../store.ts";
 
 /** What every handler gets: the running kattach's parts. */
@@ -11,6 +17,10 @@ export interface Kattach {
   startedAt: number;
   accel: { kind: "kvm" | "tcg"; reason: string };
   log(line: string): void;
+  /** The appliance's data partition as found at boot (absent in hosted mode). */
+  dataDisk?: DataDiskStatus;
+  /** Queues the image carries (the read-only `local`): `appqueue set/del` refuse them. */
+  builtinQueues?: string[];
 }
 
 /** A handler of one action. */

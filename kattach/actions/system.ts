@@ -19,6 +19,7 @@ export const systemHandlers: Handlers<"system.status"> = {
       vkaos: vkaos ? `${vkaos.name} ${vkaos.version}` : null,
       counts: k.store.counts(),
       store: { schema: k.store.schemaVersion(), integrity: k.store.integrityCheck() },
+      dataDisk: k.dataDisk ?? null,
     };
   },
 };
