@@ -1,32 +1,63 @@
 /**
- * KaOS entry point: wires the real implementations together.
- *   kattach [--hosted] [--state DIR]   the daemon (PID 1 on the appliance)
- *   aq [--state DIR] COMMAND…          one one-line command against a running kattach
- *   sshd [--state DIR] [--port N]      the SSH front door (kattach supervises it)
- *   console [--state DIR]              the login and menus on this terminal
+ * KaOS entry point: wires the real implementations together. Each subcommand parses its options
+ * strictly (lib/cli_args.ts: unknown options are refused, `--help` prints the usage and starts
+ * nothing).
+ *   kattach [--hosted] [--state DIR] [--ssh-port N]   the daemon (PID 1 on the appliance)
+ *   aq [--state DIR] COMMAND…                         one one-line command against a running kattach
+ *   sshd [--state DIR] [--port N] [--listen ADDR]     the SSH front door (kattach supervises it)
+ *   console [--state DIR]                             the login and menus on this terminal
+ *   appqueue keygen|pubkey|build|bundle …             the module author tool
  */
+import { parseArgs } from "node:util";
 import { runPublishCli } from "./appqueue/mod.ts";
-import { runConsole, runOneLine, runSshdMain } from "./cli/mod.ts";
+import { helpText, runConsole, runOneLine, runSshdMain } from "./cli/mod.ts";
 import { IpcClient } from "./ipc/mod.ts";
 import { startKattach } from "./kattach/boot.ts";
-import { runAppliance } from "./kattach/pid1.ts";
+import { catchStrayErrors, runAppliance } from "./kattach/pid1.ts";
+import { parseCliOrExit, portNumber } from "./lib/cli_args.ts";
 
 const DEFAULT_HOSTED_STATE = ".state";
 
-function takeOption(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i === -1) return undefined;
-  const value = args[i + 1];
-  if (value === undefined) {
-    console.error(`${name} needs a value`);
-    Deno.exit(2);
-  }
-  args.splice(i, 2);
-  return value;
-}
+const USAGE = `usage: main.ts SUBCOMMAND [OPTIONS]   (each subcommand answers --help)
+  kattach [--hosted] [--state DIR] [--ssh-port N]   run kattach (hosted unless PID 1)
+  aq [--state DIR] COMMAND…                         run one one-line command (aq help)
+  sshd [--state DIR] [--port N] [--listen ADDR]     the SSH CLI server
+  console [--state DIR]                             the login and menus on this terminal
+  appqueue keygen|pubkey|build|bundle …             the module author tool
+The state directory defaults to $KAOS_STATE, else ${DEFAULT_HOSTED_STATE}.`;
 
-function stateDir(args: string[]): string {
-  return takeOption(args, "--state") ?? Deno.env.get("KAOS_STATE") ?? DEFAULT_HOSTED_STATE;
+const KATTACH_USAGE =
+  `usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N] [--network MODE]
+  Runs kattach. As PID 1 (or with --appliance) it is the appliance's init; otherwise it runs
+  hosted with all state under one directory.
+  --hosted          run as an ordinary process (the default unless PID 1)
+  --state DIR       the state directory (default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE})
+  --ssh-port N      port of the SSH CLI on 127.0.0.1 (default $KAOS_SSH_PORT, else 1289; 0: none)
+  --network MODE    user (default): user-mode guest NICs, the host's network is left alone;
+                    bridged: manage links and firewall, SSH on 0.0.0.0 (in a network namespace
+                    of its own, e.g. \`ip netns exec NS …\`)
+  --appliance       run as the appliance's PID 1 (the launcher passes it)
+  -h, --help        this text`;
+
+const AQ_USAGE = `usage: main.ts aq [--state DIR] [--json] COMMAND…
+  Sends one one-line command to the kattach of DIR (default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE}).
+  Options of the command itself follow it; \`aq help [WORD]\` lists the commands.`;
+
+const SSHD_USAGE = `usage: main.ts sshd [--state DIR] [--port N] [--listen ADDR] [--supervised]
+  The SSH server of the AppQueue CLI (kattach runs and supervises it).
+  --state DIR       the state directory (host keys in DIR/ssh; default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE})
+  --port N          TCP port (default 1289)
+  --listen ADDR     address to listen on (default 0.0.0.0)
+  --supervised      end when kattach (the parent) goes away
+  -h, --help        this text`;
+
+const CONSOLE_USAGE = `usage: main.ts console [--state DIR]
+  The login and menus on this terminal (the appliance's console).
+  --state DIR       the state directory (default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE})
+  -h, --help        this text`;
+
+function stateDir(option: string | undefined): string {
+  return option ?? Deno.env.get("KAOS_STATE") ?? DEFAULT_HOSTED_STATE;
 }
 
 /** The command that runs this program again (for kattach's supervised services). */
@@ -35,29 +66,43 @@ function selfArgv(): string[] {
   return /(^|\/)deno$/.test(exe) ? [exe, "run", "-A", new URL(import.meta.url).pathname] : [exe];
 }
 
-function portOption(args: string[], name: string, fallback: number): number {
-  const text = takeOption(args, name);
-  const port = text === undefined ? fallback : Number(text);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    console.error(`${name} takes a port number from 0 to 65535, not ${JSON.stringify(text)}`);
-    Deno.exit(2);
-  }
-  return port;
+function usageError(message: string, usage: string): never {
+  console.error(`Error: ${message}\n${usage}`);
+  Deno.exit(2);
 }
 
 async function kattach(args: string[]): Promise<void> {
-  if (Deno.pid === 1 || args.includes("--appliance")) return await runAppliance(); // PID 1
-  const hosted = args.includes("--hosted") || Deno.pid !== 1;
-  const sshPort = portOption(args, "--ssh-port", Number(Deno.env.get("KAOS_SSH_PORT") ?? 1289));
-  const dir = hosted ? stateDir(args.filter((a) => a !== "--hosted")) : "/var/lib/kaos";
+  const { values } = parseCliOrExit(args, {
+    usage: KATTACH_USAGE,
+    options: {
+      hosted: { type: "boolean" },
+      appliance: { type: "boolean" },
+      state: { type: "string" },
+      "ssh-port": { type: "string" },
+      network: { type: "string" },
+    },
+  });
+  if (Deno.pid === 1 || values.appliance) return await runAppliance(); // PID 1
+  const network = values.network ?? "user";
+  if (network !== "user" && network !== "bridged") {
+    usageError(`--network takes user or bridged, not ${network}`, KATTACH_USAGE);
+  }
+  const portText = values["ssh-port"] ?? Deno.env.get("KAOS_SSH_PORT") ?? "1289";
+  const sshPort = portNumber(portText);
+  if (sshPort === undefined) {
+    usageError(`--ssh-port takes a port number from 0 to 65535, not ${portText}`, KATTACH_USAGE);
+  }
+  const dir = stateDir(values.state);
+  const log = (line: string) => console.error(`kattach: ${line}`);
+  catchStrayErrors(log); // as on the appliance: a stray error is a logged bug, not an exit
   const running = await startKattach({
-    mode: hosted ? "hosted" : "appliance",
+    mode: "hosted",
     stateDir: dir,
     sshPort,
     selfArgv: selfArgv(),
+    network,
   });
   const shutdown = async (signal: string) => {
-    if (!hosted) return; // PID 1 never exits on a signal
     console.error(`kattach: ${signal}: shutting down`);
     await running.stop();
     Deno.exit(0);
@@ -69,9 +114,25 @@ async function kattach(args: string[]): Promise<void> {
 }
 
 async function aq(args: string[]): Promise<void> {
-  const dir = stateDir(args);
+  // The options before the first word are aq's (parsed strictly); the words from the first
+  // one on are the one-line command, which has its own strict grammar.
+  const { tokens } = parseArgs({
+    args,
+    options: { state: { type: "string" } },
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const first = tokens.find((t) => t.kind === "positional" || t.kind === "option-terminator");
+  const split = first === undefined ? args.length : first.index;
+  const { values } = parseCliOrExit(args.slice(0, split), {
+    usage: `${AQ_USAGE}\n\n${helpText()}`,
+    options: { state: { type: "string" }, json: { type: "boolean" } },
+  });
+  const words = args.slice(first?.kind === "option-terminator" ? split + 1 : split);
+  const dir = stateDir(values.state);
   const enc = new TextEncoder();
-  const code = await runOneLine(args, {
+  const code = await runOneLine(values.json ? [...words, "--json"] : words, {
     out: (t) => Deno.stdout.writeSync(enc.encode(t)),
     err: (t) => Deno.stderr.writeSync(enc.encode(t)),
     connect: () => IpcClient.connect(`${dir}/run`),
@@ -80,11 +141,33 @@ async function aq(args: string[]): Promise<void> {
 }
 
 async function sshd(args: string[]): Promise<void> {
-  await runSshdMain(args);
+  const { values } = parseCliOrExit(args, {
+    usage: SSHD_USAGE,
+    options: {
+      state: { type: "string" },
+      port: { type: "string" },
+      listen: { type: "string" },
+      supervised: { type: "boolean" },
+    },
+  });
+  const port = portNumber(values.port ?? "1289");
+  if (port === undefined) {
+    usageError(`--port takes a port number from 0 to 65535, not ${values.port}`, SSHD_USAGE);
+  }
+  await runSshdMain({
+    stateDir: stateDir(values.state),
+    port,
+    listen: values.listen ?? "0.0.0.0",
+    supervised: values.supervised ?? false,
+  });
 }
 
 async function console_(args: string[]): Promise<void> {
-  const dir = stateDir(args);
+  const { values } = parseCliOrExit(args, {
+    usage: CONSOLE_USAGE,
+    options: { state: { type: "string" } },
+  });
+  const dir = stateDir(values.state);
   await runConsole({ connect: () => IpcClient.connect(`${dir}/run`) });
   Deno.exit(0);
 }
@@ -106,10 +189,13 @@ switch (sub) {
   case "appqueue":
     Deno.exit(await runPublishCli(rest));
     break;
+  case "-h":
+  case "--help":
+  case "help":
+    console.log(USAGE);
+    Deno.exit(0);
+    break;
   default:
-    console.error(
-      "usage: main.ts kattach [--hosted] [--state DIR] [--ssh-port N] | aq [--state DIR] COMMAND… |" +
-        " sshd [--state DIR] [--port N] [--listen ADDR] | console [--state DIR]",
-    );
+    console.error(sub === undefined ? USAGE : `Error: unknown subcommand ${sub}\n${USAGE}`);
     Deno.exit(2);
 }

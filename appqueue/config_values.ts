@@ -4,6 +4,7 @@
  */
 import { UserError } from "../lib/errors.ts";
 import type { Climod, ConfigField } from "./manifest.ts";
+import { compilePattern } from "./pattern.ts";
 
 /** A configuration value as stored. */
 export type ConfigValue = string | number | boolean;
@@ -67,7 +68,8 @@ export function coerce(field: ConfigField, value: ConfigValue): ConfigValue {
       }
       // deno-lint-ignore no-control-regex
       if (/[\x00-\x08\x0b-\x1f\x7f]/.test(value)) bad("control characters are not allowed");
-      if (field.pattern !== undefined && !new RegExp(`^(?:${field.pattern})$`).test(value)) {
+      // Linear-time matching: a module's pattern cannot stall kattach (appqueue/pattern.ts).
+      if (field.pattern !== undefined && !compilePattern(field.pattern).test(value)) {
         bad(`must match ${field.pattern}`);
       }
       return value;

@@ -42,6 +42,11 @@ export const QueueIndex = z.strictObject({
   /** Grows with each publication; kattach refuses an index older than one it has seen. */
   serial: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   generatedAt: z.string().max(64),
+  /**
+   * When the signature stops counting (ISO 8601 UTC): kattach refuses the index from then on,
+   * so an old index cannot be replayed forever. The author tool sets it (`--expires-in DAYS`).
+   */
+  expiresAt: z.iso.datetime(),
   releases: z.array(Release).max(10000),
 }).superRefine((idx, ctx) => {
   const seen = new Set<string>();
@@ -56,10 +61,13 @@ export type QueueIndex = z.infer<typeof QueueIndex>;
 /** The largest `index.json` accepted, in bytes. */
 export const MAX_INDEX_BYTES = 8 * 1024 * 1024;
 
-/** Verifies `index.json` bytes against the queue's key and returns the parsed index. */
+/**
+ * Verifies `index.json` bytes against the queue's key and returns the parsed index; an index
+ * whose `expiresAt` has passed (at `now`, default the clock) is refused.
+ */
 export async function openIndex(
   bytes: Uint8Array,
-  options: { publicKey: string; queue: string },
+  options: { publicKey: string; queue: string; now?: Date },
 ): Promise<QueueIndex> {
   const label = `the index of queue ${options.queue}`;
   if (bytes.length > MAX_INDEX_BYTES) {
@@ -77,6 +85,17 @@ export async function openIndex(
     throw new UserError(`Invalid ${label}: ${describeIssues(parsed.error.issues)}`, {
       hint: "the queue was built by an incompatible tool; see docs/appqueue.md",
     });
+  }
+  const now = options.now ?? new Date();
+  if (Date.parse(parsed.data.expiresAt) <= now.getTime()) {
+    throw new UserError(
+      `Cannot use queue ${options.queue}: its index (serial ${parsed.data.serial}) expired at ${parsed.data.expiresAt}`,
+      {
+        hint:
+          "the publisher has to sign a fresh index; an expired one may be replayed by someone on the path",
+        code: "expired",
+      },
+    );
   }
   return parsed.data;
 }

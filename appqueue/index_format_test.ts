@@ -20,6 +20,7 @@ Deno.test("index: versions compare numerically, pre-releases first", () => {
     format: "kaos-appqueue-index/1",
     serial: 1,
     generatedAt: "",
+    expiresAt: "2099-01-01T00:00:00.000Z",
     releases: [release("web", "1.2.0"), release("web", "1.10.0"), release("db", "1.0.0")],
   };
   assert.equal(pickRelease(idx, "web")!.version, "1.10.0");
@@ -36,6 +37,7 @@ Deno.test("index: a signed index opens; bad content is refused with a clear erro
     format: "kaos-appqueue-index/1",
     serial: 3,
     generatedAt: "now",
+    expiresAt: new Date(Date.now() + 86_400_000).toISOString(),
     releases: [release("web", "1.0.0")],
   };
   const idx = await openIndex(await sign(good), { publicKey: key.publicKey, queue: "community" });
@@ -53,4 +55,19 @@ Deno.test("index: a signed index opens; bad content is refused with a clear erro
     /parts/,
   );
   await bad({ ...good, extra: true }, /Unrecognized key/i);
+  const { expiresAt: _, ...noExpiry } = good;
+  await bad(noExpiry, /Invalid the index of queue community: expiresAt/);
+  await bad(
+    { ...good, expiresAt: "2020-01-01T00:00:00.000Z" },
+    /Cannot use queue community: its index \(serial 3\) expired at 2020-01-01T00:00:00.000Z/,
+  );
+  // The clock decides: the same index opens before its expiry and is refused after it.
+  const at = (iso: string) => ({
+    publicKey: key.publicKey,
+    queue: "community",
+    now: new Date(iso),
+  });
+  const later = await sign({ ...good, expiresAt: "2030-06-01T00:00:00.000Z" });
+  assert.equal((await openIndex(later, at("2030-05-31T23:59:59Z"))).serial, 3);
+  await assert.rejects(openIndex(later, at("2030-06-01T00:00:00Z")), /expired/);
 });

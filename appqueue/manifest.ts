@@ -3,6 +3,7 @@
  * See docs/modules.md. These schemas are the format's one definition.
  */
 import { z } from "zod";
+import { compilePattern } from "./pattern.ts";
 
 /**
  * Module names: lower-case, start with a letter, at most 32 characters. (The guest finds a
@@ -67,7 +68,14 @@ export const ConfigField = z.discriminatedUnion("type", [
     default: z.string().max(4096).optional(),
     minLength: z.number().int().min(0).max(4096).optional(),
     maxLength: z.number().int().min(0).max(4096).default(255),
-    pattern: z.string().max(200).optional(),
+    /** A restricted regular expression (appqueue/pattern.ts), checked here at import. */
+    pattern: z.string().max(200).superRefine((p, ctx) => {
+      try {
+        compilePattern(p);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message });
+      }
+    }).optional(),
   }),
   z.strictObject({
     name: FieldName,
@@ -136,6 +144,21 @@ export const ReadinessCheck = z.discriminatedUnion("type", [
 ]);
 export type ReadinessCheck = z.infer<typeof ReadinessCheck>;
 
+/** An argv the guest runs: argv[0] relative to the image root (or an absolute guest path). */
+const GuestArgv = z.array(z.string().min(1).max(256).refine((w) => !w.includes("\0"), "no NUL"))
+  .min(1).max(32);
+const AgentTimeout = z.number().int().min(1).max(600).default(30);
+
+/** What an appmgr action does (the climod command naming it runs it). */
+export const AppmgrActionType = z.enum([
+  "reload-config",
+  "restart-instance",
+  "run",
+  "stats",
+  "logs",
+]);
+export type AppmgrActionType = z.infer<typeof AppmgrActionType>;
+
 /** `appmgr.aq`: the module's management services. Declarative data, never code. */
 export const Appmgr = z.strictObject({
   format: z.literal("kaos-appmgr/1"),
@@ -152,13 +175,62 @@ export const Appmgr = z.strictObject({
    * case): the module runs on microvm's virtio-mmio devices, the default machine.
    */
   machine: z.literal("q35").optional(),
+  /**
+   * The module's reload command, run in the guest by the agent after `config-group set` wrote
+   * the new values to `$KAOS_CONFIG` (docs/modules.md). Omitted: configuration changes restart
+   * the instance.
+   */
+  reload: z.strictObject({ exec: GuestArgv, timeoutSeconds: AgentTimeout }).optional(),
+  /** What a configuration change does to running instances; default: reload when declared. */
+  onConfigChange: z.enum(["reload", "restart"]).optional(),
+  /** Commands the guest agent may run for this module (the only ones it runs). */
+  commands: z.array(z.strictObject({
+    name: FieldName,
+    help: Help,
+    exec: GuestArgv,
+    timeoutSeconds: AgentTimeout,
+  })).max(32).default([]),
+  /** The module's log file in the guest; default: its service output (service.log). */
+  logs: z.strictObject({
+    path: z.string().min(1).max(200).regex(/^[A-Za-z0-9/._-]+$/, "a plain path"),
+  }).optional(),
   actions: z.array(z.strictObject({
     name: FieldName,
     help: Help,
-    type: z.enum(["reload-config", "restart-instance"]),
+    type: AppmgrActionType,
+    /** `run` and `stats`: the appmgr command (in `commands`) the action runs. */
+    command: FieldName.optional(),
   })).max(64).default([]),
+}).superRefine((a, ctx) => {
+  const names = new Set(a.commands.map((c) => c.name));
+  if (names.size !== a.commands.length) {
+    ctx.addIssue({ code: "custom", message: "a command name is declared twice" });
+  }
+  if (a.onConfigChange === "reload" && !a.reload) {
+    ctx.addIssue({ code: "custom", message: 'onConfigChange "reload" needs a reload command' });
+  }
+  for (const act of a.actions) {
+    if (act.type === "run" || act.type === "stats") {
+      if (!act.command || !names.has(act.command)) {
+        ctx.addIssue({
+          code: "custom",
+          message: `action ${act.name} (${act.type}) must name one of the declared commands`,
+        });
+      }
+    } else if (act.command !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: `action ${act.name}: only run and stats take a command`,
+      });
+    }
+  }
 });
 export type Appmgr = z.infer<typeof Appmgr>;
+
+/** How a configuration change reaches a running instance of this module. */
+export function configChangeMode(a: Appmgr): "reload" | "restart" {
+  return a.onConfigChange ?? (a.reload ? "reload" : "restart");
+}
 
 /** The fixed file names inside a module directory. */
 export function moduleFiles(name: string): {

@@ -18,3 +18,4 @@ export * from "./index_format.ts";
 export * from "./fetch.ts";
 export * from "./bundle.ts";
 export * from "./publish.ts";
+export { compilePattern, MAX_PATTERN_STATES, Pattern, PatternError } from "./pattern.ts";

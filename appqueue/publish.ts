@@ -3,6 +3,7 @@
  * and bundles from module directories. It writes files only; publishing them is copying the
  * output directory to any static HTTP server.
  */
+import { parseCli } from "../lib/cli_args.ts";
 import { UserError } from "../lib/errors.ts";
 import { releaseOf, writeBundle } from "./bundle.ts";
 import { QueueIndex, type Release } from "./index_format.ts";
@@ -48,7 +49,14 @@ export interface BuildQueueOptions {
   releaseNotes?: Record<string, string>;
   /** The index serial; default one more than the existing `out/index.json`'s, or 1. */
   serial?: number;
+  /** Days the signed index stays valid (default {@linkcode DEFAULT_INDEX_DAYS}). */
+  expiresInDays?: number;
 }
+
+/** How long an index stays valid unless the author says otherwise: re-sign before then. */
+export const DEFAULT_INDEX_DAYS = 30;
+/** The longest validity the author tool signs. */
+export const MAX_INDEX_DAYS = 366;
 
 /** Builds (or rebuilds) a queue directory from module directories; returns the index. */
 export async function buildQueue(
@@ -67,10 +75,18 @@ export async function buildQueue(
       await Deno.rename(`${to}.tmp`, to);
     }
   }
+  const days = options.expiresInDays ?? DEFAULT_INDEX_DAYS;
+  if (!(days > 0 && days <= MAX_INDEX_DAYS)) {
+    throw new UserError(
+      `Cannot build the queue: --expires-in runs from 1 to ${MAX_INDEX_DAYS} days`,
+    );
+  }
+  const now = new Date();
   const index = QueueIndex.parse({
     format: "kaos-appqueue-index/1",
     serial: options.serial ?? (await previousSerial(options.out)) + 1,
-    generatedAt: new Date().toISOString(),
+    generatedAt: now.toISOString(),
+    expiresAt: new Date(now.getTime() + days * 86_400_000).toISOString(),
     releases,
   });
   const env = await signPayload(options.key, JSON.stringify(index, null, 2));
@@ -106,26 +122,29 @@ const USAGE = `usage:
       write a new Ed25519 key pair (0600) and print its public key
   main.ts appqueue pubkey KEYFILE
       print the public key of a key file
-  main.ts appqueue build --key KEYFILE --out DIR [--notes NOTES.json] MODULE_DIR...
+  main.ts appqueue build --key KEYFILE --out DIR [--notes NOTES.json] [--expires-in DAYS] MODULE_DIR...
       build and sign a queue: DIR/index.json and DIR/parts/<sha256>
-      (NOTES.json maps "name@version" to release notes)
+      (NOTES.json maps "name@version" to release notes; the index expires after DAYS,
+      default 30, at most 366: rebuild and publish before then)
   main.ts appqueue bundle --key KEYFILE --out FILE [--notes TEXT] MODULE_DIR
       build and sign a module bundle for \`module import FILE\`
 `;
 
 /** Runs the author tool with command-line words; returns the exit status. */
 export async function runPublishCli(args: string[]): Promise<number> {
-  const flags: Record<string, string> = {};
-  const words: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a.startsWith("--")) {
-      if (args[i + 1] === undefined) return usageError(`${a} needs a value`);
-      flags[a.slice(2)] = args[++i];
-    } else {
-      words.push(a);
-    }
-  }
+  const parsed = parseCli(args, {
+    usage: USAGE,
+    options: {
+      key: { type: "string" },
+      out: { type: "string" },
+      notes: { type: "string" },
+      "expires-in": { type: "string" },
+    },
+    positionals: true,
+  });
+  if ("exit" in parsed) return parsed.exit;
+  const flags = parsed.values;
+  const words = parsed.positionals;
   const [sub, ...rest] = words;
   try {
     switch (sub) {
@@ -145,13 +164,20 @@ export async function runPublishCli(args: string[]): Promise<number> {
           return usageError("build needs --key, --out and module directories");
         }
         const notes = flags.notes ? JSON.parse(await Deno.readTextFile(flags.notes)) : undefined;
+        const days = flags["expires-in"];
+        if (days !== undefined && !/^\d{1,3}$/.test(days)) {
+          return usageError(`--expires-in takes a number of days, not ${days}`);
+        }
         const index = await buildQueue(rest, {
           out: flags.out,
           key: await readKeyFile(flags.key),
           releaseNotes: notes,
+          ...(days === undefined ? {} : { expiresInDays: Number(days) }),
         });
         for (const r of index.releases) console.log(`${r.name} ${r.version} (${r.kind})`);
-        console.log(`wrote ${flags.out}/index.json (serial ${index.serial})`);
+        console.log(
+          `wrote ${flags.out}/index.json (serial ${index.serial}, expires ${index.expiresAt})`,
+        );
         return 0;
       }
       case "bundle": {
@@ -180,6 +206,6 @@ export async function runPublishCli(args: string[]): Promise<number> {
 
 function usageError(message: string): number {
   if (message) console.error(`Error: ${message}`);
-  console.error(USAGE);
+  console.error(USAGE.trimEnd());
   return 2;
 }

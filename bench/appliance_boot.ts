@@ -8,8 +8,16 @@
  *
  *   scripts/deno run -A bench/appliance_boot.ts [boots=2]
  */
+import { parseCliOrExit } from "../lib/cli_args.ts";
+
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-const boots = Number(Deno.args[0] ?? 2);
+const USAGE = "usage: bench/appliance_boot.ts [BOOTS (default 2)]";
+const cli = parseCliOrExit(Deno.args, { usage: USAGE, options: {}, positionals: true });
+const boots = Number(cli.positionals[0] ?? 2);
+if (!Number.isInteger(boots) || boots < 1 || cli.positionals.length > 1) {
+  console.error(`Error: BOOTS is a positive whole number\n${USAGE}`);
+  Deno.exit(2);
+}
 
 async function timed(argv: string[]): Promise<number> {
   const t = performance.now();

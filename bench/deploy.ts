@@ -8,9 +8,10 @@
  * module's overlay template); each N then runs `--rounds` times (default 3) and prints medians.
  * Prints figures only. KLOG=1 shows kattach's log.
  *
- *   scripts/deno run -A bench/deploy.ts [--rounds=R] [N…]   (default: 1 5 10; `1 3 5` on 2 cores)
+ *   scripts/deno run -A bench/deploy.ts [--rounds R] [N…]   (default: 1 5 10; `1 3 5` on 2 cores)
  */
 import { hostTscKhz } from "../host/mod.ts";
+import { parseCliOrExit } from "../lib/cli_args.ts";
 import { IpcClient } from "../ipc/mod.ts";
 import type { Instance } from "../ipc/mod.ts";
 import { readUstar } from "../lib/ustar.ts";
@@ -25,15 +26,20 @@ import {
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const OUT = `${ROOT}/fixtures/out`;
-const roundsArg = Deno.args.find((a) => a.startsWith("--rounds="));
-const rounds = roundsArg ? Number(roundsArg.slice("--rounds=".length)) : 3;
-const nArgs = Deno.args.filter((a) => a !== roundsArg);
-const counts = nArgs.length > 0 ? nArgs.map(Number) : [1, 5, 10];
+const USAGE =
+  "usage: bench/deploy.ts [--rounds R (1-20, default 3)] [N… (1-64 each; default 1 5 10)]";
+const cli = parseCliOrExit(Deno.args, {
+  usage: USAGE,
+  options: { rounds: { type: "string" } },
+  positionals: true,
+});
+const rounds = Number(cli.values.rounds ?? 3);
+const counts = cli.positionals.length > 0 ? cli.positionals.map(Number) : [1, 5, 10];
 if (
   counts.some((n) => !Number.isInteger(n) || n < 1 || n > 64) ||
   !Number.isInteger(rounds) || rounds < 1 || rounds > 20
 ) {
-  console.error("usage: bench/deploy.ts [--rounds=R (1-20)] [N…] (1-64 each)");
+  console.error(`Error: bad count or rounds\n${USAGE}`);
   Deno.exit(2);
 }
 

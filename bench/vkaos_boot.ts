@@ -14,6 +14,7 @@ import {
   ensureKernel,
   hostTscKhz,
 } from "../buildroot/vkaos-kernel/mod.ts";
+import { parseCliOrExit } from "../lib/cli_args.ts";
 
 const MARKER = "VKAOS-BENCH-MARKER";
 
@@ -64,7 +65,13 @@ async function measure(
 }
 
 async function main(): Promise<void> {
-  const runs = Number(Deno.args[0] ?? "5");
+  const usage = "usage: bench/vkaos_boot.ts [RUNS (default 5)]";
+  const cli = parseCliOrExit(Deno.args, { usage, options: {}, positionals: true });
+  const runs = Number(cli.positionals[0] ?? "5");
+  if (!Number.isInteger(runs) || runs < 1 || cli.positionals.length > 1) {
+    console.error(`Error: RUNS is a positive whole number\n${usage}`);
+    Deno.exit(2);
+  }
   const paths = await ensureKernel({ quiet: true });
   const dir = await Deno.makeTempDir({ prefix: "vkaos-bench-" });
   try {

@@ -68,7 +68,13 @@ export interface Connection {
 /** Server options. */
 export interface ServerConfig {
   hostKeys: (string | Uint8Array)[];
-  algorithms?: { kex?: KexAlgorithm[]; serverHostKey?: ServerHostKeyAlgorithm[] };
+  algorithms?: {
+    kex?: KexAlgorithm[];
+    serverHostKey?: ServerHostKeyAlgorithm[];
+    cipher?: string[];
+    hmac?: string[];
+    compress?: string[];
+  };
   ident?: string;
   keepaliveInterval?: number;
   keepaliveCountMax?: number;
@@ -78,6 +84,8 @@ export interface ServerConfig {
 export class Server {
   constructor(config: ServerConfig, listener?: (client: Connection, info: ClientInfo) => void);
   listen(port: number, hostname: string, callback?: () => void): this;
+  /** Hands an accepted socket to the server, as if it had accepted it itself. */
+  injectSocket(socket: Duplex): void;
   address(): { port: number; address: string; family: string } | string | null;
   close(callback?: (err?: Error) => void): this;
   on(event: string, listener: (...args: any[]) => void): this;

@@ -5,6 +5,7 @@
  */
 import type { ActionName, ParamsOf } from "../ipc/mod.ts";
 import type {
+  ConfigApplyOutcome,
   ConfigGroup,
   ConfigValue,
   Instance,
@@ -13,10 +14,12 @@ import type {
   VlanInfo,
   VmImage,
 } from "../ipc/mod.ts";
-import { appqueueCommands } from "./commands_appqueue.ts";
+import { ALLOW_NEW_PUBLISHER, allowNewPublisher, appqueueCommands } from "./commands_appqueue.ts";
 import type { ConsoleStdio } from "./console_attach.ts";
 import { guestCommands } from "./commands_guests.ts";
 import { authCommands } from "./commands_auth.ts";
+import { networkCommands } from "./commands_network.ts";
+import { firewallCommands } from "./commands_firewall.ts";
 import { fields, table } from "./render.ts";
 
 /** A positional argument. */
@@ -108,15 +111,52 @@ function poolFlag(value: string | boolean | undefined): [string, string] | undef
   return [m[1], m[2]];
 }
 
+/** Parses a `--flag yes|no`; undefined when the flag is absent. */
+export function yesNoFlag(v: string | boolean | undefined, what: string): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (v === "yes") return true;
+  if (v === "no") return false;
+  throw new UsageError(`${what} takes yes or no, not ${JSON.stringify(v)}`);
+}
+
+/** Parses `--uplink tagged|none`; undefined when the flag is absent. */
+function uplinkFlag(v: string | boolean | undefined): "tagged" | "none" | undefined {
+  if (v === undefined) return undefined;
+  if (v === "tagged" || v === "none") return v;
+  throw new UsageError(`--uplink takes tagged or none, not ${JSON.stringify(v)}`);
+}
+
+const VLAN_NET_FLAGS: FlagSpec[] = [
+  { name: "uplink", value: "tagged|none", help: "carry the VLAN tagged on the host's uplink" },
+  { name: "nat", value: "yes|no", help: "masquerade the VLAN out of the uplink" },
+  { name: "isolate", value: "yes|no", help: "guests reach only the gateway, not each other" },
+];
+
+function vlanNetParams(p: Parsed) {
+  return {
+    uplink: uplinkFlag(p.flags.uplink),
+    nat: yesNoFlag(p.flags.nat, "--nat"),
+    isolate: yesNoFlag(p.flags.isolate, "--isolate"),
+  };
+}
+
 function list(value: string | boolean | undefined): string[] {
   if (typeof value !== "string" || value === "") return [];
   return value.split(",").map((s) => s.trim()).filter((s) => s !== "");
 }
 
-const vlanRow = (
-  v: VlanInfo,
-) => [v.id, v.name, v.cidr, v.gateway, `${v.poolStart}-${v.poolEnd}`, `${v.used}/${v.poolSize}`];
-const VLAN_HEAD = ["ID", "NAME", "CIDR", "GATEWAY", "POOL", "USED"];
+const vlanRow = (v: VlanInfo) => [
+  v.id,
+  v.name,
+  v.cidr,
+  v.gateway,
+  `${v.poolStart}-${v.poolEnd}`,
+  `${v.used}/${v.poolSize}`,
+  v.uplink,
+  v.nat ? "yes" : "no",
+  v.isolate ? "yes" : "no",
+];
+const VLAN_HEAD = ["ID", "NAME", "CIDR", "GATEWAY", "POOL", "USED", "UPLINK", "NAT", "ISOLATE"];
 
 function renderVlan(v: VlanInfo): string {
   return fields([
@@ -126,6 +166,9 @@ function renderVlan(v: VlanInfo): string {
     ["Gateway", v.gateway],
     ["Pool", `${v.poolStart} - ${v.poolEnd}`],
     ["Used", `${v.used} of ${v.poolSize}`],
+    ["Uplink", v.uplink === "tagged" ? "tagged (802.1Q on the host's uplink)" : "none (internal)"],
+    ["NAT", v.nat ? "yes" : "no"],
+    ["Isolated", v.isolate ? "yes (guests reach only the gateway)" : "no"],
     ["Reserved", v.reserved.map((r) => r.note ? `${r.ip} (${r.note})` : r.ip).join(", ") || "none"],
   ]);
 }
@@ -159,6 +202,19 @@ function renderGroup(g: ConfigGroup): string {
     "Values:\n" +
     Object.entries(g.values).map(([k, v]) => `  ${k} = ${JSON.stringify(v)}`).join("\n") +
     "\n";
+}
+
+type ConfigGroupSet = ConfigGroup & { applied?: ConfigApplyOutcome[] };
+
+function renderApplied(r: ConfigGroupSet): string {
+  if (r.applied === undefined) {
+    return "Applied: no (--no-apply); running instances keep their values\n";
+  }
+  if (r.applied.length === 0) return "Applied: no instance uses this group\n";
+  return "Applied:\n" + table(
+    ["INSTANCE", "HOW", "RESULT", "DETAIL"],
+    r.applied.map((a) => [a.instance, a.mode, a.ok ? "ok" : "FAILED", a.detail]),
+  ).replace(/^(?=.)/gm, "  ");
 }
 
 function renderImage(v: VmImage): string {
@@ -239,7 +295,7 @@ export const commands: Command[] = [
           ] as [string, string]]
           : []),
         ["Database", `schema ${s.store.schema}, integrity ${s.store.integrity}`],
-      ]);
+      ]) + s.warnings.map((w) => `Warning: ${w}\n`).join("");
     },
   }),
 
@@ -250,6 +306,7 @@ export const commands: Command[] = [
     flags: [
       { name: "gateway", value: "IP", help: "the host's address (default: first host)" },
       { name: "pool", value: "START-END", help: "guest address pool (default: the rest)" },
+      ...VLAN_NET_FLAGS,
     ],
     build(p) {
       const [poolStart, poolEnd] = poolFlag(p.flags.pool) ?? [];
@@ -262,6 +319,7 @@ export const commands: Command[] = [
           gateway: p.flags.gateway as string | undefined,
           poolStart,
           poolEnd,
+          ...vlanNetParams(p),
         },
       };
     },
@@ -269,17 +327,25 @@ export const commands: Command[] = [
   }),
   cmd({
     path: ["vlan", "set"],
-    summary: "Rename a VLAN or change its gateway or pool (assigned addresses must stay inside)",
+    summary:
+      "Change a VLAN's name, gateway, pool (assigned addresses must stay inside), uplink, NAT or isolation",
     args: [{ name: "VLAN" }],
     flags: [
       { name: "name", value: "NAME", help: "a new name" },
       { name: "gateway", value: "IP", help: "the host's address" },
       { name: "pool", value: "START-END", help: "guest address pool" },
+      ...VLAN_NET_FLAGS,
     ],
     build(p) {
       const pool = poolFlag(p.flags.pool);
-      if (!p.flags.name && !p.flags.gateway && !pool) {
-        throw new UsageError("nothing to change: give --name, --gateway or --pool");
+      const net = vlanNetParams(p);
+      if (
+        !p.flags.name && !p.flags.gateway && !pool && net.uplink === undefined &&
+        net.nat === undefined && net.isolate === undefined
+      ) {
+        throw new UsageError(
+          "nothing to change: give --name, --gateway, --pool, --uplink, --nat or --isolate",
+        );
       }
       return {
         action: "vlan.set",
@@ -289,6 +355,7 @@ export const commands: Command[] = [
           gateway: p.flags.gateway as string | undefined,
           poolStart: pool?.[0],
           poolEnd: pool?.[1],
+          ...net,
         },
       };
     },
@@ -343,8 +410,11 @@ export const commands: Command[] = [
     path: ["module", "import"],
     summary: "Install a module from a local directory or a signed bundle file (vKaOS first)",
     args: [{ name: "PATH" }],
-    flags: [],
-    build: (p) => ({ action: "module.import", params: { path: p.args.PATH! } }),
+    flags: [ALLOW_NEW_PUBLISHER],
+    build: (p) => ({
+      action: "module.import",
+      params: { path: p.args.PATH!, ...allowNewPublisher(p.flags) },
+    }),
     render: (r) => `Imported ${(r as Module).name} ${(r as Module).version}.\n`,
   }),
   cmd({
@@ -418,14 +488,23 @@ export const commands: Command[] = [
   }),
   cmd({
     path: ["config-group", "set"],
-    summary: "Change values of a configuration group",
+    summary:
+      "Change values of a configuration group and apply them to the running instances that use it",
     args: [{ name: "NAME" }, { name: "KEY=VALUE", rest: true }],
-    flags: [],
+    flags: [{
+      name: "no-apply",
+      boolean: true,
+      help: "store only: running instances get the values at their next start",
+    }],
     build: (p) => ({
       action: "configGroup.set",
-      params: { name: p.args.NAME!, values: keyValues(p.rest) },
+      params: {
+        name: p.args.NAME!,
+        values: keyValues(p.rest),
+        apply: p.flags["no-apply"] !== true,
+      },
     }),
-    render: (r) => renderGroup(r as ConfigGroup),
+    render: (r) => renderGroup(r as ConfigGroup) + renderApplied(r as ConfigGroupSet),
   }),
   cmd({
     path: ["config-group", "del"],
@@ -562,6 +641,8 @@ export const commands: Command[] = [
   ...appqueueCommands,
   ...guestCommands,
   ...authCommands,
+  ...networkCommands,
+  ...firewallCommands,
 ];
 
 /** The usage line of a command. */

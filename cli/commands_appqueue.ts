@@ -15,13 +15,27 @@ import type {
   SubscriptionInfo,
   UpdateResult,
 } from "../ipc/mod.ts";
-import type { Command, Parsed } from "./commands.ts";
+import { type Command, type Parsed, UsageError } from "./commands.ts";
 import { fields, table } from "./render.ts";
 
 function cmd<A extends ActionName>(
   c: Omit<Command, "build"> & { build(p: Parsed): { action: A; params: ParamsOf<A> } },
 ): Command {
   return c as Command;
+}
+
+/** `--allow-new-publisher`: accept a module signed by another key than the one it is bound to. */
+export const ALLOW_NEW_PUBLISHER = {
+  name: "allow-new-publisher",
+  boolean: true,
+  help: "accept a signer other than the key this module name is bound to",
+};
+
+/** The action parameter of {@linkcode ALLOW_NEW_PUBLISHER}, only when given. */
+export function allowNewPublisher(
+  flags: Parsed["flags"],
+): { allowNewPublisher?: true } {
+  return flags["allow-new-publisher"] === true ? { allowNewPublisher: true } : {};
 }
 
 function str(v: string | boolean | undefined): string | undefined {
@@ -204,12 +218,20 @@ export const appqueueCommands: Command[] = [
     path: ["module", "install"],
     summary: "Download, verify and install a module from an AppQueue (vKaOS first)",
     args: [{ name: "NAME[@VERSION]" }],
-    flags: [{ name: "queue", value: "QUEUE", help: "install from this queue" }],
+    flags: [
+      { name: "queue", value: "QUEUE", help: "install from this queue" },
+      ALLOW_NEW_PUBLISHER,
+    ],
     build(p) {
       const [name, version] = p.args["NAME[@VERSION]"]!.split("@", 2);
       return {
         action: "module.install",
-        params: { name, version, queue: str(p.flags.queue) },
+        params: {
+          name,
+          version,
+          queue: str(p.flags.queue),
+          ...allowNewPublisher(p.flags),
+        },
       };
     },
     render: (r) => `Installed ${(r as Module).name} ${(r as Module).version}.\n`,
@@ -218,10 +240,10 @@ export const appqueueCommands: Command[] = [
     path: ["module", "update"],
     summary: "Update a module to the newest version its AppQueue offers",
     args: [{ name: "NAME" }],
-    flags: [{ name: "queue", value: "QUEUE", help: "update from this queue" }],
+    flags: [{ name: "queue", value: "QUEUE", help: "update from this queue" }, ALLOW_NEW_PUBLISHER],
     build: (p) => ({
       action: "module.update",
-      params: { name: p.args.NAME!, queue: str(p.flags.queue) },
+      params: { name: p.args.NAME!, queue: str(p.flags.queue), ...allowNewPublisher(p.flags) },
     }),
     render(r) {
       const u = r as UpdateResult;
@@ -250,20 +272,44 @@ export const appqueueCommands: Command[] = [
 
 /** The one-line command of a module command, as the runner shows and parses it. */
 export function moduleCommand(c: ModuleCommandInfo): Command {
+  const logs = c.type === "logs";
   return cmd({
     path: [c.module, c.command],
     summary: c.help || `Run ${c.module}'s ${c.command} (${c.type})`,
     args: [{ name: "INSTANCE" }],
-    flags: [],
+    flags: logs ? [{ name: "lines", value: "N", help: "how many lines (default 20)" }] : [],
     build: (p) => ({
       action: "module.run",
-      params: { module: c.module, command: c.command, instance: p.args.INSTANCE! },
+      params: {
+        module: c.module,
+        command: c.command,
+        instance: p.args.INSTANCE!,
+        ...(logs && p.flags.lines !== undefined ? { lines: linesFlag(p.flags.lines) } : {}),
+      },
     }),
-    render: (r) => {
-      const x = r as ModuleRunResult;
-      return `${x.module} ${x.command} on ${x.instance}: ${x.message}\n`;
-    },
+    render: renderModuleRun,
   });
+}
+
+function linesFlag(value: string | boolean): number {
+  const n = Number(value);
+  if (typeof value !== "string" || !/^\d+$/.test(value) || n < 1 || n > 5000) {
+    throw new UsageError(`--lines takes a number from 1 to 5000, not ${String(value)}`);
+  }
+  return n;
+}
+
+/** A module command's result: its figures as a table, or its output lines, or its message. */
+export function renderModuleRun(r: unknown): string {
+  const x = r as ModuleRunResult;
+  if (x.stats) {
+    return table(["FIGURE", "VALUE"], Object.entries(x.stats).map(([k, v]) => [k, v]));
+  }
+  if (x.lines) {
+    const head = x.code !== undefined && x.code !== 0 ? `(exit code ${x.code})\n` : "";
+    return head + x.lines.map((l) => l + "\n").join("");
+  }
+  return `${x.module} ${x.command} on ${x.instance}: ${x.message}\n`;
 }
 
 /**

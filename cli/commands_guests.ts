@@ -195,18 +195,22 @@ export const guestCommands: Command[] = [
         table(
           ["DEVICE", "READ", "READS", "WRITTEN", "WRITES"],
           s.blocks.map((b) => [b.device, bytes(b.rdBytes), b.rdOps, bytes(b.wrBytes), b.wrOps]),
-        ).replace(/^/gm, "  ");
+        ).replace(/^(?=.)/gm, "  ") + renderGuestFigures(s.guest);
     },
   }),
   cmd({
     path: ["qmp"],
     summary:
-      "Send any QMP command to an instance's QEMU and print the reply (--list: the commands)",
+      "Send a read-only or guest-local QMP command to an instance's QEMU and print the reply (--list: the allowed commands)",
     args: [{ name: "NAME" }, { name: "COMMAND", optional: true }, {
       name: "JSON-ARGS",
       optional: true,
     }],
-    flags: [{ name: "list", boolean: true, help: "list the QMP commands this QEMU understands" }],
+    flags: [{
+      name: "list",
+      boolean: true,
+      help: "list the QMP commands allowed here (query-*, stop, cont, …)",
+    }],
     build(p): QmpRequest {
       if (p.flags.list === true) {
         if (p.args.COMMAND !== undefined) {
@@ -265,4 +269,19 @@ function bounded(value: string, what: string, max: number): number {
   const n = intArg(value, what);
   if (n < 1 || n > max) throw new UsageError(`${what} runs from 1 to ${max}, not ${n}`);
   return n;
+}
+
+/** The guest agent's figures under `instance stats` (load, memory, filesystems). */
+function renderGuestFigures(g: GuestStats["guest"]): string {
+  if (!g) return "Inside the guest: no answer from the guest agent\n";
+  const used = g.memTotalBytes - g.memAvailableBytes;
+  return "Inside the guest (agent):\n" + fields([
+    ["Uptime", `${g.uptimeSeconds} s`],
+    ["Load", g.load.join(" ")],
+    ["Memory used", `${bytes(used)} of ${bytes(g.memTotalBytes)}`],
+  ]).replace(/^(?=.)/gm, "  ") +
+    table(
+      ["MOUNT", "USED", "SIZE"],
+      g.disks.map((d) => [d.mount, bytes(d.usedBytes), bytes(d.sizeBytes)]),
+    ).replace(/^(?=.)/gm, "  ");
 }

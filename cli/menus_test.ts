@@ -103,6 +103,7 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
 
     // Networking → vlan add, with prompts per argument and flag
     await s.choose("Networking");
+    await s.choose("vlan ›");
     await s.choose("vlan add");
     await s.waitFor("ID");
     await s.line("10");
@@ -112,6 +113,10 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     await s.line("");
     await s.waitFor("--pool");
     await s.line("");
+    for (const flag of ["--uplink", "--nat", "--isolate"]) { // choices: "(leave out)" first
+      await s.waitFor(flag);
+      await s.line("");
+    }
     await s.waitFor("Added VLAN 10.");
     assertMatch(s.text, /= vlan add 10 web 10\.0\.10\.0\/24\n/);
     const vlans = await k.json<{ id: number; name: string }[]>("vlan", "list");
@@ -123,8 +128,7 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     await s.line("5000");
     await s.line("big");
     await s.line("10.9.0.0/24");
-    await s.line("");
-    await s.line("");
+    for (let i = 0; i < 5; i++) await s.line(""); // --gateway, --pool, --uplink, --nat, --isolate
     await s.waitFor(/Error: .*\n(Hint: .*\n)?/, mark);
     await s.waitFor("vlan add", mark + 10);
 
@@ -147,6 +151,9 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     assertEquals((await k.json<unknown[]>("vlan", "list")).length, 1);
 
     // Ctrl+C on a page goes back one level; at the top it only redraws.
+    mark = s.text.length;
+    await s.keys("\x03");
+    await s.waitFor("network set", mark);
     mark = s.text.length;
     await s.keys("\x03");
     await s.waitFor("Log out", mark);

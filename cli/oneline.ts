@@ -4,6 +4,7 @@
  */
 import { IpcClient, IpcError } from "../ipc/mod.ts";
 import { isUserError } from "../lib/errors.ts";
+import { stripControls, stripControlsLine } from "../lib/mod.ts";
 import { type Command, commands, type Parsed, usage, UsageError } from "./commands.ts";
 import { findModuleCommand } from "./commands_appqueue.ts";
 import type { ConsoleStdio } from "./console_attach.ts";
@@ -131,8 +132,8 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
     const result = await client.call(request.action, request.params as never, {
       onProgress: (message, done, total) => {
         const shown = found.command.progress?.(message, done, total);
-        if (shown !== undefined) io.out(shown);
-        else io.err(`${total ? `[${done ?? 0}/${total}] ` : ""}${message}\n`);
+        if (shown !== undefined) io.out(stripControls(shown));
+        else io.err(`${total ? `[${done ?? 0}/${total}] ` : ""}${stripControlsLine(message)}\n`);
       },
     });
     if (!json && found.command.interactive) {
@@ -140,7 +141,13 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
     }
     // A command that streams lines on stdout keeps --json output one JSON value per line.
     const indent = found.command.progress ? undefined : 2;
-    io.out(json ? JSON.stringify(result, null, indent) + "\n" : found.command.render(result));
+    // Results carry text from guests and modules (serial lines, health details, descriptions,
+    // release notes): plain output reaches the terminal without their control characters.
+    io.out(
+      json
+        ? JSON.stringify(result, null, indent) + "\n"
+        : stripControls(found.command.render(result)),
+    );
     return EXIT.ok;
   } catch (err) {
     return reportError(err, io, json);
@@ -157,7 +164,7 @@ function reportError(err: unknown, io: OneLineIo, json: boolean): number {
   if (json) {
     io.err(JSON.stringify({ error: { kind, code, message, hint } }) + "\n");
   } else {
-    io.err(`Error: ${message}\n${hint ? `Hint: ${hint}\n` : ""}`);
+    io.err(stripControls(`Error: ${message}\n${hint ? `Hint: ${hint}\n` : ""}`));
   }
   if (code === "unavailable") return EXIT.unavailable;
   if (kind === "user") return EXIT.failed;

@@ -7,6 +7,7 @@
 import { checkbox, confirm, input, select } from "@inquirer/prompts";
 import type { ActionName, IpcClient, Module, ParamsOf, ResultOf } from "../ipc/mod.ts";
 import type { ArgSpec, Command, FlagSpec } from "./commands.ts";
+import { stripControlsLine } from "../lib/mod.ts";
 import { splitWords } from "./render.ts";
 import type { Terminal } from "./terminal.ts";
 
@@ -99,6 +100,7 @@ const ALIASES: Record<string, string> = {
   "config-groups": "config-group",
   modules: "module",
   vlans: "vlan",
+  vlan2: "vlan",
   instances: "instance",
 };
 
@@ -166,7 +168,10 @@ export async function promptArg(p: Prompter, command: Command, arg: ArgSpec): Pr
       return await t.prompt((ctx) =>
         select({
           message: `${OBJECT_SOURCES[key].noun} (${arg.name})`,
-          choices: [...none, ...options.map((o) => ({ value: o.value, name: o.label }))],
+          choices: [
+            ...none,
+            ...options.map((o) => ({ value: o.value, name: stripControlsLine(o.label) })),
+          ],
           pageSize: Math.max(5, Math.min(15, t.rows - 6)),
         }, ctx)
       );
@@ -207,7 +212,7 @@ export async function promptFlag(p: Prompter, flag: FlagSpec): Promise<string | 
       const picked = await t.prompt((ctx) =>
         checkbox({
           message: `--${flag.name}: ${flag.help} (space selects, enter goes on)`,
-          choices: options.map((o) => ({ value: o.value, name: o.label })),
+          choices: options.map((o) => ({ value: o.value, name: stripControlsLine(o.label) })),
           pageSize: Math.max(5, Math.min(15, t.rows - 6)),
         }, ctx)
       );
@@ -219,7 +224,7 @@ export async function promptFlag(p: Prompter, flag: FlagSpec): Promise<string | 
           message: `--${flag.name}: ${flag.help}`,
           choices: [
             { value: "", name: "(leave out)" },
-            ...options.map((o) => ({ value: o.value, name: o.label })),
+            ...options.map((o) => ({ value: o.value, name: stripControlsLine(o.label) })),
           ],
         }, ctx)
       );
@@ -244,7 +249,8 @@ export async function promptFields(
   for (const f of module.climod.fields) {
     const had = Object.hasOwn(current, f.name) ? current[f.name] : undefined;
     const start = had ?? f.default;
-    const label = `${f.name}${f.help ? ` — ${f.help}` : ""}`;
+    // f.help comes from the module's climod.aq: shown without control characters.
+    const label = stripControlsLine(`${f.name}${f.help ? ` — ${f.help}` : ""}`);
     let value: string;
     if (f.type === "enum") {
       value = await t.prompt((ctx) =>

@@ -19,6 +19,7 @@ import {
   utils,
 } from "ssh2";
 import { timingSafeEqual } from "node:crypto";
+import { createServer, type Socket } from "node:net";
 import { PassThrough, type Readable, type Writable } from "node:stream";
 import { password as passwordPrompt } from "@inquirer/prompts";
 import { isUserError } from "../lib/errors.ts";
@@ -32,25 +33,40 @@ export const SSH_USER = "aqcli";
 export const SSH_PORT = 1289;
 
 /**
- * Key exchanges offered. Left out because they fail under Deno's node:crypto: ecdh-sha2-nistp521
- * (no P-521) and diffie-hellman-group-exchange-sha256 (measured: the server disconnects).
+ * Key exchanges offered (as a hardened OpenSSH: no NIST curves). Left out as well because they
+ * fail under Deno's node:crypto: diffie-hellman-group-exchange-sha256 (measured: the server
+ * disconnects). ssh2 adds `kex-strict-s-v00@openssh.com` (strict key exchange, the Terrapin
+ * countermeasure) on its own.
  */
 export const SSH_KEX: KexAlgorithm[] = [
   "curve25519-sha256",
   "curve25519-sha256@libssh.org",
-  "ecdh-sha2-nistp256",
-  "ecdh-sha2-nistp384",
-  "diffie-hellman-group14-sha256",
   "diffie-hellman-group16-sha512",
   "diffie-hellman-group18-sha512",
+  "diffie-hellman-group14-sha256",
 ];
 
-/** Host key algorithms offered (no SHA-1 "ssh-rsa" signatures, no ECDSA). */
-export const SSH_HOST_KEY_ALGORITHMS: ServerHostKeyAlgorithm[] = [
-  "ssh-ed25519",
-  "rsa-sha2-512",
-  "rsa-sha2-256",
+/**
+ * Host key algorithms offered: Ed25519 only. (With an RSA host key, ssh2 1.17 always appends
+ * SHA-1 `ssh-rsa` to the list, whatever the configuration says; the RSA key is kept on disk but
+ * not served.)
+ */
+export const SSH_HOST_KEY_ALGORITHMS: ServerHostKeyAlgorithm[] = ["ssh-ed25519"];
+
+/** Ciphers offered: AES-GCM and AES-CTR (Deno's node:crypto has no ChaCha20-Poly1305). */
+export const SSH_CIPHERS = [
+  "aes256-gcm@openssh.com",
+  "aes128-gcm@openssh.com",
+  "aes256-ctr",
+  "aes192-ctr",
+  "aes128-ctr",
 ];
+
+/** MACs offered: encrypt-then-MAC with SHA-2 only. */
+export const SSH_MACS = ["hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com"];
+
+/** Smallest RSA user key accepted, in bits. */
+export const MIN_RSA_BITS = 2048;
 
 /** The message an exec request gets while the default password is still set. */
 export const MUST_CHANGE_MESSAGE =
@@ -70,6 +86,8 @@ export interface SessionIo {
   user: string;
   /** The client's address, "ip:port". */
   remote: string;
+  /** When the client's TCP connection was accepted (ms since 1970). */
+  openedAt: number;
   /** Aborted when the client goes away. */
   signal: AbortSignal;
 }
@@ -109,6 +127,13 @@ export interface SshServerOptions {
   loginGraceMs?: number;
   /** Connections per address not yet logged in; default 10. */
   maxUnauthenticatedPerAddress?: number;
+  /**
+   * Connections not yet logged in, from all addresses together (OpenSSH's MaxStartups); past it a
+   * new connection is dropped at once. Default 30.
+   */
+  maxUnauthenticated?: number;
+  /** Password checks (scrypt hashes) running at once; more wait their turn. Default 2. */
+  maxConcurrentPasswordChecks?: number;
 }
 
 /** A running SSH server. */
@@ -148,6 +173,21 @@ export class AuthThrottle {
 
   /** Records a failure from `address`; returns the delay (ms) to wait before saying no. */
   fail(address: string): number {
+    const count = this.#record(address);
+    return Math.min(this.#baseMs * 2 ** Math.min(count - 1, 30), this.#maxMs);
+  }
+
+  /**
+   * An attempt from `address` begins: it counts as a failure at once (until {@linkcode succeed}),
+   * so a client that hangs up mid-attempt keeps it. Returns the delay (ms) the earlier failures
+   * earned, to be served before the credentials are checked: 0 for a first attempt.
+   */
+  begin(address: string): number {
+    const count = this.#record(address);
+    return count <= 1 ? 0 : Math.min(this.#baseMs * 2 ** Math.min(count - 2, 30), this.#maxMs);
+  }
+
+  #record(address: string): number {
     const now = this.#now();
     const seen = this.#failures.get(address);
     const count = seen && now - seen.last < this.#forgetMs ? seen.count + 1 : 1;
@@ -157,7 +197,7 @@ export class AuthThrottle {
       const oldest = this.#failures.keys().next().value;
       if (oldest !== undefined) this.#failures.delete(oldest);
     }
-    return Math.min(this.#baseMs * 2 ** Math.min(count - 1, 30), this.#maxMs);
+    return count;
   }
 
   /** Forgets the failures of `address` (after a successful login). */
@@ -172,15 +212,67 @@ export class AuthThrottle {
   }
 }
 
+/** Lets at most `limit` tasks run at once; the others wait in order. */
+export class Semaphore {
+  #limit: number;
+  #running = 0;
+  #waiting: (() => void)[] = [];
+  /** The most tasks that ran at once (for tests and logs). */
+  peak = 0;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  /** Runs `fn` once a slot is free. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.#limit) await new Promise<void>((r) => this.#waiting.push(r));
+    this.#running++;
+    this.peak = Math.max(this.peak, this.#running);
+    try {
+      return await fn();
+    } finally {
+      this.#running--;
+      this.#waiting.shift()?.();
+    }
+  }
+}
+
+/** The size in bits of an RSA public key from its SSH wire blob, or 0 when it is not one. */
+export function rsaKeyBits(blob: Uint8Array): number {
+  const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
+  let off = 0;
+  const next = (): Uint8Array | undefined => {
+    if (off + 4 > blob.length) return undefined;
+    const len = view.getUint32(off);
+    if (off + 4 + len > blob.length) return undefined;
+    const out = blob.subarray(off + 4, off + 4 + len);
+    off += 4 + len;
+    return out;
+  };
+  const type = next();
+  if (!type || new TextDecoder().decode(type) !== "ssh-rsa") return 0;
+  next(); // e
+  const n = next();
+  if (!n) return 0;
+  let i = 0;
+  while (i < n.length && n[i] === 0) i++; // mpint sign padding
+  if (i === n.length) return 0;
+  return (n.length - i - 1) * 8 + (32 - Math.clz32(n[i]));
+}
+
 /** Per-connection state. */
 interface Conn {
   client: Connection;
   address: string;
   remote: string;
+  openedAt: number;
   user: string;
   mustChange: boolean;
   failures: number;
   authenticated: boolean;
+  /** The client hung up. */
+  gone: boolean;
   terminals: Set<Terminal>;
 }
 
@@ -229,8 +321,15 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
   const maxAuthTries = options.maxAuthTries ?? 6;
   const loginGraceMs = options.loginGraceMs ?? 60_000;
   const maxUnauthenticated = options.maxUnauthenticatedPerAddress ?? 10;
+  const maxStartups = options.maxUnauthenticated ?? 30;
+  const hashes = new Semaphore(options.maxConcurrentPasswordChecks ?? 2);
   const conns = new Set<Conn>();
   const unauthenticated = new Map<string, number>();
+  let unauthenticatedTotal = 0;
+  let closed = false;
+  /** Sockets accepted and not yet closed; those handed to ssh2 and waiting for its connection. */
+  const sockets = new Set<Socket>();
+  const pending = new Map<string, { loggedIn(): void }>();
 
   /** Logs a bug with its stack (STYLE rule 13). */
   function logBug(where: string, err: unknown): void {
@@ -238,11 +337,17 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
     log(`ssh: internal error in ${where}: ${text}`);
   }
 
-  /** Fails one login attempt: logs it, waits the throttle delay, then says no. */
-  async function refuse(conn: Conn, ctx: AuthContext, delay: boolean): Promise<void> {
+  /**
+   * Fails one login attempt: logs it and says no. An attempt that checked a credential has been
+   * counted (and its delay served) by `begin` already.
+   */
+  function refuse(conn: Conn, ctx: AuthContext, why = ""): void {
     conn.failures++;
-    log(`auth failed user=${quoteUser(ctx.username)} from=${conn.address} method=${ctx.method}`);
-    if (delay) await sleep(throttle.fail(conn.address));
+    log(
+      `auth failed user=${quoteUser(ctx.username)} from=${conn.address} method=${ctx.method}${
+        why ? ` (${why})` : ""
+      }`,
+    );
     if (conn.failures >= maxAuthTries) {
       log(`ssh: too many failed logins from=${conn.address}; dropping the connection`);
       ctx.reject();
@@ -277,35 +382,71 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
     return keys;
   }
 
+  /**
+   * Starts an attempt that checks a credential: it counts as a failure from here on, and the
+   * delay earlier failures earned is served first. False when the client left meanwhile.
+   */
+  async function beginAttempt(conn: Conn): Promise<boolean> {
+    const delay = throttle.begin(conn.address);
+    if (delay > 0) {
+      log(`auth delayed ${delay} ms from=${conn.address} (earlier failures)`);
+      await sleep(delay);
+    }
+    return !conn.gone && !closed;
+  }
+
+  /** Why an offered user key is refused before any check, or "" when it may be tried. */
+  function weakKey(ctx: AuthContext): string {
+    if (ctx.key.algo === "ssh-dss") return "DSA keys are refused";
+    if (ctx.key.algo === "ssh-rsa") {
+      if (ctx.signature && !ctx.hashAlgo) return "RSA signatures with SHA-1 are refused";
+      const bits = rsaKeyBits(ctx.key.data);
+      if (bits < MIN_RSA_BITS) return `RSA keys under ${MIN_RSA_BITS} bits are refused (${bits})`;
+    }
+    return "";
+  }
+
   /** Decides one authentication request. */
   async function authenticate(conn: Conn, ctx: AuthContext): Promise<void> {
     const known = ctx.username === SSH_USER;
     switch (ctx.method) {
       case "password": {
-        const verdict = await backend.checkPassword(ctx.username, ctx.password);
+        if (!await beginAttempt(conn)) return;
+        const verdict = await hashes.run(() =>
+          conn.gone ? Promise.resolve("denied" as const) : backend.checkPassword(
+            ctx.username,
+            ctx.password,
+          )
+        );
         if (known && (verdict === "ok" || verdict === "must-change")) {
           admit(conn, ctx, verdict === "must-change");
-        } else {
-          await refuse(conn, ctx, true);
+        } else if (!conn.gone) {
+          refuse(conn, ctx);
         }
         return;
       }
       case "publickey": {
+        const weak = weakKey(ctx);
+        if (weak !== "") {
+          refuse(conn, ctx, weak);
+          return;
+        }
         const offered = ctx.key.data;
         const keys = known ? parseAuthorized(await backend.authorizedKeys(ctx.username)) : [];
         const match = keys.find((k) => sameBytes(k.getPublicSSH(), offered));
         if (!match) {
-          await refuse(conn, ctx, false);
+          refuse(conn, ctx);
           return;
         }
         if (!ctx.signature || !ctx.blob) {
           ctx.accept(); // "this key would do": the client signs next
           return;
         }
+        if (!await beginAttempt(conn)) return;
         if (match.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true) {
           admit(conn, ctx, false);
         } else {
-          await refuse(conn, ctx, true);
+          refuse(conn, ctx);
         }
         return;
       }
@@ -388,6 +529,7 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
       terminal,
       user: conn.user,
       remote: conn.remote,
+      openedAt: conn.openedAt,
       signal: controller.signal,
     };
   }
@@ -498,50 +640,88 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
     });
   }
 
-  /** Wires one TCP connection. */
-  function onConnection(client: Connection, info: ClientInfo): void {
-    const address = plainAddress(info.ip);
-    const conn: Conn = {
-      client,
-      address,
-      remote: `${address}:${info.port}`,
-      user: "",
-      mustChange: false,
-      failures: 0,
-      authenticated: false,
-      terminals: new Set(),
-    };
-    conns.add(conn);
+  /**
+   * Admits one TCP connection, before any SSH byte: the per-address and global limits of
+   * connections not yet logged in apply from here (a client that never sends its version string
+   * counts too), and so does the login grace time. Then ssh2 takes the socket.
+   */
+  function onSocket(socket: Socket): void {
+    const address = plainAddress(socket.remoteAddress ?? "?");
+    const key = `${address}:${socket.remotePort}`;
     const waiting = (unauthenticated.get(address) ?? 0) + 1;
     unauthenticated.set(address, waiting);
+    unauthenticatedTotal++;
     let counted = true;
     const uncount = () => {
       if (!counted) return;
       counted = false;
+      unauthenticatedTotal--;
       const left = (unauthenticated.get(address) ?? 1) - 1;
       if (left <= 0) unauthenticated.delete(address);
       else unauthenticated.set(address, left);
     };
+    sockets.add(socket);
     const grace = setTimeout(() => {
       log(`ssh: login timed out from=${address}`);
-      client.end();
+      socket.destroy();
     }, loginGraceMs);
+    socket.once("close", () => {
+      clearTimeout(grace);
+      uncount();
+      sockets.delete(socket);
+      pending.delete(key);
+    });
+    socket.on("error", () => {}); // reported through ssh2's connection, or not at all
+    if (waiting > maxUnauthenticated) {
+      log(`ssh: too many connections not yet logged in from=${address}; dropping one`);
+      socket.destroy();
+      return;
+    }
+    if (unauthenticatedTotal > maxStartups) {
+      log(`ssh: ${maxStartups} connections are not yet logged in; dropping one from=${address}`);
+      socket.destroy();
+      return;
+    }
+    pending.set(key, {
+      loggedIn: () => {
+        clearTimeout(grace);
+        uncount();
+      },
+    });
+    sshServer.injectSocket(socket);
+  }
+
+  /** Wires one SSH connection (after the client's version string). */
+  function onConnection(client: Connection, info: ClientInfo): void {
+    const address = plainAddress(info.ip);
+    const admitted = pending.get(`${address}:${info.port}`);
+    if (!admitted) {
+      client.end();
+      return;
+    }
+    const conn: Conn = {
+      client,
+      address,
+      remote: `${address}:${info.port}`,
+      openedAt: Date.now(),
+      user: "",
+      mustChange: false,
+      failures: 0,
+      authenticated: false,
+      gone: false,
+      terminals: new Set(),
+    };
+    conns.add(conn);
     client.on("error", (err: Error) => {
       if (!/ECONNRESET|EPIPE|socket hang up/i.test(err.message)) {
         log(`ssh: connection error from=${address}: ${err.message}`);
       }
     });
     client.on("close", () => {
-      clearTimeout(grace);
-      uncount();
+      conn.gone = true;
       conns.delete(conn);
       for (const terminal of conn.terminals) terminal.close();
     });
-    if (waiting > maxUnauthenticated) {
-      log(`ssh: too many connections not yet logged in from=${address}; dropping one`);
-      client.end();
-      return;
-    }
     client.on("authentication", (ctx: AuthContext) => {
       authenticate(conn, ctx).catch((err) => {
         logBug("authentication", err);
@@ -552,8 +732,7 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
     });
     client.on("ready", () => {
       conn.authenticated = true;
-      clearTimeout(grace);
-      uncount();
+      admitted.loggedIn();
       client.on("session", (accept) => {
         try {
           const session = accept();
@@ -577,9 +756,16 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
     });
   }
 
-  const server = new Server({
-    hostKeys: hostKeys.map((k) => k.privateKey),
-    algorithms: { kex: SSH_KEX, serverHostKey: SSH_HOST_KEY_ALGORITHMS },
+  const served = hostKeys.filter((k) => SSH_HOST_KEY_ALGORITHMS.includes(k.type));
+  const sshServer = new Server({
+    hostKeys: served.map((k) => k.privateKey),
+    algorithms: {
+      kex: SSH_KEX,
+      serverHostKey: SSH_HOST_KEY_ALGORITHMS,
+      cipher: SSH_CIPHERS,
+      hmac: SSH_MACS,
+      compress: ["none"],
+    },
     ident: "KaOS",
     keepaliveInterval: 30_000,
     keepaliveCountMax: 3,
@@ -589,6 +775,16 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
     } catch (err) {
       logBug("connection", err);
       client.end();
+    }
+  });
+  sshServer.on("error", (err: Error) => log(`ssh: server error: ${err.message}`));
+  // Our own listener, so connections are counted and timed from the TCP accept on.
+  const server = createServer((socket) => {
+    try {
+      onSocket(socket);
+    } catch (err) {
+      logBug("socket", err);
+      socket.destroy();
     }
   });
   server.on("error", (err: Error) => log(`ssh: server error: ${err.message}`));
@@ -602,7 +798,7 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
   });
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : options.port;
-  const fingerprints = hostKeys.map((k) => k.fingerprint);
+  const fingerprints = served.map((k) => k.fingerprint);
   log(`ssh: listening on ${options.hostname}:${port} (host keys ${fingerprints.join(", ")})`);
 
   let closing: Promise<void> | undefined;
@@ -610,9 +806,11 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
     port,
     fingerprints,
     close() {
+      closed = true;
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const conn of conns) conn.client.end();
+        for (const socket of sockets) socket.destroy();
       });
       return closing;
     },

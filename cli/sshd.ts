@@ -3,16 +3,22 @@
  * SshBackend over IPC (auth.* actions for logins, keys and password changes; runOneLine for exec;
  * the menus for a shell) and the process entry.
  */
-import { IpcClient } from "../ipc/mod.ts";
+import { IpcClient, type Origin } from "../ipc/mod.ts";
 import { runMenus } from "./menus.ts";
 import { EXIT, runOneLine } from "./oneline.ts";
 import { splitWords } from "./render.ts";
 import { streamStdio, terminalStdio } from "./stdio.ts";
-import { SSH_USER, type SshBackend, type SshServer, startSshServer } from "./ssh_server.ts";
+import {
+  type SessionIo,
+  SSH_USER,
+  type SshBackend,
+  type SshServer,
+  startSshServer,
+} from "./ssh_server.ts";
 
-/** How the backend reaches kattach. */
+/** How the backend reaches kattach (`origin`: the SSH connection a request comes from). */
 export interface SessionOptions {
-  connect(): Promise<IpcClient>;
+  connect(origin?: Origin): Promise<IpcClient>;
 }
 
 async function withClient<T>(
@@ -67,13 +73,21 @@ export function ipcBackend(options: SessionOptions): SshBackend {
         },
         out: (text) => io.stdout.write(text),
         err: (text) => io.stderr.write(text),
-        connect: options.connect,
+        connect: () => options.connect(sshOrigin(io)),
       });
     },
     async shell(io) {
-      await runMenus(io.terminal!, { connect: options.connect, user: io.user });
+      await runMenus(io.terminal!, {
+        connect: () => options.connect(sshOrigin(io)),
+        user: io.user,
+      });
     },
   };
+}
+
+/** The origin of requests made for one SSH session (`firewall confirm` checks its age). */
+function sshOrigin(io: SessionIo): Origin {
+  return { via: "ssh", openedAt: io.openedAt, remote: io.remote };
 }
 
 /** How to run the SSH daemon. */
@@ -95,23 +109,23 @@ export function startSshd(options: SshdOptions): Promise<SshServer> {
   });
 }
 
-/** Runs the sshd process: `sshd [--supervised] [--state DIR] [--port N] [--listen ADDR]`. */
-export async function runSshdMain(args: string[]): Promise<void> {
-  const opt = (name: string) => {
-    const i = args.indexOf(name);
-    return i === -1 ? undefined : args[i + 1];
-  };
-  const dir = opt("--state") ?? Deno.env.get("KAOS_STATE") ?? ".state";
-  const port = Number(opt("--port") ?? "1289");
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    console.error(`--port takes a port number, not ${JSON.stringify(opt("--port"))}`);
-    Deno.exit(2);
-  }
+/** What the sshd process runs with (main.ts parses its options). */
+export interface SshdMainOptions {
+  stateDir: string;
+  port: number;
+  listen: string;
+  /** Ends when kattach (the parent) goes away. */
+  supervised: boolean;
+}
+
+/** Runs the sshd process (`main.ts sshd`). */
+export async function runSshdMain(o: SshdMainOptions): Promise<void> {
+  const dir = o.stateDir;
   const server = await startSshd({
-    hostname: opt("--listen") ?? "0.0.0.0",
-    port,
+    hostname: o.listen,
+    port: o.port,
     hostKeysDir: `${dir}/ssh`,
-    connect: () => IpcClient.connect(`${dir}/run`),
+    connect: (origin) => IpcClient.connect(`${dir}/run`, { origin }),
     log: (line) => console.error(line),
   });
   const stop = async (why: string) => {
@@ -120,7 +134,7 @@ export async function runSshdMain(args: string[]): Promise<void> {
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
-  if (args.includes("--supervised")) {
+  if (o.supervised) {
     // kattach holds the other end of stdin and never writes: EOF means kattach is gone.
     (async () => {
       for await (const _ of Deno.stdin.readable) { /* nothing is ever sent */ }

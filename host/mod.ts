@@ -21,3 +21,11 @@ export {
 export { growMbrEntry, growPartitionToDisk, type MbrGrowth } from "./mbr.ts";
 export { type CommandResult, runChecked, type RunCommand, runCommand } from "./run.ts";
 export { hostTscKhz, parseTscKhz } from "./tsc.ts";
+export {
+  LogTail,
+  type LogTailOptions,
+  rotateAppendLog,
+  rotatedLogPath,
+  SERIAL_LOG_MAX_BYTES,
+} from "./append_log.ts";
+export { countersOf, FakeNft, type NftCounter, NftError, type NftHost, realNft } from "./nft.ts";

@@ -4,9 +4,11 @@
  */
 import { z } from "zod";
 import { ModuleName } from "../appqueue/manifest.ts";
-import { appqueueActions } from "./actions_appqueue.ts";
+import { appqueueActions, ConfigApplyOutcome } from "./actions_appqueue.ts";
 import { guestActions } from "./actions_guests.ts";
 import { authActions } from "./actions_auth.ts";
+import { networkActions } from "./actions_network.ts";
+import { firewallActions } from "./actions_firewall.ts";
 import {
   ConfigGroup,
   ConfigValue,
@@ -17,6 +19,7 @@ import {
   SystemStatus,
   VlanId,
   VlanInfo,
+  VlanUplink,
   VmImage,
 } from "./schemas.ts";
 
@@ -35,6 +38,9 @@ export const actions = {
       gateway: z.string().optional(),
       poolStart: z.string().optional(),
       poolEnd: z.string().optional(),
+      uplink: VlanUplink.optional(),
+      nat: z.boolean().optional(),
+      isolate: z.boolean().optional(),
     }),
     result: VlanInfo,
   },
@@ -45,6 +51,9 @@ export const actions = {
       gateway: z.string().optional(),
       poolStart: z.string().optional(),
       poolEnd: z.string().optional(),
+      uplink: VlanUplink.optional(),
+      nat: z.boolean().optional(),
+      isolate: z.boolean().optional(),
     }),
     result: VlanInfo,
   },
@@ -60,7 +69,14 @@ export const actions = {
     result: VlanInfo,
   },
 
-  "module.import": { params: z.strictObject({ path: z.string().min(1) }), result: Module },
+  "module.import": {
+    params: z.strictObject({
+      path: z.string().min(1),
+      /** Accept a signer (or an unsigned directory) other than the key the name is bound to. */
+      allowNewPublisher: z.boolean().optional(),
+    }),
+    result: Module,
+  },
   "module.list": { params: None, result: z.array(Module) },
   "module.show": { params: z.strictObject({ name: ModuleName }), result: Module },
   "module.del": { params: z.strictObject({ name: ModuleName }), result: Deleted },
@@ -79,8 +95,13 @@ export const actions = {
   },
   "configGroup.show": { params: z.strictObject({ name: ObjectName }), result: ConfigGroup },
   "configGroup.set": {
-    params: z.strictObject({ name: ObjectName, values: z.record(z.string(), ConfigValue) }),
-    result: ConfigGroup,
+    params: z.strictObject({
+      name: ObjectName,
+      values: z.record(z.string(), ConfigValue),
+      /** false (`--no-apply`): store only; running instances keep their values until restarted. */
+      apply: z.boolean().default(true),
+    }),
+    result: ConfigGroup.extend({ applied: z.array(ConfigApplyOutcome).optional() }),
   },
   "configGroup.del": { params: z.strictObject({ name: ObjectName }), result: Deleted },
 
@@ -120,6 +141,8 @@ export const actions = {
   ...appqueueActions,
   ...guestActions,
   ...authActions,
+  ...networkActions,
+  ...firewallActions,
 } as const;
 
 /** The name of an action. */

@@ -3,7 +3,7 @@
  * from queues, and module commands (climod.aq). Spread into the registry in actions.ts.
  */
 import { z } from "zod";
-import { ModuleKind, ModuleName, ModuleVersion } from "../appqueue/manifest.ts";
+import { AppmgrActionType, ModuleKind, ModuleName, ModuleVersion } from "../appqueue/manifest.ts";
 import { InstanceName, Module, ObjectName } from "./schemas.ts";
 
 const None = z.strictObject({});
@@ -73,7 +73,7 @@ export const ModuleCommandInfo = z.strictObject({
   command: z.string(),
   help: z.string(),
   action: z.string(),
-  type: z.enum(["reload-config", "restart-instance"]),
+  type: AppmgrActionType,
 });
 export type ModuleCommandInfo = z.infer<typeof ModuleCommandInfo>;
 
@@ -83,8 +83,24 @@ export const ModuleRunResult = z.strictObject({
   command: z.string(),
   instance: InstanceName,
   message: z.string(),
+  /** `stats`: the figures the module's stats command printed (name → value). */
+  stats: z.record(z.string(), z.string()).optional(),
+  /** `run`, `logs`: the output lines (control characters removed). */
+  lines: z.array(z.string()).optional(),
+  /** `run`, reload: the exit code of the command in the guest. */
+  code: z.number().int().optional(),
 });
 export type ModuleRunResult = z.infer<typeof ModuleRunResult>;
+
+/** What a configuration change did to one instance that uses the group. */
+export const ConfigApplyOutcome = z.strictObject({
+  instance: InstanceName,
+  /** reload: through the guest agent; restart: a new QEMU; stored: not running, next start. */
+  mode: z.enum(["reload", "restart", "stored"]),
+  ok: z.boolean(),
+  detail: z.string(),
+});
+export type ConfigApplyOutcome = z.infer<typeof ConfigApplyOutcome>;
 
 /** The AppQueue actions: name → params and result schemas. */
 export const appqueueActions = {
@@ -137,11 +153,17 @@ export const appqueueActions = {
       name: ModuleName,
       version: ModuleVersion.optional(),
       queue: ObjectName.optional(),
+      /** Accept a signer other than the key the module name is bound to. */
+      allowNewPublisher: z.boolean().optional(),
     }),
     result: Module,
   },
   "module.update": {
-    params: z.strictObject({ name: ModuleName, queue: ObjectName.optional() }),
+    params: z.strictObject({
+      name: ModuleName,
+      queue: ObjectName.optional(),
+      allowNewPublisher: z.boolean().optional(),
+    }),
     result: UpdateResult,
   },
   "module.commands": { params: None, result: z.array(ModuleCommandInfo) },
@@ -150,6 +172,8 @@ export const appqueueActions = {
       module: ModuleName,
       command: z.string().max(32),
       instance: InstanceName,
+      /** `logs` commands: how many lines (default 20). */
+      lines: z.number().int().min(1).max(5000).optional(),
     }),
     result: ModuleRunResult,
   },

@@ -30,6 +30,18 @@ export const GuestStats = z.strictObject({
   })),
   /** Network counters: null while NICs are user-mode NAT (QEMU keeps none for them). */
   net: z.null(),
+  /** Figures from inside the guest (the guest agent's sysinfo); null when it did not answer. */
+  guest: z.strictObject({
+    uptimeSeconds: z.number(),
+    load: z.tuple([z.number(), z.number(), z.number()]),
+    memTotalBytes: z.number(),
+    memAvailableBytes: z.number(),
+    disks: z.array(z.strictObject({
+      mount: z.string(),
+      sizeBytes: z.number(),
+      usedBytes: z.number(),
+    })),
+  }).nullable().optional(),
 });
 export type GuestStats = z.infer<typeof GuestStats>;
 
@@ -43,7 +55,10 @@ export const QmpCommandName = z.string().regex(
 export const QmpReply = z.strictObject({ command: z.string(), return: z.unknown() });
 export type QmpReply = z.infer<typeof QmpReply>;
 
-/** Reply of `qmp.commands`: the QMP commands the instance's QEMU understands, sorted. */
+/**
+ * Reply of `qmp.commands`: the QMP commands the instance's QEMU understands and the debug
+ * allowlist lets through (vmimage/qmp/allowlist.ts), sorted.
+ */
 export const QmpCommandList = z.strictObject({
   instance: InstanceName,
   commands: z.array(z.string()),

@@ -7,6 +7,7 @@ import { type ActionName, actions, type ParamsOf, type ResultOf } from "./action
 import {
   encodeFrame,
   type ErrorInfo,
+  type Origin,
   PROTOCOL_VERSION,
   readChunks,
   readLines,
@@ -41,18 +42,20 @@ interface Pending {
 export class IpcClient {
   #conn: Deno.UnixConn;
   #token: string;
+  #origin: Origin | undefined;
   #nextId = 1;
   #pending = new Map<number, Pending>();
   #reading: Promise<void>;
 
-  private constructor(conn: Deno.UnixConn, token: string) {
+  private constructor(conn: Deno.UnixConn, token: string, origin: Origin | undefined) {
     this.#conn = conn;
     this.#token = token;
+    this.#origin = origin;
     this.#reading = this.#readLoop();
   }
 
-  /** Connects to the kattach whose run directory is `runDir`. */
-  static async connect(runDir: string): Promise<IpcClient> {
+  /** Connects to the kattach whose run directory is `runDir`; `origin` goes with every request. */
+  static async connect(runDir: string, options: { origin?: Origin } = {}): Promise<IpcClient> {
     let token: string;
     let conn: Deno.UnixConn;
     try {
@@ -65,7 +68,7 @@ export class IpcClient {
         cause: err,
       });
     }
-    return new IpcClient(conn, token);
+    return new IpcClient(conn, token, options.origin);
   }
 
   /** Sends one action and waits for its result. */
@@ -75,7 +78,14 @@ export class IpcClient {
     options: CallOptions = {},
   ): Promise<ResultOf<A>> {
     const id = this.#nextId++;
-    const frame = { v: PROTOCOL_VERSION, id, token: this.#token, action, params };
+    const frame = {
+      v: PROTOCOL_VERSION,
+      id,
+      token: this.#token,
+      action,
+      params,
+      origin: this.#origin,
+    };
     const done = new Promise<unknown>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, onProgress: options.onProgress });
     });

@@ -9,6 +9,16 @@ export const PROTOCOL_VERSION = 1;
 /** The longest line either side accepts, in bytes. */
 export const MAX_FRAME_BYTES = 1024 * 1024;
 
+/** Where a request comes from: the front-end and when its operator's connection was opened. */
+export const Origin = z.strictObject({
+  via: z.enum(["ssh", "console", "local"]),
+  /** When the operator's connection (e.g. the SSH connection) was opened, in ms since 1970. */
+  openedAt: z.number().optional(),
+  /** The operator's address, "ip:port", when remote. */
+  remote: z.string().max(100).optional(),
+});
+export type Origin = z.infer<typeof Origin>;
+
 /** A request from a front-end. */
 export const Request = z.strictObject({
   v: z.literal(PROTOCOL_VERSION),
@@ -16,6 +26,7 @@ export const Request = z.strictObject({
   token: z.string().max(200),
   action: z.string().max(100),
   params: z.unknown(),
+  origin: Origin.optional(),
 });
 export type Request = z.infer<typeof Request>;
 

@@ -30,6 +30,10 @@ export const VlanId = z.number().int().min(1, "VLAN ids run from 1 to 4094").max
   "VLAN ids run from 1 to 4094",
 );
 
+/** How a VLAN's switch reaches outside: `tagged` (802.1Q on the host's uplink) or `none`. */
+export const VlanUplink = z.enum(["tagged", "none"]);
+export type VlanUplink = z.infer<typeof VlanUplink>;
+
 /** A VLAN: one virtual switch with its IPv4 subnet and address pool. */
 export const Vlan = z.strictObject({
   id: VlanId,
@@ -38,9 +42,34 @@ export const Vlan = z.strictObject({
   gateway: z.string(),
   poolStart: z.string(),
   poolEnd: z.string(),
+  /** `tagged`: the switch carries the VLAN tagged on the host's uplink; `none`: internal. */
+  uplink: VlanUplink,
+  /** The host masquerades the VLAN's traffic out of the uplink. */
+  nat: z.boolean(),
+  /** Guests on the VLAN cannot reach each other, only the gateway and the uplink. */
+  isolate: z.boolean(),
   createdAt: z.string(),
 });
 export type Vlan = z.infer<typeof Vlan>;
+
+/** A route between two VLANs (off by default); stored with `a < b`. */
+export const VlanRoute = z.strictObject({ a: VlanId, b: VlanId });
+export type VlanRoute = z.infer<typeof VlanRoute>;
+
+/** A Linux interface name (1-15 bytes, no '/', ':' or white space). */
+export const IfaceName = z.string().regex(
+  /^[A-Za-z0-9_.-]{1,15}$/,
+  "interface names are 1-15 letters, digits, '_', '.' or '-'",
+);
+
+/** The host's network settings (`network set`). */
+export const NetworkSettings = z.strictObject({
+  /** The host's uplink interface: tagged VLANs ride on it, NAT leaves through it. */
+  uplink: IfaceName,
+  /** DNS servers handed to guests (at most 3, like resolv.conf). */
+  dns: z.array(z.string()).max(3),
+});
+export type NetworkSettings = z.infer<typeof NetworkSettings>;
 
 /** A VLAN with its pool usage, as `vlan list/show` report it. */
 export const VlanInfo = Vlan.extend({
@@ -160,7 +189,6 @@ export const Instance = z.strictObject({
 });
 export type Instance = z.infer<typeof Instance>;
 
-/** What `system status` reports. */
 /** What became of the appliance's data partition at boot (null in hosted mode). */
 export const DataDiskStatus = z.strictObject({
   /** mounted: state persists; absent: none found, state in RAM; failed: found but unusable. */
@@ -170,6 +198,7 @@ export const DataDiskStatus = z.strictObject({
 });
 export type DataDiskStatus = z.infer<typeof DataDiskStatus>;
 
+/** What `system status` reports. */
 export const SystemStatus = z.strictObject({
   version: z.string(),
   hostname: z.string(),
@@ -188,5 +217,7 @@ export const SystemStatus = z.strictObject({
     vmimages: z.number().int(),
     instances: z.number().int(),
   }),
+  /** What the operator should look at (e.g. management open to any source). */
+  warnings: z.array(z.string()),
 });
 export type SystemStatus = z.infer<typeof SystemStatus>;

@@ -8,6 +8,7 @@ import {
   encodeFrame,
   type ErrorInfo,
   FrameTooLongError,
+  type Origin,
   type ProgressFrame,
   readChunks,
   readLines,
@@ -20,6 +21,8 @@ export interface ActionContext {
   progress(message: string, done?: number, total?: number): void;
   /** Aborted when the caller goes away (long-running actions stop early). */
   signal: AbortSignal;
+  /** Where the request comes from, when the front-end said so. */
+  origin?: Origin;
 }
 
 /** Executes one validated action; returns its result or throws. */
@@ -62,11 +65,25 @@ export async function serveIpc(options: ServeIpcOptions): Promise<IpcServer> {
   await Deno.chmod(socketPath, 0o600);
 
   const conns = new Set<Deno.UnixConn>();
+  let closed = false;
   const accepting = (async () => {
-    for await (const conn of listener) {
+    let backoffMs = 0;
+    while (!closed) {
+      let conn: Deno.UnixConn;
+      try {
+        conn = await listener.accept();
+        backoffMs = 0;
+      } catch (err) {
+        if (closed) break;
+        // e.g. too many open files: log, wait, retry; the IPC service never silently ends.
+        backoffMs = Math.min(ACCEPT_BACKOFF.maxMs, Math.max(ACCEPT_BACKOFF.firstMs, backoffMs * 2));
+        log(`ipc: accept failed (retrying in ${backoffMs} ms): ${errorText(err)}`);
+        await new Promise((r) => setTimeout(r, backoffMs));
+        continue;
+      }
       conns.add(conn);
       handleConnection(conn, { token, dispatch, log })
-        .catch((err) => log(`ipc: connection ended: ${err}`))
+        .catch((err) => log(`ipc: connection ended: ${errorText(err)}`))
         .finally(() => {
           conns.delete(conn);
           try {
@@ -74,11 +91,12 @@ export async function serveIpc(options: ServeIpcOptions): Promise<IpcServer> {
           } catch { /* already closed */ }
         });
     }
-  })().catch(() => {});
+  })();
 
   return {
     socketPath,
     async close() {
+      closed = true;
       listener.close();
       for (const c of conns) {
         try {
@@ -91,38 +109,99 @@ export async function serveIpc(options: ServeIpcOptions): Promise<IpcServer> {
   };
 }
 
+/** Pauses between failed accepts: doubling from the first to the cap. */
+const ACCEPT_BACKOFF = { firstMs: 50, maxMs: 2000 };
+
+/**
+ * The one writer of a connection: frames go out whole and in order through one queue, so
+ * progress and results never interleave under backpressure. After a failed write the
+ * connection is ended (`onFail`) and later frames are dropped.
+ */
+export class FrameWriter {
+  #conn: { write(bytes: Uint8Array): Promise<number> };
+  #queue: Promise<void> = Promise.resolve();
+  #failed: unknown = undefined;
+  #onFail: (err: unknown) => void;
+
+  constructor(
+    conn: { write(bytes: Uint8Array): Promise<number> },
+    onFail: (err: unknown) => void,
+  ) {
+    this.#conn = conn;
+    this.#onFail = onFail;
+  }
+
+  /** Queues one frame; settles when it is written (rejects when the connection failed). */
+  send(frame: unknown): Promise<void> {
+    const bytes = encodeFrame(frame);
+    const write = this.#queue.then(async () => {
+      if (this.#failed !== undefined) throw this.#failed;
+      try {
+        for (let off = 0; off < bytes.length;) off += await this.#conn.write(bytes.subarray(off));
+      } catch (err) {
+        this.#failed = err;
+        this.#onFail(err);
+        throw err;
+      }
+    });
+    this.#queue = write.catch(() => {});
+    return write;
+  }
+
+  /** Settles when every queued frame is written or dropped. */
+  drained(): Promise<void> {
+    return this.#queue;
+  }
+}
+
 async function handleConnection(
   conn: Deno.UnixConn,
   opts: { token: string; dispatch: Dispatch; log: (line: string) => void },
 ): Promise<void> {
   const gone = new AbortController();
-  const send = async (frame: unknown) => {
-    const bytes = encodeFrame(frame);
+  const writer = new FrameWriter(conn, (err) => {
+    // The peer went away: this connection ends (its reads stop), nothing else is disturbed.
+    gone.abort(err);
     try {
-      for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
-    } catch (err) {
-      gone.abort(err);
-      throw err;
-    }
-  };
+      conn.close();
+    } catch { /* already closed */ }
+  });
+  const send = (frame: unknown) => writer.send(frame);
+  // Requests are answered one at a time per connection; reading goes on meanwhile so that a
+  // closed connection is noticed (and long actions aborted) while one runs.
+  let pending = Promise.resolve();
   try {
-    // Requests are answered one at a time per connection; reading goes on meanwhile so that a
-    // closed connection is noticed (and long actions aborted) while one runs.
-    let pending = Promise.resolve();
     for await (const line of readLines(readChunks(conn))) {
       if (line.trim() === "") continue;
-      pending = pending.then(async () => await send(await answer(line, opts, send, gone.signal)));
+      pending = pending.then(async () => {
+        if (gone.signal.aborted) return;
+        await send(await answer(line, opts, send, gone.signal)).catch(() => {});
+      });
     }
     gone.abort(new Error("the client closed the connection"));
-    await pending.catch(() => {});
   } catch (err) {
-    gone.abort(err);
     if (err instanceof FrameTooLongError) {
+      await pending;
       await send(failure(-1, protocolError(err.message))).catch(() => {});
+      gone.abort(err);
       return;
     }
-    throw err;
+    gone.abort(err);
+    if (!isPeerGone(err)) throw err;
+  } finally {
+    await pending;
+    await writer.drained();
   }
+}
+
+/** Errors that mean the peer went away (not worth a log line). */
+function isPeerGone(err: unknown): boolean {
+  return err instanceof Deno.errors.BrokenPipe || err instanceof Deno.errors.ConnectionReset ||
+    err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }
 
 async function answer(
@@ -176,6 +255,7 @@ async function answer(
       send(frame).catch(() => {});
     },
     signal,
+    origin: req.origin,
   };
   try {
     const result = await opts.dispatch(req.action, params.data, ctx);

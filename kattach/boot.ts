@@ -3,13 +3,20 @@
  * mode it runs as an ordinary process with all state under one directory; as PID 1 (appliance
  * mode) it never exits: a failing phase is logged and skipped, signals never kill it.
  */
-import { type DataDiskStatus, type Dispatch, type IpcServer, serveIpc } from "../ipc/mod.ts";
-import { probeAccel } from "../host/mod.ts";
+import {
+  type DataDiskStatus,
+  type Dispatch,
+  type IpcServer,
+  type NetworkMode,
+  serveIpc,
+} from "../ipc/mod.ts";
+import { type NftHost, probeAccel, realNft } from "../host/mod.ts";
 import { UserError } from "../lib/mod.ts";
 import { CLI_USER } from "./auth.ts";
 import { resetToDefaultPassword } from "./store_auth.ts";
 import { getQueue, insertQueue, updateQueue } from "./store_appqueue.ts";
 import { type Kattach, reconcileModuleDirs, runAction } from "./actions/mod.ts";
+import { bootFirewall, stopFirewall } from "./firewall.ts";
 import { Services } from "./services.ts";
 import { Store } from "./store.ts";
 import { Supervisor } from "./supervisor.ts";
@@ -29,6 +36,14 @@ export interface KattachOptions {
   resetPassword?: boolean;
   /** Read-only queues the image carries (the built-in `local`), kept as given at every start. */
   builtinQueues?: BuiltinQueue[];
+  /**
+   * `bridged`: kattach manages the host's networking (links, firewall), as on the appliance (the
+   * default there); `user` (the hosted default): guests use user-mode NICs and the host's
+   * ruleset is never touched. Hosted `bridged` is meant for a network namespace of its own.
+   */
+  network?: NetworkMode;
+  /** nftables (default: the real `nft`); tests pass a fake. */
+  nft?: NftHost;
 }
 
 /** A queue the image carries. */
@@ -87,6 +102,8 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       fatal: false,
       run() {
         const accel = probeAccel();
+        const bridged = (options.network ?? (options.mode === "appliance" ? "bridged" : "user")) ===
+          "bridged";
         k = {
           store: store!,
           stateDir,
@@ -96,6 +113,9 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
           log,
           dataDisk: options.dataDisk,
           builtinQueues: (options.builtinQueues ?? []).map((q) => q.name),
+          firewallHost: bridged
+            ? { nft: options.nft ?? realNft(), mgmtPort: options.sshPort || 1289 }
+            : undefined,
         };
         log(`${accel.kind}: ${accel.reason}`);
       },
@@ -145,6 +165,14 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       },
     },
     {
+      // Before the links, the guests and the SSH service: nothing is reachable unfiltered.
+      name: "firewall",
+      fatal: false,
+      async run() {
+        await bootFirewall(k!);
+      },
+    },
+    {
       name: "reconcile-modules",
       fatal: false,
       async run() {
@@ -179,7 +207,8 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
         services = new Services({ log });
         const port = options.sshPort ?? 1289;
         if (port !== 0) {
-          const listen = options.mode === "hosted" ? "127.0.0.1" : "0.0.0.0";
+          // Hosted: loopback only, unless kattach runs bridged (in a namespace of its own).
+          const listen = options.mode === "hosted" && !k?.firewallHost ? "127.0.0.1" : "0.0.0.0";
           services.start({
             name: "sshd",
             argv: [
@@ -217,6 +246,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
     k: k!,
     ipc: ipc!,
     async stop() {
+      if (k) stopFirewall(k);
       await services?.stop();
       await ipc?.close();
       await supervisor?.detach(); // guests keep running; the next start re-attaches

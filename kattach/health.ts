@@ -5,6 +5,8 @@
  * result with `recordHealth` (kattach/store_appqueue.ts).
  */
 import type { ReadinessCheck } from "../appqueue/mod.ts";
+import { LogTail } from "../host/mod.ts";
+import { stripControlsLine } from "../lib/mod.ts";
 
 /** Where to look for a module's readiness. */
 export interface ReadinessTarget {
@@ -120,17 +122,24 @@ async function probeHttp(url: string, timeoutMs: number, signal?: AbortSignal) {
   }
 }
 
+/** One reader per target, so each probe reads only what the guest printed since the last. */
+const tails = new WeakMap<ReadinessTarget, LogTail>();
+
 async function probeSerial(marker: string, target: ReadinessTarget): Promise<HealthResult> {
   if (!target.serialLog) return { ok: false, detail: "no serial log to watch" };
-  let bytes: Uint8Array;
+  let tail = tails.get(target);
+  if (tail === undefined || tail.path !== target.serialLog) {
+    tail = new LogTail(target.serialLog, { from: target.serialFrom ?? 0 });
+    tails.set(target, tail);
+  }
+  let line: string | undefined;
   try {
-    bytes = await Deno.readFile(target.serialLog);
+    line = await tail.find((l) => l.includes(marker));
   } catch (err) {
     return { ok: false, detail: `serial log ${target.serialLog}: ${(err as Error).message}` };
   }
-  const text = new TextDecoder().decode(bytes.subarray(target.serialFrom ?? 0));
-  const line = text.split(/\r?\n/).find((l) => l.includes(marker));
+  // The line is the guest's: no control characters reach a terminal or the log.
   return line === undefined
     ? { ok: false, detail: `serial: no line with ${JSON.stringify(marker)} yet` }
-    : { ok: true, detail: `serial: ${line.trim().slice(0, 200)}` };
+    : { ok: true, detail: `serial: ${stripControlsLine(line).trim().slice(0, 200)}` };
 }

@@ -71,5 +71,12 @@ Deno.test("health: serial marker appears in the log while waiting; old output is
   assert.equal(missing.ok, false);
   assert.match(missing.detail, /^not ready after 200 ms: serial: no line with "never" yet$/);
   assert.equal((await checkReadiness(check, {})).detail, "no serial log to watch");
+  // A guest's escape sequences do not reach the detail that `instance show` prints.
+  const evil = { serialLog: log, serialFrom: (await Deno.stat(log)).size };
+  Deno.writeTextFileSync(log, "web: ready \x1b]0;owned\x07\x1b[2Jnow\r\n", { append: true });
+  assert.deepEqual(await checkReadiness(check, evil), {
+    ok: true,
+    detail: "serial: web: ready ]0;owned[2Jnow",
+  });
   await Deno.remove(dir, { recursive: true });
 });

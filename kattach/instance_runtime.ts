@@ -5,13 +5,14 @@
  * argv. Also the process checks the supervisor uses to recognise its own QEMU after a restart.
  */
 import { Manifest, resolveConfigValues } from "../appqueue/mod.ts";
-import { hostTscKhz } from "../host/mod.ts";
+import { hostTscKhz, rotateAppendLog } from "../host/mod.ts";
 import type { Forward, Instance, Module } from "../ipc/schemas.ts";
 import { UserError } from "../lib/errors.ts";
 import { readUstar } from "../lib/ustar.ts";
 import { type GuestConfig, type GuestModule, renderConfigDisk } from "../vmimage/mod.ts";
 import { type Machine, QBOOT_ROM, renderQemuArgv } from "../vmimage/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
+import { agentDeclarations } from "./module_agent.ts";
 
 /** The unix socket path limit of Linux (sun_path, with its NUL). */
 const SUN_PATH_MAX = 107;
@@ -24,6 +25,7 @@ export interface InstancePaths {
   serialLog: string;
   pidfile: string;
   configDisk: string;
+  agent: string;
 }
 
 /** Where an instance's runtime files live. */
@@ -36,6 +38,7 @@ export function instancePaths(stateDir: string, name: string): InstancePaths {
     serialLog: `${dir}/serial.log`,
     pidfile: `${dir}/qemu.pid`,
     configDisk: `${dir}/config.raw`,
+    agent: `${dir}/agent.sock`,
   };
 }
 
@@ -144,6 +147,7 @@ export async function prepareInstance(
       startOrder: m.appmgr.startOrder,
       exec: m.appmgr.service?.exec ?? [],
       config: config as GuestModule["config"],
+      ...(agentDeclarations(m) ? { agent: agentDeclarations(m) } : {}),
     };
   });
   const cfg: GuestConfig = {
@@ -160,7 +164,11 @@ export async function prepareInstance(
   const [kernel, manifest, serialFrom, qboot, tscKhz] = await Promise.all([
     extractVkaos(k.stateDir, vkaos),
     Deno.readTextFile(`${vkaos.dir}/manifest.json`).then((t) => Manifest.parse(JSON.parse(t))),
-    Deno.stat(paths.serialLog).then((s) => s.size, () => 0),
+    // Earlier boots' output past the bound moves to serial.log.1 before QEMU opens the log.
+    rotateAppendLog(paths.serialLog).then(() => Deno.stat(paths.serialLog)).then(
+      (s) => s.size,
+      () => 0,
+    ),
     qbootPresent ??= exists(QBOOT_ROM),
     machine === "microvm" && k.accel.kind === "tcg" ? hostTscKhz() : undefined,
     writeAtomic(paths.configDisk, renderConfigDisk(cfg)),
@@ -187,6 +195,7 @@ export async function prepareInstance(
       serialLog: paths.serialLog,
       pidfile: paths.pidfile,
       configDisk: paths.configDisk,
+      agent: paths.agent,
     },
     disks,
     nics: inst.nics.map((n, i) => ({ mac: n.mac, forwards: i === 0 ? forwards : [] })),

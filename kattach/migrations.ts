@@ -191,4 +191,87 @@ export const migrations: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 5,
+    name: "network",
+    sql: `
+      ALTER TABLE vlan ADD COLUMN uplink TEXT NOT NULL DEFAULT 'none'
+        CHECK (uplink IN ('tagged', 'none'));
+      ALTER TABLE vlan ADD COLUMN nat INTEGER NOT NULL DEFAULT 0 CHECK (nat IN (0, 1));
+      ALTER TABLE vlan ADD COLUMN isolate INTEGER NOT NULL DEFAULT 0 CHECK (isolate IN (0, 1));
+
+      CREATE TABLE vlan_route (
+        a INTEGER NOT NULL REFERENCES vlan(id) ON DELETE CASCADE,
+        b INTEGER NOT NULL REFERENCES vlan(id) ON DELETE CASCADE,
+        PRIMARY KEY (a, b),
+        CHECK (a < b)
+      ) STRICT;
+
+      ALTER TABLE instance_runtime ADD COLUMN net_given TEXT NOT NULL DEFAULT '';
+    `,
+  },
+  {
+    version: 6,
+    name: "firewall",
+    sql: `
+      CREATE TABLE firewall_mgmt (
+        cidr TEXT PRIMARY KEY,
+        note TEXT NOT NULL,
+        added_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE firewall_forward (
+        id INTEGER PRIMARY KEY,
+        instance TEXT NOT NULL REFERENCES instance(name) ON DELETE CASCADE,
+        proto TEXT NOT NULL CHECK (proto IN ('tcp', 'udp')),
+        host_port INTEGER NOT NULL CHECK (host_port BETWEEN 1 AND 65535),
+        guest_port INTEGER NOT NULL CHECK (guest_port BETWEEN 1 AND 65535),
+        created_at TEXT NOT NULL,
+        UNIQUE (proto, host_port)
+      ) STRICT;
+
+      CREATE TABLE firewall_rule (
+        id INTEGER PRIMARY KEY,
+        chain TEXT NOT NULL CHECK (chain IN ('input', 'forward')),
+        action TEXT NOT NULL CHECK (action IN ('accept', 'drop', 'reject')),
+        proto TEXT CHECK (proto IN ('tcp', 'udp', 'icmp')),
+        src TEXT,
+        dst TEXT,
+        port_from INTEGER CHECK (port_from BETWEEN 1 AND 65535),
+        port_to INTEGER CHECK (port_to BETWEEN 1 AND 65535),
+        note TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE firewall_generation (
+        id INTEGER PRIMARY KEY,
+        state TEXT NOT NULL
+          CHECK (state IN ('pending', 'confirmed', 'superseded', 'rolled-back')),
+        reason TEXT NOT NULL,
+        ruleset TEXT NOT NULL,
+        access TEXT NOT NULL,
+        applied_at TEXT NOT NULL,
+        deadline TEXT,
+        confirmed_at TEXT
+      ) STRICT;
+    `,
+  },
+  {
+    version: 8,
+    name: "security",
+    sql: `
+      -- A module name is bound to the key that first signed it (survives module del).
+      CREATE TABLE module_publisher (
+        module TEXT PRIMARY KEY,
+        public_key TEXT NOT NULL,
+        bound_at TEXT NOT NULL
+      ) STRICT;
+      INSERT INTO module_publisher (module, public_key, bound_at)
+        SELECT module, public_key, datetime('now') FROM module_origin WHERE public_key != '';
+
+      -- The subscription key travels only over https: the placeholder moves to https.
+      UPDATE appqueue SET url = 'https://127.0.0.1:8701/supported/'
+        WHERE name = 'supported' AND url = 'http://127.0.0.1:8701/supported/';
+    `,
+  },
 ];

@@ -157,6 +157,14 @@ function keepAlive(log: (line: string) => void): void {
       log(`cannot listen for ${sig}: ${err instanceof Error ? err.message : err}`);
     }
   }
+  catchStrayErrors(log);
+}
+
+/**
+ * Turns stray errors and unhandled rejections into logged bugs instead of an exit: kattach keeps
+ * running (the appliance's PID 1 and a hosted kattach alike).
+ */
+export function catchStrayErrors(log: (line: string) => void): void {
   globalThis.addEventListener("unhandledrejection", (e) => {
     e.preventDefault();
     const r = e.reason;

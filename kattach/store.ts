@@ -8,8 +8,10 @@ import {
   Instance,
   Module,
   type ModuleFile,
+  NetworkSettings,
   Nic,
   Vlan,
+  VlanRoute,
   VmImage,
 } from "../ipc/schemas.ts";
 import { migrations } from "./migrations.ts";
@@ -158,17 +160,82 @@ export class Store {
   /** Adds a VLAN. */
   insertVlan(v: Omit<Vlan, "createdAt">): void {
     this.#run(
-      "INSERT INTO vlan (id, name, cidr, gateway, pool_start, pool_end, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-      [v.id, v.name, v.cidr, v.gateway, v.poolStart, v.poolEnd, now()],
+      "INSERT INTO vlan (id, name, cidr, gateway, pool_start, pool_end, uplink, nat, isolate, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      [
+        v.id,
+        v.name,
+        v.cidr,
+        v.gateway,
+        v.poolStart,
+        v.poolEnd,
+        v.uplink,
+        v.nat ? 1 : 0,
+        v.isolate ? 1 : 0,
+        now(),
+      ],
     );
   }
 
-  /** Changes a VLAN's name, gateway and pool. */
+  /** Changes a VLAN's name, gateway, pool, uplink, NAT and isolation. */
   updateVlan(v: Omit<Vlan, "createdAt">): void {
     this.#run(
-      "UPDATE vlan SET name = ?, cidr = ?, gateway = ?, pool_start = ?, pool_end = ? WHERE id = ?",
-      [v.name, v.cidr, v.gateway, v.poolStart, v.poolEnd, v.id],
+      "UPDATE vlan SET name = ?, cidr = ?, gateway = ?, pool_start = ?, pool_end = ?, uplink = ?, nat = ?, isolate = ? WHERE id = ?",
+      [
+        v.name,
+        v.cidr,
+        v.gateway,
+        v.poolStart,
+        v.poolEnd,
+        v.uplink,
+        v.nat ? 1 : 0,
+        v.isolate ? 1 : 0,
+        v.id,
+      ],
     );
+  }
+
+  /** Routes between VLANs, each pair once with `a < b`, ordered. */
+  listVlanRoutes(): VlanRoute[] {
+    return this.#all("SELECT a, b FROM vlan_route ORDER BY a, b").map((r) =>
+      VlanRoute.parse({ a: Number(r.a), b: Number(r.b) })
+    );
+  }
+
+  /** Adds a route between two VLANs (any order); false when it existed. */
+  insertVlanRoute(x: number, y: number): boolean {
+    const [a, b] = x < y ? [x, y] : [y, x];
+    const before = this.#count("SELECT COUNT(*) AS n FROM vlan_route WHERE a = ? AND b = ?", [
+      a,
+      b,
+    ]);
+    this.#run("INSERT OR IGNORE INTO vlan_route (a, b) VALUES (?, ?)", [a, b]);
+    return before === 0;
+  }
+
+  /** Removes the route between two VLANs (any order); false when there was none. */
+  deleteVlanRoute(x: number, y: number): boolean {
+    const [a, b] = x < y ? [x, y] : [y, x];
+    const before = this.#count("SELECT COUNT(*) AS n FROM vlan_route WHERE a = ? AND b = ?", [
+      a,
+      b,
+    ]);
+    this.#run("DELETE FROM vlan_route WHERE a = ? AND b = ?", [a, b]);
+    return before > 0;
+  }
+
+  /** The host's network settings (`network.uplink`, default eth0; `network.dns`, default none). */
+  networkSettings(): NetworkSettings {
+    const dns = this.getSetting("network.dns") ?? "";
+    return NetworkSettings.parse({
+      uplink: this.getSetting("network.uplink") ?? "eth0",
+      dns: dns === "" ? [] : dns.split(","),
+    });
+  }
+
+  /** Changes the host's network settings (only the given ones). */
+  setNetworkSettings(p: Partial<NetworkSettings>): void {
+    if (p.uplink !== undefined) this.setSetting("network.uplink", p.uplink);
+    if (p.dns !== undefined) this.setSetting("network.dns", p.dns.join(","));
   }
 
   /** All VLANs by id. */
@@ -547,6 +614,9 @@ function vlanFromRow(r: Row): Vlan {
     gateway: r.gateway,
     poolStart: r.pool_start,
     poolEnd: r.pool_end,
+    uplink: r.uplink,
+    nat: r.nat === 1,
+    isolate: r.isolate === 1,
     createdAt: r.created_at,
   });
 }

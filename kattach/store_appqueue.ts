@@ -1,6 +1,7 @@
 /**
  * The store extension of AppQueues (migration 2): configured queues, where each installed module
- * came from, the host's subscription key and per-instance health. Only kattach calls it.
+ * came from, the host's subscription key and per-instance health; the publisher key each module
+ * name is bound to (migration 8). Only kattach calls it.
  */
 import type { SQLInputValue } from "node:sqlite";
 import type { Module } from "../ipc/schemas.ts";
@@ -116,6 +117,24 @@ export function getModuleOrigin(store: Store, module: string): ModuleOrigin | un
     publicKey: String(r.public_key),
     releaseNotes: String(r.release_notes),
   };
+}
+
+/** The key a module name is bound to (the first that signed it), or undefined. */
+export function getPublisher(store: Store, module: string): string | undefined {
+  const r = store.get("SELECT public_key FROM module_publisher WHERE module = ?", [module]);
+  return r && String(r.public_key);
+}
+
+/** Binds a module name to a publisher key (replacing an earlier binding); "" unbinds it. */
+export function setPublisher(store: Store, module: string, publicKey: string): void {
+  if (publicKey === "") {
+    store.run("DELETE FROM module_publisher WHERE module = ?", [module]);
+    return;
+  }
+  store.run(
+    "INSERT INTO module_publisher (module, public_key, bound_at) VALUES (?, ?, ?) ON CONFLICT (module) DO UPDATE SET public_key = excluded.public_key, bound_at = excluded.bound_at",
+    [module, publicKey, new Date().toISOString()],
+  );
 }
 
 /**

@@ -6,8 +6,10 @@
  * decides, with exponential backoff. Readiness (appmgr.aq) decides `running` vs `failed`.
  */
 import type { Instance } from "../ipc/schemas.ts";
+import { rotateAppendLog, SERIAL_LOG_MAX_BYTES } from "../host/mod.ts";
 import { UserError } from "../lib/errors.ts";
 import {
+  AgentClient,
   cont,
   QmpError,
   QmpMonitor,
@@ -20,6 +22,7 @@ import {
 } from "../vmimage/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
 import { setModuleActionRunner } from "./actions/appqueue.ts";
+import { setConfigChangeApplier } from "./actions/config_group.ts";
 import { resolveInstance } from "./actions/instance.ts";
 import { waitReady } from "./health.ts";
 import {
@@ -33,6 +36,12 @@ import {
   warmHostFacts,
   warmInstanceCaches,
 } from "./instance_runtime.ts";
+import {
+  type AgentHost,
+  applyConfigChange,
+  guestFigures,
+  runModuleAction,
+} from "./module_agent.ts";
 import { instanceHealth, recordHealth } from "./store_appqueue.ts";
 import { getRuntime, patchRuntime } from "./store_instances.ts";
 
@@ -40,6 +49,11 @@ import { getRuntime, patchRuntime } from "./store_instances.ts";
 export const DEFAULT_STOP_TIMEOUT_S = 30;
 /** Backoff of automatic restarts: first delay, cap, and the uptime that resets it. */
 const BACKOFF = { firstMs: 1000, maxMs: 30_000, stableMs: 60_000 };
+/**
+ * How often the serial logs of running guests are checked against their bound: a log holds at
+ * most SERIAL_LOG_MAX_BYTES plus what the guest prints in this time (docs/security.md).
+ */
+const LOG_ROTATE_MS = 1000;
 
 type Intent = "run" | "stop" | "kill" | "detach" | "fail";
 
@@ -55,6 +69,8 @@ interface Guest {
   ready: boolean;
   startedAt: number;
   readiness: AbortController;
+  /** The guest agent connection (docs/guest.md), made on first use and kept. */
+  agent: Promise<AgentClient> | null;
   /** Settles once the end of this QEMU has been handled. */
   ended: Promise<void>;
 }
@@ -70,6 +86,7 @@ export interface GuestStats {
   uptimeSeconds: number;
   blocks: { device: string; rdBytes: number; wrBytes: number; rdOps: number; wrOps: number }[];
   net: null;
+  guest: Awaited<ReturnType<typeof guestFigures>>;
 }
 
 const supervisors = new WeakMap<Kattach, Supervisor>();
@@ -90,26 +107,54 @@ export class Supervisor {
   #locks = new Map<string, Promise<unknown>>();
   #closing = false;
   #background = new Set<Promise<unknown>>();
+  #rotation: ReturnType<typeof setInterval>;
+  #rotating = false;
+  #rotatedOnce = new Set<string>();
 
   constructor(k: Kattach) {
     this.#k = k;
     supervisors.set(k, this);
+    this.#rotation = setInterval(() => this.#rotateLogs(), LOG_ROTATE_MS);
+    Deno.unrefTimer(this.#rotation);
     warmHostFacts();
-    // appmgr actions of module commands: restart-instance restarts the guest (a fresh config
-    // disk); reload-config has no guest-side channel yet.
-    setModuleActionRunner(async (kk, req) => {
-      if (req.action.type === "restart-instance") {
-        const inst = await supervisorOf(kk).restart(req.instance);
-        return `${req.instance} restarted (${inst.state})`;
-      }
-      throw new UserError(
-        `Cannot run ${req.module} ${req.command} on ${req.instance}: reload-config is not available yet`,
-        {
-          hint: `restart the instance instead (\`instance restart ${req.instance}\`)`,
-          code: "unsupported",
-        },
+    // appmgr actions of module commands and configuration changes: through the guest agent
+    // (module_agent.ts), or a restart (a fresh config disk).
+    const host: AgentHost = {
+      agent: (name) => this.agent(name),
+      restart: (name) => this.restart(name),
+      isAlive: (name) => this.isAlive(name),
+    };
+    setModuleActionRunner((kk, req) => runModuleAction(kk, host, req));
+    setConfigChangeApplier((kk, group) => applyConfigChange(kk, host, group));
+  }
+
+  /**
+   * The guest agent of a running instance: one connection per QEMU, made on first use and kept
+   * (the guest's port reads as closed while nobody is connected). Requests carry their own
+   * deadlines, so a silent guest holds up only its own requests.
+   */
+  agent(name: string): Promise<AgentClient> {
+    const guest = this.#requireGuest(name, "reach the guest agent of");
+    const current = guest.agent;
+    if (current) {
+      return current.then(
+        (a) => a.isClosed ? this.#connectAgent(guest) : a,
+        () => this.#connectAgent(guest),
       );
+    }
+    return this.#connectAgent(guest);
+  }
+
+  #connectAgent(guest: Guest): Promise<AgentClient> {
+    const p = AgentClient.connect(guest.paths.agent, {
+      timeoutMs: 2000,
+      log: (m) => this.#k.log(`supervisor: ${guest.name}: agent: ${m}`),
     });
+    guest.agent = p;
+    p.catch(() => {
+      if (guest.agent === p) guest.agent = null;
+    });
+    return p;
   }
 
   /** True while a QEMU of this instance is attached. */
@@ -338,6 +383,7 @@ export class Supervisor {
       queryBlockstats(guest.monitor),
     ]);
     const proc = procStats(guest.pid);
+    const agent = await this.agent(name).catch(() => null);
     return {
       instance: name,
       pid: guest.pid,
@@ -354,6 +400,7 @@ export class Supervisor {
         wrOps: b.stats.wrOperations,
       })),
       net: null,
+      guest: await guestFigures(agent),
     };
   }
 
@@ -374,6 +421,7 @@ export class Supervisor {
    */
   async stopAll(options: { timeoutSeconds?: number } = {}): Promise<string[]> {
     this.#closing = true;
+    clearInterval(this.#rotation);
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
     const names = [...this.#guests.keys()];
     this.#k.log(`supervisor: stopping ${names.length} guest(s): ${names.join(", ") || "none"}`);
@@ -392,6 +440,7 @@ export class Supervisor {
    */
   async detach(): Promise<void> {
     this.#closing = true;
+    clearInterval(this.#rotation);
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
     const guests = [...this.#guests.values()];
     for (const g of guests) {
@@ -442,6 +491,7 @@ export class Supervisor {
       ready: !o.fresh && inst.state === "running",
       startedAt: rt.startedAt ? Date.parse(rt.startedAt) : Date.now(),
       readiness: new AbortController(),
+      agent: null,
       ended: new Promise<void>((r) => done = r),
     };
     this.#guests.set(name, guest);
@@ -450,9 +500,17 @@ export class Supervisor {
     } else if (inst.state === "paused") {
       this.#setState(name, guest.ready ? "running" : "starting");
     }
-    if (!guest.ready) this.#spawnBackground(this.#checkReadiness(guest));
-    this.#spawnBackground(this.#watchEvents(guest));
-    this.#spawnBackground(monitor.closed.then(() => this.#onClosed(guest)).finally(done));
+    if (!guest.ready) {
+      this.#spawnBackground(this.#checkReadiness(guest), `the readiness check of ${name}`);
+    }
+    this.#spawnBackground(this.#watchEvents(guest), `the event watch of ${name}`);
+    this.#spawnBackground(
+      monitor.closed.then(() => this.#onClosed(guest)).finally(() => {
+        guest.agent?.then((a) => a.close(), () => {});
+        done();
+      }),
+      `the end of ${name}'s QEMU`,
+    );
     return guest;
   }
 
@@ -579,12 +637,15 @@ export class Supervisor {
       name,
       setTimeout(() => {
         this.#timers.delete(name);
-        if (this.#closing || !resolveInstanceSafe(this.#k, name)) return;
-        patchRuntime(this.#k.store, name, { restarts: rt.restarts + 1 });
         this.#spawnBackground(
-          this.start(name).catch((err) =>
-            this.#k.log(`supervisor: restart of ${name} failed: ${message(err)}`)
-          ),
+          (async () => {
+            if (this.#closing || !resolveInstanceSafe(this.#k, name)) return;
+            patchRuntime(this.#k.store, name, { restarts: rt.restarts + 1 });
+            await this.start(name).catch((err) =>
+              this.#k.log(`supervisor: restart of ${name} failed: ${message(err)}`)
+            );
+          })(),
+          `the restart of ${name}`,
         );
       }, delay),
     );
@@ -595,7 +656,7 @@ export class Supervisor {
   }
 
   async #clearLeftovers(paths: InstancePaths): Promise<void> {
-    for (const p of [paths.qmp, paths.console, paths.pidfile]) {
+    for (const p of [paths.qmp, paths.console, paths.agent, paths.pidfile]) {
       await Deno.remove(p).catch(() => {});
     }
   }
@@ -639,6 +700,29 @@ export class Supervisor {
     this.#timers.delete(name);
   }
 
+  /** Keeps every attached guest's serial log within its bound (copy, then truncate). */
+  async #rotateLogs(): Promise<void> {
+    if (this.#rotating) return;
+    this.#rotating = true;
+    try {
+      for (const g of this.#guests.values()) {
+        const size = await rotateAppendLog(g.paths.serialLog, { maxBytes: SERIAL_LOG_MAX_BYTES })
+          .catch((err) => {
+            this.#k.log(`supervisor: ${g.name}: rotating the serial log: ${message(err)}`);
+            return 0;
+          });
+        if (size > 0 && !this.#rotatedOnce.has(g.name)) {
+          this.#rotatedOnce.add(g.name);
+          this.#k.log(
+            `supervisor: ${g.name}: serial log rotated at ${size} bytes (later rotations not logged)`,
+          );
+        }
+      }
+    } finally {
+      this.#rotating = false;
+    }
+  }
+
   #setState(name: string, state: Instance["state"]): void {
     if (resolveInstanceSafe(this.#k, name)) this.#k.store.setInstanceState(name, state);
   }
@@ -647,9 +731,13 @@ export class Supervisor {
     return withRuntime(this.#k, resolveInstance(this.#k.store, name));
   }
 
-  #spawnBackground(p: Promise<unknown>): void {
-    this.#background.add(p);
-    p.finally(() => this.#background.delete(p));
+  /** Tracks background work; a rejection is logged as a bug, never left unhandled. */
+  #spawnBackground(p: Promise<unknown>, what = "background work"): void {
+    const tracked = p.catch((err) =>
+      this.#k.log(`supervisor: bug in ${what}: ${err instanceof Error ? err.stack : err}`)
+    );
+    this.#background.add(tracked);
+    tracked.finally(() => this.#background.delete(tracked));
   }
 
   async #locked<T>(name: string, fn: () => Promise<T>): Promise<T> {

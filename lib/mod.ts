@@ -1,3 +1,4 @@
 /** Small pure helpers shared by every subsystem. */
 export * from "./errors.ts";
+export * from "./text.ts";
 export * from "./ustar.ts";

@@ -41,8 +41,23 @@ export {
   bridgeName,
   IFNAME_MAX,
   isKaosLink,
+  isKaosLinkName,
   KAOS_ALIAS_PREFIX,
   kaosAlias,
   tapName,
   vlanLinkName,
 } from "./names.ts";
+export {
+  BRIDGE_COUNTERS,
+  FirewallForward,
+  FirewallInput,
+  FirewallPort,
+  FirewallRule,
+  FirewallVlan,
+  INET_COUNTERS,
+  openMgmtWarning,
+  type RenderedFirewall,
+  renderFirewall,
+  renderMinimalFirewall,
+  RuleEnd,
+} from "./firewall.ts";

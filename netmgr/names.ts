@@ -34,7 +34,12 @@ export function kaosAlias(kind: "bridge" | "vlan" | "tap", ...parts: (string | n
 
 /** True when a link's name and alias both say KaOS owns it. */
 export function isKaosLink(name: string, alias: string | undefined): boolean {
-  return /^(kbr|kvl|kt)[0-9a-f]+$/.test(name) && (alias ?? "").startsWith(KAOS_ALIAS_PREFIX);
+  return isKaosLinkName(name) && (alias ?? "").startsWith(KAOS_ALIAS_PREFIX);
+}
+
+/** True when a name has the form of a KaOS link name (whether or not such a link exists). */
+export function isKaosLinkName(name: string): boolean {
+  return /^(kbr|kvl|kt)[0-9a-f]+$/.test(name);
 }
 
 function checkVlanId(vlan: number): number {

@@ -3,6 +3,14 @@
  * main → cli → ipc ← kattach → {appqueue, vmimage, netmgr} → host → lib.
  * Prints each import that breaks the rule and exits 1 if there is one.
  */
+import { parseCliOrExit } from "../lib/cli_args.ts";
+
+parseCliOrExit(Deno.args, {
+  usage:
+    "usage: scripts/check_imports.ts\n  Checks that imports point one way; prints each that does not and exits 1.",
+  options: {},
+});
+
 const allowed: Record<string, string[]> = {
   lib: [],
   host: ["lib"],

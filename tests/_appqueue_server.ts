@@ -35,16 +35,19 @@ export class AppQueueServer {
   #mounts = new Map<string, { dir: string; subscriptionKey?: string }>();
   #faults = new Map<string, Fault>();
 
-  private constructor() {
+  #scheme: string;
+
+  private constructor(tls?: { cert: string; key: string }) {
+    this.#scheme = tls ? "https" : "http";
     this.#server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      { hostname: "127.0.0.1", port: 0, onListen: () => {}, ...tls },
       (req) => this.#handle(req),
     );
   }
 
-  /** Starts a server on a free loopback port. */
-  static start(): AppQueueServer {
-    return new AppQueueServer();
+  /** Starts a server on a free loopback port; https with a certificate and key (PEM). */
+  static start(options: { tls?: { cert: string; key: string } } = {}): AppQueueServer {
+    return new AppQueueServer(options.tls);
   }
 
   /** Serves `dir` under `/<queue>/`; with a key, requests without it get 403. */
@@ -54,7 +57,7 @@ export class AppQueueServer {
 
   /** The base URL of a queue. */
   url(queue: string): string {
-    return `http://127.0.0.1:${this.#server.addr.port}/${queue}/`;
+    return `${this.#scheme}://127.0.0.1:${this.#server.addr.port}/${queue}/`;
   }
 
   /** Applies a fault to requests for `path` (e.g. `/community/parts/<sha>`). */

@@ -27,19 +27,41 @@ export async function buildFixtures(): Promise<void> {
 export type AqResult = RunResult;
 
 /** A kattach started for a test. */
+/** How {@linkcode TestKattach} runs kattach. */
+export interface TestKattachOptions {
+  /** Runs kattach through this argv prefix, e.g. `["ip", "netns", "exec", NS]`. */
+  wrap?: string[];
+  /** Port of the supervised sshd (default 0: none). */
+  sshPort?: number;
+  /** `--network bridged`: kattach manages the links and firewall (inside `wrap`'s namespace). */
+  network?: "bridged";
+  /** Added to kattach's environment. */
+  env?: Record<string, string>;
+}
+
 export class TestKattach {
   readonly stateDir: string;
+  readonly #options: TestKattachOptions;
   #child: Deno.ChildProcess | undefined;
   #log: string[] = [];
   #logDone: Promise<void> = Promise.resolve();
+  #env: Record<string, string>;
 
-  constructor(stateDir: string) {
+  constructor(stateDir: string, options: TestKattachOptions = {}) {
     this.stateDir = stateDir;
+    this.#options = options;
+    this.#env = options.env ?? {};
   }
 
-  /** Creates a fresh state directory and starts kattach on it. */
-  static async start(stateDir?: string): Promise<TestKattach> {
-    const k = new TestKattach(stateDir ?? await Deno.makeTempDir({ prefix: "kaos-test-" }));
+  /**
+   * Creates a fresh state directory and starts kattach on it; `options.env` adds to its
+   * environment (e.g. DENO_CERT for a test CA).
+   */
+  static async start(stateDir?: string, options: TestKattachOptions = {}): Promise<TestKattach> {
+    const k = new TestKattach(
+      stateDir ?? await Deno.makeTempDir({ prefix: "kaos-test-" }),
+      options,
+    );
     await k.restart();
     return k;
   }
@@ -58,19 +80,25 @@ export class TestKattach {
   /** Starts kattach (again) on the same state directory and waits until it is ready. */
   async restart(): Promise<void> {
     if (this.#child) throw new Error("kattach is still running");
-    const child = new Deno.Command(DENO, {
-      // No sshd: tests that want one start kattach themselves (tests/cli_ssh_test.ts).
-      args: [
-        "run",
-        "-A",
-        `${ROOT}/main.ts`,
-        "kattach",
-        "--hosted",
-        "--ssh-port",
-        "0",
-        "--state",
-        this.stateDir,
-      ],
+    const { wrap = [], sshPort = 0, network } = this.#options;
+    const argv = [
+      ...wrap,
+      DENO,
+      "run",
+      "-A",
+      `${ROOT}/main.ts`,
+      "kattach",
+      "--hosted",
+      // No sshd by default: tests that want one ask (or start kattach themselves).
+      "--ssh-port",
+      String(sshPort),
+      "--state",
+      this.stateDir,
+      ...(network ? ["--network", network] : []),
+    ];
+    const child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      env: this.#env,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

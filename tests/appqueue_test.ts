@@ -10,6 +10,7 @@ import {
   generateKeyFile,
   type KeyFile,
   type QueueIndex,
+  signPayload,
 } from "../appqueue/mod.ts";
 import type {
   AppQueueInfo,
@@ -21,6 +22,7 @@ import type {
 } from "../ipc/mod.ts";
 import { AppQueueServer } from "./_appqueue_server.ts";
 import { buildFixtures, FIXTURES_OUT, TestKattach } from "./_harness.ts";
+import { makeTestTls } from "./_tls.ts";
 
 const FIXTURES = FIXTURES_OUT;
 
@@ -44,7 +46,11 @@ async function makeWeb110(): Promise<string> {
     change(j);
     await Deno.writeTextFile(`${dir}/${f}`, JSON.stringify(j, null, 2));
   };
-  await edit("manifest.json", (j) => j.version = "1.1.0");
+  await edit("manifest.json", (j) => {
+    j.version = "1.1.0";
+    // A hostile description: a title change, a screen clear and a bell for the operator's terminal.
+    j.description = "Fixture web server \x1b]0;owned\x07\x1b[2J(1.1)";
+  });
   await edit("climod.aq", (j) => {
     j.commands = [{ name: "reload", help: "Re-read the configuration", action: "reload" }];
   });
@@ -54,6 +60,19 @@ async function makeWeb110(): Promise<string> {
   return dir;
 }
 const web110 = await makeWeb110();
+
+/** vKaOS 0.2.0: the fixture under a newer version (for updates from another publisher). */
+async function makeVkaos020(): Promise<string> {
+  const dir = `${work}/vkaos-0.2.0/vkaos`;
+  await Deno.mkdir(dir, { recursive: true });
+  for await (const e of Deno.readDir(`${FIXTURES}/vkaos`)) {
+    if (e.isFile) await Deno.copyFile(`${FIXTURES}/vkaos/${e.name}`, `${dir}/${e.name}`);
+  }
+  const m = JSON.parse(await Deno.readTextFile(`${dir}/manifest.json`));
+  m.version = "0.2.0";
+  await Deno.writeTextFile(`${dir}/manifest.json`, JSON.stringify(m, null, 2));
+  return dir;
+}
 
 async function queue(name: string, dirs: string[], key: KeyFile, serial: number) {
   const out = `${work}/${name}`;
@@ -69,11 +88,24 @@ const base = ["vkaos", "web", "hello"].map((m) => `${FIXTURES}/${m}`);
 const community1 = await queue("community1", base, keys.community, 1);
 const community2 = await queue("community2", [...base, web110], keys.community, 2);
 const supported = await queue("supported", [`${FIXTURES}/hello`], keys.supported, 1);
+// Another publisher offering the same names (vKaOS in a newer version).
+const mirror = await queue(
+  "mirror",
+  [await makeVkaos020(), `${FIXTURES}/hello`],
+  keys.stranger,
+  1,
+);
 
 const server = AppQueueServer.start();
 const SUBSCRIPTION = "kaos-sub-7f3a9c21d4e8b6a5";
 server.mount("community", community1.out);
 server.mount("supported", supported.out, { subscriptionKey: SUBSCRIPTION });
+server.mount("mirror", mirror.out);
+// Subscription queues are https only: a loopback server with a certificate of a test CA, which
+// kattach trusts through DENO_CERT.
+const tls = await makeTestTls(work);
+const secure = AppQueueServer.start({ tls });
+secure.mount("supported", supported.out, { subscriptionKey: SUBSCRIPTION });
 
 function sha(index: QueueIndex, name: string, part: "image" | "manifest", version?: string) {
   const r = index.releases.find((x) => x.name === name && (!version || x.version === version))!;
@@ -82,7 +114,7 @@ function sha(index: QueueIndex, name: string, part: "image" | "manifest", versio
 
 /** Starts kattach with the community queue pointed at the test server. */
 async function start(): Promise<TestKattach> {
-  const k = await TestKattach.start();
+  const k = await TestKattach.start(undefined, { env: { DENO_CERT: tls.caFile } });
   const r = await k.aq(
     "appqueue",
     "set",
@@ -124,8 +156,15 @@ Deno.test({
     try {
       const qs = await k.json<AppQueueInfo[]>("appqueue", "list");
       assert.deepEqual(qs.map((q) => q.name), ["community", "development", "supported"]);
-      assert.ok(qs.every((q) => q.publicKey === "" && q.url.startsWith("http://")));
-      assert.equal(qs.find((q) => q.name === "supported")!.subscription, true);
+      assert.ok(qs.every((q) => q.publicKey === "" && q.url.startsWith("http")));
+      const sub = qs.find((q) => q.name === "supported")!;
+      assert.equal(sub.subscription, true);
+      assert.ok(sub.url.startsWith("https://"), sub.url);
+      // The author tool signs an expiry: 30 days after generation unless told otherwise.
+      assert.equal(
+        Date.parse(community1.index.expiresAt) - Date.parse(community1.index.generatedAt),
+        30 * 86_400_000,
+      );
       await fails(k, ["module", "available"], /No AppQueue is configured/);
       await fails(k, ["module", "available", "--queue", "community"], /no public key configured/);
       await fails(k, ["appqueue", "set", "community", "--key", "abc"], /base64 Ed25519/);
@@ -212,6 +251,15 @@ Deno.test({
       server.mount("community", community2.out);
       const listing = await k.json<AvailableRelease[]>("module", "available", "--all-versions");
       assert.equal(listing.find((a) => a.version === "1.1.0")!.releaseNotes, "Adds reload");
+      // The module's escape sequences stay data: JSON keeps them escaped, plain text drops them.
+      assert.equal(
+        listing.find((a) => a.version === "1.1.0")!.description,
+        "Fixture web server \x1b]0;owned\x07\x1b[2J(1.1)",
+      );
+      const plainListing = await k.aq("module", "available", "--all-versions");
+      assert.ok(plainListing.stdout.includes("Fixture web server ]0;owned[2J(1.1)"));
+      // deno-lint-ignore no-control-regex
+      assert.ok(!/[\x00-\x08\x0b-\x1f\x7f]/.test(plainListing.stdout), plainListing.stdout);
       const up = await k.json<UpdateResult>("module", "update", "web");
       assert.equal(up.updated, true);
       assert.equal(up.previous, "1.0.0");
@@ -278,6 +326,19 @@ Deno.test({
       // Not a signed document at all.
       server.fault("/community/index.json", { body: new TextEncoder().encode("<html>") });
       await fails(k, ["module", "install", "vkaos"], /not a signed JSON document/);
+
+      // Correctly signed, but expired: refused (an old index cannot be replayed forever).
+      const payload = JSON.parse(env.payload);
+      payload.expiresAt = "2020-01-01T00:00:00.000Z";
+      const stale = await signPayload(keys.community, JSON.stringify(payload));
+      server.fault("/community/index.json", {
+        body: new TextEncoder().encode(JSON.stringify(stale)),
+      });
+      await fails(
+        k,
+        ["module", "install", "vkaos"],
+        /Cannot use queue community: its index \(serial 1\) expired at 2020-01-01T00:00:00\.000Z/,
+      );
       await assertState(k, []);
     } finally {
       await k.dispose();
@@ -343,20 +404,21 @@ Deno.test({
           "set",
           "supported",
           "--url",
-          server.url("supported"),
+          secure.url("supported"),
           "--key",
           keys.supported.publicKey,
+          "--subscription",
         )).code,
         0,
       );
       assert.equal((await k.aq("module", "install", "vkaos")).code, 0);
-      const before = server.seen("/supported/").length;
+      const before = secure.seen("/supported/").length;
       await fails(
         k,
         ["module", "install", "hello", "--queue", "supported"],
         /no subscription key.*\n.*system subscription set/,
       );
-      assert.equal(server.seen("/supported/").length, before, "nothing was asked without a key");
+      assert.equal(secure.seen("/supported/").length, before, "nothing was asked without a key");
 
       await k.json("system", "subscription", "set", "wrong-key-0000");
       await fails(
@@ -374,7 +436,7 @@ Deno.test({
       const r = await k.aq("module", "install", "hello", "--queue", "supported");
       assert.equal(r.code, 0, r.stderr);
       await assertState(k, ["hello", "vkaos"]);
-      assert.ok(server.seen("/supported/parts/").every((x) => x.subscription));
+      assert.ok(secure.seen("/supported/parts/").every((x) => x.subscription));
       const qs = await k.json<AppQueueInfo[]>("appqueue", "list");
       assert.deepEqual(qs.find((q) => q.name === "supported")!.modules, ["hello"]);
       for (const text of [k.log, JSON.stringify(qs), (await k.aq("system", "status")).stdout]) {
@@ -382,6 +444,151 @@ Deno.test({
       }
       await k.json("system", "subscription", "clear");
       await fails(k, ["module", "update", "hello"], /no subscription key/);
+    } finally {
+      await k.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "appqueue: the subscription key goes only over https, only to its origin",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const k = await start();
+    try {
+      await k.json("system", "subscription", "set", SUBSCRIPTION);
+      const key = keys.supported.publicKey;
+      await fails(
+        k,
+        [
+          "appqueue",
+          "add",
+          "paid",
+          "--url",
+          "http://127.0.0.1:1/p/",
+          "--key",
+          key,
+          "--subscription",
+        ],
+        /Cannot add queue paid: a subscription queue needs an https:\/\/ URL, not http:\/\/127\.0\.0\.1:1/,
+      );
+      await fails(
+        k,
+        ["appqueue", "set", "community", "--subscription"],
+        /Cannot set queue community: a subscription queue needs an https:\/\/ URL/,
+      );
+      await fails(
+        k,
+        ["appqueue", "set", "supported", "--url", server.url("supported"), "--key", key],
+        /needs an https:\/\/ URL/,
+      );
+      // Another origin needs the operator to say --subscription again, in the same command.
+      await fails(
+        k,
+        ["appqueue", "set", "supported", "--url", secure.url("supported"), "--key", key],
+        /Cannot move subscription queue supported from https:\/\/127\.0\.0\.1:8701 to https:\/\/127\.0\.0\.1:\d+/,
+      );
+      const moved = await k.aq(
+        "appqueue",
+        "set",
+        "supported",
+        "--url",
+        secure.url("supported"),
+        "--key",
+        key,
+        "--subscription",
+      );
+      assert.equal(moved.code, 0, moved.stderr);
+      // A queue without the subscription flag never gets the key, and a 403 from it does not
+      // suggest sending it there.
+      server.mount("paywall", supported.out, { subscriptionKey: SUBSCRIPTION });
+      assert.equal(
+        (await k.aq("appqueue", "add", "paywall", "--url", server.url("paywall"), "--key", key))
+          .code,
+        0,
+      );
+      const refused = await fails(
+        k,
+        ["module", "available", "--queue", "paywall"],
+        /Queue paywall refused access \(HTTP 403\)/,
+      );
+      assert.ok(!/subscription/i.test(refused.stderr), refused.stderr);
+      assert.ok(server.seen("/paywall/").length > 0);
+      assert.ok(server.seen("/paywall/").every((r) => !r.subscription));
+    } finally {
+      await k.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "appqueue: a module stays bound to the key that first signed it (vKaOS too)",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    server.mount("community", community1.out);
+    const k = await start();
+    try {
+      for (const m of ["vkaos", "hello"]) {
+        assert.equal((await k.aq("module", "install", m)).code, 0);
+      }
+      const add = ["appqueue", "add", "mirror", "--url", server.url("mirror")];
+      assert.equal((await k.aq(...add, "--key", keys.stranger.publicKey)).code, 0);
+      assert.equal((await k.aq("module", "del", "hello")).code, 0);
+
+      // The same name in two queues: the operator chooses.
+      await fails(
+        k,
+        ["module", "install", "hello"],
+        /Module hello is offered by several queues: community \(0\.1\.0\), mirror \(0\.1\.0\)\n.*--queue/,
+      );
+      // A reinstall signed by another key is refused; the first signer's works.
+      const before = server.seen("/mirror/parts/").length;
+      await fails(
+        k,
+        ["module", "install", "hello", "--queue", "mirror"],
+        /Cannot install hello from queue:mirror: the name is bound to publisher key .{12}…, which first signed it, and this module is signed by .{12}…\n.*--allow-new-publisher/,
+      );
+      assert.equal(server.seen("/mirror/parts/").length, before, "nothing was downloaded");
+      await assertState(k, ["vkaos"]);
+      assert.equal((await k.aq("module", "install", "hello", "--queue", "community")).code, 0);
+
+      // vKaOS alike: an update from another publisher needs --allow-new-publisher.
+      await fails(
+        k,
+        ["module", "update", "vkaos", "--queue", "mirror"],
+        /Cannot install vkaos from queue:mirror: the name is bound/,
+      );
+      assert.equal((await k.json<Module>("module", "show", "vkaos")).version, "0.1.0");
+      const up = await k.json<UpdateResult>(
+        "module",
+        "update",
+        "vkaos",
+        "--queue",
+        "mirror",
+        "--allow-new-publisher",
+      );
+      assert.equal(up.module.version, "0.2.0");
+      assert.match(
+        k.log,
+        /vkaos: publisher key .{12}… replaced by .{12}… \(--allow-new-publisher\)/,
+      );
+
+      // A bundle and an unsigned directory are held to the binding too.
+      const strange = `${work}/hello-mirror.kaosbundle`;
+      await buildBundle(`${FIXTURES}/hello`, { out: strange, key: keys.stranger });
+      assert.equal((await k.aq("module", "del", "hello")).code, 0);
+      await fails(k, ["module", "import", strange], /from bundle: the name is bound/);
+      await fails(k, ["module", "import", `${FIXTURES}/hello`], /this module is not signed/);
+      await assertState(k, ["vkaos"]);
+      const bundled = await k.aq("module", "import", strange, "--allow-new-publisher");
+      assert.equal(bundled.code, 0, bundled.stderr);
+      // Now bound to the new key: the mirror's own release is accepted, the old publisher's not.
+      assert.equal((await k.aq("module", "del", "hello")).code, 0);
+      await fails(k, ["module", "install", "hello", "--queue", "community"], /the name is bound/);
+      assert.equal((await k.aq("module", "install", "hello", "--queue", "mirror")).code, 0);
+      await assertState(k, ["hello", "vkaos"]);
     } finally {
       await k.dispose();
     }
@@ -494,6 +701,7 @@ Deno.test({
   sanitizeOps: false,
   fn: async () => {
     await server.close();
+    await secure.close();
     await Deno.remove(work, { recursive: true });
   },
 });

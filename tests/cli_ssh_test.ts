@@ -73,6 +73,7 @@ Deno.test("the AppQueue CLI over SSH against a real kattach", async (t) => {
         await tmux.waitFor(/KaOS .* AppQueue CLI/);
 
         await tmux.choose("Networking");
+        await tmux.choose("vlan ›"); // Networking holds vlan, network and firewall pages
         await tmux.choose("vlan add");
         await tmux.waitFor("? ID");
         await tmux.type("10");
@@ -84,9 +85,15 @@ Deno.test("the AppQueue CLI over SSH against a real kattach", async (t) => {
         await tmux.type("");
         await tmux.waitFor("--pool");
         await tmux.type("");
+        for (const flag of ["--uplink", "--nat", "--isolate"]) {
+          await tmux.waitFor(`? ${flag}`);
+          await tmux.choose("(leave out)");
+        }
         let screen = await tmux.waitFor("Added VLAN 10.");
         assertMatch(screen, /= vlan add 10 web 10\.0\.10\.0\/24/);
 
+        await tmux.keys("C-c"); // back to Networking
+        await tmux.waitFor(/\? Networking\s*$/m);
         await tmux.keys("C-c"); // back to the top
         await tmux.waitFor("Log out");
         await tmux.choose("Configuration Groups");

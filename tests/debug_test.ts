@@ -25,6 +25,11 @@ const WAIT = { timeoutMs: 60_000 };
 
 const NEW_PASSWORD = "Debug-t3st-pass";
 
+/** True when something exists at the path. */
+async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
+}
+
 /** `aq ARGS…` as a child whose output is read while it runs. */
 class LiveAq {
   stdout = "";
@@ -92,6 +97,11 @@ Deno.test({
         assertEquals(names, [...names].sort());
         const json = await k.aq.json<QmpCommandList>("qmp", "web-1", "--list");
         assertEquals(json, { instance: "web-1", commands: names });
+        // Only the allowlist: nothing that reaches the host's files or processes is offered.
+        for (const refused of ["human-monitor-command", "migrate", "screendump", "device_add"]) {
+          assert(!names.includes(refused), `${refused} listed: ${plain.stdout}`);
+        }
+        assert(names.every((n) => !n.startsWith("x-")), plain.stdout);
 
         const noCommand = await k.aq.aq("qmp", "web-1");
         assertEquals(noCommand.code, 2);
@@ -105,6 +115,41 @@ Deno.test({
         assertEquals(stopped.code, 1);
         assertMatch(stopped.stderr, /nope-1/);
       });
+
+      await t.step(
+        "qmp refuses what is not allowed, naming the rule; no file appears",
+        async () => {
+          const shot = `${work}/shot.ppm`;
+          const pwned = `${work}/pwned`;
+          const tries: [string, string, RegExp][] = [
+            [
+              "human-monitor-command",
+              '{"command-line":"info name"}',
+              /only read-only and guest-local/,
+            ],
+            ["screendump", JSON.stringify({ filename: shot }), /only read-only and guest-local/],
+            ["migrate", JSON.stringify({ uri: `exec:touch ${pwned}` }), /query-\*, stop, cont/],
+            ["x-query-roms", "{}", /experimental x-\* commands are refused/],
+            ["quit", "{}", /instance stop NAME/],
+          ];
+          for (const [command, args, rule] of tries) {
+            const r = await k.aq.aq("qmp", "web-1", command, args);
+            assertEquals(r.code, 1, `${command}: ${r.stdout}${r.stderr}`);
+            assertMatch(r.stderr, new RegExp(`Cannot send ${command} to web-1`));
+            assertMatch(r.stderr, rule);
+            assertMatch(r.stderr, /qmp web-1 --list/);
+          }
+          for (const f of [shot, pwned]) {
+            assert(!(await exists(f)), `${f} exists after a refused command`);
+          }
+          const status = await k.aq.json<{ return: { status: string } }>(
+            "qmp",
+            "web-1",
+            "query-status",
+          );
+          assertEquals(status.return.status, "running"); // still alive and answering
+        },
+      );
 
       await t.step("qmp events streams STOP and RESUME while pause/resume run", async () => {
         const watch = new LiveAq(state, [
@@ -185,13 +230,13 @@ Deno.test({
           await s.choose("qmp  ");
           await s.choose("web-1");
           await s.waitFor("QMP command of web-1", mark);
-          await s.keys("human-monitor");
-          await s.waitFor(/❯ human-monitor-command/, mark);
+          await s.keys("qom-list");
+          await s.waitFor(/❯ qom-list/, mark);
           await s.keys("\r");
-          await s.waitFor("Arguments of human-monitor-command", mark);
-          await s.line('{"command-line":"info name"}');
-          await s.waitFor(`= qmp web-1 human-monitor-command '{"command-line":"info name"}'`, mark);
-          await s.waitFor('"web-1', mark);
+          await s.waitFor("Arguments of qom-list", mark);
+          await s.line('{"path":"/"}');
+          await s.waitFor(`= qmp web-1 qom-list '{"path":"/"}'`, mark);
+          await s.waitFor('"name": "machine"', mark);
 
           // Watch events for a few seconds while the guest is paused and resumed.
           mark = s.text.length;

@@ -158,7 +158,8 @@ Deno.test({
       assert.deepEqual(JSON.parse(plain.stdout), { name: "web-1" });
       await fails(k, ["qmp", "web-1", "query-status", "{bad json"], /not valid JSON/, 2);
       await fails(k, ["qmp", "web-1", "query-status", "[1]"], /must be a JSON object/, 2);
-      await fails(k, ["qmp", "web-1", "no-such-command"], /CommandNotFound/);
+      await fails(k, ["qmp", "web-1", "query-no-such-thing"], /CommandNotFound/);
+      await fails(k, ["qmp", "web-1", "no-such-command"], /only read-only and guest-local/);
       await fails(k, ["qmp", "web-9", "query-status"], /Instance web-9 does not exist/);
       await fails(k, ["instance", "start", "web-9"], /Instance web-9 does not exist/);
       await fails(k, ["instance", "start", "web-1"], /Cannot start web-1: it is running/);

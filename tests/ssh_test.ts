@@ -369,12 +369,14 @@ Deno.test("a shell without a pty gets a message; handler errors never kill the s
   }
 });
 
-Deno.test("every offered key exchange works with OpenSSH", async () => {
+Deno.test("every offered key exchange works with OpenSSH", async (t) => {
   const { server } = await serve();
   try {
     for (const kex of SSH_KEX) {
-      const r = await sshPw(server, "s3cret", ["-o", `KexAlgorithms=${kex}`, kex]);
-      assertEquals([r.code, r.stdout], [0, `echo: ${kex}\n`], `${kex}: ${r.stderr}`);
+      await t.step(kex, async () => {
+        const r = await sshPw(server, "s3cret", ["-o", `KexAlgorithms=${kex}`, kex]);
+        assertEquals([r.code, r.stdout], [0, `echo: ${kex}\n`], `${kex}: ${r.stderr}`);
+      });
     }
   } finally {
     await server.close();
@@ -404,7 +406,7 @@ Deno.test("host keys are stable across restarts with the same directory", async 
   } finally {
     await first.server.close();
   }
-  assertEquals(before.length, 2, before.join("\n"));
+  assertEquals(before.length, 1, before.join("\n")); // Ed25519 only (no SHA-1 ssh-rsa)
   const second = await serve(new TestBackend(), dir);
   try {
     const after = (await scan(second.server)).map((l) => l.replace(/\]:\d+/, "]"));

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { describeIssues, UserError } from "../lib/errors.ts";
 import { padUstar, writeUstar } from "../lib/ustar.ts";
+import { AgentDeclarations, renderAgentEnv } from "./agent/declarations.ts";
 
 /** The format tag written into guest.env and guest.json. */
 export const GUEST_CONFIG_FORMAT = "kaos-guest/1";
@@ -86,6 +87,8 @@ export const GuestModule = z.strictObject({
   exec: z.array(NoNul.min(1)).min(1).max(32),
   /** The configuration group's values, defaults filled in. */
   config: z.record(FieldName, z.union([NoNul, z.number().int(), z.boolean()])),
+  /** What the guest agent may run for the module (appmgr.aq); omitted: nothing. */
+  agent: AgentDeclarations.optional(),
 });
 export type GuestModule = z.infer<typeof GuestModule>;
 
@@ -202,14 +205,26 @@ export function renderGuestConfig(input: GuestConfig): Map<string, string> {
       `modules/${m.name}.json`,
       json({ name: m.name, version: m.version, startOrder: m.startOrder, exec: m.exec }),
     );
-    const keys = Object.keys(m.config).sort();
-    files.set(
-      `config/${m.name}.env`,
-      envFile(`Configuration of ${m.name}`, keys.map((k) => [k, m.config[k]])),
-    );
-    files.set(`config/${m.name}.json`, json(Object.fromEntries(keys.map((k) => [k, m.config[k]]))));
+    if (m.agent) files.set(`modules/${m.name}.agent.env`, renderAgentEnv(m.name, m.agent));
+    const config = renderModuleConfig(m);
+    files.set(`config/${m.name}.env`, config.env);
+    files.set(`config/${m.name}.json`, config.json);
   }
   return files;
+}
+
+/**
+ * A module's configuration files as the guest reads them (`config/<m>.env` and `.json`); the
+ * guest agent's apply-config writes the same text. Pure.
+ */
+export function renderModuleConfig(
+  m: Pick<GuestModule, "name" | "config">,
+): { env: string; json: string } {
+  const keys = Object.keys(m.config).sort();
+  return {
+    env: envFile(`Configuration of ${m.name}`, keys.map((k) => [k, m.config[k]])),
+    json: json(Object.fromEntries(keys.map((k) => [k, m.config[k]]))),
+  };
 }
 
 /** Renders the raw config disk: a ustar of {@link renderGuestConfig}'s files, zero-padded. Pure. */

@@ -6,6 +6,7 @@ import {
   moduleDiskSerial,
   renderConfigDisk,
   renderGuestConfig,
+  renderModuleConfig,
   shellQuote,
 } from "./guest_config.ts";
 import { readUstar } from "../lib/ustar.ts";
@@ -182,4 +183,25 @@ Deno.test("bad guest configurations are refused with a UserError naming the prob
   bad({ modules: [{ ...web1.modules[0], exec: [] }] }, /exec/);
   const long = (name: string) => ({ ...web1.modules[0], name });
   bad({ modules: [long("abcdefghijklmnop-one"), long("abcdefghijklmnop-two")] }, /disk serial/);
+});
+
+Deno.test("a module's agent declarations go to modules/<m>.agent.env (golden web-1-agent)", async () => {
+  const withAgent: GuestConfig = {
+    ...web1,
+    modules: [{
+      ...web1.modules[0],
+      agent: {
+        reload: { exec: ["bin/reload"], timeoutSeconds: 10 },
+        commands: [{ name: "stats", exec: ["bin/stats", "--it's"], timeoutSeconds: 5 }],
+        logs: "/run/modules/web/access.log",
+      },
+    }],
+  };
+  const files = renderGuestConfig(withAgent);
+  await compareGolden("web-1-agent", files);
+  assertEquals(renderGuestConfig(web1).has("modules/web.agent.env"), false);
+  // what apply-config writes is what the config disk holds
+  const cfg = renderModuleConfig(web1.modules[0]);
+  assertEquals(cfg.env, files.get("config/web.env"));
+  assertEquals(cfg.json, files.get("config/web.json"));
 });

@@ -5,3 +5,4 @@
 export * from "./qmp/mod.ts";
 export * from "./guest_config.ts";
 export * from "./qemu_argv.ts";
+export * from "./agent/mod.ts";

@@ -9,6 +9,7 @@
  */
 import { z } from "zod";
 import { describeIssues } from "../lib/errors.ts";
+import { agentArgs } from "./agent/argv.ts";
 import { CONFIG_DISK_SERIAL, moduleDiskSerial } from "./guest_config.ts";
 
 /** The QEMU binary KaOS runs. */
@@ -67,6 +68,8 @@ export const QemuArgvInput = z.strictObject({
     serialLog: AbsPath,
     pidfile: AbsPath,
     configDisk: AbsPath,
+    /** The guest agent's virtio-serial port (docs/guest.md); omitted: no agent channel. */
+    agent: AbsPath.optional(),
   }),
   /** One qcow2 overlay per app module, in the VM image's order. */
   disks: z.array(z.strictObject({ module: z.string().min(1), overlay: AbsPath })).max(32),
@@ -144,6 +147,7 @@ export function renderQemuArgv(input: QemuArgvInput): string[] {
     argv.push("-drive", `if=none,id=mod${i},file=${v(d.overlay)},format=qcow2,readonly=on`);
     argv.push("-device", `${blk},drive=mod${i},serial=${moduleDiskSerial(d.module)}`);
   });
+  if (o.paths.agent !== undefined) argv.push(...agentArgs(o.paths.agent, mmio));
   o.nics.forEach((n, i) => {
     const fwd = n.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`);
     argv.push("-netdev", `user,id=net${i}${fwd.join("")}`);

@@ -38,6 +38,13 @@ const cases: Record<string, QemuArgvInput> = {
   "web-1-microvm-tcg": { ...web1, machine: "microvm", kernelCmdline: "loglevel=4" },
   // microvm without qboot installed: QEMU's default firmware.
   "web-1-microvm-tcg-noqboot": { ...web1, machine: "microvm", qboot: undefined },
+  // The guest agent's virtio-serial port (docs/guest.md), on microvm and on q35.
+  "web-1-microvm-agent": {
+    ...web1,
+    machine: "microvm",
+    paths: { ...web1.paths, agent: `${dir}/agent.sock` },
+  },
+  "web-1-q35-agent": { ...web1, paths: { ...web1.paths, agent: `${dir}/agent.sock` } },
   "pair-2-microvm-kvm": {
     ...web1,
     instance: "pair-2",

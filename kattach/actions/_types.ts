@@ -7,6 +7,7 @@ import type {
   DataDiskStatus,
   ResultOf,
 } from "../../ipc/mod.ts";
+import type { NftHost } from "../../host/mod.ts";
 import type { Store } from "../store.ts";
 
 /** What every handler gets: the running kattach's parts. */
@@ -21,6 +22,11 @@ export interface Kattach {
   dataDisk?: DataDiskStatus;
   /** Queues the image carries (the read-only `local`): `appqueue set/del` refuse them. */
   builtinQueues?: string[];
+  /**
+   * Present only when kattach manages the host's networking (the appliance, or hosted mode with
+   * bridged networking): where the firewall goes, and the SSH port it keeps reachable.
+   */
+  firewallHost?: { nft: NftHost; mgmtPort: number };
 }
 
 /** A handler of one action. */

@@ -6,6 +6,7 @@
  * leave only a partial file in STATE/appqueue-cache, which the next attempt resumes.
  */
 import {
+  type AppmgrActionType,
   checkClimodDefaults,
   compareVersions,
   extractBundle,
@@ -29,6 +30,7 @@ import type {
   AvailableRelease,
   Module,
   ModuleCommandInfo,
+  ModuleRunResult,
   SubscriptionInfo,
 } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
@@ -36,6 +38,7 @@ import type { Store } from "../store.ts";
 import {
   deleteQueue,
   getModuleOrigin,
+  getPublisher,
   getQueue,
   getSubscriptionKey,
   insertQueue,
@@ -44,6 +47,7 @@ import {
   type QueueRow,
   replaceModule,
   setModuleOrigin,
+  setPublisher,
   setQueueSerial,
   setSubscriptionKey,
   updateQueue,
@@ -77,11 +81,19 @@ export interface ModuleActionRequest {
   instance: string;
   module: string;
   command: string;
-  action: { name: string; type: "reload-config" | "restart-instance" };
+  action: { name: string; type: AppmgrActionType; command?: string };
+  /** `logs` actions: how many lines. */
+  lines?: number;
 }
 
-/** Carries out a module action inside a running instance; returns a line for the operator. */
-export type ModuleActionRunner = (k: Kattach, req: ModuleActionRequest) => Promise<string>;
+/** What a module action produced: a line for the operator, and figures or output lines. */
+export type ModuleActionOutcome = Omit<ModuleRunResult, "module" | "command" | "instance">;
+
+/** Carries out a module action inside a running instance. */
+export type ModuleActionRunner = (
+  k: Kattach,
+  req: ModuleActionRequest,
+) => Promise<ModuleActionOutcome>;
 
 let moduleActionRunner: ModuleActionRunner = (_k, req) => {
   throw new UserError(
@@ -141,9 +153,31 @@ function subscriptionInfo(store: Store): SubscriptionInfo {
   return { set: key !== undefined, last4: key === undefined ? null : key.slice(-4) };
 }
 
-/** Request headers for a queue; refuses a subscription queue when no key is set. */
+/** The origin (scheme://host:port) of a queue URL, as the subscription key is tied to it. */
+function originOf(url: string): string {
+  return new URL(url).origin;
+}
+
+/** Refuses a subscription queue whose URL is not https (the key would travel in clear). */
+function requireHttps(name: string, url: string, doing: string): void {
+  if (new URL(url).protocol !== "https:") {
+    throw new UserError(
+      `Cannot ${doing} queue ${name}: a subscription queue needs an https:// URL, not ${
+        originOf(url)
+      }`,
+      { hint: "the subscription key is sent only over https", code: "insecure" },
+    );
+  }
+}
+
+/**
+ * Request headers for a queue; refuses a subscription queue when no key is set or its URL is not
+ * https. Downloads never follow redirects (appqueue/fetch.ts), so the key reaches only this
+ * origin.
+ */
 function queueHeaders(store: Store, q: QueueRow): Record<string, string> {
   if (!q.subscription) return {};
+  requireHttps(q.name, q.url, "use");
   const key = getSubscriptionKey(store);
   if (key === undefined) {
     throw new UserError(`Cannot use queue ${q.name}: this host has no subscription key`, {
@@ -163,7 +197,7 @@ function explainRefusal(err: unknown, q: QueueRow): never {
       {
         hint: q.subscription
           ? "check the key with `system subscription show` and set the right one"
-          : "the queue may need a subscription: `appqueue set NAME --subscription yes`",
+          : "check the queue's URL and key with `appqueue list`",
         code: "refused",
         cause: err,
       },
@@ -256,6 +290,17 @@ async function findRelease(
     if (release) found.push({ queue, release });
   }
   found.sort((a, b) => compareVersions(b.release.version, a.release.version));
+  if (found.length > 1 && p.queue === undefined) {
+    throw new UserError(
+      `Module ${p.name} is offered by several queues: ${
+        found.map((f) => `${f.queue.name} (${f.release.version})`).join(", ")
+      }`,
+      {
+        hint: `choose one: \`module install ${p.name} --queue ${found[0].queue.name}\``,
+        code: "ambiguous",
+      },
+    );
+  }
   if (found.length === 0) {
     const what = p.version ? `${p.name}@${p.version}` : p.name;
     throw new UserError(
@@ -315,6 +360,51 @@ interface InstallOptions {
   origin: { source: string; publicKey: string };
   /** Replace the installed module of the same name (an update). */
   replace: boolean;
+  /** Accept a signer other than the key the module name is bound to (and rebind it). */
+  allowNewPublisher: boolean;
+}
+
+/** The first characters of a key, enough to tell keys apart in a message. */
+function shortKey(key: string): string {
+  return `${key.slice(0, 12)}…`;
+}
+
+/**
+ * Refuses a module signed by another key than the one its name is bound to: the key that first
+ * signed it (kept across `module del`). `signer` is "" for an unsigned module directory.
+ */
+export function checkPublisher(
+  store: Store,
+  name: string,
+  o: { signer: string; from: string; allowNewPublisher: boolean },
+): void {
+  const bound = getPublisher(store, name);
+  if (bound === undefined || bound === o.signer || o.allowNewPublisher) return;
+  throw new UserError(
+    `Cannot install ${name} from ${o.from}: the name is bound to publisher key ${
+      shortKey(bound)
+    }, which first signed it, and this module is ${
+      o.signer === "" ? "not signed" : `signed by ${shortKey(o.signer)}`
+    }`,
+    {
+      hint: "only if you trust the new publisher, run the same command with --allow-new-publisher",
+      code: "publisher",
+    },
+  );
+}
+
+/** Binds (or, with `--allow-new-publisher`, rebinds) a module name to the key that signed it. */
+export function bindPublisher(k: Kattach, name: string, signer: string): void {
+  const bound = getPublisher(k.store, name);
+  if (bound === signer || (signer === "" && bound === undefined)) return;
+  setPublisher(k.store, name, signer);
+  k.log(
+    bound === undefined
+      ? `appqueue: ${name} is bound to publisher key ${shortKey(signer)}`
+      : `appqueue: ${name}: publisher key ${shortKey(bound)} replaced by ${
+        signer === "" ? "none (unsigned import)" : shortKey(signer)
+      } (--allow-new-publisher)`,
+  );
 }
 
 /** Refuses what the install rules forbid (see docs/modules.md). */
@@ -397,6 +487,11 @@ async function installStaged(
     };
     k.store.tx(() => {
       checkInstallable(k.store, r, o.replace);
+      checkPublisher(k.store, r.name, {
+        signer: o.origin.publicKey,
+        from: o.origin.source,
+        allowNewPublisher: o.allowNewPublisher,
+      });
       if (o.replace) {
         for (const g of k.store.listConfigGroups(m.name)) {
           try {
@@ -415,6 +510,7 @@ async function installStaged(
         k.store.insertModule(record);
       }
       setModuleOrigin(k.store, m.name, { ...o.origin, releaseNotes: r.releaseNotes });
+      bindPublisher(k, m.name, o.origin.publicKey);
       if (o.replace) {
         Deno.renameSync(final, trash);
         movedOld = true;
@@ -450,9 +546,14 @@ async function installFromQueue(
   k: Kattach,
   q: QueueRow,
   r: Release,
-  o: { replace: boolean; ctx: ActionContext },
+  o: { replace: boolean; allowNewPublisher: boolean; ctx: ActionContext },
 ): Promise<Module> {
   checkInstallable(k.store, r, o.replace);
+  checkPublisher(k.store, r.name, {
+    signer: q.publicKey,
+    from: `queue:${q.name}`,
+    allowNewPublisher: o.allowNewPublisher,
+  });
   const staging = await newStaging(k);
   try {
     await downloadRelease(k, q, r, { staging, ctx: o.ctx });
@@ -465,6 +566,7 @@ async function installFromQueue(
     release: r,
     origin: { source: `queue:${q.name}`, publicKey: q.publicKey },
     replace: o.replace,
+    allowNewPublisher: o.allowNewPublisher,
   });
   k.log(
     `appqueue: ${o.replace ? "updated" : "installed"} ${r.name} ${r.version} from ${q.name}`,
@@ -476,7 +578,12 @@ async function installFromQueue(
  * `module import FILE`: verifies a bundle against the configured queues' keys and installs it
  * through the same staging path as a queue install.
  */
-export async function importBundle(k: Kattach, path: string, ctx: ActionContext): Promise<Module> {
+export async function importBundle(
+  k: Kattach,
+  path: string,
+  o: { allowNewPublisher: boolean; ctx: ActionContext },
+): Promise<Module> {
+  const ctx = o.ctx;
   ctx.progress(`verifying bundle ${path}`);
   const trusted = listQueues(k.store).map((q) => q.publicKey).filter((key) => key !== "");
   const staging = await newStaging(k);
@@ -484,6 +591,11 @@ export async function importBundle(k: Kattach, path: string, ctx: ActionContext)
   try {
     extracted = await extractBundle(path, { into: staging, trusted });
     checkInstallable(k.store, extracted.release, false);
+    checkPublisher(k.store, extracted.release.name, {
+      signer: extracted.publicKey,
+      from: "bundle",
+      allowNewPublisher: o.allowNewPublisher,
+    });
   } catch (err) {
     await Deno.remove(staging, { recursive: true }).catch(() => {});
     throw err;
@@ -492,6 +604,7 @@ export async function importBundle(k: Kattach, path: string, ctx: ActionContext)
     release: extracted.release,
     origin: { source: "bundle", publicKey: extracted.publicKey },
     replace: false,
+    allowNewPublisher: o.allowNewPublisher,
   });
   k.log(`appqueue: imported bundle ${mod.name} ${mod.version}`);
   return mod;
@@ -543,6 +656,7 @@ export const appqueueHandlers: Handlers<
           code: "conflict",
         });
       }
+      if (p.subscription) requireHttps(p.name, p.url, "add");
       insertQueue(k.store, {
         name: p.name,
         url: normaliseUrl(p.url),
@@ -557,11 +671,26 @@ export const appqueueHandlers: Handlers<
   "appqueue.set"(k, p) {
     refuseBuiltin(k, p.name, "change");
     return k.store.tx(() => {
-      resolveQueue(k.store, p.name);
+      const q = resolveQueue(k.store, p.name);
       if (p.url === undefined && p.publicKey === undefined && p.subscription === undefined) {
         throw new UserError(`Nothing to change on queue ${p.name}`, {
           hint: "give --url, --key or --subscription",
         });
+      }
+      const url = p.url ?? q.url;
+      const subscription = p.subscription ?? q.subscription;
+      if (subscription) requireHttps(p.name, url, "set");
+      // The subscription key goes only to the origin it was set for: moving a subscription queue
+      // elsewhere needs the operator to say --subscription again, in the same command.
+      if (q.subscription && p.subscription !== true && originOf(url) !== originOf(q.url)) {
+        throw new UserError(
+          `Cannot move subscription queue ${p.name} from ${originOf(q.url)} to ${originOf(url)}`,
+          {
+            hint:
+              "the subscription key is sent only to the origin it was set for; give --subscription along with --url to send it to the new one",
+            code: "subscription-origin",
+          },
+        );
       }
       updateQueue(k.store, p.name, {
         url: p.url === undefined ? undefined : normaliseUrl(p.url),
@@ -631,7 +760,11 @@ export const appqueueHandlers: Handlers<
 
   async "module.install"(k, p, ctx) {
     const { queue, release } = await findRelease(k, p, ctx);
-    return await installFromQueue(k, queue, release, { replace: false, ctx });
+    return await installFromQueue(k, queue, release, {
+      replace: false,
+      allowNewPublisher: p.allowNewPublisher ?? false,
+      ctx,
+    });
   },
 
   async "module.update"(k, p, ctx) {
@@ -655,7 +788,11 @@ export const appqueueHandlers: Handlers<
     if (compareVersions(newest.version, current.version) <= 0) {
       return { module: current, previous: current.version, updated: false, queue: q.name };
     }
-    const mod = await installFromQueue(k, q, newest, { replace: true, ctx });
+    const mod = await installFromQueue(k, q, newest, {
+      replace: true,
+      allowNewPublisher: p.allowNewPublisher ?? false,
+      ctx,
+    });
     return { module: mod, previous: current.version, updated: true, queue: q.name };
   },
 
@@ -689,12 +826,14 @@ export const appqueueHandlers: Handlers<
       );
     }
     k.log(`appqueue: ${mod.name} ${p.command} on ${inst.name} (${cmd.type})`);
-    const message = await moduleActionRunner(k, {
+    const action = mod.appmgr.actions.find((a) => a.name === cmd.action)!;
+    const outcome = await moduleActionRunner(k, {
       instance: inst.name,
       module: mod.name,
       command: p.command,
-      action: { name: cmd.action, type: cmd.type },
+      action: { name: cmd.action, type: cmd.type, command: action.command },
+      lines: p.lines,
     });
-    return { module: mod.name, command: p.command, instance: inst.name, message };
+    return { module: mod.name, command: p.command, instance: inst.name, ...outcome };
   },
 };

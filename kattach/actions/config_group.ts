@@ -1,10 +1,20 @@
 /** Configuration group actions: named, validated configuration instances of a module. */
 import { resolveConfigValues } from "../../appqueue/mod.ts";
-import type { ConfigGroup } from "../../ipc/mod.ts";
+import type { ConfigApplyOutcome, ConfigGroup } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import type { Store } from "../store.ts";
 import { resolveModule } from "./module.ts";
-import type { Handlers } from "./_types.ts";
+import type { Handlers, Kattach } from "./_types.ts";
+
+/** Applies a group's stored values to the instances that use it (set by the supervisor). */
+export type ConfigChangeApplier = (k: Kattach, group: string) => Promise<ConfigApplyOutcome[]>;
+
+let configChangeApplier: ConfigChangeApplier = () => Promise.resolve([]);
+
+/** The hook the supervisor sets so that `config-group set` reaches running instances. */
+export function setConfigChangeApplier(applier: ConfigChangeApplier): void {
+  configChangeApplier = applier;
+}
 
 /** Finds a configuration group; a UserError when there is none. */
 export function resolveConfigGroup(store: Store, name: string): ConfigGroup {
@@ -51,8 +61,8 @@ export const configGroupHandlers: Handlers<
     return resolveConfigGroup(k.store, p.name);
   },
 
-  "configGroup.set"(k, p) {
-    return k.store.tx(() => {
+  async "configGroup.set"(k, p) {
+    const group = k.store.tx(() => {
       const group = resolveConfigGroup(k.store, p.name);
       if (Object.keys(p.values).length === 0) {
         throw new UserError(`Nothing to set on ${p.name}`, { hint: "give key=value pairs" });
@@ -66,6 +76,16 @@ export const configGroupHandlers: Handlers<
       k.log(`config-group: set ${p.name} ${Object.keys(p.values).join(",")}`);
       return resolveConfigGroup(k.store, p.name);
     });
+    if (!p.apply) return group;
+    const applied = await configChangeApplier(k, p.name);
+    for (const a of applied) {
+      k.log(
+        `config-group: ${p.name} on ${a.instance}: ${a.mode} ${
+          a.ok ? "ok" : "failed"
+        }: ${a.detail}`,
+      );
+    }
+    return { ...group, applied };
   },
 
   "configGroup.del"(k, p) {

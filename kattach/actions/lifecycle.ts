@@ -6,6 +6,7 @@ import { UserError } from "../../lib/errors.ts";
 import { getRuntime, patchRuntime, setInstancePolicy } from "../store_instances.ts";
 import { supervisorOf, withRuntime } from "../supervisor.ts";
 import { resolveInstance } from "./instance.ts";
+import { allowedQmpCommands, qmpVerdict } from "../../vmimage/mod.ts";
 import type { ActionContext, QmpEventWatch } from "../../ipc/mod.ts";
 import type { Handlers, Kattach } from "./_types.ts";
 
@@ -74,6 +75,14 @@ export const lifecycleHandlers: Handlers<
   },
   async "qmp"(k, p) {
     resolveInstance(k.store, p.name);
+    const verdict = qmpVerdict(p.command);
+    if (!verdict.allowed) {
+      k.log(`qmp: refused ${p.command} to ${p.name}`);
+      throw new UserError(`Cannot send ${p.command} to ${p.name}: ${verdict.rule}`, {
+        hint: `see \`qmp ${p.name} --list\` for the commands allowed here`,
+        code: "refused",
+      });
+    }
     return { command: p.command, return: await supervisorOf(k).qmp(p.name, p.command, p.args) };
   },
   async "qmp.commands"(k, p) {
@@ -82,7 +91,8 @@ export const lifecycleHandlers: Handlers<
     const names = Array.isArray(reply)
       ? reply.map((c) => (c as { name?: unknown }).name).filter((n) => typeof n === "string")
       : [];
-    return { instance: p.name, commands: [...new Set(names as string[])].sort() };
+    const allowed = allowedQmpCommands([...new Set(names as string[])]);
+    return { instance: p.name, commands: allowed.sort() };
   },
   "qmp.events"(k, p, ctx) {
     resolveInstance(k.store, p.name);

@@ -3,9 +3,11 @@ import type { ActionContext, ActionName } from "../../ipc/mod.ts";
 import { appqueueHandlers } from "./appqueue.ts";
 import { authHandlers } from "./auth.ts";
 import { configGroupHandlers } from "./config_group.ts";
+import { firewallHandlers } from "./firewall.ts";
 import { instanceHandlers } from "./instance.ts";
 import { lifecycleHandlers } from "./lifecycle.ts";
 import { moduleHandlers } from "./module.ts";
+import { networkHandlers } from "./network.ts";
 import { systemHandlers } from "./system.ts";
 import { vlanHandlers } from "./vlan.ts";
 import { vmImageHandlers } from "./vmimage.ts";
@@ -26,6 +28,8 @@ export const handlers: Handlers<ActionName> = {
   ...lifecycleHandlers,
   ...appqueueHandlers,
   ...authHandlers,
+  ...networkHandlers,
+  ...firewallHandlers,
 };
 
 /** Runs one already-validated action. */

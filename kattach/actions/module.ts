@@ -12,7 +12,7 @@ import {
 import type { Module } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import type { Store } from "../store.ts";
-import { importBundle } from "./appqueue.ts";
+import { bindPublisher, checkPublisher, importBundle } from "./appqueue.ts";
 import type { Handlers, Kattach } from "./_types.ts";
 
 /** Where installed modules live inside the state directory. */
@@ -67,7 +67,10 @@ export const moduleHandlers: Handlers<
   "module.import" | "module.list" | "module.show" | "module.del"
 > = {
   async "module.import"(k: Kattach, p, ctx) {
-    if (await isBundleFile(p.path)) return await importBundle(k, p.path, ctx);
+    const allowNewPublisher = p.allowNewPublisher ?? false;
+    if (await isBundleFile(p.path)) {
+      return await importBundle(k, p.path, { allowNewPublisher, ctx });
+    }
     ctx.progress(`verifying ${p.path}`);
     const src = await readModuleDir(p.path);
     const { manifest } = src;
@@ -79,6 +82,12 @@ export const moduleHandlers: Handlers<
           code: "conflict",
         });
       }
+      // An unsigned directory cannot take a name a publisher's key is bound to (unless told).
+      checkPublisher(k.store, manifest.name, {
+        signer: "",
+        from: p.path,
+        allowNewPublisher,
+      });
       if (manifest.kind === "app") requireVkaos(k.store, `import ${manifest.name}`);
       const vkaos = k.store.getVkaos();
       if (manifest.kind === "vkaos" && vkaos) {
@@ -125,6 +134,7 @@ export const moduleHandlers: Handlers<
           climod: src.climod,
           appmgr: src.appmgr,
         });
+        bindPublisher(k, manifest.name, ""); // unbinds only what --allow-new-publisher let in
         Deno.renameSync(staging, final);
       });
     } catch (err) {

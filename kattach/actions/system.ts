@@ -1,4 +1,6 @@
 /** System actions: what the operator sees first. */
+import { openMgmtWarning } from "../../netmgr/mod.ts";
+import { listMgmt } from "../store_firewall.ts";
 import type { Handlers } from "./_types.ts";
 
 /** The KaOS release this build is. */
@@ -20,6 +22,9 @@ export const systemHandlers: Handlers<"system.status"> = {
       counts: k.store.counts(),
       store: { schema: k.store.schemaVersion(), integrity: k.store.integrityCheck() },
       dataDisk: k.dataDisk ?? null,
+      warnings: k.firewallHost && listMgmt(k.store).length === 0
+        ? [openMgmtWarning(k.firewallHost.mgmtPort)]
+        : [],
     };
   },
 };

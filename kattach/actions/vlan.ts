@@ -80,7 +80,14 @@ export const vlanHandlers: Handlers<
           );
         }
       }
-      k.store.insertVlan({ id: p.id, name: p.name, ...plan });
+      k.store.insertVlan({
+        id: p.id,
+        name: p.name,
+        ...plan,
+        uplink: p.uplink ?? "none",
+        nat: p.nat ?? false,
+        isolate: p.isolate ?? false,
+      });
       k.log(`vlan: added ${p.id} ${p.name} ${plan.cidr}`);
       return vlanInfo(k.store, k.store.getVlan(p.id)!);
     });
@@ -123,7 +130,14 @@ export const vlanHandlers: Handlers<
           code: "conflict",
         });
       }
-      k.store.updateVlan({ id: vlan.id, name, ...plan });
+      k.store.updateVlan({
+        id: vlan.id,
+        name,
+        ...plan,
+        uplink: p.uplink ?? vlan.uplink,
+        nat: p.nat ?? vlan.nat,
+        isolate: p.isolate ?? vlan.isolate,
+      });
       k.log(`vlan: changed ${vlan.id}`);
       return vlanInfo(k.store, k.store.getVlan(vlan.id)!);
     });

@@ -44,3 +44,9 @@ export {
   VmStatus,
 } from "./commands.ts";
 export type { QmpCommandOptions, QmpExecutor } from "./commands.ts";
+export {
+  allowedQmpCommands,
+  QMP_ALLOWLIST_RULE,
+  type QmpVerdict,
+  qmpVerdict,
+} from "./allowlist.ts";

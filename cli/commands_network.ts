@@ -1,0 +1,86 @@
+/**
+ * One-line commands of host networking: `vlan route add|del|list` and `network set`. They build
+ * actions; kattach changes the store and reconciles the host's links.
+ */
+import type { ActionName, NetworkSettings, ParamsOf, VlanRoute } from "../ipc/mod.ts";
+import { type Command, type Parsed, UsageError } from "./commands.ts";
+import { fields, table } from "./render.ts";
+
+function cmd<A extends ActionName>(
+  c: Omit<Command, "build"> & { build(p: Parsed): { action: A; params: ParamsOf<A> } },
+): Command {
+  return c as Command;
+}
+
+function renderRoutes(r: unknown): string {
+  const routes = r as VlanRoute[];
+  if (routes.length === 0) return "No routes between VLANs (each VLAN reaches only itself).\n";
+  return table(["VLAN", "VLAN"], routes.map((x) => [x.a, x.b]));
+}
+
+function renderSettings(s: NetworkSettings): string {
+  return fields([["Uplink", s.uplink], ["DNS", s.dns.join(", ") || "none"]]);
+}
+
+/** Parses `--dns IP[,IP]` (`none` clears); undefined when the flag is absent. */
+function dnsFlag(v: string | boolean | undefined): string[] | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "string" || v === "") {
+    throw new UsageError("--dns takes IP[,IP…] (at most 3) or none");
+  }
+  if (v === "none") return [];
+  const ips = v.split(",").map((s) => s.trim());
+  if (ips.length > 3 || ips.some((s) => s === "")) {
+    throw new UsageError("--dns takes IP[,IP…] (at most 3) or none");
+  }
+  return ips;
+}
+
+/** The network commands. */
+export const networkCommands: Command[] = [
+  cmd({
+    path: ["vlan", "route", "add"],
+    summary: "Route between two VLANs (VLANs are isolated from each other by default)",
+    args: [{ name: "VLAN" }, { name: "VLAN2" }],
+    flags: [],
+    build: (p) => ({ action: "vlan.route.add", params: { a: p.args.VLAN!, b: p.args.VLAN2! } }),
+    render: (r) => "Added the route.\n" + renderRoutes(r),
+  }),
+  cmd({
+    path: ["vlan", "route", "del"],
+    summary: "Stop routing between two VLANs",
+    args: [{ name: "VLAN" }, { name: "VLAN2" }],
+    flags: [],
+    destructive: true,
+    build: (p) => ({ action: "vlan.route.del", params: { a: p.args.VLAN!, b: p.args.VLAN2! } }),
+    render: (r) => "Deleted the route.\n" + renderRoutes(r),
+  }),
+  cmd({
+    path: ["vlan", "route", "list"],
+    summary: "List routes between VLANs",
+    args: [],
+    flags: [],
+    build: () => ({ action: "vlan.route.list", params: {} }),
+    render: renderRoutes,
+  }),
+  cmd({
+    path: ["network", "set"],
+    summary: "Set the host's uplink interface and the DNS servers given to guests",
+    args: [],
+    flags: [
+      { name: "uplink", value: "IFACE", help: "the host's uplink (default eth0)" },
+      { name: "dns", value: "IP[,IP]", help: "DNS servers for guests (none clears)" },
+    ],
+    build(p) {
+      const dns = dnsFlag(p.flags.dns);
+      if (p.flags.uplink === undefined && dns === undefined) {
+        throw new UsageError("nothing to change: give --uplink or --dns");
+      }
+      return {
+        action: "network.set",
+        params: { uplink: p.flags.uplink as string | undefined, dns },
+      };
+    },
+    render: (r) => "Changed the network settings.\n" + renderSettings(r as NetworkSettings),
+  }),
+];

@@ -1,0 +1,76 @@
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { LogTail, rotateAppendLog, rotatedLogPath } from "./append_log.ts";
+
+Deno.test("LogTail: reads only what was added, cuts long lines, starts over after rotation", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos_tail_" });
+  try {
+    const path = `${dir}/serial.log`;
+    await Deno.writeTextFile(path, "old boot\n");
+    const tail = new LogTail(path, { from: 9, maxLineChars: 10 });
+    await Deno.writeTextFile(path, "one\r\ntw", { append: true });
+    assertEquals(await Array.fromAsync(tail.lines()), ["one"]);
+    await Deno.writeTextFile(path, "o\n" + "x".repeat(50) + "\nthree\n", { append: true });
+    assertEquals(await Array.fromAsync(tail.lines()), ["two", "x".repeat(10), "three"]);
+    assertEquals(await Array.fromAsync(tail.lines()), []);
+    assertEquals(tail.bytesRead, (await Deno.stat(path)).size - 9); // each byte read once
+    assertEquals(await rotateAppendLog(path, { maxBytes: 20 }), 9 + 7 + 2 + 51 + 6);
+    assertEquals((await Deno.readTextFile(rotatedLogPath(path))).length, 20);
+    await Deno.writeTextFile(path, "after\n", { append: true });
+    assertEquals(await tail.find((l) => l.startsWith("aft")), "after");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a flooding writer: the log stays bounded and is read incrementally", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos_flood_" });
+  const path = `${dir}/serial.log`;
+  const maxBytes = 256 * 1024;
+  // `>>` opens the log O_APPEND, as QEMU's chardev logfile does; yes(1) writes as fast as it can.
+  const writer = new Deno.Command("sh", {
+    args: ["-c", `exec yes kaos-flood-line >> '${path}'`],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    const tail = new LogTail(path);
+    let truncated = 0;
+    let rotations = 0;
+    let lines = 0;
+    let odd = 0;
+    const deadline = Date.now() + 60_000;
+    while (rotations < 5) {
+      assert(Date.now() < deadline, `5 rotations within 60 s (saw ${rotations})`);
+      await new Promise((r) => setTimeout(r, 20));
+      try {
+        for await (const line of tail.lines()) {
+          lines++;
+          if (line !== "kaos-flood-line") odd++;
+        }
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw err; // the writer has not opened it yet
+      }
+      const size = await rotateAppendLog(path, { maxBytes });
+      if (size > 0) rotations++;
+      truncated += size;
+    }
+    writer.kill("SIGKILL");
+    await writer.status;
+    for await (const line of tail.lines()) if (line !== "kaos-flood-line") odd++;
+    const last = await rotateAppendLog(path, { maxBytes });
+    truncated += last;
+    const live = (await Deno.stat(path)).size;
+    assert(live <= maxBytes, `the live log holds ${live} bytes, at most ${maxBytes}`);
+    assertEquals((await Deno.stat(rotatedLogPath(path))).size, maxBytes);
+    assertEquals(odd, 0); // whole lines only
+    assert(lines > 0);
+    // Incremental: nothing was read twice (every byte read had passed through the live log).
+    assert(tail.bytesRead <= truncated + live, `${tail.bytesRead} > ${truncated + live}`);
+  } finally {
+    try {
+      writer.kill("SIGKILL");
+    } catch { /* gone */ }
+    await writer.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,88 @@
+/**
+ * Entry points say what they do: main.ts' subcommands, the scripts and the benchmarks answer
+ * `--help` with their usage (exit 0, nothing started) and refuse options they do not know (exit 2).
+ */
+import assert from "node:assert/strict";
+import { REPO_ROOT } from "./_harness.ts";
+import { run } from "./_util.ts";
+
+const DENO = Deno.execPath();
+const MAIN = `${REPO_ROOT}/main.ts`;
+const LIMIT_MS = 60_000;
+
+/** Every entry point: its argv and a word its usage contains. */
+const entries: { argv: string[]; usage: RegExp }[] = [
+  { argv: [DENO, "run", "-A", MAIN], usage: /usage: main\.ts SUBCOMMAND/ },
+  { argv: [DENO, "run", "-A", MAIN, "kattach"], usage: /usage: main\.ts kattach/ },
+  { argv: [DENO, "run", "-A", MAIN, "aq"], usage: /usage: main\.ts aq/ },
+  { argv: [DENO, "run", "-A", MAIN, "sshd"], usage: /usage: main\.ts sshd/ },
+  { argv: [DENO, "run", "-A", MAIN, "console"], usage: /usage: main\.ts console/ },
+  { argv: [DENO, "run", "-A", MAIN, "appqueue"], usage: /main\.ts appqueue keygen/ },
+  { argv: [DENO, "run", "-A", `${REPO_ROOT}/bench/deploy.ts`], usage: /usage: bench\/deploy/ },
+  {
+    argv: [DENO, "run", "-A", `${REPO_ROOT}/bench/vkaos_boot.ts`],
+    usage: /usage: bench\/vkaos_boot/,
+  },
+  {
+    argv: [DENO, "run", "-A", `${REPO_ROOT}/bench/appliance_boot.ts`],
+    usage: /usage: bench\/appliance_boot/,
+  },
+  {
+    argv: [DENO, "run", "-A", `${REPO_ROOT}/scripts/check_imports.ts`],
+    usage: /usage: scripts\/check_imports/,
+  },
+  { argv: [`${REPO_ROOT}/scripts/test`], usage: /Runs every KaOS test/ },
+  { argv: [`${REPO_ROOT}/scripts/install-deps`], usage: /Installs the Debian packages/ },
+  { argv: [`${REPO_ROOT}/scripts/run-appliance`], usage: /Usage: scripts\/run-appliance/ },
+  { argv: [`${REPO_ROOT}/scripts/build-vkaos-kernel`], usage: /Usage: scripts\/build-vkaos/ },
+  { argv: [`${REPO_ROOT}/fixtures/build-modules`], usage: /fixtures\/build-modules \[--kernel/ },
+  { argv: [`${REPO_ROOT}/buildroot/appliance/build`], usage: /Usage: buildroot\/appliance\/build/ },
+  { argv: [`${REPO_ROOT}/buildroot/vkaos/build-initramfs`], usage: /build-initramfs OUT/ },
+];
+
+const name = (argv: string[]) => argv.at(-1)!.replace(REPO_ROOT + "/", "");
+
+Deno.test("entry points: --help prints the usage and exits 0; an unknown option exits 2", async () => {
+  const failures: string[] = [];
+  // Two at a time: the machine is shared.
+  for (let i = 0; i < entries.length; i += 2) {
+    await Promise.all(
+      entries.slice(i, i + 2).map(async ({ argv, usage }) => {
+        const help = await run([...argv, "--help"], { timeoutMs: LIMIT_MS });
+        if (help.code !== 0 || !usage.test(help.stdout)) {
+          failures.push(
+            `${name(argv)} --help: exit ${help.code}, stdout ${help.stdout}${help.stderr}`,
+          );
+        }
+        const bad = await run([...argv, "--no-such-option"], { timeoutMs: LIMIT_MS });
+        if (bad.code !== 2 || !/no-such-option/.test(bad.stderr)) {
+          failures.push(`${name(argv)} --no-such-option: exit ${bad.code}, stderr ${bad.stderr}`);
+        }
+      }),
+    );
+  }
+  assert.deepEqual(failures, []);
+});
+
+Deno.test("kattach --help and a mistyped option start nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-entry-" });
+  try {
+    const state = `${dir}/state`;
+    for (const extra of [["--help"], ["--hostd"], ["--ssh-port", "http"], ["extra-word"]]) {
+      const r = await run([DENO, "run", "-A", MAIN, "kattach", "--state", state, ...extra], {
+        timeoutMs: LIMIT_MS,
+      });
+      assert.equal(r.code, extra[0] === "--help" ? 0 : 2, `${extra.join(" ")}: ${r.stderr}`);
+      assert.doesNotMatch(r.stderr, /kattach: ready|listening/, extra.join(" "));
+      // kattach creates its state directory as its first phase: it never got that far.
+      assert.equal(await Deno.stat(state).then(() => true, () => false), false, extra.join(" "));
+    }
+    const aq = await run([DENO, "run", "-A", MAIN, "aq", "--state", state, "--bogus", "x"], {
+      timeoutMs: LIMIT_MS,
+    });
+    assert.equal(aq.code, 2);
+    assert.match(aq.stderr, /Unknown option '--bogus'/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
