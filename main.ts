@@ -2,7 +2,8 @@
  * KaOS entry point: wires the real implementations together. Each subcommand parses its options
  * strictly (lib/cli_args.ts: unknown options are refused, `--help` prints the usage and starts
  * nothing).
- *   kattach [--hosted] [--state DIR] [--ssh-port N]   the daemon (PID 1 on the appliance)
+ *   kattach [--hosted] [--state DIR] [--ssh-port N] [--network user|bridged]
+ *                                                     the daemon (PID 1 on the appliance)
  *   aq [--state DIR] COMMAND…                         one one-line command against a running kattach
  *   sshd [--state DIR] [--port N] [--listen ADDR]     the SSH front door (kattach supervises it)
  *   console [--state DIR]                             the login and menus on this terminal
@@ -86,6 +87,14 @@ async function kattach(args: string[]): Promise<void> {
   const network = values.network ?? "user";
   if (network !== "user" && network !== "bridged") {
     usageError(`--network takes user or bridged, not ${network}`, KATTACH_USAGE);
+  }
+  if (network === "bridged" && Deno.uid() !== 0) {
+    console.error(
+      "Error: --network bridged needs root: it creates bridges, taps and a firewall on this host\n" +
+        "Hint: run it as root inside a network namespace (unshare -n, ip netns exec NS …), " +
+        "or leave --network out for user-mode networking",
+    );
+    Deno.exit(1);
   }
   const portText = values["ssh-port"] ?? Deno.env.get("KAOS_SSH_PORT") ?? "1289";
   const sshPort = portNumber(portText);

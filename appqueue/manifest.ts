@@ -176,6 +176,14 @@ export const Appmgr = z.strictObject({
    */
   machine: z.literal("q35").optional(),
   /**
+   * Where vKaOS mounts the instance's data disk (`vmimage create … --data-disk SIZE`): data
+   * that must survive module updates and restarts lives there. Omitted: `/data`.
+   */
+  data: z.strictObject({
+    mount: z.string().regex(/^\/[A-Za-z0-9/._-]{1,200}$/, "an absolute plain path")
+      .refine((p) => !p.split("/").includes(".."), "no '..'"),
+  }).optional(),
+  /**
    * The module's reload command, run in the guest by the agent after `config-group set` wrote
    * the new values to `$KAOS_CONFIG` (docs/modules.md). Omitted: configuration changes restart
    * the instance.

@@ -10,7 +10,7 @@
  *
  *   scripts/deno run -A bench/deploy.ts [--rounds R] [N…]   (default: 1 5 10; `1 3 5` on 2 cores)
  */
-import { hostTscKhz } from "../host/mod.ts";
+import { hostTscKhz, spawnDetached } from "../host/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import { IpcClient } from "../ipc/mod.ts";
 import type { Instance } from "../ipc/mod.ts";
@@ -140,7 +140,8 @@ async function bare(n: number, dir: string): Promise<{ qmp: number; ready: numbe
         disks: [{ module: "web", overlay: `${d}/web.qcow2` }],
         nics: [{ mac: `52:54:00:00:10:${(i + 1).toString(16).padStart(2, "0")}` }],
       });
-      await sh(argv[0], argv.slice(1));
+      // Started in the background as kattach does (QEMU's sandbox denies -daemonize's fork).
+      await spawnDetached(argv, { cwd: d, logFile: `${d}/qemu.log` });
     }));
     await Promise.all(runs.map((d) => waitQmpRunning(`${d}/qmp.sock`)));
     const qmp = performance.now() - t0;

@@ -8,6 +8,7 @@ import type {
   ConfigApplyOutcome,
   ConfigGroup,
   ConfigValue,
+  DeployedInstance,
   Instance,
   Module,
   SystemStatus,
@@ -60,6 +61,11 @@ export interface Command {
    * stderr (e.g. `qmp events` prints each event as one JSON line on stdout).
    */
   progress?(message: string, done?: number, total?: number): string | undefined;
+  /**
+   * What went wrong although the action returned (e.g. deploy's instances that failed to start):
+   * each line goes to stderr and the command exits 1.
+   */
+  problems?(result: unknown): string[];
   /** Takes over the terminal after the action (e.g. `instance console`); returns the exit status. */
   interactive?(result: unknown, stdio?: ConsoleStdio): Promise<number>;
 }
@@ -225,8 +231,18 @@ function renderImage(v: VmImage): string {
     ["VLANs", v.vlans.join(", ") || "none (NAT)"],
     ["Memory", `${v.memoryMiB} MiB`],
     ["vCPUs", v.cpus],
+    ["Data disk", v.dataDiskMiB === null ? "none" : `${v.dataDiskMiB} MiB per instance`],
     ["Instances", v.instances],
   ]);
+}
+
+/** A size in MiB from `512`, `512M` or `2G`; a UsageError otherwise. */
+function sizeMiB(text: string, what: string): number {
+  const m = /^(\d{1,7})([MG]i?B?)?$/i.exec(text);
+  if (!m) {
+    throw new UsageError(`${what} takes a size such as 512M or 2G, not ${JSON.stringify(text)}`);
+  }
+  return Number(m[1]) * (m[2]?.[0].toUpperCase() === "G" ? 1024 : 1);
 }
 
 function nicText(i: Instance): string {
@@ -256,12 +272,25 @@ function renderInstance(i: Instance): string {
       "Health",
       (i.health ?? []).map((h) => `${h.module} ${h.status} (${h.detail})`).join("; ") || "-",
     ],
-  ]) + "NICs:\n" +
-    i.nics.map((n) =>
+  ]) + "NICs:\n" + (i.network
+    ? table(
+      ["NIC", "VLAN", "PORT", "MAC", "ADDRESS", "GATEWAY", "STATE", ""],
+      i.network.map((n) => [
+        `net${n.index}`,
+        n.vlan ?? "-",
+        n.tap ? `${n.tap}@${n.bridge}` : "user-mode",
+        n.mac,
+        n.address ?? "(dhcp)",
+        n.gateway ?? "-",
+        n.state,
+        n.restartNeeded ? "restart needed" : "",
+      ]),
+    ).replace(/^/gm, "  ") + `  DNS: ${i.dns?.join(", ") || "none"}\n`
+    : i.nics.map((n) =>
       `  net${n.index}  ${n.vlan === null ? "nat" : `vlan ${n.vlan}`}  ${n.mac}  ${
         n.ip ?? "(dhcp)"
       }`
-    ).join("\n") + "\n";
+    ).join("\n") + "\n");
 }
 
 const deleted = (r: unknown) => `Deleted ${(r as { deleted: string }).deleted}.\n`;
@@ -327,8 +356,7 @@ export const commands: Command[] = [
   }),
   cmd({
     path: ["vlan", "set"],
-    summary:
-      "Change a VLAN's name, gateway, pool (assigned addresses must stay inside), uplink, NAT or isolation",
+    summary: "Change a VLAN's name, gateway, pool, uplink, NAT or isolation",
     args: [{ name: "VLAN" }],
     flags: [
       { name: "name", value: "NAME", help: "a new name" },
@@ -526,6 +554,11 @@ export const commands: Command[] = [
       { name: "vlan", value: "ID[,ID]", help: "VLANs to attach (one NIC each; none: NAT)" },
       { name: "memory", value: "MiB", help: "guest memory (default 256)" },
       { name: "cpus", value: "N", help: "vCPUs (default 1)" },
+      {
+        name: "data-disk",
+        value: "SIZE",
+        help: "each instance's own data disk, kept across restarts and updates (e.g. 512M, 2G)",
+      },
     ],
     build(p) {
       const modules = list(p.flags.modules);
@@ -541,6 +574,9 @@ export const commands: Command[] = [
             ? undefined
             : intArg(p.flags.memory as string, "--memory"),
           cpus: p.flags.cpus === undefined ? undefined : intArg(p.flags.cpus as string, "--cpus"),
+          dataDiskMiB: p.flags["data-disk"] === undefined
+            ? undefined
+            : sizeMiB(p.flags["data-disk"] as string, "--data-disk"),
         },
       };
     },
@@ -603,8 +639,15 @@ export const commands: Command[] = [
       },
     }),
     render: (r) =>
-      `Deployed ${(r as Instance[]).length} instance(s):\n` +
-      table(["NAME", "STATE", "NICS"], (r as Instance[]).map((i) => [i.name, i.state, nicText(i)])),
+      `Deployed ${(r as DeployedInstance[]).length} instance(s):\n` +
+      table(
+        ["NAME", "OUTCOME", "STATE", "NICS"],
+        (r as DeployedInstance[]).map((i) => [i.name, i.outcome, i.state, nicText(i)]),
+      ),
+    problems: (r) =>
+      (r as DeployedInstance[]).filter((i) => i.outcome === "failed").map((i) =>
+        `${i.name} failed: ${i.reason ?? i.state}`
+      ),
   }),
   cmd({
     path: ["instance", "list"],

@@ -2,7 +2,14 @@
  * One-line commands of host networking: `vlan route add|del|list` and `network set`. They build
  * actions; kattach changes the store and reconciles the host's links.
  */
-import type { ActionName, NetworkSettings, ParamsOf, VlanRoute } from "../ipc/mod.ts";
+import type {
+  ActionName,
+  NetworkApplyResult,
+  NetworkSettings,
+  NetworkStatus,
+  ParamsOf,
+  VlanRoute,
+} from "../ipc/mod.ts";
 import { type Command, type Parsed, UsageError } from "./commands.ts";
 import { fields, table } from "./render.ts";
 
@@ -20,6 +27,53 @@ function renderRoutes(r: unknown): string {
 
 function renderSettings(s: NetworkSettings): string {
   return fields([["Uplink", s.uplink], ["DNS", s.dns.join(", ") || "none"]]);
+}
+
+function renderApply(a: NetworkApplyResult): string {
+  if (a.mode === "user") return "User-mode networking: host links are not managed.\n";
+  const head = a.error
+    ? `The links were not all applied: ${a.error}\n`
+    : a.applied.length === 0
+    ? `The host links match the configuration (no change, ${a.milliseconds} ms).\n`
+    : `Applied ${a.applied.length} change(s) in ${a.milliseconds} ms:\n`;
+  return head + a.applied.map((l) => `  ip ${l}\n`).join("") +
+    a.warnings.map((w) => `Warning: ${w}\n`).join("");
+}
+
+function renderStatus(s: NetworkStatus): string {
+  const uplink = s.uplinkPresent === null
+    ? s.settings.uplink
+    : `${s.settings.uplink} (${s.uplinkPresent ? "present" : "missing"})`;
+  const last = s.lastApply;
+  return fields([
+    ["Mode", s.mode === "bridged" ? "bridged (KaOS manages host links)" : "user-mode (hosted)"],
+    ["Uplink", uplink],
+    ["DNS", s.settings.dns.join(", ") || "none"],
+    ["Routes", s.routes.map((r) => `${r.a}<->${r.b}`).join(", ") || "none"],
+    ["Pending", s.pending.length === 0 ? "none (in sync)" : `${s.pending.length} change(s)`],
+    [
+      "Last apply",
+      last
+        ? `${last.at} (${last.reason}): ${last.applied.length} change(s)${
+          last.error ? `, error: ${last.error}` : ""
+        }`
+        : "-",
+    ],
+  ]) +
+    (s.vlans.length === 0 ? "No VLANs.\n" : table(
+      ["VLAN", "NAME", "BRIDGE", "UPLINK", "HOST ADDRESS", "TAPS", "STATE"],
+      s.vlans.map((v) => [
+        v.id,
+        v.name,
+        v.bridge,
+        v.vlanLink ? `tagged (${v.vlanLink})` : "none",
+        v.hostAddress ?? "-",
+        v.taps,
+        v.state,
+      ]),
+    )) +
+    s.pending.map((l) => `  pending: ip ${l}\n`).join("") +
+    s.warnings.map((w) => `Warning: ${w}\n`).join("");
 }
 
 /** Parses `--dns IP[,IP]` (`none` clears); undefined when the flag is absent. */
@@ -82,5 +136,21 @@ export const networkCommands: Command[] = [
       };
     },
     render: (r) => "Changed the network settings.\n" + renderSettings(r as NetworkSettings),
+  }),
+  cmd({
+    path: ["network", "status"],
+    summary: "Show the host network: mode, uplink, each VLAN's switch and pending changes",
+    args: [],
+    flags: [],
+    build: () => ({ action: "network.status", params: {} }),
+    render: (r) => renderStatus(r as NetworkStatus),
+  }),
+  cmd({
+    path: ["network", "apply"],
+    summary: "Reconcile the host links with the configuration now (normally automatic)",
+    args: [],
+    flags: [],
+    build: () => ({ action: "network.apply", params: {} }),
+    render: (r) => renderApply(r as NetworkApplyResult),
   }),
 ];

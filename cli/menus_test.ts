@@ -153,7 +153,7 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     // Ctrl+C on a page goes back one level; at the top it only redraws.
     mark = s.text.length;
     await s.keys("\x03");
-    await s.waitFor("network set", mark);
+    await s.waitFor("network ›", mark);
     mark = s.text.length;
     await s.keys("\x03");
     await s.waitFor("Log out", mark);

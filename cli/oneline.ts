@@ -148,7 +148,9 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
         ? JSON.stringify(result, null, indent) + "\n"
         : stripControls(found.command.render(result)),
     );
-    return EXIT.ok;
+    const problems = found.command.problems?.(result) ?? [];
+    for (const p of problems) io.err(stripControls(`Error: ${p}\n`));
+    return problems.length > 0 ? EXIT.failed : EXIT.ok;
   } catch (err) {
     return reportError(err, io, json);
   } finally {

@@ -28,4 +28,19 @@ export {
   rotatedLogPath,
   SERIAL_LOG_MAX_BYTES,
 } from "./append_log.ts";
+export { type Netlink, realNetlink, type RealNetlinkOptions } from "./netlink.ts";
+export { type FakeLink, FakeNetlink } from "./netlink_fake.ts";
 export { countersOf, FakeNft, type NftCounter, NftError, type NftHost, realNft } from "./nft.ts";
+export {
+  chownTree,
+  ensureGuestUser,
+  grantDevice,
+  grantGroup,
+  grantTraversal,
+  lookupUser,
+  parsePasswd,
+  QEMU_USER,
+  spawnDetached,
+  type SpawnDetachedOptions,
+  type UserIds,
+} from "./guest_user.ts";

@@ -12,6 +12,7 @@ import { firewallActions } from "./actions_firewall.ts";
 import {
   ConfigGroup,
   ConfigValue,
+  DeployedInstance,
   Instance,
   InstanceName,
   Module,
@@ -113,6 +114,8 @@ export const actions = {
       vlans: z.array(VlanId).max(8),
       memoryMiB: z.number().int().min(32).max(1024 * 1024).optional(),
       cpus: z.number().int().min(1).max(64).optional(),
+      /** Each instance's own data disk, MiB (1 MiB to 1 TiB); omitted: none. */
+      dataDiskMiB: z.number().int().min(1).max(1024 * 1024).optional(),
     }),
     result: VmImage,
   },
@@ -129,7 +132,7 @@ export const actions = {
       /** Wait until every started instance is ready or failed. */
       wait: z.boolean().optional(),
     }),
-    result: z.array(Instance),
+    result: z.array(DeployedInstance),
   },
   "instance.list": {
     params: z.strictObject({ vmimage: ObjectName.optional() }),

@@ -71,4 +71,6 @@ export const networkActions = {
     }),
     result: NetworkSettings,
   },
+  "network.status": { params: None, result: NetworkStatus },
+  "network.apply": { params: None, result: NetworkApplyResult },
 } as const;

@@ -112,8 +112,9 @@ export class FrameTooLongError extends Error {
 /** Reads a connection chunk by chunk without a stream (so a refused frame leaves it writable). */
 export async function* readChunks(
   conn: { read(buf: Uint8Array): Promise<number | null> },
+  bufferBytes = 64 * 1024,
 ): AsyncGenerator<Uint8Array> {
-  const buf = new Uint8Array(64 * 1024);
+  const buf = new Uint8Array(bufferBytes);
   while (true) {
     const n = await conn.read(buf);
     if (n === null) return;

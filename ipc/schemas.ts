@@ -125,6 +125,8 @@ export const VmImage = z.strictObject({
   vlans: z.array(VlanId),
   memoryMiB: z.number().int(),
   cpus: z.number().int(),
+  /** Each instance's own data disk, MiB (kept across restarts and module updates); null: none. */
+  dataDiskMiB: z.number().int().nullable(),
   createdAt: z.string(),
   instances: z.number().int(),
 });
@@ -168,6 +170,25 @@ export const ModuleHealth = z.strictObject({
 });
 export type ModuleHealth = z.infer<typeof ModuleHealth>;
 
+/** How one NIC of an instance is connected, as `instance show` reports it. */
+export const NicStatus = z.strictObject({
+  index: z.number().int(),
+  vlan: VlanId.nullable(),
+  /** `tap` on the VLAN's bridge (bridged networking) or QEMU `user`-mode networking. */
+  mode: z.enum(["tap", "user"]),
+  tap: z.string().nullable(),
+  bridge: z.string().nullable(),
+  mac: z.string(),
+  /** `IP/PREFIX` the guest was given (tap NICs). */
+  address: z.string().nullable(),
+  gateway: z.string().nullable(),
+  /** The tap's state on the host: `up`, `down`, `missing`; `-` for user-mode NICs. */
+  state: z.string(),
+  /** The gateway, address or DNS changed since the guest started: a restart applies them. */
+  restartNeeded: z.boolean(),
+});
+export type NicStatus = z.infer<typeof NicStatus>;
+
 /** A deployed instance of a VM image. */
 export const Instance = z.strictObject({
   name: InstanceName,
@@ -186,8 +207,24 @@ export const Instance = z.strictObject({
   /** How often the supervisor restarted it, and why it last ended (guests). */
   restarts: z.number().int().optional(),
   lastExit: z.string().optional(),
+  /** Per NIC: how it is connected (instance show). */
+  network: z.array(NicStatus).optional(),
+  /** DNS servers the guest gets (instance show). */
+  dns: z.array(z.string()).optional(),
 });
 export type Instance = z.infer<typeof Instance>;
+
+/** One instance of a `deploy`, and what happened to it. */
+export const DeployedInstance = Instance.extend({
+  /**
+   * `defined` (--no-start), `started` (QEMU runs; readiness not awaited), `ready` (--wait: every
+   * readiness check passed), `failed` (did not start, or --wait: never became ready).
+   */
+  outcome: z.enum(["defined", "started", "ready", "failed"]),
+  /** Why it failed. */
+  reason: z.string().optional(),
+});
+export type DeployedInstance = z.infer<typeof DeployedInstance>;
 
 /** What became of the appliance's data partition at boot (null in hosted mode). */
 export const DataDiskStatus = z.strictObject({

@@ -109,6 +109,12 @@ export async function serveIpc(options: ServeIpcOptions): Promise<IpcServer> {
   };
 }
 
+/**
+ * The read buffer of each connection: requests are small, and many short connections each
+ * allocating 64 KiB kept kattach's resident memory high (tests/soak_test.ts).
+ */
+const SERVER_READ_BYTES = 8 * 1024;
+
 /** Pauses between failed accepts: doubling from the first to the cap. */
 const ACCEPT_BACKOFF = { firstMs: 50, maxMs: 2000 };
 
@@ -171,7 +177,7 @@ async function handleConnection(
   // closed connection is noticed (and long actions aborted) while one runs.
   let pending = Promise.resolve();
   try {
-    for await (const line of readLines(readChunks(conn))) {
+    for await (const line of readLines(readChunks(conn, SERVER_READ_BYTES))) {
       if (line.trim() === "") continue;
       pending = pending.then(async () => {
         if (gone.signal.aborted) return;
@@ -218,7 +224,9 @@ async function answer(
   }
   const parsed = Request.safeParse(raw);
   if (!parsed.success) {
-    const id = typeof (raw as { id?: unknown })?.id === "number" ? (raw as { id: number }).id : -1;
+    // Echo the id only when it is one (a frame's id is a whole number; fuzzing found floats).
+    const rawId = (raw as { id?: unknown })?.id;
+    const id = Number.isSafeInteger(rawId) && (rawId as number) >= 0 ? rawId as number : -1;
     return failure(id, protocolError(`malformed request: ${describeIssues(parsed.error.issues)}`));
   }
   const req = parsed.data;
@@ -264,7 +272,7 @@ async function answer(
       opts.log(
         `ipc: BUG: ${req.action} returned a bad result: ${describeIssues(checked.error.issues)}`,
       );
-      return failure(req.id, internalError());
+      return failure(req.id, internalError(req.action));
     }
     return { id: req.id, type: "result", ok: true, result: checked.data };
   } catch (err) {
@@ -277,7 +285,7 @@ async function answer(
       });
     }
     opts.log(`ipc: BUG in ${req.action}: ${err instanceof Error ? err.stack : String(err)}`);
-    return failure(req.id, internalError());
+    return failure(req.id, internalError(req.action));
   }
 }
 
@@ -289,12 +297,13 @@ function protocolError(message: string): ErrorInfo {
   return { kind: "protocol", code: "protocol", message, hint: "" };
 }
 
-function internalError(): ErrorInfo {
+function internalError(action: string): ErrorInfo {
+  // Not "nothing was changed": a handler may have done part of its work before the bug.
   return {
     kind: "internal",
     code: "internal",
-    message: "kattach hit an internal error; nothing was changed",
-    hint: "see the kattach log for details",
+    message: `kattach hit an internal error (a bug) in ${action}`,
+    hint: "the kattach log has the details; check with `list`/`show` what was done before retrying",
   };
 }
 

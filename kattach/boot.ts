@@ -10,7 +10,7 @@ import {
   type NetworkMode,
   serveIpc,
 } from "../ipc/mod.ts";
-import { type NftHost, probeAccel, realNft } from "../host/mod.ts";
+import { type NftHost, probeAccel, realNetlink, realNft } from "../host/mod.ts";
 import { UserError } from "../lib/mod.ts";
 import { CLI_USER } from "./auth.ts";
 import { resetToDefaultPassword } from "./store_auth.ts";
@@ -18,6 +18,7 @@ import { getQueue, insertQueue, updateQueue } from "./store_appqueue.ts";
 import { type Kattach, reconcileModuleDirs, runAction } from "./actions/mod.ts";
 import { bootFirewall, stopFirewall } from "./firewall.ts";
 import { Services } from "./services.ts";
+import { applyNetwork, startNetwork } from "./network.ts";
 import { Store } from "./store.ts";
 import { Supervisor } from "./supervisor.ts";
 
@@ -114,7 +115,11 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
           dataDisk: options.dataDisk,
           builtinQueues: (options.builtinQueues ?? []).map((q) => q.name),
           firewallHost: bridged
-            ? { nft: options.nft ?? realNft(), mgmtPort: options.sshPort || 1289 }
+            ? {
+              nft: options.nft ?? realNft(),
+              mgmtPort: options.sshPort || 1289,
+              onUplinkRestored: (reason) => applyNetwork(k!, { reason }),
+            }
             : undefined,
         };
         log(`${accel.kind}: ${accel.reason}`);
@@ -179,6 +184,22 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
         for (const path of await reconcileModuleDirs(store!, stateDir)) {
           log(`removed leftover ${path}`);
         }
+      },
+    },
+    {
+      // Before guests (their taps) and services: links first; the firewall follows them.
+      name: "network",
+      fatal: false,
+      async run() {
+        const mode = options.network ?? (options.mode === "appliance" ? "bridged" : "user");
+        startNetwork(k!, { mode, host: realNetlink() });
+        if (mode === "user") {
+          log("network: user-mode (host links are not managed)");
+          return;
+        }
+        const r = await applyNetwork(k!, { reason: "boot" });
+        if (r.error) throw new Error(r.error);
+        log(`network: bridged, ${r.applied.length} change(s) at boot`);
       },
     },
     {

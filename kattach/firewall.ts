@@ -52,12 +52,22 @@ interface Access {
 interface Live {
   appliedText?: string;
   timer?: ReturnType<typeof setTimeout>;
+  /** Applies, rollbacks and boots run one at a time, in order. */
+  queue: Promise<unknown>;
 }
 const live = new WeakMap<Kattach, Live>();
 function liveOf(k: Kattach): Live {
   let s = live.get(k);
-  if (!s) live.set(k, s = {});
+  if (!s) live.set(k, s = { queue: Promise.resolve() });
   return s;
+}
+
+/** Runs `fn` after every earlier firewall operation of this kattach has finished. */
+function serialized<T>(k: Kattach, fn: () => Promise<T>): Promise<T> {
+  const state = liveOf(k);
+  const run = state.queue.then(fn, fn);
+  state.queue = run.catch(() => {});
+  return run;
 }
 
 /** The renderer's input from the store, and what had to be left out. */
@@ -158,10 +168,14 @@ export interface ApplyFirewallOptions {
  * it as a new generation (nothing happens when the kernel has this ruleset already). Throws
  * when nft refuses it; the kernel keeps the previous ruleset then.
  */
-export async function applyFirewall(
+export function applyFirewall(
   k: Kattach,
   options: ApplyFirewallOptions,
 ): Promise<FirewallApplied> {
+  return serialized(k, () => applyNow(k, options));
+}
+
+async function applyNow(k: Kattach, options: ApplyFirewallOptions): Promise<FirewallApplied> {
   const { text, warnings, forwarding } = renderFromStore(k);
   const host = k.firewallHost;
   if (!host) {
@@ -261,25 +275,32 @@ export function confirmFirewall(k: Kattach, origin?: Origin): FirewallGeneration
  * again; if that fails, the last confirmed ruleset text, then the minimal one.
  */
 export async function rollbackFirewall(k: Kattach, why: string): Promise<void> {
-  const pending = pendingGeneration(k.store);
-  if (!pending) return;
-  restoreAccess(k, pending);
-  k.log(`firewall: generation ${pending.id} rolled back (${why})`);
-  await applyWithFallbacks(k, `rollback of generation ${pending.id} (${why})`);
+  const uplink = await serialized(k, async () => {
+    const pending = pendingGeneration(k.store);
+    if (!pending) return false;
+    const uplinkRestored = restoreAccess(k, pending);
+    k.log(`firewall: generation ${pending.id} rolled back (${why})`);
+    await applyWithFallbacks(k, `rollback of generation ${pending.id} (${why})`);
+    return uplinkRestored;
+  });
+  // The links follow the restored uplink (outside the queue: that reconcile applies the firewall).
+  if (uplink) await k.firewallHost?.onUplinkRestored?.(`firewall rollback (${why})`);
 }
 
 /**
  * The boot phase: before the SSH service starts. A generation left pending by a previous run is
  * rolled back first; then the configured ruleset, else the last confirmed, else the minimal one.
  */
-export async function bootFirewall(k: Kattach): Promise<void> {
-  if (!k.firewallHost) return;
-  const pending = pendingGeneration(k.store);
-  if (pending) {
-    restoreAccess(k, pending);
-    k.log(`firewall: generation ${pending.id} was pending at start: rolled back`);
-  }
-  await applyWithFallbacks(k, pending ? `boot, rollback of generation ${pending.id}` : "boot");
+export function bootFirewall(k: Kattach): Promise<void> {
+  return serialized(k, async () => {
+    if (!k.firewallHost) return;
+    const pending = pendingGeneration(k.store);
+    if (pending) {
+      restoreAccess(k, pending);
+      k.log(`firewall: generation ${pending.id} was pending at start: rolled back`);
+    }
+    await applyWithFallbacks(k, pending ? `boot, rollback of generation ${pending.id}` : "boot");
+  });
 }
 
 /** Stops the rollback timer (kattach stopping; the pending state stays in the store). */
@@ -290,7 +311,7 @@ export function stopFirewall(k: Kattach): void {
 
 async function applyWithFallbacks(k: Kattach, reason: string): Promise<void> {
   try {
-    await applyFirewall(k, { reason });
+    await applyNow(k, { reason });
     return;
   } catch (err) {
     k.log(`firewall: cannot apply the configured ruleset: ${(err as Error).message}`);
@@ -313,7 +334,8 @@ async function applyWithFallbacks(k: Kattach, reason: string): Promise<void> {
   k.log(`firewall: fell back to the minimal ruleset (TCP ${mgmtPortOf(k)} open, guests closed)`);
 }
 
-function restoreAccess(k: Kattach, pending: GenerationRow): void {
+/** Restores the last confirmed management access; true when that changed the uplink. */
+function restoreAccess(k: Kattach, pending: GenerationRow): boolean {
   const confirmed = lastConfirmedGeneration(k.store);
   const now = accessOf(k);
   const back: Access = confirmed
@@ -332,6 +354,7 @@ function restoreAccess(k: Kattach, pending: GenerationRow): void {
     }
     setGenerationState(k.store, pending.id, "rolled-back");
   });
+  return back.uplink !== null && back.uplink !== now.uplink;
 }
 
 function arm(k: Kattach, id: number, deadline: string): void {

@@ -9,7 +9,13 @@ import type { ActionContext } from "../ipc/mod.ts";
 import { renderMinimalFirewall } from "../netmgr/mod.ts";
 import { firewallHandlers as h } from "./actions/firewall.ts";
 import type { Kattach } from "./actions/_types.ts";
-import { bootFirewall, renderFromStore, rollbackFirewall, stopFirewall } from "./firewall.ts";
+import {
+  applyFirewall,
+  bootFirewall,
+  renderFromStore,
+  rollbackFirewall,
+  stopFirewall,
+} from "./firewall.ts";
 import { Store } from "./store.ts";
 import {
   insertRule,
@@ -25,12 +31,13 @@ const ctx = (origin?: ActionContext["origin"]): ActionContext => ({
 });
 
 async function withKattach(
-  fn: (k: Kattach, nft: FakeNft, restart: () => Kattach) => Promise<void>,
+  fn: (k: Kattach, nft: FakeNft, restart: () => Kattach, relinked: string[]) => Promise<void>,
   options: { managed?: boolean } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "kaos-fw-" });
   const store = Store.open(`${dir}/kaos.db`);
   const nft = new FakeNft();
+  const relinked: string[] = [];
   const make = (): Kattach => ({
     store,
     stateDir: dir,
@@ -38,14 +45,18 @@ async function withKattach(
     startedAt: Date.now(),
     accel: { kind: "tcg", reason: "test" },
     log: () => {},
-    firewallHost: options.managed === false ? undefined : { nft, mgmtPort: 1289 },
+    firewallHost: options.managed === false ? undefined : {
+      nft,
+      mgmtPort: 1289,
+      onUplinkRestored: (reason) => Promise.resolve(void relinked.push(reason)),
+    },
   });
   const ks: Kattach[] = [make()];
   try {
     await fn(ks[0], nft, () => {
       ks.push(make());
       return ks.at(-1)!;
-    });
+    }, relinked);
   } finally {
     for (const k of ks) stopFirewall(k);
     store.close();
@@ -215,4 +226,35 @@ Deno.test("user-mode networking renders but never touches the host", async () =>
     const shown = h["firewall.show"](k, {}, ctx()) as { text: string };
     ok(shown.text.includes("192.0.2.0/24"));
   }, { managed: false });
+});
+
+Deno.test("concurrent changes apply one at a time and the last one in force is the current one", async () => {
+  await withKattach(async (k, nft) => {
+    await bootFirewall(k);
+    await Promise.all(
+      [1, 2, 3, 4, 5].map((i) =>
+        h["firewall.rule.add"](k, { chain: "forward", action: "drop", note: `r${i}` }, ctx())
+      ),
+    );
+    // Each apply renders what the store holds then: later ones find it in force already.
+    assertEquals(nft.current, renderFromStore(k).text);
+    for (const i of [1, 2, 3, 4, 5]) ok(nft.current!.includes(`: r${i}"`), `rule r${i}`);
+    const texts = k.store.all("SELECT ruleset FROM firewall_generation").map((r) => r.ruleset);
+    assertEquals(new Set(texts).size, texts.length);
+    assertEquals(nft.applied.length, texts.length);
+  });
+});
+
+Deno.test("an uplink change is commit-confirmed; its rollback reconciles the links again", async () => {
+  await withKattach(async (k, nft, _restart, relinked) => {
+    await bootFirewall(k);
+    k.store.setNetworkSettings({ uplink: "eth1" });
+    const r = await applyFirewall(k, { reason: "network set --uplink eth1" });
+    assertEquals(r.generation?.state, "pending");
+    ok(nft.current!.includes('oifname "eth1"'));
+    await rollbackFirewall(k, "test");
+    assertEquals(k.store.networkSettings().uplink, "eth0");
+    ok(nft.current!.includes('oifname "eth0"'));
+    assertEquals(relinked, ["firewall rollback (test)"]);
+  });
 });

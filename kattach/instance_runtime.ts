@@ -5,7 +5,17 @@
  * argv. Also the process checks the supervisor uses to recognise its own QEMU after a restart.
  */
 import { Manifest, resolveConfigValues } from "../appqueue/mod.ts";
-import { hostTscKhz, rotateAppendLog } from "../host/mod.ts";
+import {
+  chownTree,
+  ensureGuestUser,
+  grantDevice,
+  grantGroup,
+  grantTraversal,
+  hostTscKhz,
+  QEMU_USER,
+  rotateAppendLog,
+  type UserIds,
+} from "../host/mod.ts";
 import type { Forward, Instance, Module } from "../ipc/schemas.ts";
 import { UserError } from "../lib/errors.ts";
 import { readUstar } from "../lib/ustar.ts";
@@ -13,6 +23,7 @@ import { type GuestConfig, type GuestModule, renderConfigDisk } from "../vmimage
 import { type Machine, QBOOT_ROM, renderQemuArgv } from "../vmimage/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
 import { agentDeclarations } from "./module_agent.ts";
+import { type GuestNetwork, guestNetwork, netlinkOf } from "./network.ts";
 
 /** The unix socket path limit of Linux (sun_path, with its NUL). */
 const SUN_PATH_MAX = 107;
@@ -54,6 +65,10 @@ export interface PreparedInstance {
   /** The machine QEMU runs and why (see {@linkcode chooseMachine}). */
   machine: Machine;
   machineWhy: string;
+  /** How each NIC is connected and what the guest was told (addresses, gateway, DNS). */
+  network: GuestNetwork;
+  /** The user QEMU runs as; null: kattach's own (kattach is not root). */
+  user: UserIds | null;
 }
 
 /** Options of {@linkcode prepareInstance}. */
@@ -150,16 +165,33 @@ export async function prepareInstance(
       ...(agentDeclarations(m) ? { agent: agentDeclarations(m) } : {}),
     };
   });
+  // Tap NICs (bridged mode, on a VLAN) get their allocated address, the first one the gateway;
+  // user-mode NICs take slirp's DHCP address (the VLAN id travels along for information).
+  const network = guestNetwork(k, inst);
   const cfg: GuestConfig = {
     instance: inst.name,
     vmimage: inst.vmimage,
-    // User-mode NAT for every NIC until VLAN bridges exist: the guest takes slirp's DHCP address;
-    // the VLAN id travels along for information.
-    nics: inst.nics.map((n) => ({ mac: n.mac, ...(n.vlan === null ? {} : { vlan: n.vlan }) })),
+    nics: network.nics.map((n) => ({
+      mac: n.mac,
+      ...(n.address ? { address: n.address } : {}),
+      ...(n.gateway ? { gateway: n.gateway } : {}),
+      ...(n.vlan === null ? {} : { vlan: n.vlan }),
+    })),
+    dns: network.dns,
     modules: guestModules,
+    ...(image.dataDiskMiB === null ? {} : { dataMount: dataMount(apps) }),
   };
   const { machine, why } = chooseMachine(options.machine, [vkaos, ...apps]);
-  const disks = apps.map((m) => ({ module: m.name, overlay: `${paths.dir}/${m.name}.qcow2` }));
+  const disks = apps.map((m) => ({ module: m.name, overlay: `${paths.dir}/${overlayName(m)}` }));
+  const dataDiskPath = `${paths.dir}/${DATA_DISK_FILE}`;
+  // An overlay made over an earlier image of a module (before `module update`) goes: the new
+  // one is made over the current image (overlays are keyed by the image's digest).
+  const entries = await Array.fromAsync(Deno.readDir(paths.dir)).catch(() => []);
+  await Promise.all(
+    apps.flatMap((m, i) =>
+      staleOverlays(entries.map((e) => e.name), m.name, disks[i].overlay.split("/").pop()!)
+    ).map((file) => Deno.remove(`${paths.dir}/${file}`).catch(() => {})),
+  );
   // Independent steps at once: the qemu-img runs overlap each other and the file work.
   const [kernel, manifest, serialFrom, qboot, tscKhz] = await Promise.all([
     extractVkaos(k.stateDir, vkaos),
@@ -172,12 +204,16 @@ export async function prepareInstance(
     qbootPresent ??= exists(QBOOT_ROM),
     machine === "microvm" && k.accel.kind === "tcg" ? hostTscKhz() : undefined,
     writeAtomic(paths.configDisk, renderConfigDisk(cfg)),
+    image.dataDiskMiB === null ? undefined : ensureDataDisk(dataDiskPath, image.dataDiskMiB),
     ...apps.map(async (m, i) => {
       const overlay = disks[i].overlay;
       if (!await exists(overlay)) await copyOverlay(k.stateDir, m, overlay);
     }),
   ]);
-  const forwards = allocateForwards(apps, guestModules, options.previousForwards);
+  // Forwards ride on the first user-mode NIC; a guest with taps only is reached at its address.
+  const userNic = network.nics.find((n) => n.mode === "user");
+  const forwards = userNic ? allocateForwards(apps, guestModules, options.previousForwards) : [];
+  const vhost = netlinkOf(k)?.vhostNet() ?? false;
   const argv = renderQemuArgv({
     instance: inst.name,
     machine,
@@ -198,8 +234,18 @@ export async function prepareInstance(
       agent: paths.agent,
     },
     disks,
-    nics: inst.nics.map((n, i) => ({ mac: n.mac, forwards: i === 0 ? forwards : [] })),
+    ...(image.dataDiskMiB === null ? {} : { dataDisk: dataDiskPath }),
+    nics: network.nics.map((n) =>
+      n.tap
+        ? { mac: n.mac, tap: { ifname: n.tap, vhost } }
+        : { mac: n.mac, forwards: n === userNic ? forwards : [] }
+    ),
   });
+  const user = await guestUser(k);
+  if (user) {
+    const taps = network.nics.some((n) => n.tap);
+    await grantGuestFiles(k, user, { paths, kernel, apps, vhost: taps && vhost });
+  }
   return {
     argv,
     paths,
@@ -208,7 +254,65 @@ export async function prepareInstance(
     modules: [vkaos, ...apps],
     machine,
     machineWhy: why,
+    network,
+    user,
   };
+}
+
+const devicesGranted = new Set<string>();
+
+/**
+ * The user QEMU runs as: `kaos-qemu` when kattach is root (created once if missing), else null
+ * (QEMU runs as kattach's own user).
+ */
+export function guestUser(k: Kattach): Promise<UserIds | null> {
+  return ensureGuestUser((line) => k.log(line));
+}
+
+/**
+ * Makes what this instance's QEMU opens reachable for the QEMU user, and nothing more: its own
+ * instance directory becomes the user's; the module images and the vKaOS kernel and initrd get
+ * group read, the directories on their way group traversal (the configuration database and the
+ * rest of STATE stay root's); directories above STATE get `o+x` where they lack it; /dev/kvm
+ * under KVM.
+ */
+async function grantGuestFiles(
+  k: Kattach,
+  user: UserIds,
+  o: {
+    paths: InstancePaths;
+    kernel: { kernel: string; initrd: string };
+    apps: Module[];
+    vhost: boolean;
+  },
+): Promise<void> {
+  const changed = await grantTraversal(k.stateDir);
+  if (changed.length > 0) {
+    k.log(`supervisor: made ${changed.join(", ")} traversable (o+x) for ${QEMU_USER}`);
+  }
+  const state = k.stateDir;
+  const cacheDir = o.kernel.kernel.slice(0, o.kernel.kernel.lastIndexOf("/"));
+  const shared = [
+    state,
+    `${state}/instances`,
+    `${state}/modules`,
+    ...o.apps.flatMap((m) => [m.dir, `${m.dir}/${m.name}.aqi`]),
+    `${state}/cache`,
+    `${state}/cache/vkaos`,
+    cacheDir,
+    o.kernel.kernel,
+    o.kernel.initrd,
+  ];
+  for (const path of shared) await grantGroup(path, user.gid);
+  await chownTree(o.paths.dir, user);
+  const devices = [
+    ...(k.accel.kind === "kvm" ? ["/dev/kvm"] : []),
+    ...(o.vhost ? ["/dev/vhost-net"] : []),
+  ];
+  for (const device of devices.filter((d) => !devicesGranted.has(d))) {
+    devicesGranted.add(device);
+    k.log(`supervisor: ${device} for ${QEMU_USER}: ${await grantDevice(user, device)}`);
+  }
 }
 
 /**
@@ -255,6 +359,52 @@ function portFree(port: number): boolean {
 
 const templates = new Map<string, Promise<void>>();
 
+/** The instance's data disk file: made once, kept across restarts and module updates. */
+export const DATA_DISK_FILE = "data.qcow2";
+/** Where vKaOS mounts the data disk when no module's appmgr.aq says. */
+export const DEFAULT_DATA_MOUNT = "/data";
+
+/** Where the guest mounts its data disk: the mount the (one) module declaring one asks for. */
+function dataMount(apps: Module[]): string {
+  return apps.find((m) => m.appmgr.data)?.appmgr.data?.mount ?? DEFAULT_DATA_MOUNT;
+}
+
+/** Makes the data disk (an empty qcow2 of `mib` MiB; the guest formats it) unless it exists. */
+async function ensureDataDisk(path: string, mib: number): Promise<void> {
+  if (await exists(path)) return;
+  const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  const out = await new Deno.Command("qemu-img", {
+    args: ["create", "-q", "-f", "qcow2", tmp, `${mib}M`],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`qemu-img create ${path} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  await Deno.rename(tmp, path);
+}
+
+/** The digest of a module's image (the key of its overlays). */
+function imageDigest(m: Module): string {
+  return m.files.find((f) => f.part === "image")?.sha256 ?? "unknown";
+}
+
+/** An instance's overlay file over a module's image: `<module>-<sha256[:16]>.qcow2`. */
+export function overlayName(m: Pick<Module, "name" | "files">): string {
+  return `${m.name}-${imageDigest(m as Module).slice(0, 16)}.qcow2`;
+}
+
+/**
+ * The files among `files` that are overlays of `module` over another image than `keep`'s:
+ * `<module>-<16 hex>.qcow2`, and `<module>.qcow2` of releases that did not key them.
+ */
+export function staleOverlays(files: string[], module: string, keep: string): string[] {
+  const escaped = module.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const pattern = new RegExp(`^${escaped}(-[0-9a-f]{16})?\\.qcow2$`);
+  return files.filter((f) => f !== keep && pattern.test(f));
+}
+
 /**
  * Gives an instance its copy-on-write overlay over a module image: a copy of an empty overlay
  * made once per module image (hash) under `STATE/cache/overlays/`, so a deploy copies a small
@@ -270,7 +420,7 @@ async function copyOverlay(stateDir: string, m: Module, overlay: string): Promis
 
 /** The empty overlay over a module image, made once per image hash; returns its path. */
 async function overlayTemplate(stateDir: string, m: Module): Promise<string> {
-  const sha = m.files.find((f) => f.part === "image")?.sha256 ?? "unknown";
+  const sha = imageDigest(m);
   const template = `${stateDir}/cache/overlays/${m.name}-${sha.slice(0, 16)}.qcow2`;
   let made = templates.get(template);
   if (!made) {

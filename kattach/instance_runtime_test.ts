@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { Appmgr } from "../appqueue/mod.ts";
-import { chooseMachine } from "./instance_runtime.ts";
+import { chooseMachine, overlayName, staleOverlays } from "./instance_runtime.ts";
 
 function mod(name: string, machine?: "q35") {
   const appmgr = Appmgr.parse({
@@ -35,4 +35,20 @@ Deno.test("appmgr.aq: machine is optional and only q35", () => {
   assertEquals(Appmgr.parse(base).machine, undefined);
   assertEquals(Appmgr.safeParse({ ...base, machine: "microvm" }).success, false);
   assertEquals(Appmgr.safeParse({ ...base, machine: "pc" }).success, false);
+});
+
+Deno.test("overlays are keyed by the module image's digest; older ones are stale", () => {
+  const old = { name: "web", files: [{ part: "image", sha256: "a".repeat(64) }] };
+  const updated = { name: "web", files: [{ part: "image", sha256: "b".repeat(64) }] };
+  assertEquals(overlayName(old as never), `web-${"a".repeat(16)}.qcow2`);
+  const keep = overlayName(updated as never);
+  const files = [
+    "web.qcow2", // a release that did not key overlays
+    overlayName(old as never),
+    keep,
+    "web-admin.qcow2", // another module's
+    "hello-0123456789abcdef.qcow2",
+    "serial.log",
+  ];
+  assertEquals(staleOverlays(files, "web", keep), ["web.qcow2", `web-${"a".repeat(16)}.qcow2`]);
 });

@@ -274,4 +274,13 @@ export const migrations: readonly Migration[] = [
         WHERE name = 'supported' AND url = 'http://127.0.0.1:8701/supported/';
     `,
   },
+  {
+    version: 9,
+    name: "vmimage-data-disk",
+    sql: `
+      -- The size of each instance's own data disk (MiB); NULL: none.
+      ALTER TABLE vmimage ADD COLUMN data_disk_mib INTEGER
+        CHECK (data_disk_mib IS NULL OR data_disk_mib BETWEEN 1 AND 1048576);
+    `,
+  },
 ];

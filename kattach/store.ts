@@ -2,7 +2,7 @@
  * The configuration store: the only code that opens the SQLite database. WAL with
  * synchronous=FULL, foreign keys on, numbered migrations, one writer, every write a transaction.
  */
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import {
   ConfigGroup,
   Instance,
@@ -20,8 +20,16 @@ import { migrations } from "./migrations.ts";
 export type Row = Record<string, SQLInputValue>;
 
 /** The configuration database of one KaOS host. */
+/** The most prepared statements the store keeps (its SQL texts are a fixed set, well below). */
+const MAX_CACHED_STATEMENTS = 500;
+
 export class Store {
   #db: DatabaseSync;
+  /**
+   * Prepared statements by SQL text, reused: preparing one per query left thousands of native
+   * statements waiting for the garbage collector (kattach's RSS grew under load; tests/soak_test.ts).
+   */
+  #statements = new Map<string, StatementSync>();
   #inTx = false;
   #refusal: Error | undefined;
 
@@ -31,6 +39,18 @@ export class Store {
 
   /** Opens (creating if needed) the database at `path` and brings its schema up to date. */
   static open(path: string): Store {
+    // Only kattach reads the configuration (it holds password hashes and the subscription key):
+    // the file is 0600 before SQLite opens it, and SQLite gives its -wal and -shm the same mode.
+    try {
+      Deno.writeFileSync(path, new Uint8Array(), { createNew: true, mode: 0o600 });
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+    }
+    for (const f of [path, `${path}-wal`, `${path}-shm`]) {
+      try {
+        Deno.chmodSync(f, 0o600);
+      } catch { /* not there (yet) */ }
+    }
     const db = new DatabaseSync(path);
     db.exec("PRAGMA journal_mode = WAL");
     db.exec("PRAGMA synchronous = FULL");
@@ -43,7 +63,7 @@ export class Store {
 
   /** The schema version the database is at. */
   schemaVersion(): number {
-    const row = this.#db.prepare("SELECT MAX(version) AS v FROM schema_migration").get() as
+    const row = this.#prepare("SELECT MAX(version) AS v FROM schema_migration").get() as
       | { v: number | null }
       | undefined;
     return row?.v ?? 0;
@@ -82,7 +102,18 @@ export class Store {
   }
 
   /** Closes the database. */
+  #prepare(sql: string): StatementSync {
+    let statement = this.#statements.get(sql);
+    if (!statement) {
+      if (this.#statements.size >= MAX_CACHED_STATEMENTS) this.#statements.clear();
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
   close(): void {
+    this.#statements.clear();
     this.#db.close();
   }
 
@@ -110,17 +141,17 @@ export class Store {
   /** Runs one statement. For kattach's store extensions (kattach/store_*.ts) only. */
   run(sql: string, params: SQLInputValue[] = []): void {
     if (this.#refusal && !this.#inTx) throw this.#refusal;
-    this.#db.prepare(sql).run(...params);
+    this.#prepare(sql).run(...params);
   }
 
   /** All rows of a query. For kattach's store extensions (kattach/store_*.ts) only. */
   all(sql: string, params: SQLInputValue[] = []): Row[] {
-    return this.#db.prepare(sql).all(...params) as Row[];
+    return this.#prepare(sql).all(...params) as Row[];
   }
 
   /** The first row of a query. For kattach's store extensions (kattach/store_*.ts) only. */
   get(sql: string, params: SQLInputValue[] = []): Row | undefined {
-    return this.#db.prepare(sql).get(...params) as Row | undefined;
+    return this.#prepare(sql).get(...params) as Row | undefined;
   }
 
   #run(sql: string, params: SQLInputValue[] = []): void {
@@ -447,14 +478,14 @@ export class Store {
 
   /** Adds a VM image with its modules, configuration groups and VLANs (in order). */
   insertVmImage(
-    v: Pick<VmImage, "name" | "modules" | "configGroups" | "vlans" | "memoryMiB" | "cpus">,
+    v:
+      & Pick<VmImage, "name" | "modules" | "configGroups" | "vlans" | "memoryMiB" | "cpus">
+      & { dataDiskMiB?: number | null },
   ): void {
-    this.#run("INSERT INTO vmimage (name, memory_mib, cpus, created_at) VALUES (?, ?, ?, ?)", [
-      v.name,
-      v.memoryMiB,
-      v.cpus,
-      now(),
-    ]);
+    this.#run(
+      "INSERT INTO vmimage (name, memory_mib, cpus, created_at, data_disk_mib) VALUES (?, ?, ?, ?, ?)",
+      [v.name, v.memoryMiB, v.cpus, now(), v.dataDiskMiB ?? null],
+    );
     v.modules.forEach((m, i) =>
       this.#run("INSERT INTO vmimage_module (vmimage, module, position) VALUES (?, ?, ?)", [
         v.name,
@@ -507,6 +538,7 @@ export class Store {
       name: r.name,
       memoryMiB: r.memory_mib,
       cpus: r.cpus,
+      dataDiskMiB: r.data_disk_mib ?? null,
       createdAt: r.created_at,
       modules: list("SELECT module AS v FROM vmimage_module WHERE vmimage = ? ORDER BY position"),
       configGroups: list(

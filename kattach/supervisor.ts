@@ -1,12 +1,13 @@
 /**
- * The guest supervisor: one daemonized QEMU per instance, watched through its QMP socket.
- * QEMU outlives kattach (`-daemonize -pidfile`); when kattach starts again it re-attaches to
+ * The guest supervisor: one detached QEMU per instance, watched through its QMP socket. QEMU
+ * outlives kattach (started in the background in a session of its own, `-pidfile`; as the user
+ * `kaos-qemu` in QEMU's seccomp sandbox when kattach is root); when kattach starts again it re-attaches to
  * each running guest (pid + QMP `query-status`) instead of starting a second one. A QMP
  * connection that closes means QEMU ended: the restart policy (`always`, `on-failure`, `never`)
  * decides, with exponential backoff. Readiness (appmgr.aq) decides `running` vs `failed`.
  */
 import type { Instance } from "../ipc/schemas.ts";
-import { rotateAppendLog, SERIAL_LOG_MAX_BYTES } from "../host/mod.ts";
+import { rotateAppendLog, SERIAL_LOG_MAX_BYTES, spawnDetached, type UserIds } from "../host/mod.ts";
 import { UserError } from "../lib/errors.ts";
 import {
   AgentClient,
@@ -25,6 +26,8 @@ import { setModuleActionRunner } from "./actions/appqueue.ts";
 import { setConfigChangeApplier } from "./actions/config_group.ts";
 import { resolveInstance } from "./actions/instance.ts";
 import { waitReady } from "./health.ts";
+import { ensureGuestLinks, guestNetwork, recordGuestNetwork } from "./network.ts";
+import { RestartBackoff } from "./restart_backoff.ts";
 import {
   type InstancePaths,
   instancePaths,
@@ -47,8 +50,8 @@ import { getRuntime, patchRuntime } from "./store_instances.ts";
 
 /** How long `instance stop` waits for the ACPI power-off before it sends `quit`. */
 export const DEFAULT_STOP_TIMEOUT_S = 30;
-/** Backoff of automatic restarts: first delay, cap, and the uptime that resets it. */
-const BACKOFF = { firstMs: 1000, maxMs: 30_000, stableMs: 60_000 };
+/** How long a fresh QEMU has to answer its first QMP exchange (connect, greeting, status). */
+const QMP_FIRST_EXCHANGE_MS = 10_000;
 /**
  * How often the serial logs of running guests are checked against their bound: a log holds at
  * most SERIAL_LOG_MAX_BYTES plus what the guest prints in this time (docs/security.md).
@@ -89,6 +92,44 @@ export interface GuestStats {
   guest: Awaited<ReturnType<typeof guestFigures>>;
 }
 
+/** How long a QEMU has to open its QMP socket after it was started. */
+const QMP_SOCKET_WAIT_MS = 15_000;
+
+/**
+ * Starts QEMU detached (as `user` when given), its output appended to `qemu.log` in the instance
+ * directory, and waits until its QMP socket exists; returns its pid. A QEMU that exits first is
+ * refused with the end of its log.
+ */
+async function spawnQemu(
+  argv: string[],
+  o: { paths: InstancePaths; user: UserIds | null },
+): Promise<number> {
+  const logFile = `${o.paths.dir}/qemu.log`;
+  const logFrom = await Deno.stat(logFile).then((s) => s.size, () => 0);
+  const pid = await spawnDetached(argv, {
+    cwd: o.paths.dir,
+    logFile,
+    ...(o.user ? { user: o.user } : {}),
+  });
+  const deadline = Date.now() + QMP_SOCKET_WAIT_MS;
+  for (;;) {
+    if (await Deno.lstat(o.paths.qmp).then((s) => s.isSocket, () => false)) return pid;
+    if (!pidAlive(pid) || Date.now() > deadline) {
+      const log = await Deno.readFile(logFile).catch(() => new Uint8Array());
+      const text = new TextDecoder().decode(log.subarray(logFrom)).trim();
+      if (pidAlive(pid)) Deno.kill(pid, "SIGKILL");
+      throw new UserError(
+        `Cannot start ${o.paths.dir.split("/").pop()}: QEMU refused to start: ${
+          text.split("\n").slice(-3).join(" ") ||
+          `no QMP socket after ${QMP_SOCKET_WAIT_MS / 1000} s`
+        }`,
+        { hint: `QEMU's output is in ${logFile}; the argv is in the kattach log` },
+      );
+    }
+    await sleep(20);
+  }
+}
+
 const supervisors = new WeakMap<Kattach, Supervisor>();
 
 /** The supervisor of a running kattach; an error when there is none (a bug). */
@@ -103,7 +144,7 @@ export class Supervisor {
   #k: Kattach;
   #guests = new Map<string, Guest>();
   #timers = new Map<string, ReturnType<typeof setTimeout>>();
-  #failures = new Map<string, number>();
+  #backoff: RestartBackoff;
   #locks = new Map<string, Promise<unknown>>();
   #closing = false;
   #background = new Set<Promise<unknown>>();
@@ -111,8 +152,9 @@ export class Supervisor {
   #rotating = false;
   #rotatedOnce = new Set<string>();
 
-  constructor(k: Kattach) {
+  constructor(k: Kattach, options: { backoff?: RestartBackoff } = {}) {
     this.#k = k;
+    this.#backoff = options.backoff ?? new RestartBackoff();
     supervisors.set(k, this);
     this.#rotation = setInterval(() => this.#rotateLogs(), LOG_ROTATE_MS);
     Deno.unrefTimer(this.#rotation);
@@ -227,6 +269,7 @@ export class Supervisor {
       let pid: number;
       let paths: InstancePaths;
       try {
+        await ensureGuestLinks(this.#k, inst);
         const prep = await prepareInstance(this.#k, inst, {
           machine: rt.machine,
           previousForwards: rt.forwards,
@@ -237,22 +280,7 @@ export class Supervisor {
         if (this.#k.accel.kind === "tcg") {
           this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
         }
-        const out = await new Deno.Command(prep.argv[0], {
-          args: prep.argv.slice(1),
-          cwd: paths.dir,
-          stdin: "null",
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        if (!out.success) {
-          const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" ");
-          throw new UserError(`Cannot start ${name}: QEMU refused to start: ${err}`, {
-            hint: `the argv is in the kattach log`,
-          });
-        }
-        const p = await readPidfile(paths.pidfile);
-        if (p === null) throw new Error(`QEMU wrote no pid to ${paths.pidfile}`);
-        pid = p;
+        pid = await spawnQemu(prep.argv, { paths, user: prep.user });
         // One transaction: one WAL sync instead of one per row (synchronous = FULL).
         this.#k.store.tx(() => {
           patchRuntime(this.#k.store, name, {
@@ -261,6 +289,7 @@ export class Supervisor {
             serialFrom: prep.serialFrom,
             startedAt: new Date().toISOString(),
           });
+          recordGuestNetwork(this.#k.store, name, prep.network);
           for (const m of prep.modules) {
             recordHealth(this.#k.store, {
               instance: name,
@@ -412,7 +441,7 @@ export class Supervisor {
   /** Forgets a stopped instance's pending restart (before `instance del`). */
   forget(name: string): void {
     this.#cancelTimer(name);
-    this.#failures.delete(name);
+    this.#backoff.forget(name);
   }
 
   /**
@@ -461,23 +490,32 @@ export class Supervisor {
     paths: InstancePaths,
     o: { fresh: boolean },
   ): Promise<Guest> {
-    const monitor = await QmpMonitor.connect(paths.qmp, {
-      timeoutMs: 10_000,
-      log: (m) => this.#k.log(`supervisor: ${name}: qmp: ${m}`),
-    }).catch((err) => {
-      if (o.fresh) {
-        try {
-          Deno.kill(pid, "SIGKILL");
-        } catch { /* gone */ }
-        this.#setState(name, "failed");
-        patchRuntime(this.#k.store, name, { pid: null, lastExit: `no QMP: ${message(err)}` });
-      }
-      throw err;
-    });
-    const status = await queryStatus(monitor, { timeoutMs: 5000 }).catch(async (err) => {
-      await monitor.close();
-      throw err;
-    });
+    let monitor: QmpMonitor | undefined;
+    let status: Awaited<ReturnType<typeof queryStatus>>;
+    try {
+      monitor = await QmpMonitor.connect(paths.qmp, {
+        timeoutMs: QMP_FIRST_EXCHANGE_MS,
+        log: (m) => this.#k.log(`supervisor: ${name}: qmp: ${m}`),
+      });
+      status = await queryStatus(monitor, { timeoutMs: 5000 });
+    } catch (err) {
+      await monitor?.close();
+      if (!o.fresh) throw err;
+      // A QEMU we cannot drive is no guest: end it, and say why the instance failed.
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+      const why = `QEMU started but its first QMP exchange failed (QEMU was killed): ${
+        message(err)
+      }`;
+      this.#setState(name, "failed");
+      patchRuntime(this.#k.store, name, { pid: null, lastExit: why });
+      this.#k.log(`supervisor: ${name}: ${why}`);
+      throw new UserError(`Cannot start ${name}: ${why}`, {
+        hint: `see the kattach log and ${paths.dir}`,
+        code: "start-failed",
+      });
+    }
     const rt = getRuntime(this.#k.store, name);
     const inst = resolveInstance(this.#k.store, name);
     let done!: () => void;
@@ -535,14 +573,16 @@ export class Supervisor {
     if (!inst || !image || !vkaos) return;
     const rt = getRuntime(this.#k.store, g.name);
     const modules = [vkaos, ...image.modules.map((m) => this.#k.store.getModule(m)!)];
+    // A guest on a bridged VLAN is checked at its own address; else through its forwards.
+    const own = guestNetwork(this.#k, inst).nics.find((n) => n.address)?.address?.split("/")[0];
     const results = await Promise.all(modules.map(async (m) => {
       const check = m.appmgr.readiness;
       const fwd = check.type === "serial"
         ? undefined
         : rt.forwards.find((f) => f.guestPort === check.port);
       const result = await waitReady(check, {
-        host: "127.0.0.1",
-        port: fwd?.hostPort ?? 1,
+        host: own ?? "127.0.0.1",
+        port: own ? (check.type === "serial" ? 1 : check.port) : fwd?.hostPort ?? 1,
         serialLog: g.paths.serialLog,
         serialFrom: rt.serialFrom,
       }, {
@@ -603,26 +643,26 @@ export class Supervisor {
       failure = true;
       why = reason ? `QEMU ended (${reason})` : "QEMU ended unexpectedly (no SHUTDOWN event)";
     }
-    if (Date.now() - g.startedAt > BACKOFF.stableMs) this.#failures.delete(g.name);
     await this.#settle(g.name, {
       failure,
       why,
       operator: g.intent === "stop" || g.intent === "kill",
+      startedAt: g.startedAt,
     });
   }
 
   /** Records how a QEMU ended and schedules a restart when the policy asks for one. */
   async #settle(
     name: string,
-    o: { failure: boolean; why: string; operator?: boolean },
+    o: { failure: boolean; why: string; operator?: boolean; startedAt?: number },
   ): Promise<void> {
     const inst = resolveInstanceSafe(this.#k, name);
     if (!inst) return;
     const policy = inst.restartPolicy;
     const restart = !o.operator && !this.#closing &&
       (policy === "always" || (policy === "on-failure" && o.failure));
-    const n = this.#failures.get(name) ?? 0;
-    const delay = Math.min(BACKOFF.maxMs, BACKOFF.firstMs * 2 ** n);
+    if (o.operator) this.#backoff.forget(name);
+    const delay = restart ? this.#backoff.next(name, o.startedAt ?? null) : 0;
     const rt = getRuntime(this.#k.store, name);
     this.#setState(name, o.failure ? "failed" : "stopped");
     patchRuntime(this.#k.store, name, {
@@ -631,7 +671,6 @@ export class Supervisor {
     });
     this.#k.log(`supervisor: ${name}: ${o.why}${restart ? `; restart in ${delay} ms` : ""}`);
     if (!restart) return;
-    this.#failures.set(name, n + 1);
     await Promise.resolve();
     this.#timers.set(
       name,

@@ -116,12 +116,20 @@ export function openMgmtWarning(port: number): string {
     "limit it with `firewall mgmt add CIDR`";
 }
 
+/** Every VLAN's bridge is named with this prefix (netmgr/names.ts: kbr<ID>). */
+const BRIDGE_PREFIX = "kbr";
+
 /** Renders the firewall; throws a TypeError (a bug upstream) when the input is inconsistent. */
 export function renderFirewall(input: FirewallInput): RenderedFirewall {
   const fw = FirewallInput.parse(input);
   const warnings: string[] = [];
   const vlanById = new Map(fw.vlans.map((v) => [v.id, v]));
-  for (const v of fw.vlans) parseCidr(v.cidr);
+  for (const v of fw.vlans) {
+    parseCidr(v.cidr);
+    if (!v.bridge.startsWith(BRIDGE_PREFIX)) {
+      throw new TypeError(`VLAN ${v.id}'s bridge ${v.bridge} lacks the ${BRIDGE_PREFIX} prefix`);
+    }
+  }
   for (const p of fw.ports) {
     const v = vlanById.get(p.vlan);
     if (!v) throw new TypeError(`port ${p.tap} is on VLAN ${p.vlan}, which is not in the input`);
@@ -154,9 +162,7 @@ export function renderFirewall(input: FirewallInput): RenderedFirewall {
 
   const inet = [
     set("mgmt", "ipv4_addr", fw.mgmt.map(normCidr), { interval: true }),
-    set("guest_ifs", "ifname", fw.vlans.map((v) => q(v.bridge))),
     set("nat_ifs", "ifname", natVlans.map((v) => q(v.bridge))),
-    set("nat_nets", "ipv4_addr", natVlans.map((v) => normCidr(v.cidr)), { interval: true }),
     set("routes", "ifname . ifname", routePairs),
     map("published", "inet_proto . inet_service : ipv4_addr . inet_service", published),
     ...INET_COUNTERS.map((c) => `counter ${c} {}`),
@@ -170,7 +176,7 @@ export function renderFirewall(input: FirewallInput): RenderedFirewall {
       "echo-request, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
       "jump user_input",
       fw.mgmt.length === 0
-        ? `tcp dport ${fw.mgmtPort} iifname != @guest_ifs counter name mgmt_accept accept`
+        ? `tcp dport ${fw.mgmtPort} iifname != "${BRIDGE_PREFIX}*" counter name mgmt_accept accept`
         : `tcp dport ${fw.mgmtPort} ip saddr @mgmt counter name mgmt_accept accept`,
       "counter name input_drop",
     ]),
@@ -199,7 +205,7 @@ export function renderFirewall(input: FirewallInput): RenderedFirewall {
     chain(
       "postrouting",
       "type nat hook postrouting priority srcnat; policy accept;",
-      uplink === null ? [] : [`oifname ${uplink} ip saddr @nat_nets masquerade`],
+      uplink === null ? [] : [`oifname ${uplink} iifname @nat_ifs masquerade`],
     ),
   ];
 

@@ -1,5 +1,6 @@
 /**
- * Networking for guests: IPv4 address math, per-VLAN address management and MAC allocation.
+ * Networking for guests: IPv4 address math, per-VLAN address management, MAC allocation, the
+ * names of the host links KaOS owns and the plan, host state and diff of those links.
  * Everything here is pure; the store in kattach persists allocations.
  */
 export {
@@ -38,6 +39,7 @@ export {
   parseMac,
 } from "./mac.ts";
 export {
+  bridgeMac,
   bridgeName,
   IFNAME_MAX,
   isKaosLink,
@@ -47,6 +49,17 @@ export {
   tapName,
   vlanLinkName,
 } from "./names.ts";
+export {
+  type DesiredLink,
+  type DesiredState,
+  hostIsRouter,
+  type NetworkConfig,
+  planLinks,
+  type PlanNic,
+  type PlanVlan,
+} from "./link_plan.ts";
+export { type HostLink, type HostState, parseIpAddrs, parseIpLinks } from "./link_state.ts";
+export { diffLinks, type LinkDiff, renderBatch } from "./link_diff.ts";
 export {
   BRIDGE_COUNTERS,
   FirewallForward,
@@ -61,3 +74,4 @@ export {
   renderMinimalFirewall,
   RuleEnd,
 } from "./firewall.ts";
+export { syntheticFirewall } from "./firewall_synthetic.ts";

@@ -14,6 +14,16 @@ export function bridgeName(vlan: number): string {
   return `kbr${checkVlanId(vlan)}`;
 }
 
+/**
+ * The fixed MAC of a VLAN's bridge, `0a:4b:42:00:HH:LL` from the VLAN id: locally administered,
+ * unicast, outside the guest range `0a:4b:53`, so the bridge keeps it as ports come and go.
+ */
+export function bridgeMac(vlan: number): string {
+  const id = checkVlanId(vlan);
+  const hex = (n: number) => n.toString(16).padStart(2, "0");
+  return `0a:4b:42:00:${hex(id >> 8)}:${hex(id & 255)}`;
+}
+
 /** The 802.1Q sub-interface of the uplink carrying a VLAN tagged: `kvl<ID>`, e.g. `kvl10`. */
 export function vlanLinkName(vlan: number): string {
   return `kvl${checkVlanId(vlan)}`;

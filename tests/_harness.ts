@@ -2,7 +2,7 @@
  * Integration-test harness: starts a real hosted kattach as a child process with its own state
  * directory and drives it with the real `aq` command.
  */
-import { run, type RunResult } from "./_util.ts";
+import { run, type RunResult, withDeadline } from "./_util.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const DENO = Deno.execPath();
@@ -14,14 +14,16 @@ export const FIXTURES_OUT = `${ROOT}/fixtures/out`;
 
 /** Builds the fixture modules (cached by the script: quick when up to date). */
 export async function buildFixtures(): Promise<void> {
-  const out = await new Deno.Command(`${ROOT}/fixtures/build-modules`, {
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) {
-    throw new Error(`fixtures/build-modules failed:\n${new TextDecoder().decode(out.stderr)}`);
-  }
+  const out = await run([`${ROOT}/fixtures/build-modules`], { timeoutMs: BUILD_FIXTURES_MS });
+  if (out.code !== 0) throw new Error(`fixtures/build-modules failed:\n${out.stderr}`);
 }
+
+/** The longest a fixture build may take (a cold build on 2 busy cores is a few minutes). */
+const BUILD_FIXTURES_MS = 20 * 60_000;
+/** The longest an `aq` command may take (deploy --wait waits for readiness, up to 120 s). */
+export const AQ_TIMEOUT_MS = 300_000;
+/** How long kattach has to exit after a signal before it gets SIGKILL. */
+const EXIT_MS = 30_000;
 
 /** What a finished `aq` run left behind. */
 export type AqResult = RunResult;
@@ -136,7 +138,7 @@ export class TestKattach {
       "--state",
       this.stateDir,
       ...args,
-    ]);
+    ], { timeoutMs: AQ_TIMEOUT_MS });
   }
 
   /** Runs `aq ARGS… --json`, asserts success and returns the parsed output. */
@@ -153,8 +155,8 @@ export class TestKattach {
     try {
       child.kill(signal);
     } catch { /* already gone */ }
-    await child.status;
-    await this.#logDone;
+    await exitOrKill(child, `kattach (pid ${child.pid}) to exit after ${signal}`);
+    await withDeadline(this.#logDone, EXIT_MS, `kattach's output to end`);
     this.#child = undefined;
   }
 
@@ -178,5 +180,21 @@ export async function killGuests(stateDir: string): Promise<void> {
     try {
       Deno.kill(pid, "SIGKILL");
     } catch { /* already gone */ }
+  }
+}
+
+/**
+ * Waits for a child to exit; after {@linkcode EXIT_MS} kills it (SIGKILL) and fails saying what
+ * it waited for.
+ */
+export async function exitOrKill(child: Deno.ChildProcess, what: string): Promise<void> {
+  try {
+    await withDeadline(child.status, EXIT_MS, what);
+  } catch (err) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await withDeadline(child.status, 10_000, `${what} (after SIGKILL)`);
+    throw err;
   }
 }

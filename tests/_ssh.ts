@@ -2,8 +2,8 @@
  * SSH helpers of the integration tests: the OpenSSH client options for password and key logins,
  * `ssh` through sshpass, and a hosted kattach started with its supervised sshd.
  */
-import { REPO_ROOT, TestKattach } from "./_harness.ts";
-import { freePort, run, type RunResult, waitFor } from "./_util.ts";
+import { exitOrKill, REPO_ROOT, TestKattach } from "./_harness.ts";
+import { freePort, run, type RunResult, waitFor, withDeadline } from "./_util.ts";
 
 /** Variations of the ssh client options. */
 export interface SshOptsOptions {
@@ -134,7 +134,7 @@ export class KattachWithSshd {
     try {
       this.#child.kill(signal);
     } catch { /* gone */ }
-    await this.#child.status;
-    await this.#pumps;
+    await exitOrKill(this.#child, `kattach (pid ${this.#child.pid}) to exit after ${signal}`);
+    await withDeadline(this.#pumps, 30_000, "kattach's output to end");
   }
 }

@@ -17,11 +17,44 @@ export interface RunOptions {
   env?: Record<string, string>;
   /** Written to the command's stdin, then closed; without it stdin is /dev/null. */
   stdin?: string;
-  /** Kills the command (SIGKILL) after this long; without it there is no limit. */
+  /**
+   * Kills the command (SIGKILL) after this long and fails saying what it waited for
+   * (default {@linkcode RUN_TIMEOUT_MS}).
+   */
   timeoutMs?: number;
 }
 
-/** Runs `argv` to completion and returns its exit code and decoded output. */
+/** How long {@linkcode run} lets a command run unless told otherwise. */
+export const RUN_TIMEOUT_MS = 120_000;
+
+/** A wait of the test harness ran out; the message says what it waited for. */
+export class DeadlineError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DeadlineError";
+  }
+}
+
+/** Settles as `p` does, or fails with "gave up after … waiting for WHAT" once `ms` have passed. */
+export async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new DeadlineError(`gave up after ${ms / 1000} s waiting for ${what}`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs `argv` to completion and returns its exit code and decoded output; kills it and fails
+ * (a {@linkcode DeadlineError} naming the command) after `timeoutMs`.
+ */
 export async function run(argv: string[], options: RunOptions = {}): Promise<RunResult> {
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
@@ -30,20 +63,35 @@ export async function run(argv: string[], options: RunOptions = {}): Promise<Run
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+  const limit = options.timeoutMs ?? RUN_TIMEOUT_MS;
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
     try {
       child.kill("SIGKILL");
     } catch { /* gone */ }
-  }, options.timeoutMs);
+  }, limit);
   try {
     if (options.stdin !== undefined) {
       const writer = child.stdin.getWriter();
       await writer.write(new TextEncoder().encode(options.stdin));
       await writer.close();
     }
-    const out = await child.output();
+    // A grandchild holding the pipes open must not hang us either.
+    const out = await withDeadline(child.output(), limit + 10_000, `${argv.join(" ")} to end`);
     const dec = new TextDecoder();
-    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+    const result = {
+      code: out.code,
+      stdout: dec.decode(out.stdout),
+      stderr: dec.decode(out.stderr),
+    };
+    if (timedOut) {
+      throw new DeadlineError(
+        `gave up after ${limit / 1000} s waiting for \`${argv.join(" ")}\` to finish ` +
+          `(killed); its output:\n${result.stdout}${result.stderr}`.slice(0, 8000),
+      );
+    }
+    return result;
   } finally {
     clearTimeout(timer);
   }
@@ -63,9 +111,22 @@ export async function waitFor(
   describe: () => string | Promise<string>,
   options: WaitOptions = {},
 ): Promise<void> {
-  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting: ${await describe()}`);
+  const limit = options.timeoutMs ?? 30_000;
+  const deadline = Date.now() + limit;
+  const giveUp = async () =>
+    new DeadlineError(`gave up after ${limit / 1000} s waiting for: ${await describe()}`);
+  while (true) {
+    // A check that hangs is bounded by the same deadline.
+    const held = await withDeadline(
+      Promise.resolve(check()),
+      Math.max(1, deadline - Date.now()),
+      "a check",
+    ).catch(async (err) => {
+      if (err instanceof DeadlineError) throw await giveUp();
+      throw err;
+    });
+    if (held) return;
+    if (Date.now() > deadline) throw await giveUp();
     await new Promise((r) => setTimeout(r, options.intervalMs ?? 100));
   }
 }

@@ -76,6 +76,10 @@ Deno.test({
         assert(/data partition \/dev\/sd[a-z]3 grown to \d+ MiB/.test(log), log);
         assert(/data disk \/dev\/sd[a-z]3 \(KAOSDATA\) mounted on \/var\/lib\/kaos/.test(log), log);
         assert(/kattach: eth0 10\.0\.2\.\d+\/24/.test(log), `no network:\n${log}`);
+        // The firewall (docs/firewall.md) loads as configured, before the sshd; the SSH banner
+        // below then comes through it (from outside the guest VLANs, no sources configured).
+        assert(/firewall: generation \d+ applied \(boot\)/.test(log), `no firewall:\n${log}`);
+        assert(!/firewall: fell back/.test(log), `the firewall fell back:\n${log}`);
 
         log = await waitForLog(serial, /selftest: done/, { timeoutMs: 60_000 });
         for (const sig of ["SIGTERM", "SIGHUP", "SIGUSR1", "SIGINT"]) {

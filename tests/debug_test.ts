@@ -151,6 +151,43 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "QEMU runs as kaos-qemu in its seccomp sandbox; the database is out of reach",
+        async () => {
+          const pid = Number((await Deno.readTextFile(`${state}/instances/web-1/qemu.pid`)).trim());
+          const status = await Deno.readTextFile(`/proc/${pid}/status`);
+          const field = (name: string) =>
+            status.match(new RegExp(`^${name}:[ \\t]*(.*)$`, "m"))?.[1];
+          assertEquals(field("Seccomp"), "2", status); // a seccomp filter is active
+          const cmdline = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0");
+          assertEquals(
+            cmdline[cmdline.indexOf("-sandbox") + 1],
+            "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+          );
+          assert(!cmdline.includes("-daemonize"));
+          if (Deno.uid() !== 0) return; // not root: QEMU runs as the test's own user
+          const passwd = await Deno.readTextFile("/etc/passwd");
+          const [, , uid, gid] = passwd.split("\n").find((l) => l.startsWith("kaos-qemu:"))!
+            .split(":");
+          assertEquals(field("Uid")!.split(/\s+/), [uid, uid, uid, uid], status);
+          assertEquals(field("Gid")!.split(/\s+/), [gid, gid, gid, gid], status);
+          assertEquals(field("Groups") ?? "", "");
+          // As that user: the module image QEMU reads is readable, the configuration is not.
+          const as = (path: string) =>
+            new Deno.Command("cat", {
+              args: [path],
+              uid: Number(uid),
+              gid: Number(gid),
+              stdout: "null",
+              stderr: "piped",
+            }).output();
+          assertEquals((await as(`${state}/modules/web/web.aqi`)).code, 0);
+          const db = await as(`${state}/kaos.db`);
+          assertEquals(db.code, 1);
+          assertMatch(new TextDecoder().decode(db.stderr), /Permission denied/);
+        },
+      );
+
       await t.step("qmp events streams STOP and RESUME while pause/resume run", async () => {
         const watch = new LiveAq(state, [
           "qmp",

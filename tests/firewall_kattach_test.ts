@@ -86,11 +86,13 @@ Deno.test({
           "add",
           "198.51.100.0/24",
           "--confirm-within",
-          "10",
+          "30", // long enough for a loaded machine to see the lockout first
         );
         assertEquals(r.applied.generation.state, "pending");
         ok(!await reachable(), "a source outside 198.51.100.0/24 still got in");
-        await waitFor(reachable, () => `the rollback to let ${OPERATOR} in again:\n${k!.log}`);
+        await waitFor(reachable, () => `the rollback to let ${OPERATOR} in again:\n${k!.log}`, {
+          timeoutMs: 90_000,
+        });
         assertEquals(await k!.json("firewall", "mgmt", "list"), []);
         assertEquals((await status()).current.state, "confirmed");
         ok(k!.log.includes("rolled back (not confirmed in time)"), k!.log);

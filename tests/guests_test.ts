@@ -7,20 +7,10 @@
  */
 import assert from "node:assert/strict";
 import type { GuestStats, Instance } from "../ipc/mod.ts";
-import { REPO_ROOT, TestKattach } from "./_harness.ts";
+import { buildFixtures, REPO_ROOT, TestKattach } from "./_harness.ts";
 
 const OUT = `${REPO_ROOT}/fixtures/out`;
 const TITLE = "KaOS guests <test> & co";
-
-async function buildFixtures(): Promise<void> {
-  const out = await new Deno.Command(`${REPO_ROOT}/fixtures/build-modules`, {
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) {
-    throw new Error(`fixtures/build-modules failed:\n${new TextDecoder().decode(out.stderr)}`);
-  }
-}
 
 /** Kills every QEMU whose pidfile is under the state directory. */
 async function killAllQemu(stateDir: string): Promise<void> {
@@ -128,9 +118,14 @@ Deno.test({
           ["web", "ready"],
         ]);
         const dir = `${k.stateDir}/instances/${i.name}`;
-        for (const f of ["qmp.sock", "console.sock", "serial.log", "qemu.pid", "web.qcow2"]) {
+        for (const f of ["qmp.sock", "console.sock", "serial.log", "qemu.pid"]) {
           await Deno.stat(`${dir}/${f}`);
         }
+        // The overlay is keyed by the module image's digest.
+        const overlays = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
+          n.endsWith(".qcow2")
+        );
+        assert.deepEqual(overlays.map((n) => n.replace(/[0-9a-f]{16}/, "SHA")), ["web-SHA.qcow2"]);
       }
       // The default machine: microvm with virtio-mmio devices, qboot, and the host TSC rate.
       for (const pid of pids) {

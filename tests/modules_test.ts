@@ -4,10 +4,14 @@
  * hosted kattach. The busybox `web` fixture first: `config-group set` reloads it in place (same
  * QEMU pid, same guest boot), `web stats` / `web logs` read the guest, `instance stats` shows the
  * guest's own figures, and a paused (silent) guest only costs its own request's deadline.
+ * Then the catalogue (modules/): scripts/build-queue signs a queue served on loopback; nginx,
+ * Redis and PostgreSQL are installed from it, deployed one instance each, reached from the host
+ * through their forwarded ports (HTTP, redis-cli, psql), reloaded and asked for their figures.
  */
 import assert from "node:assert/strict";
 import type { ConfigApplyOutcome, GuestStats, Instance, ModuleRunResult } from "../ipc/mod.ts";
-import { buildFixtures, FIXTURES_OUT, TestKattach } from "./_harness.ts";
+import { AppQueueServer } from "./_appqueue_server.ts";
+import { buildFixtures, FIXTURES_OUT, REPO_ROOT, TestKattach } from "./_harness.ts";
 
 type SetResult = { values: Record<string, unknown>; applied?: ConfigApplyOutcome[] };
 
@@ -96,6 +100,124 @@ Deno.test({
       console.log(`paused guest: instance stats answered in ${elapsed} ms (agent deadline 3 s)`);
     } finally {
       await k.dispose();
+    }
+  },
+});
+
+/** Runs a command; its stdout, or a failed assertion naming its stderr. */
+async function sh(cmd: string[], env: Record<string, string> = {}): Promise<string> {
+  const out = await new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  assert.ok(out.success, `${cmd.join(" ")}: ${dec.decode(out.stderr)}${dec.decode(out.stdout)}`);
+  return dec.decode(out.stdout);
+}
+
+Deno.test({
+  name: "modules: nginx, Redis and PostgreSQL from a loopback queue: serve, reload live, stats",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const tmp = await Deno.makeTempDir({ prefix: "kaos-modules-queue-" });
+    const server = AppQueueServer.start();
+    const k = await TestKattach.start();
+    try {
+      // scripts/build-queue builds the catalogue (cached under build/) and signs a queue
+      const pub = (await sh([
+        `${REPO_ROOT}/scripts/build-queue`,
+        `${tmp}/community`,
+        "--key",
+        `${tmp}/release.key`,
+      ])).trim();
+      server.mount("community", `${tmp}/community`);
+      await ok(k, "appqueue", "set", "community", "--url", server.url("community"), "--key", pub);
+      for (const m of ["vkaos", "nginx", "redis", "postgresql"]) {
+        await ok(k, "module", "install", m, "--queue", "community");
+      }
+      await ok(k, "config-group", "add", "nginx", "site", "title=Catalogue <one>");
+      await ok(k, "config-group", "add", "redis", "cache", "password=kaos-redis-pw");
+      await ok(
+        k,
+        "config-group",
+        "add",
+        "postgresql",
+        "db",
+        "database=shop",
+        "user=shopper",
+        "password=kaos-pg-pw1",
+      );
+      await ok(k, "vmimage", "create", "site", "--modules", "nginx", "--config-groups", "site");
+      await ok(k, "vmimage", "create", "cache", "--modules", "redis", "--config-groups", "cache");
+      await ok(k, "vmimage", "create", "db", "--modules", "postgresql", "--config-groups", "db");
+      await Promise.all(["site", "cache", "db"].map((v) => ok(k, "deploy", v, "--wait")));
+      const show = async (name: string) => await k.json<Instance>("instance", "show", name);
+      const fwd = (i: Instance, port: number) => i.forwards!.find((f) => f.guestPort === port)!;
+
+      // nginx serves the configured page; a new title is live without a restart
+      const site = await show("site-1");
+      assert.equal(site.state, "running");
+      const web = fwd(site, 80).hostPort;
+      assert.match(await page(web), /<h1>Catalogue &lt;one&gt;<\/h1>/);
+      const up1 = (await k.json<GuestStats>("instance", "stats", "site-1")).guest!.uptimeSeconds;
+      const set = await k.json<SetResult>("config-group", "set", "site", "title=Reloaded live");
+      assert.deepEqual(set.applied?.map((a) => [a.instance, a.mode, a.ok]), [
+        ["site-1", "reload", true],
+      ]);
+      assert.match(await page(web), /<h1>Reloaded live<\/h1>/);
+      assert.equal((await show("site-1")).pid, site.pid, "same QEMU process");
+      const up2 = (await k.json<GuestStats>("instance", "stats", "site-1")).guest!.uptimeSeconds;
+      assert.ok(up2 > up1, `same guest boot (uptime ${up1} s, then ${up2} s)`);
+      const ngx = await k.json<ModuleRunResult>("nginx", "stats", "site-1");
+      assert.ok(Number(ngx.stats?.requests) >= 2, JSON.stringify(ngx.stats));
+      assert.ok(Number(ngx.stats?.active_connections) >= 1);
+
+      // Redis answers PING with the configured password only
+      const cache = await show("cache-1");
+      const rport = String(fwd(cache, 6379).hostPort);
+      assert.equal(
+        (await sh(["redis-cli", "-p", rport, "PING"], { REDISCLI_AUTH: "kaos-redis-pw" })).trim(),
+        "PONG",
+      );
+      assert.match(await sh(["redis-cli", "-p", rport, "PING"]), /NOAUTH/);
+      const rds = await k.json<ModuleRunResult>("redis", "stats", "cache-1");
+      assert.equal(rds.stats?.redis_version, "7.0.15");
+      assert.ok(Number(rds.stats?.total_commands_processed) >= 1, JSON.stringify(rds.stats));
+      assert.match(await ok(k, "redis", "stats", "cache-1"), /connected_clients\s+\d+/);
+
+      // psql reaches the configured database as the configured user
+      const db = await show("db-1");
+      const pport = String(fwd(db, 5432).hostPort);
+      const psql = (sql: string) =>
+        sh([
+          "psql",
+          "-X",
+          "-h",
+          "127.0.0.1",
+          "-p",
+          pport,
+          "-U",
+          "shopper",
+          "-d",
+          "shop",
+          "-Atc",
+          sql,
+        ], { PGPASSWORD: "kaos-pg-pw1", PGCONNECT_TIMEOUT: "20" });
+      assert.equal(
+        (await psql("SELECT current_database() || ' ' || current_user")).trim(),
+        "shop shopper",
+      );
+      const pg = await k.json<ModuleRunResult>("postgresql", "connections", "db-1");
+      assert.ok(Number(pg.stats?.total) >= 1, JSON.stringify(pg.stats));
+      assert.equal(pg.stats?.max_connections, "50");
+      assert.match(await ok(k, "postgresql", "connections", "db-1"), /^FIGURE\s+VALUE\n/);
+    } finally {
+      await k.dispose();
+      await server.close();
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
     }
   },
 });

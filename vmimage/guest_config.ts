@@ -13,6 +13,8 @@ import { AgentDeclarations, renderAgentEnv } from "./agent/declarations.ts";
 export const GUEST_CONFIG_FORMAT = "kaos-guest/1";
 /** The virtio-blk serial of the config disk. */
 export const CONFIG_DISK_SERIAL = "kaos-config";
+/** The virtio-blk serial of the instance's data disk (kept across restarts and updates). */
+export const DATA_DISK_SERIAL = "kaos-data";
 /** The config disk is padded to at least this many bytes. */
 export const CONFIG_DISK_MIN_BYTES = 64 * 1024;
 
@@ -97,7 +99,12 @@ export const GuestConfig = z.strictObject({
   instance: Name,
   vmimage: Name,
   nics: z.array(GuestNic).max(16),
+  /** DNS servers (resolv.conf); none: the guest keeps what DHCP gave it, if anything. */
+  dns: z.array(Ipv4).max(3).default([]),
   modules: z.array(GuestModule).max(32),
+  /** Where the guest mounts its data disk (serial `kaos-data`); omitted: it has none. */
+  dataMount: z.string().regex(/^\/[A-Za-z0-9/._-]{1,200}$/).refine((p) => !p.includes(".."))
+    .optional(),
 }).superRefine((c, ctx) => {
   const names = new Set<string>();
   const serials = new Map<string, string>();
@@ -123,7 +130,7 @@ export const GuestConfig = z.strictObject({
     macs.add(n.mac);
   }
 });
-export type GuestConfig = z.infer<typeof GuestConfig>;
+export type GuestConfig = z.input<typeof GuestConfig>;
 
 /** Quotes a value for POSIX sh: single quotes, with `'` written as `'\''`. */
 export function shellQuote(value: string): string {
@@ -140,7 +147,7 @@ function json(value: unknown): string {
   return JSON.stringify(value, null, 2) + "\n";
 }
 
-function parse(input: GuestConfig): GuestConfig {
+function parse(input: GuestConfig): z.infer<typeof GuestConfig> {
   const r = GuestConfig.safeParse(input);
   if (!r.success) {
     throw new UserError(`Cannot build the guest configuration: ${describeIssues(r.error.issues)}`);
@@ -172,7 +179,9 @@ export function renderGuestConfig(input: GuestConfig): Map<string, string> {
     guest.push([`KAOS_NIC${i}_GW`, n.gateway ?? ""]);
     guest.push([`KAOS_NIC${i}_VLAN`, n.vlan ?? ""]);
   });
+  guest.push(["KAOS_DNS", cfg.dns.join(" ")]);
   guest.push(["KAOS_MODULES", mods.map((m) => m.name).join(" ")]);
+  if (cfg.dataMount !== undefined) guest.push(["KAOS_DATA_MOUNT", cfg.dataMount]);
   files.set("guest.env", envFile(`Instance ${cfg.instance}`, guest));
   files.set(
     "guest.json",
@@ -186,7 +195,9 @@ export function renderGuestConfig(input: GuestConfig): Map<string, string> {
         gateway: n.gateway ?? null,
         vlan: n.vlan ?? null,
       })),
+      dns: cfg.dns,
       modules: mods.map((m) => m.name),
+      ...(cfg.dataMount === undefined ? {} : { dataMount: cfg.dataMount }),
     }),
   );
   for (const m of mods) {

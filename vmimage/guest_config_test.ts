@@ -36,6 +36,7 @@ const tricky: GuestConfig = {
     { mac: "52:54:00:aa:bb:01", address: "192.0.2.10/24", gateway: "192.0.2.1", vlan: 4094 },
     { mac: "52:54:00:aa:bb:02" },
   ],
+  dns: ["192.0.2.53", "198.51.100.53"],
   modules: [
     {
       name: "web",
@@ -172,6 +173,8 @@ Deno.test("bad guest configurations are refused with a UserError naming the prob
   bad({ nics: [{ mac: "52:54:00:00:00:01", address: "10.0.0.300/24" }] }, /address looks like/);
   bad({ nics: [{ mac: "52:54:00:00:00:01", address: "10.0.0.3" }] }, /address looks like/);
   bad({ nics: [{ mac: "52:54:00:00:00:01", gateway: "10.0.0.1" }] }, /static address/);
+  bad({ dns: ["10.0.0.256"] }, /dns\.0: an IPv4 address/);
+  bad({ dns: ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"] }, /dns/);
   bad(
     { nics: [{ mac: "52:54:00:00:00:01", address: "10.0.0.3/24", gateway: "10.0.1.1" }] },
     /outside/,

@@ -2,7 +2,9 @@
  * The QEMU command line of one KaOS instance, rendered by a pure function (STYLE rule 7): the
  * vKaOS kernel and initrd, the config disk, one copy-on-write overlay per app module, user-mode
  * NICs with host forwards, QMP and a serial console socket that also logs to a file, and
- * `-daemonize -pidfile` so the guest outlives kattach. docs/guest.md describes the shape.
+ * `-pidfile`, and QEMU's seccomp sandbox ({@linkcode QEMU_SANDBOX}). kattach starts it detached (no
+ * `-daemonize`: its fork and setsid() come after the sandbox is in place, which denies them) as
+ * the unprivileged user `kaos-qemu` when kattach is root. docs/guest.md describes the shape.
  *
  * Machines: `microvm` (virtio-mmio devices, qboot firmware when installed, `tsc_early_khz=` under
  * TCG) is the default; `q35` (virtio-pci, SeaBIOS) serves modules that need PCI. docs/supervisor.md.
@@ -10,7 +12,14 @@
 import { z } from "zod";
 import { describeIssues } from "../lib/errors.ts";
 import { agentArgs } from "./agent/argv.ts";
-import { CONFIG_DISK_SERIAL, moduleDiskSerial } from "./guest_config.ts";
+import { CONFIG_DISK_SERIAL, DATA_DISK_SERIAL, moduleDiskSerial } from "./guest_config.ts";
+
+/**
+ * QEMU's seccomp sandbox: no obsolete system calls, no set*uid/set*gid, no fork/exec, no
+ * scheduler or resource-limit changes (docs/security.md).
+ */
+export const QEMU_SANDBOX =
+  "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
 /** The QEMU binary KaOS runs. */
 export const QEMU_BINARY = "qemu-system-x86_64";
@@ -73,13 +82,27 @@ export const QemuArgvInput = z.strictObject({
   }),
   /** One qcow2 overlay per app module, in the VM image's order. */
   disks: z.array(z.strictObject({ module: z.string().min(1), overlay: AbsPath })).max(32),
-  /** NICs in index order; forwards go on the first NIC. */
+  /** The instance's own writable data disk (qcow2; serial `kaos-data`); omitted: none. */
+  dataDisk: AbsPath.optional(),
+  /**
+   * NICs in index order. A NIC with `tap` opens that persistent tap by name (kattach made it
+   * on the VLAN's bridge); the others use user-mode networking, restricted (no way out to the
+   * host or beyond) but with their forwards.
+   */
   nics: z.array(z.strictObject({
     mac: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/),
     forwards: z.array(PortForward).max(64).default([]),
-  })).max(8),
-  /** Detach with `-daemonize` (kattach); false keeps QEMU in the foreground (bench, tests). */
-  daemonize: z.boolean().default(true),
+    tap: z.strictObject({
+      ifname: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/),
+      /** /dev/vhost-net exists: the kernel moves the packets. */
+      vhost: z.boolean(),
+    }).optional(),
+  })).max(8).refine(
+    (nics) => nics.every((n) => !n.tap || n.forwards.length === 0),
+    "a tap NIC has no forwards (its guest is reached at its own address)",
+  ),
+  /** Write `-pidfile` (kattach, which re-attaches by it); false leaves it out (bench, tests). */
+  pidfile: z.boolean().default(true),
 });
 export type QemuArgvInput = z.input<typeof QemuArgvInput>;
 
@@ -124,6 +147,8 @@ export function renderQemuArgv(input: QemuArgvInput): string[] {
     "-display",
     "none",
     "-no-reboot",
+    "-sandbox",
+    QEMU_SANDBOX,
     "-chardev",
     `socket,id=ser0,path=${v(o.paths.console)},server=on,wait=off,logfile=${
       v(o.paths.serialLog)
@@ -147,12 +172,24 @@ export function renderQemuArgv(input: QemuArgvInput): string[] {
     argv.push("-drive", `if=none,id=mod${i},file=${v(d.overlay)},format=qcow2,readonly=on`);
     argv.push("-device", `${blk},drive=mod${i},serial=${moduleDiskSerial(d.module)}`);
   });
+  if (o.dataDisk !== undefined) {
+    argv.push("-drive", `if=none,id=data,file=${v(o.dataDisk)},format=qcow2`);
+    argv.push("-device", `${blk},drive=data,serial=${DATA_DISK_SERIAL}`);
+  }
   if (o.paths.agent !== undefined) argv.push(...agentArgs(o.paths.agent, mmio));
   o.nics.forEach((n, i) => {
-    const fwd = n.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`);
-    argv.push("-netdev", `user,id=net${i}${fwd.join("")}`);
+    if (n.tap) {
+      const vhost = n.tap.vhost ? ",vhost=on" : "";
+      argv.push(
+        "-netdev",
+        `tap,id=net${i},ifname=${n.tap.ifname},script=no,downscript=no${vhost}`,
+      );
+    } else {
+      const fwd = n.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`);
+      argv.push("-netdev", `user,id=net${i},restrict=on${fwd.join("")}`);
+    }
     argv.push("-device", `${net},netdev=net${i},mac=${n.mac}`);
   });
-  if (o.daemonize) argv.push("-daemonize", "-pidfile", o.paths.pidfile);
+  if (o.pidfile) argv.push("-pidfile", o.paths.pidfile);
   return argv;
 }

@@ -68,7 +68,19 @@ const cases: Record<string, QemuArgvInput> = {
       },
       { mac: "0a:4b:53:00:00:03" },
     ],
-    daemonize: false,
+    pidfile: false,
+  },
+  // Bridged: NIC 0 opens its tap with vhost, NIC 1 (no VLAN) stays user-mode with a forward.
+  "web-3-microvm-kvm-tap": {
+    ...web1,
+    instance: "web-3",
+    machine: "microvm",
+    accel: "kvm",
+    nics: [
+      { mac: "0a:4b:53:00:00:05", tap: { ifname: "kt0a4b53000005", vhost: true } },
+      { mac: "0a:4b:53:00:00:06", forwards: [{ hostPort: 40005, guestPort: 80, module: "web" }] },
+      { mac: "0a:4b:53:00:00:07", tap: { ifname: "kt0a4b53000007", vhost: false } },
+    ],
   },
 };
 
@@ -88,8 +100,37 @@ Deno.test("renderQemuArgv is pure and refuses relative paths and bad MACs", () =
     () => renderQemuArgv({ ...web1, nics: [{ mac: "52-54-00-00-00-01" }] }),
     /nics\.0\.mac/,
   );
+  throws(
+    () =>
+      renderQemuArgv({
+        ...web1,
+        nics: [{
+          mac: "0a:4b:53:00:00:01",
+          tap: { ifname: "kt0a4b53000001", vhost: false },
+          forwards: [{ hostPort: 40001, guestPort: 80, module: "web" }],
+        }],
+      }),
+    /a tap NIC has no forwards/,
+  );
+  throws(
+    () =>
+      renderQemuArgv({
+        ...web1,
+        nics: [{ mac: "0a:4b:53:00:00:01", tap: { ifname: "kt0,script=x", vhost: false } }],
+      }),
+    /ifname/,
+  );
 });
 
 Deno.test("qemuOptValue doubles commas", () => {
   assertEquals(qemuOptValue("/a,b,,c"), "/a,,b,,,,c");
+});
+
+Deno.test("renderQemuArgv: the data disk is a writable qcow2 with serial kaos-data", () => {
+  const argv = renderQemuArgv({ ...web1, dataDisk: `${dir}/data.qcow2` });
+  const drive = argv.indexOf(`if=none,id=data,file=${dir}/data.qcow2,format=qcow2`);
+  assertEquals(argv[drive - 1], "-drive");
+  assertEquals(argv[drive + 1], "-device");
+  assertEquals(/,drive=data,serial=kaos-data$/.test(argv[drive + 2]), true);
+  assertEquals(renderQemuArgv(web1).some((a) => a.includes("kaos-data")), false);
 });

@@ -26,7 +26,12 @@ export interface Kattach {
    * Present only when kattach manages the host's networking (the appliance, or hosted mode with
    * bridged networking): where the firewall goes, and the SSH port it keeps reachable.
    */
-  firewallHost?: { nft: NftHost; mgmtPort: number };
+  firewallHost?: {
+    nft: NftHost;
+    mgmtPort: number;
+    /** Reconciles the links after a rollback restored another uplink (then the firewall). */
+    onUplinkRestored?: (reason: string) => Promise<unknown>;
+  };
 }
 
 /** A handler of one action. */

@@ -1,11 +1,13 @@
 /**
- * Deploy and instance records. `deploy` creates all its instances, their MACs and addresses in
- * one transaction: all or nothing.
+ * Deploy and instance records. `deploy` defines all its instances, their MACs and addresses in
+ * one transaction (all or nothing); then starts each on its own and reports per instance what
+ * happened (an instance that fails to start stays, `failed`, with its reason).
  */
-import type { Instance, Nic } from "../../ipc/mod.ts";
+import type { DeployedInstance, Instance, Nic } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import { allocateMac } from "../../netmgr/mod.ts";
 import { removeInstanceDir } from "../instance_runtime.ts";
+import { nicStatus } from "../network.ts";
 import type { Store } from "../store.ts";
 import { supervisorOf, withRuntime } from "../supervisor.ts";
 import { requireVkaos } from "./module.ts";
@@ -66,23 +68,34 @@ export const instanceHandlers: Handlers<
       return names;
     });
     k.log(`deploy: ${p.vmimage} × ${p.count}: ${created.join(", ")}`);
+    const outcomes = new Map<string, { outcome: DeployedInstance["outcome"]; reason?: string }>(
+      created.map((name) => [name, { outcome: "defined" }]),
+    );
     if (!p.noStart) {
       const sup = supervisorOf(k);
       let done = 0;
       await Promise.all(created.map(async (name) => {
         try {
           const inst = await sup.start(name, { wait: p.wait });
-          ctx.progress(`${name}: ${inst.state} (pid ${inst.pid})`, ++done, created.length);
+          if (p.wait && inst.state !== "running") {
+            const reason = inst.lastExit || `it is ${inst.state}`;
+            outcomes.set(name, { outcome: "failed", reason: `never became ready: ${reason}` });
+            ctx.progress(`${name}: never became ready: ${reason}`, ++done, created.length);
+          } else {
+            outcomes.set(name, { outcome: p.wait ? "ready" : "started" });
+            ctx.progress(`${name}: ${inst.state} (pid ${inst.pid})`, ++done, created.length);
+          }
         } catch (err) {
-          ctx.progress(
-            `${name}: failed to start: ${err instanceof Error ? err.message : err}`,
-            ++done,
-            created.length,
-          );
+          const reason = err instanceof Error ? err.message : String(err);
+          outcomes.set(name, { outcome: "failed", reason });
+          ctx.progress(`${name}: failed to start: ${reason}`, ++done, created.length);
         }
       }));
     }
-    return created.map((name) => withRuntime(k, resolveInstance(k.store, name)));
+    return created.map((name) => ({
+      ...withRuntime(k, resolveInstance(k.store, name)),
+      ...outcomes.get(name)!,
+    }));
   },
 
   "instance.list"(k, p) {
@@ -90,8 +103,9 @@ export const instanceHandlers: Handlers<
     return k.store.listInstances(p.vmimage).map((i) => withRuntime(k, i));
   },
 
-  "instance.show"(k, p) {
-    return withRuntime(k, resolveInstance(k.store, p.name));
+  async "instance.show"(k, p) {
+    const inst = withRuntime(k, resolveInstance(k.store, p.name));
+    return { ...inst, ...await nicStatus(k, inst) };
   },
 
   async "instance.del"(k, p) {
@@ -109,7 +123,19 @@ export const instanceHandlers: Handlers<
       k.log(`instance: deleted ${p.name}`);
       return { deleted: p.name };
     });
-    await removeInstanceDir(k.stateDir, p.name);
+    try {
+      await removeInstanceDir(k.stateDir, p.name);
+    } catch (err) {
+      // The record is gone (committed); say what was left rather than "nothing changed".
+      const dir = `${k.stateDir}/instances/${p.name}`;
+      k.log(`instance: deleted ${p.name} but could not remove ${dir}: ${err}`);
+      throw new UserError(
+        `Deleted ${p.name}, but its files under ${dir} could not be removed: ${
+          err instanceof Error ? err.message : err
+        }`,
+        { hint: `remove ${dir} by hand`, code: "partial" },
+      );
+    }
     return result;
   },
 };

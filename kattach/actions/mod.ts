@@ -12,6 +12,7 @@ import { systemHandlers } from "./system.ts";
 import { vlanHandlers } from "./vlan.ts";
 import { vmImageHandlers } from "./vmimage.ts";
 import type { Handler, Handlers, Kattach } from "./_types.ts";
+import { applyNetwork } from "../network.ts";
 
 export type { Kattach } from "./_types.ts";
 export { reconcileModuleDirs } from "./module.ts";
@@ -40,5 +41,22 @@ export async function runAction(
   ctx: ActionContext,
 ): Promise<unknown> {
   const handler = handlers[action] as Handler<ActionName>;
-  return await handler(k, params as never, ctx);
+  const result = await handler(k, params as never, ctx);
+  if (CHANGES_LINKS.has(action)) await applyNetwork(k, { reason: action });
+  return result;
 }
+
+/**
+ * Actions whose committed change adds, moves or removes host links or addresses: the links are
+ * reconciled after them (instance start reconciles before QEMU opens its taps).
+ */
+const CHANGES_LINKS = new Set<ActionName>([
+  "vlan.add",
+  "vlan.set",
+  "vlan.del",
+  "vlan.route.add",
+  "vlan.route.del",
+  "network.set",
+  "deploy",
+  "instance.del",
+]);

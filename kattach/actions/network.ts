@@ -1,13 +1,27 @@
 /** Network actions: routes between VLANs and the host's uplink and DNS settings. */
 import { UserError } from "../../lib/errors.ts";
 import { isKaosLinkName, parseIpv4 } from "../../netmgr/mod.ts";
+import { applyNetwork, networkStatus } from "../network.ts";
 import type { Handlers } from "./_types.ts";
 import { resolveVlan } from "./vlan.ts";
 
 /** The network actions. */
 export const networkHandlers: Handlers<
-  "vlan.route.add" | "vlan.route.del" | "vlan.route.list" | "network.set"
+  | "vlan.route.add"
+  | "vlan.route.del"
+  | "vlan.route.list"
+  | "network.set"
+  | "network.status"
+  | "network.apply"
 > = {
+  "network.status"(k) {
+    return networkStatus(k);
+  },
+
+  "network.apply"(k) {
+    return applyNetwork(k, { reason: "network apply" });
+  },
+
   "vlan.route.add"(k, p) {
     return k.store.tx(() => {
       const a = resolveVlan(k.store, p.a);

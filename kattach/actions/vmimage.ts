@@ -80,7 +80,17 @@ export const vmImageHandlers: Handlers<
         }
       }
       for (const id of p.vlans) resolveVlan(k.store, String(id));
+      const mounts = p.modules.filter((m) => resolveModule(k.store, m).appmgr.data);
+      if (p.dataDiskMiB !== undefined && mounts.length > 1) {
+        throw new UserError(
+          `Cannot create VM image ${p.name}: modules ${
+            mounts.join(" and ")
+          } each ask where the data disk is mounted`,
+          { hint: "an instance has one data disk; put those modules in separate VM images" },
+        );
+      }
       k.store.insertVmImage({
+        dataDiskMiB: p.dataDiskMiB ?? null,
         name: p.name,
         modules: p.modules,
         configGroups: p.configGroups,

@@ -1,0 +1,91 @@
+/**
+ * The network host interface: read the links and IPv4 addresses (`ip -j`), apply one
+ * `ip -batch`, write a sysctl. kattach reconciles through it; unit tests use
+ * {@linkcode FakeNetlink} (host/netlink_fake.ts) instead. Needs full iproute2: busybox `ip`
+ * has no `-j`.
+ */
+import type { CommandResult } from "./run.ts";
+
+/** The side effects of host networking. */
+export interface Netlink {
+  /** The JSON of `ip -j -d link show`. */
+  links(): Promise<string>;
+  /** The JSON of `ip -j -4 addr show`. */
+  addresses(): Promise<string>;
+  /** Runs `ip -force -batch -` with this text; code 0 when every line succeeded. */
+  applyBatch(text: string): Promise<CommandResult>;
+  /** Writes `value` to /proc/sys/<key with dots as slashes>. */
+  writeSysctl(key: string, value: string): Promise<void>;
+  /** True when /dev/vhost-net exists (QEMU then gets `vhost=on`). */
+  vhostNet(): boolean;
+}
+
+/** Options of the real {@linkcode Netlink}. */
+export interface RealNetlinkOptions {
+  /** The iproute2 `ip` command; default ["ip"] from PATH (tests: ["ip", "-n", NETNS]). */
+  ip?: string[];
+  /** Where /proc/sys is; default "/proc/sys". */
+  procSys?: string;
+}
+
+/** The real host: iproute2 and /proc/sys. */
+export function realNetlink(options: RealNetlinkOptions = {}): Netlink {
+  const [ip, ...pre] = options.ip ?? ["ip"];
+  const procSys = options.procSys ?? "/proc/sys";
+  return {
+    links: () => readJson(ip, [...pre, "-j", "-d", "link", "show"]),
+    addresses: () => readJson(ip, [...pre, "-j", "-4", "addr", "show"]),
+    applyBatch: (text) => runWithInput(ip, [...pre, "-force", "-batch", "-"], text),
+    async writeSysctl(key, value) {
+      if (!/^[a-z0-9_.-]+$/i.test(key) || key.includes("..")) {
+        throw new TypeError(`not a sysctl key: ${key}`);
+      }
+      await Deno.writeTextFile(`${procSys}/${key.replaceAll(".", "/")}`, value);
+    },
+    vhostNet() {
+      try {
+        Deno.statSync("/dev/vhost-net");
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  };
+}
+
+async function readJson(ip: string, args: string[]): Promise<string> {
+  const r = await runWithInput(ip, args, null);
+  if (r.code !== 0) {
+    throw new Error(`${ip} ${args.join(" ")} exited ${r.code}: ${r.stderr.trim()}`);
+  }
+  return r.stdout;
+}
+
+async function runWithInput(
+  cmd: string,
+  args: string[],
+  input: string | null,
+): Promise<CommandResult> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(cmd, {
+      args,
+      stdin: input === null ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      return { code: 127, stdout: "", stderr: `${cmd}: not found` };
+    }
+    throw err;
+  }
+  if (input !== null) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(input));
+    await w.close();
+  }
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}

@@ -1,0 +1,359 @@
+/**
+ * Host networking: reconciles the links KaOS owns (a bridge per VLAN, 802.1Q sub-interfaces of
+ * the uplink, a tap per guest NIC) with the configuration, one `ip -batch` per run, and tells
+ * the guests their addresses. Runs in the `network` boot phase, after every committed change that
+ * affects links, and on `network apply`. In `user` mode (hosted, the default) host links are left
+ * alone and guests use QEMU's user-mode networking.
+ */
+import { ensureGuestUser, type Netlink } from "../host/mod.ts";
+import type {
+  Instance,
+  NetworkApplyResult,
+  NetworkMode,
+  NetworkStatus,
+  NicStatus,
+  VlanLinkState,
+} from "../ipc/mod.ts";
+import {
+  bridgeName,
+  diffLinks,
+  hostIsRouter,
+  type HostState,
+  type NetworkConfig,
+  parseCidr,
+  parseIpAddrs,
+  parseIpLinks,
+  planLinks,
+  renderBatch,
+  tapName,
+  vlanLinkName,
+} from "../netmgr/mod.ts";
+import { UserError } from "../lib/errors.ts";
+import type { Kattach } from "./actions/_types.ts";
+import { applyFirewall } from "./firewall.ts";
+import type { Store } from "./store.ts";
+
+/** How kattach runs the host network. */
+export interface NetworkOptions {
+  mode: NetworkMode;
+  host: Netlink;
+}
+
+interface Runtime extends NetworkOptions {
+  last: NetworkApplyResult | null;
+  /** The last run scheduled; runs never overlap. */
+  tail: Promise<unknown>;
+  /** A run scheduled but not started yet: callers join it. */
+  queued: Promise<NetworkApplyResult> | null;
+}
+
+const runtimes = new WeakMap<Kattach, Runtime>();
+
+/** Sets how this kattach runs the network (the `network` boot phase, before any apply). */
+export function startNetwork(k: Kattach, options: NetworkOptions): void {
+  runtimes.set(k, { ...options, last: null, tail: Promise.resolve(), queued: null });
+}
+
+/** `bridged` when kattach manages host links, else `user` (also before the network phase). */
+export function networkMode(k: Kattach): NetworkMode {
+  return runtimes.get(k)?.mode ?? "user";
+}
+
+/** The host interface, in bridged mode. */
+export function netlinkOf(k: Kattach): Netlink | undefined {
+  const rt = runtimes.get(k);
+  return rt?.mode === "bridged" ? rt.host : undefined;
+}
+
+/** What the link planner needs from the store. */
+export function networkConfig(store: Store): NetworkConfig {
+  const nics = store.all(
+    "SELECT instance, idx, mac, vlan FROM nic WHERE vlan IS NOT NULL ORDER BY instance, idx",
+  ).map((r) => ({
+    instance: String(r.instance),
+    index: Number(r.idx),
+    mac: String(r.mac),
+    vlan: Number(r.vlan),
+  }));
+  return {
+    uplink: store.networkSettings().uplink,
+    vlans: store.listVlans(),
+    routes: store.listVlanRoutes(),
+    nics,
+  };
+}
+
+/** Reads the host's links and IPv4 addresses. */
+export async function readHostState(host: Netlink): Promise<HostState> {
+  const [links, addrs] = await Promise.all([host.links(), host.addresses()]);
+  return { links: parseIpLinks(links), addresses: parseIpAddrs(addrs) };
+}
+
+/**
+ * Makes the host's links match the configuration (one `ip -batch`); a no-op in user mode.
+ * Calls while a run is in progress share one run queued behind it, which reads the store
+ * afresh, so every caller sees a reconcile that started after its change was committed.
+ * Never throws: the outcome (and any error) is returned, logged and kept for `network status`.
+ */
+export function applyNetwork(k: Kattach, options: { reason: string }): Promise<NetworkApplyResult> {
+  const rt = runtimes.get(k);
+  if (!rt || rt.mode !== "bridged") {
+    return Promise.resolve({
+      mode: "user",
+      reason: options.reason,
+      at: new Date().toISOString(),
+      applied: [],
+      warnings: [],
+      error: null,
+      milliseconds: 0,
+    });
+  }
+  if (rt.queued) return rt.queued;
+  const run = async (): Promise<NetworkApplyResult> => {
+    rt.queued = null; // later callers queue a run of their own, behind this one
+    const result = await reconcile(k, rt, options.reason);
+    rt.last = result;
+    return result;
+  };
+  const next = rt.tail.then(run, run);
+  rt.queued = next;
+  rt.tail = next;
+  return next;
+}
+
+async function reconcile(k: Kattach, rt: Runtime, reason: string): Promise<NetworkApplyResult> {
+  const t0 = performance.now();
+  const at = new Date().toISOString();
+  let applied: string[] = [];
+  let warnings: string[] = [];
+  let error: string | null = null;
+  try {
+    // Taps belong to the user QEMU runs as (kaos-qemu when kattach is root): it opens them.
+    const owner = await ensureGuestUser((line) => k.log(line));
+    const config = { ...networkConfig(k.store), ...(owner ? { tapOwner: owner } : {}) };
+    const diff = diffLinks(planLinks(config), await readHostState(rt.host));
+    warnings = diff.warnings;
+    applied = diff.lines;
+    if (diff.lines.length > 0) {
+      const r = await rt.host.applyBatch(renderBatch(diff.lines));
+      if (r.code !== 0) error = `ip -batch: ${r.stderr.trim() || `exit ${r.code}`}`;
+    }
+  } catch (err) {
+    error = err instanceof Error ? err.message : String(err);
+  }
+  // The firewall follows the links (its sets name the taps and bridges); it applies only when
+  // its ruleset changed, and keeps commit-confirmed for management-access changes.
+  if (k.firewallHost) {
+    try {
+      const fw = await applyFirewall(k, { reason });
+      warnings = [...warnings, ...fw.warnings];
+    } catch (err) {
+      const why = `firewall: ${err instanceof Error ? err.message : String(err)}`;
+      error = error ? `${error}; ${why}` : why;
+    }
+  }
+  const ms = Math.round((performance.now() - t0) * 10) / 10;
+  const result: NetworkApplyResult = {
+    mode: "bridged",
+    reason,
+    at,
+    applied,
+    warnings,
+    error,
+    milliseconds: ms,
+  };
+  if (applied.length > 0 || error) {
+    k.log(
+      `network: ${reason}: ${applied.length} change(s) in ${ms} ms${error ? `; ${error}` : ""}`,
+    );
+  }
+  for (const w of warnings) k.log(`network: ${w}`);
+  return result;
+}
+
+/** What `network status` reports: settings, per-VLAN link state and pending changes. */
+export async function networkStatus(k: Kattach): Promise<NetworkStatus> {
+  const rt = runtimes.get(k);
+  const config = networkConfig(k.store);
+  const settings = k.store.networkSettings();
+  const taps = new Map<number, number>();
+  for (const n of config.nics) taps.set(n.vlan, (taps.get(n.vlan) ?? 0) + 1);
+  const base = (v: NetworkConfig["vlans"][number]): Omit<VlanLinkState, "state"> => ({
+    id: v.id,
+    name: k.store.getVlan(v.id)?.name ?? String(v.id),
+    bridge: bridgeName(v.id),
+    uplink: v.uplink,
+    vlanLink: v.uplink === "tagged" ? vlanLinkName(v.id) : null,
+    hostAddress: hostIsRouter(v, config.routes) ? `${v.gateway}/${parseCidr(v.cidr).prefix}` : null,
+    taps: taps.get(v.id) ?? 0,
+  });
+  if (!rt || rt.mode !== "bridged") {
+    return {
+      mode: "user",
+      settings,
+      uplinkPresent: null,
+      routes: config.routes,
+      vlans: config.vlans.map((v) => ({ ...base(v), state: "unmanaged" })),
+      pending: [],
+      warnings: [
+        "user-mode networking: host links are not managed (kattach --hosted --network bridged manages them)",
+      ],
+      lastApply: null,
+    };
+  }
+  const host = await readHostState(rt.host);
+  const diff = diffLinks(planLinks(config), host);
+  return {
+    mode: "bridged",
+    settings,
+    uplinkPresent: host.links.has(settings.uplink),
+    routes: config.routes,
+    vlans: config.vlans.map((v) => {
+      const l = host.links.get(bridgeName(v.id));
+      return { ...base(v), state: !l ? "missing" : l.up ? "up" : "down" };
+    }),
+    pending: diff.lines,
+    warnings: diff.warnings,
+    lastApply: rt.last,
+  };
+}
+
+/** How one guest NIC is connected. */
+export interface GuestNicPlan {
+  index: number;
+  mac: string;
+  vlan: number | null;
+  /** A tap on the VLAN's bridge (bridged mode) or QEMU user-mode networking. */
+  mode: "tap" | "user";
+  tap: string | null;
+  bridge: string | null;
+  /** `IP/PREFIX` given to the guest (tap NICs only; user-mode NICs use DHCP). */
+  address: string | null;
+  /** The default route; on the first tap NIC only (one default route per guest). */
+  gateway: string | null;
+}
+
+/** How each NIC of an instance is connected, and the DNS servers its guest gets. */
+export interface GuestNetwork {
+  nics: GuestNicPlan[];
+  dns: string[];
+}
+
+/** How each NIC of an instance is connected, and the DNS servers its guest gets. */
+export function guestNetwork(k: Kattach, inst: Pick<Instance, "nics">): GuestNetwork {
+  const bridged = networkMode(k) === "bridged";
+  let gatewayGiven = false;
+  const nics = inst.nics.map((n): GuestNicPlan => {
+    const vlan = n.vlan === null ? undefined : k.store.getVlan(n.vlan);
+    if (!bridged || !vlan || n.ip === null) {
+      return {
+        index: n.index,
+        mac: n.mac,
+        vlan: n.vlan,
+        mode: "user",
+        tap: null,
+        bridge: null,
+        address: null,
+        gateway: null,
+      };
+    }
+    const gateway = gatewayGiven ? null : vlan.gateway;
+    gatewayGiven = true;
+    return {
+      index: n.index,
+      mac: n.mac,
+      vlan: vlan.id,
+      mode: "tap",
+      tap: tapName(n.mac),
+      bridge: bridgeName(vlan.id),
+      address: `${n.ip}/${parseCidr(vlan.cidr).prefix}`,
+      gateway,
+    };
+  });
+  return { nics, dns: bridged ? k.store.networkSettings().dns : [] };
+}
+
+/**
+ * Before QEMU starts: reconciles the links and checks that every tap of the instance is on its
+ * bridge (QEMU would otherwise make a loose tap of that name). A UserError naming what is wrong.
+ */
+export async function ensureGuestLinks(k: Kattach, inst: Pick<Instance, "name" | "nics">) {
+  const host = netlinkOf(k);
+  const taps = guestNetwork(k, inst).nics.filter((n) => n.tap);
+  if (!host || taps.length === 0) return;
+  const r = await applyNetwork(k, { reason: `start ${inst.name}` });
+  const links = parseIpLinks(await host.links());
+  for (const n of taps) {
+    const l = links.get(n.tap!);
+    if (!l || l.master !== n.bridge) {
+      throw new UserError(
+        `Cannot start ${inst.name}: its tap ${n.tap} is not on ${n.bridge}${
+          r.error ? ` (${r.error})` : ""
+        }`,
+        { hint: "see `network status` and the kattach log" },
+      );
+    }
+  }
+}
+
+/** What a guest was told at its start (addresses, gateway, DNS), kept to spot later changes. */
+export function recordGuestNetwork(store: Store, instance: string, net: GuestNetwork): void {
+  store.run("UPDATE instance_runtime SET net_given = ? WHERE instance = ?", [
+    JSON.stringify(given(net)),
+    instance,
+  ]);
+}
+
+/**
+ * True when the guest's addresses, gateway or DNS differ from what it got at its start (it
+ * learns them only at boot: a restart applies them). False when it never started.
+ */
+export function guestNetworkStale(store: Store, instance: string, now: GuestNetwork): boolean {
+  const row = store.get("SELECT net_given FROM instance_runtime WHERE instance = ?", [instance]);
+  const before = row ? String(row.net_given) : "";
+  return before !== "" && before !== JSON.stringify(given(now));
+}
+
+function given(net: GuestNetwork) {
+  return {
+    nics: net.nics.map((n) => [n.mac, n.mode, n.address, n.gateway]),
+    dns: net.dns,
+  };
+}
+
+/** `instance show`'s view of an instance's NICs: connection, address, tap state, staleness. */
+export async function nicStatus(
+  k: Kattach,
+  inst: Pick<Instance, "name" | "nics">,
+): Promise<{ network: NicStatus[]; dns: string[] }> {
+  const net = guestNetwork(k, inst);
+  const host = netlinkOf(k);
+  const links = host && net.nics.some((n) => n.tap) ? parseIpLinks(await host.links()) : new Map();
+  const stale = guestNetworkStale(k.store, inst.name, net);
+  return {
+    network: net.nics.map((n) => {
+      const l = n.tap ? links.get(n.tap) : undefined;
+      return {
+        index: n.index,
+        vlan: n.vlan,
+        mode: n.mode,
+        tap: n.tap,
+        bridge: n.bridge,
+        mac: n.mac,
+        address: n.address,
+        gateway: n.gateway,
+        state: !n.tap
+          ? "-"
+          : !l
+          ? "missing"
+          : l.master !== n.bridge
+          ? "detached"
+          : l.up
+          ? "up"
+          : "down",
+        restartNeeded: stale,
+      };
+    }),
+    dns: net.dns,
+  };
+}

@@ -1,0 +1,28 @@
+# PostgreSQL from Debian's packages (sourced by modules/build).
+PACKAGES="postgresql-15 postgresql-client-15 libpq5 tzdata"
+KEEP="usr/lib/postgresql/15/bin/postgres usr/lib/postgresql/15/bin/initdb
+  usr/lib/postgresql/15/bin/psql usr/lib/postgresql/15/lib/plpgsql.so
+  usr/lib/postgresql/15/lib/dict_snowball.so usr/share/postgresql/15
+  usr/share/zoneinfo/UTC usr/share/zoneinfo/Etc/UTC"
+
+# prepare ROOT EXTRACTED: a template cluster made at build time (initdb under TCG in the guest
+# takes a minute; copying the template takes a second). Run as nobody: initdb refuses root.
+prepare() {
+  local tmp
+  need runuser util-linux
+  tmp=$(mktemp -d)
+  chmod 0755 "$tmp"
+  cp -a "$2/usr" "$tmp/usr"
+  chown nobody "$tmp"
+  runuser -u nobody -- env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$1/lib" TZ=UTC \
+    "$tmp/usr/lib/postgresql/15/bin/initdb" -D "$tmp/data" -U postgres -A trust -E UTF8 \
+    --locale=C -N --no-instructions >"$tmp/initdb.log" 2>&1 || {
+    cat "$tmp/initdb.log" >&2
+    rm -rf "$tmp"
+    return 1
+  }
+  printf 'local all all trust\nhost all all 0.0.0.0/0 scram-sha-256\n' >"$tmp/data/pg_hba.conf"
+  mkdir -p "$1/usr/share/kaos"
+  cp -a "$tmp/data" "$1/usr/share/kaos/pgdata"
+  rm -rf "$tmp"
+}

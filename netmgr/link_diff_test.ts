@@ -1,0 +1,163 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { FakeNetlink } from "../host/mod.ts";
+import {
+  diffLinks,
+  type HostState,
+  type NetworkConfig,
+  parseIpAddrs,
+  parseIpLinks,
+  planLinks,
+  renderBatch,
+} from "./mod.ts";
+
+/** Set UPDATE_GOLDEN=1 to rewrite the golden files from the current renderer. */
+const UPDATE = Deno.env.get("UPDATE_GOLDEN") === "1";
+const GOLDEN = fileURLToPath(new URL("../fixtures/golden/ip_batch/", import.meta.url));
+
+const base: NetworkConfig = {
+  uplink: "eth0",
+  vlans: [
+    // internal switch: the host is its router
+    {
+      id: 10,
+      cidr: "10.0.10.0/24",
+      gateway: "10.0.10.1",
+      uplink: "none",
+      nat: false,
+      isolate: false,
+    },
+    // tagged, NATed by the host, guests isolated
+    {
+      id: 20,
+      cidr: "10.0.20.0/24",
+      gateway: "10.0.20.254",
+      uplink: "tagged",
+      nat: true,
+      isolate: true,
+    },
+    // tagged, the network's own router holds the gateway: no host address
+    {
+      id: 30,
+      cidr: "192.168.30.0/28",
+      gateway: "192.168.30.1",
+      uplink: "tagged",
+      nat: false,
+      isolate: false,
+    },
+  ],
+  routes: [],
+  nics: [
+    { instance: "web-2", index: 0, mac: "0a:4b:53:00:00:02", vlan: 10 },
+    { instance: "web-1", index: 0, mac: "0a:4b:53:00:00:01", vlan: 10 },
+    { instance: "web-1", index: 1, mac: "0a:4b:53:00:00:03", vlan: 20 },
+    { instance: "db-1", index: 0, mac: "0a:4b:53:00:00:04", vlan: 30 },
+  ],
+};
+
+function machine(): FakeNetlink {
+  // lo, the uplink, and two links KaOS must never touch: one with a KaOS-like name but no mark.
+  return new FakeNetlink({
+    lo: { kind: "loopback" },
+    eth0: { kind: "veth" },
+    docker0: { kind: "bridge" },
+    kbr99: { kind: "bridge" },
+  });
+}
+
+async function hostState(h: FakeNetlink): Promise<HostState> {
+  return { links: parseIpLinks(await h.links()), addresses: parseIpAddrs(await h.addresses()) };
+}
+
+/** Diffs, applies to the fake and checks that a second run is a no-op; returns the first batch. */
+async function reconcile(h: FakeNetlink, config: NetworkConfig) {
+  const d = diffLinks(planLinks(config), await hostState(h));
+  const r = await h.applyBatch(renderBatch(d.lines));
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(diffLinks(planLinks(config), await hostState(h)).lines, [], "second run");
+  return d;
+}
+
+async function golden(name: string, text: string): Promise<void> {
+  const path = `${GOLDEN}${name}.batch`;
+  if (UPDATE) await Deno.writeTextFile(path, text);
+  assert.equal(text, await Deno.readTextFile(path), `golden ${name}.batch`);
+}
+
+Deno.test("link plan: cold host → one batch (golden); second run changes nothing; foreign links untouched", async () => {
+  const h = machine();
+  const d = await reconcile(h, base);
+  await golden("cold", renderBatch(d.lines));
+  assert.deepEqual(d.warnings, []);
+  assert.equal(h.linkMap.get("kbr99")!.alias, undefined);
+  assert.ok(h.linkMap.has("docker0"));
+  // The host holds the gateway where it routes (10: internal, 20: NAT), not on 30.
+  assert.deepEqual(h.addrMap.get("kbr10"), ["10.0.10.1/24"]);
+  assert.deepEqual(h.addrMap.get("kbr20"), ["10.0.20.254/24"]);
+  assert.equal(h.addrMap.get("kbr30"), undefined);
+  assert.equal(h.linkMap.get("kt0a4b53000003")!.isolated, true);
+  assert.equal(h.linkMap.get("kbr20")!.mac, "0a:4b:42:00:00:14");
+  assert.equal(h.linkMap.get("kvl30")!.master, "kbr30");
+});
+
+Deno.test("link plan: drift and configuration changes are repaired in one batch (golden)", async () => {
+  const h = machine();
+  await reconcile(h, base);
+  // Drift by hand: a tap deleted, a bridge down, a stray address, a port moved.
+  h.linkMap.delete("kt0a4b53000001");
+  h.linkMap.get("kbr10")!.up = false;
+  h.addrMap.set("kbr10", ["10.0.10.1/24", "10.0.10.99/24"]);
+  h.linkMap.get("kt0a4b53000004")!.master = "kbr10";
+  // Configuration changes: web-2 deleted, VLAN 20 no longer isolated, VLAN 30 routed to 10 (the
+  // host takes its gateway), the uplink of VLAN 20 changed to none (its kvl goes).
+  const changed: NetworkConfig = {
+    ...base,
+    vlans: base.vlans.map((v) =>
+      v.id === 20 ? { ...v, isolate: false, uplink: "none" as const } : v
+    ),
+    routes: [{ a: 10, b: 30 }],
+    nics: base.nics.filter((n) => n.instance !== "web-2"),
+  };
+  const d = await reconcile(h, changed);
+  await golden("drift", renderBatch(d.lines));
+  assert.ok(!h.linkMap.has("kt0a4b53000002"));
+  assert.ok(!h.linkMap.has("kvl20"));
+  assert.deepEqual(h.addrMap.get("kbr30"), ["192.168.30.1/28"]);
+  assert.equal(h.linkMap.get("kt0a4b53000003")!.isolated, false);
+});
+
+Deno.test("link plan: a missing uplink and a foreign link in the way are reported, not forced", async () => {
+  const h = new FakeNetlink({
+    lo: { kind: "loopback" },
+    // someone else's bridge holds the name KaOS would give VLAN 10's
+    kbr10: { kind: "bridge", alias: "not-ours" },
+  });
+  const d = await reconcile(h, base);
+  await golden("blocked", renderBatch(d.lines));
+  assert.deepEqual(d.warnings, [
+    "kbr10 exists and is not KaOS' (no kaos: alias): left alone",
+    "kvl20 is not created: the uplink eth0 does not exist (see `network set --uplink`)",
+    "kvl30 is not created: the uplink eth0 does not exist (see `network set --uplink`)",
+    "kt0a4b53000001 is not attached: its bridge kbr10 is not KaOS'",
+    "kt0a4b53000002 is not attached: its bridge kbr10 is not KaOS'",
+  ]);
+  assert.equal(h.linkMap.get("kbr10")!.alias, "not-ours");
+  assert.equal(h.addrMap.get("kbr10"), undefined);
+});
+
+Deno.test("link plan: an owned link of the wrong kind or parent is replaced; an empty plan removes only KaOS links", async () => {
+  const h = machine();
+  h.linkMap.set("eth1", { kind: "veth", mac: "02:00:00:00:01:01", up: true });
+  await reconcile(h, base);
+  const moved = await reconcile(h, { ...base, uplink: "eth1" });
+  assert.deepEqual(moved.lines.slice(0, 2), ["link del dev kvl20", "link del dev kvl30"]);
+  assert.equal(h.linkMap.get("kvl20")!.parent, "eth1");
+  await reconcile(h, { uplink: "eth1", vlans: [], routes: [], nics: [] });
+  assert.deepEqual([...h.linkMap.keys()].sort(), ["docker0", "eth0", "eth1", "kbr99", "lo"]);
+});
+
+Deno.test("host state parsing: malformed ip output is refused at the edge", () => {
+  assert.throws(() => parseIpLinks('[{"flags":[]}]'), /ifname/);
+  assert.throws(() => parseIpLinks("not json"), SyntaxError);
+  assert.deepEqual(parseIpAddrs(""), new Map());
+});

@@ -1,0 +1,215 @@
+/**
+ * Host networking on the real kernel, inside network namespaces this test creates and deletes:
+ * the link reconcile (bridges, taps, addresses, isolation) with drift repair and foreign links
+ * left alone; and a hosted kattach in bridged mode that deploys the fixture `web` on a VLAN
+ * whose page answers on the allocated address from inside the namespace.
+ */
+import assert from "node:assert/strict";
+import { realNetlink } from "../host/mod.ts";
+import type { Instance, NetworkApplyResult, NetworkStatus } from "../ipc/mod.ts";
+import {
+  diffLinks,
+  type NetworkConfig,
+  parseIpAddrs,
+  parseIpLinks,
+  planLinks,
+  renderBatch,
+} from "../netmgr/mod.ts";
+import { buildFixtures, FIXTURES_OUT, TestKattach } from "./_harness.ts";
+import { run } from "./_util.ts";
+
+async function sh(...argv: string[]): Promise<string> {
+  const r = await run(argv, { timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(`${argv.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** A fresh namespace with lo up; removed (with every link in it) by the returned function. */
+async function namespace(prefix: string): Promise<[string, () => Promise<void>]> {
+  const ns = `${prefix}-${Deno.pid}-${crypto.randomUUID().slice(0, 6)}`;
+  await sh("ip", "netns", "add", ns);
+  await sh("ip", "-n", ns, "link", "set", "lo", "up");
+  return [ns, async () => void await run(["ip", "netns", "del", ns])];
+}
+
+Deno.test("links on the real kernel: create, no-op second run, drift repaired, foreign links untouched", async () => {
+  const [ns, drop] = await namespace("kaosnet-links");
+  try {
+    const host = realNetlink({ ip: ["ip", "-n", ns] });
+    // Foreign: a veth pair, and a bridge with a KaOS-like name but no kaos: alias.
+    await sh("ip", "-n", ns, "link", "add", "vfor0", "type", "veth", "peer", "name", "vfor1");
+    await sh("ip", "-n", ns, "link", "add", "kbr99", "type", "bridge");
+    const config: NetworkConfig = {
+      uplink: "vfor0",
+      vlans: [
+        {
+          id: 10,
+          cidr: "10.0.10.0/24",
+          gateway: "10.0.10.1",
+          uplink: "none",
+          nat: false,
+          isolate: false,
+        },
+        {
+          id: 20,
+          cidr: "10.0.20.0/24",
+          gateway: "10.0.20.1",
+          uplink: "none",
+          nat: false,
+          isolate: true,
+        },
+      ],
+      routes: [],
+      nics: [
+        { instance: "web-1", index: 0, mac: "0a:4b:53:00:00:01", vlan: 10 },
+        { instance: "web-2", index: 0, mac: "0a:4b:53:00:00:02", vlan: 20 },
+      ],
+    };
+    const reconcile = async () => {
+      const state = {
+        links: parseIpLinks(await host.links()),
+        addresses: parseIpAddrs(await host.addresses()),
+      };
+      const d = diffLinks(planLinks(config), state);
+      if (d.lines.length > 0) {
+        const r = await host.applyBatch(renderBatch(d.lines));
+        assert.equal(r.code, 0, `ip -batch: ${r.stderr}\n${renderBatch(d.lines)}`);
+      }
+      return d.lines;
+    };
+    const before = await sh("ip", "-n", ns, "-j", "-d", "link", "show", "kbr99");
+
+    assert.ok((await reconcile()).length > 0);
+    assert.deepEqual(await reconcile(), [], "a second run changes nothing");
+    const links = parseIpLinks(await host.links());
+    assert.equal(links.get("kbr10")?.mac, "0a:4b:42:00:00:0a");
+    assert.equal(links.get("kt0a4b53000001")?.master, "kbr10");
+    assert.equal(links.get("kt0a4b53000002")?.isolated, true);
+    assert.equal(links.get("kt0a4b53000001")?.isolated, false);
+    assert.ok(links.get("kt0a4b53000001")?.up);
+    assert.deepEqual(parseIpAddrs(await host.addresses()).get("kbr20"), ["10.0.20.1/24"]);
+
+    // Drift by hand: a tap deleted, a bridge down, a stray address on a KaOS bridge.
+    await sh("ip", "-n", ns, "link", "del", "kt0a4b53000001");
+    await sh("ip", "-n", ns, "link", "set", "kbr20", "down");
+    await sh("ip", "-n", ns, "addr", "add", "10.0.10.200/24", "dev", "kbr10");
+    assert.deepEqual(await reconcile(), [
+      "address del 10.0.10.200/24 dev kbr10",
+      "tuntap add dev kt0a4b53000001 mode tap vnet_hdr",
+      "link set dev kt0a4b53000001 alias kaos:tap:web-1:0 master kbr10",
+      "link set dev kbr20 up",
+      "link set dev kt0a4b53000001 up",
+    ]);
+    assert.deepEqual(await reconcile(), []);
+    assert.equal(parseIpLinks(await host.links()).get("kt0a4b53000001")?.master, "kbr10");
+
+    // Everything gone from the configuration: only KaOS' links go.
+    config.vlans = [];
+    config.nics = [];
+    await reconcile();
+    const left = [...parseIpLinks(await host.links()).keys()].sort();
+    assert.deepEqual(left, ["kbr99", "lo", "vfor0", "vfor1"]);
+    assert.equal(await sh("ip", "-n", ns, "-j", "-d", "link", "show", "kbr99"), before);
+  } finally {
+    await drop();
+  }
+});
+
+Deno.test({
+  name: "hosted kattach, bridged, in a namespace: web on a VLAN answers on its allocated address",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await buildFixtures();
+    const [ns, drop] = await namespace("kaosnet-host");
+    let k: TestKattach | undefined;
+    try {
+      k = await TestKattach.start(undefined, {
+        wrap: ["ip", "netns", "exec", ns],
+        network: "bridged",
+      });
+      assert.match(k.log, /network: bridged/);
+      for (const m of ["vkaos", "web"]) {
+        assert.equal((await k.aq("module", "import", `${FIXTURES_OUT}/${m}`)).code, 0);
+      }
+      await k.json("vlan", "add", "10", "front", "10.77.10.0/24");
+      await k.json("network", "set", "--dns", "10.77.10.1");
+      await k.json("config-group", "add", "web", "site", "title=Bridged KaOS");
+      await k.json("vmimage", "create", "web", "--modules", "web", "--config-groups", "site");
+      await k.json(
+        ...["vmimage", "create", "webv", "--modules", "web", "--config-groups", "site"],
+        ...["--vlan", "10"],
+      );
+      // The VLAN's bridge holds the gateway: the host is the router of an internal switch.
+      const addr = await sh("ip", "-n", ns, "-4", "-o", "addr", "show", "dev", "kbr10");
+      assert.match(addr, /inet 10\.77\.10\.1\/24/);
+
+      const [web] = await k.json<Instance[]>("deploy", "webv", "--wait");
+      assert.equal(web.state, "running", k.log);
+      const shown = await k.json<Instance>("instance", "show", web.name);
+      const nic = shown.network![0];
+      assert.deepEqual(
+        [nic.mode, nic.tap, nic.bridge, nic.address, nic.gateway, nic.state, nic.restartNeeded],
+        [
+          "tap",
+          `kt${web.nics[0].mac.replaceAll(":", "")}`,
+          "kbr10",
+          "10.77.10.2/24",
+          "10.77.10.1",
+          "up",
+          false,
+        ],
+      );
+      assert.deepEqual(shown.forwards, []);
+      assert.deepEqual(shown.health?.map((h) => h.status), ["ready", "ready"]);
+      // QEMU opened the persistent tap by name, without scripts.
+      const argv = Deno.readTextFileSync(`/proc/${web.pid}/cmdline`).split("\0");
+      assert.ok(
+        argv.includes(`tap,id=net0,ifname=${nic.tap},script=no,downscript=no`) ||
+          argv.includes(`tap,id=net0,ifname=${nic.tap},script=no,downscript=no,vhost=on`),
+        argv.join(" "),
+      );
+
+      // The page, from inside the namespace, on the address KaOS allocated.
+      const page = await sh(
+        ...["ip", "netns", "exec", ns, Deno.execPath(), "eval"],
+        `console.log(await (await fetch("http://10.77.10.2/", { signal: AbortSignal.timeout(10_000) })).text())`,
+      );
+      assert.match(page, /<h1>Bridged KaOS<\/h1>/);
+      assert.match(page, /instance webv-1/);
+      // The guest took its DNS from the config disk.
+      assert.match(
+        await Deno.readTextFile(`${k.stateDir}/instances/${web.name}/serial.log`),
+        /dns 10\.77\.10\.1/,
+      );
+
+      // A change the guest learns only at boot is flagged; the links are in sync.
+      await k.json("network", "set", "--dns", "10.77.10.53");
+      const stale = await k.aq("instance", "show", web.name);
+      assert.match(stale.stdout, /restart needed/);
+      const status = await k.json<NetworkStatus>("network", "status");
+      assert.deepEqual(status.pending, []);
+      assert.deepEqual(status.vlans.map((v) => [v.bridge, v.state, v.taps]), [["kbr10", "up", 1]]);
+      const again = await k.json<NetworkApplyResult>("network", "apply");
+      assert.deepEqual([again.applied, again.error], [[], null]);
+
+      // A user-mode instance alongside: restricted slirp, its forward still serves the page.
+      const [user] = await k.json<Instance[]>("deploy", "web", "--wait");
+      assert.equal(user.state, "running", k.log);
+      const uargv = Deno.readTextFileSync(`/proc/${user.pid}/cmdline`).split("\0");
+      assert.ok(
+        uargv.some((a) => a.startsWith("user,id=net0,restrict=on,hostfwd=")),
+        uargv.join(" "),
+      );
+
+      // Deleting the instance removes its tap.
+      await k.json("instance", "stop", web.name);
+      await k.json("instance", "del", web.name);
+      const gone = await run(["ip", "-n", ns, "link", "show", nic.tap!]);
+      assert.notEqual(gone.code, 0, "the tap is gone with its instance");
+    } finally {
+      await k?.dispose();
+      await drop();
+    }
+  },
+});
