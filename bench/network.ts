@@ -8,18 +8,40 @@
  * render from the store, apply) on the largest host. Goal: applying the 4,094-VLAN / 1,000-NIC
  * ruleset in ≤ 150 ms.
  *
- *   scripts/deno run -A bench/network.ts [--runs N]
+ * Links (kattach/network.ts applyNetwork, the real path: read `ip -j`, plan, diff, `ip -batch`)
+ * for 4,094 bridges + 1,000 taps: the cold reconcile beside a bare `ip -batch` of the same lines
+ * into another fresh namespace; the no-op reconcile beside the same four reads run bare;
+ * adding one instance beside a bare `ip -batch` of its lines. Goal: a no-op
+ * reconcile of that host in ≤ 100 ms.
+ *
+ *   scripts/deno run -A bench/network.ts [--runs N] [--only firewall|links]
  */
-import { realNft } from "../host/mod.ts";
+import { realNetlink, realNft } from "../host/mod.ts";
 import { applyFirewall, bootFirewall, rollbackFirewall } from "../kattach/firewall.ts";
 import type { Kattach } from "../kattach/actions/_types.ts";
+import { applyNetwork, networkConfig, readHostState, startNetwork } from "../kattach/network.ts";
 import { Store } from "../kattach/store.ts";
 import { insertMgmt } from "../kattach/store_firewall.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
-import { renderFirewall, syntheticFirewall } from "../netmgr/mod.ts";
+import {
+  diffLinks,
+  planLinks,
+  renderBatch,
+  renderFirewall,
+  syntheticFirewall,
+} from "../netmgr/mod.ts";
 
-const usage = "usage: scripts/deno run -A bench/network.ts [--runs N]   (as root)";
-const cli = parseCliOrExit(Deno.args, { usage, options: { runs: { type: "string" } } });
+const usage =
+  "usage: scripts/deno run -A bench/network.ts [--runs N] [--only firewall|links]   (as root)";
+const cli = parseCliOrExit(Deno.args, {
+  usage,
+  options: { runs: { type: "string" }, only: { type: "string" } },
+});
+const only = cli.values.only;
+if (only !== undefined && only !== "firewall" && only !== "links") {
+  console.error(`Error: --only takes firewall or links\n${usage}`);
+  Deno.exit(2);
+}
 const runs = Number(cli.values.runs ?? "5");
 if (!Number.isInteger(runs) || runs < 1) {
   console.error(`Error: --runs takes a positive whole number\n${usage}`);
@@ -151,14 +173,127 @@ async function rollbackFigures(): Promise<void> {
   }
 }
 
+const NOOP_GOAL_MS = 100;
+
+async function sh(argv: string[], stdin?: string): Promise<void> {
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  if (out.code !== 0) {
+    throw new Error(`${argv.join(" ")}: ${new TextDecoder().decode(out.stderr).slice(0, 500)}`);
+  }
+}
+
+async function linkFigures(): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-bench-links-" });
+  const store = bigStore(`${dir}/kaos.db`);
+  const base = `kblnk${Deno.pid}`; // the bare baseline's own fresh namespace
+  await sh(["ip", "netns", "add", base]);
+  const host = realNetlink({ netns: NS });
+  const k: Kattach = {
+    store,
+    stateDir: dir,
+    mode: "hosted",
+    startedAt: Date.now(),
+    accel: { kind: "tcg", reason: "bench" },
+    log: () => {},
+  };
+  startNetwork(k, { mode: "bridged", host });
+  try {
+    // The same lines as the cold reconcile will apply, run bare into the other namespace.
+    const empty = await readHostState(host);
+    const cold = diffLinks(planLinks(networkConfig(store)), empty).lines;
+    const bare = await timed(() =>
+      sh(["ip", "-n", base, "-force", "-batch", "-"], renderBatch(cold))
+    );
+    let applied = 0;
+    const reconcile = await timed(async () => {
+      const r = await applyNetwork(k, { reason: "bench: cold" });
+      if (r.error) throw new Error(r.error);
+      applied = r.applied.length;
+    });
+    console.log(
+      `links: cold reconcile of 4094 bridges + 1000 taps (${applied} ip lines): ` +
+        `${ms(reconcile).trim()}; baseline bare ip -batch of the same lines ${ms(bare).trim()}`,
+    );
+
+    const reads = await times(runs, () => readHostState(host));
+    const bareReads = await times(runs, () =>
+      Promise.all([
+        sh(["ip", "-n", NS, "-j", "link", "show"]),
+        sh(["ip", "-n", NS, "-j", "-br", "-4", "addr", "show"]),
+        sh(["bridge", "-n", NS, "-j", "-d", "link", "show"]),
+        sh(["ip", "-n", NS, "-j", "-d", "link", "show", "type", "vlan"]),
+      ]));
+    const noop = await times(runs, async () => {
+      const r = await applyNetwork(k, { reason: "bench: no-op" });
+      if (r.applied.length !== 0 || r.error) throw new Error("not a no-op");
+    });
+    console.log(
+      `links: no-op reconcile (read + parse + plan + diff): median ${ms(noop).trim()} of ${runs}` +
+        `   goal ≤ ${NOOP_GOAL_MS} ms: ${noop <= NOOP_GOAL_MS ? "met" : "NOT met"}` +
+        `\n       of which read + parse ${ms(reads).trim()}; baseline: the same four reads bare ` +
+        `(ip -j link, ip -j -br -4 addr, bridge -j -d link, ip -j -d link type vlan) ` +
+        `${ms(bareReads).trim()}`,
+    );
+
+    const adds: number[] = [];
+    const bareAdds: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const mac = `0a:4b:53:ff:00:${i.toString(16).padStart(2, "0")}`;
+      store.tx(() =>
+        store.insertInstance({
+          name: `extra-${i + 1}`,
+          vmimage: "bench",
+          state: "defined",
+          autostart: false,
+          restartPolicy: "never",
+          nics: [{ index: 0, vlan: 10, mac, ip: null }],
+        })
+      );
+      let lines: string[] = [];
+      adds.push(
+        await timed(async () => {
+          const r = await applyNetwork(k, { reason: "bench: one instance" });
+          if (r.error) throw new Error(r.error);
+          lines = r.applied;
+        }),
+      );
+      bareAdds.push(
+        await timed(() => sh(["ip", "-n", base, "-force", "-batch", "-"], renderBatch(lines))),
+      );
+    }
+    console.log(
+      `links: adding one instance (one tap, a full reconcile): median ${ms(median(adds)).trim()}` +
+        ` of ${runs}; baseline bare ip -batch of its lines ${ms(median(bareAdds)).trim()}`,
+    );
+  } finally {
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+    await new Deno.Command("ip", { args: ["netns", "del", base] }).output();
+  }
+}
+
 const add = await new Deno.Command("ip", { args: ["netns", "add", NS] }).output();
 if (add.code !== 0) {
   console.error(`Error: cannot create network namespace ${NS} (run as root)`);
   Deno.exit(1);
 }
 try {
-  await firewallFigures();
-  await rollbackFigures();
+  if (only !== "links") {
+    await firewallFigures();
+    await rollbackFigures();
+  }
+  if (only !== "firewall") await linkFigures();
 } finally {
   await new Deno.Command("ip", { args: ["netns", "del", NS] }).output();
 }

@@ -15,7 +15,7 @@ import type {
   SubscriptionInfo,
   UpdateResult,
 } from "../ipc/mod.ts";
-import { type Command, type Parsed, UsageError } from "./commands.ts";
+import { type Command, type Parsed, UsageError } from "./command.ts";
 import { fields, table } from "./render.ts";
 
 function cmd<A extends ActionName>(

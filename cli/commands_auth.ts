@@ -4,8 +4,8 @@
  * `system shutdown` and `system reboot`.
  */
 import type { ActionName, ParamsOf, PowerResult, SshKeyInfo } from "../ipc/mod.ts";
-import type { Command, Parsed } from "./commands.ts";
-import { UsageError } from "./commands.ts";
+import type { Command, Parsed } from "./command.ts";
+import { UsageError } from "./command.ts";
 import { fields, table } from "./render.ts";
 
 function cmd<A extends ActionName>(

@@ -11,8 +11,8 @@ import type {
   PublishedPort,
   UserRule,
 } from "../ipc/mod.ts";
-import type { Command, Parsed } from "./commands.ts";
-import { intArg, UsageError } from "./commands.ts";
+import type { Command, Parsed } from "./command.ts";
+import { intArg, UsageError } from "./command.ts";
 import { fields, table } from "./render.ts";
 
 function cmd<A extends ActionName>(

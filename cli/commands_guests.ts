@@ -12,7 +12,7 @@ import {
   type QmpReply,
 } from "../ipc/mod.ts";
 import { attachConsole } from "./console_attach.ts";
-import { type Command, intArg, type Parsed, UsageError } from "./commands.ts";
+import { type Command, intArg, type Parsed, UsageError } from "./command.ts";
 import { fields, table } from "./render.ts";
 
 function cmd<A extends ActionName>(

@@ -10,7 +10,7 @@ import type {
   ParamsOf,
   VlanRoute,
 } from "../ipc/mod.ts";
-import { type Command, type Parsed, UsageError } from "./commands.ts";
+import { type Command, type Parsed, UsageError } from "./command.ts";
 import { fields, table } from "./render.ts";
 
 function cmd<A extends ActionName>(

@@ -147,7 +147,7 @@ export interface SpawnDetachedOptions {
  */
 export async function spawnDetached(argv: string[], o: SpawnDetachedOptions): Promise<number> {
   // The pid comes back on stderr (as fd 3); the background process gets none of the pipe.
-  const out = await new Deno.Command("/bin/sh", {
+  const child = new Deno.Command("/bin/sh", {
     // setsid(1) (util-linux, busybox) gives it a session of its own where it exists; as a
     // background job it is no group leader, so setsid execs in place and $! stays its pid.
     args: [
@@ -164,11 +164,14 @@ export async function spawnDetached(argv: string[], o: SpawnDetachedOptions): Pr
     stdout: "null",
     stderr: "piped",
     ...(o.user ? { uid: o.user.uid, gid: o.user.gid } : {}),
-  }).output();
-  const text = new TextDecoder().decode(out.stderr).trim();
+  }).spawn();
+  // The answer is what the shell wrote before it exited (its stderr ends then). Its exit status
+  // is not waited for: as PID 1, kattach's orphan reaper may collect the shell first (ECHILD).
+  child.status.catch(() => {});
+  const text = (await new Response(child.stderr).text()).trim();
   const pid = Number(text.split("\n").pop());
-  if (!out.success || !Number.isInteger(pid) || pid <= 0) {
-    throw new Error(`cannot start ${argv[0]} in the background: ${text || `status ${out.code}`}`);
+  if (!/^\d+$/.test(text.split("\n").pop() ?? "") || !Number.isInteger(pid) || pid <= 0) {
+    throw new Error(`cannot start ${argv[0]} in the background: ${text || "no pid"}`);
   }
   return pid;
 }

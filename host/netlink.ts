@@ -1,6 +1,6 @@
 /**
- * The network host interface: read the links and IPv4 addresses (`ip -j`), apply one
- * `ip -batch`, write a sysctl. kattach reconciles through it; unit tests use
+ * The network host interface: read the links, bridge ports and IPv4 addresses (`ip -j`,
+ * `bridge -j`), apply one `ip -batch`, write a sysctl. kattach reconciles through it; unit tests use
  * {@linkcode FakeNetlink} (host/netlink_fake.ts) instead. Needs full iproute2: busybox `ip`
  * has no `-j`.
  */
@@ -8,10 +8,14 @@ import type { CommandResult } from "./run.ts";
 
 /** The side effects of host networking. */
 export interface Netlink {
-  /** The JSON of `ip -j -d link show`. */
+  /** The JSON of `ip -j link show`. */
   links(): Promise<string>;
-  /** The JSON of `ip -j -4 addr show`. */
+  /** The JSON of `ip -j -br -4 addr show`. */
   addresses(): Promise<string>;
+  /** The JSON of `bridge -j -d link show` (bridge ports with their flags). */
+  ports(): Promise<string>;
+  /** The JSON of `ip -j -d link show type vlan`. */
+  vlans(): Promise<string>;
   /** Runs `ip -force -batch -` with this text; code 0 when every line succeeded. */
   applyBatch(text: string): Promise<CommandResult>;
   /** Writes `value` to /proc/sys/<key with dots as slashes>. */
@@ -22,19 +26,22 @@ export interface Netlink {
 
 /** Options of the real {@linkcode Netlink}. */
 export interface RealNetlinkOptions {
-  /** The iproute2 `ip` command; default ["ip"] from PATH (tests: ["ip", "-n", NETNS]). */
-  ip?: string[];
+  /** Work in this named network namespace (`ip -n`, `bridge -n`; tests and benchmarks). */
+  netns?: string;
   /** Where /proc/sys is; default "/proc/sys". */
   procSys?: string;
 }
 
 /** The real host: iproute2 and /proc/sys. */
 export function realNetlink(options: RealNetlinkOptions = {}): Netlink {
-  const [ip, ...pre] = options.ip ?? ["ip"];
+  const pre = options.netns ? ["-n", options.netns] : [];
+  const ip = "ip";
   const procSys = options.procSys ?? "/proc/sys";
   return {
-    links: () => readJson(ip, [...pre, "-j", "-d", "link", "show"]),
-    addresses: () => readJson(ip, [...pre, "-j", "-4", "addr", "show"]),
+    links: () => readJson(ip, [...pre, "-j", "link", "show"]),
+    addresses: () => readJson(ip, [...pre, "-j", "-br", "-4", "addr", "show"]),
+    ports: () => readJson("bridge", [...pre, "-j", "-d", "link", "show"]),
+    vlans: () => readJson(ip, [...pre, "-j", "-d", "link", "show", "type", "vlan"]),
     applyBatch: (text) => runWithInput(ip, [...pre, "-force", "-batch", "-"], text),
     async writeSysctl(key, value) {
       if (!/^[a-z0-9_.-]+$/i.test(key) || key.includes("..")) {

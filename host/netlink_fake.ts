@@ -46,13 +46,6 @@ export class FakeNetlink implements Netlink {
         address: l.mac,
         ...(l.alias ? { ifalias: l.alias } : {}),
         ...(l.parent ? { link: l.parent } : {}),
-        linkinfo: {
-          info_kind: l.kind === "tap" ? "tun" : l.kind,
-          info_data: l.kind === "tap" ? { type: "tap" } : l.kind === "vlan" ? { id: l.vlanId } : {},
-          ...(l.master
-            ? { info_slave_kind: "bridge", info_slave_data: { isolated: !!l.isolated } }
-            : {}),
-        },
       })),
     ));
   }
@@ -61,11 +54,29 @@ export class FakeNetlink implements Netlink {
     return Promise.resolve(JSON.stringify(
       [...this.addrMap].filter(([, a]) => a.length > 0).map(([name, a]) => ({
         ifname: name,
-        addr_info: a.map((x) => ({
-          family: "inet",
-          local: x.split("/")[0],
-          prefixlen: Number(x.split("/")[1]),
-        })),
+        operstate: "UP",
+        addr_info: a.map((x) => ({ local: x.split("/")[0], prefixlen: Number(x.split("/")[1]) })),
+      })),
+    ));
+  }
+
+  ports(): Promise<string> {
+    return Promise.resolve(JSON.stringify(
+      [...this.linkMap].filter(([, l]) => l.master).map(([name, l]) => ({
+        ifname: name,
+        master: l.master,
+        state: "forwarding",
+        isolated: !!l.isolated,
+      })),
+    ));
+  }
+
+  vlans(): Promise<string> {
+    return Promise.resolve(JSON.stringify(
+      [...this.linkMap].filter(([, l]) => l.kind === "vlan").map(([name, l]) => ({
+        ifname: name,
+        link: l.parent,
+        linkinfo: { info_kind: "vlan", info_data: { protocol: "802.1Q", id: l.vlanId } },
       })),
     ));
   }

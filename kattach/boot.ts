@@ -15,7 +15,14 @@ import { UserError } from "../lib/mod.ts";
 import { CLI_USER } from "./auth.ts";
 import { resetToDefaultPassword } from "./store_auth.ts";
 import { getQueue, insertQueue, updateQueue } from "./store_appqueue.ts";
-import { type Kattach, reconcileModuleDirs, runAction } from "./actions/mod.ts";
+import {
+  type Kattach,
+  reconcileModuleDirs,
+  runAction,
+  setConfigChangeApplier,
+  setModuleActionRunner,
+} from "./actions/mod.ts";
+import { applyConfigChange, runModuleAction } from "./module_agent.ts";
 import { bootFirewall, stopFirewall } from "./firewall.ts";
 import { Services } from "./services.ts";
 import { applyNetwork, startNetwork } from "./network.ts";
@@ -207,6 +214,11 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       fatal: false,
       async run() {
         supervisor = new Supervisor(k!);
+        // The supervisor is a lower layer than the action handlers: they get its agent host
+        // here (module commands and configuration changes reach guests through it).
+        const host = supervisor.agentHost();
+        setModuleActionRunner((kk, req) => runModuleAction(kk, host, req));
+        setConfigChangeApplier((kk, group) => applyConfigChange(kk, host, group));
         await supervisor.resume(); // re-attach to running QEMUs, then autostart
       },
     },

@@ -20,7 +20,7 @@ import {
   type RuleEnd,
   tapName,
 } from "../netmgr/mod.ts";
-import type { Kattach } from "./actions/_types.ts";
+import type { Kattach } from "./context.ts";
 import {
   type GenerationRow,
   insertGeneration,

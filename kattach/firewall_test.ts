@@ -8,7 +8,7 @@ import { FakeNft } from "../host/mod.ts";
 import type { ActionContext } from "../ipc/mod.ts";
 import { renderMinimalFirewall } from "../netmgr/mod.ts";
 import { firewallHandlers as h } from "./actions/firewall.ts";
-import type { Kattach } from "./actions/_types.ts";
+import type { Kattach } from "./context.ts";
 import {
   applyFirewall,
   bootFirewall,
@@ -256,5 +256,94 @@ Deno.test("an uplink change is commit-confirmed; its rollback reconciles the lin
     assertEquals(k.store.networkSettings().uplink, "eth0");
     ok(nft.current!.includes('oifname "eth0"'));
     assertEquals(relinked, ["firewall rollback (test)"]);
+  });
+});
+
+Deno.test("published ports and rules follow instances and VLANs from the store", async () => {
+  await withKattach(async (k, nft) => {
+    k.store.tx(() => {
+      for (const [id, nat] of [[10, true], [20, false]] as const) {
+        k.store.insertVlan({
+          id,
+          name: `v${id}`,
+          cidr: `10.0.${id}.0/24`,
+          gateway: `10.0.${id}.1`,
+          poolStart: `10.0.${id}.2`,
+          poolEnd: `10.0.${id}.254`,
+          uplink: "none",
+          nat,
+          isolate: id === 20,
+        });
+      }
+      k.store.insertVlanRoute(20, 10);
+      k.store.insertVmImage({
+        name: "web",
+        modules: [],
+        configGroups: [],
+        vlans: [],
+        memoryMiB: 64,
+        cpus: 1,
+      });
+      k.store.insertInstance({
+        name: "web-1",
+        vmimage: "web",
+        state: "stopped",
+        autostart: false,
+        restartPolicy: "never",
+        nics: [{ index: 0, vlan: 10, mac: "0a:4b:53:00:00:01", ip: "10.0.10.2" }],
+      });
+    });
+    await bootFirewall(k);
+    const text = () => nft.current!;
+    ok(text().includes('"kt0a4b53000001" . 0a:4b:53:00:00:01 . 10.0.10.2'), text());
+    ok(text().includes('"kbr10" . "kbr20"') && text().includes('"kbr20" . "kbr10"'), text());
+    assertEquals(nft.sysctls.get("net/ipv4/ip_forward"), "1");
+
+    const f = await h["firewall.forward.add"](k, {
+      instance: "web-1",
+      guestPort: 80,
+      hostPort: 8080,
+    }, ctx());
+    assertEquals([f.forward.ip, f.forward.hostPort, f.applied.generation?.state], [
+      "10.0.10.2",
+      8080,
+      "confirmed",
+    ]);
+    ok(text().includes("tcp . 8080 : 10.0.10.2 . 80"), text());
+    await rejects(
+      async () =>
+        await h["firewall.forward.add"](
+          k,
+          { instance: "web-1", guestPort: 81, hostPort: 8080 },
+          ctx(),
+        ),
+      /goes to web-1:80 already/,
+    );
+    const r = await h["firewall.rule.add"](
+      k,
+      {
+        chain: "forward",
+        action: "accept",
+        proto: "tcp",
+        from: "vlan:20",
+        to: "web-1",
+        port: "80-81",
+      },
+      ctx(),
+    );
+    assertEquals([r.rule.from, r.rule.to, r.rule.port], ["vlan:20", "web-1", "80-81"]);
+    ok(
+      text().includes('iifname "kbr20" ip daddr 10.0.10.2/32 meta l4proto tcp th dport 80-81'),
+      text(),
+    );
+
+    // The instance goes: its published port goes with it, its rule stays but is out of force.
+    k.store.tx(() => k.store.deleteInstance("web-1"));
+    const shown = h["firewall.show"](k, {}, ctx()) as { text: string; warnings: string[] };
+    ok(!shown.text.includes("8080"), shown.text);
+    ok(
+      shown.warnings.some((w) => w.includes("rule 1 is not in force: web-1")),
+      shown.warnings.join(),
+    );
   });
 });

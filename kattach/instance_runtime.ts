@@ -21,7 +21,7 @@ import { UserError } from "../lib/errors.ts";
 import { readUstar } from "../lib/ustar.ts";
 import { type GuestConfig, type GuestModule, renderConfigDisk } from "../vmimage/mod.ts";
 import { type Machine, QBOOT_ROM, renderQemuArgv } from "../vmimage/mod.ts";
-import type { Kattach } from "./actions/_types.ts";
+import type { Kattach } from "./context.ts";
 import { agentDeclarations } from "./module_agent.ts";
 import { type GuestNetwork, guestNetwork, netlinkOf } from "./network.ts";
 

@@ -4,8 +4,14 @@
  * running instances of a group (reload through the agent, or restart, as appmgr.aq says), and the
  * guest-side figures of `instance stats`. The supervisor hands itself in as an {@linkcode AgentHost}.
  */
-import { configChangeMode, resolveConfigValues } from "../appqueue/mod.ts";
-import type { ConfigApplyOutcome, GuestStats, Instance, Module } from "../ipc/mod.ts";
+import { type AppmgrActionType, configChangeMode, resolveConfigValues } from "../appqueue/mod.ts";
+import type {
+  ConfigApplyOutcome,
+  GuestStats,
+  Instance,
+  Module,
+  ModuleRunResult,
+} from "../ipc/mod.ts";
 import { UserError } from "../lib/errors.ts";
 import { stripControlsLine } from "../lib/mod.ts";
 import {
@@ -20,8 +26,20 @@ import {
   AgentTimeoutError,
   renderModuleConfig,
 } from "../vmimage/mod.ts";
-import type { Kattach } from "./actions/_types.ts";
-import type { ModuleActionOutcome, ModuleActionRequest } from "./actions/appqueue.ts";
+import type { Kattach } from "./context.ts";
+
+/** What a module action asks the guest to do. */
+export interface ModuleActionRequest {
+  instance: string;
+  module: string;
+  command: string;
+  action: { name: string; type: AppmgrActionType; command?: string };
+  /** `logs` actions: how many lines. */
+  lines?: number;
+}
+
+/** What a module action produced: a line for the operator, and figures or output lines. */
+export type ModuleActionOutcome = Omit<ModuleRunResult, "module" | "command" | "instance">;
 
 /** What module management needs from the supervisor. */
 export interface AgentHost {

@@ -21,7 +21,7 @@ import {
   type HostState,
   type NetworkConfig,
   parseCidr,
-  parseIpAddrs,
+  parseHostState,
   parseIpLinks,
   planLinks,
   renderBatch,
@@ -29,7 +29,7 @@ import {
   vlanLinkName,
 } from "../netmgr/mod.ts";
 import { UserError } from "../lib/errors.ts";
-import type { Kattach } from "./actions/_types.ts";
+import type { Kattach } from "./context.ts";
 import { applyFirewall } from "./firewall.ts";
 import type { Store } from "./store.ts";
 
@@ -83,10 +83,15 @@ export function networkConfig(store: Store): NetworkConfig {
   };
 }
 
-/** Reads the host's links and IPv4 addresses. */
+/** Reads the host's links, bridge ports, VLAN links and IPv4 addresses (four reads at once). */
 export async function readHostState(host: Netlink): Promise<HostState> {
-  const [links, addrs] = await Promise.all([host.links(), host.addresses()]);
-  return { links: parseIpLinks(links), addresses: parseIpAddrs(addrs) };
+  const [links, addresses, ports, vlans] = await Promise.all([
+    host.links(),
+    host.addresses(),
+    host.ports(),
+    host.vlans(),
+  ]);
+  return parseHostState({ links, addresses, ports, vlans });
 }
 
 /**
@@ -166,8 +171,11 @@ async function reconcile(k: Kattach, rt: Runtime, reason: string): Promise<Netwo
     k.log(
       `network: ${reason}: ${applied.length} change(s) in ${ms} ms${error ? `; ${error}` : ""}`,
     );
+    // The lines themselves when few (a boot of a big host would flood the log).
+    if (applied.length <= 32) { for (const line of applied) k.log(`network:   ip ${line}`); }
   }
-  for (const w of warnings) k.log(`network: ${w}`);
+  // A warning is logged when it appears, not at every run (`network status` shows them all).
+  for (const w of warnings) if (!rt.last?.warnings.includes(w)) k.log(`network: ${w}`);
   return result;
 }
 

@@ -29,3 +29,35 @@ Deno.test("modulesFor: KVM modules only where the CPU has vmx or svm", () => {
     "vhost_net",
   ]);
 });
+
+Deno.test("catchStrayErrors: an uncaught error and an unhandled rejection are logged bugs; the process lives on", async () => {
+  // What a hosted kattach (main.ts) and PID 1 install; run in a process of its own.
+  const pid1 = new URL("./pid1.ts", import.meta.url).href;
+  const script = `
+    import { catchStrayErrors } from "${pid1}";
+    catchStrayErrors((line) => console.log(line));
+    Promise.reject(new Error("nobody catches this rejection"));
+    setTimeout(() => { throw new Error("nobody catches this throw"); }, 10);
+    setTimeout(() => console.log("still alive"), 200);
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    cwd: new URL("..", import.meta.url).pathname,
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+  assertEquals(
+    /bug \(unhandled rejection, kept running\): Error: nobody catches this rejection/.test(text),
+    true,
+    text,
+  );
+  assertEquals(
+    /bug \(uncaught error, kept running\): Error: nobody catches this throw/.test(text),
+    true,
+    text,
+  );
+  assertEquals(text.trimEnd().endsWith("still alive"), true, text);
+});

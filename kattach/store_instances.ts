@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { Forward, type Instance } from "../ipc/schemas.ts";
+import { UserError } from "../lib/errors.ts";
 import type { Store } from "./store.ts";
 
 /** An instance's runtime record. */
@@ -82,4 +83,16 @@ export function setInstancePolicy(
   if (p.restartPolicy !== undefined) {
     store.run("UPDATE instance SET restart_policy = ? WHERE name = ?", [p.restartPolicy, name]);
   }
+}
+
+/** Finds an instance; a UserError when there is none. */
+export function resolveInstance(store: Store, name: string): Instance {
+  const i = store.getInstance(name);
+  if (!i) {
+    throw new UserError(`Instance ${name} does not exist`, {
+      hint: "see `instance list`",
+      code: "not-found",
+    });
+  }
+  return i;
 }

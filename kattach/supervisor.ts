@@ -21,10 +21,7 @@ import {
   stop as qmpStop,
   systemPowerdown,
 } from "../vmimage/mod.ts";
-import type { Kattach } from "./actions/_types.ts";
-import { setModuleActionRunner } from "./actions/appqueue.ts";
-import { setConfigChangeApplier } from "./actions/config_group.ts";
-import { resolveInstance } from "./actions/instance.ts";
+import type { Kattach } from "./context.ts";
 import { waitReady } from "./health.ts";
 import { ensureGuestLinks, guestNetwork, recordGuestNetwork } from "./network.ts";
 import { RestartBackoff } from "./restart_backoff.ts";
@@ -39,14 +36,9 @@ import {
   warmHostFacts,
   warmInstanceCaches,
 } from "./instance_runtime.ts";
-import {
-  type AgentHost,
-  applyConfigChange,
-  guestFigures,
-  runModuleAction,
-} from "./module_agent.ts";
+import { type AgentHost, guestFigures } from "./module_agent.ts";
 import { instanceHealth, recordHealth } from "./store_appqueue.ts";
-import { getRuntime, patchRuntime } from "./store_instances.ts";
+import { getRuntime, patchRuntime, resolveInstance } from "./store_instances.ts";
 
 /** How long `instance stop` waits for the ACPI power-off before it sends `quit`. */
 export const DEFAULT_STOP_TIMEOUT_S = 30;
@@ -159,15 +151,19 @@ export class Supervisor {
     this.#rotation = setInterval(() => this.#rotateLogs(), LOG_ROTATE_MS);
     Deno.unrefTimer(this.#rotation);
     warmHostFacts();
-    // appmgr actions of module commands and configuration changes: through the guest agent
-    // (module_agent.ts), or a restart (a fresh config disk).
-    const host: AgentHost = {
+  }
+
+  /**
+   * What the guest agent code (module_agent.ts) needs of the supervisor: appmgr actions of module
+   * commands and configuration changes go through the guest agent, or a restart (a fresh config
+   * disk). kattach/boot.ts hands it to the action handlers.
+   */
+  agentHost(): AgentHost {
+    return {
       agent: (name) => this.agent(name),
       restart: (name) => this.restart(name),
       isAlive: (name) => this.isAlive(name),
     };
-    setModuleActionRunner((kk, req) => runModuleAction(kk, host, req));
-    setConfigChangeApplier((kk, group) => applyConfigChange(kk, host, group));
   }
 
   /**

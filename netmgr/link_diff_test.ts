@@ -5,8 +5,7 @@ import {
   diffLinks,
   type HostState,
   type NetworkConfig,
-  parseIpAddrs,
-  parseIpLinks,
+  parseHostState,
   planLinks,
   renderBatch,
 } from "./mod.ts";
@@ -66,7 +65,12 @@ function machine(): FakeNetlink {
 }
 
 async function hostState(h: FakeNetlink): Promise<HostState> {
-  return { links: parseIpLinks(await h.links()), addresses: parseIpAddrs(await h.addresses()) };
+  return parseHostState({
+    links: await h.links(),
+    addresses: await h.addresses(),
+    ports: await h.ports(),
+    vlans: await h.vlans(),
+  });
 }
 
 /** Diffs, applies to the fake and checks that a second run is a no-op; returns the first batch. */
@@ -157,7 +161,43 @@ Deno.test("link plan: an owned link of the wrong kind or parent is replaced; an 
 });
 
 Deno.test("host state parsing: malformed ip output is refused at the edge", () => {
-  assert.throws(() => parseIpLinks('[{"flags":[]}]'), /ifname/);
-  assert.throws(() => parseIpLinks("not json"), SyntaxError);
-  assert.deepEqual(parseIpAddrs(""), new Map());
+  const ok = { links: "[]", addresses: "", ports: "", vlans: "" };
+  assert.throws(() => parseHostState({ ...ok, links: '[{"flags":[]}]' }), /ifname/);
+  assert.throws(() => parseHostState({ ...ok, links: "not json" }), SyntaxError);
+  assert.throws(() => parseHostState({ ...ok, vlans: '[{"ifname":"kvl10"}]' }), /linkinfo/);
+  assert.deepEqual(parseHostState(ok), { links: new Map(), addresses: new Map() });
+  // iproute2's answer to a filter that matches nothing
+  assert.deepEqual(parseHostState({ ...ok, vlans: "[{}]" }).links, new Map());
+});
+
+Deno.test("host state parsing: real iproute2 output (kind from the kernel for VLAN links, from the name for owned links)", () => {
+  const s = parseHostState({
+    links: JSON.stringify([
+      { ifname: "eth0", flags: ["UP"], address: "52:54:00:12:34:56" },
+      { ifname: "kbr10", flags: ["UP"], address: "0a:4b:42:00:00:0a", ifalias: "kaos:bridge:10" },
+      { ifname: "kvl10", flags: [], master: "kbr10", link: "eth0", ifalias: "kaos:vlan:10" },
+      { ifname: "kt0a4b53000001", flags: ["UP"], master: "kbr10", ifalias: "kaos:tap:w-1:0" },
+      { ifname: "docker0", flags: ["UP"] },
+    ]),
+    addresses:
+      '[{"ifname":"kbr10","operstate":"UP","addr_info":[{"local":"10.0.10.1","prefixlen":24}]}]',
+    ports: JSON.stringify([
+      { ifname: "kvl10", master: "kbr10", isolated: false },
+      { ifname: "kt0a4b53000001", master: "kbr10", isolated: true },
+    ]),
+    vlans: JSON.stringify([{ ifname: "kvl10", link: "eth0", linkinfo: { info_data: { id: 10 } } }]),
+  });
+  const l = (n: string) => s.links.get(n)!;
+  assert.deepEqual(
+    [l("kbr10").kind, l("kvl10").kind, l("kt0a4b53000001").kind, l("docker0").kind],
+    [
+      "bridge",
+      "vlan",
+      "tap",
+      null,
+    ],
+  );
+  assert.deepEqual([l("kvl10").parent, l("kvl10").vlanId, l("kvl10").up], ["eth0", 10, false]);
+  assert.deepEqual([l("kt0a4b53000001").isolated, l("kbr10").isolated], [true, null]);
+  assert.deepEqual(s.addresses.get("kbr10"), ["10.0.10.1/24"]);
 });

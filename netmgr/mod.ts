@@ -58,7 +58,13 @@ export {
   type PlanNic,
   type PlanVlan,
 } from "./link_plan.ts";
-export { type HostLink, type HostState, parseIpAddrs, parseIpLinks } from "./link_state.ts";
+export {
+  type HostLink,
+  type HostReads,
+  type HostState,
+  parseHostState,
+  parseIpLinks,
+} from "./link_state.ts";
 export { diffLinks, type LinkDiff, renderBatch } from "./link_diff.ts";
 export {
   BRIDGE_COUNTERS,

@@ -40,6 +40,17 @@ const entries: { argv: string[]; usage: RegExp }[] = [
   { argv: [`${REPO_ROOT}/buildroot/vkaos/build-initramfs`], usage: /build-initramfs OUT/ },
 ];
 
+// Scripts and benchmarks added later are covered too: each answers --help with some text.
+const known = new Set(entries.map((e) => e.argv.at(-1)!));
+for (const dir of ["scripts", "bench"]) {
+  for (const e of Deno.readDirSync(`${REPO_ROOT}/${dir}`)) {
+    const path = `${REPO_ROOT}/${dir}/${e.name}`;
+    if (!e.isFile || known.has(path) || e.name === "deno") continue; // deno: the runtime's own
+    if (e.name.endsWith(".ts")) entries.push({ argv: [DENO, "run", "-A", path], usage: /\S/ });
+    else if ((Deno.statSync(path).mode ?? 0) & 0o111) entries.push({ argv: [path], usage: /\S/ });
+  }
+}
+
 const name = (argv: string[]) => argv.at(-1)!.replace(REPO_ROOT + "/", "");
 
 Deno.test("entry points: --help prints the usage and exits 0; an unknown option exits 2", async () => {

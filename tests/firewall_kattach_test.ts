@@ -79,6 +79,35 @@ Deno.test({
       const status = () =>
         k!.json<{ current: { id: number; state: string } }>("firewall", "status");
 
+      await t.step(
+        "bad input is refused and changes nothing; status warns while 1289 is open",
+        async () => {
+          const gen = (await status()).current.id;
+          const usage = await k!.aq(
+            "firewall",
+            "rule",
+            "add",
+            "--chain",
+            "sideways",
+            "--action",
+            "drop",
+          );
+          assertEquals(usage.code, 2, usage.stderr);
+          ok(usage.stderr.includes("--chain takes input, forward"), usage.stderr);
+          const bad = await k!.aq("firewall", "mgmt", "add", "10.0.0.1/8");
+          assertEquals(bad.code, 1, bad.stderr);
+          ok(bad.stderr.includes("did you mean 10.0.0.0/8?"), bad.stderr);
+          const gone = await k!.aq("firewall", "forward", "add", "web-1", "80");
+          assertEquals(gone.code, 1, gone.stderr);
+          assertEquals((await status()).current.id, gen);
+          const sys = await k!.aq("system", "status");
+          ok(
+            sys.stdout.includes("Warning: TCP 1289 (the AppQueue CLI) is open to any source"),
+            sys.stdout,
+          );
+        },
+      );
+
       await t.step("a lockout is rolled back when nobody confirms", async () => {
         const r = await k!.json<{ applied: { generation: { state: string } } }>(
           "firewall",
@@ -86,7 +115,7 @@ Deno.test({
           "add",
           "198.51.100.0/24",
           "--confirm-within",
-          "30", // long enough for a loaded machine to see the lockout first
+          "20", // long enough for a loaded machine to see the lockout first
         );
         assertEquals(r.applied.generation.state, "pending");
         ok(!await reachable(), "a source outside 198.51.100.0/24 still got in");

@@ -6,15 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { realNetlink } from "../host/mod.ts";
+import { readHostState } from "../kattach/network.ts";
 import type { Instance, NetworkApplyResult, NetworkStatus } from "../ipc/mod.ts";
-import {
-  diffLinks,
-  type NetworkConfig,
-  parseIpAddrs,
-  parseIpLinks,
-  planLinks,
-  renderBatch,
-} from "../netmgr/mod.ts";
+import { diffLinks, type NetworkConfig, planLinks, renderBatch } from "../netmgr/mod.ts";
 import { buildFixtures, FIXTURES_OUT, TestKattach } from "./_harness.ts";
 import { run } from "./_util.ts";
 
@@ -35,7 +29,7 @@ async function namespace(prefix: string): Promise<[string, () => Promise<void>]>
 Deno.test("links on the real kernel: create, no-op second run, drift repaired, foreign links untouched", async () => {
   const [ns, drop] = await namespace("kaosnet-links");
   try {
-    const host = realNetlink({ ip: ["ip", "-n", ns] });
+    const host = realNetlink({ netns: ns });
     // Foreign: a veth pair, and a bridge with a KaOS-like name but no kaos: alias.
     await sh("ip", "-n", ns, "link", "add", "vfor0", "type", "veth", "peer", "name", "vfor1");
     await sh("ip", "-n", ns, "link", "add", "kbr99", "type", "bridge");
@@ -66,11 +60,7 @@ Deno.test("links on the real kernel: create, no-op second run, drift repaired, f
       ],
     };
     const reconcile = async () => {
-      const state = {
-        links: parseIpLinks(await host.links()),
-        addresses: parseIpAddrs(await host.addresses()),
-      };
-      const d = diffLinks(planLinks(config), state);
+      const d = diffLinks(planLinks(config), await readHostState(host));
       if (d.lines.length > 0) {
         const r = await host.applyBatch(renderBatch(d.lines));
         assert.equal(r.code, 0, `ip -batch: ${r.stderr}\n${renderBatch(d.lines)}`);
@@ -81,13 +71,13 @@ Deno.test("links on the real kernel: create, no-op second run, drift repaired, f
 
     assert.ok((await reconcile()).length > 0);
     assert.deepEqual(await reconcile(), [], "a second run changes nothing");
-    const links = parseIpLinks(await host.links());
+    const links = (await readHostState(host)).links;
     assert.equal(links.get("kbr10")?.mac, "0a:4b:42:00:00:0a");
     assert.equal(links.get("kt0a4b53000001")?.master, "kbr10");
     assert.equal(links.get("kt0a4b53000002")?.isolated, true);
     assert.equal(links.get("kt0a4b53000001")?.isolated, false);
     assert.ok(links.get("kt0a4b53000001")?.up);
-    assert.deepEqual(parseIpAddrs(await host.addresses()).get("kbr20"), ["10.0.20.1/24"]);
+    assert.deepEqual((await readHostState(host)).addresses.get("kbr20"), ["10.0.20.1/24"]);
 
     // Drift by hand: a tap deleted, a bridge down, a stray address on a KaOS bridge.
     await sh("ip", "-n", ns, "link", "del", "kt0a4b53000001");
@@ -101,13 +91,13 @@ Deno.test("links on the real kernel: create, no-op second run, drift repaired, f
       "link set dev kt0a4b53000001 up",
     ]);
     assert.deepEqual(await reconcile(), []);
-    assert.equal(parseIpLinks(await host.links()).get("kt0a4b53000001")?.master, "kbr10");
+    assert.equal((await readHostState(host)).links.get("kt0a4b53000001")?.master, "kbr10");
 
     // Everything gone from the configuration: only KaOS' links go.
     config.vlans = [];
     config.nics = [];
     await reconcile();
-    const left = [...parseIpLinks(await host.links()).keys()].sort();
+    const left = [...(await readHostState(host)).links.keys()].sort();
     assert.deepEqual(left, ["kbr99", "lo", "vfor0", "vfor1"]);
     assert.equal(await sh("ip", "-n", ns, "-j", "-d", "link", "show", "kbr99"), before);
   } finally {

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import type { DeployedInstance, Instance } from "../ipc/mod.ts";
 import { buildFixtures, killGuests, REPO_ROOT, TestKattach } from "./_harness.ts";
-import { waitFor } from "./_util.ts";
+import { run, waitFor } from "./_util.ts";
 
 const OUT = `${REPO_ROOT}/fixtures/out`;
 const WAIT = { timeoutMs: 120_000, intervalMs: 200 };
@@ -46,6 +46,7 @@ Deno.test({
     await buildFixtures();
     const bin = await Deno.makeTempDir({ prefix: "kaos-rel-bin-" });
     await Deno.writeTextFile(`${bin}/qemu-system-x86_64`, WRAPPER, { mode: 0o755 });
+    await Deno.chmod(bin, 0o755); // QEMU's user (kaos-qemu when kattach is root) must reach it
     const k = new TestKattach(await Deno.makeTempDir({ prefix: "kaos-rel-" }), {
       env: { PATH: `${bin}:${Deno.env.get("PATH")}` },
     });
@@ -125,4 +126,35 @@ Deno.test({
       await Deno.remove(bin, { recursive: true });
     }
   },
+});
+
+Deno.test("instance del: when its files cannot be removed, it says so instead of 'nothing changed'", async () => {
+  await buildFixtures();
+  const k = await TestKattach.start();
+  const stuck = `${k.stateDir}/instances/web-1/stuck`;
+  try {
+    for (const m of ["vkaos", "web"]) {
+      assert.equal((await k.aq("module", "import", `${OUT}/${m}`)).code, 0);
+    }
+    await k.json("vmimage", "create", "web", "--modules", "web");
+    await k.json("deploy", "web", "--no-start");
+    await Deno.mkdir(`${k.stateDir}/instances/web-1`, { recursive: true });
+    await Deno.writeTextFile(stuck, "immutable\n");
+    const chattr = await run(["chattr", "+i", stuck]); // even root cannot remove it now
+    assert.equal(chattr.code, 0, chattr.stderr);
+    const r = await k.aq("instance", "del", "web-1");
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^Error: Deleted web-1, but its files under ${k.stateDir}/instances/web-1 could not be removed`,
+        "m",
+      ),
+    );
+    assert.doesNotMatch(r.stderr, /nothing was changed/);
+    assert.equal((await k.aq("instance", "show", "web-1")).code, 1); // the record is gone
+  } finally {
+    await run(["chattr", "-i", stuck]);
+    await k.dispose();
+  }
 });

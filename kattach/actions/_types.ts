@@ -1,38 +1,9 @@
 /** Types shared by the action handlers. */
 import type { z } from "zod";
-import type {
-  ActionContext,
-  ActionName,
-  actions,
-  DataDiskStatus,
-  ResultOf,
-} from "../../ipc/mod.ts";
-import type { NftHost } from "../../host/mod.ts";
-import type { Store } from "../store.ts";
+import type { ActionContext, ActionName, actions, ResultOf } from "../../ipc/mod.ts";
+import type { Kattach } from "../context.ts";
 
-/** What every handler gets: the running kattach's parts. */
-export interface Kattach {
-  store: Store;
-  stateDir: string;
-  mode: "hosted" | "appliance";
-  startedAt: number;
-  accel: { kind: "kvm" | "tcg"; reason: string };
-  log(line: string): void;
-  /** The appliance's data partition as found at boot (absent in hosted mode). */
-  dataDisk?: DataDiskStatus;
-  /** Queues the image carries (the read-only `local`): `appqueue set/del` refuse them. */
-  builtinQueues?: string[];
-  /**
-   * Present only when kattach manages the host's networking (the appliance, or hosted mode with
-   * bridged networking): where the firewall goes, and the SSH port it keeps reachable.
-   */
-  firewallHost?: {
-    nft: NftHost;
-    mgmtPort: number;
-    /** Reconciles the links after a rollback restored another uplink (then the firewall). */
-    onUplinkRestored?: (reason: string) => Promise<unknown>;
-  };
-}
+export type { Kattach } from "../context.ts";
 
 /** A handler of one action. */
 export type Handler<A extends ActionName> = (

@@ -6,7 +6,6 @@
  * leave only a partial file in STATE/appqueue-cache, which the next attempt resumes.
  */
 import {
-  type AppmgrActionType,
   checkClimodDefaults,
   compareVersions,
   extractBundle,
@@ -30,7 +29,6 @@ import type {
   AvailableRelease,
   Module,
   ModuleCommandInfo,
-  ModuleRunResult,
   SubscriptionInfo,
 } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
@@ -52,10 +50,13 @@ import {
   setSubscriptionKey,
   updateQueue,
 } from "../store_appqueue.ts";
-import { resolveInstance } from "./instance.ts";
-import { modulesDir, requireVkaos, resolveModule } from "./module.ts";
+import { resolveInstance } from "../store_instances.ts";
+import { modulesDir, requireVkaos, resolveModule } from "./_modules.ts";
 import { resolveVmImage } from "./vmimage.ts";
 import type { Handlers, Kattach } from "./_types.ts";
+import type { ModuleActionOutcome, ModuleActionRequest } from "../module_agent.ts";
+
+export type { ModuleActionOutcome, ModuleActionRequest } from "../module_agent.ts";
 
 /** The HTTP header that carries the host's subscription key to a subscription queue. */
 export const SUBSCRIPTION_HEADER = "X-KaOS-Subscription";
@@ -75,19 +76,6 @@ const PART_LIMITS = {
   appmgr: 1024 * 1024,
   image: MAX_PART_BYTES,
 } as const;
-
-/** What a module action asks the guest to do. */
-export interface ModuleActionRequest {
-  instance: string;
-  module: string;
-  command: string;
-  action: { name: string; type: AppmgrActionType; command?: string };
-  /** `logs` actions: how many lines. */
-  lines?: number;
-}
-
-/** What a module action produced: a line for the operator, and figures or output lines. */
-export type ModuleActionOutcome = Omit<ModuleRunResult, "module" | "command" | "instance">;
 
 /** Carries out a module action inside a running instance. */
 export type ModuleActionRunner = (

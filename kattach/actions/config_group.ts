@@ -3,7 +3,7 @@ import { resolveConfigValues } from "../../appqueue/mod.ts";
 import type { ConfigApplyOutcome, ConfigGroup } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import type { Store } from "../store.ts";
-import { resolveModule } from "./module.ts";
+import { resolveModule } from "./_modules.ts";
 import type { Handlers, Kattach } from "./_types.ts";
 
 /** Applies a group's stored values to the instances that use it (set by the supervisor). */

@@ -48,8 +48,12 @@ function cidrArg(text: string, what: string): string {
   try {
     return normalizeCidr(text);
   } catch (err) {
-    throw new UserError(`Invalid ${what} "${text}": ${(err as Error).message}`, {
-      hint: "write an IPv4 address or block, e.g. 192.168.1.0/24 or 203.0.113.7",
+    const inner = err instanceof UserError ? err : undefined;
+    const problem = (err as Error).message.replace(/^Invalid (CIDR|IPv4 address) "[^"]*": /, "");
+    throw new UserError(`Invalid ${what} "${text}": ${problem}`, {
+      hint: inner?.hint.startsWith("did you mean")
+        ? inner.hint
+        : "write an IPv4 address or block, e.g. 192.168.1.0/24 or 203.0.113.7",
     });
   }
 }

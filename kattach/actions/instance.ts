@@ -3,29 +3,20 @@
  * one transaction (all or nothing); then starts each on its own and reports per instance what
  * happened (an instance that fails to start stays, `failed`, with its reason).
  */
-import type { DeployedInstance, Instance, Nic } from "../../ipc/mod.ts";
+import type { DeployedInstance, Nic } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import { allocateMac } from "../../netmgr/mod.ts";
 import { removeInstanceDir } from "../instance_runtime.ts";
 import { nicStatus } from "../network.ts";
-import type { Store } from "../store.ts";
 import { supervisorOf, withRuntime } from "../supervisor.ts";
-import { requireVkaos } from "./module.ts";
+import { requireVkaos } from "./_modules.ts";
 import { resolveVmImage } from "./vmimage.ts";
 import { allocateOn, resolveVlan, takenAddresses } from "./vlan.ts";
 import type { Handlers } from "./_types.ts";
 
-/** Finds an instance; a UserError when there is none. */
-export function resolveInstance(store: Store, name: string): Instance {
-  const i = store.getInstance(name);
-  if (!i) {
-    throw new UserError(`Instance ${name} does not exist`, {
-      hint: "see `instance list`",
-      code: "not-found",
-    });
-  }
-  return i;
-}
+import { resolveInstance } from "../store_instances.ts";
+
+export { resolveInstance };
 
 /** The deploy and instance actions. */
 export const instanceHandlers: Handlers<

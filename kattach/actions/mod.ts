@@ -16,6 +16,8 @@ import { applyNetwork } from "../network.ts";
 
 export type { Kattach } from "./_types.ts";
 export { reconcileModuleDirs } from "./module.ts";
+export { setModuleActionRunner } from "./appqueue.ts";
+export { setConfigChangeApplier } from "./config_group.ts";
 export { KAOS_VERSION } from "./system.ts";
 
 /** Every handler, by action name; the type makes a missing handler a compile error. */

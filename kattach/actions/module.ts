@@ -9,40 +9,13 @@ import {
   readModuleDir,
   sha256File,
 } from "../../appqueue/mod.ts";
-import type { Module } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import type { Store } from "../store.ts";
 import { bindPublisher, checkPublisher, importBundle } from "./appqueue.ts";
+import { modulesDir, requireVkaos, resolveModule } from "./_modules.ts";
 import type { Handlers, Kattach } from "./_types.ts";
 
-/** Where installed modules live inside the state directory. */
-export function modulesDir(stateDir: string): string {
-  return `${stateDir}/modules`;
-}
-
-/** Finds an installed module; a UserError when there is none. */
-export function resolveModule(store: Store, name: string): Module {
-  const m = store.getModule(name);
-  if (!m) {
-    throw new UserError(`Module ${name} is not installed`, {
-      hint: "see `module list`; install one with `module import PATH`",
-      code: "not-found",
-    });
-  }
-  return m;
-}
-
-/** Refuses app-module work while no vKaOS is installed. */
-export function requireVkaos(store: Store, doing: string): Module {
-  const vkaos = store.getVkaos();
-  if (!vkaos) {
-    throw new UserError(`Cannot ${doing}: vKaOS is not installed`, {
-      hint: "install the vKaOS guest OS module first (`module import PATH-TO-VKAOS`)",
-      code: "vkaos-missing",
-    });
-  }
-  return vkaos;
-}
+export { modulesDir, requireVkaos, resolveModule } from "./_modules.ts";
 
 /**
  * Removes what an interrupted import or delete left behind: staging and trash directories, and

@@ -3,7 +3,7 @@ import type { VmImage } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import type { Store } from "../store.ts";
 import { resolveConfigGroup } from "./config_group.ts";
-import { requireVkaos, resolveModule } from "./module.ts";
+import { requireVkaos, resolveModule } from "./_modules.ts";
 import { resolveVlan } from "./vlan.ts";
 import type { Handlers } from "./_types.ts";
 

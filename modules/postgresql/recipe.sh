@@ -16,7 +16,7 @@ prepare() {
   chown nobody "$tmp"
   runuser -u nobody -- env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$1/lib" TZ=UTC \
     "$tmp/usr/lib/postgresql/15/bin/initdb" -D "$tmp/data" -U postgres -A trust -E UTF8 \
-    --locale=C -N --no-instructions >"$tmp/initdb.log" 2>&1 || {
+    --locale=C -N --no-instructions --wal-segsize=1 >"$tmp/initdb.log" 2>&1 || {
     cat "$tmp/initdb.log" >&2
     rm -rf "$tmp"
     return 1

@@ -1,0 +1,88 @@
+/**
+ * What a one-line command is: its arguments, flags, the action it builds and how its result is
+ * shown; the usage line; the operator's mistakes (UsageError). Every per-area command module
+ * (cli/commands_*.ts) builds on this file; cli/commands.ts assembles the registry from them.
+ */
+import type { ActionName, ParamsOf } from "../ipc/mod.ts";
+import type { ConsoleStdio } from "./console_attach.ts";
+
+/** A positional argument. */
+export interface ArgSpec {
+  name: string;
+  /** Takes all remaining words (key=value lists). */
+  rest?: boolean;
+  optional?: boolean;
+}
+
+/** A `--flag` (with a value unless `boolean`). */
+export interface FlagSpec {
+  name: string;
+  value?: string;
+  boolean?: boolean;
+  help: string;
+}
+
+/** Parsed words of one command line. */
+export interface Parsed {
+  args: Record<string, string | undefined>;
+  rest: string[];
+  flags: Record<string, string | boolean | undefined>;
+}
+
+/** One one-line command. */
+export interface Command {
+  path: string[];
+  summary: string;
+  args: ArgSpec[];
+  flags: FlagSpec[];
+  /** Destructive commands are confirmed in menus. */
+  destructive?: boolean;
+  build(p: Parsed): { action: ActionName; params: unknown };
+  render(result: unknown): string;
+  /**
+   * Shows one progress frame; returns text for stdout, or undefined for the default line on
+   * stderr (e.g. `qmp events` prints each event as one JSON line on stdout).
+   */
+  progress?(message: string, done?: number, total?: number): string | undefined;
+  /**
+   * What went wrong although the action returned (e.g. deploy's instances that failed to start):
+   * each line goes to stderr and the command exits 1.
+   */
+  problems?(result: unknown): string[];
+  /** Takes over the terminal after the action (e.g. `instance console`); returns the exit status. */
+  interactive?(result: unknown, stdio?: ConsoleStdio): Promise<number>;
+}
+
+/** An operator's mistake on the command line. */
+export class UsageError extends Error {
+  /** The usage line of the command concerned, if known. */
+  readonly usage: string;
+
+  constructor(message: string, usage = "") {
+    super(message);
+    this.name = "UsageError";
+    this.usage = usage;
+  }
+}
+
+/** Types a command by the action it builds. */
+export function cmd<A extends ActionName>(
+  c: Omit<Command, "build"> & { build(p: Parsed): { action: A; params: ParamsOf<A> } },
+): Command {
+  return c as Command;
+}
+
+/** A whole number argument, or a UsageError. */
+export function intArg(value: string | undefined, what: string): number {
+  if (value === undefined || !/^-?\d{1,9}$/.test(value)) {
+    throw new UsageError(`${what} must be a whole number, not ${JSON.stringify(value ?? "")}`);
+  }
+  return Number(value);
+}
+
+/** The usage line of a command. */
+export function usage(c: Command): string {
+  const args = c.args.map((a) => a.rest ? `[${a.name}…]` : a.optional ? `[${a.name}]` : a.name);
+  const flags = c.flags.map((f) => f.boolean ? `[--${f.name}]` : `[--${f.name} ${f.value}]`);
+  return [...c.path, ...args, ...flags, "[--json]"].join(" ");
+}

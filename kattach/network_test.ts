@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { FakeNetlink } from "../host/mod.ts";
+import type { Kattach } from "./actions/_types.ts";
+import { applyNetwork, guestNetwork, networkStatus, startNetwork } from "./network.ts";
+import { Store } from "./store.ts";
+
+async function withKattach(fn: (k: Kattach, host: FakeNetlink) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-network-unit-" });
+  const store = Store.open(`${dir}/kaos.db`);
+  const lines: string[] = [];
+  const k: Kattach = {
+    store,
+    stateDir: dir,
+    mode: "hosted",
+    startedAt: Date.now(),
+    accel: { kind: "tcg", reason: "test" },
+    log: (l) => lines.push(l),
+  };
+  const host = new FakeNetlink({ lo: { kind: "loopback" }, eth0: { kind: "veth" } });
+  try {
+    store.tx(() => {
+      for (const [id, uplink] of [[10, "none"], [20, "tagged"]] as const) {
+        store.insertVlan({
+          id,
+          name: `v${id}`,
+          cidr: `10.0.${id}.0/24`,
+          gateway: `10.0.${id}.1`,
+          poolStart: `10.0.${id}.2`,
+          poolEnd: `10.0.${id}.254`,
+          uplink,
+          nat: false,
+          isolate: false,
+        });
+      }
+      store.insertVmImage({
+        name: "web",
+        modules: [],
+        configGroups: [],
+        vlans: [10, 20],
+        memoryMiB: 64,
+        cpus: 1,
+      });
+      store.insertInstance({
+        name: "web-1",
+        vmimage: "web",
+        state: "defined",
+        autostart: false,
+        restartPolicy: "never",
+        nics: [
+          { index: 0, vlan: 10, mac: "0a:4b:53:00:00:01", ip: "10.0.10.2" },
+          { index: 1, vlan: 20, mac: "0a:4b:53:00:00:02", ip: "10.0.20.2" },
+          { index: 2, vlan: null, mac: "0a:4b:53:00:00:03", ip: null },
+        ],
+      });
+      store.setNetworkSettings({ dns: ["192.0.2.53"] });
+    });
+    await fn(k, host);
+  } finally {
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("applyNetwork: calls during a run share one queued run; a no-op applies nothing", async () => {
+  await withKattach(async (k, host) => {
+    startNetwork(k, { mode: "bridged", host });
+    const [a, b, c] = await Promise.all([
+      applyNetwork(k, { reason: "one" }),
+      applyNetwork(k, { reason: "two" }),
+      applyNetwork(k, { reason: "three" }),
+    ]);
+    assert.equal(a, b, "calls made together join one run");
+    assert.equal(b, c);
+    assert.equal(host.batches.length, 1);
+    assert.ok(a.applied.includes("link add link eth0 name kvl20 type vlan id 20"));
+    assert.equal(a.error, null);
+    const again = await applyNetwork(k, { reason: "again" });
+    assert.deepEqual([again.applied, host.batches.length], [[], 1]);
+    const status = await networkStatus(k);
+    assert.deepEqual(status.vlans.map((v) => [v.bridge, v.state, v.hostAddress, v.taps]), [
+      ["kbr10", "up", "10.0.10.1/24", 1],
+      ["kbr20", "up", null, 1], // tagged, no NAT or route: the outside router holds .1
+    ]);
+    assert.equal(status.lastApply, again);
+  });
+});
+
+Deno.test("guestNetwork: taps with addresses in bridged mode, the gateway once; user mode leaves NICs alone", async () => {
+  await withKattach(async (k, host) => {
+    startNetwork(k, { mode: "bridged", host });
+    const inst = k.store.getInstance("web-1")!;
+    const net = guestNetwork(k, inst);
+    assert.deepEqual(
+      net.nics.map((n) => [n.mode, n.tap, n.bridge, n.address, n.gateway]),
+      [
+        ["tap", "kt0a4b53000001", "kbr10", "10.0.10.2/24", "10.0.10.1"],
+        ["tap", "kt0a4b53000002", "kbr20", "10.0.20.2/24", null],
+        ["user", null, null, null, null],
+      ],
+    );
+    assert.deepEqual(net.dns, ["192.0.2.53"]);
+
+    startNetwork(k, { mode: "user", host });
+    const user = guestNetwork(k, inst);
+    assert.ok(user.nics.every((n) => n.mode === "user" && n.address === null));
+    assert.deepEqual(user.dns, []);
+    const r = await applyNetwork(k, { reason: "user mode" });
+    assert.deepEqual([r.mode, r.applied, host.batches.length], ["user", [], 0]);
+  });
+});
