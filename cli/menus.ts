@@ -12,6 +12,7 @@ import { moduleCommand } from "./commands_appqueue.ts";
 import { PASSWORD_PATH } from "./commands_auth.ts";
 import { DEBUG_FLOWS, type MenuFlow } from "./menu_debug.ts";
 import { type OneLineIo, runOneLine } from "./oneline.ts";
+import { Pager } from "./pager.ts";
 import { type Caller, callerOf, promptCommand } from "./prompts.ts";
 import { quoteWord } from "./render.ts";
 import { terminalStdio } from "./stdio.ts";
@@ -257,7 +258,7 @@ async function runItem(ctx: RunContext, command: Command): Promise<void> {
         return;
       }
     }
-    await runOneLine(words, lineIo(ctx));
+    await runPaged(ctx, words);
   } catch (err) {
     if (isCtrlC(err)) {
       t.write("Cancelled.\n");
@@ -268,23 +269,39 @@ async function runItem(ctx: RunContext, command: Command): Promise<void> {
   }
 }
 
-/** Where a one-line command run from the menus writes: the menu's terminal. */
-function lineIo(ctx: RunContext): OneLineIo {
+/** Where a one-line command run from the menus writes: the menu's terminal (output paged). */
+function lineIo(ctx: RunContext, pager: Pager): OneLineIo {
   const t = ctx.terminal;
   return {
     get stdio() {
       return terminalStdio(t); // only opened when an interactive command asks for it
     },
-    out: (text) => t.write(text),
+    out: (text) => pager.write(text),
     err: (text) => t.write(text),
     connect: ctx.options.connect,
   };
 }
 
+/**
+ * Runs a one-line command on the menu's terminal; output longer than a screen is shown a page
+ * at a time (`instance list` of thousands of instances), each page after a "more?" question.
+ */
+async function runPaged(ctx: RunContext, words: string[]): Promise<number> {
+  const t = ctx.terminal;
+  const pager = new Pager((text) => t.write(text), Math.max(5, t.rows - 2));
+  const code = await runOneLine(words, lineIo(ctx, pager));
+  await pager.finish((shown, total) =>
+    t.prompt((c) =>
+      confirm({ message: `Lines 1-${shown} of ${total} shown. More?`, default: true }, c)
+    )
+  );
+  return code;
+}
+
 /** Shows the one-line equivalent of a menu flow's answers and runs it. */
 function runWords(ctx: RunContext, words: string[]): Promise<number> {
   ctx.terminal.write(`= ${oneLineText(words)}\n`);
-  return runOneLine(words, lineIo(ctx));
+  return runPaged(ctx, words);
 }
 
 /** Shows an error: a UserError's message and hint, anything else as one generic line. */

@@ -7,6 +7,7 @@ import { type ActionName, actions, type ParamsOf, type ResultOf } from "./action
 import {
   encodeFrame,
   type ErrorInfo,
+  MAX_RESULT_FRAME_BYTES,
   type Origin,
   PROTOCOL_VERSION,
   readChunks,
@@ -111,7 +112,7 @@ export class IpcClient {
 
   async #readLoop(): Promise<void> {
     try {
-      for await (const line of readLines(readChunks(this.#conn))) {
+      for await (const line of readLines(readChunks(this.#conn), MAX_RESULT_FRAME_BYTES)) {
         let frame;
         try {
           frame = ServerFrame.parse(JSON.parse(line));

@@ -6,8 +6,13 @@ import { z } from "zod";
 
 /** The protocol version both sides speak. */
 export const PROTOCOL_VERSION = 1;
-/** The longest line either side accepts, in bytes. */
+/** The longest line kattach accepts from a client, in bytes. */
 export const MAX_FRAME_BYTES = 1024 * 1024;
+/**
+ * The longest frame a client takes from kattach: its answers grow with the configuration
+ * (`instance list` of 10,000 instances is about 3 MB); kattach is the trusted side.
+ */
+export const MAX_RESULT_FRAME_BYTES = 64 * 1024 * 1024;
 
 /** Where a request comes from: the front-end and when its operator's connection was opened. */
 export const Origin = z.strictObject({

@@ -263,9 +263,13 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
     },
   ];
 
+  const timings: string[] = [];
+  const t0 = performance.now();
   for (const phase of phases) {
+    const start = performance.now();
     try {
       await phase.run();
+      timings.push(`${phase.name} ${Math.round(performance.now() - start)}`);
     } catch (err) {
       log(`phase ${phase.name} failed: ${err instanceof Error ? err.message : err}`);
       if (phase.fatal) {
@@ -274,6 +278,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       }
     }
   }
+  log(`started in ${Math.round(performance.now() - t0)} ms (phases, ms: ${timings.join(", ")})`);
 
   return {
     k: k!,

@@ -283,4 +283,18 @@ export const migrations: readonly Migration[] = [
         CHECK (data_disk_mib IS NULL OR data_disk_mib BETWEEN 1 AND 1048576);
     `,
   },
+  {
+    version: 11,
+    name: "scale-indexes",
+    sql: `
+      -- Reverse lookups that scanned whole tables (a configuration of thousands, issue 13):
+      -- instances of a VM image (vmimage list counts them), VM images of a module, of a
+      -- configuration group and of a VLAN, configuration groups of a module.
+      CREATE INDEX IF NOT EXISTS instance_by_vmimage ON instance (vmimage, created_at, name);
+      CREATE INDEX IF NOT EXISTS vmimage_module_by_module ON vmimage_module (module);
+      CREATE INDEX IF NOT EXISTS vmimage_config_group_by_group ON vmimage_config_group (config_group);
+      CREATE INDEX IF NOT EXISTS vmimage_vlan_by_vlan ON vmimage_vlan (vlan);
+      CREATE INDEX IF NOT EXISTS config_group_by_module ON config_group (module, name);
+    `,
+  },
 ];

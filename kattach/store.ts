@@ -271,7 +271,31 @@ export class Store {
 
   /** All VLANs by id. */
   listVlans(): Vlan[] {
-    return this.#all("SELECT * FROM vlan ORDER BY id").map(vlanFromRow);
+    return this.#all("SELECT * FROM vlan ORDER BY id").map((r) => vlanFromRow(r, { parse: false }));
+  }
+
+  /** Every VLAN's CIDR by id (the overlap check of `vlan add` reads nothing else). */
+  vlanCidrs(): { id: number; cidr: string }[] {
+    return this.#all("SELECT id, cidr FROM vlan ORDER BY id").map((r) => ({
+      id: Number(r.id),
+      cidr: String(r.cidr),
+    }));
+  }
+
+  /** Addresses handed out to NICs, by VLAN (one query for every VLAN). */
+  assignedIpsByVlan(): Map<number, string[]> {
+    return groupBy(
+      this.#all("SELECT vlan, ip FROM nic WHERE vlan IS NOT NULL AND ip IS NOT NULL"),
+      (r) => ({ key: Number(r.vlan), value: String(r.ip) }),
+    );
+  }
+
+  /** Reserved addresses, by VLAN (one query for every VLAN). */
+  reservationsByVlan(): Map<number, { ip: string; note: string }[]> {
+    return groupBy(
+      this.#all("SELECT vlan, ip, note FROM ip_reservation ORDER BY vlan, ip"),
+      (r) => ({ key: Number(r.vlan), value: { ip: String(r.ip), note: String(r.note) } }),
+    );
   }
 
   /** The VLAN with this id, or undefined. */
@@ -508,9 +532,44 @@ export class Store {
     );
   }
 
-  /** All VM images. */
+  /** All VM images: five queries whatever their number (not four per image). */
   listVmImages(): VmImage[] {
-    return this.#all("SELECT * FROM vmimage ORDER BY name").map((r) => this.#vmImageFromRow(r));
+    const lists = (sql: string) => {
+      const out = new Map<string, SQLInputValue[]>();
+      for (const r of this.#all(sql)) {
+        const name = String(r.vmimage);
+        let list = out.get(name);
+        if (!list) out.set(name, list = []);
+        list.push(r.v);
+      }
+      return out;
+    };
+    const modules = lists(
+      "SELECT vmimage, module AS v FROM vmimage_module ORDER BY vmimage, position",
+    );
+    const groups = lists(
+      "SELECT vmimage, config_group AS v FROM vmimage_config_group ORDER BY vmimage, position",
+    );
+    const vlans = lists("SELECT vmimage, vlan AS v FROM vmimage_vlan ORDER BY vmimage, position");
+    const counts = new Map(
+      this.#all("SELECT vmimage, COUNT(*) AS n FROM instance GROUP BY vmimage").map((
+        r,
+      ) => [String(r.vmimage), Number(r.n)]),
+    );
+    return this.#all("SELECT * FROM vmimage ORDER BY name").map((r) => {
+      const name = String(r.name);
+      return VmImage.parse({
+        name,
+        memoryMiB: r.memory_mib,
+        cpus: r.cpus,
+        dataDiskMiB: r.data_disk_mib ?? null,
+        createdAt: r.created_at,
+        modules: modules.get(name) ?? [],
+        configGroups: groups.get(name) ?? [],
+        vlans: (vlans.get(name) ?? []).map(Number),
+        instances: counts.get(name) ?? 0,
+      });
+    });
   }
 
   /** The VM image with this name, or undefined. */
@@ -570,18 +629,41 @@ export class Store {
     }
   }
 
-  /** Instances, optionally of one VM image. */
+  /**
+   * Instances, optionally of one VM image: two queries (instances, then their NICs), whatever the
+   * count. Rows of the STRICT tables become objects without a zod parse per row (10,000 of them
+   * cost more than the query); the one-row getters parse, and results leave through the IPC
+   * server's result schema.
+   */
   listInstances(vmimage?: string): Instance[] {
     const rows = vmimage === undefined
       ? this.#all("SELECT * FROM instance ORDER BY vmimage, created_at, name")
       : this.#all("SELECT * FROM instance WHERE vmimage = ? ORDER BY created_at, name", [vmimage]);
-    return rows.map((r) => this.#instanceFromRow(r));
+    const nicRows = vmimage === undefined
+      ? this.#all("SELECT * FROM nic ORDER BY instance, idx")
+      : this.#all(
+        "SELECT nic.* FROM nic JOIN instance ON instance.name = nic.instance WHERE instance.vmimage = ? ORDER BY nic.instance, nic.idx",
+        [vmimage],
+      );
+    const nics = new Map<string, Nic[]>();
+    for (const n of nicRows) {
+      const name = String(n.instance);
+      let list = nics.get(name);
+      if (!list) nics.set(name, list = []);
+      list.push(nicFromRow(n));
+    }
+    return rows.map((r) => instanceFromRow(r, nics.get(String(r.name)) ?? []));
   }
 
   /** The instance with this name, or undefined. */
   getInstance(name: string): Instance | undefined {
     const row = this.#get("SELECT * FROM instance WHERE name = ?", [name]);
     return row && this.#instanceFromRow(row);
+  }
+
+  /** Whether an instance of this name exists. */
+  instanceExists(name: string): boolean {
+    return this.#get("SELECT 1 AS x FROM instance WHERE name = ?", [name]) !== undefined;
   }
 
   /** Sets an instance's state. */
@@ -618,39 +700,60 @@ export class Store {
   }
 
   #instanceFromRow(r: Row): Instance {
-    const nics = this.#all("SELECT * FROM nic WHERE instance = ? ORDER BY idx", [r.name]).map((n) =>
-      Nic.parse({
-        index: n.idx,
-        vlan: n.vlan === null ? null : Number(n.vlan),
-        mac: n.mac,
-        ip: n.ip,
-      })
+    const nics = this.#all("SELECT * FROM nic WHERE instance = ? ORDER BY idx", [r.name]).map(
+      (n) => Nic.parse(nicFromRow(n)),
     );
-    return Instance.parse({
-      name: r.name,
-      vmimage: r.vmimage,
-      state: r.state,
-      autostart: r.autostart === 1,
-      restartPolicy: r.restart_policy,
-      nics,
-      createdAt: r.created_at,
-    });
+    return Instance.parse(instanceFromRow(r, nics));
   }
 }
 
-function vlanFromRow(r: Row): Vlan {
-  return Vlan.parse({
+function nicFromRow(n: Row): Nic {
+  return {
+    index: Number(n.idx),
+    vlan: n.vlan === null ? null : Number(n.vlan),
+    mac: String(n.mac),
+    ip: n.ip === null ? null : String(n.ip),
+  };
+}
+
+function instanceFromRow(r: Row, nics: Nic[]): Instance {
+  return {
+    name: String(r.name),
+    vmimage: String(r.vmimage),
+    state: r.state as Instance["state"],
+    autostart: r.autostart === 1,
+    restartPolicy: r.restart_policy as Instance["restartPolicy"],
+    nics,
+    createdAt: String(r.created_at),
+  };
+}
+
+function groupBy<V>(rows: Row[], f: (r: Row) => { key: number; value: V }): Map<number, V[]> {
+  const out = new Map<number, V[]>();
+  for (const r of rows) {
+    const { key, value } = f(r);
+    let list = out.get(key);
+    if (!list) out.set(key, list = []);
+    list.push(value);
+  }
+  return out;
+}
+
+/** A VLAN row as an object; parsed with zod unless `parse` is false (lists of thousands). */
+function vlanFromRow(r: Row, options: { parse?: boolean } = {}): Vlan {
+  const v: Vlan = {
     id: Number(r.id),
-    name: r.name,
-    cidr: r.cidr,
-    gateway: r.gateway,
-    poolStart: r.pool_start,
-    poolEnd: r.pool_end,
-    uplink: r.uplink,
+    name: String(r.name),
+    cidr: String(r.cidr),
+    gateway: String(r.gateway),
+    poolStart: String(r.pool_start),
+    poolEnd: String(r.pool_end),
+    uplink: r.uplink as Vlan["uplink"],
     nat: r.nat === 1,
     isolate: r.isolate === 1,
-    createdAt: r.created_at,
-  });
+    createdAt: String(r.created_at),
+  };
+  return options.parse === false ? v : Vlan.parse(v);
 }
 
 function configGroupFromRow(r: Row): ConfigGroup {

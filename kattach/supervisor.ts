@@ -6,7 +6,7 @@
  * connection that closes means QEMU ended: the restart policy (`always`, `on-failure`, `never`)
  * decides, with exponential backoff. Readiness (appmgr.aq) decides `running` vs `failed`.
  */
-import type { Instance } from "../ipc/schemas.ts";
+import type { Forward, Instance, ModuleHealth } from "../ipc/schemas.ts";
 import { rotateAppendLog, SERIAL_LOG_MAX_BYTES, spawnDetached, type UserIds } from "../host/mod.ts";
 import { UserError } from "../lib/errors.ts";
 import {
@@ -804,6 +804,47 @@ export function withRuntime(k: Kattach, inst: Instance): Instance {
     restarts: rt.restarts,
     lastExit: rt.lastExit,
   };
+}
+
+/**
+ * {@linkcode withRuntime} for many instances: two queries (runtime records, health) for all of
+ * them instead of two per instance.
+ */
+export function withRuntimes(k: Kattach, insts: Instance[]): Instance[] {
+  const runtime = new Map<string, { forwards: Forward[]; restarts: number; lastExit: string }>();
+  for (
+    const r of k.store.all("SELECT instance, forwards, restarts, last_exit FROM instance_runtime")
+  ) {
+    runtime.set(String(r.instance), {
+      forwards: JSON.parse(String(r.forwards)),
+      restarts: Number(r.restarts),
+      lastExit: String(r.last_exit),
+    });
+  }
+  const health = new Map<string, ModuleHealth[]>();
+  for (const h of k.store.all("SELECT * FROM instance_health ORDER BY instance, module")) {
+    const name = String(h.instance);
+    let list = health.get(name);
+    if (!list) health.set(name, list = []);
+    list.push({
+      module: String(h.module),
+      status: h.status as ModuleHealth["status"],
+      detail: String(h.detail),
+      checkedAt: String(h.checked_at),
+    });
+  }
+  const sup = supervisors.get(k);
+  return insts.map((inst) => {
+    const rt = runtime.get(inst.name);
+    return {
+      ...inst,
+      pid: sup?.pidOf(inst.name) ?? null,
+      forwards: rt?.forwards ?? [],
+      health: health.get(inst.name) ?? [],
+      restarts: rt?.restarts ?? 0,
+      lastExit: rt?.lastExit ?? "",
+    };
+  });
 }
 
 function resolveInstanceSafe(k: Kattach, name: string): Instance | undefined {

@@ -5,10 +5,10 @@
  */
 import type { DeployedInstance, Nic } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
-import { allocateMac } from "../../netmgr/mod.ts";
+import { allocateMac, macIndex } from "../../netmgr/mod.ts";
 import { removeInstanceDir } from "../instance_runtime.ts";
 import { nicStatus } from "../network.ts";
-import { supervisorOf, withRuntime } from "../supervisor.ts";
+import { supervisorOf, withRuntime, withRuntimes } from "../supervisor.ts";
 import { requireVkaos } from "./_modules.ts";
 import { resolveVmImage } from "./vmimage.ts";
 import { allocateOn, resolveVlan, takenAddresses } from "./vlan.ts";
@@ -28,12 +28,18 @@ export const instanceHandlers: Handlers<
       const image = resolveVmImage(k.store, p.vmimage);
       const vlans = image.vlans.map((id) => resolveVlan(k.store, String(id)));
       const taken = new Map(vlans.map((v) => [v.id, takenAddresses(k.store, v.id)]));
-      const macs = new Set(k.store.allMacs());
+      // KaOS MAC indices, parsed once: allocateMac takes them as they are (a set of strings
+      // would be parsed again for every NIC: quadratic with 10,000 instances).
+      const macs = new Set<number>();
+      for (const mac of k.store.allMacs()) {
+        const n = macIndex(mac);
+        if (n !== undefined) macs.add(n);
+      }
       const first = k.store.takeInstanceNumbers(image.name, p.count);
       const names: string[] = [];
       for (let n = first; n < first + p.count; n++) {
         const name = `${image.name}-${n}`;
-        if (k.store.getInstance(name)) {
+        if (k.store.instanceExists(name)) {
           throw new UserError(`Cannot deploy: instance ${name} exists already`, {
             code: "conflict",
           });
@@ -41,7 +47,7 @@ export const instanceHandlers: Handlers<
         const nicVlans = vlans.length > 0 ? vlans : [null];
         const nics: Nic[] = nicVlans.map((vlan, index) => {
           const mac = allocateMac(macs);
-          macs.add(mac);
+          macs.add(macIndex(mac)!);
           const ip = vlan ? allocateOn(vlan, taken.get(vlan.id)!) : null;
           return { index, vlan: vlan?.id ?? null, mac, ip };
         });
@@ -83,15 +89,15 @@ export const instanceHandlers: Handlers<
         }
       }));
     }
-    return created.map((name) => ({
-      ...withRuntime(k, resolveInstance(k.store, name)),
-      ...outcomes.get(name)!,
+    return withRuntimes(k, created.map((name) => resolveInstance(k.store, name))).map((inst) => ({
+      ...inst,
+      ...outcomes.get(inst.name)!,
     }));
   },
 
   "instance.list"(k, p) {
     if (p.vmimage !== undefined) resolveVmImage(k.store, p.vmimage);
-    return k.store.listInstances(p.vmimage).map((i) => withRuntime(k, i));
+    return withRuntimes(k, k.store.listInstances(p.vmimage));
   },
 
   async "instance.show"(k, p) {

@@ -21,6 +21,15 @@ prepare() {
     rm -rf "$tmp"
     return 1
   }
+  # an empty database the first start renames to the configured one (CREATE DATABASE would copy
+  # template1 under TCG at every boot)
+  echo "CREATE DATABASE kaos_app;" | runuser -u nobody -- env -i LD_LIBRARY_PATH="$1/lib" TZ=UTC \
+    "$tmp/usr/lib/postgresql/15/bin/postgres" --single -D "$tmp/data" -c fsync=off template1 \
+    >>"$tmp/initdb.log" 2>&1 || {
+    cat "$tmp/initdb.log" >&2
+    rm -rf "$tmp"
+    return 1
+  }
   printf 'local all all trust\nhost all all 0.0.0.0/0 scram-sha-256\n' >"$tmp/data/pg_hba.conf"
   mkdir -p "$1/usr/share/kaos"
   cp -a "$tmp/data" "$1/usr/share/kaos/pgdata"

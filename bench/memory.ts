@@ -1,0 +1,337 @@
+/**
+ * Memory benchmark (issue 13): RSS and JS heap of kattach, its sshd and the console process,
+ * idle; with 10 and 50 instance records; with 10 running guests; with 20 SSH sessions open (menus
+ * on a pty, key login); after 1,000 one-line commands over SSH (growth beside the first 100);
+ * next to a bare Deno process with zod, ssh2 and node:sqlite loaded (the baseline, same run) and
+ * the goals (kattach idle ≤ 64 MiB, ≤ +1 MiB per running guest; sshd ≤ 64 MiB idle, ≤ +4 MiB per
+ * session; growth ≤ 5 %). Heaps come from the processes themselves (KAOS_MEMORY_LOG, every
+ * 250 ms). Prints figures only. Needs QEMU and fixtures/out (built on first use).
+ *
+ *   scripts/deno run -A bench/memory.ts [--guests N] [--sessions N] [--commands N]
+ */
+import { IpcClient } from "../ipc/mod.ts";
+import { parseCliOrExit } from "../lib/cli_args.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const OUT = `${ROOT}/fixtures/out`;
+const USAGE =
+  "usage: bench/memory.ts [--guests N (default 10)] [--sessions N (20)] [--commands N (1000)]";
+const cli = parseCliOrExit(Deno.args, {
+  usage: USAGE,
+  options: {
+    guests: { type: "string" },
+    sessions: { type: "string" },
+    commands: { type: "string" },
+  },
+});
+const GUESTS = Number(cli.values.guests ?? 10);
+const SESSIONS = Number(cli.values.sessions ?? 20);
+const COMMANDS = Number(cli.values.commands ?? 1000);
+if (![GUESTS, SESSIONS, COMMANDS].every((n) => Number.isInteger(n) && n >= 1 && n <= 10_000)) {
+  console.error(`Error: bad count\n${USAGE}`);
+  Deno.exit(2);
+}
+
+const MiB = 1024 * 1024;
+type Usage = { rss: number; heapUsed: number; heapTotal: number; external: number };
+
+function rssOf(pid: number): number {
+  try {
+    const s = Deno.readTextFileSync(`/proc/${pid}/status`);
+    return Number(s.match(/^VmRSS:\s+(\d+)/m)?.[1] ?? 0) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
+function loadAverage(): string {
+  return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function waitUntil(what: string, ms: number, ok: () => boolean | Promise<boolean>) {
+  const deadline = Date.now() + ms;
+  while (!await ok()) {
+    if (Date.now() > deadline) throw new Error(`waited ${ms / 1000} s for ${what}`);
+    await sleep(100);
+  }
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function run(cmd: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+const build = await new Deno.Command(`${ROOT}/fixtures/build-modules`, { stdout: "null" }).output();
+if (!build.success) throw new Error("fixtures/build-modules failed");
+const dir = await Deno.makeTempDir({ prefix: "kaos-bench-memory-" });
+const state = `${dir}/state`;
+const memDir = `${dir}/mem`;
+await Deno.mkdir(memDir);
+const port = freePort();
+const children: Deno.ChildProcess[] = [];
+
+/** The latest memory record of a role (kattach, sshd, console), RSS read fresh from /proc. */
+async function usage(role: string): Promise<Usage | undefined> {
+  let latest: { pid: number; mtime: number } | undefined;
+  for await (const e of Deno.readDir(memDir)) {
+    const m = e.name.match(new RegExp(`^${role}-(\\d+)\\.json$`));
+    if (!m) continue;
+    const st = await Deno.stat(`${memDir}/${e.name}`);
+    const pid = Number(m[1]);
+    if (rssOf(pid) === 0) continue; // ended
+    if (!latest || (st.mtime?.getTime() ?? 0) > latest.mtime) {
+      latest = { pid, mtime: st.mtime?.getTime() ?? 0 };
+    }
+  }
+  if (!latest) return undefined;
+  await sleep(300); // a fresh record
+  const u = JSON.parse(await Deno.readTextFile(`${memDir}/${role}-${latest.pid}.json`)) as Usage;
+  return { ...u, rss: rssOf(latest.pid) };
+}
+
+const rows: string[][] = [];
+async function sample(label: string, goal = ""): Promise<Record<string, Usage | undefined>> {
+  const r: Record<string, Usage | undefined> = {};
+  for (const role of ["kattach", "sshd", "console"]) r[role] = await usage(role);
+  const f = (u?: Usage) =>
+    u ? `${(u.rss / MiB).toFixed(1)} / ${(u.heapUsed / MiB).toFixed(1)}` : "-";
+  rows.push([label, f(r.kattach), f(r.sshd), f(r.console), goal]);
+  return r;
+}
+
+try {
+  console.log(
+    `bench/memory: load ${loadAverage()}; ${navigator.hardwareConcurrency} cores; MiB RSS / JS heap used`,
+  );
+  // The baseline: a bare Deno process with zod, ssh2 and node:sqlite loaded.
+  const bare = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `import "zod"; import "ssh2"; import "node:sqlite";` +
+      `const u = Deno.memoryUsage(); Deno.writeTextFileSync("${memDir}/bare.json", JSON.stringify(u));` +
+      `setInterval(() => {}, 1000);`,
+    ],
+    cwd: ROOT,
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  children.push(bare);
+  await waitUntil(
+    "the bare Deno process",
+    60_000,
+    () => Deno.stat(`${memDir}/bare.json`).then(() => true, () => false),
+  );
+  await sleep(500);
+  const bareHeap = JSON.parse(await Deno.readTextFile(`${memDir}/bare.json`)).heapUsed as number;
+  const bareRss = rssOf(bare.pid);
+  rows.push([
+    "baseline: bare deno + zod, ssh2, node:sqlite",
+    `${(bareRss / MiB).toFixed(1)} / ${(bareHeap / MiB).toFixed(1)}`,
+    "",
+    "",
+    "",
+  ]);
+  bare.kill("SIGKILL");
+  await bare.status;
+
+  const kattach = new Deno.Command(Deno.execPath(), {
+    args: [
+      ...["run", "-A", `${ROOT}/main.ts`, "kattach", "--hosted", "--state", state],
+      ...["--ssh-port", String(port)],
+    ],
+    env: { KAOS_MEMORY_LOG: memDir },
+    stdin: "null",
+    stdout: "null",
+    stderr: Deno.env.get("KLOG") ? "inherit" : "null",
+  }).spawn();
+  children.push(kattach);
+  await waitUntil("kattach's IPC", 120_000, async () => {
+    try {
+      (await IpcClient.connect(`${state}/run`)).close();
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  await waitUntil("the sshd", 60_000, async () => {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  // The console: the login and menus on a terminal (script(1) gives it a pty).
+  const consoleProc = new Deno.Command("script", {
+    args: [
+      "-qfc",
+      `${Deno.execPath()} run -A ${ROOT}/main.ts console --state ${state}`,
+      "/dev/null",
+    ],
+    env: { KAOS_MEMORY_LOG: memDir, TERM: "xterm" },
+    stdin: "piped",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  children.push(consoleProc);
+  await waitUntil(
+    "the console process",
+    60_000,
+    async () => (await usage("console")) !== undefined,
+  );
+  await sleep(3000);
+  const idle = await sample("idle", "kattach ≤ 64, sshd ≤ 64, console ≤ 64");
+
+  const c = await IpcClient.connect(`${state}/run`);
+  await c.call("module.import", { path: `${OUT}/vkaos` });
+  await c.call("module.import", { path: `${OUT}/web` });
+  await c.call("vmimage.create", { name: "rec", modules: ["web"], configGroups: [], vlans: [] });
+  await c.call("vmimage.create", { name: "web", modules: ["web"], configGroups: [], vlans: [] });
+  await c.call("deploy", { vmimage: "rec", count: 10, noStart: true });
+  await c.call("instance.list", {});
+  await sample("10 instance records");
+  await c.call("deploy", { vmimage: "rec", count: 40, noStart: true });
+  await c.call("instance.list", {});
+  const at50 = await sample("50 instance records");
+
+  await c.call("deploy", { vmimage: "web", count: GUESTS });
+  await waitUntil(`${GUESTS} guests running`, 600_000, async () => {
+    const list = await c.call("instance.list", { vmimage: "web" });
+    return list.every((i) => i.state === "running" || i.state === "failed");
+  });
+  await sleep(5000); // readiness settled, serial logs read a few times
+  const guests = await sample(`${GUESTS} running guests (+ 50 records)`, "kattach ≤ +1 per guest");
+
+  // Key login for the sessions and the one-line commands.
+  await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "bench", "-f", `${dir}/key`]);
+  await c.call("auth.keys.add", { key: (await Deno.readTextFile(`${dir}/key.pub`)).trim() });
+  const ssh = [
+    ...["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"],
+    ...["-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"],
+    ...["-i", `${dir}/key`, "-p", String(port)],
+  ];
+  const before = await sample(`before the sessions`);
+  const sessions: Deno.ChildProcess[] = [];
+  for (let i = 0; i < SESSIONS; i++) {
+    const s = new Deno.Command("ssh", {
+      args: [...ssh, "-tt", "aqcli@127.0.0.1"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    sessions.push(s);
+    children.push(s);
+  }
+  // Each session shows its menu: wait for a first screenful from each.
+  await Promise.all(sessions.map(async (s) => {
+    const reader = s.stdout.getReader();
+    let seen = 0;
+    const deadline = Date.now() + 120_000;
+    while (seen < 200 && Date.now() < deadline) {
+      const r = await reader.read();
+      if (r.done) break;
+      seen += r.value.length;
+    }
+    reader.releaseLock();
+    s.stdout.cancel().catch(() => {});
+  }));
+  await sleep(2000);
+  const open = await sample(`${SESSIONS} SSH sessions open`, "sshd ≤ +4 per session");
+  for (const s of sessions) {
+    try {
+      s.kill("SIGTERM");
+    } catch { /* gone */ }
+    await s.status;
+  }
+
+  // One-line commands over one multiplexed OpenSSH connection (each a channel of its own).
+  const control = [...ssh, "-o", "ControlMaster=auto", "-o", `ControlPath=${dir}/cm`];
+  const master = new Deno.Command("ssh", {
+    args: [...control, "-o", "ControlPersist=yes", "-N", "aqcli@127.0.0.1"],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  children.push(master);
+  await waitUntil(
+    "the ssh control master",
+    60_000,
+    () => Deno.stat(`${dir}/cm`).then(() => true, () => false),
+  );
+  const oneLine = async (n: number) => {
+    let next = 0;
+    await Promise.all([0, 1, 2, 3].map(async () => {
+      while (next++ < n) {
+        await run("ssh", [...control, "aqcli@127.0.0.1", "system", "status", "--json"]);
+      }
+    }));
+  };
+  await oneLine(Math.min(100, COMMANDS));
+  await sleep(2000);
+  const warm = await sample(`after ${Math.min(100, COMMANDS)} one-line commands`);
+  const t0 = performance.now();
+  await oneLine(COMMANDS);
+  const secs = (performance.now() - t0) / 1000;
+  await sleep(2000);
+  const after = await sample(`after ${COMMANDS} more (${secs.toFixed(0)} s)`, "growth ≤ 5 %");
+  await run("ssh", [...control, "-O", "exit", "aqcli@127.0.0.1"]).catch(() => {});
+  await master.status;
+  c.close();
+
+  const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i].length), 12));
+  const line = (r: string[]) =>
+    console.log(
+      `${r[0].padEnd(w[0])}  ${r[1].padEnd(w[1])}  ${r[2].padEnd(w[2])}  ${r[3].padEnd(w[3])}  ${
+        r[4]
+      }`,
+    );
+  line(["", "kattach", "sshd", "console", "goal"]);
+  for (const r of rows) line(r);
+  const d = (a?: Usage, b?: Usage, per = 1) =>
+    a && b ? `${((b.rss - a.rss) / MiB / per).toFixed(2)} MiB` : "-";
+  const g = (a?: Usage, b?: Usage) =>
+    a && b ? `${(((b.rss - a.rss) / a.rss) * 100).toFixed(1)} %` : "-";
+  console.log(
+    `kattach per running guest: ${d(at50.kattach, guests.kattach, GUESTS)} (goal ≤ 1 MiB); ` +
+      `sshd per session: ${d(before.sshd, open.sshd, SESSIONS)} (goal ≤ 4 MiB)`,
+  );
+  console.log(
+    `growth over ${COMMANDS} one-line commands: kattach ${g(warm.kattach, after.kattach)}, ` +
+      `sshd ${g(warm.sshd, after.sshd)} (goal ≤ 5 %); idle kattach ${
+        ((idle.kattach?.rss ?? 0) / MiB).toFixed(1)
+      } MiB vs bare deno ${(bareRss / MiB).toFixed(1)} MiB`,
+  );
+  console.log(`load at the end: ${loadAverage()}`);
+} finally {
+  try {
+    for (const e of Deno.readDirSync(`${state}/instances`)) {
+      try {
+        Deno.kill(
+          Number(Deno.readTextFileSync(`${state}/instances/${e.name}/qemu.pid`)),
+          "SIGKILL",
+        );
+      } catch { /* gone */ }
+    }
+  } catch { /* none */ }
+  for (const ch of children.reverse()) {
+    try {
+      ch.kill("SIGTERM");
+    } catch { /* gone */ }
+    await ch.status.catch(() => {});
+  }
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+}

@@ -1,0 +1,326 @@
+/**
+ * Scale benchmark (issue 13, "a configuration of thousands"): builds, through kattach's real IPC
+ * actions, a store with 4,094 VLANs, 2,000 configuration groups, 1,000 VM images and 10,000
+ * instance records (defined, not running: `deploy --count 250 --no-start`), then prints beside
+ * each goal:
+ *   - `instance list --json` and `vlan list --json` through IPC (medians), next to the raw
+ *     SQLite query of the same rows (a read-only connection of the bench, the baseline);
+ *   - `deploy --count 100 --no-start` (its database work: user-mode networking), next to the same
+ *     deploy on an empty store;
+ *   - kattach's start (store open, migrations, integrity check, reconcile; its own phase timings)
+ *     and the time until its IPC answers, next to a start on an empty store;
+ *   - kattach's RSS, next to the same kattach idle on an empty store.
+ * Prints figures only. Hosted kattach, user-mode networking, no sshd. KLOG=1 shows kattach's log.
+ *
+ *   scripts/deno run -A bench/scale.ts [--instances N] [--vlans N] [--rounds R]
+ */
+import { DatabaseSync } from "node:sqlite";
+import { IpcClient } from "../ipc/mod.ts";
+import { parseCliOrExit } from "../lib/cli_args.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const OUT = `${ROOT}/fixtures/out`;
+const USAGE =
+  "usage: bench/scale.ts [--vlans N (default 4094)] [--groups N (2000)] [--vmimages N (1000)] [--instances N (10000)] [--rounds R (5)]";
+const cli = parseCliOrExit(Deno.args, {
+  usage: USAGE,
+  options: {
+    vlans: { type: "string" },
+    groups: { type: "string" },
+    vmimages: { type: "string" },
+    instances: { type: "string" },
+    rounds: { type: "string" },
+  },
+});
+const VLANS = Number(cli.values.vlans ?? 4094);
+const GROUPS = Number(cli.values.groups ?? 2000);
+const IMAGES = Number(cli.values.vmimages ?? 1000);
+const INSTANCES = Number(cli.values.instances ?? 10_000);
+const ROUNDS = Number(cli.values.rounds ?? 5);
+const PER_DEPLOY = 250; // the most a VLAN's /24 pool holds comfortably (253 addresses)
+if (
+  !(VLANS >= 1 && VLANS <= 4094) || !(GROUPS >= 1) || !(IMAGES >= 2) ||
+  !(IMAGES <= VLANS) || !(INSTANCES >= 0) || Math.ceil(INSTANCES / PER_DEPLOY) > IMAGES - 1 ||
+  !(ROUNDS >= 1 && ROUNDS <= 50)
+) {
+  console.error(`Error: bad sizes\n${USAGE}`);
+  Deno.exit(2);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+function ms(x: number): string {
+  return x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(1)} ms`;
+}
+
+function rssMiB(pid: number): number {
+  const s = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(s.match(/^VmRSS:\s+(\d+)/m)?.[1] ?? 0) / 1024;
+}
+
+async function loadAverage(): Promise<string> {
+  return (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+}
+
+/** A hosted kattach (no sshd) with its stderr collected; resolves when its IPC answers. */
+class Kattach {
+  proc!: Deno.ChildProcess;
+  log = "";
+  #reading!: Promise<void>;
+  /** ms from spawn to the first IPC connection. */
+  untilIpc = 0;
+
+  static async start(state: string): Promise<Kattach> {
+    const k = new Kattach();
+    const t0 = performance.now();
+    k.proc = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `${ROOT}/main.ts`, "kattach", "--hosted", "--state", state],
+      env: { KAOS_SSH_PORT: "0" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    k.#reading = (async () => {
+      for await (const chunk of k.proc.stderr.pipeThrough(new TextDecoderStream())) {
+        k.log += chunk;
+        if (Deno.env.get("KLOG")) Deno.stderr.writeSync(new TextEncoder().encode(chunk));
+      }
+    })();
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      try {
+        if (k.log.includes("kattach: ready")) {
+          (await IpcClient.connect(`${state}/run`)).close();
+          k.untilIpc = performance.now() - t0;
+          return k;
+        }
+      } catch { /* not yet */ }
+      if (Date.now() > deadline) throw new Error(`kattach did not start within 120 s:\n${k.log}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** kattach's own start time and phases, from its log line. */
+  started(): string {
+    return this.log.match(/started in (\d+ ms \(phases[^)]*\))/)?.[1] ?? "?";
+  }
+
+  startedMs(): number {
+    return Number(this.log.match(/started in (\d+) ms/)?.[1] ?? NaN);
+  }
+
+  async stop(): Promise<void> {
+    this.proc.kill("SIGTERM");
+    await this.proc.status;
+    await this.#reading;
+  }
+}
+
+/** Runs `n` calls with up to `width` in flight. */
+async function pipelined(n: number, width: number, call: (i: number) => Promise<unknown>) {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(width, n) }, async () => {
+    while (next < n) await call(next++);
+  }));
+}
+
+/** Median ms of `rounds` runs of `f`. */
+async function timed(rounds: number, f: () => Promise<unknown> | unknown): Promise<number> {
+  const xs: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const t0 = performance.now();
+    await f();
+    xs.push(performance.now() - t0);
+  }
+  return median(xs);
+}
+
+const build = await new Deno.Command(`${ROOT}/fixtures/build-modules`, { stdout: "null" }).output();
+if (!build.success) throw new Error("fixtures/build-modules failed");
+const dir = await Deno.makeTempDir({ prefix: "kaos-bench-scale-" });
+// The state directory is a symlink: on the disk for every measurement, on a tmpfs (when there is
+// one) while the store is built, so that 7,000 one-transaction actions do not wait on 7,000
+// fsyncs of a loaded disk. The paths kattach records go through the link and stay valid.
+const state = `${dir}/state`;
+const onDisk = `${dir}/disk`;
+const shm = await Deno.stat("/dev/shm").then((s) => s.isDirectory, () => false)
+  ? await Deno.makeTempDir({ dir: "/dev/shm", prefix: "kaos-bench-scale-" })
+  : onDisk;
+await Deno.mkdir(onDisk, { mode: 0o700 });
+await Deno.symlink(onDisk, state);
+/** Moves the (stopped) kattach's state to `to` and points the link there. */
+async function moveState(from: string, to: string): Promise<void> {
+  if (from === to) return;
+  const cp = await new Deno.Command("cp", { args: ["-a", `${from}/.`, `${to}/`] }).output();
+  if (!cp.success) throw new Error(`cp ${from} ${to} failed`);
+  await Deno.remove(from, { recursive: true });
+  await Deno.mkdir(from, { mode: 0o700 });
+  await Deno.remove(state);
+  await Deno.symlink(to, state);
+}
+const rows: [string, string, string, string][] = [];
+const row = (what: string, figure: string, goal: string, baseline: string) =>
+  rows.push([what, figure, goal, baseline]);
+
+let k = await Kattach.start(state);
+try {
+  console.log(
+    `bench/scale: ${VLANS} VLANs, ${GROUPS} configuration groups, ${IMAGES} VM images, ${INSTANCES} instance records; load ${await loadAverage()}; ${navigator.hardwareConcurrency} cores`,
+  );
+  const emptyStart = k.startedMs();
+  const emptyIpc = k.untilIpc;
+  let c = await IpcClient.connect(`${state}/run`);
+  await c.call("module.import", { path: `${OUT}/vkaos` });
+  await c.call("module.import", { path: `${OUT}/web` });
+  // The empty-store baselines: an idle kattach, and a deploy of 100 into a store without others.
+  await c.call("vlan.add", { id: 1, name: "v1", cidr: "10.0.1.0/24" });
+  await c.call("vmimage.create", { name: "base", modules: ["web"], configGroups: [], vlans: [1] });
+  const emptyRss = rssMiB(k.proc.pid);
+  const emptyDeploy = await timed(
+    1,
+    () => c.call("deploy", { vmimage: "base", count: 100, noStart: true }),
+  );
+  const emptyList = await timed(ROUNDS, () => c.call("instance.list", {}));
+
+  c.close();
+  await k.stop();
+  await moveState(onDisk, shm);
+  k = await Kattach.start(state);
+  c = await IpcClient.connect(`${state}/run`);
+
+  const t0 = performance.now();
+  let t = performance.now();
+  await pipelined(VLANS - 1, 16, (i) => {
+    const id = i + 2;
+    return c.call("vlan.add", {
+      id,
+      name: `v${id}`,
+      cidr: `10.${id >> 8}.${id & 255}.0/24`,
+    });
+  });
+  const tVlans = performance.now() - t;
+  t = performance.now();
+  await pipelined(
+    GROUPS,
+    16,
+    (i) =>
+      c.call("configGroup.add", { module: "web", name: `g${i}`, values: { title: `site ${i}` } }),
+  );
+  const tGroups = performance.now() - t;
+  t = performance.now();
+  await pipelined(IMAGES - 1, 16, (i) =>
+    c.call("vmimage.create", {
+      name: `img${i}`,
+      modules: ["web"],
+      configGroups: [`g${i % GROUPS}`],
+      vlans: [i + 2],
+    }));
+  const tImages = performance.now() - t;
+  t = performance.now();
+  const deploys = Math.ceil(INSTANCES / PER_DEPLOY);
+  const emptyInstances = 100; // the baseline deploy's
+  let left = INSTANCES - emptyInstances;
+  await pipelined(deploys, 4, async (i) => {
+    const count = Math.min(PER_DEPLOY, left);
+    left -= count;
+    if (count > 0) await c.call("deploy", { vmimage: `img${i}`, count, noStart: true });
+  });
+  const tInstances = performance.now() - t;
+  console.log(
+    `built in ${ms(performance.now() - t0)}: VLANs ${ms(tVlans)}, groups ${
+      ms(tGroups)
+    }, VM images ${ms(tImages)}, instances ${ms(tInstances)} (${deploys} deploys --no-start)`,
+  );
+
+  // The raw query of the same rows: the floor for the lists.
+  const db = new DatabaseSync(`${state}/kaos.db`, { readOnly: true });
+  const rawInstances = await timed(ROUNDS, () =>
+    db.prepare(
+      "SELECT i.*, n.idx, n.vlan, n.mac, n.ip, r.forwards, r.restarts, r.last_exit FROM instance i LEFT JOIN nic n ON n.instance = i.name LEFT JOIN instance_runtime r ON r.instance = i.name ORDER BY i.vmimage, i.created_at, i.name, n.idx",
+    ).all());
+  const rawVlans = await timed(ROUNDS, () => {
+    db.prepare("SELECT * FROM vlan ORDER BY id").all();
+    db.prepare("SELECT vlan, ip FROM nic WHERE ip IS NOT NULL").all();
+    db.prepare("SELECT vlan, ip, note FROM ip_reservation").all();
+  });
+  db.close();
+
+  const n = (await c.call("instance.list", {})).length;
+  const instanceList = await timed(ROUNDS, () => c.call("instance.list", {}));
+  const vlanList = await timed(ROUNDS, () => c.call("vlan.list", {}));
+  row(
+    `instance list --json (${n} rows, IPC)`,
+    ms(instanceList),
+    "≤ 100 ms",
+    `raw SQLite ${ms(rawInstances)}; ${emptyInstances} rows ${ms(emptyList)}`,
+  );
+  row(
+    `vlan list --json (${VLANS} rows, IPC)`,
+    ms(vlanList),
+    "≤ 100 ms",
+    `raw SQLite ${ms(rawVlans)}`,
+  );
+  const deploy100 = await timed(
+    1,
+    () => c.call("deploy", { vmimage: `img${IMAGES - 2}`, count: 100, noStart: true }),
+  );
+  row("deploy --count 100 --no-start", ms(deploy100), "≤ 1 s", `empty store ${ms(emptyDeploy)}`);
+  const fullRss = rssMiB(k.proc.pid);
+  c.close();
+
+  await k.stop();
+  const starts: { own: number; ipc: number; text: string }[] = [];
+  for (let i = 0; i < 3; i++) {
+    k = await Kattach.start(state);
+    starts.push({ own: k.startedMs(), ipc: k.untilIpc, text: k.started() });
+    if (i < 2) await k.stop();
+  }
+  const own = median(starts.map((s) => s.own));
+  row(
+    "kattach start (its phases)",
+    ms(own),
+    "≤ 2 s",
+    `empty store ${ms(emptyStart)}`,
+  );
+  row(
+    "kattach spawn → IPC answers",
+    ms(median(starts.map((s) => s.ipc))),
+    "",
+    `empty store ${ms(emptyIpc)}`,
+  );
+  console.log(`kattach start, median run: ${starts.find((s) => s.own === own)?.text}`);
+  c = await IpcClient.connect(`${state}/run`);
+  await c.call("instance.list", {});
+  await c.call("vlan.list", {});
+  c.close();
+  row(
+    "kattach RSS after the lists",
+    `${fullRss.toFixed(1)} MiB`,
+    "≤ 96 MiB",
+    `empty store ${emptyRss.toFixed(1)} MiB`,
+  );
+  row(
+    "kattach RSS, restarted, after the lists",
+    `${rssMiB(k.proc.pid).toFixed(1)} MiB`,
+    "≤ 96 MiB",
+    "",
+  );
+
+  const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i].length)));
+  console.log(
+    `${"figure".padEnd(w[0])}  ${"measured".padEnd(w[1])}  ${
+      "goal".padEnd(w[2])
+    }  baseline (same run)`,
+  );
+  for (const r of rows) {
+    console.log(`${r[0].padEnd(w[0])}  ${r[1].padEnd(w[1])}  ${r[2].padEnd(w[2])}  ${r[3]}`);
+  }
+  console.log(`load at the end: ${await loadAverage()}`);
+} finally {
+  await k.stop().catch(() => {});
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  if (shm !== onDisk) await Deno.remove(shm, { recursive: true }).catch(() => {});
+}
