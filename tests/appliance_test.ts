@@ -16,7 +16,8 @@ import {
 } from "./_appliance.ts";
 import { freePort, run } from "./_util.ts";
 
-const BOOT_TIMEOUT_MS = 240_000;
+/** GRUB reading the image from the emulated USB stick, then the boot (TCG; a loaded CI: minutes). */
+const BOOT_TIMEOUT_MS = 600_000;
 
 /** Reads the SSH identification line on the forwarded port, retrying until `ms` pass. */
 async function sshBanner(port: number, ms: number): Promise<string | null> {
