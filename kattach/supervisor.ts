@@ -216,7 +216,10 @@ export class Supervisor {
       ),
     );
     const live = ["starting", "running", "paused", "stopping"];
-    for (const inst of this.#k.store.listInstances()) {
+    // One read of every instance (10,000 records: the autostart pass needs only their flags,
+    // which settling does not change).
+    const all = this.#k.store.listInstances();
+    for (const inst of all) {
       if (!live.includes(inst.state)) continue;
       const paths = instancePaths(this.#k.stateDir, inst.name);
       const pid = getRuntime(this.#k.store, inst.name).pid ?? await readPidfile(paths.pidfile);
@@ -237,7 +240,7 @@ export class Supervisor {
         why: "QEMU ended while kattach was not running",
       });
     }
-    for (const inst of this.#k.store.listInstances()) {
+    for (const inst of all) {
       if (!inst.autostart || this.#guests.has(inst.name) || this.#timers.has(inst.name)) continue;
       this.#k.log(`supervisor: autostart ${inst.name}`);
       this.#spawnBackground(
