@@ -18,6 +18,7 @@ export {
   type Waitpid,
   zombieChildren,
 } from "./reaper.ts";
+export { growMbrEntry, growPartitionToDisk, type MbrGrowth } from "./mbr.ts";
 export { type CommandResult, runChecked, type RunCommand, runCommand } from "./run.ts";
 export { hostTscKhz, parseTscKhz } from "./tsc.ts";
 export {

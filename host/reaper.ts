@@ -83,6 +83,24 @@ export interface ReaperOptions {
   log?: (line: string) => void;
 }
 
+/**
+ * Pids of children this process spawned and is waiting for itself (host/run.ts registers them):
+ * the reaper never reaps those, even when a starved event loop leaves one a zombie for several
+ * scans (under heavy emulation a `kill` run by kattach was reaped from under Deno's own wait,
+ * which then failed with ECHILD).
+ */
+const ownChildren = new Set<number>();
+
+/** Marks `pid` as a child this process waits for itself; see {@linkcode releaseOwnChild}. */
+export function holdOwnChild(pid: number): void {
+  ownChildren.add(pid);
+}
+
+/** Forgets a child registered with {@linkcode holdOwnChild} (after its status was collected). */
+export function releaseOwnChild(pid: number): void {
+  ownChildren.delete(pid);
+}
+
 /** A periodic scan that reaps orphaned zombies seen in two scans in a row. */
 export class Reaper {
   #parent: number;
@@ -113,6 +131,7 @@ export class Reaper {
     const reaped: number[] = [];
     const next = new Set<number>();
     for (const pid of zombies) {
+      if (ownChildren.has(pid)) continue;
       if (!this.#seen.has(pid)) {
         next.add(pid);
         continue;

@@ -1,5 +1,13 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { libcWaitpid, listProcesses, parseProcStat, Reaper, zombieChildren } from "./reaper.ts";
+import {
+  holdOwnChild,
+  libcWaitpid,
+  listProcesses,
+  parseProcStat,
+  Reaper,
+  releaseOwnChild,
+  zombieChildren,
+} from "./reaper.ts";
 
 Deno.test("parseProcStat: comm with spaces and parentheses", () => {
   const s = parseProcStat("4242 (my (odd) prog) Z 1 4242 4242 0 -1 4194572 0 0 0\n");
@@ -97,3 +105,21 @@ async function reapAnOrphan(): Promise<void> {
   assertEquals(reaper.tick(), [orphan]);
   assert(!isZombie(), "the zombie is still there after waitpid");
 }
+
+Deno.test("Reaper: never reaps a child the process waits for itself (runCommand's)", () => {
+  const waited: number[] = [];
+  const r = new Reaper({
+    parent: 1,
+    scan: () => [{ pid: 70, comm: "kill", state: "Z", ppid: 1 }],
+    waitpid: (pid) => (waited.push(pid), 0),
+  });
+  holdOwnChild(70);
+  try {
+    for (let i = 0; i < 5; i++) assertEquals(r.tick(), []); // a starved event loop: still Deno's
+  } finally {
+    releaseOwnChild(70);
+  }
+  assertEquals(waited, []);
+  r.tick();
+  assertEquals(r.tick(), [70]); // once released and still a zombie, it is an orphan like any other
+});

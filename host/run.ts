@@ -1,4 +1,5 @@
 /** Running a host command: the one side effect most host helpers need, injectable for tests. */
+import { holdOwnChild, releaseOwnChild } from "./reaper.ts";
 
 /** What a finished command left behind. */
 export interface CommandResult {
@@ -14,7 +15,15 @@ export type RunCommand = (argv: string[]) => Promise<CommandResult>;
 export async function runCommand(argv: string[]): Promise<CommandResult> {
   const [cmd, ...args] = argv;
   try {
-    const out = await new Deno.Command(cmd, { args, stdin: "null" }).output();
+    const child = new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped" })
+      .spawn();
+    holdOwnChild(child.pid); // PID 1's orphan reaper must leave this one to Deno's own wait
+    let out: Deno.CommandOutput;
+    try {
+      out = await child.output();
+    } finally {
+      releaseOwnChild(child.pid);
+    }
     const dec = new TextDecoder();
     return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
   } catch (err) {
