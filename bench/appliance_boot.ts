@@ -1,31 +1,29 @@
 /**
- * Build and boot figures of the KaOS appliance under QEMU (TCG here): the image build (cached
- * and forced), then boots with scripts/run-appliance in daemon mode on a fresh data disk. For each
- * boot: seconds from starting run-appliance to kattach's first line (PID 1 up), to its ready
- * line, and to the SSH banner on the forwarded port, plus the guest's own uptime at those lines.
- * The first boot makes the sshd's host keys; later boots find them on the data disk.
- * Prints figures only (no assertions on time).
+ * Boot figures of the KaOS image booted as a USB stick (scripts/run-appliance: QEMU q35, xHCI +
+ * usb-storage, SeaBIOS, GRUB with its 3 s menu), next to two baselines booted the same way (same
+ * kernel, GRUB, compression and stick, built with `scripts/build-image --bare`):
+ *   busybox  an initramfs of busybox-static only, its PID 1 a shell script printing a marker;
+ *   hello    the appliance's launcher + Deno + its libraries, PID 1 a one-line Deno "hello".
+ * For each boot, seconds after QEMU started (run-appliance returned, -daemonize): GRUB booting its
+ * entry, PID 1's first line (with the guest's uptime then: the kernel's share), kattach ready and
+ * the SSH banner on the forwarded port (appliance only); then the ratios and the sizes. Prints
+ * figures only (no assertions on time).
  *
- *   scripts/deno run -A bench/appliance_boot.ts [boots=2]
+ *   scripts/deno run -A bench/appliance_boot.ts [boots=1] [--uefi]
  */
-import { parseCliOrExit } from "../lib/cli_args.ts";
-
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-const USAGE = "usage: bench/appliance_boot.ts [BOOTS (default 2)]";
-const cli = parseCliOrExit(Deno.args, { usage: USAGE, options: {}, positionals: true });
-const boots = Number(cli.positionals[0] ?? 2);
-if (!Number.isInteger(boots) || boots < 1 || cli.positionals.length > 1) {
-  console.error(`Error: BOOTS is a positive whole number\n${USAGE}`);
-  Deno.exit(2);
-}
+const uefi = Deno.args.includes("--uefi");
+const boots = Number(Deno.args.find((a) => /^\d+$/.test(a)) ?? 1);
+const PID1 = /appliance mode \(uptime ([\d.]+) s\)/;
 
-async function timed(argv: string[]): Promise<number> {
-  const t = performance.now();
-  const out = await new Deno.Command(argv[0], { args: argv.slice(1), stdin: "null" }).output();
+async function sh(argv: string[], opts: { cwd?: string } = {}): Promise<string> {
+  const out = await new Deno.Command(argv[0], { args: argv.slice(1), stdin: "null", ...opts })
+    .output();
+  const text = new TextDecoder().decode(out.stdout);
   if (out.code !== 0) {
-    throw new Error(`${argv.join(" ")}:\n${new TextDecoder().decode(out.stderr)}`);
+    throw new Error(`${argv.join(" ")}:\n${text}${new TextDecoder().decode(out.stderr)}`);
   }
-  return performance.now() - t;
+  return text;
 }
 
 function freePort(): number {
@@ -35,77 +33,169 @@ function freePort(): number {
   return port;
 }
 
-async function until<T>(f: () => Promise<T | null>, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const v = await f();
-    if (v !== null) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error("timed out");
-}
-
-async function banner(port: number): Promise<string | null> {
+async function banner(port: number): Promise<boolean> {
   try {
     const c = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
       const buf = new Uint8Array(64);
       const n = await c.read(buf);
-      const text = n ? new TextDecoder().decode(buf.subarray(0, n)) : "";
-      return text.startsWith("SSH-") ? text : null;
+      return n !== null && new TextDecoder().decode(buf.subarray(0, n)).startsWith("SSH-");
     } finally {
       c.close();
     }
   } catch {
-    return null;
+    return false;
   }
 }
 
-const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+/** A newc cpio of `dir` (uncompressed), as buildroot/appliance/build writes it. */
+async function cpio(dir: string, out: string): Promise<void> {
+  await sh([
+    "sh",
+    "-c",
+    `cd "${dir}" && find . -mindepth 1 -printf '%P\\n' | LC_ALL=C sort | ` +
+    `cpio --quiet -o -H newc -R 0:0 > "${out}"`,
+  ]);
+}
 
-console.log(`image build, cached:  ${s(await timed([`${ROOT}/buildroot/appliance/build`]))}`);
-console.log(
-  `image build, forced:  ${s(await timed([`${ROOT}/buildroot/appliance/build`, "--force"]))}`,
-);
+/** The baselines' initramfs trees: busybox only, and the appliance's Deno with a hello PID 1. */
+async function baselines(work: string): Promise<{ busybox: string; hello: string }> {
+  const initramfs = `${ROOT}/build/appliance/initramfs.img`;
+  const bb = `${work}/busybox-root`;
+  await sh(["mkdir", "-p", `${bb}/bin`, `${bb}/sbin`, `${bb}/dev`, `${bb}/proc`]);
+  await sh(["cp", "/bin/busybox", `${bb}/bin/busybox`]);
+  await sh(["mknod", "-m", "600", `${bb}/dev/console`, "c", "5", "1"]);
+  await Deno.writeTextFile(
+    `${bb}/sbin/kattach`,
+    "#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n" +
+      'echo "kattach: PID 1: busybox, appliance mode (uptime $(/bin/busybox cut -d" " -f1 /proc/uptime) s)"\n' +
+      "while :; do /bin/busybox sleep 3600; done\n",
+    { mode: 0o755 },
+  );
+  // hello: the appliance's own launcher, deno and libraries, extracted from its initramfs.
+  const hello = `${work}/hello-root`;
+  await Deno.mkdir(hello, { recursive: true });
+  await sh([
+    "sh",
+    "-c",
+    `cpio --quiet -id 'sbin/kattach' 'init' 'bin/deno' 'lib/*' 'lib64/*' 'usr/lib/x86_64-linux-gnu/*' ` +
+    `'etc/ld.so.cache' 'dev/*' 'proc' 'sys' 'tmp' < "${initramfs}"`,
+  ], { cwd: hello });
+  await sh(["rm", "-rf", `${hello}/lib/modules`, `${hello}/usr/lib/x86_64-linux-gnu/qemu`]);
+  await Deno.mkdir(`${hello}/kaos`, { recursive: true });
+  await Deno.writeTextFile(
+    `${hello}/kaos/kaos.js`,
+    'const up = Deno.readTextFileSync("/proc/uptime").split(" ")[0];\n' +
+      "console.error(`kattach: PID 1: deno ${Deno.version.deno}, appliance mode (uptime ${up} s)`);\n" +
+      "setInterval(() => {}, 3_600_000);\n",
+  );
+  const out = { busybox: `${work}/busybox.cpio`, hello: `${work}/hello.cpio` };
+  await cpio(bb, out.busybox);
+  await cpio(hello, out.hello);
+  return out;
+}
 
-const dir = await Deno.makeTempDir({ prefix: "kaos-appliance-bench-" });
-try {
-  for (let i = 1; i <= boots; i++) {
-    const port = freePort();
-    const log = `${dir}/serial-${i}.log`;
-    const pidfile = `${dir}/qemu-${i}.pid`;
-    const t0 = performance.now();
-    await timed([
-      `${ROOT}/scripts/run-appliance`,
-      ...["--no-build", "--daemon", "--port", String(port), "--disk", `${dir}/data.img`],
-      ...["--disk-size", "1G", "--pidfile", pidfile, "--serial-log", log],
-    ]);
-    const read = () => Deno.readTextFile(log).catch(() => "");
-    try {
-      const pid1 = await until(
-        async () => (await read()).match(/appliance mode \(uptime ([\d.]+) s\)/),
-        240_000,
-      );
-      const tPid1 = performance.now() - t0;
-      const ready = await until(
-        async () => (await read()).match(/ready \(appliance.*uptime ([\d.]+) s\)/),
-        240_000,
-      );
-      const tReady = performance.now() - t0;
-      await until(() => banner(port), 240_000);
-      const tSsh = performance.now() - t0;
-      console.log(
-        `boot ${i}: PID 1 up ${s(tPid1)} (guest uptime ${pid1[1]} s), ready ${s(tReady)} ` +
-          `(guest uptime ${ready[1]} s), SSH banner ${s(tSsh)}`,
-      );
-    } finally {
-      const pid = Number(await Deno.readTextFile(pidfile).catch(() => "0"));
-      if (pid > 1) {
-        Deno.kill(pid, "SIGTERM");
-        await new Promise((r) => setTimeout(r, 1000));
+interface Boot {
+  grub: number;
+  pid1: number;
+  uptime: number;
+  ready?: number;
+  ssh?: number;
+}
+
+async function bootOnce(image: string, dir: string, appliance: boolean): Promise<Boot> {
+  const port = freePort();
+  const log = `${dir}/serial.log`;
+  const pidfile = `${dir}/qemu.pid`;
+  await Deno.remove(log).catch(() => {});
+  await sh([
+    `${ROOT}/scripts/run-appliance`,
+    ...["--image", image, "--daemon", "--port", String(port), "--stick", `${dir}/stick.img`],
+    ...["--disk", `${dir}/disk.img`, "--disk-size", "1G", "--stick-size", "1G"],
+    ...["--pidfile", pidfile, "--serial-log", log, ...(uefi ? ["--uefi"] : [])],
+  ]);
+  const t0 = performance.now();
+  const at: Partial<Boot> = {};
+  try {
+    const end = Date.now() + 600_000;
+    while (Date.now() < end) {
+      const text = await Deno.readTextFile(log).catch(() => "");
+      const now = (performance.now() - t0) / 1000;
+      if (at.grub === undefined && text.includes("Booting `")) at.grub = now;
+      const m = text.match(PID1);
+      if (at.pid1 === undefined && m) [at.pid1, at.uptime] = [now, Number(m[1])];
+      if (!appliance && at.pid1 !== undefined) break;
+      if (appliance && at.ready === undefined && /kattach: ready \(appliance/.test(text)) {
+        at.ready = now;
       }
+      if (appliance && at.pid1 !== undefined && await banner(port)) {
+        at.ssh = (performance.now() - t0) / 1000;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    if (at.pid1 === undefined || (appliance && at.ssh === undefined)) {
+      throw new Error(`${image}: no PID 1 line or SSH banner within 600 s`);
+    }
+    return at as Boot;
+  } finally {
+    const pid = Number(await Deno.readTextFile(pidfile).catch(() => "0"));
+    if (pid > 1) {
+      Deno.kill(pid, "SIGKILL");
+      await new Promise((r) => setTimeout(r, 500));
     }
   }
+}
+
+const s = (x: number | undefined) => x === undefined ? "-" : `${x.toFixed(1)} s`;
+const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
+
+await sh([`${ROOT}/scripts/build-image`]);
+const image = (await sh([`${ROOT}/scripts/build-image`, "--print-path"])).trim();
+const work = await Deno.makeTempDir({ prefix: "kaos-boot-bench-" });
+try {
+  const trees = await baselines(work);
+  const images: Record<string, string> = { appliance: image };
+  for (const name of ["busybox", "hello"] as const) {
+    images[name] = `${work}/${name}.img`;
+    await sh([`${ROOT}/scripts/build-image`, "--bare", trees[name], images[name]]);
+  }
+  const sizes: Record<string, [number, number]> = {
+    appliance: [
+      Deno.statSync(`${ROOT}/build/appliance/initramfs.img`).size,
+      Deno.statSync(image).size,
+    ],
+    busybox: [Deno.statSync(trees.busybox).size, Deno.statSync(images.busybox).size],
+    hello: [Deno.statSync(trees.hello).size, Deno.statSync(images.hello).size],
+  };
+  const results: Record<string, Boot[]> = { busybox: [], hello: [], appliance: [] };
+  console.log(`${uefi ? "OVMF" : "SeaBIOS"}, TCG; seconds after QEMU started:`);
+  for (let i = 1; i <= boots; i++) {
+    for (const name of ["busybox", "hello", "appliance"]) {
+      const dir = `${work}/${name}-${i}`;
+      await Deno.mkdir(dir);
+      const b = await bootOnce(images[name], dir, name === "appliance");
+      results[name].push(b);
+      console.log(
+        `  ${name.padEnd(9)} boot ${i}: GRUB boots ${s(b.grub)}, PID 1 ${s(b.pid1)} ` +
+          `(guest uptime ${b.uptime.toFixed(1)} s), ready ${s(b.ready)}, SSH banner ${s(b.ssh)}`,
+      );
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+  const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const hello = median(results.hello.map((b) => b.pid1));
+  const busybox = median(results.busybox.map((b) => b.pid1));
+  const ssh = median(results.appliance.map((b) => b.ssh!));
+  const pid1 = median(results.appliance.map((b) => b.pid1));
+  console.log(
+    `ratios (medians): appliance SSH banner / hello PID 1 = ${(ssh / hello).toFixed(2)}; ` +
+      `appliance PID 1 / hello PID 1 = ${(pid1 / hello).toFixed(2)}; ` +
+      `hello / busybox = ${(hello / busybox).toFixed(2)}`,
+  );
+  for (const [name, [initrd, img]] of Object.entries(sizes)) {
+    console.log(`  ${name.padEnd(9)} initramfs ${mib(initrd)} (uncompressed), image ${mib(img)}`);
+  }
 } finally {
-  await Deno.remove(dir, { recursive: true });
+  await Deno.remove(work, { recursive: true });
 }

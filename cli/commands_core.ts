@@ -241,6 +241,12 @@ export const coreCommands: Command[] = [
         ["VM images", s.counts.vmimages],
         ["Instances", s.counts.instances],
         ["State", s.stateDir],
+        ...(s.dataDisk
+          ? [[
+            "Data partition",
+            `${s.dataDisk.state === "failed" ? "FAILED: " : ""}${s.dataDisk.detail}`,
+          ] as [string, string]]
+          : []),
         ["Database", `schema ${s.store.schema}, integrity ${s.store.integrity}`],
         ...(s.storage
           ? [[

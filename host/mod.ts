@@ -23,15 +23,17 @@ export {
   readMounts,
 } from "./mounts.ts";
 export {
+  holdOwnChild,
   libcWaitpid,
   listProcesses,
-  ownChildren,
   parseProcStat,
   type ProcStat,
   Reaper,
+  releaseOwnChild,
   type Waitpid,
   zombieChildren,
 } from "./reaper.ts";
+export { growMbrEntry, growPartitionToDisk, type MbrGrowth } from "./mbr.ts";
 export { type CommandResult, runChecked, type RunCommand, runCommand } from "./run.ts";
 export { hostTscKhz, parseTscKhz } from "./tsc.ts";
 export {

@@ -61,7 +61,17 @@ export function realNetlink(options: RealNetlinkOptions = {}): Netlink {
 }
 
 async function readJson(ip: string, args: string[]): Promise<string> {
-  const r = await runWithInput(ip, args, null);
+  let r: CommandResult | undefined;
+  // As PID 1, kattach's orphan reaper may take the exit status of a read that stayed a zombie
+  // across two of its scans (a loaded machine): Deno then fails with ECHILD. A read has no
+  // effect, so it is simply run again.
+  for (let attempt = 1; !r; attempt++) {
+    try {
+      r = await runWithInput(ip, args, null);
+    } catch (err) {
+      if (attempt >= 3 || !/os error 10\b/.test(String(err))) throw err;
+    }
+  }
   if (r.code !== 0) {
     throw new Error(`${ip} ${args.join(" ")} exited ${r.code}: ${r.stderr.trim()}`);
   }

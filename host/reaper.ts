@@ -6,13 +6,8 @@
  *
  * Deno waits on every child it spawns as soon as it exits, so one of its own children is a zombie
  * only for an instant. A zombie is therefore reaped only when two scans in a row (one interval
- * apart) saw it: that leaves Deno's children to Deno. Under heavy load Deno may take longer than
- * that, so children kattach spawned and still waits for are registered in
- * {@linkcode ownChildren} (runCommand, supervised services) and never taken.
+ * apart) saw it: that leaves Deno's children to Deno.
  */
-
-/** Pids of children this process spawned and waits for itself; the reaper leaves them alone. */
-export const ownChildren: Set<number> = new Set();
 
 /** The fields of /proc/<pid>/stat the reaper reads. */
 export interface ProcStat {
@@ -88,6 +83,24 @@ export interface ReaperOptions {
   log?: (line: string) => void;
 }
 
+/**
+ * Pids of children this process spawned and is waiting for itself (host/run.ts registers them):
+ * the reaper never reaps those, even when a starved event loop leaves one a zombie for several
+ * scans (under heavy emulation a `kill` run by kattach was reaped from under Deno's own wait,
+ * which then failed with ECHILD).
+ */
+const ownChildren = new Set<number>();
+
+/** Marks `pid` as a child this process waits for itself; see {@linkcode releaseOwnChild}. */
+export function holdOwnChild(pid: number): void {
+  ownChildren.add(pid);
+}
+
+/** Forgets a child registered with {@linkcode holdOwnChild} (after its status was collected). */
+export function releaseOwnChild(pid: number): void {
+  ownChildren.delete(pid);
+}
+
 /** A periodic scan that reaps orphaned zombies seen in two scans in a row. */
 export class Reaper {
   #parent: number;
@@ -118,7 +131,7 @@ export class Reaper {
     const reaped: number[] = [];
     const next = new Set<number>();
     for (const pid of zombies) {
-      if (ownChildren.has(pid)) continue; // Deno waits for it (late, under load)
+      if (ownChildren.has(pid)) continue;
       if (!this.#seen.has(pid)) {
         next.add(pid);
         continue;

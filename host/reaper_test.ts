@@ -1,10 +1,11 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import {
+  holdOwnChild,
   libcWaitpid,
   listProcesses,
-  ownChildren,
   parseProcStat,
   Reaper,
+  releaseOwnChild,
   zombieChildren,
 } from "./reaper.ts";
 
@@ -105,15 +106,20 @@ async function reapAnOrphan(): Promise<void> {
   assert(!isZombie(), "the zombie is still there after waitpid");
 }
 
-Deno.test("Reaper: never takes a child kattach waits for itself (ownChildren), however long", () => {
-  const procs = [{ pid: 60, comm: "console", state: "Z", ppid: 1 }];
+Deno.test("Reaper: never reaps a child the process waits for itself (runCommand's)", () => {
   const waited: number[] = [];
-  const r = new Reaper({ parent: 1, scan: () => procs, waitpid: (pid) => (waited.push(pid), 0) });
-  ownChildren.add(60);
+  const r = new Reaper({
+    parent: 1,
+    scan: () => [{ pid: 70, comm: "kill", state: "Z", ppid: 1 }],
+    waitpid: (pid) => (waited.push(pid), 0),
+  });
+  holdOwnChild(70);
   try {
-    for (let i = 0; i < 5; i++) assertEquals(r.tick(), []); // Deno is slow to wait for it
+    for (let i = 0; i < 5; i++) assertEquals(r.tick(), []); // a starved event loop: still Deno's
   } finally {
-    ownChildren.delete(60);
+    releaseOwnChild(70);
   }
   assertEquals(waited, []);
+  r.tick();
+  assertEquals(r.tick(), [70]); // once released and still a zombie, it is an orphan like any other
 });

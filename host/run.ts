@@ -1,5 +1,5 @@
 /** Running a host command: the one side effect most host helpers need, injectable for tests. */
-import { ownChildren } from "./reaper.ts";
+import { holdOwnChild, releaseOwnChild } from "./reaper.ts";
 
 /** What a finished command left behind. */
 export interface CommandResult {
@@ -17,8 +17,13 @@ export async function runCommand(argv: string[]): Promise<CommandResult> {
   try {
     const child = new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped" })
       .spawn();
-    ownChildren.add(child.pid); // PID 1's orphan reaper must not take it (host/reaper.ts)
-    const out = await child.output().finally(() => ownChildren.delete(child.pid));
+    holdOwnChild(child.pid); // PID 1's orphan reaper must leave this one to Deno's own wait
+    let out: Deno.CommandOutput;
+    try {
+      out = await child.output();
+    } finally {
+      releaseOwnChild(child.pid);
+    }
     const dec = new TextDecoder();
     return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
   } catch (err) {

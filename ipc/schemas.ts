@@ -230,6 +230,15 @@ export const DeployedInstance = Instance.extend({
 });
 export type DeployedInstance = z.infer<typeof DeployedInstance>;
 
+/** What became of the appliance's data partition at boot (null in hosted mode). */
+export const DataDiskStatus = z.strictObject({
+  /** mounted: state persists; absent: none found, state in RAM; failed: found but unusable. */
+  state: z.enum(["mounted", "absent", "failed"]),
+  device: z.string().nullable(),
+  detail: z.string(),
+});
+export type DataDiskStatus = z.infer<typeof DataDiskStatus>;
+
 /** What `system status` reports. */
 export const SystemStatus = z.strictObject({
   version: z.string(),
@@ -241,6 +250,7 @@ export const SystemStatus = z.strictObject({
   accel: z.strictObject({ kind: z.enum(["kvm", "tcg"]), reason: z.string() }),
   vkaos: z.string().nullable(),
   store: z.strictObject({ schema: z.number().int(), integrity: z.string() }),
+  dataDisk: DataDiskStatus.nullable(),
   counts: z.strictObject({
     vlans: z.number().int(),
     modules: z.number().int(),

@@ -77,6 +77,7 @@ async function startServer(log: string[]) {
       accel: { kind: "tcg", reason: "" },
       vkaos: null,
       store: { schema: 1, integrity: "ok" },
+      dataDisk: null,
       counts: { vlans: 0, modules: 0, configGroups: 0, vmimages: 0, instances: 0 },
       warnings: [],
     };

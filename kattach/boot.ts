@@ -3,8 +3,18 @@
  * mode it runs as an ordinary process with all state under one directory; as PID 1 (appliance
  * mode) it never exits: a failing phase is logged and skipped, signals never kill it.
  */
-import { type Dispatch, type IpcServer, type NetworkMode, serveIpc } from "../ipc/mod.ts";
+import {
+  type DataDiskStatus,
+  type Dispatch,
+  type IpcServer,
+  type NetworkMode,
+  serveIpc,
+} from "../ipc/mod.ts";
 import { type NftHost, probeAccel, realNetlink, realNft } from "../host/mod.ts";
+import { UserError } from "../lib/mod.ts";
+import { CLI_USER } from "./auth.ts";
+import { resetToDefaultPassword } from "./store_auth.ts";
+import { getQueue, insertQueue, updateQueue } from "./store_appqueue.ts";
 import {
   type Kattach,
   reconcileModuleDirs,
@@ -30,6 +40,12 @@ export interface KattachOptions {
   sshPort?: number;
   /** The command that runs main.ts (e.g. [deno, "run", "-A", main.ts]); no services without it. */
   selfArgv?: string[];
+  /** The appliance's data partition as found; `failed` makes the store refuse every change. */
+  dataDisk?: DataDiskStatus;
+  /** Put the release's default password back in force (kernel command line, appliance). */
+  resetPassword?: boolean;
+  /** Read-only queues the image carries (the built-in `local`), kept as given at every start. */
+  builtinQueues?: BuiltinQueue[];
   /**
    * `bridged`: kattach manages the host's networking (links, firewall), as on the appliance (the
    * default there); `user` (the hosted default): guests use user-mode NICs and the host's
@@ -46,6 +62,13 @@ export interface KattachOptions {
   consoleTtys?: string[];
   /** Appliance: called just before the console menus start (the log leaves their terminals). */
   beforeConsoles?: () => void;
+}
+
+/** A queue the image carries. */
+export interface BuiltinQueue {
+  name: string;
+  url: string;
+  publicKey: string;
 }
 
 /** A running kattach. */
@@ -109,6 +132,8 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
           startedAt: Date.now(),
           accel,
           log,
+          dataDisk: options.dataDisk,
+          builtinQueues: (options.builtinQueues ?? []).map((q) => q.name),
           firewallHost: bridged
             ? {
               nft: options.nft ?? realNft(),
@@ -120,6 +145,50 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
           ...(options.storageDisks ? { storageDisks: options.storageDisks } : {}),
         };
         log(`${accel.kind}: ${accel.reason}`);
+      },
+    },
+    {
+      name: "builtin-queues",
+      fatal: false,
+      run() {
+        for (const q of options.builtinQueues ?? []) {
+          store!.tx(() => {
+            const had = getQueue(store!, q.name);
+            if (!had) insertQueue(store!, { ...q, subscription: false });
+            else if (had.url !== q.url || had.publicKey !== q.publicKey || had.subscription) {
+              updateQueue(store!, q.name, { ...q, subscription: false });
+            }
+          });
+          log(`appqueue: built-in queue ${q.name} (${q.url}, read-only)`);
+        }
+      },
+    },
+    {
+      name: "reset-password",
+      fatal: false,
+      run() {
+        if (!options.resetPassword) return;
+        resetToDefaultPassword(store!, CLI_USER);
+        log(
+          `the ${CLI_USER} password is the release default again (boot entry "resetting the ` +
+            `${CLI_USER} password"); it must be changed at the next login`,
+        );
+      },
+    },
+    {
+      name: "data-disk-guard",
+      fatal: false,
+      run() {
+        const disk = options.dataDisk;
+        if (disk?.state !== "failed") return;
+        store!.refuseWrites(
+          new UserError(`Cannot change anything: ${disk.detail}`, {
+            hint: "repair the data partition (e2fsck) or replace the stick, then reboot; " +
+              "`system status` shows the problem",
+            code: "data-disk-failed",
+          }),
+        );
+        log(`the configuration store refuses changes: ${disk.detail}`);
       },
     },
     {

@@ -4,6 +4,7 @@
  * none of them.
  */
 import type { NftHost } from "../host/mod.ts";
+import type { DataDiskStatus } from "../ipc/mod.ts";
 import type { LogBook } from "./log.ts";
 import type { Store } from "./store.ts";
 
@@ -15,6 +16,10 @@ export interface Kattach {
   startedAt: number;
   accel: { kind: "kvm" | "tcg"; reason: string };
   log(line: string): void;
+  /** The appliance's data partition as found at boot (absent in hosted mode). */
+  dataDisk?: DataDiskStatus;
+  /** Queues the image carries (the read-only `local`): `appqueue set/del` refuse them. */
+  builtinQueues?: string[];
   /**
    * Present only when kattach manages the host's networking (the appliance, or hosted mode with
    * bridged networking): where the firewall goes, and the SSH port it keeps reachable.

@@ -7,22 +7,23 @@
  * The kernel starts /sbin/kattach (buildroot/appliance/kattach_launcher.c), which mounts /proc,
  * /sys and /dev (deno cannot start without /proc) and execs `deno run … /kaos/kaos.js kattach`.
  */
-import {
-  findByLabel,
-  mountOnce,
-  Reaper,
-  runChecked,
-  type RunCommand,
-  runCommand,
-} from "../host/mod.ts";
+import { mountOnce, Reaper, runChecked, type RunCommand, runCommand } from "../host/mod.ts";
+import type { DataDiskStatus } from "../ipc/mod.ts";
 import { UserError } from "../lib/mod.ts";
-import { startKattach } from "./boot.ts";
+import { type BuiltinQueue, startKattach } from "./boot.ts";
+import { mountDataDisk } from "./data_disk.ts";
 import { LogBook } from "./log.ts";
 
 /** Where the appliance keeps its state (the data disk is mounted here). */
 export const APPLIANCE_STATE_DIR = "/var/lib/kaos";
 /** The ext4 label of the appliance's data disk. */
 export const DATA_DISK_LABEL = "KAOSDATA";
+/** How long the data-disk phase waits for the label to appear (a USB stick enumerates late). */
+const DATA_DISK_WAIT_MS = 10_000;
+/** Extra `kaos.*` words from QEMU (`-fw_cfg name=opt/kaos/cmdline,string=…`). */
+const FW_CFG_CMDLINE = "/sys/firmware/qemu_fw_cfg/by_name/opt/kaos/cmdline/raw";
+/** The queues the image carries (scripts/build-image writes it beside the queue `local`). */
+const BUILTIN_QUEUES_FILE = "/kaos/appqueue/builtin.json";
 
 /** What the kernel command line asks of kattach (`kaos.*` parameters). */
 export interface ApplianceCmdline {
@@ -32,32 +33,28 @@ export interface ApplianceCmdline {
   gw?: string;
   /** `kaos.selftest=signals`: after start, send PID 1 signals and make an orphan (image tests). */
   selftest?: string;
+  /** `kaos.console=serial`: the boot entry with the menus on the serial console. */
+  console?: string;
+  /** `kaos.reset-password=1`: the boot entry that puts the release's default password back. */
+  "reset-password"?: string;
 }
 
 /** Parses the `kaos.*` parameters of a kernel command line. */
 export function parseCmdline(text: string): ApplianceCmdline {
   const out: ApplianceCmdline = {};
   for (const word of text.trim().split(/\s+/)) {
-    const m = word.match(/^kaos\.(ip|gw|selftest)=(.+)$/);
+    const m = word.match(/^kaos\.(ip|gw|selftest|console|reset-password)=(.+)$/);
     if (m) out[m[1] as keyof ApplianceCmdline] = m[2];
   }
   return out;
 }
 
-/** The `console=` devices of a kernel command line, in order (the last one is /dev/console). */
-export function kernelConsoles(text: string): string[] {
-  return text.trim().split(/\s+/).flatMap((w) => {
-    const m = w.match(/^console=([^,]+)/);
-    return m ? [m[1]] : [];
-  });
-}
-
 /**
  * Where the console menus run: always on tty1 (the physical console), and on ttyS0 too when the
- * kernel command line names `console=ttyS0` last (the image's serial-console boot entry).
+ * kernel command line says `kaos.console=serial` (the image's serial-console boot entry).
  */
-export function menuTerminals(consoles: string[]): string[] {
-  return consoles.at(-1) === "ttyS0" ? ["tty1", "ttyS0"] : ["tty1"];
+export function menuTerminals(cmdline: string): string[] {
+  return /(^|\s)kaos\.console=serial(\s|$)/.test(cmdline) ? ["tty1", "ttyS0"] : ["tty1"];
 }
 
 /**
@@ -113,7 +110,7 @@ export const APPLIANCE_SELF_ARGV = [
 export async function runAppliance(options: ApplianceOptions = {}): Promise<void> {
   const t0 = performance.now();
   const cmdlineText = await readText("/proc/cmdline");
-  const menus = menuTerminals(kernelConsoles(cmdlineText));
+  const menus = menuTerminals(cmdlineText);
   const out = applianceLogSinks(menus);
   const book = new LogBook({
     sinks: options.log ? [options.log] : out.sinks,
@@ -129,13 +126,36 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
   const up = (await readText("/proc/uptime")).split(" ")[0];
   log(`PID ${Deno.pid}: deno ${Deno.version.deno}, appliance mode (uptime ${up} s)`);
 
-  const cmdline = parseCmdline(cmdlineText);
+  let cmdline = parseCmdline(cmdlineText);
+  let dataDisk: DataDiskStatus | undefined;
   const phases: PrePhase[] = [
     { name: "mounts", run: () => earlyMounts(run) },
     { name: "hostname", run: () => runChecked(run, ["hostname", "kaos"]).then(() => {}) },
     { name: "kernel-modules", run: () => loadModules(run, log) },
+    {
+      // Development hook: under QEMU, scripts/run-appliance --append passes kaos.* words through
+      // fw_cfg (the image's boot menu fixes the kernel command line). Absent on real hardware.
+      name: "cmdline",
+      run: async () => {
+        const extra = (await readText(FW_CFG_CMDLINE)).trim();
+        if (extra === "") return;
+        cmdline = parseCmdline(`${await readText("/proc/cmdline")} ${extra}`);
+        log(`kernel command line + fw_cfg: ${extra}`);
+      },
+    },
     { name: "network", run: () => bringUpNetwork(run, { cmdline, log }) },
-    { name: "data-disk", run: () => mountDataDisk(run, log) },
+    {
+      name: "data-disk",
+      run: async () => {
+        dataDisk = await mountDataDisk({
+          run,
+          log,
+          label: DATA_DISK_LABEL,
+          target: APPLIANCE_STATE_DIR,
+          waitMs: DATA_DISK_WAIT_MS,
+        });
+      },
+    },
   ];
   for (const phase of phases) {
     const t = performance.now();
@@ -151,12 +171,16 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
   reaper.start();
 
   try {
-    const services = { selfArgv: APPLIANCE_SELF_ARGV, consoleTtys: menus }; // sshd, consoles
+    const services = { selfArgv: APPLIANCE_SELF_ARGV }; // sshd and the console menus
     await startKattach({
       mode: "appliance",
       stateDir: APPLIANCE_STATE_DIR,
       logBook: book,
       ...services,
+      dataDisk,
+      resetPassword: cmdline["reset-password"] === "1",
+      builtinQueues: await readBuiltinQueues(log),
+      consoleTtys: menus,
       beforeConsoles() {
         // From here the menus own their terminals: kattach's log goes to its file (`system
         // log`) and to the serial port when no menu runs there; the kernel prints only
@@ -291,24 +315,6 @@ async function bringUpNetwork(
   options.log(`eth0 ${inet} (DHCP)`);
 }
 
-async function mountDataDisk(run: RunCommand, log: (line: string) => void): Promise<void> {
-  let dev: string | null = null;
-  await waitFor(async () => (dev = await findByLabel(DATA_DISK_LABEL)) !== null, 3_000);
-  if (!dev) {
-    await mountOnce(
-      { source: "tmpfs", target: APPLIANCE_STATE_DIR, fstype: "tmpfs", options: "mode=0700" },
-      { run },
-    );
-    log(`no disk labelled ${DATA_DISK_LABEL}: state lives in RAM and is lost at power-off`);
-    return;
-  }
-  await mountOnce(
-    { source: dev, target: APPLIANCE_STATE_DIR, fstype: "ext4", options: "noatime" },
-    { run },
-  );
-  log(`data disk ${dev} (${DATA_DISK_LABEL}) mounted on ${APPLIANCE_STATE_DIR}`);
-}
-
 /** A fatal start error: log, sync, and reboot after a delay; never return to a dead loop. */
 async function fatal(run: RunCommand, log: (line: string) => void, err: unknown): Promise<void> {
   log(`fatal: ${err instanceof Error ? err.stack : err}`);
@@ -337,6 +343,24 @@ async function selftestSignals(
   log(
     `selftest: done; PID ${Deno.pid} alive, ${reaper.reaped} orphan(s) reaped, ${zombies} zombie(s)`,
   );
+}
+
+/** The image's built-in queues, or none when the image has no such file. */
+async function readBuiltinQueues(log: (line: string) => void): Promise<BuiltinQueue[]> {
+  const text = await readText(BUILTIN_QUEUES_FILE);
+  if (text === "") return [];
+  try {
+    const q = JSON.parse(text) as Partial<BuiltinQueue>;
+    if (
+      typeof q.name === "string" && typeof q.url === "string" && typeof q.publicKey === "string"
+    ) {
+      return [{ name: q.name, url: q.url, publicKey: q.publicKey }];
+    }
+    log(`${BUILTIN_QUEUES_FILE} lacks name, url or publicKey; no built-in queue`);
+  } catch (err) {
+    log(`${BUILTIN_QUEUES_FILE} is not JSON (${err}); no built-in queue`);
+  }
+  return [];
 }
 
 async function waitFor(test: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { kernelConsoles, menuTerminals, modulesFor, parseCmdline } from "./pid1.ts";
+import { menuTerminals, modulesFor, parseCmdline } from "./pid1.ts";
 
 Deno.test("parseCmdline: kaos.* parameters only", () => {
   assertEquals(
@@ -62,11 +62,11 @@ Deno.test("catchStrayErrors: an uncaught error and an unhandled rejection are lo
   assertEquals(text.trimEnd().endsWith("still alive"), true, text);
 });
 
-Deno.test("the console menus run on tty1, and on ttyS0 too when console=ttyS0 comes last", () => {
-  const menus = (cmdline: string) => menuTerminals(kernelConsoles(cmdline));
-  assertEquals(kernelConsoles("console=ttyS0,115200n8 quiet console=tty0"), ["ttyS0", "tty0"]);
-  assertEquals(menus("console=ttyS0,115200 console=tty0 panic=10"), ["tty1"]);
-  assertEquals(menus("console=tty0 console=ttyS0,115200n8"), ["tty1", "ttyS0"]);
-  assertEquals(menus("console=ttyS0"), ["tty1", "ttyS0"]);
-  assertEquals(menus("quiet"), ["tty1"]);
+Deno.test("the console menus run on tty1, and on ttyS0 too with kaos.console=serial", () => {
+  assertEquals(menuTerminals("console=tty0 console=ttyS0,115200 panic=10"), ["tty1"]);
+  assertEquals(
+    menuTerminals("console=tty0 console=ttyS0,115200 kaos.console=serial"),
+    ["tty1", "ttyS0"],
+  );
+  assertEquals(menuTerminals("quiet kaos.console=serialx"), ["tty1"]);
 });

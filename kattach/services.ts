@@ -5,7 +5,7 @@
  * healthy running). Used for the sshd and, on the appliance, the console.
  */
 
-import { ownChildren } from "../host/mod.ts";
+import { holdOwnChild, releaseOwnChild } from "../host/mod.ts";
 
 /** What to run as a service. */
 export interface ServiceSpec {
@@ -128,7 +128,7 @@ export class Services {
     }
     s.child = child;
     s.pid = child.pid;
-    ownChildren.add(child.pid); // PID 1's orphan reaper leaves it to Deno (host/reaper.ts)
+    holdOwnChild(child.pid); // PID 1's orphan reaper leaves it to Deno (host/reaper.ts)
     s.starts++;
     const startedAt = Date.now();
     this.#o.log(`${spec.name}: started (pid ${child.pid})`);
@@ -140,7 +140,7 @@ export class Services {
       // (A status that cannot be read, e.g. a child reaped by someone else, is an exit too.)
       const status = await child.status
         .catch(() => ({ code: -1, signal: null }) as const)
-        .finally(() => ownChildren.delete(child.pid));
+        .finally(() => releaseOwnChild(child.pid));
       await Promise.all(pumps);
       s.child = undefined;
       s.pid = undefined;

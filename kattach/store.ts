@@ -31,6 +31,7 @@ export class Store {
    */
   #statements = new Map<string, StatementSync>();
   #inTx = false;
+  #refusal: Error | undefined;
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
@@ -73,9 +74,18 @@ export class Store {
     return this.all("PRAGMA integrity_check").map((r) => String(r.integrity_check)).join("; ");
   }
 
+  /**
+   * From now on every write throws `error` (a UserError for the operator): the appliance does
+   * this when its data partition is unusable, so no change is accepted that would be lost.
+   */
+  refuseWrites(error: Error): void {
+    this.#refusal = error;
+  }
+
   /** Runs `fn` in one write transaction; any throw rolls everything back. `fn` must not await. */
   tx<T>(fn: () => T): T {
     if (this.#inTx) throw new Error("nested transaction");
+    if (this.#refusal) throw this.#refusal;
     this.#db.exec("BEGIN IMMEDIATE");
     this.#inTx = true;
     try {
@@ -130,6 +140,7 @@ export class Store {
 
   /** Runs one statement. For kattach's store extensions (kattach/store_*.ts) only. */
   run(sql: string, params: SQLInputValue[] = []): void {
+    if (this.#refusal && !this.#inTx) throw this.#refusal;
     this.#prepare(sql).run(...params);
   }
 

@@ -48,6 +48,20 @@ export function setPasswordHash(store: Store, name: string, hash: string): void 
   );
 }
 
+/**
+ * Puts the release's default password back in force for `name` (with its forced change); the
+ * appliance does this at boot when the kernel command line asks (physical access is the recovery
+ * path). Authorized keys stay.
+ */
+export function resetToDefaultPassword(store: Store, name: string): void {
+  store.tx(() =>
+    store.run(
+      "UPDATE auth_user SET password_hash = '', must_change = 1, updated_at = ? WHERE name = ?",
+      [now(), name],
+    )
+  );
+}
+
 /** The authorized keys of a user, oldest first. */
 export function listAuthKeys(store: Store, user: string): AuthKeyRow[] {
   return store.all("SELECT * FROM auth_key WHERE user = ? ORDER BY added_at, fingerprint", [user])

@@ -1,23 +1,28 @@
 /**
- * Appliance helpers of the image tests: build the appliance, boot it with scripts/run-appliance
- * in daemon mode, watch its serial log and stop its QEMU by pid file.
+ * Appliance helpers of the image tests: build the image (scripts/build-image), boot it as a USB
+ * stick with scripts/run-appliance in daemon mode, watch its serial log and stop its QEMU by pid
+ * file.
  */
 import { REPO_ROOT } from "./_harness.ts";
 import { run, type RunResult, waitFor } from "./_util.ts";
 
-/** Builds the appliance image (buildroot/appliance/build; cached when up to date). */
+/** Builds the appliance image (scripts/build-image; cached when up to date). */
 export function buildAppliance(): Promise<RunResult> {
-  return run([`${REPO_ROOT}/buildroot/appliance/build`], { timeoutMs: 600_000 });
+  return run([`${REPO_ROOT}/scripts/build-image`], { timeoutMs: 1_800_000 });
 }
 
 /** How {@linkcode startAppliance} boots the appliance. */
 export interface ApplianceOptions {
   /** Host port forwarded to the appliance's SSH port. */
   port: number;
-  /** The data disk image (made if missing). */
+  /** The USB stick (written from the image if missing; KAOSDATA, the state, lives on it). */
+  stick: string;
+  /** The blank disk for guest storage (made if missing). */
   disk: string;
-  /** Size of a new data disk, e.g. `256M`. */
+  /** Size of a new blank disk, e.g. `256M`. */
   diskSize: string;
+  /** Boot under OVMF (UEFI) instead of SeaBIOS. */
+  uefi?: boolean;
   /** Where QEMU writes its pid. */
   pidfile: string;
   /** Where the serial console is logged. */
@@ -26,8 +31,6 @@ export interface ApplianceOptions {
   memoryMiB: number;
   /** Extra kernel command line. */
   append?: string;
-  /** Also offer the serial port on this unix socket (tests type into the serial console). */
-  serialSocket?: string;
 }
 
 /** Boots the built appliance in the background (`scripts/run-appliance --daemon`). */
@@ -35,12 +38,32 @@ export function startAppliance(options: ApplianceOptions): Promise<RunResult> {
   return run([
     `${REPO_ROOT}/scripts/run-appliance`,
     ...["--no-build", "--daemon", "--port", String(options.port)],
+    ...["--stick", options.stick, "--stick-size", "1G"],
     ...["--disk", options.disk, "--disk-size", options.diskSize],
+    ...(options.uefi ? ["--uefi"] : []),
     ...["--pidfile", options.pidfile, "--serial-log", options.serial],
     ...["--memory", String(options.memoryMiB)],
     ...(options.append === undefined ? [] : ["--append", options.append]),
-    ...(options.serialSocket === undefined ? [] : ["--serial-socket", options.serialSocket]),
   ], { timeoutMs: 60_000 });
+}
+
+/** Copies MBR partition `n` of a disk image into its own (sparse) file, for e2fsck and debugfs. */
+export async function extractPartition(image: string, n: number, out: string): Promise<void> {
+  const f = await Deno.open(image, { read: true });
+  const sector = new Uint8Array(512);
+  try {
+    await f.read(sector);
+  } finally {
+    f.close();
+  }
+  const view = new DataView(sector.buffer);
+  const start = view.getUint32(446 + 16 * (n - 1) + 8, true);
+  const sectors = view.getUint32(446 + 16 * (n - 1) + 12, true);
+  const r = await run([
+    ...["dd", `if=${image}`, `of=${out}`, "bs=1M", "iflag=skip_bytes,count_bytes"],
+    ...[`skip=${start * 512}`, `count=${sectors * 512}`, "conv=sparse", "status=none"],
+  ], { timeoutMs: 120_000 });
+  if (r.code !== 0) throw new Error(`dd of partition ${n} of ${image} failed: ${r.stderr}`);
 }
 
 /** A file's text, or "" while it does not exist. */

@@ -113,7 +113,8 @@ Deno.test({
     try {
       const boot = await startAppliance({
         port,
-        disk: `${dir}/data.img`,
+        stick: `${dir}/stick.img`,
+        disk: `${dir}/disk.img`,
         diskSize: "2G",
         pidfile,
         serial,
@@ -144,8 +145,12 @@ Deno.test({
         ...["appqueue", "set", "community"],
         ...["--url", `http://10.0.2.2:${queuePort}/community/`, "--key", key.publicKey],
       ]);
-      assertMatch(await ok(["module", "install", "vkaos"], 600_000), /vkaos/);
-      assertMatch(await ok(["module", "install", "web"], 600_000), /web/);
+      // The image's built-in queue `local` offers them too: name the queue.
+      assertMatch(
+        await ok(["module", "install", "vkaos", "--queue", "community"], 600_000),
+        /vkaos/,
+      );
+      assertMatch(await ok(["module", "install", "web", "--queue", "community"], 600_000), /web/);
       const modules = JSON.parse(await ok(["module", "list", "--json"])) as { name: string }[];
       assertEquals(modules.map((m) => m.name).sort(), ["vkaos", "web"]);
       assert(

@@ -109,6 +109,16 @@ function resolveQueue(store: Store, name: string): QueueRow {
   return q;
 }
 
+/** Refuses to change a queue the image carries. */
+function refuseBuiltin(k: Kattach, name: string, what: string): void {
+  if (k.builtinQueues?.includes(name)) {
+    throw new UserError(`Cannot ${what} queue ${name}: it is built into the image (read-only)`, {
+      hint: "add another queue with `appqueue add NAME --url URL --key KEY`",
+      code: "read-only",
+    });
+  }
+}
+
 function queueInfo(store: Store, q: QueueRow): AppQueueInfo {
   return { ...q, modules: queueModules(store, q.name) };
 }
@@ -647,6 +657,7 @@ export const appqueueHandlers: Handlers<
   },
 
   "appqueue.set"(k, p) {
+    refuseBuiltin(k, p.name, "change");
     return k.store.tx(() => {
       const q = resolveQueue(k.store, p.name);
       if (p.url === undefined && p.publicKey === undefined && p.subscription === undefined) {
@@ -680,6 +691,7 @@ export const appqueueHandlers: Handlers<
   },
 
   "appqueue.del"(k, p) {
+    refuseBuiltin(k, p.name, "delete");
     return k.store.tx(() => {
       resolveQueue(k.store, p.name);
       deleteQueue(k.store, p.name);

@@ -22,6 +22,7 @@ export const systemHandlers: Handlers<"system.status"> = {
       vkaos: vkaos ? `${vkaos.name} ${vkaos.version}` : null,
       counts: k.store.counts(),
       store: { schema: k.store.schemaVersion(), integrity: k.store.integrityCheck() },
+      dataDisk: k.dataDisk ?? null,
       warnings: k.firewallHost && listMgmt(k.store).length === 0
         ? [openMgmtWarning(k.firewallHost.mgmtPort)]
         : [],

@@ -1,0 +1,74 @@
+/**
+ * startKattach with what the appliance's PID 1 hands it: a failed data partition (every change
+ * refused, shown in system status), the password-reset boot entry, the image's built-in queue.
+ */
+import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
+import { UserError } from "../lib/mod.ts";
+import { runAction } from "./actions/mod.ts";
+import { startKattach } from "./boot.ts";
+import { getAuthUser, setPasswordHash } from "./store_auth.ts";
+
+const LOCAL = {
+  name: "local",
+  url: "file:///kaos/appqueue/local/",
+  publicKey: "Xw0shnQNUaWAkSt4GKPpujZzqrJ5iv/NlaluxS4XHT0=",
+};
+const ctx = { signal: new AbortController().signal, progress: () => {} } as never;
+
+Deno.test("a failed data partition: status says so and every change is refused", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-boot-appliance-" });
+  const dataDisk = {
+    state: "failed" as const,
+    device: "/dev/sda3",
+    detail: "the data partition /dev/sda3 (KAOSDATA) cannot be mounted",
+  };
+  const kt = await startKattach({ mode: "hosted", stateDir: dir, log: () => {}, dataDisk });
+  try {
+    const status = await runAction(kt.k, "system.status", {}, ctx) as { dataDisk: unknown };
+    assertEquals(status.dataDisk, dataDisk);
+    await rejects(
+      () => runAction(kt.k, "vlan.add", { id: 10, name: "front", cidr: "10.0.10.0/24" }, ctx),
+      (err: unknown) =>
+        err instanceof UserError && /Cannot change anything: the data partition/.test(err.message),
+    );
+    assertEquals(await runAction(kt.k, "vlan.list", {}, ctx), []);
+  } finally {
+    await kt.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the built-in queue is there and read-only; the reset entry restores the default password", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-boot-appliance-" });
+  try {
+    let kt = await startKattach({
+      mode: "hosted",
+      stateDir: dir,
+      log: () => {},
+      builtinQueues: [LOCAL],
+    });
+    const queues = await runAction(kt.k, "appqueue.list", {}, ctx) as {
+      name: string;
+      url: string;
+    }[];
+    assertEquals(queues.find((q) => q.name === "local")?.url, LOCAL.url);
+    for (const action of ["appqueue.set", "appqueue.del"] as const) {
+      await rejects(
+        () => runAction(kt.k, action, { name: "local", url: "http://example.org/" } as never, ctx),
+        (err: unknown) =>
+          err instanceof UserError && /built into the image \(read-only\)/.test(err.message),
+      );
+    }
+    setPasswordHash(kt.k.store, "aqcli", "scrypt$1$1$1$x$y");
+    assertEquals(getAuthUser(kt.k.store, "aqcli")?.mustChange, false);
+    await kt.stop();
+
+    kt = await startKattach({ mode: "hosted", stateDir: dir, log: () => {}, resetPassword: true });
+    const user = getAuthUser(kt.k.store, "aqcli");
+    assert(user);
+    assertEquals([user.passwordHash, user.mustChange], ["", true]);
+    await kt.stop();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
