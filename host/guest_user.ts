@@ -6,6 +6,7 @@
  * `-daemonize` forks and calls setsid() after its seccomp sandbox is in place, which the sandbox
  * (`spawn=deny`, `elevateprivileges=deny`) forbids, so a shell puts it in the background instead.
  */
+import { outputOwned } from "./run.ts";
 
 /** The user (and group) guests' QEMU processes run as. */
 export const QEMU_USER = "kaos-qemu";
@@ -51,7 +52,7 @@ async function findOrCreateGuestUser(log: (line: string) => void): Promise<UserI
   if (Deno.uid() !== 0) return null;
   const found = await lookupUser(QEMU_USER);
   if (found) return found;
-  const out = await new Deno.Command("useradd", {
+  const out = await outputOwned("useradd", {
     args: [
       "--system",
       "--user-group",
@@ -64,7 +65,7 @@ async function findOrCreateGuestUser(log: (line: string) => void): Promise<UserI
     ],
     stdout: "null",
     stderr: "piped",
-  }).output().catch((err) => ({ success: false, stderr: new TextEncoder().encode(String(err)) }));
+  }).catch((err) => ({ success: false, stderr: new TextEncoder().encode(String(err)) }));
   const made = await lookupUser(QEMU_USER);
   if (!made) {
     throw new Error(
@@ -119,11 +120,11 @@ export async function chownTree(dir: string, ids: UserIds): Promise<void> {
  * /dev). Returns what it did.
  */
 export async function grantDevice(ids: UserIds, device: string): Promise<string> {
-  const acl = await new Deno.Command("setfacl", {
+  const acl = await outputOwned("setfacl", {
     args: ["-m", `u:${ids.uid}:rw`, device],
     stdout: "null",
     stderr: "null",
-  }).output().then((o) => o.success, () => false);
+  }).then((o) => o.success, () => false);
   if (acl) return `ACL u:${QEMU_USER}:rw on ${device}`;
   const st = await Deno.stat(device);
   await Deno.chown(device, null, ids.gid);

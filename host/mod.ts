@@ -34,7 +34,14 @@ export {
   zombieChildren,
 } from "./reaper.ts";
 export { growMbrEntry, growPartitionToDisk, type MbrGrowth } from "./mbr.ts";
-export { type CommandResult, runChecked, type RunCommand, runCommand } from "./run.ts";
+export {
+  type CommandResult,
+  outputOwned,
+  runChecked,
+  type RunCommand,
+  runCommand,
+  spawnOwned,
+} from "./run.ts";
 export { hostTscKhz, parseTscKhz } from "./tsc.ts";
 export {
   LogTail,

@@ -4,7 +4,7 @@
  * {@linkcode FakeNetlink} (host/netlink_fake.ts) instead. Needs full iproute2: busybox `ip`
  * has no `-j`.
  */
-import type { CommandResult } from "./run.ts";
+import { type CommandResult, spawnOwned } from "./run.ts";
 
 /** The side effects of host networking. */
 export interface Netlink {
@@ -85,12 +85,12 @@ async function runWithInput(
 ): Promise<CommandResult> {
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command(cmd, {
+    child = spawnOwned(cmd, {
       args,
       stdin: input === null ? "null" : "piped",
       stdout: "piped",
       stderr: "piped",
-    }).spawn();
+    });
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
       return { code: 127, stdout: "", stderr: `${cmd}: not found` };

@@ -4,6 +4,7 @@
  * counters. Behind a small interface so kattach's logic runs against {@linkcode FakeNft} in unit
  * tests; sysctls live here too because the firewall is their only writer.
  */
+import { spawnOwned } from "./run.ts";
 
 /** `nft` refused a script or a command. */
 export class NftError extends Error {
@@ -153,12 +154,12 @@ async function nft(
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command(binary[0], {
+    child = spawnOwned(binary[0], {
       args: [...binary.slice(1), ...args],
       stdin: stdin === undefined ? "null" : "piped",
       stdout: "piped",
       stderr: "piped",
-    }).spawn();
+    });
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
       return { code: 127, stdout: "", stderr: `${binary[0]}: not found` };

@@ -8,6 +8,7 @@ import {
   releaseOwnChild,
   zombieChildren,
 } from "./reaper.ts";
+import { outputOwned, spawnOwned } from "./run.ts";
 
 Deno.test("parseProcStat: comm with spaces and parentheses", () => {
   const s = parseProcStat("4242 (my (odd) prog) Z 1 4242 4242 0 -1 4194572 0 0 0\n");
@@ -122,4 +123,32 @@ Deno.test("Reaper: never reaps a child the process waits for itself (runCommand'
   assertEquals(waited, []);
   r.tick();
   assertEquals(r.tick(), [70]); // once released and still a zombie, it is an orphan like any other
+});
+
+Deno.test("spawnOwned: the reaper leaves a child alone until Deno has collected its status", async () => {
+  const child = spawnOwned("sleep", { args: ["0.2"], stdin: "null", stdout: "null" });
+  const waited: number[] = [];
+  const r = new Reaper({
+    parent: 1,
+    scan: () => [{ pid: child.pid, comm: "sleep", state: "Z", ppid: 1 }],
+    waitpid: (pid) => (waited.push(pid), 0),
+  });
+  for (let i = 0; i < 5; i++) assertEquals(r.tick(), []); // seen as a zombie scan after scan
+  assertEquals(waited, []);
+  assert((await child.status).success); // Deno's own wait still gets the status
+  await Promise.resolve(); // the release runs right after the status settles
+  r.tick();
+  assertEquals(r.tick(), [child.pid]); // released: a zombie with that pid would now be an orphan
+});
+
+Deno.test("outputOwned: output captured, a missing program is a rejection, not a throw", async () => {
+  const out = await outputOwned("sh", { args: ["-c", "echo hi; echo err >&2"] });
+  assertEquals(new TextDecoder().decode(out.stdout), "hi\n");
+  assertEquals(new TextDecoder().decode(out.stderr), "err\n");
+  const missing = outputOwned("/nonexistent/kaos-no-such-program");
+  assert(missing instanceof Promise);
+  await missing.then(
+    () => assert(false, "resolved"),
+    (err) => assert(err instanceof Deno.errors.NotFound),
+  );
 });

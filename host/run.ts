@@ -15,15 +15,7 @@ export type RunCommand = (argv: string[]) => Promise<CommandResult>;
 export async function runCommand(argv: string[]): Promise<CommandResult> {
   const [cmd, ...args] = argv;
   try {
-    const child = new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped" })
-      .spawn();
-    holdOwnChild(child.pid); // PID 1's orphan reaper must leave this one to Deno's own wait
-    let out: Deno.CommandOutput;
-    try {
-      out = await child.output();
-    } finally {
-      releaseOwnChild(child.pid);
-    }
+    const out = await outputOwned(cmd, { args });
     const dec = new TextDecoder();
     return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
   } catch (err) {
@@ -32,6 +24,31 @@ export async function runCommand(argv: string[]): Promise<CommandResult> {
     }
     throw err;
   }
+}
+
+/**
+ * Spawns a child whose exit status Deno collects itself, registered so that PID 1's orphan reaper
+ * (host/reaper.ts) leaves it alone until then; under heavy load Deno may collect it late, and a
+ * reaped child makes Deno's wait fail with ECHILD. Every child kattach waits for starts here.
+ */
+export function spawnOwned(cmd: string, options: Deno.CommandOptions = {}): Deno.ChildProcess {
+  const child = new Deno.Command(cmd, options).spawn();
+  holdOwnChild(child.pid);
+  const release = () => releaseOwnChild(child.pid);
+  child.status.then(release, release);
+  return child;
+}
+
+/**
+ * `new Deno.Command(cmd, options).output()` through {@linkcode spawnOwned}: stdin closed and the
+ * output captured unless the options say otherwise.
+ */
+export async function outputOwned(
+  cmd: string,
+  options: Deno.CommandOptions = {},
+): Promise<Deno.CommandOutput> {
+  return await spawnOwned(cmd, { stdin: "null", stdout: "piped", stderr: "piped", ...options })
+    .output();
 }
 
 /** Runs argv and throws when it fails, with its stderr in the message. */

@@ -4,6 +4,7 @@
  * loaded host and leaves Linux hung with a frozen clock. Passing the rate as `tsc_early_khz=`
  * skips that calibration (buildroot/vkaos-kernel/README.md has the measurements).
  */
+import { outputOwned } from "./run.ts";
 
 /**
  * The host TSC rate in kHz: from the kernel log's TSC calibration when given (exact), else from
@@ -29,7 +30,7 @@ let cached: Promise<number | undefined> | undefined;
 export function hostTscKhz(): Promise<number | undefined> {
   cached ??= (async () => {
     const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
-    const dmesg = await new Deno.Command("dmesg", { stdout: "piped", stderr: "null" }).output()
+    const dmesg = await outputOwned("dmesg", { stderr: "null" })
       .then((o) => o.success ? new TextDecoder().decode(o.stdout) : "", () => "");
     return parseTscKhz(cpuinfo, dmesg);
   })();

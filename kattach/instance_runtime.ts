@@ -12,6 +12,7 @@ import {
   grantGroup,
   grantTraversal,
   hostTscKhz,
+  outputOwned,
   QEMU_USER,
   rotateAppendLog,
   type UserIds,
@@ -381,12 +382,9 @@ function dataMount(apps: Module[]): string {
 async function ensureDataDisk(path: string, mib: number): Promise<void> {
   if (await exists(path)) return;
   const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  const out = await new Deno.Command("qemu-img", {
+  const out = await outputOwned("qemu-img", {
     args: ["create", "-q", "-f", "qcow2", tmp, `${mib}M`],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  });
   if (!out.success) {
     throw new Error(`qemu-img create ${path} failed: ${new TextDecoder().decode(out.stderr)}`);
   }
@@ -447,12 +445,9 @@ async function overlayTemplate(stateDir: string, m: Module): Promise<string> {
 /** `qemu-img create -f qcow2 -b IMAGE -F raw OVERLAY`: a copy-on-write layer over a module image. */
 async function createOverlay(image: string, overlay: string): Promise<void> {
   const tmp = `${overlay}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  const out = await new Deno.Command("qemu-img", {
+  const out = await outputOwned("qemu-img", {
     args: ["create", "-q", "-f", "qcow2", "-b", image, "-F", "raw", tmp],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  });
   if (!out.success) {
     throw new Error(`qemu-img create ${overlay} failed: ${new TextDecoder().decode(out.stderr)}`);
   }

@@ -7,7 +7,14 @@
  * The kernel starts /sbin/kattach (buildroot/appliance/kattach_launcher.c), which mounts /proc,
  * /sys and /dev (deno cannot start without /proc) and execs `deno run … /kaos/kaos.js kattach`.
  */
-import { mountOnce, Reaper, runChecked, type RunCommand, runCommand } from "../host/mod.ts";
+import {
+  mountOnce,
+  Reaper,
+  runChecked,
+  type RunCommand,
+  runCommand,
+  spawnOwned,
+} from "../host/mod.ts";
 import type { DataDiskStatus } from "../ipc/mod.ts";
 import { UserError } from "../lib/mod.ts";
 import { type BuiltinQueue, startKattach } from "./boot.ts";
@@ -298,12 +305,12 @@ async function bringUpNetwork(
     return;
   }
   // udhcpc stays in the foreground as kattach's child and renews the lease.
-  const udhcpc = new Deno.Command("udhcpc", {
+  const udhcpc = spawnOwned("udhcpc", {
     args: ["-f", "-i", "eth0", "-s", "/usr/share/udhcpc/default.script", "-t", "5", "-T", "1"],
     stdin: "null",
     stdout: "null",
     stderr: "null",
-  }).spawn();
+  });
   udhcpc.status.then((s) => options.log(`udhcpc exited (code ${s.code})`));
   let addr = "";
   await waitFor(async () => {

@@ -17,6 +17,7 @@ import {
   listAuthKeys,
   setPasswordHash,
 } from "../store_auth.ts";
+import { outputOwned } from "../../host/mod.ts";
 import { supervisorOf } from "../supervisor.ts";
 import type { Handlers, Kattach } from "./_types.ts";
 
@@ -66,8 +67,8 @@ function power(k: Kattach, what: "reboot" | "poweroff"): { message: string } {
       await supervisorOf(k).stopAll({ timeoutSeconds: GUEST_STOP_TIMEOUT_S }).catch((err) =>
         k.log(`${what}: stopping guests failed: ${err instanceof Error ? err.message : err}`)
       );
-      await new Deno.Command("sync").output().catch(() => {});
-      await new Deno.Command("busybox", { args: [what, "-f"] }).output();
+      await outputOwned("sync").catch(() => {});
+      await outputOwned("busybox", { args: [what, "-f"] });
     } catch (err) {
       k.log(`${what} failed: ${err instanceof Error ? err.message : err}`);
     }
