@@ -11,9 +11,23 @@
  *
  *   scripts/deno run -A bench/appliance_boot.ts [boots=1] [--uefi]
  */
+import { parseCliOrExit } from "../lib/cli_args.ts";
+
+const USAGE = `usage: bench/appliance_boot.ts [BOOTS] [--uefi]
+  BOOTS   boots of each image (1-10, default 1)
+  --uefi  boot under OVMF instead of SeaBIOS`;
+const cli = parseCliOrExit(Deno.args, {
+  usage: USAGE,
+  options: { uefi: { type: "boolean" } },
+  positionals: true,
+});
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-const uefi = Deno.args.includes("--uefi");
-const boots = Number(Deno.args.find((a) => /^\d+$/.test(a)) ?? 1);
+const uefi = cli.values.uefi ?? false;
+const boots = Number(cli.positionals[0] ?? 1);
+if (cli.positionals.length > 1 || !Number.isInteger(boots) || boots < 1 || boots > 10) {
+  console.error(`Error: BOOTS is a number from 1 to 10\n${USAGE}`);
+  Deno.exit(2);
+}
 const PID1 = /appliance mode \(uptime ([\d.]+) s\)/;
 
 async function sh(argv: string[], opts: { cwd?: string } = {}): Promise<string> {
