@@ -147,7 +147,9 @@ async function kattach(args: string[]): Promise<void> {
 }
 
 async function aq(args: string[]): Promise<void> {
-  const { helpText, runOneLine } = await import("./cli/mod.ts");
+  // The one-line runner alone, not cli/mod.ts: that loads the menus, prompts and SSH server
+  // too, about 180 ms more of every `aq` start (issue 13).
+  const { helpText, runOneLine } = await import("./cli/oneline.ts");
   const { IpcClient } = await import("./ipc/mod.ts");
   // The options before the first word are aq's (parsed strictly); the words from the first
   // one on are the one-line command, which has its own strict grammar.

@@ -636,13 +636,18 @@ export class Store {
    * server's result schema.
    */
   listInstances(vmimage?: string): Instance[] {
+    // Named columns: node:sqlite builds one object per row, and `SELECT *` rows (with columns
+    // no caller reads) took about twice as long for 10,000 instances.
     const rows = vmimage === undefined
-      ? this.#all("SELECT * FROM instance ORDER BY vmimage, created_at, name")
-      : this.#all("SELECT * FROM instance WHERE vmimage = ? ORDER BY created_at, name", [vmimage]);
-    const nicRows = vmimage === undefined
-      ? this.#all("SELECT * FROM nic ORDER BY instance, idx")
+      ? this.#all(`SELECT ${INSTANCE_COLUMNS} FROM instance ORDER BY vmimage, created_at, name`)
       : this.#all(
-        "SELECT nic.* FROM nic JOIN instance ON instance.name = nic.instance WHERE instance.vmimage = ? ORDER BY nic.instance, nic.idx",
+        `SELECT ${INSTANCE_COLUMNS} FROM instance WHERE vmimage = ? ORDER BY created_at, name`,
+        [vmimage],
+      );
+    const nicRows = vmimage === undefined
+      ? this.#all("SELECT instance, idx, vlan, mac, ip FROM nic ORDER BY instance, idx")
+      : this.#all(
+        "SELECT nic.instance, nic.idx, nic.vlan, nic.mac, nic.ip FROM nic JOIN instance ON instance.name = nic.instance WHERE instance.vmimage = ? ORDER BY nic.instance, nic.idx",
         [vmimage],
       );
     const nics = new Map<string, Nic[]>();
@@ -706,6 +711,9 @@ export class Store {
     return Instance.parse(instanceFromRow(r, nics));
   }
 }
+
+/** The instance columns `instanceFromRow` reads. */
+const INSTANCE_COLUMNS = "name, vmimage, state, autostart, restart_policy, created_at";
 
 function nicFromRow(n: Row): Nic {
   return {
