@@ -18,6 +18,7 @@ import {
   InstanceName,
   Module,
   ObjectName,
+  StoreCheck,
   SystemStatus,
   VlanId,
   VlanInfo,
@@ -31,6 +32,7 @@ const Deleted = z.strictObject({ deleted: z.string() });
 /** Every action kattach understands: name → params and result schemas. */
 export const actions = {
   "system.status": { params: None, result: SystemStatus },
+  "system.check": { params: None, result: StoreCheck },
 
   "vlan.add": {
     params: z.strictObject({

@@ -115,7 +115,9 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       run() {
         store = Store.open(`${stateDir}/kaos.db`);
         const check = store.integrityCheck();
-        log(`config store open (schema ${store.schemaVersion()}, integrity ${check})`);
+        log(
+          `config store open (schema ${store.schemaVersion()}, integrity ${check.integrity}); checked in ${check.durationMs} ms`,
+        );
       },
     },
     {

@@ -10,6 +10,7 @@ import {
   type ModuleFile,
   NetworkSettings,
   Nic,
+  type StoreCheck,
   Vlan,
   VlanRoute,
   VmImage,
@@ -32,6 +33,7 @@ export class Store {
   #statements = new Map<string, StatementSync>();
   #inTx = false;
   #refusal: Error | undefined;
+  #integrity: StoreCheck | undefined;
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
@@ -69,9 +71,25 @@ export class Store {
     return row?.v ?? 0;
   }
 
-  /** SQLite's integrity check of the whole database: "ok" or what is wrong. */
-  integrityCheck(): string {
-    return this.all("PRAGMA integrity_check").map((r) => String(r.integrity_check)).join("; ");
+  /**
+   * SQLite's integrity check of the whole database: "ok" or what is wrong. It reads every page,
+   * so it runs at start and on demand (`system check`); its result is kept with its time.
+   */
+  integrityCheck(): StoreCheck {
+    const t0 = performance.now();
+    const integrity = this.all("PRAGMA integrity_check").map((r) => String(r.integrity_check))
+      .join("; ");
+    this.#integrity = {
+      integrity,
+      checkedAt: now(),
+      durationMs: Math.round((performance.now() - t0) * 10) / 10,
+    };
+    return this.#integrity;
+  }
+
+  /** The last integrity check's result (one is run now if none was). */
+  lastIntegrityCheck(): StoreCheck {
+    return this.#integrity ?? this.integrityCheck();
   }
 
   /**
