@@ -87,4 +87,10 @@ Deno.test("the appliance runs kattach and its services with lib/v8_flags.ts' V8 
     V8_FLAGS_OPTION,
   ]);
   assertEquals(APPLIANCE_SELF_ARGV.filter((a) => a.startsWith("--v8-flags=")), [V8_FLAGS_OPTION]);
+  // The image's code cache is warmed under the same flags (V8 refuses one made under others).
+  const build = await Deno.readTextFile(
+    new URL("../buildroot/appliance/build", import.meta.url),
+  );
+  const warm = build.slice(build.indexOf("warming deno's code cache"));
+  assertEquals(warm.slice(0, warm.indexOf("--warm-cache")).includes(V8_FLAGS_OPTION), true);
 });
