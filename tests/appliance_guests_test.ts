@@ -8,6 +8,13 @@
  * runs: QEMU inside the appliance (nested TCG), readiness passed over HTTP through the instance's
  * port forward inside the appliance, `instance stats` from its QMP; then restarts it on q35
  * (`instance set --machine q35`) to show the q35 firmware (SeaBIOS, option ROMs) is there too.
+ * Between those, bridged networking on Debian's kernel (it has 802.1Q; the development kernel
+ * has not): a tagged VLAN with NAT is kvl10, an 802.1Q link of eth0 enslaved to kbr10, as
+ * `network status` reads it from the kernel, and its ruleset loads; a second guest deployed on
+ * it passes kattach's HTTP readiness at its allocated address, and its page, published with
+ * `firewall forward add … --host-port 8080`, is fetched by this test through QEMU's forward to
+ * the appliance's port 8080 and the appliance's DNAT (traffic stays on loopback and in QEMU);
+ * deleting the guest and the VLAN removes kvl10 and kbr10.
  *
  * The queue's modules are the real fixtures with two changes, both for nested TCG: the readiness
  * timeouts are 900 s instead of 120 s (a guest inside the emulated appliance boots in minutes, not
@@ -30,15 +37,20 @@ import { freePort, run, Tmux } from "./_util.ts";
 
 const NEW_PASSWORD = "Nested-guests-1";
 /** Boot of the appliance under TCG until its SSH CLI answers (about 30-60 s; loaded CI: more). */
-const BOOT_TIMEOUT_MS = 300_000;
+const BOOT_TIMEOUT_MS = 600_000;
 /** One SSH exec command against the emulated appliance. */
-const EXEC_TIMEOUT_MS = 180_000;
+const EXEC_TIMEOUT_MS = 300_000;
 /** `deploy --wait`: a guest inside the TCG appliance (nested TCG) until ready. */
 const DEPLOY_TIMEOUT_MS = 1_200_000;
 /** The readiness timeout the test queue's modules declare (see the header). */
 const READINESS_TIMEOUT_S = 900;
-/** ssh options for the emulated appliance: a patient connect, keep-alives. */
-const SSH_OPTS = sshPasswordOpts({ connectTimeoutS: 60, serverAliveIntervalS: 30 });
+/** The appliance's port where the test publishes the bridged guest's page (firewall DNAT). */
+const PUBLISHED_PORT = 8080;
+/**
+ * ssh options for the emulated appliance: a patient connect (the banner took minutes when the
+ * shared machine ran at load 50), keep-alives.
+ */
+const SSH_OPTS = sshPasswordOpts({ connectTimeoutS: 240, serverAliveIntervalS: 60 });
 
 /** Copies a fixture module directory, editing its appmgr.aq. */
 async function moduleCopy(
@@ -55,6 +67,14 @@ async function moduleCopy(
   edit(appmgr);
   await Deno.writeTextFile(`${dir}/appmgr.aq`, JSON.stringify(appmgr, null, 2) + "\n");
   return dir;
+}
+
+/** GETs a page from this host (through QEMU's forward into the appliance); its body on 200. */
+async function fetchPage(url: string, timeoutMs: number): Promise<string> {
+  const r = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  const body = await r.text();
+  assertEquals(r.status, 200, `GET ${url}: ${r.status}\n${body}`);
+  return body;
 }
 
 Deno.test({
@@ -80,6 +100,7 @@ Deno.test({
     const pidfile = `${dir}/qemu.pid`;
     const serial = `${dir}/serial.log`;
     const port = freePort();
+    const webPort = freePort();
     const key = await generateKeyFile();
     const vkaos = await moduleCopy("vkaos", `${dir}/modules`, (a) => {
       a.readinessTimeoutSeconds = READINESS_TIMEOUT_S;
@@ -119,6 +140,7 @@ Deno.test({
         pidfile,
         serial,
         memoryMiB: 3072,
+        forwards: [{ host: webPort, guest: PUBLISHED_PORT }],
       });
       assert(boot.code === 0, `run-appliance failed:\n${boot.stdout}${boot.stderr}`);
       await waitForLog(serial, /kattach: ready \(appliance/, { timeoutMs: BOOT_TIMEOUT_MS });
@@ -203,6 +225,134 @@ Deno.test({
       assertMatch(log, /appqueue: installed web 1\.0\.0 from community/);
       assertMatch(log, /supervisor: web-1: microvm: no module needs PCI/);
       assertMatch(log, /supervisor: web-1 is ready/);
+
+      // Bridged networking (Debian's kernel has 802.1Q): a tagged VLAN becomes kvl10, an 802.1Q
+      // link of eth0 and a port of kbr10, as the appliance's kernel reports it (`network status`
+      // reads `ip -j link` and `ip -j -d link show type vlan`); the host NATs the VLAN, so it
+      // holds the gateway. The ruleset for it (masquerade out of eth0) loads.
+      const vlan = JSON.parse(
+        await ok([
+          ...["vlan", "add", "10", "front", "10.77.10.0/24"],
+          ...["--uplink", "tagged", "--nat", "yes", "--json"],
+        ]),
+      ) as { uplink: string };
+      assertEquals(vlan.uplink, "tagged");
+      type NetStatus = {
+        mode: string;
+        uplinkPresent: boolean;
+        pending: string[];
+        warnings: string[];
+        lastApply: { error: string | null } | null;
+        vlans: { bridge: string; vlanLink: string; hostAddress: string; state: string }[];
+        links: {
+          name: string;
+          kind: string | null;
+          alias: string;
+          master: string | null;
+          parent: string | null;
+          vlanId: number | null;
+          up: boolean;
+        }[];
+      };
+      let net = JSON.parse(await ok(["network", "status", "--json"])) as NetStatus;
+      assertEquals(
+        [net.mode, net.uplinkPresent, net.pending, net.warnings, net.lastApply?.error],
+        ["bridged", true, [], [], null],
+        JSON.stringify(net),
+      );
+      assertEquals(net.vlans.map((v) => [v.bridge, v.vlanLink, v.hostAddress, v.state]), [
+        ["kbr10", "kvl10", "10.77.10.1/24", "up"],
+      ]);
+      assertEquals(
+        net.links.map((l) => [l.name, l.kind, l.alias, l.master, l.parent, l.vlanId, l.up]),
+        [
+          ["kbr10", "bridge", "kaos:bridge:10", null, null, null, true],
+          ["kvl10", "vlan", "kaos:vlan:10", "kbr10", "eth0", 10, true],
+        ],
+        JSON.stringify(net.links),
+      );
+      const fwStatus = async () =>
+        JSON.parse(await ok(["firewall", "status", "--json"])) as {
+          managed: boolean;
+          current: { id: number; state: string; reason: string } | null;
+          forwards: number;
+        };
+      const fw = await fwStatus();
+      assertEquals([fw.managed, fw.current?.state, fw.current?.reason], [
+        true,
+        "confirmed",
+        "vlan.add",
+      ], JSON.stringify(fw));
+      const ruleset = await ok(["firewall", "show"]);
+      assertMatch(ruleset, /oifname "?eth0"? iifname @nat_ifs masquerade/);
+      log = await readLog(serial);
+      assert(!/firewall: cannot apply|fell back to/.test(log), log);
+      // Whichever way kattach reads links here, the 802.1Q link did not make a read fail.
+      assert(!/network: rtnetlink read failed/.test(log), log);
+
+      // A guest on that VLAN: its allocated address (config disk), kattach's HTTP readiness
+      // reaches it there; then its page is published on the appliance's port 8080 (DNAT in
+      // the ruleset) and fetched from this host through QEMU's forward to that port.
+      await ok([
+        ...["vmimage", "create", "webv", "--modules", "web"],
+        ...["--config-groups", "site", "--vlan", "10"],
+      ]);
+      const vdeployed = await ssh(["deploy", "webv", "--wait"], DEPLOY_TIMEOUT_MS);
+      lap("deploy webv --wait on the tagged VLAN (nested TCG)");
+      const vshow = await ssh(["instance", "show", "webv-1", "--json"]);
+      assertEquals(vdeployed.code, 0, `${vdeployed.stdout}${vdeployed.stderr}\n${vshow.stdout}`);
+      const vinst = JSON.parse(vshow.stdout) as typeof inst & {
+        network: { tap: string; bridge: string; address: string; gateway: string; state: string }[];
+      };
+      assertEquals(vinst.state, "running", vshow.stdout);
+      const vnic = vinst.network[0];
+      assertEquals([vnic.bridge, vnic.address, vnic.gateway, vnic.state], [
+        "kbr10",
+        "10.77.10.2/24",
+        "10.77.10.1",
+        "up",
+      ]);
+      const vweb = vinst.health?.find((h) => h.module === "web");
+      assertEquals(vweb?.status, "ready", vshow.stdout);
+      // kattach inside the appliance fetched the page from the guest's own address.
+      assertMatch(vweb.detail, /GET http:\/\/10\.77\.10\.2:80\/: 200/);
+      net = JSON.parse(await ok(["network", "status", "--json"]));
+      assertEquals(
+        net.links.filter((l) => l.kind === "tap").map((l) => [l.name, l.master, l.up]),
+        [[vnic.tap, "kbr10", true]],
+        JSON.stringify(net.links),
+      );
+
+      const published = JSON.parse(
+        await ok([
+          ...["firewall", "forward", "add", "webv-1", "80"],
+          ...["--host-port", String(PUBLISHED_PORT), "--json"],
+        ]),
+      ) as { forward: { id: number; hostPort: number; ip: string | null } };
+      assertEquals([published.forward.hostPort, published.forward.ip], [
+        PUBLISHED_PORT,
+        "10.77.10.2",
+      ]);
+      const page = await fetchPage(`http://127.0.0.1:${webPort}/`, EXEC_TIMEOUT_MS);
+      assertMatch(page, /<title>KaOS-in-KaOS<\/title>/);
+      await ok(["firewall", "forward", "del", String(published.forward.id)]);
+      lap("webv-1's page fetched from the test host through the appliance's DNAT");
+
+      // The guest and the VLAN go; kvl10 and kbr10 go with them.
+      await ok(["instance", "stop", "webv-1"], DEPLOY_TIMEOUT_MS);
+      await ok(["instance", "del", "webv-1"]);
+      await ok(["vmimage", "del", "webv"]);
+      await ok(["vlan", "del", "10"]);
+      net = JSON.parse(await ok(["network", "status", "--json"]));
+      assertEquals(
+        [net.pending, net.links, net.lastApply?.error],
+        [[], [], null],
+        JSON.stringify(net),
+      );
+      log = await readLog(serial);
+      assertMatch(log, /network:\s+ip link del dev kvl10/);
+      assertEquals((await fwStatus()).forwards, 0);
+      lap("tagged VLAN checks, webv-1 stopped and deleted, VLAN 10 deleted");
 
       // The same guest on q35 (SeaBIOS, linuxboot_dma.bin and virtio-net-pci's option ROM).
       await ok(["instance", "set", "web-1", "--machine", "q35"]);
