@@ -229,6 +229,11 @@ Deno.test({
       const status = await k.json<NetworkStatus>("network", "status");
       assert.deepEqual(status.pending, []);
       assert.deepEqual(status.vlans.map((v) => [v.bridge, v.state, v.taps]), [["kbr10", "up", 1]]);
+      // The kernel's view of the links KaOS owns (the veth uplink, unmarked, is not among them).
+      assert.deepEqual(status.links.map((l) => [l.name, l.kind, l.master, l.up]), [
+        ["kbr10", "bridge", null, true],
+        [nic.tap, "tap", "kbr10", true],
+      ]);
       const again = await k.json<NetworkApplyResult>("network", "apply");
       assert.deepEqual([again.applied, again.error], [[], null]);
 
