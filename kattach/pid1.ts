@@ -16,7 +16,7 @@ import {
   spawnOwned,
 } from "../host/mod.ts";
 import type { DataDiskStatus } from "../ipc/mod.ts";
-import { UserError } from "../lib/mod.ts";
+import { UserError, V8_FLAGS_OPTION } from "../lib/mod.ts";
 import { type BuiltinQueue, startKattach } from "./boot.ts";
 import { mountDataDisk } from "./data_disk.ts";
 import { LogBook } from "./log.ts";
@@ -110,7 +110,7 @@ export interface ApplianceOptions {
 /** How the appliance runs its own program again (kattach's supervised services use it). */
 export const APPLIANCE_SELF_ARGV = [
   "/bin/deno",
-  ...["run", "-A", "--cached-only", "--no-config", "/kaos/kaos.js"],
+  ...["run", "-A", "--cached-only", "--no-config", V8_FLAGS_OPTION, "/kaos/kaos.js"],
 ];
 
 /** PID 1's main: pre-phases, kattach's phases, then stays alive forever. */

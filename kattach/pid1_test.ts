@@ -1,5 +1,6 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { menuTerminals, modulesFor, parseCmdline } from "./pid1.ts";
+import { V8_FLAGS_OPTION } from "../lib/mod.ts";
+import { APPLIANCE_SELF_ARGV, menuTerminals, modulesFor, parseCmdline } from "./pid1.ts";
 
 Deno.test("parseCmdline: kaos.* parameters only", () => {
   assertEquals(
@@ -69,4 +70,27 @@ Deno.test("the console menus run on tty1, and on ttyS0 too with kaos.console=ser
     ["tty1", "ttyS0"],
   );
   assertEquals(menuTerminals("quiet kaos.console=serialx"), ["tty1"]);
+});
+
+Deno.test("the appliance runs kattach and its services with lib/v8_flags.ts' V8 flags", async () => {
+  const launcher = await Deno.readTextFile(
+    new URL("../buildroot/appliance/kattach_launcher.c", import.meta.url),
+  );
+  const argv = launcher.match(/char \*const args\[\] = \{([^}]*)\}/)?.[1] ?? "";
+  const words = [...argv.matchAll(/"([^"]*)"/g)].map((m) => m[1]);
+  assertEquals(words.slice(0, 6), [
+    "/bin/deno",
+    "run",
+    "-A",
+    "--cached-only",
+    "--no-config",
+    V8_FLAGS_OPTION,
+  ]);
+  assertEquals(APPLIANCE_SELF_ARGV.filter((a) => a.startsWith("--v8-flags=")), [V8_FLAGS_OPTION]);
+  // The image's code cache is warmed under the same flags (V8 refuses one made under others).
+  const build = await Deno.readTextFile(
+    new URL("../buildroot/appliance/build", import.meta.url),
+  );
+  const warm = build.slice(build.indexOf("warming deno's code cache"));
+  assertEquals(warm.slice(0, warm.indexOf("--warm-cache")).includes(V8_FLAGS_OPTION), true);
 });
