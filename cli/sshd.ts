@@ -1,9 +1,12 @@
 /**
- * The SSH daemon of the AppQueue CLI, run as `main.ts sshd` under kattach's supervision: the
- * SshBackend over IPC (auth.* actions for logins, keys and password changes; runOneLine for exec;
- * the menus for a shell) and the process entry.
+ * The SSH daemon of the AppQueue CLI, run as `main.ts sshd` (the appliance: its own bundle
+ * /kaos/sshd.js, from sshd_main.ts) under kattach's supervision: the SshBackend over IPC (auth.*
+ * actions for logins, keys and password changes; runOneLine for exec; the menus for a shell) and
+ * the process entry.
  */
 import { IpcClient, type Origin } from "../ipc/mod.ts";
+import { parseCli, portNumber } from "../lib/cli_args.ts";
+import { isUserError, UserError } from "../lib/errors.ts";
 import { runMenus } from "./menus.ts";
 import { EXIT, runOneLine } from "./oneline.ts";
 import { splitWords } from "./render.ts";
@@ -118,6 +121,35 @@ export interface SshdMainOptions {
   supervised: boolean;
 }
 
+/** How long a login waits for kattach's IPC socket (the sshd starts before it listens). */
+const KATTACH_WAIT_MS = 120_000;
+
+/**
+ * Connects to kattach; while its socket is not there yet (kattach starts the sshd before its ipc
+ * phase, and a boot leaves the previous socket behind) tries again until `waitMs` have passed.
+ */
+export async function connectWaiting(
+  runDir: string,
+  options: { origin?: Origin; waitMs: number },
+): Promise<IpcClient> {
+  const end = Date.now() + options.waitMs;
+  while (true) {
+    try {
+      return await IpcClient.connect(runDir, { origin: options.origin });
+    } catch (err) {
+      if (!isUserError(err) || err.code !== "unavailable") throw err;
+      if (Date.now() >= end) {
+        throw new UserError(
+          `Cannot reach kattach at ${runDir}: waited ${Math.round(options.waitMs / 1000)} s for ` +
+            `its socket (${err.message})`,
+          { hint: "kattach's log says which phase it is in", code: "unavailable", cause: err },
+        );
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 /** Runs the sshd process (`main.ts sshd`). */
 export async function runSshdMain(o: SshdMainOptions): Promise<void> {
   const dir = o.stateDir;
@@ -125,7 +157,7 @@ export async function runSshdMain(o: SshdMainOptions): Promise<void> {
     hostname: o.listen,
     port: o.port,
     hostKeysDir: `${dir}/ssh`,
-    connect: (origin) => IpcClient.connect(`${dir}/run`, { origin }),
+    connect: (origin) => connectWaiting(`${dir}/run`, { origin, waitMs: KATTACH_WAIT_MS }),
     log: (line) => console.error(line),
   });
   const stop = async (why: string) => {
@@ -146,4 +178,44 @@ export async function runSshdMain(o: SshdMainOptions): Promise<void> {
       if (Deno.ppid !== parent) void stop("kattach went away");
     }, 1000);
   }
+}
+
+const SSHD_USAGE = `usage: main.ts sshd [--state DIR] [--port N] [--listen ADDR] [--supervised]
+  The SSH server of the AppQueue CLI (kattach runs and supervises it; the appliance runs it as
+  /kaos/sshd.js, a bundle of sshd_main.ts).
+  --state DIR       the state directory (host keys in DIR/ssh; default $KAOS_STATE, else .state)
+  --port N          TCP port (default 1289)
+  --listen ADDR     address to listen on (default 0.0.0.0)
+  --supervised      end when kattach (the parent) goes away
+  -h, --help        this text`;
+
+/**
+ * The sshd's entry: parses its options strictly and runs the server. Returns the exit status
+ * when it must not run (0 after `--help`, 2 after a refused option) instead of exiting, so a
+ * bundle's `--help` ends normally and Deno writes the code cache (the image build relies on it).
+ */
+export async function sshdMain(args: string[]): Promise<0 | 2 | undefined> {
+  const parsed = parseCli(args, {
+    usage: SSHD_USAGE,
+    options: {
+      state: { type: "string" },
+      port: { type: "string" },
+      listen: { type: "string" },
+      supervised: { type: "boolean" },
+    },
+  });
+  if ("exit" in parsed) return parsed.exit;
+  const { values } = parsed;
+  const port = portNumber(values.port ?? "1289");
+  if (port === undefined) {
+    console.error(`Error: --port takes a port number from 0 to 65535, not ${values.port}`);
+    console.error(SSHD_USAGE);
+    return 2;
+  }
+  await runSshdMain({
+    stateDir: values.state ?? Deno.env.get("KAOS_STATE") ?? ".state",
+    port,
+    listen: values.listen ?? "0.0.0.0",
+    supervised: values.supervised ?? false,
+  });
 }

@@ -40,6 +40,11 @@ export interface KattachOptions {
   sshPort?: number;
   /** The command that runs main.ts (e.g. [deno, "run", "-A", main.ts]); no services without it. */
   selfArgv?: string[];
+  /**
+   * The command that runs the sshd, followed by its options (default: selfArgv + `sshd`; the
+   * appliance runs its own small bundle /kaos/sshd.js).
+   */
+  sshdArgv?: string[];
   /** The appliance's data partition as found; `failed` makes the store refuse every change. */
   dataDisk?: DataDiskStatus;
   /** Put the release's default password back in force (kernel command line, appliance). */
@@ -200,6 +205,30 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       },
     },
     {
+      // As soon as the firewall is in (and the data partition, with the host keys, is mounted:
+      // the appliance's pre-phases did that): the SSH service starts in parallel with the phases
+      // below. Until the ipc phase listens, its logins wait for kattach (cli/sshd.ts).
+      name: "sshd",
+      fatal: false,
+      run() {
+        const self = options.selfArgv;
+        const port = options.sshPort ?? 1289;
+        if (!self || port === 0) return;
+        services ??= new Services({ log });
+        // Hosted: loopback only, unless kattach runs bridged (in a network namespace of its own).
+        const listen = options.mode === "hosted" && !k?.firewallHost ? "127.0.0.1" : "0.0.0.0";
+        services.start({
+          name: "sshd",
+          argv: [
+            ...(options.sshdArgv ?? [...self, "sshd"]),
+            ...["--supervised", "--state", stateDir],
+            ...["--port", String(port), "--listen", listen],
+          ],
+          stdio: "parent-pipe",
+        });
+      },
+    },
+    {
       name: "reconcile-modules",
       fatal: false,
       async run() {
@@ -257,26 +286,12 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       },
     },
     {
-      name: "services",
+      name: "consoles",
       fatal: false,
       run() {
         const self = options.selfArgv;
         if (!self) return;
-        services = new Services({ log });
-        const port = options.sshPort ?? 1289;
-        if (port !== 0) {
-          // Hosted: loopback only, unless kattach runs bridged (in a namespace of its own).
-          const listen = options.mode === "hosted" && !k?.firewallHost ? "127.0.0.1" : "0.0.0.0";
-          services.start({
-            name: "sshd",
-            argv: [
-              ...self,
-              ...["sshd", "--supervised", "--state", stateDir],
-              ...["--port", String(port), "--listen", listen],
-            ],
-            stdio: "parent-pipe",
-          });
-        }
+        services ??= new Services({ log });
         if (options.mode === "appliance") {
           options.beforeConsoles?.();
           for (const tty of options.consoleTtys ?? ["tty1"]) {
@@ -303,6 +318,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
     } catch (err) {
       log(`phase ${phase.name} failed: ${err instanceof Error ? err.message : err}`);
       if (phase.fatal) {
+        await services?.stop(); // the sshd, started before the ipc phase
         store?.close();
         throw err;
       }

@@ -113,6 +113,15 @@ export const APPLIANCE_SELF_ARGV = [
   ...["run", "-A", "--cached-only", "--no-config", "/kaos/kaos.js"],
 ];
 
+/**
+ * How the appliance runs its sshd: its own bundle of sshd_main.ts (CLI, IPC client, SSH server;
+ * no store, QEMU or network code), with its code cache filled at build time.
+ */
+export const APPLIANCE_SSHD_ARGV = [
+  "/bin/deno",
+  ...["run", "-A", "--cached-only", "--no-config", "/kaos/sshd.js"],
+];
+
 /** PID 1's main: pre-phases, kattach's phases, then stays alive forever. */
 export async function runAppliance(options: ApplianceOptions = {}): Promise<void> {
   const t0 = performance.now();
@@ -135,10 +144,24 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
 
   let cmdline = parseCmdline(cmdlineText);
   let dataDisk: DataDiskStatus | undefined;
+  // Two modprobe runs at once: the modules the pre-phases need (disks, the stick, eth0, fw_cfg)
+  // and the rest (nftables, bridges, KVM, …), which only kattach's phases need.
+  let laterModules: Promise<void> = Promise.resolve();
   const phases: PrePhase[] = [
     { name: "mounts", run: () => earlyMounts(run) },
     { name: "hostname", run: () => runChecked(run, ["hostname", "kaos"]).then(() => {}) },
-    { name: "kernel-modules", run: () => loadModules(run, log) },
+    {
+      name: "kernel-modules",
+      run: async () => {
+        const names = modulesFor(
+          await readText("/kaos/modules.list"),
+          await readText("/proc/cpuinfo"),
+        );
+        const { early, later } = splitModules(names);
+        laterModules = loadModules(run, { names: later, log });
+        await loadModules(run, { names: early, log });
+      },
+    },
     {
       // Development hook: under QEMU, scripts/run-appliance --append passes kaos.* words through
       // fw_cfg (the image's boot menu fixes the kernel command line). Absent on real hardware.
@@ -150,7 +173,6 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
         log(`kernel command line + fw_cfg: ${extra}`);
       },
     },
-    { name: "network", run: () => bringUpNetwork(run, { cmdline, log }) },
     {
       name: "data-disk",
       run: async () => {
@@ -163,6 +185,9 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
         });
       },
     },
+    // eth0 up and udhcpc started; nothing waits for the lease (it is logged when it comes).
+    { name: "network", run: () => bringUpNetwork(run, { cmdline, log }) },
+    { name: "kernel-modules-later", run: () => laterModules },
   ];
   for (const phase of phases) {
     const t = performance.now();
@@ -178,7 +203,7 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
   reaper.start();
 
   try {
-    const services = { selfArgv: APPLIANCE_SELF_ARGV }; // sshd and the console menus
+    const services = { selfArgv: APPLIANCE_SELF_ARGV, sshdArgv: APPLIANCE_SSHD_ARGV };
     await startKattach({
       mode: "appliance",
       stateDir: APPLIANCE_STATE_DIR,
@@ -274,8 +299,30 @@ export function modulesFor(list: string, cpuinfo: string): string[] {
   return list.split("\n").map((n) => n.trim()).filter((n) => n !== "" && !skip.has(n));
 }
 
-async function loadModules(run: RunCommand, log: (line: string) => void): Promise<void> {
-  const names = modulesFor(await readText("/kaos/modules.list"), await readText("/proc/cpuinfo"));
+/**
+ * The modules the pre-phases need: disk and USB controllers, the stick and its file system,
+ * eth0, fw_cfg, the RNG (host-key generation) and the USB keyboard (it shares usbcore with the
+ * stick). Their dependencies do not overlap those of the others (the two load at once).
+ */
+const EARLY_MODULES = new Set([
+  ..."virtio_pci virtio_blk virtio_net virtio_console virtio_rng crc32c_generic ext4".split(" "),
+  ..."xhci_pci ehci_pci ohci_pci uhci_hcd usb_storage uas sd_mod ahci nvme usbhid".split(" "),
+  ..."hid_generic qemu_fw_cfg af_packet".split(" "),
+]);
+
+/** Splits a module list into those the pre-phases need and those only kattach's phases need. */
+export function splitModules(names: string[]): { early: string[]; later: string[] } {
+  return {
+    early: names.filter((n) => EARLY_MODULES.has(n)),
+    later: names.filter((n) => !EARLY_MODULES.has(n)),
+  };
+}
+
+async function loadModules(
+  run: RunCommand,
+  options: { names: string[]; log: (line: string) => void },
+): Promise<void> {
+  const { names, log } = options;
   if (names.length === 0) return;
   const r = await run(["modprobe", "-a", "-b", ...names]);
   if (r.code !== 0) {
@@ -312,14 +359,26 @@ async function bringUpNetwork(
     stderr: "null",
   });
   udhcpc.status.then((s) => options.log(`udhcpc exited (code ${s.code})`));
-  let addr = "";
-  await waitFor(async () => {
-    addr = (await run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"])).stdout;
-    return /inet /.test(addr);
-  }, 15_000);
-  const inet = addr.match(/inet (\S+)/)?.[1];
-  if (!inet) throw new Error("eth0 got no DHCP lease within 15 s (udhcpc keeps trying)");
-  options.log(`eth0 ${inet} (DHCP)`);
+  // Nothing at boot needs the lease (the firewall, the links, the data disk and the SSH service
+  // do not): it is logged when it comes, and its absence after a minute too.
+  const started = performance.now();
+  waitFor(() => eth0Address() !== undefined, DHCP_LOG_WAIT_MS).then((got) => {
+    const secs = ((performance.now() - started) / 1000).toFixed(1);
+    options.log(
+      got
+        ? `eth0 ${eth0Address()} (DHCP, ${secs} s after udhcpc started)`
+        : `eth0 has no DHCP lease after ${secs} s (udhcpc keeps trying)`,
+    );
+  });
+}
+
+/** How long the lease is watched for a log line (udhcpc keeps trying afterwards). */
+const DHCP_LOG_WAIT_MS = 60_000;
+
+/** eth0's IPv4 address with its prefix, or undefined. */
+function eth0Address(): string | undefined {
+  const a = Deno.networkInterfaces().find((i) => i.name === "eth0" && i.family === "IPv4");
+  return a ? a.cidr : undefined;
 }
 
 /** A fatal start error: log, sync, and reboot after a delay; never return to a dead loop. */

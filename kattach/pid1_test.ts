@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { menuTerminals, modulesFor, parseCmdline } from "./pid1.ts";
+import { menuTerminals, modulesFor, parseCmdline, splitModules } from "./pid1.ts";
 
 Deno.test("parseCmdline: kaos.* parameters only", () => {
   assertEquals(
@@ -28,6 +28,17 @@ Deno.test("modulesFor: KVM modules only where the CPU has vmx or svm", () => {
     "kvm_amd",
     "vhost_net",
   ]);
+});
+
+Deno.test("splitModules: the pre-phases' modules (disks, stick, eth0) apart from the rest, order kept", () => {
+  assertEquals(
+    splitModules(["virtio_pci", "bridge", "ext4", "nf_tables", "usb_storage", "kvm", "af_packet"]),
+    {
+      early: ["virtio_pci", "ext4", "usb_storage", "af_packet"],
+      later: ["bridge", "nf_tables", "kvm"],
+    },
+  );
+  assertEquals(splitModules([]), { early: [], later: [] });
 });
 
 Deno.test("catchStrayErrors: an uncaught error and an unhandled rejection are logged bugs; the process lives on", async () => {
