@@ -119,6 +119,11 @@ export interface SshdMainOptions {
   listen: string;
   /** Ends when kattach (the parent) goes away. */
   supervised: boolean;
+  /**
+   * Reads no state and listens only after a line `go` on stdin: kattach starts the sshd early
+   * and says go once the firewall is in and the state directory is mounted.
+   */
+  waitGo?: boolean;
 }
 
 /** How long a login waits for kattach's IPC socket (the sshd starts before it listens). */
@@ -153,26 +158,40 @@ export async function connectWaiting(
 /** Runs the sshd process (`main.ts sshd`). */
 export async function runSshdMain(o: SshdMainOptions): Promise<void> {
   const dir = o.stateDir;
-  const server = await startSshd({
+  let server: SshServer | undefined;
+  const stop = async (why: string) => {
+    console.error(`ssh: ${why}: stopping`);
+    await server?.close();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
+  let go = () => {};
+  const goSaid = new Promise<void>((resolve) => go = resolve);
+  if (o.supervised || o.waitGo) {
+    // kattach holds the other end of stdin: it writes only `go` (with --wait-go); EOF means
+    // kattach is gone.
+    (async () => {
+      let text = "";
+      for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
+        text = (text + chunk).slice(-64);
+        if (/(^|\n)go\n/.test(text)) go();
+      }
+      await stop("kattach went away");
+    })();
+  }
+  if (o.waitGo) {
+    console.error("ssh: started; waiting for kattach's go (firewall in, state mounted)");
+    await goSaid;
+  }
+  server = await startSshd({
     hostname: o.listen,
     port: o.port,
     hostKeysDir: `${dir}/ssh`,
     connect: (origin) => connectWaiting(`${dir}/run`, { origin, waitMs: KATTACH_WAIT_MS }),
     log: (line) => console.error(line),
   });
-  const stop = async (why: string) => {
-    console.error(`ssh: ${why}: stopping`);
-    await server.close();
-    Deno.exit(0);
-  };
-  Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
   if (o.supervised) {
-    // kattach holds the other end of stdin and never writes: EOF means kattach is gone.
-    (async () => {
-      for await (const _ of Deno.stdin.readable) { /* nothing is ever sent */ }
-      await stop("kattach went away");
-    })();
-    // And in case another process holds the pipe too: kattach gone means a new parent.
+    // In case another process holds the pipe too: kattach gone means a new parent.
     const parent = Deno.ppid;
     setInterval(() => {
       if (Deno.ppid !== parent) void stop("kattach went away");
@@ -181,12 +200,15 @@ export async function runSshdMain(o: SshdMainOptions): Promise<void> {
 }
 
 const SSHD_USAGE = `usage: main.ts sshd [--state DIR] [--port N] [--listen ADDR] [--supervised]
+         [--wait-go]
   The SSH server of the AppQueue CLI (kattach runs and supervises it; the appliance runs it as
   /kaos/sshd.js, a bundle of sshd_main.ts).
   --state DIR       the state directory (host keys in DIR/ssh; default $KAOS_STATE, else .state)
   --port N          TCP port (default 1289)
   --listen ADDR     address to listen on (default 0.0.0.0)
   --supervised      end when kattach (the parent) goes away
+  --wait-go         read no state and listen only after a line \`go\` on stdin (kattach sends it
+                    once the firewall is in and the state directory is mounted)
   -h, --help        this text`;
 
 /**
@@ -202,6 +224,7 @@ export async function sshdMain(args: string[]): Promise<0 | 2 | undefined> {
       port: { type: "string" },
       listen: { type: "string" },
       supervised: { type: "boolean" },
+      "wait-go": { type: "boolean" },
     },
   });
   if ("exit" in parsed) return parsed.exit;
@@ -217,5 +240,6 @@ export async function sshdMain(args: string[]): Promise<0 | 2 | undefined> {
     port,
     listen: values.listen ?? "0.0.0.0",
     supervised: values.supervised ?? false,
+    waitGo: values["wait-go"] ?? false,
   });
 }

@@ -17,12 +17,15 @@ import {
 } from "../host/mod.ts";
 import type { DataDiskStatus } from "../ipc/mod.ts";
 import { UserError } from "../lib/mod.ts";
-import { type BuiltinQueue, startKattach } from "./boot.ts";
+import { type BuiltinQueue, startKattach, startSshdService } from "./boot.ts";
+import { Services } from "./services.ts";
 import { mountDataDisk } from "./data_disk.ts";
 import { LogBook } from "./log.ts";
 
 /** Where the appliance keeps its state (the data disk is mounted here). */
 export const APPLIANCE_STATE_DIR = "/var/lib/kaos";
+/** The port of the appliance's SSH CLI. */
+const APPLIANCE_SSH_PORT = 1289;
 /** The ext4 label of the appliance's data disk. */
 export const DATA_DISK_LABEL = "KAOSDATA";
 /** How long the data-disk phase waits for the label to appear (a USB stick enumerates late). */
@@ -142,6 +145,18 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
   const up = (await readText("/proc/uptime")).split(" ")[0];
   log(`PID ${Deno.pid}: deno ${Deno.version.deno}, appliance mode (uptime ${up} s)`);
 
+  // The sshd's Deno starts now, beside the pre-phases: it reads its host keys and listens only
+  // after its go, which kattach's firewall phase gives (after the data partition is mounted).
+  const services = new Services({ log });
+  let sshdGo = () => {};
+  startSshdService(services, {
+    argv: APPLIANCE_SSHD_ARGV,
+    stateDir: APPLIANCE_STATE_DIR,
+    port: APPLIANCE_SSH_PORT,
+    listen: "0.0.0.0",
+    goWhen: new Promise<void>((resolve) => sshdGo = resolve),
+  });
+
   let cmdline = parseCmdline(cmdlineText);
   let dataDisk: DataDiskStatus | undefined;
   // Two modprobe runs at once: the modules the pre-phases need (disks, the stick, eth0, fw_cfg)
@@ -203,12 +218,13 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
   reaper.start();
 
   try {
-    const services = { selfArgv: APPLIANCE_SELF_ARGV, sshdArgv: APPLIANCE_SSHD_ARGV };
     await startKattach({
       mode: "appliance",
       stateDir: APPLIANCE_STATE_DIR,
       logBook: book,
-      ...services,
+      selfArgv: APPLIANCE_SELF_ARGV, // the console menus
+      sshPort: APPLIANCE_SSH_PORT,
+      early: { services, sshdGo },
       dataDisk,
       resetPassword: cmdline["reset-password"] === "1",
       builtinQueues: await readBuiltinQueues(log),
