@@ -1,6 +1,6 @@
 /**
  * Boot figures of the KaOS image booted as a USB stick (scripts/run-appliance: QEMU q35, xHCI +
- * usb-storage, SeaBIOS, GRUB with its 3 s menu), next to two baselines booted the same way (same
+ * usb-storage, SeaBIOS, GRUB with its 1 s menu), next to two baselines booted the same way (same
  * kernel, GRUB, compression and stick, built with `scripts/build-image --bare`):
  *   busybox  an initramfs of busybox-static only, its PID 1 a shell script printing a marker;
  *   hello    the appliance's launcher + Deno + its libraries, PID 1 a one-line Deno "hello".
@@ -145,11 +145,11 @@ async function bootOnce(image: string, dir: string, appliance: boolean): Promise
       const now = (performance.now() - t0) / 1000;
       const lines = text.split("\n");
       for (; seen < lines.length - 1; seen++) {
-        const line = lines[seen].replace(/\r$/, "");
-        const text = line.replace(/^.*?kattach: /, "");
+        const line = lines[seen];
+        const said = line.slice(line.lastIndexOf("kattach: ") + "kattach: ".length).trim();
         // Each line comes twice (/dev/console and the serial sink both reach ttyS0): once here.
-        if (MILESTONE.test(line) && !timeline.some(([, t]) => t === text)) {
-          timeline.push([now, text]);
+        if (MILESTONE.test(line) && !timeline.some(([, t]) => t === said)) {
+          timeline.push([now, said]);
         }
       }
       if (at.grub === undefined && text.includes("Booting `")) at.grub = now;
@@ -159,14 +159,15 @@ async function bootOnce(image: string, dir: string, appliance: boolean): Promise
       if (appliance && at.ready === undefined && /kattach: ready \(appliance/.test(text)) {
         at.ready = now;
       }
-      if (appliance && at.pid1 !== undefined && await banner(port)) {
+      if (appliance && at.pid1 !== undefined && at.ssh === undefined && await banner(port)) {
         at.ssh = (performance.now() - t0) / 1000;
-        break;
       }
+      // The banner may come before kattach's ready line (the sshd runs beside its phases).
+      if (appliance && at.ssh !== undefined && at.ready !== undefined) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    if (at.pid1 === undefined || (appliance && at.ssh === undefined)) {
-      throw new Error(`${image}: no PID 1 line or SSH banner within 600 s`);
+    if (at.pid1 === undefined || (appliance && (at.ssh === undefined || at.ready === undefined))) {
+      throw new Error(`${image}: no PID 1 line, SSH banner or ready line within 600 s`);
     }
     return { ...at, timeline } as Boot;
   } finally {
