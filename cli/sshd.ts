@@ -158,10 +158,10 @@ export async function connectWaiting(
 /** Runs the sshd process (`main.ts sshd`). */
 export async function runSshdMain(o: SshdMainOptions): Promise<void> {
   const dir = o.stateDir;
-  let server: SshServer | undefined;
+  const running: { server?: SshServer } = {}; // none until the go (with --wait-go)
   const stop = async (why: string) => {
     console.error(`ssh: ${why}: stopping`);
-    await server?.close();
+    await running.server?.close();
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
@@ -183,7 +183,7 @@ export async function runSshdMain(o: SshdMainOptions): Promise<void> {
     console.error("ssh: started; waiting for kattach's go (firewall in, state mounted)");
     await goSaid;
   }
-  server = await startSshd({
+  running.server = await startSshd({
     hostname: o.listen,
     port: o.port,
     hostKeysDir: `${dir}/ssh`,
