@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 // load no store, QEMU or module code, kattach no menus or SSH server (issue 13: memory).
 import { parseCliOrExit, portNumber } from "./lib/cli_args.ts";
 import { startMemoryLog } from "./lib/memory_log.ts";
+import { V8_FLAGS_OPTION } from "./lib/v8_flags.ts";
 
 const DEFAULT_HOSTED_STATE = ".state";
 
@@ -58,16 +59,13 @@ function stateDir(option: string | undefined): string {
   return option ?? Deno.env.get("KAOS_STATE") ?? DEFAULT_HOSTED_STATE;
 }
 
-/** V8 flags of the services kattach runs (sshd, console). */
-const V8_FLAGS = "--v8-flags=--max-semi-space-size=1";
-
 /** The command that runs this program again (for kattach's supervised services). */
 function selfArgv(): string[] {
   const exe = Deno.execPath();
-  // A 1 MiB young generation (V8's default is up to 16 MiB per semi-space): the services are
-  // front-ends that allocate little; about 16 MiB less RSS each under load (bench/memory.ts).
+  // The V8 flags of lib/v8_flags.ts: a small young generation, a tighter old one; the services
+  // are front-ends that allocate little (about 16 MiB less RSS each under load, bench/memory.ts).
   return /(^|\/)deno$/.test(exe)
-    ? [exe, "run", "-A", V8_FLAGS, new URL(import.meta.url).pathname]
+    ? [exe, "run", "-A", V8_FLAGS_OPTION, new URL(import.meta.url).pathname]
     : [exe];
 }
 
@@ -139,7 +137,9 @@ async function kattach(args: string[]): Promise<void> {
 }
 
 async function aq(args: string[]): Promise<void> {
-  const { helpText, runOneLine } = await import("./cli/mod.ts");
+  // The one-line runner alone, not cli/mod.ts: that loads the menus, prompts and SSH server
+  // too, about 180 ms more of every `aq` start (issue 13).
+  const { helpText, runOneLine } = await import("./cli/oneline.ts");
   const { IpcClient } = await import("./ipc/mod.ts");
   // The options before the first word are aq's (parsed strictly); the words from the first
   // one on are the one-line command, which has its own strict grammar.

@@ -11,7 +11,7 @@ import {
   serveIpc,
 } from "../ipc/mod.ts";
 import { type NftHost, probeAccel, realNetlink, realNft } from "../host/mod.ts";
-import { UserError } from "../lib/mod.ts";
+import { UserError, V8_FLAGS, V8_FLAGS_OPTION, v8FlagsInUse } from "../lib/mod.ts";
 import { CLI_USER } from "./auth.ts";
 import { resetToDefaultPassword } from "./store_auth.ts";
 import { getQueue, insertQueue, updateQueue } from "./store_appqueue.ts";
@@ -144,7 +144,9 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       run() {
         store = Store.open(`${stateDir}/kaos.db`);
         const check = store.integrityCheck();
-        log(`config store open (schema ${store.schemaVersion()}, integrity ${check})`);
+        log(
+          `config store open (schema ${store.schemaVersion()}, integrity ${check.integrity}); checked in ${check.durationMs} ms`,
+        );
       },
     },
     {
@@ -313,6 +315,14 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
     },
   ];
 
+  const flags = v8FlagsInUse();
+  log(
+    flags.includes(V8_FLAGS_OPTION)
+      ? `V8 flags: ${V8_FLAGS.join(" ")}`
+      : `V8 flags: ${
+        flags.join(" ") || "none"
+      }, not ${V8_FLAGS_OPTION} (lib/v8_flags.ts): its heap grows further`,
+  );
   const timings: string[] = [];
   const t0 = performance.now();
   for (const phase of phases) {

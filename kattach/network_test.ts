@@ -1,10 +1,19 @@
 import assert from "node:assert/strict";
 import { FakeNetlink } from "../host/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
-import { applyNetwork, guestNetwork, networkStatus, startNetwork } from "./network.ts";
+import {
+  applyNetwork,
+  guestNetwork,
+  networkStatus,
+  readHostState,
+  startNetwork,
+} from "./network.ts";
 import { Store } from "./store.ts";
 
-async function withKattach(fn: (k: Kattach, host: FakeNetlink) => Promise<void>) {
+async function withKattach(
+  fn: (k: Kattach, host: FakeNetlink, lines: string[]) => Promise<void>,
+  host = new FakeNetlink({ lo: { kind: "loopback" }, eth0: { kind: "veth" } }),
+) {
   const dir = await Deno.makeTempDir({ prefix: "kaos-network-unit-" });
   const store = Store.open(`${dir}/kaos.db`);
   const lines: string[] = [];
@@ -16,7 +25,6 @@ async function withKattach(fn: (k: Kattach, host: FakeNetlink) => Promise<void>)
     accel: { kind: "tcg", reason: "test" },
     log: (l) => lines.push(l),
   };
-  const host = new FakeNetlink({ lo: { kind: "loopback" }, eth0: { kind: "veth" } });
   try {
     store.tx(() => {
       for (const [id, uplink] of [[10, "none"], [20, "tagged"]] as const) {
@@ -54,7 +62,7 @@ async function withKattach(fn: (k: Kattach, host: FakeNetlink) => Promise<void>)
       });
       store.setNetworkSettings({ dns: ["192.0.2.53"] });
     });
-    await fn(k, host);
+    await fn(k, host, lines);
   } finally {
     store.close();
     await Deno.remove(dir, { recursive: true });
@@ -107,4 +115,44 @@ Deno.test("guestNetwork: taps with addresses in bridged mode, the gateway once; 
     const r = await applyNetwork(k, { reason: "user mode" });
     assert.deepEqual([r.mode, r.applied, host.batches.length], ["user", [], 0]);
   });
+});
+
+/** A host whose in-process dump fails (as a refused setns or socket would). */
+class BrokenDumpNetlink extends FakeNetlink {
+  override dump(): Promise<null> {
+    return Promise.reject(new Error("rtnetlink: socket(AF_NETLINK) failed: errno 97"));
+  }
+}
+
+Deno.test("reconcile reads through the rtnetlink dump when offered; a failing dump falls back to ip -j, logged", async () => {
+  const links = { lo: { kind: "loopback" }, eth0: { kind: "veth" } };
+  await withKattach(async (k, host, lines) => {
+    startNetwork(k, { mode: "bridged", host });
+    assert.ok(lines.includes("network: links are read through rtnetlink (fake)"));
+    const first = await applyNetwork(k, { reason: "dump" });
+    assert.ok(first.applied.length > 0);
+    assert.deepEqual((await applyNetwork(k, { reason: "again" })).applied, []);
+    host.linkMap.delete("kt0a4b53000001"); // drift by hand
+    const repaired = (await applyNetwork(k, { reason: "drift" })).applied;
+    // (as root the tap also names its owner: `… vnet_hdr user U group G`)
+    assert.match(repaired[0], /^tuntap add dev kt0a4b53000001 mode tap vnet_hdr\b/);
+    assert.deepEqual(repaired.slice(1), [
+      "link set dev kt0a4b53000001 alias kaos:tap:web-1:0 master kbr10",
+      "link set dev kt0a4b53000001 up",
+    ]);
+  }, new FakeNetlink(links, { dump: true }));
+  await withKattach(async (k, host, lines) => {
+    startNetwork(k, { mode: "bridged", host });
+    const r = await applyNetwork(k, { reason: "fallback" });
+    assert.equal(r.error, null);
+    assert.ok(r.applied.length > 0);
+    assert.ok(
+      lines.includes(
+        "network: rtnetlink read failed (rtnetlink: socket(AF_NETLINK) failed: errno 97); " +
+          "read through ip -j instead",
+      ),
+      lines.join("\n"),
+    );
+    assert.deepEqual((await readHostState(host)).links.get("kbr10")?.up, true);
+  }, new BrokenDumpNetlink(links));
 });

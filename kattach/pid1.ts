@@ -16,7 +16,7 @@ import {
   spawnOwned,
 } from "../host/mod.ts";
 import type { DataDiskStatus } from "../ipc/mod.ts";
-import { UserError } from "../lib/mod.ts";
+import { UserError, V8_FLAGS_OPTION } from "../lib/mod.ts";
 import { type BuiltinQueue, startKattach, startSshdService } from "./boot.ts";
 import { Services } from "./services.ts";
 import { mountDataDisk } from "./data_disk.ts";
@@ -113,16 +113,17 @@ export interface ApplianceOptions {
 /** How the appliance runs its own program again (kattach's supervised services use it). */
 export const APPLIANCE_SELF_ARGV = [
   "/bin/deno",
-  ...["run", "-A", "--cached-only", "--no-config", "/kaos/kaos.js"],
+  ...["run", "-A", "--cached-only", "--no-config", V8_FLAGS_OPTION, "/kaos/kaos.js"],
 ];
 
 /**
  * How the appliance runs its sshd: its own bundle of sshd_main.ts (CLI, IPC client, SSH server;
- * no store, QEMU or network code), with its code cache filled at build time.
+ * no store, QEMU or network code), with its code cache filled at build time under the same V8
+ * flags (V8 refuses a cache made under other flags).
  */
 export const APPLIANCE_SSHD_ARGV = [
   "/bin/deno",
-  ...["run", "-A", "--cached-only", "--no-config", "/kaos/sshd.js"],
+  ...["run", "-A", "--cached-only", "--no-config", V8_FLAGS_OPTION, "/kaos/sshd.js"],
 ];
 
 /** PID 1's main: pre-phases, kattach's phases, then stays alive forever. */

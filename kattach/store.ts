@@ -10,6 +10,7 @@ import {
   type ModuleFile,
   NetworkSettings,
   Nic,
+  type StoreCheck,
   Vlan,
   VlanRoute,
   VmImage,
@@ -32,6 +33,7 @@ export class Store {
   #statements = new Map<string, StatementSync>();
   #inTx = false;
   #refusal: Error | undefined;
+  #integrity: StoreCheck | undefined;
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
@@ -69,9 +71,25 @@ export class Store {
     return row?.v ?? 0;
   }
 
-  /** SQLite's integrity check of the whole database: "ok" or what is wrong. */
-  integrityCheck(): string {
-    return this.all("PRAGMA integrity_check").map((r) => String(r.integrity_check)).join("; ");
+  /**
+   * SQLite's integrity check of the whole database: "ok" or what is wrong. It reads every page,
+   * so it runs at start and on demand (`system check`); its result is kept with its time.
+   */
+  integrityCheck(): StoreCheck {
+    const t0 = performance.now();
+    const integrity = this.all("PRAGMA integrity_check").map((r) => String(r.integrity_check))
+      .join("; ");
+    this.#integrity = {
+      integrity,
+      checkedAt: now(),
+      durationMs: Math.round((performance.now() - t0) * 10) / 10,
+    };
+    return this.#integrity;
+  }
+
+  /** The last integrity check's result (one is run now if none was). */
+  lastIntegrityCheck(): StoreCheck {
+    return this.#integrity ?? this.integrityCheck();
   }
 
   /**
@@ -636,13 +654,18 @@ export class Store {
    * server's result schema.
    */
   listInstances(vmimage?: string): Instance[] {
+    // Named columns: node:sqlite builds one object per row, and `SELECT *` rows (with columns
+    // no caller reads) took about twice as long for 10,000 instances.
     const rows = vmimage === undefined
-      ? this.#all("SELECT * FROM instance ORDER BY vmimage, created_at, name")
-      : this.#all("SELECT * FROM instance WHERE vmimage = ? ORDER BY created_at, name", [vmimage]);
-    const nicRows = vmimage === undefined
-      ? this.#all("SELECT * FROM nic ORDER BY instance, idx")
+      ? this.#all(`SELECT ${INSTANCE_COLUMNS} FROM instance ORDER BY vmimage, created_at, name`)
       : this.#all(
-        "SELECT nic.* FROM nic JOIN instance ON instance.name = nic.instance WHERE instance.vmimage = ? ORDER BY nic.instance, nic.idx",
+        `SELECT ${INSTANCE_COLUMNS} FROM instance WHERE vmimage = ? ORDER BY created_at, name`,
+        [vmimage],
+      );
+    const nicRows = vmimage === undefined
+      ? this.#all("SELECT instance, idx, vlan, mac, ip FROM nic ORDER BY instance, idx")
+      : this.#all(
+        "SELECT nic.instance, nic.idx, nic.vlan, nic.mac, nic.ip FROM nic JOIN instance ON instance.name = nic.instance WHERE instance.vmimage = ? ORDER BY nic.instance, nic.idx",
         [vmimage],
       );
     const nics = new Map<string, Nic[]>();
@@ -706,6 +729,9 @@ export class Store {
     return Instance.parse(instanceFromRow(r, nics));
   }
 }
+
+/** The instance columns `instanceFromRow` reads. */
+const INSTANCE_COLUMNS = "name, vmimage, state, autostart, restart_policy, created_at";
 
 function nicFromRow(n: Row): Nic {
   return {

@@ -30,6 +30,13 @@ Deno.test("links on the real kernel: create, no-op second run, drift repaired, f
   const [ns, drop] = await namespace("kaosnet-links");
   try {
     const host = realNetlink({ netns: ns });
+    assert.equal(host.reader, "rtnetlink", "the in-process reader runs here (FFI allowed)");
+    const ipOnly = realNetlink({ netns: ns, reader: "ip" });
+    // The in-process dump and the four `ip -j` reads report the same host.
+    const sameReads = async () => {
+      assert.equal(await ipOnly.dump(), null);
+      assert.deepEqual(await readHostState(host), await readHostState(ipOnly));
+    };
     // Foreign: a veth pair, and a bridge with a KaOS-like name but no kaos: alias.
     await sh("ip", "-n", ns, "link", "add", "vfor0", "type", "veth", "peer", "name", "vfor1");
     await sh("ip", "-n", ns, "link", "add", "kbr99", "type", "bridge");
@@ -78,11 +85,13 @@ Deno.test("links on the real kernel: create, no-op second run, drift repaired, f
     assert.equal(links.get("kt0a4b53000001")?.isolated, false);
     assert.ok(links.get("kt0a4b53000001")?.up);
     assert.deepEqual((await readHostState(host)).addresses.get("kbr20"), ["10.0.20.1/24"]);
+    await sameReads();
 
     // Drift by hand: a tap deleted, a bridge down, a stray address on a KaOS bridge.
     await sh("ip", "-n", ns, "link", "del", "kt0a4b53000001");
     await sh("ip", "-n", ns, "link", "set", "kbr20", "down");
     await sh("ip", "-n", ns, "addr", "add", "10.0.10.200/24", "dev", "kbr10");
+    await sameReads();
     assert.deepEqual(await reconcile(), [
       "address del 10.0.10.200/24 dev kbr10",
       "tuntap add dev kt0a4b53000001 mode tap vnet_hdr",
