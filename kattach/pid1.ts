@@ -198,6 +198,7 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
           label: DATA_DISK_LABEL,
           target: APPLIANCE_STATE_DIR,
           waitMs: DATA_DISK_WAIT_MS,
+          driversLoading: laterModules,
         });
       },
     },
@@ -317,14 +318,14 @@ export function modulesFor(list: string, cpuinfo: string): string[] {
 }
 
 /**
- * The modules the pre-phases need: disk and USB controllers, the stick and its file system,
- * eth0, fw_cfg, the RNG (host-key generation) and the USB keyboard (it shares usbcore with the
- * stick). Their dependencies do not overlap those of the others (the two load at once).
+ * The modules the pre-phases wait for: a stick behind xHCI and its file system, eth0 (virtio),
+ * fw_cfg and the RNG (host-key generation). The other disk controllers (EHCI/UHCI/OHCI, AHCI,
+ * NVMe) load with the rest, at the same time; the data-disk phase keeps looking for its label
+ * until they are in.
  */
 const EARLY_MODULES = new Set([
-  ..."virtio_pci virtio_blk virtio_net virtio_console virtio_rng crc32c_generic ext4".split(" "),
-  ..."xhci_pci ehci_pci ohci_pci uhci_hcd usb_storage uas sd_mod ahci nvme usbhid".split(" "),
-  ..."hid_generic qemu_fw_cfg af_packet".split(" "),
+  ..."virtio_pci virtio_net virtio_rng crc32c_generic ext4 xhci_pci usb_storage uas".split(" "),
+  ..."sd_mod qemu_fw_cfg af_packet".split(" "),
 ]);
 
 /** Splits a module list into those the pre-phases need and those only kattach's phases need. */

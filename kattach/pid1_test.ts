@@ -38,12 +38,14 @@ Deno.test("modulesFor: KVM modules only where the CPU has vmx or svm", () => {
   ]);
 });
 
-Deno.test("splitModules: the pre-phases' modules (disks, stick, eth0) apart from the rest, order kept", () => {
+Deno.test("splitModules: what the pre-phases wait for (a stick behind xHCI, eth0) apart from the rest, order kept", () => {
   assertEquals(
-    splitModules(["virtio_pci", "bridge", "ext4", "nf_tables", "usb_storage", "kvm", "af_packet"]),
+    splitModules([
+      ..."virtio_pci bridge ext4 nf_tables usb_storage ehci_pci ahci kvm af_packet".split(" "),
+    ]),
     {
       early: ["virtio_pci", "ext4", "usb_storage", "af_packet"],
-      later: ["bridge", "nf_tables", "kvm"],
+      later: ["bridge", "nf_tables", "ehci_pci", "ahci", "kvm"],
     },
   );
   assertEquals(splitModules([]), { early: [], later: [] });
