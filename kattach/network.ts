@@ -12,14 +12,17 @@ import type {
   NetworkMode,
   NetworkStatus,
   NicStatus,
+  OwnedLink,
   VlanLinkState,
 } from "../ipc/mod.ts";
 import {
   bridgeName,
   diffLinks,
   hostIsRouter,
+  type HostLink,
   type HostState,
   hostStateFromDump,
+  isKaosLink,
   type NetworkConfig,
   parseCidr,
   parseHostState,
@@ -221,6 +224,7 @@ export async function networkStatus(k: Kattach): Promise<NetworkStatus> {
       routes: config.routes,
       vlans: config.vlans.map((v) => ({ ...base(v), state: "unmanaged" })),
       pending: [],
+      links: [],
       warnings: [
         "user-mode networking: host links are not managed (kattach --hosted --network bridged manages them)",
       ],
@@ -239,8 +243,24 @@ export async function networkStatus(k: Kattach): Promise<NetworkStatus> {
       return { ...base(v), state: !l ? "missing" : l.up ? "up" : "down" };
     }),
     pending: diff.lines,
+    links: [...host.links.values()]
+      .filter((l) => isKaosLink(l.name, l.alias ?? undefined))
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map(ownedLink),
     warnings: diff.warnings,
     lastApply: rt.last,
+  };
+}
+
+function ownedLink(l: HostLink): OwnedLink {
+  return {
+    name: l.name,
+    kind: l.kind,
+    alias: l.alias ?? "",
+    master: l.master,
+    parent: l.parent,
+    vlanId: l.vlanId,
+    up: l.up,
   };
 }
 

@@ -90,6 +90,29 @@ Deno.test("applyNetwork: calls during a run share one queued run; a no-op applie
       ["kbr20", "up", null, 1], // tagged, no NAT or route: the outside router holds .1
     ]);
     assert.equal(status.lastApply, again);
+    // The kernel's view of the links KaOS owns; the uplink (no mark) is not among them.
+    assert.deepEqual(
+      status.links.map((l) => [l.name, l.kind, l.alias, l.master, l.parent, l.vlanId, l.up]),
+      [
+        ["kbr10", "bridge", "kaos:bridge:10", null, null, null, true],
+        ["kbr20", "bridge", "kaos:bridge:20", null, null, null, true],
+        ["kt0a4b53000001", "tap", "kaos:tap:web-1:0", "kbr10", null, null, true],
+        ["kt0a4b53000002", "tap", "kaos:tap:web-1:1", "kbr20", null, null, true],
+        ["kvl20", "vlan", "kaos:vlan:20", "kbr20", "eth0", 20, true],
+      ],
+    );
+    // The guest and the tagged VLAN go: its 802.1Q link and bridge go with it.
+    k.store.tx(() => {
+      k.store.deleteInstance("web-1");
+      k.store.deleteVmImage("web");
+      k.store.deleteVlan(20);
+    });
+    const gone = await applyNetwork(k, { reason: "vlan del 20" });
+    assert.equal(gone.error, null);
+    assert.ok(gone.applied.includes("link del dev kvl20"), gone.applied.join("\n"));
+    const after = await networkStatus(k);
+    assert.deepEqual(after.links.map((l) => l.name), ["kbr10"]);
+    assert.deepEqual(after.pending, []);
   });
 });
 

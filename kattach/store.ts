@@ -15,6 +15,7 @@ import {
   VlanRoute,
   VmImage,
 } from "../ipc/schemas.ts";
+import { broadcast, parseCidr } from "../netmgr/mod.ts";
 import { migrations } from "./migrations.ts";
 
 /** A row as node:sqlite returns it. */
@@ -208,8 +209,9 @@ export class Store {
 
   /** Adds a VLAN. */
   insertVlan(v: Omit<Vlan, "createdAt">): void {
+    const range = cidrRange(v.cidr);
     this.#run(
-      "INSERT INTO vlan (id, name, cidr, gateway, pool_start, pool_end, uplink, nat, isolate, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO vlan (id, name, cidr, gateway, pool_start, pool_end, uplink, nat, isolate, created_at, net_first, net_last) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
       [
         v.id,
         v.name,
@@ -221,14 +223,17 @@ export class Store {
         v.nat ? 1 : 0,
         v.isolate ? 1 : 0,
         now(),
+        range.first,
+        range.last,
       ],
     );
   }
 
   /** Changes a VLAN's name, gateway, pool, uplink, NAT and isolation. */
   updateVlan(v: Omit<Vlan, "createdAt">): void {
+    const range = cidrRange(v.cidr);
     this.#run(
-      "UPDATE vlan SET name = ?, cidr = ?, gateway = ?, pool_start = ?, pool_end = ?, uplink = ?, nat = ?, isolate = ? WHERE id = ?",
+      "UPDATE vlan SET name = ?, cidr = ?, gateway = ?, pool_start = ?, pool_end = ?, uplink = ?, nat = ?, isolate = ?, net_first = ?, net_last = ? WHERE id = ?",
       [
         v.name,
         v.cidr,
@@ -238,6 +243,8 @@ export class Store {
         v.uplink,
         v.nat ? 1 : 0,
         v.isolate ? 1 : 0,
+        range.first,
+        range.last,
         v.id,
       ],
     );
@@ -292,12 +299,21 @@ export class Store {
     return this.#all("SELECT * FROM vlan ORDER BY id").map((r) => vlanFromRow(r, { parse: false }));
   }
 
-  /** Every VLAN's CIDR by id (the overlap check of `vlan add` reads nothing else). */
-  vlanCidrs(): { id: number; cidr: string }[] {
-    return this.#all("SELECT id, cidr FROM vlan ORDER BY id").map((r) => ({
-      id: Number(r.id),
-      cidr: String(r.cidr),
-    }));
+  /**
+   * A VLAN whose subnet overlaps `cidr`, or undefined: one index lookup (migration 12). The
+   * stored subnets never overlap each other, so ordered by first address they are ordered by
+   * last address too: the one with the greatest first address at or below the new last address
+   * overlaps if any does.
+   */
+  vlanOverlapping(cidr: string): { id: number; cidr: string } | undefined {
+    const range = cidrRange(cidr);
+    const r = this.#get(
+      "SELECT id, cidr, net_last FROM vlan WHERE net_first <= ? ORDER BY net_first DESC LIMIT 1",
+      [range.last],
+    );
+    return r && Number(r.net_last) >= range.first
+      ? { id: Number(r.id), cidr: String(r.cidr) }
+      : undefined;
   }
 
   /** Addresses handed out to NICs, by VLAN (one query for every VLAN). */
@@ -732,6 +748,12 @@ export class Store {
 
 /** The instance columns `instanceFromRow` reads. */
 const INSTANCE_COLUMNS = "name, vmimage, state, autostart, restart_policy, created_at";
+
+/** The first and last address of a subnet (`10.0.10.0/24`) as unsigned 32-bit integers. */
+function cidrRange(cidr: string): { first: number; last: number } {
+  const c = parseCidr(cidr);
+  return { first: c.network, last: broadcast(c) };
+}
 
 function nicFromRow(n: Row): Nic {
   return {
