@@ -160,8 +160,8 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
 
   let cmdline = parseCmdline(cmdlineText);
   let dataDisk: DataDiskStatus | undefined;
-  // Two modprobe runs at once: the modules the pre-phases need (disks, the stick, eth0, fw_cfg)
-  // and the rest (nftables, bridges, KVM, …), which only kattach's phases need.
+  // Two modprobe runs at once: what the pre-phases wait for (a stick behind xHCI, eth0, fw_cfg)
+  // and the rest (other disk controllers, nftables, bridges, KVM, …; see EARLY_MODULES).
   let laterModules: Promise<void> = Promise.resolve();
   const phases: PrePhase[] = [
     { name: "mounts", run: () => earlyMounts(run) },
