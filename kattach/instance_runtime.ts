@@ -459,13 +459,32 @@ async function createOverlay(image: string, overlay: string): Promise<void> {
   await Deno.rename(tmp, overlay);
 }
 
+/**
+ * Extractions of the vKaOS image under way, by cache directory: the starts of a `deploy
+ * --count 10` share one (each reading the whole image into memory left kattach about 6 MiB
+ * larger per guest of the first deploy; bench/memory.ts).
+ */
+const extracting = new Map<string, Promise<{ kernel: string; initrd: string }>>();
+
 /** Extracts the vKaOS kernel and initrd once per image hash; returns their paths. */
-export async function extractVkaos(
+export function extractVkaos(
   stateDir: string,
   vkaos: Module,
 ): Promise<{ kernel: string; initrd: string }> {
   const sha = vkaos.files.find((f) => f.part === "image")?.sha256 ?? "unknown";
   const dir = `${stateDir}/cache/vkaos/${sha.slice(0, 16)}`;
+  let done = extracting.get(dir);
+  if (!done) {
+    done = extractVkaosTo(dir, vkaos).finally(() => extracting.delete(dir));
+    extracting.set(dir, done);
+  }
+  return done;
+}
+
+async function extractVkaosTo(
+  dir: string,
+  vkaos: Module,
+): Promise<{ kernel: string; initrd: string }> {
   const kernel = `${dir}/kernel`;
   const initrd = `${dir}/initrd`;
   if (await exists(kernel) && await exists(initrd)) return { kernel, initrd };

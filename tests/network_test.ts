@@ -9,7 +9,7 @@ import { realNetlink } from "../host/mod.ts";
 import { readHostState } from "../kattach/network.ts";
 import type { Instance, NetworkApplyResult, NetworkStatus } from "../ipc/mod.ts";
 import { diffLinks, type NetworkConfig, planLinks, renderBatch } from "../netmgr/mod.ts";
-import { buildFixtures, FIXTURES_OUT, TestKattach } from "./_harness.ts";
+import { buildFixtures, FIXTURES_OUT, REPO_ROOT, TestKattach } from "./_harness.ts";
 import { run } from "./_util.ts";
 
 async function sh(...argv: string[]): Promise<string> {
@@ -114,6 +114,45 @@ Deno.test("links on the real kernel: create, no-op second run, drift repaired, f
   }
 });
 
+Deno.test("without --allow-ffi the links are read through ip -j, and the reader says why", async () => {
+  const [ns, drop] = await namespace("kaosnet-noffi");
+  const dir = await Deno.makeTempDir({ prefix: "kaos-noffi-" });
+  try {
+    await sh("ip", "-n", ns, "link", "add", "kbr10", "type", "bridge");
+    const probe = `${dir}/probe.ts`;
+    await Deno.writeTextFile(
+      probe,
+      `import { realNetlink } from "${REPO_ROOT}/host/mod.ts";
+import { readHostState } from "${REPO_ROOT}/kattach/network.ts";
+const h = realNetlink();
+const state = await readHostState(h);
+console.log(JSON.stringify({ reader: h.reader, dump: await h.dump(), links: [...state.links.keys()] }));
+`,
+    );
+    const out = JSON.parse(
+      await sh(
+        ...[
+          "ip",
+          "netns",
+          "exec",
+          ns,
+          Deno.execPath(),
+          "run",
+          "--config",
+          `${REPO_ROOT}/deno.json`,
+        ],
+        ...["--allow-read", "--allow-run", "--allow-env", "--allow-write", probe],
+      ),
+    );
+    assert.match(out.reader, /^ip -j \(in-process rtnetlink not used: .*--allow-ffi/);
+    assert.equal(out.dump, null);
+    assert.deepEqual(out.links.sort(), ["kbr10", "lo"]);
+  } finally {
+    await drop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test({
   name: "hosted kattach, bridged, in a namespace: web on a VLAN answers on its allocated address",
   sanitizeResources: false,
@@ -128,6 +167,7 @@ Deno.test({
         network: "bridged",
       });
       assert.match(k.log, /network: bridged/);
+      assert.match(k.log, /network: links are read through rtnetlink\n/);
       for (const m of ["vkaos", "web"]) {
         assert.equal((await k.aq("module", "import", `${FIXTURES_OUT}/${m}`)).code, 0);
       }
