@@ -76,7 +76,8 @@ Deno.test({
         });
         assert(/kattach: PID 1: deno \d/.test(log), `kattach is not PID 1:\n${log}`);
         // The launcher gives PID 1 the V8 flags of lib/v8_flags.ts (kattach logs what it got).
-        assert(log.includes(`kattach: V8 flags: ${V8_FLAGS.join(" ")}\n`), `V8 flags:\n${log}`);
+        const flags = `kattach: V8 flags: ${V8_FLAGS.join(" ")}`;
+        assert(log.split(/\r?\n/).includes(flags), `no "${flags}" line:\n${log}`);
         assert(/data partition \/dev\/sd[a-z]3 grown to \d+ MiB/.test(log), log);
         assert(/data disk \/dev\/sd[a-z]3 \(KAOSDATA\) mounted on \/var\/lib\/kaos/.test(log), log);
         assert(/kattach: eth0 10\.0\.2\.\d+\/24/.test(log), `no network:\n${log}`);
