@@ -49,14 +49,6 @@ const AQ_USAGE = `usage: main.ts aq [--state DIR] [--json] COMMAND…
   Sends one one-line command to the kattach of DIR (default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE}).
   Options of the command itself follow it; \`aq help [WORD]\` lists the commands.`;
 
-const SSHD_USAGE = `usage: main.ts sshd [--state DIR] [--port N] [--listen ADDR] [--supervised]
-  The SSH server of the AppQueue CLI (kattach runs and supervises it).
-  --state DIR       the state directory (host keys in DIR/ssh; default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE})
-  --port N          TCP port (default 1289)
-  --listen ADDR     address to listen on (default 0.0.0.0)
-  --supervised      end when kattach (the parent) goes away
-  -h, --help        this text`;
-
 const CONSOLE_USAGE = `usage: main.ts console [--state DIR] [--tty NAME]
   The login and menus on this terminal (the appliance's console).
   --state DIR       the state directory (default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE})
@@ -176,26 +168,9 @@ async function aq(args: string[]): Promise<void> {
 }
 
 async function sshd(args: string[]): Promise<void> {
-  const { values } = parseCliOrExit(args, {
-    usage: SSHD_USAGE,
-    options: {
-      state: { type: "string" },
-      port: { type: "string" },
-      listen: { type: "string" },
-      supervised: { type: "boolean" },
-    },
-  });
-  const port = portNumber(values.port ?? "1289");
-  if (port === undefined) {
-    usageError(`--port takes a port number from 0 to 65535, not ${values.port}`, SSHD_USAGE);
-  }
-  const { runSshdMain } = await import("./cli/mod.ts");
-  await runSshdMain({
-    stateDir: stateDir(values.state),
-    port,
-    listen: values.listen ?? "0.0.0.0",
-    supervised: values.supervised ?? false,
-  });
+  const { sshdMain } = await import("./cli/mod.ts");
+  const code = await sshdMain(args);
+  if (code !== undefined) Deno.exit(code);
 }
 
 async function console_(args: string[]): Promise<void> {
@@ -231,8 +206,8 @@ switch (sub) {
   case "-h":
   case "--help":
   case "help":
+    // No Deno.exit: a normal end lets Deno write the code cache (the image build warms it so).
     console.log(USAGE);
-    Deno.exit(0);
     break;
   default:
     console.error(sub === undefined ? USAGE : `Error: unknown subcommand ${sub}\n${USAGE}`);

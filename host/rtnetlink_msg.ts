@@ -174,17 +174,30 @@ function eachAttr(
   }
 }
 
-/** A NUL-terminated ASCII/UTF-8 string attribute. */
+const utf8 = new TextDecoder();
+
+/** A NUL-terminated string attribute (names and aliases: ASCII read directly, else UTF-8). */
 function str(v: DataView, from: number, to: number): string {
-  let end = from;
-  while (end < to && v.getUint8(end) !== 0) end++;
-  return new TextDecoder().decode(new Uint8Array(v.buffer, v.byteOffset + from, end - from));
+  let text = "";
+  for (let i = from; i < to; i++) {
+    const c = v.getUint8(i);
+    if (c === 0) return text;
+    if (c >= 0x80) {
+      let end = i;
+      while (end < to && v.getUint8(end) !== 0) end++;
+      return utf8.decode(new Uint8Array(v.buffer, v.byteOffset + from, end - from));
+    }
+    text += String.fromCharCode(c);
+  }
+  return text;
 }
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
 function hex(v: DataView, from: number, to: number): string {
-  const parts: string[] = [];
-  for (let i = from; i < to; i++) parts.push(v.getUint8(i).toString(16).padStart(2, "0"));
-  return parts.join(":");
+  let text = HEX[v.getUint8(from)];
+  for (let i = from + 1; i < to; i++) text += `:${HEX[v.getUint8(i)]}`;
+  return text;
 }
 
 function parseLink(v: DataView, start: number, end: number): NlLink {

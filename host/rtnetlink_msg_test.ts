@@ -152,13 +152,14 @@ const cstr = (s: string) => new TextEncoder().encode(`${s}\0`);
 const u16 = (n: number) => new Uint8Array(new Uint16Array([n]).buffer);
 const u32 = (n: number) => new Uint8Array(new Uint32Array([n]).buffer);
 
-Deno.test("rtnetlink: a VLAN link (synthetic bytes: the development kernel has no 802.1Q)", () => {
+Deno.test("rtnetlink: a VLAN link with a UTF-8 alias (synthetic bytes: the development kernel has no 802.1Q)", () => {
   const NESTED = 0x8000;
   const body = cat(
     new Uint8Array(16), // ifinfomsg; index and flags below
     attr(3, cstr("kvl10")), // IFLA_IFNAME
     attr(5, u32(2)), // IFLA_LINK: eth0
     attr(10, u32(7)), // IFLA_MASTER: kbr10
+    attr(20, cstr("büro-vlan")), // IFLA_IFALIAS, not ASCII (someone's own)
     attr(
       18 | NESTED, // IFLA_LINKINFO
       cat(attr(1, cstr("vlan")), attr(2 | NESTED, attr(1, u16(10)))),
@@ -179,7 +180,7 @@ Deno.test("rtnetlink: a VLAN link (synthetic bytes: the development kernel has n
     up: true,
     master: 7,
     address: null,
-    alias: null,
+    alias: "büro-vlan",
     link: 2,
     kind: "vlan",
     vlanId: 10,

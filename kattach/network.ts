@@ -81,7 +81,7 @@ export function networkConfig(store: Store): NetworkConfig {
   }));
   return {
     uplink: store.networkSettings().uplink,
-    vlans: store.listVlans(),
+    vlans: store.listVlanSwitches(),
     routes: store.listVlanRoutes(),
     nics,
   };
