@@ -27,7 +27,8 @@ const cli = parseCliOrExit(Deno.args, {
   positionals: true,
 });
 /** The --compare images: name (compare1, compare2, …) → initramfs. */
-const compares = (cli.values.compare ?? []).map((path, i) => [`compare${i + 1}`, path] as const);
+const compareArgs: string[] = [cli.values.compare ?? []].flat(); // one or more (multiple)
+const compares = compareArgs.map((path, i) => [`compare${i + 1}`, path] as const);
 for (const [, path] of compares) {
   if (!Deno.statSync(path).isFile) {
     console.error(`Error: --compare takes an initramfs file, not ${path}\n${USAGE}`);
