@@ -128,8 +128,17 @@ function renderModule(m: Module): string {
 function renderGroup(g: ConfigGroup): string {
   return fields([["Configuration group", g.name], ["Module", g.module], ["Updated", g.updatedAt]]) +
     "Values:\n" +
-    Object.entries(g.values).map(([k, v]) => `  ${k} = ${JSON.stringify(v)}`).join("\n") +
+    Object.entries(g.values).map(([k, v]) => `  ${k} = ${shortValue(v)}`).join("\n") +
     "\n";
+}
+
+/**
+ * A value as `show` (JSON) or `list` (as it is) prints it; a long one (nginx's `site`, up to
+ * 64 KiB of base64) is cut to its start and its length.
+ */
+function shortValue(v: unknown, json = true): string {
+  const text = json ? JSON.stringify(v) : String(v);
+  return text.length <= 120 ? text : `${text.slice(0, 60)}… (${String(v).length} characters)`;
 }
 
 type ConfigGroupSet = ConfigGroup & { applied?: ConfigApplyOutcome[] };
@@ -455,7 +464,7 @@ export const coreCommands: Command[] = [
         (r as ConfigGroup[]).map((g) => [
           g.name,
           g.module,
-          Object.entries(g.values).map(([k, v]) => `${k}=${v}`).join(" "),
+          Object.entries(g.values).map(([k, v]) => `${k}=${shortValue(v, false)}`).join(" "),
         ]),
       ),
   }),

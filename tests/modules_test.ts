@@ -215,6 +215,11 @@ Deno.test({
         ["site-1", "reload", true],
       ]);
       assert.match(await page(web), /<h1>My own site<\/h1>/);
+      // `show` and `list` cut the long value to its start and its length
+      assert.match(
+        await ok(k, "config-group", "show", "site"),
+        /site = "H4sI\S+… \(\d+ characters\)/,
+      );
       const css = await fetch(`http://127.0.0.1:${web}/css/site.css`);
       assert.equal(css.headers.get("content-type"), "text/css");
       assert.equal(await css.text(), "h1 { color: teal }\n");
