@@ -16,7 +16,16 @@ import type {
 } from "../ipc/mod.ts";
 import { ALLOW_NEW_PUBLISHER, allowNewPublisher } from "./commands_appqueue.ts";
 import { fields, table } from "./render.ts";
-import { cmd, type Command, type FlagSpec, intArg, type Parsed, UsageError } from "./command.ts";
+import {
+  cmd,
+  type Command,
+  type FlagSpec,
+  intArg,
+  PAGE_FLAGS,
+  pageParams,
+  type Parsed,
+  UsageError,
+} from "./command.ts";
 
 /** Parses `key=value` words into a record; a UsageError for a word without `=`. */
 export function keyValues(words: string[]): Record<string, ConfigValue> {
@@ -355,8 +364,9 @@ export const coreCommands: Command[] = [
     path: ["vlan", "list"],
     summary: "List VLANs",
     args: [],
-    flags: [],
-    build: () => ({ action: "vlan.list", params: {} }),
+    flags: PAGE_FLAGS,
+    pageable: true,
+    build: (p) => ({ action: "vlan.list", params: pageParams(p) }),
     render: (r) => table(VLAN_HEAD, (r as VlanInfo[]).map(vlanRow)),
   }),
   cmd({
@@ -617,10 +627,11 @@ export const coreCommands: Command[] = [
     path: ["instance", "list"],
     summary: "List instances",
     args: [],
-    flags: [{ name: "vmimage", value: "NAME", help: "only this VM image's" }],
+    flags: [{ name: "vmimage", value: "NAME", help: "only this VM image's" }, ...PAGE_FLAGS],
+    pageable: true,
     build: (p) => ({
       action: "instance.list",
-      params: { vmimage: p.flags.vmimage as string | undefined },
+      params: { vmimage: p.flags.vmimage as string | undefined, ...pageParams(p) },
     }),
     render: (r) =>
       table(
