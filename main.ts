@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 // load no store, QEMU or module code, kattach no menus or SSH server (issue 13: memory).
 import { parseCliOrExit, portNumber } from "./lib/cli_args.ts";
 import { startMemoryLog } from "./lib/memory_log.ts";
+import { V8_FLAGS_OPTION } from "./lib/v8_flags.ts";
 
 const DEFAULT_HOSTED_STATE = ".state";
 
@@ -48,14 +49,6 @@ const AQ_USAGE = `usage: main.ts aq [--state DIR] [--json] COMMAND…
   Sends one one-line command to the kattach of DIR (default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE}).
   Options of the command itself follow it; \`aq help [WORD]\` lists the commands.`;
 
-const SSHD_USAGE = `usage: main.ts sshd [--state DIR] [--port N] [--listen ADDR] [--supervised]
-  The SSH server of the AppQueue CLI (kattach runs and supervises it).
-  --state DIR       the state directory (host keys in DIR/ssh; default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE})
-  --port N          TCP port (default 1289)
-  --listen ADDR     address to listen on (default 0.0.0.0)
-  --supervised      end when kattach (the parent) goes away
-  -h, --help        this text`;
-
 const CONSOLE_USAGE = `usage: main.ts console [--state DIR] [--tty NAME]
   The login and menus on this terminal (the appliance's console).
   --state DIR       the state directory (default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE})
@@ -66,16 +59,13 @@ function stateDir(option: string | undefined): string {
   return option ?? Deno.env.get("KAOS_STATE") ?? DEFAULT_HOSTED_STATE;
 }
 
-/** V8 flags of the services kattach runs (sshd, console). */
-const V8_FLAGS = "--v8-flags=--max-semi-space-size=1";
-
 /** The command that runs this program again (for kattach's supervised services). */
 function selfArgv(): string[] {
   const exe = Deno.execPath();
-  // A 1 MiB young generation (V8's default is up to 16 MiB per semi-space): the services are
-  // front-ends that allocate little; about 16 MiB less RSS each under load (bench/memory.ts).
+  // The V8 flags of lib/v8_flags.ts: a small young generation, a tighter old one; the services
+  // are front-ends that allocate little (about 16 MiB less RSS each under load, bench/memory.ts).
   return /(^|\/)deno$/.test(exe)
-    ? [exe, "run", "-A", V8_FLAGS, new URL(import.meta.url).pathname]
+    ? [exe, "run", "-A", V8_FLAGS_OPTION, new URL(import.meta.url).pathname]
     : [exe];
 }
 
@@ -147,7 +137,9 @@ async function kattach(args: string[]): Promise<void> {
 }
 
 async function aq(args: string[]): Promise<void> {
-  const { helpText, runOneLine } = await import("./cli/mod.ts");
+  // The one-line runner alone, not cli/mod.ts: that loads the menus, prompts and SSH server
+  // too, about 180 ms more of every `aq` start (issue 13).
+  const { helpText, runOneLine } = await import("./cli/oneline.ts");
   const { IpcClient } = await import("./ipc/mod.ts");
   // The options before the first word are aq's (parsed strictly); the words from the first
   // one on are the one-line command, which has its own strict grammar.
@@ -176,26 +168,9 @@ async function aq(args: string[]): Promise<void> {
 }
 
 async function sshd(args: string[]): Promise<void> {
-  const { values } = parseCliOrExit(args, {
-    usage: SSHD_USAGE,
-    options: {
-      state: { type: "string" },
-      port: { type: "string" },
-      listen: { type: "string" },
-      supervised: { type: "boolean" },
-    },
-  });
-  const port = portNumber(values.port ?? "1289");
-  if (port === undefined) {
-    usageError(`--port takes a port number from 0 to 65535, not ${values.port}`, SSHD_USAGE);
-  }
-  const { runSshdMain } = await import("./cli/mod.ts");
-  await runSshdMain({
-    stateDir: stateDir(values.state),
-    port,
-    listen: values.listen ?? "0.0.0.0",
-    supervised: values.supervised ?? false,
-  });
+  const { sshdMain } = await import("./cli/mod.ts");
+  const code = await sshdMain(args);
+  if (code !== undefined) Deno.exit(code);
 }
 
 async function console_(args: string[]): Promise<void> {
@@ -231,8 +206,8 @@ switch (sub) {
   case "-h":
   case "--help":
   case "help":
+    // No Deno.exit: a normal end lets Deno write the code cache (the image build warms it so).
     console.log(USAGE);
-    Deno.exit(0);
     break;
   default:
     console.error(sub === undefined ? USAGE : `Error: unknown subcommand ${sub}\n${USAGE}`);

@@ -67,7 +67,8 @@ export const ConfigField = z.discriminatedUnion("type", [
     help: Help,
     default: z.string().max(4096).optional(),
     minLength: z.number().int().min(0).max(4096).optional(),
-    maxLength: z.number().int().min(0).max(4096).default(255),
+    // up to 64 KiB: room for a small file in base64 (nginx's `site`); the agent takes 1 MiB lines
+    maxLength: z.number().int().min(0).max(65536).default(255),
     /** A restricted regular expression (appqueue/pattern.ts), checked here at import. */
     pattern: z.string().max(200).superRefine((p, ctx) => {
       try {

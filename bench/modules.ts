@@ -131,6 +131,52 @@ const subjects: Record<string, Subject> = {
   },
 };
 
+/** A guest console line and when the host first saw it (ms after the deploy call). */
+interface Mark {
+  at: number;
+  line: string;
+}
+
+/**
+ * Where a deploy's time goes: polls the instance's serial log every 10 ms while the deploy runs
+ * and notes when each line of the guest init and of the module's service first shows (host
+ * clock, so it includes the host's side: config disk, QEMU start, the readiness poll).
+ */
+function watchSerial(path: string, t0: number): { marks: Promise<Mark[]>; stop(): void } {
+  let stopped = false;
+  const marks: Mark[] = [];
+  const run = async () => {
+    let seen = 0;
+    let rest = "";
+    const dec = new TextDecoder();
+    while (!stopped) {
+      let data: Uint8Array | undefined;
+      try {
+        data = await Deno.readFile(path);
+      } catch { /* not yet created */ }
+      const now = performance.now() - t0;
+      if (data && marks.length === 0) {
+        marks.push({ at: now, line: "(serial log created: QEMU started)" });
+      }
+      if (data && data.length > seen) {
+        rest += dec.decode(data.subarray(seen), { stream: true });
+        seen = data.length;
+        const lines = rest.split("\n");
+        rest = lines.pop()!;
+        for (const l of lines) {
+          // deno-lint-ignore no-control-regex
+          const t = l.replace(/[\x00-\x1f\x7f]/g, "").trim();
+          if (t) marks.push({ at: now, line: t.slice(0, 90) });
+        }
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return marks;
+  };
+  const done = run();
+  return { marks: done, stop: () => void (stopped = true) };
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -176,14 +222,15 @@ const dir = await Deno.makeTempDir({ prefix: "kaos-bench-modules-" });
 const state = `${dir}/state`;
 const kattach = await startKattach(state);
 const client = await IpcClient.connect(`${state}/run`);
-type Figures = { ready: number; set: number; visible: number };
-const results: { name: string; size: number; figures: Figures }[] = [];
+type Figures = { ready: number; set: number; agent: number; visible: number };
+const results: { name: string; size: number; figures: Figures; timeline: Mark[] }[] = [];
 try {
   await client.call("module.import", { path: `${ROOT}/fixtures/out/vkaos` });
   for (const s of [subjects.web, ...real.map((m) => subjects[m])]) {
     await client.call("module.import", { path: s.dir });
     const size = (await Deno.stat(`${s.dir}/${s.name}.aqi`)).size;
     const rs: Figures[] = [];
+    let timeline: Mark[] = [];
     for (let r = 0; r < rounds; r++) {
       const group = `${s.name}-${r}`;
       await client.call("configGroup.add", { module: s.name, name: group, values: s.values(r) });
@@ -194,25 +241,33 @@ try {
         vlans: [],
       });
       const t0 = performance.now();
+      const watch = watchSerial(`${state}/instances/${group}-1/serial.log`, t0);
       const [inst] = await client.call("deploy", {
         vmimage: group,
         count: 1,
         wait: true,
-      }) as Instance[];
+      }).finally(() => watch.stop()) as Instance[];
       const ready = performance.now() - t0;
+      if (r === 0) timeline = [...await watch.marks, { at: ready, line: "kattach: ready" }];
       const shown = await client.call("instance.show", { name: inst.name }) as Instance;
       if (shown.state !== "running") throw new Error(`${inst.name} is ${shown.state}`);
       const hostPort = shown.forwards!.find((f) => f.guestPort === s.port)!.hostPort;
       const t1 = performance.now();
       const set = client.call("configGroup.set", { name: group, values: s.change(r), apply: true })
-        .then(() => performance.now() - t1);
+        .then((res) => {
+          const took = performance.now() - t1;
+          // the agent request's own time, as kattach reports it ("reloaded in N ms")
+          const detail = (res as { applied?: { detail: string }[] }).applied?.[0]?.detail ?? "";
+          return { took, agent: Number(detail.match(/reloaded in (\d+) ms/)?.[1] ?? NaN) };
+        });
       const deadline = t1 + 60_000;
       while (!await s.visible(hostPort, r)) {
         if (performance.now() > deadline) throw new Error(`${s.name}: the change never showed`);
         await new Promise((res) => setTimeout(res, 10));
       }
       const visible = performance.now() - t1;
-      rs.push({ ready, set: await set, visible });
+      const done = await set;
+      rs.push({ ready, set: done.took, agent: done.agent, visible });
       await client.call("instance.kill", { name: inst.name });
       await client.call("instance.del", { name: inst.name });
     }
@@ -222,8 +277,10 @@ try {
       figures: {
         ready: median(rs.map((x) => x.ready)),
         set: median(rs.map((x) => x.set)),
+        agent: median(rs.map((x) => x.agent)),
         visible: median(rs.map((x) => x.visible)),
       },
+      timeline,
     });
   }
 } finally {
@@ -259,4 +316,26 @@ for (const r of results) {
       r.figures.visible <= 1000 ? "met" : "missed"
     }`,
   );
+}
+console.log(
+  "\nreload: SET→RETURNED = kattach (IPC, store, config rendering) + the agent request (framing, guest agent, the module's reload command)",
+);
+for (const r of results) {
+  console.log(
+    `  ${r.name.padEnd(11)} ${s(r.figures.set)} = ${s(r.figures.set - r.figures.agent)} kattach + ${
+      s(r.figures.agent)
+    } agent request`,
+  );
+}
+{
+  for (const r of results) {
+    console.log(`\n${r.name}: deploy → ready, first round (host clock; Δ since the line before)`);
+    let prev = 0;
+    for (const m of r.timeline) {
+      console.log(
+        `  ${s(m.at).padStart(8)}  +${(m.at - prev).toFixed(0).padStart(5)} ms  ${m.line}`,
+      );
+      prev = m.at;
+    }
+  }
 }

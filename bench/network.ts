@@ -8,15 +8,25 @@
  * render from the store, apply) on the largest host. Goal: applying the 4,094-VLAN / 1,000-NIC
  * ruleset in ≤ 150 ms.
  *
- * Links (kattach/network.ts applyNetwork, the real path: read `ip -j`, plan, diff, `ip -batch`)
- * for 4,094 bridges + 1,000 taps: the cold reconcile beside a bare `ip -batch` of the same lines
- * into another fresh namespace; the no-op reconcile beside the same four reads run bare;
- * adding one instance beside a bare `ip -batch` of its lines. Goal: a no-op
- * reconcile of that host in ≤ 100 ms.
+ * Links (kattach/network.ts applyNetwork, the real path: read the links in-process through
+ * rtnetlink, plan, diff, `ip -batch`) for 4,094 bridges + 1,000 taps: the cold reconcile beside a
+ * bare `ip -batch` of the same lines into another fresh namespace; the no-op reconcile beside the
+ * four `ip -j` / `bridge -j` reads the previous design made, run bare, and beside the same
+ * reconcile reading through those `ip -j` reads; adding one instance beside a bare `ip -batch` of
+ * its lines. Goal: a no-op reconcile of that host in ≤ 100 ms. Deleting the two namespaces of
+ * about 5,000 links each at the end keeps the kernel's rtnl lock busy for minutes: every `ip`
+ * command on the machine waits meanwhile (docs/network.md).
  *
- *   scripts/deno run -A bench/network.ts [--runs N] [--only firewall|links]
+ * Deploy → ready (`deploy --wait` of the fixture `web`, one instance, through IPC) on a bridged
+ * VLAN against user-mode NICs: one hosted kattach `--network bridged` in a namespace of the
+ * benchmark's own, two VM images that differ only in `--vlan`; a warm-up deploy of each, then
+ * `--runs` rounds alternating the two; medians side by side. Goal: bridged no slower.
+ *
+ *   scripts/deno run -A bench/network.ts [--runs N] [--only firewall|links|deploy]
  */
 import { realNetlink, realNft } from "../host/mod.ts";
+import { type DeployedInstance, IpcClient } from "../ipc/mod.ts";
+import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { applyFirewall, bootFirewall, rollbackFirewall } from "../kattach/firewall.ts";
 import type { Kattach } from "../kattach/actions/_types.ts";
 import { applyNetwork, networkConfig, readHostState, startNetwork } from "../kattach/network.ts";
@@ -32,14 +42,14 @@ import {
 } from "../netmgr/mod.ts";
 
 const usage =
-  "usage: scripts/deno run -A bench/network.ts [--runs N] [--only firewall|links]   (as root)";
+  "usage: scripts/deno run -A bench/network.ts [--runs N] [--only firewall|links|deploy]   (as root)";
 const cli = parseCliOrExit(Deno.args, {
   usage,
   options: { runs: { type: "string" }, only: { type: "string" } },
 });
 const only = cli.values.only;
-if (only !== undefined && only !== "firewall" && only !== "links") {
-  console.error(`Error: --only takes firewall or links\n${usage}`);
+if (only !== undefined && !["firewall", "links", "deploy"].includes(only)) {
+  console.error(`Error: --only takes firewall, links or deploy\n${usage}`);
   Deno.exit(2);
 }
 const runs = Number(cli.values.runs ?? "5");
@@ -67,6 +77,23 @@ async function times(n: number, fn: () => Promise<unknown> | unknown): Promise<n
   const xs: number[] = [];
   for (let i = 0; i < n; i++) xs.push(await timed(fn));
   return median(xs);
+}
+
+/** Runs each function once per round, in turn, for `n` rounds; the median of each. */
+async function alternating<K extends string>(
+  n: number,
+  fns: Record<K, () => Promise<unknown> | unknown>,
+): Promise<Record<K, number>> {
+  const xs = Object.fromEntries(Object.keys(fns).map((key) => [key, [] as number[]]));
+  for (let i = 0; i < n; i++) {
+    for (const [key, fn] of Object.entries(fns)) {
+      xs[key].push(await timed(fn as () => unknown));
+    }
+  }
+  return Object.fromEntries(Object.entries(xs).map(([key, v]) => [key, median(v)])) as Record<
+    K,
+    number
+  >;
 }
 
 const ms = (x: number) => `${x.toFixed(1).padStart(7)} ms`;
@@ -226,24 +253,40 @@ async function linkFigures(): Promise<void> {
         `${ms(reconcile).trim()}; baseline bare ip -batch of the same lines ${ms(bare).trim()}`,
     );
 
-    const reads = await times(runs, () => readHostState(host));
-    const bareReads = await times(runs, () =>
-      Promise.all([
-        sh(["ip", "-n", NS, "-j", "link", "show"]),
-        sh(["ip", "-n", NS, "-j", "-br", "-4", "addr", "show"]),
-        sh(["bridge", "-n", NS, "-j", "-d", "link", "show"]),
-        sh(["ip", "-n", NS, "-j", "-d", "link", "show", "type", "vlan"]),
-      ]));
-    const noop = await times(runs, async () => {
-      const r = await applyNetwork(k, { reason: "bench: no-op" });
+    // Each figure alternates with the others run by run, so load swings hit them alike.
+    const ipHost = realNetlink({ netns: NS, reader: "ip" });
+    const kIp: Kattach = { ...k };
+    startNetwork(kIp, { mode: "bridged", host: ipHost });
+    const noopOf = (kk: Kattach) => async () => {
+      const r = await applyNetwork(kk, { reason: "bench: no-op" });
       if (r.applied.length !== 0 || r.error) throw new Error("not a no-op");
+    };
+    const cfg = networkConfig(store);
+    const state = await readHostState(host);
+    const f = await alternating(runs, {
+      noop: noopOf(k),
+      dump: () => readHostState(host),
+      config: () => networkConfig(store),
+      planDiff: () => diffLinks(planLinks(cfg), state),
+      bareReads: () =>
+        Promise.all([
+          sh(["ip", "-n", NS, "-j", "link", "show"]),
+          sh(["ip", "-n", NS, "-j", "-br", "-4", "addr", "show"]),
+          sh(["bridge", "-n", NS, "-j", "-d", "link", "show"]),
+          sh(["ip", "-n", NS, "-j", "-d", "link", "show", "type", "vlan"]),
+        ]),
+      noopIp: noopOf(kIp),
     });
     console.log(
-      `links: no-op reconcile (read + parse + plan + diff): median ${ms(noop).trim()} of ${runs}` +
-        `   goal ≤ ${NOOP_GOAL_MS} ms: ${noop <= NOOP_GOAL_MS ? "met" : "NOT met"}` +
-        `\n       of which read + parse ${ms(reads).trim()}; baseline: the same four reads bare ` +
-        `(ip -j link, ip -j -br -4 addr, bridge -j -d link, ip -j -d link type vlan) ` +
-        `${ms(bareReads).trim()}`,
+      `links: no-op reconcile (rtnetlink dump + parse + plan + diff; reader: ${host.reader}): ` +
+        `median ${ms(f.noop).trim()} of ${runs}` +
+        `   goal ≤ ${NOOP_GOAL_MS} ms: ${f.noop <= NOOP_GOAL_MS ? "met" : "NOT met"}` +
+        `\n       of which the dump + parse ${ms(f.dump).trim()}, the store read ` +
+        `${ms(f.config).trim()}, plan + diff ${ms(f.planDiff).trim()}` +
+        `\n       baseline: the four reads of ` +
+        `the ip -j design, bare (ip -j link, ip -j -br -4 addr, bridge -j -d link, ` +
+        `ip -j -d link type vlan) ${ms(f.bareReads).trim()}; the same no-op reconcile reading ` +
+        `through them ${ms(f.noopIp).trim()}`,
     );
 
     const adds: number[] = [];
@@ -283,17 +326,109 @@ async function linkFigures(): Promise<void> {
   }
 }
 
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** Starts a hosted kattach, bridged, inside namespace `ns`; resolves once its IPC answers. */
+async function startBridgedKattach(ns: string, state: string): Promise<Deno.ChildProcess> {
+  const child = new Deno.Command("ip", {
+    args: [
+      ...["netns", "exec", ns, Deno.execPath(), "run", "-A", V8_FLAGS_OPTION, `${ROOT}/main.ts`],
+      ...["kattach", "--hosted", "--network", "bridged", "--ssh-port", "0", "--state", state],
+    ],
+    stdin: "null",
+    stdout: Deno.env.get("KLOG") ? "inherit" : "null",
+    stderr: Deno.env.get("KLOG") ? "inherit" : "null",
+  }).spawn();
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      (await IpcClient.connect(`${state}/run`)).close();
+      return child;
+    } catch {
+      if (Date.now() > deadline) throw new Error("waited 60 s for kattach's IPC socket in vain");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+async function deployFigures(): Promise<void> {
+  await sh([`${ROOT}/fixtures/build-modules`]);
+  const ns = `kbdep${Deno.pid}`;
+  const dir = await Deno.makeTempDir({ prefix: "kaos-bench-deploy-net-" });
+  const state = `${dir}/state`;
+  await sh(["ip", "netns", "add", ns]);
+  await sh(["ip", "-n", ns, "link", "set", "lo", "up"]);
+  let kattach: Deno.ChildProcess | undefined;
+  let client: IpcClient | undefined;
+  try {
+    kattach = await startBridgedKattach(ns, state);
+    client = await IpcClient.connect(`${state}/run`);
+    const c = client;
+    await c.call("module.import", { path: `${ROOT}/fixtures/out/vkaos` });
+    await c.call("module.import", { path: `${ROOT}/fixtures/out/web` });
+    await c.call("vlan.add", { id: 10, name: "bench", cidr: "10.78.10.0/24" });
+    await c.call("vmimage.create", {
+      name: "webb",
+      modules: ["web"],
+      configGroups: [],
+      vlans: [10],
+    });
+    await c.call("vmimage.create", { name: "webu", modules: ["web"], configGroups: [], vlans: [] });
+    /** deploy --wait of one instance → ready, in ms; the instance is killed and deleted after. */
+    const once = async (vmimage: string): Promise<number> => {
+      const t0 = performance.now();
+      const [d] = await c.call("deploy", { vmimage, count: 1, wait: true }) as DeployedInstance[];
+      const ms = performance.now() - t0;
+      await c.call("instance.kill", { name: d.name }).catch(() => {});
+      await c.call("instance.del", { name: d.name });
+      if (d.outcome !== "ready") {
+        throw new Error(`${vmimage}: ${d.name} ${d.outcome}: ${d.reason ?? "(no reason)"}`);
+      }
+      return ms;
+    };
+    const warm = { bridged: await once("webb"), user: await once("webu") };
+    const f = await alternating(runs, { bridged: () => once("webb"), user: () => once("webu") });
+    console.log(
+      `deploy → ready, web, one instance (hosted kattach --network bridged in a namespace; ` +
+        `median of ${runs}, alternating): bridged VLAN ${ms(f.bridged).trim()}, user-mode NIC ` +
+        `${ms(f.user).trim()} (${(f.bridged / f.user).toFixed(2)}×)   goal bridged no slower: ` +
+        `${f.bridged <= f.user ? "met" : "NOT met"}` +
+        `\n       first deploys (not counted): bridged ${ms(warm.bridged).trim()}, user ` +
+        `${ms(warm.user).trim()}`,
+    );
+  } finally {
+    client?.close();
+    try {
+      for (const e of Deno.readDirSync(`${state}/instances`)) {
+        try {
+          Deno.kill(
+            Number(Deno.readTextFileSync(`${state}/instances/${e.name}/qemu.pid`)),
+            "SIGKILL",
+          );
+        } catch { /* gone */ }
+      }
+    } catch { /* none */ }
+    if (kattach) {
+      kattach.kill("SIGTERM");
+      await kattach.status;
+    }
+    await new Deno.Command("ip", { args: ["netns", "del", ns] }).output();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
 const add = await new Deno.Command("ip", { args: ["netns", "add", NS] }).output();
 if (add.code !== 0) {
   console.error(`Error: cannot create network namespace ${NS} (run as root)`);
   Deno.exit(1);
 }
 try {
-  if (only !== "links") {
+  if (only === undefined || only === "firewall") {
     await firewallFigures();
     await rollbackFigures();
   }
-  if (only !== "firewall") await linkFigures();
+  if (only === undefined || only === "links") await linkFigures();
+  if (only === undefined || only === "deploy") await deployFigures();
 } finally {
   await new Deno.Command("ip", { args: ["netns", "del", NS] }).output();
 }

@@ -17,6 +17,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
+import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const OUT = `${ROOT}/fixtures/out`;
@@ -77,7 +78,16 @@ class Kattach {
     const k = new Kattach();
     const t0 = performance.now();
     k.proc = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `${ROOT}/main.ts`, "kattach", "--hosted", "--state", state],
+      args: [
+        "run",
+        "-A",
+        V8_FLAGS_OPTION,
+        `${ROOT}/main.ts`,
+        "kattach",
+        "--hosted",
+        "--state",
+        state,
+      ],
       env: { KAOS_SSH_PORT: "0" },
       stdin: "null",
       stdout: "null",

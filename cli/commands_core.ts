@@ -9,6 +9,7 @@ import type {
   DeployedInstance,
   Instance,
   Module,
+  StoreCheck,
   SystemStatus,
   VlanInfo,
   VmImage,
@@ -247,7 +248,10 @@ export const coreCommands: Command[] = [
             `${s.dataDisk.state === "failed" ? "FAILED: " : ""}${s.dataDisk.detail}`,
           ] as [string, string]]
           : []),
-        ["Database", `schema ${s.store.schema}, integrity ${s.store.integrity}`],
+        [
+          "Database",
+          `schema ${s.store.schema}, integrity ${s.store.integrity} (checked ${s.store.integrityCheckedAt}; \`system check\` checks again)`,
+        ],
         ...(s.storage
           ? [[
             "Guest storage",
@@ -259,6 +263,21 @@ export const coreCommands: Command[] = [
           : []),
       ]) + s.warnings.map((w) => `Warning: ${w}\n`).join("") +
         (s.storage?.notice ? `${s.storage.notice}\n` : "");
+    },
+  }),
+
+  cmd({
+    path: ["system", "check"],
+    summary: "Check the configuration database's integrity now (reads all of it)",
+    args: [],
+    flags: [],
+    build: () => ({ action: "system.check", params: {} }),
+    render(r) {
+      const c = r as StoreCheck;
+      return fields([
+        ["Integrity", c.integrity],
+        ["Checked", `${c.checkedAt} (${c.durationMs} ms)`],
+      ]);
     },
   }),
 

@@ -40,6 +40,24 @@ function renderApply(a: NetworkApplyResult): string {
     a.warnings.map((w) => `Warning: ${w}\n`).join("");
 }
 
+/** The links KaOS owns on the host, counted by kind; 802.1Q links named with id, parent, bridge. */
+function renderLinks(links: NetworkStatus["links"]): string {
+  if (links.length === 0) return "none";
+  const count = (kind: string) => links.filter((l) => l.kind === kind).length;
+  const vlans = links.filter((l) => l.kind === "vlan").map((l) =>
+    `${l.name} (802.1Q ${l.vlanId} on ${l.parent ?? "?"}, ${
+      l.master ? `in ${l.master}` : "no bridge"
+    })`
+  );
+  const other = links.length - count("bridge") - count("tap") - vlans.length;
+  return [
+    `${count("bridge")} bridge(s)`,
+    `${count("tap")} tap(s)`,
+    ...vlans,
+    ...(other > 0 ? [`${other} other`] : []),
+  ].join(", ");
+}
+
 function renderStatus(s: NetworkStatus): string {
   const uplink = s.uplinkPresent === null
     ? s.settings.uplink
@@ -51,6 +69,7 @@ function renderStatus(s: NetworkStatus): string {
     ["DNS", s.settings.dns.join(", ") || "none"],
     ["Routes", s.routes.map((r) => `${r.a}<->${r.b}`).join(", ") || "none"],
     ["Pending", s.pending.length === 0 ? "none (in sync)" : `${s.pending.length} change(s)`],
+    ["Links", renderLinks(s.links)],
     [
       "Last apply",
       last

@@ -1,6 +1,11 @@
 /**
- * SSH host keys of the appliance: an ed25519 and an RSA-3072 key, generated on first start and
- * reused afterwards so the fingerprints clients pinned stay valid across restarts.
+ * SSH host keys of the appliance: one ed25519 key, generated on first start and reused afterwards
+ * so the fingerprint clients pinned stays valid across restarts.
+ *
+ * No RSA host key: the hardened policy serves ed25519 only (docs/security.md: with an RSA host
+ * key ssh2 1.17 always adds SHA-1 `ssh-rsa` to the offer), so an RSA key was never served, and
+ * generating RSA-3072 cost seconds of every first boot under TCG on the way to the SSH banner.
+ * An `ssh_host_rsa_key` an earlier release left on the data partition is neither read nor removed.
  */
 // @ts-types="./_ssh2.d.ts"
 import { utils } from "ssh2";
@@ -10,7 +15,7 @@ import { UserError } from "../lib/errors.ts";
 
 /** One host key: the private key in OpenSSH format and what clients see of it. */
 export interface HostKey {
-  /** "ssh-ed25519" or "ssh-rsa". */
+  /** The key type, "ssh-ed25519". */
   type: string;
   /** Where the private key lives. */
   path: string;
@@ -23,16 +28,12 @@ export interface HostKey {
 }
 
 const KEY_SPECS = [
-  { file: "ssh_host_ed25519_key", type: "ssh-ed25519", generate: () => gen("ed25519") },
-  { file: "ssh_host_rsa_key", type: "ssh-rsa", generate: () => gen("rsa", 3072) },
+  { file: "ssh_host_ed25519_key", type: "ssh-ed25519", generate: () => gen() },
 ] as const;
 
-/** Generates a key pair with ssh2's keygen (node:crypto underneath) in OpenSSH format. */
-function gen(kind: "ed25519" | "rsa", bits?: number): string {
-  const pair = kind === "rsa"
-    ? utils.generateKeyPairSync("rsa", { bits: bits ?? 3072, comment: "kaos-host" })
-    : utils.generateKeyPairSync("ed25519", { comment: "kaos-host" });
-  return pair.private;
+/** Generates an ed25519 key pair with ssh2's keygen (node:crypto underneath), OpenSSH format. */
+function gen(): string {
+  return utils.generateKeyPairSync("ed25519", { comment: "kaos-host" }).private;
 }
 
 /** The OpenSSH SHA256 fingerprint of a public key blob. */
@@ -100,7 +101,7 @@ async function createExclusive(path: string, text: string): Promise<boolean> {
 }
 
 /**
- * Loads the ed25519 and RSA host keys from `dir`, generating (and saving, mode 0600) the ones that
+ * Loads the host keys (ed25519) from `dir`, generating (and saving, mode 0600) the ones that
  * are missing. The directory is created (mode 0700) if needed. A present but unusable key file is
  * an error (it is never overwritten).
  */

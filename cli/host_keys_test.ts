@@ -13,16 +13,13 @@ Deno.test("host keys: generated once (0600, dir 0700), reused afterwards, readab
   const dir = `${await Deno.makeTempDir()}/keys`;
   try {
     const first = await loadOrCreateHostKeys(dir);
-    assertEquals(first.map((k) => k.type), ["ssh-ed25519", "ssh-rsa"]);
+    assertEquals(first.map((k) => k.type), ["ssh-ed25519"]); // no RSA key: never served
     assertEquals((await Deno.stat(dir)).mode! & 0o777, 0o700);
     for (const key of first) {
       assertEquals((await Deno.stat(key.path)).mode! & 0o777, 0o600);
       assertEquals(await opensshFingerprint(key.path), key.fingerprint);
       assertEquals((await Deno.readTextFile(`${key.path}.pub`)).trim(), key.publicKey);
     }
-    const rsaBits = await new Deno.Command("ssh-keygen", { args: ["-l", "-f", first[1].path] })
-      .output();
-    assert(new TextDecoder().decode(rsaBits.stdout).startsWith("3072 "));
     const second = await loadOrCreateHostKeys(dir);
     assertEquals(second, first);
     assertEquals([...Deno.readDirSync(dir)].filter((e) => e.name.includes(".tmp-")), []);
@@ -53,9 +50,28 @@ Deno.test("host keys: an unreadable key file is an error and is left as it is", 
     });
     assertEquals(await Deno.readTextFile(`${dir}/ssh_host_ed25519_key`), "garbage\n");
     // An RSA key where the ed25519 key belongs is refused too.
-    const rsa = await loadOrCreateHostKeys(`${dir}/other`);
-    await Deno.writeTextFile(`${dir}/ssh_host_ed25519_key`, rsa[1].privateKey);
+    await Deno.remove(`${dir}/ssh_host_ed25519_key`);
+    const keygen = await new Deno.Command("ssh-keygen", {
+      args: ["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", `${dir}/ssh_host_ed25519_key`],
+    }).output();
+    assert(keygen.success, new TextDecoder().decode(keygen.stderr));
     await rejects(loadOrCreateHostKeys(dir), (err) => isUserError(err));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("host keys: an RSA host key an earlier release left is neither used nor touched", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const keygen = await new Deno.Command("ssh-keygen", {
+      args: ["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", `${dir}/ssh_host_rsa_key`],
+    }).output();
+    assert(keygen.success, new TextDecoder().decode(keygen.stderr));
+    const before = await Deno.readTextFile(`${dir}/ssh_host_rsa_key`);
+    const keys = await loadOrCreateHostKeys(dir);
+    assertEquals(keys.map((k) => k.type), ["ssh-ed25519"]);
+    assertEquals(await Deno.readTextFile(`${dir}/ssh_host_rsa_key`), before);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

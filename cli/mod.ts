@@ -5,4 +5,4 @@ export { quoteWord, splitWords } from "./render.ts";
 export { buildMenu, type MenuPage, oneLineText, PAGES, runMenus } from "./menus.ts";
 export { CLI_SSH_PORT, CLI_USER, consoleLogin, runConsoleSession } from "./session.ts";
 export { runConsole } from "./console.ts";
-export { runSshdMain } from "./sshd.ts";
+export { runSshdMain, sshdMain } from "./sshd.ts";

@@ -48,8 +48,8 @@ export const SSH_KEX: KexAlgorithm[] = [
 
 /**
  * Host key algorithms offered: Ed25519 only. (With an RSA host key, ssh2 1.17 always appends
- * SHA-1 `ssh-rsa` to the list, whatever the configuration says; the RSA key is kept on disk but
- * not served.)
+ * SHA-1 `ssh-rsa` to the list, whatever the configuration says; so no RSA host key is made,
+ * cli/host_keys.ts.)
  */
 export const SSH_HOST_KEY_ALGORITHMS: ServerHostKeyAlgorithm[] = ["ssh-ed25519"];
 

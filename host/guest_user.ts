@@ -115,11 +115,14 @@ export async function chownTree(dir: string, ids: UserIds): Promise<void> {
 }
 
 /**
- * Lets the user open a device (/dev/kvm, /dev/vhost-net): an ACL entry (`setfacl -m u:USER:rw`)
- * where setfacl exists, else the device's group becomes the user's group (the appliance owns its
- * /dev). Returns what it did.
+ * Lets the user open a device (/dev/kvm, /dev/net/tun, /dev/vhost-net): nothing when everyone
+ * may read and write it already (udev makes /dev/net/tun 0666), else an ACL entry
+ * (`setfacl -m u:USER:rw`) where setfacl exists, else the device's group becomes the user's group
+ * (the appliance owns its /dev). Returns what it did.
  */
 export async function grantDevice(ids: UserIds, device: string): Promise<string> {
+  const mode = (await Deno.stat(device)).mode ?? 0;
+  if ((mode & 0o006) === 0o006) return `${device} is open to every user already (nothing done)`;
   const acl = await outputOwned("setfacl", {
     args: ["-m", `u:${ids.uid}:rw`, device],
     stdout: "null",

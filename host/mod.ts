@@ -51,6 +51,16 @@ export {
   SERIAL_LOG_MAX_BYTES,
 } from "./append_log.ts";
 export { type Netlink, realNetlink, type RealNetlinkOptions } from "./netlink.ts";
+export { dumpLinks, type DumpOptions, type LinkDump, rtnetlinkUnavailable } from "./rtnetlink.ts";
+export {
+  type DumpAccumulator,
+  dumpRequest,
+  NetlinkError,
+  newDump,
+  type NlAddress,
+  type NlLink,
+  parseDumpChunk,
+} from "./rtnetlink_msg.ts";
 export { type FakeLink, FakeNetlink } from "./netlink_fake.ts";
 export { countersOf, FakeNft, type NftCounter, NftError, type NftHost, realNft } from "./nft.ts";
 export {

@@ -1,13 +1,24 @@
 /**
- * The network host interface: read the links, bridge ports and IPv4 addresses (`ip -j`,
- * `bridge -j`), apply one `ip -batch`, write a sysctl. kattach reconciles through it; unit tests use
- * {@linkcode FakeNetlink} (host/netlink_fake.ts) instead. Needs full iproute2: busybox `ip`
- * has no `-j`.
+ * The network host interface: read the links, bridge ports and IPv4 addresses (in-process
+ * through rtnetlink, host/rtnetlink.ts, or through `ip -j` / `bridge -j`), apply one `ip -batch`,
+ * write a sysctl. kattach reconciles through it; unit tests use {@linkcode FakeNetlink}
+ * (host/netlink_fake.ts) instead. Needs full iproute2: busybox `ip` has no `-j` or `-batch`.
  */
+import { dumpLinks, type LinkDump, rtnetlinkUnavailable } from "./rtnetlink.ts";
 import { type CommandResult, spawnOwned } from "./run.ts";
 
 /** The side effects of host networking. */
 export interface Netlink {
+  /**
+   * How this host reads its links: `rtnetlink` (one in-process dump) or `ip -j` with the reason
+   * the in-process reader cannot be used.
+   */
+  readonly reader: string;
+  /**
+   * The links and IPv4 addresses from one in-process rtnetlink dump; null when this host reads
+   * through `ip -j` only (see {@linkcode Netlink.reader}). Throws when the dump fails.
+   */
+  dump(): Promise<LinkDump | null>;
   /** The JSON of `ip -j link show`. */
   links(): Promise<string>;
   /** The JSON of `ip -j -br -4 addr show`. */
@@ -30,6 +41,11 @@ export interface RealNetlinkOptions {
   netns?: string;
   /** Where /proc/sys is; default "/proc/sys". */
   procSys?: string;
+  /**
+   * `auto` (default): the in-process rtnetlink reader when FFI is allowed and libc opens, else
+   * `ip -j`; `ip`: always `ip -j` (the benchmark's baseline).
+   */
+  reader?: "auto" | "ip";
 }
 
 /** The real host: iproute2 and /proc/sys. */
@@ -37,7 +53,13 @@ export function realNetlink(options: RealNetlinkOptions = {}): Netlink {
   const pre = options.netns ? ["-n", options.netns] : [];
   const ip = "ip";
   const procSys = options.procSys ?? "/proc/sys";
+  const why = options.reader === "ip" ? "asked for" : rtnetlinkUnavailable();
   return {
+    reader: why === null ? "rtnetlink" : `ip -j (in-process rtnetlink not used: ${why})`,
+    // deno-lint-ignore require-await
+    async dump() {
+      return why === null ? dumpLinks({ netns: options.netns }) : null;
+    },
     links: () => readJson(ip, [...pre, "-j", "link", "show"]),
     addresses: () => readJson(ip, [...pre, "-j", "-br", "-4", "addr", "show"]),
     ports: () => readJson("bridge", [...pre, "-j", "-d", "link", "show"]),

@@ -1,9 +1,12 @@
 /**
  * An in-memory {@linkcode Netlink} for unit tests: it keeps links and addresses, answers in
  * iproute2's JSON and runs the `ip -batch` lines KaOS renders (with `-force`: a failing line is
- * reported and the rest still run). Lines it does not know fail, like a real `ip` would.
+ * reported and the rest still run). Lines it does not know fail, like a real `ip` would. With
+ * `{ dump: true }` it also answers {@linkcode FakeNetlink.dump} as the in-process rtnetlink
+ * reader would (the records of host/rtnetlink_msg.ts); else `dump()` gives null (`ip -j` only).
  */
 import type { Netlink } from "./netlink.ts";
+import type { LinkDump } from "./rtnetlink.ts";
 import type { CommandResult } from "./run.ts";
 
 /** A link of the fake host. */
@@ -29,12 +32,47 @@ export class FakeNetlink implements Netlink {
   /** Sysctls written. */
   readonly sysctls = new Map<string, string>();
   vhost = false;
+  readonly reader: string;
+  #dumps: boolean;
   #macs = 0;
 
-  constructor(links: Record<string, Partial<FakeLink> & { kind: string }> = {}) {
+  constructor(
+    links: Record<string, Partial<FakeLink> & { kind: string }> = {},
+    options: { dump?: boolean } = {},
+  ) {
+    this.#dumps = options.dump ?? false;
+    this.reader = this.#dumps ? "rtnetlink (fake)" : "ip -j (fake)";
     for (const [name, l] of Object.entries(links)) {
       this.linkMap.set(name, { mac: this.#mac(), up: true, ...l });
     }
+  }
+
+  dump(): Promise<LinkDump | null> {
+    if (!this.#dumps) return Promise.resolve(null);
+    const names = [...this.linkMap.keys()];
+    const index = (name: string | undefined) => name === undefined ? null : names.indexOf(name) + 1;
+    const KINDS: Record<string, string> = { tap: "tun" };
+    return Promise.resolve({
+      links: [...this.linkMap].map(([name, l]) => ({
+        index: index(name)!,
+        name,
+        up: l.up,
+        master: index(l.master),
+        address: l.mac,
+        alias: l.alias ?? null,
+        link: index(l.parent),
+        kind: KINDS[l.kind] ?? l.kind,
+        vlanId: l.kind === "vlan" ? l.vlanId ?? null : null,
+        isolated: l.master ? !!l.isolated : null,
+      })),
+      addresses: [...this.addrMap].flatMap(([name, a]) =>
+        a.map((x) => ({
+          index: index(name)!,
+          local: x.split("/")[0],
+          prefixlen: Number(x.split("/")[1]),
+        }))
+      ),
+    });
   }
 
   links(): Promise<string> {

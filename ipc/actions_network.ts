@@ -28,6 +28,21 @@ export const VlanLinkState = z.strictObject({
 });
 export type VlanLinkState = z.infer<typeof VlanLinkState>;
 
+/** A link with KaOS' mark (name prefix and `kaos:` alias) as the host's kernel reports it. */
+export const OwnedLink = z.strictObject({
+  name: z.string(),
+  /** `bridge` or `tap` (from the name), `vlan` when the kernel reports an 802.1Q link. */
+  kind: z.string().nullable(),
+  alias: z.string(),
+  /** The bridge it is a port of, or null. */
+  master: z.string().nullable(),
+  /** An 802.1Q link's parent (the uplink) and id; null otherwise. */
+  parent: z.string().nullable(),
+  vlanId: z.number().int().nullable(),
+  up: z.boolean(),
+});
+export type OwnedLink = z.infer<typeof OwnedLink>;
+
 /** The outcome of the last reconcile. */
 export const NetworkApplyResult = z.strictObject({
   mode: NetworkMode,
@@ -53,6 +68,8 @@ export const NetworkStatus = z.strictObject({
   vlans: z.array(VlanLinkState),
   /** The `ip -batch` lines a reconcile would run now (empty: in sync). */
   pending: z.array(z.string()),
+  /** Every link with KaOS' mark on the host, by name (empty in user mode). */
+  links: z.array(OwnedLink),
   warnings: z.array(z.string()),
   lastApply: NetworkApplyResult.nullable(),
 });

@@ -239,6 +239,16 @@ export const DataDiskStatus = z.strictObject({
 });
 export type DataDiskStatus = z.infer<typeof DataDiskStatus>;
 
+/** The result of an integrity check of the configuration store (`system check`). */
+export const StoreCheck = z.strictObject({
+  /** SQLite's `integrity_check`: "ok" or what is wrong. */
+  integrity: z.string(),
+  checkedAt: z.string(),
+  /** How long the check took, in ms. */
+  durationMs: z.number(),
+});
+export type StoreCheck = z.infer<typeof StoreCheck>;
+
 /** What `system status` reports. */
 export const SystemStatus = z.strictObject({
   version: z.string(),
@@ -249,7 +259,15 @@ export const SystemStatus = z.strictObject({
   uptimeSeconds: z.number(),
   accel: z.strictObject({ kind: z.enum(["kvm", "tcg"]), reason: z.string() }),
   vkaos: z.string().nullable(),
-  store: z.strictObject({ schema: z.number().int(), integrity: z.string() }),
+  /**
+   * The store's schema and its last integrity check (run at start and by `system check`, not
+   * per status: a full check reads the whole database).
+   */
+  store: z.strictObject({
+    schema: z.number().int(),
+    integrity: z.string(),
+    integrityCheckedAt: z.string(),
+  }),
   dataDisk: DataDiskStatus.nullable(),
   counts: z.strictObject({
     vlans: z.number().int(),

@@ -11,7 +11,7 @@ import {
   serveIpc,
 } from "../ipc/mod.ts";
 import { type NftHost, probeAccel, realNetlink, realNft } from "../host/mod.ts";
-import { UserError } from "../lib/mod.ts";
+import { UserError, V8_FLAGS, V8_FLAGS_OPTION, v8FlagsInUse } from "../lib/mod.ts";
 import { CLI_USER } from "./auth.ts";
 import { resetToDefaultPassword } from "./store_auth.ts";
 import { getQueue, insertQueue, updateQueue } from "./store_appqueue.ts";
@@ -58,6 +58,12 @@ export interface KattachOptions {
   logBook?: LogBook;
   /** Hosted mode: the only disks `storage` may use (e.g. loop devices of a test). */
   storageDisks?: string[];
+  /**
+   * Appliance: the sshd already runs (kattach/pid1.ts starts it with {@linkcode startSshdService}
+   * before its pre-phases, waiting for its go) in these services; `sshdGo` is called once the
+   * firewall phase has run. Without them, kattach starts the sshd itself as its first phase.
+   */
+  early?: { services: Services; sshdGo: () => void };
   /** Appliance: the terminals the console menus run on (default tty1 only). */
   consoleTtys?: string[];
   /** Appliance: called just before the console menus start (the log leaves their terminals). */
@@ -96,10 +102,33 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
   let store: Store | undefined;
   let k: Kattach | undefined;
   let ipc: IpcServer | undefined;
-  let services: Services | undefined;
+  let services: Services | undefined = options.early?.services;
   let supervisor: Supervisor | undefined;
+  // The sshd starts first and waits; it reads its host keys and listens once the firewall is in.
+  let firewallIn = () => {};
+  const firewallDone = new Promise<void>((resolve) => firewallIn = resolve);
 
   const phases: Phase[] = [
+    {
+      name: "sshd",
+      fatal: false,
+      run() {
+        const self = options.selfArgv;
+        const port = options.sshPort ?? 1289;
+        if (!self || port === 0 || options.early) return;
+        services ??= new Services({ log });
+        // Hosted: loopback only, unless kattach runs bridged (in a network namespace of its own).
+        const bridged = (options.network ?? (options.mode === "appliance" ? "bridged" : "user")) ===
+          "bridged";
+        startSshdService(services, {
+          argv: [...self, "sshd"],
+          stateDir,
+          port,
+          listen: options.mode === "hosted" && !bridged ? "127.0.0.1" : "0.0.0.0",
+          goWhen: firewallDone,
+        });
+      },
+    },
     {
       name: "state-dir",
       fatal: true,
@@ -115,7 +144,9 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       run() {
         store = Store.open(`${stateDir}/kaos.db`);
         const check = store.integrityCheck();
-        log(`config store open (schema ${store.schemaVersion()}, integrity ${check})`);
+        log(
+          `config store open (schema ${store.schemaVersion()}, integrity ${check.integrity}); checked in ${check.durationMs} ms`,
+        );
       },
     },
     {
@@ -196,7 +227,12 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       name: "firewall",
       fatal: false,
       async run() {
-        await bootFirewall(k!);
+        try {
+          await bootFirewall(k!);
+        } finally {
+          firewallIn(); // the sshd listens from here on (as before, also when this failed)
+          options.early?.sshdGo();
+        }
       },
     },
     {
@@ -257,26 +293,12 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       },
     },
     {
-      name: "services",
+      name: "consoles",
       fatal: false,
       run() {
         const self = options.selfArgv;
         if (!self) return;
-        services = new Services({ log });
-        const port = options.sshPort ?? 1289;
-        if (port !== 0) {
-          // Hosted: loopback only, unless kattach runs bridged (in a namespace of its own).
-          const listen = options.mode === "hosted" && !k?.firewallHost ? "127.0.0.1" : "0.0.0.0";
-          services.start({
-            name: "sshd",
-            argv: [
-              ...self,
-              ...["sshd", "--supervised", "--state", stateDir],
-              ...["--port", String(port), "--listen", listen],
-            ],
-            stdio: "parent-pipe",
-          });
-        }
+        services ??= new Services({ log });
         if (options.mode === "appliance") {
           options.beforeConsoles?.();
           for (const tty of options.consoleTtys ?? ["tty1"]) {
@@ -293,6 +315,14 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
     },
   ];
 
+  const flags = v8FlagsInUse();
+  log(
+    flags.includes(V8_FLAGS_OPTION)
+      ? `V8 flags: ${V8_FLAGS.join(" ")}`
+      : `V8 flags: ${
+        flags.join(" ") || "none"
+      }, not ${V8_FLAGS_OPTION} (lib/v8_flags.ts): its heap grows further`,
+  );
   const timings: string[] = [];
   const t0 = performance.now();
   for (const phase of phases) {
@@ -303,6 +333,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
     } catch (err) {
       log(`phase ${phase.name} failed: ${err instanceof Error ? err.message : err}`);
       if (phase.fatal) {
+        await services?.stop(); // the sshd, started before the ipc phase
         store?.close();
         throw err;
       }
@@ -322,6 +353,26 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       if (!options.logBook) book.close();
     },
   };
+}
+
+/**
+ * Starts the supervised sshd (`--wait-go`): it starts at once and waits; it reads its host keys
+ * (the state directory must be mounted) and listens once `goWhen` settles (the firewall is in).
+ */
+export function startSshdService(
+  services: Services,
+  o: { argv: string[]; stateDir: string; port: number; listen: string; goWhen: Promise<void> },
+): void {
+  services.start({
+    name: "sshd",
+    argv: [
+      ...o.argv,
+      ...["--supervised", "--wait-go", "--state", o.stateDir],
+      ...["--port", String(o.port), "--listen", o.listen],
+    ],
+    stdio: "parent-pipe",
+    goWhen: o.goWhen,
+  });
 }
 
 /**

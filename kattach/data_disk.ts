@@ -19,6 +19,11 @@ export interface DataDiskOptions {
   target: string;
   /** How long to wait for the disk to appear (USB sticks enumerate late). */
   waitMs: number;
+  /**
+   * Drivers still loading (the appliance's second modprobe group: EHCI/UHCI/OHCI, AHCI, NVMe):
+   * the wait goes on until `waitMs` after they settle, so a disk behind them is found too.
+   */
+  driversLoading?: Promise<unknown>;
   /** Injected for tests: finds the device holding the label. */
   find?: (label: string) => Promise<string | null>;
   /** Injected for tests: grows a partition to the end of its disk (bytes, or null). */
@@ -35,8 +40,13 @@ export async function mountDataDisk(options: DataDiskOptions): Promise<DataDiskS
   };
 
   let dev: string | null = null;
-  const end = Date.now() + options.waitMs;
-  while ((dev = await find(label)) === null && Date.now() < end) {
+  let end = Date.now() + options.waitMs;
+  let loading = options.driversLoading !== undefined;
+  options.driversLoading?.catch(() => {}).finally(() => {
+    loading = false;
+    end = Math.max(end, Date.now() + options.waitMs);
+  });
+  while ((dev = await find(label)) === null && (loading || Date.now() < end)) {
     await new Promise((r) => setTimeout(r, 200));
   }
   if (dev === null) {

@@ -83,3 +83,32 @@ Deno.test("data disk: found but damaged or unmountable is a failure, never a sil
     assertEquals(r.mounts.at(-1), "tmpfs tmpfs");
   }
 });
+
+Deno.test("the wait for the label lasts until waitMs after the drivers still loading settle", async () => {
+  const target = await Deno.makeTempDir({ prefix: "kaos-data-disk-test-" });
+  const { run } = fakeRun({});
+  let loaded = () => {};
+  const driversLoading = new Promise<void>((resolve) => loaded = resolve);
+  let looks = 0;
+  let loadedYet = false;
+  try {
+    const status = mountDataDisk({
+      run,
+      log: () => {},
+      label: "KAOSDATA",
+      target,
+      waitMs: 0, // on its own it would give up after the first look
+      driversLoading,
+      // The disk shows up only once the drivers are in (as behind an EHCI controller).
+      find: () => Promise.resolve(++looks > 3 && loadedYet ? "/dev/sdb3" : null),
+      grow: () => Promise.resolve(null),
+    });
+    while (looks < 3) await new Promise((r) => setTimeout(r, 10));
+    loadedYet = true;
+    loaded();
+    assertEquals((await status).state, "mounted");
+    assertEquals((await status).device, "/dev/sdb3");
+  } finally {
+    await Deno.remove(target, { recursive: true });
+  }
+});

@@ -15,6 +15,7 @@ import {
   type FirewallInput,
   type FirewallRule,
   parseCidr,
+  type RenderedFirewall,
   renderFirewall,
   renderMinimalFirewall,
   type RuleEnd,
@@ -74,12 +75,20 @@ function serialized<T>(k: Kattach, fn: () => Promise<T>): Promise<T> {
 export function firewallInput(k: Kattach): { input: FirewallInput; warnings: string[] } {
   const store = k.store;
   const warnings: string[] = [];
-  const vlans = store.listVlans();
+  const vlans = store.listVlanSwitches();
   const vlanIds = new Set(vlans.map((v) => v.id));
-  const instances = store.listInstances();
-  const ipOf = new Map(
-    instances.map((i) => [i.name, i.nics.find((n) => n.vlan !== null && n.ip !== null)?.ip]),
-  );
+  // The NICs on VLANs, by instance and index (not whole instances: this runs at every reconcile).
+  const nics = store.all(
+    "SELECT instance, idx, mac, vlan, ip FROM nic WHERE vlan IS NOT NULL ORDER BY instance, idx",
+  ).map((r) => ({
+    instance: String(r.instance),
+    mac: String(r.mac),
+    vlan: Number(r.vlan),
+    ip: r.ip === null ? null : String(r.ip),
+  }));
+  // An instance's address: its first NIC on a VLAN that has one.
+  const ipOf = new Map<string, string>();
+  for (const n of nics) if (n.ip !== null && !ipOf.has(n.instance)) ipOf.set(n.instance, n.ip);
   const end = (text: string | null, rule: UserRule): RuleEnd | null | "skip" => {
     if (text === null) return null;
     const vlan = text.match(/^vlan:(\d+)$/);
@@ -132,14 +141,7 @@ export function firewallInput(k: Kattach): { input: FirewallInput; warnings: str
       isolate: v.isolate,
     })),
     routes: store.listVlanRoutes(),
-    ports: instances.flatMap((i) =>
-      i.nics.filter((n) => n.vlan !== null).map((n) => ({
-        tap: tapName(n.mac),
-        mac: n.mac,
-        ip: n.ip,
-        vlan: n.vlan!,
-      }))
-    ),
+    ports: nics.map((n) => ({ tap: tapName(n.mac), mac: n.mac, ip: n.ip, vlan: n.vlan })),
     forwards,
     rules,
   };
@@ -151,9 +153,17 @@ export function renderFromStore(
   k: Kattach,
 ): { text: string; warnings: string[]; forwarding: boolean } {
   const { input, warnings } = firewallInput(k);
-  const r = renderFirewall(input);
+  // Every reconcile renders; most find the same input as the last time (a no-op reconcile of
+  // 4,094 VLANs × 1,000 NICs: rendering took about 3× as long as comparing the JSON).
+  const json = JSON.stringify(input);
+  const last = lastRender.get(k);
+  const r = last?.json === json ? last.rendered : renderFirewall(input);
+  lastRender.set(k, { json, rendered: r });
   return { text: r.text, warnings: [...r.warnings, ...warnings], forwarding: r.forwarding };
 }
+
+/** The last input rendered per kattach, as JSON, and what it rendered to. */
+const lastRender = new WeakMap<Kattach, { json: string; rendered: RenderedFirewall }>();
 
 /** Options of {@linkcode applyFirewall}. */
 export interface ApplyFirewallOptions {

@@ -247,7 +247,7 @@ export async function prepareInstance(
   const user = await guestUser(k);
   if (user) {
     const taps = network.nics.some((n) => n.tap);
-    await grantGuestFiles(k, user, { paths, kernel, apps, vhost: taps && vhost });
+    await grantGuestFiles(k, user, { paths, kernel, apps, taps, vhost: taps && vhost });
   }
   return {
     argv,
@@ -277,7 +277,7 @@ export function guestUser(k: Kattach): Promise<UserIds | null> {
  * instance directory becomes the user's; the module images and the vKaOS kernel and initrd get
  * group read, the directories on their way group traversal (the configuration database and the
  * rest of STATE stay root's); directories above STATE get `o+x` where they lack it; /dev/kvm
- * under KVM.
+ * under KVM, /dev/net/tun (and /dev/vhost-net when used) for tap NICs.
  */
 async function grantGuestFiles(
   k: Kattach,
@@ -286,6 +286,8 @@ async function grantGuestFiles(
     paths: InstancePaths;
     kernel: { kernel: string; initrd: string };
     apps: Module[];
+    /** The instance has tap NICs: QEMU opens /dev/net/tun. */
+    taps: boolean;
     vhost: boolean;
   },
 ): Promise<void> {
@@ -314,8 +316,11 @@ async function grantGuestFiles(
   ];
   for (const path of shared) await grantGroup(path, user.gid);
   await chownTree(o.paths.dir, user);
+  // Without udev (the appliance) devtmpfs makes /dev/net/tun root's only (0600): QEMU, not
+  // root, then cannot attach to its tap even though the tap is its user's.
   const devices = [
     ...(k.accel.kind === "kvm" ? ["/dev/kvm"] : []),
+    ...(o.taps ? ["/dev/net/tun"] : []),
     ...(o.vhost ? ["/dev/vhost-net"] : []),
   ];
   for (const device of devices.filter((d) => !devicesGranted.has(d))) {
@@ -454,13 +459,32 @@ async function createOverlay(image: string, overlay: string): Promise<void> {
   await Deno.rename(tmp, overlay);
 }
 
+/**
+ * Extractions of the vKaOS image under way, by cache directory: the starts of a `deploy
+ * --count 10` share one (each reading the whole image into memory left kattach about 6 MiB
+ * larger per guest of the first deploy; bench/memory.ts).
+ */
+const extracting = new Map<string, Promise<{ kernel: string; initrd: string }>>();
+
 /** Extracts the vKaOS kernel and initrd once per image hash; returns their paths. */
-export async function extractVkaos(
+export function extractVkaos(
   stateDir: string,
   vkaos: Module,
 ): Promise<{ kernel: string; initrd: string }> {
   const sha = vkaos.files.find((f) => f.part === "image")?.sha256 ?? "unknown";
   const dir = `${stateDir}/cache/vkaos/${sha.slice(0, 16)}`;
+  let done = extracting.get(dir);
+  if (!done) {
+    done = extractVkaosTo(dir, vkaos).finally(() => extracting.delete(dir));
+    extracting.set(dir, done);
+  }
+  return done;
+}
+
+async function extractVkaosTo(
+  dir: string,
+  vkaos: Module,
+): Promise<{ kernel: string; initrd: string }> {
   const kernel = `${dir}/kernel`;
   const initrd = `${dir}/initrd`;
   if (await exists(kernel) && await exists(initrd)) return { kernel, initrd };

@@ -1,6 +1,8 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { Appmgr } from "../appqueue/mod.ts";
-import { chooseMachine, overlayName, staleOverlays } from "./instance_runtime.ts";
+import type { Module } from "../ipc/mod.ts";
+import { writeUstar } from "../lib/mod.ts";
+import { chooseMachine, extractVkaos, overlayName, staleOverlays } from "./instance_runtime.ts";
 
 function mod(name: string, machine?: "q35") {
   const appmgr = Appmgr.parse({
@@ -51,4 +53,32 @@ Deno.test("overlays are keyed by the module image's digest; older ones are stale
     "serial.log",
   ];
   assertEquals(staleOverlays(files, "web", keep), ["web.qcow2", `web-${"a".repeat(16)}.qcow2`]);
+});
+
+Deno.test("extractVkaos: concurrent starts share one extraction of the image", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-extract-" });
+  try {
+    const kernel = new TextEncoder().encode("a kernel");
+    const initrd = new TextEncoder().encode("an initrd");
+    await Deno.writeFile(
+      `${dir}/vkaos.aqi`,
+      writeUstar([{ path: "kernel", data: kernel }, { path: "initrd", data: initrd }]),
+    );
+    const vkaos = {
+      name: "vkaos",
+      dir,
+      files: [{ part: "image", file: "vkaos.aqi", sha256: "ab".repeat(32), size: 0 }],
+    } as unknown as Module;
+    const starts = Array.from({ length: 10 }, () => extractVkaos(`${dir}/state`, vkaos));
+    assertEquals(new Set(starts).size, 1); // one read of the image, not ten
+    const paths = await starts[0];
+    assertEquals(await Deno.readFile(paths.kernel), kernel);
+    assertEquals(await Deno.readFile(paths.initrd), initrd);
+    // Done: a later start finds the files (a new, already extracted answer).
+    const later = extractVkaos(`${dir}/state`, vkaos);
+    assertEquals(later === starts[0], false);
+    assertEquals(await later, paths);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

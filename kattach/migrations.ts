@@ -315,4 +315,30 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX IF NOT EXISTS config_group_by_module ON config_group (module, name);
     `,
   },
+  {
+    version: 12,
+    name: "vlan-ranges",
+    sql: `
+      -- Each VLAN's subnet as its first and last address (unsigned 32-bit integers), indexed:
+      -- \`vlan add\` finds an overlapping subnet with one index lookup instead of reading every
+      -- VLAN (issue 13). Existing rows are filled from their CIDR text ('a.b.c.d/p').
+      ALTER TABLE vlan ADD COLUMN net_first INTEGER;
+      ALTER TABLE vlan ADD COLUMN net_last INTEGER;
+      WITH
+        p1 AS (SELECT id, CAST(substr(cidr, 1, instr(cidr, '.') - 1) AS INTEGER) AS o1,
+                      substr(cidr, instr(cidr, '.') + 1) AS r FROM vlan),
+        p2 AS (SELECT id, o1, CAST(substr(r, 1, instr(r, '.') - 1) AS INTEGER) AS o2,
+                      substr(r, instr(r, '.') + 1) AS r FROM p1),
+        p3 AS (SELECT id, o1, o2, CAST(substr(r, 1, instr(r, '.') - 1) AS INTEGER) AS o3,
+                      substr(r, instr(r, '.') + 1) AS r FROM p2),
+        p4 AS (SELECT id,
+                      ((o1 * 256 + o2) * 256 + o3) * 256
+                        + CAST(substr(r, 1, instr(r, '/') - 1) AS INTEGER) AS first,
+                      CAST(substr(r, instr(r, '/') + 1) AS INTEGER) AS prefix FROM p3)
+      UPDATE vlan SET
+        net_first = (SELECT first FROM p4 WHERE p4.id = vlan.id),
+        net_last = (SELECT first + (1 << (32 - prefix)) - 1 FROM p4 WHERE p4.id = vlan.id);
+      CREATE INDEX IF NOT EXISTS vlan_by_net_first ON vlan (net_first);
+    `,
+  },
 ];

@@ -12,17 +12,20 @@ import type {
   NetworkMode,
   NetworkStatus,
   NicStatus,
+  OwnedLink,
   VlanLinkState,
 } from "../ipc/mod.ts";
 import {
   bridgeName,
   diffLinks,
   hostIsRouter,
+  type HostLink,
   type HostState,
+  hostStateFromDump,
+  isKaosLink,
   type NetworkConfig,
   parseCidr,
   parseHostState,
-  parseIpLinks,
   planLinks,
   renderBatch,
   tapName,
@@ -52,6 +55,7 @@ const runtimes = new WeakMap<Kattach, Runtime>();
 /** Sets how this kattach runs the network (the `network` boot phase, before any apply). */
 export function startNetwork(k: Kattach, options: NetworkOptions): void {
   runtimes.set(k, { ...options, last: null, tail: Promise.resolve(), queued: null });
+  if (options.mode === "bridged") k.log(`network: links are read through ${options.host.reader}`);
 }
 
 /** `bridged` when kattach manages host links, else `user` (also before the network phase). */
@@ -77,14 +81,27 @@ export function networkConfig(store: Store): NetworkConfig {
   }));
   return {
     uplink: store.networkSettings().uplink,
-    vlans: store.listVlans(),
+    vlans: store.listVlanSwitches(),
     routes: store.listVlanRoutes(),
     nics,
   };
 }
 
-/** Reads the host's links, bridge ports, VLAN links and IPv4 addresses (four reads at once). */
-export async function readHostState(host: Netlink): Promise<HostState> {
+/**
+ * Reads the host's links, bridge ports, VLAN links and IPv4 addresses: one in-process rtnetlink
+ * dump where the host offers it, else (or when the dump fails: `onFallback` hears why) the four
+ * `ip -j` / `bridge -j` reads at once.
+ */
+export async function readHostState(
+  host: Netlink,
+  onFallback?: (why: string) => void,
+): Promise<HostState> {
+  try {
+    const dump = await host.dump();
+    if (dump) return hostStateFromDump(dump);
+  } catch (err) {
+    onFallback?.(`rtnetlink read failed (${err instanceof Error ? err.message : err})`);
+  }
   const [links, addresses, ports, vlans] = await Promise.all([
     host.links(),
     host.addresses(),
@@ -92,6 +109,10 @@ export async function readHostState(host: Netlink): Promise<HostState> {
     host.vlans(),
   ]);
   return parseHostState({ links, addresses, ports, vlans });
+}
+
+function fallbackLog(k: Kattach): (why: string) => void {
+  return (why) => k.log(`network: ${why}; read through ip -j instead`);
 }
 
 /**
@@ -136,7 +157,7 @@ async function reconcile(k: Kattach, rt: Runtime, reason: string): Promise<Netwo
     // Taps belong to the user QEMU runs as (kaos-qemu when kattach is root): it opens them.
     const owner = await ensureGuestUser((line) => k.log(line));
     const config = { ...networkConfig(k.store), ...(owner ? { tapOwner: owner } : {}) };
-    const diff = diffLinks(planLinks(config), await readHostState(rt.host));
+    const diff = diffLinks(planLinks(config), await readHostState(rt.host, fallbackLog(k)));
     warnings = diff.warnings;
     applied = diff.lines;
     if (diff.lines.length > 0) {
@@ -203,13 +224,14 @@ export async function networkStatus(k: Kattach): Promise<NetworkStatus> {
       routes: config.routes,
       vlans: config.vlans.map((v) => ({ ...base(v), state: "unmanaged" })),
       pending: [],
+      links: [],
       warnings: [
         "user-mode networking: host links are not managed (kattach --hosted --network bridged manages them)",
       ],
       lastApply: null,
     };
   }
-  const host = await readHostState(rt.host);
+  const host = await readHostState(rt.host, fallbackLog(k));
   const diff = diffLinks(planLinks(config), host);
   return {
     mode: "bridged",
@@ -221,8 +243,24 @@ export async function networkStatus(k: Kattach): Promise<NetworkStatus> {
       return { ...base(v), state: !l ? "missing" : l.up ? "up" : "down" };
     }),
     pending: diff.lines,
+    links: [...host.links.values()]
+      .filter((l) => isKaosLink(l.name, l.alias ?? undefined))
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map(ownedLink),
     warnings: diff.warnings,
     lastApply: rt.last,
+  };
+}
+
+function ownedLink(l: HostLink): OwnedLink {
+  return {
+    name: l.name,
+    kind: l.kind,
+    alias: l.alias ?? "",
+    master: l.master,
+    parent: l.parent,
+    vlanId: l.vlanId,
+    up: l.up,
   };
 }
 
@@ -290,7 +328,7 @@ export async function ensureGuestLinks(k: Kattach, inst: Pick<Instance, "name" |
   const taps = guestNetwork(k, inst).nics.filter((n) => n.tap);
   if (!host || taps.length === 0) return;
   const r = await applyNetwork(k, { reason: `start ${inst.name}` });
-  const links = parseIpLinks(await host.links());
+  const { links } = await readHostState(host, fallbackLog(k));
   for (const n of taps) {
     const l = links.get(n.tap!);
     if (!l || l.master !== n.bridge) {
@@ -336,7 +374,9 @@ export async function nicStatus(
 ): Promise<{ network: NicStatus[]; dns: string[] }> {
   const net = guestNetwork(k, inst);
   const host = netlinkOf(k);
-  const links = host && net.nics.some((n) => n.tap) ? parseIpLinks(await host.links()) : new Map();
+  const links = host && net.nics.some((n) => n.tap)
+    ? (await readHostState(host, fallbackLog(k))).links
+    : new Map();
   const stale = guestNetworkStale(k.store, inst.name, net);
   return {
     network: net.nics.map((n) => {

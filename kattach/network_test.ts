@@ -1,10 +1,19 @@
 import assert from "node:assert/strict";
 import { FakeNetlink } from "../host/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
-import { applyNetwork, guestNetwork, networkStatus, startNetwork } from "./network.ts";
+import {
+  applyNetwork,
+  guestNetwork,
+  networkStatus,
+  readHostState,
+  startNetwork,
+} from "./network.ts";
 import { Store } from "./store.ts";
 
-async function withKattach(fn: (k: Kattach, host: FakeNetlink) => Promise<void>) {
+async function withKattach(
+  fn: (k: Kattach, host: FakeNetlink, lines: string[]) => Promise<void>,
+  host = new FakeNetlink({ lo: { kind: "loopback" }, eth0: { kind: "veth" } }),
+) {
   const dir = await Deno.makeTempDir({ prefix: "kaos-network-unit-" });
   const store = Store.open(`${dir}/kaos.db`);
   const lines: string[] = [];
@@ -16,7 +25,6 @@ async function withKattach(fn: (k: Kattach, host: FakeNetlink) => Promise<void>)
     accel: { kind: "tcg", reason: "test" },
     log: (l) => lines.push(l),
   };
-  const host = new FakeNetlink({ lo: { kind: "loopback" }, eth0: { kind: "veth" } });
   try {
     store.tx(() => {
       for (const [id, uplink] of [[10, "none"], [20, "tagged"]] as const) {
@@ -54,7 +62,7 @@ async function withKattach(fn: (k: Kattach, host: FakeNetlink) => Promise<void>)
       });
       store.setNetworkSettings({ dns: ["192.0.2.53"] });
     });
-    await fn(k, host);
+    await fn(k, host, lines);
   } finally {
     store.close();
     await Deno.remove(dir, { recursive: true });
@@ -82,6 +90,29 @@ Deno.test("applyNetwork: calls during a run share one queued run; a no-op applie
       ["kbr20", "up", null, 1], // tagged, no NAT or route: the outside router holds .1
     ]);
     assert.equal(status.lastApply, again);
+    // The kernel's view of the links KaOS owns; the uplink (no mark) is not among them.
+    assert.deepEqual(
+      status.links.map((l) => [l.name, l.kind, l.alias, l.master, l.parent, l.vlanId, l.up]),
+      [
+        ["kbr10", "bridge", "kaos:bridge:10", null, null, null, true],
+        ["kbr20", "bridge", "kaos:bridge:20", null, null, null, true],
+        ["kt0a4b53000001", "tap", "kaos:tap:web-1:0", "kbr10", null, null, true],
+        ["kt0a4b53000002", "tap", "kaos:tap:web-1:1", "kbr20", null, null, true],
+        ["kvl20", "vlan", "kaos:vlan:20", "kbr20", "eth0", 20, true],
+      ],
+    );
+    // The guest and the tagged VLAN go: its 802.1Q link and bridge go with it.
+    k.store.tx(() => {
+      k.store.deleteInstance("web-1");
+      k.store.deleteVmImage("web");
+      k.store.deleteVlan(20);
+    });
+    const gone = await applyNetwork(k, { reason: "vlan del 20" });
+    assert.equal(gone.error, null);
+    assert.ok(gone.applied.includes("link del dev kvl20"), gone.applied.join("\n"));
+    const after = await networkStatus(k);
+    assert.deepEqual(after.links.map((l) => l.name), ["kbr10"]);
+    assert.deepEqual(after.pending, []);
   });
 });
 
@@ -107,4 +138,44 @@ Deno.test("guestNetwork: taps with addresses in bridged mode, the gateway once; 
     const r = await applyNetwork(k, { reason: "user mode" });
     assert.deepEqual([r.mode, r.applied, host.batches.length], ["user", [], 0]);
   });
+});
+
+/** A host whose in-process dump fails (as a refused setns or socket would). */
+class BrokenDumpNetlink extends FakeNetlink {
+  override dump(): Promise<null> {
+    return Promise.reject(new Error("rtnetlink: socket(AF_NETLINK) failed: errno 97"));
+  }
+}
+
+Deno.test("reconcile reads through the rtnetlink dump when offered; a failing dump falls back to ip -j, logged", async () => {
+  const links = { lo: { kind: "loopback" }, eth0: { kind: "veth" } };
+  await withKattach(async (k, host, lines) => {
+    startNetwork(k, { mode: "bridged", host });
+    assert.ok(lines.includes("network: links are read through rtnetlink (fake)"));
+    const first = await applyNetwork(k, { reason: "dump" });
+    assert.ok(first.applied.length > 0);
+    assert.deepEqual((await applyNetwork(k, { reason: "again" })).applied, []);
+    host.linkMap.delete("kt0a4b53000001"); // drift by hand
+    const repaired = (await applyNetwork(k, { reason: "drift" })).applied;
+    // (as root the tap also names its owner: `… vnet_hdr user U group G`)
+    assert.match(repaired[0], /^tuntap add dev kt0a4b53000001 mode tap vnet_hdr\b/);
+    assert.deepEqual(repaired.slice(1), [
+      "link set dev kt0a4b53000001 alias kaos:tap:web-1:0 master kbr10",
+      "link set dev kt0a4b53000001 up",
+    ]);
+  }, new FakeNetlink(links, { dump: true }));
+  await withKattach(async (k, host, lines) => {
+    startNetwork(k, { mode: "bridged", host });
+    const r = await applyNetwork(k, { reason: "fallback" });
+    assert.equal(r.error, null);
+    assert.ok(r.applied.length > 0);
+    assert.ok(
+      lines.includes(
+        "network: rtnetlink read failed (rtnetlink: socket(AF_NETLINK) failed: errno 97); " +
+          "read through ip -j instead",
+      ),
+      lines.join("\n"),
+    );
+    assert.deepEqual((await readHostState(host)).links.get("kbr10")?.up, true);
+  }, new BrokenDumpNetlink(links));
 });

@@ -16,13 +16,16 @@ import {
   spawnOwned,
 } from "../host/mod.ts";
 import type { DataDiskStatus } from "../ipc/mod.ts";
-import { UserError } from "../lib/mod.ts";
-import { type BuiltinQueue, startKattach } from "./boot.ts";
+import { UserError, V8_FLAGS_OPTION } from "../lib/mod.ts";
+import { type BuiltinQueue, startKattach, startSshdService } from "./boot.ts";
+import { Services } from "./services.ts";
 import { mountDataDisk } from "./data_disk.ts";
 import { LogBook } from "./log.ts";
 
 /** Where the appliance keeps its state (the data disk is mounted here). */
 export const APPLIANCE_STATE_DIR = "/var/lib/kaos";
+/** The port of the appliance's SSH CLI. */
+const APPLIANCE_SSH_PORT = 1289;
 /** The ext4 label of the appliance's data disk. */
 export const DATA_DISK_LABEL = "KAOSDATA";
 /** How long the data-disk phase waits for the label to appear (a USB stick enumerates late). */
@@ -110,7 +113,17 @@ export interface ApplianceOptions {
 /** How the appliance runs its own program again (kattach's supervised services use it). */
 export const APPLIANCE_SELF_ARGV = [
   "/bin/deno",
-  ...["run", "-A", "--cached-only", "--no-config", "/kaos/kaos.js"],
+  ...["run", "-A", "--cached-only", "--no-config", V8_FLAGS_OPTION, "/kaos/kaos.js"],
+];
+
+/**
+ * How the appliance runs its sshd: its own bundle of sshd_main.ts (CLI, IPC client, SSH server;
+ * no store, QEMU or network code), with its code cache filled at build time under the same V8
+ * flags (V8 refuses a cache made under other flags).
+ */
+export const APPLIANCE_SSHD_ARGV = [
+  "/bin/deno",
+  ...["run", "-A", "--cached-only", "--no-config", V8_FLAGS_OPTION, "/kaos/sshd.js"],
 ];
 
 /** PID 1's main: pre-phases, kattach's phases, then stays alive forever. */
@@ -133,12 +146,38 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
   const up = (await readText("/proc/uptime")).split(" ")[0];
   log(`PID ${Deno.pid}: deno ${Deno.version.deno}, appliance mode (uptime ${up} s)`);
 
+  // The sshd's Deno starts now, beside the pre-phases: it reads its host keys and listens only
+  // after its go, which kattach's firewall phase gives (after the data partition is mounted).
+  const services = new Services({ log });
+  let sshdGo = () => {};
+  startSshdService(services, {
+    argv: APPLIANCE_SSHD_ARGV,
+    stateDir: APPLIANCE_STATE_DIR,
+    port: APPLIANCE_SSH_PORT,
+    listen: "0.0.0.0",
+    goWhen: new Promise<void>((resolve) => sshdGo = resolve),
+  });
+
   let cmdline = parseCmdline(cmdlineText);
   let dataDisk: DataDiskStatus | undefined;
+  // Two modprobe runs at once: what the pre-phases wait for (a stick behind xHCI, eth0, fw_cfg)
+  // and the rest (other disk controllers, nftables, bridges, KVM, …; see EARLY_MODULES).
+  let laterModules: Promise<void> = Promise.resolve();
   const phases: PrePhase[] = [
     { name: "mounts", run: () => earlyMounts(run) },
     { name: "hostname", run: () => runChecked(run, ["hostname", "kaos"]).then(() => {}) },
-    { name: "kernel-modules", run: () => loadModules(run, log) },
+    {
+      name: "kernel-modules",
+      run: async () => {
+        const names = modulesFor(
+          await readText("/kaos/modules.list"),
+          await readText("/proc/cpuinfo"),
+        );
+        const { early, later } = splitModules(names);
+        laterModules = loadModules(run, { names: later, log });
+        await loadModules(run, { names: early, log });
+      },
+    },
     {
       // Development hook: under QEMU, scripts/run-appliance --append passes kaos.* words through
       // fw_cfg (the image's boot menu fixes the kernel command line). Absent on real hardware.
@@ -150,7 +189,6 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
         log(`kernel command line + fw_cfg: ${extra}`);
       },
     },
-    { name: "network", run: () => bringUpNetwork(run, { cmdline, log }) },
     {
       name: "data-disk",
       run: async () => {
@@ -160,9 +198,13 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
           label: DATA_DISK_LABEL,
           target: APPLIANCE_STATE_DIR,
           waitMs: DATA_DISK_WAIT_MS,
+          driversLoading: laterModules,
         });
       },
     },
+    // eth0 up and udhcpc started; nothing waits for the lease (it is logged when it comes).
+    { name: "network", run: () => bringUpNetwork(run, { cmdline, log }) },
+    { name: "kernel-modules-later", run: () => laterModules },
   ];
   for (const phase of phases) {
     const t = performance.now();
@@ -178,12 +220,13 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
   reaper.start();
 
   try {
-    const services = { selfArgv: APPLIANCE_SELF_ARGV }; // sshd and the console menus
     await startKattach({
       mode: "appliance",
       stateDir: APPLIANCE_STATE_DIR,
       logBook: book,
-      ...services,
+      selfArgv: APPLIANCE_SELF_ARGV, // the console menus
+      sshPort: APPLIANCE_SSH_PORT,
+      early: { services, sshdGo },
       dataDisk,
       resetPassword: cmdline["reset-password"] === "1",
       builtinQueues: await readBuiltinQueues(log),
@@ -274,8 +317,30 @@ export function modulesFor(list: string, cpuinfo: string): string[] {
   return list.split("\n").map((n) => n.trim()).filter((n) => n !== "" && !skip.has(n));
 }
 
-async function loadModules(run: RunCommand, log: (line: string) => void): Promise<void> {
-  const names = modulesFor(await readText("/kaos/modules.list"), await readText("/proc/cpuinfo"));
+/**
+ * The modules the pre-phases wait for: a stick behind xHCI and its file system, eth0 (virtio),
+ * fw_cfg and the RNG (host-key generation). The other disk controllers (EHCI/UHCI/OHCI, AHCI,
+ * NVMe) load with the rest, at the same time; the data-disk phase keeps looking for its label
+ * until they are in.
+ */
+const EARLY_MODULES = new Set([
+  ..."virtio_pci virtio_net virtio_rng crc32c_generic ext4 xhci_pci usb_storage uas".split(" "),
+  ..."sd_mod qemu_fw_cfg af_packet".split(" "),
+]);
+
+/** Splits a module list into those the pre-phases need and those only kattach's phases need. */
+export function splitModules(names: string[]): { early: string[]; later: string[] } {
+  return {
+    early: names.filter((n) => EARLY_MODULES.has(n)),
+    later: names.filter((n) => !EARLY_MODULES.has(n)),
+  };
+}
+
+async function loadModules(
+  run: RunCommand,
+  options: { names: string[]; log: (line: string) => void },
+): Promise<void> {
+  const { names, log } = options;
   if (names.length === 0) return;
   const r = await run(["modprobe", "-a", "-b", ...names]);
   if (r.code !== 0) {
@@ -312,14 +377,26 @@ async function bringUpNetwork(
     stderr: "null",
   });
   udhcpc.status.then((s) => options.log(`udhcpc exited (code ${s.code})`));
-  let addr = "";
-  await waitFor(async () => {
-    addr = (await run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"])).stdout;
-    return /inet /.test(addr);
-  }, 15_000);
-  const inet = addr.match(/inet (\S+)/)?.[1];
-  if (!inet) throw new Error("eth0 got no DHCP lease within 15 s (udhcpc keeps trying)");
-  options.log(`eth0 ${inet} (DHCP)`);
+  // Nothing at boot needs the lease (the firewall, the links, the data disk and the SSH service
+  // do not): it is logged when it comes, and its absence after a minute too.
+  const started = performance.now();
+  waitFor(() => eth0Address() !== undefined, DHCP_LOG_WAIT_MS).then((got) => {
+    const secs = ((performance.now() - started) / 1000).toFixed(1);
+    options.log(
+      got
+        ? `eth0 ${eth0Address()} (DHCP, ${secs} s after udhcpc started)`
+        : `eth0 has no DHCP lease after ${secs} s (udhcpc keeps trying)`,
+    );
+  });
+}
+
+/** How long the lease is watched for a log line (udhcpc keeps trying afterwards). */
+const DHCP_LOG_WAIT_MS = 60_000;
+
+/** eth0's IPv4 address with its prefix, or undefined. */
+function eth0Address(): string | undefined {
+  const a = Deno.networkInterfaces().find((i) => i.name === "eth0" && i.family === "IPv4");
+  return a ? a.cidr : undefined;
 }
 
 /** A fatal start error: log, sync, and reboot after a delay; never return to a dead loop. */

@@ -1,5 +1,13 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { menuTerminals, modulesFor, parseCmdline } from "./pid1.ts";
+import { V8_FLAGS_OPTION } from "../lib/mod.ts";
+import {
+  APPLIANCE_SELF_ARGV,
+  APPLIANCE_SSHD_ARGV,
+  menuTerminals,
+  modulesFor,
+  parseCmdline,
+  splitModules,
+} from "./pid1.ts";
 
 Deno.test("parseCmdline: kaos.* parameters only", () => {
   assertEquals(
@@ -28,6 +36,19 @@ Deno.test("modulesFor: KVM modules only where the CPU has vmx or svm", () => {
     "kvm_amd",
     "vhost_net",
   ]);
+});
+
+Deno.test("splitModules: what the pre-phases wait for (a stick behind xHCI, eth0) apart from the rest, order kept", () => {
+  assertEquals(
+    splitModules([
+      ..."virtio_pci bridge ext4 nf_tables usb_storage ehci_pci ahci kvm af_packet".split(" "),
+    ]),
+    {
+      early: ["virtio_pci", "ext4", "usb_storage", "af_packet"],
+      later: ["bridge", "nf_tables", "ehci_pci", "ahci", "kvm"],
+    },
+  );
+  assertEquals(splitModules([]), { early: [], later: [] });
 });
 
 Deno.test("catchStrayErrors: an uncaught error and an unhandled rejection are logged bugs; the process lives on", async () => {
@@ -69,4 +90,25 @@ Deno.test("the console menus run on tty1, and on ttyS0 too with kaos.console=ser
     ["tty1", "ttyS0"],
   );
   assertEquals(menuTerminals("quiet kaos.console=serialx"), ["tty1"]);
+});
+
+Deno.test("the appliance runs kattach and its services with lib/v8_flags.ts' V8 flags", async () => {
+  const launcher = await Deno.readTextFile(
+    new URL("../buildroot/appliance/kattach_launcher.c", import.meta.url),
+  );
+  const argv = launcher.match(/char \*const args\[\] = \{([^}]*)\}/)?.[1] ?? "";
+  const words = [...argv.matchAll(/"([^"]*)"/g)].map((m) => m[1]);
+  assertEquals(words.slice(0, 6), [
+    "/bin/deno",
+    "run",
+    "-A",
+    "--cached-only",
+    "--no-config",
+    V8_FLAGS_OPTION,
+  ]);
+  assertEquals(APPLIANCE_SELF_ARGV.filter((a) => a.startsWith("--v8-flags=")), [V8_FLAGS_OPTION]);
+  assertEquals(APPLIANCE_SSHD_ARGV.filter((a) => a.startsWith("--v8-flags=")), [V8_FLAGS_OPTION]);
+  // The image build warms the code cache under the same flags (V8 refuses it under others).
+  const build = await Deno.readTextFile(new URL("../buildroot/appliance/build", import.meta.url));
+  assertEquals([...build.matchAll(/--v8-flags=\S+/g)].map((m) => m[0]), [V8_FLAGS_OPTION]);
 });

@@ -24,6 +24,11 @@ export interface ServiceSpec {
    * without growing the backoff; default: the backoff as for any exit.
    */
   cleanExitRestartMs?: number;
+  /**
+   * With "parent-pipe": the child waits for a line `go` on its stdin (`sshd --wait-go`), sent
+   * once this settles; a child started again later gets it at once.
+   */
+  goWhen?: Promise<void>;
 }
 
 /** How services behave; the defaults suit production. */
@@ -132,6 +137,18 @@ export class Services {
     s.starts++;
     const startedAt = Date.now();
     this.#o.log(`${spec.name}: started (pid ${child.pid})`);
+    if (spec.goWhen && spec.stdio === "parent-pipe") {
+      spec.goWhen.catch(() => {}).then(async () => {
+        const writer = child.stdin.getWriter();
+        try {
+          await writer.write(new TextEncoder().encode("go\n"));
+        } catch {
+          /* the child is gone; its exit is handled below */
+        } finally {
+          writer.releaseLock();
+        }
+      });
+    }
     const pumps: Promise<void>[] = [];
     if (spec.stdio === "parent-pipe") {
       pumps.push(this.#pump(spec.name, child.stdout), this.#pump(spec.name, child.stderr));

@@ -30,6 +30,25 @@ Deno.test("a service that exits is restarted with a doubling backoff; its output
   assertEquals(delays.slice(0, 4), [20, 40, 80, 80]);
 });
 
+Deno.test("goWhen: `go` on the child's stdin once the promise settles; a restarted child gets it at once", async () => {
+  const lines: string[] = [];
+  const s = new Services({ log: (l) => lines.push(l), minBackoffMs: 20 });
+  let open = () => {};
+  const gate = new Promise<void>((resolve) => open = resolve);
+  s.start({
+    name: "gated",
+    argv: ["sh", "-c", 'echo waiting; read word; echo "got $word"; exit 1'],
+    stdio: "parent-pipe",
+    goWhen: gate,
+  });
+  await until(() => lines.includes("gated: waiting"), () => lines.join("\n"));
+  // The child blocks reading its stdin, which nothing wrote while the gate is shut.
+  assert(!lines.some((l) => l.startsWith("gated: got")), lines.join("\n"));
+  open();
+  await until(() => lines.filter((l) => l === "gated: got go").length >= 2, () => lines.join("\n"));
+  await s.stop();
+});
+
 Deno.test("stop() ends running services and no restart follows", async () => {
   const lines: string[] = [];
   const s = new Services({ log: (l) => lines.push(l), minBackoffMs: 10 });

@@ -818,7 +818,8 @@ export function withRuntime(k: Kattach, inst: Instance): Instance {
 
 /**
  * {@linkcode withRuntime} for many instances: two queries (runtime records, health) for all of
- * them instead of two per instance.
+ * them instead of two per instance. It fills in the fields of the given objects (the callers'
+ * own, just read from the store) rather than copying 10,000 of them (issue 13).
  */
 export function withRuntimes(k: Kattach, insts: Instance[]): Instance[] {
   const runtime = new Map<string, { forwards: Forward[]; restarts: number; lastExit: string }>();
@@ -845,18 +846,16 @@ export function withRuntimes(k: Kattach, insts: Instance[]): Instance[] {
   }
   const sup = supervisors.get(k);
   const storage = instanceStorages(k.store);
-  return insts.map((inst) => {
+  for (const inst of insts) {
     const rt = runtime.get(inst.name);
-    return {
-      ...inst,
-      pid: sup?.pidOf(inst.name) ?? null,
-      forwards: rt?.forwards ?? [],
-      health: health.get(inst.name) ?? [],
-      restarts: rt?.restarts ?? 0,
-      lastExit: rt?.lastExit ?? "",
-      storage: storage.get(inst.name) ?? null,
-    };
-  });
+    inst.pid = sup?.pidOf(inst.name) ?? null;
+    inst.forwards = rt?.forwards ?? [];
+    inst.health = health.get(inst.name) ?? [];
+    inst.restarts = rt?.restarts ?? 0;
+    inst.lastExit = rt?.lastExit ?? "";
+    inst.storage = storage.get(inst.name) ?? null;
+  }
+  return insts;
 }
 
 function resolveInstanceSafe(k: Kattach, name: string): Instance | undefined {

@@ -2,3 +2,4 @@
 export * from "./errors.ts";
 export * from "./text.ts";
 export * from "./ustar.ts";
+export * from "./v8_flags.ts";

@@ -202,6 +202,12 @@ export function renderFirewall(input: FirewallInput): RenderedFirewall {
     chain("prerouting", "type nat hook prerouting priority dstnat; policy accept;", [
       "fib daddr type local dnat ip to meta l4proto . th dport map @published",
     ]),
+    // Connections the host opens to one of its own addresses (as Incus' forwards do in their
+    // output chain). Not 127.0.0.0/8: a loopback source cannot leave through a bridge unless
+    // route_localnet is on, which KaOS leaves off (docs/network.md, "Published ports").
+    chain("output", "type nat hook output priority -100; policy accept;", [
+      "ip daddr != 127.0.0.0/8 fib daddr type local dnat ip to meta l4proto . th dport map @published",
+    ]),
     chain(
       "postrouting",
       "type nat hook postrouting priority srcnat; policy accept;",

@@ -109,7 +109,7 @@ export function poolUsage(
   used: UsedAddresses,
 ): { size: number; used: number; free: number } {
   const p = resolve(plan);
-  const size = poolSize(plan);
+  const size = p.end - p.start + 1 - (p.gateway >= p.start && p.gateway <= p.end ? 1 : 0);
   let inPool = 0;
   for (const ip of usedSet(used, parseIpv4)) {
     if (ip >= p.start && ip <= p.end && ip !== p.gateway) inPool++;

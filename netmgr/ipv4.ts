@@ -28,7 +28,39 @@ const ADDRESS_HINT = "write four numbers 0-255 separated by dots, without leadin
 
 type Checked<T> = { ok: true; value: T } | { ok: false; problem: string; hint: string };
 
+/**
+ * The value of a strictly spelled dotted quad, or undefined for anything else (then
+ * `checkIpv4` says what is wrong). One pass over the characters: `vlan list` and the firewall
+ * parse tens of thousands of stored addresses, and the split-and-regex path was most of it.
+ */
+function fastIpv4(s: string): number | undefined {
+  let value = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return undefined;
+      value = value * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 1 && octet === 0) return undefined; // a leading zero
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return undefined;
+    } else {
+      return undefined;
+    }
+  }
+  if (dots !== 3 || digits === 0) return undefined;
+  return value * 256 + octet;
+}
+
 function checkIpv4(s: string): Checked<number> {
+  const fast = fastIpv4(s);
+  if (fast !== undefined) return { ok: true, value: fast };
   const parts = s.split(".");
   if (parts.length !== 4) {
     return { ok: false, problem: `expected 4 octets, found ${parts.length}`, hint: ADDRESS_HINT };
@@ -89,7 +121,7 @@ export function formatIpv4(ip: number): string {
   if (!Number.isInteger(ip) || ip < 0 || ip > 0xffffffff) {
     throw new RangeError(`Not an unsigned 32-bit IPv4 address: ${ip}`);
   }
-  return [ip >>> 24, (ip >>> 16) & 255, (ip >>> 8) & 255, ip & 255].join(".");
+  return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
 }
 
 /** Options of {@linkcode parseCidr}. */

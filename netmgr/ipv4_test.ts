@@ -56,6 +56,27 @@ Deno.test("property: formatIpv4 and parseIpv4 are inverse", () => {
   fc.assert(fc.property(fc.nat({ max: 0xffffffff }), (n) => parseIpv4(formatIpv4(n)) === n));
 });
 
+Deno.test("property: parseIpv4 accepts exactly the strict spelling (its fast path included)", () => {
+  const octet = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])";
+  const strict = new RegExp(`^${octet}\\.${octet}\\.${octet}\\.${octet}$`);
+  const text = fc.string({ unit: fc.constantFrom(..."0123456789.a- "), maxLength: 18 });
+  const dotted = fc.tuple(fc.nat(300), fc.nat(300), fc.nat(300), fc.nat(300), fc.boolean())
+    .map(([a, b, c, d, zero]) => `${zero ? "0" : ""}${a}.${b}.${c}.${d}`);
+  fc.assert(
+    fc.property(fc.oneof(text, dotted), (s) => {
+      let value: number | undefined;
+      try {
+        value = parseIpv4(s);
+      } catch {
+        value = undefined;
+      }
+      if (!strict.test(s)) return value === undefined;
+      return value === s.split(".").reduce((v, o) => v * 256 + Number(o), 0);
+    }),
+    { numRuns: 5000 },
+  );
+});
+
 Deno.test("parseCidr reads VLAN subnets, /8 to /30", () => {
   assert.deepEqual(parseCidr("10.0.10.0/24"), { network: 0x0a000a00, prefix: 24 });
   assert.deepEqual(parseCidr("10.0.0.0/8"), { network: 0x0a000000, prefix: 8 });

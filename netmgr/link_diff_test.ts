@@ -4,6 +4,7 @@ import { FakeNetlink } from "../host/mod.ts";
 import {
   diffLinks,
   type HostState,
+  hostStateFromDump,
   type NetworkConfig,
   parseHostState,
   planLinks,
@@ -102,6 +103,22 @@ Deno.test("link plan: cold host → one batch (golden); second run changes nothi
   assert.equal(h.linkMap.get("kt0a4b53000003")!.isolated, true);
   assert.equal(h.linkMap.get("kbr20")!.mac, "0a:4b:42:00:00:14");
   assert.equal(h.linkMap.get("kvl30")!.master, "kbr30");
+});
+
+Deno.test("host state: the rtnetlink records give what the ip -j JSON gives (VLAN links, ports, addresses)", async () => {
+  const h = new FakeNetlink({
+    lo: { kind: "loopback" },
+    eth0: { kind: "veth" },
+    kbr99: { kind: "bridge" },
+  }, { dump: true });
+  await reconcile(h, base);
+  const fromDump = hostStateFromDump((await h.dump())!);
+  assert.deepEqual(fromDump, await hostState(h));
+  assert.deepEqual(
+    [fromDump.links.get("kvl30")?.kind, fromDump.links.get("kvl30")?.parent],
+    ["vlan", "eth0"],
+  );
+  assert.equal(fromDump.links.get("kt0a4b53000003")?.isolated, true);
 });
 
 Deno.test("link plan: drift and configuration changes are repaired in one batch (golden)", async () => {

@@ -6,8 +6,12 @@
  * `bridge -j -d link show` (ports and their `isolated` flag) and `ip -j -d link show type vlan`
  * (802.1Q ids). The kind of a link carrying the KaOS mark follows from its name (KaOS made it);
  * VLAN links are recognised by the kernel's own report.
+ *
+ * The same facts come faster from one in-process rtnetlink dump (host/rtnetlink.ts):
+ * {@linkcode hostStateFromDump} reduces it to the same {@linkcode HostState}.
  */
 import { z } from "zod";
+import type { LinkDump } from "../host/mod.ts";
 import { isKaosLink } from "./names.ts";
 
 const IpLink = z.object({
@@ -118,4 +122,43 @@ export function parseHostState(r: HostReads): HostState {
 /** Parses `ip -j link show` alone (names, masters, aliases, up): enough to check taps. */
 export function parseIpLinks(json: string): Map<string, HostLink> {
   return parseHostState({ links: json, addresses: "", ports: "", vlans: "" }).links;
+}
+
+/**
+ * The host's state from one in-process rtnetlink dump (host/rtnetlink.ts): the same facts as
+ * {@linkcode parseHostState} gives from the four `ip -j` reads (tests/network_test.ts compares
+ * the two on a real kernel).
+ */
+export function hostStateFromDump(dump: LinkDump): HostState {
+  const names = new Map<number, string>();
+  for (const l of dump.links) names.set(l.index, l.name);
+  const links = new Map<string, HostLink>();
+  for (const l of dump.links) {
+    const vlan = l.kind === "vlan";
+    const master = l.master === null ? null : names.get(l.master) ?? null;
+    links.set(l.name, {
+      name: l.name,
+      kind: vlan
+        ? "vlan"
+        : isKaosLink(l.name, l.alias ?? undefined)
+        ? KIND_BY_PREFIX.find(([p]) => l.name.startsWith(p))?.[1] ?? null
+        : null,
+      alias: l.alias,
+      master,
+      mac: l.address,
+      up: l.up,
+      parent: vlan && l.link !== null ? names.get(l.link) ?? null : null,
+      vlanId: vlan ? l.vlanId : null,
+      isolated: master !== null && l.isolated !== null ? l.isolated : null,
+    });
+  }
+  const addresses = new Map<string, string[]>();
+  for (const a of dump.addresses) {
+    const name = names.get(a.index);
+    if (name === undefined) continue;
+    const list = addresses.get(name) ?? [];
+    list.push(`${a.local}/${a.prefixlen}`);
+    addresses.set(name, list);
+  }
+  return { links, addresses };
 }

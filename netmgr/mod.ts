@@ -62,6 +62,7 @@ export {
   type HostLink,
   type HostReads,
   type HostState,
+  hostStateFromDump,
   parseHostState,
   parseIpLinks,
 } from "./link_state.ts";

@@ -31,6 +31,8 @@ export interface ApplianceOptions {
   memoryMiB: number;
   /** Extra kernel command line. */
   append?: string;
+  /** More host ports forwarded to the appliance: `{ host: 8080, guest: 80 }` (TCP). */
+  forwards?: { host: number; guest: number }[];
 }
 
 /** Boots the built appliance in the background (`scripts/run-appliance --daemon`). */
@@ -44,6 +46,7 @@ export function startAppliance(options: ApplianceOptions): Promise<RunResult> {
     ...["--pidfile", options.pidfile, "--serial-log", options.serial],
     ...["--memory", String(options.memoryMiB)],
     ...(options.append === undefined ? [] : ["--append", options.append]),
+    ...(options.forwards ?? []).flatMap((f) => ["--forward", `${f.host}:${f.guest}`]),
   ], { timeoutMs: 60_000 });
 }
 

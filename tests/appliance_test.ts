@@ -76,12 +76,15 @@ Deno.test({
         assert(/kattach: PID 1: deno \d/.test(log), `kattach is not PID 1:\n${log}`);
         assert(/data partition \/dev\/sd[a-z]3 grown to \d+ MiB/.test(log), log);
         assert(/data disk \/dev\/sd[a-z]3 \(KAOSDATA\) mounted on \/var\/lib\/kaos/.test(log), log);
-        assert(/kattach: eth0 10\.0\.2\.\d+\/24/.test(log), `no network:\n${log}`);
         // The firewall (docs/firewall.md) loads as configured, before the sshd; the SSH banner
         // below then comes through it (from outside the guest VLANs, no sources configured).
         assert(/firewall: generation \d+ applied \(boot\)/.test(log), `no firewall:\n${log}`);
         assert(!/firewall: fell back/.test(log), `the firewall fell back:\n${log}`);
 
+        // Nothing at boot waits for the DHCP lease: it is logged when it comes.
+        log = await waitForLog(serial, /kattach: eth0 10\.0\.2\.\d+\/24 \(DHCP/, {
+          timeoutMs: 120_000,
+        });
         log = await waitForLog(serial, /selftest: done/, { timeoutMs: 60_000 });
         for (const sig of ["SIGTERM", "SIGHUP", "SIGUSR1", "SIGINT"]) {
           assert(log.includes(`received ${sig}; PID 1 ignores it`), `${sig} not seen:\n${log}`);
@@ -95,6 +98,12 @@ Deno.test({
         if (/sshd: started/.test(log)) {
           const banner = await sshBanner(port, 120_000);
           assert(banner?.startsWith("SSH-2.0-"), `no SSH banner on 127.0.0.1:${port}: ${banner}`);
+          // The sshd starts early but listens only once the firewall is in (its go).
+          log = await waitForLog(serial, /ssh: listening on 0\.0\.0\.0:1289/, {
+            timeoutMs: 60_000,
+          });
+          const applied = log.search(/firewall: generation \d+ applied \(boot\)/);
+          assert(applied >= 0 && log.search(/ssh: listening on/) > applied, log);
         } else {
           console.log("note: this kattach starts no sshd; the SSH check was skipped");
         }

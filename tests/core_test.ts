@@ -210,6 +210,23 @@ Deno.test("kill -9 during writes: every acknowledged change survives, the databa
     }
     const again = await k.json<VlanInfo>("vlan", "add", "4094", "last", "172.16.0.0/24");
     assert.equal(again.id, 4094);
+    // `system status` shows the check made at start (it does not read the whole store per
+    // call); `system check` runs one now and status shows that one from then on.
+    // kattach says which V8 flags it runs with (the harness starts it as the appliance does).
+    assert.match(k.log, /kattach: V8 flags: --max-semi-space-size=1 --max-old-space-size=512\n/);
+    type Status = { store: { integrity: string; integrityCheckedAt: string } };
+    const first = (await k.json<Status>("system", "status")).store;
+    assert.deepEqual((await k.json<Status>("system", "status")).store, first);
+    const check = await k.json<{ integrity: string; checkedAt: string; durationMs: number }>(
+      "system",
+      "check",
+    );
+    assert.equal(check.integrity, "ok");
+    assert.ok(check.checkedAt > first.integrityCheckedAt, `${check.checkedAt} after start`);
+    assert.equal(
+      (await k.json<Status>("system", "status")).store.integrityCheckedAt,
+      check.checkedAt,
+    );
   } finally {
     await k.dispose();
   }

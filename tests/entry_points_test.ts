@@ -16,6 +16,7 @@ const entries: { argv: string[]; usage: RegExp }[] = [
   { argv: [DENO, "run", "-A", MAIN, "kattach"], usage: /usage: main\.ts kattach/ },
   { argv: [DENO, "run", "-A", MAIN, "aq"], usage: /usage: main\.ts aq/ },
   { argv: [DENO, "run", "-A", MAIN, "sshd"], usage: /usage: main\.ts sshd/ },
+  { argv: [DENO, "run", "-A", `${REPO_ROOT}/sshd_main.ts`], usage: /usage: main\.ts sshd/ },
   { argv: [DENO, "run", "-A", MAIN, "console"], usage: /usage: main\.ts console/ },
   { argv: [DENO, "run", "-A", MAIN, "appqueue"], usage: /main\.ts appqueue keygen/ },
   { argv: [DENO, "run", "-A", `${REPO_ROOT}/bench/deploy.ts`], usage: /usage: bench\/deploy/ },

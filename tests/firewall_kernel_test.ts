@@ -3,8 +3,8 @@
  * namespace with two VLAN bridges and an uplink veth into an "uplink" namespace, and veth
  * "guests" in namespaces of their own plugged into the bridges as KaOS' taps would be. Checks
  * every golden ruleset with `nft -c`, then anti-spoofing (seen in the named counters), VLAN
- * isolation until a route, NAT out of the uplink, a published port and the management port by
- * source.
+ * isolation until a route, NAT out of the uplink, a published port (from outside and from the host
+ * itself) and the management port by source.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -209,6 +209,17 @@ Deno.test({
         const r = await wget(NS.up, "http://192.0.2.1:8080/");
         assertEquals(r.stdout, "guest one\n");
         ok((await wget(NS.up, "http://10.0.10.2:80/")).code !== 0, "guest reached directly");
+      });
+
+      await t.step("the host itself reaches a published port on its own addresses", async () => {
+        // The output-path DNAT: the uplink address and a VLAN gateway are the host's own.
+        assertEquals((await wget(NS.host, "http://192.0.2.1:8080/")).stdout, "guest one\n");
+        assertEquals((await wget(NS.host, "http://10.0.10.1:8080/")).stdout, "guest one\n");
+        // Not on loopback (route_localnet stays off): nothing listens on 127.0.0.1:8080.
+        const lo = await wget(NS.host, "http://127.0.0.1:8080/");
+        ok(lo.code !== 0 && lo.stdout === "", `127.0.0.1:8080 answered: ${lo.stdout}`);
+        const rl = await sh(inNs(NS.host, "cat", "/proc/sys/net/ipv4/conf/all/route_localnet"));
+        assertEquals(rl.trim(), "0");
       });
 
       await t.step(

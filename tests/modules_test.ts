@@ -3,7 +3,8 @@
  * configuration changes that go through it (docs/modules.md), against real QEMU guests under a
  * hosted kattach. The busybox `web` fixture first: `config-group set` reloads it in place (same
  * QEMU pid, same guest boot), `web stats` / `web logs` read the guest, `instance stats` shows the
- * guest's own figures, and a paused (silent) guest only costs its own request's deadline.
+ * guest's own figures, and a paused (silent) guest only costs its own request's deadline; then the
+ * same on a q35 machine (virtio-serial-pci).
  * Then the catalogue (modules/): scripts/build-queue signs a queue served on loopback; nginx,
  * Redis and PostgreSQL are installed from it, deployed one instance each, reached from the host
  * through their forwarded ports (HTTP, redis-cli, psql), reloaded and asked for their figures.
@@ -98,6 +99,24 @@ Deno.test({
       const again = await k.json<ModuleRunResult>("web", "stats", "web-1");
       assert.equal(again.stats?.title, "Second & <b>");
       console.log(`paused guest: instance stats answered in ${elapsed} ms (agent deadline 3 s)`);
+
+      // the same agent on q35 (virtio-serial-pci rather than virtio-serial-device)
+      await ok(k, "instance", "stop", "web-1");
+      await ok(k, "instance", "set", "web-1", "--machine", "q35");
+      const q35 = await k.json<Instance>("instance", "start", "web-1", "--wait");
+      assert.equal(q35.state, "running");
+      const argv = (await Deno.readTextFile(`/proc/${q35.pid}/cmdline`)).split("\0");
+      assert.equal(argv[argv.indexOf("-M") + 1], "q35");
+      assert.ok(argv.includes("virtio-serial-pci,id=agentbus"), argv.join(" "));
+      const q35Port = q35.forwards!.find((f) => f.guestPort === 80)!.hostPort;
+      const onQ35 = await k.json<SetResult>("config-group", "set", "site", "title=On q35");
+      assert.deepEqual(onQ35.applied?.map((a) => [a.instance, a.mode, a.ok]), [
+        ["web-1", "reload", true],
+      ]);
+      assert.match(await page(q35Port), /<h1>On q35<\/h1>/);
+      assert.equal((await k.json<ModuleRunResult>("web", "stats", "web-1")).stats?.title, "On q35");
+      assert.ok((await k.json<GuestStats>("instance", "stats", "web-1")).guest, "sysinfo on q35");
+      assert.equal((await k.json<Instance>("instance", "show", "web-1")).pid, q35.pid);
     } finally {
       await k.dispose();
     }
@@ -174,6 +193,45 @@ Deno.test({
       const ngx = await k.json<ModuleRunResult>("nginx", "stats", "site-1");
       assert.ok(Number(ngx.stats?.requests) >= 2, JSON.stringify(ngx.stats));
       assert.ok(Number(ngx.stats?.active_connections) >= 1);
+
+      // a static site given in the configuration group (`site`: a gzip'd tar, base64), served in
+      // place of the page by a live reload; an archive holding a link is refused, nothing changes
+      const siteDir = `${tmp}/site`;
+      await Deno.mkdir(`${siteDir}/css`, { recursive: true });
+      await Deno.writeTextFile(
+        `${siteDir}/index.html`,
+        "<title>Static</title><h1>My own site</h1>",
+      );
+      await Deno.writeTextFile(`${siteDir}/css/site.css`, "h1 { color: teal }\n");
+      const packed = (dir: string) =>
+        sh(["sh", "-c", `tar -czf - -C '${dir}' . | base64 -w0`]).then((t) => t.trim());
+      const static1 = await k.json<SetResult>(
+        "config-group",
+        "set",
+        "site",
+        `site=${await packed(siteDir)}`,
+      );
+      assert.deepEqual(static1.applied?.map((a) => [a.instance, a.mode, a.ok]), [
+        ["site-1", "reload", true],
+      ]);
+      assert.match(await page(web), /<h1>My own site<\/h1>/);
+      const css = await fetch(`http://127.0.0.1:${web}/css/site.css`);
+      assert.equal(css.headers.get("content-type"), "text/css");
+      assert.equal(await css.text(), "h1 { color: teal }\n");
+      await Deno.symlink("/etc/passwd", `${siteDir}/passwd`);
+      const refused = await k.json<SetResult>(
+        "config-group",
+        "set",
+        "site",
+        `site=${await packed(siteDir)}`,
+      );
+      assert.equal(refused.applied?.[0].ok, false);
+      assert.match(
+        refused.applied![0].detail,
+        /site was refused: it holds \.\/passwd -> \/etc\/passwd/,
+      );
+      assert.match(await page(web), /<h1>My own site<\/h1>/);
+      assert.equal((await show("site-1")).pid, site.pid, "same QEMU process");
 
       // Redis answers PING with the configured password only
       const cache = await show("cache-1");

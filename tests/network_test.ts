@@ -9,7 +9,7 @@ import { realNetlink } from "../host/mod.ts";
 import { readHostState } from "../kattach/network.ts";
 import type { Instance, NetworkApplyResult, NetworkStatus } from "../ipc/mod.ts";
 import { diffLinks, type NetworkConfig, planLinks, renderBatch } from "../netmgr/mod.ts";
-import { buildFixtures, FIXTURES_OUT, TestKattach } from "./_harness.ts";
+import { buildFixtures, FIXTURES_OUT, REPO_ROOT, TestKattach } from "./_harness.ts";
 import { run } from "./_util.ts";
 
 async function sh(...argv: string[]): Promise<string> {
@@ -30,6 +30,13 @@ Deno.test("links on the real kernel: create, no-op second run, drift repaired, f
   const [ns, drop] = await namespace("kaosnet-links");
   try {
     const host = realNetlink({ netns: ns });
+    assert.equal(host.reader, "rtnetlink", "the in-process reader runs here (FFI allowed)");
+    const ipOnly = realNetlink({ netns: ns, reader: "ip" });
+    // The in-process dump and the four `ip -j` reads report the same host.
+    const sameReads = async () => {
+      assert.equal(await ipOnly.dump(), null);
+      assert.deepEqual(await readHostState(host), await readHostState(ipOnly));
+    };
     // Foreign: a veth pair, and a bridge with a KaOS-like name but no kaos: alias.
     await sh("ip", "-n", ns, "link", "add", "vfor0", "type", "veth", "peer", "name", "vfor1");
     await sh("ip", "-n", ns, "link", "add", "kbr99", "type", "bridge");
@@ -78,11 +85,13 @@ Deno.test("links on the real kernel: create, no-op second run, drift repaired, f
     assert.equal(links.get("kt0a4b53000001")?.isolated, false);
     assert.ok(links.get("kt0a4b53000001")?.up);
     assert.deepEqual((await readHostState(host)).addresses.get("kbr20"), ["10.0.20.1/24"]);
+    await sameReads();
 
     // Drift by hand: a tap deleted, a bridge down, a stray address on a KaOS bridge.
     await sh("ip", "-n", ns, "link", "del", "kt0a4b53000001");
     await sh("ip", "-n", ns, "link", "set", "kbr20", "down");
     await sh("ip", "-n", ns, "addr", "add", "10.0.10.200/24", "dev", "kbr10");
+    await sameReads();
     assert.deepEqual(await reconcile(), [
       "address del 10.0.10.200/24 dev kbr10",
       "tuntap add dev kt0a4b53000001 mode tap vnet_hdr",
@@ -105,6 +114,45 @@ Deno.test("links on the real kernel: create, no-op second run, drift repaired, f
   }
 });
 
+Deno.test("without --allow-ffi the links are read through ip -j, and the reader says why", async () => {
+  const [ns, drop] = await namespace("kaosnet-noffi");
+  const dir = await Deno.makeTempDir({ prefix: "kaos-noffi-" });
+  try {
+    await sh("ip", "-n", ns, "link", "add", "kbr10", "type", "bridge");
+    const probe = `${dir}/probe.ts`;
+    await Deno.writeTextFile(
+      probe,
+      `import { realNetlink } from "${REPO_ROOT}/host/mod.ts";
+import { readHostState } from "${REPO_ROOT}/kattach/network.ts";
+const h = realNetlink();
+const state = await readHostState(h);
+console.log(JSON.stringify({ reader: h.reader, dump: await h.dump(), links: [...state.links.keys()] }));
+`,
+    );
+    const out = JSON.parse(
+      await sh(
+        ...[
+          "ip",
+          "netns",
+          "exec",
+          ns,
+          Deno.execPath(),
+          "run",
+          "--config",
+          `${REPO_ROOT}/deno.json`,
+        ],
+        ...["--allow-read", "--allow-run", "--allow-env", "--allow-write", probe],
+      ),
+    );
+    assert.match(out.reader, /^ip -j \(in-process rtnetlink not used: .*--allow-ffi/);
+    assert.equal(out.dump, null);
+    assert.deepEqual(out.links.sort(), ["kbr10", "lo"]);
+  } finally {
+    await drop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test({
   name: "hosted kattach, bridged, in a namespace: web on a VLAN answers on its allocated address",
   sanitizeResources: false,
@@ -119,6 +167,7 @@ Deno.test({
         network: "bridged",
       });
       assert.match(k.log, /network: bridged/);
+      assert.match(k.log, /network: links are read through rtnetlink\n/);
       for (const m of ["vkaos", "web"]) {
         assert.equal((await k.aq("module", "import", `${FIXTURES_OUT}/${m}`)).code, 0);
       }
@@ -180,6 +229,11 @@ Deno.test({
       const status = await k.json<NetworkStatus>("network", "status");
       assert.deepEqual(status.pending, []);
       assert.deepEqual(status.vlans.map((v) => [v.bridge, v.state, v.taps]), [["kbr10", "up", 1]]);
+      // The kernel's view of the links KaOS owns (the veth uplink, unmarked, is not among them).
+      assert.deepEqual(status.links.map((l) => [l.name, l.kind, l.master, l.up]), [
+        ["kbr10", "bridge", null, true],
+        [nic.tap, "tap", "kbr10", true],
+      ]);
       const again = await k.json<NetworkApplyResult>("network", "apply");
       assert.deepEqual([again.applied, again.error], [[], null]);
 

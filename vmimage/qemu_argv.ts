@@ -1,7 +1,9 @@
 /**
  * The QEMU command line of one KaOS instance, rendered by a pure function (STYLE rule 7): the
  * vKaOS kernel and initrd, the config disk, one copy-on-write overlay per app module, user-mode
- * NICs with host forwards, QMP and a serial console socket that also logs to a file, and
+ * NICs with host forwards, QMP and a serial console socket that also logs to a file, a virtio-rng
+ * fed by QEMU's own generator (a guest without one waits about a second under TCG for its kernel
+ * to gather entropy the first time a program asks getrandom(), as PostgreSQL does), and
  * `-pidfile`, and QEMU's seccomp sandbox ({@linkcode QEMU_SANDBOX}). kattach starts it detached (no
  * `-daemonize`: its fork and setsid() come after the sandbox is in place, which denies them) as
  * the unprivileged user `kaos-qemu` when kattach is root. docs/guest.md describes the shape.
@@ -163,6 +165,10 @@ export function renderQemuArgv(input: QemuArgvInput): string[] {
     o.initrd,
     "-append",
     append,
+    "-object",
+    "rng-builtin,id=rng0",
+    "-device",
+    `${mmio ? "virtio-rng-device" : "virtio-rng-pci"},rng=rng0`,
     "-drive",
     `if=none,id=cfg,file=${v(o.paths.configDisk)},format=raw,readonly=on`,
     "-device",

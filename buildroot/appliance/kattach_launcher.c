@@ -36,8 +36,17 @@ int main(int argc, char **argv) {
   (void)argv;
   early_mounts();
   console_fds();
-  char *const args[] = {"/bin/deno", "run", "-A", "--cached-only", "--no-config",
-                        "/kaos/kaos.js", "kattach", "--appliance", NULL};
+  /* The V8 flags are lib/v8_flags.ts' V8_FLAGS_OPTION (kattach/pid1_test.ts keeps them equal). */
+  char *const args[] = {"/bin/deno",
+                        "run",
+                        "-A",
+                        "--cached-only",
+                        "--no-config",
+                        "--v8-flags=--max-semi-space-size=1,--max-old-space-size=512",
+                        "/kaos/kaos.js",
+                        "kattach",
+                        "--appliance",
+                        NULL};
   char *const env[] = {"HOME=/root", "PATH=/sbin:/bin:/usr/sbin:/usr/bin", "TERM=linux",
                        "DENO_DIR=/var/cache/deno", "DENO_NO_UPDATE_CHECK=1", "NO_COLOR=1",
                        "KAOS_APPLIANCE=1", NULL};

@@ -8,7 +8,7 @@ import type { Handlers } from "./_types.ts";
 export const KAOS_VERSION = "0.1.0-dev";
 
 /** The system actions. */
-export const systemHandlers: Handlers<"system.status"> = {
+export const systemHandlers: Handlers<"system.status" | "system.check"> = {
   "system.status"(k) {
     const vkaos = k.store.getVkaos();
     return {
@@ -21,12 +21,22 @@ export const systemHandlers: Handlers<"system.status"> = {
       accel: k.accel,
       vkaos: vkaos ? `${vkaos.name} ${vkaos.version}` : null,
       counts: k.store.counts(),
-      store: { schema: k.store.schemaVersion(), integrity: k.store.integrityCheck() },
+      store: (({ integrity, checkedAt }) => ({
+        schema: k.store.schemaVersion(),
+        integrity,
+        integrityCheckedAt: checkedAt,
+      }))(k.store.lastIntegrityCheck()),
       dataDisk: k.dataDisk ?? null,
       warnings: k.firewallHost && listMgmt(k.store).length === 0
         ? [openMgmtWarning(k.firewallHost.mgmtPort)]
         : [],
       storage: storageStatus(k),
     };
+  },
+
+  "system.check"(k) {
+    const check = k.store.integrityCheck();
+    k.log(`store: integrity check: ${check.integrity} (${check.durationMs} ms)`);
+    return check;
   },
 };

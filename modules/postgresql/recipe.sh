@@ -6,7 +6,8 @@ KEEP="usr/lib/postgresql/15/bin/postgres usr/lib/postgresql/15/bin/initdb
   usr/share/zoneinfo/UTC usr/share/zoneinfo/Etc/UTC"
 
 # prepare ROOT EXTRACTED: a template cluster made at build time (initdb under TCG in the guest
-# takes a minute; copying the template takes a second). Run as nobody: initdb refuses root.
+# takes a minute; extracting the template takes under a second), shipped as one tar
+# (usr/share/kaos/pgdata.tar). Run as nobody: initdb refuses root.
 prepare() {
   local tmp
   need runuser util-linux
@@ -30,8 +31,18 @@ prepare() {
     rm -rf "$tmp"
     return 1
   }
+  # the cluster was shut down cleanly: one fresh WAL segment instead of the 6 initdb left
+  runuser -u nobody -- env -i LD_LIBRARY_PATH="$1/lib" \
+    "$tmp/usr/lib/postgresql/15/bin/pg_resetwal" -D "$tmp/data" >>"$tmp/initdb.log" 2>&1 || {
+    cat "$tmp/initdb.log" >&2
+    rm -rf "$tmp"
+    return 1
+  }
   printf 'local all all trust\nhost all all 0.0.0.0/0 scram-sha-256\n' >"$tmp/data/pg_hba.conf"
+  # one tar, owned by the guest's postgres user (uid 70): the guest reads it in one stream and
+  # extracts it with owners and modes, 2-3x faster under TCG than cp -a and chown -R of its files
+  chown -R 70:70 "$tmp/data"
   mkdir -p "$1/usr/share/kaos"
-  cp -a "$tmp/data" "$1/usr/share/kaos/pgdata"
+  tar -C "$tmp" --numeric-owner --mtime=@0 --sort=name -cf "$1/usr/share/kaos/pgdata.tar" data
   rm -rf "$tmp"
 }

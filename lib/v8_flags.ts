@@ -1,0 +1,26 @@
+/**
+ * The V8 flags KaOS' own processes run with (issue 13: memory), in one place: the appliance's
+ * launcher (buildroot/appliance/kattach_launcher.c, kept equal by its test), the services
+ * kattach starts (sshd, console), `deno task kaos`, the test harness and the benchmarks.
+ *
+ * - `--max-semi-space-size=1`: a 1 MiB young generation instead of up to 16 MiB per semi-space;
+ *   kattach and the front-ends allocate little at a time.
+ * - `--max-old-space-size=512`: V8 sizes how far the old generation may grow past what is live
+ *   by this limit (about 2× at 512 MiB, 4× at the default of a machine with gigabytes); with it
+ *   kattach's RSS after `instance list` of 10,000 records stayed about 50 MiB lower. Its live heap
+ *   is 15-40 MiB, so the limit leaves ten times that.
+ */
+export const V8_FLAGS = ["--max-semi-space-size=1", "--max-old-space-size=512"] as const;
+
+/** The `deno run` option that applies {@linkcode V8_FLAGS}. */
+export const V8_FLAGS_OPTION = `--v8-flags=${V8_FLAGS.join(",")}`;
+
+/** The `--v8-flags=` options this process was started with (from /proc/self/cmdline). */
+export function v8FlagsInUse(): string[] {
+  try {
+    return Deno.readTextFileSync("/proc/self/cmdline").split("\0")
+      .filter((a) => a.startsWith("--v8-flags="));
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,13 @@
+/**
+ * The sshd's own entry point: `main.ts sshd` without the rest of main.ts. The appliance bundles it
+ * alone as /kaos/sshd.js (buildroot/appliance/build), so the SSH service loads the CLI, IPC client
+ * and SSH server only, no store, QEMU or network code.
+ *
+ *   deno run -A sshd_main.ts [--state DIR] [--port N] [--listen ADDR] [--supervised] [--wait-go]
+ */
+import { sshdMain } from "./cli/mod.ts";
+import { startMemoryLog } from "./lib/memory_log.ts";
+
+startMemoryLog("sshd"); // as `main.ts sshd` (bench/memory.ts; off unless KAOS_MEMORY_LOG is set)
+const code = await sshdMain(Deno.args);
+if (code !== undefined) Deno.exitCode = code; // ends normally: Deno writes its code cache
