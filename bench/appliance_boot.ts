@@ -15,20 +15,25 @@
  */
 import { parseCliOrExit } from "../lib/cli_args.ts";
 
-const USAGE = `usage: bench/appliance_boot.ts [BOOTS] [--uefi] [--compare CPIO]
+const USAGE = `usage: bench/appliance_boot.ts [BOOTS] [--uefi] [--compare CPIO]…
   BOOTS           boots of each image (1-10, default 1)
   --uefi          boot under OVMF instead of SeaBIOS
   --compare CPIO  also boot an image around this appliance initramfs (uncompressed newc cpio,
-                  e.g. an earlier build/appliance/initramfs.img), the same way, in each round`;
+                  e.g. an earlier build/appliance/initramfs.img), the same way, in each round
+                  (repeatable: compare1, compare2, …)`;
 const cli = parseCliOrExit(Deno.args, {
   usage: USAGE,
-  options: { uefi: { type: "boolean" }, compare: { type: "string" } },
+  options: { uefi: { type: "boolean" }, compare: { type: "string", multiple: true } },
   positionals: true,
 });
-const compare = cli.values.compare;
-if (compare !== undefined && !Deno.statSync(compare).isFile) {
-  console.error(`Error: --compare takes an initramfs file, not ${compare}\n${USAGE}`);
-  Deno.exit(2);
+/** The --compare images: name (compare1, compare2, …) → initramfs. */
+const compareArgs: string[] = [cli.values.compare ?? []].flat(); // one or more (multiple)
+const compares = compareArgs.map((path, i) => [`compare${i + 1}`, path] as const);
+for (const [, path] of compares) {
+  if (!Deno.statSync(path).isFile) {
+    console.error(`Error: --compare takes an initramfs file, not ${path}\n${USAGE}`);
+    Deno.exit(2);
+  }
 }
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const uefi = cli.values.uefi ?? false;
@@ -201,9 +206,10 @@ try {
     images[name] = `${work}/${name}.img`;
     await sh([`${ROOT}/scripts/build-image`, "--bare", trees[name], images[name]]);
   }
-  if (compare !== undefined) {
-    images.compare = `${work}/compare.img`;
-    await sh([`${ROOT}/scripts/build-image`, "--bare", compare, images.compare]);
+  for (const [name, path] of compares) {
+    images[name] = `${work}/${name}.img`;
+    await sh([`${ROOT}/scripts/build-image`, "--bare", path, images[name]]);
+    console.log(`${name}: ${path}`);
   }
   const sizes: Record<string, [number, number]> = {
     appliance: [
@@ -212,18 +218,21 @@ try {
     ],
     busybox: [Deno.statSync(trees.busybox).size, Deno.statSync(images.busybox).size],
     hello: [Deno.statSync(trees.hello).size, Deno.statSync(images.hello).size],
-    ...(compare !== undefined
-      ? { compare: [Deno.statSync(compare).size, Deno.statSync(images.compare).size] }
-      : {}),
+    ...Object.fromEntries(
+      compares.map(([name, path]) => [
+        name,
+        [Deno.statSync(path).size, Deno.statSync(images[name]).size] as [number, number],
+      ]),
+    ),
   };
-  const names = ["busybox", "hello", "appliance", ...(compare !== undefined ? ["compare"] : [])];
+  const names = ["busybox", "hello", "appliance", ...compares.map(([name]) => name)];
   const results: Record<string, Boot[]> = Object.fromEntries(names.map((n) => [n, []]));
   console.log(`${uefi ? "OVMF" : "SeaBIOS"}, TCG; seconds after QEMU started:`);
   for (let i = 1; i <= boots; i++) {
     for (const name of names) {
       const dir = `${work}/${name}-${i}`;
       await Deno.mkdir(dir);
-      const full = name === "appliance" || name === "compare";
+      const full = name === "appliance" || name.startsWith("compare");
       const b = await bootOnce(images[name], dir, full);
       results[name].push(b);
       console.log(
@@ -254,7 +263,7 @@ try {
       `appliance PID 1 / hello PID 1 = ${(pid1 / hello).toFixed(2)}; ` +
       `hello / busybox = ${(hello / busybox).toFixed(2)}`,
   );
-  for (const name of names.filter((n) => n === "appliance" || n === "compare")) {
+  for (const name of names.filter((n) => n === "appliance" || n.startsWith("compare"))) {
     const spans = results[name].map((b) => b.ssh! - b.pid1);
     console.log(
       `  ${name.padEnd(9)} PID 1 → SSH banner: median ${median(spans).toFixed(1)} s ` +

@@ -119,36 +119,43 @@ try {
   console.log(
     `bench/memory: load ${loadAverage()}; ${navigator.hardwareConcurrency} cores; MiB RSS / JS heap used`,
   );
-  // The baseline: a bare Deno process with zod, ssh2 and node:sqlite loaded.
-  const bare = new Deno.Command(Deno.execPath(), {
-    args: [
-      "eval",
-      `import "zod"; import "ssh2"; import "node:sqlite";` +
-      `const u = Deno.memoryUsage(); Deno.writeTextFileSync("${memDir}/bare.json", JSON.stringify(u));` +
-      `setInterval(() => {}, 1000);`,
-    ],
-    cwd: ROOT,
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  children.push(bare);
-  await waitUntil(
-    "the bare Deno process",
-    60_000,
-    () => Deno.stat(`${memDir}/bare.json`).then(() => true, () => false),
-  );
-  await sleep(500);
-  const bareHeap = JSON.parse(await Deno.readTextFile(`${memDir}/bare.json`)).heapUsed as number;
-  const bareRss = rssOf(bare.pid);
-  rows.push([
-    "baseline: bare deno + zod, ssh2, node:sqlite",
-    `${(bareRss / MiB).toFixed(1)} / ${(bareHeap / MiB).toFixed(1)}`,
-    "",
-    "",
-    "",
-  ]);
-  bare.kill("SIGKILL");
-  await bare.status;
+  // The baselines: bare Deno processes with the libraries loaded, with the same V8 flags: zod,
+  // ssh2 and node:sqlite (the front-ends' and kattach's together); zod and node:sqlite (kattach's).
+  let bareRss = 0;
+  for (const libs of [["zod", "ssh2", "node:sqlite"], ["zod", "node:sqlite"]]) {
+    const json = `${memDir}/bare-${libs.length}.json`;
+    const bare = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        V8_FLAGS_OPTION,
+        libs.map((l) => `import "${l}";`).join(" ") +
+        `const u = Deno.memoryUsage(); Deno.writeTextFileSync("${json}", JSON.stringify(u));` +
+        `setInterval(() => {}, 1000);`,
+      ],
+      cwd: ROOT,
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    children.push(bare);
+    await waitUntil(
+      "the bare Deno process",
+      60_000,
+      () => Deno.stat(json).then(() => true, () => false),
+    );
+    await sleep(1500);
+    const bareHeap = JSON.parse(await Deno.readTextFile(json)).heapUsed as number;
+    const rss = rssOf(bare.pid);
+    bareRss = rss; // the last one: what kattach loads
+    rows.push([
+      `baseline: bare deno + ${libs.join(", ")}`,
+      `${(rss / MiB).toFixed(1)} / ${(bareHeap / MiB).toFixed(1)}`,
+      "",
+      "",
+      "",
+    ]);
+    bare.kill("SIGKILL");
+    await bare.status;
+  }
 
   const kattach = new Deno.Command(Deno.execPath(), {
     args: [
@@ -328,7 +335,7 @@ try {
     `growth over ${COMMANDS} one-line commands: kattach ${g(warm.kattach, after.kattach)}, ` +
       `sshd ${g(warm.sshd, after.sshd)} (goal ≤ 5 %); idle kattach ${
         ((idle.kattach?.rss ?? 0) / MiB).toFixed(1)
-      } MiB vs bare deno ${(bareRss / MiB).toFixed(1)} MiB`,
+      } MiB vs bare deno + zod, node:sqlite ${(bareRss / MiB).toFixed(1)} MiB`,
   );
   console.log(`load at the end: ${loadAverage()}`);
 } finally {

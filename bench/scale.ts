@@ -9,13 +9,16 @@
  *     deploy on an empty store;
  *   - kattach's start (store open, migrations, integrity check, reconcile; its own phase timings)
  *     and the time until its IPC answers, next to a start on an empty store;
- *   - kattach's RSS, next to the same kattach idle on an empty store.
+ *   - kattach's RSS, next to the same kattach idle on an empty store;
+ *   - the parts of the instance list measured in the bench (JSON both ways, the client's zod
+ *     validation) and `aq --json instance list` as a process, next to `aq system status` and a
+ *     bare `deno eval 0`.
  * Prints figures only. Hosted kattach, user-mode networking, no sshd. KLOG=1 shows kattach's log.
  *
  *   scripts/deno run -A bench/scale.ts [--instances N] [--vlans N] [--rounds R]
  */
 import { DatabaseSync } from "node:sqlite";
-import { IpcClient } from "../ipc/mod.ts";
+import { actions, IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 
@@ -258,7 +261,8 @@ try {
   });
   db.close();
 
-  const n = (await c.call("instance.list", {})).length;
+  const list = await c.call("instance.list", {});
+  const n = list.length;
   const instanceList = await timed(ROUNDS, () => c.call("instance.list", {}));
   const vlanList = await timed(ROUNDS, () => c.call("vlan.list", {}));
   row(
@@ -272,6 +276,37 @@ try {
     ms(vlanList),
     "≤ 100 ms",
     `raw SQLite ${ms(rawVlans)}`,
+  );
+  // Where the list's time goes besides the query: the frame's JSON both ways and the client's
+  // validation of the result (kattach sends it without a zod pass, ipc/actions.ts).
+  const text = JSON.stringify(list);
+  const stringify = await timed(ROUNDS, () => JSON.stringify(list));
+  const parse = await timed(ROUNDS, () => JSON.parse(text));
+  const validate = await timed(ROUNDS, () => actions["instance.list"].result.parse(list));
+  console.log(
+    `instance list, parts measured here: JSON.stringify ${ms(stringify)}, JSON.parse ${
+      ms(parse)
+    } (${(text.length / 1e6).toFixed(1)} MB), the client's zod validation ${ms(validate)}`,
+  );
+  // The one-line command as a process: `aq` starts a Deno, loads the CLI, connects and prints.
+  const deno = (args: string[]) =>
+    new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "null" }).output();
+  const aqList = await timed(3, () =>
+    deno([
+      ...["run", "-A", V8_FLAGS_OPTION, `${ROOT}/main.ts`, "aq", "--state", state],
+      ...["--json", "instance", "list"],
+    ]));
+  const aqStatus = await timed(3, () =>
+    deno([
+      ...["run", "-A", V8_FLAGS_OPTION, `${ROOT}/main.ts`, "aq", "--state", state],
+      ...["--json", "system", "status"],
+    ]));
+  const bareDeno = await timed(3, () => deno(["eval", "0"]));
+  row(
+    "aq --json instance list (a process)",
+    ms(aqList),
+    "",
+    `aq --json system status ${ms(aqStatus)}; deno eval 0 ${ms(bareDeno)}`,
   );
   const deploy100 = await timed(
     1,
