@@ -5,8 +5,11 @@
  * over QMP) in the same run; the ratio (goal ≤ 1.3×); the time until instances are ready (appmgr
  * readiness; goal ≤ 1.5 s for N = 1 with the vKaOS kernel under TCG); and kattach's RSS. The
  * first deploy of a fresh kattach is printed apart ("1 cold": it extracts vKaOS and makes the
- * module's overlay template); each N then runs `--rounds` times (default 3) and prints medians.
- * Prints figures only. KLOG=1 shows kattach's log.
+ * module's overlay); each N then runs `--rounds` times (default 3) and prints medians, with the
+ * load average, and for N = 1 where the time to ready goes (QEMU start, kernel, guest init,
+ * module start, readiness seen), from the first instance's serial log. Prints figures only.
+ * SIGINT/SIGTERM kill every guest the bench started (its own and kattach's) before it exits.
+ * KLOG=1 shows kattach's log.
  *
  *   scripts/deno run -A bench/deploy.ts [--rounds R] [N…]   (default: 1 5 10; `1 3 5` on 2 cores)
  */
@@ -21,6 +24,7 @@ import {
   QmpMonitor,
   queryStatus,
   renderConfigDisk,
+  renderQcow2,
   renderQemuArgv,
 } from "../vmimage/mod.ts";
 
@@ -69,10 +73,13 @@ async function waitQmpRunning(socket: string): Promise<void> {
   }
 }
 
-async function waitSerial(path: string, marker: string, timeoutMs = 300_000): Promise<void> {
+async function waitSerial(path: string, marker: string, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await Deno.readTextFile(path).catch(() => "")).includes(marker)) {
-    if (Date.now() > deadline) throw new Error(`no ${marker} in ${path}`);
+    if (Date.now() > deadline) {
+      const tail = (await Deno.readTextFile(path).catch(() => "")).slice(-1500);
+      throw new Error(`no ${marker} in ${path} within ${timeoutMs / 1000} s; it ends:\n${tail}`);
+    }
     await new Promise((r) => setTimeout(r, 25));
   }
 }
@@ -81,6 +88,48 @@ function killPidfile(path: string): void {
   try {
     Deno.kill(Number(Deno.readTextFileSync(path)), "SIGKILL");
   } catch { /* gone */ }
+}
+
+/** The 1-minute load average. */
+function load(): string {
+  return Deno.readTextFileSync("/proc/loadavg").split(" ")[0];
+}
+
+/** Directories of bare guests under way: an interrupted run kills their QEMUs. */
+const bareRuns = new Set<string>();
+
+/** Where the time to ready went for one instance (ms since the deploy call). */
+interface Breakdown {
+  /** QMP `running` */
+  qemu: number;
+  /** the guest init's first line (firmware and kernel done) */
+  kernel: number;
+  /** the init's "service started" (mounts, config, network, images done) */
+  init: number;
+  /** the module's own "ready" line */
+  module: number;
+  /** kattach's readiness check saw it (state running) */
+  seen: number;
+}
+
+/** The time (ms since t0) each marker first appears in a serial log; polled every 10 ms. */
+function watchSerial(
+  path: string,
+  markers: string[],
+  t0: number,
+): { found: Map<string, number>; stop: () => void } {
+  const found = new Map<string, number>();
+  let stopped = false;
+  (async () => {
+    const deadline = Date.now() + 300_000;
+    while (!stopped && found.size < markers.length && Date.now() < deadline) {
+      const text = await Deno.readTextFile(path).catch(() => "");
+      const now = performance.now() - t0;
+      for (const m of markers) if (!found.has(m) && text.includes(m)) found.set(m, now);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  })();
+  return { found, stop: () => stopped = true };
 }
 
 /** N bare QEMU spawns of the same guest: ms to all QMP running and to all "web: ready". */
@@ -103,21 +152,17 @@ async function bare(n: number, dir: string): Promise<{ qmp: number; ready: numbe
       }],
     };
     await Deno.writeFile(`${d}/config.raw`, renderConfigDisk(cfg));
-    await sh("qemu-img", [
-      "create",
-      "-q",
-      "-f",
-      "qcow2",
-      "-b",
-      `${OUT}/web/web.aqi`,
-      "-F",
-      "raw",
+    const image = `${OUT}/web/web.aqi`;
+    const sizeBytes = Math.ceil((await Deno.stat(image)).size / 512) * 512;
+    await Deno.writeFile(
       `${d}/web.qcow2`,
-    ]);
+      renderQcow2({ sizeBytes, backing: { path: image, format: "raw" } }),
+    );
   }
   const tscKhz = await hostTscKhz();
   const qboot = await Deno.stat(QBOOT_ROM).then(() => true, () => false);
   const t0 = performance.now();
+  for (const d of runs) bareRuns.add(d);
   try {
     await Promise.all(runs.map(async (d, i) => {
       const argv = renderQemuArgv({
@@ -148,7 +193,10 @@ async function bare(n: number, dir: string): Promise<{ qmp: number; ready: numbe
     await Promise.all(runs.map((d) => waitSerial(`${d}/serial.log`, "web: ready")));
     return { qmp, ready: performance.now() - t0 };
   } finally {
-    for (const d of runs) killPidfile(`${d}/qemu.pid`);
+    for (const d of runs) {
+      killPidfile(`${d}/qemu.pid`);
+      bareRuns.delete(d);
+    }
   }
 }
 
@@ -178,8 +226,33 @@ function rssMiB(pid: number): number {
 
 await sh(`${ROOT}/fixtures/build-modules`, []);
 const dir = await Deno.makeTempDir({ prefix: "kaos-bench-deploy-" });
+console.log(`bench/deploy: working in ${dir} (removed at the end)`);
 const state = `${dir}/state`;
+/** Kills every QEMU of this run (bare ones and kattach's guests, by their pidfiles). */
+function killGuests(): void {
+  for (const d of bareRuns) killPidfile(`${d}/qemu.pid`);
+  try {
+    for (const e of Deno.readDirSync(`${state}/instances`)) {
+      killPidfile(`${state}/instances/${e.name}/qemu.pid`);
+    }
+  } catch { /* none */ }
+}
+let kattachPid = 0;
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(sig, () => {
+    console.error(`bench/deploy: ${sig}: killing the guests of this run`);
+    killGuests();
+    try {
+      if (kattachPid) Deno.kill(kattachPid, "SIGTERM");
+    } catch { /* gone */ }
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch { /* partly gone */ }
+    Deno.exit(130);
+  });
+}
 const kattach = await startKattach(state);
+kattachPid = kattach.pid;
 const client = await IpcClient.connect(`${state}/run`);
 console.log(
   `bench/deploy: TCG, microvm (kattach's default), vKaOS from fixtures/out (${
@@ -195,14 +268,33 @@ try {
     configGroups: [],
     vlans: [],
   });
-  console.log(`kattach RSS idle: ${rssMiB(kattach.pid).toFixed(1)} MiB`);
+  console.log(`kattach RSS idle: ${rssMiB(kattach.pid).toFixed(1)} MiB; load ${load()}`);
   console.log(
-    `N       deploy→QMP running   bare→QMP running   ratio   deploy→ready   bare→ready   kattach RSS (medians of ${rounds})`,
+    `N       deploy→QMP running   bare→QMP running   ratio   deploy→ready   bare→ready   kattach RSS   load (medians of ${rounds})`,
   );
-  type Figures = { qmp: number; bareQmp: number; ready: number; bareReady: number; rss: number };
-  /** One deploy of N instances, then N bare spawns: the five figures. */
+  type Figures = {
+    qmp: number;
+    bareQmp: number;
+    ready: number;
+    bareReady: number;
+    rss: number;
+    load: string;
+    breakdown: Breakdown | null;
+  };
+  let deployed = 0;
+  /** One deploy of N instances, then N bare spawns: the figures. */
   const round = async (n: number): Promise<Figures> => {
     const t0 = performance.now();
+    // The deploy names its instances web-<counter>, the counter going on from the last deploy
+    // (this bench is kattach's only client): watch the first one's serial log from the start.
+    const markers = [
+      "KAOS-GUEST: vKaOS init on",
+      "KAOS-GUEST: module web: service started",
+      "web: ready",
+    ];
+    const expected = `web-${deployed + 1}`;
+    deployed += n;
+    const watcher = watchSerial(`${state}/instances/${expected}/serial.log`, markers, t0);
     const created = await client.call("deploy", { vmimage: "web", count: n }) as Instance[];
     // kattach holds each QMP socket (one client at a time): ask through kattach's `qmp` action.
     await Promise.all(created.map(async (i) => {
@@ -221,20 +313,49 @@ try {
     }
     const ready = performance.now() - t0;
     const rss = rssMiB(kattach.pid);
+    watcher.stop();
+    const watched = created[0].name === expected;
+    if (!watched) console.error(`bench/deploy: no breakdown: ${created[0].name}, not ${expected}`);
+    const at = (m: string) => watcher.found.get(m) ?? NaN;
+    const breakdown = watched
+      ? {
+        qemu: qmp,
+        kernel: at(markers[0]),
+        init: at(markers[1]),
+        module: at(markers[2]),
+        seen: ready,
+      }
+      : null;
     for (const i of created) {
       await client.call("instance.kill", { name: i.name });
       await client.call("instance.del", { name: i.name });
     }
     const b = await bare(n, await Deno.makeTempDir({ dir, prefix: `bare-${n}-` }));
-    return { qmp, bareQmp: b.qmp, ready, bareReady: b.ready, rss };
+    return { qmp, bareQmp: b.qmp, ready, bareReady: b.ready, rss, load: load(), breakdown };
   };
   const print = (label: string, r: Figures) =>
     console.log(
       `${label.padEnd(7)} ${fmt(r.qmp).padEnd(20)} ${fmt(r.bareQmp).padEnd(18)} ${
         (r.qmp / r.bareQmp).toFixed(2).padEnd(7)
-      } ${fmt(r.ready).padEnd(14)} ${fmt(r.bareReady).padEnd(12)} ${r.rss.toFixed(1)} MiB`,
+      } ${fmt(r.ready).padEnd(14)} ${fmt(r.bareReady).padEnd(12)} ${
+        `${r.rss.toFixed(1)} MiB`.padEnd(13)
+      } ${r.load}`,
     );
-  print("1 cold", await round(1));
+  /** The N = 1 breakdown: each step's own time (medians), then the total. */
+  const printBreakdown = (label: string, bs: Breakdown[]) => {
+    const m = (f: (b: Breakdown) => number) => median(bs.map(f));
+    const steps: [string, number][] = [
+      ["QEMU start (deploy → QMP running)", m((b) => b.qemu)],
+      ["kernel (→ guest init's first line)", m((b) => b.kernel - b.qemu)],
+      ["guest init (→ module service started)", m((b) => b.init - b.kernel)],
+      ["module start (→ its ready line)", m((b) => b.module - b.init)],
+      ["readiness seen by kattach", m((b) => b.seen - b.module)],
+    ];
+    console.log(`  ${label} deploy → ready, where the time goes (medians of ${bs.length}):`);
+    for (const [what, ms] of steps) console.log(`    ${what.padEnd(40)} ${fmt(ms)}`);
+  };
+  const cold = await round(1);
+  print("1 cold", cold);
   for (const n of counts) {
     const rs: Figures[] = [];
     for (let i = 0; i < rounds; i++) rs.push(await round(n));
@@ -245,15 +366,14 @@ try {
       ready: m((r) => r.ready),
       bareReady: m((r) => r.bareReady),
       rss: Math.max(...rs.map((r) => r.rss)),
+      load: rs.map((r) => r.load).join("/"),
+      breakdown: null,
     });
+    if (n === 1) printBreakdown("1", rs.flatMap((r) => r.breakdown ? [r.breakdown] : []));
   }
 } finally {
   client.close();
-  try {
-    for (const e of Deno.readDirSync(`${state}/instances`)) {
-      killPidfile(`${state}/instances/${e.name}/qemu.pid`);
-    }
-  } catch { /* none */ }
+  killGuests();
   kattach.kill("SIGTERM");
   await kattach.status;
   await Deno.remove(dir, { recursive: true }).catch(() => {});

@@ -37,6 +37,11 @@ export interface Command {
   flags: FlagSpec[];
   /** Destructive commands are confirmed in menus. */
   destructive?: boolean;
+  /**
+   * A long list taking `--limit` and `--offset` ({@linkcode PAGE_FLAGS}): the menus fetch it a
+   * page at a time through IPC instead of asking for those flags.
+   */
+  pageable?: boolean;
   build(p: Parsed): { action: ActionName; params: unknown };
   render(result: unknown): string;
   /**
@@ -78,6 +83,25 @@ export function intArg(value: string | undefined, what: string): number {
     throw new UsageError(`${what} must be a whole number, not ${JSON.stringify(value ?? "")}`);
   }
   return Number(value);
+}
+
+/** The flags of a pageable list command. */
+export const PAGE_FLAGS: FlagSpec[] = [
+  { name: "limit", value: "N", help: "at most N entries" },
+  { name: "offset", value: "N", help: "skip the first N entries" },
+];
+
+/** The `limit`/`offset` parameters of a pageable list command's action. */
+export function pageParams(p: Parsed): { limit?: number; offset?: number } {
+  const limit = p.flags.limit === undefined
+    ? undefined
+    : intArg(p.flags.limit as string, "--limit");
+  const offset = p.flags.offset === undefined
+    ? undefined
+    : intArg(p.flags.offset as string, "--offset");
+  if (limit !== undefined && limit < 1) throw new UsageError("--limit must be at least 1");
+  if (offset !== undefined && offset < 0) throw new UsageError("--offset must not be negative");
+  return { limit, offset };
 }
 
 /** The usage line of a command. */

@@ -16,7 +16,16 @@ import type {
 } from "../ipc/mod.ts";
 import { ALLOW_NEW_PUBLISHER, allowNewPublisher } from "./commands_appqueue.ts";
 import { fields, table } from "./render.ts";
-import { cmd, type Command, type FlagSpec, intArg, type Parsed, UsageError } from "./command.ts";
+import {
+  cmd,
+  type Command,
+  type FlagSpec,
+  intArg,
+  PAGE_FLAGS,
+  pageParams,
+  type Parsed,
+  UsageError,
+} from "./command.ts";
 
 /** Parses `key=value` words into a record; a UsageError for a word without `=`. */
 export function keyValues(words: string[]): Record<string, ConfigValue> {
@@ -128,8 +137,17 @@ function renderModule(m: Module): string {
 function renderGroup(g: ConfigGroup): string {
   return fields([["Configuration group", g.name], ["Module", g.module], ["Updated", g.updatedAt]]) +
     "Values:\n" +
-    Object.entries(g.values).map(([k, v]) => `  ${k} = ${JSON.stringify(v)}`).join("\n") +
+    Object.entries(g.values).map(([k, v]) => `  ${k} = ${shortValue(v)}`).join("\n") +
     "\n";
+}
+
+/**
+ * A value as `show` (JSON) or `list` (as it is) prints it; a long one (nginx's `site`, up to
+ * 64 KiB of base64) is cut to its start and its length.
+ */
+function shortValue(v: unknown, json = true): string {
+  const text = json ? JSON.stringify(v) : String(v);
+  return text.length <= 120 ? text : `${text.slice(0, 60)}… (${String(v).length} characters)`;
 }
 
 type ConfigGroupSet = ConfigGroup & { applied?: ConfigApplyOutcome[] };
@@ -346,8 +364,9 @@ export const coreCommands: Command[] = [
     path: ["vlan", "list"],
     summary: "List VLANs",
     args: [],
-    flags: [],
-    build: () => ({ action: "vlan.list", params: {} }),
+    flags: PAGE_FLAGS,
+    pageable: true,
+    build: (p) => ({ action: "vlan.list", params: pageParams(p) }),
     render: (r) => table(VLAN_HEAD, (r as VlanInfo[]).map(vlanRow)),
   }),
   cmd({
@@ -455,7 +474,7 @@ export const coreCommands: Command[] = [
         (r as ConfigGroup[]).map((g) => [
           g.name,
           g.module,
-          Object.entries(g.values).map(([k, v]) => `${k}=${v}`).join(" "),
+          Object.entries(g.values).map(([k, v]) => `${k}=${shortValue(v, false)}`).join(" "),
         ]),
       ),
   }),
@@ -608,10 +627,11 @@ export const coreCommands: Command[] = [
     path: ["instance", "list"],
     summary: "List instances",
     args: [],
-    flags: [{ name: "vmimage", value: "NAME", help: "only this VM image's" }],
+    flags: [{ name: "vmimage", value: "NAME", help: "only this VM image's" }, ...PAGE_FLAGS],
+    pageable: true,
     build: (p) => ({
       action: "instance.list",
-      params: { vmimage: p.flags.vmimage as string | undefined },
+      params: { vmimage: p.flags.vmimage as string | undefined, ...pageParams(p) },
     }),
     render: (r) =>
       table(

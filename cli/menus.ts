@@ -247,6 +247,10 @@ async function runItem(ctx: RunContext, command: Command): Promise<void> {
       return;
     }
     const words = [...command.path, ...await promptCommand(ctx, command)];
+    if (command.pageable && !words.some((w) => /^--(limit|offset)(=|$)/.test(w))) {
+      await runPages(ctx, words);
+      return;
+    }
     t.write(`= ${oneLineText(words)}\n`);
     if (command.destructive) {
       const sure = await t.prompt((c) =>
@@ -272,13 +276,13 @@ async function runItem(ctx: RunContext, command: Command): Promise<void> {
 }
 
 /** Where a one-line command run from the menus writes: the menu's terminal (output paged). */
-function lineIo(ctx: RunContext, pager: Pager): OneLineIo {
+function lineIo(ctx: RunContext, out: (text: string) => void): OneLineIo {
   const t = ctx.terminal;
   return {
     get stdio() {
       return terminalStdio(t); // only opened when an interactive command asks for it
     },
-    out: (text) => pager.write(text),
+    out,
     err: (text) => t.write(text),
     connect: ctx.options.connect,
   };
@@ -291,13 +295,41 @@ function lineIo(ctx: RunContext, pager: Pager): OneLineIo {
 async function runPaged(ctx: RunContext, words: string[]): Promise<number> {
   const t = ctx.terminal;
   const pager = new Pager((text) => t.write(text), Math.max(5, t.rows - 2));
-  const code = await runOneLine(words, lineIo(ctx, pager));
+  const code = await runOneLine(words, lineIo(ctx, (text) => pager.write(text)));
   await pager.finish((shown, total) =>
     t.prompt((c) =>
       confirm({ message: `Lines 1-${shown} of ${total} shown. More?`, default: true }, c)
     )
   );
   return code;
+}
+
+/**
+ * Runs a pageable list (`instance list`, `vlan list`) a screenful at a time through IPC: each
+ * page is its own one-line command with `--limit` and `--offset` (shown before it), and the next
+ * is fetched only when the operator asks for more, so 10,000 instances are never fetched at once.
+ */
+async function runPages(ctx: RunContext, words: string[]): Promise<void> {
+  const t = ctx.terminal;
+  const size = Math.max(5, t.rows - 4); // room for the one-line, the header and the question
+  for (let offset = 0;; offset += size) {
+    const page = [...words, `--limit=${size}`, `--offset=${offset}`];
+    t.write(`= ${oneLineText(page)}\n`);
+    let lines = 0;
+    const code = await runOneLine(
+      page,
+      lineIo(ctx, (text) => {
+        for (let i = text.indexOf("\n"); i !== -1; i = text.indexOf("\n", i + 1)) lines++;
+        t.write(text);
+      }),
+    );
+    // A full page is its header and `size` rows; anything less was the end (or an error).
+    if (code !== 0 || lines <= size) return;
+    const more = await t.prompt((c) =>
+      confirm({ message: `Entries ${offset + 1}-${offset + size} shown. More?`, default: true }, c)
+    );
+    if (!more) return;
+  }
 }
 
 /** Shows the one-line equivalent of a menu flow's answers and runs it. */

@@ -184,7 +184,34 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     await s.waitFor("Password changed.", mark);
     assert(!s.text.includes("n3w-passw0rd"), "a password was echoed");
 
+    // A long list is fetched a page at a time through IPC (the terminal has 40 rows: pages of
+    // 36), each page shown as its one-line command; the next only when asked for.
+    const c = await connect();
+    for (let id = 100; id < 140; id++) {
+      await c.call("vlan.add", { id, name: `p${id}`, cidr: `10.1.${id}.0/24` });
+    }
+    c.close();
+    await s.keys("\x03");
+    await s.waitFor("Log out");
+    mark = s.text.length;
+    await s.choose("Networking");
+    await s.choose("vlan ›");
+    await s.choose("vlan list");
+    await s.waitFor("= vlan list --limit=36 --offset=0\n", mark);
+    await s.waitFor("Entries 1-36 shown. More?", mark);
+    const first = s.text.slice(mark);
+    assert(first.includes("\n134  p134") && !first.includes("p135"), "the first page ends at 134");
+    mark = s.text.length;
+    await s.line("y");
+    await s.waitFor("= vlan list --limit=36 --offset=36\n", mark);
+    await s.waitFor(/139\s+p139\s/, mark);
+    await s.waitFor("vlan list", s.text.lastIndexOf("p139")); // back on the page, no question
+    const second = s.text.slice(s.text.indexOf("--offset=36\n", mark));
+    assert(!second.includes("More?"), "no question after the last page");
+    assert(!second.includes("p134"), "the second page starts after the first");
+
     // Back to the top and log out.
+    await s.keys("\x03");
     await s.keys("\x03");
     await s.waitFor("Log out");
     await s.choose("Log out");

@@ -90,6 +90,44 @@ export function helpText(prefix: string[] = []): string {
     : "") + lines.join("\n") + "\n";
 }
 
+/** The most a `KEY=@-` value may read from standard input. */
+const STDIN_VALUE_MAX = 1 << 20;
+
+/**
+ * `KEY=@-` among the values of `config-group add|set`: the value is the command's standard input
+ * (one trailing newline dropped), for values longer than an SSH command may be (an SSH packet:
+ * 35,000 bytes), e.g. `tar -czf - . | base64 -w0 | ssh … config-group set www site=@-`.
+ */
+async function valueFromStdin(params: unknown, stdio: ConsoleStdio | undefined): Promise<void> {
+  const values = (params as { values?: Record<string, unknown> } | undefined)?.values;
+  if (values === undefined) return;
+  const keys = Object.keys(values).filter((k) => values[k] === "@-");
+  if (keys.length === 0) return;
+  if (keys.length > 1) {
+    throw new UsageError(`only one value can come from stdin, not ${keys.join(" and ")}`);
+  }
+  const stdin = stdio?.stdin ?? Deno.stdin.readable;
+  if (stdio ? stdio.stdin.isTerminal?.() : Deno.stdin.isTerminal()) {
+    throw new UsageError(`${keys[0]}=@- reads the value from stdin, which is a terminal here`);
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of stdin) {
+    size += chunk.length;
+    if (size > STDIN_VALUE_MAX) {
+      throw new UsageError(`${keys[0]}=@-: stdin holds more than ${STDIN_VALUE_MAX} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.length;
+  }
+  values[keys[0]] = new TextDecoder().decode(all).replace(/\r?\n$/, "");
+}
+
 /** Runs one command line given as words; returns the exit status. */
 export async function runOneLine(words: string[], io: OneLineIo): Promise<number> {
   const json = words.includes("--json");
@@ -119,6 +157,7 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
   let request;
   try {
     request = found.command.build(parseArgs(found.command, found.rest));
+    await valueFromStdin(request.params, io.stdio);
   } catch (err) {
     if (err instanceof UsageError) {
       io.err(`Error: ${err.message}\nUsage: ${err.usage || usage(found.command)}\n`);

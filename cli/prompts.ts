@@ -7,6 +7,7 @@
 import { checkbox, confirm, input, select } from "@inquirer/prompts";
 import type { ActionName, IpcClient, Module, ParamsOf, ResultOf } from "../ipc/mod.ts";
 import type { ArgSpec, Command, FlagSpec } from "./commands.ts";
+import { PAGE_FLAGS } from "./command.ts";
 import { stripControlsLine } from "../lib/mod.ts";
 import { splitWords } from "./render.ts";
 import type { Terminal } from "./terminal.ts";
@@ -304,6 +305,8 @@ export async function promptCommand(p: Prompter, command: Command): Promise<stri
   }
   const flagWords: string[] = [];
   for (const flag of command.flags) {
+    // A pageable list is fetched page by page by the menu (cli/menus.ts runPages).
+    if (command.pageable && PAGE_FLAGS.includes(flag)) continue;
     const v = await promptFlag(p, flag);
     if (v === true) flagWords.push(`--${flag.name}`);
     else if (v !== undefined) flagWords.push(`--${flag.name}=${v}`);

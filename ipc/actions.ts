@@ -27,6 +27,14 @@ import {
 } from "./schemas.ts";
 
 const None = z.strictObject({});
+/**
+ * One page of a long list (issue 13: the menus page through 10,000 instances instead of fetching
+ * them all): at most `limit` entries after skipping `offset`, in the list's order.
+ */
+const Page = {
+  limit: z.number().int().min(1).max(100_000).optional(),
+  offset: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+};
 const Deleted = z.strictObject({ deleted: z.string() });
 
 /** Every action kattach understands: name → params and result schemas. */
@@ -61,7 +69,7 @@ export const actions = {
     }),
     result: VlanInfo,
   },
-  "vlan.list": { params: None, result: z.array(VlanInfo) },
+  "vlan.list": { params: z.strictObject(Page), result: z.array(VlanInfo) },
   "vlan.show": { params: z.strictObject({ vlan: z.string() }), result: VlanInfo },
   "vlan.del": { params: z.strictObject({ vlan: z.string() }), result: Deleted },
   "vlan.reserve": {
@@ -140,7 +148,7 @@ export const actions = {
     result: z.array(DeployedInstance),
   },
   "instance.list": {
-    params: z.strictObject({ vmimage: ObjectName.optional() }),
+    params: z.strictObject({ vmimage: ObjectName.optional(), ...Page }),
     result: z.array(Instance),
   },
   "instance.show": { params: z.strictObject({ name: InstanceName }), result: Instance },

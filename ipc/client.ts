@@ -2,7 +2,8 @@
  * The front-ends' side of the IPC channel: connects to kattach's socket, presents the token,
  * sends actions and validates every frame that comes back.
  */
-import { UserError } from "../lib/errors.ts";
+import { describeIssues, UserError } from "../lib/errors.ts";
+import { compileCheck } from "./_fast_check.ts";
 import { type ActionName, actions, type ParamsOf, type ResultOf } from "./actions.ts";
 import {
   encodeFrame,
@@ -26,6 +27,26 @@ export class IpcError extends UserError {
     this.name = "IpcError";
     this.info = info;
   }
+}
+
+/**
+ * Validates a result where it enters the front-end: the compiled check first (it accepts only
+ * what the schema accepts unchanged, at a quarter of zod's cost on `instance list` of 10,000), the
+ * full zod parse when that says no or the schema is beyond it; a malformed result is an error.
+ */
+export function checkResult<A extends ActionName>(action: A, result: unknown): ResultOf<A> {
+  const schema = actions[action].result;
+  if (compileCheck(schema)?.(result)) return result as ResultOf<A>;
+  const checked = schema.safeParse(result);
+  if (!checked.success) {
+    const issues = checked.error.issues;
+    throw new Error(
+      `kattach sent a malformed result for ${action}: ${describeIssues(issues.slice(0, 3))}${
+        issues.length > 3 ? ` (and ${issues.length - 3} more)` : ""
+      }`,
+    );
+  }
+  return checked.data as ResultOf<A>;
 }
 
 /** Options of one call. */
@@ -94,13 +115,7 @@ export class IpcClient {
     (async () => {
       for (let off = 0; off < bytes.length;) off += await this.#conn.write(bytes.subarray(off));
     })().catch((err) => this.#fail(err));
-    return done.then((result) => {
-      const checked = actions[action].result.safeParse(result);
-      if (!checked.success) {
-        throw new Error(`kattach sent a malformed result for ${action}`);
-      }
-      return checked.data as ResultOf<A>;
-    });
+    return done.then((result) => checkResult(action, result));
   }
 
   /** Closes the connection; pending calls fail. */

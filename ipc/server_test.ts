@@ -76,7 +76,7 @@ async function startServer(log: string[]) {
       uptimeSeconds: 1,
       accel: { kind: "tcg", reason: "" },
       vkaos: null,
-      store: { schema: 1, integrity: "ok" },
+      store: { schema: 1, integrity: "ok", integrityCheckedAt: "2026-11-27T00:00:00.000Z" },
       dataDisk: null,
       counts: { vlans: 0, modules: 0, configGroups: 0, vmimages: 0, instances: 0 },
       warnings: [],

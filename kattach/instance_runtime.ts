@@ -12,7 +12,6 @@ import {
   grantGroup,
   grantTraversal,
   hostTscKhz,
-  outputOwned,
   QEMU_USER,
   rotateAppendLog,
   type UserIds,
@@ -20,7 +19,12 @@ import {
 import type { Forward, Instance, Module } from "../ipc/schemas.ts";
 import { UserError } from "../lib/errors.ts";
 import { readUstar } from "../lib/ustar.ts";
-import { type GuestConfig, type GuestModule, renderConfigDisk } from "../vmimage/mod.ts";
+import {
+  type GuestConfig,
+  type GuestModule,
+  renderConfigDisk,
+  renderQcow2,
+} from "../vmimage/mod.ts";
 import { type Machine, QBOOT_ROM, renderQemuArgv } from "../vmimage/mod.ts";
 import type { Kattach } from "./context.ts";
 import { agentDeclarations } from "./module_agent.ts";
@@ -115,17 +119,13 @@ export function warmHostFacts(): void {
 }
 
 /**
- * Fills the caches every start reads (vKaOS kernel and initrd, one overlay template per app
- * module in a VM image) so the first deploy after kattach starts finds them ready.
+ * Fills the caches every start reads (the vKaOS kernel and initrd) so the first deploy after
+ * kattach starts finds them ready.
  */
 export async function warmInstanceCaches(k: Kattach): Promise<void> {
   warmHostFacts();
   const vkaos = k.store.getVkaos();
   if (vkaos) await extractVkaos(k.stateDir, vkaos);
-  const used = new Set(k.store.listVmImages().flatMap((i) => i.modules));
-  for (const m of k.store.listModules()) {
-    if (used.has(m.name)) await overlayTemplate(k.stateDir, m);
-  }
 }
 
 /** Writes the config disk and overlays, extracts vKaOS and renders the argv. */
@@ -195,7 +195,7 @@ export async function prepareInstance(
       staleOverlays(entries.map((e) => e.name), m.name, disks[i].overlay.split("/").pop()!)
     ).map((file) => Deno.remove(`${paths.dir}/${file}`).catch(() => {})),
   );
-  // Independent steps at once: the qemu-img runs overlap each other and the file work.
+  // Independent steps at once: the file work overlaps (no process is spawned here).
   const [kernel, manifest, serialFrom, qboot, tscKhz] = await Promise.all([
     extractVkaos(k.stateDir, vkaos),
     Deno.readTextFile(`${vkaos.dir}/manifest.json`).then((t) => Manifest.parse(JSON.parse(t))),
@@ -210,7 +210,7 @@ export async function prepareInstance(
     image.dataDiskMiB === null ? undefined : ensureDataDisk(dataDiskPath, image.dataDiskMiB),
     ...apps.map(async (m, i) => {
       const overlay = disks[i].overlay;
-      if (!await exists(overlay)) await copyOverlay(k.stateDir, m, overlay);
+      if (!await exists(overlay)) await writeOverlay(m, overlay);
     }),
   ]);
   // Forwards ride on the first user-mode NIC; a guest with taps only is reached at its address.
@@ -371,8 +371,6 @@ function portFree(port: number): boolean {
   }
 }
 
-const templates = new Map<string, Promise<void>>();
-
 /** The instance's data disk file: made once, kept across restarts and module updates. */
 export const DATA_DISK_FILE = "data.qcow2";
 /** Where vKaOS mounts the data disk when no module's appmgr.aq says. */
@@ -383,17 +381,13 @@ function dataMount(apps: Module[]): string {
   return apps.find((m) => m.appmgr.data)?.appmgr.data?.mount ?? DEFAULT_DATA_MOUNT;
 }
 
-/** Makes the data disk (an empty qcow2 of `mib` MiB; the guest formats it) unless it exists. */
+/**
+ * Makes the data disk (an empty qcow2 of `mib` MiB; the guest formats it) unless it exists;
+ * written in TypeScript (vmimage/qcow2.ts), no `qemu-img` run.
+ */
 async function ensureDataDisk(path: string, mib: number): Promise<void> {
   if (await exists(path)) return;
-  const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  const out = await outputOwned("qemu-img", {
-    args: ["create", "-q", "-f", "qcow2", tmp, `${mib}M`],
-  });
-  if (!out.success) {
-    throw new Error(`qemu-img create ${path} failed: ${new TextDecoder().decode(out.stderr)}`);
-  }
-  await Deno.rename(tmp, path);
+  await writeAtomic(path, renderQcow2({ sizeBytes: mib * 2 ** 20 }));
 }
 
 /** The digest of a module's image (the key of its overlays). */
@@ -417,46 +411,16 @@ export function staleOverlays(files: string[], module: string, keep: string): st
 }
 
 /**
- * Gives an instance its copy-on-write overlay over a module image: a copy of an empty overlay
- * made once per module image (hash) under `STATE/cache/overlays/`, so a deploy copies a small
- * file instead of running `qemu-img` per instance. (The backing path is absolute and the same for
- * every instance.)
+ * Gives an instance its copy-on-write overlay over a module image: the qcow2 header rendered in
+ * TypeScript (vmimage/qcow2.ts; what `qemu-img create -f qcow2 -b IMAGE -F raw` writes), so a
+ * deploy runs no process per instance but QEMU. Its virtual size is the image's, rounded up to
+ * whole sectors as QEMU's raw driver reports it.
  */
-async function copyOverlay(stateDir: string, m: Module, overlay: string): Promise<void> {
-  const template = await overlayTemplate(stateDir, m);
-  const tmp = `${overlay}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  await Deno.copyFile(template, tmp);
-  await Deno.rename(tmp, overlay);
-}
-
-/** The empty overlay over a module image, made once per image hash; returns its path. */
-async function overlayTemplate(stateDir: string, m: Module): Promise<string> {
-  const sha = imageDigest(m);
-  const template = `${stateDir}/cache/overlays/${m.name}-${sha.slice(0, 16)}.qcow2`;
-  let made = templates.get(template);
-  if (!made) {
-    made = (async () => {
-      if (await exists(template)) return;
-      await Deno.mkdir(`${stateDir}/cache/overlays`, { recursive: true, mode: 0o700 });
-      await createOverlay(`${m.dir}/${m.name}.aqi`, template);
-    })();
-    templates.set(template, made);
-    made.catch(() => templates.delete(template));
-  }
-  await made;
-  return template;
-}
-
-/** `qemu-img create -f qcow2 -b IMAGE -F raw OVERLAY`: a copy-on-write layer over a module image. */
-async function createOverlay(image: string, overlay: string): Promise<void> {
-  const tmp = `${overlay}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  const out = await outputOwned("qemu-img", {
-    args: ["create", "-q", "-f", "qcow2", "-b", image, "-F", "raw", tmp],
-  });
-  if (!out.success) {
-    throw new Error(`qemu-img create ${overlay} failed: ${new TextDecoder().decode(out.stderr)}`);
-  }
-  await Deno.rename(tmp, overlay);
+async function writeOverlay(m: Module, overlay: string): Promise<void> {
+  const image = `${m.dir}/${m.name}.aqi`;
+  const size = (await Deno.stat(image)).size;
+  const sizeBytes = Math.ceil(size / 512) * 512;
+  await writeAtomic(overlay, renderQcow2({ sizeBytes, backing: { path: image, format: "raw" } }));
 }
 
 /**

@@ -277,6 +277,11 @@ export class Supervisor {
       this.#setState(name, "starting");
       let pid: number;
       let paths: InstancePaths;
+      // Where the start's time goes (logged with "started"; bench/deploy.ts, issue 13).
+      const t0 = performance.now();
+      const since = () => Math.round(performance.now() - t0);
+      let prepared = 0;
+      let spawned = 0;
       try {
         await ensureGuestLinks(this.#k, inst);
         const prep = await prepareInstance(this.#k, inst, {
@@ -289,7 +294,9 @@ export class Supervisor {
         if (this.#k.accel.kind === "tcg") {
           this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
         }
+        prepared = since();
         pid = await spawnQemu(prep.argv, { paths, user: prep.user });
+        spawned = since();
         // One transaction: one WAL sync instead of one per row (synchronous = FULL).
         this.#k.store.tx(() => {
           patchRuntime(this.#k.store, name, {
@@ -315,7 +322,9 @@ export class Supervisor {
         throw err;
       }
       const guest = await this.#attach(name, pid, paths, { fresh: true });
-      this.#k.log(`supervisor: started ${name} (pid ${pid})`);
+      this.#k.log(
+        `supervisor: started ${name} (pid ${pid}; after ${prepared} ms its files were ready, ${spawned} ms its QMP socket, ${since()} ms QMP attached)`,
+      );
       if (options.wait) await this.#waitSettled(guest);
       return this.#show(name);
     });

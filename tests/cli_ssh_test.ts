@@ -132,6 +132,15 @@ Deno.test("the AppQueue CLI over SSH against a real kattach", async (t) => {
       assertEquals(g.module, "web");
       assertEquals(String(g.values.port), "8080");
       assertEquals(g.values.greeting, "welcome");
+      // KEY=@-: the value comes from the session's stdin (values longer than an SSH command)
+      const piped = await sshPw(
+        k,
+        NEW_PASSWORD,
+        ["config-group", "set", "site", "title=@-", "--no-apply", "--json"],
+        { stdin: "Typed into stdin\n" },
+      );
+      assertEquals(piped.code, 0, piped.stderr);
+      assertEquals(JSON.parse(piped.stdout).values.title, "Typed into stdin");
       // The same answers as aq, byte for byte.
       const local = await k.aq.aq("vlan", "list", "--json");
       assertEquals(vlans.stdout, local.stdout);

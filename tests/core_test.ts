@@ -49,6 +49,9 @@ Deno.test("vlan: add, list, show, reserve, del through aq; errors change nothing
       [["vlan", "add", "19", "x", "10.0.19.0/24", "--bogus", "1"], 2, /unknown option --bogus/],
       [["vlan", "show", "99"], 1, /VLAN 99 does not exist/],
       [["vlan", "frobnicate"], 2, /unknown command/],
+      [["vlan", "list", "--limit", "0"], 2, /--limit must be at least 1/],
+      [["vlan", "list", "--offset", "-1"], 2, /--offset must not be negative/],
+      [["vlan", "list", "--limit", "x"], 2, /--limit must be a whole number/],
     ];
     for (const [args, code, message] of bad) {
       const r = await k.aq(...args);
@@ -58,6 +61,11 @@ Deno.test("vlan: add, list, show, reserve, del through aq; errors change nothing
     }
     const after = await k.json<VlanInfo[]>("vlan", "list");
     assert.deepEqual(after.map((v) => v.id), [10, 20]);
+    // Pages of the list (the menus fetch long lists this way), in its order.
+    const pages = [["--limit", "1"], ["--limit", "1", "--offset", "1"], ["--offset", "2"]];
+    const paged = await Promise.all(pages.map((p) => k.json<VlanInfo[]>("vlan", "list", ...p)));
+    assert.deepEqual(paged.map((l) => l.map((v) => v.id)), [[10], [20], []]);
+    assert.deepEqual(paged[1][0], after[1]);
 
     const reserved = await k.json<VlanInfo>(
       "vlan",

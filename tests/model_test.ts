@@ -249,6 +249,17 @@ Deno.test("config groups, VM images and deploy: validation, IPAM, MACs, all-or-n
     await k.restart();
     const listed = await k.json<Instance[]>("instance", "list", "--vmimage", "web");
     assert.deepEqual(listed.map((i) => i.name), ["web-1", "web-3", "web-4"]);
+    // A page of the list is that slice of it, NICs included (the menus page this way).
+    const all = await k.json<Instance[]>("instance", "list");
+    assert.equal(all.length, 4);
+    assert.deepEqual(
+      await k.json("instance", "list", "--limit", "2", "--offset", "1"),
+      all.slice(1, 3),
+    );
+    assert.deepEqual(
+      await k.json("instance", "list", "--vmimage", "web", "--offset", "2"),
+      listed.slice(2),
+    );
 
     // Tear down in order; each step is allowed once its users are gone.
     for (const i of ["web-1", "web-3", "web-4", "both-1"]) await k.json("instance", "del", i);

@@ -12,7 +12,8 @@
 import assert from "node:assert/strict";
 import type { ConfigApplyOutcome, GuestStats, Instance, ModuleRunResult } from "../ipc/mod.ts";
 import { AppQueueServer } from "./_appqueue_server.ts";
-import { buildFixtures, FIXTURES_OUT, REPO_ROOT, TestKattach } from "./_harness.ts";
+import { AQ_TIMEOUT_MS, buildFixtures, FIXTURES_OUT, REPO_ROOT, TestKattach } from "./_harness.ts";
+import { run } from "./_util.ts";
 
 type SetResult = { values: Record<string, unknown>; applied?: ConfigApplyOutcome[] };
 
@@ -205,16 +206,37 @@ Deno.test({
       await Deno.writeTextFile(`${siteDir}/css/site.css`, "h1 { color: teal }\n");
       const packed = (dir: string) =>
         sh(["sh", "-c", `tar -czf - -C '${dir}' . | base64 -w0`]).then((t) => t.trim());
-      const static1 = await k.json<SetResult>(
+      // the value from stdin (`site=@-`: longer than an SSH command may be); one value only
+      const site1 = await packed(siteDir);
+      const fromStdin = await run([
+        Deno.execPath(),
+        "run",
+        "-A",
+        `${REPO_ROOT}/main.ts`,
+        "aq",
+        "--state",
+        k.stateDir,
+        "--json",
         "config-group",
         "set",
         "site",
-        `site=${await packed(siteDir)}`,
-      );
+        "site=@-",
+      ], { stdin: `${site1}\n`, timeoutMs: AQ_TIMEOUT_MS });
+      assert.equal(fromStdin.code, 0, fromStdin.stderr);
+      const static1 = JSON.parse(fromStdin.stdout) as SetResult;
+      assert.equal(static1.values.site, site1);
+      const twice = await k.aq("config-group", "set", "site", "site=@-", "text=@-");
+      assert.equal(twice.code, 2);
+      assert.match(twice.stderr, /only one value can come from stdin, not site and text/);
       assert.deepEqual(static1.applied?.map((a) => [a.instance, a.mode, a.ok]), [
         ["site-1", "reload", true],
       ]);
       assert.match(await page(web), /<h1>My own site<\/h1>/);
+      // `show` and `list` cut the long value to its start and its length
+      assert.match(
+        await ok(k, "config-group", "show", "site"),
+        /site = "H4sI\S+… \(\d+ characters\)/,
+      );
       const css = await fetch(`http://127.0.0.1:${web}/css/site.css`);
       assert.equal(css.headers.get("content-type"), "text/css");
       assert.equal(await css.text(), "h1 { color: teal }\n");

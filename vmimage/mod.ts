@@ -6,3 +6,4 @@ export * from "./qmp/mod.ts";
 export * from "./guest_config.ts";
 export * from "./qemu_argv.ts";
 export * from "./agent/mod.ts";
+export * from "./qcow2.ts";

@@ -108,7 +108,7 @@ export const instanceHandlers: Handlers<
 
   "instance.list"(k, p) {
     if (p.vmimage !== undefined) resolveVmImage(k.store, p.vmimage);
-    return withRuntimes(k, k.store.listInstances(p.vmimage));
+    return withRuntimes(k, k.store.listInstances(p.vmimage, p));
   },
 
   async "instance.show"(k, p) {

@@ -147,11 +147,11 @@ export const vlanHandlers: Handlers<
     });
   },
 
-  "vlan.list"(k) {
+  "vlan.list"(k, p) {
     // Three queries for every VLAN together (not two per VLAN).
     const assigned = k.store.assignedIpsByVlan();
     const reserved = k.store.reservationsByVlan();
-    return k.store.listVlans().map((v) =>
+    return k.store.listVlans(p).map((v) =>
       withUsage(v, assigned.get(v.id) ?? [], reserved.get(v.id) ?? [])
     );
   },
