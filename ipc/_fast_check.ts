@@ -2,8 +2,8 @@
  * A cheaper check of kattach's results than a full zod parse (issue 13: the client's zod pass over
  * `instance list` of 10,000 rows was its largest part after the query). `compileCheck` turns a zod
  * schema built only of plain parts (strings with regex/length checks, finite numbers with
- * int/range checks, booleans, enums, literals, null, nullable, optional, arrays, objects, unions)
- * into a predicate that is true only for values zod accepts and returns unchanged. The client
+ * int/range checks, booleans, enums, literals, null, nullable, optional, arrays, strict objects,
+ * unions) into a predicate that is true only for values zod accepts and returns unchanged. The client
  * takes such a value as is; when the predicate says no, it runs the full zod parse, which gives
  * the error (or the output, if the predicate was merely stricter). A schema with any other part
  * (defaults, transforms, records, refinements, checks not listed) compiles to null: zod only.
@@ -109,10 +109,14 @@ function compile(schema: z.ZodType): Check {
   }
 }
 
-/** A check of an object: every key known (zod would refuse or strip the others). */
+/**
+ * A check of a strict object: every key known. Other objects are zod's alone: a non-strict one
+ * strips unknown keys, and as an earlier option of a union its stripped output would win over a
+ * later strict option this check accepted.
+ */
 function objectCheck(def: Def): Check {
-  if (def.catchall !== undefined && defOf(def.catchall).type !== "never") {
-    throw new Unsupported("object with a catchall");
+  if (def.catchall === undefined || defOf(def.catchall).type !== "never") {
+    throw new Unsupported("not a strict object");
   }
   const keys = Object.keys(def.shape ?? {});
   const known = new Set(keys);

@@ -87,6 +87,26 @@ Deno.test("vlan: add, list, show, reserve, del through aq; errors change nothing
 
     assert.deepEqual(await k.json("vlan", "del", "db"), { deleted: "20" });
     assert.deepEqual((await k.json<VlanInfo[]>("vlan", "list")).map((v) => v.id), [10]);
+
+    // Pages (usage counted per VLAN) agree with the whole list (usage counted in bulk): 71 VLANs,
+    // one with a reservation.
+    const c = await IpcClient.connect(`${k.stateDir}/run`);
+    try {
+      for (let id = 100; id < 170; id++) {
+        await c.call("vlan.add", { id, name: `p${id}`, cidr: `10.2.${id}.0/24` });
+      }
+      await c.call("vlan.reserve", { vlan: "150", ip: "10.2.150.7", note: "x" });
+      const whole = await c.call("vlan.list", {});
+      const pages = [];
+      for (let offset = 0; offset < 80; offset += 30) {
+        pages.push(...await c.call("vlan.list", { limit: 30, offset }));
+      }
+      assert.equal(whole.length, 71);
+      assert.deepEqual(pages, whole);
+      assert.equal(whole.find((v) => v.id === 150)?.used, 1);
+    } finally {
+      c.close();
+    }
   } finally {
     await k.dispose();
   }
