@@ -59,7 +59,7 @@ export function renderStorageList(l: StorageList): string {
       s.instances,
       s.label,
     ]),
-  ).replace(/^/gm, "  ");
+  ).replace(/^(?=.)/gm, "  ");
   const disks = l.disks.length === 0 ? "Disks: none found\n" : "Disks:\n" + table(
     ["DEVICE", "MODEL", "SIZE", "LABEL", "IN USE BY"],
     l.disks.map((d) => [
@@ -69,7 +69,7 @@ export function renderStorageList(l: StorageList): string {
       d.label || "-",
       d.inUseBy || "free (storage init can use it)",
     ]),
-  ).replace(/^/gm, "  ");
+  ).replace(/^(?=.)/gm, "  ");
   return storages + disks + (l.notice ? `${l.notice}\n` : "");
 }
 

@@ -140,9 +140,12 @@ export async function readDisks(options: ReadDisksOptions = {}): Promise<BlockDi
     for (const e of await dirEntries(`${dir}/holders`)) {
       holders.push(e.name);
     }
-    const vendor = await readSys(`${dir}/device/vendor`) ?? "";
+    // A virtio disk has no model, and its vendor is the PCI id 0x1af4: call it what it is.
+    const virtio = (await readSys(`${dir}/device/modalias`))?.startsWith("virtio:") ?? false;
+    const vendor = virtio ? "" : await readSys(`${dir}/device/vendor`) ?? "";
     const model = await readSys(`${dir}/device/model`) ??
-      (await readSys(`${dir}/loop/backing_file`))?.replace(/^/, "loop: ") ?? "";
+      (await readSys(`${dir}/loop/backing_file`))?.replace(/^/, "loop: ") ??
+      (virtio ? "virtio disk" : "");
     out.push({
       name,
       path: `${devDir}/${name}`,

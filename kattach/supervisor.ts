@@ -44,8 +44,12 @@ import { instanceStorage, instanceStorages } from "./store_storage.ts";
 
 /** How long `instance stop` waits for the ACPI power-off before it sends `quit`. */
 export const DEFAULT_STOP_TIMEOUT_S = 30;
-/** How long a fresh QEMU has to answer its first QMP exchange (connect, greeting, status). */
-const QMP_FIRST_EXCHANGE_MS = 10_000;
+/**
+ * How long a fresh QEMU has to answer its first QMP exchange (connect, greeting, status). Not
+ * 10 s: a guest autostarted at the appliance's boot under nested TCG on a loaded host took 7-10 s
+ * just to create its socket, and both autostarts failed. A peer that is not QMP fails at once.
+ */
+const QMP_FIRST_EXCHANGE_MS = 60_000;
 /**
  * How often the serial logs of running guests are checked against their bound: a log holds at
  * most SERIAL_LOG_MAX_BYTES plus what the guest prints in this time (docs/security.md).

@@ -33,6 +33,8 @@ export interface ApplianceOptions {
   append?: string;
   /** More host ports forwarded to the appliance: `{ host: 8080, guest: 80 }` (TCP). */
   forwards?: { host: number; guest: number }[];
+  /** Also offer the serial port on this unix socket (the log file still gets every byte). */
+  serialSocket?: string;
 }
 
 /** Boots the built appliance in the background (`scripts/run-appliance --daemon`). */
@@ -47,6 +49,7 @@ export function startAppliance(options: ApplianceOptions): Promise<RunResult> {
     ...["--memory", String(options.memoryMiB)],
     ...(options.append === undefined ? [] : ["--append", options.append]),
     ...(options.forwards ?? []).flatMap((f) => ["--forward", `${f.host}:${f.guest}`]),
+    ...(options.serialSocket === undefined ? [] : ["--serial-socket", options.serialSocket]),
   ], { timeoutMs: 60_000 });
 }
 

@@ -306,6 +306,11 @@ export class QmpMonitor {
     return new Promise((resolve, reject) => (this.#greetingWaiter = { resolve, reject }));
   }
 
+  #failGreeting(why: string): void {
+    this.#greetingWaiter?.reject(new QmpProtocolError(why));
+    this.#greetingWaiter = null;
+  }
+
   async #readLoop(): Promise<void> {
     const buf = new Uint8Array(64 * 1024);
     let cause: unknown = undefined;
@@ -329,15 +334,18 @@ export class QmpMonitor {
     try {
       message = parseQmpLine(line);
     } catch (err) {
-      this.#log(`ignoring ${(err as Error).message}`);
+      if (this.#greeting === null) {
+        // Not even JSON before the greeting (e.g. the human monitor's banner): fail at once
+        // rather than wait out the connect deadline for a greeting that never comes.
+        this.#failGreeting(`expected the QMP greeting, got ${(err as Error).message}`);
+      } else {
+        this.#log(`ignoring ${(err as Error).message}`);
+      }
       return;
     }
     if (this.#greeting === null && message.kind !== "greeting") {
       // Whatever speaks first on a QMP socket must be the greeting; this peer is not QEMU.
-      this.#greetingWaiter?.reject(
-        new QmpProtocolError(`expected the QMP greeting, got a ${message.kind}: ${line}`),
-      );
-      this.#greetingWaiter = null;
+      this.#failGreeting(`expected the QMP greeting, got a ${message.kind}: ${line}`);
       return;
     }
     switch (message.kind) {

@@ -286,6 +286,25 @@ Deno.test("connect fails with QmpProtocolError when the peer does not greet", as
   }
 });
 
+Deno.test("connect fails at once when the peer's first line is not JSON (the human monitor)", async () => {
+  const server = await FakeQmpServer.start();
+  try {
+    const peerDone = server.accept().then(async (peer) => {
+      await peer.sendLine("QEMU 7.2.22 monitor - type 'help' for more information");
+      return peer;
+    });
+    // The deadline is far away: the rejection comes from the banner, not from the clock.
+    await assertRejects(
+      () => QmpMonitor.connect(server.path, { timeoutMs: 600_000 }),
+      QmpProtocolError,
+      "expected the QMP greeting, got not JSON",
+    );
+    (await peerDone).close();
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("connect times out when no greeting comes, and when there is no socket", async () => {
   const server = await FakeQmpServer.start();
   try {
