@@ -3,7 +3,7 @@
  * `ssh` through sshpass, and a hosted kattach started with its supervised sshd.
  */
 import { exitOrKill, REPO_ROOT, TestKattach } from "./_harness.ts";
-import { freePort, run, type RunResult, waitFor, withDeadline } from "./_util.ts";
+import { freePort, run, type RunResult, type Tmux, waitFor, withDeadline } from "./_util.ts";
 
 /** Variations of the ssh client options. */
 export interface SshOptsOptions {
@@ -76,6 +76,45 @@ export async function writeLoginScript(
   const opts = options.sshOpts ?? sshPasswordOpts();
   const ssh = ["ssh", ...opts, "-t", "-p", String(options.port), "aqcli@127.0.0.1"];
   await Deno.writeTextFile(path, `SSHPASS=${options.password} exec sshpass -e ${ssh.join(" ")}\n`);
+}
+
+/** How {@linkcode changePasswordInPty} logs in and how long it waits. */
+export interface PasswordChange {
+  /** The SSH port on 127.0.0.1. */
+  port: number;
+  /** The password that logs in (the release default: the change is forced). */
+  password: string;
+  /** The new password, typed twice. */
+  newPassword: string;
+  /** ssh client options (default {@linkcode sshPasswordOpts}). */
+  sshOpts?: string[];
+  /** Limit for the first prompt (the login itself), in ms. */
+  loginTimeoutMs: number;
+  /** Limit for each later prompt, in ms. */
+  stepTimeoutMs: number;
+}
+
+/**
+ * Logs in over SSH in a real pty (`tmux`, the login script written to `script`) and makes the
+ * forced change of the password; returns once the CLI says "Password changed." and tmux stopped.
+ */
+export async function changePasswordInPty(
+  tmux: Tmux,
+  script: string,
+  change: PasswordChange,
+): Promise<void> {
+  await writeLoginScript(script, {
+    port: change.port,
+    password: change.password,
+    sshOpts: change.sshOpts,
+  });
+  await tmux.start(script);
+  await tmux.waitFor("New password", change.loginTimeoutMs);
+  await tmux.type(change.newPassword);
+  await tmux.waitFor("Retype new password", change.stepTimeoutMs);
+  await tmux.type(change.newPassword);
+  await tmux.waitFor("Password changed.", change.stepTimeoutMs);
+  await tmux.stop();
 }
 
 /** A hosted kattach with its supervised sshd on a free port, its log kept in memory. */

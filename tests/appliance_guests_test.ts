@@ -32,7 +32,7 @@ import { AppQueueServer } from "./_appqueue_server.ts";
 import { DEFAULT_PASSWORD } from "../kattach/auth.ts";
 import { buildAppliance, readLog, startAppliance, stopQemu, waitForLog } from "./_appliance.ts";
 import { buildFixtures, FIXTURES_OUT } from "./_harness.ts";
-import { sshPasswordOpts, writeLoginScript } from "./_ssh.ts";
+import { changePasswordInPty, sshPasswordOpts } from "./_ssh.ts";
 import { freePort, run, Tmux } from "./_util.ts";
 
 const NEW_PASSWORD = "Nested-guests-1";
@@ -148,15 +148,14 @@ Deno.test({
       lap("appliance boot until its SSH CLI listens");
 
       // The forced change of the default password, in a real pty.
-      const script = `${dir}/login.sh`;
-      await writeLoginScript(script, { port, password: DEFAULT_PASSWORD, sshOpts: SSH_OPTS });
-      await tmux.start(script);
-      await tmux.waitFor("New password", BOOT_TIMEOUT_MS);
-      await tmux.type(NEW_PASSWORD);
-      await tmux.waitFor("Retype new password", EXEC_TIMEOUT_MS);
-      await tmux.type(NEW_PASSWORD);
-      await tmux.waitFor("Password changed.", EXEC_TIMEOUT_MS);
-      await tmux.stop();
+      await changePasswordInPty(tmux, `${dir}/login.sh`, {
+        port,
+        password: DEFAULT_PASSWORD,
+        newPassword: NEW_PASSWORD,
+        sshOpts: SSH_OPTS,
+        loginTimeoutMs: BOOT_TIMEOUT_MS,
+        stepTimeoutMs: EXEC_TIMEOUT_MS,
+      });
       lap("default password changed over SSH (tmux)");
 
       const status = JSON.parse(await ok(["system", "status", "--json"]));

@@ -8,7 +8,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { DEFAULT_PASSWORD } from "../kattach/auth.ts";
 import { buildAppliance, readLog, startAppliance, stopQemu, waitForLog } from "./_appliance.ts";
-import { sshPasswordOpts, writeLoginScript } from "./_ssh.ts";
+import { changePasswordInPty, sshPasswordOpts } from "./_ssh.ts";
 import { freePort, run, Tmux, waitFor } from "./_util.ts";
 
 const NEW_PASSWORD = "Power-cut-test-1";
@@ -58,15 +58,14 @@ Deno.test({
       const first = await boot(serial);
       assert(first.code === 0, `run-appliance failed:\n${first.stdout}${first.stderr}`);
       await waitForLog(serial, /ssh: listening on/, { timeoutMs: BOOT_TIMEOUT_MS });
-      const script = `${dir}/login.sh`;
-      await writeLoginScript(script, { port, password: DEFAULT_PASSWORD, sshOpts: SSH_OPTS });
-      await tmux.start(script);
-      await tmux.waitFor("New password", BOOT_TIMEOUT_MS);
-      await tmux.type(NEW_PASSWORD);
-      await tmux.waitFor("Retype new password", EXEC_TIMEOUT_MS);
-      await tmux.type(NEW_PASSWORD);
-      await tmux.waitFor("Password changed.", EXEC_TIMEOUT_MS);
-      await tmux.stop();
+      await changePasswordInPty(tmux, `${dir}/login.sh`, {
+        port,
+        password: DEFAULT_PASSWORD,
+        newPassword: NEW_PASSWORD,
+        sshOpts: SSH_OPTS,
+        loginTimeoutMs: BOOT_TIMEOUT_MS,
+        stepTimeoutMs: EXEC_TIMEOUT_MS,
+      });
 
       // Writes one after another; the power goes while one is in flight.
       const acked: number[] = [];

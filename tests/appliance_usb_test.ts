@@ -39,7 +39,7 @@ import { buildAppliance, readLog, startAppliance, stopQemu, waitForLog } from ".
 import { AppQueueServer } from "./_appqueue_server.ts";
 import { buildFixtures, FIXTURES_OUT } from "./_harness.ts";
 import { SERIAL_STEP_MS, SerialConsole } from "./_serial.ts";
-import { sshPasswordOpts, writeLoginScript } from "./_ssh.ts";
+import { changePasswordInPty, sshPasswordOpts } from "./_ssh.ts";
 import { freePort, run, Tmux, waitFor } from "./_util.ts";
 
 const NEW_PASSWORD = "Usb-stick-e2e-1";
@@ -259,15 +259,14 @@ async function endToEnd(flow: Flow): Promise<void> {
       lap(`boot from the USB stick (${firmware}) until SSH listens`);
 
       // The forced change of the default password over SSH, in a real pty.
-      const script = `${dir}/login.sh`;
-      await writeLoginScript(script, { port, password: DEFAULT_PASSWORD, sshOpts: SSH_OPTS });
-      await tmux.start(script);
-      await tmux.waitFor("New password", BOOT_TIMEOUT_MS);
-      await tmux.type(NEW_PASSWORD);
-      await tmux.waitFor("Retype new password", EXEC_TIMEOUT_MS);
-      await tmux.type(NEW_PASSWORD);
-      await tmux.waitFor("Password changed.", EXEC_TIMEOUT_MS);
-      await tmux.stop();
+      await changePasswordInPty(tmux, `${dir}/login.sh`, {
+        port,
+        password: DEFAULT_PASSWORD,
+        newPassword: NEW_PASSWORD,
+        sshOpts: SSH_OPTS,
+        loginTimeoutMs: BOOT_TIMEOUT_MS,
+        stepTimeoutMs: EXEC_TIMEOUT_MS,
+      });
       lap("default password changed over SSH (tmux)");
     }
 
