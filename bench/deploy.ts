@@ -27,6 +27,7 @@ import {
   renderQcow2,
   renderQemuArgv,
 } from "../vmimage/mod.ts";
+import { killPidfile, killStateGuests } from "./_guests.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const OUT = `${ROOT}/fixtures/out`;
@@ -82,12 +83,6 @@ async function waitSerial(path: string, marker: string, timeoutMs = 120_000): Pr
     }
     await new Promise((r) => setTimeout(r, 25));
   }
-}
-
-function killPidfile(path: string): void {
-  try {
-    Deno.kill(Number(Deno.readTextFileSync(path)), "SIGKILL");
-  } catch { /* gone */ }
 }
 
 /** The 1-minute load average. */
@@ -231,11 +226,7 @@ const state = `${dir}/state`;
 /** Kills every QEMU of this run (bare ones and kattach's guests, by their pidfiles). */
 function killGuests(): void {
   for (const d of bareRuns) killPidfile(`${d}/qemu.pid`);
-  try {
-    for (const e of Deno.readDirSync(`${state}/instances`)) {
-      killPidfile(`${state}/instances/${e.name}/qemu.pid`);
-    }
-  } catch { /* none */ }
+  killStateGuests(state);
 }
 let kattachPid = 0;
 for (const sig of ["SIGINT", "SIGTERM"] as const) {

@@ -13,6 +13,7 @@
 import { IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { killStateGuests } from "./_guests.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const OUT = `${ROOT}/fixtures/out`;
@@ -339,16 +340,7 @@ try {
   );
   console.log(`load at the end: ${loadAverage()}`);
 } finally {
-  try {
-    for (const e of Deno.readDirSync(`${state}/instances`)) {
-      try {
-        Deno.kill(
-          Number(Deno.readTextFileSync(`${state}/instances/${e.name}/qemu.pid`)),
-          "SIGKILL",
-        );
-      } catch { /* gone */ }
-    }
-  } catch { /* none */ }
+  killStateGuests(state);
   for (const ch of children.reverse()) {
     try {
       ch.kill("SIGTERM");

@@ -12,6 +12,7 @@
 import { IpcClient } from "../ipc/mod.ts";
 import type { Instance } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
+import { killStateGuests } from "./_guests.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const USAGE = "usage: bench/modules.ts [--rounds R (1-10, default 1)] [nginx|redis|postgresql…]";
@@ -305,12 +306,7 @@ try {
   }
 } finally {
   client.close();
-  try {
-    for (const e of Deno.readDirSync(`${state}/instances`)) {
-      const pid = Number(Deno.readTextFileSync(`${state}/instances/${e.name}/qemu.pid`).trim());
-      if (pid > 1) Deno.kill(pid, "SIGKILL");
-    }
-  } catch { /* none left */ }
+  killStateGuests(state);
   kattach.kill("SIGTERM");
   await kattach.status;
   await Deno.remove(dir, { recursive: true }).catch(() => {});

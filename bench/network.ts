@@ -40,6 +40,7 @@ import {
   renderFirewall,
   syntheticFirewall,
 } from "../netmgr/mod.ts";
+import { killStateGuests } from "./_guests.ts";
 
 const usage =
   "usage: scripts/deno run -A bench/network.ts [--runs N] [--only firewall|links|deploy]   (as root)";
@@ -426,16 +427,7 @@ async function deployFigures(): Promise<void> {
     );
   } finally {
     client?.close();
-    try {
-      for (const e of Deno.readDirSync(`${state}/instances`)) {
-        try {
-          Deno.kill(
-            Number(Deno.readTextFileSync(`${state}/instances/${e.name}/qemu.pid`)),
-            "SIGKILL",
-          );
-        } catch { /* gone */ }
-      }
-    } catch { /* none */ }
+    killStateGuests(state);
     if (kattach) {
       kattach.kill("SIGTERM");
       await kattach.status;

@@ -46,7 +46,8 @@ const known = new Set(entries.map((e) => e.argv.at(-1)!));
 for (const dir of ["scripts", "bench"]) {
   for (const e of Deno.readDirSync(`${REPO_ROOT}/${dir}`)) {
     const path = `${REPO_ROOT}/${dir}/${e.name}`;
-    if (!e.isFile || known.has(path) || e.name === "deno") continue; // deno: the runtime's own
+    // deno: the runtime's own; _name.ts: a module the others import (as tests/_*.ts), no program.
+    if (!e.isFile || known.has(path) || e.name === "deno" || e.name.startsWith("_")) continue;
     if (e.name.endsWith(".ts")) entries.push({ argv: [DENO, "run", "-A", path], usage: /\S/ });
     else if ((Deno.statSync(path).mode ?? 0) & 0o111) entries.push({ argv: [path], usage: /\S/ });
   }
