@@ -6,7 +6,7 @@
  * connection that closes means QEMU ended: the restart policy (`always`, `on-failure`, `never`)
  * decides, with exponential backoff. Readiness (appmgr.aq) decides `running` vs `failed`.
  */
-import type { Forward, Instance, ModuleHealth } from "../ipc/schemas.ts";
+import type { Forward, Instance, Module, ModuleHealth } from "../ipc/schemas.ts";
 import {
   type DetachedProcess,
   type ProcessEnd,
@@ -31,7 +31,12 @@ import {
 } from "../vmimage/mod.ts";
 import type { Kattach } from "./context.ts";
 import { waitReady } from "./health.ts";
-import { ensureGuestLinks, guestNetwork, recordGuestNetwork } from "./network.ts";
+import {
+  ensureGuestLinks,
+  type GuestNetwork,
+  guestNetwork,
+  recordGuestNetwork,
+} from "./network.ts";
 import { RestartBackoff } from "./restart_backoff.ts";
 import {
   type InstancePaths,
@@ -85,6 +90,16 @@ interface Guest {
   agent: Promise<AgentClient> | null;
   /** Settles once the end of this QEMU has been handled. */
   ended: Promise<void>;
+}
+
+/** What a guest's readiness checks look at. */
+interface ReadinessFacts {
+  /** vKaOS, then the app modules, each with its readiness check. */
+  modules: Module[];
+  forwards: Forward[];
+  /** Bytes of serial.log from earlier boots. */
+  serialFrom: number;
+  network: GuestNetwork;
 }
 
 /** Per-instance runtime figures for `instance stats`. */
@@ -295,6 +310,7 @@ export class Supervisor {
       let launched: Launched | undefined;
       let paths: InstancePaths;
       let argv: string[] = [];
+      let known: ReadinessFacts | undefined;
       const logArgv = () => this.#k.log(`supervisor: ${name}: argv: ${JSON.stringify(argv)}`);
       // Where the start's time goes (logged with "started"; bench/deploy.ts, issue 13).
       const t0 = performance.now();
@@ -316,6 +332,12 @@ export class Supervisor {
         }
         prepared = since();
         argv = prep.argv;
+        known = {
+          modules: prep.modules,
+          forwards: prep.forwards,
+          serialFrom: prep.serialFrom,
+          network: prep.network,
+        };
         launched = await spawnQemu(prep.argv, { paths, user: prep.user });
         spawned = since();
         const pid = launched.pid;
@@ -351,7 +373,7 @@ export class Supervisor {
         this.#k.log(`supervisor: ${name}: start failed: ${message(err)}`);
         throw err;
       }
-      const guest = await this.#attach(name, launched.pid, paths, { fresh: true, launched })
+      const guest = await this.#attach(name, launched.pid, paths, { fresh: true, launched, known })
         .catch((err) => {
           logArgv();
           throw err;
@@ -540,7 +562,7 @@ export class Supervisor {
     name: string,
     pid: number,
     paths: InstancePaths,
-    o: { fresh: boolean; launched?: Launched },
+    o: { fresh: boolean; launched?: Launched; known?: ReadinessFacts },
   ): Promise<Guest> {
     let monitor: QmpMonitor | undefined;
     let status: Awaited<ReturnType<typeof queryStatus>>;
@@ -611,7 +633,10 @@ export class Supervisor {
       this.#setState(name, guest.ready ? "running" : "starting");
     }
     if (!guest.ready) {
-      this.#spawnBackground(this.#checkReadiness(guest), `the readiness check of ${name}`);
+      this.#spawnBackground(
+        this.#checkReadiness(guest, o.known),
+        `the readiness check of ${name}`,
+      );
     }
     this.#spawnBackground(this.#watchEvents(guest), `the event watch of ${name}`);
     this.#spawnBackground(
@@ -638,25 +663,26 @@ export class Supervisor {
     } catch { /* the connection closed */ }
   }
 
-  async #checkReadiness(g: Guest): Promise<void> {
-    const inst = resolveInstanceSafe(this.#k, g.name);
-    const image = inst && this.#k.store.getVmImage(inst.vmimage);
-    const vkaos = this.#k.store.getVkaos();
-    if (!inst || !image || !vkaos) return;
-    const rt = getRuntime(this.#k.store, g.name);
-    const modules = [vkaos, ...image.modules.map((m) => this.#k.store.getModule(m)!)];
+  /**
+   * Waits for each module's readiness and records it. `known`: what a start just prepared (its
+   * modules, forwards, serial offset, network), instead of reading it back from the store.
+   */
+  async #checkReadiness(g: Guest, known?: ReadinessFacts): Promise<void> {
+    const facts = known ?? this.#readinessFacts(g.name);
+    if (!facts) return;
+    const { modules, forwards, serialFrom } = facts;
     // A guest on a bridged VLAN is checked at its own address; else through its forwards.
-    const own = guestNetwork(this.#k, inst).nics.find((n) => n.address)?.address?.split("/")[0];
+    const own = facts.network.nics.find((n) => n.address)?.address?.split("/")[0];
     const results = await Promise.all(modules.map(async (m) => {
       const check = m.appmgr.readiness;
       const fwd = check.type === "serial"
         ? undefined
-        : rt.forwards.find((f) => f.guestPort === check.port);
+        : forwards.find((f) => f.guestPort === check.port);
       const result = await waitReady(check, {
         host: own ?? "127.0.0.1",
         port: own ? (check.type === "serial" ? 1 : check.port) : fwd?.hostPort ?? 1,
         serialLog: g.paths.serialLog,
-        serialFrom: rt.serialFrom,
+        serialFrom,
       }, {
         timeoutMs: m.appmgr.readinessTimeoutSeconds * 1000,
         // A serial check reads a small local file: poll it often, it is on the path to ready.
@@ -664,20 +690,24 @@ export class Supervisor {
         signal: g.readiness.signal,
       });
       if (g.readiness.signal.aborted || g.intent !== "run") return result;
-      recordHealth(this.#k.store, {
-        instance: g.name,
-        module: m.name,
-        status: result.ok ? "ready" : "failed",
-        detail: result.detail,
-      });
+      await this.#commit(() =>
+        recordHealth(this.#k.store, {
+          instance: g.name,
+          module: m.name,
+          status: result.ok ? "ready" : "failed",
+          detail: result.detail,
+        })
+      );
       return result;
     }));
     if (g.readiness.signal.aborted || g.intent !== "run") return;
     if (results.every((r) => r.ok)) {
       g.ready = true;
-      if (resolveInstanceSafe(this.#k, g.name)?.state === "starting") {
-        this.#setState(g.name, "running");
-      }
+      await this.#commit(() => {
+        if (resolveInstanceSafe(this.#k, g.name)?.state === "starting") {
+          this.#setState(g.name, "running");
+        }
+      });
       this.#k.log(`supervisor: ${g.name} is ready`);
       return;
     }
@@ -686,6 +716,21 @@ export class Supervisor {
     g.reason = `not ready: ${failed.map(([m, r]) => `${m}: ${r.detail}`).join("; ")}`;
     this.#k.log(`supervisor: ${g.name}: ${g.reason}`);
     this.#signal(g, "SIGKILL");
+  }
+
+  /** What the readiness checks of a guest attached again after a kattach restart need. */
+  #readinessFacts(name: string): ReadinessFacts | null {
+    const inst = resolveInstanceSafe(this.#k, name);
+    const image = inst && this.#k.store.getVmImage(inst.vmimage);
+    const vkaos = this.#k.store.getVkaos();
+    if (!inst || !image || !vkaos) return null;
+    const rt = getRuntime(this.#k.store, name);
+    return {
+      modules: [vkaos, ...image.modules.map((m) => this.#k.store.getModule(m)!)],
+      forwards: rt.forwards,
+      serialFrom: rt.serialFrom,
+      network: guestNetwork(this.#k, inst),
+    };
   }
 
   async #onClosed(g: Guest): Promise<void> {
@@ -736,10 +781,12 @@ export class Supervisor {
     if (o.operator) this.#backoff.forget(name);
     const delay = restart ? this.#backoff.next(name, o.startedAt ?? null) : 0;
     const rt = getRuntime(this.#k.store, name);
-    this.#setState(name, o.failure ? "failed" : "stopped");
-    patchRuntime(this.#k.store, name, {
-      pid: null,
-      lastExit: o.why + (restart ? `; restarting in ${delay / 1000} s (${policy})` : ""),
+    await this.#commit(() => {
+      this.#setState(name, o.failure ? "failed" : "stopped");
+      patchRuntime(this.#k.store, name, {
+        pid: null,
+        lastExit: o.why + (restart ? `; restarting in ${delay / 1000} s (${policy})` : ""),
+      });
     });
     this.#k.log(`supervisor: ${name}: ${o.why}${restart ? `; restart in ${delay} ms` : ""}`);
     if (!restart) return;
