@@ -11,11 +11,14 @@
  * SIGINT/SIGTERM kill every guest the bench started (its own and kattach's) before it exits.
  * KLOG=1 shows kattach's log; KPROF=DIR writes kattach's CPU profile to DIR (at its exit).
  *
- * What each side spawns: one process per guest, QEMU itself, started by host/ spawnDetached (a
- * session of its own, output appended to a log file, no shell) from kattach (as the QEMU user
- * when kattach is root) or from this bench; then each side makes its QMP connection (greeting,
- * capabilities, `query-status`). kattach's deploy answers with the status its attach read, so the
- * bench asks nothing more of kattach for a `running` it was told of.
+ * What each side spawns: one process per guest, QEMU itself, started by host/ spawnDetached
+ * (posix_spawnp: a session of its own, output appended to a log file, no shell) from kattach (as
+ * the QEMU user when kattach is root) or from this bench, with the same devices (the bare guest
+ * also has the guest agent's socket and its port 80 forwarded, as kattach's has); then each side
+ * makes its QMP connection (greeting, capabilities, `query-status`). kattach's deploy answers
+ * with the status its attach read, so the bench asks nothing more of kattach for a `running` it
+ * was told of. On kattach's side the time also holds the deploy's IPC call, its records (one
+ * durable transaction) and each instance's files (config disk, overlay).
  *
  *   scripts/deno run -A bench/deploy.ts [--rounds R] [--qmp-only] [N…]   (default: 1 5 10 20)
  *
@@ -169,6 +172,11 @@ async function bare(n: number, dir: string): Promise<{ qmp: number; ready: numbe
   }
   const tscKhz = await hostTscKhz();
   const qboot = await Deno.stat(QBOOT_ROM).then(() => true, () => false);
+  const ports = runs.map(() => {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    l.close();
+    return (l.addr as Deno.NetAddr).port;
+  });
   const t0 = performance.now();
   for (const d of runs) bareRuns.add(d);
   try {
@@ -189,9 +197,14 @@ async function bare(n: number, dir: string): Promise<{ qmp: number; ready: numbe
           serialLog: `${d}/serial.log`,
           pidfile: `${d}/qemu.pid`,
           configDisk: `${d}/config.raw`,
+          agent: `${d}/agent.sock`,
         },
         disks: [{ module: "web", overlay: `${d}/web.qcow2` }],
-        nics: [{ mac: `52:54:00:00:10:${(i + 1).toString(16).padStart(2, "0")}` }],
+        // kattach's guest has its port 80 forwarded from a free host port: so has this one.
+        nics: [{
+          mac: `52:54:00:00:10:${(i + 1).toString(16).padStart(2, "0")}`,
+          forwards: [{ hostPort: ports[i], guestPort: 80, module: "web" }],
+        }],
       });
       // Started as kattach starts it (QEMU's sandbox denies -daemonize's fork): QEMU alone.
       spawnDetached(argv, { cwd: d, logFile: `${d}/qemu.log` });
@@ -308,7 +321,10 @@ try {
     ];
     const expected = `web-${deployed + 1}`;
     deployed += n;
-    const watcher = watchSerial(`${state}/instances/${expected}/serial.log`, markers, t0);
+    // Not with --qmp-only: nothing of the bench's but the deploy call runs in kattach's time.
+    const watcher = qmpOnly
+      ? { found: new Map<string, number>(), stop: () => {} }
+      : watchSerial(`${state}/instances/${expected}/serial.log`, markers, t0);
     const created = await client.call("deploy", {
       vmimage: "web",
       count: n,
