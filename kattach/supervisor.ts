@@ -237,6 +237,11 @@ export class Supervisor {
     return this.#guests.get(name)?.pid ?? null;
   }
 
+  /** The pids of every attached QEMU, by instance name. */
+  pids(): Map<string, number> {
+    return new Map([...this.#guests.values()].map((g) => [g.name, g.pid]));
+  }
+
   /**
    * At kattach start: re-attaches to every guest whose QEMU still runs (same pid, QMP answers),
    * settles the others per their restart policy, then starts the autostart instances.
@@ -1018,6 +1023,11 @@ export function withRuntimes(k: Kattach, insts: Instance[]): Instance[] {
     inst.storage = storage.get(inst.name) ?? null;
   }
   return insts;
+}
+
+/** The QEMU pids of a kattach's running guests, by instance name (none without a supervisor). */
+export function runningPids(k: Kattach): Map<string, number> {
+  return supervisors.get(k)?.pids() ?? new Map();
 }
 
 function resolveInstanceSafe(k: Kattach, name: string): Instance | undefined {
