@@ -169,7 +169,12 @@ export class Supervisor {
   #rotation: ReturnType<typeof setInterval>;
   #rotating = false;
   #rotatedOnce = new Set<string>();
-  #commits: { write: () => void; resolve(): void; reject(err: unknown): void }[] = [];
+  #commits: {
+    write: () => void;
+    durable: boolean;
+    resolve(): void;
+    reject(err: unknown): void;
+  }[] = [];
 
   constructor(k: Kattach, options: { backoff?: RestartBackoff } = {}) {
     this.#k = k;
@@ -311,7 +316,7 @@ export class Supervisor {
       }
       if (this.#closing) throw new Error("kattach is shutting down");
       const rt = getRuntime(this.#k.store, name);
-      await this.#commit(() => this.#setState(name, "starting"));
+      await this.#commit(() => this.#setState(name, "starting"), { durable: false });
       let launched: Launched | undefined;
       let paths: InstancePaths;
       let argv: string[] = [];
@@ -363,7 +368,7 @@ export class Supervisor {
               detail: "booting",
             });
           }
-        });
+        }, { durable: false });
       } catch (err) {
         // A QEMU launched for a start that failed after all does not stay behind.
         if (launched) killPid(launched.pid);
@@ -701,8 +706,7 @@ export class Supervisor {
           module: m.name,
           status: result.ok ? "ready" : "failed",
           detail: result.detail,
-        })
-      );
+        }), { durable: false });
       return result;
     }));
     if (g.readiness.signal.aborted || g.intent !== "run") return;
@@ -712,7 +716,7 @@ export class Supervisor {
         if (resolveInstanceSafe(this.#k, g.name)?.state === "starting") {
           this.#setState(g.name, "running");
         }
-      });
+      }, { durable: false });
       this.#k.log(`supervisor: ${g.name} is ready`);
       return;
     }
@@ -792,7 +796,7 @@ export class Supervisor {
         pid: null,
         lastExit: o.why + (restart ? `; restarting in ${delay / 1000} s (${policy})` : ""),
       });
-    });
+    }, { durable: true });
     this.#k.log(`supervisor: ${name}: ${o.why}${restart ? `; restart in ${delay} ms` : ""}`);
     if (!restart) return;
     await Promise.resolve();
@@ -888,14 +892,17 @@ export class Supervisor {
 
   /**
    * Runs `write` in one write transaction with the others queued in the same turn of the event
-   * loop (a group commit: the 20 starts of a deploy make one WAL sync, not 20, each of which
-   * held kattach's only JS thread; synchronous = FULL). Each write is still all or nothing on
-   * its own (a savepoint); resolves once committed, rejects with the write's own error.
+   * loop (a group commit: the 20 starts of a deploy commit together, not one by one on
+   * kattach's only JS thread). Each write is still all or nothing on its own (a savepoint);
+   * resolves once committed, rejects with the write's own error. `durable: false` for the facts
+   * of a start (its state, pid, health): they are committed without waiting for the disk (see
+   * Store.tx), a power loss making them moot; how a guest ended (an operator's stop included)
+   * waits for the disk, unless a durable write shares the batch.
    */
-  #commit(write: () => void): Promise<void> {
+  #commit(write: () => void, o: { durable: boolean }): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     if (this.#commits.length === 0) setTimeout(() => this.#flushCommits(), 0);
-    this.#commits.push({ write, resolve, reject });
+    this.#commits.push({ write, durable: o.durable, resolve, reject });
     return promise;
   }
 
@@ -904,6 +911,7 @@ export class Supervisor {
     this.#commits = [];
     const outcomes: (unknown | null)[] = [];
     const store = this.#k.store;
+    const durable = batch.some((c) => c.durable);
     try {
       store.tx(() => {
         for (const { write } of batch) {
@@ -918,7 +926,7 @@ export class Supervisor {
             outcomes.push(err);
           }
         }
-      });
+      }, { durable });
     } catch (err) { // the transaction itself (BEGIN, COMMIT, writes refused): every write failed
       batch.forEach((c) => c.reject(err));
       return;
