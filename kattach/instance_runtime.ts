@@ -95,9 +95,9 @@ export interface PrepareOptions {
 
 /**
  * What the starts of one deploy share: its VM image, vKaOS, module and configuration group
- * records, vKaOS' manifest, and the grants on the files every guest of the image opens, each
- * read or made once instead of once per instance (issue 13). Made for one deploy and dropped
- * with it, so nothing in it outlives a change.
+ * records, vKaOS' manifest and extracted files, and the grants on the files every guest of the
+ * image opens, each read or made once instead of once per instance (issue 13). Made for one
+ * deploy and dropped with it, so nothing in it outlives a change.
  */
 export class SharedPrep {
   #memo = new Map<string, unknown>();
@@ -223,7 +223,7 @@ export async function prepareInstance(
   );
   // Independent steps at once: the file work overlaps (no process is spawned here).
   const [kernel, manifest, serialFrom, qboot, tscKhz] = await Promise.all([
-    extractVkaos(k.stateDir, vkaos),
+    shared.once("vkaos files", () => extractVkaos(k.stateDir, vkaos)),
     shared.once(
       "vkaos manifest",
       () =>
