@@ -107,11 +107,15 @@ export async function grantTraversal(path: string): Promise<string[]> {
 
 /** Hands a directory and everything in it (one level of files) to the user. */
 export async function chownTree(dir: string, ids: UserIds): Promise<void> {
-  await Deno.chown(dir, ids.uid, ids.gid);
-  for await (const e of Deno.readDir(dir)) {
-    if (e.isSymlink) continue; // chown follows links: never hand over what one points to
-    await Deno.chown(`${dir}/${e.name}`, ids.uid, ids.gid).catch(() => {});
-  }
+  const [, entries] = await Promise.all([
+    Deno.chown(dir, ids.uid, ids.gid),
+    Array.fromAsync(Deno.readDir(dir)),
+  ]);
+  // At once: each chown is a round trip through Deno's thread pool (a deploy makes 20 trees).
+  await Promise.all(
+    entries.filter((e) => !e.isSymlink) // chown follows links: never hand over what one points to
+      .map((e) => Deno.chown(`${dir}/${e.name}`, ids.uid, ids.gid).catch(() => {})),
+  );
 }
 
 /**

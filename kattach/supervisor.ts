@@ -121,18 +121,21 @@ export interface GuestStats {
  * `qemu.log` in the instance directory; returns the process and where its output starts. Its
  * first QMP exchange is the attach's: {@linkcode Supervisor} waits for that, not for the socket.
  */
-async function spawnQemu(
+function spawnQemu(
   argv: string[],
-  o: { paths: InstancePaths; user: UserIds | null },
-): Promise<Launched> {
-  const logFile = `${o.paths.dir}/qemu.log`;
-  const logFrom = await Deno.stat(logFile).then((s) => s.size, () => 0);
+  o: { paths: InstancePaths; user: UserIds | null; logFrom: number },
+): Launched {
+  const logFile = qemuLog(o.paths);
   const proc = spawnDetached(argv, {
     cwd: o.paths.dir,
     logFile,
     ...(o.user ? { user: o.user } : {}),
   });
-  return { ...proc, logFile, logFrom };
+  return { ...proc, logFile, logFrom: o.logFrom };
+}
+
+function qemuLog(paths: InstancePaths): string {
+  return `${paths.dir}/qemu.log`;
 }
 
 /** A QEMU just started, before its first QMP exchange. */
@@ -335,7 +338,10 @@ export class Supervisor {
           ...(options.shared ? { shared: options.shared } : {}),
         });
         paths = prep.paths;
-        await this.#clearLeftovers(paths);
+        const [logFrom] = await Promise.all([
+          Deno.stat(qemuLog(paths)).then((s) => s.size, () => 0),
+          this.#clearLeftovers(paths),
+        ]);
         this.#k.log(`supervisor: ${name}: ${prep.machineWhy}`);
         if (this.#k.accel.kind === "tcg") {
           this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
@@ -348,7 +354,7 @@ export class Supervisor {
           serialFrom: prep.serialFrom,
           network: prep.network,
         };
-        launched = await spawnQemu(prep.argv, { paths, user: prep.user });
+        launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom });
         spawned = since();
         const pid = launched.pid;
         // One transaction, shared with the other starts under way (synchronous = FULL).
@@ -823,9 +829,11 @@ export class Supervisor {
   }
 
   async #clearLeftovers(paths: InstancePaths): Promise<void> {
-    for (const p of [paths.qmp, paths.console, paths.agent, paths.pidfile]) {
-      await Deno.remove(p).catch(() => {});
-    }
+    await Promise.all(
+      [paths.qmp, paths.console, paths.agent, paths.pidfile].map((p) =>
+        Deno.remove(p).catch(() => {})
+      ),
+    );
   }
 
   #signal(g: Guest, signal: Deno.Signal): void {
