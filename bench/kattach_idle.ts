@@ -1,13 +1,14 @@
 /**
- * Idle RSS of kattach and of the sshd as the appliance runs them (issue 13: memory): bundles made
+ * Idle RSS of kattach, the sshd and the console as the appliance runs them (issue 13: memory): bundles made
  * as buildroot/appliance/build makes /kaos/kaos.js (of main.ts) and /kaos/sshd.js (of
  * sshd_main.ts), ASCII only, run with --no-config --cached-only and lib/v8_flags.ts' flags.
  * Beside them, in the same rounds: kattach from main.ts with its npm: imports (what the hosted
  * mode and bench/memory.ts run), kattach from the bundle as it comes from `deno bundle` (with its
  * few non-ASCII characters, as the appliance was built before), and a bare Deno (the floor). Rounds alternate; each kattach is
  * hosted, on an empty state directory, without sshd, measured 4 s after it logs "kattach: ready";
- * the sshd 4 s after it listens (no kattach behind it: it connects per login). Prints figures and
- * one goal line per goal.
+ * the sshd 4 s after it listens (no kattach behind it: it connects per login); the console (of
+ * kaos.js, on a pseudo-terminal) 4 s after it asks for the password. Prints figures and one goal
+ * line per goal.
  *
  *   scripts/deno run -A bench/kattach_idle.ts [--rounds R]
  */
@@ -66,6 +67,50 @@ async function idleRss(args: string[], ready: string): Promise<number> {
     try {
       proc.kill("SIGTERM");
     } catch { /* it ended: the error above says why */ }
+    await stdin.close().catch(() => {});
+    await proc.status;
+    await reading;
+  }
+}
+
+/**
+ * The console from a bundle on a pseudo-terminal (script(1)), as kattach runs it on tty1: its RSS
+ * 4 s after it asks for the password (no kattach behind it: it connects once one is typed). Its
+ * pid comes from its memory log (lib/memory_log.ts), script(1) standing between.
+ */
+async function consoleRss(js: string): Promise<number> {
+  const state = await Deno.makeTempDir({ dir, prefix: "state-" });
+  const mem = await Deno.makeTempDir({ dir, prefix: "mem-" });
+  const cmd = [Deno.execPath(), "run", "-A", V8_FLAGS_OPTION, "--no-config", "--cached-only"]
+    .concat([js, "console", "--state", state]).join(" ");
+  const proc = new Deno.Command("script", {
+    args: ["-qfc", cmd, "/dev/null"],
+    env: { TERM: "xterm", KAOS_MEMORY_LOG: mem },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const stdin = proc.stdin.getWriter();
+  let screen = "";
+  const reading = (async () => {
+    for await (const chunk of proc.stdout.pipeThrough(new TextDecoderStream())) screen += chunk;
+  })();
+  let pid = 0;
+  try {
+    const deadline = Date.now() + 120_000;
+    while (!screen.includes("Password for")) {
+      if (Date.now() > deadline) throw new Error(`the console asked for no password:\n${screen}`);
+      await sleep(50);
+    }
+    for (const e of Deno.readDirSync(mem)) pid = Number(e.name.match(/^console-(\d+)\.json$/)?.[1]);
+    if (!pid) throw new Error("the console wrote no memory log");
+    await sleep(4000);
+    return rssMiB(pid);
+  } finally {
+    try {
+      if (pid) Deno.kill(pid, "SIGTERM");
+      proc.kill("SIGTERM");
+    } catch { /* ended */ }
     await stdin.close().catch(() => {});
     await proc.status;
     await reading;
@@ -135,7 +180,9 @@ try {
   await kattach(bundled("kaos.js"));
   await kattach(bundled("kaos-plain.js"));
   await sshd();
+  await consoleRss(`${dir}/kaos.js`);
   const fromBundle: number[] = [];
+  const consoles: number[] = [];
   const fromPlain: number[] = [];
   const fromMain: number[] = [];
   const sshds: number[] = [];
@@ -144,6 +191,7 @@ try {
     fromMain.push(await kattach([`${ROOT}/main.ts`]));
     fromPlain.push(await kattach(bundled("kaos-plain.js")));
     sshds.push(await sshd());
+    consoles.push(await consoleRss(`${dir}/kaos.js`));
   }
   const load = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
   const f = (xs: number[]) => `${median(xs).toFixed(1)} MiB [${xs.map((x) => x.toFixed(1))}]`;
@@ -152,6 +200,7 @@ try {
   console.log(`kattach idle, bundled with non-ASCII (before)  ${f(fromPlain)}`);
   console.log(`kattach idle, from main.ts (npm: imports)      ${f(fromMain)}`);
   console.log(`sshd idle, sshd.js as on the appliance         ${f(sshds)}`);
+  console.log(`console idle, kaos.js as on the appliance      ${f(consoles)}`);
   console.log(`a bare Deno (no imports)                       ${bareRss.toFixed(1)} MiB`);
   const goal = (what: string, xs: number[]) =>
     console.log(
@@ -161,6 +210,7 @@ try {
     );
   goal("kattach idle, as on the appliance,", fromBundle);
   goal("sshd idle, as on the appliance,", sshds);
+  goal("console idle, as on the appliance,", consoles);
 } finally {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }

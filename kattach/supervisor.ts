@@ -30,6 +30,7 @@ import {
   systemPowerdown,
 } from "../vmimage/mod.ts";
 import type { Kattach } from "./context.ts";
+import { GroupCommit } from "./group_commit.ts";
 import { waitReady } from "./health.ts";
 import {
   ensureGuestLinks,
@@ -172,16 +173,12 @@ export class Supervisor {
   #rotation: ReturnType<typeof setInterval>;
   #rotating = false;
   #rotatedOnce = new Set<string>();
-  #commits: {
-    write: () => void;
-    durable: boolean;
-    resolve(): void;
-    reject(err: unknown): void;
-  }[] = [];
+  #writes: GroupCommit;
 
   constructor(k: Kattach, options: { backoff?: RestartBackoff } = {}) {
     this.#k = k;
     this.#backoff = options.backoff ?? new RestartBackoff();
+    this.#writes = new GroupCommit(k.store);
     supervisors.set(k, this);
     this.#rotation = setInterval(() => this.#rotateLogs(), LOG_ROTATE_MS);
     Deno.unrefTimer(this.#rotation);
@@ -899,47 +896,12 @@ export class Supervisor {
   }
 
   /**
-   * Runs `write` in one write transaction with the others queued in the same turn of the event
-   * loop (a group commit: the 20 starts of a deploy commit together, not one by one on
-   * kattach's only JS thread). Each write is still all or nothing on its own (a savepoint);
-   * resolves once committed, rejects with the write's own error. `durable: false` for the facts
-   * of a start (its state, pid, health): they are committed without waiting for the disk (see
-   * Store.tx), a power loss making them moot; how a guest ended (an operator's stop included)
-   * waits for the disk, unless a durable write shares the batch.
+   * Group commit (kattach/group_commit.ts). `durable: false` for the facts of a start (its state,
+   * pid, health): a power loss makes them moot; how a guest ended (an operator's stop included)
+   * waits for the disk.
    */
   #commit(write: () => void, o: { durable: boolean }): Promise<void> {
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    if (this.#commits.length === 0) setTimeout(() => this.#flushCommits(), 0);
-    this.#commits.push({ write, durable: o.durable, resolve, reject });
-    return promise;
-  }
-
-  #flushCommits(): void {
-    const batch = this.#commits;
-    this.#commits = [];
-    const outcomes: (unknown | null)[] = [];
-    const store = this.#k.store;
-    const durable = batch.some((c) => c.durable);
-    try {
-      store.tx(() => {
-        for (const { write } of batch) {
-          store.run("SAVEPOINT kaos_write");
-          try {
-            write();
-            store.run("RELEASE kaos_write");
-            outcomes.push(null);
-          } catch (err) {
-            store.run("ROLLBACK TO kaos_write");
-            store.run("RELEASE kaos_write");
-            outcomes.push(err);
-          }
-        }
-      }, { durable });
-    } catch (err) { // the transaction itself (BEGIN, COMMIT, writes refused): every write failed
-      batch.forEach((c) => c.reject(err));
-      return;
-    }
-    batch.forEach((c, i) => outcomes[i] === null ? c.resolve() : c.reject(outcomes[i]));
+    return this.#writes.commit(write, o);
   }
 
   #setState(name: string, state: Instance["state"]): void {
