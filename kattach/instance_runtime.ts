@@ -25,7 +25,13 @@ import {
   renderConfigDisk,
   renderQcow2,
 } from "../vmimage/mod.ts";
-import { type Machine, QBOOT_ROM, renderQemuArgv } from "../vmimage/mod.ts";
+import {
+  guestNics,
+  type Machine,
+  pvhElfFromBzImage,
+  QBOOT_ROM,
+  renderQemuArgv,
+} from "../vmimage/mod.ts";
 import type { Kattach } from "./context.ts";
 import { agentDeclarations } from "./module_agent.ts";
 import { type GuestNetwork, guestNetwork, netlinkOf } from "./network.ts";
@@ -83,7 +89,28 @@ export interface PrepareOptions {
   machine: Machine;
   /** Forwards of the previous boot; their host ports are reused when still free. */
   previousForwards: Forward[];
+  /** What the starts of one deploy share (records read, files granted once). */
+  shared?: SharedPrep;
 }
+
+/**
+ * What the starts of one deploy share: its VM image, vKaOS, module and configuration group
+ * records, vKaOS' manifest and extracted files, and the grants on the files every guest of the
+ * image opens, each read or made once instead of once per instance (issue 13). Made for one
+ * deploy and dropped with it, so nothing in it outlives a change.
+ */
+export class SharedPrep {
+  #memo = new Map<string, unknown>();
+
+  /** `make()`'s value for `key`, made on the first call. */
+  once<T>(key: string, make: () => T): T {
+    if (!this.#memo.has(key)) this.#memo.set(key, make());
+    return this.#memo.get(key) as T;
+  }
+}
+
+/** Without a {@linkcode SharedPrep}: everything is made for this start alone. */
+const unshared = { once: <T>(_key: string, make: () => T): T => make() };
 
 /**
  * The machine an instance runs on: q35 when one of its modules declares `"machine": "q35"` in
@@ -134,19 +161,22 @@ export async function prepareInstance(
   inst: Instance,
   options: PrepareOptions,
 ): Promise<PreparedInstance> {
-  const image = k.store.getVmImage(inst.vmimage);
-  const vkaos = k.store.getVkaos();
+  const shared = options.shared ?? unshared;
+  const image = shared.once(`image ${inst.vmimage}`, () => k.store.getVmImage(inst.vmimage));
+  const vkaos = shared.once("vkaos", () => k.store.getVkaos());
   if (!image || !vkaos) {
     throw new UserError(`Cannot start ${inst.name}: its VM image or vKaOS is gone`, {
       hint: "see `vmimage show` and `module list`",
     });
   }
   const apps = image.modules.map((name) => {
-    const m = k.store.getModule(name);
+    const m = shared.once(`module ${name}`, () => k.store.getModule(name));
     if (!m) throw new UserError(`Cannot start ${inst.name}: module ${name} is not installed`);
     return m;
   });
-  const groups = image.configGroups.map((g) => k.store.getConfigGroup(g)).filter((g) => !!g);
+  const groups = image.configGroups.map((g) =>
+    shared.once(`group ${g}`, () => k.store.getConfigGroup(g))
+  ).filter((g) => !!g);
   // On the instance's storage (or the data partition without one); never in RAM.
   const paths = instancePaths(requireInstanceRoot(k, inst.name), inst.name);
   if (new TextEncoder().encode(paths.console).length > SUN_PATH_MAX) {
@@ -169,18 +199,14 @@ export async function prepareInstance(
     };
   });
   // Tap NICs (bridged mode, on a VLAN) get their allocated address, the first one the gateway;
-  // user-mode NICs take slirp's DHCP address (the VLAN id travels along for information).
+  // user-mode NICs slirp's fixed address, statically (the VLAN id travels along for information).
   const network = guestNetwork(k, inst);
+  const guestNet = guestNics(network.nics, network.dns);
   const cfg: GuestConfig = {
     instance: inst.name,
     vmimage: inst.vmimage,
-    nics: network.nics.map((n) => ({
-      mac: n.mac,
-      ...(n.address ? { address: n.address } : {}),
-      ...(n.gateway ? { gateway: n.gateway } : {}),
-      ...(n.vlan === null ? {} : { vlan: n.vlan }),
-    })),
-    dns: network.dns,
+    nics: guestNet.nics,
+    dns: guestNet.dns,
     modules: guestModules,
     ...(image.dataDiskMiB === null ? {} : { dataMount: dataMount(apps) }),
   };
@@ -197,8 +223,12 @@ export async function prepareInstance(
   );
   // Independent steps at once: the file work overlaps (no process is spawned here).
   const [kernel, manifest, serialFrom, qboot, tscKhz] = await Promise.all([
-    extractVkaos(k.stateDir, vkaos),
-    Deno.readTextFile(`${vkaos.dir}/manifest.json`).then((t) => Manifest.parse(JSON.parse(t))),
+    shared.once("vkaos files", () => extractVkaos(k.stateDir, vkaos)),
+    shared.once(
+      "vkaos manifest",
+      () =>
+        Deno.readTextFile(`${vkaos.dir}/manifest.json`).then((t) => Manifest.parse(JSON.parse(t))),
+    ),
     // Earlier boots' output past the bound moves to serial.log.1 before QEMU opens the log.
     rotateAppendLog(paths.serialLog).then(() => Deno.stat(paths.serialLog)).then(
       (s) => s.size,
@@ -225,7 +255,8 @@ export async function prepareInstance(
     ...(tscKhz ? { hostTscKhz: tscKhz } : {}),
     memoryMiB: image.memoryMiB,
     cpus: image.cpus,
-    kernel: kernel.kernel,
+    // microvm enters the kernel's ELF through PVH: no firmware setup, no inflating in the guest.
+    kernel: machine === "microvm" && kernel.pvh ? kernel.pvh : kernel.kernel,
     initrd: kernel.initrd,
     kernelCmdline: manifest.kernelCmdline ?? "",
     paths: {
@@ -247,7 +278,7 @@ export async function prepareInstance(
   const user = await guestUser(k);
   if (user) {
     const taps = network.nics.some((n) => n.tap);
-    await grantGuestFiles(k, user, { paths, kernel, apps, taps, vhost: taps && vhost });
+    await grantGuestFiles(k, user, { paths, kernel, apps, taps, vhost: taps && vhost, shared });
   }
   return {
     argv,
@@ -284,17 +315,14 @@ async function grantGuestFiles(
   user: UserIds,
   o: {
     paths: InstancePaths;
-    kernel: { kernel: string; initrd: string };
+    kernel: VkaosFiles;
     apps: Module[];
     /** The instance has tap NICs: QEMU opens /dev/net/tun. */
     taps: boolean;
     vhost: boolean;
+    shared: Pick<SharedPrep, "once">;
   },
 ): Promise<void> {
-  const changed = await grantTraversal(k.stateDir);
-  if (changed.length > 0) {
-    k.log(`supervisor: made ${changed.join(", ")} traversable (o+x) for ${QEMU_USER}`);
-  }
   const state = k.stateDir;
   const cacheDir = o.kernel.kernel.slice(0, o.kernel.kernel.lastIndexOf("/"));
   // The instance's directory lies under STATE/instances, or on its storage
@@ -313,8 +341,16 @@ async function grantGuestFiles(
     cacheDir,
     o.kernel.kernel,
     o.kernel.initrd,
+    ...(o.kernel.pvh ? [o.kernel.pvh] : []),
   ];
-  for (const path of shared) await grantGroup(path, user.gid);
+  // The same for every guest of a deploy on the same storage: granted once for all of them.
+  await o.shared.once(`grants ${shared.join(" ")}`, async () => {
+    const changed = await grantTraversal(k.stateDir);
+    if (changed.length > 0) {
+      k.log(`supervisor: made ${changed.join(", ")} traversable (o+x) for ${QEMU_USER}`);
+    }
+    for (const path of shared) await grantGroup(path, user.gid);
+  });
   await chownTree(o.paths.dir, user);
   // Without udev (the appliance) devtmpfs makes /dev/net/tun root's only (0600): QEMU, not
   // root, then cannot attach to its tap even though the tap is its user's.
@@ -428,13 +464,21 @@ async function writeOverlay(m: Module, overlay: string): Promise<void> {
  * --count 10` share one (each reading the whole image into memory left kattach about 6 MiB
  * larger per guest of the first deploy; bench/memory.ts).
  */
-const extracting = new Map<string, Promise<{ kernel: string; initrd: string }>>();
+const extracting = new Map<string, Promise<VkaosFiles>>();
 
-/** Extracts the vKaOS kernel and initrd once per image hash; returns their paths. */
-export function extractVkaos(
-  stateDir: string,
-  vkaos: Module,
-): Promise<{ kernel: string; initrd: string }> {
+/** The extracted vKaOS files. */
+export interface VkaosFiles {
+  kernel: string;
+  initrd: string;
+  /** The kernel's ELF for PVH entry (microvm boots it without the guest inflating it), or null. */
+  pvh: string | null;
+}
+
+/**
+ * Extracts the vKaOS kernel and initrd once per image hash, and the kernel's PVH ELF when the
+ * kernel is a bzImage that carries one (vmimage/pvh.ts); returns their paths.
+ */
+export function extractVkaos(stateDir: string, vkaos: Module): Promise<VkaosFiles> {
   const sha = vkaos.files.find((f) => f.part === "image")?.sha256 ?? "unknown";
   const dir = `${stateDir}/cache/vkaos/${sha.slice(0, 16)}`;
   let done = extracting.get(dir);
@@ -445,21 +489,28 @@ export function extractVkaos(
   return done;
 }
 
-async function extractVkaosTo(
-  dir: string,
-  vkaos: Module,
-): Promise<{ kernel: string; initrd: string }> {
+async function extractVkaosTo(dir: string, vkaos: Module): Promise<VkaosFiles> {
   const kernel = `${dir}/kernel`;
   const initrd = `${dir}/initrd`;
-  if (await exists(kernel) && await exists(initrd)) return { kernel, initrd };
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const parts = readUstar(await Deno.readFile(`${vkaos.dir}/${vkaos.name}.aqi`), {
-    label: `${vkaos.name}.aqi`,
-  });
-  for (const p of parts) {
-    if (p.path === "kernel" || p.path === "initrd") await writeAtomic(`${dir}/${p.path}`, p.data);
+  if (!await exists(kernel) || !await exists(initrd)) {
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    const parts = readUstar(await Deno.readFile(`${vkaos.dir}/${vkaos.name}.aqi`), {
+      label: `${vkaos.name}.aqi`,
+    });
+    for (const p of parts) {
+      if (p.path === "kernel" || p.path === "initrd") {
+        await writeAtomic(`${dir}/${p.path}`, p.data);
+      }
+    }
   }
-  return { kernel, initrd };
+  // The PVH ELF, or an empty marker saying the kernel has none (a cache from before has neither).
+  const pvh = `${dir}/kernel.pvh`;
+  const none = `${dir}/kernel.no-pvh`;
+  if (await exists(pvh)) return { kernel, initrd, pvh };
+  if (await exists(none)) return { kernel, initrd, pvh: null };
+  const elf = pvhElfFromBzImage(await Deno.readFile(kernel));
+  await writeAtomic(elf ? pvh : none, elf ?? new Uint8Array());
+  return { kernel, initrd, pvh: elf ? pvh : null };
 }
 
 async function writeAtomic(path: string, data: Uint8Array): Promise<void> {

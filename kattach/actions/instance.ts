@@ -3,14 +3,15 @@
  * one transaction (all or nothing); then starts each on its own and reports per instance what
  * happened (an instance that fails to start stays, `failed`, with its reason).
  */
-import type { DeployedInstance, Nic } from "../../ipc/mod.ts";
+import { type DeployedInstance, JsonText, type Nic } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import { allocateMac, macIndex } from "../../netmgr/mod.ts";
-import { removeInstanceDir } from "../instance_runtime.ts";
+import { removeInstanceDir, SharedPrep } from "../instance_runtime.ts";
 import { nicStatus } from "../network.ts";
 import { instanceRoot, NO_STORAGE_NOTICE, placeInstances } from "../storage.ts";
 import { setInstanceStorage, vmImageStorage } from "../store_storage.ts";
-import { supervisorOf, withRuntime, withRuntimes } from "../supervisor.ts";
+import { runningPids, supervisorOf, withRuntime, withRuntimes } from "../supervisor.ts";
+import { instanceListJson } from "../store_lists.ts";
 import { requireVkaos } from "./_modules.ts";
 import { resolveVmImage } from "./vmimage.ts";
 import { allocateOn, resolveVlan, takenAddresses } from "./vlan.ts";
@@ -76,21 +77,24 @@ export const instanceHandlers: Handlers<
         created.join(", ")
       }`,
     );
-    const outcomes = new Map<string, { outcome: DeployedInstance["outcome"]; reason?: string }>(
+    type Outcome = Pick<DeployedInstance, "outcome" | "reason" | "qmpStatus">;
+    const outcomes = new Map<string, Outcome>(
       created.map((name) => [name, { outcome: "defined" }]),
     );
     if (!p.noStart) {
       const sup = supervisorOf(k);
+      // The starts run at once and share what they read and grant (issue 13).
+      const shared = new SharedPrep();
       let done = 0;
       await Promise.all(created.map(async (name) => {
         try {
-          const inst = await sup.start(name, { wait: p.wait });
+          const { instance: inst, qmpStatus } = await sup.launch(name, { wait: p.wait, shared });
           if (p.wait && inst.state !== "running") {
             const reason = inst.lastExit || `it is ${inst.state}`;
             outcomes.set(name, { outcome: "failed", reason: `never became ready: ${reason}` });
             ctx.progress(`${name}: never became ready: ${reason}`, ++done, created.length);
           } else {
-            outcomes.set(name, { outcome: p.wait ? "ready" : "started" });
+            outcomes.set(name, { outcome: p.wait ? "ready" : "started", qmpStatus });
             ctx.progress(`${name}: ${inst.state} (pid ${inst.pid})`, ++done, created.length);
           }
         } catch (err) {
@@ -108,7 +112,8 @@ export const instanceHandlers: Handlers<
 
   "instance.list"(k, p) {
     if (p.vmimage !== undefined) resolveVmImage(k.store, p.vmimage);
-    return withRuntimes(k, k.store.listInstances(p.vmimage, p));
+    // JSON text rendered by SQLite, sent as it is (issue 13: 10,000 records).
+    return new JsonText(instanceListJson(k.store, { ...p, pids: runningPids(k) }));
   },
 
   async "instance.show"(k, p) {
