@@ -310,6 +310,14 @@ Deno.test({
         ["db-1", "reload", true],
       ]);
       assert.equal((await psql("SELECT count(*) FROM t", "kaos-pg-pw2")).trim(), "1000");
+      // the module's admin session (bin/start) made the role and did the reload; still there
+      assert.equal(
+        (await psql(
+          "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kaos-admin'",
+          "kaos-pg-pw2",
+        )).trim(),
+        "1",
+      );
       await assert.rejects(psql("SELECT 1"), /password authentication failed/);
       assert.equal((await show("db-1")).pid, db.pid, "same QEMU process");
     } finally {

@@ -2,7 +2,7 @@
  * libgssapi_krb5.so.2 for the KaOS PostgreSQL module: GSSAPI is not available. postgres and libpq
  * import these symbols; every call fails the way MIT Kerberos fails without credentials or a
  * keytab (GSS_S_FAILURE), so the server refuses GSSAPI encryption and libpq goes on without it.
- * Built by modules/postgresql/recipe.sh (see modules/README.md, "Libraries").
+ * Built by modules/postgresql/recipe.sh (modules/README.md, "PostgreSQL's start (session 4)").
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
  * libldap-2.5.so.0 for the KaOS PostgreSQL module: LDAP is not available. postgres imports these
  * for `ldap` authentication (pg_hba.conf, which the module writes without it) and libpq for
  * `ldap://` lines in a service file (none in the guest); every call fails with an LDAP error.
- * Built by modules/postgresql/recipe.sh (see modules/README.md, "Libraries").
+ * Built by modules/postgresql/recipe.sh (modules/README.md, "PostgreSQL's start (session 4)").
  */
 #include <stddef.h>
 

@@ -1,7 +1,7 @@
 /*
  * libpam.so.0 for the KaOS PostgreSQL module: PAM is not available. postgres imports these for
  * `pam` authentication (pg_hba.conf, which the module writes without it); every call fails.
- * Built by modules/postgresql/recipe.sh (see modules/README.md, "Libraries").
+ * Built by modules/postgresql/recipe.sh (modules/README.md, "PostgreSQL's start (session 4)").
  */
 #define SYSTEM_ERR 4 /* PAM_SYSTEM_ERR */
 #define FAIL(name) \
