@@ -30,6 +30,7 @@ import {
   systemPowerdown,
 } from "../vmimage/mod.ts";
 import type { Kattach } from "./context.ts";
+import { GroupCommit } from "./group_commit.ts";
 import { waitReady } from "./health.ts";
 import {
   ensureGuestLinks,
@@ -172,16 +173,12 @@ export class Supervisor {
   #rotation: ReturnType<typeof setInterval>;
   #rotating = false;
   #rotatedOnce = new Set<string>();
-  #commits: {
-    write: () => void;
-    durable: boolean;
-    resolve(): void;
-    reject(err: unknown): void;
-  }[] = [];
+  #writes: GroupCommit;
 
   constructor(k: Kattach, options: { backoff?: RestartBackoff } = {}) {
     this.#k = k;
     this.#backoff = options.backoff ?? new RestartBackoff();
+    this.#writes = new GroupCommit(k.store);
     supervisors.set(k, this);
     this.#rotation = setInterval(() => this.#rotateLogs(), LOG_ROTATE_MS);
     Deno.unrefTimer(this.#rotation);
@@ -357,7 +354,7 @@ export class Supervisor {
         launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom });
         spawned = since();
         const pid = launched.pid;
-        // One transaction, shared with the other starts under way (synchronous = FULL).
+        // One transaction with the other starts under way, not waiting for the disk.
         await this.#commit(() => {
           patchRuntime(this.#k.store, name, {
             pid,
@@ -379,14 +376,7 @@ export class Supervisor {
         // A QEMU launched for a start that failed after all does not stay behind.
         if (launched) killPid(launched.pid);
         if (argv.length > 0) logArgv();
-        this.#k.store.tx(() => {
-          this.#setState(name, "failed");
-          patchRuntime(this.#k.store, name, {
-            pid: null,
-            lastExit: `start failed: ${message(err)}`,
-          });
-        });
-        this.#k.log(`supervisor: ${name}: start failed: ${message(err)}`);
+        this.#failStart(name, `start failed: ${message(err)}`);
         throw err;
       }
       const guest = await this.#attach(name, launched.pid, paths, { fresh: true, launched, known })
@@ -605,9 +595,7 @@ export class Supervisor {
         const why = `QEMU refused to start: ${
           await logTail(l) || `it ended (${describeEnd(end)}) before its first QMP exchange`
         }`;
-        this.#setState(name, "failed");
-        patchRuntime(this.#k.store, name, { pid: null, lastExit: why });
-        this.#k.log(`supervisor: ${name}: ${why}`);
+        this.#failStart(name, why);
         throw new UserError(`Cannot start ${name}: ${why}`, {
           hint: `QEMU's output is in ${l.logFile}; the argv is in the kattach log`,
         });
@@ -617,9 +605,7 @@ export class Supervisor {
       const why = `QEMU started but its first QMP exchange failed (QEMU was killed): ${
         message(err)
       }`;
-      this.#setState(name, "failed");
-      patchRuntime(this.#k.store, name, { pid: null, lastExit: why });
-      this.#k.log(`supervisor: ${name}: ${why}`);
+      this.#failStart(name, why);
       throw new UserError(`Cannot start ${name}: ${why}`, {
         hint: `see the kattach log and ${paths.dir}`,
         code: "start-failed",
@@ -899,47 +885,21 @@ export class Supervisor {
   }
 
   /**
-   * Runs `write` in one write transaction with the others queued in the same turn of the event
-   * loop (a group commit: the 20 starts of a deploy commit together, not one by one on
-   * kattach's only JS thread). Each write is still all or nothing on its own (a savepoint);
-   * resolves once committed, rejects with the write's own error. `durable: false` for the facts
-   * of a start (its state, pid, health): they are committed without waiting for the disk (see
-   * Store.tx), a power loss making them moot; how a guest ended (an operator's stop included)
-   * waits for the disk, unless a durable write shares the batch.
+   * Group commit (kattach/group_commit.ts). `durable: false` for the facts of a start (its state,
+   * pid, health): a power loss makes them moot; how a guest ended (an operator's stop included)
+   * waits for the disk.
    */
   #commit(write: () => void, o: { durable: boolean }): Promise<void> {
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    if (this.#commits.length === 0) setTimeout(() => this.#flushCommits(), 0);
-    this.#commits.push({ write, durable: o.durable, resolve, reject });
-    return promise;
+    return this.#writes.commit(write, o);
   }
 
-  #flushCommits(): void {
-    const batch = this.#commits;
-    this.#commits = [];
-    const outcomes: (unknown | null)[] = [];
-    const store = this.#k.store;
-    const durable = batch.some((c) => c.durable);
-    try {
-      store.tx(() => {
-        for (const { write } of batch) {
-          store.run("SAVEPOINT kaos_write");
-          try {
-            write();
-            store.run("RELEASE kaos_write");
-            outcomes.push(null);
-          } catch (err) {
-            store.run("ROLLBACK TO kaos_write");
-            store.run("RELEASE kaos_write");
-            outcomes.push(err);
-          }
-        }
-      }, { durable });
-    } catch (err) { // the transaction itself (BEGIN, COMMIT, writes refused): every write failed
-      batch.forEach((c) => c.reject(err));
-      return;
-    }
-    batch.forEach((c, i) => outcomes[i] === null ? c.resolve() : c.reject(outcomes[i]));
+  /** A start that failed: the instance is `failed` with the reason, in one transaction. */
+  #failStart(name: string, why: string): void {
+    this.#k.store.tx(() => {
+      this.#setState(name, "failed");
+      patchRuntime(this.#k.store, name, { pid: null, lastExit: why });
+    });
+    this.#k.log(`supervisor: ${name}: ${why}`);
   }
 
   #setState(name: string, state: Instance["state"]): void {
