@@ -351,7 +351,7 @@ async function grantGuestFiles(
     if (changed.length > 0) {
       k.log(`supervisor: made ${changed.join(", ")} traversable (o+x) for ${QEMU_USER}`);
     }
-    for (const path of shared) await grantGroup(path, user.gid);
+    await Promise.all(shared.map((path) => grantGroup(path, user.gid)));
   });
   await chownTree(o.paths.dir, user);
   // Without udev (the appliance) devtmpfs makes /dev/net/tun root's only (0600): QEMU, not

@@ -354,7 +354,7 @@ export class Supervisor {
         launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom });
         spawned = since();
         const pid = launched.pid;
-        // One transaction, shared with the other starts under way (synchronous = FULL).
+        // One transaction with the other starts under way, not waiting for the disk.
         await this.#commit(() => {
           patchRuntime(this.#k.store, name, {
             pid,
@@ -376,14 +376,7 @@ export class Supervisor {
         // A QEMU launched for a start that failed after all does not stay behind.
         if (launched) killPid(launched.pid);
         if (argv.length > 0) logArgv();
-        this.#k.store.tx(() => {
-          this.#setState(name, "failed");
-          patchRuntime(this.#k.store, name, {
-            pid: null,
-            lastExit: `start failed: ${message(err)}`,
-          });
-        });
-        this.#k.log(`supervisor: ${name}: start failed: ${message(err)}`);
+        this.#failStart(name, `start failed: ${message(err)}`);
         throw err;
       }
       const guest = await this.#attach(name, launched.pid, paths, { fresh: true, launched, known })
@@ -602,9 +595,7 @@ export class Supervisor {
         const why = `QEMU refused to start: ${
           await logTail(l) || `it ended (${describeEnd(end)}) before its first QMP exchange`
         }`;
-        this.#setState(name, "failed");
-        patchRuntime(this.#k.store, name, { pid: null, lastExit: why });
-        this.#k.log(`supervisor: ${name}: ${why}`);
+        this.#failStart(name, why);
         throw new UserError(`Cannot start ${name}: ${why}`, {
           hint: `QEMU's output is in ${l.logFile}; the argv is in the kattach log`,
         });
@@ -614,9 +605,7 @@ export class Supervisor {
       const why = `QEMU started but its first QMP exchange failed (QEMU was killed): ${
         message(err)
       }`;
-      this.#setState(name, "failed");
-      patchRuntime(this.#k.store, name, { pid: null, lastExit: why });
-      this.#k.log(`supervisor: ${name}: ${why}`);
+      this.#failStart(name, why);
       throw new UserError(`Cannot start ${name}: ${why}`, {
         hint: `see the kattach log and ${paths.dir}`,
         code: "start-failed",
@@ -902,6 +891,15 @@ export class Supervisor {
    */
   #commit(write: () => void, o: { durable: boolean }): Promise<void> {
     return this.#writes.commit(write, o);
+  }
+
+  /** A start that failed: the instance is `failed` with the reason, in one transaction. */
+  #failStart(name: string, why: string): void {
+    this.#k.store.tx(() => {
+      this.#setState(name, "failed");
+      patchRuntime(this.#k.store, name, { pid: null, lastExit: why });
+    });
+    this.#k.log(`supervisor: ${name}: ${why}`);
   }
 
   #setState(name: string, state: Instance["state"]): void {
