@@ -37,7 +37,7 @@ import { readUstar } from "../lib/ustar.ts";
 import {
   type GuestConfig,
   guestNics,
-  pvhElfFromBzImage,
+  inflatePvhElf,
   QBOOT_ROM,
   QmpMonitor,
   queryStatus,
@@ -186,8 +186,7 @@ async function bare(
   const parts = readUstar(await Deno.readFile(`${OUT}/vkaos/vkaos.aqi`), { label: "vkaos.aqi" });
   for (const p of parts) await Deno.writeFile(`${dir}/${p.path}`, p.data);
   // As kattach boots microvm: the kernel's PVH ELF, inflated once on the host, when it has one.
-  const pvh = pvhElfFromBzImage(await Deno.readFile(`${dir}/kernel`));
-  if (pvh) await Deno.writeFile(`${dir}/kernel.pvh`, pvh);
+  const pvh = await inflatePvhElf(`${dir}/kernel`, `${dir}/kernel.pvh`);
   const runs = Array.from({ length: n }, (_, i) => `${dir}/bare-${i + 1}`);
   for (const [i, d] of runs.entries()) {
     await Deno.mkdir(d, { recursive: true });

@@ -15,7 +15,7 @@ import {
   hostTscKhz,
 } from "../buildroot/vkaos-kernel/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
-import { pvhElfFromBzImage } from "../vmimage/mod.ts";
+import { inflatePvhElf } from "../vmimage/mod.ts";
 
 const MARKER = "VKAOS-BENCH-MARKER";
 
@@ -98,9 +98,7 @@ async function main(): Promise<void> {
       runs,
     );
     // What kattach boots on microvm: the ELF inflated from the bzImage, with qboot.
-    const elf = pvhElfFromBzImage(await Deno.readFile(paths.bzImage));
-    if (elf) {
-      await Deno.writeFile(`${dir}/kernel.pvh`, elf);
+    if (await inflatePvhElf(paths.bzImage, `${dir}/kernel.pvh`)) {
       await measure(
         "vKaOS ELF from the bzImage, microvm + qboot",
         { kind: "microvm", kernel: `${dir}/kernel.pvh`, initrd, tscKhz },

@@ -27,8 +27,8 @@ import {
 } from "../vmimage/mod.ts";
 import {
   guestNics,
+  inflatePvhElf,
   type Machine,
-  pvhElfFromBzImage,
   QBOOT_ROM,
   renderQemuArgv,
 } from "../vmimage/mod.ts";
@@ -547,9 +547,9 @@ async function extractVkaosTo(dir: string, vkaos: Module): Promise<VkaosFiles> {
   const none = `${dir}/kernel.no-pvh`;
   if (await exists(pvh)) return { kernel, initrd, pvh };
   if (await exists(none)) return { kernel, initrd, pvh: null };
-  const elf = pvhElfFromBzImage(await Deno.readFile(kernel));
-  await writeAtomic(elf ? pvh : none, elf ?? new Uint8Array());
-  return { kernel, initrd, pvh: elf ? pvh : null };
+  const found = await inflatePvhElf(kernel, pvh);
+  if (!found) await writeAtomic(none, new Uint8Array());
+  return { kernel, initrd, pvh: found ? pvh : null };
 }
 
 async function writeAtomic(path: string, data: Uint8Array): Promise<void> {

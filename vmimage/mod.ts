@@ -8,3 +8,4 @@ export * from "./qemu_argv.ts";
 export * from "./agent/mod.ts";
 export * from "./qcow2.ts";
 export * from "./pvh.ts";
+export * from "./pvh_file.ts";

@@ -1,66 +1,63 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { gzipSync } from "node:zlib";
-import { hasPvhNote, pvhElfFromBzImage } from "./pvh.ts";
+import { Buffer } from "node:buffer";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { bzImage, elfWithNote } from "./_pvh_fixture.ts";
+import { bzImagePayload, hasPvhNote, hasPvhNoteAt } from "./pvh.ts";
+import { inflatePvhElf } from "./pvh_file.ts";
 
-/** A minimal ELF64 with one PT_NOTE segment holding one note (name, type). */
-function elfWithNote(name: string, type: number): Uint8Array {
-  const nameBytes = new TextEncoder().encode(`${name}\0`);
-  const nameLen = (nameBytes.length + 3) & ~3;
-  const note = new Uint8Array(12 + nameLen + 4);
-  const nv = new DataView(note.buffer);
-  nv.setUint32(0, nameBytes.length, true);
-  nv.setUint32(4, 4, true); // descsz: a 32-bit entry address
-  nv.setUint32(8, type, true);
-  note.set(nameBytes, 12);
-  nv.setUint32(12 + nameLen, 0x1000000, true);
-  const elf = new Uint8Array(64 + 56 + note.length);
-  elf.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]);
-  const v = new DataView(elf.buffer);
-  v.setBigUint64(0x20, 64n, true); // e_phoff
-  v.setUint16(0x36, 56, true); // e_phentsize
-  v.setUint16(0x38, 1, true); // e_phnum
-  v.setUint32(64, 4, true); // PT_NOTE
-  v.setBigUint64(64 + 8, 120n, true); // p_offset
-  v.setBigUint64(64 + 32, BigInt(note.length), true); // p_filesz
-  elf.set(note, 120);
-  return elf;
-}
-
-/** A bzImage-shaped file: boot header (protocol 2.15), setup sectors, then the payload. */
-function bzImage(payload: Uint8Array, version = 0x020f): Uint8Array {
-  const setupSects = 2;
-  const bz = new Uint8Array((setupSects + 1) * 512 + 100 + payload.length);
-  const v = new DataView(bz.buffer);
-  bz[0x1f1] = setupSects;
-  bz.set(new TextEncoder().encode("HdrS"), 0x202);
-  v.setUint16(0x206, version, true);
-  v.setUint32(0x248, 100, true); // payload_offset
-  v.setUint32(0x24c, payload.length, true); // payload_length
-  bz.set(payload, (setupSects + 1) * 512 + 100);
-  return bz;
-}
-
-Deno.test("pvhElfFromBzImage inflates a gzip payload that has Xen's PHYS32_ENTRY note", () => {
+Deno.test("bzImagePayload finds the gzip payload; hasPvhNote reads Xen's PHYS32_ENTRY note", () => {
   const elf = elfWithNote("Xen", 18);
+  const gz = gzipSync(elf);
+  const bz = bzImage(gz);
+  const at = bzImagePayload(bz.subarray(0, 0x250), bz.length);
+  assertEquals(at, { offset: 3 * 512 + 100, length: gz.length });
+  assertEquals(gunzipSync(bz.subarray(at!.offset, at!.offset + at!.length)), Buffer.from(elf));
   assert(hasPvhNote(elf));
-  assertEquals(pvhElfFromBzImage(bzImage(gzipSync(elf))), elf);
+  // Only the header, the program headers and the notes are read.
+  const reads: number[][] = [];
+  assert(hasPvhNoteAt((o, l) => (reads.push([o, l]), elf.subarray(o, o + l))));
+  assertEquals(reads, [[0, 64], [64, 56], [120, elf.length - 120]]);
 });
 
-Deno.test("pvhElfFromBzImage says null for what it cannot boot through PVH", () => {
+Deno.test("bzImagePayload and hasPvhNote say no to what cannot boot through PVH", () => {
   const gz = gzipSync(elfWithNote("Xen", 18));
-  // No PVH note, or another note.
-  assertEquals(pvhElfFromBzImage(bzImage(gzipSync(elfWithNote("Xen", 17)))), null);
-  assertEquals(pvhElfFromBzImage(bzImage(gzipSync(elfWithNote("GNU", 18)))), null);
-  // Another compression (xz's magic), a damaged gzip stream, a payload past the end.
-  const xz = new Uint8Array([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0, ...gz.subarray(6)]);
-  assertEquals(pvhElfFromBzImage(bzImage(xz)), null);
-  const damaged = gz.slice();
-  damaged.fill(0xff, 20, 40);
-  assertEquals(pvhElfFromBzImage(bzImage(damaged)), null);
-  assertEquals(pvhElfFromBzImage(bzImage(gz).subarray(0, 1600)), null);
-  // Not a bzImage, or a boot protocol without payload fields.
-  assertEquals(pvhElfFromBzImage(new TextEncoder().encode("a kernel")), null);
-  assertEquals(pvhElfFromBzImage(bzImage(gz, 0x0207)), null);
-  // Not an ELF at all inside.
-  assertEquals(pvhElfFromBzImage(bzImage(gzipSync(new Uint8Array(200)))), null);
+  // No PVH note, or another note; not an ELF; a truncated ELF.
+  assert(!hasPvhNote(elfWithNote("Xen", 17)));
+  assert(!hasPvhNote(elfWithNote("GNU", 18)));
+  assert(!hasPvhNote(new Uint8Array(200)));
+  assert(!hasPvhNote(elfWithNote("Xen", 18).subarray(0, 130)));
+  // A payload past the end; not a bzImage; a boot protocol without payload fields.
+  const bz = bzImage(gz);
+  assertEquals(bzImagePayload(bz.subarray(0, 0x250), 1600), null);
+  assertEquals(bzImagePayload(bz.subarray(0, 0x200), bz.length), null);
+  assertEquals(bzImagePayload(new Uint8Array(0x250), bz.length), null);
+  assertEquals(bzImagePayload(bzImage(gz, 0x0207).subarray(0, 0x250), bz.length), null);
+});
+
+Deno.test("inflatePvhElf: gzip -dc writes the ELF with the PVH note; anything else writes nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-pvh-" });
+  try {
+    const elf = elfWithNote("Xen", 18);
+    const gz = gzipSync(elf);
+    const cases: [string, Uint8Array, boolean][] = [
+      ["good", bzImage(gz), true],
+      ["no-note", bzImage(gzipSync(elfWithNote("Xen", 17))), false],
+      ["damaged", bzImage(gz.slice().fill(0xff, 20, 40)), false],
+      ["xz", bzImage(new Uint8Array([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0, ...gz.subarray(6)])), false],
+      ["not-elf", bzImage(gzipSync(new Uint8Array(200))), false],
+      ["not-bzimage", new TextEncoder().encode("a kernel"), false],
+    ];
+    for (const [name, bz, found] of cases) {
+      await Deno.writeFile(`${dir}/${name}`, bz);
+      assertEquals(await inflatePvhElf(`${dir}/${name}`, `${dir}/${name}.pvh`), found, name);
+      const left = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
+        n.startsWith(`${name}.`)
+      );
+      assertEquals(left, found ? [`${name}.pvh`] : [], `${name}: no temporary file is left`);
+    }
+    assertEquals(await Deno.readFile(`${dir}/good.pvh`), elf);
+    assertEquals((await Deno.stat(`${dir}/good.pvh`)).mode! & 0o777, 0o600);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -20,7 +20,7 @@ import {
   renderBootArgv,
   REPO_ROOT,
 } from "./mod.ts";
-import { pvhElfFromBzImage } from "../../vmimage/mod.ts";
+import { inflatePvhElf } from "../../vmimage/mod.ts";
 
 const FRAGMENT = `${REPO_ROOT}/buildroot/vkaos-kernel/vkaos.config`;
 const BOOT_TIMEOUT_MS = 180_000;
@@ -297,9 +297,10 @@ Deno.test("vkaos-kernel boot: microvm boots the vmlinux ELF, and the ELF inflate
       { marker: "VKAOS-PVH-OK", timeoutMs: BOOT_TIMEOUT_MS },
     );
     assertBooted(res, "VKAOS-PVH-OK");
-    const elf = pvhElfFromBzImage(await Deno.readFile(paths.bzImage));
-    assert(elf !== null, "the bzImage carries no gzip'd ELF with the PVH note");
-    await Deno.writeFile(`${dir}/kernel.pvh`, elf);
+    assert(
+      await inflatePvhElf(paths.bzImage, `${dir}/kernel.pvh`),
+      "the bzImage carries no gzip'd ELF with the PVH note",
+    );
     const inflated = await bootToMarker(
       { kind: "microvm", kernel: `${dir}/kernel.pvh`, initrd, tscKhz: TSC_KHZ },
       { marker: "VKAOS-PVH-OK", timeoutMs: BOOT_TIMEOUT_MS },
