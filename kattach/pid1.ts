@@ -20,6 +20,7 @@ import { UserError, V8_FLAGS_OPTION } from "../lib/mod.ts";
 import { type BuiltinQueue, startKattach, startSshdService } from "./boot.ts";
 import { Services } from "./services.ts";
 import { mountDataDisk } from "./data_disk.ts";
+import { tcpListening, unpackLateArchive } from "./late_archive.ts";
 import { LogBook } from "./log.ts";
 
 /** Where the appliance keeps its state (the data disk is mounted here). */
@@ -30,6 +31,8 @@ const APPLIANCE_SSH_PORT = 1289;
 export const DATA_DISK_LABEL = "KAOSDATA";
 /** How long the data-disk phase waits for the label to appear (a USB stick enumerates late). */
 const DATA_DISK_WAIT_MS = 10_000;
+/** How long the guest runtime's unpacking waits for the SSH service to listen. */
+const LATE_AFTER_SSHD_WAIT_MS = 60_000;
 /** Extra `kaos.*` words from QEMU (`-fw_cfg name=opt/kaos/cmdline,string=…`). */
 const FW_CFG_CMDLINE = "/sys/firmware/qemu_fw_cfg/by_name/opt/kaos/cmdline/raw";
 /** The queues the image carries (scripts/build-image writes it beside the queue `local`). */
@@ -164,6 +167,17 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
     });
   };
 
+  // The second archive (QEMU and what only guests need) unpacks once the SSH service listens,
+  // off the banner's path; instance starts wait for it (kattach/late_archive.ts).
+  let sshdGoGiven = () => {};
+  const afterSshd = new Promise<void>((resolve) => sshdGoGiven = resolve).then(async () => {
+    if (!await waitFor(() => tcpListening(APPLIANCE_SSH_PORT), LATE_AFTER_SSHD_WAIT_MS)) {
+      log(`nothing listens on ${APPLIANCE_SSH_PORT} yet; unpacking the guest runtime anyway`);
+    }
+  });
+  const guestRuntime = unpackLateArchive({ run, log, when: afterSshd });
+  guestRuntime.catch(() => {}); // logged there; instance starts report it
+
   let cmdline = parseCmdline(cmdlineText);
   let dataDisk: DataDiskStatus | undefined;
   // What the pre-phases wait for (a stick behind xHCI, eth0, fw_cfg; see EARLY_MODULES) loads
@@ -239,7 +253,14 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
       logBook: book,
       selfArgv: APPLIANCE_SELF_ARGV, // the console menus
       sshPort: APPLIANCE_SSH_PORT,
-      early: { services, sshdGo: () => sshdGo() },
+      early: {
+        services,
+        sshdGo: () => {
+          sshdGo();
+          sshdGoGiven();
+        },
+      },
+      guestRuntime: () => guestRuntime,
       dataDisk,
       resetPassword: cmdline["reset-password"] === "1",
       builtinQueues: await readBuiltinQueues(log),

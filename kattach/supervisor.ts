@@ -283,6 +283,7 @@ export class Supervisor {
       let prepared = 0;
       let spawned = 0;
       try {
+        await this.#k.guestRuntime?.(); // the appliance: QEMU comes with its second archive
         await ensureGuestLinks(this.#k, inst);
         const prep = await prepareInstance(this.#k, inst, {
           machine: rt.machine,
