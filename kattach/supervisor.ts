@@ -262,7 +262,10 @@ export class Supervisor {
   }
 
   /** Starts an instance's QEMU; with `wait`, also waits until it is ready (or failed). */
-  start(name: string, options: { wait?: boolean } = {}): Promise<Instance> {
+  async start(name: string, options: { wait?: boolean } = {}): Promise<Instance> {
+    // The appliance: QEMU comes with its second archive (kattach/late_archive.ts); a start waits
+    // for it, and fails with the reason when it is missing or corrupt.
+    await this.#k.guestRuntime?.();
     return this.#locked(name, async () => {
       this.#cancelTimer(name);
       const inst = resolveInstance(this.#k.store, name);
@@ -283,7 +286,6 @@ export class Supervisor {
       let prepared = 0;
       let spawned = 0;
       try {
-        await this.#k.guestRuntime?.(); // the appliance: QEMU comes with its second archive
         await ensureGuestLinks(this.#k, inst);
         const prep = await prepareInstance(this.#k, inst, {
           machine: rt.machine,
