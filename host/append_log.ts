@@ -104,6 +104,19 @@ export class LogTail {
   }
 
   /**
+   * Whether {@linkcode lines} has anything to look at: the file's size is not where the next
+   * read starts (output was added, or the file was rotated), or it cannot be looked at (lines()
+   * then says why). One stat, no open: pollers of many logs look before they read.
+   */
+  changed(): boolean {
+    try {
+      return Deno.statSync(this.path).size !== this.#offset;
+    } catch {
+      return true;
+    }
+  }
+
+  /**
    * Yields every complete line added since the last read, in order (without the line end).
    * Throws when the file cannot be opened (e.g. not created yet: Deno.errors.NotFound).
    */

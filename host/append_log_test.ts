@@ -7,14 +7,18 @@ Deno.test("LogTail: reads only what was added, cuts long lines, starts over afte
     const path = `${dir}/serial.log`;
     await Deno.writeTextFile(path, "old boot\n");
     const tail = new LogTail(path, { from: 9, maxLineChars: 10 });
+    assertEquals(tail.changed(), false);
     await Deno.writeTextFile(path, "one\r\ntw", { append: true });
+    assertEquals(tail.changed(), true);
     assertEquals(await Array.fromAsync(tail.lines()), ["one"]);
+    assertEquals(tail.changed(), false); // the partial "tw" is read, kept for its line end
     await Deno.writeTextFile(path, "o\n" + "x".repeat(50) + "\nthree\n", { append: true });
     assertEquals(await Array.fromAsync(tail.lines()), ["two", "x".repeat(10), "three"]);
     assertEquals(await Array.fromAsync(tail.lines()), []);
     assertEquals(tail.bytesRead, (await Deno.stat(path)).size - 9); // each byte read once
     assertEquals(await rotateAppendLog(path, { maxBytes: 20 }), 9 + 7 + 2 + 51 + 6);
     assertEquals((await Deno.readTextFile(rotatedLogPath(path))).length, 20);
+    assertEquals(tail.changed(), true); // smaller than read: rotated
     await Deno.writeTextFile(path, "after\n", { append: true });
     assertEquals(await tail.find((l) => l.startsWith("aft")), "after");
   } finally {

@@ -2,9 +2,9 @@
  * The unprivileged user QEMU runs as when kattach is root (`kaos-qemu`), and the few grants that
  * make a guest's files reachable for it: group read on the shared, read-only guest files (module
  * images, vKaOS kernels), its own instance directory, traversal of the directories above, and
- * /dev/kvm. Nothing else of the host is opened to it. Also the detached spawn of QEMU: QEMU's own
- * `-daemonize` forks and calls setsid() after its seccomp sandbox is in place, which the sandbox
- * (`spawn=deny`, `elevateprivileges=deny`) forbids, so a shell puts it in the background instead.
+ * /dev/kvm. Nothing else of the host is opened to it. QEMU is started as this user in a session
+ * of its own by host/spawn.ts (QEMU's own `-daemonize` forks and calls setsid() after its seccomp
+ * sandbox is in place, which the sandbox (`spawn=deny`, `elevateprivileges=deny`) forbids).
  */
 import { outputOwned } from "./run.ts";
 
@@ -133,49 +133,4 @@ export async function grantDevice(ids: UserIds, device: string): Promise<string>
   await Deno.chown(device, null, ids.gid);
   await Deno.chmod(device, ((st.mode ?? 0) | 0o060) & 0o7777);
   return `${device} group ${QEMU_USER}, mode g+rw`;
-}
-
-/** Options of {@linkcode spawnDetached}. */
-export interface SpawnDetachedOptions {
-  cwd: string;
-  /** Where the process' stdout and stderr go (appended). */
-  logFile: string;
-  /** Run as this user (kattach must be root). */
-  user?: UserIds;
-}
-
-/**
- * Starts `argv` in the background, in a session of its own (setsid), detached from kattach (it
- * outlives it; its parent becomes init, or kattach as PID 1), stdin from /dev/null, output
- * appended to `logFile`. Returns its pid.
- */
-export async function spawnDetached(argv: string[], o: SpawnDetachedOptions): Promise<number> {
-  // The pid comes back on stderr (as fd 3); the background process gets none of the pipe.
-  const child = new Deno.Command("/bin/sh", {
-    // setsid(1) (util-linux, busybox) gives it a session of its own where it exists; as a
-    // background job it is no group leader, so setsid execs in place and $! stays its pid.
-    args: [
-      "-c",
-      'exec 3>&2 </dev/null >>"$0" 2>&1\n' +
-      'if command -v setsid >/dev/null; then setsid "$@" 3>&- & else "$@" 3>&- & fi\n' +
-      "echo $! >&3",
-      o.logFile,
-      ...argv,
-    ],
-    cwd: o.cwd,
-    detached: true,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    ...(o.user ? { uid: o.user.uid, gid: o.user.gid } : {}),
-  }).spawn();
-  // The answer is what the shell wrote before it exited (its stderr ends then). Its exit status
-  // is not waited for: as PID 1, kattach's orphan reaper may collect the shell first (ECHILD).
-  child.status.catch(() => {});
-  const text = (await new Response(child.stderr).text()).trim();
-  const pid = Number(text.split("\n").pop());
-  if (!/^\d+$/.test(text.split("\n").pop() ?? "") || !Number.isInteger(pid) || pid <= 0) {
-    throw new Error(`cannot start ${argv[0]} in the background: ${text || "no pid"}`);
-  }
-  return pid;
 }

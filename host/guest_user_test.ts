@@ -3,13 +3,7 @@ import {
   match as assertMatch,
   ok as assert,
 } from "node:assert/strict";
-import {
-  grantDevice,
-  grantGroup,
-  grantTraversal,
-  parsePasswd,
-  spawnDetached,
-} from "./guest_user.ts";
+import { grantDevice, grantGroup, grantTraversal, parsePasswd } from "./guest_user.ts";
 
 Deno.test("parsePasswd finds a user's ids", () => {
   const text =
@@ -83,32 +77,4 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
-
-Deno.test("spawnDetached: the pid of a background process that outlives its starter", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "kaos_spawn_" });
-  try {
-    const pid = await spawnDetached(["sleep", "30"], { cwd: dir, logFile: `${dir}/out.log` });
-    let stat = "";
-    for (let i = 0; i < 250 && !stat.includes("(sleep)"); i++) { // setsid execs it: wait for that
-      stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-      if (!stat.includes("(sleep)")) await new Promise((r) => setTimeout(r, 20));
-    }
-    assert(stat.includes("(sleep)"), `the pid is sleep's own: ${stat}`);
-    const sid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[3]);
-    assertEquals(sid, pid, "a session of its own: a Ctrl-C to kattach spares it");
-    Deno.kill(pid, "SIGKILL");
-    const failed = await spawnDetached(["sh", "-c", "echo oops >&2; exit 3"], {
-      cwd: dir,
-      logFile: `${dir}/out.log`,
-    });
-    assert(failed > 0);
-    // Its output went to the log, not to us.
-    for (let i = 0; i < 100 && !(await Deno.readTextFile(`${dir}/out.log`)).includes("oops"); i++) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    assert((await Deno.readTextFile(`${dir}/out.log`)).includes("oops"));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 });

@@ -72,7 +72,12 @@ export {
   lookupUser,
   parsePasswd,
   QEMU_USER,
-  spawnDetached,
-  type SpawnDetachedOptions,
   type UserIds,
 } from "./guest_user.ts";
+export {
+  decodeWaitStatus,
+  type DetachedProcess,
+  type ProcessEnd,
+  spawnDetached,
+  type SpawnDetachedOptions,
+} from "./spawn.ts";

@@ -227,6 +227,11 @@ export const DeployedInstance = Instance.extend({
   outcome: z.enum(["defined", "started", "ready", "failed"]),
   /** Why it failed. */
   reason: z.string().optional(),
+  /**
+   * Started: what QEMU answered to kattach's first `query-status` (`running`, unless it was
+   * started paused), so a caller needs no QMP round of its own to know.
+   */
+  qmpStatus: z.string().optional(),
 });
 export type DeployedInstance = z.infer<typeof DeployedInstance>;
 

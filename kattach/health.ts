@@ -132,6 +132,9 @@ async function probeSerial(marker: string, target: ReadinessTarget): Promise<Hea
     tail = new LogTail(target.serialLog, { from: target.serialFrom ?? 0 });
     tails.set(target, tail);
   }
+  const notYet = { ok: false, detail: `serial: no line with ${JSON.stringify(marker)} yet` };
+  // Polled every 50 ms for each guest: a stat when nothing was added, not an open and a read.
+  if (!tail.changed()) return notYet;
   let line: string | undefined;
   try {
     line = await tail.find((l) => l.includes(marker));
@@ -139,7 +142,8 @@ async function probeSerial(marker: string, target: ReadinessTarget): Promise<Hea
     return { ok: false, detail: `serial log ${target.serialLog}: ${(err as Error).message}` };
   }
   // The line is the guest's: no control characters reach a terminal or the log.
-  return line === undefined
-    ? { ok: false, detail: `serial: no line with ${JSON.stringify(marker)} yet` }
-    : { ok: true, detail: `serial: ${stripControlsLine(line).trim().slice(0, 200)}` };
+  return line === undefined ? notYet : {
+    ok: true,
+    detail: `serial: ${stripControlsLine(line).trim().slice(0, 200)}`,
+  };
 }

@@ -83,7 +83,28 @@ export interface PrepareOptions {
   machine: Machine;
   /** Forwards of the previous boot; their host ports are reused when still free. */
   previousForwards: Forward[];
+  /** What the starts of one deploy share (records read, files granted once). */
+  shared?: SharedPrep;
 }
+
+/**
+ * What the starts of one deploy share: its VM image, vKaOS, module and configuration group
+ * records, vKaOS' manifest, and the grants on the files every guest of the image opens, each
+ * read or made once instead of once per instance (issue 13). Made for one deploy and dropped
+ * with it, so nothing in it outlives a change.
+ */
+export class SharedPrep {
+  #memo = new Map<string, unknown>();
+
+  /** `make()`'s value for `key`, made on the first call. */
+  once<T>(key: string, make: () => T): T {
+    if (!this.#memo.has(key)) this.#memo.set(key, make());
+    return this.#memo.get(key) as T;
+  }
+}
+
+/** Without a {@linkcode SharedPrep}: everything is made for this start alone. */
+const unshared = { once: <T>(_key: string, make: () => T): T => make() };
 
 /**
  * The machine an instance runs on: q35 when one of its modules declares `"machine": "q35"` in
@@ -114,8 +135,20 @@ let qbootPresent: Promise<boolean> | undefined;
  * start, so the first deploy does not wait for them. Safe to call any number of times.
  */
 export function warmHostFacts(): void {
-  qbootPresent ??= exists(QBOOT_ROM);
+  qbootInstalled();
   hostTscKhz().catch(() => {});
+}
+
+/**
+ * Whether qboot is installed, kept once found; "no" is asked again at the next start (the
+ * appliance's QEMU and firmware arrive with its second archive, after kattach started).
+ */
+function qbootInstalled(): Promise<boolean> {
+  const p = qbootPresent ??= exists(QBOOT_ROM);
+  p.then((found) => {
+    if (!found && qbootPresent === p) qbootPresent = undefined;
+  });
+  return p;
 }
 
 /**
@@ -134,19 +167,22 @@ export async function prepareInstance(
   inst: Instance,
   options: PrepareOptions,
 ): Promise<PreparedInstance> {
-  const image = k.store.getVmImage(inst.vmimage);
-  const vkaos = k.store.getVkaos();
+  const shared = options.shared ?? unshared;
+  const image = shared.once(`image ${inst.vmimage}`, () => k.store.getVmImage(inst.vmimage));
+  const vkaos = shared.once("vkaos", () => k.store.getVkaos());
   if (!image || !vkaos) {
     throw new UserError(`Cannot start ${inst.name}: its VM image or vKaOS is gone`, {
       hint: "see `vmimage show` and `module list`",
     });
   }
   const apps = image.modules.map((name) => {
-    const m = k.store.getModule(name);
+    const m = shared.once(`module ${name}`, () => k.store.getModule(name));
     if (!m) throw new UserError(`Cannot start ${inst.name}: module ${name} is not installed`);
     return m;
   });
-  const groups = image.configGroups.map((g) => k.store.getConfigGroup(g)).filter((g) => !!g);
+  const groups = image.configGroups.map((g) =>
+    shared.once(`group ${g}`, () => k.store.getConfigGroup(g))
+  ).filter((g) => !!g);
   // On the instance's storage (or the data partition without one); never in RAM.
   const paths = instancePaths(requireInstanceRoot(k, inst.name), inst.name);
   if (new TextEncoder().encode(paths.console).length > SUN_PATH_MAX) {
@@ -198,13 +234,17 @@ export async function prepareInstance(
   // Independent steps at once: the file work overlaps (no process is spawned here).
   const [kernel, manifest, serialFrom, qboot, tscKhz] = await Promise.all([
     extractVkaos(k.stateDir, vkaos),
-    Deno.readTextFile(`${vkaos.dir}/manifest.json`).then((t) => Manifest.parse(JSON.parse(t))),
+    shared.once(
+      "vkaos manifest",
+      () =>
+        Deno.readTextFile(`${vkaos.dir}/manifest.json`).then((t) => Manifest.parse(JSON.parse(t))),
+    ),
     // Earlier boots' output past the bound moves to serial.log.1 before QEMU opens the log.
     rotateAppendLog(paths.serialLog).then(() => Deno.stat(paths.serialLog)).then(
       (s) => s.size,
       () => 0,
     ),
-    qbootPresent ??= exists(QBOOT_ROM),
+    qbootInstalled(),
     machine === "microvm" && k.accel.kind === "tcg" ? hostTscKhz() : undefined,
     writeAtomic(paths.configDisk, renderConfigDisk(cfg)),
     image.dataDiskMiB === null ? undefined : ensureDataDisk(dataDiskPath, image.dataDiskMiB),
@@ -247,7 +287,7 @@ export async function prepareInstance(
   const user = await guestUser(k);
   if (user) {
     const taps = network.nics.some((n) => n.tap);
-    await grantGuestFiles(k, user, { paths, kernel, apps, taps, vhost: taps && vhost });
+    await grantGuestFiles(k, user, { paths, kernel, apps, taps, vhost: taps && vhost, shared });
   }
   return {
     argv,
@@ -289,12 +329,9 @@ async function grantGuestFiles(
     /** The instance has tap NICs: QEMU opens /dev/net/tun. */
     taps: boolean;
     vhost: boolean;
+    shared: Pick<SharedPrep, "once">;
   },
 ): Promise<void> {
-  const changed = await grantTraversal(k.stateDir);
-  if (changed.length > 0) {
-    k.log(`supervisor: made ${changed.join(", ")} traversable (o+x) for ${QEMU_USER}`);
-  }
   const state = k.stateDir;
   const cacheDir = o.kernel.kernel.slice(0, o.kernel.kernel.lastIndexOf("/"));
   // The instance's directory lies under STATE/instances, or on its storage
@@ -314,7 +351,14 @@ async function grantGuestFiles(
     o.kernel.kernel,
     o.kernel.initrd,
   ];
-  for (const path of shared) await grantGroup(path, user.gid);
+  // The same for every guest of a deploy on the same storage: granted once for all of them.
+  await o.shared.once(`grants ${shared.join(" ")}`, async () => {
+    const changed = await grantTraversal(k.stateDir);
+    if (changed.length > 0) {
+      k.log(`supervisor: made ${changed.join(", ")} traversable (o+x) for ${QEMU_USER}`);
+    }
+    for (const path of shared) await grantGroup(path, user.gid);
+  });
   await chownTree(o.paths.dir, user);
   // Without udev (the appliance) devtmpfs makes /dev/net/tun root's only (0600): QEMU, not
   // root, then cannot attach to its tap even though the tap is its user's.

@@ -6,12 +6,20 @@
  * connection that closes means QEMU ended: the restart policy (`always`, `on-failure`, `never`)
  * decides, with exponential backoff. Readiness (appmgr.aq) decides `running` vs `failed`.
  */
-import type { Forward, Instance, ModuleHealth } from "../ipc/schemas.ts";
-import { rotateAppendLog, SERIAL_LOG_MAX_BYTES, spawnDetached, type UserIds } from "../host/mod.ts";
+import type { Forward, Instance, Module, ModuleHealth } from "../ipc/schemas.ts";
+import {
+  type DetachedProcess,
+  type ProcessEnd,
+  rotateAppendLog,
+  SERIAL_LOG_MAX_BYTES,
+  spawnDetached,
+  type UserIds,
+} from "../host/mod.ts";
 import { UserError } from "../lib/errors.ts";
 import {
   AgentClient,
   cont,
+  QmpClosedError,
   QmpError,
   QmpMonitor,
   queryBlockstats,
@@ -23,7 +31,12 @@ import {
 } from "../vmimage/mod.ts";
 import type { Kattach } from "./context.ts";
 import { waitReady } from "./health.ts";
-import { ensureGuestLinks, guestNetwork, recordGuestNetwork } from "./network.ts";
+import {
+  ensureGuestLinks,
+  type GuestNetwork,
+  guestNetwork,
+  recordGuestNetwork,
+} from "./network.ts";
 import { RestartBackoff } from "./restart_backoff.ts";
 import {
   type InstancePaths,
@@ -33,6 +46,7 @@ import {
   prepareInstance,
   procStats,
   readPidfile,
+  type SharedPrep,
   warmHostFacts,
   warmInstanceCaches,
 } from "./instance_runtime.ts";
@@ -68,12 +82,24 @@ interface Guest {
   /** Why it is being ended on purpose (shown as last exit). */
   reason: string;
   ready: boolean;
+  /** QEMU's status at the attach's `query-status`. */
+  qmpStatus: string;
   startedAt: number;
   readiness: AbortController;
   /** The guest agent connection (docs/guest.md), made on first use and kept. */
   agent: Promise<AgentClient> | null;
   /** Settles once the end of this QEMU has been handled. */
   ended: Promise<void>;
+}
+
+/** What a guest's readiness checks look at. */
+interface ReadinessFacts {
+  /** vKaOS, then the app modules, each with its readiness check. */
+  modules: Module[];
+  forwards: Forward[];
+  /** Bytes of serial.log from earlier boots. */
+  serialFrom: number;
+  network: GuestNetwork;
 }
 
 /** Per-instance runtime figures for `instance stats`. */
@@ -90,42 +116,36 @@ export interface GuestStats {
   guest: Awaited<ReturnType<typeof guestFigures>>;
 }
 
-/** How long a QEMU has to open its QMP socket after it was started. */
-const QMP_SOCKET_WAIT_MS = 15_000;
-
 /**
- * Starts QEMU detached (as `user` when given), its output appended to `qemu.log` in the instance
- * directory, and waits until its QMP socket exists; returns its pid. A QEMU that exits first is
- * refused with the end of its log.
+ * Starts QEMU detached (as `user` when given) with no shell before it, its output appended to
+ * `qemu.log` in the instance directory; returns the process and where its output starts. Its
+ * first QMP exchange is the attach's: {@linkcode Supervisor} waits for that, not for the socket.
  */
 async function spawnQemu(
   argv: string[],
   o: { paths: InstancePaths; user: UserIds | null },
-): Promise<number> {
+): Promise<Launched> {
   const logFile = `${o.paths.dir}/qemu.log`;
   const logFrom = await Deno.stat(logFile).then((s) => s.size, () => 0);
-  const pid = await spawnDetached(argv, {
+  const proc = spawnDetached(argv, {
     cwd: o.paths.dir,
     logFile,
     ...(o.user ? { user: o.user } : {}),
   });
-  const deadline = Date.now() + QMP_SOCKET_WAIT_MS;
-  for (;;) {
-    if (await Deno.lstat(o.paths.qmp).then((s) => s.isSocket, () => false)) return pid;
-    if (!pidAlive(pid) || Date.now() > deadline) {
-      const log = await Deno.readFile(logFile).catch(() => new Uint8Array());
-      const text = new TextDecoder().decode(log.subarray(logFrom)).trim();
-      if (pidAlive(pid)) Deno.kill(pid, "SIGKILL");
-      throw new UserError(
-        `Cannot start ${o.paths.dir.split("/").pop()}: QEMU refused to start: ${
-          text.split("\n").slice(-3).join(" ") ||
-          `no QMP socket after ${QMP_SOCKET_WAIT_MS / 1000} s`
-        }`,
-        { hint: `QEMU's output is in ${logFile}; the argv is in the kattach log` },
-      );
-    }
-    await sleep(20);
-  }
+  return { ...proc, logFile, logFrom };
+}
+
+/** A QEMU just started, before its first QMP exchange. */
+interface Launched extends DetachedProcess {
+  logFile: string;
+  /** The size of `logFile` before this QEMU started: its own output comes after. */
+  logFrom: number;
+}
+
+/** The last lines this QEMU wrote to its log (its reason to exit, usually). */
+async function logTail(l: Launched): Promise<string> {
+  const log = await Deno.readFile(l.logFile).catch(() => new Uint8Array());
+  return new TextDecoder().decode(log.subarray(l.logFrom)).trim().split("\n").slice(-3).join(" ");
 }
 
 const supervisors = new WeakMap<Kattach, Supervisor>();
@@ -149,6 +169,7 @@ export class Supervisor {
   #rotation: ReturnType<typeof setInterval>;
   #rotating = false;
   #rotatedOnce = new Set<string>();
+  #commits: { write: () => void; resolve(): void; reject(err: unknown): void }[] = [];
 
   constructor(k: Kattach, options: { backoff?: RestartBackoff } = {}) {
     this.#k = k;
@@ -263,8 +284,19 @@ export class Supervisor {
 
   /** Starts an instance's QEMU; with `wait`, also waits until it is ready (or failed). */
   async start(name: string, options: { wait?: boolean } = {}): Promise<Instance> {
+    return (await this.launch(name, options)).instance;
+  }
+
+  /**
+   * {@linkcode start}, also saying what QEMU answered to its first `query-status` (`running`
+   * unless it was started paused): a deploy reports it per instance.
+   */
+  async launch(
+    name: string,
+    options: { wait?: boolean; shared?: SharedPrep } = {},
+  ): Promise<{ instance: Instance; qmpStatus: string }> {
     // The appliance: QEMU comes with its second archive (kattach/late_archive.ts); a start waits
-    // for it, and fails with the reason when it is missing or corrupt.
+    // for it (holding no lock), and fails with the reason when it is missing or corrupt.
     await this.#k.guestRuntime?.();
     return this.#locked(name, async () => {
       this.#cancelTimer(name);
@@ -277,9 +309,12 @@ export class Supervisor {
       }
       if (this.#closing) throw new Error("kattach is shutting down");
       const rt = getRuntime(this.#k.store, name);
-      this.#setState(name, "starting");
-      let pid: number;
+      await this.#commit(() => this.#setState(name, "starting"));
+      let launched: Launched | undefined;
       let paths: InstancePaths;
+      let argv: string[] = [];
+      let known: ReadinessFacts | undefined;
+      const logArgv = () => this.#k.log(`supervisor: ${name}: argv: ${JSON.stringify(argv)}`);
       // Where the start's time goes (logged with "started"; bench/deploy.ts, issue 13).
       const t0 = performance.now();
       const since = () => Math.round(performance.now() - t0);
@@ -290,6 +325,7 @@ export class Supervisor {
         const prep = await prepareInstance(this.#k, inst, {
           machine: rt.machine,
           previousForwards: rt.forwards,
+          ...(options.shared ? { shared: options.shared } : {}),
         });
         paths = prep.paths;
         await this.#clearLeftovers(paths);
@@ -298,10 +334,18 @@ export class Supervisor {
           this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
         }
         prepared = since();
-        pid = await spawnQemu(prep.argv, { paths, user: prep.user });
+        argv = prep.argv;
+        known = {
+          modules: prep.modules,
+          forwards: prep.forwards,
+          serialFrom: prep.serialFrom,
+          network: prep.network,
+        };
+        launched = await spawnQemu(prep.argv, { paths, user: prep.user });
         spawned = since();
-        // One transaction: one WAL sync instead of one per row (synchronous = FULL).
-        this.#k.store.tx(() => {
+        const pid = launched.pid;
+        // One transaction, shared with the other starts under way (synchronous = FULL).
+        await this.#commit(() => {
           patchRuntime(this.#k.store, name, {
             pid,
             forwards: prep.forwards,
@@ -319,17 +363,29 @@ export class Supervisor {
           }
         });
       } catch (err) {
-        this.#setState(name, "failed");
-        patchRuntime(this.#k.store, name, { pid: null, lastExit: `start failed: ${message(err)}` });
+        // A QEMU launched for a start that failed after all does not stay behind.
+        if (launched) killPid(launched.pid);
+        if (argv.length > 0) logArgv();
+        this.#k.store.tx(() => {
+          this.#setState(name, "failed");
+          patchRuntime(this.#k.store, name, {
+            pid: null,
+            lastExit: `start failed: ${message(err)}`,
+          });
+        });
         this.#k.log(`supervisor: ${name}: start failed: ${message(err)}`);
         throw err;
       }
-      const guest = await this.#attach(name, pid, paths, { fresh: true });
+      const guest = await this.#attach(name, launched.pid, paths, { fresh: true, launched, known })
+        .catch((err) => {
+          logArgv();
+          throw err;
+        });
       this.#k.log(
-        `supervisor: started ${name} (pid ${pid}; after ${prepared} ms its files were ready, ${spawned} ms its QMP socket, ${since()} ms QMP attached)`,
+        `supervisor: started ${name} (pid ${launched.pid}; after ${prepared} ms its files were ready, ${spawned} ms QEMU was launched, ${since()} ms QMP attached)`,
       );
       if (options.wait) await this.#waitSettled(guest);
-      return this.#show(name);
+      return { instance: this.#show(name), qmpStatus: guest.qmpStatus };
     });
   }
 
@@ -509,23 +565,42 @@ export class Supervisor {
     name: string,
     pid: number,
     paths: InstancePaths,
-    o: { fresh: boolean },
+    o: { fresh: boolean; launched?: Launched; known?: ReadinessFacts },
   ): Promise<Guest> {
     let monitor: QmpMonitor | undefined;
     let status: Awaited<ReturnType<typeof queryStatus>>;
+    // A QEMU that exits before its first QMP exchange ends the wait for it at once.
+    const exited = new AbortController();
+    o.launched?.exited.then((end) => exited.abort(new QemuExited(end)));
     try {
       monitor = await QmpMonitor.connect(paths.qmp, {
         timeoutMs: QMP_FIRST_EXCHANGE_MS,
         log: (m) => this.#k.log(`supervisor: ${name}: qmp: ${m}`),
+        signal: exited.signal,
       });
       status = await queryStatus(monitor, { timeoutMs: 5000 });
     } catch (err) {
       await monitor?.close();
       if (!o.fresh) throw err;
+      const l = o.launched;
+      // The connection closing under us: QEMU is likely on its way out; give it a moment.
+      if (
+        l && (err instanceof QemuExited ||
+          err instanceof QmpClosedError && await settledWithin(l.exited, 1000))
+      ) {
+        const end = await l.exited;
+        const why = `QEMU refused to start: ${
+          await logTail(l) || `it ended (${describeEnd(end)}) before its first QMP exchange`
+        }`;
+        this.#setState(name, "failed");
+        patchRuntime(this.#k.store, name, { pid: null, lastExit: why });
+        this.#k.log(`supervisor: ${name}: ${why}`);
+        throw new UserError(`Cannot start ${name}: ${why}`, {
+          hint: `QEMU's output is in ${l.logFile}; the argv is in the kattach log`,
+        });
+      }
       // A QEMU we cannot drive is no guest: end it, and say why the instance failed.
-      try {
-        Deno.kill(pid, "SIGKILL");
-      } catch { /* gone */ }
+      killPid(pid);
       const why = `QEMU started but its first QMP exchange failed (QEMU was killed): ${
         message(err)
       }`;
@@ -548,6 +623,7 @@ export class Supervisor {
       intent: "run",
       reason: "",
       ready: !o.fresh && inst.state === "running",
+      qmpStatus: status.status,
       startedAt: rt.startedAt ? Date.parse(rt.startedAt) : Date.now(),
       readiness: new AbortController(),
       agent: null,
@@ -560,7 +636,10 @@ export class Supervisor {
       this.#setState(name, guest.ready ? "running" : "starting");
     }
     if (!guest.ready) {
-      this.#spawnBackground(this.#checkReadiness(guest), `the readiness check of ${name}`);
+      this.#spawnBackground(
+        this.#checkReadiness(guest, o.known),
+        `the readiness check of ${name}`,
+      );
     }
     this.#spawnBackground(this.#watchEvents(guest), `the event watch of ${name}`);
     this.#spawnBackground(
@@ -587,25 +666,26 @@ export class Supervisor {
     } catch { /* the connection closed */ }
   }
 
-  async #checkReadiness(g: Guest): Promise<void> {
-    const inst = resolveInstanceSafe(this.#k, g.name);
-    const image = inst && this.#k.store.getVmImage(inst.vmimage);
-    const vkaos = this.#k.store.getVkaos();
-    if (!inst || !image || !vkaos) return;
-    const rt = getRuntime(this.#k.store, g.name);
-    const modules = [vkaos, ...image.modules.map((m) => this.#k.store.getModule(m)!)];
+  /**
+   * Waits for each module's readiness and records it. `known`: what a start just prepared (its
+   * modules, forwards, serial offset, network), instead of reading it back from the store.
+   */
+  async #checkReadiness(g: Guest, known?: ReadinessFacts): Promise<void> {
+    const facts = known ?? this.#readinessFacts(g.name);
+    if (!facts) return;
+    const { modules, forwards, serialFrom } = facts;
     // A guest on a bridged VLAN is checked at its own address; else through its forwards.
-    const own = guestNetwork(this.#k, inst).nics.find((n) => n.address)?.address?.split("/")[0];
+    const own = facts.network.nics.find((n) => n.address)?.address?.split("/")[0];
     const results = await Promise.all(modules.map(async (m) => {
       const check = m.appmgr.readiness;
       const fwd = check.type === "serial"
         ? undefined
-        : rt.forwards.find((f) => f.guestPort === check.port);
+        : forwards.find((f) => f.guestPort === check.port);
       const result = await waitReady(check, {
         host: own ?? "127.0.0.1",
         port: own ? (check.type === "serial" ? 1 : check.port) : fwd?.hostPort ?? 1,
         serialLog: g.paths.serialLog,
-        serialFrom: rt.serialFrom,
+        serialFrom,
       }, {
         timeoutMs: m.appmgr.readinessTimeoutSeconds * 1000,
         // A serial check reads a small local file: poll it often, it is on the path to ready.
@@ -613,20 +693,24 @@ export class Supervisor {
         signal: g.readiness.signal,
       });
       if (g.readiness.signal.aborted || g.intent !== "run") return result;
-      recordHealth(this.#k.store, {
-        instance: g.name,
-        module: m.name,
-        status: result.ok ? "ready" : "failed",
-        detail: result.detail,
-      });
+      await this.#commit(() =>
+        recordHealth(this.#k.store, {
+          instance: g.name,
+          module: m.name,
+          status: result.ok ? "ready" : "failed",
+          detail: result.detail,
+        })
+      );
       return result;
     }));
     if (g.readiness.signal.aborted || g.intent !== "run") return;
     if (results.every((r) => r.ok)) {
       g.ready = true;
-      if (resolveInstanceSafe(this.#k, g.name)?.state === "starting") {
-        this.#setState(g.name, "running");
-      }
+      await this.#commit(() => {
+        if (resolveInstanceSafe(this.#k, g.name)?.state === "starting") {
+          this.#setState(g.name, "running");
+        }
+      });
       this.#k.log(`supervisor: ${g.name} is ready`);
       return;
     }
@@ -635,6 +719,21 @@ export class Supervisor {
     g.reason = `not ready: ${failed.map(([m, r]) => `${m}: ${r.detail}`).join("; ")}`;
     this.#k.log(`supervisor: ${g.name}: ${g.reason}`);
     this.#signal(g, "SIGKILL");
+  }
+
+  /** What the readiness checks of a guest attached again after a kattach restart need. */
+  #readinessFacts(name: string): ReadinessFacts | null {
+    const inst = resolveInstanceSafe(this.#k, name);
+    const image = inst && this.#k.store.getVmImage(inst.vmimage);
+    const vkaos = this.#k.store.getVkaos();
+    if (!inst || !image || !vkaos) return null;
+    const rt = getRuntime(this.#k.store, name);
+    return {
+      modules: [vkaos, ...image.modules.map((m) => this.#k.store.getModule(m)!)],
+      forwards: rt.forwards,
+      serialFrom: rt.serialFrom,
+      network: guestNetwork(this.#k, inst),
+    };
   }
 
   async #onClosed(g: Guest): Promise<void> {
@@ -685,10 +784,12 @@ export class Supervisor {
     if (o.operator) this.#backoff.forget(name);
     const delay = restart ? this.#backoff.next(name, o.startedAt ?? null) : 0;
     const rt = getRuntime(this.#k.store, name);
-    this.#setState(name, o.failure ? "failed" : "stopped");
-    patchRuntime(this.#k.store, name, {
-      pid: null,
-      lastExit: o.why + (restart ? `; restarting in ${delay / 1000} s (${policy})` : ""),
+    await this.#commit(() => {
+      this.#setState(name, o.failure ? "failed" : "stopped");
+      patchRuntime(this.#k.store, name, {
+        pid: null,
+        lastExit: o.why + (restart ? `; restarting in ${delay / 1000} s (${policy})` : ""),
+      });
     });
     this.#k.log(`supervisor: ${name}: ${o.why}${restart ? `; restart in ${delay} ms` : ""}`);
     if (!restart) return;
@@ -781,6 +882,46 @@ export class Supervisor {
     } finally {
       this.#rotating = false;
     }
+  }
+
+  /**
+   * Runs `write` in one write transaction with the others queued in the same turn of the event
+   * loop (a group commit: the 20 starts of a deploy make one WAL sync, not 20, each of which
+   * held kattach's only JS thread; synchronous = FULL). Each write is still all or nothing on
+   * its own (a savepoint); resolves once committed, rejects with the write's own error.
+   */
+  #commit(write: () => void): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    if (this.#commits.length === 0) setTimeout(() => this.#flushCommits(), 0);
+    this.#commits.push({ write, resolve, reject });
+    return promise;
+  }
+
+  #flushCommits(): void {
+    const batch = this.#commits;
+    this.#commits = [];
+    const outcomes: (unknown | null)[] = [];
+    const store = this.#k.store;
+    try {
+      store.tx(() => {
+        for (const { write } of batch) {
+          store.run("SAVEPOINT kaos_write");
+          try {
+            write();
+            store.run("RELEASE kaos_write");
+            outcomes.push(null);
+          } catch (err) {
+            store.run("ROLLBACK TO kaos_write");
+            store.run("RELEASE kaos_write");
+            outcomes.push(err);
+          }
+        }
+      });
+    } catch (err) { // the transaction itself (BEGIN, COMMIT, writes refused): every write failed
+      batch.forEach((c) => c.reject(err));
+      return;
+    }
+    batch.forEach((c, i) => outcomes[i] === null ? c.resolve() : c.reject(outcomes[i]));
   }
 
   #setState(name: string, state: Instance["state"]): void {
@@ -880,6 +1021,24 @@ function resolveInstanceSafe(k: Kattach, name: string): Instance | undefined {
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** A QEMU that ended before its first QMP exchange. */
+class QemuExited extends Error {
+  constructor(readonly end: ProcessEnd) {
+    super(`QEMU ended (${describeEnd(end)})`);
+  }
+}
+
+function describeEnd(end: ProcessEnd): string {
+  return end.signal ? `signal ${end.signal}` : `exit code ${end.code}`;
+}
+
+/** SIGKILL to a pid; a process already gone is no error. */
+function killPid(pid: number): void {
+  try {
+    Deno.kill(pid, "SIGKILL");
+  } catch { /* gone */ }
 }
 
 function sleep(ms: number): Promise<void> {

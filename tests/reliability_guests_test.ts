@@ -1,7 +1,8 @@
 /**
  * kattach never lies about guests, against real QEMU: deploy reports per instance what happened
- * and exits 1 naming each instance that failed and why; a QEMU that starts but fails its first
- * QMP exchange is killed and its instance is `failed` with the reason; restart policy `always`
+ * and exits 1 naming each instance that failed and why; a QEMU that exits before its first QMP
+ * exchange is reported with its own words at once; one that starts but fails its first QMP
+ * exchange is killed and its instance is `failed` with the reason; restart policy `always`
  * restarts a guest that powered itself off; autostart instances come up when kattach starts with
  * an empty runtime directory (a reboot). One kattach for all of it.
  */
@@ -15,7 +16,8 @@ const WAIT = { timeoutMs: 120_000, intervalMs: 200 };
 
 /**
  * A `qemu-system-x86_64` in front of the real one: for instances of the VM image `hmp` it serves
- * the human monitor where QMP should be, so QEMU runs but its first QMP exchange fails.
+ * the human monitor where QMP should be, so QEMU runs but its first QMP exchange fails; for
+ * those of `bad` it refuses its options as QEMU does, and exits.
  */
 const WRAPPER = `#!/bin/bash
 here=$(dirname "$0")
@@ -23,6 +25,9 @@ real=$(PATH=\${PATH//$here:/} command -v qemu-system-x86_64)
 args=()
 hmp=0
 for a in "$@"; do case "$a" in *process=kaos-hmp-*) hmp=1 ;; esac; done
+for a in "$@"; do case "$a" in
+  *process=kaos-bad-*) echo "qemu-system-x86_64: -bad: invalid option" >&2; exit 1 ;;
+esac; done
 for a in "$@"; do
   if [ $hmp = 1 ] && [ "$a" = -qmp ]; then args+=(-monitor); else args+=("$a"); fi
 done
@@ -58,6 +63,7 @@ Deno.test({
       }
       await k.json("vmimage", "create", "web", "--modules", "web");
       await k.json("vmimage", "create", "hmp", "--modules", "web");
+      await k.json("vmimage", "create", "bad", "--modules", "web");
 
       // deploy: web-2 cannot start (a file where its runtime directory goes); web-1 can.
       await Deno.mkdir(`${k.stateDir}/instances`, { recursive: true });
@@ -74,6 +80,18 @@ Deno.test({
       assert.doesNotMatch(d.stderr, /web-1 failed/);
       assert.equal((await show("web-2")).state, "failed");
       await Deno.remove(`${k.stateDir}/instances/web-2`);
+
+      // A QEMU that exits at once: its own words in the answer, no wait for a QMP socket.
+      const b = await k.aq("deploy", "bad", "--json");
+      assert.equal(b.code, 1, b.stderr);
+      const [bad] = JSON.parse(b.stdout) as DeployedInstance[];
+      assert.equal(bad.outcome, "failed");
+      assert.match(bad.reason!, /QEMU refused to start: qemu-system-x86_64: -bad: invalid option/);
+      assert.equal((await show("bad-1")).state, "failed");
+      assert.equal((await show("bad-1")).pid, null);
+      assert.match(k.log, /bad-1: argv: \[/); // the hint's "the argv is in the kattach log"
+      assert.equal(bad.qmpStatus, undefined);
+      assert.equal(deployed[0].qmpStatus, "running");
 
       // A QEMU that answers with the human monitor instead of QMP: killed, instance failed.
       const h = await k.aq("deploy", "hmp", "--wait");

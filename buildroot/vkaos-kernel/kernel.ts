@@ -62,7 +62,13 @@ export async function ensureKernel(
       code: "build-failed",
     });
   }
-  const paths = kernelPaths(root);
+  // The script ends with "…/bzImage -> …/<key>/bzImage": the build of this checkout's config. The
+  // stable symlinks may point at another checkout's build when build/ is shared (git worktrees).
+  const last = new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "";
+  const keyDir = / -> (\/.+)\/bzImage$/.exec(last)?.[1];
+  const paths = keyDir
+    ? { bzImage: `${keyDir}/bzImage`, vmlinux: `${keyDir}/vmlinux`, config: `${keyDir}/config` }
+    : kernelPaths(root);
   for (const path of [paths.bzImage, paths.vmlinux, paths.config]) {
     if (!await exists(path)) {
       throw new UserError(`Cannot find ${path} after building the vKaOS kernel`, {

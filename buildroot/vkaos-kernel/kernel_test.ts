@@ -193,7 +193,10 @@ Deno.test("vkaos-kernel boot: microvm + qboot runs a busybox /init that prints a
   });
 });
 
-/** An /init that mounts every virtio disk by serial, reads hello.txt, and lists the NICs. */
+/**
+ * An /init that mounts every virtio disk by serial, reads hello.txt, writes through an overlayfs
+ * over the read-only squashfs (upper layer on tmpfs), and lists the NICs.
+ */
 const DISKS_INIT = `#!/bin/sh
 ${MOUNTS}for b in /sys/block/vd*; do
   s=$(cat $b/serial)
@@ -201,6 +204,13 @@ ${MOUNTS}for b in /sys/block/vd*; do
   mkdir -p /mnt/$s
   if mount -t $t -o ro /dev/\${b##*/} /mnt/$s; then echo "READ $s: $(cat /mnt/$s/hello.txt)"; else echo "MOUNT-FAILED $s"; fi
 done
+mkdir -p /run /ov && mount -t tmpfs tmpfs /run && mkdir -p /run/up /run/work
+if mount -t overlay -o lowerdir=/mnt/sqgzip,upperdir=/run/up,workdir=/run/work overlay /ov &&
+  echo written >/ov/new.txt; then
+  echo "OVERLAY: $(cat /ov/hello.txt) + $(cat /ov/new.txt), upper $(cat /run/up/new.txt)"
+else
+  echo OVERLAY-FAILED
+fi
 echo "NET: $(ls /sys/class/net | tr '\\n' ' ')"
 echo VKAOS-DISKS-DONE
 poweroff -f
@@ -236,9 +246,13 @@ function assertDisksAndNet(output: string): void {
     );
   }
   assert(/NET: .*\beth0\b/.test(output), `no eth0 in /sys/class/net:\n${tail}`);
+  assert(
+    output.includes("OVERLAY: hello from squashfs gzip + written, upper written"),
+    `overlayfs over the squashfs:\n${tail}`,
+  );
 }
 
-Deno.test("vkaos-kernel boot: microvm virtio-blk-device disks (ext4, squashfs gzip/xz/zstd) mount and read; virtio-net-device is eth0", async () => {
+Deno.test("vkaos-kernel boot: microvm virtio-blk-device disks (ext4, squashfs gzip/xz/zstd) mount and read, overlayfs writes over the squashfs; virtio-net-device is eth0", async () => {
   const paths = await kernel();
   await withTempDir(async (dir) => {
     const initrd = await buildBusyboxInitramfs(dir, { init: DISKS_INIT });

@@ -6,7 +6,7 @@
 import type { DeployedInstance, Nic } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import { allocateMac, macIndex } from "../../netmgr/mod.ts";
-import { removeInstanceDir } from "../instance_runtime.ts";
+import { removeInstanceDir, SharedPrep } from "../instance_runtime.ts";
 import { nicStatus } from "../network.ts";
 import { instanceRoot, NO_STORAGE_NOTICE, placeInstances } from "../storage.ts";
 import { setInstanceStorage, vmImageStorage } from "../store_storage.ts";
@@ -76,21 +76,24 @@ export const instanceHandlers: Handlers<
         created.join(", ")
       }`,
     );
-    const outcomes = new Map<string, { outcome: DeployedInstance["outcome"]; reason?: string }>(
+    type Outcome = Pick<DeployedInstance, "outcome" | "reason" | "qmpStatus">;
+    const outcomes = new Map<string, Outcome>(
       created.map((name) => [name, { outcome: "defined" }]),
     );
     if (!p.noStart) {
       const sup = supervisorOf(k);
+      // The starts run at once and share what they read and grant (issue 13).
+      const shared = new SharedPrep();
       let done = 0;
       await Promise.all(created.map(async (name) => {
         try {
-          const inst = await sup.start(name, { wait: p.wait });
+          const { instance: inst, qmpStatus } = await sup.launch(name, { wait: p.wait, shared });
           if (p.wait && inst.state !== "running") {
             const reason = inst.lastExit || `it is ${inst.state}`;
             outcomes.set(name, { outcome: "failed", reason: `never became ready: ${reason}` });
             ctx.progress(`${name}: never became ready: ${reason}`, ++done, created.length);
           } else {
-            outcomes.set(name, { outcome: p.wait ? "ready" : "started" });
+            outcomes.set(name, { outcome: p.wait ? "ready" : "started", qmpStatus });
             ctx.progress(`${name}: ${inst.state} (pid ${inst.pid})`, ++done, created.length);
           }
         } catch (err) {

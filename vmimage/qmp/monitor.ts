@@ -17,6 +17,11 @@ export interface QmpConnectOptions {
   log?: (message: string) => void;
   /** How many recent events {@linkcode QmpMonitor.recentEvents} keeps; default 64. */
   eventHistory?: number;
+  /**
+   * Gives up when aborted (e.g. the QEMU being waited for exited), rejecting with the signal's
+   * reason, instead of retrying until timeoutMs runs out.
+   */
+  signal?: AbortSignal;
 }
 
 /** Options of {@linkcode QmpMonitor.execute}. */
@@ -92,8 +97,10 @@ export class QmpMonitor {
   static async connect(socketPath: string, options: QmpConnectOptions = {}): Promise<QmpMonitor> {
     const timeoutMs = options.timeoutMs ?? 10_000;
     const deadline = Date.now() + timeoutMs;
+    const signal = options.signal;
     let conn: Deno.Conn;
     for (;;) {
+      signal?.throwIfAborted();
       try {
         conn = await Deno.connect({ transport: "unix", path: socketPath });
         break;
@@ -108,7 +115,11 @@ export class QmpMonitor {
       }
     }
     const monitor = new QmpMonitor(conn, options);
+    // Aborting closes the connection: the greeting or command under way rejects at once.
+    const abort = () => monitor.close();
+    signal?.addEventListener("abort", abort, { once: true });
     try {
+      signal?.throwIfAborted();
       await withTimeout(monitor.#waitGreeting(), {
         ms: Math.max(1, deadline - Date.now()),
         operation: "greeting",
@@ -116,10 +127,14 @@ export class QmpMonitor {
       await monitor.execute("qmp_capabilities", undefined, {
         timeoutMs: Math.max(1, deadline - Date.now()),
       });
+      signal?.throwIfAborted();
     } catch (err) {
+      signal?.removeEventListener("abort", abort);
       await monitor.close();
+      if (signal?.aborted) throw signal.reason;
       throw err;
     }
+    signal?.removeEventListener("abort", abort);
     return monitor;
   }
 

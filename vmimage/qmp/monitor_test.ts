@@ -348,6 +348,33 @@ Deno.test("connect waits for a socket that appears later", async () => {
   }
 });
 
+Deno.test("connect gives up when its signal aborts: waiting for the socket, or for the greeting", async () => {
+  const server = await FakeQmpServer.start();
+  try {
+    const gone = new Error("QEMU exited");
+    const noSocket = new AbortController();
+    const waiting = QmpMonitor.connect(`${server.path}.missing`, {
+      timeoutMs: 60_000,
+      signal: noSocket.signal,
+    });
+    setTimeout(() => noSocket.abort(gone), 50);
+    assertEquals(await waiting.then(() => null, (err) => err), gone);
+    const noGreeting = new AbortController();
+    const peerDone = server.accept();
+    const greeting = QmpMonitor.connect(server.path, {
+      timeoutMs: 60_000,
+      signal: noGreeting.signal,
+    });
+    const peer = await peerDone; // connected; the greeting never comes
+    noGreeting.abort(gone);
+    assertEquals(await greeting.then(() => null, (err) => err), gone);
+    await peer.waitClientClose(); // the half-made connection is closed, not left open
+    peer.close();
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("close() rejects pending commands and is idempotent", async () => {
   const { peer, monitor, cleanup } = await connected();
   try {
