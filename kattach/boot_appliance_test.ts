@@ -73,7 +73,7 @@ Deno.test("the built-in queue is there and read-only; the reset entry restores t
   }
 });
 
-Deno.test("instance starts wait for the guest runtime and fail with its reason", async () => {
+Deno.test("instance starts and the built-in queue wait for the guest runtime, and fail with its reason", async () => {
   const dir = await Deno.makeTempDir({ prefix: "kaos-boot-appliance-" });
   let fail = (_: Error) => {};
   const runtime = new Promise<void>((_, reject) => fail = reject);
@@ -82,6 +82,7 @@ Deno.test("instance starts wait for the guest runtime and fail with its reason",
     mode: "hosted",
     stateDir: dir,
     log: () => {},
+    builtinQueues: [LOCAL],
     guestRuntime: () => runtime,
   });
   try {
@@ -116,6 +117,11 @@ Deno.test("instance starts wait for the guest runtime and fail with its reason",
       state: string;
     };
     assertEquals(shown.state, "defined"); // no QEMU was started
+    // The built-in queue comes with the same archives: reading it fails with the same reason.
+    await rejects(
+      runAction(kt.k, "module.install", { name: "hello", queue: "local" } as never, ctx),
+      (err: unknown) => err instanceof UserError && err.message === why,
+    );
   } finally {
     await kt.stop();
     await Deno.remove(dir, { recursive: true });

@@ -21,8 +21,10 @@ export const LateManifest = z.strictObject({
 /** What the initramfs says of the second archive. */
 export type LateManifest = z.infer<typeof LateManifest>;
 
-/** Where the initramfs carries the manifest. */
+/** Where the initramfs carries the manifest of QEMU's archive (buildroot/appliance/build). */
 export const LATE_MANIFEST_FILE = "/kaos/late.json";
+/** Where the image's small queue cpio carries the manifest of the queue's (scripts/build-image). */
+export const LATE_QUEUE_MANIFEST_FILE = "/kaos/late-queue.json";
 
 /**
  * Decompresses with the `zstd` program, off kattach's event loop. (Deno 2.9's node:zlib zstd
@@ -238,8 +240,9 @@ export interface UnpackLateOptions {
   log: (line: string) => void;
   /** Starts the work when it settles (PID 1: once the SSH service listens). */
   when: Promise<void>;
-  /** Default /kaos/late.json. */
-  manifestPath?: string;
+  /** The manifests of the archives to unpack, in order; absent ones are skipped (default
+   * /kaos/late.json, QEMU's, and /kaos/late-queue.json, the built-in queue's). */
+  manifestPaths?: string[];
   /** Where the archive's paths go (default /). */
   root?: string;
   /** Where the boot medium is mounted for the read (default /run/kaos/boot). */
@@ -251,36 +254,21 @@ export interface UnpackLateOptions {
 }
 
 /**
- * PID 1's part: once `when` settles, finds the second archive on the boot medium and installs
- * it. Resolves when the guest runtime is in place (at once when the image has one archive
- * only); rejects with a UserError saying why it is not, after logging it.
+ * PID 1's part: once `when` settles, finds the guest runtime's archives (QEMU's, the built-in
+ * queue's) on the boot medium and installs them. Resolves when they are in place (at once when
+ * the image names none); rejects with a UserError saying why they are not, after logging it.
  */
 export async function unpackLateArchive(options: UnpackLateOptions): Promise<void> {
   const { run, log } = options;
   try {
-    const manifest = await readLateManifest(options.manifestPath);
-    if (!manifest) return; // one archive: QEMU is in the initramfs
+    const manifests: LateManifest[] = [];
+    for (const path of options.manifestPaths ?? [LATE_MANIFEST_FILE, LATE_QUEUE_MANIFEST_FILE]) {
+      const m = await readLateManifest(path);
+      if (m) manifests.push(m);
+    }
+    if (manifests.length === 0) return; // one archive: QEMU is in the initramfs
     await options.when;
-    const t0 = performance.now();
-    const found = await readFromBootMedium(manifest, {
-      run,
-      mountDir: options.mountDir ?? "/run/kaos/boot",
-      waitMs: options.waitMs ?? 30_000,
-      sysBlock: options.sysBlock,
-    });
-    const read = Math.round(performance.now() - t0);
-    const r = await installLateArchive(found.bytes, {
-      manifest,
-      root: options.root ?? "",
-      source: found.source,
-    });
-    log(
-      `guest runtime: ${r.files} files, ${
-        (r.bytes / 1048576).toFixed(1)
-      } MiB from ${found.source} ` +
-        `in ${Math.round(performance.now() - t0)} ms (read ${read}, sha256 ${r.ms.check}, ` +
-        `unzstd ${r.ms.unpack}, write ${r.ms.write})`,
-    );
+    for (const manifest of manifests) await unpackOne(manifest, options);
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     log(`WARNING: ${msg}; guests cannot start`);
@@ -289,4 +277,26 @@ export async function unpackLateArchive(options: UnpackLateOptions): Promise<voi
       cause: err,
     });
   }
+}
+
+async function unpackOne(manifest: LateManifest, options: UnpackLateOptions): Promise<void> {
+  const { run, log } = options;
+  const t0 = performance.now();
+  const found = await readFromBootMedium(manifest, {
+    run,
+    mountDir: options.mountDir ?? "/run/kaos/boot",
+    waitMs: options.waitMs ?? 30_000,
+    sysBlock: options.sysBlock,
+  });
+  const read = Math.round(performance.now() - t0);
+  const r = await installLateArchive(found.bytes, {
+    manifest,
+    root: options.root ?? "",
+    source: found.source,
+  });
+  log(
+    `guest runtime: ${r.files} files, ${(r.bytes / 1048576).toFixed(1)} MiB from ${found.source} ` +
+      `in ${Math.round(performance.now() - t0)} ms (read ${read}, sha256 ${r.ms.check}, ` +
+      `unzstd ${r.ms.unpack}, write ${r.ms.write})`,
+  );
 }

@@ -171,7 +171,12 @@ Deno.test("unpackLateArchive: no manifest resolves at once; no boot medium rejec
     const log = (l: string) => lines.push(l);
     const never = new Promise<void>(() => {});
     // One archive (no late.json): nothing to wait for, even if `when` never settles.
-    await unpackLateArchive({ run: runCommand, log, when: never, manifestPath: `${dir}/no.json` });
+    await unpackLateArchive({
+      run: runCommand,
+      log,
+      when: never,
+      manifestPaths: [`${dir}/no.json`],
+    });
     const { manifest } = await makeArchive(dir);
     await Deno.writeTextFile(`${dir}/late.json`, JSON.stringify(manifest));
     await Deno.mkdir(`${dir}/sys-block`); // no block devices at all
@@ -180,7 +185,7 @@ Deno.test("unpackLateArchive: no manifest resolves at once; no boot medium rejec
         run: runCommand,
         log,
         when: Promise.resolve(),
-        manifestPath: `${dir}/late.json`,
+        manifestPaths: [`${dir}/no.json`, `${dir}/late.json`],
         sysBlock: `${dir}/sys-block`,
         waitMs: 0,
         root: `${dir}/root`,
