@@ -259,7 +259,7 @@ export interface UnpackLateOptions {
  * the image names none); rejects with a UserError saying why they are not, after logging it.
  */
 export async function unpackLateArchive(options: UnpackLateOptions): Promise<void> {
-  const { run, log } = options;
+  const { log } = options;
   try {
     const manifests: LateManifest[] = [];
     for (const path of options.manifestPaths ?? [LATE_MANIFEST_FILE, LATE_QUEUE_MANIFEST_FILE]) {
