@@ -705,12 +705,14 @@ export class Supervisor {
     }));
     if (g.readiness.signal.aborted || g.intent !== "run") return;
     if (results.every((r) => r.ok)) {
-      g.ready = true;
       await this.#commit(() => {
         if (resolveInstanceSafe(this.#k, g.name)?.state === "starting") {
           this.#setState(g.name, "running");
         }
       });
+      // Ready only once "running" is committed: a start waiting for it (#waitSettled) then shows
+      // the instance from the store, and saw "starting" when this came first.
+      g.ready = true;
       this.#k.log(`supervisor: ${g.name} is ready`);
       return;
     }
