@@ -25,7 +25,9 @@ import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const OUT = `${ROOT}/fixtures/out`;
 const USAGE =
-  "usage: bench/scale.ts [--vlans N (default 4094)] [--groups N (2000)] [--vmimages N (1000)] [--instances N (10000)] [--rounds R (5)]";
+  "usage: bench/scale.ts [--vlans N (default 4094)] [--groups N (2000)] [--vmimages N (1000)] [--instances N (10000)] [--rounds R (5)] [--compare TREE]\n" +
+  "  --compare TREE  also run TREE/main.ts's kattach (another checkout, e.g. /work/main) on a copy\n" +
+  "                  of the same store and time its lists interleaved with this tree's";
 const cli = parseCliOrExit(Deno.args, {
   usage: USAGE,
   options: {
@@ -34,8 +36,14 @@ const cli = parseCliOrExit(Deno.args, {
     vmimages: { type: "string" },
     instances: { type: "string" },
     rounds: { type: "string" },
+    compare: { type: "string" },
   },
 });
+const COMPARE = cli.values.compare?.replace(/\/$/, "");
+if (COMPARE !== undefined && !await Deno.stat(`${COMPARE}/main.ts`).then(() => true, () => false)) {
+  console.error(`Error: --compare ${COMPARE}: there is no main.ts\n${USAGE}`);
+  Deno.exit(2);
+}
 const VLANS = Number(cli.values.vlans ?? 4094);
 const GROUPS = Number(cli.values.groups ?? 2000);
 const IMAGES = Number(cli.values.vmimages ?? 1000);
@@ -77,7 +85,7 @@ class Kattach {
   /** ms from spawn to the first IPC connection. */
   untilIpc = 0;
 
-  static async start(state: string): Promise<Kattach> {
+  static async start(state: string, tree = ROOT): Promise<Kattach> {
     const k = new Kattach();
     const t0 = performance.now();
     k.proc = new Deno.Command(Deno.execPath(), {
@@ -85,7 +93,7 @@ class Kattach {
         "run",
         "-A",
         V8_FLAGS_OPTION,
-        `${ROOT}/main.ts`,
+        `${tree}/main.ts`,
         "kattach",
         "--hosted",
         "--state",
@@ -177,6 +185,14 @@ async function moveState(from: string, to: string): Promise<void> {
 const rows: [string, string, string, string][] = [];
 const row = (what: string, figure: string, goal: string, baseline: string) =>
   rows.push([what, figure, goal, baseline]);
+/** One line per goal of issue 13 this bench measures, each with its same-run baseline. */
+const goals: string[] = [];
+function goal(what: string, value: number, limit: number, unit: "ms" | "MiB", baseline: string) {
+  const f = (x: number) => unit === "ms" ? ms(x) : `${x.toFixed(1)} MiB`;
+  goals.push(
+    `goal: ${what} ${f(value)} (≤ ${f(limit)}): ${value <= limit ? "met" : "not met"}; ${baseline}`,
+  );
+}
 
 let k = await Kattach.start(state);
 try {
@@ -265,6 +281,20 @@ try {
   const n = list.length;
   const instanceList = await timed(ROUNDS, () => c.call("instance.list", {}));
   const vlanList = await timed(ROUNDS, () => c.call("vlan.list", {}));
+  goal(
+    `instance list --json of ${n} through IPC (median of ${ROUNDS}, cold: nothing is cached)`,
+    instanceList,
+    100,
+    "ms",
+    `baseline: raw SQLite rows ${ms(rawInstances)}`,
+  );
+  goal(
+    `vlan list --json of ${VLANS} through IPC (median of ${ROUNDS}, cold)`,
+    vlanList,
+    100,
+    "ms",
+    `baseline: raw SQLite rows ${ms(rawVlans)}`,
+  );
   row(
     `instance list --json (${n} rows, IPC)`,
     ms(instanceList),
@@ -317,6 +347,13 @@ try {
     () => c.call("deploy", { vmimage: `img${IMAGES - 2}`, count: 100, noStart: true }),
   );
   row("deploy --count 100 --no-start", ms(deploy100), "≤ 1 s", `empty store ${ms(emptyDeploy)}`);
+  goal(
+    "deploy --count 100 --no-start",
+    deploy100,
+    1000,
+    "ms",
+    `baseline: the same on an empty store ${ms(emptyDeploy)}`,
+  );
   const fullRss = rssMiB(k.proc.pid);
   c.close();
 
@@ -351,12 +388,65 @@ try {
     "≤ 96 MiB",
     `empty store ${emptyRss.toFixed(1)} MiB`,
   );
-  row(
-    "kattach RSS, restarted, after the lists",
-    `${rssMiB(k.proc.pid).toFixed(1)} MiB`,
-    "≤ 96 MiB",
-    "",
+  const restartedRss = rssMiB(k.proc.pid);
+  row("kattach RSS, restarted, after the lists", `${restartedRss.toFixed(1)} MiB`, "≤ 96 MiB", "");
+  goal("kattach start (its phases, median of 3)", own, 2000, "ms", `empty store ${ms(emptyStart)}`);
+  goal(
+    "kattach RSS after building the store and the lists",
+    fullRss,
+    96,
+    "MiB",
+    `baseline: the same kattach idle on an empty store ${emptyRss.toFixed(1)} MiB`,
   );
+  goal(
+    "kattach RSS, restarted, after the lists",
+    restartedRss,
+    96,
+    "MiB",
+    `baseline: empty store ${emptyRss.toFixed(1)} MiB`,
+  );
+
+  if (COMPARE !== undefined) {
+    // Another tree's kattach on a copy of the same store (both stopped while it is copied), the
+    // lists timed alternately, call by call, so that both see the same machine load.
+    await k.stop();
+    const copy = `${dir}/compare`;
+    await Deno.mkdir(copy, { mode: 0o700 });
+    const cp = await new Deno.Command("cp", { args: ["-a", `${state}/.`, `${copy}/`] }).output();
+    if (!cp.success) throw new Error(`cp ${state} ${copy} failed`);
+    await Deno.remove(`${copy}/run`, { recursive: true }).catch(() => {});
+    k = await Kattach.start(state);
+    const other = await Kattach.start(copy, COMPARE);
+    try {
+      const ours = await IpcClient.connect(`${state}/run`);
+      const theirs = await IpcClient.connect(`${copy}/run`);
+      const t: Record<string, number[]> = { oi: [], ti: [], ov: [], tv: [] };
+      const once = async (key: string, f: () => Promise<unknown>) => {
+        const t0 = performance.now();
+        await f();
+        t[key].push(performance.now() - t0);
+      };
+      for (let i = 0; i < ROUNDS; i++) {
+        await once("oi", () => ours.call("instance.list", {}));
+        await once("ti", () => theirs.call("instance.list", {}));
+        await once("ov", () => ours.call("vlan.list", {}));
+        await once("tv", () => theirs.call("vlan.list", {}));
+      }
+      ours.close();
+      theirs.close();
+      const m = (key: string) => ms(median(t[key]));
+      console.log(
+        `interleaved with ${COMPARE}'s kattach on a copy of the store (medians of ${ROUNDS}): ` +
+          `instance list ${m("oi")} here against ${m("ti")}, vlan list ${m("ov")} against ${
+            m("tv")
+          }; RSS after them ${rssMiB(k.proc.pid).toFixed(1)} against ${
+            rssMiB(other.proc.pid).toFixed(1)
+          } MiB`,
+      );
+    } finally {
+      await other.stop();
+    }
+  }
 
   const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i].length)));
   console.log(
@@ -367,6 +457,7 @@ try {
   for (const r of rows) {
     console.log(`${r[0].padEnd(w[0])}  ${r[1].padEnd(w[1])}  ${r[2].padEnd(w[2])}  ${r[3]}`);
   }
+  for (const g of goals) console.log(g);
   console.log(`load at the end: ${await loadAverage()}`);
 } finally {
   await k.stop().catch(() => {});

@@ -25,7 +25,28 @@ export interface ActionContext {
   origin?: Origin;
 }
 
-/** Executes one validated action; returns its result or throws. */
+/**
+ * A result that is already JSON text (issue 13: lists of thousands, which SQLite renders in C):
+ * the server puts it into the result frame as it is, without parsing and serialising it again.
+ * Only the actions of `TRUSTED_LIST_RESULTS` go out unparsed; any other action's JSON text is
+ * parsed and checked against its result schema like any result. The client validates it either
+ * way where it enters the front-end.
+ */
+export class JsonText {
+  /** The JSON text of the result. */
+  readonly text: string;
+
+  constructor(text: string) {
+    this.text = text;
+  }
+
+  /** The value the text stands for (callers inside kattach that want objects). */
+  parse(): unknown {
+    return JSON.parse(this.text);
+  }
+}
+
+/** Executes one validated action; returns its result (or its {@linkcode JsonText}) or throws. */
 export type Dispatch = (
   action: ActionName,
   params: unknown,
@@ -139,7 +160,11 @@ export class FrameWriter {
 
   /** Queues one frame; settles when it is written (rejects when the connection failed). */
   send(frame: unknown): Promise<void> {
-    const bytes = encodeFrame(frame);
+    return this.sendRaw(encodeFrame(frame));
+  }
+
+  /** Queues one frame already encoded as a line (JSON text and its newline). */
+  sendRaw(bytes: Uint8Array): Promise<void> {
     const write = this.#queue.then(async () => {
       if (this.#failed !== undefined) throw this.#failed;
       try {
@@ -181,7 +206,10 @@ async function handleConnection(
       if (line.trim() === "") continue;
       pending = pending.then(async () => {
         if (gone.signal.aborted) return;
-        await send(await answer(line, opts, send, gone.signal)).catch(() => {});
+        const frame = await answer(line, opts, send, gone.signal);
+        await (frame instanceof RawFrame ? writer.sendRaw(frame.bytes) : send(frame)).catch(
+          () => {},
+        );
       });
     }
     gone.abort(new Error("the client closed the connection"));
@@ -215,7 +243,7 @@ async function answer(
   opts: { token: string; dispatch: Dispatch; log: (line: string) => void },
   send: (frame: unknown) => Promise<void>,
   signal: AbortSignal,
-): Promise<unknown> {
+): Promise<unknown | RawFrame> {
   let raw: unknown;
   try {
     raw = JSON.parse(line);
@@ -266,7 +294,14 @@ async function answer(
     origin: req.origin,
   };
   try {
-    const result = await opts.dispatch(req.action, params.data, ctx);
+    let result = await opts.dispatch(req.action, params.data, ctx);
+    if (result instanceof JsonText) {
+      // A frame is one line: text with a raw line break (SQLite's JSON has none) is re-encoded.
+      if (TRUSTED_LIST_RESULTS.has(req.action) && !result.text.includes("\n")) {
+        return rawResult(req.id, result);
+      }
+      result = result.parse();
+    }
     if (TRUSTED_LIST_RESULTS.has(req.action)) {
       return { id: req.id, type: "result", ok: true, result };
     }
@@ -290,6 +325,21 @@ async function answer(
     opts.log(`ipc: BUG in ${req.action}: ${err instanceof Error ? err.stack : String(err)}`);
     return failure(req.id, internalError(req.action));
   }
+}
+
+/** A result frame encoded around a {@linkcode JsonText} (no parse, no stringify of the result). */
+class RawFrame {
+  readonly bytes: Uint8Array;
+
+  constructor(bytes: Uint8Array) {
+    this.bytes = bytes;
+  }
+}
+
+function rawResult(id: number, result: JsonText): RawFrame {
+  return new RawFrame(
+    new TextEncoder().encode(`{"id":${id},"type":"result","ok":true,"result":${result.text}}\n`),
+  );
 }
 
 function failure(id: number, error: ErrorInfo) {

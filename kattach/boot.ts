@@ -16,9 +16,9 @@ import { CLI_USER } from "./auth.ts";
 import { resetToDefaultPassword } from "./store_auth.ts";
 import { getQueue, insertQueue, updateQueue } from "./store_appqueue.ts";
 import {
+  dispatchAction,
   type Kattach,
   reconcileModuleDirs,
-  runAction,
   setConfigChangeApplier,
   setModuleActionRunner,
 } from "./actions/mod.ts";
@@ -290,7 +290,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       name: "ipc",
       fatal: true,
       async run() {
-        const dispatch: Dispatch = (action, params, ctx) => runAction(k!, action, params, ctx);
+        const dispatch: Dispatch = (action, params, ctx) => dispatchAction(k!, action, params, ctx);
         ipc = await serveIpc({ runDir: `${stateDir}/run`, dispatch, log });
         log(`listening on ${ipc.socketPath}`);
       },

@@ -25,7 +25,13 @@ import {
   renderConfigDisk,
   renderQcow2,
 } from "../vmimage/mod.ts";
-import { type Machine, QBOOT_ROM, renderQemuArgv } from "../vmimage/mod.ts";
+import {
+  guestNics,
+  type Machine,
+  pvhElfFromBzImage,
+  QBOOT_ROM,
+  renderQemuArgv,
+} from "../vmimage/mod.ts";
 import type { Kattach } from "./context.ts";
 import { agentDeclarations } from "./module_agent.ts";
 import { type GuestNetwork, guestNetwork, netlinkOf } from "./network.ts";
@@ -205,18 +211,14 @@ export async function prepareInstance(
     };
   });
   // Tap NICs (bridged mode, on a VLAN) get their allocated address, the first one the gateway;
-  // user-mode NICs take slirp's DHCP address (the VLAN id travels along for information).
+  // user-mode NICs slirp's fixed address, statically (the VLAN id travels along for information).
   const network = guestNetwork(k, inst);
+  const guestNet = guestNics(network.nics, network.dns);
   const cfg: GuestConfig = {
     instance: inst.name,
     vmimage: inst.vmimage,
-    nics: network.nics.map((n) => ({
-      mac: n.mac,
-      ...(n.address ? { address: n.address } : {}),
-      ...(n.gateway ? { gateway: n.gateway } : {}),
-      ...(n.vlan === null ? {} : { vlan: n.vlan }),
-    })),
-    dns: network.dns,
+    nics: guestNet.nics,
+    dns: guestNet.dns,
     modules: guestModules,
     ...(image.dataDiskMiB === null ? {} : { dataMount: dataMount(apps) }),
   };
@@ -265,7 +267,8 @@ export async function prepareInstance(
     ...(tscKhz ? { hostTscKhz: tscKhz } : {}),
     memoryMiB: image.memoryMiB,
     cpus: image.cpus,
-    kernel: kernel.kernel,
+    // microvm enters the kernel's ELF through PVH: no firmware setup, no inflating in the guest.
+    kernel: machine === "microvm" && kernel.pvh ? kernel.pvh : kernel.kernel,
     initrd: kernel.initrd,
     kernelCmdline: manifest.kernelCmdline ?? "",
     paths: {
@@ -324,7 +327,7 @@ async function grantGuestFiles(
   user: UserIds,
   o: {
     paths: InstancePaths;
-    kernel: { kernel: string; initrd: string };
+    kernel: VkaosFiles;
     apps: Module[];
     /** The instance has tap NICs: QEMU opens /dev/net/tun. */
     taps: boolean;
@@ -350,6 +353,7 @@ async function grantGuestFiles(
     cacheDir,
     o.kernel.kernel,
     o.kernel.initrd,
+    ...(o.kernel.pvh ? [o.kernel.pvh] : []),
   ];
   // The same for every guest of a deploy on the same storage: granted once for all of them.
   await o.shared.once(`grants ${shared.join(" ")}`, async () => {
@@ -472,13 +476,21 @@ async function writeOverlay(m: Module, overlay: string): Promise<void> {
  * --count 10` share one (each reading the whole image into memory left kattach about 6 MiB
  * larger per guest of the first deploy; bench/memory.ts).
  */
-const extracting = new Map<string, Promise<{ kernel: string; initrd: string }>>();
+const extracting = new Map<string, Promise<VkaosFiles>>();
 
-/** Extracts the vKaOS kernel and initrd once per image hash; returns their paths. */
-export function extractVkaos(
-  stateDir: string,
-  vkaos: Module,
-): Promise<{ kernel: string; initrd: string }> {
+/** The extracted vKaOS files. */
+export interface VkaosFiles {
+  kernel: string;
+  initrd: string;
+  /** The kernel's ELF for PVH entry (microvm boots it without the guest inflating it), or null. */
+  pvh: string | null;
+}
+
+/**
+ * Extracts the vKaOS kernel and initrd once per image hash, and the kernel's PVH ELF when the
+ * kernel is a bzImage that carries one (vmimage/pvh.ts); returns their paths.
+ */
+export function extractVkaos(stateDir: string, vkaos: Module): Promise<VkaosFiles> {
   const sha = vkaos.files.find((f) => f.part === "image")?.sha256 ?? "unknown";
   const dir = `${stateDir}/cache/vkaos/${sha.slice(0, 16)}`;
   let done = extracting.get(dir);
@@ -489,21 +501,28 @@ export function extractVkaos(
   return done;
 }
 
-async function extractVkaosTo(
-  dir: string,
-  vkaos: Module,
-): Promise<{ kernel: string; initrd: string }> {
+async function extractVkaosTo(dir: string, vkaos: Module): Promise<VkaosFiles> {
   const kernel = `${dir}/kernel`;
   const initrd = `${dir}/initrd`;
-  if (await exists(kernel) && await exists(initrd)) return { kernel, initrd };
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const parts = readUstar(await Deno.readFile(`${vkaos.dir}/${vkaos.name}.aqi`), {
-    label: `${vkaos.name}.aqi`,
-  });
-  for (const p of parts) {
-    if (p.path === "kernel" || p.path === "initrd") await writeAtomic(`${dir}/${p.path}`, p.data);
+  if (!await exists(kernel) || !await exists(initrd)) {
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    const parts = readUstar(await Deno.readFile(`${vkaos.dir}/${vkaos.name}.aqi`), {
+      label: `${vkaos.name}.aqi`,
+    });
+    for (const p of parts) {
+      if (p.path === "kernel" || p.path === "initrd") {
+        await writeAtomic(`${dir}/${p.path}`, p.data);
+      }
+    }
   }
-  return { kernel, initrd };
+  // The PVH ELF, or an empty marker saying the kernel has none (a cache from before has neither).
+  const pvh = `${dir}/kernel.pvh`;
+  const none = `${dir}/kernel.no-pvh`;
+  if (await exists(pvh)) return { kernel, initrd, pvh };
+  if (await exists(none)) return { kernel, initrd, pvh: null };
+  const elf = pvhElfFromBzImage(await Deno.readFile(kernel));
+  await writeAtomic(elf ? pvh : none, elf ?? new Uint8Array());
+  return { kernel, initrd, pvh: elf ? pvh : null };
 }
 
 async function writeAtomic(path: string, data: Uint8Array): Promise<void> {

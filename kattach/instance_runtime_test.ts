@@ -74,6 +74,9 @@ Deno.test("extractVkaos: concurrent starts share one extraction of the image", a
     const paths = await starts[0];
     assertEquals(await Deno.readFile(paths.kernel), kernel);
     assertEquals(await Deno.readFile(paths.initrd), initrd);
+    // Not a bzImage: no PVH ELF, and a marker so later starts do not look again.
+    assertEquals(paths.pvh, null);
+    assertEquals((await Deno.stat(`${paths.kernel}.no-pvh`)).size, 0);
     // Done: a later start finds the files (a new, already extracted answer).
     const later = extractVkaos(`${dir}/state`, vkaos);
     assertEquals(later === starts[0], false);

@@ -106,22 +106,34 @@ export class Store {
     this.#refusal = error;
   }
 
-  /** Runs `fn` in one write transaction; any throw rolls everything back. `fn` must not await. */
-  tx<T>(fn: () => T): T {
+  /**
+   * Runs `fn` in one write transaction; any throw rolls everything back. `fn` must not await.
+   * `durable: false` commits without waiting for the disk (synchronous = NORMAL for this commit;
+   * the next durable commit syncs it along, WAL frames being in order): for runtime facts of
+   * guests (a start's state, pid, health), which a power loss makes moot anyway (every QEMU is
+   * gone; kattach settles each instance at its next start). Still atomic and consistent.
+   */
+  tx<T>(fn: () => T, options: { durable?: boolean } = {}): T {
     if (this.#inTx) throw new Error("nested transaction");
     if (this.#refusal) throw this.#refusal;
-    this.#db.exec("BEGIN IMMEDIATE");
-    this.#inTx = true;
+    const light = options.durable === false;
+    if (light) this.#db.exec("PRAGMA synchronous = NORMAL");
     try {
-      const result = fn();
-      if (result instanceof Promise) throw new Error("a transaction body must be synchronous");
-      this.#db.exec("COMMIT");
-      return result;
-    } catch (err) {
-      this.#db.exec("ROLLBACK");
-      throw err;
+      this.#db.exec("BEGIN IMMEDIATE");
+      this.#inTx = true;
+      try {
+        const result = fn();
+        if (result instanceof Promise) throw new Error("a transaction body must be synchronous");
+        this.#db.exec("COMMIT");
+        return result;
+      } catch (err) {
+        this.#db.exec("ROLLBACK");
+        throw err;
+      } finally {
+        this.#inTx = false;
+      }
     } finally {
-      this.#inTx = false;
+      if (light) this.#db.exec("PRAGMA synchronous = FULL");
     }
   }
 

@@ -169,7 +169,12 @@ export class Supervisor {
   #rotation: ReturnType<typeof setInterval>;
   #rotating = false;
   #rotatedOnce = new Set<string>();
-  #commits: { write: () => void; resolve(): void; reject(err: unknown): void }[] = [];
+  #commits: {
+    write: () => void;
+    durable: boolean;
+    resolve(): void;
+    reject(err: unknown): void;
+  }[] = [];
 
   constructor(k: Kattach, options: { backoff?: RestartBackoff } = {}) {
     this.#k = k;
@@ -230,6 +235,11 @@ export class Supervisor {
   /** The attached QEMU's pid, or null. */
   pidOf(name: string): number | null {
     return this.#guests.get(name)?.pid ?? null;
+  }
+
+  /** The pids of every attached QEMU, by instance name. */
+  pids(): Map<string, number> {
+    return new Map([...this.#guests.values()].map((g) => [g.name, g.pid]));
   }
 
   /**
@@ -309,7 +319,7 @@ export class Supervisor {
       }
       if (this.#closing) throw new Error("kattach is shutting down");
       const rt = getRuntime(this.#k.store, name);
-      await this.#commit(() => this.#setState(name, "starting"));
+      await this.#commit(() => this.#setState(name, "starting"), { durable: false });
       let launched: Launched | undefined;
       let paths: InstancePaths;
       let argv: string[] = [];
@@ -361,7 +371,7 @@ export class Supervisor {
               detail: "booting",
             });
           }
-        });
+        }, { durable: false });
       } catch (err) {
         // A QEMU launched for a start that failed after all does not stay behind.
         if (launched) killPid(launched.pid);
@@ -699,8 +709,7 @@ export class Supervisor {
           module: m.name,
           status: result.ok ? "ready" : "failed",
           detail: result.detail,
-        })
-      );
+        }), { durable: false });
       return result;
     }));
     if (g.readiness.signal.aborted || g.intent !== "run") return;
@@ -709,7 +718,7 @@ export class Supervisor {
         if (resolveInstanceSafe(this.#k, g.name)?.state === "starting") {
           this.#setState(g.name, "running");
         }
-      });
+      }, { durable: false });
       // Ready only once "running" is committed: a start waiting for it (#waitSettled) then shows
       // the instance from the store, and saw "starting" when this came first.
       g.ready = true;
@@ -792,7 +801,7 @@ export class Supervisor {
         pid: null,
         lastExit: o.why + (restart ? `; restarting in ${delay / 1000} s (${policy})` : ""),
       });
-    });
+    }, { durable: true });
     this.#k.log(`supervisor: ${name}: ${o.why}${restart ? `; restart in ${delay} ms` : ""}`);
     if (!restart) return;
     await Promise.resolve();
@@ -888,14 +897,17 @@ export class Supervisor {
 
   /**
    * Runs `write` in one write transaction with the others queued in the same turn of the event
-   * loop (a group commit: the 20 starts of a deploy make one WAL sync, not 20, each of which
-   * held kattach's only JS thread; synchronous = FULL). Each write is still all or nothing on
-   * its own (a savepoint); resolves once committed, rejects with the write's own error.
+   * loop (a group commit: the 20 starts of a deploy commit together, not one by one on
+   * kattach's only JS thread). Each write is still all or nothing on its own (a savepoint);
+   * resolves once committed, rejects with the write's own error. `durable: false` for the facts
+   * of a start (its state, pid, health): they are committed without waiting for the disk (see
+   * Store.tx), a power loss making them moot; how a guest ended (an operator's stop included)
+   * waits for the disk, unless a durable write shares the batch.
    */
-  #commit(write: () => void): Promise<void> {
+  #commit(write: () => void, o: { durable: boolean }): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     if (this.#commits.length === 0) setTimeout(() => this.#flushCommits(), 0);
-    this.#commits.push({ write, resolve, reject });
+    this.#commits.push({ write, durable: o.durable, resolve, reject });
     return promise;
   }
 
@@ -904,6 +916,7 @@ export class Supervisor {
     this.#commits = [];
     const outcomes: (unknown | null)[] = [];
     const store = this.#k.store;
+    const durable = batch.some((c) => c.durable);
     try {
       store.tx(() => {
         for (const { write } of batch) {
@@ -918,7 +931,7 @@ export class Supervisor {
             outcomes.push(err);
           }
         }
-      });
+      }, { durable });
     } catch (err) { // the transaction itself (BEGIN, COMMIT, writes refused): every write failed
       batch.forEach((c) => c.reject(err));
       return;
@@ -1015,6 +1028,11 @@ export function withRuntimes(k: Kattach, insts: Instance[]): Instance[] {
     inst.storage = storage.get(inst.name) ?? null;
   }
   return insts;
+}
+
+/** The QEMU pids of a kattach's running guests, by instance name (none without a supervisor). */
+export function runningPids(k: Kattach): Map<string, number> {
+  return supervisors.get(k)?.pids() ?? new Map();
 }
 
 function resolveInstanceSafe(k: Kattach, name: string): Instance | undefined {

@@ -136,6 +136,8 @@ Deno.test({
           assert.equal(argv[argv.indexOf("-bios") + 1], "/usr/share/qemu/qboot.rom");
         }
         assert.match(argv[argv.indexOf("-append") + 1], /tsc_early_khz=\d+/);
+        // The fixture's bzImage carries a PVH ELF: microvm boots it, inflated once on the host.
+        assert.match(argv[argv.indexOf("-kernel") + 1], /\/cache\/vkaos\/[0-9a-f]+\/kernel\.pvh$/);
       }
       assert.match(k.log, /web-1: microvm: no module needs PCI/);
       // Each overlay is a qcow2 written by kattach (no qemu-img) over the web module's image,
@@ -216,6 +218,7 @@ Deno.test({
       assert.equal(q35[q35.indexOf("-M") + 1], "q35");
       assert.ok(q35.some((a) => a.startsWith("virtio-blk-pci,")), q35.join(" "));
       assert.ok(!q35.includes("-bios"));
+      assert.match(q35[q35.indexOf("-kernel") + 1], /\/kernel$/);
       assert.match(k.log, /web-1: q35: set on the instance/);
       assert.match(await page(started), /Welcome to instance web-1/);
       pids[0] = started.pid!;

@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import {
   CONFIG_DISK_MIN_BYTES,
   type GuestConfig,
+  guestNics,
   moduleDiskSerial,
   renderConfigDisk,
   renderGuestConfig,
@@ -207,4 +208,43 @@ Deno.test("a module's agent declarations go to modules/<m>.agent.env (golden web
   const cfg = renderModuleConfig(web1.modules[0]);
   assertEquals(cfg.env, files.get("config/web.env"));
   assertEquals(cfg.json, files.get("config/web.json"));
+});
+
+Deno.test("guestNics: user-mode NICs get slirp's address statically; one default route; slirp DNS", () => {
+  const user = (mac: string, vlan: number | null = null) => ({
+    mac,
+    mode: "user" as const,
+    address: null,
+    gateway: null,
+    vlan,
+  });
+  const tap = {
+    mac: "52:54:00:00:00:01",
+    mode: "tap" as const,
+    address: "192.0.2.10/24",
+    gateway: "192.0.2.1",
+    vlan: 10,
+  };
+  assertEquals(guestNics([user("52:54:00:00:00:02", 20), user("52:54:00:00:00:03")], []), {
+    nics: [
+      { mac: "52:54:00:00:00:02", address: "10.0.2.15/24", gateway: "10.0.2.2", vlan: 20 },
+      { mac: "52:54:00:00:00:03", address: "10.0.2.15/24" },
+    ],
+    dns: ["10.0.2.3"],
+  });
+  // A tap NIC with the gateway keeps the default route; the DNS servers set are kept.
+  assertEquals(guestNics([user("52:54:00:00:00:02"), tap], ["192.0.2.53"]), {
+    nics: [
+      { mac: "52:54:00:00:00:02", address: "10.0.2.15/24" },
+      { mac: tap.mac, address: tap.address, gateway: tap.gateway, vlan: 10 },
+    ],
+    dns: ["192.0.2.53"],
+  });
+  assertEquals(guestNics([tap], []), {
+    nics: [{ mac: tap.mac, address: tap.address, gateway: tap.gateway, vlan: 10 }],
+    dns: [],
+  });
+  // What the guest gets is a valid configuration.
+  const cfg = { ...web1, ...guestNics([user("52:54:00:00:00:02")], []) };
+  assert(renderGuestConfig(cfg).get("guest.env")!.includes("KAOS_NIC0_ADDR='10.0.2.15/24'"));
 });

@@ -7,3 +7,4 @@ export * from "./guest_config.ts";
 export * from "./qemu_argv.ts";
 export * from "./agent/mod.ts";
 export * from "./qcow2.ts";
+export * from "./pvh.ts";

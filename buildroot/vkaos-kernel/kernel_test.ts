@@ -20,6 +20,7 @@ import {
   renderBootArgv,
   REPO_ROOT,
 } from "./mod.ts";
+import { pvhElfFromBzImage } from "../../vmimage/mod.ts";
 
 const FRAGMENT = `${REPO_ROOT}/buildroot/vkaos-kernel/vkaos.config`;
 const BOOT_TIMEOUT_MS = 180_000;
@@ -285,7 +286,7 @@ Deno.test("vkaos-kernel boot: q35 with virtio-blk-pci and virtio-net-pci mounts 
   });
 });
 
-Deno.test("vkaos-kernel boot: microvm boots the vmlinux ELF directly through the PVH entry point", async () => {
+Deno.test("vkaos-kernel boot: microvm boots the vmlinux ELF, and the ELF inflated from the bzImage (kattach's way), through the PVH entry point", async () => {
   const paths = await kernel();
   await withTempDir(async (dir) => {
     const initrd = await buildBusyboxInitramfs(dir, {
@@ -296,6 +297,14 @@ Deno.test("vkaos-kernel boot: microvm boots the vmlinux ELF directly through the
       { marker: "VKAOS-PVH-OK", timeoutMs: BOOT_TIMEOUT_MS },
     );
     assertBooted(res, "VKAOS-PVH-OK");
+    const elf = pvhElfFromBzImage(await Deno.readFile(paths.bzImage));
+    assert(elf !== null, "the bzImage carries no gzip'd ELF with the PVH note");
+    await Deno.writeFile(`${dir}/kernel.pvh`, elf);
+    const inflated = await bootToMarker(
+      { kind: "microvm", kernel: `${dir}/kernel.pvh`, initrd, tscKhz: TSC_KHZ },
+      { marker: "VKAOS-PVH-OK", timeoutMs: BOOT_TIMEOUT_MS },
+    );
+    assertBooted(inflated, "VKAOS-PVH-OK");
   });
 });
 

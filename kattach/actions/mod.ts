@@ -1,5 +1,5 @@
 /** The action handlers: the one place where an action changes the world (store first, then apply). */
-import type { ActionContext, ActionName } from "../../ipc/mod.ts";
+import { type ActionContext, type ActionName, JsonText } from "../../ipc/mod.ts";
 import { appqueueHandlers } from "./appqueue.ts";
 import { authHandlers } from "./auth.ts";
 import { configGroupHandlers } from "./config_group.ts";
@@ -37,8 +37,11 @@ export const handlers: Handlers<ActionName> = {
   ...storageHandlers,
 };
 
-/** Runs one already-validated action. */
-export async function runAction(
+/**
+ * Runs one already-validated action for the IPC server: a result the handler rendered as JSON
+ * text stays text (the server sends it as it is).
+ */
+export async function dispatchAction(
   k: Kattach,
   action: ActionName,
   params: unknown,
@@ -48,6 +51,17 @@ export async function runAction(
   const result = await handler(k, params as never, ctx);
   if (CHANGES_LINKS.has(action)) await applyNetwork(k, { reason: action });
   return result;
+}
+
+/** Runs one already-validated action inside kattach; the result is a value, never JSON text. */
+export async function runAction(
+  k: Kattach,
+  action: ActionName,
+  params: unknown,
+  ctx: ActionContext,
+): Promise<unknown> {
+  const result = await dispatchAction(k, action, params, ctx);
+  return result instanceof JsonText ? result.parse() : result;
 }
 
 /**
