@@ -301,7 +301,10 @@ try {
       await Deno.remove(dir, { recursive: true });
     }
   }
-  const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const median = (xs: number[]) => {
+    const o = [...xs].sort((a, b) => a - b), m = Math.floor(o.length / 2);
+    return o.length % 2 === 1 ? o[m] : (o[m - 1] + o[m]) / 2; // of two boots: their mean
+  };
   const hello = median(results.hello.map((b) => b.pid1));
   const busybox = median(results.busybox.map((b) => b.pid1));
   const ssh = median(results.appliance.map((b) => b.ssh!));
