@@ -2,10 +2,11 @@
  * The appliance's second archive (buildroot/appliance/README.md, "Two archives"): what only the
  * guests need (QEMU, its libraries and firmware, dnsmasq) is not in the initramfs GRUB loads but in
  * a zstd-compressed newc cpio beside it on the boot medium (`/boot/late.cpio.zst` in the ISO 9660
- * file system). PID 1 unpacks it into RAM once the SSH service listens, checked against the size
- * and sha256 the initramfs carries (`/kaos/late.json`), all of it into a staging directory first
- * and moved into place only when whole; instance starts wait for it (kattach/supervisor.ts), and a
- * missing or corrupt archive fails them with the reason.
+ * file system); so are the built-in queue's modules (`/boot/local-queue.cpio.zst`). PID 1 unpacks
+ * them into RAM once the SSH service listens and kattach is ready, checked against the size and
+ * sha256 the image carries (`/kaos/late.json`, `/kaos/late-queue.json`), all of an archive into a
+ * staging directory first and moved into place only when whole; instance starts and the built-in
+ * queue wait for them, and a missing or corrupt archive fails them with the reason.
  */
 import { z } from "zod";
 import { runChecked, type RunCommand, spawnOwned } from "../host/mod.ts";
@@ -238,7 +239,7 @@ export async function tcpListening(port: number): Promise<boolean> {
 export interface UnpackLateOptions {
   run: RunCommand;
   log: (line: string) => void;
-  /** Starts the work when it settles (PID 1: once the SSH service listens). */
+  /** Starts the work when it settles (PID 1: once the SSH service listens and kattach is ready). */
   when: Promise<void>;
   /** The manifests of the archives to unpack, in order; absent ones are skipped (default
    * /kaos/late.json, QEMU's, and /kaos/late-queue.json, the built-in queue's). */

@@ -167,15 +167,23 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
     });
   };
 
-  // The second archive (QEMU and what only guests need) unpacks once the SSH service listens,
-  // off the banner's path; instance starts wait for it (kattach/late_archive.ts).
+  // The second archives (QEMU, the built-in queue: what only guests need) unpack once the SSH
+  // service listens and kattach is ready, off the path to both (their vCPU time would slow
+  // kattach's last phases under emulation); instance starts wait for them (autostarts run in
+  // the background), as does the built-in queue (kattach/late_archive.ts).
   let sshdGoGiven = () => {};
+  let kattachReady = () => {};
   const afterSshd = new Promise<void>((resolve) => sshdGoGiven = resolve).then(async () => {
     if (!await waitFor(() => tcpListening(APPLIANCE_SSH_PORT), LATE_AFTER_SSHD_WAIT_MS)) {
       log(`nothing listens on ${APPLIANCE_SSH_PORT} yet; unpacking the guest runtime anyway`);
     }
   });
-  const guestRuntime = unpackLateArchive({ run, log, when: afterSshd });
+  const guestRuntime = unpackLateArchive({
+    run,
+    log,
+    when: Promise.all([afterSshd, new Promise<void>((resolve) => kattachReady = resolve)])
+      .then(() => {}),
+  });
   guestRuntime.catch(() => {}); // logged there; instance starts report it
 
   let cmdline = parseCmdline(cmdlineText);
@@ -283,6 +291,7 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
     `ready (appliance, state ${APPLIANCE_STATE_DIR}; ` +
       `${Math.round(performance.now() - t0)} ms in kattach, uptime ${uptime} s)`,
   );
+  kattachReady();
   if (cmdline.selftest === "signals") await selftestSignals(run, reaper, log);
 }
 
