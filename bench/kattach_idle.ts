@@ -1,10 +1,14 @@
 /**
- * Idle RSS of kattach as the appliance runs it (issue 13: memory): a `deno bundle` of main.ts
- * (as buildroot/appliance/build makes /kaos/kaos.js, run with --no-config --cached-only) next to
- * the same kattach run from main.ts with its npm: imports, which is what bench/memory.ts and the
- * hosted mode measure; and a bare Deno (the floor). Rounds alternate; each kattach is hosted, on
- * an empty state directory, without sshd, measured 4 s after it logs "kattach: ready".
- * Prints figures only.
+ * Idle RSS of kattach, the sshd and the console as the appliance runs them (issue 13: memory): bundles made
+ * as buildroot/appliance/build makes /kaos/kaos.js (of main.ts) and /kaos/sshd.js (of
+ * sshd_main.ts), ASCII only, run with --no-config --cached-only and lib/v8_flags.ts' flags.
+ * Beside them, in the same rounds: kattach from main.ts with its npm: imports (what the hosted
+ * mode and bench/memory.ts run), kattach from the bundle as it comes from `deno bundle` (with its
+ * few non-ASCII characters, as the appliance was built before), and a bare Deno (the floor). Rounds alternate; each kattach is
+ * hosted, on an empty state directory, without sshd, measured 4 s after it logs "kattach: ready";
+ * the sshd 4 s after it listens (no kattach behind it: it connects per login); the console (of
+ * kaos.js, on a pseudo-terminal) 4 s after it asks for the password. Prints figures and one goal
+ * line per goal.
  *
  *   scripts/deno run -A bench/kattach_idle.ts [--rounds R]
  */
@@ -19,6 +23,8 @@ if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1 && ROUNDS <= 20)) {
   console.error(`Error: bad --rounds\n${USAGE}`);
   Deno.exit(2);
 }
+/** The goal of issue 13 for kattach and the sshd idle, MiB RSS. */
+const GOAL_MIB = 64;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -32,45 +38,117 @@ function rssMiB(pid: number): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Starts `deno run … <args> kattach --hosted`, waits until ready + 4 s, returns its RSS. */
-async function idleKattach(runArgs: string[], dir: string): Promise<number> {
-  const state = await Deno.makeTempDir({ dir, prefix: "state-" });
+/** Runs `deno run … <args>` until its stderr shows `ready`, then 4 s more; returns its RSS. */
+async function idleRss(args: string[], ready: string): Promise<number> {
   const proc = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", V8_FLAGS_OPTION, ...runArgs, "kattach", "--hosted", "--state", state],
+    args: ["run", "-A", V8_FLAGS_OPTION, ...args],
     env: { KAOS_SSH_PORT: "0" },
-    stdin: "null",
+    stdin: "piped", // the sshd runs until its stdin closes (--supervised)
     stdout: "null",
     stderr: "piped",
   }).spawn();
+  const stdin = proc.stdin.getWriter(); // held open: its end would stop the sshd
+  let exited = false;
+  proc.status.then(() => exited = true);
   let log = "";
   const reading = (async () => {
     for await (const chunk of proc.stderr.pipeThrough(new TextDecoderStream())) log += chunk;
   })();
   try {
     const deadline = Date.now() + 120_000;
-    while (!log.includes("kattach: ready")) {
-      if (Date.now() > deadline) throw new Error(`kattach did not log "ready" in 120 s:\n${log}`);
+    while (!log.includes(ready)) {
+      if (Date.now() > deadline) throw new Error(`no "${ready}" in 120 s:\n${log}`);
+      if (exited) throw new Error(`${args.join(" ")} ended before "${ready}":\n${log}`);
       await sleep(50);
     }
     await sleep(4000);
     return rssMiB(proc.pid);
   } finally {
-    proc.kill("SIGTERM");
+    try {
+      proc.kill("SIGTERM");
+    } catch { /* it ended: the error above says why */ }
+    await stdin.close().catch(() => {});
     await proc.status;
     await reading;
   }
 }
 
-const dir = await Deno.makeTempDir({ prefix: "kaos-bench-idle-" });
-try {
-  const bundle = `${dir}/kaos.js`;
+/**
+ * The console from a bundle on a pseudo-terminal (script(1)), as kattach runs it on tty1: its RSS
+ * 4 s after it asks for the password (no kattach behind it: it connects once one is typed). Its
+ * pid comes from its memory log (lib/memory_log.ts), script(1) standing between.
+ */
+async function consoleRss(js: string): Promise<number> {
+  const state = await Deno.makeTempDir({ dir, prefix: "state-" });
+  const mem = await Deno.makeTempDir({ dir, prefix: "mem-" });
+  const cmd = [Deno.execPath(), "run", "-A", V8_FLAGS_OPTION, "--no-config", "--cached-only"]
+    .concat([js, "console", "--state", state]).join(" ");
+  const proc = new Deno.Command("script", {
+    args: ["-qfc", cmd, "/dev/null"],
+    env: { TERM: "xterm", KAOS_MEMORY_LOG: mem },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const stdin = proc.stdin.getWriter();
+  let screen = "";
+  const reading = (async () => {
+    for await (const chunk of proc.stdout.pipeThrough(new TextDecoderStream())) screen += chunk;
+  })();
+  let pid = 0;
+  try {
+    const deadline = Date.now() + 120_000;
+    while (!screen.includes("Password for")) {
+      if (Date.now() > deadline) throw new Error(`the console asked for no password:\n${screen}`);
+      await sleep(50);
+    }
+    for (const e of Deno.readDirSync(mem)) pid = Number(e.name.match(/^console-(\d+)\.json$/)?.[1]);
+    if (!pid) throw new Error("the console wrote no memory log");
+    await sleep(4000);
+    return rssMiB(pid);
+  } finally {
+    try {
+      if (pid) Deno.kill(pid, "SIGTERM");
+      proc.kill("SIGTERM");
+    } catch { /* ended */ }
+    await stdin.close().catch(() => {});
+    await proc.status;
+    await reading;
+  }
+}
+
+/**
+ * Bundles `entry` as the appliance build does: the __dirname line (npm:ssh2 reads it) and, with
+ * `ascii`, every non-ASCII UTF-16 unit as a \\uXXXX escape (buildroot/appliance/build ascii_js).
+ */
+async function bundle(entry: string, out: string, ascii: boolean): Promise<void> {
   const built = await new Deno.Command(Deno.execPath(), {
-    args: ["bundle", "-q", "--external", "*.node", "-o", bundle, `${ROOT}/main.ts`],
+    // The output name ends in .js: deno bundle makes the require() shim of npm:ssh2's CommonJS
+    // code only then (with another name the sshd fails with "Dynamic require ... not supported").
+    args: ["bundle", "-q", "--external", "*.node", "-o", `${out}.tmp.js`, `${ROOT}/${entry}`],
     cwd: ROOT,
   }).output();
   if (!built.success) {
-    throw new Error(`deno bundle main.ts failed: ${new TextDecoder().decode(built.stderr)}`);
+    throw new Error(`deno bundle ${entry} failed: ${new TextDecoder().decode(built.stderr)}`);
   }
+  const js = await Deno.readTextFile(`${out}.tmp.js`);
+  await Deno.writeTextFile(
+    out,
+    "var __dirname = import.meta.dirname, __filename = import.meta.filename;\n" +
+      (ascii
+        ? js.replace(
+          /[\u0080-\uffff]/g,
+          (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+        )
+        : js),
+  );
+}
+
+const dir = await Deno.makeTempDir({ prefix: "kaos-bench-idle-" });
+try {
+  await bundle("main.ts", `${dir}/kaos.js`, true);
+  await bundle("main.ts", `${dir}/kaos-plain.js`, false);
+  await bundle("sshd_main.ts", `${dir}/sshd.js`, true);
   const bare = await new Deno.Command(Deno.execPath(), {
     args: [
       ...["run", "-A", "--no-config", V8_FLAGS_OPTION],
@@ -80,19 +158,59 @@ try {
   }).output();
   const bareRss = Number(new TextDecoder().decode(bare.stdout).trim()) / 1024;
   if (!bare.success || !(bareRss > 0)) throw new Error("the bare Deno did not report its RSS");
-  await idleKattach(["--no-config", "--cached-only", bundle], dir); // warms the bundle's caches
-  const fromMain: number[] = [];
+  const kattach = async (run: string[]) => {
+    const state = await Deno.makeTempDir({ dir, prefix: "state-" });
+    return idleRss([...run, "kattach", "--hosted", "--state", state], "kattach: ready");
+  };
+  const sshd = async () => {
+    const state = await Deno.makeTempDir({ dir, prefix: "state-" });
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    l.close();
+    return idleRss(
+      [
+        ...["--no-config", "--cached-only", `${dir}/sshd.js`, "--supervised", "--state", state],
+        ...["--port", String(port), "--listen", "127.0.0.1"],
+      ],
+      "listening",
+    );
+  };
+  const bundled = (js: string) => ["--no-config", "--cached-only", `${dir}/${js}`];
+  // A first run of each warms Deno's caches (V8 code cache, module analysis), as the image does.
+  await kattach(bundled("kaos.js"));
+  await kattach(bundled("kaos-plain.js"));
+  await sshd();
+  await consoleRss(`${dir}/kaos.js`);
   const fromBundle: number[] = [];
+  const consoles: number[] = [];
+  const fromPlain: number[] = [];
+  const fromMain: number[] = [];
+  const sshds: number[] = [];
   for (let i = 0; i < ROUNDS; i++) {
-    fromMain.push(await idleKattach([`${ROOT}/main.ts`], dir));
-    fromBundle.push(await idleKattach(["--no-config", "--cached-only", bundle], dir));
+    fromBundle.push(await kattach(bundled("kaos.js")));
+    fromMain.push(await kattach([`${ROOT}/main.ts`]));
+    fromPlain.push(await kattach(bundled("kaos-plain.js")));
+    sshds.push(await sshd());
+    consoles.push(await consoleRss(`${dir}/kaos.js`));
   }
   const load = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
   const f = (xs: number[]) => `${median(xs).toFixed(1)} MiB [${xs.map((x) => x.toFixed(1))}]`;
-  console.log(`bench/kattach_idle: ${ROUNDS} rounds, load ${load}`);
-  console.log(`kattach idle, bundled (as on the appliance)  ${f(fromBundle)}   goal ≤ 64 MiB`);
-  console.log(`kattach idle, from main.ts (npm: imports)    ${f(fromMain)}`);
-  console.log(`a bare Deno (no imports)                     ${bareRss.toFixed(1)} MiB`);
+  console.log(`bench/kattach_idle: ${ROUNDS} rounds, load ${load}; medians [rounds]`);
+  console.log(`kattach idle, bundled as on the appliance      ${f(fromBundle)}`);
+  console.log(`kattach idle, bundled with non-ASCII (before)  ${f(fromPlain)}`);
+  console.log(`kattach idle, from main.ts (npm: imports)      ${f(fromMain)}`);
+  console.log(`sshd idle, sshd.js as on the appliance         ${f(sshds)}`);
+  console.log(`console idle, kaos.js as on the appliance      ${f(consoles)}`);
+  console.log(`a bare Deno (no imports)                       ${bareRss.toFixed(1)} MiB`);
+  const goal = (what: string, xs: number[]) =>
+    console.log(
+      `goal: ${what} ${median(xs).toFixed(1)} MiB (≤ ${GOAL_MIB}): ${
+        median(xs) <= GOAL_MIB ? "met" : "not met"
+      }; baseline: a bare Deno ${bareRss.toFixed(1)} MiB (same run)`,
+    );
+  goal("kattach idle, as on the appliance,", fromBundle);
+  goal("sshd idle, as on the appliance,", sshds);
+  goal("console idle, as on the appliance,", consoles);
 } finally {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }

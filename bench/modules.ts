@@ -5,7 +5,8 @@
  * `config-group set` (reload through the guest agent) until the host sees the new value (web and
  * nginx: the page's title over HTTP; Redis: PING answered with the new password; PostgreSQL: a
  * psql login with the new password). Goals printed beside: reload visible within 1 s under TCG,
- * ready within 2× of `web`. Prints figures only; each figure is the median of --rounds (default 1).
+ * ready within 2× of `web`; one `goal: …` line per goal. Prints figures only; each figure is the
+ * median of --rounds (default 1). KAOS_BENCH_KEEP=1 keeps the state directory (serial logs).
  *
  *   scripts/deno run -A bench/modules.ts [--rounds R] [MODULE…]   (default: nginx redis postgresql)
  */
@@ -309,7 +310,9 @@ try {
   killStateGuests(state);
   kattach.kill("SIGTERM");
   await kattach.status;
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  // KAOS_BENCH_KEEP=1 keeps the state (instances' serial logs) for a look afterwards
+  if (Deno.env.get("KAOS_BENCH_KEEP")) console.error(`bench/modules: state kept in ${dir}`);
+  else await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
 
 const web = results[0].figures.ready;
@@ -341,6 +344,23 @@ for (const r of results) {
     `  ${r.name.padEnd(11)} ${s(r.figures.set)} = ${s(r.figures.set - r.figures.agent)} kattach + ${
       s(r.figures.agent)
     } agent request`,
+  );
+}
+// The goals, one line each (the lead's quiet-machine re-run reads these).
+console.log("");
+for (const r of results.slice(1)) {
+  const x = r.figures.ready / web;
+  console.log(
+    `goal: ${r.name} ready / web = ${x.toFixed(2)} (≤ 2): ${x <= 2 ? "met" : "not met"}  (${
+      s(r.figures.ready)
+    } against ${s(web)}; medians of ${rounds}, load ${load})`,
+  );
+}
+for (const r of results) {
+  console.log(
+    `goal: reload visible ≤ 1 s: ${r.name} ${s(r.figures.visible)}: ${
+      r.figures.visible <= 1000 ? "met" : "not met"
+    }`,
   );
 }
 {

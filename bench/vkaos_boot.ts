@@ -15,6 +15,7 @@ import {
   hostTscKhz,
 } from "../buildroot/vkaos-kernel/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
+import { pvhElfFromBzImage } from "../vmimage/mod.ts";
 
 const MARKER = "VKAOS-BENCH-MARKER";
 
@@ -96,6 +97,16 @@ async function main(): Promise<void> {
       { kind: "microvm-pvh", kernel: paths.vmlinux, initrd, tscKhz },
       runs,
     );
+    // What kattach boots on microvm: the ELF inflated from the bzImage, with qboot.
+    const elf = pvhElfFromBzImage(await Deno.readFile(paths.bzImage));
+    if (elf) {
+      await Deno.writeFile(`${dir}/kernel.pvh`, elf);
+      await measure(
+        "vKaOS ELF from the bzImage, microvm + qboot",
+        { kind: "microvm", kernel: `${dir}/kernel.pvh`, initrd, tscKhz },
+        runs,
+      );
+    }
     await measure(
       "vKaOS bzImage, -M q35 (SeaBIOS)",
       { kind: "q35", kernel: paths.bzImage, initrd },

@@ -289,10 +289,18 @@ export function decodeWaitStatus(status: number): ProcessEnd {
     : { code: null, signal: SIGNAL_NAMES[signal] ?? `signal ${signal}` };
 }
 
+/** A look every so often besides SIGCHLD, in case the runtime merged or missed one. */
+const REAP_LOOK_MS = 5000;
+let reapTimer: ReturnType<typeof setInterval> | undefined;
+
 function watchChild(pid: number): Promise<ProcessEnd> {
   holdOwnChild(pid);
   const ended = new Promise<ProcessEnd>((resolve) => children.set(pid, resolve));
-  if (children.size === 1) Deno.addSignalListener("SIGCHLD", reapChildren);
+  if (children.size === 1) {
+    Deno.addSignalListener("SIGCHLD", reapChildren);
+    reapTimer = setInterval(reapChildren, REAP_LOOK_MS);
+    Deno.unrefTimer(reapTimer); // it does not keep this process alive
+  }
   // A child that ended before the listener was in place sent its SIGCHLD to no one.
   reapChildren();
   return ended;
@@ -309,5 +317,9 @@ function reapChildren(): void {
     releaseOwnChild(pid);
     resolve(r === pid ? decodeWaitStatus(status[0]) : { code: null, signal: null });
   }
-  if (children.size === 0) Deno.removeSignalListener("SIGCHLD", reapChildren);
+  if (children.size === 0 && reapTimer !== undefined) {
+    Deno.removeSignalListener("SIGCHLD", reapChildren);
+    clearInterval(reapTimer);
+    reapTimer = undefined;
+  }
 }

@@ -3,6 +3,7 @@
  * sends actions and validates every frame that comes back.
  */
 import { describeIssues, UserError } from "../lib/errors.ts";
+import { trimMallocSoon } from "../lib/malloc_trim.ts";
 import { compileCheck } from "./_fast_check.ts";
 import { type ActionName, actions, type ParamsOf, type ResultOf } from "./actions.ts";
 import {
@@ -16,6 +17,9 @@ import {
   ServerFrame,
 } from "./protocol.ts";
 import { SOCKET_NAME, TOKEN_NAME } from "./server.ts";
+
+/** Answers at least this long are followed by a malloc_trim (lib/malloc_trim.ts). */
+const TRIM_AFTER_CHARS = 512 * 1024;
 
 /** kattach answered with an error; `info.kind` tells whose fault it was. */
 export class IpcError extends UserError {
@@ -128,6 +132,8 @@ export class IpcClient {
   async #readLoop(): Promise<void> {
     try {
       for await (const line of readLines(readChunks(this.#conn), MAX_RESULT_FRAME_BYTES)) {
+        // A big answer (a list) leaves megabytes freed inside malloc's heaps: hand them back.
+        if (line.length >= TRIM_AFTER_CHARS) trimMallocSoon(200);
         let frame;
         try {
           frame = ServerFrame.parse(JSON.parse(line));

@@ -3,6 +3,7 @@
  * a per-boot token, and strict validation of every frame in and out.
  */
 import { describeIssues, isUserError } from "../lib/errors.ts";
+import { trimMallocSoon } from "../lib/malloc_trim.ts";
 import { type ActionName, actions, isActionName, TRUSTED_LIST_RESULTS } from "./actions.ts";
 import {
   encodeFrame,
@@ -136,6 +137,9 @@ export async function serveIpc(options: ServeIpcOptions): Promise<IpcServer> {
  */
 const SERVER_READ_BYTES = 8 * 1024;
 
+/** Answers at least this long are followed by a malloc_trim (lib/malloc_trim.ts). */
+const TRIM_AFTER_BYTES = 512 * 1024;
+
 /** Pauses between failed accepts: doubling from the first to the cap. */
 const ACCEPT_BACKOFF = { firstMs: 50, maxMs: 2000 };
 
@@ -207,9 +211,11 @@ async function handleConnection(
       pending = pending.then(async () => {
         if (gone.signal.aborted) return;
         const frame = await answer(line, opts, send, gone.signal);
-        await (frame instanceof RawFrame ? writer.sendRaw(frame.bytes) : send(frame)).catch(
-          () => {},
-        );
+        const bytes = frame instanceof RawFrame ? frame.bytes : encodeFrame(frame);
+        await writer.sendRaw(bytes).catch(() => {});
+        // What answering freed inside malloc's heaps goes back to the system: soon after a big
+        // answer (a list of thousands), within a second after any other.
+        trimMallocSoon(bytes.length >= TRIM_AFTER_BYTES ? 200 : 1000);
       });
     }
     gone.abort(new Error("the client closed the connection"));

@@ -95,9 +95,9 @@ export interface PrepareOptions {
 
 /**
  * What the starts of one deploy share: its VM image, vKaOS, module and configuration group
- * records, vKaOS' manifest, and the grants on the files every guest of the image opens, each
- * read or made once instead of once per instance (issue 13). Made for one deploy and dropped
- * with it, so nothing in it outlives a change.
+ * records, vKaOS' manifest and extracted files, and the grants on the files every guest of the
+ * image opens, each read or made once instead of once per instance (issue 13). Made for one
+ * deploy and dropped with it, so nothing in it outlives a change.
  */
 export class SharedPrep {
   #memo = new Map<string, unknown>();
@@ -235,7 +235,7 @@ export async function prepareInstance(
   );
   // Independent steps at once: the file work overlaps (no process is spawned here).
   const [kernel, manifest, serialFrom, qboot, tscKhz] = await Promise.all([
-    extractVkaos(k.stateDir, vkaos),
+    shared.once("vkaos files", () => extractVkaos(k.stateDir, vkaos)),
     shared.once(
       "vkaos manifest",
       () =>
@@ -257,7 +257,9 @@ export async function prepareInstance(
   ]);
   // Forwards ride on the first user-mode NIC; a guest with taps only is reached at its address.
   const userNic = network.nics.find((n) => n.mode === "user");
-  const forwards = userNic ? allocateForwards(apps, guestModules, options.previousForwards) : [];
+  const forwards = userNic
+    ? allocateForwards(inst.name, apps, guestModules, options.previousForwards)
+    : [];
   const vhost = netlinkOf(k)?.vhostNet() ?? false;
   const argv = renderQemuArgv({
     instance: inst.name,
@@ -361,7 +363,7 @@ async function grantGuestFiles(
     if (changed.length > 0) {
       k.log(`supervisor: made ${changed.join(", ")} traversable (o+x) for ${QEMU_USER}`);
     }
-    for (const path of shared) await grantGroup(path, user.gid);
+    await Promise.all(shared.map((path) => grantGroup(path, user.gid)));
   });
   await chownTree(o.paths.dir, user);
   // Without udev (the appliance) devtmpfs makes /dev/net/tun root's only (0600): QEMU, not
@@ -383,6 +385,7 @@ async function grantGuestFiles(
  * boot's when they are still free.
  */
 function allocateForwards(
+  instance: string,
   apps: Module[],
   guest: GuestModule[],
   previous: Forward[],
@@ -391,8 +394,7 @@ function allocateForwards(
   const add = (module: string, guestPort: number) => {
     if (out.some((f) => f.guestPort === guestPort)) return;
     const old = previous.find((f) => f.guestPort === guestPort && f.module === module);
-    const hostPort = old && portFree(old.hostPort) ? old.hostPort : freePort();
-    out.push({ hostPort, guestPort, module });
+    out.push({ hostPort: hostPorts.take(instance, old?.hostPort), guestPort, module });
   };
   apps.forEach((m, i) => {
     const r = m.appmgr.readiness;
@@ -402,6 +404,43 @@ function allocateForwards(
   });
   return out;
 }
+
+/**
+ * Host ports for forwards: free on 127.0.0.1 and not handed to another instance lately. Between a
+ * start choosing a free port and its QEMU binding it the port still looks free, so the starts of
+ * a deploy, running at once, could draw the same one (the later QEMU then refused to start: "Could
+ * not set up host forwarding rule"). A port handed out is kept from other instances for `holdMs`
+ * (QEMU binds it long before; a running guest's port is bound, never free).
+ */
+export class HostPorts {
+  #given = new Map<number, { instance: string; at: number }>();
+  #holdMs: number;
+  #free: () => number;
+
+  constructor(options: { holdMs?: number; free?: () => number } = {}) {
+    this.#holdMs = options.holdMs ?? 60_000;
+    this.#free = options.free ?? freePort;
+  }
+
+  /**
+   * A port for `instance`: `wanted` (its previous boot's) when it is free and not handed to
+   * another instance lately, else a fresh free one no instance was handed lately.
+   */
+  take(instance: string, wanted?: number): number {
+    const now = Date.now();
+    for (const [port, g] of this.#given) if (now - g.at > this.#holdMs) this.#given.delete(port);
+    const ownOrFree = (p: number) => (this.#given.get(p)?.instance ?? instance) === instance;
+    let port = wanted !== undefined && ownOrFree(wanted) && portFree(wanted) ? wanted : 0;
+    for (let tries = 0; port === 0; tries++) {
+      const p = this.#free();
+      if (!this.#given.has(p) || tries >= 100) port = p;
+    }
+    this.#given.set(port, { instance, at: now });
+    return port;
+  }
+}
+
+const hostPorts = new HostPorts();
 
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });

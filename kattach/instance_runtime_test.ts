@@ -2,7 +2,13 @@ import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { Appmgr } from "../appqueue/mod.ts";
 import type { Module } from "../ipc/mod.ts";
 import { writeUstar } from "../lib/mod.ts";
-import { chooseMachine, extractVkaos, overlayName, staleOverlays } from "./instance_runtime.ts";
+import {
+  chooseMachine,
+  extractVkaos,
+  HostPorts,
+  overlayName,
+  staleOverlays,
+} from "./instance_runtime.ts";
 
 function mod(name: string, machine?: "q35") {
   const appmgr = Appmgr.parse({
@@ -84,4 +90,23 @@ Deno.test("extractVkaos: concurrent starts share one extraction of the image", a
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("HostPorts: a port handed to one instance is not handed to another, even when it looks free", () => {
+  // The kernel may give the same free port to listen(0) twice in a row: a scripted one does.
+  const offers = [40001, 40001, 40001, 40002, 40002, 40003];
+  const ports = new HostPorts({ free: () => offers.shift()! });
+  assertEquals([ports.take("web-1"), ports.take("web-2"), ports.take("web-3")], [
+    40001,
+    40002,
+    40003,
+  ]);
+  // Its previous boot's port comes back to the same instance; another instance gets a fresh one.
+  const again = new HostPorts({ free: () => 40010 });
+  const held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (held.addr as Deno.NetAddr).port;
+  held.close(); // free again, as a stopped guest's port is
+  assertEquals(again.take("web-1", port), port);
+  assertEquals(again.take("web-1", port), port);
+  assertEquals(again.take("web-2", port), 40010);
 });

@@ -30,6 +30,7 @@ import {
   systemPowerdown,
 } from "../vmimage/mod.ts";
 import type { Kattach } from "./context.ts";
+import { GroupCommit } from "./group_commit.ts";
 import { waitReady } from "./health.ts";
 import {
   ensureGuestLinks,
@@ -121,18 +122,21 @@ export interface GuestStats {
  * `qemu.log` in the instance directory; returns the process and where its output starts. Its
  * first QMP exchange is the attach's: {@linkcode Supervisor} waits for that, not for the socket.
  */
-async function spawnQemu(
+function spawnQemu(
   argv: string[],
-  o: { paths: InstancePaths; user: UserIds | null },
-): Promise<Launched> {
-  const logFile = `${o.paths.dir}/qemu.log`;
-  const logFrom = await Deno.stat(logFile).then((s) => s.size, () => 0);
+  o: { paths: InstancePaths; user: UserIds | null; logFrom: number },
+): Launched {
+  const logFile = qemuLog(o.paths);
   const proc = spawnDetached(argv, {
     cwd: o.paths.dir,
     logFile,
     ...(o.user ? { user: o.user } : {}),
   });
-  return { ...proc, logFile, logFrom };
+  return { ...proc, logFile, logFrom: o.logFrom };
+}
+
+function qemuLog(paths: InstancePaths): string {
+  return `${paths.dir}/qemu.log`;
 }
 
 /** A QEMU just started, before its first QMP exchange. */
@@ -169,16 +173,12 @@ export class Supervisor {
   #rotation: ReturnType<typeof setInterval>;
   #rotating = false;
   #rotatedOnce = new Set<string>();
-  #commits: {
-    write: () => void;
-    durable: boolean;
-    resolve(): void;
-    reject(err: unknown): void;
-  }[] = [];
+  #writes: GroupCommit;
 
   constructor(k: Kattach, options: { backoff?: RestartBackoff } = {}) {
     this.#k = k;
     this.#backoff = options.backoff ?? new RestartBackoff();
+    this.#writes = new GroupCommit(k.store);
     supervisors.set(k, this);
     this.#rotation = setInterval(() => this.#rotateLogs(), LOG_ROTATE_MS);
     Deno.unrefTimer(this.#rotation);
@@ -338,7 +338,10 @@ export class Supervisor {
           ...(options.shared ? { shared: options.shared } : {}),
         });
         paths = prep.paths;
-        await this.#clearLeftovers(paths);
+        const [logFrom] = await Promise.all([
+          Deno.stat(qemuLog(paths)).then((s) => s.size, () => 0),
+          this.#clearLeftovers(paths),
+        ]);
         this.#k.log(`supervisor: ${name}: ${prep.machineWhy}`);
         if (this.#k.accel.kind === "tcg") {
           this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
@@ -351,10 +354,10 @@ export class Supervisor {
           serialFrom: prep.serialFrom,
           network: prep.network,
         };
-        launched = await spawnQemu(prep.argv, { paths, user: prep.user });
+        launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom });
         spawned = since();
         const pid = launched.pid;
-        // One transaction, shared with the other starts under way (synchronous = FULL).
+        // One transaction with the other starts under way, not waiting for the disk.
         await this.#commit(() => {
           patchRuntime(this.#k.store, name, {
             pid,
@@ -376,14 +379,7 @@ export class Supervisor {
         // A QEMU launched for a start that failed after all does not stay behind.
         if (launched) killPid(launched.pid);
         if (argv.length > 0) logArgv();
-        this.#k.store.tx(() => {
-          this.#setState(name, "failed");
-          patchRuntime(this.#k.store, name, {
-            pid: null,
-            lastExit: `start failed: ${message(err)}`,
-          });
-        });
-        this.#k.log(`supervisor: ${name}: start failed: ${message(err)}`);
+        this.#failStart(name, `start failed: ${message(err)}`);
         throw err;
       }
       const guest = await this.#attach(name, launched.pid, paths, { fresh: true, launched, known })
@@ -602,9 +598,7 @@ export class Supervisor {
         const why = `QEMU refused to start: ${
           await logTail(l) || `it ended (${describeEnd(end)}) before its first QMP exchange`
         }`;
-        this.#setState(name, "failed");
-        patchRuntime(this.#k.store, name, { pid: null, lastExit: why });
-        this.#k.log(`supervisor: ${name}: ${why}`);
+        this.#failStart(name, why);
         throw new UserError(`Cannot start ${name}: ${why}`, {
           hint: `QEMU's output is in ${l.logFile}; the argv is in the kattach log`,
         });
@@ -614,9 +608,7 @@ export class Supervisor {
       const why = `QEMU started but its first QMP exchange failed (QEMU was killed): ${
         message(err)
       }`;
-      this.#setState(name, "failed");
-      patchRuntime(this.#k.store, name, { pid: null, lastExit: why });
-      this.#k.log(`supervisor: ${name}: ${why}`);
+      this.#failStart(name, why);
       throw new UserError(`Cannot start ${name}: ${why}`, {
         hint: `see the kattach log and ${paths.dir}`,
         code: "start-failed",
@@ -828,9 +820,11 @@ export class Supervisor {
   }
 
   async #clearLeftovers(paths: InstancePaths): Promise<void> {
-    for (const p of [paths.qmp, paths.console, paths.agent, paths.pidfile]) {
-      await Deno.remove(p).catch(() => {});
-    }
+    await Promise.all(
+      [paths.qmp, paths.console, paths.agent, paths.pidfile].map((p) =>
+        Deno.remove(p).catch(() => {})
+      ),
+    );
   }
 
   #signal(g: Guest, signal: Deno.Signal): void {
@@ -896,47 +890,21 @@ export class Supervisor {
   }
 
   /**
-   * Runs `write` in one write transaction with the others queued in the same turn of the event
-   * loop (a group commit: the 20 starts of a deploy commit together, not one by one on
-   * kattach's only JS thread). Each write is still all or nothing on its own (a savepoint);
-   * resolves once committed, rejects with the write's own error. `durable: false` for the facts
-   * of a start (its state, pid, health): they are committed without waiting for the disk (see
-   * Store.tx), a power loss making them moot; how a guest ended (an operator's stop included)
-   * waits for the disk, unless a durable write shares the batch.
+   * Group commit (kattach/group_commit.ts). `durable: false` for the facts of a start (its state,
+   * pid, health): a power loss makes them moot; how a guest ended (an operator's stop included)
+   * waits for the disk.
    */
   #commit(write: () => void, o: { durable: boolean }): Promise<void> {
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    if (this.#commits.length === 0) setTimeout(() => this.#flushCommits(), 0);
-    this.#commits.push({ write, durable: o.durable, resolve, reject });
-    return promise;
+    return this.#writes.commit(write, o);
   }
 
-  #flushCommits(): void {
-    const batch = this.#commits;
-    this.#commits = [];
-    const outcomes: (unknown | null)[] = [];
-    const store = this.#k.store;
-    const durable = batch.some((c) => c.durable);
-    try {
-      store.tx(() => {
-        for (const { write } of batch) {
-          store.run("SAVEPOINT kaos_write");
-          try {
-            write();
-            store.run("RELEASE kaos_write");
-            outcomes.push(null);
-          } catch (err) {
-            store.run("ROLLBACK TO kaos_write");
-            store.run("RELEASE kaos_write");
-            outcomes.push(err);
-          }
-        }
-      }, { durable });
-    } catch (err) { // the transaction itself (BEGIN, COMMIT, writes refused): every write failed
-      batch.forEach((c) => c.reject(err));
-      return;
-    }
-    batch.forEach((c, i) => outcomes[i] === null ? c.resolve() : c.reject(outcomes[i]));
+  /** A start that failed: the instance is `failed` with the reason, in one transaction. */
+  #failStart(name: string, why: string): void {
+    this.#k.store.tx(() => {
+      this.#setState(name, "failed");
+      patchRuntime(this.#k.store, name, { pid: null, lastExit: why });
+    });
+    this.#k.log(`supervisor: ${name}: ${why}`);
   }
 
   #setState(name: string, state: Instance["state"]): void {

@@ -271,7 +271,7 @@ Deno.test({
       // psql reaches the configured database as the configured user
       const db = await show("db-1");
       const pport = String(fwd(db, 5432).hostPort);
-      const psql = (sql: string) =>
+      const psql = (sql: string, password = "kaos-pg-pw1") =>
         sh([
           "psql",
           "-X",
@@ -285,15 +285,41 @@ Deno.test({
           "shop",
           "-Atc",
           sql,
-        ], { PGPASSWORD: "kaos-pg-pw1", PGCONNECT_TIMEOUT: "20" });
+        ], { PGPASSWORD: password, PGCONNECT_TIMEOUT: "20" });
       assert.equal(
         (await psql("SELECT current_database() || ' ' || current_user")).trim(),
         "shop shopper",
+      );
+      // the cluster is the image's, under an overlay (nothing copied at start); writes land in RAM
+      const serial = await Deno.readTextFile(`${k.stateDir}/instances/db-1/serial.log`);
+      assert.match(serial, /postgresql: cluster mounted \(overlay\)/);
+      assert.equal(
+        (await psql(
+          "CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 1000); " +
+            "SELECT sum(x) FROM t",
+        )).trim(),
+        "CREATE TABLE\nINSERT 0 1000\n500500",
       );
       const pg = await k.json<ModuleRunResult>("postgresql", "connections", "db-1");
       assert.ok(Number(pg.stats?.total) >= 1, JSON.stringify(pg.stats));
       assert.equal(pg.stats?.max_connections, "50");
       assert.match(await ok(k, "postgresql", "connections", "db-1"), /^FIGURE\s+VALUE\n/);
+      // a new password by reload: the new one logs in at once, the old one no longer
+      const repw = await k.json<SetResult>("config-group", "set", "db", "password=kaos-pg-pw2");
+      assert.deepEqual(repw.applied?.map((a) => [a.instance, a.mode, a.ok]), [
+        ["db-1", "reload", true],
+      ]);
+      assert.equal((await psql("SELECT count(*) FROM t", "kaos-pg-pw2")).trim(), "1000");
+      // the module's admin session (bin/start) made the role and did the reload; still there
+      assert.equal(
+        (await psql(
+          "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kaos-admin'",
+          "kaos-pg-pw2",
+        )).trim(),
+        "1",
+      );
+      await assert.rejects(psql("SELECT 1"), /password authentication failed/);
+      assert.equal((await show("db-1")).pid, db.pid, "same QEMU process");
     } finally {
       await k.dispose();
       await server.close();

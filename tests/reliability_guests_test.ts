@@ -87,8 +87,9 @@ Deno.test({
       const [bad] = JSON.parse(b.stdout) as DeployedInstance[];
       assert.equal(bad.outcome, "failed");
       assert.match(bad.reason!, /QEMU refused to start: qemu-system-x86_64: -bad: invalid option/);
-      assert.equal((await show("bad-1")).state, "failed");
-      assert.equal((await show("bad-1")).pid, null);
+      const badShown = await show("bad-1");
+      assert.equal(badShown.state, "failed");
+      assert.equal(badShown.pid, null);
       assert.match(k.log, /bad-1: argv: \[/); // the hint's "the argv is in the kattach log"
       assert.equal(bad.qmpStatus, undefined);
       assert.equal(deployed[0].qmpStatus, "running");

@@ -5,12 +5,20 @@ KEEP="usr/lib/postgresql/15/bin/postgres usr/lib/postgresql/15/bin/initdb
   usr/lib/postgresql/15/lib/dict_snowball.so usr/share/postgresql/15
   usr/share/zoneinfo/UTC usr/share/zoneinfo/Etc/UTC"
 
+# Uncompressed: the first start of postgres and psql reads them and ~40 libraries from the image;
+# under TCG decompressing those pages (zstd) cost more than the reads (modules/README.md).
+COMPRESS=none
+# The template cluster keeps its owner (the guest's postgres user, uid 70) in the image: the guest
+# mounts it as the read-only lower layer of an overlay, nothing copied.
+OWNERS=keep
+
 # prepare ROOT EXTRACTED: a template cluster made at build time (initdb under TCG in the guest
-# takes a minute; extracting the template takes under a second), shipped as one tar
-# (usr/share/kaos/pgdata.tar). Run as nobody: initdb refuses root.
+# takes a minute), shipped as the directory usr/share/kaos/pgdata. Run as nobody: initdb refuses
+# root.
 prepare() {
   local tmp
   need runuser util-linux
+  stub_libraries "$1"
   tmp=$(mktemp -d)
   chmod 0755 "$tmp"
   cp -a "$2/usr" "$tmp/usr"
@@ -39,10 +47,44 @@ prepare() {
     return 1
   }
   printf 'local all all trust\nhost all all 0.0.0.0/0 scram-sha-256\n' >"$tmp/data/pg_hba.conf"
-  # one tar, owned by the guest's postgres user (uid 70): the guest reads it in one stream and
-  # extracts it with owners and modes, 2-3x faster under TCG than cp -a and chown -R of its files
+  # owned by the guest's postgres user (uid 70), mode 0700 as the server demands
   chown -R 70:70 "$tmp/data"
+  chmod 0700 "$tmp/data"
   mkdir -p "$1/usr/share/kaos"
-  tar -C "$tmp" --numeric-owner --mtime=@0 --sort=name -cf "$1/usr/share/kaos/pgdata.tar" data
+  mv "$tmp/data" "$1/usr/share/kaos/pgdata"
   rm -rf "$tmp"
+}
+
+# stub_libraries ROOT: LDAP, PAM and GSSAPI authentication and systemd's sd_notify are nothing the
+# module uses (its pg_hba.conf allows trust over the unix socket and scram-sha-256 over TCP; the
+# guest has no systemd), but their libraries pulled in 22 more (GnuTLS, Kerberos, SASL, libgcrypt,
+# ...) whose symbols every start of postgres and psql resolved (half the instructions before main).
+# Each is replaced by a small library (stubs/*.c) with the symbols postgres and libpq import,
+# failing as the real one does when nothing is configured; libraries nothing needs any more are
+# dropped. The build fails if any symbol or version of the binaries no longer resolves (ldd -r).
+stub_libraries() {
+  local root=$1 dir src soname ver elf bad keep f
+  [ -n "$root" ] && [ -d "$root/lib" ] || { echo "stub_libraries: no $root/lib" >&2; return 1; }
+  need gcc gcc
+  dir=$(dirname "${BASH_SOURCE[0]}")/stubs
+  while read -r src soname ver; do
+    echo "$ver { global: *; };" >"$root/lib/.$src.map"
+    gcc -O2 -Wall -Wextra -Werror -shared -fPIC -nostartfiles -Wl,-soname,"$soname" \
+      -Wl,--version-script="$root/lib/.$src.map" -o "$root/lib/$soname" "$dir/$src.c"
+    rm "$root/lib/.$src.map"
+  done <<STUBS
+gssapi libgssapi_krb5.so.2 gssapi_krb5_2_MIT
+ldap libldap-2.5.so.0 OPENLDAP_2.5
+pam libpam.so.0 LIBPAM_1.0
+systemd libsystemd.so.0 LIBSYSTEMD_209
+STUBS
+  keep=""
+  for elf in "$root"/usr/lib/postgresql/15/bin/*; do
+    bad=$(LD_LIBRARY_PATH="$root/lib" ldd -r "$elf" 2>&1 | grep -E 'not found|undefined symbol|version .* not' || true)
+    [ -z "$bad" ] || { echo "stub_libraries: $elf: $bad" >&2; return 1; }
+    keep="$keep $(LD_LIBRARY_PATH="$root/lib" ldd "$elf" | grep -oE '=> [^ ]+' | cut -c4- | xargs -n1 basename | tr "\n" " ")"
+  done
+  for f in "$root"/lib/*.so*; do
+    case " $keep ld-linux-x86-64.so.2 " in *" ${f##*/} "*) ;; *) rm "$f" ;; esac
+  done
 }
