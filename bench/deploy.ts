@@ -215,11 +215,10 @@ async function bare(
   }
   const tscKhz = await hostTscKhz();
   const qboot = await Deno.stat(QBOOT_ROM).then(() => true, () => false);
-  const ports = runs.map(() => {
-    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    l.close();
-    return (l.addr as Deno.NetAddr).port;
-  });
+  // All held open until all are picked: the kernel may hand a port just closed out again.
+  const listeners = runs.map(() => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  listeners.forEach((l) => l.close());
   const t0 = performance.now();
   for (const d of runs) bareRuns.add(d);
   const ends: Promise<unknown>[] = [];
