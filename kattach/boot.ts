@@ -69,6 +69,8 @@ export interface KattachOptions {
   consoleTtys?: string[];
   /** Appliance: called just before the console menus start (the log leaves their terminals). */
   beforeConsoles?: () => void;
+  /** Appliance: resolves once QEMU is in place (the second archive); instance starts wait. */
+  guestRuntime?: () => Promise<void>;
 }
 
 /** A queue the image carries. */
@@ -175,6 +177,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
             : undefined,
           logBook: book,
           ...(options.storageDisks ? { storageDisks: options.storageDisks } : {}),
+          ...(options.guestRuntime ? { guestRuntime: options.guestRuntime } : {}),
         };
         log(`${accel.kind}: ${accel.reason}`);
       },

@@ -72,3 +72,58 @@ Deno.test("the built-in queue is there and read-only; the reset entry restores t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("instance starts and the built-in queue wait for the guest runtime, and fail with its reason", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-boot-appliance-" });
+  let fail = (_: Error) => {};
+  const runtime = new Promise<void>((_, reject) => fail = reject);
+  runtime.catch(() => {});
+  const kt = await startKattach({
+    mode: "hosted",
+    stateDir: dir,
+    log: () => {},
+    builtinQueues: [LOCAL],
+    guestRuntime: () => runtime,
+  });
+  try {
+    const store = kt.k.store;
+    store.tx(() => {
+      store.insertVmImage({
+        name: "web",
+        modules: [],
+        configGroups: [],
+        vlans: [],
+        memoryMiB: 64,
+        cpus: 1,
+      });
+      store.insertInstance({
+        name: "web-1",
+        vmimage: "web",
+        state: "defined",
+        autostart: false,
+        restartPolicy: "never",
+        nics: [],
+      });
+    });
+    let settled = false;
+    const start = runAction(kt.k, "instance.start", { name: "web-1" } as never, ctx);
+    start.then(() => settled = true, () => settled = true);
+    for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
+    assert(!settled, "the start went on before the guest runtime was there");
+    const why = "The guest runtime archive /dev/sda1:/boot/late.cpio.zst is corrupt: sha256 0…";
+    fail(new UserError(why));
+    await rejects(start, (err: unknown) => err instanceof UserError && err.message === why);
+    const shown = await runAction(kt.k, "instance.show", { name: "web-1" } as never, ctx) as {
+      state: string;
+    };
+    assertEquals(shown.state, "defined"); // no QEMU was started
+    // The built-in queue comes with the same archives: reading it fails with the same reason.
+    await rejects(
+      runAction(kt.k, "module.install", { name: "hello", queue: "local" } as never, ctx),
+      (err: unknown) => err instanceof UserError && err.message === why,
+    );
+  } finally {
+    await kt.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -34,4 +34,9 @@ export interface Kattach {
   storageDisks?: string[];
   /** kattach's own log (`system log`); absent in unit tests. */
   logBook?: LogBook;
+  /**
+   * The appliance: resolves once QEMU is in place (kattach/late_archive.ts unpacks it after the
+   * SSH service is up), rejects saying why it is not; instance starts wait for it.
+   */
+  guestRuntime?: () => Promise<void>;
 }

@@ -141,8 +141,20 @@ let qbootPresent: Promise<boolean> | undefined;
  * start, so the first deploy does not wait for them. Safe to call any number of times.
  */
 export function warmHostFacts(): void {
-  qbootPresent ??= exists(QBOOT_ROM);
+  qbootInstalled();
   hostTscKhz().catch(() => {});
+}
+
+/**
+ * Whether qboot is installed, kept once found; "no" is asked again at the next start (the
+ * appliance's QEMU and firmware arrive with its second archive, after kattach started).
+ */
+function qbootInstalled(): Promise<boolean> {
+  const p = qbootPresent ??= exists(QBOOT_ROM);
+  p.then((found) => {
+    if (!found && qbootPresent === p) qbootPresent = undefined;
+  });
+  return p;
 }
 
 /**
@@ -234,7 +246,7 @@ export async function prepareInstance(
       (s) => s.size,
       () => 0,
     ),
-    qbootPresent ??= exists(QBOOT_ROM),
+    qbootInstalled(),
     machine === "microvm" && k.accel.kind === "tcg" ? hostTscKhz() : undefined,
     writeAtomic(paths.configDisk, renderConfigDisk(cfg)),
     image.dataDiskMiB === null ? undefined : ensureDataDisk(dataDiskPath, image.dataDiskMiB),

@@ -20,6 +20,7 @@ import { UserError, V8_FLAGS_OPTION } from "../lib/mod.ts";
 import { type BuiltinQueue, startKattach, startSshdService } from "./boot.ts";
 import { Services } from "./services.ts";
 import { mountDataDisk } from "./data_disk.ts";
+import { tcpListening, unpackLateArchive } from "./late_archive.ts";
 import { LogBook } from "./log.ts";
 
 /** Where the appliance keeps its state (the data disk is mounted here). */
@@ -30,6 +31,8 @@ const APPLIANCE_SSH_PORT = 1289;
 export const DATA_DISK_LABEL = "KAOSDATA";
 /** How long the data-disk phase waits for the label to appear (a USB stick enumerates late). */
 const DATA_DISK_WAIT_MS = 10_000;
+/** How long the guest runtime's unpacking waits for the SSH service to listen. */
+const LATE_AFTER_SSHD_WAIT_MS = 60_000;
 /** Extra `kaos.*` words from QEMU (`-fw_cfg name=opt/kaos/cmdline,string=…`). */
 const FW_CFG_CMDLINE = "/sys/firmware/qemu_fw_cfg/by_name/opt/kaos/cmdline/raw";
 /** The queues the image carries (scripts/build-image writes it beside the queue `local`). */
@@ -164,6 +167,25 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
     });
   };
 
+  // The second archives (QEMU, the built-in queue: what only guests need) unpack once the SSH
+  // service listens and kattach is ready, off the path to both (their vCPU time would slow
+  // kattach's last phases under emulation); instance starts wait for them (autostarts run in
+  // the background), as does the built-in queue (kattach/late_archive.ts).
+  let sshdGoGiven = () => {};
+  let kattachReady = () => {};
+  const afterSshd = new Promise<void>((resolve) => sshdGoGiven = resolve).then(async () => {
+    if (!await waitFor(() => tcpListening(APPLIANCE_SSH_PORT), LATE_AFTER_SSHD_WAIT_MS)) {
+      log(`nothing listens on ${APPLIANCE_SSH_PORT} yet; unpacking the guest runtime anyway`);
+    }
+  });
+  const guestRuntime = unpackLateArchive({
+    run,
+    log,
+    when: Promise.all([afterSshd, new Promise<void>((resolve) => kattachReady = resolve)])
+      .then(() => {}),
+  });
+  guestRuntime.catch(() => {}); // logged there; instance starts report it
+
   let cmdline = parseCmdline(cmdlineText);
   let dataDisk: DataDiskStatus | undefined;
   // What the pre-phases wait for (a stick behind xHCI, eth0, fw_cfg; see EARLY_MODULES) loads
@@ -239,7 +261,14 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
       logBook: book,
       selfArgv: APPLIANCE_SELF_ARGV, // the console menus
       sshPort: APPLIANCE_SSH_PORT,
-      early: { services, sshdGo: () => sshdGo() },
+      early: {
+        services,
+        sshdGo: () => {
+          sshdGo();
+          sshdGoGiven();
+        },
+      },
+      guestRuntime: () => guestRuntime,
       dataDisk,
       resetPassword: cmdline["reset-password"] === "1",
       builtinQueues: await readBuiltinQueues(log),
@@ -262,6 +291,7 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
     `ready (appliance, state ${APPLIANCE_STATE_DIR}; ` +
       `${Math.round(performance.now() - t0)} ms in kattach, uptime ${uptime} s)`,
   );
+  kattachReady();
   if (cmdline.selftest === "signals") await selftestSignals(run, reaper, log);
 }
 

@@ -301,10 +301,13 @@ export class Supervisor {
    * {@linkcode start}, also saying what QEMU answered to its first `query-status` (`running`
    * unless it was started paused): a deploy reports it per instance.
    */
-  launch(
+  async launch(
     name: string,
     options: { wait?: boolean; shared?: SharedPrep } = {},
   ): Promise<{ instance: Instance; qmpStatus: string }> {
+    // The appliance: QEMU comes with its second archive (kattach/late_archive.ts); a start waits
+    // for it (holding no lock), and fails with the reason when it is missing or corrupt.
+    await this.#k.guestRuntime?.();
     return this.#locked(name, async () => {
       this.#cancelTimer(name);
       const inst = resolveInstance(this.#k.store, name);
@@ -703,12 +706,14 @@ export class Supervisor {
     }));
     if (g.readiness.signal.aborted || g.intent !== "run") return;
     if (results.every((r) => r.ok)) {
-      g.ready = true;
       await this.#commit(() => {
         if (resolveInstanceSafe(this.#k, g.name)?.state === "starting") {
           this.#setState(g.name, "running");
         }
       }, { durable: false });
+      // Ready only once "running" is committed: a start waiting for it (#waitSettled) then shows
+      // the instance from the store, and saw "starting" when this came first.
+      g.ready = true;
       this.#k.log(`supervisor: ${g.name} is ready`);
       return;
     }

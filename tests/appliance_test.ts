@@ -3,7 +3,9 @@
  * scripts/run-appliance in daemon mode under QEMU on a free loopback port and checks, from the
  * serial log and over the forwarded port, that PID 1 is kattach, that it survives signals sent by
  * real processes in the guest, reaps orphans, grows and mounts the stick's KAOSDATA partition,
- * and that the SSH CLI answers.
+ * and that the SSH CLI answers. The stick carries a damaged second archive (one byte of
+ * /boot/late.cpio.zst flipped): the boot and the SSH service do not depend on it, and kattach
+ * reports it corrupt by its sha256 (the other image tests deploy guests from an intact one).
  */
 import { ok as assert } from "node:assert/strict";
 import {
@@ -16,6 +18,7 @@ import {
 } from "./_appliance.ts";
 import { V8_FLAGS } from "../lib/v8_flags.ts";
 import { freePort, run } from "./_util.ts";
+import { REPO_ROOT } from "./_harness.ts";
 
 /** GRUB reading the image from the emulated USB stick, then the boot (TCG; a loaded CI: minutes). */
 const BOOT_TIMEOUT_MS = 600_000;
@@ -43,6 +46,30 @@ async function sshBanner(port: number, ms: number): Promise<string | null> {
   return null;
 }
 
+/**
+ * Writes the image to a stick file as scripts/run-appliance does (it keeps a stick whose `.from`
+ * names the image), then flips one byte in the middle of the second archive's file on it.
+ */
+async function stickWithDamagedLateArchive(stick: string): Promise<void> {
+  const image = (await run([`${REPO_ROOT}/scripts/build-image`, "--print-path"])).stdout.trim();
+  const late = await Deno.readFile(`${REPO_ROOT}/build/appliance/late.cpio.zst`);
+  const bytes = await Deno.readFile(image);
+  const head = late.subarray(0, 4096);
+  let at = -1;
+  for (let i = bytes.indexOf(head[0]); i >= 0; i = bytes.indexOf(head[0], i + 1)) {
+    if (head.every((b, j) => bytes[i + j] === b)) {
+      at = i;
+      break;
+    }
+  }
+  assert(at >= 0, `the second archive is not in ${image}`);
+  bytes[at + (late.length >> 1)] ^= 0x40;
+  await Deno.writeFile(stick, bytes);
+  await Deno.truncate(stick, 1024 ** 3);
+  const sha = await run(["sha256sum", image]);
+  await Deno.writeTextFile(`${stick}.from`, `${sha.stdout.slice(0, 64)}\n`);
+}
+
 Deno.test({
   name: "appliance: boots with kattach as PID 1, survives signals, reaps orphans, serves SSH",
   sanitizeResources: false,
@@ -58,6 +85,7 @@ Deno.test({
     const serial = `${dir}/serial.log`;
     const port = freePort();
     try {
+      await stickWithDamagedLateArchive(stick);
       try {
         const boot = await startAppliance({
           port,
@@ -108,6 +136,14 @@ Deno.test({
           });
           const applied = log.search(/firewall: generation \d+ applied \(boot\)/);
           assert(applied >= 0 && log.search(/ssh: listening on/) > applied, log);
+          // The second archive is read once the SSH service listens, and refused by its sha256.
+          log = await waitForLog(serial, /WARNING: The guest runtime archive/, {
+            timeoutMs: 120_000,
+          });
+          const warning = log.search(
+            /WARNING: The guest runtime archive \/dev\/sd[a-z]1:\/boot\/late\.cpio\.zst is corrupt: sha256 [0-9a-f]{64}, the image says [0-9a-f]{64}; guests cannot start/,
+          );
+          assert(warning > log.search(/ssh: listening on/), log);
         } else {
           console.log("note: this kattach starts no sshd; the SSH check was skipped");
         }

@@ -196,6 +196,8 @@ function explainRefusal(err: unknown, q: QueueRow): never {
 
 /** Downloads and verifies a queue's index; records its serial (rollback protection). */
 async function loadIndex(k: Kattach, q: QueueRow, ctx: ActionContext): Promise<QueueIndex> {
+  // The image's built-in queue comes with the guest runtime's archives (kattach/late_archive.ts).
+  if (k.builtinQueues?.includes(q.name)) await k.guestRuntime?.();
   if (q.publicKey === "") {
     throw new UserError(`Queue ${q.name} has no public key configured`, {
       hint: `set it with \`appqueue set ${q.name} --url URL --key KEY\` (see docs/appqueue.md)`,
