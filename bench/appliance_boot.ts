@@ -78,18 +78,31 @@ function freePort(): number {
   return port;
 }
 
-async function banner(port: number): Promise<boolean> {
+/**
+ * One probe of the SSH banner on the forwarded port, given up after `ms`. QEMU's user-mode
+ * network accepts the connection at once and only then tries the guest: while the guest cannot
+ * answer (no address on eth0 yet) its SYNs are retried with a growing backoff, so a probe left
+ * waiting sees the banner seconds after the sshd listens (and, awaited in the serial log's loop,
+ * held back that log's timestamps too), and a probe given up early leaves QEMU still trying
+ * (such connections reach the sshd later and count as logins in progress). So the probes start
+ * once kattach has logged eth0's address: from then on the guest answers at once, with a reset
+ * or with the banner.
+ */
+async function banner(port: number, ms: number): Promise<boolean> {
+  let conn: Deno.TcpConn | undefined;
+  const timer = setTimeout(() => conn?.close(), ms);
   try {
-    const c = await Deno.connect({ hostname: "127.0.0.1", port });
-    try {
-      const buf = new Uint8Array(64);
-      const n = await c.read(buf);
-      return n !== null && new TextDecoder().decode(buf.subarray(0, n)).startsWith("SSH-");
-    } finally {
-      c.close();
-    }
+    conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const buf = new Uint8Array(64);
+    const n = await conn.read(buf);
+    return n !== null && new TextDecoder().decode(buf.subarray(0, n)).startsWith("SSH-");
   } catch {
-    return false;
+    return false; // refused, reset, or closed by the timer
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn?.close();
+    } catch { /* the timer closed it */ }
   }
 }
 
@@ -160,9 +173,9 @@ interface Boot {
   timeline: [number, string][];
 }
 
-/** kattach's log lines worth a place in the breakdown (phases, the sshd, the lease). */
+/** kattach's log lines worth a place in the breakdown (phases, the sshd, the lease, the disk). */
 const MILESTONE =
-  /kattach: (PID 1|phase \S+ (done|failed)|started in|ready \(|sshd|ssh: listening|eth0 (\S+ \(DHCP|has no DHCP)|kernel modules|guest runtime|WARNING)/;
+  /kattach(-launcher)?: (exec|PID 1|phase \S+ (done|failed)|started in|ready \(|sshd|ssh: listening|eth0 (\S+ \(DHCP|has no DHCP)|kernel modules|guest runtime|WARNING|usb-storage waits|data disk|firewall: generation)/;
 
 async function bootOnce(image: string, dir: string, appliance: boolean): Promise<Boot> {
   const port = freePort();
@@ -179,6 +192,17 @@ async function bootOnce(image: string, dir: string, appliance: boolean): Promise
   const at: Partial<Boot> = {};
   const timeline: [number, string][] = [];
   let seen = 0;
+  // The banner is probed beside the serial log's reading (never holding it up), once eth0 has
+  // its address (kattach logs it; see banner()).
+  let probing = appliance;
+  let addressed = false;
+  const prober = (async () => {
+    while (probing && at.ssh === undefined) {
+      if (addressed && await banner(port, 2000)) {
+        at.ssh = (performance.now() - t0) / 1000;
+      } else await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
   try {
     const end = Date.now() + 600_000;
     while (Date.now() < end) {
@@ -187,21 +211,20 @@ async function bootOnce(image: string, dir: string, appliance: boolean): Promise
       const lines = text.split("\n");
       for (; seen < lines.length - 1; seen++) {
         const line = lines[seen];
-        const said = line.slice(line.lastIndexOf("kattach: ") + "kattach: ".length).trim();
+        const said = line.slice(line.search(/kattach(-launcher)?: /)).replace(/^kattach: /, "")
+          .trim();
         // Each line comes twice (/dev/console and the serial sink both reach ttyS0): once here.
         if (MILESTONE.test(line) && !timeline.some(([, t]) => t === said)) {
           timeline.push([now, said]);
         }
       }
       if (at.grub === undefined && text.includes("Booting `")) at.grub = now;
+      if (/kattach: eth0 \S+ \((DHCP|static)/.test(text)) addressed = true;
       const m = text.match(PID1);
       if (at.pid1 === undefined && m) [at.pid1, at.uptime] = [now, Number(m[1])];
       if (!appliance && at.pid1 !== undefined) break;
       if (appliance && at.ready === undefined && /kattach: ready \(appliance/.test(text)) {
         at.ready = now;
-      }
-      if (appliance && at.pid1 !== undefined && at.ssh === undefined && await banner(port)) {
-        at.ssh = (performance.now() - t0) / 1000;
       }
       // The banner may come before kattach's ready line (the sshd runs beside its phases).
       if (appliance && at.ssh !== undefined && at.ready !== undefined) break;
@@ -212,6 +235,8 @@ async function bootOnce(image: string, dir: string, appliance: boolean): Promise
     }
     return { ...at, timeline } as Boot;
   } finally {
+    probing = false;
+    await prober;
     const pid = Number(await Deno.readTextFile(pidfile).catch(() => "0"));
     if (pid > 1) {
       Deno.kill(pid, "SIGKILL");
