@@ -5,7 +5,8 @@
  *
  *   deno run -A sshd_main.ts [--state DIR] [--port N] [--listen ADDR] [--supervised] [--wait-go]
  */
-import { sshdMain } from "./cli/mod.ts";
+// cli/sshd.ts, not cli/mod.ts: the bundle holds the SSH server and what it loads at a login.
+import { sshdMain } from "./cli/sshd.ts";
 import { startMemoryLog } from "./lib/memory_log.ts";
 
 startMemoryLog("sshd"); // as `main.ts sshd` (bench/memory.ts; off unless KAOS_MEMORY_LOG is set)

@@ -7,8 +7,7 @@
  * generating RSA-3072 cost seconds of every first boot under TCG on the way to the SSH banner.
  * An `ssh_host_rsa_key` an earlier release left on the data partition is neither read nor removed.
  */
-// @ts-types="./_ssh2.d.ts"
-import { utils } from "ssh2";
+import { utils } from "./_ssh2.ts";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { UserError } from "../lib/errors.ts";

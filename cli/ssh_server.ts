@@ -4,7 +4,6 @@
  * or one one-line command (`ssh -p 1289 aqcli@HOST aq list`). There is no shell, no forwarding and
  * no sftp. What a session does is left to an injected SshBackend (wired to kattach's IPC later).
  */
-// @ts-types="./_ssh2.d.ts"
 import {
   type AuthContext,
   type ClientInfo,
@@ -17,11 +16,10 @@ import {
   type ServerHostKeyAlgorithm,
   type Session,
   utils,
-} from "ssh2";
+} from "./_ssh2.ts";
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type Socket } from "node:net";
 import { PassThrough, type Readable, type Writable } from "node:stream";
-import { password as passwordPrompt } from "@inquirer/prompts";
 import { isUserError } from "../lib/errors.ts";
 import { loadOrCreateHostKeys } from "./host_keys.ts";
 import { forwardWriter, Terminal } from "./terminal.ts";
@@ -458,6 +456,8 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
   /** Runs the must-change dialogue; true when the password was changed. */
   async function changeDefaultPassword(conn: Conn, terminal: Terminal): Promise<boolean> {
     terminal.write(`The default password must be changed before you continue.\n`);
+    // The prompts package loads here, not before the server listens (the appliance's banner).
+    const { password: passwordPrompt } = await import("@inquirer/prompts");
     for (let attempt = 0; attempt < 3; attempt++) {
       const first = await terminal.prompt((ctx) =>
         passwordPrompt({ message: "New password", toggleMask: false }, ctx)

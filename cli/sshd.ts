@@ -1,115 +1,27 @@
 /**
  * The SSH daemon of the AppQueue CLI, run as `main.ts sshd` (the appliance: its own bundle
- * /kaos/sshd.js, from sshd_main.ts) under kattach's supervision: the SshBackend over IPC (auth.*
- * actions for logins, keys and password changes; runOneLine for exec; the menus for a shell) and
- * the process entry.
+ * /kaos/sshd.js, from sshd_main.ts) under kattach's supervision: the process entry. It loads the
+ * SSH server only; its backend over IPC (cli/sshd_backend.ts: the menus, the one-line commands,
+ * the IPC schemas) comes at the first login, so the server listens sooner after the process
+ * starts (seconds under TCG on the appliance's way to the SSH banner).
  */
-import { IpcClient, type Origin } from "../ipc/mod.ts";
 import { parseCli, portNumber } from "../lib/cli_args.ts";
-import { isUserError, UserError } from "../lib/errors.ts";
-import { runMenus } from "./menus.ts";
-import { EXIT, runOneLine } from "./oneline.ts";
-import { splitWords } from "./render.ts";
-import { streamStdio, terminalStdio } from "./stdio.ts";
-import {
-  type SessionIo,
-  SSH_USER,
-  type SshBackend,
-  type SshServer,
-  startSshServer,
-} from "./ssh_server.ts";
+import { type SshBackend, type SshServer, startSshServer } from "./ssh_server.ts";
 
-/** How the backend reaches kattach (`origin`: the SSH connection a request comes from). */
-export interface SessionOptions {
-  connect(origin?: Origin): Promise<IpcClient>;
-}
-
-async function withClient<T>(
-  options: SessionOptions,
-  fn: (c: IpcClient) => Promise<T>,
-): Promise<T> {
-  const client = await options.connect();
-  try {
-    return await fn(client);
-  } finally {
-    client.close();
-  }
-}
-
-/** The SshBackend that talks to kattach over IPC. */
-export function ipcBackend(options: SessionOptions): SshBackend {
+/**
+ * An SshBackend that loads cli/sshd_backend.ts when it is first asked something (a login): the
+ * banner and the key exchange do not wait for it.
+ */
+export function lazyBackend(runDir: string): SshBackend {
+  let loaded: Promise<SshBackend> | undefined;
+  const backend = () => loaded ??= import("./sshd_backend.ts").then((m) => m.sshdBackend(runDir));
   return {
-    async checkPassword(user, password) {
-      if (user !== SSH_USER) {
-        // still ask kattach, so an unknown user costs the same time as a wrong password
-        await withClient(
-          options,
-          (c) =>
-            c.call("auth.check", { user: user.slice(0, 64), password: password.slice(0, 1024) }),
-        );
-        return "denied";
-      }
-      if (password.length > 1024) return "denied";
-      const r = await withClient(options, (c) => c.call("auth.check", { user, password }));
-      return r.verdict;
-    },
-    async authorizedKeys(user) {
-      if (user !== SSH_USER) return [];
-      return (await withClient(options, (c) => c.call("auth.keys.list", {}))).map((k) => k.line);
-    },
-    async changePassword(user, newPassword) {
-      await withClient(options, (c) => c.call("auth.change", { user, newPassword }));
-    },
-    async exec(line, io) {
-      let words: string[];
-      try {
-        words = splitWords(line);
-      } catch (err) {
-        io.stderr.write(`Error: cannot read the command line: ${(err as Error).message}\n`);
-        return EXIT.usage;
-      }
-      return await runOneLine(words, {
-        get stdio() {
-          return io.terminal
-            ? terminalStdio(io.terminal)
-            : streamStdio(io.stdin, io.stdout, io.stderr);
-        },
-        out: (text) => io.stdout.write(text),
-        err: (text) => io.stderr.write(text),
-        connect: () => options.connect(sshOrigin(io)),
-      });
-    },
-    async shell(io) {
-      await runMenus(io.terminal!, {
-        connect: () => options.connect(sshOrigin(io)),
-        user: io.user,
-      });
-    },
+    checkPassword: async (user, password) => (await backend()).checkPassword(user, password),
+    authorizedKeys: async (user) => (await backend()).authorizedKeys(user),
+    changePassword: async (user, password) => (await backend()).changePassword(user, password),
+    exec: async (line, io) => (await backend()).exec(line, io),
+    shell: async (io) => (await backend()).shell(io),
   };
-}
-
-/** The origin of requests made for one SSH session (`firewall confirm` checks its age). */
-function sshOrigin(io: SessionIo): Origin {
-  return { via: "ssh", openedAt: io.openedAt, remote: io.remote };
-}
-
-/** How to run the SSH daemon. */
-export interface SshdOptions extends SessionOptions {
-  hostname: string;
-  port: number;
-  hostKeysDir: string;
-  log(line: string): void;
-}
-
-/** Starts the SSH server with the IPC backend. */
-export function startSshd(options: SshdOptions): Promise<SshServer> {
-  return startSshServer({
-    hostname: options.hostname,
-    port: options.port,
-    hostKeysDir: options.hostKeysDir,
-    backend: ipcBackend(options),
-    log: options.log,
-  });
 }
 
 /** What the sshd process runs with (main.ts parses its options). */
@@ -124,35 +36,6 @@ export interface SshdMainOptions {
    * and says go once the firewall is in and the state directory is mounted.
    */
   waitGo?: boolean;
-}
-
-/** How long a login waits for kattach's IPC socket (the sshd starts before it listens). */
-const KATTACH_WAIT_MS = 120_000;
-
-/**
- * Connects to kattach; while its socket is not there yet (kattach starts the sshd before its ipc
- * phase, and a boot leaves the previous socket behind) tries again until `waitMs` have passed.
- */
-export async function connectWaiting(
-  runDir: string,
-  options: { origin?: Origin; waitMs: number },
-): Promise<IpcClient> {
-  const end = Date.now() + options.waitMs;
-  while (true) {
-    try {
-      return await IpcClient.connect(runDir, { origin: options.origin });
-    } catch (err) {
-      if (!isUserError(err) || err.code !== "unavailable") throw err;
-      if (Date.now() >= end) {
-        throw new UserError(
-          `Cannot reach kattach at ${runDir}: waited ${Math.round(options.waitMs / 1000)} s for ` +
-            `its socket (${err.message})`,
-          { hint: "kattach's log says which phase it is in", code: "unavailable", cause: err },
-        );
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
 }
 
 /** Runs the sshd process (`main.ts sshd`). */
@@ -183,11 +66,11 @@ export async function runSshdMain(o: SshdMainOptions): Promise<void> {
     console.error("ssh: started; waiting for kattach's go (firewall in, state mounted)");
     await goSaid;
   }
-  running.server = await startSshd({
+  running.server = await startSshServer({
     hostname: o.listen,
     port: o.port,
     hostKeysDir: `${dir}/ssh`,
-    connect: (origin) => connectWaiting(`${dir}/run`, { origin, waitMs: KATTACH_WAIT_MS }),
+    backend: lazyBackend(`${dir}/run`),
     log: (line) => console.error(line),
   });
   if (o.supervised) {

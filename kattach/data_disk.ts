@@ -47,7 +47,7 @@ export async function mountDataDisk(options: DataDiskOptions): Promise<DataDiskS
     end = Math.max(end, Date.now() + options.waitMs);
   });
   while ((dev = await find(label)) === null && (loading || Date.now() < end)) {
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 100));
   }
   if (dev === null) {
     await ram();

@@ -1,5 +1,5 @@
 /**
- * `sshd --wait-go` (how kattach starts it, kattach/boot.ts startSshdService): the process starts
+ * `sshd --wait-go` (how kattach starts it, kattach/services.ts startSshdService): the process starts
  * at once but reads no state and does not listen until kattach writes `go` on its stdin (the
  * firewall is in, the state directory mounted); EOF before that ends it. Real processes, a real
  * TCP port on loopback.
