@@ -1,19 +1,22 @@
 /**
- * Idle RSS of kattach, the sshd and the console as the appliance runs them (issue 13: memory): bundles made
- * as buildroot/appliance/build makes /kaos/kaos.js (of main.ts) and /kaos/sshd.js (of
- * sshd_main.ts), ASCII only, run with --no-config --cached-only and lib/v8_flags.ts' flags.
+ * Idle RSS of kattach, the sshd and the console as the appliance runs them (issue 13: memory):
+ * bundles made as buildroot/appliance/build makes /kaos/kaos.js (of main.ts), /kaos/sshd.js and
+ * /kaos/console.js, ASCII only, run with --no-config --cached-only and lib/v8_flags.ts' flags.
  * Beside them, in the same rounds: kattach from main.ts with its npm: imports (what the hosted
  * mode and bench/memory.ts run), kattach from the bundle as it comes from `deno bundle` (with its
  * few non-ASCII characters, as the appliance was built before), and a bare Deno (the floor). Rounds alternate; each kattach is
  * hosted, on an empty state directory, without sshd, measured 4 s after it logs "kattach: ready";
- * the sshd 4 s after it listens (no kattach behind it: it connects per login); the console (of
- * kaos.js, on a pseudo-terminal) 4 s after it asks for the password. Prints figures and one goal
- * line per goal.
+ * the sshd 4 s after it listens (no kattach behind it: it connects per login); the console (on a
+ * pseudo-terminal) 4 s after it asks to press Enter or for the password. The front-ends come
+ * from buildroot/appliance/bundle-front-ends (code-split /kaos/sshd.js and /kaos/console.js, the
+ * console run with --wait-key as kattach runs it); beside them, as before: the sshd as one file and
+ * the console of kaos.js. Prints figures and one goal line per goal.
  *
  *   scripts/deno run -A bench/kattach_idle.ts [--rounds R]
  */
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { ACTIVATE_PROMPT } from "../cli/console.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const USAGE = "usage: bench/kattach_idle.ts [--rounds R (default 3)]";
@@ -78,11 +81,12 @@ async function idleRss(args: string[], ready: string): Promise<number> {
  * 4 s after it asks for the password (no kattach behind it: it connects once one is typed). Its
  * pid comes from its memory log (lib/memory_log.ts), script(1) standing between.
  */
-async function consoleRss(js: string): Promise<number> {
+async function consoleRss(js: string, waitKey: boolean): Promise<number> {
   const state = await Deno.makeTempDir({ dir, prefix: "state-" });
   const mem = await Deno.makeTempDir({ dir, prefix: "mem-" });
   const cmd = [Deno.execPath(), "run", "-A", V8_FLAGS_OPTION, "--no-config", "--cached-only"]
-    .concat([js, "console", "--state", state]).join(" ");
+    .concat([js, "console", "--state", state, ...(waitKey ? ["--wait-key"] : [])]).join(" ");
+  const prompt = waitKey ? ACTIVATE_PROMPT : "Password for";
   const proc = new Deno.Command("script", {
     args: ["-qfc", cmd, "/dev/null"],
     env: { TERM: "xterm", KAOS_MEMORY_LOG: mem },
@@ -98,8 +102,8 @@ async function consoleRss(js: string): Promise<number> {
   let pid = 0;
   try {
     const deadline = Date.now() + 120_000;
-    while (!screen.includes("Password for")) {
-      if (Date.now() > deadline) throw new Error(`the console asked for no password:\n${screen}`);
+    while (!screen.includes(prompt)) {
+      if (Date.now() > deadline) throw new Error(`the console showed no "${prompt}":\n${screen}`);
       await sleep(50);
     }
     for (const e of Deno.readDirSync(mem)) pid = Number(e.name.match(/^console-(\d+)\.json$/)?.[1]);
@@ -148,7 +152,14 @@ const dir = await Deno.makeTempDir({ prefix: "kaos-bench-idle-" });
 try {
   await bundle("main.ts", `${dir}/kaos.js`, true);
   await bundle("main.ts", `${dir}/kaos-plain.js`, false);
-  await bundle("sshd_main.ts", `${dir}/sshd.js`, true);
+  await bundle("sshd_main.ts", `${dir}/sshd-whole.js`, true); // the sshd as bundled before
+  // The front-ends as the appliance has them now: code-split bundles (/kaos/sshd.js, console.js).
+  const fe = await new Deno.Command(`${ROOT}/buildroot/appliance/bundle-front-ends`, {
+    args: [`${dir}/fe`],
+  }).output();
+  if (!fe.success) {
+    throw new Error(`bundle-front-ends failed: ${new TextDecoder().decode(fe.stderr)}`);
+  }
   const bare = await new Deno.Command(Deno.execPath(), {
     args: [
       ...["run", "-A", "--no-config", V8_FLAGS_OPTION],
@@ -162,14 +173,14 @@ try {
     const state = await Deno.makeTempDir({ dir, prefix: "state-" });
     return idleRss([...run, "kattach", "--hosted", "--state", state], "kattach: ready");
   };
-  const sshd = async () => {
+  const sshd = async (js: string) => {
     const state = await Deno.makeTempDir({ dir, prefix: "state-" });
     const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = (l.addr as Deno.NetAddr).port;
     l.close();
     return idleRss(
       [
-        ...["--no-config", "--cached-only", `${dir}/sshd.js`, "--supervised", "--state", state],
+        ...["--no-config", "--cached-only", `${dir}/${js}`, "--supervised", "--state", state],
         ...["--port", String(port), "--listen", "127.0.0.1"],
       ],
       "listening",
@@ -179,19 +190,28 @@ try {
   // A first run of each warms Deno's caches (V8 code cache, module analysis), as the image does.
   await kattach(bundled("kaos.js"));
   await kattach(bundled("kaos-plain.js"));
-  await sshd();
-  await consoleRss(`${dir}/kaos.js`);
+  await sshd("fe/sshd.js");
+  await sshd("sshd-whole.js");
+  await consoleRss(`${dir}/fe/console.js`, true);
+  await consoleRss(`${dir}/fe/console.js`, false);
+  await consoleRss(`${dir}/kaos.js`, false);
   const fromBundle: number[] = [];
   const consoles: number[] = [];
+  const consolesLogin: number[] = [];
+  const consolesBefore: number[] = [];
   const fromPlain: number[] = [];
   const fromMain: number[] = [];
   const sshds: number[] = [];
+  const sshdsBefore: number[] = [];
   for (let i = 0; i < ROUNDS; i++) {
     fromBundle.push(await kattach(bundled("kaos.js")));
     fromMain.push(await kattach([`${ROOT}/main.ts`]));
     fromPlain.push(await kattach(bundled("kaos-plain.js")));
-    sshds.push(await sshd());
-    consoles.push(await consoleRss(`${dir}/kaos.js`));
+    sshds.push(await sshd("fe/sshd.js"));
+    sshdsBefore.push(await sshd("sshd-whole.js"));
+    consoles.push(await consoleRss(`${dir}/fe/console.js`, true));
+    consolesLogin.push(await consoleRss(`${dir}/fe/console.js`, false));
+    consolesBefore.push(await consoleRss(`${dir}/kaos.js`, false));
   }
   const load = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
   const f = (xs: number[]) => `${median(xs).toFixed(1)} MiB [${xs.map((x) => x.toFixed(1))}]`;
@@ -199,18 +219,23 @@ try {
   console.log(`kattach idle, bundled as on the appliance      ${f(fromBundle)}`);
   console.log(`kattach idle, bundled with non-ASCII (before)  ${f(fromPlain)}`);
   console.log(`kattach idle, from main.ts (npm: imports)      ${f(fromMain)}`);
-  console.log(`sshd idle, sshd.js as on the appliance         ${f(sshds)}`);
-  console.log(`console idle, kaos.js as on the appliance      ${f(consoles)}`);
+  console.log(`sshd idle, split sshd.js as on the appliance   ${f(sshds)}`);
+  console.log(`sshd idle, one-file sshd.js (before)           ${f(sshdsBefore)}`);
+  console.log(`console idle, console.js --wait-key (appliance) ${f(consoles)}`);
+  console.log(`console idle, console.js at its password prompt ${f(consolesLogin)}`);
+  console.log(`console idle, kaos.js console (before)         ${f(consolesBefore)}`);
   console.log(`a bare Deno (no imports)                       ${bareRss.toFixed(1)} MiB`);
-  const goal = (what: string, xs: number[]) =>
+  const goal = (what: string, xs: number[], before?: number[]) =>
     console.log(
       `goal: ${what} ${median(xs).toFixed(1)} MiB (≤ ${GOAL_MIB}): ${
         median(xs) <= GOAL_MIB ? "met" : "not met"
-      }; baseline: a bare Deno ${bareRss.toFixed(1)} MiB (same run)`,
+      }; baseline: a bare Deno ${bareRss.toFixed(1)} MiB${
+        before ? `, before ${median(before).toFixed(1)} MiB` : ""
+      } (same run)`,
     );
   goal("kattach idle, as on the appliance,", fromBundle);
-  goal("sshd idle, as on the appliance,", sshds);
-  goal("console idle, as on the appliance,", consoles);
+  goal("sshd idle, as on the appliance,", sshds, sshdsBefore);
+  goal("console idle, as on the appliance,", consoles, consolesBefore);
 } finally {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
