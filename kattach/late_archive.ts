@@ -283,6 +283,7 @@ export async function unpackLateArchive(options: UnpackLateOptions): Promise<voi
 async function unpackOne(manifest: LateManifest, options: UnpackLateOptions): Promise<void> {
   const { run, log } = options;
   const t0 = performance.now();
+  const rss0 = rssMiB();
   const found = await readFromBootMedium(manifest, {
     run,
     mountDir: options.mountDir ?? "/run/kaos/boot",
@@ -298,6 +299,11 @@ async function unpackOne(manifest: LateManifest, options: UnpackLateOptions): Pr
   log(
     `guest runtime: ${r.files} files, ${(r.bytes / 1048576).toFixed(1)} MiB from ${found.source} ` +
       `in ${Math.round(performance.now() - t0)} ms (read ${read}, sha256 ${r.ms.check}, ` +
-      `unzstd ${r.ms.unpack}, write ${r.ms.write})`,
+      `unzstd ${r.ms.unpack}, write ${r.ms.write}); kattach RSS ${rss0} → ${rssMiB()} MiB`,
   );
+}
+
+/** This process's resident set, MiB with one decimal (for the log line above). */
+function rssMiB(): string {
+  return (Deno.memoryUsage().rss / 1048576).toFixed(1);
 }
