@@ -38,6 +38,7 @@ import {
   guestNetwork,
   recordGuestNetwork,
 } from "./network.ts";
+import { withNicAddresses } from "./network.ts";
 import { RestartBackoff } from "./restart_backoff.ts";
 import {
   type InstancePaths,
@@ -946,7 +947,7 @@ export function withRuntime(k: Kattach, inst: Instance): Instance {
     checkedAt: h.checkedAt,
   }));
   return {
-    ...inst,
+    ...withNicAddresses(k, [inst])[0],
     pid: supervisors.get(k)?.pidOf(inst.name) ?? null,
     forwards: rt.forwards,
     health,
@@ -995,7 +996,7 @@ export function withRuntimes(k: Kattach, insts: Instance[]): Instance[] {
     inst.lastExit = rt?.lastExit ?? "";
     inst.storage = storage.get(inst.name) ?? null;
   }
-  return insts;
+  return withNicAddresses(k, insts);
 }
 
 /** The QEMU pids of a kattach's running guests, by instance name (none without a supervisor). */
