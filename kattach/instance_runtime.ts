@@ -255,6 +255,7 @@ export async function prepareInstance(
       if (!await exists(overlay)) await writeOverlay(m, overlay);
     }),
   ]);
+
   // Forwards ride on the first user-mode NIC; a guest with taps only is reached at its address.
   const userNic = network.nics.find((n) => n.mode === "user");
   const forwards = userNic
@@ -543,7 +544,15 @@ export function extractVkaos(stateDir: string, vkaos: Module): Promise<VkaosFile
 async function extractVkaosTo(dir: string, vkaos: Module): Promise<VkaosFiles> {
   const kernel = `${dir}/kernel`;
   const initrd = `${dir}/initrd`;
-  if (!await exists(kernel) || !await exists(initrd)) {
+  // The cache's files are looked for at once (every start after the first finds them).
+  const pvh = `${dir}/kernel.pvh`;
+  const none = `${dir}/kernel.no-pvh`;
+  const [haveKernel, haveInitrd, havePvh, haveNone] = await Promise.all(
+    [kernel, initrd, pvh, none].map(exists),
+  );
+  if (haveKernel && haveInitrd && havePvh) return { kernel, initrd, pvh };
+  if (haveKernel && haveInitrd && haveNone) return { kernel, initrd, pvh: null };
+  if (!haveKernel || !haveInitrd) {
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
     const parts = readUstar(await Deno.readFile(`${vkaos.dir}/${vkaos.name}.aqi`), {
       label: `${vkaos.name}.aqi`,
@@ -555,8 +564,6 @@ async function extractVkaosTo(dir: string, vkaos: Module): Promise<VkaosFiles> {
     }
   }
   // The PVH ELF, or an empty marker saying the kernel has none (a cache from before has neither).
-  const pvh = `${dir}/kernel.pvh`;
-  const none = `${dir}/kernel.no-pvh`;
   if (await exists(pvh)) return { kernel, initrd, pvh };
   if (await exists(none)) return { kernel, initrd, pvh: null };
   const found = await inflatePvhElf(kernel, pvh);

@@ -320,8 +320,12 @@ export class Supervisor {
       }
       if (this.#closing) throw new Error("kattach is shutting down");
       const rt = getRuntime(this.#k.store, name);
-      await this.#commit(() => this.#setState(name, "starting"), { durable: false });
+      // Committed while the files are prepared (one group with the other starts under way);
+      // awaited before QEMU is spawned.
+      const starting = this.#commit(() => this.#setState(name, "starting"), { durable: false });
+      starting.catch(() => {}); // awaited below; a start that fails earlier reports its own error
       let launched: Launched | undefined;
+      let connecting: Promise<QmpMonitor> | undefined;
       let paths: InstancePaths;
       let argv: string[] = [];
       let known: ReadinessFacts | undefined;
@@ -355,7 +359,11 @@ export class Supervisor {
           serialFrom: prep.serialFrom,
           network: prep.network,
         };
+        await starting;
         launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom });
+        // QMP from now on (QEMU's socket comes some 25 ms later), while its pid is recorded.
+        connecting = this.#connect(name, paths, launched);
+        connecting.catch(() => {}); // #attach reports it
         spawned = since();
         const pid = launched.pid;
         // One transaction with the other starts under way, not waiting for the disk.
@@ -379,11 +387,18 @@ export class Supervisor {
       } catch (err) {
         // A QEMU launched for a start that failed after all does not stay behind.
         if (launched) killPid(launched.pid);
+        connecting?.then((m) => m.close(), () => {});
+        await starting.catch(() => {}); // "failed" comes after "starting", not before
         if (argv.length > 0) logArgv();
         this.#failStart(name, `start failed: ${message(err)}`);
         throw err;
       }
-      const guest = await this.#attach(name, launched.pid, paths, { fresh: true, launched, known })
+      const guest = await this.#attach(name, launched.pid, paths, {
+        fresh: true,
+        launched,
+        known,
+        connecting,
+      })
         .catch((err) => {
           logArgv();
           throw err;
@@ -572,19 +587,18 @@ export class Supervisor {
     name: string,
     pid: number,
     paths: InstancePaths,
-    o: { fresh: boolean; launched?: Launched; known?: ReadinessFacts },
+    o: {
+      fresh: boolean;
+      launched?: Launched;
+      known?: ReadinessFacts;
+      /** The QMP connection a start began right after the spawn ({@linkcode #connect}). */
+      connecting?: Promise<QmpMonitor>;
+    },
   ): Promise<Guest> {
     let monitor: QmpMonitor | undefined;
     let status: Awaited<ReturnType<typeof queryStatus>>;
-    // A QEMU that exits before its first QMP exchange ends the wait for it at once.
-    const exited = new AbortController();
-    o.launched?.exited.then((end) => exited.abort(new QemuExited(end)));
     try {
-      monitor = await QmpMonitor.connect(paths.qmp, {
-        timeoutMs: QMP_FIRST_EXCHANGE_MS,
-        log: (m) => this.#k.log(`supervisor: ${name}: qmp: ${m}`),
-        signal: exited.signal,
-      });
+      monitor = await (o.connecting ?? this.#connect(name, paths, o.launched));
       status = await queryStatus(monitor, { timeoutMs: 5000 });
     } catch (err) {
       await monitor?.close();
@@ -653,6 +667,20 @@ export class Supervisor {
       `the end of ${name}'s QEMU`,
     );
     return guest;
+  }
+
+  /**
+   * The first QMP exchange with an instance's QEMU (greeting, capabilities); one that exits
+   * before it (`launched`) ends the wait at once.
+   */
+  #connect(name: string, paths: InstancePaths, launched?: Launched): Promise<QmpMonitor> {
+    const exited = new AbortController();
+    launched?.exited.then((end) => exited.abort(new QemuExited(end)));
+    return QmpMonitor.connect(paths.qmp, {
+      timeoutMs: QMP_FIRST_EXCHANGE_MS,
+      log: (m) => this.#k.log(`supervisor: ${name}: qmp: ${m}`),
+      signal: exited.signal,
+    });
   }
 
   async #watchEvents(g: Guest): Promise<void> {

@@ -71,7 +71,10 @@ export const instanceHandlers: Handlers<
         ctx.progress(`defined ${name}`, names.length, p.count);
       }
       return names;
-    });
+      // Durable before the answer, but synced while the QEMUs start (store.sync below).
+    }, { durable: false });
+    const synced = k.store.sync();
+    synced.catch(() => {}); // awaited below
     k.log(
       `deploy: ${p.vmimage} × ${p.count} on ${storage ?? "the data partition"}: ${
         created.join(", ")
@@ -103,6 +106,13 @@ export const instanceHandlers: Handlers<
           ctx.progress(`${name}: failed to start: ${reason}`, ++done, created.length);
         }
       }));
+    }
+    try {
+      await synced;
+    } catch (err) {
+      throw new Error(`deploy: the records of ${created.join(", ")} may not be on the disk`, {
+        cause: err,
+      });
     }
     return withRuntimes(k, created.map((name) => resolveInstance(k.store, name))).map((inst) => ({
       ...inst,
