@@ -38,6 +38,7 @@ import {
   guestNetwork,
   recordGuestNetwork,
 } from "./network.ts";
+import { withNicAddresses } from "./network.ts";
 import { RestartBackoff } from "./restart_backoff.ts";
 import {
   clearLeftovers,
@@ -960,7 +961,7 @@ export function withRuntime(k: Kattach, inst: Instance): Instance {
     checkedAt: h.checkedAt,
   }));
   return {
-    ...inst,
+    ...withNicAddresses(k, [inst])[0],
     pid: supervisors.get(k)?.pidOf(inst.name) ?? null,
     forwards: rt.forwards,
     health,
@@ -1009,7 +1010,7 @@ export function withRuntimes(k: Kattach, insts: Instance[]): Instance[] {
     inst.lastExit = rt?.lastExit ?? "";
     inst.storage = storage.get(inst.name) ?? null;
   }
-  return insts;
+  return withNicAddresses(k, insts);
 }
 
 /** The QEMU pids of a kattach's running guests, by instance name (none without a supervisor). */
