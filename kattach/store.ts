@@ -41,8 +41,11 @@ export class Store {
   #refusal: Error | undefined;
   #integrity: StoreCheck | undefined;
 
-  private constructor(db: DatabaseSync) {
+  #path: string;
+
+  private constructor(db: DatabaseSync, path: string) {
     this.#db = db;
+    this.#path = path;
   }
 
   /**
@@ -68,7 +71,7 @@ export class Store {
     db.exec("PRAGMA synchronous = FULL");
     db.exec("PRAGMA foreign_keys = ON");
     db.exec("PRAGMA busy_timeout = 5000");
-    const store = new Store(db);
+    const store = new Store(db, path);
     try {
       store.#migrate(options.migrations ?? migrations);
     } catch (err) {
@@ -146,7 +149,21 @@ export class Store {
     }
   }
 
-  /** Closes the database. */
+  /**
+   * Waits until every transaction committed so far is on the disk, off the JS thread: an
+   * fdatasync of the write-ahead log (what `synchronous = FULL` does at each commit; the WAL
+   * frames of a `durable: false` commit are written, not synced). A deploy commits its records
+   * so and syncs them while its QEMUs start, and answers only once this resolves (issue 13).
+   */
+  async sync(): Promise<void> {
+    const wal = await Deno.open(`${this.#path}-wal`, { read: true });
+    try {
+      await wal.syncData();
+    } finally {
+      wal.close();
+    }
+  }
+
   #prepare(sql: string): StatementSync {
     let statement = this.#statements.get(sql);
     if (!statement) {
@@ -175,6 +192,7 @@ export class Store {
     return statement.all(...params) as unknown as SQLOutputValue[][];
   }
 
+  /** Closes the database. */
   close(): void {
     this.#statements.clear();
     this.#db.close();

@@ -113,3 +113,55 @@ Deno.test("a failing migration leaves the store as it was: no earlier pending on
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a durable: false commit syncs nothing; sync() then fdatasyncs the write-ahead log (seen by strace)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-store-sync-" });
+  try {
+    const store = new URL("./store.ts", import.meta.url).pathname;
+    await Deno.writeTextFile(
+      `${dir}/child.ts`,
+      `import { Store } from ${JSON.stringify(store)};
+const s = Store.open(${JSON.stringify(`${dir}/kaos.db`)});
+const say = (m: string) => Deno.stderr.writeSync(new TextEncoder().encode(m));
+say("MARK-COMMIT");
+s.tx(() => s.run("INSERT INTO setting (key, value) VALUES ('k', 'v')"), { durable: false });
+say("MARK-SYNC");
+await s.sync();
+say("MARK-END");
+s.close();
+`,
+    );
+    const config = new URL("../deno.json", import.meta.url).pathname;
+    const out = await new Deno.Command("strace", {
+      args: [
+        "-f",
+        "-y",
+        "-o",
+        `${dir}/trace`,
+        "-e",
+        "trace=fsync,fdatasync,write",
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--config",
+        config,
+        `${dir}/child.ts`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    const trace = await Deno.readTextFile(`${dir}/trace`);
+    const at = (m: string) => trace.indexOf(m);
+    assert.ok(at("MARK-COMMIT") > 0 && at("MARK-SYNC") > at("MARK-COMMIT"), trace);
+    assert.ok(at("MARK-END") > at("MARK-SYNC"), trace);
+    const syncs = (from: string, to: string) =>
+      trace.slice(at(from), at(to)).split("\n").filter((l) =>
+        /\b(fsync|fdatasync)\(\d+<[^>]*kaos\.db-wal>\) = 0/.test(l)
+      ).length;
+    assert.equal(syncs("MARK-COMMIT", "MARK-SYNC"), 0);
+    assert.equal(syncs("MARK-SYNC", "MARK-END"), 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
