@@ -38,14 +38,17 @@ import {
   guestNetwork,
   recordGuestNetwork,
 } from "./network.ts";
+import { withNicAddresses } from "./network.ts";
 import { RestartBackoff } from "./restart_backoff.ts";
 import {
+  clearLeftovers,
   type InstancePaths,
   instancePaths,
   isInstanceQemu,
   pidAlive,
   prepareInstance,
   procStats,
+  qemuLogPath,
   readPidfile,
   type SharedPrep,
   warmHostFacts,
@@ -126,17 +129,13 @@ function spawnQemu(
   argv: string[],
   o: { paths: InstancePaths; user: UserIds | null; logFrom: number },
 ): Launched {
-  const logFile = qemuLog(o.paths);
+  const logFile = qemuLogPath(o.paths);
   const proc = spawnDetached(argv, {
     cwd: o.paths.dir,
     logFile,
     ...(o.user ? { user: o.user } : {}),
   });
   return { ...proc, logFile, logFrom: o.logFrom };
-}
-
-function qemuLog(paths: InstancePaths): string {
-  return `${paths.dir}/qemu.log`;
 }
 
 /** A QEMU just started, before its first QMP exchange. */
@@ -319,8 +318,12 @@ export class Supervisor {
       }
       if (this.#closing) throw new Error("kattach is shutting down");
       const rt = getRuntime(this.#k.store, name);
-      await this.#commit(() => this.#setState(name, "starting"), { durable: false });
+      // Committed while the files are prepared (one group with the other starts under way);
+      // awaited before QEMU is spawned.
+      const starting = this.#commit(() => this.#setState(name, "starting"), { durable: false });
+      starting.catch(() => {}); // awaited below; a start that fails earlier reports its own error
       let launched: Launched | undefined;
+      let connecting: Promise<QmpMonitor> | undefined;
       let paths: InstancePaths;
       let argv: string[] = [];
       let known: ReadinessFacts | undefined;
@@ -338,10 +341,6 @@ export class Supervisor {
           ...(options.shared ? { shared: options.shared } : {}),
         });
         paths = prep.paths;
-        const [logFrom] = await Promise.all([
-          Deno.stat(qemuLog(paths)).then((s) => s.size, () => 0),
-          this.#clearLeftovers(paths),
-        ]);
         this.#k.log(`supervisor: ${name}: ${prep.machineWhy}`);
         if (this.#k.accel.kind === "tcg") {
           this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
@@ -354,7 +353,11 @@ export class Supervisor {
           serialFrom: prep.serialFrom,
           network: prep.network,
         };
-        launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom });
+        await starting;
+        launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom: prep.logFrom });
+        // QMP from now on (QEMU's socket comes some 25 ms later), while its pid is recorded.
+        connecting = this.#connect(name, paths, launched);
+        connecting.catch(() => {}); // #attach reports it
         spawned = since();
         const pid = launched.pid;
         // One transaction with the other starts under way, not waiting for the disk.
@@ -378,11 +381,18 @@ export class Supervisor {
       } catch (err) {
         // A QEMU launched for a start that failed after all does not stay behind.
         if (launched) killPid(launched.pid);
+        connecting?.then((m) => m.close(), () => {});
+        await starting.catch(() => {}); // "failed" comes after "starting", not before
         if (argv.length > 0) logArgv();
         this.#failStart(name, `start failed: ${message(err)}`);
         throw err;
       }
-      const guest = await this.#attach(name, launched.pid, paths, { fresh: true, launched, known })
+      const guest = await this.#attach(name, launched.pid, paths, {
+        fresh: true,
+        launched,
+        known,
+        connecting,
+      })
         .catch((err) => {
           logArgv();
           throw err;
@@ -571,19 +581,18 @@ export class Supervisor {
     name: string,
     pid: number,
     paths: InstancePaths,
-    o: { fresh: boolean; launched?: Launched; known?: ReadinessFacts },
+    o: {
+      fresh: boolean;
+      launched?: Launched;
+      known?: ReadinessFacts;
+      /** The QMP connection a start began right after the spawn ({@linkcode #connect}). */
+      connecting?: Promise<QmpMonitor>;
+    },
   ): Promise<Guest> {
     let monitor: QmpMonitor | undefined;
     let status: Awaited<ReturnType<typeof queryStatus>>;
-    // A QEMU that exits before its first QMP exchange ends the wait for it at once.
-    const exited = new AbortController();
-    o.launched?.exited.then((end) => exited.abort(new QemuExited(end)));
     try {
-      monitor = await QmpMonitor.connect(paths.qmp, {
-        timeoutMs: QMP_FIRST_EXCHANGE_MS,
-        log: (m) => this.#k.log(`supervisor: ${name}: qmp: ${m}`),
-        signal: exited.signal,
-      });
+      monitor = await (o.connecting ?? this.#connect(name, paths, o.launched));
       status = await queryStatus(monitor, { timeoutMs: 5000 });
     } catch (err) {
       await monitor?.close();
@@ -652,6 +661,20 @@ export class Supervisor {
       `the end of ${name}'s QEMU`,
     );
     return guest;
+  }
+
+  /**
+   * The first QMP exchange with an instance's QEMU (greeting, capabilities); one that exits
+   * before it (`launched`) ends the wait at once.
+   */
+  #connect(name: string, paths: InstancePaths, launched?: Launched): Promise<QmpMonitor> {
+    const exited = new AbortController();
+    launched?.exited.then((end) => exited.abort(new QemuExited(end)));
+    return QmpMonitor.connect(paths.qmp, {
+      timeoutMs: QMP_FIRST_EXCHANGE_MS,
+      log: (m) => this.#k.log(`supervisor: ${name}: qmp: ${m}`),
+      signal: exited.signal,
+    });
   }
 
   async #watchEvents(g: Guest): Promise<void> {
@@ -748,7 +771,7 @@ export class Supervisor {
     for (let i = 0; i < 50 && pidAlive(g.pid); i++) await sleep(100);
     if (pidAlive(g.pid)) this.#signal(g, "SIGKILL");
     this.#guests.delete(g.name);
-    await this.#clearLeftovers(g.paths);
+    await clearLeftovers(g.paths);
     const shutdown = g.monitor.recentEvents().filter((e) => e.event === "SHUTDOWN").at(-1);
     const reason = String((shutdown?.data as { reason?: string } | undefined)?.reason ?? "");
     let failure: boolean;
@@ -817,14 +840,6 @@ export class Supervisor {
 
   async #waitSettled(g: Guest): Promise<void> {
     while (this.#guests.get(g.name) === g && !g.ready && g.intent === "run") await sleep(100);
-  }
-
-  async #clearLeftovers(paths: InstancePaths): Promise<void> {
-    await Promise.all(
-      [paths.qmp, paths.console, paths.agent, paths.pidfile].map((p) =>
-        Deno.remove(p).catch(() => {})
-      ),
-    );
   }
 
   #signal(g: Guest, signal: Deno.Signal): void {
@@ -946,7 +961,7 @@ export function withRuntime(k: Kattach, inst: Instance): Instance {
     checkedAt: h.checkedAt,
   }));
   return {
-    ...inst,
+    ...withNicAddresses(k, [inst])[0],
     pid: supervisors.get(k)?.pidOf(inst.name) ?? null,
     forwards: rt.forwards,
     health,
@@ -995,7 +1010,7 @@ export function withRuntimes(k: Kattach, insts: Instance[]): Instance[] {
     inst.lastExit = rt?.lastExit ?? "";
     inst.storage = storage.get(inst.name) ?? null;
   }
-  return insts;
+  return withNicAddresses(k, insts);
 }
 
 /** The QEMU pids of a kattach's running guests, by instance name (none without a supervisor). */
