@@ -103,7 +103,11 @@ async function consoleRss(js: string): Promise<number> {
       if (Date.now() > deadline) throw new Error(`the console asked for no password:\n${screen}`);
       await sleep(50);
     }
-    for (const e of Deno.readDirSync(mem)) pid = Number(e.name.match(/^console-(\d+)\.json$/)?.[1]);
+    for (const e of Deno.readDirSync(mem)) {
+      // console-PID.json; its .tmp beside it for a moment (lib/memory_log.ts) names no pid
+      const m = e.name.match(/^console-(\d+)\.json$/);
+      if (m) pid = Number(m[1]);
+    }
     if (!pid) throw new Error("the console wrote no memory log");
     await sleep(4000);
     return rssMiB(pid);
