@@ -42,12 +42,14 @@ import { withNicAddresses } from "./network.ts";
 import { beginFirstContact, finishFirstContact, type FirstContact } from "./qmp_first.ts";
 import { RestartBackoff } from "./restart_backoff.ts";
 import {
+  clearLeftovers,
   type InstancePaths,
   instancePaths,
   isInstanceQemu,
   pidAlive,
   prepareInstance,
   procStats,
+  qemuLogPath,
   readPidfile,
   type SharedPrep,
   warmHostFacts,
@@ -122,17 +124,13 @@ function spawnQemu(
   argv: string[],
   o: { paths: InstancePaths; user: UserIds | null; logFrom: number },
 ): Launched {
-  const logFile = qemuLog(o.paths);
+  const logFile = qemuLogPath(o.paths);
   const proc = spawnDetached(argv, {
     cwd: o.paths.dir,
     logFile,
     ...(o.user ? { user: o.user } : {}),
   });
   return { ...proc, logFile, logFrom: o.logFrom };
-}
-
-function qemuLog(paths: InstancePaths): string {
-  return `${paths.dir}/qemu.log`;
 }
 
 /** A QEMU just started, before its first QMP exchange. */
@@ -338,10 +336,6 @@ export class Supervisor {
           ...(options.shared ? { shared: options.shared } : {}),
         });
         paths = prep.paths;
-        const [logFrom] = await Promise.all([
-          Deno.stat(qemuLog(paths)).then((s) => s.size, () => 0),
-          this.#clearLeftovers(paths),
-        ]);
         this.#k.log(`supervisor: ${name}: ${prep.machineWhy}`);
         if (this.#k.accel.kind === "tcg") {
           this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
@@ -355,7 +349,7 @@ export class Supervisor {
           network: prep.network,
         };
         await starting;
-        launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom });
+        launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom: prep.logFrom });
         // QMP from now on (QEMU's socket comes some 25 ms later), while its pid is recorded.
         connecting = this.#connect(name, paths, launched);
         connecting.connecting.catch(() => {}); // #attach reports it
@@ -772,7 +766,7 @@ export class Supervisor {
     for (let i = 0; i < 50 && pidAlive(g.pid); i++) await sleep(100);
     if (pidAlive(g.pid)) this.#signal(g, "SIGKILL");
     this.#guests.delete(g.name);
-    await this.#clearLeftovers(g.paths);
+    await clearLeftovers(g.paths);
     const shutdown = g.monitor.recentEvents().filter((e) => e.event === "SHUTDOWN").at(-1);
     const reason = String((shutdown?.data as { reason?: string } | undefined)?.reason ?? "");
     let failure: boolean;
@@ -841,14 +835,6 @@ export class Supervisor {
 
   async #waitSettled(g: Guest): Promise<void> {
     while (this.#guests.get(g.name) === g && !g.ready && g.intent === "run") await sleep(100);
-  }
-
-  async #clearLeftovers(paths: InstancePaths): Promise<void> {
-    await Promise.all(
-      [paths.qmp, paths.console, paths.agent, paths.pidfile].map((p) =>
-        Deno.remove(p).catch(() => {})
-      ),
-    );
   }
 
   #signal(g: Guest, signal: Deno.Signal): void {

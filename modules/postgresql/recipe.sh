@@ -19,6 +19,9 @@ prepare() {
   local tmp
   need runuser util-linux
   stub_libraries "$1"
+  # bin/kaos-pg (tools/kaos-pg.c): static, so starting it loads and resolves no library
+  [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || { echo "prepare: no static libc (apt-get install libc6-dev)" >&2; return 1; }
+  gcc -O2 -Wall -Wextra -Werror -static -o "$1/bin/kaos-pg" "$(dirname "${BASH_SOURCE[0]}")/tools/kaos-pg.c"
   tmp=$(mktemp -d)
   chmod 0755 "$tmp"
   cp -a "$2/usr" "$tmp/usr"
