@@ -4,9 +4,9 @@
  * carry a module offline (`module import FILE`). Reading is strict: exactly those entries, regular
  * files only, no `..` or absolute paths, a trusted signature and matching digests.
  */
-import { createHash } from "node:crypto";
 import { z } from "zod";
 import { describeIssues, UserError } from "../lib/errors.ts";
+import { nodeCrypto } from "../lib/lazy_crypto.ts";
 import { readUstar, type UstarFile, writeUstar } from "../lib/ustar.ts";
 import { moduleFiles } from "./manifest.ts";
 import { Release } from "./index_format.ts";
@@ -155,7 +155,7 @@ export async function extractBundle(
         { code: "digest-mismatch" },
       );
     }
-    const got = createHash("sha256").update(e.data).digest("hex");
+    const got = nodeCrypto().createHash("sha256").update(e.data).digest("hex");
     if (got !== ref.sha256) {
       throw new UserError(
         `Cannot import ${label}: the sha256 of ${file} is ${got}, the signed manifest says ${ref.sha256}`,

@@ -3,8 +3,9 @@
  * limit, and parts by digest into a temporary file that is resumed with an HTTP Range request,
  * checked against the expected size and sha256, and renamed into place only when it matches.
  */
-import { createHash, type Hash } from "node:crypto";
+import type { Hash } from "node:crypto";
 import { UserError } from "../lib/errors.ts";
+import { nodeCrypto } from "../lib/lazy_crypto.ts";
 
 /** The subset of `fetch` the downloader uses; injected so tests can count and break requests. */
 export type FetchFn = (url: string, init?: RequestInit) => Promise<Response>;
@@ -102,7 +103,7 @@ export interface FetchPartResult {
 export async function fetchPart(url: string, options: FetchPartOptions): Promise<FetchPartResult> {
   const { size, dest, label } = options;
   const partial = options.partial ?? `${dest}.part`;
-  const hash = createHash("sha256");
+  const hash = nodeCrypto().createHash("sha256");
   let have = await existingSize(partial);
   if (have > size) {
     await Deno.remove(partial);
@@ -142,7 +143,7 @@ async function restart(
   res: Response,
   partial: string,
 ): Promise<FetchPartResult> {
-  const hash = createHash("sha256");
+  const hash = nodeCrypto().createHash("sha256");
   const downloaded = await receive(res, { ...options, partial, hash, have: 0, append: false });
   await finish(options, partial, hash);
   return { resumedFrom: 0, downloaded };

@@ -2,8 +2,8 @@
  * Reads and verifies a module directory (docs/modules.md) without changing anything: the exact
  * set of files, their schemas, the image's format, and each part's sha256 and size.
  */
-import { createHash } from "node:crypto";
 import { describeIssues, UserError } from "../lib/errors.ts";
+import { nodeCrypto } from "../lib/lazy_crypto.ts";
 import { readUstar } from "../lib/ustar.ts";
 import { Appmgr, Climod, type ImageFormat, Manifest, moduleFiles } from "./manifest.ts";
 
@@ -85,7 +85,7 @@ export async function readModuleDir(dir: string): Promise<ModuleSource> {
 
 /** The sha256 of a file as lower-case hex, streamed. */
 export async function sha256File(path: string): Promise<{ sha256: string; size: number }> {
-  const hash = createHash("sha256");
+  const hash = nodeCrypto().createHash("sha256");
   let size = 0;
   using file = await Deno.open(path);
   for await (const chunk of file.readable) {
@@ -99,7 +99,7 @@ function part(kind: ModulePart["part"], file: string, bytes: Uint8Array): Module
   return {
     part: kind,
     file,
-    sha256: createHash("sha256").update(bytes).digest("hex"),
+    sha256: nodeCrypto().createHash("sha256").update(bytes).digest("hex"),
     size: bytes.length,
   };
 }

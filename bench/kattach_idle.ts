@@ -1,16 +1,16 @@
 /**
- * Idle RSS of kattach, the sshd and the console as the appliance runs them (issue 13: memory):
- * bundles made as buildroot/appliance/build makes /kaos/kaos.js (of main.ts), /kaos/sshd.js and
- * /kaos/console.js, ASCII only, run with --no-config --cached-only and lib/v8_flags.ts' flags.
+ * Idle RSS of kattach, the sshd and the console as the appliance runs them (issue 13: memory): bundles made
+ * as buildroot/appliance/build makes /kaos/kaos.js + /kaos/kaos.d/ (of main.ts, by
+ * buildroot/appliance/bundle_kaos: split at its dynamic imports, minified) and /kaos/sshd.js,
+ * /kaos/console.js + /kaos/fe.d/ (buildroot/appliance/bundle-front-ends), ASCII only, run with --no-config --cached-only and lib/v8_flags.ts' flags.
  * Beside them, in the same rounds: kattach from main.ts with its npm: imports (what the hosted
- * mode and bench/memory.ts run), kattach from the bundle as it comes from `deno bundle` (with its
- * few non-ASCII characters, as the appliance was built before), and a bare Deno (the floor). Rounds alternate; each kattach is
+ * mode and bench/memory.ts run), kattach from one ASCII bundle of main.ts (as the appliance was
+ * built before bundle_kaos), and a bare Deno (the floor). Rounds alternate; each kattach is
  * hosted, on an empty state directory, without sshd, measured 4 s after it logs "kattach: ready";
  * the sshd 4 s after it listens (no kattach behind it: it connects per login); the console (on a
- * pseudo-terminal) 4 s after it asks to press Enter or for the password. The front-ends come
- * from buildroot/appliance/bundle-front-ends (code-split /kaos/sshd.js and /kaos/console.js, the
- * console run with --wait-key as kattach runs it); beside them, as before: the sshd as one file and
- * the console of kaos.js. Prints figures and one goal line per goal.
+ * pseudo-terminal) 4 s after it asks to press Enter (--wait-key, as kattach runs it) or for the
+ * password. Beside them, as before: the sshd as one bundle, the console of kaos.js. Prints figures
+ * and one goal line per goal.
  *
  *   scripts/deno run -A bench/kattach_idle.ts [--rounds R]
  */
@@ -106,7 +106,11 @@ async function consoleRss(js: string, waitKey: boolean): Promise<number> {
       if (Date.now() > deadline) throw new Error(`the console showed no "${prompt}":\n${screen}`);
       await sleep(50);
     }
-    for (const e of Deno.readDirSync(mem)) pid = Number(e.name.match(/^console-(\d+)\.json$/)?.[1]);
+    for (const e of Deno.readDirSync(mem)) {
+      // console-PID.json; its .tmp beside it for a moment (lib/memory_log.ts) names no pid
+      const m = e.name.match(/^console-(\d+)\.json$/);
+      if (m) pid = Number(m[1]);
+    }
     if (!pid) throw new Error("the console wrote no memory log");
     await sleep(4000);
     return rssMiB(pid);
@@ -150,12 +154,16 @@ async function bundle(entry: string, out: string, ascii: boolean): Promise<void>
 
 const dir = await Deno.makeTempDir({ prefix: "kaos-bench-idle-" });
 try {
-  await bundle("main.ts", `${dir}/kaos.js`, true);
-  await bundle("main.ts", `${dir}/kaos-plain.js`, false);
-  await bundle("sshd_main.ts", `${dir}/sshd-whole.js`, true); // the sshd as bundled before
-  // The front-ends as the appliance has them now: code-split bundles (/kaos/sshd.js, console.js).
+  const split = await new Deno.Command(`${ROOT}/buildroot/appliance/bundle_kaos`, {
+    args: [`${dir}/kaos.js`],
+  }).output();
+  if (!split.success) {
+    throw new Error(`bundle_kaos failed: ${new TextDecoder().decode(split.stderr)}`);
+  }
+  await bundle("main.ts", `${dir}/kaos-one.js`, true);
+  await bundle("sshd_main.ts", `${dir}/sshd-one.js`, true); // the sshd as bundled before
   const fe = await new Deno.Command(`${ROOT}/buildroot/appliance/bundle-front-ends`, {
-    args: [`${dir}/fe`],
+    args: [dir], // sshd.js, console.js, fe.d/
   }).output();
   if (!fe.success) {
     throw new Error(`bundle-front-ends failed: ${new TextDecoder().decode(fe.stderr)}`);
@@ -189,53 +197,59 @@ try {
   const bundled = (js: string) => ["--no-config", "--cached-only", `${dir}/${js}`];
   // A first run of each warms Deno's caches (V8 code cache, module analysis), as the image does.
   await kattach(bundled("kaos.js"));
-  await kattach(bundled("kaos-plain.js"));
-  await sshd("fe/sshd.js");
-  await sshd("sshd-whole.js");
-  await consoleRss(`${dir}/fe/console.js`, true);
-  await consoleRss(`${dir}/fe/console.js`, false);
+  await kattach(bundled("kaos-one.js"));
+  await sshd("sshd.js");
+  await sshd("sshd-one.js");
+  await consoleRss(`${dir}/console.js`, true);
+  await consoleRss(`${dir}/console.js`, false);
   await consoleRss(`${dir}/kaos.js`, false);
   const fromBundle: number[] = [];
   const consoles: number[] = [];
   const consolesLogin: number[] = [];
-  const consolesBefore: number[] = [];
-  const fromPlain: number[] = [];
+  const consolesKaos: number[] = [];
+  const fromOne: number[] = [];
   const fromMain: number[] = [];
   const sshds: number[] = [];
-  const sshdsBefore: number[] = [];
+  const sshdsOne: number[] = [];
   for (let i = 0; i < ROUNDS; i++) {
     fromBundle.push(await kattach(bundled("kaos.js")));
     fromMain.push(await kattach([`${ROOT}/main.ts`]));
-    fromPlain.push(await kattach(bundled("kaos-plain.js")));
-    sshds.push(await sshd("fe/sshd.js"));
-    sshdsBefore.push(await sshd("sshd-whole.js"));
-    consoles.push(await consoleRss(`${dir}/fe/console.js`, true));
-    consolesLogin.push(await consoleRss(`${dir}/fe/console.js`, false));
-    consolesBefore.push(await consoleRss(`${dir}/kaos.js`, false));
+    fromOne.push(await kattach(bundled("kaos-one.js")));
+    sshds.push(await sshd("sshd.js"));
+    sshdsOne.push(await sshd("sshd-one.js"));
+    consoles.push(await consoleRss(`${dir}/console.js`, true));
+    consolesLogin.push(await consoleRss(`${dir}/console.js`, false));
+    consolesKaos.push(await consoleRss(`${dir}/kaos.js`, false));
   }
   const load = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
   const f = (xs: number[]) => `${median(xs).toFixed(1)} MiB [${xs.map((x) => x.toFixed(1))}]`;
   console.log(`bench/kattach_idle: ${ROUNDS} rounds, load ${load}; medians [rounds]`);
   console.log(`kattach idle, bundled as on the appliance      ${f(fromBundle)}`);
-  console.log(`kattach idle, bundled with non-ASCII (before)  ${f(fromPlain)}`);
+  console.log(`kattach idle, one bundle (before bundle_kaos)  ${f(fromOne)}`);
   console.log(`kattach idle, from main.ts (npm: imports)      ${f(fromMain)}`);
-  console.log(`sshd idle, split sshd.js as on the appliance   ${f(sshds)}`);
-  console.log(`sshd idle, one-file sshd.js (before)           ${f(sshdsBefore)}`);
+  console.log(`sshd idle, sshd.js as on the appliance         ${f(sshds)}`);
+  console.log(`sshd idle, one bundle (before)                 ${f(sshdsOne)}`);
   console.log(`console idle, console.js --wait-key (appliance) ${f(consoles)}`);
   console.log(`console idle, console.js at its password prompt ${f(consolesLogin)}`);
-  console.log(`console idle, kaos.js console (before)         ${f(consolesBefore)}`);
+  console.log(`console idle, kaos.js console (before)         ${f(consolesKaos)}`);
   console.log(`a bare Deno (no imports)                       ${bareRss.toFixed(1)} MiB`);
-  const goal = (what: string, xs: number[], before?: number[]) =>
+  const goal = (what: string, xs: number[], before = "") =>
     console.log(
       `goal: ${what} ${median(xs).toFixed(1)} MiB (≤ ${GOAL_MIB}): ${
         median(xs) <= GOAL_MIB ? "met" : "not met"
-      }; baseline: a bare Deno ${bareRss.toFixed(1)} MiB${
-        before ? `, before ${median(before).toFixed(1)} MiB` : ""
-      } (same run)`,
+      }; baseline: a bare Deno ${bareRss.toFixed(1)} MiB${before} (same run)`,
     );
-  goal("kattach idle, as on the appliance,", fromBundle);
-  goal("sshd idle, as on the appliance,", sshds, sshdsBefore);
-  goal("console idle, as on the appliance,", consoles, consolesBefore);
+  goal(
+    "kattach idle, as on the appliance,",
+    fromBundle,
+    `, one bundle (before bundle_kaos) ${median(fromOne).toFixed(1)} MiB`,
+  );
+  goal("sshd idle, as on the appliance,", sshds, `, one bundle ${median(sshdsOne).toFixed(1)} MiB`);
+  goal(
+    "console idle, as on the appliance,",
+    consoles,
+    `, kaos.js' console ${median(consolesKaos).toFixed(1)} MiB`,
+  );
 } finally {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }

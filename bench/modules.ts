@@ -16,17 +16,19 @@ import { parseCliOrExit } from "../lib/cli_args.ts";
 import { killStateGuests } from "./_guests.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-const USAGE = "usage: bench/modules.ts [--rounds R (1-10, default 1)] [nginx|redis|postgresql…]";
+const USAGE =
+  "usage: bench/modules.ts [--rounds R (1-10, default 1)] [nginx|redis|postgresql|postgresql-disk…]";
+const MODULES = ["nginx", "redis", "postgresql", "postgresql-disk"];
 const cli = parseCliOrExit(Deno.args, {
   usage: USAGE,
   options: { rounds: { type: "string" } },
   positionals: true,
 });
 const rounds = Number(cli.values.rounds ?? 1);
-const real = cli.positionals.length > 0 ? cli.positionals : ["nginx", "redis", "postgresql"];
+const real = cli.positionals.length > 0 ? cli.positionals : MODULES;
 if (
   !Number.isInteger(rounds) || rounds < 1 || rounds > 10 ||
-  real.some((m) => !["nginx", "redis", "postgresql"].includes(m))
+  real.some((m) => !MODULES.includes(m))
 ) {
   console.error(`Error: bad rounds or module\n${USAGE}`);
   Deno.exit(2);
@@ -35,7 +37,11 @@ if (
 /** How to configure a module, and how the host sees a configuration change. */
 interface Subject {
   name: string;
+  /** The module (default: name). */
+  module?: string;
   dir: string;
+  /** A data disk per instance (`vmimage create … --data-disk`), MiB; default none. */
+  dataDiskMiB?: number;
   port: number;
   values: (round: number) => Record<string, string>;
   change: (round: number) => Record<string, string>;
@@ -141,6 +147,14 @@ const subjects: Record<string, Subject> = {
     pollMs: 100,
   },
 };
+// PostgreSQL as a user keeps data: its cluster's upper layer on a (new, blank) 256 MiB data disk
+// that the guest formats at its first boot
+subjects["postgresql-disk"] = {
+  ...subjects.postgresql,
+  name: "postgresql-disk",
+  module: "postgresql",
+  dataDiskMiB: 256,
+};
 
 /** A guest console line and when the host first saw it (ms after the deploy call). */
 interface Mark {
@@ -228,7 +242,7 @@ async function startKattach(state: string): Promise<Deno.ChildProcess> {
 }
 
 await sh(`${ROOT}/fixtures/build-modules`, []);
-await sh(`${ROOT}/modules/build`, real);
+await sh(`${ROOT}/modules/build`, [...new Set(real.map((m) => subjects[m].module ?? m))]);
 const dir = await Deno.makeTempDir({ prefix: "kaos-bench-modules-" });
 const state = `${dir}/state`;
 const kattach = await startKattach(state);
@@ -241,18 +255,25 @@ try {
   // the same load as its baseline, on a host whose load moves.
   const all = [subjects.web, ...real.map((m) => subjects[m])];
   const per = new Map<string, { rs: Figures[]; timeline: Mark[] }>();
+  const imported = new Set<string>();
   for (const s of all) {
-    await client.call("module.import", { path: s.dir });
+    if (!imported.has(s.dir)) await client.call("module.import", { path: s.dir });
+    imported.add(s.dir);
     per.set(s.name, { rs: [], timeline: [] });
   }
   for (let r = 0; r < rounds; r++) {
     for (const s of all) {
       const { rs } = per.get(s.name)!;
       const group = `${s.name}-${r}`;
-      await client.call("configGroup.add", { module: s.name, name: group, values: s.values(r) });
+      await client.call("configGroup.add", {
+        module: s.module ?? s.name,
+        name: group,
+        values: s.values(r),
+      });
       await client.call("vmimage.create", {
         name: group,
-        modules: [s.name],
+        modules: [s.module ?? s.name],
+        ...(s.dataDiskMiB ? { dataDiskMiB: s.dataDiskMiB } : {}),
         configGroups: [group],
         vlans: [],
       });
@@ -292,7 +313,7 @@ try {
   }
   for (const s of all) {
     const { rs, timeline } = per.get(s.name)!;
-    const size = (await Deno.stat(`${s.dir}/${s.name}.aqi`)).size;
+    const size = (await Deno.stat(`${s.dir}/${s.module ?? s.name}.aqi`)).size;
     results.push({
       name: s.name,
       size,

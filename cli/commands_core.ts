@@ -186,9 +186,10 @@ function sizeMiB(text: string, what: string): number {
   return Number(m[1]) * (m[2]?.[0].toUpperCase() === "G" ? 1024 : 1);
 }
 
+/** One instance's NICs on one line: the address each is the guest's (instance show's ADDRESS). */
 function nicText(i: Instance): string {
   return i.nics.map((n) =>
-    `${n.vlan === null ? "nat" : `vlan${n.vlan}`} ${n.mac} ${n.ip ?? ""}`.trim()
+    `${n.vlan === null ? "nat" : `vlan${n.vlan}`} ${n.mac} ${n.address ?? n.ip ?? ""}`.trim()
   )
     .join("; ");
 }
@@ -222,7 +223,7 @@ function renderInstance(i: Instance): string {
         n.vlan ?? "-",
         n.tap ? `${n.tap}@${n.bridge}` : "user-mode",
         n.mac,
-        n.address ?? "(dhcp)",
+        n.address ?? "-",
         n.gateway ?? "-",
         n.state,
         n.restartNeeded ? "restart needed" : "",
@@ -230,7 +231,7 @@ function renderInstance(i: Instance): string {
     ).replace(/^/gm, "  ") + `  DNS: ${i.dns?.join(", ") || "none"}\n`
     : i.nics.map((n) =>
       `  net${n.index}  ${n.vlan === null ? "nat" : `vlan ${n.vlan}`}  ${n.mac}  ${
-        n.ip ?? "(dhcp)"
+        n.address ?? n.ip ?? "-"
       }`
     ).join("\n") + "\n");
 }

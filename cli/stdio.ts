@@ -3,7 +3,7 @@
  * terminal or streams instead of the process' own stdio (which, in the sshd, is kattach's pipe).
  */
 import { type Readable, Readable as NodeReadable, type Writable } from "node:stream";
-import type { ConsoleStdio } from "./console_attach.ts";
+import { type ConsoleStdio, DETACH_BYTE } from "./console_attach.ts";
 import type { Terminal } from "./terminal.ts";
 
 function writer(stream: Writable): ConsoleStdio["stdout"] {
@@ -18,7 +18,8 @@ function writer(stream: Writable): ConsoleStdio["stdout"] {
 
 /** The stdio of an interactive command on a Terminal (menus, SSH with a pty, the console). */
 export function terminalStdio(terminal: Terminal): ConsoleStdio {
-  const input = terminal.openInput();
+  // The keys after Ctrl-] are the menu's, not the console's (it may be slow to let go).
+  const input = terminal.openInput({ stopAt: DETACH_BYTE });
   const stdin = NodeReadable.toWeb(input) as ReadableStream<Uint8Array>;
   return {
     stdin: Object.assign(stdin, {

@@ -3,9 +3,16 @@
  * keyboard input, an output writer that turns lone "\n" into "\r\n", the window size and resize
  * events, and fresh input/output wrappers for each @inquirer/prompts prompt, so prompts can run
  * one after another on the same channel (inquirer ends the output it is given when it is done).
+ *
+ * Keys are handed to the reader in order, and never to a reader that is done: after a key that may
+ * end its reader (Enter, Ctrl-C) the rest waits one turn of the event loop, in which a prompt that
+ * this key settled lets go of its input; what follows then goes to the next prompt. Without that,
+ * a second Ctrl-C in the same SSH read reached the prompt the first one had just cancelled and
+ * was lost (one menu level up instead of two).
  */
 import { Buffer } from "node:buffer";
 import { PassThrough, type Readable, Writable } from "node:stream";
+import { clearImmediate, setImmediate } from "node:timers";
 import process from "node:process";
 
 /** The window size of a terminal, in character cells. */
@@ -36,6 +43,17 @@ export interface PromptContext {
   clearPromptOnDone: boolean;
 }
 
+/** How to open an input: see Terminal.openInput(). */
+export interface InputOptions {
+  /**
+   * Makes the input a raw reader (the console) that takes every key up to and including this
+   * byte (its detach key, Ctrl-]) and nothing after it: those keys are kept for the next reader,
+   * however slow this one is to let go. Without it the reader is a prompt, which Enter or Ctrl-C
+   * may end.
+   */
+  stopAt?: number;
+}
+
 /** A raw-mode input stream handed out by Terminal.openInput(). */
 export type TerminalInput = PassThrough & {
   isRaw: boolean;
@@ -44,6 +62,12 @@ export type TerminalInput = PassThrough & {
 
 const LF = 0x0a;
 const CR = 0x0d;
+const CTRL_C = 0x03;
+
+/** Keys that may end the prompt that reads them: what follows waits until it has let go. */
+function endsPrompt(byte: number): boolean {
+  return byte === CR || byte === LF || byte === CTRL_C;
+}
 
 /** Returns `chunk` with every "\n" not preceded by "\r" turned into "\r\n". */
 export function crlf(chunk: Uint8Array, previousWasCr = false): Uint8Array {
@@ -105,8 +129,15 @@ export class Terminal {
   #lastWasCr = false;
   #resizeListeners = new Set<(size: TerminalSize) => void>();
   #active: TerminalInput | undefined;
-  #pending: Uint8Array[] = [];
-  #pendingBytes = 0;
+  /** The active input's stop byte (see InputOptions), and whether it has gone out. */
+  #stopAt: number | undefined;
+  #stopped = false;
+  /** Keys not handed out yet: typed while no input is open, or after a key that may end one. */
+  #queue: Uint8Array[] = [];
+  #queueBytes = 0;
+  /** The prompt that got a key that may end it; the queue waits for it until the next turn. */
+  #heldFor: TerminalInput | undefined;
+  #heldUntil: ReturnType<typeof setImmediate> | undefined;
   #maxPending: number;
   #setRawMode: ((on: boolean) => void) | undefined;
   #abort = new AbortController();
@@ -171,7 +202,7 @@ export class Terminal {
    * Hands out the keyboard input as a fresh stream until it is destroyed or ended, or until the
    * next openInput() call takes over. Keys typed while no stream is open are kept for the next.
    */
-  openInput(): TerminalInput {
+  openInput(options: InputOptions = {}): TerminalInput {
     this.#active?.end();
     const input = new PassThrough() as TerminalInput;
     input.isRaw = false;
@@ -189,14 +220,13 @@ export class Terminal {
     input.on("end", release);
     input.on("finish", release);
     this.#active = input;
+    this.#stopAt = options.stopAt;
+    this.#stopped = false;
     if (this.closed) {
       input.end();
       return input;
     }
-    const pending = this.#pending;
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    for (const chunk of pending) input.write(chunk);
+    this.#pump();
     return input;
   }
 
@@ -226,7 +256,9 @@ export class Terminal {
     this.#source.off("close", this.#onEnd);
     this.#active?.end();
     this.#active = undefined;
-    this.#pending = [];
+    this.#queue = [];
+    this.#queueBytes = 0;
+    if (this.#heldUntil) clearImmediate(this.#heldUntil);
     this.#resizeListeners.clear();
   }
 
@@ -254,13 +286,53 @@ export class Terminal {
   }
 
   #deliver(bytes: Uint8Array): void {
-    if (this.#active && !this.#active.writableEnded && !this.#active.destroyed) {
-      this.#active.write(bytes);
+    if (bytes.length === 0) return;
+    // Type-ahead is bounded; keys for a reader only wait a turn (a paste into the console).
+    if (!this.#reader() && this.#queueBytes + bytes.length > this.#maxPending) return;
+    this.#queue.push(bytes);
+    this.#queueBytes += bytes.length;
+    this.#pump();
+  }
+
+  /** The open input that still takes keys, if any. */
+  #reader(): TerminalInput | undefined {
+    const input = this.#active;
+    if (!input || input.writableEnded || input.destroyed || this.#stopped) return undefined;
+    return input;
+  }
+
+  /**
+   * Hands queued keys to the reader. A prompt gets them up to and including the first key that
+   * may end it (Enter, Ctrl-C); the rest goes on one turn later, to the same prompt if that key
+   * did not end it, else to the next one. A raw reader gets them up to its stop byte.
+   */
+  #pump(): void {
+    for (;;) {
+      const input = this.#reader();
+      if (!input || this.#heldFor === input || this.#queue.length === 0) return;
+      const chunk = this.#queue[0];
+      const stopAt = this.#stopAt;
+      let cut = chunk.findIndex((b) => stopAt === undefined ? endsPrompt(b) : b === stopAt);
+      const ends = cut !== -1;
+      if (ends && chunk[cut] === CR && chunk[cut + 1] === LF) cut++; // one Enter, not two
+      cut = ends ? cut + 1 : chunk.length;
+      if (cut === chunk.length) this.#queue.shift();
+      else this.#queue[0] = chunk.subarray(cut);
+      this.#queueBytes -= cut;
+      input.write(chunk.subarray(0, cut));
+      if (!ends) continue;
+      if (stopAt !== undefined) {
+        this.#stopped = true;
+        return;
+      }
+      this.#heldFor = input;
+      this.#heldUntil = setImmediate(() => {
+        this.#heldUntil = undefined;
+        if (this.#heldFor === input) this.#heldFor = undefined;
+        this.#pump();
+      });
       return;
     }
-    if (this.#pendingBytes + bytes.length > this.#maxPending) return;
-    this.#pending.push(bytes);
-    this.#pendingBytes += bytes.length;
   }
 
   #newOutput(onEnd?: () => void): Writable & { columns: number; rows: number; isTTY: boolean } {

@@ -113,3 +113,78 @@ Deno.test("raw mode is switched on for a prompt and off after it", async () => {
   assertEquals(modes.at(-1), false);
   term.close();
 });
+
+/** Settles with the prompt's answer or error name, or "still waiting" after `ms` (a deadline). */
+function outcome<T>(prompt: Promise<T>, ms = 3000): Promise<string> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<string>((r) => timer = setTimeout(() => r("still waiting"), ms));
+  const settled = prompt.then((v) => `answer ${v}`, (err: Error) => err.name);
+  return Promise.race([settled, late]).finally(() => clearTimeout(timer));
+}
+
+Deno.test("two Ctrl-C in one chunk cancel two prompts in a row, not one", async () => {
+  const ch = fakeChannel();
+  const term = new Terminal(ch.keys, ch.out);
+  const first = term.prompt((ctx) => select({ message: "Inner", choices: ["a", "b"] }, ctx));
+  await shown(ch.screen, "Inner");
+  ch.keys.write("\x03\x03");
+  assertEquals(await outcome(first), "ExitPromptError");
+  const second = term.prompt((ctx) => select({ message: "Outer", choices: ["c", "d"] }, ctx));
+  assertEquals(await outcome(second), "ExitPromptError", "the second Ctrl-C was lost");
+  term.close();
+});
+
+Deno.test("Ctrl-C twice in separate chunks while the first prompt closes: both count", async () => {
+  const ch = fakeChannel();
+  const term = new Terminal(ch.keys, ch.out);
+  const first = term.prompt((ctx) => select({ message: "Inner", choices: ["a", "b"] }, ctx));
+  await shown(ch.screen, "Inner");
+  // Two SSH packets read in one go arrive as two data events in the same turn.
+  ch.keys.emit("data", Buffer.from("\x03"));
+  ch.keys.emit("data", Buffer.from("\x03"));
+  assertEquals(await outcome(first), "ExitPromptError");
+  const second = term.prompt((ctx) => select({ message: "Outer", choices: ["c", "d"] }, ctx));
+  assertEquals(await outcome(second), "ExitPromptError", "the second Ctrl-C was lost");
+  term.close();
+});
+
+Deno.test("keys after Enter in the same chunk go to the next prompt", async () => {
+  const ch = fakeChannel();
+  const term = new Terminal(ch.keys, ch.out);
+  const first = term.prompt((ctx) => input({ message: "First" }, ctx));
+  await shown(ch.screen, "First");
+  ch.keys.write("one\rtwo\r\x1b[B\r");
+  assertEquals(await outcome(first), "answer one");
+  const second = term.prompt((ctx) => input({ message: "Second" }, ctx));
+  assertEquals(await outcome(second), "answer two");
+  const third = term.prompt((ctx) => select({ message: "Third", choices: ["c", "d"] }, ctx));
+  assertEquals(await outcome(third), "answer d");
+  term.close();
+});
+
+Deno.test("an input that stops at a byte takes nothing after it; the rest goes to the next", async () => {
+  const ch = fakeChannel();
+  const term = new Terminal(ch.keys, ch.out);
+  const raw = term.openInput({ stopAt: 0x1d });
+  let got = "";
+  raw.on("data", (c: Buffer) => got += c.toString("latin1"));
+  ch.keys.write("ls\r\x1dnext\r");
+  ch.keys.write("more");
+  await new Promise((r) => setTimeout(r, 20));
+  assertEquals(got, "ls\r\x1d");
+  const after = term.prompt((ctx) => input({ message: "After" }, ctx));
+  assertEquals(await outcome(after), "answer next");
+  term.close();
+});
+
+Deno.test("CR LF in one chunk is one Enter: the next prompt does not get an empty answer", async () => {
+  const ch = fakeChannel();
+  const term = new Terminal(ch.keys, ch.out);
+  const first = term.prompt((ctx) => input({ message: "First" }, ctx));
+  await shown(ch.screen, "First");
+  ch.keys.write("one\r\ntwo\r\n");
+  assertEquals(await outcome(first), "answer one");
+  const second = term.prompt((ctx) => input({ message: "Second" }, ctx));
+  assertEquals(await outcome(second), "answer two");
+  term.close();
+});

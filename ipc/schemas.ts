@@ -151,7 +151,13 @@ export const Nic = z.strictObject({
   index: z.number().int().min(0),
   vlan: VlanId.nullable(),
   mac: z.string(),
+  /** The address allocated from the VLAN's pool (kept in every networking mode). */
   ip: z.string().nullable(),
+  /**
+   * `IP/PREFIX` the guest has on this NIC: the allocated address on a tap (bridged networking),
+   * QEMU's user-mode address (10.0.2.15/24) otherwise (`instance list`, `instance show`).
+   */
+  address: z.string().optional(),
 });
 export type Nic = z.infer<typeof Nic>;
 
@@ -181,7 +187,7 @@ export const NicStatus = z.strictObject({
   tap: z.string().nullable(),
   bridge: z.string().nullable(),
   mac: z.string(),
-  /** `IP/PREFIX` the guest was given (tap NICs). */
+  /** `IP/PREFIX` the guest is given: its VLAN address on a tap, QEMU's 10.0.2.15/24 otherwise. */
   address: z.string().nullable(),
   gateway: z.string().nullable(),
   /** The tap's state on the host: `up`, `down`, `missing`; `-` for user-mode NICs. */

@@ -1,10 +1,10 @@
 /**
  * Operator authentication for the AppQueue CLI: the release's default password, the password
- * policy, scrypt password hashes (node:crypto, random salt, constant-time compare) and OpenSSH
- * authorized-key lines. Pure functions; the rows live in kattach/store_auth.ts.
+ * policy, scrypt password hashes (node:crypto, loaded at first use: lib/lazy_crypto.ts; random
+ * salt, constant-time compare) and OpenSSH authorized-key lines. Pure functions; the rows live in kattach/store_auth.ts.
  */
 import { Buffer } from "node:buffer";
-import { createHash, randomBytes, scrypt, timingSafeEqual } from "node:crypto";
+import { nodeCrypto } from "../lib/lazy_crypto.ts";
 import { UserError } from "../lib/errors.ts";
 import { KAOS_VERSION } from "./actions/system.ts";
 
@@ -50,7 +50,7 @@ export function checkPasswordPolicy(password: string, options: { user?: string }
 
 function scryptAsync(password: string, salt: Uint8Array, n: number, r: number, p: number) {
   return new Promise<Buffer>((resolve, reject) => {
-    scrypt(
+    nodeCrypto().scrypt(
       password.normalize("NFC"),
       salt,
       SCRYPT.keyLength,
@@ -62,7 +62,7 @@ function scryptAsync(password: string, salt: Uint8Array, n: number, r: number, p
 
 /** Hashes a password: `scrypt$N$r$p$SALT$HASH` (base64 salt and hash). */
 export async function hashPassword(password: string): Promise<string> {
-  const salt = randomBytes(SCRYPT.saltLength);
+  const salt = nodeCrypto().randomBytes(SCRYPT.saltLength);
   const key = await scryptAsync(password, salt, SCRYPT.N, SCRYPT.r, SCRYPT.p);
   return ["scrypt", SCRYPT.N, SCRYPT.r, SCRYPT.p, salt.toString("base64"), key.toString("base64")]
     .join("$");
@@ -79,14 +79,14 @@ export async function verifyPassword(password: string, encoded: string): Promise
   const salt = Buffer.from(parts[4], "base64");
   const want = Buffer.from(parts[5], "base64");
   const got = await scryptAsync(password, salt, n, r, p);
-  return want.length === got.length && timingSafeEqual(want, got);
+  return want.length === got.length && nodeCrypto().timingSafeEqual(want, got);
 }
 
 /** Constant-time comparison with the release's default password. */
 export function isDefaultPassword(password: string): boolean {
-  const a = createHash("sha256").update(password).digest();
-  const b = createHash("sha256").update(DEFAULT_PASSWORD).digest();
-  return timingSafeEqual(a, b);
+  const a = nodeCrypto().createHash("sha256").update(password).digest();
+  const b = nodeCrypto().createHash("sha256").update(DEFAULT_PASSWORD).digest();
+  return nodeCrypto().timingSafeEqual(a, b);
 }
 
 /** Key types accepted in authorized keys. */
@@ -136,7 +136,7 @@ export function parsePublicKey(line: string): PublicKey {
     throw bad(`the key's data does not match its type ${type}`);
   }
   const fingerprint = "SHA256:" +
-    createHash("sha256").update(bytes).digest("base64").replace(/=+$/, "");
+    nodeCrypto().createHash("sha256").update(bytes).digest("base64").replace(/=+$/, "");
   return { type, blob, comment: rest.join(" ").slice(0, 200), fingerprint };
 }
 

@@ -72,6 +72,8 @@ export interface PreparedInstance {
   forwards: Forward[];
   /** Bytes already in serial.log (output of earlier boots). */
   serialFrom: number;
+  /** Bytes already in qemu.log (QEMU's output of earlier boots). */
+  logFrom: number;
   /** Each module with its readiness check: vKaOS first, then the app modules. */
   modules: Module[];
   /** The machine QEMU runs and why (see {@linkcode chooseMachine}). */
@@ -225,16 +227,8 @@ export async function prepareInstance(
   const { machine, why } = chooseMachine(options.machine, [vkaos, ...apps]);
   const disks = apps.map((m) => ({ module: m.name, overlay: `${paths.dir}/${overlayName(m)}` }));
   const dataDiskPath = `${paths.dir}/${DATA_DISK_FILE}`;
-  // An overlay made over an earlier image of a module (before `module update`) goes: the new
-  // one is made over the current image (overlays are keyed by the image's digest).
-  const entries = await Array.fromAsync(Deno.readDir(paths.dir)).catch(() => []);
-  await Promise.all(
-    apps.flatMap((m, i) =>
-      staleOverlays(entries.map((e) => e.name), m.name, disks[i].overlay.split("/").pop()!)
-    ).map((file) => Deno.remove(`${paths.dir}/${file}`).catch(() => {})),
-  );
   // Independent steps at once: the file work overlaps (no process is spawned here).
-  const [kernel, manifest, serialFrom, qboot, tscKhz] = await Promise.all([
+  const [kernel, manifest, serialFrom, qboot, tscKhz, logFrom] = await Promise.all([
     shared.once("vkaos files", () => extractVkaos(k.stateDir, vkaos)),
     shared.once(
       "vkaos manifest",
@@ -248,13 +242,25 @@ export async function prepareInstance(
     ),
     qbootInstalled(),
     machine === "microvm" && k.accel.kind === "tcg" ? hostTscKhz() : undefined,
+    Deno.stat(qemuLogPath(paths)).then((s) => s.size, () => 0),
     writeAtomic(paths.configDisk, renderConfigDisk(cfg)),
     image.dataDiskMiB === null ? undefined : ensureDataDisk(dataDiskPath, image.dataDiskMiB),
+    clearLeftovers(paths),
+    // An overlay made over an earlier image of a module (before `module update`) goes: the new
+    // one is made over the current image (overlays are keyed by the image's digest).
+    Array.fromAsync(Deno.readDir(paths.dir)).catch(() => []).then((entries) =>
+      Promise.all(
+        apps.flatMap((m, i) =>
+          staleOverlays(entries.map((e) => e.name), m.name, disks[i].overlay.split("/").pop()!)
+        ).map((file) => Deno.remove(`${paths.dir}/${file}`).catch(() => {})),
+      )
+    ),
     ...apps.map(async (m, i) => {
       const overlay = disks[i].overlay;
       if (!await exists(overlay)) await writeOverlay(m, overlay);
     }),
   ]);
+
   // Forwards ride on the first user-mode NIC; a guest with taps only is reached at its address.
   const userNic = network.nics.find((n) => n.mode === "user");
   const forwards = userNic
@@ -299,6 +305,7 @@ export async function prepareInstance(
     paths,
     forwards,
     serialFrom,
+    logFrom,
     modules: [vkaos, ...apps],
     machine,
     machineWhy: why,
@@ -357,15 +364,17 @@ async function grantGuestFiles(
     o.kernel.initrd,
     ...(o.kernel.pvh ? [o.kernel.pvh] : []),
   ];
-  // The same for every guest of a deploy on the same storage: granted once for all of them.
-  await o.shared.once(`grants ${shared.join(" ")}`, async () => {
-    const changed = await grantTraversal(k.stateDir);
-    if (changed.length > 0) {
-      k.log(`supervisor: made ${changed.join(", ")} traversable (o+x) for ${QEMU_USER}`);
-    }
-    await Promise.all(shared.map((path) => grantGroup(path, user.gid)));
-  });
-  await chownTree(o.paths.dir, user);
+  await Promise.all([
+    // The same for every guest of a deploy on the same storage: granted once for all of them.
+    o.shared.once(`grants ${shared.join(" ")}`, async () => {
+      const changed = await grantTraversal(k.stateDir);
+      if (changed.length > 0) {
+        k.log(`supervisor: made ${changed.join(", ")} traversable (o+x) for ${QEMU_USER}`);
+      }
+      await Promise.all(shared.map((path) => grantGroup(path, user.gid)));
+    }),
+    chownTree(o.paths.dir, user),
+  ]);
   // Without udev (the appliance) devtmpfs makes /dev/net/tun root's only (0600): QEMU, not
   // root, then cannot attach to its tap even though the tap is its user's.
   const devices = [
@@ -543,7 +552,15 @@ export function extractVkaos(stateDir: string, vkaos: Module): Promise<VkaosFile
 async function extractVkaosTo(dir: string, vkaos: Module): Promise<VkaosFiles> {
   const kernel = `${dir}/kernel`;
   const initrd = `${dir}/initrd`;
-  if (!await exists(kernel) || !await exists(initrd)) {
+  // The cache's files are looked for at once (every start after the first finds them).
+  const pvh = `${dir}/kernel.pvh`;
+  const none = `${dir}/kernel.no-pvh`;
+  const [haveKernel, haveInitrd, havePvh, haveNone] = await Promise.all(
+    [kernel, initrd, pvh, none].map(exists),
+  );
+  if (haveKernel && haveInitrd && havePvh) return { kernel, initrd, pvh };
+  if (haveKernel && haveInitrd && haveNone) return { kernel, initrd, pvh: null };
+  if (!haveKernel || !haveInitrd) {
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
     const parts = readUstar(await Deno.readFile(`${vkaos.dir}/${vkaos.name}.aqi`), {
       label: `${vkaos.name}.aqi`,
@@ -555,8 +572,6 @@ async function extractVkaosTo(dir: string, vkaos: Module): Promise<VkaosFiles> {
     }
   }
   // The PVH ELF, or an empty marker saying the kernel has none (a cache from before has neither).
-  const pvh = `${dir}/kernel.pvh`;
-  const none = `${dir}/kernel.no-pvh`;
   if (await exists(pvh)) return { kernel, initrd, pvh };
   if (await exists(none)) return { kernel, initrd, pvh: null };
   const found = await inflatePvhElf(kernel, pvh);
@@ -614,6 +629,20 @@ export function procStats(pid: number): { cpuSeconds: number; rssBytes: number }
   } catch {
     return null;
   }
+}
+
+/** QEMU's own output, appended over its boots: `qemu.log` in the instance's directory. */
+export function qemuLogPath(paths: Pick<InstancePaths, "dir">): string {
+  return `${paths.dir}/qemu.log`;
+}
+
+/** Removes what an instance's last QEMU left behind: its sockets and its pid file. */
+export async function clearLeftovers(paths: InstancePaths): Promise<void> {
+  await Promise.all(
+    [paths.qmp, paths.console, paths.agent, paths.pidfile].map((p) =>
+      Deno.remove(p).catch(() => {})
+    ),
+  );
 }
 
 /** Removes an instance's runtime directory (overlays, logs, sockets) under `root`. */

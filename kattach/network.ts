@@ -11,6 +11,7 @@ import type {
   NetworkApplyResult,
   NetworkMode,
   NetworkStatus,
+  Nic,
   NicStatus,
   OwnedLink,
   VlanLinkState,
@@ -32,6 +33,7 @@ import {
   vlanLinkName,
 } from "../netmgr/mod.ts";
 import { UserError } from "../lib/errors.ts";
+import { guestNics, SLIRP } from "../vmimage/mod.ts";
 import type { Kattach } from "./context.ts";
 import { applyFirewall } from "./firewall.ts";
 import type { Store } from "./store.ts";
@@ -285,6 +287,32 @@ export interface GuestNetwork {
   dns: string[];
 }
 
+/**
+ * The address (`IP/PREFIX`) a guest has on one NIC, as guestNetwork() and the guest's
+ * configuration disk give it: the allocated address on a tap (bridged networking, a VLAN that
+ * exists, an address), else QEMU's user-mode address. `cidrOf` gives a VLAN's subnet.
+ */
+export function nicAddress(
+  nic: Pick<Nic, "vlan" | "ip">,
+  o: { bridged: boolean; cidrOf: (vlan: number) => string | undefined },
+): string {
+  const cidr = nic.vlan === null ? undefined : o.cidrOf(nic.vlan);
+  if (!o.bridged || cidr === undefined || nic.ip === null) return SLIRP.guest;
+  return `${nic.ip}/${parseCidr(cidr).prefix}`;
+}
+
+/**
+ * Fills in each NIC's `address` (see nicAddress) on the given instances, in place: one query
+ * for the VLANs' subnets, however many instances (`instance list`, deploy results).
+ */
+export function withNicAddresses<T extends Pick<Instance, "nics">>(k: Kattach, insts: T[]): T[] {
+  const cidrs = new Map<number, string>();
+  for (const r of k.store.all("SELECT id, cidr FROM vlan")) cidrs.set(Number(r.id), String(r.cidr));
+  const o = { bridged: networkMode(k) === "bridged", cidrOf: (v: number) => cidrs.get(v) };
+  for (const inst of insts) for (const n of inst.nics) n.address = nicAddress(n, o);
+  return insts;
+}
+
 /** How each NIC of an instance is connected, and the DNS servers its guest gets. */
 export function guestNetwork(k: Kattach, inst: Pick<Instance, "nics">): GuestNetwork {
   const bridged = networkMode(k) === "bridged";
@@ -367,19 +395,24 @@ function given(net: GuestNetwork) {
   };
 }
 
-/** `instance show`'s view of an instance's NICs: connection, address, tap state, staleness. */
+/**
+ * `instance show`'s view of an instance's NICs: connection, tap state, staleness, and the
+ * address, gateway and DNS servers the guest is told (its configuration disk: guestNics), user-mode
+ * NICs included (QEMU's fixed 10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3).
+ */
 export async function nicStatus(
   k: Kattach,
   inst: Pick<Instance, "name" | "nics">,
 ): Promise<{ network: NicStatus[]; dns: string[] }> {
   const net = guestNetwork(k, inst);
+  const told = guestNics(net.nics, net.dns);
   const host = netlinkOf(k);
   const links = host && net.nics.some((n) => n.tap)
     ? (await readHostState(host, fallbackLog(k))).links
     : new Map();
   const stale = guestNetworkStale(k.store, inst.name, net);
   return {
-    network: net.nics.map((n) => {
+    network: net.nics.map((n, i) => {
       const l = n.tap ? links.get(n.tap) : undefined;
       return {
         index: n.index,
@@ -388,8 +421,8 @@ export async function nicStatus(
         tap: n.tap,
         bridge: n.bridge,
         mac: n.mac,
-        address: n.address,
-        gateway: n.gateway,
+        address: told.nics[i].address ?? null,
+        gateway: told.nics[i].gateway ?? null,
         state: !n.tap
           ? "-"
           : !l
@@ -402,6 +435,6 @@ export async function nicStatus(
         restartNeeded: stale,
       };
     }),
-    dns: net.dns,
+    dns: told.dns,
   };
 }

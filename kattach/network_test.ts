@@ -5,10 +5,13 @@ import {
   applyNetwork,
   guestNetwork,
   networkStatus,
+  nicStatus,
   readHostState,
   startNetwork,
 } from "./network.ts";
 import { Store } from "./store.ts";
+import { instanceListJson } from "./store_lists.ts";
+import { withRuntime } from "./supervisor.ts";
 
 async function withKattach(
   fn: (k: Kattach, host: FakeNetlink, lines: string[]) => Promise<void>,
@@ -137,6 +140,45 @@ Deno.test("guestNetwork: taps with addresses in bridged mode, the gateway once; 
     assert.deepEqual(user.dns, []);
     const r = await applyNetwork(k, { reason: "user mode" });
     assert.deepEqual([r.mode, r.applied, host.batches.length], ["user", [], 0]);
+  });
+});
+
+Deno.test("instance list and instance show give each NIC the address the guest has, in both modes", async () => {
+  await withKattach(async (k, host) => {
+    const inst = k.store.getInstance("web-1")!;
+    const views = async (bridged: boolean) => {
+      const [listed] = JSON.parse(instanceListJson(k.store, { pids: new Map(), bridged }));
+      const shown = await nicStatus(k, inst);
+      return {
+        list: (listed.nics as { address: string }[]).map((n) => n.address),
+        objects: withRuntime(k, inst).nics.map((n) => n.address),
+        show: shown.network.map((n) => [n.address, n.gateway]),
+        dns: shown.dns,
+      };
+    };
+    // User mode (hosted): every NIC is QEMU's user-mode NIC, whatever the VLAN's pool allocated;
+    // the guest is told 10.0.2.15/24, the first NIC the route, slirp's DNS.
+    startNetwork(k, { mode: "user", host });
+    const user = await views(false);
+    assert.deepEqual(user.list, ["10.0.2.15/24", "10.0.2.15/24", "10.0.2.15/24"]);
+    assert.deepEqual(user.objects, user.list);
+    assert.deepEqual(user.show, [
+      ["10.0.2.15/24", "10.0.2.2"],
+      ["10.0.2.15/24", null],
+      ["10.0.2.15/24", null],
+    ]);
+    assert.deepEqual(user.dns, ["10.0.2.3"]);
+    // Bridged: taps have their VLAN address, the NAT NIC the user-mode one.
+    startNetwork(k, { mode: "bridged", host });
+    const bridged = await views(true);
+    assert.deepEqual(bridged.list, ["10.0.10.2/24", "10.0.20.2/24", "10.0.2.15/24"]);
+    assert.deepEqual(bridged.objects, bridged.list);
+    assert.deepEqual(bridged.show, [
+      ["10.0.10.2/24", "10.0.10.1"],
+      ["10.0.20.2/24", null],
+      ["10.0.2.15/24", null],
+    ]);
+    assert.deepEqual(bridged.dns, ["192.0.2.53"]);
   });
 });
 

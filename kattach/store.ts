@@ -21,7 +21,7 @@ import {
   VmImage,
 } from "../ipc/schemas.ts";
 import { broadcast, parseCidr } from "../netmgr/mod.ts";
-import { migrations } from "./migrations.ts";
+import { type Migration, migrations } from "./migrations.ts";
 
 /** A row as node:sqlite returns it. */
 export type Row = Record<string, SQLInputValue>;
@@ -41,12 +41,19 @@ export class Store {
   #refusal: Error | undefined;
   #integrity: StoreCheck | undefined;
 
-  private constructor(db: DatabaseSync) {
+  #path: string;
+
+  private constructor(db: DatabaseSync, path: string) {
     this.#db = db;
+    this.#path = path;
   }
 
-  /** Opens (creating if needed) the database at `path` and brings its schema up to date. */
-  static open(path: string): Store {
+  /**
+   * Opens (creating if needed) the database at `path` and brings its schema up to date: every
+   * pending migration in one transaction (one durable commit; a failing one leaves the database
+   * as it was). `migrations` replaces the schema's list (tests only).
+   */
+  static open(path: string, options: { migrations?: readonly Migration[] } = {}): Store {
     // Only kattach reads the configuration (it holds password hashes and the subscription key):
     // the file is 0600 before SQLite opens it, and SQLite gives its -wal and -shm the same mode.
     try {
@@ -64,8 +71,13 @@ export class Store {
     db.exec("PRAGMA synchronous = FULL");
     db.exec("PRAGMA foreign_keys = ON");
     db.exec("PRAGMA busy_timeout = 5000");
-    const store = new Store(db);
-    store.#migrate();
+    const store = new Store(db, path);
+    try {
+      store.#migrate(options.migrations ?? migrations);
+    } catch (err) {
+      store.close();
+      throw err;
+    }
     return store;
   }
 
@@ -137,7 +149,21 @@ export class Store {
     }
   }
 
-  /** Closes the database. */
+  /**
+   * Waits until every transaction committed so far is on the disk, off the JS thread: an
+   * fdatasync of the write-ahead log (what `synchronous = FULL` does at each commit; the WAL
+   * frames of a `durable: false` commit are written, not synced). A deploy commits its records
+   * so and syncs them while its QEMUs start, and answers only once this resolves (issue 13).
+   */
+  async sync(): Promise<void> {
+    const wal = await Deno.open(`${this.#path}-wal`, { read: true });
+    try {
+      await wal.syncData();
+    } finally {
+      wal.close();
+    }
+  }
+
   #prepare(sql: string): StatementSync {
     let statement = this.#statements.get(sql);
     if (!statement) {
@@ -166,30 +192,50 @@ export class Store {
     return statement.all(...params) as unknown as SQLOutputValue[][];
   }
 
+  /** Closes the database. */
   close(): void {
     this.#statements.clear();
     this.#db.close();
   }
 
-  #migrate(): void {
-    this.#db.exec(
-      "CREATE TABLE IF NOT EXISTS schema_migration (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+  /**
+   * Applies the pending migrations in order, all in one transaction: one fsync at a first boot
+   * instead of one per migration; any failure rolls back to the schema as it was.
+   */
+  #migrate(list: readonly Migration[]): void {
+    const pending = (applied: Set<number>) =>
+      [...list].filter((m) => !applied.has(m.version)).sort((a, b) => a.version - b.version);
+    const appliedNow = () =>
+      new Set(this.all("SELECT version FROM schema_migration").map((r) => Number(r.version)));
+    // Up to date (every start after the first): a read, no write transaction.
+    const hasTable = this.get(
+      "SELECT 1 AS x FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migration'",
     );
-    const applied = new Set(
-      this.all("SELECT version FROM schema_migration").map((r) => Number(r.version)),
-    );
-    const ordered = [...migrations].sort((a, b) => a.version - b.version);
-    for (const m of ordered) {
-      if (applied.has(m.version)) continue;
-      this.tx(() => {
-        this.#db.exec(m.sql);
+    if (hasTable && pending(appliedNow()).length === 0) return;
+    this.tx(() => {
+      this.#db.exec(
+        "CREATE TABLE IF NOT EXISTS schema_migration (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+      );
+      for (const m of pending(appliedNow())) {
+        try {
+          this.#db.exec(m.sql);
+        } catch (err) {
+          throw new Error(
+            `Migration ${m.version} (${m.name}) failed: ${
+              err instanceof Error ? err.message : err
+            }`,
+            {
+              cause: err,
+            },
+          );
+        }
         this.#run("INSERT INTO schema_migration (version, name, applied_at) VALUES (?, ?, ?)", [
           m.version,
           m.name,
           now(),
         ]);
-      });
-    }
+      }
+    });
   }
 
   /** Runs one statement. For kattach's store extensions (kattach/store_*.ts) only. */

@@ -9,6 +9,7 @@
  * `vlan list` (4,094 VLANs) stays objects: rendered here it was slower (111 against 68 ms
  * through IPC, interleaved, bench/scale.ts --compare).
  */
+import { SLIRP } from "../vmimage/mod.ts";
 import type { ListPage, Store } from "./store.ts";
 
 /** A 0/1 column as a JSON boolean. */
@@ -20,7 +21,9 @@ function jsonBool(x: string): string {
 const INSTANCE_OBJECT = `json_object(
   'name', i.name, 'vmimage', i.vmimage, 'state', i.state, 'autostart', ${jsonBool("i.autostart")},
   'restartPolicy', i.restart_policy,
-  'nics', (SELECT json_group_array(json_object('index', n.idx, 'vlan', n.vlan, 'mac', n.mac, 'ip', n.ip) ORDER BY n.idx)
+  'nics', (SELECT json_group_array(json_object('index', n.idx, 'vlan', n.vlan, 'mac', n.mac, 'ip', n.ip,
+      'address', coalesce(CASE WHEN ?4 = 1 AND n.ip IS NOT NULL THEN (SELECT n.ip || substr(v.cidr,
+        instr(v.cidr, '/')) FROM vlan v WHERE v.id = n.vlan) END, '${SLIRP.guest}')) ORDER BY n.idx)
     FROM nic n WHERE n.instance = i.name),
   'createdAt', i.created_at,
   'pid', (SELECT p.value FROM json_each(?1) p WHERE p.key = i.name),
@@ -38,21 +41,23 @@ const INSTANCES_ALL = `SELECT '[' || coalesce(group_concat(${INSTANCE_OBJECT}, '
 
 const INSTANCES_OF_IMAGE = `SELECT '[' || coalesce(group_concat(${INSTANCE_OBJECT}, ','
     ORDER BY i.created_at, i.name), '') || ']' AS list
-  FROM (SELECT * FROM instance WHERE vmimage = ?4 ORDER BY created_at, name LIMIT ?2 OFFSET ?3) i
+  FROM (SELECT * FROM instance WHERE vmimage = ?5 ORDER BY created_at, name LIMIT ?2 OFFSET ?3) i
   LEFT JOIN instance_runtime r ON r.instance = i.name`;
 
 /**
  * The `instance.list` result as JSON text: every instance (or those of `vmimage`) in the list's
- * order, a page of them with `limit`/`offset`, with the QEMU pids of the running ones.
+ * order, a page of them with `limit`/`offset`, with the QEMU pids of the running ones; each NIC's
+ * `address` as kattach/network.ts nicAddress() gives it (`bridged`: the networking mode).
  */
 export function instanceListJson(
   store: Store,
-  options: ListPage & { vmimage?: string; pids: ReadonlyMap<string, number> },
+  options: ListPage & { vmimage?: string; pids: ReadonlyMap<string, number>; bridged: boolean },
 ): string {
   const params = [
     JSON.stringify(Object.fromEntries(options.pids)),
     options.limit ?? -1,
     options.offset ?? 0,
+    options.bridged ? 1 : 0,
   ];
   const row = options.vmimage === undefined
     ? store.get(INSTANCES_ALL, params)

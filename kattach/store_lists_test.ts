@@ -13,6 +13,8 @@ import { recordHealth } from "./store_appqueue.ts";
 import { putRuntime } from "./store_instances.ts";
 import { instanceListJson } from "./store_lists.ts";
 import { insertStorage, setInstanceStorage } from "./store_storage.ts";
+import { startNetwork } from "./network.ts";
+import type { Netlink } from "../host/mod.ts";
 import { withRuntimes } from "./supervisor.ts";
 
 const STATES = InstanceState.options;
@@ -79,6 +81,7 @@ const store = fc.record({
     nil: undefined,
   }),
   filter: fc.option(fc.nat(), { nil: undefined }),
+  bridged: fc.boolean(),
 });
 
 type Gen = typeof store extends fc.Arbitrary<infer T> ? T : never;
@@ -193,9 +196,11 @@ Deno.test("instanceListJson: the same results as the object-building code", asyn
           const pids = fill(s, g);
           const vmimage = g.filter === undefined ? undefined : `img${g.filter % g.images}`;
           const page = g.page ?? {};
-          const text = instanceListJson(s, { ...page, vmimage, pids });
+          const text = instanceListJson(s, { ...page, vmimage, pids, bridged: g.bridged });
           assert.ok(!text.includes("\n"), "one line, as an IPC frame must be");
-          const k = { store: s } as unknown as Kattach; // no supervisor: pids come from the map
+          const k = { store: s, log: () => {} } as unknown as Kattach; // no supervisor: pids come from the map
+          // The networking mode decides each NIC's address (a tap's VLAN address, or user-mode's).
+          startNetwork(k, { mode: g.bridged ? "bridged" : "user", host: {} as Netlink });
           const expected = withRuntimes(k, s.listInstances(vmimage, page)).map((i) => ({
             ...i,
             pid: pids.get(i.name) ?? null,
@@ -217,8 +222,8 @@ Deno.test("instanceListJson: an empty store, an unknown VM image and a page past
   try {
     const s = Store.open(`${dir}/kaos.db`);
     try {
-      assert.equal(instanceListJson(s, { pids: new Map() }), "[]");
-      assert.equal(instanceListJson(s, { pids: new Map(), vmimage: "none" }), "[]");
+      assert.equal(instanceListJson(s, { pids: new Map(), bridged: false }), "[]");
+      assert.equal(instanceListJson(s, { pids: new Map(), vmimage: "none", bridged: false }), "[]");
       s.insertVmImage({
         name: "a",
         modules: [],
@@ -235,8 +240,11 @@ Deno.test("instanceListJson: an empty store, an unknown VM image and a page past
         restartPolicy: "never",
         nics: [],
       });
-      assert.equal(instanceListJson(s, { pids: new Map(), limit: 5, offset: 1 }), "[]");
-      const [i] = JSON.parse(instanceListJson(s, { pids: new Map([["a-1", 42]]) }));
+      assert.equal(
+        instanceListJson(s, { pids: new Map(), limit: 5, offset: 1, bridged: false }),
+        "[]",
+      );
+      const [i] = JSON.parse(instanceListJson(s, { pids: new Map([["a-1", 42]]), bridged: false }));
       assert.deepEqual([i.name, i.nics, i.pid, i.health, i.forwards], ["a-1", [], 42, [], []]);
     } finally {
       s.close();

@@ -38,14 +38,18 @@ import {
   guestNetwork,
   recordGuestNetwork,
 } from "./network.ts";
+import { withNicAddresses } from "./network.ts";
+import { beginFirstContact, finishFirstContact, type FirstContact } from "./qmp_first.ts";
 import { RestartBackoff } from "./restart_backoff.ts";
 import {
+  clearLeftovers,
   type InstancePaths,
   instancePaths,
   isInstanceQemu,
   pidAlive,
   prepareInstance,
   procStats,
+  qemuLogPath,
   readPidfile,
   type SharedPrep,
   warmHostFacts,
@@ -59,12 +63,6 @@ import { instanceStorage, instanceStorages } from "./store_storage.ts";
 
 /** How long `instance stop` waits for the ACPI power-off before it sends `quit`. */
 export const DEFAULT_STOP_TIMEOUT_S = 30;
-/**
- * How long a fresh QEMU has to answer its first QMP exchange (connect, greeting, status). Not
- * 10 s: a guest autostarted at the appliance's boot under nested TCG on a loaded host took 7-10 s
- * just to create its socket, and both autostarts failed. A peer that is not QMP fails at once.
- */
-const QMP_FIRST_EXCHANGE_MS = 60_000;
 /**
  * How often the serial logs of running guests are checked against their bound: a log holds at
  * most SERIAL_LOG_MAX_BYTES plus what the guest prints in this time (docs/security.md).
@@ -126,17 +124,13 @@ function spawnQemu(
   argv: string[],
   o: { paths: InstancePaths; user: UserIds | null; logFrom: number },
 ): Launched {
-  const logFile = qemuLog(o.paths);
+  const logFile = qemuLogPath(o.paths);
   const proc = spawnDetached(argv, {
     cwd: o.paths.dir,
     logFile,
     ...(o.user ? { user: o.user } : {}),
   });
   return { ...proc, logFile, logFrom: o.logFrom };
-}
-
-function qemuLog(paths: InstancePaths): string {
-  return `${paths.dir}/qemu.log`;
 }
 
 /** A QEMU just started, before its first QMP exchange. */
@@ -319,8 +313,12 @@ export class Supervisor {
       }
       if (this.#closing) throw new Error("kattach is shutting down");
       const rt = getRuntime(this.#k.store, name);
-      await this.#commit(() => this.#setState(name, "starting"), { durable: false });
+      // Committed while the files are prepared (one group with the other starts under way);
+      // awaited before QEMU is spawned.
+      const starting = this.#commit(() => this.#setState(name, "starting"), { durable: false });
+      starting.catch(() => {}); // awaited below; a start that fails earlier reports its own error
       let launched: Launched | undefined;
+      let connecting: FirstContact | undefined;
       let paths: InstancePaths;
       let argv: string[] = [];
       let known: ReadinessFacts | undefined;
@@ -338,10 +336,6 @@ export class Supervisor {
           ...(options.shared ? { shared: options.shared } : {}),
         });
         paths = prep.paths;
-        const [logFrom] = await Promise.all([
-          Deno.stat(qemuLog(paths)).then((s) => s.size, () => 0),
-          this.#clearLeftovers(paths),
-        ]);
         this.#k.log(`supervisor: ${name}: ${prep.machineWhy}`);
         if (this.#k.accel.kind === "tcg") {
           this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
@@ -354,7 +348,11 @@ export class Supervisor {
           serialFrom: prep.serialFrom,
           network: prep.network,
         };
-        launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom });
+        await starting;
+        launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom: prep.logFrom });
+        // QMP from now on (QEMU's socket comes some 25 ms later), while its pid is recorded.
+        connecting = this.#connect(name, paths, launched);
+        connecting.connecting.catch(() => {}); // #attach reports it
         spawned = since();
         const pid = launched.pid;
         // One transaction with the other starts under way, not waiting for the disk.
@@ -378,11 +376,18 @@ export class Supervisor {
       } catch (err) {
         // A QEMU launched for a start that failed after all does not stay behind.
         if (launched) killPid(launched.pid);
+        connecting?.connecting.then((m) => m.close(), () => {});
+        await starting.catch(() => {}); // "failed" comes after "starting", not before
         if (argv.length > 0) logArgv();
         this.#failStart(name, `start failed: ${message(err)}`);
         throw err;
       }
-      const guest = await this.#attach(name, launched.pid, paths, { fresh: true, launched, known })
+      const guest = await this.#attach(name, launched.pid, paths, {
+        fresh: true,
+        launched,
+        known,
+        connecting,
+      })
         .catch((err) => {
           logArgv();
           throw err;
@@ -571,22 +576,22 @@ export class Supervisor {
     name: string,
     pid: number,
     paths: InstancePaths,
-    o: { fresh: boolean; launched?: Launched; known?: ReadinessFacts },
+    o: {
+      fresh: boolean;
+      launched?: Launched;
+      known?: ReadinessFacts;
+      /** The QMP connection a start began right after the spawn ({@linkcode #connect}). */
+      connecting?: FirstContact;
+    },
   ): Promise<Guest> {
-    let monitor: QmpMonitor | undefined;
+    let monitor: QmpMonitor;
     let status: Awaited<ReturnType<typeof queryStatus>>;
-    // A QEMU that exits before its first QMP exchange ends the wait for it at once.
-    const exited = new AbortController();
-    o.launched?.exited.then((end) => exited.abort(new QemuExited(end)));
     try {
-      monitor = await QmpMonitor.connect(paths.qmp, {
-        timeoutMs: QMP_FIRST_EXCHANGE_MS,
-        log: (m) => this.#k.log(`supervisor: ${name}: qmp: ${m}`),
-        signal: exited.signal,
-      });
-      status = await queryStatus(monitor, { timeoutMs: 5000 });
+      // The connection and the status under one deadline (a loaded machine is slow at both).
+      ({ monitor, status } = await finishFirstContact(
+        o.connecting ?? this.#connect(name, paths, o.launched),
+      ));
     } catch (err) {
-      await monitor?.close();
       if (!o.fresh) throw err;
       const l = o.launched;
       // The connection closing under us: QEMU is likely on its way out; give it a moment.
@@ -652,6 +657,19 @@ export class Supervisor {
       `the end of ${name}'s QEMU`,
     );
     return guest;
+  }
+
+  /**
+   * The first QMP exchange with an instance's QEMU (greeting, capabilities); one that exits
+   * before it (`launched`) ends the wait at once.
+   */
+  #connect(name: string, paths: InstancePaths, launched?: Launched): FirstContact {
+    const exited = new AbortController();
+    launched?.exited.then((end) => exited.abort(new QemuExited(end)));
+    return beginFirstContact(paths.qmp, {
+      log: (m) => this.#k.log(`supervisor: ${name}: qmp: ${m}`),
+      signal: exited.signal,
+    });
   }
 
   async #watchEvents(g: Guest): Promise<void> {
@@ -748,7 +766,7 @@ export class Supervisor {
     for (let i = 0; i < 50 && pidAlive(g.pid); i++) await sleep(100);
     if (pidAlive(g.pid)) this.#signal(g, "SIGKILL");
     this.#guests.delete(g.name);
-    await this.#clearLeftovers(g.paths);
+    await clearLeftovers(g.paths);
     const shutdown = g.monitor.recentEvents().filter((e) => e.event === "SHUTDOWN").at(-1);
     const reason = String((shutdown?.data as { reason?: string } | undefined)?.reason ?? "");
     let failure: boolean;
@@ -817,14 +835,6 @@ export class Supervisor {
 
   async #waitSettled(g: Guest): Promise<void> {
     while (this.#guests.get(g.name) === g && !g.ready && g.intent === "run") await sleep(100);
-  }
-
-  async #clearLeftovers(paths: InstancePaths): Promise<void> {
-    await Promise.all(
-      [paths.qmp, paths.console, paths.agent, paths.pidfile].map((p) =>
-        Deno.remove(p).catch(() => {})
-      ),
-    );
   }
 
   #signal(g: Guest, signal: Deno.Signal): void {
@@ -946,7 +956,7 @@ export function withRuntime(k: Kattach, inst: Instance): Instance {
     checkedAt: h.checkedAt,
   }));
   return {
-    ...inst,
+    ...withNicAddresses(k, [inst])[0],
     pid: supervisors.get(k)?.pidOf(inst.name) ?? null,
     forwards: rt.forwards,
     health,
@@ -995,7 +1005,7 @@ export function withRuntimes(k: Kattach, insts: Instance[]): Instance[] {
     inst.lastExit = rt?.lastExit ?? "";
     inst.storage = storage.get(inst.name) ?? null;
   }
-  return insts;
+  return withNicAddresses(k, insts);
 }
 
 /** The QEMU pids of a kattach's running guests, by instance name (none without a supervisor). */

@@ -1,10 +1,13 @@
 /**
  * Appliance helpers of the image tests: build the image (scripts/build-image), boot it as a USB
- * stick with scripts/run-appliance in daemon mode, watch its serial log and stop its QEMU by pid
- * file.
+ * stick with scripts/run-appliance in daemon mode, watch its serial log, reach its SSH CLI and
+ * stop its QEMU by pid file.
  */
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { DEFAULT_PASSWORD } from "../kattach/auth.ts";
 import { REPO_ROOT } from "./_harness.ts";
-import { run, type RunResult, waitFor } from "./_util.ts";
+import { changePasswordInPty } from "./_ssh.ts";
+import { run, type RunResult, Tmux, waitFor } from "./_util.ts";
 
 /** Builds the appliance image (scripts/build-image; cached when up to date). */
 export function buildAppliance(): Promise<RunResult> {
@@ -119,4 +122,75 @@ export async function stopQemu(pidfile: string): Promise<void> {
   }
   for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 200));
   if (alive()) Deno.kill(pid, "SIGKILL");
+}
+
+/** How a test reaches a booted appliance's SSH CLI as aqcli (see {@linkcode ApplianceSsh}). */
+export interface ApplianceSshOptions {
+  /** The host port forwarded to the appliance's SSH port. */
+  port: number;
+  /** The password the forced change sets; every later command logs in with it. */
+  newPassword: string;
+  /** ssh client options (tests/_ssh.ts sshPasswordOpts). */
+  sshOpts: string[];
+  /** Default limit of one command, in ms. */
+  execTimeoutMs: number;
+  /** Name prefix of the tmux socket of the password change. */
+  tmuxName: string;
+}
+
+/**
+ * A booted appliance's SSH CLI from an image test: the forced change of the default password in
+ * a real pty (tmux + sshpass + ssh), then one-line commands with the new password.
+ */
+export class ApplianceSsh {
+  readonly #o: ApplianceSshOptions;
+
+  constructor(options: ApplianceSshOptions) {
+    this.#o = options;
+  }
+
+  /**
+   * Logs in with the release's default password in a real pty and makes the forced change; the
+   * login script goes to `script`. The first prompt may take `loginTimeoutMs` (the appliance may
+   * still be starting its SSH CLI), each later one the exec limit.
+   */
+  async changeDefaultPassword(script: string, loginTimeoutMs: number): Promise<void> {
+    const tmux = new Tmux({
+      name: this.#o.tmuxName,
+      holdSeconds: 600,
+      commandTimeoutMs: 60_000,
+      failOnExit: true,
+    });
+    try {
+      await changePasswordInPty(tmux, script, {
+        port: this.#o.port,
+        password: DEFAULT_PASSWORD,
+        newPassword: this.#o.newPassword,
+        sshOpts: this.#o.sshOpts,
+        loginTimeoutMs,
+        stepTimeoutMs: this.#o.execTimeoutMs,
+      });
+    } finally {
+      await tmux.stop();
+    }
+  }
+
+  /** Runs one-line command `args` over SSH; returns what it left. */
+  run(args: string[], timeoutMs = this.#o.execTimeoutMs): Promise<RunResult> {
+    const { port, sshOpts, newPassword } = this.#o;
+    return run(
+      ["sshpass", "-e", "ssh", ...sshOpts, "-p", String(port), "aqcli@127.0.0.1", ...args],
+      {
+        env: { SSHPASS: newPassword },
+        timeoutMs,
+      },
+    );
+  }
+
+  /** Runs `args` and fails the test unless it exits 0; returns its stdout. */
+  async ok(args: string[], timeoutMs = this.#o.execTimeoutMs): Promise<string> {
+    const r = await this.run(args, timeoutMs);
+    assertEquals(r.code, 0, `${args.join(" ")} failed (${r.code}):\n${r.stdout}${r.stderr}`);
+    return r.stdout;
+  }
 }

@@ -121,15 +121,30 @@ export class TestKattach {
       }
     };
     this.#logDone = Promise.all([pump(child.stdout), pump(child.stderr)]).then(() => {});
-    const timeout = new Promise<never>((_, reject) => {
-      const t = setTimeout(() => reject(new Error(`kattach did not start:\n${this.log}`)), 30_000);
-      readyP.then(() => clearTimeout(t));
-      child.status.then(() => {
-        clearTimeout(t);
-        reject(new Error(`kattach exited:\n${this.log}`));
-      });
+    // A kattach that exits before it is ready says why on stderr: read it all before failing.
+    const exited = child.status.then(async (status) => {
+      await withDeadline(this.#logDone, EXIT_MS, "kattach's output to end").catch(() => {});
+      this.#child = undefined;
+      const how = status.signal ? `signal ${status.signal}` : `code ${status.code}`;
+      throw new Error(
+        `kattach exited (${how}) before it was ready; its output:\n${this.log.slice(from)}`,
+      );
     });
-    await Promise.race([readyP, timeout]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(`kattach was not ready after 30 s; its output:\n${this.log.slice(from)}`),
+          ),
+        30_000,
+      );
+    });
+    try {
+      await Promise.race([readyP, exited, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Runs `aq ARGS…` against this kattach. */

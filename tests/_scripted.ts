@@ -4,7 +4,10 @@
  */
 import { PassThrough } from "node:stream";
 import { Terminal } from "../cli/terminal.ts";
+import { chooseOnScreen, screenSelect } from "./_util.ts";
 
+// deno-lint-ignore no-control-regex
+const REDRAW = /\x1b\[\d*[AG]/g;
 // deno-lint-ignore no-control-regex
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]/g;
 
@@ -31,17 +34,42 @@ export class Scripted {
     return this.raw.replace(ANSI, "").replaceAll("\r\n", "\n");
   }
 
+  /**
+   * Like {@linkcode text}, but a redraw (cursor up or to column 1) starts a new line, so that each
+   * prompt line starts one: "? " waiting, "✔ " answered.
+   */
+  get lines(): string {
+    return this.raw.replace(REDRAW, "\n").replace(ANSI, "").replaceAll("\r\n", "\n");
+  }
+
   /** Waits until `re` matches the output after position `from`. */
-  async waitFor(re: RegExp | string, from = 0): Promise<void> {
-    const ok = () => {
+  waitFor(re: RegExp | string, from = 0): Promise<void> {
+    return this.#until(() => {
       const t = this.text.slice(from);
       return typeof re === "string" ? t.includes(re) : re.test(t);
-    };
+    }, () => String(re));
+  }
+
+  /**
+   * Waits until the output ends with the select titled `title` waiting for a key: the page a key
+   * leads to, so that the next key goes there and not to the page before.
+   */
+  waitForSelect(title: string): Promise<void> {
+    return this.#until(
+      () => screenSelect(this.lines)?.title === title,
+      () => `the select ${JSON.stringify(title)}`,
+    );
+  }
+
+  /** Waits until `ok()` holds after some output, for at most `waitMs`. */
+  async #until(ok: () => boolean, describe: () => string): Promise<void> {
     if (ok()) return;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiters.delete(check);
-        reject(new Error(`timed out waiting for ${re}; output:\n${this.text.slice(-3000)}`));
+        reject(
+          new Error(`timed out waiting for ${describe()}; output:\n${this.text.slice(-3000)}`),
+        );
       }, this.#waitMs);
       const check = () => {
         if (!ok()) return;
@@ -63,31 +91,23 @@ export class Scripted {
     await new Promise((r) => setTimeout(r, 30));
   }
 
-  /** The highlighted entry of the last select drawn. */
+  /** The highlighted entry of the select waiting for a key ("" when none waits). */
   active(): string {
-    const t = this.text;
-    const at = t.lastIndexOf("❯");
-    if (at === -1) return "";
-    const end = t.indexOf("\n", at);
-    return t.slice(at + 1, end === -1 ? undefined : end).trim();
+    const select = screenSelect(this.lines);
+    return select ? select.entries[select.active] : "";
   }
 
-  /** Waits for a select, moves its cursor (top first, then down) to `label`; presses Enter. */
-  async choose(label: string): Promise<void> {
-    await this.waitFor("❯");
-    for (let i = 0, last = ""; i < 60 && !this.active().startsWith(label); i++) {
-      last = this.active();
-      await this.keys("\x1b[A");
-      if (this.active() === last) break; // at the top
-    }
-    for (let i = 0; i < 60; i++) {
-      if (this.active().startsWith(label)) {
-        await this.keys("\r");
-        return;
-      }
-      await this.keys("\x1b[B");
-    }
-    throw new Error(`no entry ${label}; last: ${this.active()}\n${this.text.slice(-2000)}`);
+  /** Moves a select's cursor to `label`, one key at a time as the output shows it; Enter. */
+  choose(label: string): Promise<void> {
+    const keys = { up: "\x1b[A", down: "\x1b[B", enter: "\r" } as const;
+    return chooseOnScreen(label, {
+      screen: () => this.lines,
+      press: (key) => {
+        this.input.write(keys[key]);
+        return Promise.resolve();
+      },
+      timeoutMs: this.#waitMs,
+    });
   }
 
   /** Types a line into an input prompt. */

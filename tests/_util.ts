@@ -139,6 +139,89 @@ export function freePort(): number {
   return port;
 }
 
+/** A select prompt waiting for a key: its message, its entries and the highlighted one. */
+export interface ScreenSelect {
+  title: string;
+  entries: string[];
+  active: number;
+}
+
+/**
+ * The select prompt that waits for a key on `screen` (text without escape sequences), if any:
+ * the last prompt line ("? " waiting, "✔ " answered) is a "? " line, then its entries (the
+ * highlighted one marked "❯"; a long one wrapped onto the next line), then nothing but blank
+ * lines and the keys' help. A select that was answered, cancelled (text follows it) or is half
+ * drawn does not count.
+ */
+export function screenSelect(screen: string): ScreenSelect | undefined {
+  const lines = screen.split("\n");
+  const top = lines.findLastIndex((l) => l.startsWith("? ") || l.startsWith("✔ "));
+  if (top === -1 || !lines[top].startsWith("? ")) return undefined;
+  const entries: string[] = [];
+  let active = -1;
+  let at = top + 1;
+  for (; at < lines.length && lines[at].trim() !== ""; at++) {
+    const line = lines[at];
+    if (line.startsWith("❯ ")) active = entries.length;
+    if (line.startsWith("❯ ") || line.startsWith("  ") || entries.length === 0) {
+      entries.push(line.slice(2).trim());
+    } else {
+      entries[entries.length - 1] += line.trim(); // inquirer wraps long entries itself
+    }
+  }
+  const rest = lines.slice(at);
+  if (active === -1 || !rest.some((l) => l.startsWith("↑↓"))) return undefined;
+  if (!rest.every((l) => l.trim() === "" || l.startsWith("↑↓"))) return undefined;
+  return { title: lines[top].slice(2).trim(), entries, active };
+}
+
+/** How {@linkcode chooseOnScreen} reads the screen and presses keys. */
+export interface ChooseOptions {
+  /** The screen as text without escape sequences. */
+  screen(): string | Promise<string>;
+  /** Presses one key. */
+  press(key: "up" | "down" | "enter"): Promise<void>;
+  /** Limit of each wait. */
+  timeoutMs: number;
+}
+
+/**
+ * Waits for a select on screen, moves its cursor to the entry starting with `label` one key at a
+ * time (each after the screen showed the last one: a key never lands on a select that is being
+ * left), presses Enter and waits until the screen shows it was taken.
+ */
+export async function chooseOnScreen(label: string, o: ChooseOptions): Promise<void> {
+  let text = "";
+  let now: ScreenSelect | undefined;
+  const look = async () => (now = screenSelect(text = await o.screen())) !== undefined;
+  await waitFor(look, () => `a select to choose ${label} from:\n${text}`, {
+    timeoutMs: o.timeoutMs,
+    intervalMs: 30,
+  });
+  for (let moves = 0;; moves++) {
+    const { entries, active } = now!;
+    if (entries[active].startsWith(label)) break;
+    const target = entries.findIndex((e) => e.startsWith(label));
+    if (moves >= 80) throw new Error(`no entry ${label} on screen:\n${text}`);
+    const up = target !== -1 && target < active;
+    const from = entries[active];
+    await o.press(up ? "up" : "down");
+    await waitFor(
+      async () => await look() && now!.entries[now!.active] !== from,
+      () => `the cursor to move ${up ? "up" : "down"} from ${from} (toward ${label}):\n${text}`,
+      { timeoutMs: o.timeoutMs, intervalMs: 30 },
+    );
+  }
+  // Nothing else draws while a select waits: any change is the answered select's last render.
+  const before = text;
+  await o.press("enter");
+  await waitFor(
+    async () => (text = await o.screen()) !== before,
+    () => `${label} to be taken:\n${text}`,
+    { timeoutMs: o.timeoutMs, intervalMs: 30 },
+  );
+}
+
 /** How a {@linkcode Tmux} window is set up and waited on. */
 export interface TmuxOptions {
   /** Prefix of the tmux socket name (the pid and a random suffix follow). */
@@ -230,35 +313,31 @@ export class Tmux {
 
   /** The highlighted entry of the select on screen. */
   async active(): Promise<string> {
-    const line = (await this.screen()).split("\n").findLast((l) => l.includes("❯"));
-    return line ? line.slice(line.indexOf("❯") + 1).trim() : "";
+    const select = screenSelect(await this.screen());
+    return select ? select.entries[select.active] : "";
   }
 
   /** Moves the cursor with the arrow keys to the entry starting with `label`; presses Enter. */
-  async choose(label: string): Promise<void> {
-    await this.waitFor("❯");
-    for (let i = 0, last = ""; i < 40 && !(await this.active()).startsWith(label); i++) {
-      last = await this.active();
-      await this.keys("Up");
-      await this.#settle(last);
-      if ((await this.active()) === last) break;
-    }
-    for (let i = 0; i < 40; i++) {
-      const now = await this.active();
-      if (now.startsWith(label)) {
-        await this.keys("Enter");
-        return;
-      }
-      await this.keys("Down");
-      await this.#settle(now);
-    }
-    throw new Error(`no entry ${label} on screen:\n${await this.screen()}`);
+  choose(label: string): Promise<void> {
+    const keys = { up: "Up", down: "Down", enter: "Enter" } as const;
+    return chooseOnScreen(label, {
+      screen: () => this.screen(),
+      press: (key) => this.keys(keys[key]),
+      timeoutMs: this.#options.waitMs ?? 30_000,
+    });
   }
 
-  async #settle(previous: string): Promise<void> {
-    for (let i = 0; i < 10 && (await this.active()) === previous; i++) {
-      await new Promise((r) => setTimeout(r, 30));
-    }
+  /**
+   * Waits until the screen shows the select titled `title` waiting for a key: the page a key
+   * leads to, so that the next key goes there and not to the page before.
+   */
+  async waitForSelect(title: string, limitMs = this.#options.waitMs ?? 30_000): Promise<void> {
+    let screen = "";
+    await waitFor(
+      async () => screenSelect(screen = await this.screen())?.title === title,
+      () => `the select ${JSON.stringify(title)} on screen:\n${screen}`,
+      { timeoutMs: limitMs },
+    );
   }
 
   /** Kills the tmux server and whatever runs in it. */

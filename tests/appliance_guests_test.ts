@@ -29,11 +29,17 @@ import {
 } from "node:assert/strict";
 import { buildQueue, generateKeyFile } from "../appqueue/mod.ts";
 import { AppQueueServer } from "./_appqueue_server.ts";
-import { DEFAULT_PASSWORD } from "../kattach/auth.ts";
-import { buildAppliance, readLog, startAppliance, stopQemu, waitForLog } from "./_appliance.ts";
+import {
+  ApplianceSsh,
+  buildAppliance,
+  readLog,
+  startAppliance,
+  stopQemu,
+  waitForLog,
+} from "./_appliance.ts";
 import { buildFixtures, FIXTURES_OUT } from "./_harness.ts";
-import { changePasswordInPty, sshPasswordOpts } from "./_ssh.ts";
-import { freePort, run, Tmux } from "./_util.ts";
+import { sshPasswordOpts } from "./_ssh.ts";
+import { freePort } from "./_util.ts";
 
 const NEW_PASSWORD = "Nested-guests-1";
 /** Boot of the appliance under TCG until its SSH CLI answers (about 30-60 s; loaded CI: more). */
@@ -113,23 +119,13 @@ Deno.test({
     const server = AppQueueServer.start();
     server.mount("community", `${dir}/community`);
     const queuePort = new URL(server.url("community")).port;
-    const tmux = new Tmux({
-      name: "kaos_appl_guests",
-      holdSeconds: 600,
-      commandTimeoutMs: 60_000,
-      failOnExit: true,
+    const cli = new ApplianceSsh({
+      port,
+      newPassword: NEW_PASSWORD,
+      sshOpts: SSH_OPTS,
+      execTimeoutMs: EXEC_TIMEOUT_MS,
+      tmuxName: "kaos_appl_guests",
     });
-
-    const ssh = (args: string[], timeoutMs = EXEC_TIMEOUT_MS) =>
-      run(["sshpass", "-e", "ssh", ...SSH_OPTS, "-p", String(port), "aqcli@127.0.0.1", ...args], {
-        env: { SSHPASS: NEW_PASSWORD },
-        timeoutMs,
-      });
-    const ok = async (args: string[], timeoutMs = EXEC_TIMEOUT_MS) => {
-      const r = await ssh(args, timeoutMs);
-      assertEquals(r.code, 0, `${args.join(" ")} failed (${r.code}):\n${r.stdout}${r.stderr}`);
-      return r.stdout;
-    };
 
     try {
       const boot = await startAppliance({
@@ -148,31 +144,27 @@ Deno.test({
       lap("appliance boot until its SSH CLI listens");
 
       // The forced change of the default password, in a real pty.
-      await changePasswordInPty(tmux, `${dir}/login.sh`, {
-        port,
-        password: DEFAULT_PASSWORD,
-        newPassword: NEW_PASSWORD,
-        sshOpts: SSH_OPTS,
-        loginTimeoutMs: BOOT_TIMEOUT_MS,
-        stepTimeoutMs: EXEC_TIMEOUT_MS,
-      });
+      await cli.changeDefaultPassword(`${dir}/login.sh`, BOOT_TIMEOUT_MS);
       lap("default password changed over SSH (tmux)");
 
-      const status = JSON.parse(await ok(["system", "status", "--json"]));
+      const status = JSON.parse(await cli.ok(["system", "status", "--json"]));
       assertEquals(status.mode, "appliance");
       assertEquals(status.accel.kind, "tcg");
 
-      await ok([
+      await cli.ok([
         ...["appqueue", "set", "community"],
         ...["--url", `http://10.0.2.2:${queuePort}/community/`, "--key", key.publicKey],
       ]);
       // The image's built-in queue `local` offers them too: name the queue.
       assertMatch(
-        await ok(["module", "install", "vkaos", "--queue", "community"], 600_000),
+        await cli.ok(["module", "install", "vkaos", "--queue", "community"], 600_000),
         /vkaos/,
       );
-      assertMatch(await ok(["module", "install", "web", "--queue", "community"], 600_000), /web/);
-      const modules = JSON.parse(await ok(["module", "list", "--json"])) as { name: string }[];
+      assertMatch(
+        await cli.ok(["module", "install", "web", "--queue", "community"], 600_000),
+        /web/,
+      );
+      const modules = JSON.parse(await cli.ok(["module", "list", "--json"])) as { name: string }[];
       assertEquals(modules.map((m) => m.name).sort(), ["vkaos", "web"]);
       assert(
         server.seen("/community/parts/").filter((r) => r.status === 200).length >= 2,
@@ -180,11 +172,11 @@ Deno.test({
       );
       lap("modules vkaos and web installed from the AppQueue over 10.0.2.2");
 
-      await ok(["config-group", "add", "web", "site", "title=KaOS-in-KaOS"]);
-      await ok(["vmimage", "create", "web", "--modules", "web", "--config-groups", "site"]);
-      const deployed = await ssh(["deploy", "web", "--wait"], DEPLOY_TIMEOUT_MS);
+      await cli.ok(["config-group", "add", "web", "site", "title=KaOS-in-KaOS"]);
+      await cli.ok(["vmimage", "create", "web", "--modules", "web", "--config-groups", "site"]);
+      const deployed = await cli.run(["deploy", "web", "--wait"], DEPLOY_TIMEOUT_MS);
       lap("deploy web --wait (nested TCG guest until ready)");
-      const show = await ssh(["instance", "show", "web-1", "--json"]);
+      const show = await cli.run(["instance", "show", "web-1", "--json"]);
       assertEquals(
         deployed.code,
         0,
@@ -210,7 +202,7 @@ Deno.test({
         new RegExp(`GET http://127\\.0\\.0\\.1:${fwd.hostPort}/: 200`),
       );
 
-      const stats = JSON.parse(await ok(["instance", "stats", "web-1", "--json"])) as {
+      const stats = JSON.parse(await cli.ok(["instance", "stats", "web-1", "--json"])) as {
         pid: number;
         status: string;
         memoryBytes: number;
@@ -230,7 +222,7 @@ Deno.test({
       // reads `ip -j link` and `ip -j -d link show type vlan`); the host NATs the VLAN, so it
       // holds the gateway. The ruleset for it (masquerade out of eth0) loads.
       const vlan = JSON.parse(
-        await ok([
+        await cli.ok([
           ...["vlan", "add", "10", "front", "10.77.10.0/24"],
           ...["--uplink", "tagged", "--nat", "yes", "--json"],
         ]),
@@ -253,7 +245,7 @@ Deno.test({
           up: boolean;
         }[];
       };
-      let net = JSON.parse(await ok(["network", "status", "--json"])) as NetStatus;
+      let net = JSON.parse(await cli.ok(["network", "status", "--json"])) as NetStatus;
       assertEquals(
         [net.mode, net.uplinkPresent, net.pending, net.warnings, net.lastApply?.error],
         ["bridged", true, [], [], null],
@@ -271,7 +263,7 @@ Deno.test({
         JSON.stringify(net.links),
       );
       const fwStatus = async () =>
-        JSON.parse(await ok(["firewall", "status", "--json"])) as {
+        JSON.parse(await cli.ok(["firewall", "status", "--json"])) as {
           managed: boolean;
           current: { id: number; state: string; reason: string } | null;
           forwards: number;
@@ -282,7 +274,7 @@ Deno.test({
         "confirmed",
         "vlan.add",
       ], JSON.stringify(fw));
-      const ruleset = await ok(["firewall", "show"]);
+      const ruleset = await cli.ok(["firewall", "show"]);
       assertMatch(ruleset, /oifname "?eth0"? iifname @nat_ifs masquerade/);
       log = await readLog(serial);
       assert(!/firewall: cannot apply|fell back to/.test(log), log);
@@ -294,13 +286,13 @@ Deno.test({
       // A guest on that VLAN: its allocated address (config disk), kattach's HTTP readiness
       // reaches it there; then its page is published on the appliance's port 8080 (DNAT in
       // the ruleset) and fetched from this host through QEMU's forward to that port.
-      await ok([
+      await cli.ok([
         ...["vmimage", "create", "webv", "--modules", "web"],
         ...["--config-groups", "site", "--vlan", "10"],
       ]);
-      const vdeployed = await ssh(["deploy", "webv", "--wait"], DEPLOY_TIMEOUT_MS);
+      const vdeployed = await cli.run(["deploy", "webv", "--wait"], DEPLOY_TIMEOUT_MS);
       lap("deploy webv --wait on the tagged VLAN (nested TCG)");
-      const vshow = await ssh(["instance", "show", "webv-1", "--json"]);
+      const vshow = await cli.run(["instance", "show", "webv-1", "--json"]);
       assertEquals(vdeployed.code, 0, `${vdeployed.stdout}${vdeployed.stderr}\n${vshow.stdout}`);
       const vinst = JSON.parse(vshow.stdout) as typeof inst & {
         network: { tap: string; bridge: string; address: string; gateway: string; state: string }[];
@@ -317,7 +309,7 @@ Deno.test({
       assertEquals(vweb?.status, "ready", vshow.stdout);
       // kattach inside the appliance fetched the page from the guest's own address.
       assertMatch(vweb.detail, /GET http:\/\/10\.77\.10\.2:80\/: 200/);
-      net = JSON.parse(await ok(["network", "status", "--json"]));
+      net = JSON.parse(await cli.ok(["network", "status", "--json"]));
       assertEquals(
         net.links.filter((l) => l.kind === "tap").map((l) => [l.name, l.master, l.up]),
         [[vnic.tap, "kbr10", true]],
@@ -325,7 +317,7 @@ Deno.test({
       );
 
       const published = JSON.parse(
-        await ok([
+        await cli.ok([
           ...["firewall", "forward", "add", "webv-1", "80"],
           ...["--host-port", String(PUBLISHED_PORT), "--json"],
         ]),
@@ -336,15 +328,15 @@ Deno.test({
       ]);
       const page = await fetchPage(`http://127.0.0.1:${webPort}/`, EXEC_TIMEOUT_MS);
       assertMatch(page, /<title>KaOS-in-KaOS<\/title>/);
-      await ok(["firewall", "forward", "del", String(published.forward.id)]);
+      await cli.ok(["firewall", "forward", "del", String(published.forward.id)]);
       lap("webv-1's page fetched from the test host through the appliance's DNAT");
 
       // The guest and the VLAN go; kvl10 and kbr10 go with them.
-      await ok(["instance", "stop", "webv-1"], DEPLOY_TIMEOUT_MS);
-      await ok(["instance", "del", "webv-1"]);
-      await ok(["vmimage", "del", "webv"]);
-      await ok(["vlan", "del", "10"]);
-      net = JSON.parse(await ok(["network", "status", "--json"]));
+      await cli.ok(["instance", "stop", "webv-1"], DEPLOY_TIMEOUT_MS);
+      await cli.ok(["instance", "del", "webv-1"]);
+      await cli.ok(["vmimage", "del", "webv"]);
+      await cli.ok(["vlan", "del", "10"]);
+      net = JSON.parse(await cli.ok(["network", "status", "--json"]));
       assertEquals(
         [net.pending, net.links, net.lastApply?.error],
         [[], [], null],
@@ -356,10 +348,13 @@ Deno.test({
       lap("tagged VLAN checks, webv-1 stopped and deleted, VLAN 10 deleted");
 
       // The same guest on q35 (SeaBIOS, linuxboot_dma.bin and virtio-net-pci's option ROM).
-      await ok(["instance", "set", "web-1", "--machine", "q35"]);
-      const restarted = await ssh(["instance", "restart", "web-1", "--wait"], DEPLOY_TIMEOUT_MS);
+      await cli.ok(["instance", "set", "web-1", "--machine", "q35"]);
+      const restarted = await cli.run(
+        ["instance", "restart", "web-1", "--wait"],
+        DEPLOY_TIMEOUT_MS,
+      );
       lap("instance restart web-1 --wait on q35 (nested TCG)");
-      const q35 = await ssh(["instance", "show", "web-1", "--json"]);
+      const q35 = await cli.run(["instance", "show", "web-1", "--json"]);
       assertEquals(restarted.code, 0, `${restarted.stdout}${restarted.stderr}\n${q35.stdout}`);
       const again = JSON.parse(q35.stdout) as typeof inst;
       assertEquals(again.state, "running", q35.stdout);
@@ -374,7 +369,7 @@ Deno.test({
       assert(!/Kernel panic/.test(log));
 
       // Shutting the appliance down powers its guests off first, then the appliance itself.
-      const down = await ok(["system", "shutdown"]);
+      const down = await cli.ok(["system", "shutdown"]);
       assertMatch(down, /Stopping the guests, then shutting down/);
       const qemuPid = Number((await readLog(pidfile)).trim());
       const gone = async () => !(await Deno.stat(`/proc/${qemuPid}`).then(() => true, () => false));
@@ -396,7 +391,6 @@ Deno.test({
       console.log(`the appliance's serial log, last lines:\n${tail}`);
       throw err;
     } finally {
-      await tmux.stop();
       await stopQemu(pidfile);
       await server.close();
       const total = (performance.now() - t0) / 1000;

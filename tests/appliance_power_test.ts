@@ -6,10 +6,16 @@
  * that the new password still logs in. Times are printed (no timed assertions).
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { DEFAULT_PASSWORD } from "../kattach/auth.ts";
-import { buildAppliance, readLog, startAppliance, stopQemu, waitForLog } from "./_appliance.ts";
-import { changePasswordInPty, sshPasswordOpts } from "./_ssh.ts";
-import { freePort, run, Tmux, waitFor } from "./_util.ts";
+import {
+  ApplianceSsh,
+  buildAppliance,
+  readLog,
+  startAppliance,
+  stopQemu,
+  waitForLog,
+} from "./_appliance.ts";
+import { sshPasswordOpts } from "./_ssh.ts";
+import { freePort, waitFor } from "./_util.ts";
 
 const NEW_PASSWORD = "Power-cut-test-1";
 const BOOT_TIMEOUT_MS = 600_000;
@@ -27,11 +33,12 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "kaos-appliance-power-" });
     const pidfile = `${dir}/qemu.pid`;
     const port = freePort();
-    const tmux = new Tmux({
-      name: "kaos_power",
-      holdSeconds: 600,
-      commandTimeoutMs: 60_000,
-      failOnExit: true,
+    const cli = new ApplianceSsh({
+      port,
+      newPassword: NEW_PASSWORD,
+      sshOpts: SSH_OPTS,
+      execTimeoutMs: EXEC_TIMEOUT_MS,
+      tmuxName: "kaos_power",
     });
     const boot = (serial: string) =>
       startAppliance({
@@ -43,36 +50,19 @@ Deno.test({
         serial,
         memoryMiB: 1024,
       });
-    const ssh = (args: string[]) =>
-      run(["sshpass", "-e", "ssh", ...SSH_OPTS, "-p", String(port), "aqcli@127.0.0.1", ...args], {
-        env: { SSHPASS: NEW_PASSWORD },
-        timeoutMs: EXEC_TIMEOUT_MS,
-      });
-    const ok = async (args: string[]) => {
-      const r = await ssh(args);
-      assertEquals(r.code, 0, `${args.join(" ")} failed (${r.code}):\n${r.stdout}${r.stderr}`);
-      return r.stdout;
-    };
     let serial = `${dir}/serial-1.log`;
     try {
       const first = await boot(serial);
       assert(first.code === 0, `run-appliance failed:\n${first.stdout}${first.stderr}`);
       await waitForLog(serial, /ssh: listening on/, { timeoutMs: BOOT_TIMEOUT_MS });
-      await changePasswordInPty(tmux, `${dir}/login.sh`, {
-        port,
-        password: DEFAULT_PASSWORD,
-        newPassword: NEW_PASSWORD,
-        sshOpts: SSH_OPTS,
-        loginTimeoutMs: BOOT_TIMEOUT_MS,
-        stepTimeoutMs: EXEC_TIMEOUT_MS,
-      });
+      await cli.changeDefaultPassword(`${dir}/login.sh`, BOOT_TIMEOUT_MS);
 
       // Writes one after another; the power goes while one is in flight.
       const acked: number[] = [];
       let cut = false;
       const writes = (async () => {
         for (let id = 100; id < 400 && !cut; id++) {
-          const r = await ssh([
+          const r = await cli.run([
             "vlan",
             "add",
             String(id),
@@ -102,10 +92,10 @@ Deno.test({
       assert(second.code === 0, `run-appliance failed:\n${second.stdout}${second.stderr}`);
       const log = await waitForLog(serial, /ssh: listening on/, { timeoutMs: BOOT_TIMEOUT_MS });
       assert(/config store open \(schema \d+, integrity ok\)/.test(log), log);
-      const status = JSON.parse(await ok(["system", "status", "--json"]));
+      const status = JSON.parse(await cli.ok(["system", "status", "--json"]));
       assertEquals(status.store.integrity, "ok");
       assertEquals(status.dataDisk.state, "mounted");
-      const vlans = JSON.parse(await ok(["vlan", "list", "--json"])) as { id: number }[];
+      const vlans = JSON.parse(await cli.ok(["vlan", "list", "--json"])) as { id: number }[];
       const have = new Set(vlans.map((v) => v.id));
       assertEquals(acked.filter((id) => !have.has(id)), [], "acknowledged writes were lost");
     } catch (err) {
@@ -113,7 +103,6 @@ Deno.test({
       console.log(`the appliance's serial log, last lines:\n${tail}`);
       throw err;
     } finally {
-      await tmux.stop();
       await stopQemu(pidfile);
       console.log(`  total: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       await Deno.remove(dir, { recursive: true }).catch(() => {});

@@ -36,12 +36,19 @@ import {
 import { buildQueue, generateKeyFile } from "../appqueue/mod.ts";
 import { ACTIVATE_PROMPT } from "../cli/console.ts";
 import { DEFAULT_PASSWORD } from "../kattach/auth.ts";
-import { buildAppliance, readLog, startAppliance, stopQemu, waitForLog } from "./_appliance.ts";
+import {
+  ApplianceSsh,
+  buildAppliance,
+  readLog,
+  startAppliance,
+  stopQemu,
+  waitForLog,
+} from "./_appliance.ts";
 import { AppQueueServer } from "./_appqueue_server.ts";
 import { buildFixtures, FIXTURES_OUT } from "./_harness.ts";
 import { SERIAL_STEP_MS, SerialConsole } from "./_serial.ts";
-import { changePasswordInPty, sshPasswordOpts } from "./_ssh.ts";
-import { freePort, run, Tmux, waitFor } from "./_util.ts";
+import { sshPasswordOpts } from "./_ssh.ts";
+import { freePort, run, waitFor } from "./_util.ts";
 
 const NEW_PASSWORD = "Usb-stick-e2e-1";
 /** Boot of the image under TCG until its SSH CLI answers (loaded CI: minutes). */
@@ -137,29 +144,20 @@ async function endToEnd(flow: Flow): Promise<void> {
   const server = AppQueueServer.start();
   server.mount("community", `${dir}/community`);
   const queuePort = new URL(server.url("community")).port;
-  const tmux = new Tmux({
-    name: `kaos_usb_${flow.uefi ? "uefi" : "bios"}`,
-    holdSeconds: 600,
-    commandTimeoutMs: 60_000,
-    failOnExit: true,
+  const cli = new ApplianceSsh({
+    port,
+    newPassword: NEW_PASSWORD,
+    sshOpts: SSH_OPTS,
+    execTimeoutMs: EXEC_TIMEOUT_MS,
+    tmuxName: `kaos_usb_${flow.uefi ? "uefi" : "bios"}`,
   });
   let serial: SerialConsole | undefined;
-  const ssh = (args: string[], timeoutMs = EXEC_TIMEOUT_MS) =>
-    run(["sshpass", "-e", "ssh", ...SSH_OPTS, "-p", String(port), "aqcli@127.0.0.1", ...args], {
-      env: { SSHPASS: NEW_PASSWORD },
-      timeoutMs,
-    });
-  const ok = async (args: string[], timeoutMs = EXEC_TIMEOUT_MS) => {
-    const r = await ssh(args, timeoutMs);
-    assertEquals(r.code, 0, `${args.join(" ")} failed (${r.code}):\n${r.stdout}${r.stderr}`);
-    return r.stdout;
-  };
-  const json = async <T>(args: string[]) => JSON.parse(await ok([...args, "--json"])) as T;
+  const json = async <T>(args: string[]) => JSON.parse(await cli.ok([...args, "--json"])) as T;
   const allReady = async (what: string) => {
     let last = "";
     await waitFor(
       async () => {
-        const r = await ssh(["instance", "list", "--json"]);
+        const r = await cli.run(["instance", "list", "--json"]);
         last = r.stdout + r.stderr;
         if (r.code !== 0) return false;
         const list = JSON.parse(r.stdout) as InstanceInfo[];
@@ -248,7 +246,7 @@ async function endToEnd(flow: Flow): Promise<void> {
 
       // Read back over SSH, with the password changed on the serial console.
       await waitFor(
-        async () => (await ssh(["system", "status"])).code === 0,
+        async () => (await cli.run(["system", "status"])).code === 0,
         () => "SSH on the forwarded port to take the new password",
         { timeoutMs: BOOT_TIMEOUT_MS, intervalMs: 5_000 },
       );
@@ -263,14 +261,7 @@ async function endToEnd(flow: Flow): Promise<void> {
       lap(`boot from the USB stick (${firmware}) until SSH listens`);
 
       // The forced change of the default password over SSH, in a real pty.
-      await changePasswordInPty(tmux, `${dir}/login.sh`, {
-        port,
-        password: DEFAULT_PASSWORD,
-        newPassword: NEW_PASSWORD,
-        sshOpts: SSH_OPTS,
-        loginTimeoutMs: BOOT_TIMEOUT_MS,
-        stepTimeoutMs: EXEC_TIMEOUT_MS,
-      });
+      await cli.changeDefaultPassword(`${dir}/login.sh`, BOOT_TIMEOUT_MS);
       lap("default password changed over SSH (tmux)");
     }
 
@@ -302,11 +293,11 @@ async function endToEnd(flow: Flow): Promise<void> {
     assertMatch(before.notice ?? "", /No guest storage/);
     const stick = before.disks.find((d) => /KaOS boot stick/.test(d.inUseBy));
     assert(stick && !stick.candidate, `the stick is not marked in use: ${JSON.stringify(before)}`);
-    const refused = await ssh(["storage", "init", stick.device, "--yes"]);
+    const refused = await cli.run(["storage", "init", stick.device, "--yes"]);
     assertEquals(refused.code, 1, refused.stdout + refused.stderr);
     assertMatch(refused.stderr, /in use \(KaOS boot stick/);
     assertEquals(before.disks.filter((d) => d.candidate).map((d) => d.device), ["/dev/vda"]);
-    assertMatch(await ok(["storage", "init", "/dev/vda", "--name", "disk0", "--yes"]), /ready/);
+    assertMatch(await cli.ok(["storage", "init", "/dev/vda", "--name", "disk0", "--yes"]), /ready/);
     const inited = await json<Disks>(["storage", "list"]);
     assertEquals(
       inited.storages.map((s) => [s.name, s.state, s.device]),
@@ -318,29 +309,32 @@ async function endToEnd(flow: Flow): Promise<void> {
     // The built-in queue: listed, read-only, its index verified with the image's key.
     const queues = await json<{ name: string }[]>(["appqueue", "list"]);
     assert(queues.some((q) => q.name === "local"), JSON.stringify(queues));
-    const readOnly = await ssh(["appqueue", "del", "local"]);
+    const readOnly = await cli.run(["appqueue", "del", "local"]);
     assertEquals(readOnly.code, 1, readOnly.stdout + readOnly.stderr);
     assertMatch(readOnly.stderr, /built into the image \(read-only\)/);
 
-    await ok([
+    await cli.ok([
       ...["appqueue", "set", "community"],
       ...["--url", `http://10.0.2.2:${queuePort}/community/`, "--key", key.publicKey],
     ]);
-    assertMatch(await ok(["module", "install", "vkaos", "--queue", "community"], 600_000), /vkaos/);
-    assertMatch(await ok(["module", "install", "web", "--queue", "community"], 600_000), /web/);
-    assertMatch(await ok(["module", "install", "hello", "--queue", "local"], 600_000), /hello/);
+    assertMatch(
+      await cli.ok(["module", "install", "vkaos", "--queue", "community"], 600_000),
+      /vkaos/,
+    );
+    assertMatch(await cli.ok(["module", "install", "web", "--queue", "community"], 600_000), /web/);
+    assertMatch(await cli.ok(["module", "install", "hello", "--queue", "local"], 600_000), /hello/);
     const logged = await json<{ lines: string[] }>(["system", "log", "--lines", "2000"]);
     assertMatch(logged.lines.join("\n"), /appqueue: installed hello [\d.]+ from local/);
     lap("vkaos and web from the loopback queue, hello from the built-in queue local");
 
-    await ok(["config-group", "add", "web", "site", "title=KaOS-on-a-stick"]);
-    await ok(["vmimage", "create", "web", "--modules", "web", "--config-groups", "site"]);
-    const deployed = await ssh(
+    await cli.ok(["config-group", "add", "web", "site", "title=KaOS-on-a-stick"]);
+    await cli.ok(["vmimage", "create", "web", "--modules", "web", "--config-groups", "site"]);
+    const deployed = await cli.run(
       ["deploy", "web", "--count", String(names.length), "--wait"],
       DEPLOY_TIMEOUT_MS,
     );
     assertEquals(deployed.code, 0, `deploy failed:\n${deployed.stdout}${deployed.stderr}`);
-    for (const name of names) await ok(["instance", "set", name, "--autostart", "yes"]);
+    for (const name of names) await cli.ok(["instance", "set", name, "--autostart", "yes"]);
     await allReady("after deploy");
     for (const name of names) {
       assertEquals((await json<InstanceInfo>(["instance", "show", name])).storage, "disk0");
@@ -350,12 +344,12 @@ async function endToEnd(flow: Flow): Promise<void> {
     lap(`deploy web --count ${names.length} --wait (nested TCG), pages answer, on disk0`);
 
     const rebootFrom = serial.text.length;
-    assertMatch(await ok(["system", "reboot"]), /reboot/i);
+    assertMatch(await cli.ok(["system", "reboot"]), /reboot/i);
     // Through the firmware and GRUB again, its default entry this time (no key pressed).
     await serial.waitFor(`Booting \`KaOS ${VERSION}'`, rebootFrom, BOOT_TIMEOUT_MS);
     await serial.waitFor("kattach: ready (appliance", rebootFrom, BOOT_TIMEOUT_MS);
     await waitFor(
-      async () => (await ssh(["system", "status", "--json"])).code === 0,
+      async () => (await cli.run(["system", "status", "--json"])).code === 0,
       () => "the new password to log in after the reboot",
       { timeoutMs: BOOT_TIMEOUT_MS, intervalMs: 5_000 },
     );
@@ -400,7 +394,6 @@ async function endToEnd(flow: Flow): Promise<void> {
     console.log(`the appliance's serial console, last lines:\n${tail}`);
     throw err;
   } finally {
-    await tmux.stop();
     await serial?.close();
     await stopQemu(pidfile);
     await server.close();

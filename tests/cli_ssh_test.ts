@@ -93,9 +93,9 @@ Deno.test("the AppQueue CLI over SSH against a real kattach", async (t) => {
         assertMatch(screen, /= vlan add 10 web 10\.0\.10\.0\/24/);
 
         await tmux.keys("C-c"); // back to Networking
-        await tmux.waitFor(/\? Networking\s*$/m);
+        await tmux.waitForSelect("Networking");
         await tmux.keys("C-c"); // back to the top
-        await tmux.waitFor("Log out");
+        await tmux.waitForSelect("KaOS");
         await tmux.choose("Configuration Groups");
         await tmux.choose("config-group add");
         await tmux.waitFor("module (MODULE)");
@@ -113,7 +113,7 @@ Deno.test("the AppQueue CLI over SSH against a real kattach", async (t) => {
         assertNotMatch(screen, new RegExp(NEW_PASSWORD));
 
         await tmux.keys("C-c");
-        await tmux.waitFor("Log out");
+        await tmux.waitForSelect("KaOS");
         await tmux.choose("Log out");
         await tmux.waitFor("[ssh exited 0]");
       } finally {

@@ -84,9 +84,39 @@ Deno.test({
         assertEquals(r.code, 0, r.stderr);
       }
       await k.aq.json("config-group", "add", "web", "site", "title=Debug");
-      await k.aq.json("vmimage", "create", "web", "--modules", "web", "--config-groups", "site");
+      // On a VLAN, in hosted (user-mode) networking: the pool allocates an address the guest
+      // does not have (see the step on addresses below).
+      await k.aq.json("vlan", "add", "10", "front", "10.77.10.0/24");
+      await k.aq.json(
+        ...["vmimage", "create", "web", "--modules", "web", "--config-groups", "site"],
+        ...["--vlan", "10"],
+      );
       const deployed = await k.aq.json<Instance[]>("deploy", "web", "--count", "1", "--wait");
       assertEquals(deployed.map((i) => [i.name, i.state]), [["web-1", "running"]]);
+
+      await t.step("instance list and instance show say the address the guest has", async () => {
+        const [listed] = await k.aq.json<Instance[]>("instance", "list");
+        const shown = await k.aq.json<Instance>("instance", "show", "web-1");
+        const nic = shown.network![0];
+        assertEquals([listed.nics[0].vlan, listed.nics[0].ip], [10, "10.77.10.2"]); // allocated
+        assertEquals([nic.mode, nic.address, nic.gateway], ["user", "10.0.2.15/24", "10.0.2.2"]);
+        assertEquals(listed.nics[0].address, nic.address);
+        assertEquals(shown.dns, ["10.0.2.3"]);
+        // What the guest itself logged on its serial console when it set up the NIC and DNS.
+        const serial = await Deno.readTextFile(`${state}/instances/web-1/serial.log`);
+        const mac = listed.nics[0].mac;
+        assertMatch(
+          serial,
+          new RegExp(`KAOS-GUEST: nic 0 \\S+ ${mac} 10\\.0\\.2\\.15/24 via 10\\.0\\.2\\.2\\s`),
+        );
+        assertMatch(serial, /KAOS-GUEST: dns 10\.0\.2\.3\s/);
+        // The one-line views print the same.
+        const list = await k.aq.aq("instance", "list");
+        assertMatch(list.stdout, new RegExp(`vlan10 ${mac} 10\\.0\\.2\\.15/24`));
+        const show = await k.aq.aq("instance", "show", "web-1");
+        assertMatch(show.stdout, /net0 +10 +user-mode +\S+ +10\.0\.2\.15\/24 +10\.0\.2\.2 /);
+        assertMatch(show.stdout, /DNS: 10\.0\.2\.3\n/);
+      });
 
       await t.step("qmp NAME --list: the commands of the running QEMU, sorted", async () => {
         const plain = await k.aq.aq("qmp", "web-1", "--list");
@@ -290,7 +320,7 @@ Deno.test({
           await s.waitFor(/RESUME[\s\S]*❯/, mark); // the page again once the time is up
 
           await s.keys("\x03");
-          await s.waitFor("Log out");
+          await s.waitForSelect("KaOS");
           await s.choose("Log out");
           await done;
         } finally {
@@ -336,9 +366,12 @@ Deno.test({
             await tmux.choose("instance show");
             await tmux.choose("web-1");
             await tmux.waitFor(/QEMU pid:\s+\d+[\s\S]*Health:\s+vkaos ready/); // still running
+            // One level at a time: each Ctrl-C after the page it leads to is drawn (two at once
+            // are tested in cli/menus_test.ts).
             await tmux.keys("C-c");
+            await tmux.waitForSelect("Instances");
             await tmux.keys("C-c");
-            await tmux.waitFor("Log out");
+            await tmux.waitForSelect("KaOS");
             await tmux.choose("Log out");
             await tmux.waitFor("[ssh exited 0]");
           } finally {

@@ -1,6 +1,6 @@
 /**
  * The appliance's front-end bundles (buildroot/appliance/bundle-front-ends: /kaos/sshd.js and
- * /kaos/console.js, code-split and minified) work as the appliance runs them, against a real
+ * /kaos/console.js, code-split into /kaos/fe.d/, minified) work as the appliance runs them, against a real
  * hosted kattach: the sshd answers a key login's one-line commands and opens the menus in a pty
  * (both load chunks at the first login: the backend, zod's schemas, the prompts), and the console
  * waits for a key, then loads its login and asks kattach (the forced password change follows).
@@ -25,7 +25,7 @@ Deno.test("front-end bundles: the split sshd.js and console.js against a real ka
   try {
     const built = await run([`${REPO_ROOT}/buildroot/appliance/bundle-front-ends`, `${work}/kaos`]);
     assertEquals(built.code, 0, built.stderr);
-    const files = [...Deno.readDirSync(`${work}/kaos`)].map((e) => e.name);
+    const files = [...Deno.readDirSync(`${work}/kaos/fe.d`)].map((e) => e.name);
     // Code-split: the entries are small; what they load at a login or key is in other files.
     for (const entry of ["sshd.js", "console.js"]) {
       const size = (await Deno.stat(`${work}/kaos/${entry}`)).size;

@@ -172,7 +172,19 @@ Deno.test({
       );
       await ok(k, "vmimage", "create", "site", "--modules", "nginx", "--config-groups", "site");
       await ok(k, "vmimage", "create", "cache", "--modules", "redis", "--config-groups", "cache");
-      await ok(k, "vmimage", "create", "db", "--modules", "postgresql", "--config-groups", "db");
+      // PostgreSQL with a data disk: its cluster's upper layer lives there, kept across restarts
+      await ok(
+        k,
+        "vmimage",
+        "create",
+        "db",
+        "--modules",
+        "postgresql",
+        "--config-groups",
+        "db",
+        "--data-disk",
+        "128M",
+      );
       await Promise.all(["site", "cache", "db"].map((v) => ok(k, "deploy", v, "--wait")));
       const show = async (name: string) => await k.json<Instance>("instance", "show", name);
       const fwd = (i: Instance, port: number) => i.forwards!.find((f) => f.guestPort === port)!;
@@ -270,7 +282,7 @@ Deno.test({
 
       // psql reaches the configured database as the configured user
       const db = await show("db-1");
-      const pport = String(fwd(db, 5432).hostPort);
+      let pport = String(fwd(db, 5432).hostPort);
       const psql = (sql: string, password = "kaos-pg-pw1") =>
         sh([
           "psql",
@@ -290,9 +302,13 @@ Deno.test({
         (await psql("SELECT current_database() || ' ' || current_user")).trim(),
         "shop shopper",
       );
-      // the cluster is the image's, under an overlay (nothing copied at start); writes land in RAM
+      // the cluster is the image's, under an overlay (nothing copied at start); writes land on the
+      // instance's data disk
       const serial = await Deno.readTextFile(`${k.stateDir}/instances/db-1/serial.log`);
-      assert.match(serial, /postgresql: cluster mounted \(overlay\)/);
+      assert.match(
+        serial,
+        /postgresql: cluster mounted \(overlay, upper layer in \/var\/lib\/postgresql\)/,
+      );
       assert.equal(
         (await psql(
           "CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 1000); " +
@@ -320,6 +336,30 @@ Deno.test({
       );
       await assert.rejects(psql("SELECT 1"), /password authentication failed/);
       assert.equal((await show("db-1")).pid, db.pid, "same QEMU process");
+
+      // autovacuum: off for the start, on some seconds after ready (bin/start)
+      for (let i = 0;; i++) {
+        if ((await psql("SHOW autovacuum", "kaos-pg-pw2")).trim() === "on") break;
+        assert.ok(i < 60, "autovacuum was not turned on within 60 s of ready");
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      // the database survives an instance restart (a new QEMU, a new guest) and a kattach restart
+      // followed by a stop and start: the rows, the role's new password
+      await ok(k, "instance", "restart", "db-1", "--wait");
+      pport = String(fwd(await show("db-1"), 5432).hostPort);
+      const rows = async () => (await psql("SELECT count(*), sum(x) FROM t", "kaos-pg-pw2")).trim();
+      assert.notEqual((await show("db-1")).pid, db.pid, "a new QEMU process");
+      assert.equal(await rows(), "1000|500500");
+      await psql("INSERT INTO t VALUES (-1)", "kaos-pg-pw2");
+      await k.stop();
+      await k.restart();
+      await ok(k, "instance", "stop", "db-1");
+      await ok(k, "instance", "start", "db-1", "--wait");
+      pport = String(fwd(await show("db-1"), 5432).hostPort);
+      assert.equal(await rows(), "1001|500499");
+      const boots = await Deno.readTextFile(`${k.stateDir}/instances/db-1/serial.log`);
+      assert.match(boots, /postgresql: ready on port 5432/);
+      assert.doesNotMatch(boots, /no data disk/);
     } finally {
       await k.dispose();
       await server.close();

@@ -7,7 +7,7 @@ import { type DeployedInstance, JsonText, type Nic } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import { allocateMac, macIndex } from "../../netmgr/mod.ts";
 import { removeInstanceDir, SharedPrep } from "../instance_runtime.ts";
-import { nicStatus } from "../network.ts";
+import { networkMode, nicStatus } from "../network.ts";
 import { instanceRoot, NO_STORAGE_NOTICE, placeInstances } from "../storage.ts";
 import { setInstanceStorage, vmImageStorage } from "../store_storage.ts";
 import { runningPids, supervisorOf, withRuntime, withRuntimes } from "../supervisor.ts";
@@ -71,7 +71,10 @@ export const instanceHandlers: Handlers<
         ctx.progress(`defined ${name}`, names.length, p.count);
       }
       return names;
-    });
+      // Durable before the answer, but synced while the QEMUs start (store.sync below).
+    }, { durable: false });
+    const synced = k.store.sync();
+    synced.catch(() => {}); // awaited below
     k.log(
       `deploy: ${p.vmimage} × ${p.count} on ${storage ?? "the data partition"}: ${
         created.join(", ")
@@ -104,6 +107,13 @@ export const instanceHandlers: Handlers<
         }
       }));
     }
+    try {
+      await synced;
+    } catch (err) {
+      throw new Error(`deploy: the records of ${created.join(", ")} may not be on the disk`, {
+        cause: err,
+      });
+    }
     return withRuntimes(k, created.map((name) => resolveInstance(k.store, name))).map((inst) => ({
       ...inst,
       ...outcomes.get(inst.name)!,
@@ -113,7 +123,13 @@ export const instanceHandlers: Handlers<
   "instance.list"(k, p) {
     if (p.vmimage !== undefined) resolveVmImage(k.store, p.vmimage);
     // JSON text rendered by SQLite, sent as it is (issue 13: 10,000 records).
-    return new JsonText(instanceListJson(k.store, { ...p, pids: runningPids(k) }));
+    return new JsonText(
+      instanceListJson(k.store, {
+        ...p,
+        pids: runningPids(k),
+        bridged: networkMode(k) === "bridged",
+      }),
+    );
   },
 
   async "instance.show"(k, p) {

@@ -19,6 +19,9 @@ prepare() {
   local tmp
   need runuser util-linux
   stub_libraries "$1"
+  # bin/kaos-pg (tools/kaos-pg.c): static, so starting it loads and resolves no library
+  [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || { echo "prepare: no static libc (apt-get install libc6-dev)" >&2; return 1; }
+  gcc -O2 -Wall -Wextra -Werror -static -o "$1/bin/kaos-pg" "$(dirname "${BASH_SOURCE[0]}")/tools/kaos-pg.c"
   tmp=$(mktemp -d)
   chmod 0755 "$tmp"
   cp -a "$2/usr" "$tmp/usr"
@@ -47,11 +50,28 @@ prepare() {
     return 1
   }
   printf 'local all all trust\nhost all all 0.0.0.0/0 scram-sha-256\n' >"$tmp/data/pg_hba.conf"
+  # the module's settings (port and socket directory: bin/start's command line); fsync stays on.
+  # kaos-start.conf: bin/start starts the server with autovacuum off, and on after ready
+  cat >>"$tmp/data/postgresql.conf" <<'CONF'
+
+# KaOS (modules/postgresql/recipe.sh)
+listen_addresses = '*'
+logging_collector = off
+shared_buffers = 16MB
+max_connections = 50
+dynamic_shared_memory_type = mmap
+# no logical replication launcher at start (the module's user cannot subscribe: no superuser)
+max_logical_replication_workers = 0
+include_if_exists = 'kaos-start.conf'
+CONF
   # owned by the guest's postgres user (uid 70), mode 0700 as the server demands
   chown -R 70:70 "$tmp/data"
   chmod 0700 "$tmp/data"
   mkdir -p "$1/usr/share/kaos"
   mv "$tmp/data" "$1/usr/share/kaos/pgdata"
+  # the template's identity: an upper layer made over it (on a data disk) is refused over another
+  (cd "$1/usr/share/kaos/pgdata" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) |
+    sha256sum | cut -c1-16 >"$1/usr/share/kaos/pgdata.id"
   rm -rf "$tmp"
 }
 

@@ -59,6 +59,13 @@ interface EventSink {
   end(err: QmpClosedError): void;
 }
 
+/**
+ * How often connect() tries again while the socket is not there: every 4 ms during the first
+ * second (a QEMU just spawned opens it some 25 ms later under TCG; at 20 ms the wait was rounded
+ * up by 10 ms on average, issue 13), then every 20 ms (a QEMU that is slow or hung).
+ */
+const CONNECT_RETRY_FAST_MS = 4;
+const CONNECT_RETRY_FAST_FOR_MS = 1000;
 const CONNECT_RETRY_MS = 20;
 
 /** A connection to one QEMU's QMP monitor, ready for commands once connect() resolves. */
@@ -96,7 +103,8 @@ export class QmpMonitor {
    */
   static async connect(socketPath: string, options: QmpConnectOptions = {}): Promise<QmpMonitor> {
     const timeoutMs = options.timeoutMs ?? 10_000;
-    const deadline = Date.now() + timeoutMs;
+    const started = Date.now();
+    const deadline = started + timeoutMs;
     const signal = options.signal;
     let conn: Deno.Conn;
     for (;;) {
@@ -111,7 +119,8 @@ export class QmpMonitor {
         if (Date.now() >= deadline) {
           throw new QmpTimeoutError(`connect to ${socketPath}`, timeoutMs, { cause: err });
         }
-        await new Promise((r) => setTimeout(r, CONNECT_RETRY_MS));
+        const fast = Date.now() - started < CONNECT_RETRY_FAST_FOR_MS;
+        await new Promise((r) => setTimeout(r, fast ? CONNECT_RETRY_FAST_MS : CONNECT_RETRY_MS));
       }
     }
     const monitor = new QmpMonitor(conn, options);
