@@ -39,6 +39,7 @@ import {
   recordGuestNetwork,
 } from "./network.ts";
 import { withNicAddresses } from "./network.ts";
+import { beginFirstContact, finishFirstContact, type FirstContact } from "./qmp_first.ts";
 import { RestartBackoff } from "./restart_backoff.ts";
 import {
   clearLeftovers,
@@ -62,12 +63,6 @@ import { instanceStorage, instanceStorages } from "./store_storage.ts";
 
 /** How long `instance stop` waits for the ACPI power-off before it sends `quit`. */
 export const DEFAULT_STOP_TIMEOUT_S = 30;
-/**
- * How long a fresh QEMU has to answer its first QMP exchange (connect, greeting, status). Not
- * 10 s: a guest autostarted at the appliance's boot under nested TCG on a loaded host took 7-10 s
- * just to create its socket, and both autostarts failed. A peer that is not QMP fails at once.
- */
-const QMP_FIRST_EXCHANGE_MS = 60_000;
 /**
  * How often the serial logs of running guests are checked against their bound: a log holds at
  * most SERIAL_LOG_MAX_BYTES plus what the guest prints in this time (docs/security.md).
@@ -323,7 +318,7 @@ export class Supervisor {
       const starting = this.#commit(() => this.#setState(name, "starting"), { durable: false });
       starting.catch(() => {}); // awaited below; a start that fails earlier reports its own error
       let launched: Launched | undefined;
-      let connecting: Promise<QmpMonitor> | undefined;
+      let connecting: FirstContact | undefined;
       let paths: InstancePaths;
       let argv: string[] = [];
       let known: ReadinessFacts | undefined;
@@ -357,7 +352,7 @@ export class Supervisor {
         launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom: prep.logFrom });
         // QMP from now on (QEMU's socket comes some 25 ms later), while its pid is recorded.
         connecting = this.#connect(name, paths, launched);
-        connecting.catch(() => {}); // #attach reports it
+        connecting.connecting.catch(() => {}); // #attach reports it
         spawned = since();
         const pid = launched.pid;
         // One transaction with the other starts under way, not waiting for the disk.
@@ -381,7 +376,7 @@ export class Supervisor {
       } catch (err) {
         // A QEMU launched for a start that failed after all does not stay behind.
         if (launched) killPid(launched.pid);
-        connecting?.then((m) => m.close(), () => {});
+        connecting?.connecting.then((m) => m.close(), () => {});
         await starting.catch(() => {}); // "failed" comes after "starting", not before
         if (argv.length > 0) logArgv();
         this.#failStart(name, `start failed: ${message(err)}`);
@@ -586,16 +581,17 @@ export class Supervisor {
       launched?: Launched;
       known?: ReadinessFacts;
       /** The QMP connection a start began right after the spawn ({@linkcode #connect}). */
-      connecting?: Promise<QmpMonitor>;
+      connecting?: FirstContact;
     },
   ): Promise<Guest> {
-    let monitor: QmpMonitor | undefined;
+    let monitor: QmpMonitor;
     let status: Awaited<ReturnType<typeof queryStatus>>;
     try {
-      monitor = await (o.connecting ?? this.#connect(name, paths, o.launched));
-      status = await queryStatus(monitor, { timeoutMs: 5000 });
+      // The connection and the status under one deadline (a loaded machine is slow at both).
+      ({ monitor, status } = await finishFirstContact(
+        o.connecting ?? this.#connect(name, paths, o.launched),
+      ));
     } catch (err) {
-      await monitor?.close();
       if (!o.fresh) throw err;
       const l = o.launched;
       // The connection closing under us: QEMU is likely on its way out; give it a moment.
@@ -667,11 +663,10 @@ export class Supervisor {
    * The first QMP exchange with an instance's QEMU (greeting, capabilities); one that exits
    * before it (`launched`) ends the wait at once.
    */
-  #connect(name: string, paths: InstancePaths, launched?: Launched): Promise<QmpMonitor> {
+  #connect(name: string, paths: InstancePaths, launched?: Launched): FirstContact {
     const exited = new AbortController();
     launched?.exited.then((end) => exited.abort(new QemuExited(end)));
-    return QmpMonitor.connect(paths.qmp, {
-      timeoutMs: QMP_FIRST_EXCHANGE_MS,
+    return beginFirstContact(paths.qmp, {
       log: (m) => this.#k.log(`supervisor: ${name}: qmp: ${m}`),
       signal: exited.signal,
     });
