@@ -422,8 +422,9 @@ export const coreCommands: Command[] = [
     path: ["module", "list"],
     summary: "List installed modules",
     args: [],
-    flags: [],
-    build: () => ({ action: "module.list", params: {} }),
+    flags: PAGE_FLAGS,
+    pageable: true,
+    build: (p) => ({ action: "module.list", params: pageParams(p) }),
     render: (r) =>
       table(
         ["NAME", "VERSION", "KIND", "DESCRIPTION"],
@@ -464,10 +465,11 @@ export const coreCommands: Command[] = [
     path: ["config-group", "list"],
     summary: "List configuration groups",
     args: [],
-    flags: [{ name: "module", value: "MODULE", help: "only this module's" }],
+    flags: [{ name: "module", value: "MODULE", help: "only this module's" }, ...PAGE_FLAGS],
+    pageable: true,
     build: (p) => ({
       action: "configGroup.list",
-      params: { module: p.flags.module as string | undefined },
+      params: { module: p.flags.module as string | undefined, ...pageParams(p) },
     }),
     render: (r) =>
       table(
@@ -561,8 +563,9 @@ export const coreCommands: Command[] = [
     path: ["vmimage", "list"],
     summary: "List VM images",
     args: [],
-    flags: [],
-    build: () => ({ action: "vmimage.list", params: {} }),
+    flags: PAGE_FLAGS,
+    pageable: true,
+    build: (p) => ({ action: "vmimage.list", params: pageParams(p) }),
     render: (r) =>
       table(
         ["NAME", "MODULES", "CONFIG GROUPS", "VLANS", "MEMORY", "CPUS", "INSTANCES"],

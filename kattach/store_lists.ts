@@ -10,7 +10,7 @@
  * through IPC, interleaved, bench/scale.ts --compare).
  */
 import { SLIRP } from "../vmimage/mod.ts";
-import type { ListPage, Store } from "./store.ts";
+import { likeContains, type ListPage, type Store } from "./store.ts";
 
 /** A 0/1 column as a JSON boolean. */
 function jsonBool(x: string): string {
@@ -36,17 +36,19 @@ const INSTANCE_OBJECT = `json_object(
 
 const INSTANCES_ALL = `SELECT '[' || coalesce(group_concat(${INSTANCE_OBJECT}, ','
     ORDER BY i.vmimage, i.created_at, i.name), '') || ']' AS list
-  FROM (SELECT * FROM instance ORDER BY vmimage, created_at, name LIMIT ?2 OFFSET ?3) i
+  FROM (SELECT * FROM instance WHERE ?5 IS NULL OR name LIKE ?5 ESCAPE '\\'
+    ORDER BY vmimage, created_at, name LIMIT ?2 OFFSET ?3) i
   LEFT JOIN instance_runtime r ON r.instance = i.name`;
 
 const INSTANCES_OF_IMAGE = `SELECT '[' || coalesce(group_concat(${INSTANCE_OBJECT}, ','
     ORDER BY i.created_at, i.name), '') || ']' AS list
-  FROM (SELECT * FROM instance WHERE vmimage = ?5 ORDER BY created_at, name LIMIT ?2 OFFSET ?3) i
+  FROM (SELECT * FROM instance WHERE vmimage = ?6 AND (?5 IS NULL OR name LIKE ?5 ESCAPE '\\')
+    ORDER BY created_at, name LIMIT ?2 OFFSET ?3) i
   LEFT JOIN instance_runtime r ON r.instance = i.name`;
 
 /**
  * The `instance.list` result as JSON text: every instance (or those of `vmimage`) in the list's
- * order, a page of them with `limit`/`offset`, with the QEMU pids of the running ones; each NIC's
+ * order, a page of them with `limit`/`offset` (and `filter`: a part of the name), with the QEMU pids of the running ones; each NIC's
  * `address` as kattach/network.ts nicAddress() gives it (`bridged`: the networking mode).
  */
 export function instanceListJson(
@@ -58,6 +60,7 @@ export function instanceListJson(
     options.limit ?? -1,
     options.offset ?? 0,
     options.bridged ? 1 : 0,
+    likeContains(options.filter),
   ];
   const row = options.vmimage === undefined
     ? store.get(INSTANCES_ALL, params)
