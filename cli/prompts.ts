@@ -213,15 +213,20 @@ type PickValue = { word: string } | { nav: Nav };
 const NAME_PART = /^[A-Za-z0-9._-]{1,64}$/;
 
 /**
- * A pick list over one object kind that fetches one screenful at a time: `› Next` and
+ * A pick list over one object kind (a key of OBJECT_SOURCES, or a source of its own) that fetches
+ * one screenful at a time: `› Next` and
  * `‹ Previous` fetch the neighbouring window, `/ Filter by name…` asks for a part of a name and
  * fetches the first window of the names containing it (kattach matches it in SQLite, before its
  * LIMIT), and `✎ Type a name…` is the way out to an input. 10,000 instances cost one request of
  * `pickPageSize() + 1` entries per screen, never the whole list.
  */
-export async function pickObject(p: Prompter, key: string, o: PickOptions): Promise<Picked> {
+export async function pickObject(
+  p: Prompter,
+  kind: string | ObjectSource,
+  o: PickOptions,
+): Promise<Picked> {
   const t = p.terminal;
-  const source = OBJECT_SOURCES[key];
+  const source = typeof kind === "string" ? OBJECT_SOURCES[kind] : kind;
   const size = pickPageSize(t);
   let offset = 0;
   let filter: string | undefined;

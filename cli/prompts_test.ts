@@ -15,6 +15,7 @@ import { type ActionName, IpcClient, type ParamsOf } from "../ipc/mod.ts";
 import { buildFixtures, FIXTURES_OUT, TestKattach } from "../tests/_harness.ts";
 import { Scripted } from "../tests/_scripted.ts";
 import { commands } from "./commands.ts";
+import { pickRunningInstance } from "./menu_debug.ts";
 import { type Caller, callerOf, pickPageSize, promptArg, promptFlag } from "./prompts.ts";
 
 const IMAGES = 40;
@@ -151,6 +152,20 @@ Deno.test("pick lists over 2,000 instances: a screenful per request, next, previ
       const bad = await k.aq("vlan", "list", "--filter=a%b");
       assertEquals(bad.code, 2);
       assertMatch(bad.stderr, /--filter "a%b": give 1-64 letters, digits/);
+      // By state: every instance here is defined (deployed with --no-start).
+      const defined = await k.json<{ name: string }[]>(
+        "instance",
+        "list",
+        "--state",
+        "defined,stopped",
+        "--limit",
+        "2",
+      );
+      assertEquals(defined.map((i) => i.name), ["img0-1", "img0-10"]); // by name within a deploy
+      assertEquals(await k.json("instance", "list", "--state", "running"), []);
+      const badState = await k.aq("instance", "list", "--state", "running,asleep");
+      assertEquals(badState.code, 2);
+      assertMatch(badState.stderr, /--state "asleep": instance states are defined, starting/);
     });
 
     await t.step(
@@ -215,6 +230,28 @@ Deno.test("pick lists over 2,000 instances: a screenful per request, next, previ
         s.terminal.close();
       }
     });
+
+    await t.step(
+      "the Debug menu's running instances: one request by state, none among 2,000",
+      async () => {
+        const s = new Scripted();
+        const sent: Sent[] = [];
+        try {
+          const picked = await pickRunningInstance({
+            terminal: s.terminal,
+            call: noting(call, sent),
+            run: () => Promise.reject(new Error("nothing runs here")),
+          });
+          assertEquals(picked, undefined);
+          assertMatch(s.text, /No instance is running/);
+          assertEquals(sent.map((r) => [r.params.state, r.params.limit, r.entries]), [
+            [["running", "paused", "starting", "stopping"], pickPageSize(s.terminal) + 1, 0],
+          ]);
+        } finally {
+          s.terminal.close();
+        }
+      },
+    );
 
     await t.step("a flag naming several VLANs of 300: one pick at a time until Done", async () => {
       const s = new Scripted();
