@@ -8,7 +8,11 @@
  * ready within 2× of `web`; one `goal: …` line per goal. Prints figures only; each figure is the
  * median of --rounds (default 1). KAOS_BENCH_KEEP=1 keeps the state directory (serial logs).
  *
- *   scripts/deno run -A bench/modules.ts [--rounds R] [MODULE…]   (default: nginx redis postgresql)
+ * `postgresql-disk` is PostgreSQL with a new 256 MiB data disk per instance (its database kept
+ * across restarts; the guest formats the disk at this first boot), printed beside the goal.
+ *
+ *   scripts/deno run -A bench/modules.ts [--rounds R] [MODULE…]
+ *   (default: nginx redis postgresql postgresql-disk)
  */
 import { IpcClient } from "../ipc/mod.ts";
 import type { Instance } from "../ipc/mod.ts";
@@ -371,8 +375,11 @@ for (const r of results) {
 console.log("");
 for (const r of results.slice(1)) {
   const x = r.figures.ready / web;
+  // postgresql-disk is PostgreSQL as a user keeps data (a first boot, the guest formats the new
+  // disk): measured beside the goal, which is the module's ready as the catalogue defines it
+  const what = r.name === "postgresql-disk" ? "with a data disk:" : "goal:";
   console.log(
-    `goal: ${r.name} ready / web = ${x.toFixed(2)} (≤ 2): ${x <= 2 ? "met" : "not met"}  (${
+    `${what} ${r.name} ready / web = ${x.toFixed(2)} (≤ 2): ${x <= 2 ? "met" : "not met"}  (${
       s(r.figures.ready)
     } against ${s(web)}; medians of ${rounds}, load ${load})`,
   );

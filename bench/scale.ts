@@ -9,25 +9,33 @@
  *     deploy on an empty store;
  *   - kattach's start (store open, migrations, integrity check, reconcile; its own phase timings)
  *     and the time until its IPC answers, next to a start on an empty store;
- *   - kattach's RSS, next to the same kattach idle on an empty store;
+ *   - kattach's RSS right after the lists and again 15 s idle later, next to the same kattach idle
+ *     on an empty store;
+ *   - the first screen of the prompts' pick list of instances (cli/prompts.ts: one request of a
+ *     screenful), its last screen, a filtered one and one matching nothing, next to fetching all;
  *   - the parts of the instance list measured in the bench (JSON both ways, the client's zod
  *     validation) and `aq --json instance list` as a process, next to `aq system status` and a
  *     bare `deno eval 0`.
  * Prints figures only. Hosted kattach, user-mode networking, no sshd. KLOG=1 shows kattach's log.
  *
- *   scripts/deno run -A bench/scale.ts [--instances N] [--vlans N] [--rounds R]
+ * With --bundled, kattach runs as the appliance runs it: from buildroot/appliance/bundle_kaos'
+ * kaos.js (split, minified) with --no-config --cached-only, its code cache warmed by a first start.
+ *
+ *   scripts/deno run -A bench/scale.ts [--instances N] [--vlans N] [--rounds R] [--bundled]
  */
 import { DatabaseSync } from "node:sqlite";
 import { actions, checkResult, IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { type Caller, OBJECT_SOURCES, type PickWindow } from "../cli/prompts.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const OUT = `${ROOT}/fixtures/out`;
 const USAGE =
   "usage: bench/scale.ts [--vlans N (default 4094)] [--groups N (2000)] [--vmimages N (1000)] [--instances N (10000)] [--rounds R (5)] [--compare TREE]\n" +
   "  --compare TREE  also run TREE/main.ts's kattach (another checkout, e.g. /work/main) on a copy\n" +
-  "                  of the same store and time its lists interleaved with this tree's";
+  "                  of the same store and time its lists interleaved with this tree's\n" +
+  "  --bundled       run this tree's kattach as the appliance does (bundle_kaos' kaos.js)";
 const cli = parseCliOrExit(Deno.args, {
   usage: USAGE,
   options: {
@@ -37,6 +45,7 @@ const cli = parseCliOrExit(Deno.args, {
     instances: { type: "string" },
     rounds: { type: "string" },
     compare: { type: "string" },
+    bundled: { type: "boolean" },
   },
 });
 const COMPARE = cli.values.compare?.replace(/\/$/, "");
@@ -49,6 +58,7 @@ const GROUPS = Number(cli.values.groups ?? 2000);
 const IMAGES = Number(cli.values.vmimages ?? 1000);
 const INSTANCES = Number(cli.values.instances ?? 10_000);
 const ROUNDS = Number(cli.values.rounds ?? 5);
+const PICK = 15; // a pick list's screenful on a 25-row terminal (cli/prompts.ts pickPageSize)
 const PER_DEPLOY = 250; // the most a VLAN's /24 pool holds comfortably (253 addresses)
 if (
   !(VLANS >= 1 && VLANS <= 4094) || !(GROUPS >= 1) || !(IMAGES >= 2) ||
@@ -88,12 +98,15 @@ class Kattach {
   static async start(state: string, tree = ROOT): Promise<Kattach> {
     const k = new Kattach();
     const t0 = performance.now();
+    const entry = tree === ROOT && bundle !== undefined
+      ? ["--no-config", "--cached-only", bundle]
+      : [`${tree}/main.ts`];
     k.proc = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
         "-A",
         V8_FLAGS_OPTION,
-        `${tree}/main.ts`,
+        ...entry,
         "kattach",
         "--hosted",
         "--state",
@@ -182,6 +195,22 @@ async function moveState(from: string, to: string): Promise<void> {
   await Deno.remove(state);
   await Deno.symlink(to, state);
 }
+/** With --bundled: kaos.js as buildroot/appliance/bundle_kaos makes it, warmed by one start. */
+let bundle: string | undefined;
+if (cli.values.bundled) {
+  const made = await new Deno.Command(`${ROOT}/buildroot/appliance/bundle_kaos`, {
+    args: [`${dir}/kaos.js`],
+  }).output();
+  if (!made.success) {
+    throw new Error(`bundle_kaos failed: ${new TextDecoder().decode(made.stderr)}`);
+  }
+  bundle = `${dir}/kaos.js`;
+  const scratch = `${dir}/warm`;
+  await Deno.mkdir(scratch, { mode: 0o700 });
+  await (await Kattach.start(scratch)).stop();
+}
+/** How long kattach idles before the settled RSS figures. */
+const SETTLE_MS = 15_000;
 const rows: [string, string, string, string][] = [];
 const row = (what: string, figure: string, goal: string, baseline: string) =>
   rows.push([what, figure, goal, baseline]);
@@ -197,7 +226,9 @@ function goal(what: string, value: number, limit: number, unit: "ms" | "MiB", ba
 let k = await Kattach.start(state);
 try {
   console.log(
-    `bench/scale: ${VLANS} VLANs, ${GROUPS} configuration groups, ${IMAGES} VM images, ${INSTANCES} instance records; load ${await loadAverage()}; ${navigator.hardwareConcurrency} cores`,
+    `bench/scale: ${VLANS} VLANs, ${GROUPS} configuration groups, ${IMAGES} VM images, ${INSTANCES} instance records; kattach ${
+      bundle ? "bundled as on the appliance" : "from main.ts"
+    }; load ${await loadAverage()}; ${navigator.hardwareConcurrency} cores`,
   );
   const emptyStart = k.startedMs();
   const emptyIpc = k.untilIpc;
@@ -355,6 +386,40 @@ try {
     `baseline: the same on an empty store ${ms(emptyDeploy)}`,
   );
   const fullRss = rssMiB(k.proc.pid);
+  // The same kattach once idle for SETTLE_MS: V8's memory reducer and the malloc trims have run.
+  await new Promise((r) => setTimeout(r, SETTLE_MS));
+  const fullSettled = rssMiB(k.proc.pid);
+
+  // The prompts' pick lists (cli/prompts.ts): one screen is one request of a screenful + 1,
+  // through the same source code the menus use, against fetching the whole list (the pick lists
+  // before: every instance for an instance argument).
+  const caller = ((action, params) => c.call(action, params)) as Caller;
+  const screen = (key: string, w: Partial<PickWindow>) =>
+    OBJECT_SOURCES[key].list(caller, { limit: PICK + 1, offset: 0, ...w });
+  const pickFirst = await timed(ROUNDS, () => screen("instance", {}));
+  const pickLast = await timed(ROUNDS, () => screen("instance", { offset: Math.max(0, n - PICK) }));
+  const pickFiltered = await timed(ROUNDS, () => screen("instance", { filter: "img500-" }));
+  const pickNone = await timed(ROUNDS, () => screen("instance", { filter: "zzz" }));
+  const pickVlan = await timed(ROUNDS, () => screen("vlan", { filter: "40" }));
+  row(
+    `pick list: first screen of ${n} instances (${PICK + 1} rows, IPC)`,
+    ms(pickFirst),
+    "",
+    `fetching all ${ms(instanceList)}`,
+  );
+  row(`pick list: the last screen (offset ${n - PICK})`, ms(pickLast), "", "");
+  row(`pick list: filter "img500-" (first screen)`, ms(pickFiltered), "", "");
+  row(`pick list: filter matching none (a full scan)`, ms(pickNone), "", "");
+  row(`pick list: VLANs, filter "40"`, ms(pickVlan), "", `fetching all ${ms(vlanList)}`);
+  goal(
+    `pick list: first screen of ${n} instances through IPC (median of ${ROUNDS})`,
+    pickFirst,
+    100,
+    "ms",
+    `baseline: fetching all ${n} ${ms(instanceList)} (${
+      (instanceList / pickFirst).toFixed(0)
+    }× more); last screen ${ms(pickLast)}, filtered ${ms(pickFiltered)}, no match ${ms(pickNone)}`,
+  );
   c.close();
 
   await k.stop();
@@ -389,6 +454,14 @@ try {
     `empty store ${emptyRss.toFixed(1)} MiB`,
   );
   const restartedRss = rssMiB(k.proc.pid);
+  await new Promise((r) => setTimeout(r, SETTLE_MS));
+  const restartedSettled = rssMiB(k.proc.pid);
+  row(
+    `kattach RSS, ${SETTLE_MS / 1000} s idle after the lists`,
+    `${fullSettled.toFixed(1)} MiB`,
+    "≤ 96 MiB",
+    `restarted ${restartedSettled.toFixed(1)} MiB`,
+  );
   row("kattach RSS, restarted, after the lists", `${restartedRss.toFixed(1)} MiB`, "≤ 96 MiB", "");
   goal("kattach start (its phases, median of 3)", own, 2000, "ms", `empty store ${ms(emptyStart)}`);
   goal(
@@ -397,6 +470,13 @@ try {
     96,
     "MiB",
     `baseline: the same kattach idle on an empty store ${emptyRss.toFixed(1)} MiB`,
+  );
+  goal(
+    `kattach RSS after building the store and the lists, then ${SETTLE_MS / 1000} s idle`,
+    fullSettled,
+    96,
+    "MiB",
+    `baseline: restarted, after the lists, then idle ${restartedSettled.toFixed(1)} MiB`,
   );
   goal(
     "kattach RSS, restarted, after the lists",
