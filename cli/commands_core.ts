@@ -14,6 +14,7 @@ import type {
   VlanInfo,
   VmImage,
 } from "../ipc/mod.ts";
+import { InstanceState } from "../ipc/mod.ts";
 import { ALLOW_NEW_PUBLISHER, allowNewPublisher } from "./commands_appqueue.ts";
 import { fields, table } from "./render.ts";
 import {
@@ -26,6 +27,20 @@ import {
   type Parsed,
   UsageError,
 } from "./command.ts";
+
+const STATES: readonly string[] = InstanceState.options;
+
+/** `--state running,paused` as a list of instance states, or a UsageError. */
+function stateList(text: string): InstanceState[] {
+  const states = text.split(",").map((s) => s.trim());
+  const bad = states.find((s) => !STATES.includes(s));
+  if (bad !== undefined) {
+    throw new UsageError(
+      `--state ${JSON.stringify(bad)}: instance states are ${STATES.join(", ")}`,
+    );
+  }
+  return [...new Set(states)] as InstanceState[];
+}
 
 /** Parses `key=value` words into a record; a UsageError for a word without `=`. */
 export function keyValues(words: string[]): Record<string, ConfigValue> {
@@ -631,11 +646,19 @@ export const coreCommands: Command[] = [
     path: ["instance", "list"],
     summary: "List instances",
     args: [],
-    flags: [{ name: "vmimage", value: "NAME", help: "only this VM image's" }, ...PAGE_FLAGS],
+    flags: [
+      { name: "vmimage", value: "NAME", help: "only this VM image's" },
+      { name: "state", value: "STATE[,STATE]", help: "only instances in these states" },
+      ...PAGE_FLAGS,
+    ],
     pageable: true,
     build: (p) => ({
       action: "instance.list",
-      params: { vmimage: p.flags.vmimage as string | undefined, ...pageParams(p) },
+      params: {
+        vmimage: p.flags.vmimage as string | undefined,
+        state: p.flags.state === undefined ? undefined : stateList(String(p.flags.state)),
+        ...pageParams(p),
+      },
     }),
     render: (r) =>
       table(

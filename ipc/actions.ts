@@ -16,6 +16,7 @@ import {
   DeployedInstance,
   Instance,
   InstanceName,
+  InstanceState,
   ListFilter,
   Module,
   ObjectName,
@@ -152,7 +153,12 @@ export const actions = {
     result: z.array(DeployedInstance),
   },
   "instance.list": {
-    params: z.strictObject({ vmimage: ObjectName.optional(), ...Page }),
+    params: z.strictObject({
+      vmimage: ObjectName.optional(),
+      /** Only the instances in one of these states (e.g. the running ones, for the Debug menu). */
+      state: z.array(InstanceState).min(1).max(7).optional(),
+      ...Page,
+    }),
     result: z.array(Instance),
   },
   "instance.show": { params: z.strictObject({ name: InstanceName }), result: Instance },

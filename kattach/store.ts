@@ -802,22 +802,28 @@ export class Store {
    * cost more than the query); the one-row getters parse, and results leave through the IPC
    * server's result schema.
    */
-  listInstances(vmimage?: string, page: ListPage = {}): Instance[] {
+  listInstances(vmimage?: string, page: ListPage & { state?: readonly string[] } = {}): Instance[] {
     // Named columns as arrays (#rows): node:sqlite builds one object per row otherwise, and
     // `SELECT *` rows (with columns no caller reads) took about twice as long for 10,000.
-    const window = [page.limit ?? -1, page.offset ?? 0, likeContains(page.filter)];
-    const named = "(?3 IS NULL OR name LIKE ?3 ESCAPE '\\')";
+    const window = [
+      page.limit ?? -1,
+      page.offset ?? 0,
+      likeContains(page.filter),
+      page.state ? JSON.stringify(page.state) : null,
+    ];
+    const named =
+      "(?3 IS NULL OR name LIKE ?3 ESCAPE '\\') AND (?4 IS NULL OR state IN (SELECT value FROM json_each(?4)))";
     const rows = vmimage === undefined
       ? this.#rows(
         `SELECT ${INSTANCE_COLUMNS} FROM instance WHERE ${named} ORDER BY vmimage, created_at, name LIMIT ?1 OFFSET ?2`,
         window,
       )
       : this.#rows(
-        `SELECT ${INSTANCE_COLUMNS} FROM instance WHERE vmimage = ?4 AND ${named} ORDER BY created_at, name LIMIT ?1 OFFSET ?2`,
+        `SELECT ${INSTANCE_COLUMNS} FROM instance WHERE vmimage = ?5 AND ${named} ORDER BY created_at, name LIMIT ?1 OFFSET ?2`,
         [...window, vmimage],
       );
     const paged = page.limit !== undefined || page.offset !== undefined ||
-      page.filter !== undefined;
+      page.filter !== undefined || page.state !== undefined;
     const nicRows = paged
       ? this.#rows(
         "SELECT instance, idx, vlan, mac, ip FROM nic WHERE instance IN (SELECT value FROM json_each(?)) ORDER BY instance, idx",

@@ -81,8 +81,9 @@ const store = fc.record({
     nil: undefined,
   }),
   filter: fc.option(fc.nat(), { nil: undefined }),
-  /** A part of instance names (`img<i>-<n>`), LIKE's own wildcards included. */
-  name: fc.option(fc.constantFrom("1", "IMG0-", "-2", "_", "%", "g1-1"), { nil: undefined }),
+  /** A part of instance names (`i<n>`), LIKE's own wildcards included. */
+  name: fc.option(fc.constantFrom("1", "I1", "i2", "_", "%"), { nil: undefined }),
+  states: fc.option(fc.subarray([...STATES], { minLength: 1 }), { nil: undefined }),
   bridged: fc.boolean(),
 });
 
@@ -197,7 +198,7 @@ Deno.test("instanceListJson: the same results as the object-building code", asyn
         try {
           const pids = fill(s, g);
           const vmimage = g.filter === undefined ? undefined : `img${g.filter % g.images}`;
-          const page = { ...g.page ?? {}, filter: g.name };
+          const page = { ...g.page ?? {}, filter: g.name, state: g.states };
           const text = instanceListJson(s, { ...page, vmimage, pids, bridged: g.bridged });
           assert.ok(!text.includes("\n"), "one line, as an IPC frame must be");
           const k = { store: s, log: () => {} } as unknown as Kattach; // no supervisor: pids come from the map
@@ -208,9 +209,13 @@ Deno.test("instanceListJson: the same results as the object-building code", asyn
             pid: pids.get(i.name) ?? null,
           }));
           assert.deepEqual(JSON.parse(text), expected);
-          // The filter, checked apart from both: the names that contain it, any case.
+          // The filters, checked apart from both: names containing it (any case), in those states.
           const all = s.listInstances(vmimage).map((i) => i.name);
-          const want = all.filter((n) => !g.name || n.includes(g.name.toLowerCase()));
+          const state = new Map(s.listInstances(vmimage).map((i) => [i.name, i.state]));
+          const want = all.filter((n) =>
+            (!g.name || n.includes(g.name.toLowerCase())) &&
+            (!g.states || g.states.includes(state.get(n)!))
+          );
           const start = g.page?.offset ?? 0;
           assert.deepEqual(
             expected.map((i) => i.name),

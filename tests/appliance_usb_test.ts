@@ -223,9 +223,9 @@ async function endToEnd(flow: Flow): Promise<void> {
       // the password change at once: the choices are read from there on).
       at = serial.text.lastIndexOf("Password changed.");
       await serial.waitFor("Log out", at);
-      await serial.choose("Networking", at);
-      await serial.choose("vlan ›", at);
-      await serial.choose("vlan add", at);
+      await serial.choose("Networking");
+      await serial.choose("vlan ›");
+      await serial.choose("vlan add");
       for (const [prompt, answer] of [["ID", "42"], ["NAME", "serial"], ["CIDR", "10.42.0.0/24"]]) {
         await serial.waitFor(`? ${prompt}`, at);
         await serial.line(answer);
