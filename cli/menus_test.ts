@@ -272,16 +272,16 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     const filtered = s.text.slice(mark);
     assert(!filtered.includes("p130") && !filtered.includes("More?"), "only p120-p129, one page");
 
-    // An argument naming one of them: a pick list fetched a screenful at a time (15 here), with
-    // a name filter kattach answers, and the one-line equivalent of what was picked.
+    // An argument naming one of them: a pick list fetched a screenful at a time (15 here), typing
+    // filters it (kattach answers), and the one-line equivalent of what was picked is shown.
     mark = s.text.length;
     await s.choose("vlan show");
-    await s.waitForSelect("VLAN (VLAN) — 1-15 of more");
+    await s.waitForSelect("VLAN (VLAN), type to filter:");
     await s.choose("› Next");
-    await s.waitForSelect("VLAN (VLAN) — 16-30 of more");
-    await s.choose("/ Filter by name");
-    await s.line("p13");
-    await s.waitForSelect('VLAN (VLAN) — 1-10 containing "p13"');
+    await s.waitFor("› Next 15 (16-30 shown)", mark);
+    await s.waitForSelect("VLAN (VLAN), type to filter:");
+    await s.keys("p13"); // typing filters, from the first screen of what matches
+    await s.waitForSelect("VLAN (VLAN), type to filter: p13");
     await s.choose("137  p137");
     await s.waitFor("= vlan show 137\n", mark);
     await s.waitFor("10.1.137.0/24", mark);

@@ -1,11 +1,12 @@
 /**
  * Turning a one-line command's ArgSpecs and FlagSpecs into prompts: arguments that name an
  * existing object get a pick list fed by the object's `list` action one screenful at a time
- * (with "next", "previous", a name filter that kattach answers from SQLite, and "type a name"),
+ * (with "next", "previous", "type a name", and what the operator types as a name filter that
+ * kattach answers from SQLite),
  * flags get optional inputs or checkboxes, and configuration values get one prompt per field the
  * module declares. The answers become the words of the equivalent one-line command.
  */
-import { checkbox, confirm, input, select } from "@inquirer/prompts";
+import { checkbox, confirm, input, search, select } from "@inquirer/prompts";
 import type { ActionName, IpcClient, Module, ParamsOf, ResultOf } from "../ipc/mod.ts";
 import type { ArgSpec, Command, FlagSpec } from "./commands.ts";
 import { WINDOW_FLAGS } from "./command.ts";
@@ -205,19 +206,22 @@ export interface PickOptions {
   first?: PickEntry[];
 }
 
-type Nav = "next" | "previous" | "filter" | "type" | "none" | "done";
-
 /** What one entry of a pick-list screen stands for: an object's word, or a way to move on. */
-type PickValue = { word: string } | { nav: Nav };
+type PickValue =
+  | { word: string }
+  | { nav: "move"; offset: number; filter?: string }
+  | { nav: "type"; term?: string }
+  | { nav: "none" }
+  | { nav: "done" };
 
 const NAME_PART = /^[A-Za-z0-9._-]{1,64}$/;
 
 /**
  * A pick list over one object kind (a key of OBJECT_SOURCES, or a source of its own) that fetches
- * one screenful at a time: `› Next` and
- * `‹ Previous` fetch the neighbouring window, `/ Filter by name…` asks for a part of a name and
- * fetches the first window of the names containing it (kattach matches it in SQLite, before its
- * LIMIT), and `✎ Type a name…` is the way out to an input. 10,000 instances cost one request of
+ * one screenful at a time. What the operator types filters it: each change of the text is one
+ * request for the first screenful of the names containing it (kattach matches it in SQLite,
+ * before its LIMIT); `› Next` and `‹ Previous` fetch the neighbouring window, and
+ * `✎ Type a name…` is the way out to an input. 10,000 instances cost one request of
  * `pickPageSize() + 1` entries per screen, never the whole list.
  */
 export async function pickObject(
@@ -230,48 +234,59 @@ export async function pickObject(
   const size = pickPageSize(t);
   let offset = 0;
   let filter: string | undefined;
-  let rows = o.first;
+  let first = o.first;
+  const entry = (value: PickValue, name: string) => ({ value, name });
   for (;;) {
-    rows ??= await source.list(p.call, { limit: size + 1, offset, filter });
-    const more = rows.length > size;
-    const shown = rows.slice(0, size);
-    rows = undefined;
-    const paged = more || offset > 0 || filter !== undefined;
-    const nav = (what: Nav, name: string) => ({ value: { nav: what } as PickValue, name });
-    const choices: { value: PickValue; name: string }[] = [
-      ...(o.none === undefined ? [] : [nav("none", o.none)]),
-      ...shown.map((e) => ({
-        value: { word: e.value } as PickValue,
-        name: stripControlsLine(e.label),
-      })),
-      ...(more ? [nav("next", `› Next ${size}`)] : []),
-      ...(offset > 0 ? [nav("previous", `‹ Previous ${size}`)] : []),
-      ...(paged
-        ? [
-          nav(
-            "filter",
-            filter ? `/ Filter: "${filter}" (change; empty: all)` : "/ Filter by name…",
-          ),
-        ]
-        : []),
-      nav("type", "✎ Type a name…"),
-      ...(o.chosen
-        ? [nav("done", `✓ Done${o.chosen.length ? ` (${o.chosen.join(",")})` : ""}`)]
-        : []),
-    ];
-    const where = !paged
-      ? ""
-      : shown.length === 0
-      ? ` — no name contains "${filter}"`
-      : ` — ${offset + 1}-${offset + shown.length}${more ? " of more" : ""}${
-        filter ? ` containing "${filter}"` : ""
-      }`;
+    const at = offset;
+    const term = filter;
+    const screen = async (text: string | undefined) => {
+      const f = text?.trim() || undefined;
+      const from = f === term ? at : 0; // a changed text starts at its first screen
+      const head = o.none === undefined ? [] : [entry({ nav: "none" }, o.none)];
+      const tail = o.chosen
+        ? [entry({ nav: "done" }, `✓ Done${o.chosen.length ? ` (${o.chosen.join(",")})` : ""}`)]
+        : [];
+      if (f !== undefined && !NAME_PART.test(f)) {
+        const why = "(a filter is letters, digits, '.', '_' or '-')";
+        return [...head, entry({ nav: "type", term: f }, `✎ Type a name… ${why}`), ...tail];
+      }
+      let rows: PickEntry[];
+      if (first && from === 0 && f === undefined) {
+        rows = first;
+        first = undefined;
+      } else {
+        rows = await source.list(p.call, { limit: size + 1, offset: from, filter: f });
+      }
+      const more = rows.length > size;
+      const shown = rows.slice(0, size);
+      const nothing = shown.length === 0 && f !== undefined ? ` (no name contains "${f}")` : "";
+      return [
+        ...head,
+        ...shown.map((e) => entry({ word: e.value }, stripControlsLine(e.label))),
+        ...(more
+          ? [entry(
+            { nav: "move", offset: from + size, filter: f },
+            `› Next ${size} (${from + 1}-${from + size} shown)`,
+          )]
+          : []),
+        ...(from > 0
+          ? [
+            entry(
+              { nav: "move", offset: Math.max(0, from - size), filter: f },
+              `‹ Previous ${size}`,
+            ),
+          ]
+          : []),
+        entry({ nav: "type", term: f }, `✎ Type a name…${nothing}`),
+        ...tail,
+      ];
+    };
     const picked = await t.prompt((ctx) =>
-      select<PickValue>({
-        message: `${o.message}${where}`,
-        choices,
-        pageSize: choices.length,
-        loop: false,
+      search<PickValue>({
+        message: `${o.message}, type to filter:`,
+        initialValue: term,
+        pageSize: size + 5,
+        source: (text) => screen(text),
       }, ctx)
     );
     if ("word" in picked) return { value: picked.word };
@@ -280,29 +295,15 @@ export async function pickObject(
         return { none: true };
       case "done":
         return { done: true };
-      case "next":
-        offset += size;
+      case "move":
+        offset = picked.offset;
+        filter = picked.filter;
         break;
-      case "previous":
-        offset = Math.max(0, offset - size);
-        break;
-      case "filter": {
-        const text = (await t.prompt((ctx) =>
-          input({
-            message: `A part of the ${source.noun}'s name (empty: all)`,
-            validate: (v: string) =>
-              v.trim() === "" || NAME_PART.test(v.trim()) ||
-              "letters, digits, '.', '_' or '-' (at most 64)",
-          }, ctx)
-        )).trim();
-        filter = text === "" ? undefined : text;
-        offset = 0;
-        break;
-      }
       case "type":
         return {
-          value: (await t.prompt((ctx) => input({ message: o.typeName, required: true }, ctx)))
-            .trim(),
+          value: (await t.prompt((ctx) =>
+            input({ message: o.typeName, required: true, default: picked.term }, ctx)
+          )).trim(),
         };
     }
   }

@@ -14,6 +14,7 @@ import {
 import { type ActionName, IpcClient, type ParamsOf } from "../ipc/mod.ts";
 import { buildFixtures, FIXTURES_OUT, TestKattach } from "../tests/_harness.ts";
 import { Scripted } from "../tests/_scripted.ts";
+import { screenSelect } from "../tests/_util.ts";
 import { commands } from "./commands.ts";
 import { pickRunningInstance } from "./menu_debug.ts";
 import { type Caller, callerOf, pickPageSize, promptArg, promptFlag } from "./prompts.ts";
@@ -180,28 +181,44 @@ Deno.test("pick lists over 2,000 instances: a screenful per request, next, previ
             find("instance show"),
             { name: "NAME" },
           );
-          await s.waitForSelect(`instance (NAME) — 1-${size} of more`);
+          const title = "instance (NAME), type to filter:";
+          await s.waitForSelect(title);
           assert(s.text.includes("img0-1  defined"), "the first instance is on the first screen");
+          let mark = s.text.length;
           await s.choose("› Next");
-          await s.waitForSelect(`instance (NAME) — ${size + 1}-${2 * size} of more`);
+          await s.waitFor(`› Next ${size} (${size + 1}-${2 * size} shown)`, mark);
+          await s.waitForSelect(title);
+          mark = s.text.length;
           await s.choose("‹ Previous");
-          await s.waitForSelect(`instance (NAME) — 1-${size} of more`);
-          await s.choose("/ Filter by name");
-          await s.waitFor("A part of the instance's name");
-          await s.line("img23-4");
-          await s.waitForSelect('instance (NAME) — 1-11 containing "img23-4"');
+          await s.waitFor(`› Next ${size} (1-${size} shown)`, mark);
+          await s.waitForSelect(title);
+          // Typing filters: each change of the text is one request for its first screen.
+          await s.keys("img23-4");
+          await s.waitForSelect(`${title} img23-4`);
+          assertEquals(screenSelect(s.lines)!.entries.length, 11 + 1); // and "✎ Type a name…"
           await s.choose("img23-42");
           assertEquals(await answer, "img23-42");
           // Every screen was one request of a screenful and one more (to know whether more follow).
           assertEquals(
-            sent.map((r) => [r.action, r.params.limit, r.params.offset, r.params.filter]),
+            sent.slice(0, 3).map((
+              r,
+            ) => [r.action, r.params.limit, r.params.offset, r.params.filter]),
             [
               ["instance.list", size + 1, 0, undefined],
               ["instance.list", size + 1, size, undefined],
               ["instance.list", size + 1, 0, undefined],
-              ["instance.list", size + 1, 0, "img23-4"],
             ],
           );
+          const typed = sent.slice(3);
+          assert(typed.length >= 1 && typed.at(-1)!.params.filter === "img23-4", "the filter went");
+          for (const r of typed) {
+            assertEquals([r.action, r.params.limit, r.params.offset], [
+              "instance.list",
+              size + 1,
+              0,
+            ]);
+            assert("img23-4".startsWith(String(r.params.filter)), `typed ${r.params.filter}`);
+          }
           assert(
             sent.every((r) => r.entries <= size + 1),
             "no request brought more than a screenful",
@@ -218,13 +235,13 @@ Deno.test("pick lists over 2,000 instances: a screenful per request, next, previ
         const answer = promptArg({ terminal: s.terminal, call }, find("instance show"), {
           name: "NAME",
         });
-        await s.choose("/ Filter by name");
-        await s.line("zzz");
-        await s.waitForSelect('instance (NAME) — no name contains "zzz"');
-        assert(s.active().startsWith('/ Filter: "zzz"'), "nothing to pick: the filter comes first");
+        await s.waitForSelect("instance (NAME), type to filter:");
+        await s.keys("zzz");
+        await s.waitForSelect("instance (NAME), type to filter: zzz");
+        assertEquals(s.active(), '✎ Type a name… (no name contains "zzz")');
         await s.choose("✎ Type a name");
         await s.waitFor(/\? NAME/);
-        await s.line("img39-50");
+        await s.line("img39-50"); // typed over the default (what was typed to filter)
         assertEquals(await answer, "img39-50");
       } finally {
         s.terminal.close();
@@ -260,8 +277,11 @@ Deno.test("pick lists over 2,000 instances: a screenful per request, next, previ
         const flag = find("vmimage create").flags.find((f) => f.name === "vlan")!;
         const answer = promptFlag({ terminal: s.terminal, call: noting(call, sent) }, flag);
         await s.choose("2  net2");
-        await s.choose("/ Filter by name");
-        await s.line("net25");
+        await s.waitFor("✓ Done (2)");
+        await s.keys("net25");
+        await s.waitForSelect(
+          "--vlan: VLANs to attach (one NIC each; none: NAT), type to filter: net25",
+        );
         await s.choose("250  net250");
         await s.waitFor("✓ Done (2,250)");
         await s.choose("✓ Done");
