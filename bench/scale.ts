@@ -11,6 +11,8 @@
  *     and the time until its IPC answers, next to a start on an empty store;
  *   - kattach's RSS right after the lists and again 15 s idle later, next to the same kattach idle
  *     on an empty store;
+ *   - the first screen of the prompts' pick list of instances (cli/prompts.ts: one request of a
+ *     screenful), its last screen, a filtered one and one matching nothing, next to fetching all;
  *   - the parts of the instance list measured in the bench (JSON both ways, the client's zod
  *     validation) and `aq --json instance list` as a process, next to `aq system status` and a
  *     bare `deno eval 0`.
@@ -25,6 +27,7 @@ import { DatabaseSync } from "node:sqlite";
 import { actions, checkResult, IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { type Caller, OBJECT_SOURCES, type PickWindow } from "../cli/prompts.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const OUT = `${ROOT}/fixtures/out`;
@@ -55,6 +58,7 @@ const GROUPS = Number(cli.values.groups ?? 2000);
 const IMAGES = Number(cli.values.vmimages ?? 1000);
 const INSTANCES = Number(cli.values.instances ?? 10_000);
 const ROUNDS = Number(cli.values.rounds ?? 5);
+const PICK = 15; // a pick list's screenful on a 25-row terminal (cli/prompts.ts pickPageSize)
 const PER_DEPLOY = 250; // the most a VLAN's /24 pool holds comfortably (253 addresses)
 if (
   !(VLANS >= 1 && VLANS <= 4094) || !(GROUPS >= 1) || !(IMAGES >= 2) ||
@@ -385,6 +389,37 @@ try {
   // The same kattach once idle for SETTLE_MS: V8's memory reducer and the malloc trims have run.
   await new Promise((r) => setTimeout(r, SETTLE_MS));
   const fullSettled = rssMiB(k.proc.pid);
+
+  // The prompts' pick lists (cli/prompts.ts): one screen is one request of a screenful + 1,
+  // through the same source code the menus use, against fetching the whole list (the pick lists
+  // before: every instance for an instance argument).
+  const caller = ((action, params) => c.call(action, params)) as Caller;
+  const screen = (key: string, w: Partial<PickWindow>) =>
+    OBJECT_SOURCES[key].list(caller, { limit: PICK + 1, offset: 0, ...w });
+  const pickFirst = await timed(ROUNDS, () => screen("instance", {}));
+  const pickLast = await timed(ROUNDS, () => screen("instance", { offset: Math.max(0, n - PICK) }));
+  const pickFiltered = await timed(ROUNDS, () => screen("instance", { filter: "img500-" }));
+  const pickNone = await timed(ROUNDS, () => screen("instance", { filter: "zzz" }));
+  const pickVlan = await timed(ROUNDS, () => screen("vlan", { filter: "40" }));
+  row(
+    `pick list: first screen of ${n} instances (${PICK + 1} rows, IPC)`,
+    ms(pickFirst),
+    "",
+    `fetching all ${ms(instanceList)}`,
+  );
+  row(`pick list: the last screen (offset ${n - PICK})`, ms(pickLast), "", "");
+  row(`pick list: filter "img500-" (first screen)`, ms(pickFiltered), "", "");
+  row(`pick list: filter matching none (a full scan)`, ms(pickNone), "", "");
+  row(`pick list: VLANs, filter "40"`, ms(pickVlan), "", `fetching all ${ms(vlanList)}`);
+  goal(
+    `pick list: first screen of ${n} instances through IPC (median of ${ROUNDS})`,
+    pickFirst,
+    100,
+    "ms",
+    `baseline: fetching all ${n} ${ms(instanceList)} (${
+      (instanceList / pickFirst).toFixed(0)
+    }× more); last screen ${ms(pickLast)}, filtered ${ms(pickFiltered)}, no match ${ms(pickNone)}`,
+  );
   c.close();
 
   await k.stop();

@@ -85,14 +85,18 @@ export function intArg(value: string | undefined, what: string): number {
   return Number(value);
 }
 
-/** The flags of a pageable list command. */
+/** The flags of a pageable list command (the menus page it with `--limit` and `--offset`). */
 export const PAGE_FLAGS: FlagSpec[] = [
   { name: "limit", value: "N", help: "at most N entries" },
   { name: "offset", value: "N", help: "skip the first N entries" },
+  { name: "filter", value: "TEXT", help: "only names containing TEXT (any case)" },
 ];
 
-/** The `limit`/`offset` parameters of a pageable list command's action. */
-export function pageParams(p: Parsed): { limit?: number; offset?: number } {
+/** The flags the menus set themselves when they page a list (cli/menus.ts runPages). */
+export const WINDOW_FLAGS: ReadonlySet<string> = new Set(["limit", "offset"]);
+
+/** The `limit`/`offset`/`filter` parameters of a pageable list command's action. */
+export function pageParams(p: Parsed): { limit?: number; offset?: number; filter?: string } {
   const limit = p.flags.limit === undefined
     ? undefined
     : intArg(p.flags.limit as string, "--limit");
@@ -101,7 +105,15 @@ export function pageParams(p: Parsed): { limit?: number; offset?: number } {
     : intArg(p.flags.offset as string, "--offset");
   if (limit !== undefined && limit < 1) throw new UsageError("--limit must be at least 1");
   if (offset !== undefined && offset < 0) throw new UsageError("--offset must not be negative");
-  return { limit, offset };
+  const filter = p.flags.filter === undefined ? undefined : String(p.flags.filter);
+  if (filter !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(filter)) {
+    throw new UsageError(
+      `--filter ${
+        JSON.stringify(filter)
+      }: give 1-64 letters, digits, '.', '_' or '-' (a part of a name)`,
+    );
+  }
+  return { limit, offset, filter };
 }
 
 /** The usage line of a command. */

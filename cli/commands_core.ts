@@ -14,6 +14,7 @@ import type {
   VlanInfo,
   VmImage,
 } from "../ipc/mod.ts";
+import { InstanceState } from "../ipc/mod.ts";
 import { ALLOW_NEW_PUBLISHER, allowNewPublisher } from "./commands_appqueue.ts";
 import { fields, table } from "./render.ts";
 import {
@@ -26,6 +27,20 @@ import {
   type Parsed,
   UsageError,
 } from "./command.ts";
+
+const STATES: readonly string[] = InstanceState.options;
+
+/** `--state running,paused` as a list of instance states, or a UsageError. */
+function stateList(text: string): InstanceState[] {
+  const states = text.split(",").map((s) => s.trim());
+  const bad = states.find((s) => !STATES.includes(s));
+  if (bad !== undefined) {
+    throw new UsageError(
+      `--state ${JSON.stringify(bad)}: instance states are ${STATES.join(", ")}`,
+    );
+  }
+  return [...new Set(states)] as InstanceState[];
+}
 
 /** Parses `key=value` words into a record; a UsageError for a word without `=`. */
 export function keyValues(words: string[]): Record<string, ConfigValue> {
@@ -422,8 +437,9 @@ export const coreCommands: Command[] = [
     path: ["module", "list"],
     summary: "List installed modules",
     args: [],
-    flags: [],
-    build: () => ({ action: "module.list", params: {} }),
+    flags: PAGE_FLAGS,
+    pageable: true,
+    build: (p) => ({ action: "module.list", params: pageParams(p) }),
     render: (r) =>
       table(
         ["NAME", "VERSION", "KIND", "DESCRIPTION"],
@@ -464,10 +480,11 @@ export const coreCommands: Command[] = [
     path: ["config-group", "list"],
     summary: "List configuration groups",
     args: [],
-    flags: [{ name: "module", value: "MODULE", help: "only this module's" }],
+    flags: [{ name: "module", value: "MODULE", help: "only this module's" }, ...PAGE_FLAGS],
+    pageable: true,
     build: (p) => ({
       action: "configGroup.list",
-      params: { module: p.flags.module as string | undefined },
+      params: { module: p.flags.module as string | undefined, ...pageParams(p) },
     }),
     render: (r) =>
       table(
@@ -561,8 +578,9 @@ export const coreCommands: Command[] = [
     path: ["vmimage", "list"],
     summary: "List VM images",
     args: [],
-    flags: [],
-    build: () => ({ action: "vmimage.list", params: {} }),
+    flags: PAGE_FLAGS,
+    pageable: true,
+    build: (p) => ({ action: "vmimage.list", params: pageParams(p) }),
     render: (r) =>
       table(
         ["NAME", "MODULES", "CONFIG GROUPS", "VLANS", "MEMORY", "CPUS", "INSTANCES"],
@@ -628,11 +646,19 @@ export const coreCommands: Command[] = [
     path: ["instance", "list"],
     summary: "List instances",
     args: [],
-    flags: [{ name: "vmimage", value: "NAME", help: "only this VM image's" }, ...PAGE_FLAGS],
+    flags: [
+      { name: "vmimage", value: "NAME", help: "only this VM image's" },
+      { name: "state", value: "STATE[,STATE]", help: "only instances in these states" },
+      ...PAGE_FLAGS,
+    ],
     pageable: true,
     build: (p) => ({
       action: "instance.list",
-      params: { vmimage: p.flags.vmimage as string | undefined, ...pageParams(p) },
+      params: {
+        vmimage: p.flags.vmimage as string | undefined,
+        state: p.flags.state === undefined ? undefined : stateList(String(p.flags.state)),
+        ...pageParams(p),
+      },
     }),
     render: (r) =>
       table(

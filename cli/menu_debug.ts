@@ -4,10 +4,10 @@
  * before anything is sent), and shows the reply; `qmp events` watches an instance's QMP events
  * for some seconds. Each runs the one-line command it shows, like every other menu item.
  */
-import { input, search, select } from "@inquirer/prompts";
-import { MAX_EVENT_WATCH_SECONDS } from "../ipc/mod.ts";
+import { input, search } from "@inquirer/prompts";
+import { type InstanceState, MAX_EVENT_WATCH_SECONDS } from "../ipc/mod.ts";
 import { qmpArgs } from "./commands_guests.ts";
-import type { Caller } from "./prompts.ts";
+import { type Caller, type ObjectSource, pickObject, pickPageSize } from "./prompts.ts";
 import type { Terminal } from "./terminal.ts";
 
 /** What a menu flow may use: the terminal, kattach, and a way to run (and show) one line. */
@@ -22,22 +22,37 @@ export interface FlowContext {
 export type MenuFlow = (ctx: FlowContext) => Promise<void>;
 
 /** Instance states in which a QEMU runs and answers QMP. */
-const LIVE = new Set(["running", "paused", "starting", "stopping"]);
+const LIVE: InstanceState[] = ["running", "paused", "starting", "stopping"];
 
-/** Asks for one running instance; undefined (after saying so) when none runs. */
+/** The instances whose QEMU runs, a screenful at a time (kattach selects them by state). */
+const RUNNING: ObjectSource = {
+  noun: "running instance",
+  list: async (call, w) =>
+    (await call("instance.list", { ...w, state: LIVE })).map((i) => ({
+      value: i.name,
+      label: `${i.name}  ${i.state}  ${i.vmimage}`,
+    })),
+};
+
+/**
+ * Asks for one running instance from a pick list (cli/prompts.ts: a screenful per request, with
+ * a name filter, among 10,000 defined instances); undefined (after saying so) when none runs.
+ */
 export async function pickRunningInstance(ctx: FlowContext): Promise<string | undefined> {
-  const live = (await ctx.call("instance.list", {})).filter((i) => LIVE.has(i.state));
-  if (live.length === 0) {
+  const first = await RUNNING.list(ctx.call, {
+    limit: pickPageSize(ctx.terminal) + 1,
+    offset: 0,
+  });
+  if (first.length === 0) {
     ctx.terminal.write("No instance is running (start one with `instance start NAME`).\n");
     return undefined;
   }
-  return await ctx.terminal.prompt((c) =>
-    select({
-      message: "Running instance",
-      choices: live.map((i) => ({ value: i.name, name: `${i.name}  ${i.state}  ${i.vmimage}` })),
-      pageSize: Math.max(5, Math.min(15, ctx.terminal.rows - 6)),
-    }, c)
-  );
+  const picked = await pickObject(ctx, RUNNING, {
+    message: "Running instance",
+    typeName: "NAME",
+    first,
+  });
+  return "value" in picked ? picked.value : undefined;
 }
 
 /** The error text for JSON-ARGS, or true when they are fine (empty means none). */

@@ -246,6 +246,8 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     await s.choose("Networking");
     await s.choose("vlan ›");
     await s.choose("vlan list");
+    await s.waitFor("--filter TEXT", mark);
+    await s.line("");
     await s.waitFor("= vlan list --limit=36 --offset=0\n", mark);
     await s.waitFor("Entries 1-36 shown. More?", mark);
     const first = s.text.slice(mark);
@@ -258,6 +260,32 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     const second = s.text.slice(s.text.indexOf("--offset=36\n", mark));
     assert(!second.includes("More?"), "no question after the last page");
     assert(!second.includes("p134"), "the second page starts after the first");
+
+    // The same list with a filter: kattach sends only the names containing it.
+    mark = s.text.length;
+    await s.choose("vlan list");
+    await s.waitFor("--filter TEXT", mark);
+    await s.line("p12");
+    await s.waitFor("= vlan list --filter=p12 --limit=36 --offset=0\n", mark);
+    await s.waitFor(/129\s+p129\s/, mark);
+    await s.waitFor("vlan list", s.text.lastIndexOf("p129"));
+    const filtered = s.text.slice(mark);
+    assert(!filtered.includes("p130") && !filtered.includes("More?"), "only p120-p129, one page");
+
+    // An argument naming one of them: a pick list fetched a screenful at a time (15 here), typing
+    // filters it (kattach answers), and the one-line equivalent of what was picked is shown.
+    mark = s.text.length;
+    await s.choose("vlan show");
+    await s.waitForSelect("VLAN (VLAN), type to filter:");
+    await s.choose("› Next");
+    await s.waitFor("› Next 15 (16-30 shown)", mark);
+    await s.waitForSelect("VLAN (VLAN), type to filter:");
+    await s.keys("p13"); // typing filters, from the first screen of what matches
+    await s.waitForSelect("VLAN (VLAN), type to filter: p13");
+    await s.choose("137  p137");
+    await s.waitFor("= vlan show 137\n", mark);
+    await s.waitFor("10.1.137.0/24", mark);
+    await s.waitForSelect("Networking › vlan");
 
     // Back to the top and log out.
     await s.keys("\x03");

@@ -1,23 +1,51 @@
 /**
  * Turning a one-line command's ArgSpecs and FlagSpecs into prompts: arguments that name an
- * existing object get a select filled from the object's `list` action, flags get optional inputs
- * or checkboxes, and configuration values get one prompt per field the module declares. The
- * answers become the words of the equivalent one-line command.
+ * existing object get a pick list fed by the object's `list` action one screenful at a time
+ * (with "next", "previous", "type a name", and what the operator types as a name filter that
+ * kattach answers from SQLite),
+ * flags get optional inputs or checkboxes, and configuration values get one prompt per field the
+ * module declares. The answers become the words of the equivalent one-line command.
  */
-import { checkbox, confirm, input, select } from "@inquirer/prompts";
+import { checkbox, confirm, input, search, select } from "@inquirer/prompts";
 import type { ActionName, IpcClient, Module, ParamsOf, ResultOf } from "../ipc/mod.ts";
 import type { ArgSpec, Command, FlagSpec } from "./commands.ts";
-import { PAGE_FLAGS } from "./command.ts";
+import { WINDOW_FLAGS } from "./command.ts";
 import { stripControlsLine } from "../lib/mod.ts";
 import { splitWords } from "./render.ts";
 import type { Terminal } from "./terminal.ts";
+
+/** One screenful of a pick list: at most `limit` entries after `offset`, names containing `filter`. */
+export interface PickWindow {
+  limit: number;
+  offset: number;
+  filter?: string;
+}
+
+/** One entry of a pick list: the word to put on the command line and a label. */
+export interface PickEntry {
+  value: string;
+  label: string;
+}
 
 /** A kind of object the operator can pick from a list. */
 export interface ObjectSource {
   /** What one object is called, e.g. "VLAN". */
   noun: string;
-  /** Fetches the choices: the word to put on the command line and a label. */
-  list(call: Caller): Promise<{ value: string; label: string }[]>;
+  /**
+   * Fetches one window of the choices. The lists that can hold thousands (instances, VLANs,
+   * modules, VM images, configuration groups) send the window to kattach, which answers it from
+   * SQLite with a LIMIT; the short ones (AppQueues, SSH keys) are cut here.
+   */
+  list(call: Caller, window: PickWindow): Promise<PickEntry[]>;
+}
+
+/** The window of a short list that kattach sends whole: names (or labels) containing the filter. */
+function cut(entries: PickEntry[], w: PickWindow): PickEntry[] {
+  const f = w.filter?.toLowerCase();
+  const kept = f === undefined
+    ? entries
+    : entries.filter((e) => `${e.value} ${e.label}`.toLowerCase().includes(f));
+  return kept.slice(w.offset, w.offset + w.limit);
 }
 
 /** Sends one action to kattach. */
@@ -39,59 +67,65 @@ export function callerOf(connect: () => Promise<IpcClient>): Caller {
 export const OBJECT_SOURCES: Record<string, ObjectSource> = {
   vlan: {
     noun: "VLAN",
-    list: async (call) =>
-      (await call("vlan.list", {})).map((v) => ({
+    list: async (call, w) =>
+      (await call("vlan.list", w)).map((v) => ({
         value: String(v.id),
         label: `${v.id}  ${v.name}  ${v.cidr}`,
       })),
   },
   module: {
     noun: "module",
-    list: async (call) =>
-      (await call("module.list", {})).map((m) => ({
+    list: async (call, w) =>
+      (await call("module.list", w)).map((m) => ({
         value: m.name,
         label: `${m.name}  ${m.version}  ${m.description}`,
       })),
   },
   "config-group": {
     noun: "configuration group",
-    list: async (call) =>
-      (await call("configGroup.list", {})).map((g) => ({
+    list: async (call, w) =>
+      (await call("configGroup.list", w)).map((g) => ({
         value: g.name,
         label: `${g.name}  (${g.module})`,
       })),
   },
   vmimage: {
     noun: "VM image",
-    list: async (call) =>
-      (await call("vmimage.list", {})).map((v) => ({
+    list: async (call, w) =>
+      (await call("vmimage.list", w)).map((v) => ({
         value: v.name,
         label: `${v.name}  ${v.modules.join(",")}`,
       })),
   },
   instance: {
     noun: "instance",
-    list: async (call) =>
-      (await call("instance.list", {})).map((i) => ({
+    list: async (call, w) =>
+      (await call("instance.list", w)).map((i) => ({
         value: i.name,
         label: `${i.name}  ${i.state}`,
       })),
   },
   queue: {
     noun: "AppQueue",
-    list: async (call) =>
-      (await call("appqueue.list", {})).map((q) => ({
-        value: q.name,
-        label: `${q.name}  ${q.url}`,
-      })),
+    list: async (call, w) =>
+      cut(
+        (await call("appqueue.list", {})).map((q) => ({
+          value: q.name,
+          label: `${q.name}  ${q.url}`,
+        })),
+        w,
+      ),
   },
   "ssh-key": {
     noun: "SSH key",
-    list: async (call) =>
-      (await call("auth.keys.list", {})).map((k) => ({
-        value: k.fingerprint,
-        label: `${k.comment || k.type}  ${k.fingerprint}`,
-      })),
+    list: async (call, w) =>
+      cut(
+        (await call("auth.keys.list", {})).map((k) => ({
+          value: k.fingerprint,
+          label: `${k.comment || k.type}  ${k.fingerprint}`,
+        })),
+        w,
+      ),
   },
 };
 
@@ -150,11 +184,140 @@ export interface Prompter {
   call: Caller;
 }
 
-async function choices(p: Prompter, key: string) {
+/** The entries of one pick-list screen (its navigation entries come on top of these). */
+export function pickPageSize(t: Terminal): number {
+  return Math.max(5, Math.min(15, t.rows - 10));
+}
+
+/** What a pick list gave: a word, nothing (the "none" entry), or "done" (several, finished). */
+export type Picked = { value: string } | { none: true } | { done: true };
+
+/** How a pick list looks and what it offers besides the objects. */
+export interface PickOptions {
+  /** The prompt's message, e.g. `instance (NAME)`. */
+  message: string;
+  /** What typing a name asks for (the argument's or the flag's name). */
+  typeName: string;
+  /** The label of a "none" entry on top (an optional argument or flag), if any. */
+  none?: string;
+  /** Picks several: the ones picked so far, shown beside a "Done" entry. */
+  chosen?: string[];
+  /** The first screenful, when the caller fetched it already. */
+  first?: PickEntry[];
+}
+
+/** What one entry of a pick-list screen stands for: an object's word, or a way to move on. */
+type PickValue =
+  | { word: string }
+  | { nav: "move"; offset: number; filter?: string }
+  | { nav: "type"; term?: string }
+  | { nav: "none" }
+  | { nav: "done" };
+
+const NAME_PART = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * A pick list over one object kind (a key of OBJECT_SOURCES, or a source of its own) that fetches
+ * one screenful at a time. What the operator types filters it: each change of the text is one
+ * request for the first screenful of the names containing it (kattach matches it in SQLite,
+ * before its LIMIT); `› Next` and `‹ Previous` fetch the neighbouring window, and
+ * `✎ Type a name…` is the way out to an input. 10,000 instances cost one request of
+ * `pickPageSize() + 1` entries per screen, never the whole list.
+ */
+export async function pickObject(
+  p: Prompter,
+  kind: string | ObjectSource,
+  o: PickOptions,
+): Promise<Picked> {
+  const t = p.terminal;
+  const source = typeof kind === "string" ? OBJECT_SOURCES[kind] : kind;
+  const size = pickPageSize(t);
+  let offset = 0;
+  let filter: string | undefined;
+  let first = o.first;
+  const entry = (value: PickValue, name: string) => ({ value, name });
+  for (;;) {
+    const at = offset;
+    const term = filter;
+    const screen = async (text: string | undefined) => {
+      const f = text?.trim() || undefined;
+      const from = f === term ? at : 0; // a changed text starts at its first screen
+      const head = o.none === undefined ? [] : [entry({ nav: "none" }, o.none)];
+      const tail = o.chosen
+        ? [entry({ nav: "done" }, `✓ Done${o.chosen.length ? ` (${o.chosen.join(",")})` : ""}`)]
+        : [];
+      if (f !== undefined && !NAME_PART.test(f)) {
+        const why = "(a filter is letters, digits, '.', '_' or '-')";
+        return [...head, entry({ nav: "type", term: f }, `✎ Type a name… ${why}`), ...tail];
+      }
+      let rows: PickEntry[];
+      if (first && from === 0 && f === undefined) {
+        rows = first;
+        first = undefined;
+      } else {
+        rows = await source.list(p.call, { limit: size + 1, offset: from, filter: f });
+      }
+      const more = rows.length > size;
+      const shown = rows.slice(0, size);
+      const nothing = shown.length === 0 && f !== undefined ? ` (no name contains "${f}")` : "";
+      return [
+        ...head,
+        ...shown.map((e) => entry({ word: e.value }, stripControlsLine(e.label))),
+        ...(more
+          ? [entry(
+            { nav: "move", offset: from + size, filter: f },
+            `› Next ${size} (${from + 1}-${from + size} shown)`,
+          )]
+          : []),
+        ...(from > 0
+          ? [
+            entry(
+              { nav: "move", offset: Math.max(0, from - size), filter: f },
+              `‹ Previous ${size}`,
+            ),
+          ]
+          : []),
+        entry({ nav: "type", term: f }, `✎ Type a name…${nothing}`),
+        ...tail,
+      ];
+    };
+    const picked = await t.prompt((ctx) =>
+      search<PickValue>({
+        message: `${o.message}, type to filter:`,
+        initialValue: term,
+        pageSize: size + 5,
+        source: (text) => screen(text),
+      }, ctx)
+    );
+    if ("word" in picked) return { value: picked.word };
+    switch (picked.nav) {
+      case "none":
+        return { none: true };
+      case "done":
+        return { done: true };
+      case "move":
+        offset = picked.offset;
+        filter = picked.filter;
+        break;
+      case "type":
+        return {
+          value: (await t.prompt((ctx) =>
+            input({ message: o.typeName, required: true, default: picked.term }, ctx)
+          )).trim(),
+        };
+    }
+  }
+}
+
+/** The first screenful of a pick list, or undefined when kattach cannot list them. */
+async function firstWindow(p: Prompter, key: string): Promise<PickEntry[] | undefined> {
   try {
-    return await OBJECT_SOURCES[key].list(p.call);
+    return await OBJECT_SOURCES[key].list(p.call, {
+      limit: pickPageSize(p.terminal) + 1,
+      offset: 0,
+    });
   } catch {
-    return []; // kattach cannot list them: fall back to typing the name
+    return undefined; // kattach cannot list them: fall back to typing the name
   }
 }
 
@@ -163,19 +326,15 @@ export async function promptArg(p: Prompter, command: Command, arg: ArgSpec): Pr
   const key = argSource(command, arg);
   const t = p.terminal;
   if (key) {
-    const options = await choices(p, key);
-    if (options.length > 0) {
-      const none = arg.optional ? [{ value: "", name: "(none)" }] : [];
-      return await t.prompt((ctx) =>
-        select({
-          message: `${OBJECT_SOURCES[key].noun} (${arg.name})`,
-          choices: [
-            ...none,
-            ...options.map((o) => ({ value: o.value, name: stripControlsLine(o.label) })),
-          ],
-          pageSize: Math.max(5, Math.min(15, t.rows - 6)),
-        }, ctx)
-      );
+    const first = await firstWindow(p, key);
+    if (first && first.length > 0) {
+      const picked = await pickObject(p, key, {
+        message: `${OBJECT_SOURCES[key].noun} (${arg.name})`,
+        typeName: arg.name,
+        none: arg.optional ? "(none)" : undefined,
+        first,
+      });
+      return "value" in picked ? picked.value : "";
     }
     t.write(`(no ${OBJECT_SOURCES[key].noun} to choose from; type a name)\n`);
   }
@@ -207,30 +366,45 @@ export async function promptFlag(p: Prompter, flag: FlagSpec): Promise<string | 
     return picked === "" ? undefined : picked;
   }
   const source = flagSource(flag);
-  if (source) {
-    const options = await choices(p, source.key);
-    if (options.length > 0 && source.multiple) {
+  const first = source && await firstWindow(p, source.key);
+  if (source && first && first.length > 0) {
+    const message = `--${flag.name}: ${flag.help}`;
+    const typeName = `--${flag.name} ${flag.value ?? ""}`.trim();
+    if (source.multiple && first.length <= pickPageSize(t)) {
+      // All of them fit on one screen: a checkbox.
       const picked = await t.prompt((ctx) =>
         checkbox({
-          message: `--${flag.name}: ${flag.help} (space selects, enter goes on)`,
-          choices: options.map((o) => ({ value: o.value, name: stripControlsLine(o.label) })),
-          pageSize: Math.max(5, Math.min(15, t.rows - 6)),
+          message: `${message} (space selects, enter goes on)`,
+          choices: first.map((o) => ({ value: o.value, name: stripControlsLine(o.label) })),
+          pageSize: first.length,
         }, ctx)
       );
       return picked.length > 0 ? picked.join(",") : undefined;
     }
-    if (options.length > 0) {
-      const picked = await t.prompt((ctx) =>
-        select({
-          message: `--${flag.name}: ${flag.help}`,
-          choices: [
-            { value: "", name: "(leave out)" },
-            ...options.map((o) => ({ value: o.value, name: stripControlsLine(o.label) })),
-          ],
-        }, ctx)
-      );
-      return picked === "" ? undefined : picked;
+    if (source.multiple) {
+      // More than a screenful: one pick at a time until Done.
+      const chosen: string[] = [];
+      for (;;) {
+        const picked = await pickObject(p, source.key, {
+          message,
+          typeName,
+          chosen,
+          first: chosen.length === 0 ? first : undefined,
+        });
+        if (!("value" in picked)) break;
+        for (const v of picked.value.split(",")) {
+          if (v.trim() !== "" && !chosen.includes(v.trim())) chosen.push(v.trim());
+        }
+      }
+      return chosen.length > 0 ? chosen.join(",") : undefined;
     }
+    const picked = await pickObject(p, source.key, {
+      message,
+      typeName,
+      none: "(leave out)",
+      first,
+    });
+    return "value" in picked && picked.value !== "" ? picked.value : undefined;
   }
   const text =
     (await t.prompt((ctx) =>
@@ -306,7 +480,7 @@ export async function promptCommand(p: Prompter, command: Command): Promise<stri
   const flagWords: string[] = [];
   for (const flag of command.flags) {
     // A pageable list is fetched page by page by the menu (cli/menus.ts runPages).
-    if (command.pageable && PAGE_FLAGS.includes(flag)) continue;
+    if (command.pageable && WINDOW_FLAGS.has(flag.name)) continue;
     const v = await promptFlag(p, flag);
     if (v === true) flagWords.push(`--${flag.name}`);
     else if (v !== undefined) flagWords.push(`--${flag.name}=${v}`);

@@ -16,6 +16,8 @@ import {
   DeployedInstance,
   Instance,
   InstanceName,
+  InstanceState,
+  ListFilter,
   Module,
   ObjectName,
   StoreCheck,
@@ -29,11 +31,14 @@ import {
 const None = z.strictObject({});
 /**
  * One page of a long list (issue 13: the menus page through 10,000 instances instead of fetching
- * them all): at most `limit` entries after skipping `offset`, in the list's order.
+ * them all): at most `limit` entries after skipping `offset`, in the list's order; with `filter`,
+ * only the entries whose name contains it (any case; a VLAN also by an id starting with it),
+ * matched by SQLite before the LIMIT (the prompts' pick lists send what the operator types).
  */
 const Page = {
   limit: z.number().int().min(1).max(100_000).optional(),
   offset: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  filter: ListFilter.optional(),
 };
 const Deleted = z.strictObject({ deleted: z.string() });
 
@@ -89,7 +94,7 @@ export const actions = {
     }),
     result: Module,
   },
-  "module.list": { params: None, result: z.array(Module) },
+  "module.list": { params: z.strictObject(Page), result: z.array(Module) },
   "module.show": { params: z.strictObject({ name: ModuleName }), result: Module },
   "module.del": { params: z.strictObject({ name: ModuleName }), result: Deleted },
 
@@ -102,7 +107,7 @@ export const actions = {
     result: ConfigGroup,
   },
   "configGroup.list": {
-    params: z.strictObject({ module: ModuleName.optional() }),
+    params: z.strictObject({ module: ModuleName.optional(), ...Page }),
     result: z.array(ConfigGroup),
   },
   "configGroup.show": { params: z.strictObject({ name: ObjectName }), result: ConfigGroup },
@@ -132,7 +137,7 @@ export const actions = {
     }),
     result: VmImage,
   },
-  "vmimage.list": { params: None, result: z.array(VmImage) },
+  "vmimage.list": { params: z.strictObject(Page), result: z.array(VmImage) },
   "vmimage.show": { params: z.strictObject({ name: ObjectName }), result: VmImage },
   "vmimage.del": { params: z.strictObject({ name: ObjectName }), result: Deleted },
 
@@ -148,7 +153,12 @@ export const actions = {
     result: z.array(DeployedInstance),
   },
   "instance.list": {
-    params: z.strictObject({ vmimage: ObjectName.optional(), ...Page }),
+    params: z.strictObject({
+      vmimage: ObjectName.optional(),
+      /** Only the instances in one of these states (e.g. the running ones, for the Debug menu). */
+      state: z.array(InstanceState).min(1).max(7).optional(),
+      ...Page,
+    }),
     result: z.array(Instance),
   },
   "instance.show": { params: z.strictObject({ name: InstanceName }), result: Instance },

@@ -18,6 +18,15 @@ export const ObjectName = z.string().regex(
   "names are 1-32 lower-case letters, digits or '-', starting with a letter",
 );
 
+/**
+ * What a list's `filter` matches names with (issue 13: the pick lists of 10,000 instances): a part
+ * of a name, in the characters names are made of.
+ */
+export const ListFilter = z.string().regex(
+  /^[A-Za-z0-9._-]{1,64}$/,
+  "a list filter is 1-64 letters, digits, '.', '_' or '-' (a part of a name)",
+);
+
 /** An instance name: `<vmimage>-<n>`. */
 export const InstanceName = z.string().regex(
   /^[a-z][a-z0-9-]{0,31}-[1-9][0-9]{0,5}$/,

@@ -10,6 +10,7 @@ import {
   type NetworkMode,
   serveIpc,
 } from "../ipc/mod.ts";
+import { resolve } from "node:path";
 import { type NftHost, probeAccel, realNetlink, realNft } from "../host/mod.ts";
 import { UserError, V8_FLAGS, V8_FLAGS_OPTION, v8FlagsInUse } from "../lib/mod.ts";
 import { CLI_USER } from "./auth.ts";
@@ -35,12 +36,18 @@ import { Supervisor } from "./supervisor.ts";
 /** Options of {@linkcode startKattach}. */
 export interface KattachOptions {
   mode: "hosted" | "appliance";
+  /** The state directory; a relative one is taken from the current directory. */
   stateDir: string;
   log?: (line: string) => void;
   /** Port of the supervised sshd (default 1289; 0: no sshd). */
   sshPort?: number;
   /** The command that runs main.ts (e.g. [deno, "run", "-A", main.ts]); no services without it. */
   selfArgv?: string[];
+  /**
+   * The command that runs the console, given `console --state DIR --tty NAME --wait-key` (default
+   * selfArgv; the appliance: its own bundle /kaos/console.js, issue 13: memory).
+   */
+  consoleSelfArgv?: string[];
   /** The appliance's data partition as found; `failed` makes the store refuse every change. */
   dataDisk?: DataDiskStatus;
   /** Put the release's default password back in force (kernel command line, appliance). */
@@ -101,7 +108,9 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
   const book = options.logBook ??
     new LogBook({ sinks: [options.log ?? ((line: string) => console.error(`kattach: ${line}`))] });
   const log = (line: string) => book.write(line);
-  const stateDir = options.stateDir;
+  // Absolute from here on: instance overlays name their module image by this path (a qcow2
+  // backing file must be absolute), and the services it spawns may run elsewhere.
+  const stateDir = resolve(options.stateDir);
   let store: Store | undefined;
   let k: Kattach | undefined;
   let ipc: IpcServer | undefined;
@@ -300,7 +309,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       name: "consoles",
       fatal: false,
       run() {
-        const self = options.selfArgv;
+        const self = options.selfArgv && (options.consoleSelfArgv ?? options.selfArgv);
         if (!self) return;
         services ??= new Services({ log });
         if (options.mode === "appliance") {
@@ -382,7 +391,8 @@ export function startSshdService(
 
 /**
  * The console service on one terminal: a new session with the terminal as its controlling tty
- * and its stdin/stdout/stderr (busybox `setsid -c`), so the menus own that terminal.
+ * and its stdin/stdout/stderr (busybox `setsid -c`), so the menus own that terminal. It waits for a
+ * key before it loads the login and menus (`--wait-key`: an idle console holds less memory).
  */
 export function consoleArgv(self: string[], options: { tty: string; stateDir: string }): string[] {
   const dev = `/dev/${options.tty}`;
@@ -392,7 +402,7 @@ export function consoleArgv(self: string[], options: { tty: string; stateDir: st
     `exec setsid -c "$@" <>${dev} >&0 2>&0`,
     "sh",
     ...self,
-    ...["console", "--state", options.stateDir, "--tty", options.tty],
+    ...["console", "--state", options.stateDir, "--tty", options.tty, "--wait-key"],
   ];
 }
 

@@ -375,12 +375,14 @@ export class Store {
     if (p.dns !== undefined) this.setSetting("network.dns", p.dns.join(","));
   }
 
-  /** All VLANs by id. */
+  /** All VLANs by id (a page of them; `filter`: a part of the name, or the id's first digits). */
   listVlans(page: ListPage = {}): Vlan[] {
     // Arrays (#rows), not objects, and no zod pass: 4,094 rows of a STRICT table.
     return this.#rows(
-      "SELECT id, name, cidr, gateway, pool_start, pool_end, uplink, nat, isolate, created_at FROM vlan ORDER BY id LIMIT ? OFFSET ?",
-      [page.limit ?? -1, page.offset ?? 0],
+      `SELECT id, name, cidr, gateway, pool_start, pool_end, uplink, nat, isolate, created_at FROM vlan
+        WHERE ?3 IS NULL OR name LIKE ?3 ESCAPE '\\' OR CAST(id AS TEXT) LIKE ?4 ESCAPE '\\'
+        ORDER BY id LIMIT ?1 OFFSET ?2`,
+      [page.limit ?? -1, page.offset ?? 0, likeContains(page.filter), likeStarts(page.filter)],
     ).map(([id, name, cidr, gateway, poolStart, poolEnd, uplink, nat, isolate, createdAt]) => ({
       id: Number(id),
       name: String(name),
@@ -533,10 +535,12 @@ export class Store {
   }
 
   /** All installed modules, vKaOS first. */
-  listModules(): Module[] {
-    return this.#all("SELECT * FROM module ORDER BY kind = 'app', name").map((r) =>
-      this.#moduleFromRow(r)
-    );
+  listModules(page: ListPage = {}): Module[] {
+    return this.#all(
+      `SELECT * FROM module WHERE ?3 IS NULL OR name LIKE ?3 ESCAPE '\\'
+        ORDER BY kind = 'app', name LIMIT ?1 OFFSET ?2`,
+      [page.limit ?? -1, page.offset ?? 0, likeContains(page.filter)],
+    ).map((r) => this.#moduleFromRow(r));
   }
 
   /** The installed module with this name, or undefined. */
@@ -619,11 +623,12 @@ export class Store {
   }
 
   /** Configuration groups, optionally of one module. */
-  listConfigGroups(module?: string): ConfigGroup[] {
-    const rows = module === undefined
-      ? this.#all("SELECT * FROM config_group ORDER BY name")
-      : this.#all("SELECT * FROM config_group WHERE module = ? ORDER BY name", [module]);
-    return rows.map(configGroupFromRow);
+  listConfigGroups(module?: string, page: ListPage = {}): ConfigGroup[] {
+    return this.#all(
+      `SELECT * FROM config_group WHERE (?4 IS NULL OR module = ?4)
+        AND (?3 IS NULL OR name LIKE ?3 ESCAPE '\\') ORDER BY name LIMIT ?1 OFFSET ?2`,
+      [page.limit ?? -1, page.offset ?? 0, likeContains(page.filter), module ?? null],
+    ).map(configGroupFromRow);
   }
 
   /** The configuration group with this name, or undefined. */
@@ -680,10 +685,20 @@ export class Store {
   }
 
   /** All VM images: five queries whatever their number (not four per image). */
-  listVmImages(): VmImage[] {
+  listVmImages(page: ListPage = {}): VmImage[] {
+    const images = this.#all(
+      `SELECT * FROM vmimage WHERE ?3 IS NULL OR name LIKE ?3 ESCAPE '\\'
+        ORDER BY name LIMIT ?1 OFFSET ?2`,
+      [page.limit ?? -1, page.offset ?? 0, likeContains(page.filter)],
+    );
+    // A page reads the module, group and VLAN lists of its own images only.
+    const paged = page.limit !== undefined || page.offset !== undefined ||
+      page.filter !== undefined;
+    const names = JSON.stringify(images.map((r) => String(r.name)));
+    const only = paged ? " WHERE vmimage IN (SELECT value FROM json_each(?))" : "";
     const lists = (sql: string) => {
       const out = new Map<string, SQLInputValue[]>();
-      for (const r of this.#all(sql)) {
+      for (const r of this.#all(sql, paged ? [names] : [])) {
         const name = String(r.vmimage);
         let list = out.get(name);
         if (!list) out.set(name, list = []);
@@ -692,18 +707,23 @@ export class Store {
       return out;
     };
     const modules = lists(
-      "SELECT vmimage, module AS v FROM vmimage_module ORDER BY vmimage, position",
+      `SELECT vmimage, module AS v FROM vmimage_module${only} ORDER BY vmimage, position`,
     );
     const groups = lists(
-      "SELECT vmimage, config_group AS v FROM vmimage_config_group ORDER BY vmimage, position",
+      `SELECT vmimage, config_group AS v FROM vmimage_config_group${only} ORDER BY vmimage, position`,
     );
-    const vlans = lists("SELECT vmimage, vlan AS v FROM vmimage_vlan ORDER BY vmimage, position");
+    const vlans = lists(
+      `SELECT vmimage, vlan AS v FROM vmimage_vlan${only} ORDER BY vmimage, position`,
+    );
     const counts = new Map(
-      this.#all("SELECT vmimage, COUNT(*) AS n FROM instance GROUP BY vmimage").map((
+      this.#all(
+        `SELECT vmimage, COUNT(*) AS n FROM instance${only} GROUP BY vmimage`,
+        paged ? [names] : [],
+      ).map((
         r,
       ) => [String(r.vmimage), Number(r.n)]),
     );
-    return this.#all("SELECT * FROM vmimage ORDER BY name").map((r) => {
+    return images.map((r) => {
       const name = String(r.name);
       return VmImage.parse({
         name,
@@ -782,20 +802,28 @@ export class Store {
    * cost more than the query); the one-row getters parse, and results leave through the IPC
    * server's result schema.
    */
-  listInstances(vmimage?: string, page: ListPage = {}): Instance[] {
+  listInstances(vmimage?: string, page: ListPage & { state?: readonly string[] } = {}): Instance[] {
     // Named columns as arrays (#rows): node:sqlite builds one object per row otherwise, and
     // `SELECT *` rows (with columns no caller reads) took about twice as long for 10,000.
-    const window = [page.limit ?? -1, page.offset ?? 0];
+    const window = [
+      page.limit ?? -1,
+      page.offset ?? 0,
+      likeContains(page.filter),
+      page.state ? JSON.stringify(page.state) : null,
+    ];
+    const named =
+      "(?3 IS NULL OR name LIKE ?3 ESCAPE '\\') AND (?4 IS NULL OR state IN (SELECT value FROM json_each(?4)))";
     const rows = vmimage === undefined
       ? this.#rows(
-        `SELECT ${INSTANCE_COLUMNS} FROM instance ORDER BY vmimage, created_at, name LIMIT ? OFFSET ?`,
+        `SELECT ${INSTANCE_COLUMNS} FROM instance WHERE ${named} ORDER BY vmimage, created_at, name LIMIT ?1 OFFSET ?2`,
         window,
       )
       : this.#rows(
-        `SELECT ${INSTANCE_COLUMNS} FROM instance WHERE vmimage = ? ORDER BY created_at, name LIMIT ? OFFSET ?`,
-        [vmimage, ...window],
+        `SELECT ${INSTANCE_COLUMNS} FROM instance WHERE vmimage = ?5 AND ${named} ORDER BY created_at, name LIMIT ?1 OFFSET ?2`,
+        [...window, vmimage],
       );
-    const paged = page.limit !== undefined || page.offset !== undefined;
+    const paged = page.limit !== undefined || page.offset !== undefined ||
+      page.filter !== undefined || page.state !== undefined;
     const nicRows = paged
       ? this.#rows(
         "SELECT instance, idx, vlan, mac, ip FROM nic WHERE instance IN (SELECT value FROM json_each(?)) ORDER BY instance, idx",
@@ -884,10 +912,24 @@ export class Store {
 }
 
 /** The instance columns `instanceFromRow` reads. */
-/** A window of a list: at most `limit` rows (all when absent) after skipping `offset`. */
+/**
+ * A window of a list: at most `limit` rows (all when absent) after skipping `offset`; with
+ * `filter`, only the rows whose name contains it (any case), matched in SQL before the LIMIT.
+ */
 export interface ListPage {
   limit?: number;
   offset?: number;
+  filter?: string;
+}
+
+/** A `LIKE … ESCAPE '\'` pattern for names containing `filter` (NULL: no filter). */
+export function likeContains(filter: string | undefined): string | null {
+  return filter === undefined ? null : `%${filter.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/** A `LIKE … ESCAPE '\'` pattern for text starting with `filter` (NULL: no filter). */
+function likeStarts(filter: string | undefined): string | null {
+  return filter === undefined ? null : `${filter.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
 const INSTANCE_COLUMNS = "name, vmimage, state, autostart, restart_policy, created_at";

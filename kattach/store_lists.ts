@@ -10,7 +10,7 @@
  * through IPC, interleaved, bench/scale.ts --compare).
  */
 import { SLIRP } from "../vmimage/mod.ts";
-import type { ListPage, Store } from "./store.ts";
+import { likeContains, type ListPage, type Store } from "./store.ts";
 
 /** A 0/1 column as a JSON boolean. */
 function jsonBool(x: string): string {
@@ -34,30 +34,41 @@ const INSTANCE_OBJECT = `json_object(
   'lastExit', coalesce(r.last_exit, ''),
   'storage', i.storage)`;
 
+/** The `filter` (?5: a LIKE pattern) and `state` (?6: a JSON array of states) of a list. */
+const WHERE =
+  "(?5 IS NULL OR name LIKE ?5 ESCAPE '\\') AND (?6 IS NULL OR state IN (SELECT value FROM json_each(?6)))";
+
 const INSTANCES_ALL = `SELECT '[' || coalesce(group_concat(${INSTANCE_OBJECT}, ','
     ORDER BY i.vmimage, i.created_at, i.name), '') || ']' AS list
-  FROM (SELECT * FROM instance ORDER BY vmimage, created_at, name LIMIT ?2 OFFSET ?3) i
+  FROM (SELECT * FROM instance WHERE ${WHERE} ORDER BY vmimage, created_at, name LIMIT ?2 OFFSET ?3) i
   LEFT JOIN instance_runtime r ON r.instance = i.name`;
 
 const INSTANCES_OF_IMAGE = `SELECT '[' || coalesce(group_concat(${INSTANCE_OBJECT}, ','
     ORDER BY i.created_at, i.name), '') || ']' AS list
-  FROM (SELECT * FROM instance WHERE vmimage = ?5 ORDER BY created_at, name LIMIT ?2 OFFSET ?3) i
+  FROM (SELECT * FROM instance WHERE vmimage = ?7 AND ${WHERE} ORDER BY created_at, name LIMIT ?2 OFFSET ?3) i
   LEFT JOIN instance_runtime r ON r.instance = i.name`;
 
 /**
  * The `instance.list` result as JSON text: every instance (or those of `vmimage`) in the list's
- * order, a page of them with `limit`/`offset`, with the QEMU pids of the running ones; each NIC's
+ * order, a page of them with `limit`/`offset` (`filter`: a part of the name; `state`: one of these), with the QEMU pids of the running ones; each NIC's
  * `address` as kattach/network.ts nicAddress() gives it (`bridged`: the networking mode).
  */
 export function instanceListJson(
   store: Store,
-  options: ListPage & { vmimage?: string; pids: ReadonlyMap<string, number>; bridged: boolean },
+  options: ListPage & {
+    vmimage?: string;
+    state?: readonly string[];
+    pids: ReadonlyMap<string, number>;
+    bridged: boolean;
+  },
 ): string {
   const params = [
     JSON.stringify(Object.fromEntries(options.pids)),
     options.limit ?? -1,
     options.offset ?? 0,
     options.bridged ? 1 : 0,
+    likeContains(options.filter),
+    options.state ? JSON.stringify(options.state) : null,
   ];
   const row = options.vmimage === undefined
     ? store.get(INSTANCES_ALL, params)

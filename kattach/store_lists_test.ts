@@ -81,6 +81,9 @@ const store = fc.record({
     nil: undefined,
   }),
   filter: fc.option(fc.nat(), { nil: undefined }),
+  /** A part of instance names (`i<n>`), LIKE's own wildcards included. */
+  name: fc.option(fc.constantFrom("1", "I1", "i2", "_", "%"), { nil: undefined }),
+  states: fc.option(fc.subarray([...STATES], { minLength: 1 }), { nil: undefined }),
   bridged: fc.boolean(),
 });
 
@@ -195,7 +198,7 @@ Deno.test("instanceListJson: the same results as the object-building code", asyn
         try {
           const pids = fill(s, g);
           const vmimage = g.filter === undefined ? undefined : `img${g.filter % g.images}`;
-          const page = g.page ?? {};
+          const page = { ...g.page ?? {}, filter: g.name, state: g.states };
           const text = instanceListJson(s, { ...page, vmimage, pids, bridged: g.bridged });
           assert.ok(!text.includes("\n"), "one line, as an IPC frame must be");
           const k = { store: s, log: () => {} } as unknown as Kattach; // no supervisor: pids come from the map
@@ -206,6 +209,18 @@ Deno.test("instanceListJson: the same results as the object-building code", asyn
             pid: pids.get(i.name) ?? null,
           }));
           assert.deepEqual(JSON.parse(text), expected);
+          // The filters, checked apart from both: names containing it (any case), in those states.
+          const all = s.listInstances(vmimage).map((i) => i.name);
+          const state = new Map(s.listInstances(vmimage).map((i) => [i.name, i.state]));
+          const want = all.filter((n) =>
+            (!g.name || n.includes(g.name.toLowerCase())) &&
+            (!g.states || g.states.includes(state.get(n)!))
+          );
+          const start = g.page?.offset ?? 0;
+          assert.deepEqual(
+            expected.map((i) => i.name),
+            want.slice(start, g.page ? start + g.page.limit : undefined),
+          );
         } finally {
           s.close();
         }

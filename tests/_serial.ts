@@ -3,8 +3,10 @@
  * for image tests that drive what a user at a serial terminal gets: GRUB's boot menu and the
  * console menus. Everything read is kept; escape sequences are stripped for matching.
  */
-import { waitFor } from "./_util.ts";
+import { chooseOnScreen, waitFor } from "./_util.ts";
 
+// deno-lint-ignore no-control-regex
+const REDRAW = /\x1b\[\d*[AG]/g;
 // deno-lint-ignore no-control-regex
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]/g;
 
@@ -54,6 +56,14 @@ export class SerialConsole {
     return this.#raw.replace(ANSI, "").replaceAll("\r\n", "\n").replaceAll("\r", "");
   }
 
+  /**
+   * Like {@linkcode text}, but a redraw (cursor up or to column 1) starts a new line, so that each
+   * prompt line starts one: "? " waiting, "✔ " answered.
+   */
+  get lines(): string {
+    return this.#raw.replace(REDRAW, "\n").replace(ANSI, "").replaceAll("\r", "");
+  }
+
   /** Waits until the text from offset `from` on contains `re`. */
   async waitFor(re: RegExp | string, from = 0, timeoutMs = SERIAL_STEP_MS): Promise<void> {
     const ok = () => {
@@ -98,24 +108,18 @@ export class SerialConsole {
     await this.keys(text + "\r");
   }
 
-  /** The highlighted entry of the last select the console menus drew. */
-  active(): string {
-    const t = this.text;
-    const at = t.lastIndexOf("❯");
-    if (at === -1) return "";
-    const end = t.indexOf("\n", at);
-    return t.slice(at + 1, end === -1 ? undefined : end).trim();
-  }
-
-  /** Moves a menu select's cursor down (it wraps around) to `label` and presses Enter. */
-  async choose(label: string, from: number): Promise<void> {
-    await this.waitFor("❯", from);
-    await this.settle(); // the page is drawn whole before its cursor is read
-    for (let i = 0; i < 40; i++) {
-      if (this.active().startsWith(label)) return await this.keys("\r");
-      await this.keys("\x1b[B");
-    }
-    throw new Error(`no entry ${label}; last: ${this.active()}\n${this.text.slice(-2000)}`);
+  /**
+   * Waits for a menu select that waits for a key (not the page just answered: a slow redraw
+   * under TCG once made a quiet second look like the next page), moves its cursor to `label`
+   * one key at a time, each after the console showed the last, and presses Enter.
+   */
+  choose(label: string): Promise<void> {
+    const keys = { up: "\x1b[A", down: "\x1b[B", enter: "\r" } as const;
+    return chooseOnScreen(label, {
+      screen: () => this.lines,
+      press: (key) => this.send(keys[key]),
+      timeoutMs: SERIAL_STEP_MS,
+    });
   }
 
   /**

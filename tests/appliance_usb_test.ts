@@ -34,6 +34,7 @@ import {
   ok as assert,
 } from "node:assert/strict";
 import { buildQueue, generateKeyFile } from "../appqueue/mod.ts";
+import { ACTIVATE_PROMPT } from "../cli/console.ts";
 import { DEFAULT_PASSWORD } from "../kattach/auth.ts";
 import {
   ApplianceSsh,
@@ -196,6 +197,9 @@ async function endToEnd(flow: Flow): Promise<void> {
     if (flow.serialConsole) {
       // GRUB's serial-console entry, picked on the serial port within the menu's timeout.
       await serial.bootEntry(`KaOS ${VERSION} with the serial console`, 0, BOOT_TIMEOUT_MS);
+      // The console loads its login at the first key (kattach runs it with --wait-key).
+      await serial.waitFor(ACTIVATE_PROMPT, 0, BOOT_TIMEOUT_MS);
+      await serial.send("\r");
       await serial.waitFor("Password for aqcli", 0, BOOT_TIMEOUT_MS);
       assertMatch(serial.text, /kattach: console menus on tty1, ttyS0/);
       assertMatch(
@@ -219,9 +223,9 @@ async function endToEnd(flow: Flow): Promise<void> {
       // the password change at once: the choices are read from there on).
       at = serial.text.lastIndexOf("Password changed.");
       await serial.waitFor("Log out", at);
-      await serial.choose("Networking", at);
-      await serial.choose("vlan ›", at);
-      await serial.choose("vlan add", at);
+      await serial.choose("Networking");
+      await serial.choose("vlan ›");
+      await serial.choose("vlan add");
       for (const [prompt, answer] of [["ID", "42"], ["NAME", "serial"], ["CIDR", "10.42.0.0/24"]]) {
         await serial.waitFor(`? ${prompt}`, at);
         await serial.line(answer);

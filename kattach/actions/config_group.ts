@@ -54,7 +54,8 @@ export const configGroupHandlers: Handlers<
 
   "configGroup.list"(k, p) {
     if (p.module !== undefined) resolveModule(k.store, p.module);
-    return k.store.listConfigGroups(p.module);
+    const { module, ...page } = p;
+    return k.store.listConfigGroups(module, page);
   },
 
   "configGroup.show"(k, p) {

@@ -118,8 +118,8 @@ export const moduleHandlers: Handlers<
     return resolveModule(k.store, manifest.name);
   },
 
-  "module.list"(k) {
-    return k.store.listModules();
+  "module.list"(k, p) {
+    return k.store.listModules(p);
   },
 
   "module.show"(k, p) {

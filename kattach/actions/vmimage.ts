@@ -119,9 +119,9 @@ export const vmImageHandlers: Handlers<
     });
   },
 
-  "vmimage.list"(k) {
+  "vmimage.list"(k, p) {
     const storage = vmImageStorages(k.store);
-    return k.store.listVmImages().map((v) => ({ ...v, storage: storage.get(v.name) ?? null }));
+    return k.store.listVmImages(p).map((v) => ({ ...v, storage: storage.get(v.name) ?? null }));
   },
 
   "vmimage.show"(k, p) {
