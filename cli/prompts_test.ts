@@ -169,6 +169,32 @@ Deno.test("pick lists over 2,000 instances: a screenful per request, next, previ
       assertMatch(badState.stderr, /--state "asleep": instance states are defined, starting/);
     });
 
+    await t.step("published ports: a page of them, by a part of the instance's name", async () => {
+      await call("vmimage.create", { name: "fw", modules: ["web"], configGroups: [], vlans: [1] });
+      await call("deploy", { vmimage: "fw", count: 12, noStart: true });
+      for (let i = 1; i <= 12; i++) {
+        await call("firewall.forward.add", {
+          instance: `fw-${i}`,
+          guestPort: 80,
+          hostPort: 20000 + i,
+        });
+      }
+      const all = await call("firewall.forward.list", {});
+      assertEquals(all.length, 12);
+      const page = await call("firewall.forward.list", { filter: "FW-1", limit: 2, offset: 1 });
+      assertEquals(page.map((f) => [f.instance, f.hostPort]), [["fw-10", 20010], ["fw-11", 20011]]);
+      const line = await k.json<{ instance: string }[]>(
+        "firewall",
+        "forward",
+        "list",
+        "--filter",
+        "fw-1",
+        "--offset",
+        "3",
+      );
+      assertEquals(line.map((f) => f.instance), ["fw-12"]);
+    });
+
     await t.step(
       "an instance argument: one screenful per request, next, previous, filter",
       async () => {
