@@ -7,7 +7,7 @@
  *                                                     the daemon (PID 1 on the appliance)
  *   aq [--state DIR] COMMAND…                         one one-line command against a running kattach
  *   sshd [--state DIR] [--port N] [--listen ADDR]     the SSH front door (kattach supervises it)
- *   console [--state DIR] [--tty NAME]                the login and menus on this terminal
+ *   console [--state DIR] [--tty NAME] [--wait-key]   the login and menus on this terminal
  *   appqueue keygen|pubkey|build|bundle …             the module author tool
  */
 import { parseArgs } from "node:util";
@@ -48,12 +48,6 @@ const KATTACH_USAGE =
 const AQ_USAGE = `usage: main.ts aq [--state DIR] [--json] COMMAND…
   Sends one one-line command to the kattach of DIR (default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE}).
   Options of the command itself follow it; \`aq help [WORD]\` lists the commands.`;
-
-const CONSOLE_USAGE = `usage: main.ts console [--state DIR] [--tty NAME]
-  The login and menus on this terminal (the appliance's console).
-  --state DIR       the state directory (default $KAOS_STATE, else ${DEFAULT_HOSTED_STATE})
-  --tty NAME        which console this is (kattach runs one per console terminal: tty1, ttyS0)
-  -h, --help        this text`;
 
 function stateDir(option: string | undefined): string {
   return option ?? Deno.env.get("KAOS_STATE") ?? DEFAULT_HOSTED_STATE;
@@ -174,15 +168,9 @@ async function sshd(args: string[]): Promise<void> {
 }
 
 async function console_(args: string[]): Promise<void> {
-  const { values } = parseCliOrExit(args, {
-    usage: CONSOLE_USAGE,
-    options: { state: { type: "string" }, tty: { type: "string" } },
-  });
-  const dir = stateDir(values.state);
-  const { runConsole } = await import("./cli/mod.ts");
-  const { IpcClient } = await import("./ipc/mod.ts");
-  await runConsole({ connect: () => IpcClient.connect(`${dir}/run`), tty: values.tty });
-  Deno.exit(0);
+  const { consoleMain } = await import("./cli/console.ts");
+  // After a session the terminal's reader would hold the process: exit either way.
+  Deno.exit(await consoleMain(args) ?? 0);
 }
 
 const [sub, ...rest] = Deno.args;

@@ -1,20 +1,22 @@
 /**
  * Idle RSS of kattach, the sshd and the console as the appliance runs them (issue 13: memory): bundles made
  * as buildroot/appliance/build makes /kaos/kaos.js + /kaos/kaos.d/ (of main.ts, by
- * buildroot/appliance/bundle_kaos: split at its dynamic imports, minified) and /kaos/sshd.js (of
- * sshd_main.ts), ASCII only, run with --no-config --cached-only and lib/v8_flags.ts' flags.
+ * buildroot/appliance/bundle_kaos: split at its dynamic imports, minified) and /kaos/sshd.js,
+ * /kaos/console.js + /kaos/fe.d/ (buildroot/appliance/bundle-front-ends), ASCII only, run with --no-config --cached-only and lib/v8_flags.ts' flags.
  * Beside them, in the same rounds: kattach from main.ts with its npm: imports (what the hosted
  * mode and bench/memory.ts run), kattach from one ASCII bundle of main.ts (as the appliance was
  * built before bundle_kaos), and a bare Deno (the floor). Rounds alternate; each kattach is
  * hosted, on an empty state directory, without sshd, measured 4 s after it logs "kattach: ready";
- * the sshd 4 s after it listens (no kattach behind it: it connects per login); the console (of
- * kaos.js, on a pseudo-terminal) 4 s after it asks for the password. Prints figures and one goal
- * line per goal.
+ * the sshd 4 s after it listens (no kattach behind it: it connects per login); the console (on a
+ * pseudo-terminal) 4 s after it asks to press Enter (--wait-key, as kattach runs it) or for the
+ * password. Beside them, as before: the sshd as one bundle, the console of kaos.js. Prints figures
+ * and one goal line per goal.
  *
  *   scripts/deno run -A bench/kattach_idle.ts [--rounds R]
  */
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { ACTIVATE_PROMPT } from "../cli/console.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const USAGE = "usage: bench/kattach_idle.ts [--rounds R (default 3)]";
@@ -79,11 +81,12 @@ async function idleRss(args: string[], ready: string): Promise<number> {
  * 4 s after it asks for the password (no kattach behind it: it connects once one is typed). Its
  * pid comes from its memory log (lib/memory_log.ts), script(1) standing between.
  */
-async function consoleRss(js: string): Promise<number> {
+async function consoleRss(js: string, waitKey: boolean): Promise<number> {
   const state = await Deno.makeTempDir({ dir, prefix: "state-" });
   const mem = await Deno.makeTempDir({ dir, prefix: "mem-" });
   const cmd = [Deno.execPath(), "run", "-A", V8_FLAGS_OPTION, "--no-config", "--cached-only"]
-    .concat([js, "console", "--state", state]).join(" ");
+    .concat([js, "console", "--state", state, ...(waitKey ? ["--wait-key"] : [])]).join(" ");
+  const prompt = waitKey ? ACTIVATE_PROMPT : "Password for";
   const proc = new Deno.Command("script", {
     args: ["-qfc", cmd, "/dev/null"],
     env: { TERM: "xterm", KAOS_MEMORY_LOG: mem },
@@ -99,8 +102,8 @@ async function consoleRss(js: string): Promise<number> {
   let pid = 0;
   try {
     const deadline = Date.now() + 120_000;
-    while (!screen.includes("Password for")) {
-      if (Date.now() > deadline) throw new Error(`the console asked for no password:\n${screen}`);
+    while (!screen.includes(prompt)) {
+      if (Date.now() > deadline) throw new Error(`the console showed no "${prompt}":\n${screen}`);
       await sleep(50);
     }
     for (const e of Deno.readDirSync(mem)) {
@@ -158,7 +161,13 @@ try {
     throw new Error(`bundle_kaos failed: ${new TextDecoder().decode(split.stderr)}`);
   }
   await bundle("main.ts", `${dir}/kaos-one.js`, true);
-  await bundle("sshd_main.ts", `${dir}/sshd.js`, true);
+  await bundle("sshd_main.ts", `${dir}/sshd-one.js`, true); // the sshd as bundled before
+  const fe = await new Deno.Command(`${ROOT}/buildroot/appliance/bundle-front-ends`, {
+    args: [dir], // sshd.js, console.js, fe.d/
+  }).output();
+  if (!fe.success) {
+    throw new Error(`bundle-front-ends failed: ${new TextDecoder().decode(fe.stderr)}`);
+  }
   const bare = await new Deno.Command(Deno.execPath(), {
     args: [
       ...["run", "-A", "--no-config", V8_FLAGS_OPTION],
@@ -172,14 +181,14 @@ try {
     const state = await Deno.makeTempDir({ dir, prefix: "state-" });
     return idleRss([...run, "kattach", "--hosted", "--state", state], "kattach: ready");
   };
-  const sshd = async () => {
+  const sshd = async (js: string) => {
     const state = await Deno.makeTempDir({ dir, prefix: "state-" });
     const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = (l.addr as Deno.NetAddr).port;
     l.close();
     return idleRss(
       [
-        ...["--no-config", "--cached-only", `${dir}/sshd.js`, "--supervised", "--state", state],
+        ...["--no-config", "--cached-only", `${dir}/${js}`, "--supervised", "--state", state],
         ...["--port", String(port), "--listen", "127.0.0.1"],
       ],
       "listening",
@@ -189,19 +198,28 @@ try {
   // A first run of each warms Deno's caches (V8 code cache, module analysis), as the image does.
   await kattach(bundled("kaos.js"));
   await kattach(bundled("kaos-one.js"));
-  await sshd();
-  await consoleRss(`${dir}/kaos.js`);
+  await sshd("sshd.js");
+  await sshd("sshd-one.js");
+  await consoleRss(`${dir}/console.js`, true);
+  await consoleRss(`${dir}/console.js`, false);
+  await consoleRss(`${dir}/kaos.js`, false);
   const fromBundle: number[] = [];
   const consoles: number[] = [];
+  const consolesLogin: number[] = [];
+  const consolesKaos: number[] = [];
   const fromOne: number[] = [];
   const fromMain: number[] = [];
   const sshds: number[] = [];
+  const sshdsOne: number[] = [];
   for (let i = 0; i < ROUNDS; i++) {
     fromBundle.push(await kattach(bundled("kaos.js")));
     fromMain.push(await kattach([`${ROOT}/main.ts`]));
     fromOne.push(await kattach(bundled("kaos-one.js")));
-    sshds.push(await sshd());
-    consoles.push(await consoleRss(`${dir}/kaos.js`));
+    sshds.push(await sshd("sshd.js"));
+    sshdsOne.push(await sshd("sshd-one.js"));
+    consoles.push(await consoleRss(`${dir}/console.js`, true));
+    consolesLogin.push(await consoleRss(`${dir}/console.js`, false));
+    consolesKaos.push(await consoleRss(`${dir}/kaos.js`, false));
   }
   const load = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
   const f = (xs: number[]) => `${median(xs).toFixed(1)} MiB [${xs.map((x) => x.toFixed(1))}]`;
@@ -210,7 +228,10 @@ try {
   console.log(`kattach idle, one bundle (before bundle_kaos)  ${f(fromOne)}`);
   console.log(`kattach idle, from main.ts (npm: imports)      ${f(fromMain)}`);
   console.log(`sshd idle, sshd.js as on the appliance         ${f(sshds)}`);
-  console.log(`console idle, kaos.js as on the appliance      ${f(consoles)}`);
+  console.log(`sshd idle, one bundle (before)                 ${f(sshdsOne)}`);
+  console.log(`console idle, console.js --wait-key (appliance) ${f(consoles)}`);
+  console.log(`console idle, console.js at its password prompt ${f(consolesLogin)}`);
+  console.log(`console idle, kaos.js console (before)         ${f(consolesKaos)}`);
   console.log(`a bare Deno (no imports)                       ${bareRss.toFixed(1)} MiB`);
   const goal = (what: string, xs: number[], before = "") =>
     console.log(
@@ -223,8 +244,12 @@ try {
     fromBundle,
     `, one bundle (before bundle_kaos) ${median(fromOne).toFixed(1)} MiB`,
   );
-  goal("sshd idle, as on the appliance,", sshds);
-  goal("console idle, as on the appliance,", consoles);
+  goal("sshd idle, as on the appliance,", sshds, `, one bundle ${median(sshdsOne).toFixed(1)} MiB`);
+  goal(
+    "console idle, as on the appliance,",
+    consoles,
+    `, kaos.js' console ${median(consolesKaos).toFixed(1)} MiB`,
+  );
 } finally {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }

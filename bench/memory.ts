@@ -195,11 +195,12 @@ try {
       return false;
     }
   });
-  // The console: the login and menus on a terminal (script(1) gives it a pty).
+  // The console: the login and menus on a terminal (script(1) gives it a pty), waiting for a key
+  // as kattach runs it (--wait-key: the login and menus load at the first key).
   const consoleProc = new Deno.Command("script", {
     args: [
       "-qfc",
-      `${Deno.execPath()} run -A ${ROOT}/main.ts console --state ${state}`,
+      `${Deno.execPath()} run -A ${ROOT}/main.ts console --state ${state} --wait-key`,
       "/dev/null",
     ],
     env: { KAOS_MEMORY_LOG: memDir, TERM: "xterm" },

@@ -41,6 +41,11 @@ export interface KattachOptions {
   sshPort?: number;
   /** The command that runs main.ts (e.g. [deno, "run", "-A", main.ts]); no services without it. */
   selfArgv?: string[];
+  /**
+   * The command that runs the console, given `console --state DIR --tty NAME --wait-key` (default
+   * selfArgv; the appliance: its own bundle /kaos/console.js, issue 13: memory).
+   */
+  consoleSelfArgv?: string[];
   /** The appliance's data partition as found; `failed` makes the store refuse every change. */
   dataDisk?: DataDiskStatus;
   /** Put the release's default password back in force (kernel command line, appliance). */
@@ -300,7 +305,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       name: "consoles",
       fatal: false,
       run() {
-        const self = options.selfArgv;
+        const self = options.selfArgv && (options.consoleSelfArgv ?? options.selfArgv);
         if (!self) return;
         services ??= new Services({ log });
         if (options.mode === "appliance") {
@@ -382,7 +387,8 @@ export function startSshdService(
 
 /**
  * The console service on one terminal: a new session with the terminal as its controlling tty
- * and its stdin/stdout/stderr (busybox `setsid -c`), so the menus own that terminal.
+ * and its stdin/stdout/stderr (busybox `setsid -c`), so the menus own that terminal. It waits for a
+ * key before it loads the login and menus (`--wait-key`: an idle console holds less memory).
  */
 export function consoleArgv(self: string[], options: { tty: string; stateDir: string }): string[] {
   const dev = `/dev/${options.tty}`;
@@ -392,7 +398,7 @@ export function consoleArgv(self: string[], options: { tty: string; stateDir: st
     `exec setsid -c "$@" <>${dev} >&0 2>&0`,
     "sh",
     ...self,
-    ...["console", "--state", options.stateDir, "--tty", options.tty],
+    ...["console", "--state", options.stateDir, "--tty", options.tty, "--wait-key"],
   ];
 }
 

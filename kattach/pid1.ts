@@ -129,6 +129,15 @@ export const APPLIANCE_SSHD_ARGV = [
   ...["run", "-A", "--cached-only", "--no-config", V8_FLAGS_OPTION, "/kaos/sshd.js"],
 ];
 
+/**
+ * How the appliance runs its consoles: their own bundle of console_main.ts (the terminal until a
+ * key is pressed; the login, menus and IPC client then: buildroot/appliance/bundle-front-ends).
+ */
+export const APPLIANCE_CONSOLE_ARGV = [
+  "/bin/deno",
+  ...["run", "-A", "--cached-only", "--no-config", V8_FLAGS_OPTION, "/kaos/console.js"],
+];
+
 /** PID 1's main: pre-phases, kattach's phases, then stays alive forever. */
 export async function runAppliance(options: ApplianceOptions = {}): Promise<void> {
   const t0 = performance.now();
@@ -259,7 +268,8 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
       mode: "appliance",
       stateDir: APPLIANCE_STATE_DIR,
       logBook: book,
-      selfArgv: APPLIANCE_SELF_ARGV, // the console menus
+      selfArgv: APPLIANCE_SELF_ARGV,
+      consoleSelfArgv: APPLIANCE_CONSOLE_ARGV, // the console menus
       sshPort: APPLIANCE_SSH_PORT,
       early: {
         services,

@@ -1,6 +1,7 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { V8_FLAGS_OPTION } from "../lib/mod.ts";
 import {
+  APPLIANCE_CONSOLE_ARGV,
   APPLIANCE_SELF_ARGV,
   APPLIANCE_SSHD_ARGV,
   menuTerminals,
@@ -108,6 +109,9 @@ Deno.test("the appliance runs kattach and its services with lib/v8_flags.ts' V8 
   ]);
   assertEquals(APPLIANCE_SELF_ARGV.filter((a) => a.startsWith("--v8-flags=")), [V8_FLAGS_OPTION]);
   assertEquals(APPLIANCE_SSHD_ARGV.filter((a) => a.startsWith("--v8-flags=")), [V8_FLAGS_OPTION]);
+  assertEquals(APPLIANCE_CONSOLE_ARGV.filter((a) => a.startsWith("--v8-flags=")), [
+    V8_FLAGS_OPTION,
+  ]);
   // The image build warms the code cache under the same flags (V8 refuses it under others).
   const build = await Deno.readTextFile(new URL("../buildroot/appliance/build", import.meta.url));
   assertEquals([...build.matchAll(/--v8-flags=\S+/g)].map((m) => m[0]), [V8_FLAGS_OPTION]);

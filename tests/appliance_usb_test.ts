@@ -34,6 +34,7 @@ import {
   ok as assert,
 } from "node:assert/strict";
 import { buildQueue, generateKeyFile } from "../appqueue/mod.ts";
+import { ACTIVATE_PROMPT } from "../cli/console.ts";
 import { DEFAULT_PASSWORD } from "../kattach/auth.ts";
 import {
   ApplianceSsh,
@@ -196,6 +197,9 @@ async function endToEnd(flow: Flow): Promise<void> {
     if (flow.serialConsole) {
       // GRUB's serial-console entry, picked on the serial port within the menu's timeout.
       await serial.bootEntry(`KaOS ${VERSION} with the serial console`, 0, BOOT_TIMEOUT_MS);
+      // The console loads its login at the first key (kattach runs it with --wait-key).
+      await serial.waitFor(ACTIVATE_PROMPT, 0, BOOT_TIMEOUT_MS);
+      await serial.send("\r");
       await serial.waitFor("Password for aqcli", 0, BOOT_TIMEOUT_MS);
       assertMatch(serial.text, /kattach: console menus on tty1, ttyS0/);
       assertMatch(

@@ -18,6 +18,7 @@ const entries: { argv: string[]; usage: RegExp }[] = [
   { argv: [DENO, "run", "-A", MAIN, "sshd"], usage: /usage: main\.ts sshd/ },
   { argv: [DENO, "run", "-A", `${REPO_ROOT}/sshd_main.ts`], usage: /usage: main\.ts sshd/ },
   { argv: [DENO, "run", "-A", MAIN, "console"], usage: /usage: main\.ts console/ },
+  { argv: [DENO, "run", "-A", `${REPO_ROOT}/console_main.ts`], usage: /usage: main\.ts console/ },
   { argv: [DENO, "run", "-A", MAIN, "appqueue"], usage: /main\.ts appqueue keygen/ },
   { argv: [DENO, "run", "-A", `${REPO_ROOT}/bench/deploy.ts`], usage: /usage: bench\/deploy/ },
   {
@@ -38,6 +39,10 @@ const entries: { argv: string[]; usage: RegExp }[] = [
   { argv: [`${REPO_ROOT}/scripts/build-vkaos-kernel`], usage: /Usage: scripts\/build-vkaos/ },
   { argv: [`${REPO_ROOT}/fixtures/build-modules`], usage: /fixtures\/build-modules \[--kernel/ },
   { argv: [`${REPO_ROOT}/buildroot/appliance/build`], usage: /Usage: buildroot\/appliance\/build/ },
+  {
+    argv: [`${REPO_ROOT}/buildroot/appliance/bundle-front-ends`],
+    usage: /Usage: buildroot\/appliance\/bundle-front-ends/,
+  },
   { argv: [`${REPO_ROOT}/buildroot/vkaos/build-initramfs`], usage: /build-initramfs OUT/ },
 ];
 
