@@ -396,12 +396,14 @@ try {
   }
   console.log(`load at the end: ${loadAverage()}`);
 } finally {
-  killStateGuests(state);
+  // kattach first: killed while it runs, its guests are restarted by their restart policy and
+  // outlive the bench (20 guests did, 2026-11-27 17:45); then the guests by their pid files.
   for (const ch of children.reverse()) {
     try {
       ch.kill("SIGTERM");
     } catch { /* gone */ }
     await ch.status.catch(() => {});
   }
+  killStateGuests(state);
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }

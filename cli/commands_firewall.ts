@@ -12,7 +12,7 @@ import type {
   UserRule,
 } from "../ipc/mod.ts";
 import type { Command, Parsed } from "./command.ts";
-import { intArg, UsageError } from "./command.ts";
+import { intArg, PAGE_FLAGS, pageParams, UsageError } from "./command.ts";
 import { fields, table } from "./render.ts";
 
 function cmd<A extends ActionName>(
@@ -141,8 +141,9 @@ export const firewallCommands: Command[] = [
     path: ["firewall", "forward", "list"],
     summary: "List published ports",
     args: [],
-    flags: [],
-    build: () => ({ action: "firewall.forward.list", params: {} }),
+    flags: PAGE_FLAGS,
+    pageable: true,
+    build: (p) => ({ action: "firewall.forward.list", params: pageParams(p) }),
     render: (r) => table(FORWARD_HEAD, (r as PublishedPort[]).map(forwardRow)),
   }),
   cmd({

@@ -280,7 +280,9 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     await s.choose("› Next");
     await s.waitFor("› Next 15 (16-30 shown)", mark);
     await s.waitForSelect("VLAN (VLAN), type to filter:");
+    mark = s.text.length;
     await s.keys("p13"); // typing filters, from the first screen of what matches
+    await s.waitFor("139  p139", mark); // the new entries (a select with the old ones can come first)
     await s.waitForSelect("VLAN (VLAN), type to filter: p13");
     await s.choose("137  p137");
     await s.waitFor("= vlan show 137\n", mark);

@@ -1,10 +1,10 @@
 /**
  * Turning a one-line command's ArgSpecs and FlagSpecs into prompts: arguments that name an
  * existing object get a pick list fed by the object's `list` action one screenful at a time
- * (with "next", "previous", "type a name", and what the operator types as a name filter that
- * kattach answers from SQLite),
- * flags get optional inputs or checkboxes, and configuration values get one prompt per field the
- * module declares. The answers become the words of the equivalent one-line command.
+ * ("next", "previous", "type a name", and what the operator types as a name filter that kattach
+ * answers from SQLite), flags get optional inputs or checkboxes, and configuration values get one
+ * prompt per field the module declares. The answers become the words of the equivalent one-line
+ * command.
  */
 import { checkbox, confirm, input, search, select } from "@inquirer/prompts";
 import type { ActionName, IpcClient, Module, ParamsOf, ResultOf } from "../ipc/mod.ts";

@@ -17,7 +17,7 @@ import {
   Instance,
   InstanceName,
   InstanceState,
-  ListFilter,
+  ListWindow,
   Module,
   ObjectName,
   StoreCheck,
@@ -29,17 +29,8 @@ import {
 } from "./schemas.ts";
 
 const None = z.strictObject({});
-/**
- * One page of a long list (issue 13: the menus page through 10,000 instances instead of fetching
- * them all): at most `limit` entries after skipping `offset`, in the list's order; with `filter`,
- * only the entries whose name contains it (any case; a VLAN also by an id starting with it),
- * matched by SQLite before the LIMIT (the prompts' pick lists send what the operator types).
- */
-const Page = {
-  limit: z.number().int().min(1).max(100_000).optional(),
-  offset: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-  filter: ListFilter.optional(),
-};
+/** One page of a long list (schemas.ts ListWindow; the prompts' pick lists send what is typed). */
+const Page = ListWindow;
 const Deleted = z.strictObject({ deleted: z.string() });
 
 /** Every action kattach understands: name → params and result schemas. */

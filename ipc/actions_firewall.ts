@@ -3,7 +3,7 @@
  * generations and commit-confirmed. Spread into the registry in actions.ts.
  */
 import { z } from "zod";
-import { InstanceName } from "./schemas.ts";
+import { InstanceName, ListWindow } from "./schemas.ts";
 
 const None = z.strictObject({});
 const Port = z.number().int().min(1, "ports run from 1 to 65535").max(
@@ -122,7 +122,7 @@ export const firewallActions = {
     }),
     result: z.strictObject({ forward: PublishedPort, applied: FirewallApplied }),
   },
-  "firewall.forward.list": { params: None, result: z.array(PublishedPort) },
+  "firewall.forward.list": { params: z.strictObject(ListWindow), result: z.array(PublishedPort) },
   "firewall.forward.del": {
     params: z.strictObject({ id: z.number().int().min(1) }),
     result: z.strictObject({ deleted: z.string(), applied: FirewallApplied }),

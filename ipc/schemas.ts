@@ -27,6 +27,18 @@ export const ListFilter = z.string().regex(
   "a list filter is 1-64 letters, digits, '.', '_' or '-' (a part of a name)",
 );
 
+/**
+ * One page of a long list (issue 13: the menus page through 10,000 instances instead of fetching
+ * them all): at most `limit` entries after skipping `offset`, in the list's order; with `filter`,
+ * only the entries whose name contains it (any case; a VLAN also by an id starting with it; a
+ * published port by its instance's name), matched by SQLite before the LIMIT.
+ */
+export const ListWindow = {
+  limit: z.number().int().min(1).max(100_000).optional(),
+  offset: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  filter: ListFilter.optional(),
+};
+
 /** An instance name: `<vmimage>-<n>`. */
 export const InstanceName = z.string().regex(
   /^[a-z][a-z0-9-]{0,31}-[1-9][0-9]{0,5}$/,

@@ -10,6 +10,7 @@ import {
   type NetworkMode,
   serveIpc,
 } from "../ipc/mod.ts";
+import { resolve } from "node:path";
 import { type NftHost, probeAccel, realNetlink, realNft } from "../host/mod.ts";
 import { UserError, V8_FLAGS, V8_FLAGS_OPTION, v8FlagsInUse } from "../lib/mod.ts";
 import { CLI_USER } from "./auth.ts";
@@ -35,6 +36,7 @@ import { Supervisor } from "./supervisor.ts";
 /** Options of {@linkcode startKattach}. */
 export interface KattachOptions {
   mode: "hosted" | "appliance";
+  /** The state directory; a relative one is taken from the current directory. */
   stateDir: string;
   log?: (line: string) => void;
   /** Port of the supervised sshd (default 1289; 0: no sshd). */
@@ -106,7 +108,9 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
   const book = options.logBook ??
     new LogBook({ sinks: [options.log ?? ((line: string) => console.error(`kattach: ${line}`))] });
   const log = (line: string) => book.write(line);
-  const stateDir = options.stateDir;
+  // Absolute from here on: instance overlays name their module image by this path (a qcow2
+  // backing file must be absolute), and the services it spawns may run elsewhere.
+  const stateDir = resolve(options.stateDir);
   let store: Store | undefined;
   let k: Kattach | undefined;
   let ipc: IpcServer | undefined;

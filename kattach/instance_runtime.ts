@@ -14,11 +14,11 @@ import {
   hostTscKhz,
   QEMU_USER,
   rotateAppendLog,
+  runCommand,
   type UserIds,
 } from "../host/mod.ts";
 import type { Forward, Instance, Module } from "../ipc/schemas.ts";
 import { UserError } from "../lib/errors.ts";
-import { readUstar } from "../lib/ustar.ts";
 import {
   type GuestConfig,
   type GuestModule,
@@ -562,14 +562,7 @@ async function extractVkaosTo(dir: string, vkaos: Module): Promise<VkaosFiles> {
   if (haveKernel && haveInitrd && haveNone) return { kernel, initrd, pvh: null };
   if (!haveKernel || !haveInitrd) {
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    const parts = readUstar(await Deno.readFile(`${vkaos.dir}/${vkaos.name}.aqi`), {
-      label: `${vkaos.name}.aqi`,
-    });
-    for (const p of parts) {
-      if (p.path === "kernel" || p.path === "initrd") {
-        await writeAtomic(`${dir}/${p.path}`, p.data);
-      }
-    }
+    await untarKernelAndInitrd(`${vkaos.dir}/${vkaos.name}.aqi`, dir);
   }
   // The PVH ELF, or an empty marker saying the kernel has none (a cache from before has neither).
   if (await exists(pvh)) return { kernel, initrd, pvh };
@@ -577,6 +570,35 @@ async function extractVkaosTo(dir: string, vkaos: Module): Promise<VkaosFiles> {
   const found = await inflatePvhElf(kernel, pvh);
   if (!found) await writeAtomic(none, new Uint8Array());
   return { kernel, initrd, pvh: found ? pvh : null };
+}
+
+/**
+ * Writes the image's `kernel` and `initrd` into `dir` with `tar -x` (busybox's on the appliance):
+ * the image (MiB) never passes through kattach's heap, where it stayed as garbage after the first
+ * start of a deploy (issue 13: memory per guest). Each must come out a regular file; a start from
+ * an image without them fails saying so.
+ */
+async function untarKernelAndInitrd(aqi: string, dir: string): Promise<void> {
+  const tmp = `${dir}/.untar-${crypto.randomUUID().slice(0, 8)}`;
+  await Deno.mkdir(tmp, { mode: 0o700 });
+  try {
+    const out = await runCommand(["tar", "-x", "-f", aqi, "-C", tmp, "kernel", "initrd"]);
+    for (const name of ["kernel", "initrd"]) {
+      const st = await Deno.lstat(`${tmp}/${name}`).catch(() => null);
+      if (!st?.isFile) {
+        throw new UserError(
+          `Cannot start from the vKaOS image ${aqi}: it holds no ${name} as a regular file`,
+          { hint: out.stderr.trim() || "re-import the vKaOS module" },
+        );
+      }
+    }
+    for (const name of ["kernel", "initrd"]) {
+      await Deno.chmod(`${tmp}/${name}`, 0o600);
+      await Deno.rename(`${tmp}/${name}`, `${dir}/${name}`);
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
 }
 
 async function writeAtomic(path: string, data: Uint8Array): Promise<void> {

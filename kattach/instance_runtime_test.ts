@@ -1,7 +1,7 @@
-import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, rejects as assertRejects } from "node:assert/strict";
 import { Appmgr } from "../appqueue/mod.ts";
 import type { Module } from "../ipc/mod.ts";
-import { writeUstar } from "../lib/mod.ts";
+import { UserError, writeUstar } from "../lib/mod.ts";
 import {
   chooseMachine,
   extractVkaos,
@@ -87,6 +87,30 @@ Deno.test("extractVkaos: concurrent starts share one extraction of the image", a
     const later = extractVkaos(`${dir}/state`, vkaos);
     assertEquals(later === starts[0], false);
     assertEquals(await later, paths);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("extractVkaos: an image without an initrd fails the start saying so, and caches nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-extract-" });
+  try {
+    await Deno.writeFile(
+      `${dir}/vkaos.aqi`,
+      writeUstar([{ path: "kernel", data: new TextEncoder().encode("a kernel") }]),
+    );
+    const vkaos = {
+      name: "vkaos",
+      dir,
+      files: [{ part: "image", file: "vkaos.aqi", sha256: "cd".repeat(32), size: 0 }],
+    } as unknown as Module;
+    await assertRejects(
+      () => extractVkaos(`${dir}/state`, vkaos),
+      (err: Error) =>
+        err instanceof UserError && /holds no initrd as a regular file/.test(err.message),
+    );
+    const cache = `${dir}/state/cache/vkaos/${"cd".repeat(8)}`;
+    assertEquals([...Deno.readDirSync(cache)].map((e) => e.name), []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

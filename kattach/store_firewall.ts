@@ -9,7 +9,7 @@ import {
   type PublishedPort,
   type UserRule,
 } from "../ipc/mod.ts";
-import type { Row, Store } from "./store.ts";
+import { likeContains, type ListPage, type Row, type Store } from "./store.ts";
 
 function now(): string {
   return new Date().toISOString();
@@ -46,12 +46,17 @@ export function deleteMgmt(store: Store, cidr: string): boolean {
 
 // ---- published ports ----
 
-/** Published ports, by id, with the instance's current address (first NIC on a VLAN). */
-export function listForwards(store: Store): PublishedPort[] {
+/**
+ * Published ports, by id, with the instance's current address (first NIC on a VLAN); a page of
+ * them, `filter` matching a part of the instance's name.
+ */
+export function listForwards(store: Store, page: ListPage = {}): PublishedPort[] {
   return store.all(
     `SELECT f.*, (SELECT ip FROM nic WHERE nic.instance = f.instance AND ip IS NOT NULL
                   AND vlan IS NOT NULL ORDER BY idx LIMIT 1) AS ip
-       FROM firewall_forward f ORDER BY f.id`,
+       FROM firewall_forward f WHERE ?3 IS NULL OR f.instance LIKE ?3 ESCAPE '\\'
+       ORDER BY f.id LIMIT ?1 OFFSET ?2`,
+    [page.limit ?? -1, page.offset ?? 0, likeContains(page.filter)],
   ).map((r) => ({
     id: Number(r.id),
     instance: String(r.instance),

@@ -215,8 +215,8 @@ export const firewallHandlers: Handlers<
     return { forward: listForwards(k.store).find((f) => f.id === id)!, applied };
   },
 
-  "firewall.forward.list"(k) {
-    return listForwards(k.store);
+  "firewall.forward.list"(k, p) {
+    return listForwards(k.store, p);
   },
 
   async "firewall.forward.del"(k, p) {
