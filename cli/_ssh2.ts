@@ -3,7 +3,11 @@
  * imported one by one. The package's index also loads its client, agents and HTTP agents, which
  * pull in Deno's node:http, node:https and node:child_process polyfills: about a quarter of the
  * sshd's start, which lies on the appliance's way to the SSH banner (seconds under TCG).
+ *
+ * The stubs first: in the sshd's bundle, ssh2's require() of what the server never runs answers
+ * from them (cli/_ssh2_stubs.ts).
  */
+import "./_ssh2_stubs.ts";
 // @ts-types="./_ssh2_server.d.ts"
 import Server from "ssh2/lib/server.js";
 // @ts-types="./_ssh2_keys.d.ts"

@@ -51,9 +51,9 @@ export interface Command {
   progress?(message: string, done?: number, total?: number): string | undefined;
   /**
    * What went wrong although the action returned (e.g. deploy's instances that failed to start):
-   * each line goes to stderr and the command exits 1.
+   * each line goes to stderr and the command exits 1. `params` are the ones the command built.
    */
-  problems?(result: unknown): string[];
+  problems?(result: unknown, params: unknown): string[];
   /** Takes over the terminal after the action (e.g. `instance console`); returns the exit status. */
   interactive?(result: unknown, stdio?: ConsoleStdio): Promise<number>;
 }

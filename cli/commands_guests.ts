@@ -78,6 +78,19 @@ const simple = (
     render: (r) => stateLine(r as Instance),
   });
 
+/**
+ * `instance start|restart --wait` that returns an instance that is not running: the readiness
+ * check failed (the restart policy may be starting it again) or it ended; exit 1, say why.
+ */
+function notReady(result: unknown, params: unknown): string[] {
+  const inst = result as Instance;
+  if (!(params as { wait?: boolean }).wait || inst.state === "running") return [];
+  const why = inst.lastExit ? `; last exit: ${inst.lastExit}` : "";
+  return [
+    `${inst.name} did not become ready (it is ${inst.state}${why}); see \`instance show ${inst.name}\``,
+  ];
+}
+
 /** The guest commands. */
 export const guestCommands: Command[] = [
   cmd({
@@ -90,6 +103,7 @@ export const guestCommands: Command[] = [
       params: { name: p.args.NAME!, wait: p.flags.wait === true },
     }),
     render: (r) => stateLine(r as Instance),
+    problems: notReady,
   }),
   cmd({
     path: ["instance", "stop"],
@@ -117,6 +131,7 @@ export const guestCommands: Command[] = [
       params: { name: p.args.NAME!, wait: p.flags.wait === true },
     }),
     render: (r) => stateLine(r as Instance),
+    problems: notReady,
   }),
   simple("pause", "Pause an instance's vCPUs"),
   simple("resume", "Resume a paused instance"),

@@ -187,7 +187,7 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
         ? JSON.stringify(result, null, indent) + "\n"
         : stripControls(found.command.render(result)),
     );
-    const problems = found.command.problems?.(result) ?? [];
+    const problems = found.command.problems?.(result, request.params) ?? [];
     for (const p of problems) io.err(stripControls(`Error: ${p}\n`));
     return problems.length > 0 ? EXIT.failed : EXIT.ok;
   } catch (err) {

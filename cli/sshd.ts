@@ -6,6 +6,7 @@
  * starts (seconds under TCG on the appliance's way to the SSH banner).
  */
 import { parseCli, portNumber } from "../lib/cli_args.ts";
+import { trimMallocSoon } from "../lib/malloc_trim.ts";
 import { type SshBackend, type SshServer, startSshServer } from "./ssh_server.ts";
 
 /**
@@ -19,8 +20,23 @@ export function lazyBackend(runDir: string): SshBackend {
     checkPassword: async (user, password) => (await backend()).checkPassword(user, password),
     authorizedKeys: async (user) => (await backend()).authorizedKeys(user),
     changePassword: async (user, password) => (await backend()).changePassword(user, password),
-    exec: async (line, io) => (await backend()).exec(line, io),
-    shell: async (io) => (await backend()).shell(io),
+    exec: async (line, io) => {
+      try {
+        return await (await backend()).exec(line, io);
+      } finally {
+        // What the command's IPC connection and channel freed goes back to the system (issue 13:
+        // the sshd grew 10.7 % over 1,000 one-line commands without, 3.2 % with; not at the
+        // start: FFI's first call touches 1.5 MiB more of the deno binary, idle).
+        trimMallocSoon();
+      }
+    },
+    shell: async (io) => {
+      try {
+        return await (await backend()).shell(io);
+      } finally {
+        trimMallocSoon();
+      }
+    },
   };
 }
 

@@ -89,7 +89,9 @@ export class IpcClient {
       conn = await Deno.connect({ transport: "unix", path: `${runDir}/${SOCKET_NAME}` });
     } catch (err) {
       throw new UserError(`Cannot reach kattach at ${runDir}: ${(err as Error).message}`, {
-        hint: "is kattach running? Start it with `scripts/deno task kaos kattach --hosted`",
+        // The hint names the state directory this client looked in (runDir is STATE/run).
+        hint: `is kattach running on that state directory? Start it with \`scripts/deno task ` +
+          `kaos kattach --hosted --state ${runDir.replace(/\/run\/?$/, "") || "/"}\``,
         code: "unavailable",
         cause: err,
       });

@@ -97,3 +97,24 @@ Deno.test("IpcClient: a list kattach sends as JSON text comes through as it is a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("IpcClient: no kattach on a state directory: the hint names that directory", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-ipc-client-" });
+  try {
+    await assert.rejects(
+      () => IpcClient.connect(`${dir}/run`),
+      (err: Error & { hint?: string; code?: string }) => {
+        assert.match(err.message, new RegExp(`^Cannot reach kattach at ${dir}/run: `));
+        assert.equal(err.code, "unavailable");
+        assert.equal(
+          err.hint,
+          `is kattach running on that state directory? Start it with ` +
+            `\`scripts/deno task kaos kattach --hosted --state ${dir}\``,
+        );
+        return true;
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -73,6 +73,41 @@ Deno.test("front-end bundles: the split sshd.js and console.js against a real ka
       assertMatch(usage.stderr, /Error: /);
     });
 
+    await t.step("sshd.js: what the bundle leaves out of ssh2 is refused cleanly", async () => {
+      // cli/_ssh2_stubs.ts: chacha20-poly1305, SFTP and compression are never negotiated.
+      const chacha = await run([
+        // LogLevel first (ssh takes an option's first value): the refusal is logged at INFO.
+        ...[
+          "ssh",
+          "-o",
+          "LogLevel=INFO",
+          ...sshKeyOpts(key),
+          "-c",
+          "chacha20-poly1305@openssh.com",
+        ],
+        ...["-p", String(port), "aqcli@127.0.0.1", "vlan", "list"],
+      ]);
+      assertEquals(chacha.code, 255, chacha.stderr);
+      assertMatch(chacha.stderr, /Unable to negotiate .*no matching cipher found/);
+      const sftp = await run([
+        ...["ssh", "-o", "LogLevel=INFO", ...sshKeyOpts(key), "-s", "-p", String(port)],
+        ...["aqcli@127.0.0.1", "sftp"],
+      ]);
+      assertEquals(sftp.code === 0, false, sftp.stderr);
+      assertMatch(sftp.stderr, /subsystem request failed/);
+      await waitFor(
+        () => log.includes("refused the sftp subsystem"),
+        () => `sftp refused:\n${log}`,
+      );
+      const zipped = await run([
+        ...["ssh", ...sshKeyOpts(key), "-o", "Compression=yes", "-p", String(port)],
+        ...["aqcli@127.0.0.1", "vlan", "list", "--json"],
+      ]);
+      assertEquals(zipped.code, 0, zipped.stderr + log);
+      assertEquals(zipped.stdout, (await k.aq("vlan", "list", "--json")).stdout);
+      assertEquals(log.includes("left out of this sshd"), false, log);
+    });
+
     await t.step("sshd.js: the menus in a pty", async () => {
       const script = `${work}/menu.sh`;
       await Deno.writeTextFile(

@@ -7,16 +7,22 @@
  *   kaos-pg session SOCKET APPNAME      a superuser session (user and database postgres, trust
  *                                       over the unix socket SOCKET) that runs requests read on
  *                                       stdin until its end
+ *   kaos-pg readahead FILE...           asks the kernel to read FILEs into the page cache
+ *                                       (readahead(2)): whole files in large reads, where the
+ *                                       server's first start faults them in page by page
  *
  * A request is SQL text lines ended by a line "--kaos-run ID"; the text goes to the server as one
  * simple query (several statements in one text are one transaction, as the protocol defines). Its
  * answer, on stdout: each result row as one line, the fields separated by one space (NULL empty);
  * "ERROR: MESSAGE" for an error (the rest of that text is not run; a transaction it left open is
  * rolled back); then "kaos-done ID". Exit status: 0 at the end of stdin, 1 when the server cannot
- * be reached or closes the connection, 2 for bad arguments.
+ * be reached or closes the connection, 2 for bad arguments. readahead: 1 when a file could not
+ * be read ahead.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <grp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -222,10 +228,21 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "kaos-pg as: cannot run %s: %s\n", argv[4], strerror(errno));
 		return 1;
 	}
+	if (argc >= 3 && strcmp(argv[1], "readahead") == 0) {
+		int rc = 0;
+		for (int i = 2; i < argc; i++) {
+			int f = open(argv[i], O_RDONLY | O_CLOEXEC);
+			struct stat st;
+			if (f < 0 || fstat(f, &st) < 0 || readahead(f, 0, (size_t)st.st_size) < 0) rc = 1;
+			if (f >= 0) close(f);
+		}
+		return rc;
+	}
 	if (argc == 4 && strcmp(argv[1], "session") == 0) {
 		session(argv[2], argv[3]);
 		return 0;
 	}
-	fprintf(stderr, "usage: kaos-pg as UID GID PROGRAM ARG... | kaos-pg session SOCKET APPNAME\n");
+	fprintf(stderr, "usage: kaos-pg as UID GID PROGRAM ARG... | kaos-pg session SOCKET APPNAME |"
+	                " kaos-pg readahead FILE...\n");
 	return 2;
 }

@@ -1,0 +1,65 @@
+/**
+ * `instance start|restart --wait` over a real unix socket with the real IPC server: an instance
+ * that comes back running exits 0; one that did not become ready (readiness failed, the restart
+ * policy is starting it again) exits 1 and says why. The dispatch is a small fake standing for
+ * kattach's answer.
+ */
+import assert from "node:assert/strict";
+import { IpcClient } from "../ipc/client.ts";
+import { type Dispatch, serveIpc } from "../ipc/server.ts";
+import { EXIT, runOneLine } from "./oneline.ts";
+
+const base = {
+  name: "web-1",
+  vmimage: "web",
+  autostart: false,
+  restartPolicy: "on-failure",
+  nics: [],
+  createdAt: "2026-11-27T12:00:00.000Z",
+};
+
+Deno.test("instance start|restart --wait: exit 1 and the reason when not ready", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-cli-guests-" });
+  let answer: Record<string, unknown> = {};
+  const dispatch: Dispatch = (action) => {
+    if (action !== "instance.start" && action !== "instance.restart") {
+      throw new Error(`unexpected ${action}`);
+    }
+    return Promise.resolve(answer);
+  };
+  const server = await serveIpc({ runDir: `${dir}/run`, dispatch, log: () => {} });
+  const run = async (words: string[]) => {
+    let out = "";
+    let err = "";
+    const code = await runOneLine(words, {
+      out: (t) => out += t,
+      err: (t) => err += t,
+      connect: () => IpcClient.connect(`${dir}/run`),
+    });
+    return { code, out, err };
+  };
+  try {
+    const lastExit = "not ready: web: not ready after 120000 ms; restarting in 1 s (on-failure)";
+    answer = { ...base, state: "starting", lastExit };
+    for (const verb of ["start", "restart"]) {
+      const r = await run(["instance", verb, "web-1", "--wait"]);
+      assert.equal(r.code, EXIT.failed, `${verb}: ${r.out}${r.err}`);
+      assert.equal(
+        r.err,
+        `Error: web-1 did not become ready (it is starting; last exit: ${lastExit}); ` +
+          "see `instance show web-1`\n",
+      );
+      // Without --wait a start that is under way is what was asked for.
+      const plain = await run(["instance", verb, "web-1"]);
+      assert.equal(plain.code, EXIT.ok, plain.err);
+      assert.equal(plain.err, "");
+    }
+    answer = { ...base, state: "running", pid: 42 };
+    const ok = await run(["instance", "restart", "web-1", "--wait"]);
+    assert.equal(ok.code, EXIT.ok, ok.err);
+    assert.equal(ok.err, "");
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
