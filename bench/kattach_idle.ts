@@ -5,7 +5,8 @@
  * /kaos/console.js + /kaos/fe.d/ (buildroot/appliance/bundle-front-ends), ASCII only, run with --no-config --cached-only and lib/v8_flags.ts' flags.
  * Beside them, in the same rounds: kattach from main.ts with its npm: imports (what the hosted
  * mode and bench/memory.ts run), kattach from one ASCII bundle of main.ts (as the appliance was
- * built before bundle_kaos), and a bare Deno (the floor). Rounds alternate; each kattach is
+ * built before bundle_kaos), kaos.js split with its dynamic imports of string literals (as
+ * bundle_kaos made it before: Deno reads those chunks at the start), and a bare Deno (the floor). Rounds alternate; each kattach is
  * hosted, on an empty state directory, without sshd, measured 4 s after it logs "kattach: ready";
  * the sshd 4 s after it listens (no kattach behind it: it connects per login); the console (on a
  * pseudo-terminal) 4 s after it asks to press Enter (--wait-key, as kattach runs it) or for the
@@ -160,6 +161,19 @@ try {
   if (!split.success) {
     throw new Error(`bundle_kaos failed: ${new TextDecoder().decode(split.stderr)}`);
   }
+  // kaos.js as bundle_kaos made it before its dynamic imports named their chunks through an
+  // expression: each a string literal (`import("./x.js")`), which Deno reads at the start.
+  await Deno.mkdir(`${dir}/kaos-lit.d`);
+  const literal = (js: string) => js.replace(/\bimport\(\["(\.\/[^"]+)"\]\[0\]\)/g, 'import("$1")');
+  for (const e of Deno.readDirSync(`${dir}/kaos.d`)) {
+    const js = Deno.readTextFileSync(`${dir}/kaos.d/${e.name}`);
+    Deno.writeTextFileSync(`${dir}/kaos-lit.d/${e.name}`, literal(js));
+  }
+  const kaosJs = Deno.readTextFileSync(`${dir}/kaos.js`);
+  Deno.writeTextFileSync(
+    `${dir}/kaos-lit.js`,
+    literal(kaosJs).replaceAll("./kaos.d/", "./kaos-lit.d/"),
+  );
   await bundle("main.ts", `${dir}/kaos-one.js`, true);
   await bundle("sshd_main.ts", `${dir}/sshd-one.js`, true); // the sshd as bundled before
   const fe = await new Deno.Command(`${ROOT}/buildroot/appliance/bundle-front-ends`, {
@@ -198,6 +212,7 @@ try {
   // A first run of each warms Deno's caches (V8 code cache, module analysis), as the image does.
   await kattach(bundled("kaos.js"));
   await kattach(bundled("kaos-one.js"));
+  await kattach(bundled("kaos-lit.js"));
   await sshd("sshd.js");
   await sshd("sshd-one.js");
   await consoleRss(`${dir}/console.js`, true);
@@ -208,6 +223,7 @@ try {
   const consolesLogin: number[] = [];
   const consolesKaos: number[] = [];
   const fromOne: number[] = [];
+  const fromLit: number[] = [];
   const fromMain: number[] = [];
   const sshds: number[] = [];
   const sshdsOne: number[] = [];
@@ -215,6 +231,7 @@ try {
     fromBundle.push(await kattach(bundled("kaos.js")));
     fromMain.push(await kattach([`${ROOT}/main.ts`]));
     fromOne.push(await kattach(bundled("kaos-one.js")));
+    fromLit.push(await kattach(bundled("kaos-lit.js")));
     sshds.push(await sshd("sshd.js"));
     sshdsOne.push(await sshd("sshd-one.js"));
     consoles.push(await consoleRss(`${dir}/console.js`, true));
@@ -226,6 +243,7 @@ try {
   console.log(`bench/kattach_idle: ${ROUNDS} rounds, load ${load}; medians [rounds]`);
   console.log(`kattach idle, bundled as on the appliance      ${f(fromBundle)}`);
   console.log(`kattach idle, one bundle (before bundle_kaos)  ${f(fromOne)}`);
+  console.log(`kattach idle, split, literal import()s (before) ${f(fromLit)}`);
   console.log(`kattach idle, from main.ts (npm: imports)      ${f(fromMain)}`);
   console.log(`sshd idle, sshd.js as on the appliance         ${f(sshds)}`);
   console.log(`sshd idle, one bundle (before)                 ${f(sshdsOne)}`);
@@ -242,7 +260,8 @@ try {
   goal(
     "kattach idle, as on the appliance,",
     fromBundle,
-    `, one bundle (before bundle_kaos) ${median(fromOne).toFixed(1)} MiB`,
+    `, one bundle (before bundle_kaos) ${median(fromOne).toFixed(1)} MiB, split with literal` +
+      ` import()s (before) ${median(fromLit).toFixed(1)} MiB`,
   );
   goal("sshd idle, as on the appliance,", sshds, `, one bundle ${median(sshdsOne).toFixed(1)} MiB`);
   goal(

@@ -3,8 +3,9 @@
  * Checks what it makes: every import names a file it made; what kattach loads at its start
  * (kaos.js and the static imports of its pid1 and boot chunks) holds no SSH server code and
  * imports no Node module beyond node:buffer, node:path, node:sqlite and node:util (node:module and
- * node:crypto cost about 6 and 5 MiB of RSS at every start); and kattach runs from it (hosted,
- * its IPC answered by `aq` from the same bundle).
+ * node:crypto cost about 6 and 5 MiB of RSS at every start); no dynamic import names a string
+ * literal (Deno reads those chunks at the start, loaded or not); and kattach runs from it (hosted,
+ * its IPC answered by `aq` from the same bundle, a chunk loaded at its dynamic import).
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { REPO_ROOT } from "./_harness.ts";
@@ -38,15 +39,22 @@ Deno.test("bundle_kaos: kattach's chunks load no SSH server, no node:module or n
       ...[...Deno.readDirSync(`${dir}/kaos.d`)].map((e) => `kaos.d/${e.name}`),
     ];
     for (const f of files) {
-      for (const m of read(f).matchAll(/\b(?:from|import)\s*\(?\s*"(\.\.?\/[^"]+)"/g)) {
+      for (const m of read(f).matchAll(/\b(?:from|import)\s*\(?\s*\[?"(\.\.?\/[^"]+)"/g)) {
         assert(files.includes(resolve(f, m[1])), `${f} imports ${m[1]}, which was not made`);
       }
+    }
+
+    // No dynamic import names a string literal: Deno would read every such chunk (the console's,
+    // the SSH server's) into its module graph at kattach's start, loaded or not (1.0 MiB RSS).
+    for (const f of files) {
+      const literal = read(f).match(/\bimport\(\s*["'`][^)]*\)/);
+      assert(literal === null, `${f} has a dynamic import of a string literal: ${literal?.[0]}`);
     }
 
     // What kattach loads at its start: kaos.js, its pid1 (appliance) and boot (hosted) chunks,
     // and everything those import statically.
     const entries = [
-      ...read("kaos.js").matchAll(/import\(\s*"(\.\/kaos\.d\/(?:pid1|boot)-[^"]+)"/g),
+      ...read("kaos.js").matchAll(/import\(\["(\.\/kaos\.d\/(?:pid1|boot)-[^"]+)"\]\[0\]\)/g),
     ]
       .map((m) => resolve("kaos.js", m[1]));
     assertEquals(entries.length, 2, "kaos.js should import a pid1 and a boot chunk");

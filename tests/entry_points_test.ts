@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { REPO_ROOT } from "./_harness.ts";
-import { run } from "./_util.ts";
+import { freePort, run } from "./_util.ts";
 
 const DENO = Deno.execPath();
 const MAIN = `${REPO_ROOT}/main.ts`;
@@ -101,6 +101,34 @@ Deno.test("kattach --help and a mistyped option start nothing", async () => {
     assert.equal(aq.code, 2);
     assert.match(aq.stderr, /Unknown option '--bogus'/);
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("run-appliance refuses a --port or --forward host port in use, before it builds", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (taken.addr as Deno.NetAddr).port;
+  const dir = await Deno.makeTempDir({ prefix: "kaos-entry-" });
+  try {
+    const script = `${REPO_ROOT}/scripts/run-appliance`;
+    // Stick and disk in a directory of the test's own: nothing may be written there.
+    const own = ["--no-build", "--stick", `${dir}/stick.img`, "--disk", `${dir}/disk.img`];
+    const free = freePort();
+    const cases: [string[], RegExp][] = [
+      [["--port", String(port)], new RegExp(`127\\.0\\.0\\.1:${port} is already in use`)],
+      [
+        ["--port", String(free), "--forward", `${port}:8080`],
+        new RegExp(`--forward ${port}:8080: 127\\.0\\.0\\.1:${port} is already in use`),
+      ],
+    ];
+    for (const [args, message] of cases) {
+      const r = await run([script, ...own, ...args], { timeoutMs: LIMIT_MS });
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing written");
+    }
+  } finally {
+    taken.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
