@@ -17,6 +17,12 @@
  * - `node:zlib`: ssh2's zlib.js makes one inflate stream at its start (to reach its handle's
  *   class) and compresses only for a negotiated `zlib` or `zlib@openssh.com`; the server offers
  *   `compress: ["none"]` only.
+ *
+ * One is not a stub but a small stand-in that is reached: `node:assert` for asn1 (ssh2's BER
+ * reader and writer), which calls only `assert.ok` and `assert.equal` (argument checks); Deno's
+ * node:assert would touch 2.3 MiB more of the deno binary at the sshd's start. The stand-in
+ * throws as Node's does (an AssertionError, code ERR_ASSERTION, the message given); any other
+ * function of node:assert is missing, and the bundle script checks that only asn1 requires it.
  */
 
 /** The global the bundle's require() reads the stubs from (set when cli/_ssh2.ts loads). */
@@ -47,6 +53,27 @@ class ZlibHandle {
   }
 }
 
+/** Node's assert.AssertionError as far as asn1 can see it (name, code, message). */
+class AssertionError extends Error {
+  override name = "AssertionError";
+  code = "ERR_ASSERTION";
+}
+
+/** node:assert's `ok` and `equal` (loose, ==), the two functions asn1 calls. */
+const assertStandIn = {
+  ok(value: unknown, message?: string): void {
+    if (!value) {
+      throw new AssertionError(message ?? "The expression evaluated to a falsy value");
+    }
+  },
+  equal(actual: unknown, expected: unknown, message?: string): void {
+    // deno-lint-ignore eqeqeq
+    if (actual != expected && !(actual !== actual && expected !== expected)) {
+      throw new AssertionError(message ?? `${String(actual)} == ${String(expected)}`);
+    }
+  },
+};
+
 /** The stubs by the require() id the bundle leaves out. */
 export const SSH2_STUBS: Readonly<Record<string, unknown>> = Object.freeze({
   "./protocol/SFTP.js": { SFTP },
@@ -60,6 +87,10 @@ export const SSH2_STUBS: Readonly<Record<string, unknown>> = Object.freeze({
   "bcrypt-pbkdf": {
     pbkdf: () => unreachable("bcrypt-pbkdf (passphrase-encrypted keys)", NO_PASSPHRASE),
   },
+  "node:assert": Object.assign(
+    (value: unknown, message?: string) => assertStandIn.ok(value, message),
+    assertStandIn,
+  ),
   "node:zlib": {
     createInflate: () => ({ _handle: { constructor: ZlibHandle } }),
     // The values of Node's zlib.constants that ssh2's zlib.js reads at its start.
