@@ -120,5 +120,6 @@ export function pageParams(p: Parsed): { limit?: number; offset?: number; filter
 export function usage(c: Command): string {
   const args = c.args.map((a) => a.rest ? `[${a.name}…]` : a.optional ? `[${a.name}]` : a.name);
   const flags = c.flags.map((f) => f.boolean ? `[--${f.name}]` : `[--${f.name} ${f.value}]`);
-  return [...c.path, ...args, ...flags, "[--json]"].join(" ");
+  // A command that takes over the terminal has no JSON output.
+  return [...c.path, ...args, ...flags, ...c.interactive ? [] : ["[--json]"]].join(" ");
 }

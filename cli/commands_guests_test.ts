@@ -63,3 +63,30 @@ Deno.test("instance start|restart --wait: exit 1 and the reason when not ready",
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("instance console: no --json offered; given, a usage error before kattach is asked", async () => {
+  const run = async (words: string[]) => {
+    let out = "";
+    let err = "";
+    const code = await runOneLine(words, {
+      out: (t) => out += t,
+      err: (t) => err += t,
+      connect: () => Promise.reject(new Error("kattach must not be asked")),
+    });
+    return { code, out, err };
+  };
+  const help = await run(["instance", "console", "--help"]);
+  assert.equal(help.code, EXIT.ok);
+  assert.match(help.out, /^ {2}instance console NAME$/m);
+  assert.doesNotMatch(help.out, /--json/);
+  const stats = await run(["instance", "stats", "--help"]);
+  assert.match(stats.out, /^ {2}instance stats NAME \[--json\]$/m); // one that has JSON keeps it
+  const json = await run(["instance", "console", "web-1", "--json"]);
+  assert.equal(json.code, EXIT.usage);
+  assert.equal(
+    json.err,
+    "Error: instance console has no JSON output (it takes over the terminal)\n" +
+      "Usage: instance console NAME\n",
+  );
+  assert.equal(json.out, "");
+});

@@ -312,9 +312,10 @@ async function runPaged(ctx: RunContext, words: string[]): Promise<number> {
 async function runPages(ctx: RunContext, words: string[]): Promise<void> {
   const t = ctx.terminal;
   const size = Math.max(5, t.rows - 4); // room for the one-line, the header and the question
+  // What the operator chose, once: the page size and offset are the menu's own doing.
+  t.write(`= ${oneLineText(words)}\n`);
   for (let offset = 0;; offset += size) {
     const page = [...words, `--limit=${size}`, `--offset=${offset}`];
-    t.write(`= ${oneLineText(page)}\n`);
     let lines = 0;
     const code = await runOneLine(
       page,

@@ -234,7 +234,7 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     assert(!s.text.includes("n3w-passw0rd"), "a password was echoed");
 
     // A long list is fetched a page at a time through IPC (the terminal has 40 rows: pages of
-    // 36), each page shown as its one-line command; the next only when asked for.
+    // 36), the one-line command shown once as chosen (no page size); the next only when asked for.
     const c = await connect();
     for (let id = 100; id < 140; id++) {
       await c.call("vlan.add", { id, name: `p${id}`, cidr: `10.1.${id}.0/24` });
@@ -248,16 +248,17 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     await s.choose("vlan list");
     await s.waitFor("--filter TEXT", mark);
     await s.line("");
-    await s.waitFor("= vlan list --limit=36 --offset=0\n", mark);
+    await s.waitFor("= vlan list\n", mark);
     await s.waitFor("Entries 1-36 shown. More?", mark);
     const first = s.text.slice(mark);
     assert(first.includes("\n134  p134") && !first.includes("p135"), "the first page ends at 134");
     mark = s.text.length;
     await s.line("y");
-    await s.waitFor("= vlan list --limit=36 --offset=36\n", mark);
     await s.waitFor(/139\s+p139\s/, mark);
     await s.waitFor("vlan list", s.text.lastIndexOf("p139")); // back on the page, no question
-    const second = s.text.slice(s.text.indexOf("--offset=36\n", mark));
+    const second = s.text.slice(s.text.indexOf("More? Yes\n", mark) + "More? Yes\n".length);
+    assert(!second.includes("= vlan list"), "the one-line is shown once, not per page");
+    assert(!first.includes("--limit") && !second.includes("--limit"), "no page size shown");
     assert(!second.includes("More?"), "no question after the last page");
     assert(!second.includes("p134"), "the second page starts after the first");
 
@@ -266,7 +267,7 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     await s.choose("vlan list");
     await s.waitFor("--filter TEXT", mark);
     await s.line("p12");
-    await s.waitFor("= vlan list --filter=p12 --limit=36 --offset=0\n", mark);
+    await s.waitFor("= vlan list --filter=p12\n", mark);
     await s.waitFor(/129\s+p129\s/, mark);
     await s.waitFor("vlan list", s.text.lastIndexOf("p129"));
     const filtered = s.text.slice(mark);

@@ -154,6 +154,13 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
     );
     return EXIT.usage;
   }
+  if (json && found.command.interactive) {
+    io.err(
+      `Error: ${found.command.path.join(" ")} has no JSON output (it takes over the terminal)\n` +
+        `Usage: ${usage(found.command)}\n`,
+    );
+    return EXIT.usage;
+  }
   let request;
   try {
     request = found.command.build(parseArgs(found.command, found.rest));
@@ -175,7 +182,7 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
         else io.err(`${total ? `[${done ?? 0}/${total}] ` : ""}${stripControlsLine(message)}\n`);
       },
     });
-    if (!json && found.command.interactive) {
+    if (found.command.interactive) {
       return await found.command.interactive(result, io.stdio);
     }
     // A command that streams lines on stdout keeps --json output one JSON value per line.

@@ -787,8 +787,8 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
       socket.destroy();
     }
   });
-  server.on("error", (err: Error) => log(`ssh: server error: ${err.message}`));
 
+  // A listen that fails is the caller's to report (e.g. the port in use, cli/sshd.ts), once.
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port, options.hostname, () => {
@@ -796,6 +796,7 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
       resolve();
     });
   });
+  server.on("error", (err: Error) => log(`ssh: server error: ${err.message}`));
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : options.port;
   const fingerprints = served.map((k) => k.fingerprint);

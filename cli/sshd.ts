@@ -54,6 +54,9 @@ export interface SshdMainOptions {
   waitGo?: boolean;
 }
 
+/** The sshd's exit status when its port is taken (EADDRINUSE's number on Linux). */
+export const SSHD_EXIT_PORT_IN_USE = 98;
+
 /** Runs the sshd process (`main.ts sshd`). */
 export async function runSshdMain(o: SshdMainOptions): Promise<void> {
   const dir = o.stateDir;
@@ -82,13 +85,23 @@ export async function runSshdMain(o: SshdMainOptions): Promise<void> {
     console.error("ssh: started; waiting for kattach's go (firewall in, state mounted)");
     await goSaid;
   }
-  running.server = await startSshServer({
-    hostname: o.listen,
-    port: o.port,
-    hostKeysDir: `${dir}/ssh`,
-    backend: lazyBackend(`${dir}/run`),
-    log: (line) => console.error(line),
-  });
+  try {
+    running.server = await startSshServer({
+      hostname: o.listen,
+      port: o.port,
+      hostKeysDir: `${dir}/ssh`,
+      backend: lazyBackend(`${dir}/run`),
+      log: (line) => console.error(line),
+    });
+  } catch (err) {
+    // Another process holds the port: one line, no stack; the supervisor's back-off retries.
+    if ((err as { code?: string }).code !== "EADDRINUSE") throw err;
+    console.error(
+      `ssh: port ${o.port} on ${o.listen} is in use: another process listens there; free it or ` +
+        "choose another port",
+    );
+    Deno.exit(SSHD_EXIT_PORT_IN_USE);
+  }
   if (o.supervised) {
     // In case another process holds the pipe too: kattach gone means a new parent.
     const parent = Deno.ppid;

@@ -835,6 +835,9 @@ export class Supervisor {
 
   async #waitSettled(g: Guest): Promise<void> {
     while (this.#guests.get(g.name) === g && !g.ready && g.intent === "run") await sleep(100);
+    // Failed readiness: its QEMU is being killed; wait for its end to be recorded so the answer
+    // shows the state and the last exit, not "starting" (#onClosed gives it 5 s, then SIGKILL).
+    if (g.intent === "fail") await settledWithin(g.ended, 10_000);
   }
 
   #signal(g: Guest, signal: Deno.Signal): void {

@@ -93,9 +93,10 @@ export const instanceHandlers: Handlers<
         try {
           const { instance: inst, qmpStatus } = await sup.launch(name, { wait: p.wait, shared });
           if (p.wait && inst.state !== "running") {
-            const reason = inst.lastExit || `it is ${inst.state}`;
-            outcomes.set(name, { outcome: "failed", reason: `never became ready: ${reason}` });
-            ctx.progress(`${name}: never became ready: ${reason}`, ++done, created.length);
+            const why = inst.lastExit ? `; last exit: ${inst.lastExit}` : "";
+            const reason = `never became ready (it is ${inst.state}${why})`;
+            outcomes.set(name, { outcome: "failed", reason });
+            ctx.progress(`${name}: ${reason}`, ++done, created.length);
           } else {
             outcomes.set(name, { outcome: p.wait ? "ready" : "started", qmpStatus });
             ctx.progress(`${name}: ${inst.state} (pid ${inst.pid})`, ++done, created.length);

@@ -1,0 +1,64 @@
+/**
+ * `deploy --wait` of a module whose readiness never comes, on real QEMU (TCG) under a hosted
+ * kattach: the command exits 1 and names the instance's real state and its last exit (the
+ * readiness failure), not "it is starting" (the answer used to come before the end was recorded).
+ */
+import assert from "node:assert/strict";
+import type { DeployedInstance } from "../ipc/mod.ts";
+import { buildFixtures, REPO_ROOT, TestKattach } from "./_harness.ts";
+
+const OUT = `${REPO_ROOT}/fixtures/out`;
+
+/** A copy of a fixture module with its appmgr.aq edited. */
+async function moduleCopy(
+  name: string,
+  to: string,
+  edit: (appmgr: Record<string, unknown>) => void,
+): Promise<string> {
+  const dir = `${to}/${name}`;
+  await Deno.mkdir(dir, { recursive: true });
+  for (const e of Deno.readDirSync(`${OUT}/${name}`)) {
+    if (e.isFile) await Deno.copyFile(`${OUT}/${name}/${e.name}`, `${dir}/${e.name}`);
+  }
+  const appmgr = JSON.parse(await Deno.readTextFile(`${dir}/appmgr.aq`));
+  edit(appmgr);
+  await Deno.writeTextFile(`${dir}/appmgr.aq`, JSON.stringify(appmgr, null, 2) + "\n");
+  return dir;
+}
+
+Deno.test({
+  name: "deploy --wait: a readiness failure names the state and the last exit",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await buildFixtures();
+    const dir = await Deno.makeTempDir({ prefix: "kaos-deploy-not-ready-" });
+    const k = await TestKattach.start();
+    try {
+      const web = await moduleCopy("web", dir, (a) => {
+        a.readiness = { type: "serial", marker: "this line never comes" };
+        a.readinessTimeoutSeconds = 1;
+      });
+      for (const m of [`${OUT}/vkaos`, web]) {
+        const r = await k.aq("module", "import", m);
+        assert.equal(r.code, 0, `module import ${m}: ${r.stdout}${r.stderr}`);
+      }
+      await k.json("vmimage", "create", "web", "--modules", "web");
+      const r = await k.aq("deploy", "web", "--wait");
+      assert.equal(r.code, 1, `deploy: ${r.stdout}${r.stderr}`);
+      const line = r.stderr.split("\n").find((l) => l.includes("web-1 failed"));
+      assert.ok(line, r.stderr);
+      assert.match(
+        line,
+        /^Error: web-1 failed: never became ready \(it is failed; last exit: not ready: web: not ready after 1000 ms: serial: no line with "this line never comes" yet; restarting in \d+ s \(on-failure\)\)$/,
+      );
+      // The record says the same once asked.
+      const inst = await k.json<DeployedInstance>("instance", "show", "web-1");
+      assert.match(inst.lastExit ?? "", /^not ready: web: not ready after 1000 ms/);
+      await k.aq("instance", "kill", "web-1");
+    } finally {
+      await k.dispose();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
