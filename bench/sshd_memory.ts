@@ -15,6 +15,7 @@
 import { IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { freePort, sleep, waitUntil } from "./_util.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const USAGE = "usage: bench/sshd_memory.ts [--rounds R (default 3)] [--commands N (default 1000)]";
@@ -36,7 +37,6 @@ const GOAL_IDLE_MIB = 64;
 const GOAL_GROWTH_PCT = 5;
 const MiB = 1024 * 1024;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const load = () => Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
 
 function median(xs: number[]): number {
@@ -66,22 +66,6 @@ function memoryOf(pid: number): { rss: number; binary: number; heap: number; ano
     if (kind) by[kind] += Number(r[1]) / 1024;
   }
   return by;
-}
-
-/** Waits until `ok()`, every 100 ms, for at most `ms`; says what it waited for. */
-async function waitUntil(what: string, ms: number, ok: () => boolean | Promise<boolean>) {
-  const end = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`waited ${ms / 1000} s for ${what}`);
-    await sleep(100);
-  }
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 /** A process started by the bench, its stderr gathered, ended by `stop()`. */

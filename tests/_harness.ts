@@ -19,6 +19,23 @@ export async function buildFixtures(): Promise<void> {
   if (out.code !== 0) throw new Error(`fixtures/build-modules failed:\n${out.stderr}`);
 }
 
+/** Copies a built fixture module's directory to `to`/`name`, editing its appmgr.aq. */
+export async function moduleCopy(
+  name: string,
+  to: string,
+  edit: (appmgr: Record<string, unknown>) => void,
+): Promise<string> {
+  const dir = `${to}/${name}`;
+  await Deno.mkdir(dir, { recursive: true });
+  for (const e of Deno.readDirSync(`${FIXTURES_OUT}/${name}`)) {
+    if (e.isFile) await Deno.copyFile(`${FIXTURES_OUT}/${name}/${e.name}`, `${dir}/${e.name}`);
+  }
+  const appmgr = JSON.parse(await Deno.readTextFile(`${dir}/appmgr.aq`));
+  edit(appmgr);
+  await Deno.writeTextFile(`${dir}/appmgr.aq`, JSON.stringify(appmgr, null, 2) + "\n");
+  return dir;
+}
+
 /** The longest a fixture build may take (a cold build on 2 busy cores is a few minutes). */
 const BUILD_FIXTURES_MS = 20 * 60_000;
 /** The longest an `aq` command may take (deploy --wait waits for readiness, up to 120 s). */

@@ -37,7 +37,7 @@ import {
   stopQemu,
   waitForLog,
 } from "./_appliance.ts";
-import { buildFixtures, FIXTURES_OUT } from "./_harness.ts";
+import { buildFixtures, moduleCopy } from "./_harness.ts";
 import { sshPasswordOpts } from "./_ssh.ts";
 import { freePort } from "./_util.ts";
 
@@ -57,23 +57,6 @@ const PUBLISHED_PORT = 8080;
  * shared machine ran at load 50), keep-alives.
  */
 const SSH_OPTS = sshPasswordOpts({ connectTimeoutS: 240, serverAliveIntervalS: 60 });
-
-/** Copies a fixture module directory, editing its appmgr.aq. */
-async function moduleCopy(
-  name: string,
-  to: string,
-  edit: (appmgr: Record<string, unknown>) => void,
-): Promise<string> {
-  const dir = `${to}/${name}`;
-  await Deno.mkdir(dir, { recursive: true });
-  for (const e of Deno.readDirSync(`${FIXTURES_OUT}/${name}`)) {
-    if (e.isFile) await Deno.copyFile(`${FIXTURES_OUT}/${name}/${e.name}`, `${dir}/${e.name}`);
-  }
-  const appmgr = JSON.parse(await Deno.readTextFile(`${dir}/appmgr.aq`));
-  edit(appmgr);
-  await Deno.writeTextFile(`${dir}/appmgr.aq`, JSON.stringify(appmgr, null, 2) + "\n");
-  return dir;
-}
 
 /** GETs a page from this host (through QEMU's forward into the appliance); its body on 200. */
 async function fetchPage(url: string, timeoutMs: number): Promise<string> {

@@ -45,7 +45,7 @@ import {
   waitForLog,
 } from "./_appliance.ts";
 import { AppQueueServer } from "./_appqueue_server.ts";
-import { buildFixtures, FIXTURES_OUT } from "./_harness.ts";
+import { buildFixtures, moduleCopy } from "./_harness.ts";
 import { SERIAL_STEP_MS, SerialConsole } from "./_serial.ts";
 import { sshPasswordOpts } from "./_ssh.ts";
 import { freePort, run, waitFor } from "./_util.ts";
@@ -60,23 +60,6 @@ const DEPLOY_TIMEOUT_MS = 1_500_000;
 const READINESS_TIMEOUT_S = 900;
 const SSH_OPTS = sshPasswordOpts({ connectTimeoutS: 60, serverAliveIntervalS: 30 });
 const VERSION = DEFAULT_PASSWORD.replace(/^kaos-/, "");
-
-/** Copies a fixture module directory, editing its appmgr.aq. */
-async function moduleCopy(
-  name: string,
-  to: string,
-  edit: (appmgr: Record<string, unknown>) => void,
-): Promise<string> {
-  const dir = `${to}/${name}`;
-  await Deno.mkdir(dir, { recursive: true });
-  for (const e of Deno.readDirSync(`${FIXTURES_OUT}/${name}`)) {
-    if (e.isFile) await Deno.copyFile(`${FIXTURES_OUT}/${name}/${e.name}`, `${dir}/${e.name}`);
-  }
-  const appmgr = JSON.parse(await Deno.readTextFile(`${dir}/appmgr.aq`));
-  edit(appmgr);
-  await Deno.writeTextFile(`${dir}/appmgr.aq`, JSON.stringify(appmgr, null, 2) + "\n");
-  return dir;
-}
 
 /** The fingerprints of the host keys in a known_hosts file, sorted ("SHA256:… (ED25519)"). */
 async function fingerprints(knownHosts: string): Promise<string[]> {

@@ -5,26 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { DeployedInstance } from "../ipc/mod.ts";
-import { buildFixtures, REPO_ROOT, TestKattach } from "./_harness.ts";
-
-const OUT = `${REPO_ROOT}/fixtures/out`;
-
-/** A copy of a fixture module with its appmgr.aq edited. */
-async function moduleCopy(
-  name: string,
-  to: string,
-  edit: (appmgr: Record<string, unknown>) => void,
-): Promise<string> {
-  const dir = `${to}/${name}`;
-  await Deno.mkdir(dir, { recursive: true });
-  for (const e of Deno.readDirSync(`${OUT}/${name}`)) {
-    if (e.isFile) await Deno.copyFile(`${OUT}/${name}/${e.name}`, `${dir}/${e.name}`);
-  }
-  const appmgr = JSON.parse(await Deno.readTextFile(`${dir}/appmgr.aq`));
-  edit(appmgr);
-  await Deno.writeTextFile(`${dir}/appmgr.aq`, JSON.stringify(appmgr, null, 2) + "\n");
-  return dir;
-}
+import { buildFixtures, FIXTURES_OUT, moduleCopy, TestKattach } from "./_harness.ts";
 
 Deno.test({
   name: "deploy --wait: a readiness failure names the state and the last exit",
@@ -39,7 +20,7 @@ Deno.test({
         a.readiness = { type: "serial", marker: "this line never comes" };
         a.readinessTimeoutSeconds = 1;
       });
-      for (const m of [`${OUT}/vkaos`, web]) {
+      for (const m of [`${FIXTURES_OUT}/vkaos`, web]) {
         const r = await k.aq("module", "import", m);
         assert.equal(r.code, 0, `module import ${m}: ${r.stdout}${r.stderr}`);
       }

@@ -1,0 +1,27 @@
+/** Small waits and ports the benches share (they run outside the test harness). */
+
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Waits until `ok()`, every 100 ms, for at most `ms`; says what it waited for. */
+export async function waitUntil(
+  what: string,
+  ms: number,
+  ok: () => boolean | Promise<boolean>,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > deadline) throw new Error(`waited ${ms / 1000} s for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** A loopback TCP port free at the moment of asking. */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
