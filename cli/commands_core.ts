@@ -16,7 +16,7 @@ import type {
 } from "../ipc/mod.ts";
 import { InstanceState } from "../ipc/mod.ts";
 import { ALLOW_NEW_PUBLISHER, allowNewPublisher } from "./commands_appqueue.ts";
-import { fields, table } from "./render.ts";
+import { fields, machineText, table } from "./render.ts";
 import {
   cmd,
   type Command,
@@ -218,6 +218,7 @@ function renderInstance(i: Instance): string {
     ["Restart policy", i.restartPolicy],
     ["Created", i.createdAt],
     ["Storage", i.storage ?? "data partition"],
+    ...(i.machine ? [["Machine", machineText(i.machine)] as [string, string]] : []),
     ["QEMU pid", i.pid ?? "-"],
     ["Restarts", i.restarts ?? 0],
     ["Last exit", i.lastExit || "-"],

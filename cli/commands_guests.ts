@@ -13,7 +13,7 @@ import {
 } from "../ipc/mod.ts";
 import { attachConsole } from "./console_attach.ts";
 import { type Command, intArg, type Parsed, UsageError } from "./command.ts";
-import { fields, table } from "./render.ts";
+import { fields, machineText, table } from "./render.ts";
 
 function cmd<A extends ActionName>(
   c: Omit<Command, "build"> & { build(p: Parsed): { action: A; params: ParamsOf<A> } },
@@ -172,9 +172,10 @@ export const guestCommands: Command[] = [
     },
     render: (r) => {
       const i = r as Instance;
+      const machine = i.machine ? `; machine from its next start: ${machineText(i.machine)}` : "";
       return `${i.name}: restart policy ${i.restartPolicy}, autostart ${
         i.autostart ? "yes" : "no"
-      }\n`;
+      }${machine}\n`;
     },
   }),
   cmd({
