@@ -116,7 +116,7 @@ export const guestCommands: Command[] = [
         name: p.args.NAME!,
         timeoutSeconds: p.flags.timeout === undefined
           ? undefined
-          : intArg(p.flags.timeout as string, "--timeout"),
+          : intArg(p.flags.timeout as string, "--timeout", [1, 3600]),
       },
     }),
     render: (r) => stateLine(r as Instance),
