@@ -206,7 +206,7 @@ export const guestCommands: Command[] = [
         ["CPU time", s.cpuSeconds === null ? "-" : `${s.cpuSeconds.toFixed(2)} s`],
         ["QEMU RSS", bytes(s.rssBytes)],
         ["Guest memory", bytes(s.memoryBytes)],
-        ["Network", "no counters (user-mode NAT)"],
+        ["Network", "no counters (QEMU keeps none; a VLAN NIC's tap counters are not read)"],
       ]) + "Block devices:\n" +
         table(
           ["DEVICE", "READ", "READS", "WRITTEN", "WRITES"],
