@@ -52,10 +52,13 @@ export function trimMallocSoon(delayMs = 1000): void {
   Deno.unrefTimer(pendingTrim);
 }
 
+/** The options of V8's `gc()` (its gc extension) that the reducer uses. */
+type GcOptions = { type: "major"; flavor: "last-resort" };
+
 /** V8's `gc()` when the process runs with `--expose-gc` (lib/v8_flags.ts), else undefined. */
-function exposedGc(): (() => void) | undefined {
+function exposedGc(): ((options: GcOptions) => void) | undefined {
   const gc = (globalThis as { gc?: unknown }).gc;
-  return typeof gc === "function" ? gc as () => void : undefined;
+  return typeof gc === "function" ? gc as (options: GcOptions) => void : undefined;
 }
 
 /** What one run of the reducer did, with the JS heap used and RSS (bytes) around it. */
@@ -77,7 +80,11 @@ export function reduceMemoryNow(): IdleRun {
   const before = Deno.memoryUsage();
   const t0 = performance.now();
   const gc = exposedGc();
-  gc?.();
+  // "last-resort": V8's memory-reducing full GC (what its own memory reducer and a low-memory
+  // notification run), collecting until nothing more frees, compacting and shrinking the heap's
+  // spaces; a plain gc() left the freed pages committed (a probe: RSS 67.7 MiB after it against
+  // 54.3 after this, 4 and 7 ms).
+  gc?.({ type: "major", flavor: "last-resort" });
   const trimmed = trimMalloc();
   const ms = performance.now() - t0;
   const after = Deno.memoryUsage();
