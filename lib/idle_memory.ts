@@ -75,10 +75,26 @@ export interface IdleRun {
   ms: number;
 }
 
-/** Runs a full V8 GC (when exposed) and then malloc_trim(0), now. */
+const hooks = new Set<() => void>();
+
+/**
+ * Adds a step the reducer runs before its GC (kattach: SQLite's page cache goes back to malloc);
+ * returns what removes it. A hook that throws is skipped, the rest runs.
+ */
+export function onIdleMemory(hook: () => void): () => void {
+  hooks.add(hook);
+  return () => hooks.delete(hook);
+}
+
+/** Runs the hooks of {@linkcode onIdleMemory}, a full V8 GC (when exposed) and malloc_trim(0). */
 export function reduceMemoryNow(): IdleRun {
   const before = Deno.memoryUsage();
   const t0 = performance.now();
+  for (const hook of hooks) {
+    try {
+      hook();
+    } catch { /* e.g. the store closed meanwhile: the GC and the trim still run */ }
+  }
   const gc = exposedGc();
   // "last-resort": V8's memory-reducing full GC (what its own memory reducer and a low-memory
   // notification run), collecting until nothing more frees, compacting and shrinking the heap's

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import {
   type IdleClock,
   IdleScheduler,
+  onIdleMemory,
   reduceMemoryNow,
   trimMalloc,
   trimMallocSoon,
@@ -115,4 +116,24 @@ Deno.test("trimMalloc and reduceMemoryNow: glibc's malloc_trim is called; no gc 
   assert.ok(run.rssBefore > 0 && run.rssAfter > 0 && run.heapUsedAfter > 0);
   for (let i = 0; i < 50; i++) trimMallocSoon(20); // one timer for the burst, not fifty
   await new Promise((r) => setTimeout(r, 60)); // it has run: no timer is left behind
+});
+
+Deno.test("reduceMemoryNow: runs its hooks first, past one that throws; a removed one no more", () => {
+  const ran: string[] = [];
+  const offA = onIdleMemory(() => ran.push("a"));
+  const offBad = onIdleMemory(() => {
+    throw new Error("the store is closed");
+  });
+  const offB = onIdleMemory(() => ran.push("b"));
+  try {
+    assert.equal(reduceMemoryNow().trimmed, true);
+    assert.deepEqual(ran, ["a", "b"]);
+    offA();
+    reduceMemoryNow();
+    assert.deepEqual(ran, ["a", "b", "b"]);
+  } finally {
+    offA();
+    offBad();
+    offB();
+  }
 });
