@@ -103,6 +103,33 @@ export interface PrepareOptions {
  */
 export class SharedPrep {
   #memo = new Map<string, unknown>();
+  #arrived = new Set<string>();
+  #expected: number;
+  #allArrived = Promise.withResolvers<void>();
+  /** performance.now() when the deploy began: its starts log their steps from there. */
+  readonly t0: number;
+
+  /** For the starts of `names` (one deploy), begun at `t0`. */
+  constructor(names: string[], t0 = performance.now()) {
+    this.t0 = t0;
+    this.#expected = new Set(names).size;
+    if (this.#expected === 0) this.#allArrived.resolve();
+  }
+
+  /**
+   * The launch gate: `name`'s start has its files ready (or has failed: then it is not waited
+   * for); resolves once every start of the deploy is there. The starts then spawn their QEMUs
+   * one right after the other, as N bare spawns do, instead of each between the others' file
+   * work: a QEMU spawned early boots its guest (TCG: a core's worth of CPU) while kattach still
+   * prepares and spawns the rest, and each posix_spawnp blocks kattach's only JS thread until
+   * the child is scheduled, which delayed the rest's files (issue 13, bench/deploy.ts N = 20).
+   * Calling it again for a name changes nothing.
+   */
+  arrive(name: string): Promise<void> {
+    this.#arrived.add(name);
+    if (this.#arrived.size >= this.#expected) this.#allArrived.resolve();
+    return this.#allArrived.promise;
+  }
 
   /** `make()`'s value for `key`, made on the first call. */
   once<T>(key: string, make: () => T): T {

@@ -7,6 +7,7 @@ import {
   extractVkaos,
   HostPorts,
   overlayName,
+  SharedPrep,
   staleOverlays,
 } from "./instance_runtime.ts";
 
@@ -133,4 +134,20 @@ Deno.test("HostPorts: a port handed to one instance is not handed to another, ev
   assertEquals(again.take("web-1", port), port);
   assertEquals(again.take("web-1", port), port);
   assertEquals(again.take("web-2", port), 40010);
+});
+
+Deno.test("SharedPrep: the launch gate opens once every start of the deploy arrived, once", async () => {
+  const shared = new SharedPrep(["web-1", "web-2", "web-3"]);
+  const opened: string[] = [];
+  const gates = ["web-1", "web-2"].map((n) => shared.arrive(n).then(() => opened.push(n)));
+  // Arriving again counts once: web-3 is still missing.
+  void shared.arrive("web-1");
+  await new Promise((r) => setTimeout(r, 0));
+  assertEquals(opened, []);
+  // web-3's start failed before the gate: the deploy marks it arrived all the same.
+  await Promise.all([shared.arrive("web-3"), ...gates]);
+  assertEquals(opened.sort(), ["web-1", "web-2"]);
+  // Later arrivals find it open; a deploy of none never waits.
+  await shared.arrive("web-2");
+  await new SharedPrep([]).arrive("x");
 });
