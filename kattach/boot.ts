@@ -26,7 +26,7 @@ import {
 import { applyConfigChange, runModuleAction } from "./module_agent.ts";
 import { bootFirewall, stopFirewall } from "./firewall.ts";
 import { LogBook } from "./log.ts";
-import { trimMallocSoon } from "../lib/malloc_trim.ts";
+import { idleMemory, onIdleMemory } from "../lib/idle_memory.ts";
 import { Services } from "./services.ts";
 import { applyNetwork, startNetwork } from "./network.ts";
 import { mountAllStorage } from "./storage.ts";
@@ -353,7 +353,9 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
     }
   }
   log(`started in ${Math.round(performance.now() - t0)} ms (phases, ms: ${timings.join(", ")})`);
-  trimMallocSoon(200); // what the start freed (store open, integrity check, reconcile) goes back
+  // Once quiet, the idle-time reducer gives SQLite's page cache back too (before its GC and trim).
+  const offIdle = store ? onIdleMemory(() => store?.releaseMemory()) : () => {};
+  idleMemory().touch(); // what the start freed (store open, integrity check, reconcile) goes back
 
   return {
     k: k!,
@@ -363,6 +365,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       await services?.stop();
       await ipc?.close();
       await supervisor?.detach(); // guests keep running; the next start re-attaches
+      offIdle();
       store?.close();
       if (!options.logBook) book.close();
     },

@@ -115,4 +115,9 @@ Deno.test("the appliance runs kattach and its services with lib/v8_flags.ts' V8 
   // The image build warms the code cache under the same flags (V8 refuses it under others).
   const build = await Deno.readTextFile(new URL("../buildroot/appliance/build", import.meta.url));
   assertEquals([...build.matchAll(/--v8-flags=\S+/g)].map((m) => m[0]), [V8_FLAGS_OPTION]);
+  // And `deno task kaos` (hosted, by hand).
+  const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
+  assertEquals(tasks.kaos.split(" ").filter((a: string) => a.startsWith("--v8-flags=")), [
+    V8_FLAGS_OPTION,
+  ]);
 });

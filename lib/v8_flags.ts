@@ -10,8 +10,14 @@
  *   gigabytes); with it kattach's RSS after `instance list` of 10,000 records stayed about 50 MiB
  *   lower (130-146 against 190-197 MiB, side by side). Its live heap is 15-40 MiB: the limit
  *   leaves ten times that.
+ * - `--expose-gc`: the global `gc()` that lib/idle_memory.ts' idle-time reducer calls once a
+ *   process is quiet after work (V8 itself collects the old generation only as it grows).
  */
-export const V8_FLAGS = ["--max-semi-space-size=1", "--max-old-space-size=512"] as const;
+export const V8_FLAGS = [
+  "--max-semi-space-size=1",
+  "--max-old-space-size=512",
+  "--expose-gc",
+] as const;
 
 /** The `deno run` option that applies {@linkcode V8_FLAGS}. */
 export const V8_FLAGS_OPTION = `--v8-flags=${V8_FLAGS.join(",")}`;

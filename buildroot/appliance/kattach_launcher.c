@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
                         "-A",
                         "--cached-only",
                         "--no-config",
-                        "--v8-flags=--max-semi-space-size=1,--max-old-space-size=512",
+                        "--v8-flags=--max-semi-space-size=1,--max-old-space-size=512,--expose-gc",
                         "/kaos/kaos.js",
                         "kattach",
                         "--appliance",
