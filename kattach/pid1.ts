@@ -71,21 +71,17 @@ export function menuTerminals(cmdline: string): string[] {
 }
 
 /**
- * The appliance's log sinks: /dev/console until the menus own the terminals, and the serial
- * port throughout when no menu runs there. (The file on the data partition is the LogBook's.)
+ * The appliance's log sinks: /dev/console until the menus own the terminals (the image's boot
+ * entries make it the serial port), then the serial port when no menu runs there. Not both at
+ * once: each early line showed twice on the serial console. (The file is the LogBook's.)
  */
-function applianceLogSinks(menus: string[]): {
+function applianceLogSinks(): {
   sinks: ((line: string) => void)[];
-  menusStarted(): void;
+  menusStarted(menus: string[]): void;
 } {
   let consoleOpen = true;
   const enc = new TextEncoder();
   let serial: Deno.FsFile | undefined;
-  if (!menus.includes("ttyS0")) {
-    try {
-      serial = Deno.openSync("/dev/ttyS0", { write: true });
-    } catch { /* no serial port on this PC */ }
-  }
   return {
     sinks: [
       (line) => {
@@ -95,8 +91,12 @@ function applianceLogSinks(menus: string[]): {
         serial?.writeSync(enc.encode(`kattach: ${line}\r\n`));
       },
     ],
-    menusStarted() {
+    menusStarted(menus) {
       consoleOpen = false;
+      if (menus.includes("ttyS0")) return;
+      try {
+        serial = Deno.openSync("/dev/ttyS0", { write: true });
+      } catch { /* no serial port on this PC */ }
     },
   };
 }
@@ -142,8 +142,8 @@ export const APPLIANCE_CONSOLE_ARGV = [
 export async function runAppliance(options: ApplianceOptions = {}): Promise<void> {
   const t0 = performance.now();
   const cmdlineText = await readText("/proc/cmdline");
-  const menus = menuTerminals(cmdlineText);
-  const out = applianceLogSinks(menus);
+  let menus = menuTerminals(cmdlineText); // and fw_cfg's words, below
+  const out = applianceLogSinks();
   const book = new LogBook({
     sinks: options.log ? [options.log] : out.sinks,
   });
@@ -227,7 +227,8 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
       run: async () => {
         const extra = (await readText(FW_CFG_CMDLINE)).trim();
         if (extra === "") return;
-        cmdline = parseCmdline(`${await readText("/proc/cmdline")} ${extra}`);
+        cmdline = parseCmdline(`${cmdlineText} ${extra}`);
+        menus = menuTerminals(`${cmdlineText} ${extra}`); // kaos.console=serial too
         log(`kernel command line + fw_cfg: ${extra}`);
       },
     },
@@ -288,7 +289,7 @@ export async function runAppliance(options: ApplianceOptions = {}): Promise<void
         // log`) and to the serial port when no menu runs there; the kernel prints only
         // emergencies.
         log(`console menus on ${menus.join(", ")}; log in ${book.file || "memory"}`);
-        out.menusStarted();
+        out.menusStarted(menus);
         run(["dmesg", "-n", "1"]).catch(() => {});
       },
     });

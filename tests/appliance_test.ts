@@ -103,6 +103,8 @@ Deno.test({
           timeoutMs: BOOT_TIMEOUT_MS,
         });
         assert(/kattach: PID 1: deno \d/.test(log), `kattach is not PID 1:\n${log}`);
+        // Each early line once: /dev/console (the serial port here), not the serial sink too.
+        assert(log.match(/kattach: PID 1: deno \d/g)?.length === 1, `not once:\n${log}`);
         // The launcher gives PID 1 the V8 flags of lib/v8_flags.ts (kattach logs what it got).
         const flags = `kattach: V8 flags: ${V8_FLAGS.join(" ")}`;
         assert(log.split(/\r?\n/).includes(flags), `no "${flags}" line:\n${log}`);
