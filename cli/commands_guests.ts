@@ -1,5 +1,5 @@
 /**
- * One-line commands of guests: `instance start|stop|restart|pause|resume|kill|set|console|stats`
+ * One-line commands of guests: `instance start|stop|restart|pause|resume|kill|set|console|stats|log`
  * and `qmp NAME COMMAND [JSON-ARGS]`, `qmp NAME --list`, `qmp events NAME`. They build actions; kattach's supervisor does the work.
  */
 import {
@@ -7,9 +7,11 @@ import {
   type GuestStats,
   type Instance,
   MAX_EVENT_WATCH_SECONDS,
+  MAX_SERIAL_LINES,
   type ParamsOf,
   type QmpCommandList,
   type QmpReply,
+  type SerialLog,
 } from "../ipc/mod.ts";
 import { attachConsole } from "./console_attach.ts";
 import { type Command, intArg, type Parsed, UsageError } from "./command.ts";
@@ -212,6 +214,27 @@ export const guestCommands: Command[] = [
           ["DEVICE", "READ", "READS", "WRITTEN", "WRITES"],
           s.blocks.map((b) => [b.device, bytes(b.rdBytes), b.rdOps, bytes(b.wrBytes), b.wrOps]),
         ).replace(/^(?=.)/gm, "  ") + renderGuestFigures(s.guest);
+    },
+  }),
+  cmd({
+    path: ["instance", "log"],
+    summary: "Show the last lines of an instance's serial console (its boot and services)",
+    args: [{ name: "NAME" }],
+    flags: [{ name: "lines", value: "N", help: "how many of the last lines (default 50)" }],
+    build: (p) => ({
+      action: "instance.log",
+      params: {
+        name: p.args.NAME!,
+        lines: p.flags.lines === undefined
+          ? undefined
+          : intArg(p.flags.lines as string, "--lines", [1, MAX_SERIAL_LINES]),
+      },
+    }),
+    render: (r) => {
+      const l = r as SerialLog;
+      return l.lines.length === 0
+        ? `No console output from ${l.instance} yet.\n`
+        : l.lines.map((line) => line + "\n").join("");
     },
   }),
   cmd({

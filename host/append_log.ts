@@ -58,6 +58,53 @@ export async function rotateAppendLog(
   }
 }
 
+/**
+ * The last `n` lines of a log and, when it holds fewer, of its rotated copy before them: at most
+ * `maxBytes` read from the end of each (a line cut there is dropped). A missing file has none.
+ * Line ends (`\n`, `\r\n`) are removed; the text is decoded as UTF-8, as it is, controls and all.
+ */
+export async function lastLogLines(
+  path: string,
+  n: number,
+  options: { maxBytes?: number } = {},
+): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of [path, rotatedLogPath(path)]) {
+    if (out.length >= n) break;
+    const lines = await endLines(p, options.maxBytes ?? 1024 * 1024);
+    out.unshift(...lines.slice(-(n - out.length)));
+  }
+  return out;
+}
+
+async function endLines(path: string, maxBytes: number): Promise<string[]> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
+  }
+  try {
+    const size = (await file.stat()).size;
+    const from = Math.max(0, size - maxBytes);
+    await file.seek(from, Deno.SeekMode.Start);
+    const buf = new Uint8Array(size - from);
+    let got = 0;
+    while (got < buf.length) {
+      const r = await file.read(buf.subarray(got));
+      if (r === null) break;
+      got += r;
+    }
+    const lines = new TextDecoder().decode(buf.subarray(0, got)).split(/\r?\n/);
+    if (from > 0) lines.shift(); // cut by the window
+    if (lines.at(-1) === "") lines.pop();
+    return lines;
+  } finally {
+    file.close();
+  }
+}
+
 async function writeAll(f: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   let off = 0;
   while (off < bytes.length) off += await f.write(bytes.subarray(off));

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { LogTail, rotateAppendLog, rotatedLogPath } from "./append_log.ts";
+import { lastLogLines, LogTail, rotateAppendLog, rotatedLogPath } from "./append_log.ts";
 
 Deno.test("LogTail: reads only what was added, cuts long lines, starts over after rotation", async () => {
   const dir = await Deno.makeTempDir({ prefix: "kaos_tail_" });
@@ -75,6 +75,34 @@ Deno.test("a flooding writer: the log stays bounded and is read incrementally", 
       writer.kill("SIGKILL");
     } catch { /* gone */ }
     await writer.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lastLogLines: the end of the log, then of its rotated copy; a window cuts no line", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-append-log-" });
+  try {
+    const path = `${dir}/serial.log`;
+    assertEquals(await lastLogLines(path, 5), []); // never written
+    await Deno.writeTextFile(rotatedLogPath(path), "old 1\nold 2\n");
+    await Deno.writeTextFile(path, "new 1\r\nnew 2\nnew 3 (no end yet)");
+    assertEquals(await lastLogLines(path, 2), ["new 2", "new 3 (no end yet)"]);
+    assertEquals(await lastLogLines(path, 4), ["old 2", "new 1", "new 2", "new 3 (no end yet)"]);
+    assertEquals(await lastLogLines(path, 50), [
+      "old 1",
+      "old 2",
+      "new 1",
+      "new 2",
+      "new 3 (no end yet)",
+    ]);
+    // A window of the last 25 bytes starts inside "new 1\r\n": that line goes, no piece of it.
+    assertEquals(await lastLogLines(path, 2, { maxBytes: 25 }), ["new 2", "new 3 (no end yet)"]);
+    assertEquals(await lastLogLines(path, 3, { maxBytes: 25 }), [
+      "old 2",
+      "new 2",
+      "new 3 (no end yet)",
+    ]);
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

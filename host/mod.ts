@@ -44,6 +44,7 @@ export {
 } from "./run.ts";
 export { hostTscKhz, parseTscKhz } from "./tsc.ts";
 export {
+  lastLogLines,
   LogTail,
   type LogTailOptions,
   rotateAppendLog,

@@ -45,6 +45,17 @@ export const GuestStats = z.strictObject({
 });
 export type GuestStats = z.infer<typeof GuestStats>;
 
+/** The most lines `instance log` shows. */
+export const MAX_SERIAL_LINES = 5000;
+
+/** What `instance log` returns: the last lines of the guest's serial console, controls removed. */
+export const SerialLog = z.strictObject({
+  instance: InstanceName,
+  file: z.string(),
+  lines: z.array(z.string()),
+});
+export type SerialLog = z.infer<typeof SerialLog>;
+
 /** A QMP command name as QEMU spells them. */
 export const QmpCommandName = z.string().regex(
   /^[a-z][a-z0-9_-]{0,63}$/i,
@@ -115,6 +126,13 @@ export const guestActions = {
     result: z.strictObject({ instance: InstanceName, socket: z.string() }),
   },
   "instance.stats": { params: Name, result: GuestStats },
+  "instance.log": {
+    params: z.strictObject({
+      name: InstanceName,
+      lines: z.number().int().min(1).max(MAX_SERIAL_LINES).optional(),
+    }),
+    result: SerialLog,
+  },
   "qmp": {
     params: z.strictObject({
       name: InstanceName,

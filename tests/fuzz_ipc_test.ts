@@ -31,6 +31,7 @@ const READ_ONLY = new Set([
   "instance.list",
   "instance.show",
   "instance.stats",
+  "instance.log",
   "appqueue.list",
   "system.subscription.show",
   "module.commands",

@@ -6,7 +6,7 @@
  * Every QEMU is killed by its pidfile at the end, whatever happens.
  */
 import assert from "node:assert/strict";
-import type { GuestStats, Instance } from "../ipc/mod.ts";
+import type { GuestStats, Instance, SerialLog } from "../ipc/mod.ts";
 import { buildFixtures, REPO_ROOT, TestKattach } from "./_harness.ts";
 
 const OUT = `${REPO_ROOT}/fixtures/out`;
@@ -186,6 +186,20 @@ Deno.test({
       assert.ok(stats.cpuSeconds! > 0 && stats.rssBytes! > 0);
       assert.equal(stats.memoryBytes, 256 * 1024 * 1024);
       assert.ok(stats.blocks.some((b) => b.rdBytes > 0), JSON.stringify(stats.blocks));
+
+      // The serial console's last lines: the boot and the services, as the guest printed them.
+      const log = await k.json<SerialLog>("instance", "log", "web-1", "--lines", "500");
+      assert.ok(log.lines.includes("KAOS-GUEST: ready web-1"), log.lines.join("\n"));
+      assert.ok(log.lines.some((l) => l.includes("web: ready")), log.lines.join("\n"));
+      assert.equal(log.file, `${k.stateDir}/instances/web-1/serial.log`);
+      const last = await k.aq("instance", "log", "web-1", "--lines", "2");
+      assert.equal(last.code, 0, last.stderr);
+      const two = last.stdout.split("\n").slice(0, -1);
+      const again = await k.json<SerialLog>("instance", "log", "web-1", "--lines", "500");
+      assert.equal(two.length, 2, last.stdout);
+      assert.ok(two.every((l) => again.lines.includes(l)), last.stdout); // the guest may go on
+      await fails(k, ["instance", "log", "web-1", "--lines", "0"], /--lines runs from 1/, 2);
+      await fails(k, ["instance", "log", "web-9"], /web-9 does not exist/);
 
       // The console socket: attaching (no terminal: stdin ends) prints the banner and detaches.
       const con = await k.aq("instance", "console", "web-1");

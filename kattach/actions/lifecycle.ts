@@ -5,7 +5,10 @@
 import { UserError } from "../../lib/errors.ts";
 import { getRuntime, patchRuntime, setInstancePolicy } from "../store_instances.ts";
 import { supervisorOf, withRuntime } from "../supervisor.ts";
-import { instanceMachine } from "../instance_runtime.ts";
+import { instanceMachine, instancePaths } from "../instance_runtime.ts";
+import { instanceRoot } from "../storage.ts";
+import { lastLogLines } from "../../host/mod.ts";
+import { stripControlsLine } from "../../lib/mod.ts";
 import { resolveInstance } from "./instance.ts";
 import { allowedQmpCommands, qmpVerdict } from "../../vmimage/mod.ts";
 import type { ActionContext, QmpEventWatch } from "../../ipc/mod.ts";
@@ -22,6 +25,7 @@ export const lifecycleHandlers: Handlers<
   | "instance.set"
   | "instance.console"
   | "instance.stats"
+  | "instance.log"
   | "qmp"
   | "qmp.commands"
   | "qmp.events"
@@ -74,6 +78,14 @@ export const lifecycleHandlers: Handlers<
   "instance.stats"(k, p) {
     resolveInstance(k.store, p.name);
     return supervisorOf(k).stats(p.name);
+  },
+  async "instance.log"(k, p) {
+    resolveInstance(k.store, p.name);
+    // This boot's output and the earlier ones' (serial.log.1 after a rotation); none before the
+    // first start. Text from the guest: no control characters leave kattach.
+    const file = instancePaths(instanceRoot(k, p.name), p.name).serialLog;
+    const lines = await lastLogLines(file, p.lines ?? 50);
+    return { instance: p.name, file, lines: lines.map(stripControlsLine) };
   },
   async "qmp"(k, p) {
     resolveInstance(k.store, p.name);
