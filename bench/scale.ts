@@ -26,7 +26,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { actions, checkResult, IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
-import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { KATTACH_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { type Caller, OBJECT_SOURCES, type PickWindow } from "../cli/prompts.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -36,7 +36,8 @@ const USAGE =
   "  --compare TREE  also run TREE/main.ts's kattach (another checkout, e.g. /work/main) on a copy\n" +
   "                  of the same store and time its lists interleaved with this tree's\n" +
   "  --compare-v8-flags FLAGS  compare instead with this tree's kattach run with these V8 flags\n" +
-  "                  added to lib/v8_flags.ts' (e.g. --max-opt=1), bundled with --bundled\n" +
+  "                  after kattach's (lib/v8_flags.ts; a later flag wins: --max-opt=999 undoes\n" +
+  "                  --max-opt=2); with --bundled, bundled, in a Deno cache of its own\n" +
   "  --bundled       run this tree's kattach as the appliance does (bundle_kaos' kaos.js)";
 const cli = parseCliOrExit(Deno.args, {
   usage: USAGE,
@@ -118,14 +119,19 @@ class Kattach {
       args: [
         "run",
         "-A",
-        moreV8Flags ? `${V8_FLAGS_OPTION},${moreV8Flags}` : V8_FLAGS_OPTION,
+        moreV8Flags ? `${KATTACH_V8_FLAGS_OPTION},${moreV8Flags}` : KATTACH_V8_FLAGS_OPTION,
         ...entry,
         "kattach",
         "--hosted",
         "--state",
         state,
       ],
-      env: { KAOS_SSH_PORT: "0" },
+      // Other flags, another Deno cache: V8 refuses a code cache made under other flags, and Deno
+      // rewrites it, so two kattaches alternating flags in one cache would each start cold.
+      env: {
+        KAOS_SSH_PORT: "0",
+        ...moreV8Flags && bundle !== undefined ? { DENO_DIR: `${dir}/deno-more-flags` } : {},
+      },
       stdin: "null",
       stdout: "null",
       stderr: "piped",

@@ -12,7 +12,7 @@ import {
 } from "../ipc/mod.ts";
 import { resolve } from "node:path";
 import { type NftHost, probeAccel, realNetlink, realNft } from "../host/mod.ts";
-import { UserError, V8_FLAGS, V8_FLAGS_OPTION, v8FlagsInUse } from "../lib/mod.ts";
+import { KATTACH_V8_FLAGS, KATTACH_V8_FLAGS_OPTION, UserError, v8FlagsInUse } from "../lib/mod.ts";
 import { CLI_USER } from "./auth.ts";
 import { resetToDefaultPassword } from "./store_auth.ts";
 import { getQueue, insertQueue, updateQueue } from "./store_appqueue.ts";
@@ -330,11 +330,11 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
 
   const flags = v8FlagsInUse();
   log(
-    flags.includes(V8_FLAGS_OPTION)
-      ? `V8 flags: ${V8_FLAGS.join(" ")}`
+    flags.includes(KATTACH_V8_FLAGS_OPTION)
+      ? `V8 flags: ${KATTACH_V8_FLAGS.join(" ")}`
       : `V8 flags: ${
         flags.join(" ") || "none"
-      }, not ${V8_FLAGS_OPTION} (lib/v8_flags.ts): its heap grows further`,
+      }, not ${KATTACH_V8_FLAGS_OPTION} (lib/v8_flags.ts): its heap grows further`,
   );
   const timings: string[] = [];
   const t0 = performance.now();

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { V8_FLAGS_OPTION } from "../lib/mod.ts";
+import { KATTACH_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "../lib/mod.ts";
 import {
   APPLIANCE_CONSOLE_ARGV,
   APPLIANCE_SELF_ARGV,
@@ -94,25 +94,37 @@ Deno.test("the console menus run on tty1, and on ttyS0 too with kaos.console=ser
 });
 
 Deno.test("the appliance runs kattach and its services with lib/v8_flags.ts' V8 flags", async () => {
+  assertEquals(KATTACH_V8_FLAGS_OPTION, `${V8_FLAGS_OPTION},--max-opt=2`);
   const launcher = await Deno.readTextFile(
     new URL("../buildroot/appliance/kattach_launcher.c", import.meta.url),
   );
   const argv = launcher.match(/char \*const args\[\] = \{([^}]*)\}/)?.[1] ?? "";
   const words = [...argv.matchAll(/"([^"]*)"/g)].map((m) => m[1]);
-  assertEquals(words.slice(0, 6), [
+  assertEquals(words.slice(0, 7), [
     "/bin/deno",
     "run",
     "-A",
     "--cached-only",
     "--no-config",
-    V8_FLAGS_OPTION,
+    KATTACH_V8_FLAGS_OPTION,
+    "/kaos/kaos.js",
   ]);
-  assertEquals(APPLIANCE_SELF_ARGV.filter((a) => a.startsWith("--v8-flags=")), [V8_FLAGS_OPTION]);
+  assertEquals(APPLIANCE_SELF_ARGV.filter((a) => a.startsWith("--v8-flags=")), [
+    KATTACH_V8_FLAGS_OPTION,
+  ]);
   assertEquals(APPLIANCE_SSHD_ARGV.filter((a) => a.startsWith("--v8-flags=")), [V8_FLAGS_OPTION]);
   assertEquals(APPLIANCE_CONSOLE_ARGV.filter((a) => a.startsWith("--v8-flags=")), [
     V8_FLAGS_OPTION,
   ]);
-  // The image build warms the code cache under the same flags (V8 refuses it under others).
+  // The image build warms each code cache under the flags it runs with (V8 refuses it under
+  // others): kaos.js and its chunks kattach's, the front-ends' bundles and chunks the services'.
   const build = await Deno.readTextFile(new URL("../buildroot/appliance/build", import.meta.url));
-  assertEquals([...build.matchAll(/--v8-flags=\S+/g)].map((m) => m[0]), [V8_FLAGS_OPTION]);
+  assertEquals([...build.matchAll(/^(--v8-flags=\S+) (\S+)$/gm)].map((m) => [m[2], m[1]]), [
+    ["/kaos/kaos.js", KATTACH_V8_FLAGS_OPTION],
+    ["/tmp/kaos-warm.js", KATTACH_V8_FLAGS_OPTION],
+    ["/kaos/sshd.js", V8_FLAGS_OPTION],
+    ["/kaos/console.js", V8_FLAGS_OPTION],
+    ["/tmp/fe-warm.js", V8_FLAGS_OPTION],
+  ]);
+  assertEquals(build.match(/--v8-flags=/g)?.length, 5, "a --v8-flags= the test does not check");
 });

@@ -16,6 +16,20 @@ export const V8_FLAGS = ["--max-semi-space-size=1", "--max-old-space-size=512"] 
 /** The `deno run` option that applies {@linkcode V8_FLAGS}. */
 export const V8_FLAGS_OPTION = `--v8-flags=${V8_FLAGS.join(",")}`;
 
+/**
+ * The V8 flags of kaos.js, the program kattach runs from (the launcher, the image build's code
+ * cache of kaos.js and kaos.d/, its tests and benchmarks): {@linkcode V8_FLAGS} and
+ * `--max-opt=2`, V8's tiers up to Maglev without TurboFan. kattach's hot code is short (the lists
+ * are SQLite's JSON text, passed on) and TurboFan's compiles cost RSS: after `instance list` of
+ * 10,000 it held 4-15 MiB less, the lists as fast; idle the same (bench/scale.ts
+ * --compare-v8-flags, README). The sshd and the console keep {@linkcode V8_FLAGS}: V8 refuses a
+ * code cache made under other flags, so each bundle is warmed under the flags it runs with.
+ */
+export const KATTACH_V8_FLAGS = [...V8_FLAGS, "--max-opt=2"] as const;
+
+/** The `deno run` option that applies {@linkcode KATTACH_V8_FLAGS}. */
+export const KATTACH_V8_FLAGS_OPTION = `--v8-flags=${KATTACH_V8_FLAGS.join(",")}`;
+
 /** The `--v8-flags=` options this process was started with (from /proc/self/cmdline). */
 export function v8FlagsInUse(): string[] {
   try {

@@ -241,7 +241,10 @@ Deno.test("kill -9 during writes: every acknowledged change survives, the databa
     // `system status` shows the check made at start (it does not read the whole store per
     // call); `system check` runs one now and status shows that one from then on.
     // kattach says which V8 flags it runs with (the harness starts it as the appliance does).
-    assert.match(k.log, /kattach: V8 flags: --max-semi-space-size=1 --max-old-space-size=512\n/);
+    assert.match(
+      k.log,
+      /kattach: V8 flags: --max-semi-space-size=1 --max-old-space-size=512 --max-opt=2\n/,
+    );
     type Status = { store: { integrity: string; integrityCheckedAt: string } };
     const first = (await k.json<Status>("system", "status")).store;
     assert.deepEqual((await k.json<Status>("system", "status")).store, first);
