@@ -13,18 +13,34 @@
  * load average, and for N = 1 where the time to ready goes (QEMU start, kernel, guest init,
  * module start, readiness seen), from the first instance's serial log. Prints figures only.
  * SIGINT/SIGTERM kill every guest the bench started (its own and kattach's) before it exits.
- * KLOG=1 shows kattach's log; KPROF=DIR writes kattach's CPU profile to DIR (at its exit).
+ * KLOG=1 shows kattach's log (and the timelines below); KPROF=DIR writes kattach's CPU profile to DIR (at its exit).
  *
  * What each side spawns: one process per guest, QEMU itself, started by host/ spawnDetached
  * (posix_spawnp: a session of its own, output appended to a log file, no shell) from kattach (as
  * the QEMU user when kattach is root) or from this bench, with the same devices (the bare guest
- * also has the guest agent's socket and its port 80 forwarded, as kattach's has); then each side
- * makes its QMP connection (greeting, capabilities, `query-status`) with the same client
- * (vmimage/qmp: the socket tried every 4 ms until QEMU opens it; kattach starts trying right
- * after its spawn, as the bench does). kattach's deploy answers with the status its attach read,
- * so the bench asks nothing more of kattach for a `running` it was told of. On kattach's side the
- * time also holds the deploy's IPC call, its records (one transaction, synced to the disk while
- * the QEMUs start; the answer waits for it) and each instance's files (config disk, overlay).
+ * also has the guest agent's socket and its port 80 forwarded, as kattach's has; the bench
+ * prints `argv: … alike` after comparing both first guests' argv, names, paths, MAC and port
+ * aside); then each side makes its QMP connection (greeting, capabilities, `query-status`) with
+ * the same client (vmimage/qmp: the socket tried every 4 ms until QEMU opens it; kattach starts
+ * trying right after its spawn, as the bench does). kattach's deploy answers with the status its
+ * attach read, so the bench asks nothing more of kattach for a `running` it was told of. On
+ * kattach's side the time also holds the deploy's IPC call, its records (one transaction, synced
+ * to the disk while the QEMUs start; the answer waits for it) and each instance's files (config
+ * disk, overlay), which the bare side writes before its clock starts.
+ *
+ * Why this is fair at N = 20: on 2 cores, 20 QEMUs starting under TCG are CPU-bound, and each
+ * guest that reaches `running` boots (a core's worth of CPU) while the later ones still start;
+ * the time to the last `running` is what this contention makes of it. Both sides therefore spawn
+ * the same way: all N one right after the other (kattach: once every start's files are ready,
+ * its deploy's launch gate), each spawn blocking its caller until the child is scheduled (tens
+ * of ms at this load, the same on both sides); the same guests then boot on both sides. Neither
+ * side inherits the other's load: before each side the guests of the side before it (the last
+ * round's included) are gone, their pids checked, and the CPUs calm (two 200 ms windows at most
+ * half busy, at most 3 s: other work on a shared host may keep them busy); the sides alternate
+ * (every other round bare first); each round's own ratio is kept and the goal line prints their
+ * median, each round's, their spread and how busy the CPUs were before each side. With KLOG=1,
+ * also each side's timeline (kattach's per instance: files, spawn, QMP socket, capabilities,
+ * attached) and the CPU time kattach, or the bench for its bare guests, spent meanwhile.
  *
  *   scripts/deno run -A bench/deploy.ts [--rounds R] [--qmp-only] [N…]   (default: 1 5 10 20)
  *
@@ -116,6 +132,88 @@ function load(): string {
   return Deno.readTextFileSync("/proc/loadavg").split(" ")[0];
 }
 
+/** The machine's CPU time counters: [busy, total] (jiffies, all CPUs; /proc/stat). */
+function cpuTicks(): [number, number] {
+  const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1)
+    .map(Number);
+  const idle = f[3] + f[4]; // idle + iowait
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return [total - idle, total];
+}
+
+/** How busy the CPUs were over the next `ms` (0-1, all cores). */
+async function busyOver(ms: number): Promise<number> {
+  const [b0, t0] = cpuTicks();
+  await new Promise((r) => setTimeout(r, ms));
+  const [b1, t1] = cpuTicks();
+  return t1 > t0 ? (b1 - b0) / (t1 - t0) : 0;
+}
+
+/** Processes (not zombies) still there among `pids`. */
+function alive(pids: number[]): number[] {
+  return pids.filter((pid) => {
+    try {
+      return !Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].startsWith("Z");
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The most a side waits for the CPUs to calm down after the other side's guests (ms). */
+const SETTLE_MAX_MS = 3000;
+/** Calm: the CPUs at most this busy over two windows of 200 ms in a row (a core free). */
+const SETTLE_BUSY = 0.5;
+
+/**
+ * Before each side of a round: the guests of the side before are gone (their pids, within 30
+ * s: an error otherwise), then the CPUs calm down (two 200 ms windows in a row at most half
+ * busy; at most {@linkcode SETTLE_MAX_MS}: other work on a shared host may never calm down).
+ * Returns how busy the CPUs were in the last window: printed beside each side's figures.
+ */
+async function settle(pids: number[]): Promise<number> {
+  const deadline = Date.now() + 30_000;
+  while (alive(pids).length > 0) {
+    if (Date.now() > deadline) {
+      throw new Error(`guests still there 30 s after their kill: pids ${alive(pids).join(" ")}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const until = Date.now() + SETTLE_MAX_MS;
+  let calm = 0;
+  let busy = 1;
+  while (calm < 2 && Date.now() < until) {
+    busy = await busyOver(200);
+    calm = busy <= SETTLE_BUSY ? calm + 1 : 0;
+  }
+  return busy;
+}
+
+/**
+ * A QEMU argv with what differs by instance by design (its directory, name, MAC, forwarded
+ * port; where the kernel and initrd were extracted) replaced by placeholders: kattach's guest
+ * and the bare one must then be equal (same devices, same weight).
+ */
+function argvShape(argv: string[]): string[] {
+  return argv.map((a) =>
+    a.replace(/(?:web|bare)-\d+/g, "<name>")
+      .replace(/(?:\/[^,=:\s]+)*\/([^/,=:\s]+)/g, "<path>/$1")
+      .replace(/[^/,=]*\.qcow2/g, "<overlay>.qcow2")
+      .replace(/([0-9a-f]{2}:){5}[0-9a-f]{2}/g, "<mac>")
+      .replace(/hostfwd=tcp:127\.0\.0\.1:\d+/g, "hostfwd=tcp:127.0.0.1:<port>")
+      .replace(/id=(hostfwd|fwd)[^,]*/g, "id=$1<id>")
+  );
+}
+
+/** A QEMU's argv, from /proc; null if it is gone. */
+function procArgv(pid: number): string[] | null {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0").slice(0, -1);
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Waits for `p`, at most `ms`, keeping the event loop alive meanwhile (the exits of spawned
  * processes are seen on SIGCHLD, which does not).
@@ -133,7 +231,15 @@ async function untilSettled(p: Promise<unknown>, ms: number): Promise<void> {
  */
 function qemuCpuMs(pidfile: string): number {
   try {
-    const pid = Deno.readTextFileSync(pidfile).trim();
+    return cpuMsOf(Number(Deno.readTextFileSync(pidfile).trim()));
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU time (user + system, ms) process `pid` has used so far; NaN if gone. */
+function cpuMsOf(pid: number): number {
+  try {
     const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
     return (Number(fields[11]) + Number(fields[12])) * 1000 / CLOCK_TICKS;
   } catch {
@@ -184,7 +290,7 @@ function watchSerial(
 async function bare(
   n: number,
   dir: string,
-): Promise<{ qmp: number; ready: number; cpu: number }> {
+): Promise<{ qmp: number; ready: number; cpu: number; pids: number[]; argv: string[] }> {
   const parts = readUstar(await Deno.readFile(`${OUT}/vkaos/vkaos.aqi`), { label: "vkaos.aqi" });
   for (const p of parts) await Deno.writeFile(`${dir}/${p.path}`, p.data);
   // As kattach boots microvm: the kernel's PVH ELF, inflated once on the host, when it has one.
@@ -220,9 +326,12 @@ async function bare(
   const listeners = runs.map(() => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
   const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
   listeners.forEach((l) => l.close());
+  const benchCpu0 = cpuMsOf(Deno.pid);
   const t0 = performance.now();
   for (const d of runs) bareRuns.add(d);
   const ends: Promise<unknown>[] = [];
+  const pids: number[] = [];
+  let first: string[] = [];
   try {
     for (const [i, d] of runs.entries()) {
       const argv = renderQemuArgv({
@@ -251,14 +360,29 @@ async function bare(
         }],
       });
       // Started as kattach starts it (QEMU's sandbox denies -daemonize's fork): QEMU alone.
-      ends.push(spawnDetached(argv, { cwd: d, logFile: `${d}/qemu.log` }).exited);
+      const proc = spawnDetached(argv, { cwd: d, logFile: `${d}/qemu.log` });
+      ends.push(proc.exited);
+      pids.push(proc.pid);
+      if (i === 0) first = argv;
     }
-    await Promise.all(runs.map((d) => waitQmpRunning(`${d}/qmp.sock`)));
+    const spawned = performance.now() - t0;
+    const each = await Promise.all(
+      runs.map((d) => waitQmpRunning(`${d}/qmp.sock`).then(() => performance.now() - t0)),
+    );
     const qmp = performance.now() - t0;
-    if (qmpOnly) return { qmp, ready: NaN, cpu: NaN };
+    if (Deno.env.get("KLOG")) {
+      console.log(
+        `bench/deploy: bare × ${n}: the bench's CPU ${
+          Math.round(cpuMsOf(Deno.pid) - benchCpu0)
+        } ms; spawned ${Math.round(spawned)} ms, each running at ${
+          each.map(Math.round).sort((a, b) => a - b).join(" ")
+        }`,
+      );
+    }
+    if (qmpOnly) return { qmp, ready: NaN, cpu: NaN, pids, argv: first };
     await Promise.all(runs.map((d) => waitSerial(`${d}/serial.log`, "web: ready")));
     const ready = performance.now() - t0;
-    return { qmp, ready, cpu: qemuCpuMs(`${runs[0]}/qemu.pid`) };
+    return { qmp, ready, cpu: qemuCpuMs(`${runs[0]}/qemu.pid`), pids, argv: first };
   } finally {
     for (const d of runs) {
       killPidfile(`${d}/qemu.pid`);
@@ -359,14 +483,29 @@ try {
     /** CPU time of the first instance's QEMU until ready was seen; the same for the bare one. */
     cpu: number;
     bareCpu: number;
+    /** How busy the CPUs were just before each side began (0-1; {@linkcode settle}). */
+    busy: number;
+    bareBusy: number;
+    /** The guests of the round's second side (gone before the next round begins). */
+    pids: number[];
+    /** The first guest's argv on each side. */
+    argv: string[];
+    bareArgv: string[];
   };
   let deployed = 0;
-  /** One deploy of N instances, then N bare spawns: the figures. */
-  /** One round: the deploy and the bare spawns, bare first when `bareFirst` (order effects). */
-  const round = async (n: number, bareFirst = false): Promise<Figures> => {
-    const early = bareFirst
-      ? await bare(n, await Deno.makeTempDir({ dir, prefix: `bare-${n}-` }))
-      : null;
+  /**
+   * One round: the deploy and the bare spawns, bare first when `bareFirst` (order effects). Each
+   * side begins once the guests before it (`before`: the last round's, then the other side's)
+   * are gone and the CPUs have calmed down ({@linkcode settle}).
+   */
+  const round = async (n: number, bareFirst: boolean, before: number[]): Promise<Figures> => {
+    const bareSide = async (after: number[]) => {
+      const bareBusy = await settle(after);
+      return { bareBusy, ...await bare(n, await Deno.makeTempDir({ dir, prefix: `bare-${n}-` })) };
+    };
+    const early = bareFirst ? await bareSide(before) : null;
+    const busy = await settle(early?.pids ?? before);
+    const kattachCpu0 = cpuMsOf(kattach.pid);
     const t0 = performance.now();
     // The deploy names its instances web-<counter>, the counter going on from the last deploy
     // (this bench is kattach's only client): watch the first one's serial log from the start.
@@ -402,6 +541,14 @@ try {
       }),
     );
     const qmp = performance.now() - t0;
+    if (Deno.env.get("KLOG")) {
+      console.log(
+        `bench/deploy: kattach × ${n}: its CPU during the deploy ${
+          Math.round(cpuMsOf(kattach.pid) - kattachCpu0)
+        } ms`,
+      );
+    }
+    const argv = procArgv(created[0].pid ?? 0) ?? [];
     for (;;) {
       if (qmpOnly) break;
       const list = await client.call("instance.list", { vmimage: "web" }) as Instance[];
@@ -431,7 +578,8 @@ try {
       await client.call("instance.kill", { name: i.name });
       await client.call("instance.del", { name: i.name });
     }
-    const b = early ?? await bare(n, await Deno.makeTempDir({ dir, prefix: `bare-${n}-` }));
+    const kaosPids = created.flatMap((i) => i.pid ? [i.pid] : []);
+    const b = early ?? await bareSide(kaosPids);
     return {
       qmp,
       bareQmp: b.qmp,
@@ -442,6 +590,11 @@ try {
       breakdown,
       cpu,
       bareCpu: b.cpu,
+      busy,
+      bareBusy: b.bareBusy,
+      pids: early ? kaosPids : b.pids,
+      argv,
+      bareArgv: b.argv,
     };
   };
   const print = (label: string, r: Figures) =>
@@ -480,12 +633,29 @@ try {
   };
   let readyGoal: Figures | null = null;
   const goals: { n: number; figures: Figures; perRound: number[]; extra: number }[] = [];
-  const cold = await round(1);
+  const cold = await round(1, false, []);
   print("1 cold", cold);
+  // Same devices, same weight: the argvs differ only where instances differ by design.
+  const [shape, bareShape] = [argvShape(cold.argv), argvShape(cold.bareArgv)];
+  const differ = [
+    ...shape.filter((a) => !bareShape.includes(a)).map((a) => `kattach's only: ${a}`),
+    ...bareShape.filter((a) => !shape.includes(a)).map((a) => `bare only: ${a}`),
+  ];
+  console.log(
+    differ.length === 0 && shape.length === bareShape.length
+      ? `argv: kattach's guest and the bare one alike (${shape.length} words; names, paths, MAC and port aside)`
+      : `argv: kattach's guest and the bare one DIFFER (${shape.length} against ${bareShape.length} words): ${
+        differ.join("; ")
+      }`,
+  );
+  let last = cold.pids;
   for (const n of counts) {
     const rs: Figures[] = [];
     // Every other round spawns the bare guests first: neither side always follows the other.
-    for (let i = 0; i < rounds; i++) rs.push(await round(n, i % 2 === 1));
+    for (let i = 0; i < rounds; i++) {
+      rs.push(await round(n, i % 2 === 1, last));
+      last = rs[i].pids;
+    }
     const m = (f: (r: Figures) => number) => median(rs.map(f));
     // Each round's deploy and bare spawns ran side by side, under the same load: the ratio is
     // the median of the rounds' own ratios (the load drifts between rounds).
@@ -501,6 +671,11 @@ try {
       ratio: median(perRound),
       cpu: m((r) => r.cpu),
       bareCpu: m((r) => r.bareCpu),
+      busy: m((r) => r.busy),
+      bareBusy: m((r) => r.bareBusy),
+      pids: [],
+      argv: [],
+      bareArgv: [],
     };
     print(String(n), medians);
     // What kattach adds, in ms: the median of the rounds' own differences (less noisy than the
@@ -522,7 +697,11 @@ try {
         Math.round(extra)
       } ms, the median of the rounds' differences; rounds ${
         perRound.map((x) => x.toFixed(2)).join(", ")
-      }; load ${f.load})`,
+      }, spread ${Math.min(...perRound).toFixed(2)}-${
+        Math.max(...perRound).toFixed(2)
+      }; CPUs busy ${Math.round(f.busy * 100)} % before kattach's side, ${
+        Math.round(f.bareBusy * 100)
+      } % before the bare one (medians); load ${f.load})`,
     );
   }
   if (readyGoal) printReadyGoal(readyGoal);

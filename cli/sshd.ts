@@ -6,7 +6,7 @@
  * starts (seconds under TCG on the appliance's way to the SSH banner).
  */
 import { parseCli, portNumber } from "../lib/cli_args.ts";
-import { trimMallocSoon } from "../lib/malloc_trim.ts";
+import { idleMemory } from "../lib/idle_memory.ts";
 import { type SshBackend, type SshServer, startSshServer } from "./ssh_server.ts";
 
 /**
@@ -20,21 +20,25 @@ export function lazyBackend(runDir: string): SshBackend {
     checkPassword: async (user, password) => (await backend()).checkPassword(user, password),
     authorizedKeys: async (user) => (await backend()).authorizedKeys(user),
     changePassword: async (user, password) => (await backend()).changePassword(user, password),
+    // Once no one-line command has run for a moment, the process' idle-time reducer collects
+    // the commands' garbage and gives glibc's free pages back (lib/idle_memory.ts; issue 13: the
+    // sshd grew 10.7 % over 1,000 one-line commands without a trim, 3.2 % with). Not at the
+    // start: FFI's first call touches 1.5 MiB more of the deno binary, idle. A menu session
+    // counts as work at its start and end only: one left open must not keep the reducer off.
     exec: async (line, io) => {
+      idleMemory().begin();
       try {
         return await (await backend()).exec(line, io);
       } finally {
-        // What the command's IPC connection and channel freed goes back to the system (issue 13:
-        // the sshd grew 10.7 % over 1,000 one-line commands without, 3.2 % with; not at the
-        // start: FFI's first call touches 1.5 MiB more of the deno binary, idle).
-        trimMallocSoon();
+        idleMemory().end();
       }
     },
     shell: async (io) => {
+      idleMemory().touch();
       try {
         return await (await backend()).shell(io);
       } finally {
-        trimMallocSoon();
+        idleMemory().touch();
       }
     },
   };

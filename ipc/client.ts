@@ -3,7 +3,7 @@
  * sends actions and validates every frame that comes back.
  */
 import { describeIssues, UserError } from "../lib/errors.ts";
-import { trimMallocSoon } from "../lib/malloc_trim.ts";
+import { trimMallocSoon } from "../lib/idle_memory.ts";
 import { compileCheck } from "./_fast_check.ts";
 import { type ActionName, actions, type ParamsOf, type ResultOf } from "./actions.ts";
 import {
@@ -18,7 +18,7 @@ import {
 } from "./protocol.ts";
 import { SOCKET_NAME, TOKEN_NAME } from "./server.ts";
 
-/** Answers at least this long are followed by a malloc_trim (lib/malloc_trim.ts). */
+/** Answers at least this long are followed by a malloc_trim (lib/idle_memory.ts). */
 const TRIM_AFTER_CHARS = 512 * 1024;
 
 /** kattach answered with an error; `info.kind` tells whose fault it was. */

@@ -3,7 +3,7 @@
  * a per-boot token, and strict validation of every frame in and out.
  */
 import { describeIssues, isUserError } from "../lib/errors.ts";
-import { trimMallocSoon } from "../lib/malloc_trim.ts";
+import { idleMemory } from "../lib/idle_memory.ts";
 import { type ActionName, actions, isActionName, TRUSTED_LIST_RESULTS } from "./actions.ts";
 import {
   encodeFrame,
@@ -137,9 +137,6 @@ export async function serveIpc(options: ServeIpcOptions): Promise<IpcServer> {
  */
 const SERVER_READ_BYTES = 8 * 1024;
 
-/** Answers at least this long are followed by a malloc_trim (lib/malloc_trim.ts). */
-const TRIM_AFTER_BYTES = 512 * 1024;
-
 /** Pauses between failed accepts: doubling from the first to the cap. */
 const ACCEPT_BACKOFF = { firstMs: 50, maxMs: 2000 };
 
@@ -208,14 +205,18 @@ async function handleConnection(
   try {
     for await (const line of readLines(readChunks(conn, SERVER_READ_BYTES))) {
       if (line.trim() === "") continue;
+      // The process' idle-time reducer (a full GC, then malloc_trim) runs once no request has
+      // been running for a moment: each request counts itself in here and out once answered.
+      idleMemory().begin();
       pending = pending.then(async () => {
-        if (gone.signal.aborted) return;
-        const frame = await answer(line, opts, send, gone.signal);
-        const bytes = frame instanceof RawFrame ? frame.bytes : encodeFrame(frame);
-        await writer.sendRaw(bytes).catch(() => {});
-        // What answering freed inside malloc's heaps goes back to the system: soon after a big
-        // answer (a list of thousands), within a second after any other.
-        trimMallocSoon(bytes.length >= TRIM_AFTER_BYTES ? 200 : 1000);
+        try {
+          if (gone.signal.aborted) return;
+          const frame = await answer(line, opts, send, gone.signal);
+          const bytes = frame instanceof RawFrame ? frame.bytes : encodeFrame(frame);
+          await writer.sendRaw(bytes).catch(() => {});
+        } finally {
+          idleMemory().end();
+        }
       });
     }
     gone.abort(new Error("the client closed the connection"));

@@ -25,7 +25,7 @@ import {
 import { applyConfigChange, runModuleAction } from "./module_agent.ts";
 import { bootFirewall, stopFirewall } from "./firewall.ts";
 import { LogBook } from "./log.ts";
-import { trimMallocSoon } from "../lib/malloc_trim.ts";
+import { idleMemory, onIdleMemory } from "../lib/idle_memory.ts";
 import { Services } from "./services.ts";
 import { applyNetwork, startNetwork } from "./network.ts";
 import { mountAllStorage } from "./storage.ts";
@@ -47,6 +47,8 @@ export interface KattachOptions {
    * selfArgv; the appliance: its own bundle /kaos/console.js, issue 13: memory).
    */
   consoleSelfArgv?: string[];
+  /** The command that runs the sshd, given `sshd …` (default selfArgv; hosted: the front-ends' flags). */
+  sshdSelfArgv?: string[];
   /** The appliance's data partition as found; `failed` makes the store refuse every change. */
   dataDisk?: DataDiskStatus;
   /** Put the release's default password back in force (kernel command line, appliance). */
@@ -124,7 +126,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       name: "sshd",
       fatal: false,
       run() {
-        const self = options.selfArgv;
+        const self = options.selfArgv && (options.sshdSelfArgv ?? options.selfArgv);
         const port = options.sshPort ?? 1289;
         if (!self || port === 0 || options.early) return;
         services ??= new Services({ log });
@@ -352,7 +354,9 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
     }
   }
   log(`started in ${Math.round(performance.now() - t0)} ms (phases, ms: ${timings.join(", ")})`);
-  trimMallocSoon(200); // what the start freed (store open, integrity check, reconcile) goes back
+  // Once quiet, the idle-time reducer gives SQLite's page cache back too (before its GC and trim).
+  const offIdle = store ? onIdleMemory(() => store?.releaseMemory()) : () => {};
+  idleMemory().touch(); // what the start freed (store open, integrity check, reconcile) goes back
 
   return {
     k: k!,
@@ -362,6 +366,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       await services?.stop();
       await ipc?.close();
       await supervisor?.detach(); // guests keep running; the next start re-attaches
+      offIdle();
       store?.close();
       if (!options.logBook) book.close();
     },

@@ -67,7 +67,17 @@ export interface WaitOptions extends CheckOptions {
   intervalMs?: number;
 }
 
-/** Probes until the check passes or the time is up; the last probe's detail on failure. */
+/**
+ * What the vKaOS init prints when the guest cannot start its services (buildroot/vkaos/init: a
+ * data disk that needs a manual repair or cannot be mounted). Waiting longer is pointless.
+ */
+export const GUEST_FATAL_MARKER = "KAOS-GUEST: fatal ";
+
+/**
+ * Probes until the check passes or the time is up; the last probe's detail on failure. With a
+ * serial log, a {@linkcode GUEST_FATAL_MARKER} line in it ends the wait at once, failed, with
+ * that line as the detail.
+ */
 export async function waitReady(
   check: ReadinessCheck,
   target: ReadinessTarget,
@@ -75,8 +85,13 @@ export async function waitReady(
 ): Promise<HealthResult> {
   const deadline = Date.now() + options.timeoutMs;
   let last: HealthResult = { ok: false, detail: "not checked" };
+  const fatal = target.serialLog === undefined
+    ? undefined
+    : new LogTail(target.serialLog, { from: target.serialFrom ?? 0 });
   for (;;) {
     if (options.signal?.aborted) return { ok: false, detail: "cancelled" };
+    const line = fatal && await guestFatal(fatal);
+    if (line) return { ok: false, detail: `the guest cannot start its services: ${line}` };
     const left = deadline - Date.now();
     const probeTimeoutMs = Math.max(1, Math.min(options.probeTimeoutMs ?? 2000, left));
     last = await checkReadiness(check, target, { ...options, probeTimeoutMs });
@@ -85,6 +100,19 @@ export async function waitReady(
       return { ok: false, detail: `not ready after ${options.timeoutMs} ms: ${last.detail}` };
     }
     await new Promise((r) => setTimeout(r, options.intervalMs ?? 500));
+  }
+}
+
+/** The guest's fatal line added to the log since the last look (without its marker), if any. */
+async function guestFatal(tail: LogTail): Promise<string | undefined> {
+  if (!tail.changed()) return undefined;
+  try {
+    const line = await tail.find((l) => l.includes(GUEST_FATAL_MARKER));
+    if (line === undefined) return undefined;
+    const text = line.slice(line.indexOf(GUEST_FATAL_MARKER) + GUEST_FATAL_MARKER.length);
+    return stripControlsLine(text).trim().slice(0, 400);
+  } catch {
+    return undefined; // no log yet: the guest has printed nothing
   }
 }
 

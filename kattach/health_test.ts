@@ -80,3 +80,29 @@ Deno.test("health: serial marker appears in the log while waiting; old output is
   });
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("health: a guest's fatal line ends the wait at once, whatever the check", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos_health_test_" });
+  const log = `${dir}/serial.log`;
+  // an earlier boot's fatal line is not this boot's
+  await Deno.writeTextFile(log, "KAOS-GUEST: fatal data disk /dev/vdc old\n");
+  const from = (await Deno.stat(log)).size;
+  setTimeout(() =>
+    Deno.writeTextFileSync(
+      log,
+      "KAOS-GUEST: fatal data disk /dev/vdc needs a manual repair (e2fsck -p exit 4: \x1b[2Jx)" +
+        "; not mounted, services not started\r\n",
+      { append: true },
+    ), 200);
+  const r = await waitReady({ type: "tcp", port: 1 }, { serialLog: log, serialFrom: from }, {
+    timeoutMs: 60_000,
+    intervalMs: 50,
+    probeTimeoutMs: 100,
+  });
+  assert.deepEqual(r, {
+    ok: false,
+    detail: "the guest cannot start its services: data disk /dev/vdc needs a manual repair " +
+      "(e2fsck -p exit 4: [2Jx); not mounted, services not started",
+  });
+  await Deno.remove(dir, { recursive: true });
+});

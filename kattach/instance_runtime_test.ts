@@ -6,7 +6,9 @@ import {
   chooseMachine,
   extractVkaos,
   HostPorts,
+  makeInstanceDir,
   overlayName,
+  SharedPrep,
   staleOverlays,
 } from "./instance_runtime.ts";
 
@@ -133,4 +135,40 @@ Deno.test("HostPorts: a port handed to one instance is not handed to another, ev
   assertEquals(again.take("web-1", port), port);
   assertEquals(again.take("web-1", port), port);
   assertEquals(again.take("web-2", port), 40010);
+});
+
+Deno.test("SharedPrep: the launch gate opens once every start of the deploy arrived, once", async () => {
+  const shared = new SharedPrep(["web-1", "web-2", "web-3"]);
+  const opened: string[] = [];
+  const gates = ["web-1", "web-2"].map((n) => shared.arrive(n).then(() => opened.push(n)));
+  // Arriving again counts once: web-3 is still missing.
+  void shared.arrive("web-1");
+  await new Promise((r) => setTimeout(r, 0));
+  assertEquals(opened, []);
+  // web-3's start failed before the gate: the deploy marks it arrived all the same.
+  await Promise.all([shared.arrive("web-3"), ...gates]);
+  assertEquals(opened.sort(), ["web-1", "web-2"]);
+  // Later arrivals find it open; a deploy of none never waits.
+  await shared.arrive("web-2");
+  await new SharedPrep([]).arrive("x");
+});
+
+Deno.test("makeInstanceDir: true when made now (parents too, 0700), false when there; a file is an error", async () => {
+  const root = await Deno.makeTempDir({ prefix: "kaos-instance-dir-" });
+  try {
+    const dir = `${root}/instances/web-1`;
+    assertEquals(await makeInstanceDir(dir), true);
+    assertEquals((await Deno.stat(dir)).mode! & 0o777, 0o700);
+    assertEquals((await Deno.stat(`${root}/instances`)).mode! & 0o777, 0o700);
+    await Deno.writeTextFile(`${dir}/serial.log`, "an earlier boot\n");
+    assertEquals(await makeInstanceDir(dir), false);
+    assertEquals(await makeInstanceDir(`${root}/instances/web-2`), true);
+    await Deno.writeTextFile(`${root}/instances/web-3`, "in the way\n");
+    await assertRejects(
+      () => makeInstanceDir(`${root}/instances/web-3`),
+      Deno.errors.AlreadyExists,
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

@@ -193,6 +193,15 @@ export class Store {
   }
 
   /** Closes the database. */
+  /**
+   * Gives the memory SQLite holds for this connection (its page cache, up to cache_size's 2 MiB)
+   * back to malloc: kattach's idle-time reducer (lib/idle_memory.ts) runs it once quiet; the next
+   * query reads its pages from the kernel's page cache again.
+   */
+  releaseMemory(): void {
+    this.#db.exec("PRAGMA shrink_memory");
+  }
+
   close(): void {
     this.#statements.clear();
     this.#db.close();

@@ -324,9 +324,11 @@ export class Supervisor {
       let known: ReadinessFacts | undefined;
       const logArgv = () => this.#k.log(`supervisor: ${name}: argv: ${JSON.stringify(argv)}`);
       // Where the start's time goes (logged with "started"; bench/deploy.ts, issue 13).
-      const t0 = performance.now();
+      const t0 = options.shared?.t0 ?? performance.now();
       const since = () => Math.round(performance.now() - t0);
       let prepared = 0;
+      let committed = 0;
+      let spawnFrom = 0;
       let spawned = 0;
       try {
         await ensureGuestLinks(this.#k, inst);
@@ -349,6 +351,10 @@ export class Supervisor {
           network: prep.network,
         };
         await starting;
+        committed = since();
+        // A deploy's starts spawn their QEMUs together, once all have their files.
+        await options.shared?.arrive(name);
+        spawnFrom = since();
         launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom: prep.logFrom });
         // QMP from now on (QEMU's socket comes some 25 ms later), while its pid is recorded.
         connecting = this.#connect(name, paths, launched);
@@ -392,8 +398,13 @@ export class Supervisor {
           logArgv();
           throw err;
         });
+      const q = guest.monitor.connectStats;
       this.#k.log(
-        `supervisor: started ${name} (pid ${launched.pid}; after ${prepared} ms its files were ready, ${spawned} ms QEMU was launched, ${since()} ms QMP attached)`,
+        `supervisor: started ${name} (pid ${launched.pid}; ms since the ${
+          options.shared ? "deploy" : "start"
+        }: files ${prepared}, starting committed ${committed}, spawn ${spawnFrom}-${spawned}, QMP socket ${
+          spawned + q.socketMs
+        } (${q.tries} tries), capabilities ${spawned + q.readyMs}, attached ${since()})`,
       );
       if (options.wait) await this.#waitSettled(guest);
       return { instance: this.#show(name), qmpStatus: guest.qmpStatus };

@@ -3,7 +3,8 @@
  * an instance's overlay over the old image is recreated over the new one at its next start
  * (overlays are keyed by the image's digest), and its data disk (`vmimage create … --data-disk`,
  * formatted and mounted by vKaOS, which records each boot on it) keeps what was written across
- * the update and the restarts. The new image differs in content and in size.
+ * the update and the restarts. The new image differs in content and in size. vKaOS checks the disk
+ * before every mount; one that needs a manual repair fails the start at once, with the reason.
  */
 import assert from "node:assert/strict";
 import { buildQueue, generateKeyFile } from "../appqueue/mod.ts";
@@ -53,6 +54,25 @@ async function bootsOnDataDisk(stateDir: string, name: string, work: string): Pr
   const cat = await run(["debugfs", "-R", "cat /.kaos-boots", raw], { timeoutMs: 60_000 });
   await Deno.remove(raw);
   return cat.stdout.split("\n").filter((l) => l.startsWith("boot "));
+}
+
+/** Damages a stopped instance's data disk so that `e2fsck -p` cannot repair it (root not a dir). */
+async function breakDataDisk(stateDir: string, name: string, work: string): Promise<void> {
+  const disk = `${stateDir}/instances/${name}/data.qcow2`;
+  const raw = `${work}/${name}-broken.raw`;
+  for (
+    const argv of [
+      ["qemu-img", "convert", "-O", "raw", disk, raw],
+      ["debugfs", "-w", "-R", "sif <2> mode 0100644", raw],
+      ["debugfs", "-w", "-R", "ssv state 0", raw],
+      // into the same file (-n): its owner and mode stay those KaOS gave it
+      ["qemu-img", "convert", "-n", "-O", "qcow2", raw, disk],
+    ]
+  ) {
+    const r = await run(argv, { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, `${argv.join(" ")}: ${r.stderr}`);
+  }
+  await Deno.remove(raw);
 }
 
 /** What the instance's guest printed on its console, all boots. */
@@ -150,6 +170,18 @@ Deno.test({
       const serial = await serialLog(k.stateDir, "site-1");
       assert.equal([...serial.matchAll(/data disk \/dev\/vd\w+ formatted/g)].length, 1);
       assert.equal([...serial.matchAll(/KAOS-GUEST: data disk \/dev\/vd\w+ on \/data/g)].length, 3);
+      // Checked before every mount (vKaOS runs e2fsck -p; the disk is ext4 with a journal).
+      assert.equal([...serial.matchAll(/data disk \/dev\/vd\w+ checked \(e2fsck -p/g)].length, 2);
+
+      // A data disk that needs a manual repair: the start fails at once and says why.
+      await breakDataDisk(k.stateDir, "site-1", work);
+      const broken = await k.aq("instance", "start", "site-1", "--wait");
+      assert.equal(broken.code, 1, broken.stderr);
+      const why =
+        /the guest cannot start its services: data disk \/dev\/vd\w+ needs a manual repair \(e2fsck -p exit 4: .*Root inode is not a directory/;
+      assert.match(broken.stderr, why);
+      assert.match((await show("site-1")).lastExit ?? "", why);
+      await k.aq("instance", "stop", "site-1");
     } finally {
       await k.dispose();
       await server.close();

@@ -44,6 +44,10 @@ const entries: { argv: string[]; usage: RegExp }[] = [
     usage: /Usage: buildroot\/appliance\/bundle-front-ends/,
   },
   { argv: [`${REPO_ROOT}/buildroot/vkaos/build-initramfs`], usage: /build-initramfs OUT/ },
+  {
+    argv: [`${REPO_ROOT}/buildroot/vkaos/build-e2fsprogs`],
+    usage: /buildroot\/vkaos\/build-e2fsprogs \[--out DIR\]/,
+  },
 ];
 
 // Scripts and benchmarks added later are covered too: each answers --help with some text.

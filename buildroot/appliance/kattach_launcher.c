@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
                         "-A",
                         "--cached-only",
                         "--no-config",
-                        "--v8-flags=--max-semi-space-size=1,--max-old-space-size=512,--max-opt=2",
+                        "--v8-flags=--max-semi-space-size=1,--max-old-space-size=512,--expose-gc,--max-opt=2",
                         "/kaos/kaos.js",
                         "kattach",
                         "--appliance",

@@ -26,6 +26,7 @@ export const instanceHandlers: Handlers<
   "deploy" | "instance.list" | "instance.show" | "instance.del"
 > = {
   async "deploy"(k, p, ctx) {
+    const t0 = performance.now();
     requireVkaos(k.store, `deploy ${p.vmimage}`);
     resolveVmImage(k.store, p.vmimage);
     const storage = await placeInstances(k, vmImageStorage(k.store, p.vmimage));
@@ -78,7 +79,7 @@ export const instanceHandlers: Handlers<
     k.log(
       `deploy: ${p.vmimage} × ${p.count} on ${storage ?? "the data partition"}: ${
         created.join(", ")
-      }`,
+      } (records in ${Math.round(performance.now() - t0)} ms)`,
     );
     type Outcome = Pick<DeployedInstance, "outcome" | "reason" | "qmpStatus">;
     const outcomes = new Map<string, Outcome>(
@@ -87,11 +88,13 @@ export const instanceHandlers: Handlers<
     if (!p.noStart) {
       const sup = supervisorOf(k);
       // The starts run at once and share what they read and grant (issue 13).
-      const shared = new SharedPrep();
+      const shared = new SharedPrep(created, t0);
       let done = 0;
       await Promise.all(created.map(async (name) => {
         try {
-          const { instance: inst, qmpStatus } = await sup.launch(name, { wait: p.wait, shared });
+          const { instance: inst, qmpStatus } = await sup.launch(name, { wait: p.wait, shared })
+            // A start that failed before the launch gate: the others do not wait for it.
+            .finally(() => void shared.arrive(name));
           if (p.wait && inst.state !== "running") {
             const why = inst.lastExit ? `; last exit: ${inst.lastExit}` : "";
             const reason = `never became ready (it is ${inst.state}${why})`;
@@ -108,6 +111,7 @@ export const instanceHandlers: Handlers<
         }
       }));
     }
+    const started = performance.now();
     try {
       await synced;
     } catch (err) {
@@ -115,10 +119,15 @@ export const instanceHandlers: Handlers<
         cause: err,
       });
     }
-    return withRuntimes(k, created.map((name) => resolveInstance(k.store, name))).map((inst) => ({
-      ...inst,
-      ...outcomes.get(inst.name)!,
-    }));
+    const answer = withRuntimes(k, created.map((name) => resolveInstance(k.store, name))).map((
+      inst,
+    ) => ({ ...inst, ...outcomes.get(inst.name)! }));
+    k.log(
+      `deploy: ${p.vmimage} × ${p.count}: started in ${Math.round(started - t0)} ms, answered ${
+        Math.round(performance.now() - t0)
+      } ms after it began`,
+    );
+    return answer;
   },
 
   "instance.list"(k, p) {

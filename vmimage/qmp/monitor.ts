@@ -72,6 +72,11 @@ const CONNECT_RETRY_MS = 20;
 export class QmpMonitor {
   /** Settles (never rejects) once the connection is gone and nothing reads from it anymore. */
   readonly closed: Promise<void>;
+  /**
+   * How connect() went (for the start timelines kattach logs): the connection attempts made, the
+   * ms until the socket accepted one, and the ms until the greeting and capabilities were done.
+   */
+  readonly connectStats = { tries: 0, socketMs: 0, readyMs: 0 };
 
   #conn: Deno.Conn;
   #log: (message: string) => void;
@@ -107,9 +112,11 @@ export class QmpMonitor {
     const deadline = started + timeoutMs;
     const signal = options.signal;
     let conn: Deno.Conn;
+    let tries = 0;
     for (;;) {
       signal?.throwIfAborted();
       try {
+        tries++;
         conn = await Deno.connect({ transport: "unix", path: socketPath });
         break;
       } catch (err) {
@@ -124,6 +131,8 @@ export class QmpMonitor {
       }
     }
     const monitor = new QmpMonitor(conn, options);
+    monitor.connectStats.tries = tries;
+    monitor.connectStats.socketMs = Date.now() - started;
     // Aborting closes the connection: the greeting or command under way rejects at once.
     const abort = () => monitor.close();
     signal?.addEventListener("abort", abort, { once: true });
@@ -144,6 +153,7 @@ export class QmpMonitor {
       throw err;
     }
     signal?.removeEventListener("abort", abort);
+    monitor.connectStats.readyMs = Date.now() - started;
     return monitor;
   }
 

@@ -337,6 +337,14 @@ Deno.test("connect waits for a socket that appears later", async () => {
     const peer = new FakePeer(await listener.accept());
     await peer.handshake();
     const monitor = await connecting;
+    // Tried while the socket was missing (every 4 ms for 100 ms), then once more: it says so.
+    const stats = monitor.connectStats;
+    assertEquals(stats.tries > 2, true, `tries: ${stats.tries}`);
+    assertEquals(
+      stats.socketMs >= 100 && stats.readyMs >= stats.socketMs,
+      true,
+      JSON.stringify(stats),
+    );
     const status = queryStatus(monitor);
     await peer.reply(await peer.expect("query-status"), { status: "prelaunch", running: false });
     assertEquals(await status, { status: "prelaunch", running: false });
