@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { lazySchemaPending } from "../lib/lazy_schema.ts";
 import * as manifest from "../appqueue/manifest.ts";
+import * as protocol from "./protocol.ts";
 import * as schemas from "./schemas.ts";
 import * as actionsAppqueue from "./actions_appqueue.ts";
 import * as actionsAuth from "./actions_auth.ts";
@@ -12,6 +13,7 @@ import * as actionsStorage from "./actions_storage.ts";
 /** The shared schemas, by module: name → value, as imported (before any test uses one). */
 const modules = {
   "appqueue/manifest.ts": manifest,
+  "ipc/protocol.ts": protocol,
   "ipc/schemas.ts": schemas,
   "ipc/actions_appqueue.ts": actionsAppqueue,
   "ipc/actions_auth.ts": actionsAuth,

@@ -1,8 +1,9 @@
 /**
  * A shared zod schema (or an object of them) built on first use (issue 13: memory). The module
- * constants of ipc/schemas.ts, appqueue/manifest.ts, vmimage/agent/protocol.ts and the results
- * of ipc/actions_*.ts are imported by name across the code; built at the start they cost an idle
- * kattach about 1,500 zod objects it never uses on an empty store. `lazySchema(() => z.object(…))`
+ * constants of ipc/schemas.ts, ipc/protocol.ts, appqueue/manifest.ts, vmimage/agent/protocol.ts
+ * and the results of ipc/actions_*.ts are imported by name across the code; built at the start
+ * they cost an idle kattach about 1,100 zod objects (1 MiB of heap) it never uses on an empty
+ * store. `lazySchema(() => z.object(…))`
  * returns a stand-in with the same type that builds the value the first time anything reads it
  * (a property, `instanceof`, spreading, `in`) and forwards every access to it after that, so
  * `X.parse(…)`, `X.shape`, `X.extend(…)`, `z.object({ x: X })` and `{ ...X }` work as on the
