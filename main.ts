@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 // load no store, QEMU or module code, kattach no menus or SSH server (issue 13: memory).
 import { parseCliOrExit, portNumber } from "./lib/cli_args.ts";
 import { startMemoryLog } from "./lib/memory_log.ts";
-import { V8_FLAGS_OPTION } from "./lib/v8_flags.ts";
+import { FRONT_END_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "./lib/v8_flags.ts";
 
 const DEFAULT_HOSTED_STATE = ".state";
 
@@ -54,12 +54,12 @@ function stateDir(option: string | undefined): string {
 }
 
 /** The command that runs this program again (for kattach's supervised services). */
-function selfArgv(): string[] {
+function selfArgv(v8FlagsOption = V8_FLAGS_OPTION): string[] {
   const exe = Deno.execPath();
   // The V8 flags of lib/v8_flags.ts: a small young generation, a tighter old one; the services
   // are front-ends that allocate little (about 16 MiB less RSS each under load, bench/memory.ts).
   return /(^|\/)deno$/.test(exe)
-    ? [exe, "run", "-A", V8_FLAGS_OPTION, new URL(import.meta.url).pathname]
+    ? [exe, "run", "-A", v8FlagsOption, new URL(import.meta.url).pathname]
     : [exe];
 }
 
@@ -116,6 +116,9 @@ async function kattach(args: string[]): Promise<void> {
     stateDir: dir,
     sshPort,
     selfArgv: selfArgv(),
+    // The sshd and the console with the front-ends' V8 flags (no TurboFan), as on the appliance.
+    sshdSelfArgv: selfArgv(FRONT_END_V8_FLAGS_OPTION),
+    consoleSelfArgv: selfArgv(FRONT_END_V8_FLAGS_OPTION),
     network,
     storageDisks,
   });

@@ -2,7 +2,7 @@
  * Idle RSS of kattach, the sshd and the console as the appliance runs them (issue 13: memory): bundles made
  * as buildroot/appliance/build makes /kaos/kaos.js + /kaos/kaos.d/ (of main.ts, by
  * buildroot/appliance/bundle_kaos: split at its dynamic imports, minified) and /kaos/sshd.js,
- * /kaos/console.js + /kaos/fe.d/ (buildroot/appliance/bundle-front-ends), ASCII only, run with --no-config --cached-only and lib/v8_flags.ts' flags.
+ * /kaos/console.js + /kaos/fe.d/ (buildroot/appliance/bundle-front-ends), ASCII only, run with --no-config --cached-only and lib/v8_flags.ts' flags (the front-ends theirs).
  * Beside them, in the same rounds: kattach from main.ts with its npm: imports (what the hosted
  * mode and bench/memory.ts run), kattach from one ASCII bundle of main.ts (as the appliance was
  * built before bundle_kaos), kaos.js split with its dynamic imports of string literals (as
@@ -16,7 +16,7 @@
  *   scripts/deno run -A bench/kattach_idle.ts [--rounds R]
  */
 import { parseCliOrExit } from "../lib/cli_args.ts";
-import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { FRONT_END_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { ACTIVATE_PROMPT } from "../cli/console.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -43,9 +43,9 @@ function rssMiB(pid: number): number {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs `deno run … <args>` until its stderr shows `ready`, then 4 s more; returns its RSS. */
-async function idleRss(args: string[], ready: string): Promise<number> {
+async function idleRss(args: string[], ready: string, v8 = V8_FLAGS_OPTION): Promise<number> {
   const proc = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", V8_FLAGS_OPTION, ...args],
+    args: ["run", "-A", v8, ...args],
     env: { KAOS_SSH_PORT: "0" },
     stdin: "piped", // the sshd runs until its stdin closes (--supervised)
     stdout: "null",
@@ -85,7 +85,8 @@ async function idleRss(args: string[], ready: string): Promise<number> {
 async function consoleRss(js: string, waitKey: boolean): Promise<number> {
   const state = await Deno.makeTempDir({ dir, prefix: "state-" });
   const mem = await Deno.makeTempDir({ dir, prefix: "mem-" });
-  const cmd = [Deno.execPath(), "run", "-A", V8_FLAGS_OPTION, "--no-config", "--cached-only"]
+  const cmd = [Deno.execPath(), "run", "-A", FRONT_END_V8_FLAGS_OPTION, "--no-config"]
+    .concat(["--cached-only"])
     .concat([js, "console", "--state", state, ...(waitKey ? ["--wait-key"] : [])]).join(" ");
   const prompt = waitKey ? ACTIVATE_PROMPT : "Password for";
   const proc = new Deno.Command("script", {
@@ -206,6 +207,7 @@ try {
         ...["--port", String(port), "--listen", "127.0.0.1"],
       ],
       "listening",
+      FRONT_END_V8_FLAGS_OPTION, // the front-ends' flags, as the appliance runs its sshd
     );
   };
   const bundled = (js: string) => ["--no-config", "--cached-only", `${dir}/${js}`];

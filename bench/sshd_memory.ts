@@ -1,7 +1,7 @@
 /**
  * The sshd's memory as the appliance runs it (issue 13): /kaos/sshd.js and its chunks made by
  * buildroot/appliance/bundle-front-ends, run with --no-config --cached-only and lib/v8_flags.ts'
- * flags. Idle: its RSS 4 s after it listens (host keys made by a first run, as after the
+ * front-end flags (no TurboFan). Idle: its RSS 4 s after it listens (host keys made by a first run, as after the
  * appliance's first boot), in alternating rounds beside the same bundle with all of ssh2's server
  * code (`--full-ssh2`: no stubs for SFTP, poly1305, bcrypt-pbkdf, zlib) and a bare Deno (the
  * floor). Growth: behind a hosted kattach (main.ts, no sshd of its own), one-line commands over
@@ -14,7 +14,7 @@
  */
 import { IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
-import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { FRONT_END_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { freePort, sleep, waitUntil } from "./_util.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -112,7 +112,9 @@ try {
   };
   await bundle(`${dir}/kaos`);
   await bundle(`${dir}/full`, "--full-ssh2");
-  const deno = [Deno.execPath(), "run", "-A", V8_FLAGS_OPTION, "--no-config", "--cached-only"];
+  // The sshd (and the bare Deno beside it) with the front-ends' V8 flags, as on the appliance.
+  const deno = [Deno.execPath(), "run", "-A", FRONT_END_V8_FLAGS_OPTION, "--no-config"]
+    .concat(["--cached-only"]);
   const sshdArgv = (js: string, state: string, port: number) => [
     ...deno,
     ...[js, "--supervised", "--state", state, "--port", String(port), "--listen", "127.0.0.1"],

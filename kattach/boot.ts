@@ -48,6 +48,8 @@ export interface KattachOptions {
    * selfArgv; the appliance: its own bundle /kaos/console.js, issue 13: memory).
    */
   consoleSelfArgv?: string[];
+  /** The command that runs the sshd, given `sshd …` (default selfArgv; hosted: the front-ends' flags). */
+  sshdSelfArgv?: string[];
   /** The appliance's data partition as found; `failed` makes the store refuse every change. */
   dataDisk?: DataDiskStatus;
   /** Put the release's default password back in force (kernel command line, appliance). */
@@ -125,7 +127,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       name: "sshd",
       fatal: false,
       run() {
-        const self = options.selfArgv;
+        const self = options.selfArgv && (options.sshdSelfArgv ?? options.selfArgv);
         const port = options.sshPort ?? 1289;
         if (!self || port === 0 || options.early) return;
         services ??= new Services({ log });

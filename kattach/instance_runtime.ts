@@ -225,7 +225,11 @@ export async function prepareInstance(
       hint: `unix sockets need paths under ${SUN_PATH_MAX} bytes: ${paths.console}`,
     });
   }
-  await Deno.mkdir(paths.dir, { recursive: true, mode: 0o700 });
+  // A directory made just now (a deploy's new instance) holds nothing of an earlier boot: no
+  // leftovers to clear, no logs to rotate or measure, no stale overlay to look for. Each of those
+  // is an async file operation on kattach's JS thread (issue 13: some 5 ms of it per instance of
+  // a deploy of 20, before any QEMU was spawned).
+  const fresh = await makeInstanceDir(paths.dir);
 
   const guestModules: GuestModule[] = apps.map((m) => {
     const group = groups.find((g) => g.module === m.name);
@@ -263,28 +267,31 @@ export async function prepareInstance(
         Deno.readTextFile(`${vkaos.dir}/manifest.json`).then((t) => Manifest.parse(JSON.parse(t))),
     ),
     // Earlier boots' output past the bound moves to serial.log.1 before QEMU opens the log.
-    rotateAppendLog(paths.serialLog).then(() => Deno.stat(paths.serialLog)).then(
+    fresh ? 0 : rotateAppendLog(paths.serialLog).then(() => Deno.stat(paths.serialLog)).then(
       (s) => s.size,
       () => 0,
     ),
     qbootInstalled(),
     machine === "microvm" && k.accel.kind === "tcg" ? hostTscKhz() : undefined,
-    Deno.stat(qemuLogPath(paths)).then((s) => s.size, () => 0),
-    writeAtomic(paths.configDisk, renderConfigDisk(cfg)),
+    fresh ? 0 : Deno.stat(qemuLogPath(paths)).then((s) => s.size, () => 0),
+    // In a fresh directory nothing can see a file half written: no temporary file and rename.
+    (fresh ? writeNew : writeAtomic)(paths.configDisk, renderConfigDisk(cfg)),
     image.dataDiskMiB === null ? undefined : ensureDataDisk(dataDiskPath, image.dataDiskMiB),
-    clearLeftovers(paths),
+    fresh ? undefined : clearLeftovers(paths),
     // An overlay made over an earlier image of a module (before `module update`) goes: the new
     // one is made over the current image (overlays are keyed by the image's digest).
-    Array.fromAsync(Deno.readDir(paths.dir)).catch(() => []).then((entries) =>
-      Promise.all(
-        apps.flatMap((m, i) =>
-          staleOverlays(entries.map((e) => e.name), m.name, disks[i].overlay.split("/").pop()!)
-        ).map((file) => Deno.remove(`${paths.dir}/${file}`).catch(() => {})),
-      )
-    ),
+    fresh
+      ? undefined
+      : Array.fromAsync(Deno.readDir(paths.dir)).catch(() => []).then((entries) =>
+        Promise.all(
+          apps.flatMap((m, i) =>
+            staleOverlays(entries.map((e) => e.name), m.name, disks[i].overlay.split("/").pop()!)
+          ).map((file) => Deno.remove(`${paths.dir}/${file}`).catch(() => {})),
+        )
+      ),
     ...apps.map(async (m, i) => {
       const overlay = disks[i].overlay;
-      if (!await exists(overlay)) await writeOverlay(m, overlay);
+      if (fresh || !await exists(overlay)) await writeOverlay(m, overlay, { fresh, shared });
     }),
   ]);
 
@@ -539,11 +546,17 @@ export function staleOverlays(files: string[], module: string, keep: string): st
  * deploy runs no process per instance but QEMU. Its virtual size is the image's, rounded up to
  * whole sectors as QEMU's raw driver reports it.
  */
-async function writeOverlay(m: Module, overlay: string): Promise<void> {
+async function writeOverlay(
+  m: Module,
+  overlay: string,
+  o: { fresh: boolean; shared: Pick<SharedPrep, "once"> },
+): Promise<void> {
   const image = `${m.dir}/${m.name}.aqi`;
-  const size = (await Deno.stat(image)).size;
+  // The image's size, read once for a deploy's starts.
+  const size = await o.shared.once(`size ${image}`, () => Deno.stat(image).then((s) => s.size));
   const sizeBytes = Math.ceil(size / 512) * 512;
-  await writeAtomic(overlay, renderQcow2({ sizeBytes, backing: { path: image, format: "raw" } }));
+  const qcow2 = renderQcow2({ sizeBytes, backing: { path: image, format: "raw" } });
+  await (o.fresh ? writeNew : writeAtomic)(overlay, qcow2);
 }
 
 /**
@@ -634,6 +647,11 @@ async function writeAtomic(path: string, data: Uint8Array): Promise<void> {
   await Deno.rename(tmp, path);
 }
 
+/** Writes a file that must not exist yet (0600): in a directory made just now. */
+async function writeNew(path: string, data: Uint8Array): Promise<void> {
+  await Deno.writeFile(path, data, { mode: 0o600, createNew: true });
+}
+
 async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
@@ -683,6 +701,26 @@ export function procStats(pid: number): { cpuSeconds: number; rssBytes: number }
 /** QEMU's own output, appended over its boots: `qemu.log` in the instance's directory. */
 export function qemuLogPath(paths: Pick<InstancePaths, "dir">): string {
   return `${paths.dir}/qemu.log`;
+}
+
+/**
+ * Makes an instance's directory (and its parents, 0700); true when it did not exist (nothing of
+ * an earlier boot is in it), false when it did. Something else by that name is an error.
+ */
+export async function makeInstanceDir(dir: string): Promise<boolean> {
+  try {
+    await Deno.mkdir(dir, { mode: 0o700 });
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      await Deno.mkdir(dir.slice(0, dir.lastIndexOf("/")), { recursive: true, mode: 0o700 });
+      return await makeInstanceDir(dir);
+    }
+    if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+  }
+  // There: a directory (an earlier boot's) or, an error, something else.
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  return false;
 }
 
 /** Removes what an instance's last QEMU left behind: its sockets and its pid file. */

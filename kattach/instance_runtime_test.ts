@@ -6,6 +6,7 @@ import {
   chooseMachine,
   extractVkaos,
   HostPorts,
+  makeInstanceDir,
   overlayName,
   SharedPrep,
   staleOverlays,
@@ -150,4 +151,24 @@ Deno.test("SharedPrep: the launch gate opens once every start of the deploy arri
   // Later arrivals find it open; a deploy of none never waits.
   await shared.arrive("web-2");
   await new SharedPrep([]).arrive("x");
+});
+
+Deno.test("makeInstanceDir: true when made now (parents too, 0700), false when there; a file is an error", async () => {
+  const root = await Deno.makeTempDir({ prefix: "kaos-instance-dir-" });
+  try {
+    const dir = `${root}/instances/web-1`;
+    assertEquals(await makeInstanceDir(dir), true);
+    assertEquals((await Deno.stat(dir)).mode! & 0o777, 0o700);
+    assertEquals((await Deno.stat(`${root}/instances`)).mode! & 0o777, 0o700);
+    await Deno.writeTextFile(`${dir}/serial.log`, "an earlier boot\n");
+    assertEquals(await makeInstanceDir(dir), false);
+    assertEquals(await makeInstanceDir(`${root}/instances/web-2`), true);
+    await Deno.writeTextFile(`${root}/instances/web-3`, "in the way\n");
+    await assertRejects(
+      () => makeInstanceDir(`${root}/instances/web-3`),
+      Deno.errors.AlreadyExists,
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

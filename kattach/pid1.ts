@@ -16,7 +16,7 @@ import {
   spawnOwned,
 } from "../host/mod.ts";
 import type { DataDiskStatus } from "../ipc/mod.ts";
-import { UserError, V8_FLAGS_OPTION } from "../lib/mod.ts";
+import { FRONT_END_V8_FLAGS_OPTION, UserError, V8_FLAGS_OPTION } from "../lib/mod.ts";
 import { type BuiltinQueue, startKattach, startSshdService } from "./boot.ts";
 import { Services } from "./services.ts";
 import { mountDataDisk } from "./data_disk.ts";
@@ -122,11 +122,11 @@ export const APPLIANCE_SELF_ARGV = [
 /**
  * How the appliance runs its sshd: its own bundle of sshd_main.ts (CLI, IPC client, SSH server;
  * no store, QEMU or network code), with its code cache filled at build time under the same V8
- * flags (V8 refuses a cache made under other flags).
+ * flags, the front-ends' (lib/v8_flags.ts; V8 refuses a cache made under other flags).
  */
 export const APPLIANCE_SSHD_ARGV = [
   "/bin/deno",
-  ...["run", "-A", "--cached-only", "--no-config", V8_FLAGS_OPTION, "/kaos/sshd.js"],
+  ...["run", "-A", "--cached-only", "--no-config", FRONT_END_V8_FLAGS_OPTION, "/kaos/sshd.js"],
 ];
 
 /**
@@ -135,7 +135,7 @@ export const APPLIANCE_SSHD_ARGV = [
  */
 export const APPLIANCE_CONSOLE_ARGV = [
   "/bin/deno",
-  ...["run", "-A", "--cached-only", "--no-config", V8_FLAGS_OPTION, "/kaos/console.js"],
+  ...["run", "-A", "--cached-only", "--no-config", FRONT_END_V8_FLAGS_OPTION, "/kaos/console.js"],
 ];
 
 /** PID 1's main: pre-phases, kattach's phases, then stays alive forever. */

@@ -22,6 +22,20 @@ export const V8_FLAGS = [
 /** The `deno run` option that applies {@linkcode V8_FLAGS}. */
 export const V8_FLAGS_OPTION = `--v8-flags=${V8_FLAGS.join(",")}`;
 
+/**
+ * The V8 flags of the front-ends, the sshd and the console (the appliance's /kaos/sshd.js and
+ * /kaos/console.js, their chunks' code cache warmed under them; hosted, `main.ts sshd|console`
+ * as kattach starts them): {@linkcode V8_FLAGS} and `--max-opt=2`, Maglev as the top tier and
+ * no TurboFan. TurboFan's code in the deno binary is touched the first time it optimizes
+ * something: about 4.4 MiB of the sshd's RSS after its first few hundred one-line commands,
+ * which its growth goal counted; the front-ends wait on the network and the terminal, not on
+ * their JavaScript.
+ */
+export const FRONT_END_V8_FLAGS = [...V8_FLAGS, "--max-opt=2"] as const;
+
+/** The `deno run` option that applies {@linkcode FRONT_END_V8_FLAGS}. */
+export const FRONT_END_V8_FLAGS_OPTION = `--v8-flags=${FRONT_END_V8_FLAGS.join(",")}`;
+
 /** The `--v8-flags=` options this process was started with (from /proc/self/cmdline). */
 export function v8FlagsInUse(): string[] {
   try {

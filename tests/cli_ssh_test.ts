@@ -12,6 +12,7 @@ import {
   ok as assert,
 } from "node:assert/strict";
 import { DEFAULT_PASSWORD } from "../kattach/auth.ts";
+import { FRONT_END_V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { FIXTURES_OUT, REPO_ROOT } from "./_harness.ts";
 import { KattachWithSshd, sshKeyOpts, sshPw, writeLoginScript } from "./_ssh.ts";
 import { run, Tmux, waitFor } from "./_util.ts";
@@ -25,6 +26,10 @@ Deno.test("the AppQueue CLI over SSH against a real kattach", async (t) => {
   const k = new KattachWithSshd(`${work}/state`);
   try {
     await k.ready();
+    // The sshd runs with the front-ends' V8 flags (no TurboFan; lib/v8_flags.ts), as on the
+    // appliance, not kattach's.
+    const sshdArgv = Deno.readTextFileSync(`/proc/${k.sshdPids().at(-1)}/cmdline`).split("\0");
+    assertEquals(sshdArgv.filter((a) => a.startsWith("--v8-flags=")), [FRONT_END_V8_FLAGS_OPTION]);
     for (const m of ["vkaos", "web"]) {
       const r = await k.aq.aq("module", "import", `${FIXTURES_OUT}/${m}`);
       assertEquals(r.code, 0, r.stderr);

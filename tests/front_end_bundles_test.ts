@@ -9,7 +9,7 @@
 import { deepStrictEqual as assertEquals, match as assertMatch } from "node:assert/strict";
 import { ACTIVATE_PROMPT } from "../cli/console.ts";
 import { DEFAULT_PASSWORD } from "../kattach/auth.ts";
-import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { FRONT_END_V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { exitOrKill, REPO_ROOT, TestKattach } from "./_harness.ts";
 import { sshKeyOpts } from "./_ssh.ts";
 import { freePort, run, Tmux, waitFor } from "./_util.ts";
@@ -34,7 +34,7 @@ Deno.test("front-end bundles: the split sshd.js and console.js against a real ka
     assertEquals(files.filter((f) => f.startsWith("sshd_backend-")).length, 1, files.join(" "));
     assertEquals(files.filter((f) => f.startsWith("session-")).length, 1, files.join(" "));
     const deno = (js: string, ...args: string[]) => [
-      ...["run", "-A", V8_FLAGS_OPTION, "--no-config", `${work}/kaos/${js}`],
+      ...["run", "-A", FRONT_END_V8_FLAGS_OPTION, "--no-config", `${work}/kaos/${js}`],
       ...args,
     ];
 
