@@ -361,7 +361,7 @@ Deno.test({
       assert.match(boots, /postgresql: ready on port 5432/);
       assert.doesNotMatch(boots, /no data disk/);
 
-      // A power cut mid-write: QEMU SIGKILLed in a transaction that wrote 300,000 rows and has
+      // A power cut mid-write: QEMU SIGKILLed in a transaction that wrote 50,000 rows and has
       // not committed; the supervisor starts it again (on-failure), vKaOS replays the data disk's
       // journal (e2fsck -p) before the mount, PostgreSQL its WAL: every committed row is there,
       // the cut transaction's are not.
@@ -369,7 +369,7 @@ Deno.test({
       await psql("CREATE TABLE p (n int PRIMARY KEY); CREATE TABLE big (x int)", "kaos-pg-pw2");
       for (let n = 1; n <= 5; n++) await psql(`INSERT INTO p VALUES (${n})`, "kaos-pg-pw2");
       const bulk = psql(
-        "BEGIN; INSERT INTO big SELECT generate_series(1, 300000); SELECT pg_sleep(600); COMMIT",
+        "BEGIN; INSERT INTO big SELECT generate_series(1, 50000); SELECT pg_sleep(600); COMMIT",
         "kaos-pg-pw2",
       ).then(() => "committed", (err) => String(err));
       const inFlight = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'";
