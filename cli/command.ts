@@ -19,6 +19,8 @@ export interface FlagSpec {
   name: string;
   value?: string;
   boolean?: boolean;
+  /** The command refuses to run without it (shown without brackets in the usage line). */
+  required?: boolean;
   help: string;
 }
 
@@ -56,6 +58,8 @@ export interface Command {
   problems?(result: unknown, params: unknown): string[];
   /** Takes over the terminal after the action (e.g. `instance console`); returns the exit status. */
   interactive?(result: unknown, stdio?: ConsoleStdio): Promise<number>;
+  /** Has no JSON output although it takes no terminal over (`system password`: menus only). */
+  noJson?: boolean;
 }
 
 /** An operator's mistake on the command line. */
@@ -77,12 +81,20 @@ export function cmd<A extends ActionName>(
   return c as Command;
 }
 
-/** A whole number argument, or a UsageError. */
-export function intArg(value: string | undefined, what: string): number {
+/** A whole number argument (from `range[0]` to `range[1]` when given), or a UsageError. */
+export function intArg(
+  value: string | undefined,
+  what: string,
+  range?: readonly [number, number],
+): number {
   if (value === undefined || !/^-?\d{1,9}$/.test(value)) {
     throw new UsageError(`${what} must be a whole number, not ${JSON.stringify(value ?? "")}`);
   }
-  return Number(value);
+  const n = Number(value);
+  if (range && (n < range[0] || n > range[1])) {
+    throw new UsageError(`${what} runs from ${range[0]} to ${range[1]}, not ${n}`);
+  }
+  return n;
 }
 
 /** The flags of a pageable list command (the menus page it with `--limit` and `--offset`). */
@@ -118,8 +130,18 @@ export function pageParams(p: Parsed): { limit?: number; offset?: number; filter
 
 /** The usage line of a command. */
 export function usage(c: Command): string {
-  const args = c.args.map((a) => a.rest ? `[${a.name}…]` : a.optional ? `[${a.name}]` : a.name);
-  const flags = c.flags.map((f) => f.boolean ? `[--${f.name}]` : `[--${f.name} ${f.value}]`);
-  // A command that takes over the terminal has no JSON output.
-  return [...c.path, ...args, ...flags, ...c.interactive ? [] : ["[--json]"]].join(" ");
+  const args = c.args.map((a) => {
+    const word = a.rest ? `${a.name}…` : a.name;
+    return a.optional ? `[${word}]` : word;
+  });
+  const flags = c.flags.map((f) => {
+    const word = f.boolean ? `--${f.name}` : `--${f.name} ${f.value}`;
+    return f.required ? word : `[${word}]`;
+  });
+  return [...c.path, ...args, ...flags, ...hasJson(c) ? ["[--json]"] : []].join(" ");
+}
+
+/** Whether a command has JSON output: not one that takes over the terminal or is menus only. */
+export function hasJson(c: Command): boolean {
+  return !c.interactive && !c.noJson;
 }

@@ -18,6 +18,7 @@ export {
   type ArgSpec,
   type Command,
   type FlagSpec,
+  hasJson,
   intArg,
   type Parsed,
   usage,

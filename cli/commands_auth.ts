@@ -33,6 +33,7 @@ export const authCommands: Command[] = [
     summary: "Change the aqcli password (interactive: from the menu)",
     args: [],
     flags: [],
+    noJson: true,
     build() {
       throw new UsageError(
         "system password is interactive: passwords are never given on a command line; " +

@@ -16,7 +16,7 @@ import type {
 } from "../ipc/mod.ts";
 import { InstanceState } from "../ipc/mod.ts";
 import { ALLOW_NEW_PUBLISHER, allowNewPublisher } from "./commands_appqueue.ts";
-import { fields, table } from "./render.ts";
+import { fields, machineText, table } from "./render.ts";
 import {
   cmd,
   type Command,
@@ -146,7 +146,7 @@ function renderModule(m: Module): string {
           f.default === undefined ? "(required)" : String(f.default),
           f.help,
         ]),
-      ).replace(/^/gm, "  "));
+      ).replace(/^(?=.)/gm, "  "));
 }
 
 function renderGroup(g: ConfigGroup): string {
@@ -218,6 +218,7 @@ function renderInstance(i: Instance): string {
     ["Restart policy", i.restartPolicy],
     ["Created", i.createdAt],
     ["Storage", i.storage ?? "data partition"],
+    ...(i.machine ? [["Machine", machineText(i.machine)] as [string, string]] : []),
     ["QEMU pid", i.pid ?? "-"],
     ["Restarts", i.restarts ?? 0],
     ["Last exit", i.lastExit || "-"],
@@ -243,7 +244,7 @@ function renderInstance(i: Instance): string {
         n.state,
         n.restartNeeded ? "restart needed" : "",
       ]),
-    ).replace(/^/gm, "  ") + `  DNS: ${i.dns?.join(", ") || "none"}\n`
+    ).replace(/^(?=.)/gm, "  ") + `  DNS: ${i.dns?.join(", ") || "none"}\n`
     : i.nics.map((n) =>
       `  net${n.index}  ${n.vlan === null ? "nat" : `vlan ${n.vlan}`}  ${n.mac}  ${
         n.address ?? n.ip ?? "-"
@@ -329,7 +330,7 @@ export const coreCommands: Command[] = [
       return {
         action: "vlan.add",
         params: {
-          id: intArg(p.args.ID, "the VLAN id"),
+          id: intArg(p.args.ID, "the VLAN id", [1, 4094]),
           name: p.args.NAME!,
           cidr: p.args.CIDR!,
           gateway: p.flags.gateway as string | undefined,
@@ -539,7 +540,7 @@ export const coreCommands: Command[] = [
     summary: "Create a VM image from App Modules and configuration groups",
     args: [{ name: "NAME" }],
     flags: [
-      { name: "modules", value: "A,B", help: "App Modules (vKaOS is implied)" },
+      { name: "modules", value: "A,B", required: true, help: "App Modules (vKaOS is implied)" },
       { name: "config-groups", value: "X,Y", help: "one configuration group per module" },
       { name: "vlan", value: "ID[,ID]", help: "VLANs to attach (one NIC each; none: NAT)" },
       { name: "memory", value: "MiB", help: "guest memory (default 256)" },
@@ -560,11 +561,13 @@ export const coreCommands: Command[] = [
           name: p.args.NAME!,
           modules,
           configGroups: list(p.flags["config-groups"]),
-          vlans: list(p.flags.vlan).map((v) => intArg(v, "a VLAN id")),
+          vlans: list(p.flags.vlan).map((v) => intArg(v, "a VLAN id", [1, 4094])),
           memoryMiB: p.flags.memory === undefined
             ? undefined
-            : intArg(p.flags.memory as string, "--memory"),
-          cpus: p.flags.cpus === undefined ? undefined : intArg(p.flags.cpus as string, "--cpus"),
+            : intArg(p.flags.memory as string, "--memory", [32, 1024 * 1024]),
+          cpus: p.flags.cpus === undefined
+            ? undefined
+            : intArg(p.flags.cpus as string, "--cpus", [1, 64]),
           dataDiskMiB: p.flags["data-disk"] === undefined
             ? undefined
             : sizeMiB(p.flags["data-disk"] as string, "--data-disk"),
@@ -626,7 +629,9 @@ export const coreCommands: Command[] = [
       action: "deploy",
       params: {
         vmimage: p.args.VMIMAGE!,
-        count: p.flags.count === undefined ? 1 : intArg(p.flags.count as string, "--count"),
+        count: p.flags.count === undefined
+          ? 1
+          : intArg(p.flags.count as string, "--count", [1, 256]),
         noStart: p.flags["no-start"] === true,
         wait: p.flags.wait === true,
       },

@@ -35,7 +35,8 @@ function oneOf<T extends string>(
 ): T | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== "string" || !allowed.includes(v as T)) {
-    throw new UsageError(`--${name} takes ${allowed.join(", ")}, not ${JSON.stringify(v)}`);
+    const choices = `${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)}`;
+    throw new UsageError(`--${name} takes ${choices}, not ${JSON.stringify(v)}`);
   }
   return v as T;
 }

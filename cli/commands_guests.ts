@@ -13,7 +13,7 @@ import {
 } from "../ipc/mod.ts";
 import { attachConsole } from "./console_attach.ts";
 import { type Command, intArg, type Parsed, UsageError } from "./command.ts";
-import { fields, table } from "./render.ts";
+import { fields, machineText, table } from "./render.ts";
 
 function cmd<A extends ActionName>(
   c: Omit<Command, "build"> & { build(p: Parsed): { action: A; params: ParamsOf<A> } },
@@ -116,7 +116,7 @@ export const guestCommands: Command[] = [
         name: p.args.NAME!,
         timeoutSeconds: p.flags.timeout === undefined
           ? undefined
-          : intArg(p.flags.timeout as string, "--timeout"),
+          : intArg(p.flags.timeout as string, "--timeout", [1, 3600]),
       },
     }),
     render: (r) => stateLine(r as Instance),
@@ -172,9 +172,10 @@ export const guestCommands: Command[] = [
     },
     render: (r) => {
       const i = r as Instance;
+      const machine = i.machine ? `; machine from its next start: ${machineText(i.machine)}` : "";
       return `${i.name}: restart policy ${i.restartPolicy}, autostart ${
         i.autostart ? "yes" : "no"
-      }\n`;
+      }${machine}\n`;
     },
   }),
   cmd({
@@ -205,7 +206,7 @@ export const guestCommands: Command[] = [
         ["CPU time", s.cpuSeconds === null ? "-" : `${s.cpuSeconds.toFixed(2)} s`],
         ["QEMU RSS", bytes(s.rssBytes)],
         ["Guest memory", bytes(s.memoryBytes)],
-        ["Network", "no counters (user-mode NAT)"],
+        ["Network", "no counters (QEMU keeps none; a VLAN NIC's tap counters are not read)"],
       ]) + "Block devices:\n" +
         table(
           ["DEVICE", "READ", "READS", "WRITTEN", "WRITES"],

@@ -5,7 +5,7 @@
 import { IpcClient, IpcError } from "../ipc/mod.ts";
 import { isUserError } from "../lib/errors.ts";
 import { stripControls, stripControlsLine } from "../lib/mod.ts";
-import { type Command, commands, type Parsed, usage, UsageError } from "./commands.ts";
+import { type Command, commands, hasJson, type Parsed, usage, UsageError } from "./commands.ts";
 import { findModuleCommand } from "./commands_appqueue.ts";
 import type { ConsoleStdio } from "./console_attach.ts";
 
@@ -135,7 +135,18 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
   if (
     words.length === 0 || words[0] === "help" || words.includes("--help") || words.includes("-h")
   ) {
-    const prefix = words[0] === "help" ? words.slice(1) : words.filter((w) => !w.startsWith("-"));
+    let prefix = words[0] === "help" ? words.slice(1) : words.filter((w) => !w.startsWith("-"));
+    if (prefix.length > 0 && !commands.some((c) => c.path[0] === prefix[0])) {
+      io.err(
+        `Error: no command starts with ${JSON.stringify(prefix[0])}\n` +
+          "Hint: run `help` for the list of commands (`module commands` for the modules' own)\n",
+      );
+      return EXIT.usage;
+    }
+    // The longest leading words that name commands (`vlan add 10 --help`: vlan add's).
+    while (!commands.some((c) => prefix.every((w, i) => c.path[i] === w))) {
+      prefix = prefix.slice(0, -1);
+    }
     io.out(helpText(prefix));
     return EXIT.ok;
   }
@@ -154,9 +165,10 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
     );
     return EXIT.usage;
   }
-  if (json && found.command.interactive) {
+  if (json && !hasJson(found.command)) {
+    const why = found.command.interactive ? "it takes over the terminal" : "it runs in the menus";
     io.err(
-      `Error: ${found.command.path.join(" ")} has no JSON output (it takes over the terminal)\n` +
+      `Error: ${found.command.path.join(" ")} has no JSON output (${why})\n` +
         `Usage: ${usage(found.command)}\n`,
     );
     return EXIT.usage;

@@ -235,12 +235,25 @@ export async function pickObject(
   let offset = 0;
   let filter: string | undefined;
   let first = o.first;
+  // Tab puts the active entry's whole label into the search text (inquirer's search prompt):
+  // an object's label stands for its name, a navigation entry's for the text of its screen.
+  const labels = new Map<string, { text: string | undefined }>();
   const entry = (value: PickValue, name: string) => ({ value, name });
   for (;;) {
     const at = offset;
     const term = filter;
     const screen = async (text: string | undefined) => {
-      const f = text?.trim() || undefined;
+      let f = text?.trim() || undefined;
+      const tabbed = f === undefined ? undefined : labels.get(f);
+      if (tabbed) f = tabbed.text;
+      const entries = await screenEntries(f);
+      labels.clear();
+      for (const e of entries) {
+        labels.set(e.name.trim(), { text: "word" in e.value ? e.value.word : f });
+      }
+      return entries;
+    };
+    const screenEntries = async (f: string | undefined) => {
       const from = f === term ? at : 0; // a changed text starts at its first screen
       const head = o.none === undefined ? [] : [entry({ nav: "none" }, o.none)];
       const tail = o.chosen

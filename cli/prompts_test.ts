@@ -281,6 +281,33 @@ Deno.test("pick lists over 2,000 instances: a screenful per request, next, previ
       }
     });
 
+    await t.step("Tab on an entry filters by its name, not its whole label", async () => {
+      const s = new Scripted();
+      const sent: Sent[] = [];
+      try {
+        const answer = promptArg(
+          { terminal: s.terminal, call: noting(call, sent) },
+          find("instance show"),
+          { name: "NAME" },
+        );
+        const title = "instance (NAME), type to filter:";
+        await s.waitForSelect(title);
+        const label = s.active(); // e.g. "fw-1  defined": the name and the state
+        const name = label.split(/\s+/)[0];
+        assert(label !== name, label);
+        const mark = s.text.length;
+        await s.keys("\t"); // inquirer writes the whole label as the search text
+        await s.waitForSelect(`${title} ${label}`);
+        assert(!s.text.slice(mark).includes("a filter is letters"), "the label was not refused");
+        assertEquals(sent.at(-1)!.params.filter, name);
+        assertEquals(s.active(), label);
+        await s.keys("\r");
+        assertEquals(await answer, name);
+      } finally {
+        s.terminal.close();
+      }
+    });
+
     await t.step(
       "the Debug menu's running instances: one request by state, none among 2,000",
       async () => {

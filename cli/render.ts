@@ -55,3 +55,9 @@ export function splitWords(line: string): string[] {
 export function quoteWord(word: string): string {
   return /^[A-Za-z0-9_./:=,@%+-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 }
+
+/** A machine and why, as kattach says it (`q35: set on the instance`), for a line of text. */
+export function machineText(why: string): string {
+  const at = why.indexOf(": ");
+  return at === -1 ? why : `${why.slice(0, at)}, ${why.slice(at + 2)}`;
+}

@@ -566,16 +566,24 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
     const terminal = openTerminal(conn, channel, pty);
     const io = sessionIo(conn, channel, terminal);
     let code = 0;
+    let changing = conn.mustChange;
     try {
       if (conn.mustChange && !(await changeDefaultPassword(conn, terminal))) {
         code = 1;
         return;
       }
+      changing = false;
       await backend.shell(io);
     } catch (err) {
       if (!isAborted(err)) {
         reportError(err, "shell", terminal);
         code = 1;
+      } else if (changing) {
+        // Ctrl+C at the forced change: say so rather than close in silence with status 0.
+        code = 1;
+        try {
+          terminal.write("Password not changed; disconnecting.\n");
+        } catch { /* the client is gone */ }
       }
     } finally {
       await finish(channel, code, io);

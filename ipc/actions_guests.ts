@@ -28,7 +28,7 @@ export const GuestStats = z.strictObject({
     rdOps: z.number(),
     wrOps: z.number(),
   })),
-  /** Network counters: null while NICs are user-mode NAT (QEMU keeps none for them). */
+  /** Network counters: null (QEMU keeps none for its NICs; the taps' are not read yet). */
   net: z.null(),
   /** Figures from inside the guest (the guest agent's sysinfo); null when it did not answer. */
   guest: z.strictObject({

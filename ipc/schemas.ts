@@ -242,6 +242,8 @@ export const Instance = z.strictObject({
   dns: z.array(z.string()).optional(),
   /** The storage its overlays and runtime files live on; null: the data partition. */
   storage: z.string().nullable().optional(),
+  /** The machine its next start runs on and why, e.g. `q35: set on the instance` (show, set). */
+  machine: z.string().optional(),
 });
 export type Instance = z.infer<typeof Instance>;
 

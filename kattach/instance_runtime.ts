@@ -163,6 +163,17 @@ export function chooseMachine(
     : { machine: "microvm", why: "microvm: no module needs PCI" };
 }
 
+/**
+ * The machine an instance's next start runs on and why (`instance show`, `instance set`), from
+ * its setting and its VM image's modules, as {@linkcode prepareInstance} decides.
+ */
+export function instanceMachine(k: Kattach, inst: Instance, setting: Machine): string {
+  const image = k.store.getVmImage(inst.vmimage);
+  const modules = [k.store.getVkaos(), ...(image?.modules ?? []).map((n) => k.store.getModule(n))]
+    .filter((m) => m !== undefined);
+  return chooseMachine(setting, modules).why;
+}
+
 let qbootPresent: Promise<boolean> | undefined;
 
 /**

@@ -35,8 +35,8 @@ Deno.test("vlan: add, list, show, reserve, del through aq; errors change nothing
 
     // Each bad input: a clear error on stderr, a non-zero exit, and no change.
     const bad: [string[], number, RegExp][] = [
-      [["vlan", "add", "4095", "x", "10.1.0.0/24"], 1, /VLAN ids run from 1 to 4094/],
-      [["vlan", "add", "0", "x", "10.1.0.0/24"], 1, /VLAN ids run from 1 to 4094/],
+      [["vlan", "add", "4095", "x", "10.1.0.0/24"], 2, /VLAN id runs from 1 to 4094, not 4095/],
+      [["vlan", "add", "0", "x", "10.1.0.0/24"], 2, /VLAN id runs from 1 to 4094, not 0/],
       [["vlan", "add", "11", "web", "10.0.11.0/24"], 1, /name web is taken/],
       [["vlan", "add", "10", "other", "10.0.11.0/24"], 1, /exists already/],
       [["vlan", "add", "12", "x", "10.0.10.128/25"], 1, /overlaps VLAN 10/],

@@ -93,7 +93,7 @@ Deno.test({
             "drop",
           );
           assertEquals(usage.code, 2, usage.stderr);
-          ok(usage.stderr.includes("--chain takes input, forward"), usage.stderr);
+          ok(usage.stderr.includes("--chain takes input or forward, not"), usage.stderr);
           const bad = await k!.aq("firewall", "mgmt", "add", "10.0.0.1/8");
           assertEquals(bad.code, 1, bad.stderr);
           ok(bad.stderr.includes("did you mean 10.0.0.0/8?"), bad.stderr);

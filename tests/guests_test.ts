@@ -210,8 +210,11 @@ Deno.test({
       const serial = await Deno.readTextFile(`${k.stateDir}/instances/web-1/serial.log`);
       assert.match(serial, /KAOS-GUEST: powering off/);
       assert.doesNotMatch(k.log, /web-1: no power-off after/);
-      // The q35 override: the next start runs virtio-pci on q35.
-      await k.json("instance", "set", "web-1", "--machine", "q35");
+      // The q35 override: the next start runs virtio-pci on q35; show and set say so.
+      const before = await k.json<Instance>("instance", "show", "web-1");
+      assert.equal(before.machine, "microvm: no module needs PCI");
+      const set = await k.json<Instance>("instance", "set", "web-1", "--machine", "q35");
+      assert.equal(set.machine, "q35: set on the instance");
       const started = await k.json<Instance>("instance", "start", "web-1", "--wait");
       assert.equal(started.state, "running");
       const q35 = cmdline(started.pid!);
@@ -220,6 +223,8 @@ Deno.test({
       assert.ok(!q35.includes("-bios"));
       assert.match(q35[q35.indexOf("-kernel") + 1], /\/kernel$/);
       assert.match(k.log, /web-1: q35: set on the instance/);
+      const onQ35 = await k.json<Instance>("instance", "show", "web-1");
+      assert.equal(onQ35.machine, "q35: set on the instance");
       assert.match(await page(started), /Welcome to instance web-1/);
       pids[0] = started.pid!;
 

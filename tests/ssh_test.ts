@@ -477,6 +477,27 @@ Deno.test("interactive: must-change flow, then the menu, in a real pty; resize r
   }
 });
 
+Deno.test("interactive: Ctrl+C at the forced change says the password is unchanged, exit 1", async () => {
+  const backend = new TestBackend();
+  backend.mustChange = true;
+  const { server } = await serve(backend);
+  const script = `${work}/login-cancel.sh`;
+  await writeLoginScript(script, { port: server.port, password: "s3cret" });
+  const tmux = new Tmux({ name: "kaos_ssh_test", columns: 100, rows: 30 });
+  try {
+    await tmux.start(script);
+    await tmux.waitFor("New password");
+    await tmux.keys("C-c");
+    const screen = await tmux.waitFor("[ssh exited 1]");
+    assertMatch(screen, /Password not changed; disconnecting\./);
+    assertEquals(backend.changed, []);
+    assertEquals(backend.shellEnds, []);
+  } finally {
+    await tmux.stop();
+    await server.close();
+  }
+});
+
 Deno.test("the client leaving in the middle of the menu ends the session cleanly", async () => {
   const { server, backend, lines } = await serve();
   const script = `${work}/leave.sh`;

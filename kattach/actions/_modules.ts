@@ -16,7 +16,8 @@ export function resolveModule(store: Store, name: string): Module {
   const m = store.getModule(name);
   if (!m) {
     throw new UserError(`Module ${name} is not installed`, {
-      hint: "see `module list`; install one with `module import PATH`",
+      hint: "see `module list`; install one with `module install NAME` (`module available` lists " +
+        "what the AppQueues offer) or `module import PATH`",
       code: "not-found",
     });
   }
@@ -28,7 +29,8 @@ export function requireVkaos(store: Store, doing: string): Module {
   const vkaos = store.getVkaos();
   if (!vkaos) {
     throw new UserError(`Cannot ${doing}: vKaOS is not installed`, {
-      hint: "install the vKaOS guest OS module first (`module import PATH-TO-VKAOS`)",
+      hint:
+        "install the vKaOS guest OS module first: `module install vkaos` from an AppQueue, or `module import PATH`",
       code: "vkaos-missing",
     });
   }

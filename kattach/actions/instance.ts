@@ -6,7 +6,7 @@
 import { type DeployedInstance, JsonText, type Nic } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import { allocateMac, macIndex } from "../../netmgr/mod.ts";
-import { removeInstanceDir, SharedPrep } from "../instance_runtime.ts";
+import { instanceMachine, removeInstanceDir, SharedPrep } from "../instance_runtime.ts";
 import { networkMode, nicStatus } from "../network.ts";
 import { instanceRoot, NO_STORAGE_NOTICE, placeInstances } from "../storage.ts";
 import { setInstanceStorage, vmImageStorage } from "../store_storage.ts";
@@ -17,7 +17,7 @@ import { resolveVmImage } from "./vmimage.ts";
 import { allocateOn, resolveVlan, takenAddresses } from "./vlan.ts";
 import type { Handlers } from "./_types.ts";
 
-import { resolveInstance } from "../store_instances.ts";
+import { getRuntime, resolveInstance } from "../store_instances.ts";
 
 export { resolveInstance };
 
@@ -144,7 +144,8 @@ export const instanceHandlers: Handlers<
 
   async "instance.show"(k, p) {
     const inst = withRuntime(k, resolveInstance(k.store, p.name));
-    return { ...inst, ...await nicStatus(k, inst) };
+    const machine = instanceMachine(k, inst, getRuntime(k.store, p.name).machine);
+    return { ...inst, machine, ...await nicStatus(k, inst) };
   },
 
   async "instance.del"(k, p) {

@@ -5,6 +5,7 @@
 import { UserError } from "../../lib/errors.ts";
 import { getRuntime, patchRuntime, setInstancePolicy } from "../store_instances.ts";
 import { supervisorOf, withRuntime } from "../supervisor.ts";
+import { instanceMachine } from "../instance_runtime.ts";
 import { resolveInstance } from "./instance.ts";
 import { allowedQmpCommands, qmpVerdict } from "../../vmimage/mod.ts";
 import type { ActionContext, QmpEventWatch } from "../../ipc/mod.ts";
@@ -62,7 +63,8 @@ export const lifecycleHandlers: Handlers<
         patchRuntime(k.store, p.name, { machine: p.machine });
       }
       k.log(`instance: set ${p.name} ${JSON.stringify(p)}`);
-      return withRuntime(k, resolveInstance(k.store, p.name));
+      const inst = withRuntime(k, resolveInstance(k.store, p.name));
+      return { ...inst, machine: instanceMachine(k, inst, getRuntime(k.store, p.name).machine) };
     });
   },
   "instance.console"(k, p) {

@@ -1,0 +1,138 @@
+/**
+ * The one-line grammar as a newcomer meets it, before kattach is asked (the runner's `connect`
+ * refuses): usage lines that say what is required and what has JSON output, help for a word
+ * that names nothing, numbers out of range refused with the flag's own name, and the text
+ * renderers' indentation.
+ */
+import assert from "node:assert/strict";
+import type { Instance } from "../ipc/mod.ts";
+import { commands, usage } from "./commands.ts";
+import { EXIT, runOneLine } from "./oneline.ts";
+
+async function run(words: string[]) {
+  let out = "";
+  let err = "";
+  const code = await runOneLine(words, {
+    out: (t) => out += t,
+    err: (t) => err += t,
+    connect: () => Promise.reject(new Error("kattach must not be asked")),
+  });
+  return { code, out, err };
+}
+
+const find = (path: string) => commands.find((c) => c.path.join(" ") === path)!;
+
+Deno.test("system password: no --json offered; given, a usage error", async () => {
+  const help = await run(["system", "password", "--help"]);
+  assert.equal(help.code, EXIT.ok);
+  assert.match(help.out, /^ {2}system password$/m);
+  const json = await run(["system", "password", "--json"]);
+  assert.equal(json.code, EXIT.usage);
+  assert.equal(
+    json.err,
+    "Error: system password has no JSON output (it runs in the menus)\n" +
+      "Usage: system password\n",
+  );
+});
+
+Deno.test("usage lines: required words and flags have no brackets, optional ones do", () => {
+  assert.equal(usage(find("system ssh-key add")), "system ssh-key add KEY… [--json]");
+  assert.equal(
+    usage(find("config-group set")),
+    "config-group set NAME KEY=VALUE… [--no-apply] [--json]",
+  );
+  assert.equal(
+    usage(find("config-group add")),
+    "config-group add MODULE NAME [KEY=VALUE…] [--json]",
+  );
+  assert.match(
+    usage(find("vmimage create")),
+    /^vmimage create NAME --modules A,B \[--config-groups/,
+  );
+});
+
+Deno.test("help for a word that names no command: an error; extra words: the command's help", async () => {
+  const unknown: [string[], string][] = [
+    [["help", "nosuch"], "nosuch"],
+    [["nosuch", "--help"], "nosuch"],
+    [["web", "stats", "--help"], "web"], // a module's command: `module commands` lists them
+  ];
+  for (const [words, word] of unknown) {
+    const r = await run(words);
+    assert.equal(r.code, EXIT.usage, words.join(" "));
+    assert.equal(r.out, "");
+    assert.ok(r.err.startsWith(`Error: no command starts with "${word}"\n`), r.err);
+  }
+  const add = await run(["vlan", "add", "10", "front", "--help"]);
+  assert.equal(add.code, EXIT.ok);
+  assert.match(add.out, /^ {2}vlan add ID NAME CIDR /);
+  assert.doesNotMatch(add.out, /vlan list/);
+  const group = await run(["help", "vlan"]);
+  assert.match(group.out, /vlan list/);
+  assert.doesNotMatch(group.out, /module list/);
+});
+
+Deno.test("numbers out of range: refused with the flag's name before kattach is asked", async () => {
+  const cases: [string[], string][] = [
+    [["deploy", "web", "--count", "0"], "--count runs from 1 to 256, not 0"],
+    [["deploy", "web", "--count", "300"], "--count runs from 1 to 256, not 300"],
+    [["vmimage", "create", "w", "--modules", "web", "--memory", "1"], "--memory runs from 32"],
+    [["vmimage", "create", "w", "--modules", "web", "--cpus", "0"], "--cpus runs from 1 to 64"],
+    [["vmimage", "create", "w", "--modules", "web", "--vlan", "5000"], "a VLAN id runs from 1"],
+    [["vlan", "add", "4095", "x", "10.0.0.0/24"], "the VLAN id runs from 1 to 4094, not 4095"],
+    [["instance", "stop", "web-1", "--timeout", "0"], "--timeout runs from 1 to 3600, not 0"],
+  ];
+  for (const [words, message] of cases) {
+    const r = await run(words);
+    assert.equal(r.code, EXIT.usage, words.join(" "));
+    assert.ok(r.err.startsWith(`Error: ${message}`), `${words.join(" ")}: ${r.err}`);
+  }
+});
+
+Deno.test("instance show: the NIC table and DNS indented alike, the machine and why", () => {
+  const shown = find("instance show").render(
+    {
+      name: "web-1",
+      vmimage: "web",
+      state: "running",
+      autostart: false,
+      restartPolicy: "on-failure",
+      nics: [],
+      createdAt: "2026-11-27T12:00:00.000Z",
+      machine: "q35: set on the instance",
+      network: [{
+        index: 0,
+        vlan: 10,
+        mode: "tap",
+        tap: "kt0a4b53000000",
+        bridge: "kbr10",
+        mac: "0a:4b:53:00:00:00",
+        address: "10.0.10.2/24",
+        gateway: "10.0.10.1",
+        state: "up",
+        restartNeeded: false,
+      }],
+      dns: [],
+    } satisfies Instance,
+  );
+  assert.match(shown, /^Machine: +q35, set on the instance$/m);
+  assert.match(shown, /\n {2}NIC +VLAN/);
+  assert.match(shown, /\n {2}DNS: none\n$/);
+  const set = find("instance set").render(
+    {
+      name: "web-1",
+      vmimage: "web",
+      state: "running",
+      autostart: true,
+      restartPolicy: "always",
+      nics: [],
+      createdAt: "2026-11-27T12:00:00.000Z",
+      machine: "q35: web needs PCI (over the instance's microvm setting)",
+    } satisfies Instance,
+  );
+  assert.equal(
+    set,
+    "web-1: restart policy always, autostart yes; machine from its next start: q35, web needs " +
+      "PCI (over the instance's microvm setting)\n",
+  );
+});
