@@ -102,10 +102,10 @@ export const ConfigApplyOutcome = z.strictObject({
 });
 export type ConfigApplyOutcome = z.infer<typeof ConfigApplyOutcome>;
 
-/** The AppQueue actions: name → params and result schemas. */
+/** The AppQueue actions: name → a builder of its schemas (actions.ts builds each at first use). */
 export const appqueueActions = {
-  "appqueue.list": { params: None, result: z.array(AppQueueInfo) },
-  "appqueue.add": {
+  "appqueue.list": () => ({ params: None, result: z.array(AppQueueInfo) }),
+  "appqueue.add": () => ({
     params: z.strictObject({
       name: ObjectName,
       url: QueueUrl,
@@ -113,8 +113,8 @@ export const appqueueActions = {
       subscription: z.boolean().default(false),
     }),
     result: AppQueueInfo,
-  },
-  "appqueue.set": {
+  }),
+  "appqueue.set": () => ({
     params: z.strictObject({
       name: ObjectName,
       url: QueueUrl.optional(),
@@ -122,13 +122,13 @@ export const appqueueActions = {
       subscription: z.boolean().optional(),
     }),
     result: AppQueueInfo,
-  },
-  "appqueue.del": {
+  }),
+  "appqueue.del": () => ({
     params: z.strictObject({ name: ObjectName }),
     result: z.strictObject({ deleted: z.string() }),
-  },
+  }),
 
-  "system.subscription.set": {
+  "system.subscription.set": () => ({
     params: z.strictObject({
       key: z.string().min(8, "a subscription key has at least 8 characters").max(256).regex(
         /^[\x21-\x7e]+$/,
@@ -136,19 +136,19 @@ export const appqueueActions = {
       ),
     }),
     result: SubscriptionInfo,
-  },
-  "system.subscription.show": { params: None, result: SubscriptionInfo },
-  "system.subscription.clear": { params: None, result: SubscriptionInfo },
+  }),
+  "system.subscription.show": () => ({ params: None, result: SubscriptionInfo }),
+  "system.subscription.clear": () => ({ params: None, result: SubscriptionInfo }),
 
-  "module.search": {
+  "module.search": () => ({
     params: z.strictObject({
       term: z.string().max(64).optional(),
       queue: ObjectName.optional(),
       allVersions: z.boolean().default(false),
     }),
     result: z.array(AvailableRelease),
-  },
-  "module.install": {
+  }),
+  "module.install": () => ({
     params: z.strictObject({
       name: ModuleName,
       version: ModuleVersion.optional(),
@@ -157,17 +157,17 @@ export const appqueueActions = {
       allowNewPublisher: z.boolean().optional(),
     }),
     result: Module,
-  },
-  "module.update": {
+  }),
+  "module.update": () => ({
     params: z.strictObject({
       name: ModuleName,
       queue: ObjectName.optional(),
       allowNewPublisher: z.boolean().optional(),
     }),
     result: UpdateResult,
-  },
-  "module.commands": { params: None, result: z.array(ModuleCommandInfo) },
-  "module.run": {
+  }),
+  "module.commands": () => ({ params: None, result: z.array(ModuleCommandInfo) }),
+  "module.run": () => ({
     params: z.strictObject({
       module: ModuleName,
       command: z.string().max(32),
@@ -176,5 +176,5 @@ export const appqueueActions = {
       lines: z.number().int().min(1).max(5000).optional(),
     }),
     result: ModuleRunResult,
-  },
+  }),
 } as const;

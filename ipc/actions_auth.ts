@@ -30,13 +30,13 @@ export type SshKeyInfo = z.infer<typeof SshKeyInfo>;
 export const PowerResult = z.strictObject({ message: z.string() });
 export type PowerResult = z.infer<typeof PowerResult>;
 
-/** The access and power actions: name → params and result schemas. */
+/** The access and power actions: name → a builder of its schemas (actions.ts builds each at first use). */
 export const authActions = {
-  "auth.check": {
+  "auth.check": () => ({
     params: z.strictObject({ user: User, password: Password }),
     result: z.strictObject({ verdict: AuthVerdict }),
-  },
-  "auth.change": {
+  }),
+  "auth.change": () => ({
     params: z.strictObject({
       user: User,
       /** Required unless the release's default password must still be changed. */
@@ -44,13 +44,16 @@ export const authActions = {
       newPassword: Password,
     }),
     result: z.strictObject({ user: z.string(), changed: z.literal(true) }),
-  },
-  "auth.keys.list": { params: None, result: z.array(SshKeyInfo) },
-  "auth.keys.add": { params: z.strictObject({ key: z.string().max(16384) }), result: SshKeyInfo },
-  "auth.keys.del": {
+  }),
+  "auth.keys.list": () => ({ params: None, result: z.array(SshKeyInfo) }),
+  "auth.keys.add": () => ({
+    params: z.strictObject({ key: z.string().max(16384) }),
+    result: SshKeyInfo,
+  }),
+  "auth.keys.del": () => ({
     params: z.strictObject({ key: z.string().min(1).max(256) }),
     result: z.strictObject({ deleted: z.string() }),
-  },
-  "system.shutdown": { params: None, result: PowerResult },
-  "system.reboot": { params: None, result: PowerResult },
+  }),
+  "system.shutdown": () => ({ params: None, result: PowerResult }),
+  "system.reboot": () => ({ params: None, result: PowerResult }),
 } as const;

@@ -98,22 +98,22 @@ export const FirewallStatus = z.strictObject({
 });
 export type FirewallStatus = z.infer<typeof FirewallStatus>;
 
-/** The firewall actions: name → params and result schemas. */
+/** The firewall actions: name → a builder of its schemas (actions.ts builds each at first use). */
 export const firewallActions = {
-  "firewall.mgmt.add": {
+  "firewall.mgmt.add": () => ({
     params: z.strictObject({
       cidr: z.string().max(64),
       note: Note.optional(),
       confirmWithin: ConfirmWithin.optional(),
     }),
     result: z.strictObject({ mgmt: z.array(MgmtSource), applied: FirewallApplied }),
-  },
-  "firewall.mgmt.del": {
+  }),
+  "firewall.mgmt.del": () => ({
     params: z.strictObject({ cidr: z.string().max(64), confirmWithin: ConfirmWithin.optional() }),
     result: z.strictObject({ mgmt: z.array(MgmtSource), applied: FirewallApplied }),
-  },
-  "firewall.mgmt.list": { params: None, result: z.array(MgmtSource) },
-  "firewall.forward.add": {
+  }),
+  "firewall.mgmt.list": () => ({ params: None, result: z.array(MgmtSource) }),
+  "firewall.forward.add": () => ({
     params: z.strictObject({
       instance: InstanceName,
       guestPort: Port,
@@ -121,13 +121,16 @@ export const firewallActions = {
       proto: z.enum(["tcp", "udp"]).optional(),
     }),
     result: z.strictObject({ forward: PublishedPort, applied: FirewallApplied }),
-  },
-  "firewall.forward.list": { params: z.strictObject(ListWindow), result: z.array(PublishedPort) },
-  "firewall.forward.del": {
+  }),
+  "firewall.forward.list": () => ({
+    params: z.strictObject(ListWindow),
+    result: z.array(PublishedPort),
+  }),
+  "firewall.forward.del": () => ({
     params: z.strictObject({ id: z.number().int().min(1) }),
     result: z.strictObject({ deleted: z.string(), applied: FirewallApplied }),
-  },
-  "firewall.rule.add": {
+  }),
+  "firewall.rule.add": () => ({
     params: z.strictObject({
       chain: z.enum(["input", "forward"]),
       action: z.enum(["accept", "drop", "reject"]),
@@ -139,19 +142,19 @@ export const firewallActions = {
       confirmWithin: ConfirmWithin.optional(),
     }),
     result: z.strictObject({ rule: UserRule, applied: FirewallApplied }),
-  },
-  "firewall.rule.list": { params: None, result: z.array(UserRule) },
-  "firewall.rule.del": {
+  }),
+  "firewall.rule.list": () => ({ params: None, result: z.array(UserRule) }),
+  "firewall.rule.del": () => ({
     params: z.strictObject({
       id: z.number().int().min(1),
       confirmWithin: ConfirmWithin.optional(),
     }),
     result: z.strictObject({ deleted: z.string(), applied: FirewallApplied }),
-  },
-  "firewall.show": {
+  }),
+  "firewall.show": () => ({
     params: None,
     result: z.strictObject({ text: z.string(), warnings: z.array(z.string()) }),
-  },
-  "firewall.status": { params: None, result: FirewallStatus },
-  "firewall.confirm": { params: None, result: FirewallGeneration },
+  }),
+  "firewall.status": () => ({ params: None, result: FirewallStatus }),
+  "firewall.confirm": () => ({ params: None, result: FirewallGeneration }),
 } as const;

@@ -81,27 +81,27 @@ export const QmpEventWatch = z.strictObject({
 });
 export type QmpEventWatch = z.infer<typeof QmpEventWatch>;
 
-/** The guest actions. */
+/** The guest actions: name → a builder of its schemas (actions.ts builds each at first use). */
 export const guestActions = {
-  "instance.start": {
+  "instance.start": () => ({
     params: z.strictObject({ name: InstanceName, wait: z.boolean().optional() }),
     result: Instance,
-  },
-  "instance.stop": {
+  }),
+  "instance.stop": () => ({
     params: z.strictObject({
       name: InstanceName,
       timeoutSeconds: z.number().int().min(1).max(3600).optional(),
     }),
     result: Instance,
-  },
-  "instance.restart": {
+  }),
+  "instance.restart": () => ({
     params: z.strictObject({ name: InstanceName, wait: z.boolean().optional() }),
     result: Instance,
-  },
-  "instance.pause": { params: Name, result: Instance },
-  "instance.resume": { params: Name, result: Instance },
-  "instance.kill": { params: Name, result: Instance },
-  "instance.set": {
+  }),
+  "instance.pause": () => ({ params: Name, result: Instance }),
+  "instance.resume": () => ({ params: Name, result: Instance }),
+  "instance.kill": () => ({ params: Name, result: Instance }),
+  "instance.set": () => ({
     params: z.strictObject({
       name: InstanceName,
       restartPolicy: z.enum(["always", "on-failure", "never"]).optional(),
@@ -109,27 +109,27 @@ export const guestActions = {
       machine: z.enum(["q35", "microvm"]).optional(),
     }),
     result: Instance,
-  },
-  "instance.console": {
+  }),
+  "instance.console": () => ({
     params: Name,
     result: z.strictObject({ instance: InstanceName, socket: z.string() }),
-  },
-  "instance.stats": { params: Name, result: GuestStats },
-  "qmp": {
+  }),
+  "instance.stats": () => ({ params: Name, result: GuestStats }),
+  "qmp": () => ({
     params: z.strictObject({
       name: InstanceName,
       command: QmpCommandName,
       args: z.record(z.string(), z.unknown()).optional(),
     }),
     result: QmpReply,
-  },
-  "qmp.commands": { params: Name, result: QmpCommandList },
-  "qmp.events": {
+  }),
+  "qmp.commands": () => ({ params: Name, result: QmpCommandList }),
+  "qmp.events": () => ({
     params: z.strictObject({
       name: InstanceName,
       seconds: z.number().int().min(1).max(MAX_EVENT_WATCH_SECONDS).optional(),
       count: z.number().int().min(1).max(100_000).optional(),
     }),
     result: QmpEventWatch,
-  },
+  }),
 } as const;

@@ -75,19 +75,19 @@ export const NetworkStatus = z.strictObject({
 });
 export type NetworkStatus = z.infer<typeof NetworkStatus>;
 
-/** The network actions. */
+/** The network actions: name → a builder of its schemas (actions.ts builds each at first use). */
 export const networkActions = {
-  "vlan.route.add": { params: Pair, result: z.array(VlanRoute) },
-  "vlan.route.del": { params: Pair, result: z.array(VlanRoute) },
-  "vlan.route.list": { params: None, result: z.array(VlanRoute) },
-  "network.set": {
+  "vlan.route.add": () => ({ params: Pair, result: z.array(VlanRoute) }),
+  "vlan.route.del": () => ({ params: Pair, result: z.array(VlanRoute) }),
+  "vlan.route.list": () => ({ params: None, result: z.array(VlanRoute) }),
+  "network.set": () => ({
     params: z.strictObject({
       uplink: IfaceName.optional(),
       /** DNS servers for guests; an empty list clears them. */
       dns: z.array(z.string()).max(3).optional(),
     }),
     result: NetworkSettings,
-  },
-  "network.status": { params: None, result: NetworkStatus },
-  "network.apply": { params: None, result: NetworkApplyResult },
+  }),
+  "network.status": () => ({ params: None, result: NetworkStatus }),
+  "network.apply": () => ({ params: None, result: NetworkApplyResult }),
 } as const;

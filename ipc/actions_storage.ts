@@ -68,10 +68,10 @@ export type LogResult = z.infer<typeof LogResult>;
 /** Most lines `system log --lines` returns. */
 export const MAX_LOG_LINES = 10_000;
 
-/** The storage and log actions. */
+/** The storage and log actions: name → a builder of its schemas (built at first use). */
 export const storageActions = {
-  "storage.list": { params: z.strictObject({}), result: StorageList },
-  "storage.init": {
+  "storage.list": () => ({ params: z.strictObject({}), result: StorageList }),
+  "storage.init": () => ({
     params: z.strictObject({
       disk: DiskName,
       name: StorageName.optional(),
@@ -79,17 +79,17 @@ export const storageActions = {
       confirm: z.literal(true),
     }),
     result: StorageInfo,
-  },
-  "storage.del": {
+  }),
+  "storage.del": () => ({
     params: z.strictObject({ name: StorageName }),
     result: z.strictObject({ deleted: z.string() }),
-  },
-  "system.log": {
+  }),
+  "system.log": () => ({
     params: z.strictObject({
       lines: z.number().int().min(0).max(MAX_LOG_LINES).optional(),
       /** Stream new lines as progress frames until the caller leaves. */
       follow: z.boolean().optional(),
     }),
     result: LogResult,
-  },
+  }),
 } as const;
