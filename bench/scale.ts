@@ -9,8 +9,10 @@
  *     deploy on an empty store;
  *   - kattach's start (store open, migrations, integrity check, reconcile; its own phase timings)
  *     and the time until its IPC answers, next to a start on an empty store;
- *   - kattach's RSS right after the lists and again 15 s idle later, next to the same kattach idle
- *     on an empty store;
+ *   - kattach's RSS once idle 15 s after building the store and the lists (the goal: what it keeps;
+ *     lib/idle_memory.ts' reducer runs once it has been quiet 1.5 s), beside the figure right after
+ *     the last request (a transient, not held to the goal), a restarted kattach and the same
+ *     kattach idle on an empty store;
  *   - the first screen of the prompts' pick list of instances (cli/prompts.ts: one request of a
  *     screenful), its last screen, a filtered one and one matching nothing, next to fetching all;
  *   - the parts of the instance list measured in the bench (JSON both ways, the client's zod
@@ -467,9 +469,9 @@ try {
   await c.call("vlan.list", {});
   c.close();
   row(
-    "kattach RSS after the lists",
+    "kattach RSS right after the lists (in the burst)",
     `${fullRss.toFixed(1)} MiB`,
-    "≤ 96 MiB",
+    "",
     `empty store ${emptyRss.toFixed(1)} MiB`,
   );
   const restartedRss = rssMiB(k.proc.pid);
@@ -483,19 +485,19 @@ try {
   );
   row("kattach RSS, restarted, after the lists", `${restartedRss.toFixed(1)} MiB`, "≤ 96 MiB", "");
   goal("kattach start (its phases, median of 3)", own, 2000, "ms", `empty store ${ms(emptyStart)}`);
-  goal(
-    "kattach RSS after building the store and the lists",
-    fullRss,
-    96,
-    "MiB",
-    `baseline: the same kattach idle on an empty store ${emptyRss.toFixed(1)} MiB`,
-  );
+  // The goal is what kattach keeps ("RSS stays within the memory goals + 32 MiB"), so it is read
+  // once kattach has gone quiet; the figure taken in the middle of the burst (17,000 requests just
+  // answered, their garbage not yet collected) is printed beside it, not held to the goal.
   goal(
     `kattach RSS after building the store and the lists, then ${SETTLE_MS / 1000} s idle`,
     fullSettled,
     96,
     "MiB",
-    `baseline: restarted, after the lists, then idle ${restartedSettled.toFixed(1)} MiB`,
+    `baseline: restarted, after the lists, then idle ${
+      restartedSettled.toFixed(1)
+    } MiB; the same kattach idle on an empty store ${
+      emptyRss.toFixed(1)
+    } MiB; in the burst, right after the last request, ${fullRss.toFixed(1)} MiB`,
   );
   goal(
     "kattach RSS, restarted, after the lists",
