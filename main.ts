@@ -10,10 +10,9 @@
  *   console [--state DIR] [--tty NAME] [--wait-key]   the login and menus on this terminal
  *   appqueue keygen|pubkey|build|bundle …             the module author tool
  */
-import { parseArgs } from "node:util";
 // Each subcommand imports only what it runs (dynamic imports below): the sshd and the console
 // load no store, QEMU or module code, kattach no menus or SSH server (issue 13: memory).
-import { parseCliOrExit, portNumber } from "./lib/cli_args.ts";
+import { firstWordIndex, parseCliOrExit, portNumber } from "./lib/cli_args.ts";
 import { startMemoryLog } from "./lib/memory_log.ts";
 import { FRONT_END_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "./lib/v8_flags.ts";
 
@@ -140,20 +139,12 @@ async function aq(args: string[]): Promise<void> {
   const { IpcClient } = await import("./ipc/mod.ts");
   // The options before the first word are aq's (parsed strictly); the words from the first
   // one on are the one-line command, which has its own strict grammar.
-  const { tokens } = parseArgs({
-    args,
-    options: { state: { type: "string" } },
-    strict: false,
-    allowPositionals: true,
-    tokens: true,
-  });
-  const first = tokens.find((t) => t.kind === "positional" || t.kind === "option-terminator");
-  const split = first === undefined ? args.length : first.index;
+  const split = firstWordIndex(args, ["state"]);
   const { values } = parseCliOrExit(args.slice(0, split), {
     usage: `${AQ_USAGE}\n\n${helpText()}`,
     options: { state: { type: "string" }, json: { type: "boolean" } },
   });
-  const words = args.slice(first?.kind === "option-terminator" ? split + 1 : split);
+  const words = args.slice(args[split] === "--" ? split + 1 : split);
   const dir = stateDir(values.state);
   const enc = new TextEncoder();
   const code = await runOneLine(values.json ? [...words, "--json"] : words, {

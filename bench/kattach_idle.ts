@@ -6,7 +6,8 @@
  * Beside them, in the same rounds: kattach from main.ts with its npm: imports (what the hosted
  * mode and bench/memory.ts run), kattach from one ASCII bundle of main.ts (as the appliance was
  * built before bundle_kaos), kaos.js split with its dynamic imports of string literals (as
- * bundle_kaos made it before: Deno reads those chunks at the start), and a bare Deno (the floor). Rounds alternate; each kattach is
+ * bundle_kaos made it before: Deno reads those chunks at the start), kaos.js with TurboFan
+ * (lib/v8_flags.ts' V8_FLAGS, kattach's before --max-opt=2) and a bare Deno (the floor). Rounds alternate; each kattach is
  * hosted, on an empty state directory, without sshd, measured 4 s after it logs "kattach: ready";
  * the sshd 4 s after it listens (no kattach behind it: it connects per login); the console (on a
  * pseudo-terminal) 4 s after it asks to press Enter (--wait-key, as kattach runs it) or for the
@@ -16,7 +17,11 @@
  *   scripts/deno run -A bench/kattach_idle.ts [--rounds R]
  */
 import { parseCliOrExit } from "../lib/cli_args.ts";
-import { FRONT_END_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import {
+  FRONT_END_V8_FLAGS_OPTION,
+  KATTACH_V8_FLAGS_OPTION,
+  V8_FLAGS_OPTION,
+} from "../lib/v8_flags.ts";
 import { ACTIVATE_PROMPT } from "../cli/console.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -42,11 +47,26 @@ function rssMiB(pid: number): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Runs `deno run … <args>` until its stderr shows `ready`, then 4 s more; returns its RSS. */
-async function idleRss(args: string[], ready: string, v8 = V8_FLAGS_OPTION): Promise<number> {
+/** How {@linkcode idleRss} runs a program. */
+interface IdleRun {
+  /** What it prints on stderr when it is up. */
+  ready: string;
+  /** `--v8-flags=…`: kattach's or the front-ends' (lib/v8_flags.ts). */
+  flags: string;
+  /**
+   * Deno's cache directory, for a bundle run under other flags than usual: V8 refuses a code
+   * cache made under other flags and Deno rewrites it, so runs alternating flags in one cache
+   * would each start cold (the appliance's cache matches its flags).
+   */
+  denoDir?: string;
+}
+
+/** Runs `deno run <flags> … <args>` until its stderr shows `ready`, then 4 s more; returns its RSS. */
+async function idleRss(args: string[], run: IdleRun): Promise<number> {
+  const { ready, flags, denoDir } = run;
   const proc = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", v8, ...args],
-    env: { KAOS_SSH_PORT: "0" },
+    args: ["run", "-A", flags, ...args],
+    env: { KAOS_SSH_PORT: "0", ...denoDir ? { DENO_DIR: denoDir } : {} },
     stdin: "piped", // the sshd runs until its stdin closes (--supervised)
     stdout: "null",
     stderr: "piped",
@@ -192,10 +212,15 @@ try {
   }).output();
   const bareRss = Number(new TextDecoder().decode(bare.stdout).trim()) / 1024;
   if (!bare.success || !(bareRss > 0)) throw new Error("the bare Deno did not report its RSS");
-  const kattach = async (run: string[]) => {
+  const kattach = async (run: string[], v8 = { flags: KATTACH_V8_FLAGS_OPTION }) => {
     const state = await Deno.makeTempDir({ dir, prefix: "state-" });
-    return idleRss([...run, "kattach", "--hosted", "--state", state], "kattach: ready");
+    return idleRss([...run, "kattach", "--hosted", "--state", state], {
+      ready: "kattach: ready",
+      ...v8,
+    });
   };
+  /** kaos.js with TurboFan (without --max-opt=2), in a Deno cache of its own (IdleRun.denoDir). */
+  const withTurbofan = { flags: V8_FLAGS_OPTION, denoDir: `${dir}/deno-turbofan` };
   const sshd = async (js: string) => {
     const state = await Deno.makeTempDir({ dir, prefix: "state-" });
     const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -206,8 +231,8 @@ try {
         ...["--no-config", "--cached-only", `${dir}/${js}`, "--supervised", "--state", state],
         ...["--port", String(port), "--listen", "127.0.0.1"],
       ],
-      "listening",
-      FRONT_END_V8_FLAGS_OPTION, // the front-ends' flags, as the appliance runs its sshd
+      // the front-ends' flags, as the appliance runs its sshd
+      { ready: "listening", flags: FRONT_END_V8_FLAGS_OPTION },
     );
   };
   const bundled = (js: string) => ["--no-config", "--cached-only", `${dir}/${js}`];
@@ -215,6 +240,7 @@ try {
   await kattach(bundled("kaos.js"));
   await kattach(bundled("kaos-one.js"));
   await kattach(bundled("kaos-lit.js"));
+  await kattach(bundled("kaos.js"), withTurbofan);
   await sshd("sshd.js");
   await sshd("sshd-one.js");
   await consoleRss(`${dir}/console.js`, true);
@@ -227,10 +253,12 @@ try {
   const fromOne: number[] = [];
   const fromLit: number[] = [];
   const fromMain: number[] = [];
+  const fromBundleTurbo: number[] = [];
   const sshds: number[] = [];
   const sshdsOne: number[] = [];
   for (let i = 0; i < ROUNDS; i++) {
     fromBundle.push(await kattach(bundled("kaos.js")));
+    fromBundleTurbo.push(await kattach(bundled("kaos.js"), withTurbofan));
     fromMain.push(await kattach([`${ROOT}/main.ts`]));
     fromOne.push(await kattach(bundled("kaos-one.js")));
     fromLit.push(await kattach(bundled("kaos-lit.js")));
@@ -244,6 +272,7 @@ try {
   const f = (xs: number[]) => `${median(xs).toFixed(1)} MiB [${xs.map((x) => x.toFixed(1))}]`;
   console.log(`bench/kattach_idle: ${ROUNDS} rounds, load ${load}; medians [rounds]`);
   console.log(`kattach idle, bundled as on the appliance      ${f(fromBundle)}`);
+  console.log(`kattach idle, bundled, with TurboFan (before)   ${f(fromBundleTurbo)}`);
   console.log(`kattach idle, one bundle (before bundle_kaos)  ${f(fromOne)}`);
   console.log(`kattach idle, split, literal import()s (before) ${f(fromLit)}`);
   console.log(`kattach idle, from main.ts (npm: imports)      ${f(fromMain)}`);
@@ -262,7 +291,8 @@ try {
   goal(
     "kattach idle, as on the appliance,",
     fromBundle,
-    `, one bundle (before bundle_kaos) ${median(fromOne).toFixed(1)} MiB, split with literal` +
+    `, without --max-opt=2 (before) ${median(fromBundleTurbo).toFixed(1)} MiB` +
+      `, one bundle (before bundle_kaos) ${median(fromOne).toFixed(1)} MiB, split with literal` +
       ` import()s (before) ${median(fromLit).toFixed(1)} MiB`,
   );
   goal("sshd idle, as on the appliance,", sshds, `, one bundle ${median(sshdsOne).toFixed(1)} MiB`);

@@ -15,7 +15,7 @@
  */
 import { IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
-import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { KATTACH_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { freePort, sleep, waitUntil } from "./_util.ts";
 import { killStateGuests } from "./_guests.ts";
 
@@ -152,7 +152,8 @@ try {
 
   const kattach = new Deno.Command(Deno.execPath(), {
     args: [
-      ...["run", "-A", V8_FLAGS_OPTION, `${ROOT}/main.ts`, "kattach", "--hosted", "--state", state],
+      ...["run", "-A", KATTACH_V8_FLAGS_OPTION, `${ROOT}/main.ts`, "kattach", "--hosted"],
+      ...["--state", state],
       ...["--ssh-port", String(port)],
     ],
     env: { KAOS_MEMORY_LOG: memDir },

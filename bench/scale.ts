@@ -9,8 +9,10 @@
  *     deploy on an empty store;
  *   - kattach's start (store open, migrations, integrity check, reconcile; its own phase timings)
  *     and the time until its IPC answers, next to a start on an empty store;
- *   - kattach's RSS right after the lists and again 15 s idle later, next to the same kattach idle
- *     on an empty store;
+ *   - kattach's RSS once idle 15 s after building the store and the lists (the goal: what it keeps;
+ *     lib/idle_memory.ts' reducer runs once it has been quiet 1.5 s), beside the figure right after
+ *     the last request (a transient, not held to the goal), a restarted kattach and the same
+ *     kattach idle on an empty store;
  *   - the first screen of the prompts' pick list of instances (cli/prompts.ts: one request of a
  *     screenful), its last screen, a filtered one and one matching nothing, next to fetching all;
  *   - the parts of the instance list measured in the bench (JSON both ways, the client's zod
@@ -26,15 +28,18 @@
 import { DatabaseSync } from "node:sqlite";
 import { actions, checkResult, IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
-import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { KATTACH_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { type Caller, OBJECT_SOURCES, type PickWindow } from "../cli/prompts.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const OUT = `${ROOT}/fixtures/out`;
 const USAGE =
-  "usage: bench/scale.ts [--vlans N (default 4094)] [--groups N (2000)] [--vmimages N (1000)] [--instances N (10000)] [--rounds R (5)] [--compare TREE]\n" +
+  "usage: bench/scale.ts [--vlans N (default 4094)] [--groups N (2000)] [--vmimages N (1000)] [--instances N (10000)] [--rounds R (5)] [--compare TREE] [--compare-v8-flags FLAGS] [--bundled]\n" +
   "  --compare TREE  also run TREE/main.ts's kattach (another checkout, e.g. /work/main) on a copy\n" +
   "                  of the same store and time its lists interleaved with this tree's\n" +
+  "  --compare-v8-flags FLAGS  compare instead with this tree's kattach run with these V8 flags\n" +
+  "                  after kattach's (lib/v8_flags.ts; a later flag wins: --max-opt=999 undoes\n" +
+  "                  --max-opt=2); with --bundled, bundled, in a Deno cache of its own\n" +
   "  --bundled       run this tree's kattach as the appliance does (bundle_kaos' kaos.js)";
 const cli = parseCliOrExit(Deno.args, {
   usage: USAGE,
@@ -45,10 +50,21 @@ const cli = parseCliOrExit(Deno.args, {
     instances: { type: "string" },
     rounds: { type: "string" },
     compare: { type: "string" },
+    "compare-v8-flags": { type: "string" },
     bundled: { type: "boolean" },
   },
 });
-const COMPARE = cli.values.compare?.replace(/\/$/, "");
+const COMPARE_FLAGS = cli.values["compare-v8-flags"];
+if (
+  COMPARE_FLAGS !== undefined &&
+  (cli.values.compare !== undefined ||
+    !/^--[\w-]+(=[\w.-]+)?(,--[\w-]+(=[\w.-]+)?)*$/.test(COMPARE_FLAGS))
+) {
+  console.error(`Error: --compare-v8-flags takes V8 flags (--a=1,--b) and no --compare\n${USAGE}`);
+  Deno.exit(2);
+}
+/** The tree whose kattach the lists are compared with: another checkout's, or this one's. */
+const COMPARE = COMPARE_FLAGS !== undefined ? ROOT : cli.values.compare?.replace(/\/$/, "");
 if (COMPARE !== undefined && !await Deno.stat(`${COMPARE}/main.ts`).then(() => true, () => false)) {
   console.error(`Error: --compare ${COMPARE}: there is no main.ts\n${USAGE}`);
   Deno.exit(2);
@@ -95,7 +111,7 @@ class Kattach {
   /** ms from spawn to the first IPC connection. */
   untilIpc = 0;
 
-  static async start(state: string, tree = ROOT): Promise<Kattach> {
+  static async start(state: string, tree = ROOT, moreV8Flags = ""): Promise<Kattach> {
     const k = new Kattach();
     const t0 = performance.now();
     const entry = tree === ROOT && bundle !== undefined
@@ -105,14 +121,19 @@ class Kattach {
       args: [
         "run",
         "-A",
-        V8_FLAGS_OPTION,
+        moreV8Flags ? `${KATTACH_V8_FLAGS_OPTION},${moreV8Flags}` : KATTACH_V8_FLAGS_OPTION,
         ...entry,
         "kattach",
         "--hosted",
         "--state",
         state,
       ],
-      env: { KAOS_SSH_PORT: "0" },
+      // Other flags, another Deno cache: V8 refuses a code cache made under other flags, and Deno
+      // rewrites it, so two kattaches alternating flags in one cache would each start cold.
+      env: {
+        KAOS_SSH_PORT: "0",
+        ...moreV8Flags && bundle !== undefined ? { DENO_DIR: `${dir}/deno-more-flags` } : {},
+      },
       stdin: "null",
       stdout: "null",
       stderr: "piped",
@@ -448,9 +469,9 @@ try {
   await c.call("vlan.list", {});
   c.close();
   row(
-    "kattach RSS after the lists",
+    "kattach RSS right after the lists (in the burst)",
     `${fullRss.toFixed(1)} MiB`,
-    "≤ 96 MiB",
+    "",
     `empty store ${emptyRss.toFixed(1)} MiB`,
   );
   const restartedRss = rssMiB(k.proc.pid);
@@ -464,19 +485,19 @@ try {
   );
   row("kattach RSS, restarted, after the lists", `${restartedRss.toFixed(1)} MiB`, "≤ 96 MiB", "");
   goal("kattach start (its phases, median of 3)", own, 2000, "ms", `empty store ${ms(emptyStart)}`);
-  goal(
-    "kattach RSS after building the store and the lists",
-    fullRss,
-    96,
-    "MiB",
-    `baseline: the same kattach idle on an empty store ${emptyRss.toFixed(1)} MiB`,
-  );
+  // The goal is what kattach keeps ("RSS stays within the memory goals + 32 MiB"), so it is read
+  // once kattach has gone quiet; the figure taken in the middle of the burst (17,000 requests just
+  // answered, their garbage not yet collected) is printed beside it, not held to the goal.
   goal(
     `kattach RSS after building the store and the lists, then ${SETTLE_MS / 1000} s idle`,
     fullSettled,
     96,
     "MiB",
-    `baseline: restarted, after the lists, then idle ${restartedSettled.toFixed(1)} MiB`,
+    `baseline: restarted, after the lists, then idle ${
+      restartedSettled.toFixed(1)
+    } MiB; the same kattach idle on an empty store ${
+      emptyRss.toFixed(1)
+    } MiB; in the burst, right after the last request, ${fullRss.toFixed(1)} MiB`,
   );
   goal(
     "kattach RSS, restarted, after the lists",
@@ -496,7 +517,7 @@ try {
     if (!cp.success) throw new Error(`cp ${state} ${copy} failed`);
     await Deno.remove(`${copy}/run`, { recursive: true }).catch(() => {});
     k = await Kattach.start(state);
-    const other = await Kattach.start(copy, COMPARE);
+    const other = await Kattach.start(copy, COMPARE, COMPARE_FLAGS);
     try {
       const ours = await IpcClient.connect(`${state}/run`);
       const theirs = await IpcClient.connect(`${copy}/run`);
@@ -516,7 +537,9 @@ try {
       theirs.close();
       const m = (key: string) => ms(median(t[key]));
       console.log(
-        `interleaved with ${COMPARE}'s kattach on a copy of the store (medians of ${ROUNDS}): ` +
+        `interleaved with ${
+          COMPARE_FLAGS ? `this tree's kattach with ${COMPARE_FLAGS}` : `${COMPARE}'s kattach`
+        } on a copy of the store (medians of ${ROUNDS}): ` +
           `instance list ${m("oi")} here against ${m("ti")}, vlan list ${m("ov")} against ${
             m("tv")
           }; RSS after them ${rssMiB(k.proc.pid).toFixed(1)} against ${

@@ -14,7 +14,7 @@
  */
 import { IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
-import { FRONT_END_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { FRONT_END_V8_FLAGS_OPTION, KATTACH_V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { freePort, sleep, waitUntil } from "./_util.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -166,7 +166,15 @@ try {
   const mem = `${dir}/mem`;
   await Deno.mkdir(mem);
   const kattach = start(
-    [Deno.execPath(), "run", "-A", V8_FLAGS_OPTION, `${ROOT}/main.ts`, "kattach", "--hosted"]
+    [
+      Deno.execPath(),
+      "run",
+      "-A",
+      KATTACH_V8_FLAGS_OPTION,
+      `${ROOT}/main.ts`,
+      "kattach",
+      "--hosted",
+    ]
       .concat(["--state", state]),
     { KAOS_SSH_PORT: "0" }, // no sshd of its own
   );

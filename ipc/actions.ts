@@ -33,12 +33,17 @@ const None = z.strictObject({});
 const Page = ListWindow;
 const Deleted = z.strictObject({ deleted: z.string() });
 
-/** Every action kattach understands: name → params and result schemas. */
-export const actions = {
-  "system.status": { params: None, result: SystemStatus },
-  "system.check": { params: None, result: StoreCheck },
+/**
+ * Every action kattach understands: name → a function that builds its params and result schemas.
+ * Builders, not schemas (issue 13: memory): an idle kattach serves no request, and V8 compiles a
+ * function only at its first call, so an action nobody sends costs neither zod objects nor
+ * bytecode. {@linkcode actions} builds each at its first use and keeps it.
+ */
+const builders = {
+  "system.status": () => ({ params: None, result: SystemStatus }),
+  "system.check": () => ({ params: None, result: StoreCheck }),
 
-  "vlan.add": {
+  "vlan.add": () => ({
     params: z.strictObject({
       id: VlanId,
       name: ObjectName,
@@ -51,8 +56,8 @@ export const actions = {
       isolate: z.boolean().optional(),
     }),
     result: VlanInfo,
-  },
-  "vlan.set": {
+  }),
+  "vlan.set": () => ({
     params: z.strictObject({
       vlan: z.string(),
       name: ObjectName.optional(),
@@ -64,45 +69,45 @@ export const actions = {
       isolate: z.boolean().optional(),
     }),
     result: VlanInfo,
-  },
-  "vlan.list": { params: z.strictObject(Page), result: z.array(VlanInfo) },
-  "vlan.show": { params: z.strictObject({ vlan: z.string() }), result: VlanInfo },
-  "vlan.del": { params: z.strictObject({ vlan: z.string() }), result: Deleted },
-  "vlan.reserve": {
+  }),
+  "vlan.list": () => ({ params: z.strictObject(Page), result: z.array(VlanInfo) }),
+  "vlan.show": () => ({ params: z.strictObject({ vlan: z.string() }), result: VlanInfo }),
+  "vlan.del": () => ({ params: z.strictObject({ vlan: z.string() }), result: Deleted }),
+  "vlan.reserve": () => ({
     params: z.strictObject({ vlan: z.string(), ip: z.string(), note: z.string().max(200) }),
     result: VlanInfo,
-  },
-  "vlan.unreserve": {
+  }),
+  "vlan.unreserve": () => ({
     params: z.strictObject({ vlan: z.string(), ip: z.string() }),
     result: VlanInfo,
-  },
+  }),
 
-  "module.import": {
+  "module.import": () => ({
     params: z.strictObject({
       path: z.string().min(1),
       /** Accept a signer (or an unsigned directory) other than the key the name is bound to. */
       allowNewPublisher: z.boolean().optional(),
     }),
     result: Module,
-  },
-  "module.list": { params: z.strictObject(Page), result: z.array(Module) },
-  "module.show": { params: z.strictObject({ name: ModuleName }), result: Module },
-  "module.del": { params: z.strictObject({ name: ModuleName }), result: Deleted },
+  }),
+  "module.list": () => ({ params: z.strictObject(Page), result: z.array(Module) }),
+  "module.show": () => ({ params: z.strictObject({ name: ModuleName }), result: Module }),
+  "module.del": () => ({ params: z.strictObject({ name: ModuleName }), result: Deleted }),
 
-  "configGroup.add": {
+  "configGroup.add": () => ({
     params: z.strictObject({
       module: ModuleName,
       name: ObjectName,
       values: z.record(z.string(), ConfigValue),
     }),
     result: ConfigGroup,
-  },
-  "configGroup.list": {
+  }),
+  "configGroup.list": () => ({
     params: z.strictObject({ module: ModuleName.optional(), ...Page }),
     result: z.array(ConfigGroup),
-  },
-  "configGroup.show": { params: z.strictObject({ name: ObjectName }), result: ConfigGroup },
-  "configGroup.set": {
+  }),
+  "configGroup.show": () => ({ params: z.strictObject({ name: ObjectName }), result: ConfigGroup }),
+  "configGroup.set": () => ({
     params: z.strictObject({
       name: ObjectName,
       values: z.record(z.string(), ConfigValue),
@@ -110,10 +115,10 @@ export const actions = {
       apply: z.boolean().default(true),
     }),
     result: ConfigGroup.extend({ applied: z.array(ConfigApplyOutcome).optional() }),
-  },
-  "configGroup.del": { params: z.strictObject({ name: ObjectName }), result: Deleted },
+  }),
+  "configGroup.del": () => ({ params: z.strictObject({ name: ObjectName }), result: Deleted }),
 
-  "vmimage.create": {
+  "vmimage.create": () => ({
     params: z.strictObject({
       name: ObjectName,
       modules: z.array(ModuleName).min(1).max(16),
@@ -127,12 +132,12 @@ export const actions = {
       storage: z.string().optional(),
     }),
     result: VmImage,
-  },
-  "vmimage.list": { params: z.strictObject(Page), result: z.array(VmImage) },
-  "vmimage.show": { params: z.strictObject({ name: ObjectName }), result: VmImage },
-  "vmimage.del": { params: z.strictObject({ name: ObjectName }), result: Deleted },
+  }),
+  "vmimage.list": () => ({ params: z.strictObject(Page), result: z.array(VmImage) }),
+  "vmimage.show": () => ({ params: z.strictObject({ name: ObjectName }), result: VmImage }),
+  "vmimage.del": () => ({ params: z.strictObject({ name: ObjectName }), result: Deleted }),
 
-  "deploy": {
+  "deploy": () => ({
     params: z.strictObject({
       vmimage: ObjectName,
       count: z.number().int().min(1).max(256),
@@ -142,8 +147,8 @@ export const actions = {
       wait: z.boolean().optional(),
     }),
     result: z.array(DeployedInstance),
-  },
-  "instance.list": {
+  }),
+  "instance.list": () => ({
     params: z.strictObject({
       vmimage: ObjectName.optional(),
       /** Only the instances in one of these states (e.g. the running ones, for the Debug menu). */
@@ -151,9 +156,9 @@ export const actions = {
       ...Page,
     }),
     result: z.array(Instance),
-  },
-  "instance.show": { params: z.strictObject({ name: InstanceName }), result: Instance },
-  "instance.del": { params: z.strictObject({ name: InstanceName }), result: Deleted },
+  }),
+  "instance.show": () => ({ params: z.strictObject({ name: InstanceName }), result: Instance }),
+  "instance.del": () => ({ params: z.strictObject({ name: InstanceName }), result: Deleted }),
 
   ...appqueueActions,
   ...guestActions,
@@ -163,8 +168,37 @@ export const actions = {
   ...storageActions,
 } as const;
 
+/** The params and result schemas of every action, by name. */
+export type Actions = { readonly [A in keyof typeof builders]: ReturnType<(typeof builders)[A]> };
+
+/**
+ * Every action kattach understands: name → params and result schemas, each action's built at its
+ * first use (a getter that replaces itself with the value). `Object.keys(actions)` lists them all
+ * without building any.
+ */
+export const actions: Actions = memoised(builders);
+
+/** An object with `builders`' keys whose property K is `builders[K]()`, called once, at its first read. */
+function memoised<B extends Record<string, () => unknown>>(
+  builders: B,
+): { readonly [K in keyof B]: ReturnType<B[K]> } {
+  const out = {} as { [K in keyof B]: ReturnType<B[K]> };
+  for (const key of Object.keys(builders)) {
+    Object.defineProperty(out, key, {
+      enumerable: true,
+      configurable: true,
+      get() {
+        const value = builders[key]();
+        Object.defineProperty(out, key, { value, enumerable: true });
+        return value;
+      },
+    });
+  }
+  return out;
+}
+
 /** The name of an action. */
-export type ActionName = keyof typeof actions;
+export type ActionName = keyof Actions;
 /** The parameters an action takes. */
 export type ParamsOf<A extends ActionName> = z.input<(typeof actions)[A]["params"]>;
 /** What an action returns. */

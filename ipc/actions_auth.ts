@@ -5,38 +5,41 @@
  * can ask these.
  */
 import { z } from "zod";
+import { lazySchema } from "../lib/lazy_schema.ts";
 
-const None = z.strictObject({});
-const User = z.string().max(64);
+const None = lazySchema(() => z.strictObject({}));
+const User = lazySchema(() => z.string().max(64));
 /** A password as typed (the policy is checked by kattach). */
-const Password = z.string().max(1024);
+const Password = lazySchema(() => z.string().max(1024));
 
 /** The answer to a login attempt. */
-export const AuthVerdict = z.enum(["ok", "must-change", "denied"]);
+export const AuthVerdict = lazySchema(() => z.enum(["ok", "must-change", "denied"]));
 export type AuthVerdict = z.infer<typeof AuthVerdict>;
 
 /** An authorized SSH key. */
-export const SshKeyInfo = z.strictObject({
-  fingerprint: z.string(),
-  type: z.string(),
-  comment: z.string(),
-  addedAt: z.string(),
-  /** The OpenSSH authorized_keys line. */
-  line: z.string(),
-});
+export const SshKeyInfo = lazySchema(() =>
+  z.strictObject({
+    fingerprint: z.string(),
+    type: z.string(),
+    comment: z.string(),
+    addedAt: z.string(),
+    /** The OpenSSH authorized_keys line. */
+    line: z.string(),
+  })
+);
 export type SshKeyInfo = z.infer<typeof SshKeyInfo>;
 
 /** What a power action did. */
-export const PowerResult = z.strictObject({ message: z.string() });
+export const PowerResult = lazySchema(() => z.strictObject({ message: z.string() }));
 export type PowerResult = z.infer<typeof PowerResult>;
 
-/** The access and power actions: name → params and result schemas. */
+/** The access and power actions: name → a builder of its schemas (actions.ts builds each at first use). */
 export const authActions = {
-  "auth.check": {
+  "auth.check": () => ({
     params: z.strictObject({ user: User, password: Password }),
     result: z.strictObject({ verdict: AuthVerdict }),
-  },
-  "auth.change": {
+  }),
+  "auth.change": () => ({
     params: z.strictObject({
       user: User,
       /** Required unless the release's default password must still be changed. */
@@ -44,13 +47,16 @@ export const authActions = {
       newPassword: Password,
     }),
     result: z.strictObject({ user: z.string(), changed: z.literal(true) }),
-  },
-  "auth.keys.list": { params: None, result: z.array(SshKeyInfo) },
-  "auth.keys.add": { params: z.strictObject({ key: z.string().max(16384) }), result: SshKeyInfo },
-  "auth.keys.del": {
+  }),
+  "auth.keys.list": () => ({ params: None, result: z.array(SshKeyInfo) }),
+  "auth.keys.add": () => ({
+    params: z.strictObject({ key: z.string().max(16384) }),
+    result: SshKeyInfo,
+  }),
+  "auth.keys.del": () => ({
     params: z.strictObject({ key: z.string().min(1).max(256) }),
     result: z.strictObject({ deleted: z.string() }),
-  },
-  "system.shutdown": { params: None, result: PowerResult },
-  "system.reboot": { params: None, result: PowerResult },
+  }),
+  "system.shutdown": () => ({ params: None, result: PowerResult }),
+  "system.reboot": () => ({ params: None, result: PowerResult }),
 } as const;

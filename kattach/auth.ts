@@ -3,8 +3,8 @@
  * policy, scrypt password hashes (node:crypto, loaded at first use: lib/lazy_crypto.ts; random
  * salt, constant-time compare) and OpenSSH authorized-key lines. Pure functions; the rows live in kattach/store_auth.ts.
  */
-import { Buffer } from "node:buffer";
-import { nodeCrypto } from "../lib/lazy_crypto.ts";
+import type { Buffer } from "node:buffer";
+import { nodeBuffer, nodeCrypto } from "../lib/lazy_crypto.ts";
 import { UserError } from "../lib/errors.ts";
 import { KAOS_VERSION } from "./actions/system.ts";
 
@@ -76,8 +76,8 @@ export async function verifyPassword(password: string, encoded: string): Promise
   if (![n, r, p].every(Number.isSafeInteger) || n < 2 || n > 2 ** 20 || r > 32 || p > 16) {
     return false;
   }
-  const salt = Buffer.from(parts[4], "base64");
-  const want = Buffer.from(parts[5], "base64");
+  const salt = nodeBuffer().from(parts[4], "base64");
+  const want = nodeBuffer().from(parts[5], "base64");
   const got = await scryptAsync(password, salt, n, r, p);
   return want.length === got.length && nodeCrypto().timingSafeEqual(want, got);
 }
@@ -129,7 +129,7 @@ export function parsePublicKey(line: string): PublicKey {
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(blob) || blob.length % 4 !== 0) {
     throw bad("the key is not valid base64");
   }
-  const bytes = Buffer.from(blob, "base64");
+  const bytes = nodeBuffer().from(blob, "base64");
   if (bytes.length < 4) throw bad("the key is truncated");
   const nameLength = bytes.readUInt32BE(0);
   if (nameLength > bytes.length - 4 || bytes.subarray(4, 4 + nameLength).toString() !== type) {

@@ -10,9 +10,8 @@ import {
   type NetworkMode,
   serveIpc,
 } from "../ipc/mod.ts";
-import { resolve } from "node:path";
 import { type NftHost, probeAccel, realNetlink, realNft } from "../host/mod.ts";
-import { UserError, V8_FLAGS, V8_FLAGS_OPTION, v8FlagsInUse } from "../lib/mod.ts";
+import { KATTACH_V8_FLAGS, KATTACH_V8_FLAGS_OPTION, UserError, v8FlagsInUse } from "../lib/mod.ts";
 import { CLI_USER } from "./auth.ts";
 import { resetToDefaultPassword } from "./store_auth.ts";
 import { getQueue, insertQueue, updateQueue } from "./store_appqueue.ts";
@@ -112,7 +111,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
   const log = (line: string) => book.write(line);
   // Absolute from here on: instance overlays name their module image by this path (a qcow2
   // backing file must be absolute), and the services it spawns may run elsewhere.
-  const stateDir = resolve(options.stateDir);
+  const stateDir = absolutePath(options.stateDir);
   let store: Store | undefined;
   let k: Kattach | undefined;
   let ipc: IpcServer | undefined;
@@ -332,11 +331,11 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
 
   const flags = v8FlagsInUse();
   log(
-    flags.includes(V8_FLAGS_OPTION)
-      ? `V8 flags: ${V8_FLAGS.join(" ")}`
+    flags.includes(KATTACH_V8_FLAGS_OPTION)
+      ? `V8 flags: ${KATTACH_V8_FLAGS.join(" ")}`
       : `V8 flags: ${
         flags.join(" ") || "none"
-      }, not ${V8_FLAGS_OPTION} (lib/v8_flags.ts): its heap grows further`,
+      }, not ${KATTACH_V8_FLAGS_OPTION} (lib/v8_flags.ts): its heap grows further`,
   );
   const timings: string[] = [];
   const t0 = performance.now();
@@ -419,4 +418,18 @@ async function refuseSecondKattach(runDir: string): Promise<void> {
     return; // nobody listens: the socket (if any) is stale
   }
   throw new Error(`another kattach is running on ${runDir}`);
+}
+
+/**
+ * node:path's `resolve(path)` for one path: absolute (from the working directory), `.` and `..`
+ * resolved, no trailing `/`. Not node:path itself: importing it loads Deno's Node layer, about
+ * 1 MiB of RSS that kattach idle otherwise never loads (issue 13: memory).
+ */
+export function absolutePath(path: string): string {
+  const parts: string[] = [];
+  for (const part of (path.startsWith("/") ? path : `${Deno.cwd()}/${path}`).split("/")) {
+    if (part === "..") parts.pop();
+    else if (part !== "" && part !== ".") parts.push(part);
+  }
+  return `/${parts.join("/")}`;
 }

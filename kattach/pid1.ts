@@ -16,7 +16,7 @@ import {
   spawnOwned,
 } from "../host/mod.ts";
 import type { DataDiskStatus } from "../ipc/mod.ts";
-import { FRONT_END_V8_FLAGS_OPTION, UserError, V8_FLAGS_OPTION } from "../lib/mod.ts";
+import { FRONT_END_V8_FLAGS_OPTION, KATTACH_V8_FLAGS_OPTION, UserError } from "../lib/mod.ts";
 import { type BuiltinQueue, startKattach, startSshdService } from "./boot.ts";
 import { Services } from "./services.ts";
 import { mountDataDisk } from "./data_disk.ts";
@@ -113,10 +113,13 @@ export interface ApplianceOptions {
   run?: RunCommand;
 }
 
-/** How the appliance runs its own program again (kattach's supervised services use it). */
+/**
+ * How the appliance runs its own program again (kattach's supervised services use it): with
+ * kattach's V8 flags, under which the image build warmed kaos.js' code cache.
+ */
 export const APPLIANCE_SELF_ARGV = [
   "/bin/deno",
-  ...["run", "-A", "--cached-only", "--no-config", V8_FLAGS_OPTION, "/kaos/kaos.js"],
+  ...["run", "-A", "--cached-only", "--no-config", KATTACH_V8_FLAGS_OPTION, "/kaos/kaos.js"],
 ];
 
 /**

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { FRONT_END_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "../lib/mod.ts";
+import { FRONT_END_V8_FLAGS_OPTION, KATTACH_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "../lib/mod.ts";
 import {
   APPLIANCE_CONSOLE_ARGV,
   APPLIANCE_SELF_ARGV,
@@ -94,20 +94,24 @@ Deno.test("the console menus run on tty1, and on ttyS0 too with kaos.console=ser
 });
 
 Deno.test("the appliance runs kattach and its services with lib/v8_flags.ts' V8 flags", async () => {
+  assertEquals(KATTACH_V8_FLAGS_OPTION, `${V8_FLAGS_OPTION},--max-opt=2`);
   const launcher = await Deno.readTextFile(
     new URL("../buildroot/appliance/kattach_launcher.c", import.meta.url),
   );
   const argv = launcher.match(/char \*const args\[\] = \{([^}]*)\}/)?.[1] ?? "";
   const words = [...argv.matchAll(/"([^"]*)"/g)].map((m) => m[1]);
-  assertEquals(words.slice(0, 6), [
+  assertEquals(words.slice(0, 7), [
     "/bin/deno",
     "run",
     "-A",
     "--cached-only",
     "--no-config",
-    V8_FLAGS_OPTION,
+    KATTACH_V8_FLAGS_OPTION,
+    "/kaos/kaos.js",
   ]);
-  assertEquals(APPLIANCE_SELF_ARGV.filter((a) => a.startsWith("--v8-flags=")), [V8_FLAGS_OPTION]);
+  assertEquals(APPLIANCE_SELF_ARGV.filter((a) => a.startsWith("--v8-flags=")), [
+    KATTACH_V8_FLAGS_OPTION,
+  ]);
   // The front-ends (sshd, console) run with theirs: the launcher's and no TurboFan.
   assertEquals(APPLIANCE_SSHD_ARGV.filter((a) => a.startsWith("--v8-flags=")), [
     FRONT_END_V8_FLAGS_OPTION,
@@ -120,12 +124,12 @@ Deno.test("the appliance runs kattach and its services with lib/v8_flags.ts' V8 
   // kaos.js and its chunks under kattach's, then the front-ends' bundles and chunks under theirs.
   const build = await Deno.readTextFile(new URL("../buildroot/appliance/build", import.meta.url));
   assertEquals([...build.matchAll(/--v8-flags=\S+/g)].map((m) => m[0]), [
-    V8_FLAGS_OPTION,
+    KATTACH_V8_FLAGS_OPTION,
     FRONT_END_V8_FLAGS_OPTION,
   ]);
   // And `deno task kaos` (hosted, by hand).
   const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
   assertEquals(tasks.kaos.split(" ").filter((a: string) => a.startsWith("--v8-flags=")), [
-    V8_FLAGS_OPTION,
+    KATTACH_V8_FLAGS_OPTION,
   ]);
 });

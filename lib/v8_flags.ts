@@ -23,6 +23,21 @@ export const V8_FLAGS = [
 export const V8_FLAGS_OPTION = `--v8-flags=${V8_FLAGS.join(",")}`;
 
 /**
+ * The V8 flags of kaos.js, the program kattach runs from (the launcher, the image build's code
+ * cache of kaos.js and kaos.d/, its tests and benchmarks): {@linkcode V8_FLAGS} and
+ * `--max-opt=2`, V8's tiers up to Maglev without TurboFan. kattach's hot code is short (the lists
+ * are SQLite's JSON text, passed on) and TurboFan's compiles cost RSS: after `instance list` of
+ * 10,000 it held 4-15 MiB less, the lists as fast; idle the same (bench/scale.ts
+ * --compare-v8-flags, README). The sshd and the console run with {@linkcode FRONT_END_V8_FLAGS}
+ * (the same flags today, for reasons of their own); V8 refuses a code cache made under other
+ * flags, so the image build warms each bundle under the flags it runs with.
+ */
+export const KATTACH_V8_FLAGS = [...V8_FLAGS, "--max-opt=2"] as const;
+
+/** The `deno run` option that applies {@linkcode KATTACH_V8_FLAGS}. */
+export const KATTACH_V8_FLAGS_OPTION = `--v8-flags=${KATTACH_V8_FLAGS.join(",")}`;
+
+/**
  * The V8 flags of the front-ends, the sshd and the console (the appliance's /kaos/sshd.js and
  * /kaos/console.js, their chunks' code cache warmed under them; hosted, `main.ts sshd|console`
  * as kattach starts them): {@linkcode V8_FLAGS} and `--max-opt=2`, Maglev as the top tier and

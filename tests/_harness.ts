@@ -2,7 +2,7 @@
  * Integration-test harness: starts a real hosted kattach as a child process with its own state
  * directory and drives it with the real `aq` command.
  */
-import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { KATTACH_V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { run, type RunResult, withDeadline } from "./_util.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -108,7 +108,7 @@ export class TestKattach {
       DENO,
       "run",
       "-A",
-      V8_FLAGS_OPTION,
+      KATTACH_V8_FLAGS_OPTION,
       `${ROOT}/main.ts`,
       "kattach",
       "--hosted",

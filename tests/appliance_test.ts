@@ -16,7 +16,7 @@ import {
   stopQemu,
   waitForLog,
 } from "./_appliance.ts";
-import { V8_FLAGS } from "../lib/v8_flags.ts";
+import { KATTACH_V8_FLAGS } from "../lib/v8_flags.ts";
 import { freePort, run } from "./_util.ts";
 import { REPO_ROOT } from "./_harness.ts";
 
@@ -106,7 +106,7 @@ Deno.test({
         // Each early line once: /dev/console (the serial port here), not the serial sink too.
         assert(log.match(/kattach: PID 1: deno \d/g)?.length === 1, `not once:\n${log}`);
         // The launcher gives PID 1 the V8 flags of lib/v8_flags.ts (kattach logs what it got).
-        const flags = `kattach: V8 flags: ${V8_FLAGS.join(" ")}`;
+        const flags = `kattach: V8 flags: ${KATTACH_V8_FLAGS.join(" ")}`;
         assert(log.split(/\r?\n/).includes(flags), `no "${flags}" line:\n${log}`);
         assert(/data partition \/dev\/sd[a-z]3 grown to \d+ MiB/.test(log), log);
         assert(/data disk \/dev\/sd[a-z]3 \(KAOSDATA\) mounted on \/var\/lib\/kaos/.test(log), log);

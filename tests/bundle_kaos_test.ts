@@ -12,11 +12,12 @@ import { REPO_ROOT } from "./_harness.ts";
 import { run, waitFor } from "./_util.ts";
 
 /**
- * The Node modules kattach's start may import; another one costs RSS at every start (node:path,
- * kattach/boot.ts' resolve() of a relative --state: 0.2-0.5 MiB and 0.16 MiB of heap in a bare
- * Deno with the others; node:crypto about 5 MiB, node:module about 6).
+ * The Node modules kattach's start may import; another one costs RSS at every start: node:util,
+ * node:path or node:buffer loads Deno's Node layer (kattach without them: 0.75 MiB less RSS, 0.4
+ * MiB less heap; lib/cli_args.ts parses options itself, kattach/boot.ts has absolutePath(), auth
+ * takes Buffer at first use), node:crypto about 5 MiB, node:module about 6.
  */
-const KATTACH_NODE_IMPORTS = ["node:buffer", "node:path", "node:sqlite", "node:util"];
+const KATTACH_NODE_IMPORTS = ["node:sqlite"];
 
 /** Static imports (`from"x"`, `import"x"`) of a bundle file: relative paths and node: modules. */
 function staticImports(js: string): string[] {

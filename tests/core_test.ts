@@ -243,7 +243,7 @@ Deno.test("kill -9 during writes: every acknowledged change survives, the databa
     // kattach says which V8 flags it runs with (the harness starts it as the appliance does).
     assert.match(
       k.log,
-      /kattach: V8 flags: --max-semi-space-size=1 --max-old-space-size=512 --expose-gc\n/,
+      /kattach: V8 flags: --max-semi-space-size=1 --max-old-space-size=512 --expose-gc --max-opt=2\n/,
     );
     type Status = { store: { integrity: string; integrityCheckedAt: string } };
     const first = (await k.json<Status>("system", "status")).store;

@@ -36,13 +36,14 @@ int main(int argc, char **argv) {
   (void)argv;
   early_mounts();
   console_fds();
-  /* The V8 flags are lib/v8_flags.ts' V8_FLAGS_OPTION (kattach/pid1_test.ts keeps them equal). */
+  /* The V8 flags are lib/v8_flags.ts' KATTACH_V8_FLAGS_OPTION (kattach/pid1_test.ts keeps them
+     equal). */
   char *const args[] = {"/bin/deno",
                         "run",
                         "-A",
                         "--cached-only",
                         "--no-config",
-                        "--v8-flags=--max-semi-space-size=1,--max-old-space-size=512,--expose-gc",
+                        "--v8-flags=--max-semi-space-size=1,--max-old-space-size=512,--expose-gc,--max-opt=2",
                         "/kaos/kaos.js",
                         "kattach",
                         "--appliance",
