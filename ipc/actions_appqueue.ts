@@ -3,103 +3,122 @@
  * from queues, and module commands (climod.aq). Spread into the registry in actions.ts.
  */
 import { z } from "zod";
+import { lazySchema } from "../lib/lazy_schema.ts";
 import { AppmgrActionType, ModuleKind, ModuleName, ModuleVersion } from "../appqueue/manifest.ts";
 import { InstanceName, Module, ObjectName } from "./schemas.ts";
 
-const None = z.strictObject({});
+const None = lazySchema(() => z.strictObject({}));
 
 /** An AppQueue base URL: http or https. */
-export const QueueUrl = z.string().max(500).refine((s) => {
-  try {
-    const u = new URL(s);
-    return (u.protocol === "http:" || u.protocol === "https:") && u.username === "" &&
-      u.password === "" && u.search === "" && u.hash === "";
-  } catch {
-    return false;
-  }
-}, "the queue URL must be an http:// or https:// URL without credentials or query");
+export const QueueUrl = lazySchema(() =>
+  z.string().max(500).refine((s) => {
+    try {
+      const u = new URL(s);
+      return (u.protocol === "http:" || u.protocol === "https:") && u.username === "" &&
+        u.password === "" && u.search === "" && u.hash === "";
+    } catch {
+      return false;
+    }
+  }, "the queue URL must be an http:// or https:// URL without credentials or query")
+);
 
 /** A base64 Ed25519 public key (checked in full by kattach). */
-export const QueueKey = z.string().regex(
-  /^[A-Za-z0-9+/]{43}=$/,
-  "a queue key is a base64 Ed25519 public key (44 characters)",
+export const QueueKey = lazySchema(() =>
+  z.string().regex(
+    /^[A-Za-z0-9+/]{43}=$/,
+    "a queue key is a base64 Ed25519 public key (44 characters)",
+  )
 );
 
 /** A configured AppQueue. */
-export const AppQueueInfo = z.strictObject({
-  name: ObjectName,
-  url: z.string(),
-  /** "" while not configured. */
-  publicKey: z.string(),
-  subscription: z.boolean(),
-  lastSerial: z.number().int(),
-  modules: z.array(ModuleName),
-});
+export const AppQueueInfo = lazySchema(() =>
+  z.strictObject({
+    name: ObjectName,
+    url: z.string(),
+    /** "" while not configured. */
+    publicKey: z.string(),
+    subscription: z.boolean(),
+    lastSerial: z.number().int(),
+    modules: z.array(ModuleName),
+  })
+);
 export type AppQueueInfo = z.infer<typeof AppQueueInfo>;
 
 /** Whether a subscription key is set; only its last four characters are ever shown. */
-export const SubscriptionInfo = z.strictObject({
-  set: z.boolean(),
-  last4: z.string().max(4).nullable(),
-});
+export const SubscriptionInfo = lazySchema(() =>
+  z.strictObject({
+    set: z.boolean(),
+    last4: z.string().max(4).nullable(),
+  })
+);
 export type SubscriptionInfo = z.infer<typeof SubscriptionInfo>;
 
 /** A release offered by a queue. */
-export const AvailableRelease = z.strictObject({
-  queue: ObjectName,
-  name: ModuleName,
-  version: ModuleVersion,
-  kind: ModuleKind,
-  description: z.string(),
-  releaseNotes: z.string(),
-  size: z.number().int(),
-  /** The installed version, or null. */
-  installed: z.string().nullable(),
-});
+export const AvailableRelease = lazySchema(() =>
+  z.strictObject({
+    queue: ObjectName,
+    name: ModuleName,
+    version: ModuleVersion,
+    kind: ModuleKind,
+    description: z.string(),
+    releaseNotes: z.string(),
+    size: z.number().int(),
+    /** The installed version, or null. */
+    installed: z.string().nullable(),
+  })
+);
 export type AvailableRelease = z.infer<typeof AvailableRelease>;
 
 /** What `module update` did. */
-export const UpdateResult = z.strictObject({
-  module: Module,
-  previous: ModuleVersion,
-  updated: z.boolean(),
-  queue: ObjectName,
-});
+export const UpdateResult = lazySchema(() =>
+  z.strictObject({
+    module: Module,
+    previous: ModuleVersion,
+    updated: z.boolean(),
+    queue: ObjectName,
+  })
+);
 export type UpdateResult = z.infer<typeof UpdateResult>;
 
 /** A command a module declares in climod.aq, with the appmgr action behind it. */
-export const ModuleCommandInfo = z.strictObject({
-  module: ModuleName,
-  command: z.string(),
-  help: z.string(),
-  action: z.string(),
-  type: AppmgrActionType,
-});
+export const ModuleCommandInfo = lazySchema(() =>
+  z.strictObject({
+    module: ModuleName,
+    command: z.string(),
+    help: z.string(),
+    action: z.string(),
+    type: AppmgrActionType,
+  })
+);
 export type ModuleCommandInfo = z.infer<typeof ModuleCommandInfo>;
 
 /** The outcome of a module command. */
-export const ModuleRunResult = z.strictObject({
-  module: ModuleName,
-  command: z.string(),
-  instance: InstanceName,
-  message: z.string(),
-  /** `stats`: the figures the module's stats command printed (name → value). */
-  stats: z.record(z.string(), z.string()).optional(),
-  /** `run`, `logs`: the output lines (control characters removed). */
-  lines: z.array(z.string()).optional(),
-  /** `run`, reload: the exit code of the command in the guest. */
-  code: z.number().int().optional(),
-});
+export const ModuleRunResult = lazySchema(() =>
+  z.strictObject({
+    module: ModuleName,
+    command: z.string(),
+    instance: InstanceName,
+    message: z.string(),
+    /** `stats`: the figures the module's stats command printed (name → value). */
+    stats: z.record(z.string(), z.string()).optional(),
+    /** `run`, `logs`: the output lines (control characters removed). */
+    lines: z.array(z.string()).optional(),
+    /** `run`, reload: the exit code of the command in the guest. */
+    code: z.number().int().optional(),
+  })
+);
 export type ModuleRunResult = z.infer<typeof ModuleRunResult>;
 
 /** What a configuration change did to one instance that uses the group. */
-export const ConfigApplyOutcome = z.strictObject({
-  instance: InstanceName,
-  /** reload: through the guest agent; restart: a new QEMU; stored: not running, next start. */
-  mode: z.enum(["reload", "restart", "stored"]),
-  ok: z.boolean(),
-  detail: z.string(),
-});
+export const ConfigApplyOutcome = lazySchema(() =>
+  z.strictObject({
+    instance: InstanceName,
+    /** reload: through the guest agent; restart: a new QEMU; stored: not running, next start. */
+    mode: z.enum(["reload", "restart", "stored"]),
+    ok: z.boolean(),
+    detail: z.string(),
+  })
+);
 export type ConfigApplyOutcome = z.infer<typeof ConfigApplyOutcome>;
 
 /** The AppQueue actions: name → a builder of its schemas (actions.ts builds each at first use). */

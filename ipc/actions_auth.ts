@@ -5,29 +5,32 @@
  * can ask these.
  */
 import { z } from "zod";
+import { lazySchema } from "../lib/lazy_schema.ts";
 
-const None = z.strictObject({});
-const User = z.string().max(64);
+const None = lazySchema(() => z.strictObject({}));
+const User = lazySchema(() => z.string().max(64));
 /** A password as typed (the policy is checked by kattach). */
-const Password = z.string().max(1024);
+const Password = lazySchema(() => z.string().max(1024));
 
 /** The answer to a login attempt. */
-export const AuthVerdict = z.enum(["ok", "must-change", "denied"]);
+export const AuthVerdict = lazySchema(() => z.enum(["ok", "must-change", "denied"]));
 export type AuthVerdict = z.infer<typeof AuthVerdict>;
 
 /** An authorized SSH key. */
-export const SshKeyInfo = z.strictObject({
-  fingerprint: z.string(),
-  type: z.string(),
-  comment: z.string(),
-  addedAt: z.string(),
-  /** The OpenSSH authorized_keys line. */
-  line: z.string(),
-});
+export const SshKeyInfo = lazySchema(() =>
+  z.strictObject({
+    fingerprint: z.string(),
+    type: z.string(),
+    comment: z.string(),
+    addedAt: z.string(),
+    /** The OpenSSH authorized_keys line. */
+    line: z.string(),
+  })
+);
 export type SshKeyInfo = z.infer<typeof SshKeyInfo>;
 
 /** What a power action did. */
-export const PowerResult = z.strictObject({ message: z.string() });
+export const PowerResult = lazySchema(() => z.strictObject({ message: z.string() }));
 export type PowerResult = z.infer<typeof PowerResult>;
 
 /** The access and power actions: name → a builder of its schemas (actions.ts builds each at first use). */

@@ -4,65 +4,74 @@
  * Spread into the registry in actions.ts.
  */
 import { z } from "zod";
+import { lazySchema } from "../lib/lazy_schema.ts";
 import { Instance, InstanceName } from "./schemas.ts";
 
-const Name = z.strictObject({ name: InstanceName });
+const Name = lazySchema(() => z.strictObject({ name: InstanceName }));
 
 /** What `instance stats` reports. */
-export const GuestStats = z.strictObject({
-  instance: InstanceName,
-  pid: z.number().int(),
-  /** QEMU's run state (query-status). */
-  status: z.string(),
-  /** utime + stime of the QEMU process. */
-  cpuSeconds: z.number().nullable(),
-  /** Resident memory of the QEMU process. */
-  rssBytes: z.number().nullable(),
-  /** Guest RAM (query-memory-size-summary). */
-  memoryBytes: z.number(),
-  uptimeSeconds: z.number(),
-  blocks: z.array(z.strictObject({
-    device: z.string(),
-    rdBytes: z.number(),
-    wrBytes: z.number(),
-    rdOps: z.number(),
-    wrOps: z.number(),
-  })),
-  /** Network counters: null (QEMU keeps none for its NICs; the taps' are not read yet). */
-  net: z.null(),
-  /** Figures from inside the guest (the guest agent's sysinfo); null when it did not answer. */
-  guest: z.strictObject({
+export const GuestStats = lazySchema(() =>
+  z.strictObject({
+    instance: InstanceName,
+    pid: z.number().int(),
+    /** QEMU's run state (query-status). */
+    status: z.string(),
+    /** utime + stime of the QEMU process. */
+    cpuSeconds: z.number().nullable(),
+    /** Resident memory of the QEMU process. */
+    rssBytes: z.number().nullable(),
+    /** Guest RAM (query-memory-size-summary). */
+    memoryBytes: z.number(),
     uptimeSeconds: z.number(),
-    load: z.tuple([z.number(), z.number(), z.number()]),
-    memTotalBytes: z.number(),
-    memAvailableBytes: z.number(),
-    disks: z.array(z.strictObject({
-      mount: z.string(),
-      sizeBytes: z.number(),
-      usedBytes: z.number(),
+    blocks: z.array(z.strictObject({
+      device: z.string(),
+      rdBytes: z.number(),
+      wrBytes: z.number(),
+      rdOps: z.number(),
+      wrOps: z.number(),
     })),
-  }).nullable().optional(),
-});
+    /** Network counters: null (QEMU keeps none for its NICs; the taps' are not read yet). */
+    net: z.null(),
+    /** Figures from inside the guest (the guest agent's sysinfo); null when it did not answer. */
+    guest: z.strictObject({
+      uptimeSeconds: z.number(),
+      load: z.tuple([z.number(), z.number(), z.number()]),
+      memTotalBytes: z.number(),
+      memAvailableBytes: z.number(),
+      disks: z.array(z.strictObject({
+        mount: z.string(),
+        sizeBytes: z.number(),
+        usedBytes: z.number(),
+      })),
+    }).nullable().optional(),
+  })
+);
 export type GuestStats = z.infer<typeof GuestStats>;
 
 /** A QMP command name as QEMU spells them. */
-export const QmpCommandName = z.string().regex(
-  /^[a-z][a-z0-9_-]{0,63}$/i,
-  "QMP commands look like query-status or system_powerdown",
+export const QmpCommandName = lazySchema(() =>
+  z.string().regex(
+    /^[a-z][a-z0-9_-]{0,63}$/i,
+    "QMP commands look like query-status or system_powerdown",
+  )
 );
 
 /** Reply of the `qmp` action: QEMU's `return` value as is. */
-export const QmpReply = z.strictObject({ command: z.string(), return: z.unknown() });
+export const QmpReply = lazySchema(() =>
+  z.strictObject({ command: z.string(), return: z.unknown() })
+);
 export type QmpReply = z.infer<typeof QmpReply>;
 
 /**
  * Reply of `qmp.commands`: the QMP commands the instance's QEMU understands and the debug
  * allowlist lets through (vmimage/qmp/allowlist.ts), sorted.
  */
-export const QmpCommandList = z.strictObject({
-  instance: InstanceName,
-  commands: z.array(z.string()),
-});
+export const QmpCommandList = lazySchema(() =>
+  z.strictObject({
+    instance: InstanceName,
+    commands: z.array(z.string()),
+  })
+);
 export type QmpCommandList = z.infer<typeof QmpCommandList>;
 
 /** Most seconds `qmp events` may watch. */
@@ -72,13 +81,15 @@ export const MAX_EVENT_WATCH_SECONDS = 600;
  * Result of `qmp.events`, after the events themselves went out as progress frames (each frame's
  * message is one QMP event as JSON).
  */
-export const QmpEventWatch = z.strictObject({
-  instance: InstanceName,
-  events: z.number().int(),
-  seconds: z.number(),
-  /** Why the watch ended: the time ran out, the count was reached, or QEMU went away. */
-  ended: z.enum(["time", "count", "closed"]),
-});
+export const QmpEventWatch = lazySchema(() =>
+  z.strictObject({
+    instance: InstanceName,
+    events: z.number().int(),
+    seconds: z.number(),
+    /** Why the watch ended: the time ran out, the count was reached, or QEMU went away. */
+    ended: z.enum(["time", "count", "closed"]),
+  })
+);
 export type QmpEventWatch = z.infer<typeof QmpEventWatch>;
 
 /** The guest actions: name → a builder of its schemas (actions.ts builds each at first use). */

@@ -3,66 +3,79 @@
  * files live) and kattach's own log. Spread into the registry in actions.ts.
  */
 import { z } from "zod";
+import { lazySchema } from "../lib/lazy_schema.ts";
 
 /** A storage name: short, because it goes into the ext4 label `KAOS-<name>` (16 bytes). */
-export const StorageName = z.string().regex(
-  /^[a-z][a-z0-9-]{0,10}$/,
-  "storage names are 1-11 lower-case letters, digits or '-', starting with a letter",
+export const StorageName = lazySchema(() =>
+  z.string().regex(
+    /^[a-z][a-z0-9-]{0,10}$/,
+    "storage names are 1-11 lower-case letters, digits or '-', starting with a letter",
+  )
 );
 
 /** A disk device node as the operator names it (`/dev/vdb` or `vdb`). */
-export const DiskName = z.string().regex(
-  /^(\/dev\/)?[a-z][a-z0-9]{1,31}$/,
-  "disks are named like /dev/vdb or vdb (see `storage list`)",
+export const DiskName = lazySchema(() =>
+  z.string().regex(
+    /^(\/dev\/)?[a-z][a-z0-9]{1,31}$/,
+    "disks are named like /dev/vdb or vdb (see `storage list`)",
+  )
 );
 
 /** One local disk as `storage list` shows it. */
-export const DiskInfo = z.strictObject({
-  device: z.string(),
-  model: z.string(),
-  sizeBytes: z.number(),
-  /** The filesystem or partition table label(s) found on it ("" when none). */
-  label: z.string(),
-  /** Who uses it ("" when free): a mount, a partition table, the boot stick, a KaOS storage. */
-  inUseBy: z.string(),
-  /** True when `storage init` would take it. */
-  candidate: z.boolean(),
-});
+export const DiskInfo = lazySchema(() =>
+  z.strictObject({
+    device: z.string(),
+    model: z.string(),
+    sizeBytes: z.number(),
+    /** The filesystem or partition table label(s) found on it ("" when none). */
+    label: z.string(),
+    /** Who uses it ("" when free): a mount, a partition table, the boot stick, a KaOS storage. */
+    inUseBy: z.string(),
+    /** True when `storage init` would take it. */
+    candidate: z.boolean(),
+  })
+);
 export type DiskInfo = z.infer<typeof DiskInfo>;
 
 /** One recorded KaOS storage. */
-export const StorageInfo = z.strictObject({
-  name: StorageName,
-  uuid: z.string(),
-  label: z.string(),
-  /** Where the disk was last seen. */
-  device: z.string(),
-  model: z.string(),
-  sizeBytes: z.number(),
-  /** "mounted", or "missing" when no disk with its UUID was found at boot. */
-  state: z.enum(["mounted", "missing"]),
-  mountpoint: z.string(),
-  freeBytes: z.number().nullable(),
-  instances: z.number().int(),
-  createdAt: z.string(),
-});
+export const StorageInfo = lazySchema(() =>
+  z.strictObject({
+    name: StorageName,
+    uuid: z.string(),
+    label: z.string(),
+    /** Where the disk was last seen. */
+    device: z.string(),
+    model: z.string(),
+    sizeBytes: z.number(),
+    /** "mounted", or "missing" when no disk with its UUID was found at boot. */
+    state: z.enum(["mounted", "missing"]),
+    mountpoint: z.string(),
+    freeBytes: z.number().nullable(),
+    instances: z.number().int(),
+    createdAt: z.string(),
+  })
+);
 export type StorageInfo = z.infer<typeof StorageInfo>;
 
 /** What `storage list` reports: the storages and the local disks. */
-export const StorageList = z.strictObject({
-  storages: z.array(StorageInfo),
-  disks: z.array(DiskInfo),
-  /** Set when no storage is mounted: where instances live instead. */
-  notice: z.string().nullable(),
-});
+export const StorageList = lazySchema(() =>
+  z.strictObject({
+    storages: z.array(StorageInfo),
+    disks: z.array(DiskInfo),
+    /** Set when no storage is mounted: where instances live instead. */
+    notice: z.string().nullable(),
+  })
+);
 export type StorageList = z.infer<typeof StorageList>;
 
 /** What `system log` returns after its lines (and, with follow, the streamed ones). */
-export const LogResult = z.strictObject({
-  lines: z.array(z.string()),
-  /** The log file on the data partition. */
-  file: z.string(),
-});
+export const LogResult = lazySchema(() =>
+  z.strictObject({
+    lines: z.array(z.string()),
+    /** The log file on the data partition. */
+    file: z.string(),
+  })
+);
 export type LogResult = z.infer<typeof LogResult>;
 
 /** Most lines `system log --lines` returns. */

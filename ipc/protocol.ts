@@ -3,6 +3,7 @@
  * A request gets zero or more `progress` frames and then exactly one `result` frame.
  */
 import { z } from "zod";
+import { lazySchema } from "../lib/lazy_schema.ts";
 
 /** The protocol version both sides speak. */
 export const PROTOCOL_VERSION = 1;
@@ -15,64 +16,74 @@ export const MAX_FRAME_BYTES = 1024 * 1024;
 export const MAX_RESULT_FRAME_BYTES = 64 * 1024 * 1024;
 
 /** Where a request comes from: the front-end and when its operator's connection was opened. */
-export const Origin = z.strictObject({
-  via: z.enum(["ssh", "console", "local"]),
-  /** When the operator's connection (e.g. the SSH connection) was opened, in ms since 1970. */
-  openedAt: z.number().optional(),
-  /** The operator's address, "ip:port", when remote. */
-  remote: z.string().max(100).optional(),
-});
+export const Origin = lazySchema(() =>
+  z.strictObject({
+    via: z.enum(["ssh", "console", "local"]),
+    /** When the operator's connection (e.g. the SSH connection) was opened, in ms since 1970. */
+    openedAt: z.number().optional(),
+    /** The operator's address, "ip:port", when remote. */
+    remote: z.string().max(100).optional(),
+  })
+);
 export type Origin = z.infer<typeof Origin>;
 
 /** A request from a front-end. */
-export const Request = z.strictObject({
-  v: z.literal(PROTOCOL_VERSION),
-  id: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-  token: z.string().max(200),
-  action: z.string().max(100),
-  params: z.unknown(),
-  origin: Origin.optional(),
-});
+export const Request = lazySchema(() =>
+  z.strictObject({
+    v: z.literal(PROTOCOL_VERSION),
+    id: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+    token: z.string().max(200),
+    action: z.string().max(100),
+    params: z.unknown(),
+    origin: Origin.optional(),
+  })
+);
 export type Request = z.infer<typeof Request>;
 
 /** Why a request failed: the operator's input, a bug, or a broken message. */
-export const ErrorInfo = z.strictObject({
-  kind: z.enum(["user", "internal", "protocol"]),
-  code: z.string(),
-  message: z.string(),
-  hint: z.string(),
-});
+export const ErrorInfo = lazySchema(() =>
+  z.strictObject({
+    kind: z.enum(["user", "internal", "protocol"]),
+    code: z.string(),
+    message: z.string(),
+    hint: z.string(),
+  })
+);
 export type ErrorInfo = z.infer<typeof ErrorInfo>;
 
 /** A progress report for long work (downloads, deploys). */
-export const ProgressFrame = z.strictObject({
-  id: z.number().int(),
-  type: z.literal("progress"),
-  message: z.string(),
-  done: z.number().optional(),
-  total: z.number().optional(),
-});
+export const ProgressFrame = lazySchema(() =>
+  z.strictObject({
+    id: z.number().int(),
+    type: z.literal("progress"),
+    message: z.string(),
+    done: z.number().optional(),
+    total: z.number().optional(),
+  })
+);
 export type ProgressFrame = z.infer<typeof ProgressFrame>;
 
 /** The final answer to a request. */
-export const ResultFrame = z.union([
-  z.strictObject({
-    id: z.number().int(),
-    type: z.literal("result"),
-    ok: z.literal(true),
-    result: z.unknown(),
-  }),
-  z.strictObject({
-    id: z.number().int(),
-    type: z.literal("result"),
-    ok: z.literal(false),
-    error: ErrorInfo,
-  }),
-]);
+export const ResultFrame = lazySchema(() =>
+  z.union([
+    z.strictObject({
+      id: z.number().int(),
+      type: z.literal("result"),
+      ok: z.literal(true),
+      result: z.unknown(),
+    }),
+    z.strictObject({
+      id: z.number().int(),
+      type: z.literal("result"),
+      ok: z.literal(false),
+      error: ErrorInfo,
+    }),
+  ])
+);
 export type ResultFrame = z.infer<typeof ResultFrame>;
 
 /** Anything kattach sends. */
-export const ServerFrame = z.union([ProgressFrame, ResultFrame]);
+export const ServerFrame = lazySchema(() => z.union([ProgressFrame, ResultFrame]));
 export type ServerFrame = z.infer<typeof ServerFrame>;
 
 /**
