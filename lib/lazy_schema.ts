@@ -9,34 +9,40 @@
  * `X.parse(…)`, `X.shape`, `X.extend(…)`, `z.object({ x: X })` and `{ ...X }` work as on the
  * value itself. A schema composed of others builds them when it is built, not before.
  *
- * The stand-in is a Proxy: it is not the built object (`X === built` is false, and a WeakMap
- * keyed by one misses the other); nothing in KaOS keys on schemas.
+ * The stand-in is a Proxy of a copy of the value (its own properties and prototype): it is not
+ * the built object (`X === built` is false, and a WeakMap keyed by one misses the other; the
+ * value's methods act on the value); nothing in KaOS keys on schemas.
  */
 
 /** A stand-in for `build()`'s value, with its type, built the first time it is used. */
 export function lazySchema<T extends object>(build: () => T): T {
-  let value: T | undefined;
-  const get = (): T => {
-    if (value === undefined) {
-      value = build();
-      pending.delete(proxy);
-    }
-    return value;
+  const target = {} as T;
+  const handler: ProxyHandler<T> = {};
+  // At the first use the (empty) target becomes a copy of the value: its own properties and
+  // prototype; the traps go, so later accesses reach the target without a call into JS (a
+  // trap per access made parsing 10,000 instances about 20 % slower).
+  const become = (): T => {
+    const value = build();
+    Object.defineProperties(target, Object.getOwnPropertyDescriptors(value));
+    Object.setPrototypeOf(target, Object.getPrototypeOf(value));
+    for (const trap of Object.keys(handler) as (keyof ProxyHandler<T>)[]) delete handler[trap];
+    pending.delete(proxy);
+    return target;
   };
-  const proxy = new Proxy({} as T, {
-    get: (_t, key) => Reflect.get(get(), key),
-    set: (_t, key, v) => Reflect.set(get(), key, v),
-    has: (_t, key) => Reflect.has(get(), key),
-    ownKeys: () => Reflect.ownKeys(get()),
-    // Configurable, as the (empty, extensible) target requires of a property it lacks.
-    getOwnPropertyDescriptor: (_t, key) => {
-      const d = Reflect.getOwnPropertyDescriptor(get(), key);
-      return d && { ...d, configurable: true };
-    },
-    defineProperty: (_t, key, d) => Reflect.defineProperty(get(), key, d),
-    deleteProperty: (_t, key) => Reflect.deleteProperty(get(), key),
-    getPrototypeOf: () => Reflect.getPrototypeOf(get()),
-  });
+  Object.assign(
+    handler,
+    {
+      get: (_t, key, receiver) => Reflect.get(become(), key, receiver),
+      set: (_t, key, v, receiver) => Reflect.set(become(), key, v, receiver),
+      has: (_t, key) => Reflect.has(become(), key),
+      ownKeys: () => Reflect.ownKeys(become()),
+      getOwnPropertyDescriptor: (_t, key) => Reflect.getOwnPropertyDescriptor(become(), key),
+      defineProperty: (_t, key, d) => Reflect.defineProperty(become(), key, d),
+      deleteProperty: (_t, key) => Reflect.deleteProperty(become(), key),
+      getPrototypeOf: () => Reflect.getPrototypeOf(become()),
+    } satisfies ProxyHandler<T>,
+  );
+  const proxy = new Proxy(target, handler);
   pending.add(proxy);
   return proxy;
 }
