@@ -91,6 +91,21 @@ interface Guest {
   ended: Promise<void>;
 }
 
+/**
+ * A start under way, from its lock until its QEMU is attached or the start has failed: what
+ * {@linkcode Supervisor.stopAll} stops besides the attached guests.
+ */
+interface PendingStart {
+  /** Its QEMU's pid once spawned. */
+  pid: number | null;
+  /** Set once its QEMU has exited (spawned, then ended before the attach). */
+  exited: boolean;
+  /** Why the host's shutdown ended it before its attach (its last exit), else null. */
+  cancelled: string | null;
+  /** Settles with the attached guest, or null when the start ended without one. */
+  attached: Promise<Guest | null>;
+}
+
 /** What a guest's readiness checks look at. */
 interface ReadinessFacts {
   /** vKaOS, then the app modules, each with its readiness check. */
@@ -159,6 +174,8 @@ export function supervisorOf(k: Kattach): Supervisor {
 export class Supervisor {
   #k: Kattach;
   #guests = new Map<string, Guest>();
+  #pending = new Map<string, PendingStart>();
+  #settlePending = new WeakMap<PendingStart, (g: Guest | null) => void>();
   #timers = new Map<string, ReturnType<typeof setTimeout>>();
   #backoff: RestartBackoff;
   #locks = new Map<string, Promise<unknown>>();
@@ -302,7 +319,7 @@ export class Supervisor {
     // The appliance: QEMU comes with its second archive (kattach/late_archive.ts); a start waits
     // for it (holding no lock), and fails with the reason when it is missing or corrupt.
     await this.#k.guestRuntime?.();
-    return this.#locked(name, async () => {
+    const guest = await this.#locked(name, async () => {
       this.#cancelTimer(name);
       const inst = resolveInstance(this.#k.store, name);
       if (this.#guests.has(name)) {
@@ -311,8 +328,9 @@ export class Supervisor {
           code: "conflict",
         });
       }
-      if (this.#closing) throw new Error("kattach is shutting down");
+      if (this.#closing) throw shuttingDown(name);
       const rt = getRuntime(this.#k.store, name);
+      const pending = this.#beginPending(name);
       // Committed while the files are prepared (one group with the other starts under way);
       // awaited before QEMU is spawned.
       const starting = this.#commit(() => this.#setState(name, "starting"), { durable: false });
@@ -354,8 +372,15 @@ export class Supervisor {
         committed = since();
         // A deploy's starts spawn their QEMUs together, once all have their files.
         await options.shared?.arrive(name);
+        // The host began shutting down while this start prepared: its QEMU is not spawned.
+        if (this.#closing) {
+          pending.cancelled = "start cancelled: the host is shutting down";
+          throw shuttingDown(name);
+        }
         spawnFrom = since();
         launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom: prep.logFrom });
+        pending.pid = launched.pid;
+        launched.exited.then(() => pending.exited = true);
         // QMP from now on (QEMU's socket comes some 25 ms later), while its pid is recorded.
         connecting = this.#connect(name, paths, launched);
         connecting.connecting.catch(() => {}); // #attach reports it
@@ -385,7 +410,9 @@ export class Supervisor {
         connecting?.connecting.then((m) => m.close(), () => {});
         await starting.catch(() => {}); // "failed" comes after "starting", not before
         if (argv.length > 0) logArgv();
-        this.#failStart(name, `start failed: ${message(err)}`);
+        if (pending.cancelled) this.#cancelStart(name, pending.cancelled);
+        else this.#failStart(name, `start failed: ${message(err)}`);
+        this.#endPending(name, null);
         throw err;
       }
       const guest = await this.#attach(name, launched.pid, paths, {
@@ -396,8 +423,12 @@ export class Supervisor {
       })
         .catch((err) => {
           logArgv();
+          // Killed by the host's shutdown before its QMP attached: stopped, not failed.
+          if (pending.cancelled) this.#cancelStart(name, pending.cancelled);
+          this.#endPending(name, null);
           throw err;
         });
+      this.#endPending(name, guest);
       const q = guest.monitor.connectStats;
       this.#k.log(
         `supervisor: started ${name} (pid ${launched.pid}; ms since the ${
@@ -406,9 +437,12 @@ export class Supervisor {
           spawned + q.socketMs
         } (${q.tries} tries), capabilities ${spawned + q.readyMs}, attached ${since()})`,
       );
-      if (options.wait) await this.#waitSettled(guest);
-      return { instance: this.#show(name), qmpStatus: guest.qmpStatus };
+      return guest;
     });
+    // Outside the lock: a stop (or the host's shutdown) of a starting instance need not wait
+    // for its readiness.
+    if (options.wait) await this.#waitSettled(guest);
+    return { instance: this.#show(name), qmpStatus: guest.qmpStatus };
   }
 
   /**
@@ -544,22 +578,59 @@ export class Supervisor {
   }
 
   /**
-   * The host is going down: no more restarts, and every guest gets its ACPI power-off at once
-   * (then `quit`, then SIGKILL, as `stop`). Returns the names of the guests it stopped.
+   * The host is going down: no more restarts, no more spawns, and every guest gets its ACPI
+   * power-off at once (then `quit`, then SIGKILL, as `stop`), a starting one once its QMP
+   * attaches; one whose QMP has not attached when the timeout ends is killed by its pid. Returns
+   * the names of the guests it stopped, the starting ones included.
    */
   async stopAll(options: { timeoutSeconds?: number } = {}): Promise<string[]> {
     this.#closing = true;
     clearInterval(this.#rotation);
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
+    const deadline = Date.now() + (options.timeoutSeconds ?? DEFAULT_STOP_TIMEOUT_S) * 1000;
     const names = [...this.#guests.keys()];
-    this.#k.log(`supervisor: stopping ${names.length} guest(s): ${names.join(", ") || "none"}`);
-    await Promise.all(names.map((name) =>
-      this.stop(name, options).then(
-        () => this.#k.log(`supervisor: ${name} stopped`),
-        (err) => this.#k.log(`supervisor: ${name}: stop failed: ${message(err)}`),
-      )
-    ));
-    return names;
+    const starting = [...this.#pending.keys()].filter((n) => !this.#guests.has(n));
+    this.#k.log(
+      `supervisor: stopping ${names.length + starting.length} guest(s): ${
+        names.join(", ") || "none"
+      }; starting: ${starting.join(", ") || "none"}`,
+    );
+    const stopped = (name: string) => () => this.#k.log(`supervisor: ${name} stopped`);
+    const failed = (name: string) => (err: unknown) =>
+      this.#k.log(`supervisor: ${name}: stop failed: ${message(err)}`);
+    await Promise.all([
+      ...names.map((name) => this.stop(name, options).then(stopped(name), failed(name))),
+      ...starting.map((name) =>
+        this.#stopStarting(name, deadline).then(stopped(name), failed(name))
+      ),
+    ]);
+    return [...names, ...starting];
+  }
+
+  /**
+   * A start in flight at the host's shutdown: one not spawned yet does not spawn (launch sees
+   * `#closing`); a spawned one is stopped once its QMP attaches, with what is left of the
+   * deadline; when it has not attached by the deadline, its QEMU is killed by its pid.
+   */
+  async #stopStarting(name: string, deadline: number): Promise<void> {
+    const p = this.#pending.get(name);
+    if (!p) return;
+    const attached = await valueWithin(p.attached, deadline - Date.now());
+    if (attached === undefined && p.pid === null) {
+      // Still preparing its files: it will not spawn (launch checks `#closing` before it does).
+      this.#k.log(`supervisor: ${name}: not spawned by the deadline; it will not spawn`);
+      return;
+    }
+    if (attached === undefined) {
+      p.cancelled = "killed: the host shut down before its QMP attached";
+      this.#k.log(`supervisor: ${name}: ${p.cancelled} (pid ${p.pid ?? "none"})`);
+      if (p.pid !== null && !p.exited) killPid(p.pid);
+      await p.attached; // the kill ends its first QMP exchange at once (#connect)
+      return;
+    }
+    if (attached === null) return; // its start ended without a QEMU
+    const left = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
+    await this.stop(name, { timeoutSeconds: left });
   }
 
   /**
@@ -570,6 +641,9 @@ export class Supervisor {
     this.#closing = true;
     clearInterval(this.#rotation);
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
+    // Starts in flight: one not spawned yet does not spawn; a spawned one is let go of too, once
+    // attached (its first QMP exchange has a deadline of its own).
+    await Promise.all([...this.#pending.values()].map((p) => p.attached));
     const guests = [...this.#guests.values()];
     for (const g of guests) {
       g.intent = "detach";
@@ -845,7 +919,9 @@ export class Supervisor {
   }
 
   async #waitSettled(g: Guest): Promise<void> {
-    while (this.#guests.get(g.name) === g && !g.ready && g.intent === "run") await sleep(100);
+    while (
+      this.#guests.get(g.name) === g && !g.ready && g.intent === "run" && !this.#closing
+    ) await sleep(100);
     // Failed readiness: its QEMU is being killed; wait for its end to be recorded so the answer
     // shows the state and the last exit, not "starting" (#onClosed gives it 5 s, then SIGKILL).
     if (g.intent === "fail") await settledWithin(g.ended, 10_000);
@@ -920,6 +996,36 @@ export class Supervisor {
    */
   #commit(write: () => void, o: { durable: boolean }): Promise<void> {
     return this.#writes.commit(write, o);
+  }
+
+  #beginPending(name: string): PendingStart {
+    let settle!: (g: Guest | null) => void;
+    const p: PendingStart = {
+      pid: null,
+      exited: false,
+      cancelled: null,
+      attached: new Promise((r) => settle = r),
+    };
+    this.#pending.set(name, p);
+    this.#settlePending.set(p, settle);
+    return p;
+  }
+
+  #endPending(name: string, guest: Guest | null): void {
+    const p = this.#pending.get(name);
+    if (!p) return;
+    this.#pending.delete(name);
+    this.#settlePending.get(p)?.(guest);
+    this.#settlePending.delete(p);
+  }
+
+  /** A start the host's shutdown ended: the instance is `stopped`, its last exit says why. */
+  #cancelStart(name: string, why: string): void {
+    this.#k.store.tx(() => {
+      this.#setState(name, "stopped");
+      patchRuntime(this.#k.store, name, { pid: null, lastExit: why });
+    });
+    this.#k.log(`supervisor: ${name}: ${why}`);
   }
 
   /** A start that failed: the instance is `failed` with the reason, in one transaction. */
@@ -1051,6 +1157,22 @@ function killPid(pid: number): void {
   try {
     Deno.kill(pid, "SIGKILL");
   } catch { /* gone */ }
+}
+
+/** The error of a start refused or cancelled because the host is shutting down. */
+function shuttingDown(name: string): UserError {
+  return new UserError(`Cannot start ${name}: the host is shutting down`, { code: "conflict" });
+}
+
+/** `p`'s value if it settles within `ms`, else undefined (a rejection counts as null). */
+async function valueWithin<T>(p: Promise<T>, ms: number): Promise<T | null | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const t = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), Math.max(0, ms)));
+  try {
+    return await Promise.race([p.catch(() => null), t]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function sleep(ms: number): Promise<void> {

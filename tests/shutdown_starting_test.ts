@@ -1,0 +1,170 @@
+/**
+ * The host's shutdown (`Supervisor.stopAll`, run by `system shutdown|reboot`) with a guest still
+ * starting, against real QEMU (TCG) in an in-process hosted kattach. The hooks are deterministic
+ * gates, not sleeps: a `qemu-system-x86_64` first on PATH that waits for a file before it execs
+ * the real QEMU (spawned, its QMP not there yet), and a deploy's launch gate (`SharedPrep`) that
+ * holds a start before its spawn. Three cases: the QMP attaches after the shutdown began (stopped
+ * the way attached guests are), it does not attach by the deadline (killed by its pid), and the
+ * start had not spawned (it does not). Each ends with no process of the instance left and the
+ * instance `stopped`.
+ */
+import assert from "node:assert/strict";
+import { startKattach } from "../kattach/boot.ts";
+import type { RunningKattach } from "../kattach/boot.ts";
+import { SharedPrep } from "../kattach/instance_runtime.ts";
+import { getRuntime } from "../kattach/store_instances.ts";
+import { supervisorOf } from "../kattach/supervisor.ts";
+import { buildFixtures, killGuests, REPO_ROOT, TestKattach } from "./_harness.ts";
+
+const OUT = `${REPO_ROOT}/fixtures/out`;
+const INST = "web-1";
+
+/** Processes whose command line names the instance directories of `stateDir` (QEMU or its gate). */
+function processesOf(stateDir: string): number[] {
+  const pids: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      if (cmd.includes(`${stateDir}/instances/`) && !stat.includes(") Z ")) {
+        pids.push(Number(e.name));
+      }
+    } catch { /* ended */ }
+  }
+  return pids;
+}
+
+async function until<T>(what: string, fn: () => T | undefined, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name: "shutdown: stopAll stops the starts in flight (QMP late, QMP never, not spawned)",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await buildFixtures();
+    const setup = await TestKattach.start();
+    const stateDir = setup.stateDir;
+    const gate = await Deno.makeTempDir({ prefix: "kaos-shutdown-gate-" });
+    const path = Deno.env.get("PATH") ?? "/usr/bin:/bin";
+    const realQemu = path.split(":").map((d) => `${d}/qemu-system-x86_64`).find(exists);
+    assert.ok(realQemu, "qemu-system-x86_64 is on PATH");
+    // QEMU runs as kaos-qemu when the test is root: the gate is open to it.
+    await Deno.chmod(gate, 0o777);
+    await Deno.mkdir(`${gate}/bin`, { mode: 0o755 });
+    await Deno.writeTextFile(
+      `${gate}/bin/qemu-system-x86_64`,
+      `#!/bin/sh\n: > ${gate}/spawned\nwhile [ ! -e ${gate}/go ]; do sleep 0.05; done\nexec ${realQemu} "$@"\n`,
+      { mode: 0o755 },
+    );
+    await Deno.chmod(`${gate}/bin/qemu-system-x86_64`, 0o755);
+    let kt: RunningKattach | undefined;
+    const log: string[] = [];
+    const boot = async () => {
+      await kt?.stop();
+      log.length = 0;
+      await Deno.remove(`${gate}/spawned`).catch(() => {});
+      await Deno.remove(`${gate}/go`).catch(() => {});
+      kt = await startKattach({ mode: "hosted", stateDir, sshPort: 0, log: (l) => log.push(l) });
+      return { k: kt.k, sup: supervisorOf(kt.k) };
+    };
+    const logged = (part: string) => log.some((l) => l.includes(part));
+    try {
+      for (const m of ["vkaos", "web"]) {
+        assert.equal((await setup.aq("module", "import", `${OUT}/${m}`)).code, 0);
+      }
+      await setup.json("vmimage", "create", "web", "--modules", "web");
+      await setup.json("deploy", "web", "--count", "1", "--no-start");
+      await setup.stop();
+      Deno.env.set("PATH", `${gate}/bin:${path}`);
+
+      // 1. Spawned, QMP not attached when the shutdown begins; it attaches, then is stopped
+      //    as attached guests are (ACPI power-off, then quit).
+      {
+        const { k, sup } = await boot();
+        const start = sup.start(INST).then(() => "attached", (e) => `failed: ${e.message}`);
+        await until("QEMU's gate to run", () => exists(`${gate}/spawned`) || undefined);
+        assert.notDeepEqual(processesOf(stateDir), []);
+        const stopping = sup.stopAll({ timeoutSeconds: 20 });
+        assert.ok(logged(`stopping 1 guest(s): none; starting: ${INST}`), log.join("\n"));
+        await Deno.writeTextFile(`${gate}/go`, "");
+        assert.deepEqual(await stopping, [INST]);
+        assert.equal(await start, "attached");
+        assert.ok(logged(`supervisor: ${INST} stopped`), log.join("\n"));
+        assert.ok(!logged("before its QMP attached"), log.join("\n"));
+        assert.deepEqual(processesOf(stateDir), []);
+        assert.equal(k.store.getInstance(INST)?.state, "stopped");
+        assert.equal(getRuntime(k.store, INST).pid, null);
+      }
+
+      // 2. Spawned, its QMP never comes before the deadline: its pid is killed.
+      {
+        const { k, sup } = await boot();
+        const start = sup.start(INST).then(() => "attached", (e) => `failed: ${e.message}`);
+        await until("QEMU's gate to run", () => exists(`${gate}/spawned`) || undefined);
+        assert.deepEqual(await sup.stopAll({ timeoutSeconds: 1 }), [INST]);
+        assert.match(await start, /^failed: /);
+        assert.deepEqual(processesOf(stateDir), []);
+        assert.equal(k.store.getInstance(INST)?.state, "stopped");
+        assert.equal(
+          getRuntime(k.store, INST).lastExit,
+          "killed: the host shut down before its QMP attached",
+        );
+      }
+
+      // 3. Not spawned yet (held at a deploy's launch gate): it does not spawn.
+      {
+        const { k, sup } = await boot();
+        const shared = new SharedPrep([INST, "held"]);
+        const start = sup.launch(INST, { shared }).then(
+          () => "attached",
+          (e) => `failed: ${e.message}`,
+        );
+        await until(
+          "the start to be under way",
+          () => k.store.getInstance(INST)?.state === "starting" || undefined,
+        );
+        const stopping = sup.stopAll({ timeoutSeconds: 20 });
+        shared.arrive("held"); // opens the gate
+        assert.deepEqual(await stopping, [INST]);
+        assert.equal(await start, `failed: Cannot start ${INST}: the host is shutting down`);
+        assert.ok(!exists(`${gate}/spawned`), "no QEMU was spawned");
+        assert.deepEqual(processesOf(stateDir), []);
+        assert.equal(k.store.getInstance(INST)?.state, "stopped");
+        assert.equal(
+          getRuntime(k.store, INST).lastExit,
+          "start cancelled: the host is shutting down",
+        );
+      }
+    } finally {
+      Deno.env.set("PATH", path);
+      await Deno.writeTextFile(`${gate}/go`, "").catch(() => {});
+      await kt?.stop().catch(() => {});
+      for (const pid of processesOf(stateDir)) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      await setup.dispose();
+      await killGuests(stateDir);
+      await Deno.remove(gate, { recursive: true }).catch(() => {});
+    }
+  },
+});
