@@ -104,6 +104,7 @@ interface PendingStart {
   cancelled: string | null;
   /** Settles with the attached guest, or null when the start ended without one. */
   attached: Promise<Guest | null>;
+  settle: (g: Guest | null) => void;
 }
 
 /** What a guest's readiness checks look at. */
@@ -175,7 +176,6 @@ export class Supervisor {
   #k: Kattach;
   #guests = new Map<string, Guest>();
   #pending = new Map<string, PendingStart>();
-  #settlePending = new WeakMap<PendingStart, (g: Guest | null) => void>();
   #timers = new Map<string, ReturnType<typeof setTimeout>>();
   #backoff: RestartBackoff;
   #locks = new Map<string, Promise<unknown>>();
@@ -999,15 +999,15 @@ export class Supervisor {
   }
 
   #beginPending(name: string): PendingStart {
-    let settle!: (g: Guest | null) => void;
+    const { promise, resolve } = Promise.withResolvers<Guest | null>();
     const p: PendingStart = {
       pid: null,
       exited: false,
       cancelled: null,
-      attached: new Promise((r) => settle = r),
+      attached: promise,
+      settle: resolve,
     };
     this.#pending.set(name, p);
-    this.#settlePending.set(p, settle);
     return p;
   }
 
@@ -1015,8 +1015,7 @@ export class Supervisor {
     const p = this.#pending.get(name);
     if (!p) return;
     this.#pending.delete(name);
-    this.#settlePending.get(p)?.(guest);
-    this.#settlePending.delete(p);
+    p.settle(guest);
   }
 
   /** A start the host's shutdown ended: the instance is `stopped`, its last exit says why. */
