@@ -180,6 +180,8 @@ export class Supervisor {
   #backoff: RestartBackoff;
   #locks = new Map<string, Promise<unknown>>();
   #closing = false;
+  /** Why starts are refused once closing: the host's shutdown or kattach's own stop. */
+  #closingWhy = "the host is shutting down";
   #background = new Set<Promise<unknown>>();
   #rotation: ReturnType<typeof setInterval>;
   #rotating = false;
@@ -328,7 +330,7 @@ export class Supervisor {
           code: "conflict",
         });
       }
-      if (this.#closing) throw shuttingDown(name);
+      if (this.#closing) throw closed(name, this.#closingWhy);
       const rt = getRuntime(this.#k.store, name);
       const pending = this.#beginPending(name);
       // Committed while the files are prepared (one group with the other starts under way);
@@ -372,10 +374,11 @@ export class Supervisor {
         committed = since();
         // A deploy's starts spawn their QEMUs together, once all have their files.
         await options.shared?.arrive(name);
-        // The host began shutting down while this start prepared: its QEMU is not spawned.
+        // The host began shutting down (or kattach stopping) while this start prepared: its QEMU
+        // is not spawned.
         if (this.#closing) {
-          pending.cancelled = "start cancelled: the host is shutting down";
-          throw shuttingDown(name);
+          pending.cancelled = `start cancelled: ${this.#closingWhy}`;
+          throw closed(name, this.#closingWhy);
         }
         spawnFrom = since();
         launched = spawnQemu(prep.argv, { paths, user: prep.user, logFrom: prep.logFrom });
@@ -638,6 +641,7 @@ export class Supervisor {
    * re-attached at the next start) and cancel pending restarts.
    */
   async detach(): Promise<void> {
+    if (!this.#closing) this.#closingWhy = "kattach is stopping";
     this.#closing = true;
     clearInterval(this.#rotation);
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
@@ -1158,9 +1162,9 @@ function killPid(pid: number): void {
   } catch { /* gone */ }
 }
 
-/** The error of a start refused or cancelled because the host is shutting down. */
-function shuttingDown(name: string): UserError {
-  return new UserError(`Cannot start ${name}: the host is shutting down`, { code: "conflict" });
+/** The error of a start refused or cancelled because the host or kattach is going down. */
+function closed(name: string, why: string): UserError {
+  return new UserError(`Cannot start ${name}: ${why}`, { code: "conflict" });
 }
 
 /** `p`'s value if it settles within `ms`, else undefined (a rejection counts as null). */

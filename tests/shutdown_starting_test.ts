@@ -4,9 +4,10 @@
  * gates, not sleeps: a `qemu-system-x86_64` first on PATH that waits for a file before it execs
  * the real QEMU (spawned, its QMP not there yet), and a deploy's launch gate (`SharedPrep`) that
  * holds a start before its spawn. Three cases: the QMP attaches after the shutdown began (stopped
- * the way attached guests are), it does not attach by the deadline (killed by its pid), and the
- * start had not spawned (it does not). Each ends with no process of the instance left and the
- * instance `stopped`.
+ * the way attached guests are), it does not attach by the deadline (killed by its pid), the
+ * start had not spawned (it does not), and kattach's own stop (detach) with a start waiting for
+ * its QMP (let go of once attached, re-attached by the next kattach). Each ends with no process
+ * of the instance left and the instance `stopped`.
  */
 import assert from "node:assert/strict";
 import { startKattach } from "../kattach/boot.ts";
@@ -55,7 +56,7 @@ function exists(path: string): boolean {
 }
 
 Deno.test({
-  name: "shutdown: stopAll stops the starts in flight (QMP late, QMP never, not spawned)",
+  name: "shutdown: stopAll stops the starts in flight (QMP late, QMP never, not spawned); detach",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
@@ -96,13 +97,14 @@ Deno.test({
       Deno.env.set("PATH", `${gate}/bin:${path}`);
 
       // 1. Spawned, QMP not attached when the shutdown begins; it attaches, then is stopped
-      //    as attached guests are (ACPI power-off, then quit).
+      //    as attached guests are (ACPI power-off, then quit: a guest this young has no ACPI
+      //    handler yet, so it is the quit at the deadline, 10 s here).
       {
         const { k, sup } = await boot();
         const start = sup.start(INST).then(() => "attached", (e) => `failed: ${e.message}`);
         await until("QEMU's gate to run", () => exists(`${gate}/spawned`) || undefined);
         assert.notDeepEqual(processesOf(stateDir), []);
-        const stopping = sup.stopAll({ timeoutSeconds: 20 });
+        const stopping = sup.stopAll({ timeoutSeconds: 10 });
         assert.ok(logged(`stopping 1 guest(s): none; starting: ${INST}`), log.join("\n"));
         await Deno.writeTextFile(`${gate}/go`, "");
         assert.deepEqual(await stopping, [INST]);
@@ -141,7 +143,7 @@ Deno.test({
           "the start to be under way",
           () => k.store.getInstance(INST)?.state === "starting" || undefined,
         );
-        const stopping = sup.stopAll({ timeoutSeconds: 20 });
+        const stopping = sup.stopAll({ timeoutSeconds: 10 });
         shared.arrive("held"); // opens the gate
         assert.deepEqual(await stopping, [INST]);
         assert.equal(await start, `failed: Cannot start ${INST}: the host is shutting down`);
@@ -152,6 +154,26 @@ Deno.test({
           getRuntime(k.store, INST).lastExit,
           "start cancelled: the host is shutting down",
         );
+      }
+
+      // 4. kattach itself stops (detach) while a start waits for its QMP: it lets go of the QEMU
+      //    once attached; the next kattach re-attaches it, and its shutdown stops it.
+      {
+        const { sup } = await boot();
+        const start = sup.start(INST).then(() => "attached", (e) => `failed: ${e.message}`);
+        await until("QEMU's gate to run", () => exists(`${gate}/spawned`) || undefined);
+        const detaching = kt!.stop();
+        kt = undefined;
+        await Deno.writeTextFile(`${gate}/go`, "");
+        await detaching;
+        assert.equal(await start, "attached");
+        const left = processesOf(stateDir);
+        assert.equal(left.length, 1, "its QEMU runs on");
+        const { k, sup: again } = await boot();
+        assert.ok(logged(`re-attached ${INST} (pid ${left[0]})`), log.join("\n"));
+        assert.deepEqual(await again.stopAll({ timeoutSeconds: 10 }), [INST]);
+        assert.deepEqual(processesOf(stateDir), []);
+        assert.equal(k.store.getInstance(INST)?.state, "stopped");
       }
     } finally {
       Deno.env.set("PATH", path);
