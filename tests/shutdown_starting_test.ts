@@ -6,7 +6,8 @@
  * holds a start before its spawn. Three cases: the QMP attaches after the shutdown began (stopped
  * the way attached guests are), it does not attach by the deadline (killed by its pid), the
  * start had not spawned (it does not), and kattach's own stop (detach) with a start waiting for
- * its QMP (let go of once attached, re-attached by the next kattach). Each ends with no process
+ * its QMP (let go of once attached, re-attached by the next kattach), and `instance stop` of a
+ * starting instance (waits for the attach, not for readiness). Each ends with no process
  * of the instance left and the instance `stopped`.
  */
 import assert from "node:assert/strict";
@@ -56,7 +57,8 @@ function exists(path: string): boolean {
 }
 
 Deno.test({
-  name: "shutdown: stopAll stops the starts in flight (QMP late, QMP never, not spawned); detach",
+  name:
+    "shutdown: stopAll stops the starts in flight (QMP late, QMP never, not spawned); detach; stop",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
@@ -172,6 +174,24 @@ Deno.test({
         const { k, sup: again } = await boot();
         assert.ok(logged(`re-attached ${INST} (pid ${left[0]})`), log.join("\n"));
         assert.deepEqual(await again.stopAll({ timeoutSeconds: 10 }), [INST]);
+        assert.deepEqual(processesOf(stateDir), []);
+        assert.equal(k.store.getInstance(INST)?.state, "stopped");
+      }
+
+      // 5. `instance stop` of a starting instance (a start --wait whose QMP has not attached): the
+      //    stop waits for the attach only, not for the readiness the start waits for.
+      {
+        const { k, sup } = await boot();
+        const start = sup.start(INST, { wait: true }).then(
+          (i) => i.state,
+          (e) => `failed: ${e.message}`,
+        );
+        await until("QEMU's gate to run", () => exists(`${gate}/spawned`) || undefined);
+        const stop = sup.stop(INST, { timeoutSeconds: 1 });
+        await Deno.writeTextFile(`${gate}/go`, "");
+        assert.equal((await stop).state, "stopped");
+        assert.notEqual(await start, "running");
+        assert.ok(!logged(`${INST} is ready`), log.join("\n"));
         assert.deepEqual(processesOf(stateDir), []);
         assert.equal(k.store.getInstance(INST)?.state, "stopped");
       }
