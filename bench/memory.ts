@@ -7,15 +7,16 @@
  * idle ≤ 64 MiB, ≤ +1 MiB per running guest, for the first and the second batch; sshd ≤ 64 MiB
  * idle, ≤ +4 MiB per session; the console ≤ 64 MiB idle; growth ≤ 5 %), one `goal:` line each.
  * Every process runs from main.ts (the hosted mode); bench/kattach_idle.ts measures kattach and
- * the sshd idle as the appliance runs them (bundled). kattach runs with lib/v8_flags.ts' flags, as
- * on the appliance. Heaps come from the processes themselves (KAOS_MEMORY_LOG, every 250 ms).
- * Prints figures only. Needs QEMU and fixtures/out (not with --guests 0).
+ * the sshd idle as the appliance runs them (bundled). kattach runs with lib/v8_flags.ts' flags and
+ * lib/idle_memory.ts' KATTACH_MALLOC_ENV, as on the appliance. Heaps come from the processes
+ * themselves (KAOS_MEMORY_LOG, every 250 ms). Prints figures only. Needs QEMU and fixtures/out (not with --guests 0).
  *
  *   scripts/deno run -A bench/memory.ts [--guests N] [--sessions N] [--commands N]
  */
 import { IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import { KATTACH_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { KATTACH_MALLOC_ENV } from "../lib/idle_memory.ts";
 import { freePort, sleep, waitUntil } from "./_util.ts";
 import { killStateGuests } from "./_guests.ts";
 
@@ -156,7 +157,7 @@ try {
       ...["--state", state],
       ...["--ssh-port", String(port)],
     ],
-    env: { KAOS_MEMORY_LOG: memDir },
+    env: { KAOS_MEMORY_LOG: memDir, ...KATTACH_MALLOC_ENV }, // as the appliance's launcher
     stdin: "null",
     stdout: "null",
     stderr: Deno.env.get("KLOG") ? "inherit" : "null",

@@ -25,7 +25,12 @@ import {
 import { applyConfigChange, runModuleAction } from "./module_agent.ts";
 import { bootFirewall, stopFirewall } from "./firewall.ts";
 import { LogBook } from "./log.ts";
-import { idleMemory, onIdleMemory } from "../lib/idle_memory.ts";
+import {
+  idleMemory,
+  keepMallocEnvToSelf,
+  limitMallocArenas,
+  onIdleMemory,
+} from "../lib/idle_memory.ts";
 import { Services } from "./services.ts";
 import { applyNetwork, startNetwork } from "./network.ts";
 import { mountAllStorage } from "./storage.ts";
@@ -109,6 +114,12 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
   const book = options.logBook ??
     new LogBook({ sinks: [options.log ?? ((line: string) => console.error(`kattach: ${line}`))] });
   const log = (line: string) => book.write(line);
+  // One malloc arena (lib/idle_memory.ts: without it kattach's RSS crept up over a burst of
+  // requests in per-thread arenas): the launcher's environment set it for the whole process; a
+  // kattach started without it caps the threads that start from here on. Its children (QEMU, the
+  // services) start with glibc's defaults.
+  limitMallocArenas(1);
+  keepMallocEnvToSelf();
   // Absolute from here on: instance overlays name their module image by this path (a qcow2
   // backing file must be absolute), and the services it spawns may run elsewhere.
   const stateDir = absolutePath(options.stateDir);

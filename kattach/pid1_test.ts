@@ -1,5 +1,6 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { FRONT_END_V8_FLAGS_OPTION, KATTACH_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "../lib/mod.ts";
+import { KATTACH_MALLOC_ENV } from "../lib/idle_memory.ts";
 import {
   APPLIANCE_CONSOLE_ARGV,
   APPLIANCE_SELF_ARGV,
@@ -109,6 +110,11 @@ Deno.test("the appliance runs kattach and its services with lib/v8_flags.ts' V8 
     KATTACH_V8_FLAGS_OPTION,
     "/kaos/kaos.js",
   ]);
+  // kattach's malloc setting, which glibc reads at the start: from the launcher's environment.
+  const env = launcher.match(/char \*const env\[\] = \{([^}]*)\}/)?.[1] ?? "";
+  for (const [name, value] of Object.entries(KATTACH_MALLOC_ENV)) {
+    assertEquals(env.includes(`"${name}=${value}"`), true, `${name}=${value} in the launcher`);
+  }
   assertEquals(APPLIANCE_SELF_ARGV.filter((a) => a.startsWith("--v8-flags=")), [
     KATTACH_V8_FLAGS_OPTION,
   ]);

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import {
   type IdleClock,
   IdleScheduler,
+  limitMallocArenas,
   onIdleMemory,
   reduceMemoryNow,
   trimMalloc,
@@ -136,4 +137,10 @@ Deno.test("reduceMemoryNow: runs its hooks first, past one that throws; a remove
     offBad();
     offB();
   }
+});
+
+Deno.test("limitMallocArenas: glibc's mallopt(M_ARENA_MAX) accepts a cap; a bad cap is refused", () => {
+  assert.equal(limitMallocArenas(16), true); // glibc's own cap on 2 cores (8 per core)
+  assert.throws(() => limitMallocArenas(0), RangeError);
+  assert.throws(() => limitMallocArenas(1.5), RangeError);
 });

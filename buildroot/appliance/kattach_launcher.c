@@ -50,7 +50,10 @@ int main(int argc, char **argv) {
                         NULL};
   char *const env[] = {"HOME=/root", "PATH=/sbin:/bin:/usr/sbin:/usr/bin", "TERM=linux",
                        "DENO_DIR=/var/cache/deno", "DENO_NO_UPDATE_CHECK=1", "NO_COLOR=1",
-                       "KAOS_APPLIANCE=1", NULL};
+                       "KAOS_APPLIANCE=1",
+                       /* lib/idle_memory.ts' KATTACH_MALLOC_ENV (kattach/pid1_test.ts keeps it
+                          equal); kattach takes it out of its children's environment. */
+                       "MALLOC_ARENA_MAX=1", NULL};
   execve(args[0], args, env);
   fprintf(stderr, "kattach-launcher: cannot exec %s: %s; rebooting in 10 s\n", args[0],
           strerror(errno));
