@@ -127,14 +127,9 @@ Deno.test("valid words pass the check and go to kattach unchanged", async () => 
     ]
   ) {
     let asked = 0;
-    let err = "";
-    const code = await runOneLine(words, {
-      out: () => {},
-      err: (t) => err += t,
-      connect: () => {
-        asked++;
-        return Promise.reject(new Error("kattach reached"));
-      },
+    const { code, err } = await run(words, () => {
+      asked++;
+      return Promise.reject(new Error("kattach reached"));
     });
     assert.equal(asked, 1, words.join(" "));
     assert.equal(code, EXIT.internal);
