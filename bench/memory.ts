@@ -16,7 +16,8 @@
  */
 import { IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
-import { KATTACH_V8_FLAGS_OPTION, V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { kattachArgv } from "../lib/hosted_kattach.ts";
+import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { KATTACH_MALLOC_ENV } from "../lib/idle_memory.ts";
 import { freePort, sleep, waitUntil } from "./_util.ts";
 import { killStateGuests } from "./_guests.ts";
@@ -152,12 +153,9 @@ try {
     await bare.status;
   }
 
-  const kattach = new Deno.Command(Deno.execPath(), {
-    args: [
-      ...["run", "-A", KATTACH_V8_FLAGS_OPTION, `${ROOT}/main.ts`, "kattach", "--hosted"],
-      ...["--state", state],
-      ...["--ssh-port", String(port)],
-    ],
+  const [deno, ...kattachArgs] = kattachArgv({ state, sshPort: port });
+  const kattach = new Deno.Command(deno, {
+    args: kattachArgs,
     env: { KAOS_MEMORY_LOG: memDir, ...KATTACH_MALLOC_ENV }, // as the appliance's launcher
     stdin: "null",
     stdout: "null",
