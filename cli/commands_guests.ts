@@ -13,7 +13,7 @@ import {
   type SerialLog,
 } from "../ipc/mod.ts";
 import { attachConsole } from "./console_attach.ts";
-import { cmd, type Command, intArg, type Parsed, UsageError } from "./command.ts";
+import { cmd, type Command, intArg, UsageError } from "./command.ts";
 import { fields, machineText, table } from "./render.ts";
 
 /** One line about an instance after a lifecycle action. */
