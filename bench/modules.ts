@@ -18,6 +18,7 @@
 import { IpcClient } from "../ipc/mod.ts";
 import type { Instance } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
+import { kattachArgv } from "../lib/hosted_kattach.ts";
 import { killStateGuests } from "./_guests.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -218,18 +219,9 @@ async function sh(cmd: string, args: string[]): Promise<void> {
 }
 
 async function startKattach(state: string): Promise<Deno.ChildProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      `${ROOT}/main.ts`,
-      "kattach",
-      "--hosted",
-      "--ssh-port",
-      "0",
-      "--state",
-      state,
-    ],
+  const [deno, ...args] = kattachArgv({ state, sshPort: 0, denoOptions: [] });
+  const child = new Deno.Command(deno, {
+    args,
     stdin: "null",
     stdout: Deno.env.get("KLOG") ? "inherit" : "null",
     stderr: Deno.env.get("KLOG") ? "inherit" : "null",

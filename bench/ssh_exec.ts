@@ -9,8 +9,8 @@
  */
 import { IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
+import { kattachArgv } from "../lib/hosted_kattach.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const USAGE = "usage: bench/ssh_exec.ts [--rounds R (1-500, default 30)]";
 const cli = parseCliOrExit(Deno.args, { usage: USAGE, options: { rounds: { type: "string" } } });
 const ROUNDS = Number(cli.values.rounds ?? 30);
@@ -86,10 +86,7 @@ try {
   const state = `${dir}/state`;
   children.push(
     new Deno.Command(Deno.execPath(), {
-      args: [
-        ...["run", "-A", `${ROOT}/main.ts`, "kattach", "--hosted", "--state", state],
-        ...["--ssh-port", String(kaosPort)],
-      ],
+      args: kattachArgv({ state, sshPort: kaosPort, denoOptions: [] }).slice(1),
       stdin: "null",
       stdout: "null",
       stderr: "null",

@@ -7,18 +7,8 @@
 import assert from "node:assert/strict";
 import type { Instance } from "../ipc/mod.ts";
 import { commands, usage } from "./commands.ts";
-import { EXIT, runOneLine } from "./oneline.ts";
-
-async function run(words: string[]) {
-  let out = "";
-  let err = "";
-  const code = await runOneLine(words, {
-    out: (t) => out += t,
-    err: (t) => err += t,
-    connect: () => Promise.reject(new Error("kattach must not be asked")),
-  });
-  return { code, out, err };
-}
+import { EXIT } from "./oneline.ts";
+import { runLine as run } from "./oneline_test_util.ts";
 
 const find = (path: string) => commands.find((c) => c.path.join(" ") === path)!;
 
@@ -137,14 +127,9 @@ Deno.test("valid words pass the check and go to kattach unchanged", async () => 
     ]
   ) {
     let asked = 0;
-    let err = "";
-    const code = await runOneLine(words, {
-      out: () => {},
-      err: (t) => err += t,
-      connect: () => {
-        asked++;
-        return Promise.reject(new Error("kattach reached"));
-      },
+    const { code, err } = await run(words, () => {
+      asked++;
+      return Promise.reject(new Error("kattach reached"));
     });
     assert.equal(asked, 1, words.join(" "));
     assert.equal(code, EXIT.internal);

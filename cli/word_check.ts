@@ -66,8 +66,8 @@ export function checkParams(c: Command, p: Parsed, request: Request): void {
 /**
  * What is wrong with one answer of the menus, in the words of the one-line command, or undefined:
  * the problems the words answered so far have (`with`) that they do not have without this answer
- * (`without`: the same answers, this one left out). Words not asked yet are missing in both, so
- * their problems never count against this answer.
+ * (`without`: the same answers, this one left out). Words not asked yet are missing in both, and
+ * a parameter without a value is never this answer's problem, so theirs never count against it.
  */
 export function answerProblem(c: Command, withIt: Parsed, without: Parsed): string | undefined {
   const now = problems(c, withIt);
@@ -91,7 +91,8 @@ function problems(c: Command, p: Parsed): { key: string; text: string }[] {
     return [];
   } catch (err) {
     if (!(err instanceof WordError)) throw err;
-    return err.issues.map((i) => ({
+    // A parameter with no value comes from a word not asked yet: that word's problem, later.
+    return err.issues.filter((i) => i.value !== undefined).map((i) => ({
       key: `${i.field} ${i.value ?? ""} ${i.reason}`,
       text: i.message,
     }));
