@@ -117,7 +117,7 @@ interface ReadinessFacts {
   network: GuestNetwork;
 }
 
-/** Per-instance runtime figures for `instance stats`. */
+/** Per-instance runtime figures for `instance stats` (its NICs' counters: network.ts). */
 export interface GuestStats {
   instance: string;
   pid: number;
@@ -127,7 +127,6 @@ export interface GuestStats {
   memoryBytes: number;
   uptimeSeconds: number;
   blocks: { device: string; rdBytes: number; wrBytes: number; rdOps: number; wrOps: number }[];
-  net: null;
   guest: Awaited<ReturnType<typeof guestFigures>>;
 }
 
@@ -564,7 +563,6 @@ export class Supervisor {
         rdOps: b.stats.rdOperations,
         wrOps: b.stats.wrOperations,
       })),
-      net: null,
       guest: await guestFigures(agent),
     };
   }
