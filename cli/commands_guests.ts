@@ -3,7 +3,6 @@
  * and `qmp NAME COMMAND [JSON-ARGS]`, `qmp NAME --list`, `qmp events NAME`. They build actions; kattach's supervisor does the work.
  */
 import {
-  type ActionName,
   type GuestStats,
   type Instance,
   MAX_EVENT_WATCH_SECONDS,
@@ -14,14 +13,8 @@ import {
   type SerialLog,
 } from "../ipc/mod.ts";
 import { attachConsole } from "./console_attach.ts";
-import { type Command, intArg, type Parsed, UsageError } from "./command.ts";
+import { cmd, type Command, intArg, UsageError } from "./command.ts";
 import { fields, machineText, table } from "./render.ts";
-
-function cmd<A extends ActionName>(
-  c: Omit<Command, "build"> & { build(p: Parsed): { action: A; params: ParamsOf<A> } },
-): Command {
-  return c as Command;
-}
 
 /** One line about an instance after a lifecycle action. */
 function stateLine(i: Instance): string {

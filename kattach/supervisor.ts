@@ -68,6 +68,11 @@ export const DEFAULT_STOP_TIMEOUT_S = 30;
  * most SERIAL_LOG_MAX_BYTES plus what the guest prints in this time (docs/security.md).
  */
 const LOG_ROTATE_MS = 1000;
+/**
+ * How often a stop presses the power button again while the guest runs on: a guest still booting
+ * (attached during the host's shutdown) misses a press made before its OS listens for it.
+ */
+export const POWER_BUTTON_REPEAT_MS = 2000;
 
 type Intent = "run" | "stop" | "kill" | "detach" | "fail";
 
@@ -87,6 +92,8 @@ interface Guest {
   readiness: AbortController;
   /** The guest agent connection (docs/guest.md), made on first use and kept. */
   agent: Promise<AgentClient> | null;
+  /** How often a stop has pressed its power button (`system_powerdown`). */
+  presses: number;
   /** Settles once the end of this QEMU has been handled. */
   ended: Promise<void>;
 }
@@ -449,7 +456,9 @@ export class Supervisor {
 
   /**
    * ACPI power-off (`system_powerdown`: the power button, on q35 and on microvm through its GED
-   * device); after `timeoutSeconds` QMP `quit`; then SIGKILL.
+   * device), pressed again every {@linkcode POWER_BUTTON_REPEAT_MS} while the guest runs on (a
+   * guest still booting misses a press made before its OS listens); after `timeoutSeconds` QMP
+   * `quit`; then SIGKILL. The host's shutdown ({@linkcode stopAll}) stops each guest this way.
    */
   stop(name: string, options: { timeoutSeconds?: number } = {}): Promise<Instance> {
     return this.#locked(name, async () => {
@@ -460,17 +469,40 @@ export class Supervisor {
       guest.readiness.abort();
       this.#setState(name, "stopping");
       const timeoutMs = (options.timeoutSeconds ?? DEFAULT_STOP_TIMEOUT_S) * 1000;
+      const deadline = Date.now() + timeoutMs;
       try {
         const status = await queryStatus(guest.monitor, { timeoutMs: 5000 });
         if (!status.running) await cont(guest.monitor, { timeoutMs: 5000 });
-        await systemPowerdown(guest.monitor, { timeoutMs: 5000 });
       } catch (err) {
         this.#k.log(`supervisor: ${name}: powerdown: ${message(err)}`);
       }
-      if (!await settledWithin(guest.ended, timeoutMs)) {
+      let off = false;
+      for (;;) {
+        guest.presses++;
+        try {
+          await systemPowerdown(guest.monitor, { timeoutMs: 5000 });
+        } catch (err) {
+          // Once: a QMP that fails one press fails the next ones alike.
+          if (guest.presses === 1) this.#k.log(`supervisor: ${name}: powerdown: ${message(err)}`);
+        }
+        const left = deadline - Date.now();
+        off = await settledWithin(guest.ended, Math.max(0, Math.min(POWER_BUTTON_REPEAT_MS, left)));
+        if (off || left <= POWER_BUTTON_REPEAT_MS) break;
+        if (guest.presses === 1) {
+          this.#k.log(
+            `supervisor: ${name}: no power-off yet: pressing the power button every ${POWER_BUTTON_REPEAT_MS} ms`,
+          );
+        }
+      }
+      if (!off) {
         this.#k.log(`supervisor: ${name}: no power-off after ${timeoutMs} ms: quit`);
+        const why = guest.reason;
+        guest.reason = `${why}: no power-off within ${timeoutMs / 1000} s, ended by quit`;
         await quit(guest.monitor, { timeoutMs: 5000 }).catch(() => {});
-        if (!await settledWithin(guest.ended, 5000)) this.#signal(guest, "SIGKILL");
+        if (!await settledWithin(guest.ended, 5000)) {
+          guest.reason = `${why}: no power-off within ${timeoutMs / 1000} s, killed`;
+          this.#signal(guest, "SIGKILL");
+        }
       }
       await guest.ended;
       return this.#show(name);
@@ -721,6 +753,7 @@ export class Supervisor {
       startedAt: rt.startedAt ? Date.parse(rt.startedAt) : Date.now(),
       readiness: new AbortController(),
       agent: null,
+      presses: 0,
       ended: new Promise<void>((r) => done = r),
     };
     this.#guests.set(name, guest);
@@ -861,6 +894,11 @@ export class Supervisor {
     if (g.intent === "stop" || g.intent === "kill") {
       failure = false;
       why = g.reason;
+      if (g.intent === "stop" && reason === "guest-shutdown") {
+        why += `: the guest powered off after ${g.presses} press${
+          g.presses === 1 ? "" : "es"
+        } of its power button`;
+      }
     } else if (g.intent === "fail") {
       failure = true;
       why = g.reason;
