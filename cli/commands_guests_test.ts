@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { IpcClient } from "../ipc/client.ts";
 import { type Dispatch, serveIpc } from "../ipc/server.ts";
+import { commands } from "./commands.ts";
 import { EXIT } from "./oneline.ts";
 import { runLine } from "./oneline_test_util.ts";
 
@@ -71,4 +72,41 @@ Deno.test("instance console: no --json offered; given, a usage error before katt
       "Usage: instance console NAME\n",
   );
   assert.equal(json.out, "");
+});
+
+Deno.test("instance stats: each NIC's traffic as the guest sees it; a user-mode NIC not counted", () => {
+  const stats = commands.find((c) => c.path.join(" ") === "instance stats")!;
+  const text = stats.render({
+    instance: "web-1",
+    pid: 42,
+    status: "running",
+    cpuSeconds: 1.5,
+    rssBytes: 1 << 20,
+    memoryBytes: 256 << 20,
+    uptimeSeconds: 3,
+    blocks: [],
+    net: [
+      {
+        index: 0,
+        vlan: 10,
+        mode: "tap",
+        tap: "kt0a4b53000001",
+        counters: { rxBytes: 5000, rxPackets: 40, txBytes: 1000, txPackets: 10 },
+        why: null,
+      },
+      {
+        index: 1,
+        vlan: null,
+        mode: "user",
+        tap: null,
+        counters: null,
+        why: "not counted (user-mode network)",
+      },
+    ],
+    guest: null,
+  });
+  assert.match(text, /^Network \(as the guest sees it\):\n {2}NIC +VLAN +TAP +RECEIVED +PACKETS/m);
+  assert.match(text, /^ {2}net0 +10 +kt0a4b53000001 +4\.9 KiB +40 +1000 B +10$/m);
+  assert.match(text, /^ {2}net1: not counted \(user-mode network\)$/m);
+  assert.doesNotMatch(text, /net1 .*\b0\b/);
 });

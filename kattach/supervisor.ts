@@ -124,7 +124,7 @@ interface ReadinessFacts {
   network: GuestNetwork;
 }
 
-/** Per-instance runtime figures for `instance stats`. */
+/** Per-instance runtime figures for `instance stats` (its NICs' counters: network.ts). */
 export interface GuestStats {
   instance: string;
   pid: number;
@@ -134,7 +134,6 @@ export interface GuestStats {
   memoryBytes: number;
   uptimeSeconds: number;
   blocks: { device: string; rdBytes: number; wrBytes: number; rdOps: number; wrOps: number }[];
-  net: null;
   guest: Awaited<ReturnType<typeof guestFigures>>;
 }
 
@@ -629,7 +628,6 @@ export class Supervisor {
         rdOps: b.stats.rdOperations,
         wrOps: b.stats.wrOperations,
       })),
-      net: null,
       guest: await guestFigures(agent),
     };
   }
