@@ -268,6 +268,16 @@ Deno.test({
         await Deno.readTextFile(`${k.stateDir}/modules/web/manifest.json`),
       );
       assert.equal(manifest.version, "1.1.0");
+      // The file records are the new release's, in place of the old ones (none left over).
+      const updated = await k.json<Module>("module", "show", "web");
+      assert.deepEqual(
+        updated.files.map((f) => f.part).sort(),
+        web.files.map((f) => f.part).sort(),
+      );
+      assert.equal(
+        updated.files.find((f) => f.part === "image")!.sha256,
+        sha(community2.index, "web", "image"),
+      );
       await assertState(k, ["vkaos", "web"]);
 
       // Rollback protection: the old index (serial 1) is refused once serial 2 was seen.
