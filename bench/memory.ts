@@ -22,7 +22,7 @@ import { parseCliOrExit } from "../lib/cli_args.ts";
 import { kattachArgv } from "../lib/hosted_kattach.ts";
 import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { IDLE_QUIET_MS, KATTACH_MALLOC_ENV } from "../lib/idle_memory.ts";
-import { freePort, sleep, waitUntil } from "./_util.ts";
+import { connectKattach, freePort, listening, sleep, waitUntil } from "./_util.ts";
 import { killStateGuests } from "./_guests.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -202,22 +202,8 @@ try {
     stderr: Deno.env.get("KLOG") ? "inherit" : "null",
   }).spawn();
   children.push(kattach);
-  await waitUntil("kattach's IPC", 120_000, async () => {
-    try {
-      (await IpcClient.connect(`${state}/run`)).close();
-      return true;
-    } catch {
-      return false;
-    }
-  });
-  await waitUntil("the sshd", 60_000, async () => {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  (await connectKattach(state, 120_000)).close();
+  await waitUntil("the sshd", 60_000, () => listening(port));
   // The console: the login and menus on a terminal (script(1) gives it a pty), waiting for a key
   // as kattach runs it (--wait-key: the login and menus load at the first key).
   const consoleProc = new Deno.Command("script", {

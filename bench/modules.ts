@@ -20,6 +20,7 @@ import type { Instance } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import { kattachArgv } from "../lib/hosted_kattach.ts";
 import { killStateGuests } from "./_guests.ts";
+import { connectKattach } from "./_util.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const USAGE =
@@ -226,16 +227,8 @@ async function startKattach(state: string): Promise<Deno.ChildProcess> {
     stdout: Deno.env.get("KLOG") ? "inherit" : "null",
     stderr: Deno.env.get("KLOG") ? "inherit" : "null",
   }).spawn();
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      (await IpcClient.connect(`${state}/run`)).close();
-      return child;
-    } catch {
-      if (Date.now() > deadline) throw new Error("kattach did not start within 30 s");
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  (await connectKattach(state, 30_000)).close();
+  return child;
 }
 
 await sh(`${ROOT}/fixtures/build-modules`, []);

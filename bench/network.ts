@@ -41,6 +41,7 @@ import {
   syntheticFirewall,
 } from "../netmgr/mod.ts";
 import { killStateGuests } from "./_guests.ts";
+import { connectKattach } from "./_util.ts";
 
 const usage =
   "usage: scripts/deno run -A bench/network.ts [--runs N] [--only firewall|links|deploy]   (as root)";
@@ -365,16 +366,8 @@ async function startBridgedKattach(ns: string, state: string): Promise<Deno.Chil
     stdout: Deno.env.get("KLOG") ? "inherit" : "null",
     stderr: Deno.env.get("KLOG") ? "inherit" : "null",
   }).spawn();
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      (await IpcClient.connect(`${state}/run`)).close();
-      return child;
-    } catch {
-      if (Date.now() > deadline) throw new Error("waited 60 s for kattach's IPC socket in vain");
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  (await connectKattach(state, 60_000)).close();
+  return child;
 }
 
 async function deployFigures(): Promise<void> {

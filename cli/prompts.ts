@@ -488,12 +488,14 @@ export async function promptCommand(p: Prompter, command: Command): Promise<stri
     if (arg.rest) {
       const words = await checked(p, command, given, () => promptRest(p, command, arg, chosen), {
         put: (v, into) => into.rest = v,
+        mentions: (v) => [arg.name, ...v],
       });
       positional.push(...words);
       continue;
     }
     const value = await checked(p, command, given, () => promptArg(p, command, arg), {
       put: (v, into) => into.args[arg.name] = v,
+      mentions: (v) => [arg.name, v],
       skip: (v) => v === "" && arg.optional === true,
     });
     if (value === "" && arg.optional) break; // later positionals cannot follow a missing one
@@ -508,6 +510,7 @@ export async function promptCommand(p: Prompter, command: Command): Promise<stri
       put: (v, into) => {
         if (v !== undefined) into.flags[flag.name] = v;
       },
+      mentions: (v) => [`--${flag.name}`, typeof v === "string" ? v : ""],
       missing: (v) =>
         v === undefined && flag.required ? `--${flag.name} is required: ${flag.help}` : undefined,
     });
@@ -532,6 +535,8 @@ async function checked<T>(
   ask: () => Promise<T>,
   how: {
     put: (value: T, into: Parsed) => void;
+    /** What a UsageError about this answer names: its word, its value. */
+    mentions: (value: T) => string[];
     skip?: (value: T) => boolean;
     missing?: (value: T) => string | undefined;
   },
@@ -539,11 +544,11 @@ async function checked<T>(
   for (;;) {
     const value = await ask();
     if (how.skip?.(value)) return value;
-    const why = how.missing?.(value) ?? answerProblem(
-      command,
-      withPlaceholders(command, given, (into) => how.put(value, into)),
-      withPlaceholders(command, given, () => {}),
-    );
+    const why = how.missing?.(value) ?? answerProblem(command, {
+      withIt: withPlaceholders(command, given, (into) => how.put(value, into)),
+      without: withPlaceholders(command, given, () => {}),
+      mentions: how.mentions(value),
+    });
     if (why === undefined) {
       how.put(value, given);
       return value;

@@ -68,22 +68,40 @@ export function checkParams(c: Command, p: Parsed, request: Request): void {
  * the problems the words answered so far have (`with`) that they do not have without this answer
  * (`without`: the same answers, this one left out). Words not asked yet are missing in both, and
  * a parameter without a value is never this answer's problem, so theirs never count against it.
+ * A command's own UsageError counts only when it names the answer (`mentions`: its value or its
+ * word, e.g. `--pool`): with this answer the build may get further and stop at a later word.
  */
-export function answerProblem(c: Command, withIt: Parsed, without: Parsed): string | undefined {
-  const now = problems(c, withIt);
+export function answerProblem(
+  c: Command,
+  answer: { withIt: Parsed; without: Parsed; mentions: string[] },
+): string | undefined {
+  const now = problems(c, answer.withIt);
   if (now.length === 0) return undefined;
-  const before = new Set(problems(c, without).map((x) => x.key));
-  const own = now.filter((x) => !before.has(x.key));
+  const before = new Set(problems(c, answer.without).map((x) => x.key));
+  const named = (text: string) => answer.mentions.some((m) => m !== "" && mentionsWord(text, m));
+  const own = now.filter((x) => !before.has(x.key) && (!x.usage || named(x.text)));
   return own.length > 0 ? own.map((x) => x.text).join("; ") : undefined;
 }
 
+/** True when `text` holds `word` whole (`5` is not in `256`, `ID` is not in `VIDEO`). */
+function mentionsWord(text: string, word: string): boolean {
+  for (let at = text.indexOf(word); at !== -1; at = text.indexOf(word, at + 1)) {
+    const before = text[at - 1] ?? " ";
+    const after = text[at + word.length] ?? " ";
+    if (!/[\w.-]/.test(before) && !/[\w.-]/.test(after)) return true;
+  }
+  return false;
+}
+
 /** The problems of a command's words: UsageErrors of its build, issues of its parameters. */
-function problems(c: Command, p: Parsed): { key: string; text: string }[] {
+function problems(c: Command, p: Parsed): { key: string; text: string; usage?: true }[] {
   let request: Request;
   try {
     request = c.build(p);
   } catch (err) {
-    if (err instanceof UsageError) return [{ key: `usage ${err.message}`, text: err.message }];
+    if (err instanceof UsageError) {
+      return [{ key: `usage ${err.message}`, text: err.message, usage: true }];
+    }
     return []; // e.g. a word not asked yet that the build reads: nothing to tell about this one
   }
   try {

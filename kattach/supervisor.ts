@@ -303,12 +303,45 @@ export class Supervisor {
     for (const inst of all) {
       if (!inst.autostart || this.#guests.has(inst.name) || this.#timers.has(inst.name)) continue;
       this.#k.log(`supervisor: autostart ${inst.name}`);
-      this.#spawnBackground(
-        this.start(inst.name).catch((err) =>
-          this.#k.log(`supervisor: autostart ${inst.name} failed: ${message(err)}`)
-        ),
-      );
+      this.#autostart(inst.name);
     }
+  }
+
+  /**
+   * Starts an autostart instance; a start that fails is tried again with the restart back-off
+   * (1 s, 2 s … 30 s), as a crash is, unless its restart policy is `never`, it is no longer set to
+   * autostart, or the operator or the host acted meanwhile (a start, a stop, a delete, the
+   * shutdown cancel the retry: {@linkcode launch}, {@linkcode stop}, {@linkcode forget}).
+   */
+  #autostart(name: string): void {
+    this.#spawnBackground(
+      this.start(name).catch(async (err) => {
+        const inst = resolveInstanceSafe(this.#k, name);
+        const retry = !this.#closing && inst?.autostart === true && inst.state === "failed" &&
+          inst.restartPolicy !== "never" && !this.#guests.has(name) && !this.#timers.has(name);
+        if (!retry) {
+          this.#k.log(`supervisor: autostart ${name} failed: ${message(err)}`);
+          return;
+        }
+        const delay = this.#backoff.next(name, null);
+        const lastExit = getRuntime(this.#k.store, name).lastExit;
+        await this.#commit(() =>
+          patchRuntime(this.#k.store, name, {
+            lastExit: `${lastExit}; autostart again in ${delay / 1000} s`,
+          }), { durable: false });
+        this.#k.log(`supervisor: autostart ${name} failed: ${message(err)}; again in ${delay} ms`);
+        this.#timers.set(
+          name,
+          setTimeout(() => {
+            this.#timers.delete(name);
+            if (this.#closing || !resolveInstanceSafe(this.#k, name)?.autostart) return;
+            this.#k.log(`supervisor: autostart ${name} (again)`);
+            this.#autostart(name);
+          }, delay),
+        );
+      }),
+      `the autostart of ${name}`,
+    );
   }
 
   /** Starts an instance's QEMU; with `wait`, also waits until it is ready (or failed). */
