@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { startKattach } from "../kattach/boot.ts";
 import type { RunningKattach } from "../kattach/boot.ts";
 import { getRuntime, setInstancePolicy } from "../kattach/store_instances.ts";
-import { buildFixtures, killGuests, REPO_ROOT, TestKattach } from "./_harness.ts";
+import { buildFixtures, killGuests, qemuGate, REPO_ROOT, TestKattach } from "./_harness.ts";
 import { pathExists, waitFor } from "./_util.ts";
 
 const OUT = `${REPO_ROOT}/fixtures/out`;
@@ -26,16 +26,10 @@ Deno.test({
     await buildFixtures();
     const setup = await TestKattach.start();
     const stateDir = setup.stateDir;
-    const gate = await Deno.makeTempDir({ prefix: "kaos-autostart-gate-" });
-    const path = Deno.env.get("PATH") ?? "/usr/bin:/bin";
-    const realQemu = path.split(":").map((d) => `${d}/qemu-system-x86_64`).find(pathExists);
-    assert.ok(realQemu, "qemu-system-x86_64 is on PATH");
-    // QEMU runs as kaos-qemu when the test is root: the gate is open to it.
-    await Deno.chmod(gate, 0o777);
-    await Deno.mkdir(`${gate}/bin`, { mode: 0o755 });
-    await Deno.writeTextFile(
-      `${gate}/bin/qemu-system-x86_64`,
-      `#!/bin/sh
+    const { dir: gate, path } = await qemuGate(
+      "kaos-autostart-gate-",
+      (gate, realQemu) =>
+        `#!/bin/sh
 if [ -e ${gate}/refuse ] || [ ! -e ${gate}/refused ]; then
   : > ${gate}/refused
   echo "${REFUSAL}" >&2
@@ -43,9 +37,7 @@ if [ -e ${gate}/refuse ] || [ ! -e ${gate}/refused ]; then
 fi
 exec ${realQemu} "$@"
 `,
-      { mode: 0o755 },
     );
-    await Deno.chmod(`${gate}/bin/qemu-system-x86_64`, 0o755);
     let kt: RunningKattach | undefined;
     const log: string[] = [];
     const logged = (part: string) => log.some((l) => l.includes(part));

@@ -17,7 +17,7 @@ import type { RunningKattach } from "../kattach/boot.ts";
 import { SharedPrep } from "../kattach/instance_runtime.ts";
 import { getRuntime } from "../kattach/store_instances.ts";
 import { supervisorOf } from "../kattach/supervisor.ts";
-import { buildFixtures, killGuests, REPO_ROOT, TestKattach } from "./_harness.ts";
+import { buildFixtures, killGuests, qemuGate, REPO_ROOT, TestKattach } from "./_harness.ts";
 import { pathExists, waitFor } from "./_util.ts";
 
 const OUT = `${REPO_ROOT}/fixtures/out`;
@@ -53,19 +53,11 @@ Deno.test({
     await buildFixtures();
     const setup = await TestKattach.start();
     const stateDir = setup.stateDir;
-    const gate = await Deno.makeTempDir({ prefix: "kaos-shutdown-gate-" });
-    const path = Deno.env.get("PATH") ?? "/usr/bin:/bin";
-    const realQemu = path.split(":").map((d) => `${d}/qemu-system-x86_64`).find(pathExists);
-    assert.ok(realQemu, "qemu-system-x86_64 is on PATH");
-    // QEMU runs as kaos-qemu when the test is root: the gate is open to it.
-    await Deno.chmod(gate, 0o777);
-    await Deno.mkdir(`${gate}/bin`, { mode: 0o755 });
-    await Deno.writeTextFile(
-      `${gate}/bin/qemu-system-x86_64`,
-      `#!/bin/sh\n: > ${gate}/spawned\nwhile [ ! -e ${gate}/go ]; do sleep 0.05; done\nexec ${realQemu} "$@"\n`,
-      { mode: 0o755 },
+    const { dir: gate, path } = await qemuGate(
+      "kaos-shutdown-gate-",
+      (gate, realQemu) =>
+        `#!/bin/sh\n: > ${gate}/spawned\nwhile [ ! -e ${gate}/go ]; do sleep 0.05; done\nexec ${realQemu} "$@"\n`,
     );
-    await Deno.chmod(`${gate}/bin/qemu-system-x86_64`, 0o755);
     let kt: RunningKattach | undefined;
     const log: string[] = [];
     const boot = async () => {
