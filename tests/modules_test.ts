@@ -7,7 +7,9 @@
  * same on a q35 machine (virtio-serial-pci).
  * Then the catalogue (modules/): scripts/build-queue signs a queue served on loopback; nginx,
  * Redis and PostgreSQL are installed from it, deployed one instance each, reached from the host
- * through their forwarded ports (HTTP, redis-cli, psql), reloaded and asked for their figures.
+ * through their forwarded ports (HTTP, redis-cli, psql), reloaded and asked for their figures;
+ * PostgreSQL's database (on its data disk) survives restarts, a power cut and a `module update` to
+ * an image built again (another template cluster).
  */
 import assert from "node:assert/strict";
 import type { ConfigApplyOutcome, GuestStats, Instance, ModuleRunResult } from "../ipc/mod.ts";
