@@ -1,4 +1,5 @@
 /** Small waits and ports the benches share (they run outside the test harness). */
+import { IpcClient } from "../ipc/mod.ts";
 
 /** Resolves after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
@@ -24,4 +25,27 @@ export function freePort(): number {
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
   return port;
+}
+
+/** True when something accepts TCP connections on 127.0.0.1:`port`. */
+export async function listening(port: number): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Connects to the IPC socket of the kattach whose state directory is `state`, trying every
+ * 100 ms for at most `ms` (a kattach just started opens it once ready).
+ */
+export async function connectKattach(state: string, ms: number): Promise<IpcClient> {
+  let client: IpcClient | undefined;
+  await waitUntil(`kattach's IPC socket (${state}/run)`, ms, async () => {
+    client = await IpcClient.connect(`${state}/run`).catch(() => undefined);
+    return client !== undefined;
+  });
+  return client!;
 }

@@ -51,6 +51,7 @@ import { hostTscKhz, spawnDetached } from "../host/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import { IpcClient } from "../ipc/mod.ts";
 import type { DeployedInstance, Instance } from "../ipc/mod.ts";
+import { kattachArgv } from "../lib/hosted_kattach.ts";
 import { readUstar } from "../lib/ustar.ts";
 import {
   type GuestConfig,
@@ -394,17 +395,13 @@ async function bare(
 }
 
 async function startKattach(state: string): Promise<Deno.ChildProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      ...(Deno.env.get("KPROF") ? ["--cpu-prof", `--cpu-prof-dir=${Deno.env.get("KPROF")}`] : []),
-      `${ROOT}/main.ts`,
-      "kattach",
-      "--hosted",
-      "--state",
-      state,
-    ],
+  const kprof = Deno.env.get("KPROF");
+  const [deno, ...args] = kattachArgv({
+    state,
+    denoOptions: kprof ? ["--cpu-prof", `--cpu-prof-dir=${kprof}`] : [],
+  });
+  const child = new Deno.Command(deno, {
+    args,
     stdin: "null",
     stdout: Deno.env.get("KLOG") ? "inherit" : "null",
     stderr: Deno.env.get("KLOG") ? "inherit" : "null",

@@ -26,7 +26,7 @@
  */
 import { realNetlink, realNft } from "../host/mod.ts";
 import { type DeployedInstance, IpcClient } from "../ipc/mod.ts";
-import { KATTACH_V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { kattachArgv } from "../lib/hosted_kattach.ts";
 import { applyFirewall, bootFirewall, rollbackFirewall } from "../kattach/firewall.ts";
 import type { Kattach } from "../kattach/actions/_types.ts";
 import { applyNetwork, networkConfig, readHostState, startNetwork } from "../kattach/network.ts";
@@ -41,6 +41,7 @@ import {
   syntheticFirewall,
 } from "../netmgr/mod.ts";
 import { killStateGuests } from "./_guests.ts";
+import { connectKattach } from "./_util.ts";
 
 const usage =
   "usage: scripts/deno run -A bench/network.ts [--runs N] [--only firewall|links|deploy]   (as root)";
@@ -360,25 +361,13 @@ const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 /** Starts a hosted kattach, bridged, inside namespace `ns`; resolves once its IPC answers. */
 async function startBridgedKattach(ns: string, state: string): Promise<Deno.ChildProcess> {
   const child = new Deno.Command("ip", {
-    args: [
-      ...["netns", "exec", ns, Deno.execPath(), "run", "-A", KATTACH_V8_FLAGS_OPTION],
-      `${ROOT}/main.ts`,
-      ...["kattach", "--hosted", "--network", "bridged", "--ssh-port", "0", "--state", state],
-    ],
+    args: ["netns", "exec", ns, ...kattachArgv({ state, sshPort: 0, network: "bridged" })],
     stdin: "null",
     stdout: Deno.env.get("KLOG") ? "inherit" : "null",
     stderr: Deno.env.get("KLOG") ? "inherit" : "null",
   }).spawn();
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      (await IpcClient.connect(`${state}/run`)).close();
-      return child;
-    } catch {
-      if (Date.now() > deadline) throw new Error("waited 60 s for kattach's IPC socket in vain");
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  (await connectKattach(state, 60_000)).close();
+  return child;
 }
 
 async function deployFigures(): Promise<void> {

@@ -7,10 +7,10 @@
  *
  *   scripts/deno run -A bench/ssh_exec.ts [--rounds R]
  */
-import { IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
+import { kattachArgv } from "../lib/hosted_kattach.ts";
+import { connectKattach, freePort, listening, waitUntil } from "./_util.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const USAGE = "usage: bench/ssh_exec.ts [--rounds R (1-500, default 30)]";
 const cli = parseCliOrExit(Deno.args, { usage: USAGE, options: { rounds: { type: "string" } } });
 const ROUNDS = Number(cli.values.rounds ?? 30);
@@ -37,34 +37,6 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function waitUntil(what: string, ms: number, ok: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!await ok()) {
-    if (Date.now() > deadline) throw new Error(`waited ${ms / 1000} s for ${what}`);
-    await sleep(100);
-  }
-}
-
-async function listening(port: number): Promise<boolean> {
-  try {
-    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function run(cmd: string, args: string[]): Promise<string> {
   const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
   if (!out.success) {
@@ -86,24 +58,13 @@ try {
   const state = `${dir}/state`;
   children.push(
     new Deno.Command(Deno.execPath(), {
-      args: [
-        ...["run", "-A", `${ROOT}/main.ts`, "kattach", "--hosted", "--state", state],
-        ...["--ssh-port", String(kaosPort)],
-      ],
+      args: kattachArgv({ state, sshPort: kaosPort, denoOptions: [] }).slice(1),
       stdin: "null",
       stdout: "null",
       stderr: "null",
     }).spawn(),
   );
-  await waitUntil("kattach's IPC", 120_000, async () => {
-    try {
-      (await IpcClient.connect(`${state}/run`)).close();
-      return true;
-    } catch {
-      return false;
-    }
-  });
-  const c = await IpcClient.connect(`${state}/run`);
+  const c = await connectKattach(state, 120_000);
   await c.call("auth.keys.add", { key: pub });
   c.close();
   await waitUntil("KaOS' sshd", 60_000, () => listening(kaosPort));

@@ -14,7 +14,8 @@
  */
 import { IpcClient } from "../ipc/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
-import { FRONT_END_V8_FLAGS_OPTION, KATTACH_V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { kattachArgv } from "../lib/hosted_kattach.ts";
+import { FRONT_END_V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { freePort, sleep, waitUntil } from "./_util.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -165,19 +166,7 @@ try {
   // Growth over one-line commands, behind a hosted kattach.
   const mem = `${dir}/mem`;
   await Deno.mkdir(mem);
-  const kattach = start(
-    [
-      Deno.execPath(),
-      "run",
-      "-A",
-      KATTACH_V8_FLAGS_OPTION,
-      `${ROOT}/main.ts`,
-      "kattach",
-      "--hosted",
-    ]
-      .concat(["--state", state]),
-    { KAOS_SSH_PORT: "0" }, // no sshd of its own
-  );
+  const kattach = start(kattachArgv({ state, sshPort: 0 })); // no sshd of its own
   running.push(kattach);
   let c: IpcClient | undefined;
   await waitUntil("kattach's IPC", 120_000, async () => {

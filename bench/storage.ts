@@ -7,6 +7,7 @@
  *   scripts/deno run -A bench/storage.ts [--runs N] [--size-mib N]
  */
 import { parseCliOrExit } from "../lib/cli_args.ts";
+import { kattachArgv } from "../lib/hosted_kattach.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -51,8 +52,8 @@ const aq = (...args: string[]) =>
 let kattach: Deno.ChildProcess | undefined;
 try {
   kattach = new Deno.Command(deno, {
-    args: ["run", "-A", `${ROOT}/main.ts`, "kattach", "--hosted", "--ssh-port", "0"]
-      .concat(["--state", state, "--storage-disks", loop]),
+    args: kattachArgv({ state, sshPort: 0, args: ["--storage-disks", loop], denoOptions: [] })
+      .slice(1),
     stdin: "null",
     stdout: "null",
     stderr: "null",

@@ -4,25 +4,17 @@
  * installed module declares in climod.aq, looked up over IPC.
  */
 import type {
-  ActionName,
   AppQueueInfo,
   AvailableRelease,
   IpcClient,
   Module,
   ModuleCommandInfo,
   ModuleRunResult,
-  ParamsOf,
   SubscriptionInfo,
   UpdateResult,
 } from "../ipc/mod.ts";
-import { type Command, type Parsed, UsageError } from "./command.ts";
+import { cmd, type Command, type Parsed, UsageError } from "./command.ts";
 import { fields, table } from "./render.ts";
-
-function cmd<A extends ActionName>(
-  c: Omit<Command, "build"> & { build(p: Parsed): { action: A; params: ParamsOf<A> } },
-): Command {
-  return c as Command;
-}
 
 /** `--allow-new-publisher`: accept a module signed by another key than the one it is bound to. */
 export const ALLOW_NEW_PUBLISHER = {

@@ -3,16 +3,10 @@
  * `system password` (interactive only: a password never travels on a command line),
  * `system shutdown` and `system reboot`.
  */
-import type { ActionName, ParamsOf, PowerResult, SshKeyInfo } from "../ipc/mod.ts";
-import type { Command, Parsed } from "./command.ts";
-import { UsageError } from "./command.ts";
+import type { PowerResult, SshKeyInfo } from "../ipc/mod.ts";
+import type { Command } from "./command.ts";
+import { cmd, UsageError } from "./command.ts";
 import { fields, table } from "./render.ts";
-
-function cmd<A extends ActionName>(
-  c: Omit<Command, "build"> & { build(p: Parsed): { action: A; params: ParamsOf<A> } },
-): Command {
-  return c as Command;
-}
 
 function renderKey(k: SshKeyInfo): string {
   return fields([

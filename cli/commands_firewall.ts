@@ -2,24 +2,16 @@
  * One-line commands of the firewall: `firewall mgmt|forward|rule …`, `firewall show|status|confirm`.
  */
 import type {
-  ActionName,
   FirewallApplied,
   FirewallGeneration,
   FirewallStatus,
   MgmtSource,
-  ParamsOf,
   PublishedPort,
   UserRule,
 } from "../ipc/mod.ts";
 import type { Command, Parsed } from "./command.ts";
-import { intArg, PAGE_FLAGS, pageParams, UsageError } from "./command.ts";
+import { cmd, intArg, PAGE_FLAGS, pageParams, UsageError } from "./command.ts";
 import { fields, table } from "./render.ts";
-
-function cmd<A extends ActionName>(
-  c: Omit<Command, "build"> & { build(p: Parsed): { action: A; params: ParamsOf<A> } },
-): Command {
-  return c as Command;
-}
 
 const str = (v: string | boolean | undefined) => (typeof v === "string" ? v : undefined);
 

@@ -3,7 +3,6 @@
  * and `qmp NAME COMMAND [JSON-ARGS]`, `qmp NAME --list`, `qmp events NAME`. They build actions; kattach's supervisor does the work.
  */
 import {
-  type ActionName,
   type GuestStats,
   type Instance,
   MAX_EVENT_WATCH_SECONDS,
@@ -14,14 +13,8 @@ import {
   type SerialLog,
 } from "../ipc/mod.ts";
 import { attachConsole } from "./console_attach.ts";
-import { type Command, intArg, type Parsed, UsageError } from "./command.ts";
+import { cmd, type Command, intArg, UsageError } from "./command.ts";
 import { fields, machineText, table } from "./render.ts";
-
-function cmd<A extends ActionName>(
-  c: Omit<Command, "build"> & { build(p: Parsed): { action: A; params: ParamsOf<A> } },
-): Command {
-  return c as Command;
-}
 
 /** One line about an instance after a lifecycle action. */
 function stateLine(i: Instance): string {
@@ -208,8 +201,7 @@ export const guestCommands: Command[] = [
         ["CPU time", s.cpuSeconds === null ? "-" : `${s.cpuSeconds.toFixed(2)} s`],
         ["QEMU RSS", bytes(s.rssBytes)],
         ["Guest memory", bytes(s.memoryBytes)],
-        ["Network", "no counters (QEMU keeps none; a VLAN NIC's tap counters are not read)"],
-      ]) + "Block devices:\n" +
+      ]) + renderNicCounters(s.net) + "Block devices:\n" +
         table(
           ["DEVICE", "READ", "READS", "WRITTEN", "WRITES"],
           s.blocks.map((b) => [b.device, bytes(b.rdBytes), b.rdOps, bytes(b.wrBytes), b.wrOps]),
@@ -308,6 +300,33 @@ function bounded(value: string, what: string, max: number): number {
   const n = intArg(value, what);
   if (n < 1 || n > max) throw new UsageError(`${what} runs from 1 to ${max}, not ${n}`);
   return n;
+}
+
+/**
+ * Each NIC's traffic under `instance stats`, as the guest sees it (a tap's counters turned
+ * round); a NIC without counters says why (user-mode networking) instead of showing 0.
+ */
+function renderNicCounters(net: GuestStats["net"]): string {
+  if (net.length === 0) return "Network: no NICs\n";
+  const counted = net.filter((n) => n.counters);
+  const rows = counted.map((n) => {
+    const c = n.counters!;
+    return [
+      `net${n.index}`,
+      n.vlan ?? "-",
+      n.tap ?? "-",
+      bytes(c.rxBytes),
+      c.rxPackets,
+      bytes(c.txBytes),
+      c.txPackets,
+    ];
+  });
+  const headers = ["NIC", "VLAN", "TAP", "RECEIVED", "PACKETS", "SENT", "PACKETS"];
+  return "Network (as the guest sees it):\n" +
+    (rows.length > 0 ? table(headers, rows) : "").replace(/^(?=.)/gm, "  ") +
+    net.filter((n) => !n.counters).map((n) =>
+      `  net${n.index}${n.vlan === null ? "" : ` (VLAN ${n.vlan})`}: ${n.why ?? "not counted"}\n`
+    ).join("");
 }
 
 /** The guest agent's figures under `instance stats` (load, memory, filesystems). */

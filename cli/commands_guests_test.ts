@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import { IpcClient } from "../ipc/client.ts";
 import { type Dispatch, serveIpc } from "../ipc/server.ts";
-import { EXIT, runOneLine } from "./oneline.ts";
+import { commands } from "./commands.ts";
+import { EXIT } from "./oneline.ts";
+import { runLine } from "./oneline_test_util.ts";
 
 const base = {
   name: "web-1",
@@ -28,16 +30,7 @@ Deno.test("instance start|restart --wait: exit 1 and the reason when not ready",
     return Promise.resolve(answer);
   };
   const server = await serveIpc({ runDir: `${dir}/run`, dispatch, log: () => {} });
-  const run = async (words: string[]) => {
-    let out = "";
-    let err = "";
-    const code = await runOneLine(words, {
-      out: (t) => out += t,
-      err: (t) => err += t,
-      connect: () => IpcClient.connect(`${dir}/run`),
-    });
-    return { code, out, err };
-  };
+  const run = (words: string[]) => runLine(words, () => IpcClient.connect(`${dir}/run`));
   try {
     const lastExit = "not ready: web: not ready after 120000 ms; restarting in 1 s (on-failure)";
     answer = { ...base, state: "starting", lastExit };
@@ -65,23 +58,13 @@ Deno.test("instance start|restart --wait: exit 1 and the reason when not ready",
 });
 
 Deno.test("instance console: no --json offered; given, a usage error before kattach is asked", async () => {
-  const run = async (words: string[]) => {
-    let out = "";
-    let err = "";
-    const code = await runOneLine(words, {
-      out: (t) => out += t,
-      err: (t) => err += t,
-      connect: () => Promise.reject(new Error("kattach must not be asked")),
-    });
-    return { code, out, err };
-  };
-  const help = await run(["instance", "console", "--help"]);
+  const help = await runLine(["instance", "console", "--help"]);
   assert.equal(help.code, EXIT.ok);
   assert.match(help.out, /^ {2}instance console NAME$/m);
   assert.doesNotMatch(help.out, /--json/);
-  const stats = await run(["instance", "stats", "--help"]);
+  const stats = await runLine(["instance", "stats", "--help"]);
   assert.match(stats.out, /^ {2}instance stats NAME \[--json\]$/m); // one that has JSON keeps it
-  const json = await run(["instance", "console", "web-1", "--json"]);
+  const json = await runLine(["instance", "console", "web-1", "--json"]);
   assert.equal(json.code, EXIT.usage);
   assert.equal(
     json.err,
@@ -89,4 +72,41 @@ Deno.test("instance console: no --json offered; given, a usage error before katt
       "Usage: instance console NAME\n",
   );
   assert.equal(json.out, "");
+});
+
+Deno.test("instance stats: each NIC's traffic as the guest sees it; a user-mode NIC not counted", () => {
+  const stats = commands.find((c) => c.path.join(" ") === "instance stats")!;
+  const text = stats.render({
+    instance: "web-1",
+    pid: 42,
+    status: "running",
+    cpuSeconds: 1.5,
+    rssBytes: 1 << 20,
+    memoryBytes: 256 << 20,
+    uptimeSeconds: 3,
+    blocks: [],
+    net: [
+      {
+        index: 0,
+        vlan: 10,
+        mode: "tap",
+        tap: "kt0a4b53000001",
+        counters: { rxBytes: 5000, rxPackets: 40, txBytes: 1000, txPackets: 10 },
+        why: null,
+      },
+      {
+        index: 1,
+        vlan: null,
+        mode: "user",
+        tap: null,
+        counters: null,
+        why: "not counted (user-mode network)",
+      },
+    ],
+    guest: null,
+  });
+  assert.match(text, /^Network \(as the guest sees it\):\n {2}NIC +VLAN +TAP +RECEIVED +PACKETS/m);
+  assert.match(text, /^ {2}net0 +10 +kt0a4b53000001 +4\.9 KiB +40 +1000 B +10$/m);
+  assert.match(text, /^ {2}net1: not counted \(user-mode network\)$/m);
+  assert.doesNotMatch(text, /net1 .*\b0\b/);
 });

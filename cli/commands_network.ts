@@ -2,22 +2,9 @@
  * One-line commands of host networking: `vlan route add|del|list` and `network set`. They build
  * actions; kattach changes the store and reconciles the host's links.
  */
-import type {
-  ActionName,
-  NetworkApplyResult,
-  NetworkSettings,
-  NetworkStatus,
-  ParamsOf,
-  VlanRoute,
-} from "../ipc/mod.ts";
-import { type Command, type Parsed, UsageError } from "./command.ts";
+import type { NetworkApplyResult, NetworkSettings, NetworkStatus, VlanRoute } from "../ipc/mod.ts";
+import { cmd, type Command, UsageError } from "./command.ts";
 import { fields, table } from "./render.ts";
-
-function cmd<A extends ActionName>(
-  c: Omit<Command, "build"> & { build(p: Parsed): { action: A; params: ParamsOf<A> } },
-): Command {
-  return c as Command;
-}
 
 function renderRoutes(r: unknown): string {
   const routes = r as VlanRoute[];

@@ -3,22 +3,9 @@
  * (`system log [--lines N] [--follow]`). `storage init` destroys what is on the disk: the menus
  * confirm it, one-line mode needs `--yes`.
  */
-import {
-  type ActionName,
-  type LogResult,
-  MAX_LOG_LINES,
-  type ParamsOf,
-  type StorageInfo,
-  type StorageList,
-} from "../ipc/mod.ts";
-import { type Command, intArg, type Parsed, UsageError } from "./command.ts";
+import { type LogResult, MAX_LOG_LINES, type StorageInfo, type StorageList } from "../ipc/mod.ts";
+import { cmd, type Command, intArg, UsageError } from "./command.ts";
 import { fields, table } from "./render.ts";
-
-function cmd<A extends ActionName>(
-  c: Omit<Command, "build"> & { build(p: Parsed): { action: A; params: ParamsOf<A> } },
-): Command {
-  return c as Command;
-}
 
 /** Bytes as the operator reads them (GiB, MiB, KiB). */
 export function humanBytes(n: number | null): string {

@@ -172,15 +172,50 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     const vlans = await k.json<{ id: number; name: string }[]>("vlan", "list");
     assertEquals(vlans.map((v) => [v.id, v.name]), [[10, "web"]]);
 
-    // A bad answer: the error and its hint are shown, and the menu goes on.
+    // Each answer is checked as it is given, by the one-line grammar's rules: a wrong one is
+    // refused with its reason and asked again, before the next prompt.
     let mark = s.text.length;
     await s.choose("vlan add");
+    await s.waitFor("ID", mark);
+    await s.line("abc");
+    await s.waitFor('Error: the VLAN id must be a whole number, not "abc"\n', mark);
     await s.line("5000");
+    await s.waitFor("Error: the VLAN id runs from 1 to 4094, not 5000\n", mark);
+    assert(!s.text.slice(mark).includes("NAME"), "NAME asked before the ID was right");
+    await s.line("11");
+    await s.waitFor("NAME", mark);
+    await s.line("Big_One");
+    await s.waitFor('Error: "Big_One" is not a valid VLAN name (NAME): names are 1-32', mark);
     await s.line("big");
-    await s.line("10.9.0.0/24");
+    await s.waitFor("CIDR", mark);
+    const refused = s.text.slice(mark, s.text.lastIndexOf("CIDR"));
+    assertEquals(refused.match(/^Error: /gm)?.length, 3, refused);
+    // What only kattach can tell (an overlap) comes after the last prompt, and the menu goes on.
+    await s.line("10.0.10.128/25");
     for (let i = 0; i < 5; i++) await s.line(""); // --gateway, --pool, --uplink, --nat, --isolate
-    await s.waitFor(/Error: .*\n(Hint: .*\n)?/, mark);
-    await s.waitFor("vlan add", mark + 10);
+    await s.waitFor("= vlan add 11 big 10.0.10.128/25\n", mark);
+    await s.waitFor(/Error: .*overlaps VLAN 10.*\n(Hint: .*\n)?/, mark);
+    await s.waitFor("vlan add", s.text.lastIndexOf("overlaps"));
+    assertEquals((await k.json<unknown[]>("vlan", "list")).length, 1);
+
+    // vmimage create: a bad NAME is refused at once although --modules is not asked yet.
+    mark = s.text.length;
+    await s.keys("\x03");
+    await s.waitForSelect("Networking");
+    await s.keys("\x03");
+    await s.waitForSelect("KaOS");
+    await s.choose("VM Images");
+    await s.choose("vmimage create");
+    await s.waitFor("NAME", mark);
+    await s.line("Web");
+    await s.waitFor('Error: "Web" is not a valid VM image name (NAME)', mark);
+    await s.waitFor("NAME", s.text.lastIndexOf("Error: "));
+    await s.keys("\x03"); // Ctrl+C at the asked-again prompt leaves the command
+    await s.waitFor("Cancelled.", mark);
+    await s.keys("\x03");
+    await s.waitForSelect("KaOS");
+    await s.choose("Networking");
+    await s.choose("vlan ›");
 
     // Ctrl+C inside a prompt cancels the command only.
     mark = s.text.length;

@@ -8,6 +8,7 @@ import { stripControls, stripControlsLine } from "../lib/mod.ts";
 import { type Command, commands, hasJson, type Parsed, usage, UsageError } from "./commands.ts";
 import { findModuleCommand } from "./commands_appqueue.ts";
 import type { ConsoleStdio } from "./console_attach.ts";
+import { checkParams, WordError } from "./word_check.ts";
 
 /** Exit statuses of a one-line command. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3, internal: 4 } as const;
@@ -175,9 +176,13 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
   }
   let request;
   try {
-    request = found.command.build(parseArgs(found.command, found.rest));
+    const parsed = parseArgs(found.command, found.rest);
+    request = found.command.build(parsed);
     await valueFromStdin(request.params, io.stdio);
+    // kattach's parameter checks, told in the command's words; nothing is sent when one fails.
+    checkParams(found.command, parsed, request);
   } catch (err) {
+    if (err instanceof WordError) return reportError(err, io, json);
     if (err instanceof UsageError) {
       io.err(`Error: ${err.message}\nUsage: ${err.usage || usage(found.command)}\n`);
       return EXIT.usage;
@@ -222,7 +227,9 @@ function reportError(err: unknown, io: OneLineIo, json: boolean): number {
   const message = err instanceof Error ? err.message : String(err);
   const hint = isUserError(err) ? err.hint : "";
   if (json) {
-    io.err(JSON.stringify({ error: { kind, code, message, hint } }) + "\n");
+    // A refused word adds `issues` (word, value, field, reason, message) to the same shape.
+    const issues = err instanceof WordError ? { issues: err.issues } : {};
+    io.err(JSON.stringify({ error: { kind, code, message, hint, ...issues } }) + "\n");
   } else {
     io.err(stripControls(`Error: ${message}\n${hint ? `Hint: ${hint}\n` : ""}`));
   }

@@ -7,18 +7,8 @@
 import assert from "node:assert/strict";
 import type { Instance } from "../ipc/mod.ts";
 import { commands, usage } from "./commands.ts";
-import { EXIT, runOneLine } from "./oneline.ts";
-
-async function run(words: string[]) {
-  let out = "";
-  let err = "";
-  const code = await runOneLine(words, {
-    out: (t) => out += t,
-    err: (t) => err += t,
-    connect: () => Promise.reject(new Error("kattach must not be asked")),
-  });
-  return { code, out, err };
-}
+import { EXIT } from "./oneline.ts";
+import { runLine as run } from "./oneline_test_util.ts";
 
 const find = (path: string) => commands.find((c) => c.path.join(" ") === path)!;
 
@@ -86,6 +76,64 @@ Deno.test("numbers out of range: refused with the flag's name before kattach is 
     const r = await run(words);
     assert.equal(r.code, EXIT.usage, words.join(" "));
     assert.ok(r.err.startsWith(`Error: ${message}`), `${words.join(" ")}: ${r.err}`);
+  }
+});
+
+Deno.test("kattach's parameter checks name the word and the value given, before kattach is asked", async () => {
+  const names = "names are 1-32 lower-case letters, digits or '-', starting with a letter";
+  const cases: [string[], string][] = [
+    [["instance", "start", "Web_1"], `"Web_1" is not a valid instance name (NAME): instance names`],
+    [
+      ["vlan", "add", "10", "Front_1", "10.0.0.0/24"],
+      `"Front_1" is not a valid VLAN name (NAME): ${names}`,
+    ],
+    [["vlan", "set", "10", "--name", "X"], `"X" is not a valid VLAN name (--name): ${names}`],
+    [["vmimage", "create", "Web", "--modules", "web"], `"Web" is not a valid VM image name (NAME)`],
+    [["deploy", "Web"], `"Web" is not a valid VM image (VMIMAGE): ${names}`],
+    [
+      ["config-group", "add", "web", "Site"],
+      `"Site" is not a valid configuration group name (NAME)`,
+    ],
+  ];
+  for (const [words, message] of cases) {
+    const r = await run(words); // kattach is not asked: `connect` refuses, so nothing changed
+    assert.equal(r.code, EXIT.failed, words.join(" "));
+    assert.equal(r.out, "");
+    assert.ok(r.err.startsWith(`Error: ${message}`), `${words.join(" ")}: ${r.err}`);
+    assert.doesNotMatch(r.err, /^Error: (name|vmimage): /);
+  }
+});
+
+Deno.test("a refused word in --json: the error's shape kept, its words added", async () => {
+  const r = await run(["vlan", "add", "10", "Front_1", "10.0.0.0/24", "--json"]);
+  assert.equal(r.code, EXIT.failed);
+  const { error } = JSON.parse(r.err);
+  assert.deepEqual(Object.keys(error), ["kind", "code", "message", "hint", "issues"]);
+  assert.equal(error.kind, "user");
+  assert.equal(error.code, "invalid");
+  assert.equal(error.hint, "");
+  assert.match(error.message, /^"Front_1" is not a valid VLAN name \(NAME\): names are/);
+  assert.deepEqual(error.issues.map((i: Record<string, string>) => [i.word, i.value, i.field]), [
+    ["NAME", "Front_1", "name"],
+  ]);
+});
+
+Deno.test("valid words pass the check and go to kattach unchanged", async () => {
+  for (
+    const words of [
+      ["instance", "start", "web-1"],
+      ["vlan", "add", "10", "front", "10.0.0.0/24", "--pool", "10.0.0.5-10.0.0.9"],
+      ["vmimage", "create", "web", "--modules", "web"],
+    ]
+  ) {
+    let asked = 0;
+    const { code, err } = await run(words, () => {
+      asked++;
+      return Promise.reject(new Error("kattach reached"));
+    });
+    assert.equal(asked, 1, words.join(" "));
+    assert.equal(code, EXIT.internal);
+    assert.equal(err, "Error: kattach reached\n");
   }
 });
 

@@ -9,7 +9,8 @@
 import { checkbox, confirm, input, search, select } from "@inquirer/prompts";
 import type { ActionName, IpcClient, Module, ParamsOf, ResultOf } from "../ipc/mod.ts";
 import type { ArgSpec, Command, FlagSpec } from "./commands.ts";
-import { WINDOW_FLAGS } from "./command.ts";
+import { type Parsed, WINDOW_FLAGS } from "./command.ts";
+import { answerProblem } from "./word_check.ts";
 import { stripControlsLine } from "../lib/mod.ts";
 import { splitWords } from "./render.ts";
 import type { Terminal } from "./terminal.ts";
@@ -475,17 +476,28 @@ export async function promptFields(
 /**
  * Collects every argument and flag of `command` with prompts, in order; returns the words after
  * the command's path. Configuration values (`KEY=VALUE…` after a MODULE or a configuration
- * group NAME) are asked field by field.
+ * group NAME) are asked field by field. Each answer is checked as it is given, by the rules the
+ * one-line grammar checks the whole line with (cli/word_check.ts): a wrong one is refused with
+ * its reason and its prompt asked again (Ctrl+C still cancels).
  */
 export async function promptCommand(p: Prompter, command: Command): Promise<string[]> {
   const positional: string[] = [];
   const chosen: Record<string, string> = {};
+  const given: Parsed = { args: {}, rest: [], flags: {} };
   for (const arg of command.args) {
     if (arg.rest) {
-      positional.push(...await promptRest(p, command, arg, chosen));
+      const words = await checked(p, command, given, () => promptRest(p, command, arg, chosen), {
+        put: (v, into) => into.rest = v,
+        mentions: (v) => [arg.name, ...v],
+      });
+      positional.push(...words);
       continue;
     }
-    const value = await promptArg(p, command, arg);
+    const value = await checked(p, command, given, () => promptArg(p, command, arg), {
+      put: (v, into) => into.args[arg.name] = v,
+      mentions: (v) => [arg.name, v],
+      skip: (v) => v === "" && arg.optional === true,
+    });
     if (value === "" && arg.optional) break; // later positionals cannot follow a missing one
     chosen[arg.name] = value;
     positional.push(value);
@@ -494,13 +506,73 @@ export async function promptCommand(p: Prompter, command: Command): Promise<stri
   for (const flag of command.flags) {
     // A pageable list is fetched page by page by the menu (cli/menus.ts runPages).
     if (command.pageable && WINDOW_FLAGS.has(flag.name)) continue;
-    const v = await promptFlag(p, flag);
+    const v = await checked(p, command, given, () => promptFlag(p, flag), {
+      put: (v, into) => {
+        if (v !== undefined) into.flags[flag.name] = v;
+      },
+      mentions: (v) => [`--${flag.name}`, typeof v === "string" ? v : ""],
+      missing: (v) =>
+        v === undefined && flag.required ? `--${flag.name} is required: ${flag.help}` : undefined,
+    });
     if (v === true) flagWords.push(`--${flag.name}`);
     else if (v !== undefined) flagWords.push(`--${flag.name}=${v}`);
   }
   // "--" keeps a positional starting with "-" from being read as a flag.
   const risky = positional.some((w) => w.startsWith("-"));
   return [...flagWords, ...(risky ? ["--"] : []), ...positional];
+}
+
+/**
+ * Asks one prompt until its answer passes the command's checks, then records it in `given`.
+ * A check sees the answers so far; required flags not asked yet stand in as a placeholder, so a
+ * command that refuses to build without them (`vmimage create` without `--modules`) still checks
+ * the words before them. What fails only because of a word not asked yet is left to that word.
+ */
+async function checked<T>(
+  p: Prompter,
+  command: Command,
+  given: Parsed,
+  ask: () => Promise<T>,
+  how: {
+    put: (value: T, into: Parsed) => void;
+    /** What a UsageError about this answer names: its word, its value. */
+    mentions: (value: T) => string[];
+    skip?: (value: T) => boolean;
+    missing?: (value: T) => string | undefined;
+  },
+): Promise<T> {
+  for (;;) {
+    const value = await ask();
+    if (how.skip?.(value)) return value;
+    const why = how.missing?.(value) ?? answerProblem(command, {
+      withIt: withPlaceholders(command, given, (into) => how.put(value, into)),
+      without: withPlaceholders(command, given, () => {}),
+      mentions: how.mentions(value),
+    });
+    if (why === undefined) {
+      how.put(value, given);
+      return value;
+    }
+    p.terminal.write(`Error: ${why}
+`);
+  }
+}
+
+/** What a not-yet-asked required flag stands in as while the words before it are checked. */
+const PLACEHOLDER = "x";
+
+/** A copy of the answers so far, edited, with required flags not asked yet as placeholders. */
+function withPlaceholders(command: Command, given: Parsed, edit: (p: Parsed) => void): Parsed {
+  const copy: Parsed = {
+    args: { ...given.args },
+    rest: [...given.rest],
+    flags: { ...given.flags },
+  };
+  edit(copy);
+  for (const f of command.flags) {
+    if (f.required && !(f.name in copy.flags)) copy.flags[f.name] = f.boolean || PLACEHOLDER;
+  }
+  return copy;
 }
 
 async function promptRest(

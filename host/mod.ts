@@ -51,7 +51,13 @@ export {
   rotatedLogPath,
   SERIAL_LOG_MAX_BYTES,
 } from "./append_log.ts";
-export { type Netlink, realNetlink, type RealNetlinkOptions } from "./netlink.ts";
+export {
+  type LinkCounters,
+  type Netlink,
+  realNetlink,
+  type RealNetlinkOptions,
+  sysfsCounters,
+} from "./netlink.ts";
 export { dumpLinks, type DumpOptions, type LinkDump, rtnetlinkUnavailable } from "./rtnetlink.ts";
 export {
   type DumpAccumulator,

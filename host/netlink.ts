@@ -33,6 +33,68 @@ export interface Netlink {
   writeSysctl(key: string, value: string): Promise<void>;
   /** True when /dev/vhost-net exists (QEMU then gets `vhost=on`). */
   vhostNet(): boolean;
+  /**
+   * The kernel's traffic counters of one link as the link sees them (`rx`: what reached the
+   * host through it; for a tap, what its guest sent), from /sys/class/net/NAME/statistics; null
+   * when there is no such link.
+   */
+  counters(name: string): Promise<LinkCounters | null>;
+}
+
+/** A link's traffic counters, as the kernel keeps them. */
+export interface LinkCounters {
+  rxBytes: number;
+  rxPackets: number;
+  txBytes: number;
+  txPackets: number;
+}
+
+/** The longest a Linux link name is (IFNAMSIZ - 1). */
+const LINK_NAME = /^[A-Za-z0-9_.:-]{1,15}$/;
+
+/**
+ * The counters of a link in this process' network namespace, read from sysfs (no process
+ * spawned); null when there is no such link. Throws on a name that is not a link name.
+ */
+export async function sysfsCounters(
+  name: string,
+  sysClassNet = "/sys/class/net",
+): Promise<LinkCounters | null> {
+  if (!LINK_NAME.test(name) || name === "." || name === "..") {
+    throw new TypeError(`not a link name: ${JSON.stringify(name)}`);
+  }
+  const dir = `${sysClassNet}/${name}/statistics`;
+  const read = async (f: string) => Number((await Deno.readTextFile(`${dir}/${f}`)).trim());
+  try {
+    const [rxBytes, rxPackets, txBytes, txPackets] = await Promise.all(
+      ["rx_bytes", "rx_packets", "tx_bytes", "tx_packets"].map(read),
+    );
+    return { rxBytes, rxPackets, txBytes, txPackets };
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  }
+}
+
+/** The counters of a link in a named namespace, from `ip -n NS -j -s link show dev NAME`. */
+async function ipCounters(ip: string, netns: string, name: string): Promise<LinkCounters | null> {
+  if (!LINK_NAME.test(name)) throw new TypeError(`not a link name: ${JSON.stringify(name)}`);
+  const r = await runWithInput(ip, ["-n", netns, "-j", "-s", "link", "show", "dev", name], null);
+  if (r.code !== 0) {
+    if (/does not exist|Cannot find device/.test(r.stderr)) return null;
+    throw new Error(`ip -n ${netns} -j -s link show dev ${name} exited ${r.code}: ${r.stderr}`);
+  }
+  const [link] = JSON.parse(r.stdout) as {
+    stats64?: { rx: { bytes: number; packets: number }; tx: { bytes: number; packets: number } };
+  }[];
+  const st = link?.stats64;
+  if (!st) throw new Error(`ip -j -s link show dev ${name}: no stats64 in its answer`);
+  return {
+    rxBytes: st.rx.bytes,
+    rxPackets: st.rx.packets,
+    txBytes: st.tx.bytes,
+    txPackets: st.tx.packets,
+  };
 }
 
 /** Options of the real {@linkcode Netlink}. */
@@ -71,6 +133,8 @@ export function realNetlink(options: RealNetlinkOptions = {}): Netlink {
       }
       await Deno.writeTextFile(`${procSys}/${key.replaceAll(".", "/")}`, value);
     },
+    // kattach runs in the host's namespace and reads sysfs; a named namespace (benchmarks) asks ip.
+    counters: (name) => options.netns ? ipCounters(ip, options.netns, name) : sysfsCounters(name),
     vhostNet() {
       try {
         Deno.statSync("/dev/vhost-net");

@@ -5,7 +5,7 @@
  * `{ dump: true }` it also answers {@linkcode FakeNetlink.dump} as the in-process rtnetlink
  * reader would (the records of host/rtnetlink_msg.ts); else `dump()` gives null (`ip -j` only).
  */
-import type { Netlink } from "./netlink.ts";
+import type { LinkCounters, Netlink } from "./netlink.ts";
 import type { LinkDump } from "./rtnetlink.ts";
 import type { CommandResult } from "./run.ts";
 
@@ -32,6 +32,8 @@ export class FakeNetlink implements Netlink {
   /** Sysctls written. */
   readonly sysctls = new Map<string, string>();
   vhost = false;
+  /** Traffic counters by link name (a link not in here counts zero). */
+  readonly counterMap = new Map<string, LinkCounters>();
   readonly reader: string;
   #dumps: boolean;
   #macs = 0;
@@ -139,6 +141,12 @@ export class FakeNetlink implements Netlink {
 
   vhostNet(): boolean {
     return this.vhost;
+  }
+
+  counters(name: string): Promise<LinkCounters | null> {
+    if (!this.linkMap.has(name)) return Promise.resolve(null);
+    const zero = { rxBytes: 0, rxPackets: 0, txBytes: 0, txPackets: 0 };
+    return Promise.resolve(this.counterMap.get(name) ?? zero);
   }
 
   #mac(): string {

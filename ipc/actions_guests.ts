@@ -9,6 +9,29 @@ import { Instance, InstanceName } from "./schemas.ts";
 
 const Name = lazySchema(() => z.strictObject({ name: InstanceName }));
 
+/**
+ * One NIC's traffic under `instance stats`, as its guest sees it: received is what the host sent
+ * into the NIC's tap (the tap's tx), sent is what the tap received from the guest (its rx).
+ */
+export const NicCounters = lazySchema(() =>
+  z.strictObject({
+    index: z.number().int(),
+    vlan: z.number().int().nullable(),
+    mode: z.enum(["tap", "user"]),
+    tap: z.string().nullable(),
+    /** The guest's received and sent bytes and packets; null when not counted (see `why`). */
+    counters: z.strictObject({
+      rxBytes: z.number(),
+      rxPackets: z.number(),
+      txBytes: z.number(),
+      txPackets: z.number(),
+    }).nullable(),
+    /** Why there are no counters (a user-mode NIC; a tap that is missing); null when counted. */
+    why: z.string().nullable(),
+  })
+);
+export type NicCounters = z.infer<typeof NicCounters>;
+
 /** What `instance stats` reports. */
 export const GuestStats = lazySchema(() =>
   z.strictObject({
@@ -30,8 +53,8 @@ export const GuestStats = lazySchema(() =>
       rdOps: z.number(),
       wrOps: z.number(),
     })),
-    /** Network counters: null (QEMU keeps none for its NICs; the taps' are not read yet). */
-    net: z.null(),
+    /** Each NIC's traffic: a tap's counters read from the host (QEMU keeps none). */
+    net: z.array(NicCounters),
     /** Figures from inside the guest (the guest agent's sysinfo); null when it did not answer. */
     guest: z.strictObject({
       uptimeSeconds: z.number(),

@@ -12,6 +12,7 @@ import type {
   NetworkMode,
   NetworkStatus,
   Nic,
+  NicCounters,
   NicStatus,
   OwnedLink,
   VlanLinkState,
@@ -368,6 +369,38 @@ export async function ensureGuestLinks(k: Kattach, inst: Pick<Instance, "name" |
       );
     }
   }
+}
+
+/** Why a user-mode NIC has no counters (QEMU's slirp keeps none and has no host link). */
+export const USER_MODE_NOT_COUNTED = "not counted (user-mode network)";
+
+/**
+ * `instance stats`' traffic of each NIC as its guest sees it: a tap NIC's from its tap's kernel
+ * counters through the host interface, turned round (the tap receives what the guest sends);
+ * a user-mode NIC is not counted (never 0); a tap that is missing says so.
+ */
+export async function nicCounters(
+  nics: GuestNicPlan[],
+  host: Netlink | undefined,
+): Promise<NicCounters[]> {
+  return await Promise.all(nics.map(async (n): Promise<NicCounters> => {
+    const base = { index: n.index, vlan: n.vlan, mode: n.mode, tap: n.tap };
+    if (n.mode === "user" || n.tap === null || !host) {
+      return { ...base, counters: null, why: USER_MODE_NOT_COUNTED };
+    }
+    const c = await host.counters(n.tap);
+    if (!c) return { ...base, counters: null, why: `not counted (its tap ${n.tap} is missing)` };
+    return {
+      ...base,
+      counters: {
+        rxBytes: c.txBytes,
+        rxPackets: c.txPackets,
+        txBytes: c.rxBytes,
+        txPackets: c.rxPackets,
+      },
+      why: null,
+    };
+  }));
 }
 
 /** What a guest was told at its start (addresses, gateway, DNS), kept to spot later changes. */

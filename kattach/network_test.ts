@@ -5,6 +5,7 @@ import {
   applyNetwork,
   guestNetwork,
   networkStatus,
+  nicCounters,
   nicStatus,
   readHostState,
   startNetwork,
@@ -220,4 +221,57 @@ Deno.test("reconcile reads through the rtnetlink dump when offered; a failing du
     );
     assert.deepEqual((await readHostState(host)).links.get("kbr10")?.up, true);
   }, new BrokenDumpNetlink(links));
+});
+
+Deno.test("nicCounters: a tap's counters as the guest sees them; user-mode and a missing tap not counted", async () => {
+  const host = new FakeNetlink({ kt0a4b53000001: { kind: "tap", master: "kbr10" } });
+  // The tap received 1,000 bytes from the guest and sent it 5,000.
+  host.counterMap.set("kt0a4b53000001", {
+    rxBytes: 1000,
+    rxPackets: 10,
+    txBytes: 5000,
+    txPackets: 40,
+  });
+  const nic = (index: number, tap: string | null) => ({
+    index,
+    mac: `0a:4b:53:00:00:0${index + 1}`,
+    vlan: tap ? 10 : null,
+    mode: tap ? "tap" as const : "user" as const,
+    tap,
+    bridge: tap ? "kbr10" : null,
+    address: tap ? "10.0.10.2/24" : null,
+    gateway: null,
+  });
+  const plan = [nic(0, "kt0a4b53000001"), nic(1, null), nic(2, "kt0a4b53000003")];
+  assert.deepEqual(await nicCounters(plan, host), [
+    {
+      index: 0,
+      vlan: 10,
+      mode: "tap",
+      tap: "kt0a4b53000001",
+      counters: { rxBytes: 5000, rxPackets: 40, txBytes: 1000, txPackets: 10 },
+      why: null,
+    },
+    {
+      index: 1,
+      vlan: null,
+      mode: "user",
+      tap: null,
+      counters: null,
+      why: "not counted (user-mode network)",
+    },
+    {
+      index: 2,
+      vlan: 10,
+      mode: "tap",
+      tap: "kt0a4b53000003",
+      counters: null,
+      why: "not counted (its tap kt0a4b53000003 is missing)",
+    },
+  ]);
+  // Hosted in user mode there is no host interface: nothing is read, nothing counted as 0.
+  const hosted = await nicCounters([nic(1, null)], undefined);
+  assert.deepEqual(hosted.map((n) => [n.counters, n.why]), [
+    [null, "not counted (user-mode network)"],
+  ]);
 });

@@ -548,10 +548,16 @@ export class Store {
         now(),
       ],
     );
-    for (const f of m.files) {
+    this.setModuleFiles(m.name, m.files);
+  }
+
+  /** Replaces the file records of module `name` with `files`. */
+  setModuleFiles(name: string, files: readonly ModuleFile[]): void {
+    this.#run("DELETE FROM module_file WHERE module = ?", [name]);
+    for (const f of files) {
       this.#run(
         "INSERT INTO module_file (module, part, file, sha256, size) VALUES (?, ?, ?, ?, ?)",
-        [m.name, f.part, f.file, f.sha256, f.size],
+        [name, f.part, f.file, f.sha256, f.size],
       );
     }
   }

@@ -156,13 +156,7 @@ export function replaceModule(store: Store, m: Omit<Module, "installedAt">): voi
       m.name,
     ],
   );
-  store.run("DELETE FROM module_file WHERE module = ?", [m.name]);
-  for (const f of m.files) {
-    store.run(
-      "INSERT INTO module_file (module, part, file, sha256, size) VALUES (?, ?, ?, ?, ?)",
-      [m.name, f.part, f.file, f.sha256, f.size],
-    );
-  }
+  store.setModuleFiles(m.name, m.files);
 }
 
 /** The host's subscription key, or undefined. */

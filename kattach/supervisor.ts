@@ -69,6 +69,11 @@ export const DEFAULT_STOP_TIMEOUT_S = 30;
  * most SERIAL_LOG_MAX_BYTES plus what the guest prints in this time (docs/security.md).
  */
 const LOG_ROTATE_MS = 1000;
+/**
+ * How often a stop presses the power button again while the guest runs on: a guest still booting
+ * (attached during the host's shutdown) misses a press made before its OS listens for it.
+ */
+export const POWER_BUTTON_REPEAT_MS = 2000;
 
 type Intent = "run" | "stop" | "kill" | "detach" | "fail";
 
@@ -88,6 +93,8 @@ interface Guest {
   readiness: AbortController;
   /** The guest agent connection (docs/guest.md), made on first use and kept. */
   agent: Promise<AgentClient> | null;
+  /** How often a stop has pressed its power button (`system_powerdown`). */
+  presses: number;
   /** Settles once the end of this QEMU has been handled. */
   ended: Promise<void>;
 }
@@ -118,7 +125,7 @@ interface ReadinessFacts {
   network: GuestNetwork;
 }
 
-/** Per-instance runtime figures for `instance stats`. */
+/** Per-instance runtime figures for `instance stats` (its NICs' counters: network.ts). */
 export interface GuestStats {
   instance: string;
   pid: number;
@@ -128,7 +135,6 @@ export interface GuestStats {
   memoryBytes: number;
   uptimeSeconds: number;
   blocks: { device: string; rdBytes: number; wrBytes: number; rdOps: number; wrOps: number }[];
-  net: null;
   guest: Awaited<ReturnType<typeof guestFigures>>;
 }
 
@@ -298,12 +304,45 @@ export class Supervisor {
     for (const inst of all) {
       if (!inst.autostart || this.#guests.has(inst.name) || this.#timers.has(inst.name)) continue;
       this.#k.log(`supervisor: autostart ${inst.name}`);
-      this.#spawnBackground(
-        this.start(inst.name).catch((err) =>
-          this.#k.log(`supervisor: autostart ${inst.name} failed: ${message(err)}`)
-        ),
-      );
+      this.#autostart(inst.name);
     }
+  }
+
+  /**
+   * Starts an autostart instance; a start that fails is tried again with the restart back-off
+   * (1 s, 2 s … 30 s), as a crash is, unless its restart policy is `never`, it is no longer set to
+   * autostart, or the operator or the host acted meanwhile (a start, a stop, a delete, the
+   * shutdown cancel the retry: {@linkcode launch}, {@linkcode stop}, {@linkcode forget}).
+   */
+  #autostart(name: string): void {
+    this.#spawnBackground(
+      this.start(name).catch(async (err) => {
+        const inst = resolveInstanceSafe(this.#k, name);
+        const retry = !this.#closing && inst?.autostart === true && inst.state === "failed" &&
+          inst.restartPolicy !== "never" && !this.#guests.has(name) && !this.#timers.has(name);
+        if (!retry) {
+          this.#k.log(`supervisor: autostart ${name} failed: ${message(err)}`);
+          return;
+        }
+        const delay = this.#backoff.next(name, null);
+        const lastExit = getRuntime(this.#k.store, name).lastExit;
+        await this.#commit(() =>
+          patchRuntime(this.#k.store, name, {
+            lastExit: `${lastExit}; autostart again in ${delay / 1000} s`,
+          }), { durable: false });
+        this.#k.log(`supervisor: autostart ${name} failed: ${message(err)}; again in ${delay} ms`);
+        this.#timers.set(
+          name,
+          setTimeout(() => {
+            this.#timers.delete(name);
+            if (this.#closing || !resolveInstanceSafe(this.#k, name)?.autostart) return;
+            this.#k.log(`supervisor: autostart ${name} (again)`);
+            this.#autostart(name);
+          }, delay),
+        );
+      }),
+      `the autostart of ${name}`,
+    );
   }
 
   /** Starts an instance's QEMU; with `wait`, also waits until it is ready (or failed). */
@@ -452,7 +491,9 @@ export class Supervisor {
 
   /**
    * ACPI power-off (`system_powerdown`: the power button, on q35 and on microvm through its GED
-   * device); after `timeoutSeconds` QMP `quit`; then SIGKILL.
+   * device), pressed again every {@linkcode POWER_BUTTON_REPEAT_MS} while the guest runs on (a
+   * guest still booting misses a press made before its OS listens); after `timeoutSeconds` QMP
+   * `quit`; then SIGKILL. The host's shutdown ({@linkcode stopAll}) stops each guest this way.
    */
   stop(name: string, options: { timeoutSeconds?: number } = {}): Promise<Instance> {
     return this.#locked(name, async () => {
@@ -463,17 +504,40 @@ export class Supervisor {
       guest.readiness.abort();
       this.#setState(name, "stopping");
       const timeoutMs = (options.timeoutSeconds ?? DEFAULT_STOP_TIMEOUT_S) * 1000;
+      const deadline = Date.now() + timeoutMs;
       try {
         const status = await queryStatus(guest.monitor, { timeoutMs: 5000 });
         if (!status.running) await cont(guest.monitor, { timeoutMs: 5000 });
-        await systemPowerdown(guest.monitor, { timeoutMs: 5000 });
       } catch (err) {
         this.#k.log(`supervisor: ${name}: powerdown: ${message(err)}`);
       }
-      if (!await settledWithin(guest.ended, timeoutMs)) {
+      let off = false;
+      for (;;) {
+        guest.presses++;
+        try {
+          await systemPowerdown(guest.monitor, { timeoutMs: 5000 });
+        } catch (err) {
+          // Once: a QMP that fails one press fails the next ones alike.
+          if (guest.presses === 1) this.#k.log(`supervisor: ${name}: powerdown: ${message(err)}`);
+        }
+        const left = deadline - Date.now();
+        off = await settledWithin(guest.ended, Math.max(0, Math.min(POWER_BUTTON_REPEAT_MS, left)));
+        if (off || left <= POWER_BUTTON_REPEAT_MS) break;
+        if (guest.presses === 1) {
+          this.#k.log(
+            `supervisor: ${name}: no power-off yet: pressing the power button every ${POWER_BUTTON_REPEAT_MS} ms`,
+          );
+        }
+      }
+      if (!off) {
         this.#k.log(`supervisor: ${name}: no power-off after ${timeoutMs} ms: quit`);
+        const why = guest.reason;
+        guest.reason = `${why}: no power-off within ${timeoutMs / 1000} s, ended by quit`;
         await quit(guest.monitor, { timeoutMs: 5000 }).catch(() => {});
-        if (!await settledWithin(guest.ended, 5000)) this.#signal(guest, "SIGKILL");
+        if (!await settledWithin(guest.ended, 5000)) {
+          guest.reason = `${why}: no power-off within ${timeoutMs / 1000} s, killed`;
+          this.#signal(guest, "SIGKILL");
+        }
       }
       await guest.ended;
       return this.#show(name);
@@ -566,7 +630,6 @@ export class Supervisor {
         rdOps: b.stats.rdOperations,
         wrOps: b.stats.wrOperations,
       })),
-      net: null,
       guest: await guestFigures(agent),
     };
   }
@@ -725,6 +788,7 @@ export class Supervisor {
       startedAt: rt.startedAt ? Date.parse(rt.startedAt) : Date.now(),
       readiness: new AbortController(),
       agent: null,
+      presses: 0,
       ended: new Promise<void>((r) => done = r),
     };
     this.#guests.set(name, guest);
@@ -865,6 +929,11 @@ export class Supervisor {
     if (g.intent === "stop" || g.intent === "kill") {
       failure = false;
       why = g.reason;
+      if (g.intent === "stop" && reason === "guest-shutdown") {
+        why += `: the guest powered off after ${g.presses} press${
+          g.presses === 1 ? "" : "es"
+        } of its power button`;
+      }
     } else if (g.intent === "fail") {
       failure = true;
       why = g.reason;

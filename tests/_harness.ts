@@ -2,7 +2,7 @@
  * Integration-test harness: starts a real hosted kattach as a child process with its own state
  * directory and drives it with the real `aq` command.
  */
-import { KATTACH_V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
+import { kattachArgv } from "../lib/hosted_kattach.ts";
 import { run, type RunResult, withDeadline } from "./_util.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -105,20 +105,8 @@ export class TestKattach {
     const { wrap = [], sshPort = 0, network } = this.#options;
     const argv = [
       ...wrap,
-      DENO,
-      "run",
-      "-A",
-      KATTACH_V8_FLAGS_OPTION,
-      `${ROOT}/main.ts`,
-      "kattach",
-      "--hosted",
       // No sshd by default: tests that want one ask (or start kattach themselves).
-      "--ssh-port",
-      String(sshPort),
-      "--state",
-      this.stateDir,
-      ...(network ? ["--network", network] : []),
-      ...(this.#options.args ?? []),
+      ...kattachArgv({ state: this.stateDir, sshPort, network, args: this.#options.args }),
     ];
     const child = new Deno.Command(argv[0], {
       args: argv.slice(1),

@@ -2,7 +2,8 @@
  * SSH helpers of the integration tests: the OpenSSH client options for password and key logins,
  * `ssh` through sshpass, and a hosted kattach started with its supervised sshd.
  */
-import { exitOrKill, REPO_ROOT, TestKattach } from "./_harness.ts";
+import { kattachArgv } from "../lib/hosted_kattach.ts";
+import { exitOrKill, TestKattach } from "./_harness.ts";
 import { freePort, run, type RunResult, type Tmux, waitFor, withDeadline } from "./_util.ts";
 
 /** Variations of the ssh client options. */
@@ -132,10 +133,7 @@ export class KattachWithSshd {
     this.state = state;
     this.aq = new TestKattach(state);
     this.#child = new Deno.Command(Deno.execPath(), {
-      args: [
-        ...["run", "-A", `${REPO_ROOT}/main.ts`, "kattach", "--hosted", "--state", state],
-        ...["--ssh-port", String(this.port)],
-      ],
+      args: kattachArgv({ state, sshPort: this.port, denoOptions: [] }).slice(1),
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

@@ -42,7 +42,11 @@ Deno.test("vlan: add, list, show, reserve, del through aq; errors change nothing
       [["vlan", "add", "12", "x", "10.0.10.128/25"], 1, /overlaps VLAN 10/],
       [["vlan", "add", "13", "x", "10.0.13.5/24"], 1, /host bits/],
       [["vlan", "add", "14", "x", "10.0.14.0/24", "--gateway", "10.0.15.1"], 1, /gateway/i],
-      [["vlan", "add", "15", "Bad_Name", "10.0.15.0/24"], 1, /lower-case/],
+      [
+        ["vlan", "add", "15", "Bad_Name", "10.0.15.0/24"],
+        1,
+        /^Error: "Bad_Name" is not a valid VLAN name \(NAME\): names are 1-32 lower-case/,
+      ],
       [["vlan", "add", "16", "x", "10.0.16.0/24", "--pool", "10.0.16.0-10.0.16.9"], 1, /pool/],
       [["vlan", "add", "ten", "x", "10.0.17.0/24"], 2, /whole number/],
       [["vlan", "add", "18"], 2, /NAME is missing/],

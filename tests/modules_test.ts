@@ -172,7 +172,7 @@ Deno.test({
       );
       await ok(k, "vmimage", "create", "site", "--modules", "nginx", "--config-groups", "site");
       await ok(k, "vmimage", "create", "cache", "--modules", "redis", "--config-groups", "cache");
-      // PostgreSQL with a data disk: its cluster's upper layer lives there, kept across restarts
+      // PostgreSQL with a data disk: its cluster lives there, kept across restarts and updates
       await ok(
         k,
         "vmimage",
@@ -302,12 +302,12 @@ Deno.test({
         (await psql("SELECT current_database() || ' ' || current_user")).trim(),
         "shop shopper",
       );
-      // the cluster is the image's, under an overlay (nothing copied at start); writes land on the
-      // instance's data disk
+      // the image's template cluster was copied onto the instance's data disk at this first start:
+      // a plain cluster, the instance's own
       const serial = await Deno.readTextFile(`${k.stateDir}/instances/db-1/serial.log`);
       assert.match(
         serial,
-        /postgresql: cluster mounted \(overlay, upper layer in \/var\/lib\/postgresql\)/,
+        /postgresql: cluster copied onto the data disk \(\/var\/lib\/postgresql\/pgdata\)/,
       );
       assert.equal(
         (await psql(
@@ -404,6 +404,62 @@ Deno.test({
       );
       console.log(
         `power cut, restart, checks: ${((performance.now() - cutStarted) / 1000).toFixed(1)} s`,
+      );
+
+      // A `module update` to a rebuilt image (modules/build again: initdb again, so another
+      // template id; the version bumped): the cluster is the instance's, not the build's, so
+      // it starts with its rows and takes the new build's settings.
+      const updateStarted = performance.now();
+      const rebuilt = `${tmp}/rebuilt`;
+      await sh([`${REPO_ROOT}/modules/build`, "--out", rebuilt, "--force", "postgresql"]);
+      const mf = `${rebuilt}/postgresql/manifest.json`;
+      const manifest = JSON.parse(await Deno.readTextFile(mf));
+      const oldVersion = manifest.version;
+      manifest.version = oldVersion.replace(
+        /-kaos(\d+)$/,
+        (_: string, n: string) => `-kaos${+n + 1}`,
+      );
+      assert.notEqual(manifest.version, oldVersion);
+      await Deno.writeTextFile(mf, JSON.stringify(manifest, null, 2));
+      const templateId = async (aqi: string) =>
+        (await sh(["unsquashfs", "-cat", aqi, "usr/share/kaos/pgdata.id"])).trim();
+      const oldId = await templateId(`${REPO_ROOT}/build/modules/out/postgresql/postgresql.aqi`);
+      const newId = await templateId(`${rebuilt}/postgresql/postgresql.aqi`);
+      assert.notEqual(newId, oldId, "the rebuilt image's template is another");
+      await sh([
+        Deno.execPath(),
+        "run",
+        "-A",
+        `${REPO_ROOT}/main.ts`,
+        "appqueue",
+        "build",
+        "--key",
+        `${tmp}/release.key`,
+        "--out",
+        `${tmp}/community-2`,
+        `${rebuilt}/postgresql`,
+      ]);
+      server.mount("community", `${tmp}/community-2`);
+      assert.equal(
+        await ok(k, "module", "update", "postgresql"),
+        `Updated postgresql from ${oldVersion} to ${manifest.version} (queue community).\n`,
+      );
+      await ok(k, "instance", "restart", "db-1", "--wait");
+      pport = String(fwd(await show("db-1"), 5432).hostPort);
+      assert.equal(await rows(), "1001|500499");
+      assert.equal((await psql("SELECT count(*), sum(n) FROM p", "kaos-pg-pw2")).trim(), "5|15");
+      const updated = await Deno.readTextFile(`${dir}/serial.log`);
+      assert.ok(
+        updated.includes(
+          `postgresql: the cluster on the data disk takes this build's settings (template ${newId}; ` +
+            `it was copied from ${oldId})`,
+        ),
+        updated.slice(-3000),
+      );
+      console.log(
+        `module update to a rebuilt image, restart, rows read: ${
+          ((performance.now() - updateStarted) / 1000).toFixed(1)
+        } s`,
       );
     } finally {
       await k.dispose();

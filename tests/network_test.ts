@@ -2,12 +2,13 @@
  * Host networking on the real kernel, inside network namespaces this test creates and deletes:
  * the link reconcile (bridges, taps, addresses, isolation) with drift repair and foreign links
  * left alone; and a hosted kattach in bridged mode that deploys the fixture `web` on a VLAN
- * whose page answers on the allocated address from inside the namespace.
+ * whose page answers on the allocated address from inside the namespace, with its tap's counters
+ * under `instance stats`; and the link counters read from sysfs and through `ip -n`.
  */
 import assert from "node:assert/strict";
 import { realNetlink } from "../host/mod.ts";
 import { readHostState } from "../kattach/network.ts";
-import type { Instance, NetworkApplyResult, NetworkStatus } from "../ipc/mod.ts";
+import type { GuestStats, Instance, NetworkApplyResult, NetworkStatus } from "../ipc/mod.ts";
 import { diffLinks, type NetworkConfig, planLinks, renderBatch } from "../netmgr/mod.ts";
 import { buildFixtures, FIXTURES_OUT, REPO_ROOT, TestKattach } from "./_harness.ts";
 import { run } from "./_util.ts";
@@ -222,6 +223,32 @@ Deno.test({
         /dns 10\.77\.10\.1/,
       );
 
+      // instance stats reads the tap's kernel counters, turned round to the guest's view: it sent
+      // the page out through its tap (the tap's rx) and received the request (the tap's tx).
+      const stats = await k.json<GuestStats>("instance", "stats", web.name);
+      const kernel = JSON.parse(await sh("ip", "-n", ns, "-j", "-s", "link", "show", nic.tap!))[0]
+        .stats64 as Record<"rx" | "tx", { bytes: number; packets: number }>;
+      const [counted] = stats.net;
+      assert.deepEqual([counted.mode, counted.tap, counted.vlan, counted.why], [
+        "tap",
+        nic.tap,
+        10,
+        null,
+      ]);
+      const c = counted.counters!;
+      assert.ok(c.txBytes >= page.length && c.txPackets > 0 && c.rxPackets > 0, JSON.stringify(c));
+      // Read before iproute2's look, which comes after: never more than the kernel's figures.
+      assert.ok(
+        c.txBytes <= kernel.rx.bytes && c.txPackets <= kernel.rx.packets,
+        JSON.stringify(kernel),
+      );
+      assert.ok(
+        c.rxBytes <= kernel.tx.bytes && c.rxPackets <= kernel.tx.packets,
+        JSON.stringify(kernel),
+      );
+      const statsText = (await k.aq("instance", "stats", web.name)).stdout;
+      assert.match(statsText, new RegExp(`^ {2}net0 +10 +${nic.tap} +\\d`, "m"));
+
       // A change the guest learns only at boot is flagged; the links are in sync.
       await k.json("network", "set", "--dns", "10.77.10.53");
       const stale = await k.aq("instance", "show", web.name);
@@ -245,6 +272,15 @@ Deno.test({
         uargv.some((a) => a.startsWith("user,id=net0,restrict=on,hostfwd=")),
         uargv.join(" "),
       );
+      // QEMU's user-mode network keeps no counters and has no host link: said, never shown as 0.
+      const ustats = await k.json<GuestStats>("instance", "stats", user.name);
+      assert.deepEqual(ustats.net.map((n) => [n.mode, n.counters, n.why]), [
+        ["user", null, "not counted (user-mode network)"],
+      ]);
+      assert.match(
+        (await k.aq("instance", "stats", user.name)).stdout,
+        /^ {2}net0: not counted \(user-mode network\)$/m,
+      );
 
       // Deleting the instance removes its tap.
       await k.json("instance", "stop", web.name);
@@ -256,4 +292,50 @@ Deno.test({
       await drop();
     }
   },
+});
+
+Deno.test("link counters on the real kernel: sysfs inside the namespace and ip -n agree with iproute2", async () => {
+  const [ns, drop] = await namespace("kaosnet-count");
+  const [peer, dropPeer] = await namespace("kaosnet-peer");
+  try {
+    // No IPv6 (its autoconfiguration would send packets of its own): only what the test sends.
+    for (const n of [ns, peer]) {
+      await sh("ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1");
+      await sh("ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1");
+    }
+    await sh("ip", "-n", ns, "link", "add", "kcnt0", "type", "veth", "peer", "name", "kcnt1");
+    await sh("ip", "-n", ns, "link", "set", "kcnt1", "netns", peer);
+    await sh("ip", "-n", ns, "addr", "add", "10.99.0.1/24", "dev", "kcnt0");
+    await sh("ip", "-n", peer, "addr", "add", "10.99.0.2/24", "dev", "kcnt1");
+    await sh("ip", "-n", ns, "link", "set", "kcnt0", "up");
+    await sh("ip", "-n", peer, "link", "set", "kcnt1", "up");
+    // A refused TCP connection across the pair: ARP, a SYN out, a RST back (no ping here).
+    const refused = await run([
+      ...["ip", "netns", "exec", ns, "bash", "-c"],
+      "exec 3<>/dev/tcp/10.99.0.2/9",
+    ], { timeoutMs: 30_000 });
+    assert.match(refused.stderr, /Connection refused/);
+    const s = JSON.parse(await sh("ip", "-n", ns, "-j", "-s", "link", "show", "kcnt0"))[0].stats64;
+    const want = {
+      rxBytes: s.rx.bytes,
+      rxPackets: s.rx.packets,
+      txBytes: s.tx.bytes,
+      txPackets: s.tx.packets,
+    };
+    assert.ok(want.txPackets >= 2 && want.rxPackets >= 2, JSON.stringify(want));
+    const host = realNetlink({ netns: ns });
+    assert.deepEqual(await host.counters("kcnt0"), want);
+    assert.equal(await host.counters("kcnt9"), null);
+    await assert.rejects(() => host.counters("../x"), /not a link name/);
+    // What kattach does: sysfs, read by a process inside the namespace.
+    const inside = await sh(
+      ...["ip", "netns", "exec", ns, Deno.execPath(), "eval"],
+      `const { sysfsCounters } = await import("${REPO_ROOT}/host/netlink.ts");` +
+        `console.log(JSON.stringify([await sysfsCounters("kcnt0"), await sysfsCounters("kcnt9")]))`,
+    );
+    assert.deepEqual(JSON.parse(inside), [want, null]);
+  } finally {
+    await drop();
+    await dropPeer();
+  }
 });

@@ -5,6 +5,7 @@
 import { UserError } from "../../lib/errors.ts";
 import { getRuntime, patchRuntime, setInstancePolicy } from "../store_instances.ts";
 import { supervisorOf, withRuntime } from "../supervisor.ts";
+import { guestNetwork, netlinkOf, nicCounters } from "../network.ts";
 import { instanceMachine, instancePaths } from "../instance_runtime.ts";
 import { instanceRoot } from "../storage.ts";
 import { lastLogLines } from "../../host/mod.ts";
@@ -75,9 +76,10 @@ export const lifecycleHandlers: Handlers<
     resolveInstance(k.store, p.name);
     return { instance: p.name, socket: supervisorOf(k).consoleSocket(p.name) };
   },
-  "instance.stats"(k, p) {
-    resolveInstance(k.store, p.name);
-    return supervisorOf(k).stats(p.name);
+  async "instance.stats"(k, p) {
+    const inst = resolveInstance(k.store, p.name);
+    const stats = await supervisorOf(k).stats(p.name);
+    return { ...stats, net: await nicCounters(guestNetwork(k, inst).nics, netlinkOf(k)) };
   },
   async "instance.log"(k, p) {
     resolveInstance(k.store, p.name);
