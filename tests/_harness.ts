@@ -3,7 +3,7 @@
  * directory and drives it with the real `aq` command.
  */
 import { kattachArgv } from "../lib/hosted_kattach.ts";
-import { run, type RunResult, withDeadline } from "./_util.ts";
+import { pathExists, run, type RunResult, withDeadline } from "./_util.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const DENO = Deno.execPath();
@@ -232,4 +232,33 @@ export async function exitOrKill(child: Deno.ChildProcess, what: string): Promis
     await withDeadline(child.status, 10_000, `${what} (after SIGKILL)`);
     throw err;
   }
+}
+
+/** A `qemu-system-x86_64` of a test's own (see {@linkcode qemuGate}). */
+export interface QemuGate {
+  /** The gate's directory (mode 0777); the script is `bin/qemu-system-x86_64` in it. */
+  dir: string;
+  /** PATH as it was: the test puts `${dir}/bin:${path}` in its place, and this back after. */
+  path: string;
+}
+
+/**
+ * Makes a directory (prefix `prefix`) whose bin/qemu-system-x86_64 is the shell script
+ * `script(dir, realQemu)` (`realQemu`: the first qemu-system-x86_64 on PATH), for a test that
+ * puts it first on PATH to hold or refuse QEMU's start deterministically. The directory is open to
+ * all: QEMU runs as kaos-qemu when the test is root.
+ */
+export async function qemuGate(
+  prefix: string,
+  script: (dir: string, realQemu: string) => string,
+): Promise<QemuGate> {
+  const path = Deno.env.get("PATH") ?? "/usr/bin:/bin";
+  const realQemu = path.split(":").map((d) => `${d}/qemu-system-x86_64`).find(pathExists);
+  if (!realQemu) throw new Error("no qemu-system-x86_64 on PATH");
+  const dir = await Deno.makeTempDir({ prefix });
+  await Deno.chmod(dir, 0o777);
+  await Deno.mkdir(`${dir}/bin`, { mode: 0o755 });
+  await Deno.writeTextFile(`${dir}/bin/qemu-system-x86_64`, script(dir, realQemu));
+  await Deno.chmod(`${dir}/bin/qemu-system-x86_64`, 0o755);
+  return { dir, path };
 }

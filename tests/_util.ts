@@ -139,6 +139,16 @@ export function freePort(): number {
   return port;
 }
 
+/** True when `path` exists (a link counts as what it points to). */
+export function pathExists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A select prompt waiting for a key: its message, its entries and the highlighted one. */
 export interface ScreenSelect {
   title: string;

@@ -112,6 +112,36 @@ function sha(index: QueueIndex, name: string, part: "image" | "manifest", versio
   return r.parts[part].sha256;
 }
 
+/**
+ * A test against a fresh kattach from {@linkcode start} (the community queue pointed at the test
+ * server), `before` run first; the kattach is disposed of afterwards.
+ */
+function kattachTest(
+  name: string,
+  body: (k: TestKattach) => Promise<void>,
+  before: () => void = () => {},
+): void {
+  Deno.test({
+    name,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => {
+      before();
+      const k = await start();
+      try {
+        await body(k);
+      } finally {
+        await k.dispose();
+      }
+    },
+  });
+}
+
+/** {@linkcode kattachTest} with the test server's community queue at its first release. */
+function queueTest(name: string, body: (k: TestKattach) => Promise<void>): void {
+  kattachTest(name, body, () => server.mount("community", community1.out));
+}
+
 /** Starts kattach with the community queue pointed at the test server. */
 async function start(): Promise<TestKattach> {
   const k = await TestKattach.start(undefined, { env: { DENO_CERT: tls.caFile } });
@@ -203,407 +233,357 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "appqueue: app before vKaOS is refused; install, search, update, module commands",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
+queueTest(
+  "appqueue: app before vKaOS is refused; install, search, update, module commands",
+  async (k) => {
+    const before = server.requests.length;
+    await fails(k, ["module", "install", "web"], /vKaOS is not installed/);
+    assert.ok(
+      server.requests.slice(before).every((r) => !r.path.includes("/parts/")),
+      "nothing was downloaded",
+    );
+    await assertState(k, []);
+
+    const avail = await k.json<AvailableRelease[]>("module", "available");
+    assert.deepEqual(avail.map((a) => `${a.queue}/${a.name}@${a.version}`).sort(), [
+      "community/hello@0.1.0",
+      "community/vkaos@0.1.0",
+      "community/web@1.0.0",
+    ]);
+    const found = await k.json<AvailableRelease[]>("module", "search", "page");
+    assert.deepEqual(found.map((a) => a.name), ["web"]);
+
+    const r = await k.aq("module", "install", "vkaos");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Installed vkaos 0\.1\.0/);
+    assert.match(r.stderr, /downloading vkaos\.aqi/, "progress frames reach the CLI");
+    assert.equal((await k.aq("module", "install", "web@1.0.0")).code, 0);
+    await fails(k, ["module", "install", "web"], /installed already/);
+    await fails(k, ["module", "install", "nosuch"], /not offered/);
+    await fails(k, ["module", "install", "web@9.9.9"], /web@9\.9\.9 is not offered/);
+    await assertState(k, ["vkaos", "web"]);
+    const web = await k.json<Module>("module", "show", "web");
+    assert.equal(
+      web.files.find((f) => f.part === "image")!.sha256,
+      sha(community1.index, "web", "image"),
+    );
+
+    const same = await k.json<UpdateResult>("module", "update", "web");
+    assert.equal(same.updated, false);
+
+    // A config group that fits the new fields survives the update.
+    assert.equal((await k.aq("config-group", "add", "web", "site", "title=Hi")).code, 0);
+    server.mount("community", community2.out);
+    const listing = await k.json<AvailableRelease[]>("module", "available", "--all-versions");
+    assert.equal(listing.find((a) => a.version === "1.1.0")!.releaseNotes, "Adds reload");
+    // The module's escape sequences stay data: JSON keeps them escaped, plain text drops them.
+    assert.equal(
+      listing.find((a) => a.version === "1.1.0")!.description,
+      "Fixture web server \x1b]0;owned\x07\x1b[2J(1.1)",
+    );
+    const plainListing = await k.aq("module", "available", "--all-versions");
+    assert.ok(plainListing.stdout.includes("Fixture web server ]0;owned[2J(1.1)"));
+    // deno-lint-ignore no-control-regex
+    assert.ok(!/[\x00-\x08\x0b-\x1f\x7f]/.test(plainListing.stdout), plainListing.stdout);
+    const up = await k.json<UpdateResult>("module", "update", "web");
+    assert.equal(up.updated, true);
+    assert.equal(up.previous, "1.0.0");
+    assert.equal(up.module.version, "1.1.0");
+    const manifest = JSON.parse(
+      await Deno.readTextFile(`${k.stateDir}/modules/web/manifest.json`),
+    );
+    assert.equal(manifest.version, "1.1.0");
+    // The file records are the new release's, in place of the old ones (none left over).
+    const updated = await k.json<Module>("module", "show", "web");
+    assert.deepEqual(
+      updated.files.map((f) => f.part).sort(),
+      web.files.map((f) => f.part).sort(),
+    );
+    assert.equal(
+      updated.files.find((f) => f.part === "image")!.sha256,
+      sha(community2.index, "web", "image"),
+    );
+    await assertState(k, ["vkaos", "web"]);
+
+    // Rollback protection: the old index (serial 1) is refused once serial 2 was seen.
     server.mount("community", community1.out);
-    const k = await start();
-    try {
-      const before = server.requests.length;
-      await fails(k, ["module", "install", "web"], /vKaOS is not installed/);
-      assert.ok(
-        server.requests.slice(before).every((r) => !r.path.includes("/parts/")),
-        "nothing was downloaded",
-      );
-      await assertState(k, []);
+    await fails(k, ["module", "available", "--queue", "community"], /older than one seen before/);
+    server.mount("community", community2.out);
 
-      const avail = await k.json<AvailableRelease[]>("module", "available");
-      assert.deepEqual(avail.map((a) => `${a.queue}/${a.name}@${a.version}`).sort(), [
-        "community/hello@0.1.0",
-        "community/vkaos@0.1.0",
-        "community/web@1.0.0",
-      ]);
-      const found = await k.json<AvailableRelease[]>("module", "search", "page");
-      assert.deepEqual(found.map((a) => a.name), ["web"]);
-
-      const r = await k.aq("module", "install", "vkaos");
-      assert.equal(r.code, 0, r.stderr);
-      assert.match(r.stdout, /Installed vkaos 0\.1\.0/);
-      assert.match(r.stderr, /downloading vkaos\.aqi/, "progress frames reach the CLI");
-      assert.equal((await k.aq("module", "install", "web@1.0.0")).code, 0);
-      await fails(k, ["module", "install", "web"], /installed already/);
-      await fails(k, ["module", "install", "nosuch"], /not offered/);
-      await fails(k, ["module", "install", "web@9.9.9"], /web@9\.9\.9 is not offered/);
-      await assertState(k, ["vkaos", "web"]);
-      const web = await k.json<Module>("module", "show", "web");
-      assert.equal(
-        web.files.find((f) => f.part === "image")!.sha256,
-        sha(community1.index, "web", "image"),
-      );
-
-      const same = await k.json<UpdateResult>("module", "update", "web");
-      assert.equal(same.updated, false);
-
-      // A config group that fits the new fields survives the update.
-      assert.equal((await k.aq("config-group", "add", "web", "site", "title=Hi")).code, 0);
-      server.mount("community", community2.out);
-      const listing = await k.json<AvailableRelease[]>("module", "available", "--all-versions");
-      assert.equal(listing.find((a) => a.version === "1.1.0")!.releaseNotes, "Adds reload");
-      // The module's escape sequences stay data: JSON keeps them escaped, plain text drops them.
-      assert.equal(
-        listing.find((a) => a.version === "1.1.0")!.description,
-        "Fixture web server \x1b]0;owned\x07\x1b[2J(1.1)",
-      );
-      const plainListing = await k.aq("module", "available", "--all-versions");
-      assert.ok(plainListing.stdout.includes("Fixture web server ]0;owned[2J(1.1)"));
-      // deno-lint-ignore no-control-regex
-      assert.ok(!/[\x00-\x08\x0b-\x1f\x7f]/.test(plainListing.stdout), plainListing.stdout);
-      const up = await k.json<UpdateResult>("module", "update", "web");
-      assert.equal(up.updated, true);
-      assert.equal(up.previous, "1.0.0");
-      assert.equal(up.module.version, "1.1.0");
-      const manifest = JSON.parse(
-        await Deno.readTextFile(`${k.stateDir}/modules/web/manifest.json`),
-      );
-      assert.equal(manifest.version, "1.1.0");
-      // The file records are the new release's, in place of the old ones (none left over).
-      const updated = await k.json<Module>("module", "show", "web");
-      assert.deepEqual(
-        updated.files.map((f) => f.part).sort(),
-        web.files.map((f) => f.part).sort(),
-      );
-      assert.equal(
-        updated.files.find((f) => f.part === "image")!.sha256,
-        sha(community2.index, "web", "image"),
-      );
-      await assertState(k, ["vkaos", "web"]);
-
-      // Rollback protection: the old index (serial 1) is refused once serial 2 was seen.
-      server.mount("community", community1.out);
-      await fails(k, ["module", "available", "--queue", "community"], /older than one seen before/);
-      server.mount("community", community2.out);
-
-      // Module commands from climod.aq appear under the module's name.
-      const cmds = await k.json<ModuleCommandInfo[]>("module", "commands");
-      assert.deepEqual(cmds.map((c) => `${c.module} ${c.command} ${c.type}`), [
-        "web reload reload-config",
-      ]);
-      assert.equal(
-        (await k.aq("vmimage", "create", "site", "--modules", "web", "--config-groups", "site"))
-          .code,
-        0,
-      );
-      assert.equal((await k.aq("deploy", "site", "--no-start")).code, 0);
-      await fails(k, ["web", "reload", "site-1"], /site-1: the instance is not running/);
-      await fails(k, ["web", "reload"], /INSTANCE is missing/, 2);
-      await fails(k, ["web", "frobnicate", "site-1"], /unknown command/, 2);
-      await fails(k, ["module", "del", "web"], /VM images use it/);
-    } finally {
-      await k.dispose();
-    }
+    // Module commands from climod.aq appear under the module's name.
+    const cmds = await k.json<ModuleCommandInfo[]>("module", "commands");
+    assert.deepEqual(cmds.map((c) => `${c.module} ${c.command} ${c.type}`), [
+      "web reload reload-config",
+    ]);
+    assert.equal(
+      (await k.aq("vmimage", "create", "site", "--modules", "web", "--config-groups", "site"))
+        .code,
+      0,
+    );
+    assert.equal((await k.aq("deploy", "site", "--no-start")).code, 0);
+    await fails(k, ["web", "reload", "site-1"], /site-1: the instance is not running/);
+    await fails(k, ["web", "reload"], /INSTANCE is missing/, 2);
+    await fails(k, ["web", "frobnicate", "site-1"], /unknown command/, 2);
+    await fails(k, ["module", "del", "web"], /VM images use it/);
   },
+);
+
+queueTest("appqueue: a wrong signature or tampered index installs nothing", async (k) => {
+  // The queue's key is not the one that signed the index.
+  assert.equal(
+    (await k.aq("appqueue", "set", "community", "--key", keys.stranger.publicKey)).code,
+    0,
+  );
+  await fails(k, ["module", "install", "vkaos"], /index of queue community.*untrusted key/);
+  assert.equal(
+    (await k.aq("appqueue", "set", "community", "--key", keys.community.publicKey)).code,
+    0,
+  );
+
+  // The payload was altered after signing.
+  const env = JSON.parse(await Deno.readTextFile(`${community1.out}/index.json`));
+  env.payload = env.payload.replace('"version": "0.1.0"', '"version": "0.1.1"');
+  server.fault("/community/index.json", {
+    body: new TextEncoder().encode(JSON.stringify(env)),
+  });
+  await fails(k, ["module", "install", "vkaos"], /signature does not match/);
+
+  // Not a signed document at all.
+  server.fault("/community/index.json", { body: new TextEncoder().encode("<html>") });
+  await fails(k, ["module", "install", "vkaos"], /not a signed JSON document/);
+
+  // Correctly signed, but expired: refused (an old index cannot be replayed forever).
+  const payload = JSON.parse(env.payload);
+  payload.expiresAt = "2020-01-01T00:00:00.000Z";
+  const stale = await signPayload(keys.community, JSON.stringify(payload));
+  server.fault("/community/index.json", {
+    body: new TextEncoder().encode(JSON.stringify(stale)),
+  });
+  await fails(
+    k,
+    ["module", "install", "vkaos"],
+    /Cannot use queue community: its index \(serial 1\) expired at 2020-01-01T00:00:00\.000Z/,
+  );
+  await assertState(k, []);
 });
 
-Deno.test({
-  name: "appqueue: a wrong signature or tampered index installs nothing",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    server.mount("community", community1.out);
-    const k = await start();
-    try {
-      // The queue's key is not the one that signed the index.
-      assert.equal(
-        (await k.aq("appqueue", "set", "community", "--key", keys.stranger.publicKey)).code,
-        0,
-      );
-      await fails(k, ["module", "install", "vkaos"], /index of queue community.*untrusted key/);
-      assert.equal(
-        (await k.aq("appqueue", "set", "community", "--key", keys.community.publicKey)).code,
-        0,
-      );
+queueTest(
+  "appqueue: digest mismatch and truncated download leave nothing; the download resumes",
+  async (k) => {
+    const image = `/community/parts/${sha(community1.index, "vkaos", "image")}`;
+    server.fault(image, { corrupt: true });
+    await fails(
+      k,
+      ["module", "install", "vkaos"],
+      /vkaos\.aqi of vkaos 0\.1\.0: its sha256 is [0-9a-f]{64}, the signed index says/,
+    );
+    await assertState(k, []);
 
-      // The payload was altered after signing.
-      const env = JSON.parse(await Deno.readTextFile(`${community1.out}/index.json`));
-      env.payload = env.payload.replace('"version": "0.1.0"', '"version": "0.1.1"');
-      server.fault("/community/index.json", {
-        body: new TextEncoder().encode(JSON.stringify(env)),
-      });
-      await fails(k, ["module", "install", "vkaos"], /signature does not match/);
+    const cut = 3 * 1024 * 1024 + 17;
+    server.fault(image, { truncateAfter: cut });
+    await fails(k, ["module", "install", "vkaos"], /truncated download/);
+    await assertState(k, []);
+    const partial = await Deno.stat(
+      `${k.stateDir}/appqueue-cache/${image.split("/").pop()}.part`,
+    );
+    assert.equal(partial.size, cut);
 
-      // Not a signed document at all.
-      server.fault("/community/index.json", { body: new TextEncoder().encode("<html>") });
-      await fails(k, ["module", "install", "vkaos"], /not a signed JSON document/);
+    const before = server.requests.length;
+    assert.equal((await k.aq("module", "install", "vkaos")).code, 0);
+    const resumed = server.requests.slice(before).filter((r) => r.path === image);
+    assert.deepEqual(resumed.map((r) => [r.range, r.status]), [[`bytes=${cut}-`, 206]]);
+    await assertState(k, ["vkaos"]);
 
-      // Correctly signed, but expired: refused (an old index cannot be replayed forever).
-      const payload = JSON.parse(env.payload);
-      payload.expiresAt = "2020-01-01T00:00:00.000Z";
-      const stale = await signPayload(keys.community, JSON.stringify(payload));
-      server.fault("/community/index.json", {
-        body: new TextEncoder().encode(JSON.stringify(stale)),
-      });
-      await fails(
-        k,
-        ["module", "install", "vkaos"],
-        /Cannot use queue community: its index \(serial 1\) expired at 2020-01-01T00:00:00\.000Z/,
-      );
-      await assertState(k, []);
-    } finally {
-      await k.dispose();
-    }
+    // A manifest whose digest is wrong fails the same way for an app module.
+    server.fault(`/community/parts/${sha(community1.index, "hello", "manifest")}`, {
+      corrupt: true,
+    });
+    await fails(k, ["module", "install", "hello"], /manifest\.json of hello 0\.1\.0: its sha256/);
+    await assertState(k, ["vkaos"]);
   },
-});
+);
 
-Deno.test({
-  name: "appqueue: digest mismatch and truncated download leave nothing; the download resumes",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    server.mount("community", community1.out);
-    const k = await start();
-    try {
-      const image = `/community/parts/${sha(community1.index, "vkaos", "image")}`;
-      server.fault(image, { corrupt: true });
-      await fails(
-        k,
-        ["module", "install", "vkaos"],
-        /vkaos\.aqi of vkaos 0\.1\.0: its sha256 is [0-9a-f]{64}, the signed index says/,
-      );
-      await assertState(k, []);
-
-      const cut = 3 * 1024 * 1024 + 17;
-      server.fault(image, { truncateAfter: cut });
-      await fails(k, ["module", "install", "vkaos"], /truncated download/);
-      await assertState(k, []);
-      const partial = await Deno.stat(
-        `${k.stateDir}/appqueue-cache/${image.split("/").pop()}.part`,
-      );
-      assert.equal(partial.size, cut);
-
-      const before = server.requests.length;
-      assert.equal((await k.aq("module", "install", "vkaos")).code, 0);
-      const resumed = server.requests.slice(before).filter((r) => r.path === image);
-      assert.deepEqual(resumed.map((r) => [r.range, r.status]), [[`bytes=${cut}-`, 206]]);
-      await assertState(k, ["vkaos"]);
-
-      // A manifest whose digest is wrong fails the same way for an app module.
-      server.fault(`/community/parts/${sha(community1.index, "hello", "manifest")}`, {
-        corrupt: true,
-      });
-      await fails(k, ["module", "install", "hello"], /manifest\.json of hello 0\.1\.0: its sha256/);
-      await assertState(k, ["vkaos"]);
-    } finally {
-      await k.dispose();
-    }
-  },
-});
-
-Deno.test({
-  name: "appqueue: supported queue needs the subscription key, which is never shown",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    server.mount("community", community1.out);
-    const k = await start();
-    try {
-      assert.equal(
-        (await k.aq(
-          "appqueue",
-          "set",
-          "supported",
-          "--url",
-          secure.url("supported"),
-          "--key",
-          keys.supported.publicKey,
-          "--subscription",
-        )).code,
-        0,
-      );
-      assert.equal((await k.aq("module", "install", "vkaos")).code, 0);
-      const before = secure.seen("/supported/").length;
-      await fails(
-        k,
-        ["module", "install", "hello", "--queue", "supported"],
-        /no subscription key.*\n.*system subscription set/,
-      );
-      assert.equal(secure.seen("/supported/").length, before, "nothing was asked without a key");
-
-      await k.json("system", "subscription", "set", "wrong-key-0000");
-      await fails(
-        k,
-        ["module", "install", "hello", "--queue", "supported"],
-        /refused this host's subscription key \(HTTP 403\)/,
-      );
-      await assertState(k, ["vkaos"]);
-
-      const shown = await k.aq("system", "subscription", "set", SUBSCRIPTION);
-      assert.equal(shown.code, 0);
-      assert.equal(shown.stdout, "Subscription key: set (…b6a5)\n");
-      const info = await k.json<SubscriptionInfo>("system", "subscription", "show");
-      assert.deepEqual(info, { set: true, last4: "b6a5" });
-      const r = await k.aq("module", "install", "hello", "--queue", "supported");
-      assert.equal(r.code, 0, r.stderr);
-      await assertState(k, ["hello", "vkaos"]);
-      assert.ok(secure.seen("/supported/parts/").every((x) => x.subscription));
-      const qs = await k.json<AppQueueInfo[]>("appqueue", "list");
-      assert.deepEqual(qs.find((q) => q.name === "supported")!.modules, ["hello"]);
-      for (const text of [k.log, JSON.stringify(qs), (await k.aq("system", "status")).stdout]) {
-        assert.ok(!text.includes(SUBSCRIPTION), "the key is never logged or shown");
-      }
-      await k.json("system", "subscription", "clear");
-      await fails(k, ["module", "update", "hello"], /no subscription key/);
-    } finally {
-      await k.dispose();
-    }
-  },
-});
-
-Deno.test({
-  name: "appqueue: the subscription key goes only over https, only to its origin",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const k = await start();
-    try {
-      await k.json("system", "subscription", "set", SUBSCRIPTION);
-      const key = keys.supported.publicKey;
-      await fails(
-        k,
-        [
-          "appqueue",
-          "add",
-          "paid",
-          "--url",
-          "http://127.0.0.1:1/p/",
-          "--key",
-          key,
-          "--subscription",
-        ],
-        /Cannot add queue paid: a subscription queue needs an https:\/\/ URL, not http:\/\/127\.0\.0\.1:1/,
-      );
-      await fails(
-        k,
-        ["appqueue", "set", "community", "--subscription"],
-        /Cannot set queue community: a subscription queue needs an https:\/\/ URL/,
-      );
-      await fails(
-        k,
-        ["appqueue", "set", "supported", "--url", server.url("supported"), "--key", key],
-        /needs an https:\/\/ URL/,
-      );
-      // Another origin needs the operator to say --subscription again, in the same command.
-      await fails(
-        k,
-        ["appqueue", "set", "supported", "--url", secure.url("supported"), "--key", key],
-        /Cannot move subscription queue supported from https:\/\/127\.0\.0\.1:8701 to https:\/\/127\.0\.0\.1:\d+/,
-      );
-      const moved = await k.aq(
+queueTest(
+  "appqueue: supported queue needs the subscription key, which is never shown",
+  async (k) => {
+    assert.equal(
+      (await k.aq(
         "appqueue",
         "set",
         "supported",
         "--url",
         secure.url("supported"),
         "--key",
+        keys.supported.publicKey,
+        "--subscription",
+      )).code,
+      0,
+    );
+    assert.equal((await k.aq("module", "install", "vkaos")).code, 0);
+    const before = secure.seen("/supported/").length;
+    await fails(
+      k,
+      ["module", "install", "hello", "--queue", "supported"],
+      /no subscription key.*\n.*system subscription set/,
+    );
+    assert.equal(secure.seen("/supported/").length, before, "nothing was asked without a key");
+
+    await k.json("system", "subscription", "set", "wrong-key-0000");
+    await fails(
+      k,
+      ["module", "install", "hello", "--queue", "supported"],
+      /refused this host's subscription key \(HTTP 403\)/,
+    );
+    await assertState(k, ["vkaos"]);
+
+    const shown = await k.aq("system", "subscription", "set", SUBSCRIPTION);
+    assert.equal(shown.code, 0);
+    assert.equal(shown.stdout, "Subscription key: set (…b6a5)\n");
+    const info = await k.json<SubscriptionInfo>("system", "subscription", "show");
+    assert.deepEqual(info, { set: true, last4: "b6a5" });
+    const r = await k.aq("module", "install", "hello", "--queue", "supported");
+    assert.equal(r.code, 0, r.stderr);
+    await assertState(k, ["hello", "vkaos"]);
+    assert.ok(secure.seen("/supported/parts/").every((x) => x.subscription));
+    const qs = await k.json<AppQueueInfo[]>("appqueue", "list");
+    assert.deepEqual(qs.find((q) => q.name === "supported")!.modules, ["hello"]);
+    for (const text of [k.log, JSON.stringify(qs), (await k.aq("system", "status")).stdout]) {
+      assert.ok(!text.includes(SUBSCRIPTION), "the key is never logged or shown");
+    }
+    await k.json("system", "subscription", "clear");
+    await fails(k, ["module", "update", "hello"], /no subscription key/);
+  },
+);
+
+kattachTest(
+  "appqueue: the subscription key goes only over https, only to its origin",
+  async (k) => {
+    await k.json("system", "subscription", "set", SUBSCRIPTION);
+    const key = keys.supported.publicKey;
+    await fails(
+      k,
+      [
+        "appqueue",
+        "add",
+        "paid",
+        "--url",
+        "http://127.0.0.1:1/p/",
+        "--key",
         key,
         "--subscription",
-      );
-      assert.equal(moved.code, 0, moved.stderr);
-      // A queue without the subscription flag never gets the key, and a 403 from it does not
-      // suggest sending it there.
-      server.mount("paywall", supported.out, { subscriptionKey: SUBSCRIPTION });
-      assert.equal(
-        (await k.aq("appqueue", "add", "paywall", "--url", server.url("paywall"), "--key", key))
-          .code,
-        0,
-      );
-      const refused = await fails(
-        k,
-        ["module", "available", "--queue", "paywall"],
-        /Queue paywall refused access \(HTTP 403\)/,
-      );
-      assert.ok(!/subscription/i.test(refused.stderr), refused.stderr);
-      assert.ok(server.seen("/paywall/").length > 0);
-      assert.ok(server.seen("/paywall/").every((r) => !r.subscription));
-    } finally {
-      await k.dispose();
-    }
+      ],
+      /Cannot add queue paid: a subscription queue needs an https:\/\/ URL, not http:\/\/127\.0\.0\.1:1/,
+    );
+    await fails(
+      k,
+      ["appqueue", "set", "community", "--subscription"],
+      /Cannot set queue community: a subscription queue needs an https:\/\/ URL/,
+    );
+    await fails(
+      k,
+      ["appqueue", "set", "supported", "--url", server.url("supported"), "--key", key],
+      /needs an https:\/\/ URL/,
+    );
+    // Another origin needs the operator to say --subscription again, in the same command.
+    await fails(
+      k,
+      ["appqueue", "set", "supported", "--url", secure.url("supported"), "--key", key],
+      /Cannot move subscription queue supported from https:\/\/127\.0\.0\.1:8701 to https:\/\/127\.0\.0\.1:\d+/,
+    );
+    const moved = await k.aq(
+      "appqueue",
+      "set",
+      "supported",
+      "--url",
+      secure.url("supported"),
+      "--key",
+      key,
+      "--subscription",
+    );
+    assert.equal(moved.code, 0, moved.stderr);
+    // A queue without the subscription flag never gets the key, and a 403 from it does not
+    // suggest sending it there.
+    server.mount("paywall", supported.out, { subscriptionKey: SUBSCRIPTION });
+    assert.equal(
+      (await k.aq("appqueue", "add", "paywall", "--url", server.url("paywall"), "--key", key))
+        .code,
+      0,
+    );
+    const refused = await fails(
+      k,
+      ["module", "available", "--queue", "paywall"],
+      /Queue paywall refused access \(HTTP 403\)/,
+    );
+    assert.ok(!/subscription/i.test(refused.stderr), refused.stderr);
+    assert.ok(server.seen("/paywall/").length > 0);
+    assert.ok(server.seen("/paywall/").every((r) => !r.subscription));
   },
-});
+);
 
-Deno.test({
-  name: "appqueue: a module stays bound to the key that first signed it (vKaOS too)",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    server.mount("community", community1.out);
-    const k = await start();
-    try {
-      for (const m of ["vkaos", "hello"]) {
-        assert.equal((await k.aq("module", "install", m)).code, 0);
-      }
-      const add = ["appqueue", "add", "mirror", "--url", server.url("mirror")];
-      assert.equal((await k.aq(...add, "--key", keys.stranger.publicKey)).code, 0);
-      assert.equal((await k.aq("module", "del", "hello")).code, 0);
-
-      // The same name in two queues: the operator chooses.
-      await fails(
-        k,
-        ["module", "install", "hello"],
-        /Module hello is offered by several queues: community \(0\.1\.0\), mirror \(0\.1\.0\)\n.*--queue/,
-      );
-      // A reinstall signed by another key is refused; the first signer's works.
-      const before = server.seen("/mirror/parts/").length;
-      await fails(
-        k,
-        ["module", "install", "hello", "--queue", "mirror"],
-        /Cannot install hello from queue:mirror: the name is bound to publisher key .{12}…, which first signed it, and this module is signed by .{12}…\n.*--allow-new-publisher/,
-      );
-      assert.equal(server.seen("/mirror/parts/").length, before, "nothing was downloaded");
-      await assertState(k, ["vkaos"]);
-      assert.equal((await k.aq("module", "install", "hello", "--queue", "community")).code, 0);
-
-      // vKaOS alike: an update from another publisher needs --allow-new-publisher.
-      await fails(
-        k,
-        ["module", "update", "vkaos", "--queue", "mirror"],
-        /Cannot install vkaos from queue:mirror: the name is bound/,
-      );
-      assert.equal((await k.json<Module>("module", "show", "vkaos")).version, "0.1.0");
-      const up = await k.json<UpdateResult>(
-        "module",
-        "update",
-        "vkaos",
-        "--queue",
-        "mirror",
-        "--allow-new-publisher",
-      );
-      assert.equal(up.module.version, "0.2.0");
-      assert.match(
-        k.log,
-        /vkaos: publisher key .{12}… replaced by .{12}… \(--allow-new-publisher\)/,
-      );
-
-      // A bundle and an unsigned directory are held to the binding too.
-      const strange = `${work}/hello-mirror.kaosbundle`;
-      await buildBundle(`${FIXTURES}/hello`, { out: strange, key: keys.stranger });
-      assert.equal((await k.aq("module", "del", "hello")).code, 0);
-      await fails(k, ["module", "import", strange], /from bundle: the name is bound/);
-      await fails(k, ["module", "import", `${FIXTURES}/hello`], /this module is not signed/);
-      await assertState(k, ["vkaos"]);
-      const bundled = await k.aq("module", "import", strange, "--allow-new-publisher");
-      assert.equal(bundled.code, 0, bundled.stderr);
-      // Now bound to the new key: the mirror's own release is accepted, the old publisher's not.
-      assert.equal((await k.aq("module", "del", "hello")).code, 0);
-      await fails(k, ["module", "install", "hello", "--queue", "community"], /the name is bound/);
-      assert.equal((await k.aq("module", "install", "hello", "--queue", "mirror")).code, 0);
-      await assertState(k, ["hello", "vkaos"]);
-    } finally {
-      await k.dispose();
+queueTest(
+  "appqueue: a module stays bound to the key that first signed it (vKaOS too)",
+  async (k) => {
+    for (const m of ["vkaos", "hello"]) {
+      assert.equal((await k.aq("module", "install", m)).code, 0);
     }
+    const add = ["appqueue", "add", "mirror", "--url", server.url("mirror")];
+    assert.equal((await k.aq(...add, "--key", keys.stranger.publicKey)).code, 0);
+    assert.equal((await k.aq("module", "del", "hello")).code, 0);
+
+    // The same name in two queues: the operator chooses.
+    await fails(
+      k,
+      ["module", "install", "hello"],
+      /Module hello is offered by several queues: community \(0\.1\.0\), mirror \(0\.1\.0\)\n.*--queue/,
+    );
+    // A reinstall signed by another key is refused; the first signer's works.
+    const before = server.seen("/mirror/parts/").length;
+    await fails(
+      k,
+      ["module", "install", "hello", "--queue", "mirror"],
+      /Cannot install hello from queue:mirror: the name is bound to publisher key .{12}…, which first signed it, and this module is signed by .{12}…\n.*--allow-new-publisher/,
+    );
+    assert.equal(server.seen("/mirror/parts/").length, before, "nothing was downloaded");
+    await assertState(k, ["vkaos"]);
+    assert.equal((await k.aq("module", "install", "hello", "--queue", "community")).code, 0);
+
+    // vKaOS alike: an update from another publisher needs --allow-new-publisher.
+    await fails(
+      k,
+      ["module", "update", "vkaos", "--queue", "mirror"],
+      /Cannot install vkaos from queue:mirror: the name is bound/,
+    );
+    assert.equal((await k.json<Module>("module", "show", "vkaos")).version, "0.1.0");
+    const up = await k.json<UpdateResult>(
+      "module",
+      "update",
+      "vkaos",
+      "--queue",
+      "mirror",
+      "--allow-new-publisher",
+    );
+    assert.equal(up.module.version, "0.2.0");
+    assert.match(
+      k.log,
+      /vkaos: publisher key .{12}… replaced by .{12}… \(--allow-new-publisher\)/,
+    );
+
+    // A bundle and an unsigned directory are held to the binding too.
+    const strange = `${work}/hello-mirror.kaosbundle`;
+    await buildBundle(`${FIXTURES}/hello`, { out: strange, key: keys.stranger });
+    assert.equal((await k.aq("module", "del", "hello")).code, 0);
+    await fails(k, ["module", "import", strange], /from bundle: the name is bound/);
+    await fails(k, ["module", "import", `${FIXTURES}/hello`], /this module is not signed/);
+    await assertState(k, ["vkaos"]);
+    const bundled = await k.aq("module", "import", strange, "--allow-new-publisher");
+    assert.equal(bundled.code, 0, bundled.stderr);
+    // Now bound to the new key: the mirror's own release is accepted, the old publisher's not.
+    assert.equal((await k.aq("module", "del", "hello")).code, 0);
+    await fails(k, ["module", "install", "hello", "--queue", "community"], /the name is bound/);
+    assert.equal((await k.aq("module", "install", "hello", "--queue", "mirror")).code, 0);
+    await assertState(k, ["hello", "vkaos"]);
   },
-});
+);
 
 /** A ustar header block with any name (the writer refuses bad ones, so this one is hand-made). */
 function rawTarEntry(name: string, data: Uint8Array): Uint8Array {
@@ -625,66 +605,56 @@ function rawTarEntry(name: string, data: Uint8Array): Uint8Array {
   return block;
 }
 
-Deno.test({
-  name: "appqueue: bundle import — signed, untrusted, tampered, path traversal",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const k = await start();
-    try {
-      const vkaos = `${work}/vkaos.kaosbundle`;
-      const hello = `${work}/hello.kaosbundle`;
-      const strange = `${work}/hello-stranger.kaosbundle`;
-      await buildBundle(`${FIXTURES}/vkaos`, { out: vkaos, key: keys.community });
-      await buildBundle(`${FIXTURES}/hello`, { out: hello, key: keys.community });
-      await buildBundle(`${FIXTURES}/hello`, { out: strange, key: keys.stranger });
+kattachTest("appqueue: bundle import — signed, untrusted, tampered, path traversal", async (k) => {
+  const vkaos = `${work}/vkaos.kaosbundle`;
+  const hello = `${work}/hello.kaosbundle`;
+  const strange = `${work}/hello-stranger.kaosbundle`;
+  await buildBundle(`${FIXTURES}/vkaos`, { out: vkaos, key: keys.community });
+  await buildBundle(`${FIXTURES}/hello`, { out: hello, key: keys.community });
+  await buildBundle(`${FIXTURES}/hello`, { out: strange, key: keys.stranger });
 
-      await fails(k, ["module", "import", hello], /vKaOS is not installed/);
-      await assertState(k, []);
-      const ok = await k.aq("module", "import", vkaos);
-      assert.equal(ok.code, 0, ok.stderr);
-      await fails(k, ["module", "import", strange], /untrusted key/);
+  await fails(k, ["module", "import", hello], /vKaOS is not installed/);
+  await assertState(k, []);
+  const ok = await k.aq("module", "import", vkaos);
+  assert.equal(ok.code, 0, ok.stderr);
+  await fails(k, ["module", "import", strange], /untrusted key/);
 
-      const bytes = await Deno.readFile(hello);
-      const tampered = bytes.slice();
-      const header = findEntry(bytes, "hello.aqi");
-      tampered[header + 512 + 100] ^= 0x01; // inside hello.aqi's data
-      const tamperedPath = `${work}/tampered.kaosbundle`;
-      await Deno.writeFile(tamperedPath, tampered);
-      await fails(
-        k,
-        ["module", "import", tamperedPath],
-        /the sha256 of hello\.aqi is [0-9a-f]{64}, the signed manifest says/,
-      );
+  const bytes = await Deno.readFile(hello);
+  const tampered = bytes.slice();
+  const header = findEntry(bytes, "hello.aqi");
+  tampered[header + 512 + 100] ^= 0x01; // inside hello.aqi's data
+  const tamperedPath = `${work}/tampered.kaosbundle`;
+  await Deno.writeFile(tamperedPath, tampered);
+  await fails(
+    k,
+    ["module", "import", tamperedPath],
+    /the sha256 of hello\.aqi is [0-9a-f]{64}, the signed manifest says/,
+  );
 
-      // A bundle whose first entry climbs out of the directory, or is absolute.
-      const withEntry = (name: string) => {
-        const entry = rawTarEntry(name, new TextEncoder().encode("#!/bin/sh\n"));
-        const out = new Uint8Array(entry.length + bytes.length);
-        out.set(entry);
-        out.set(bytes, entry.length);
-        return out;
-      };
-      const evilPath = `${work}/evil.kaosbundle`;
-      await Deno.writeFile(evilPath, withEntry("../../evil.sh"));
-      await fails(
-        k,
-        ["module", "import", evilPath],
-        /entry "\.\.\/\.\.\/evil\.sh": the path holds a '\.\.' component/,
-      );
-      const absPath = `${work}/abs.kaosbundle`;
-      await Deno.writeFile(absPath, withEntry("/etc/evil"));
-      await fails(k, ["module", "import", absPath], /the path is absolute/);
-      await assertState(k, ["vkaos"]);
-      assert.ok(!(await exists(`${k.stateDir}/evil.sh`)) && !(await exists(`${work}/evil.sh`)));
+  // A bundle whose first entry climbs out of the directory, or is absolute.
+  const withEntry = (name: string) => {
+    const entry = rawTarEntry(name, new TextEncoder().encode("#!/bin/sh\n"));
+    const out = new Uint8Array(entry.length + bytes.length);
+    out.set(entry);
+    out.set(bytes, entry.length);
+    return out;
+  };
+  const evilPath = `${work}/evil.kaosbundle`;
+  await Deno.writeFile(evilPath, withEntry("../../evil.sh"));
+  await fails(
+    k,
+    ["module", "import", evilPath],
+    /entry "\.\.\/\.\.\/evil\.sh": the path holds a '\.\.' component/,
+  );
+  const absPath = `${work}/abs.kaosbundle`;
+  await Deno.writeFile(absPath, withEntry("/etc/evil"));
+  await fails(k, ["module", "import", absPath], /the path is absolute/);
+  await assertState(k, ["vkaos"]);
+  assert.ok(!(await exists(`${k.stateDir}/evil.sh`)) && !(await exists(`${work}/evil.sh`)));
 
-      const good = await k.aq("module", "import", hello);
-      assert.equal(good.code, 0, good.stderr);
-      await assertState(k, ["hello", "vkaos"]);
-    } finally {
-      await k.dispose();
-    }
-  },
+  const good = await k.aq("module", "import", hello);
+  assert.equal(good.code, 0, good.stderr);
+  await assertState(k, ["hello", "vkaos"]);
 });
 
 /** The offset of the ustar header of `name`. */

@@ -13,21 +13,12 @@ import { startKattach } from "../kattach/boot.ts";
 import type { RunningKattach } from "../kattach/boot.ts";
 import { getRuntime, setInstancePolicy } from "../kattach/store_instances.ts";
 import { supervisorOf } from "../kattach/supervisor.ts";
-import { buildFixtures, killGuests, REPO_ROOT, TestKattach } from "./_harness.ts";
-import { waitFor } from "./_util.ts";
+import { buildFixtures, killGuests, qemuGate, REPO_ROOT, TestKattach } from "./_harness.ts";
+import { pathExists, waitFor } from "./_util.ts";
 
 const OUT = `${REPO_ROOT}/fixtures/out`;
 const INST = "web-1";
 const REFUSAL = "qemu-system-x86_64: refused by the test";
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test({
   name:
@@ -38,16 +29,10 @@ Deno.test({
     await buildFixtures();
     const setup = await TestKattach.start();
     const stateDir = setup.stateDir;
-    const gate = await Deno.makeTempDir({ prefix: "kaos-autostart-gate-" });
-    const path = Deno.env.get("PATH") ?? "/usr/bin:/bin";
-    const realQemu = path.split(":").map((d) => `${d}/qemu-system-x86_64`).find(exists);
-    assert.ok(realQemu, "qemu-system-x86_64 is on PATH");
-    // QEMU runs as kaos-qemu when the test is root: the gate is open to it.
-    await Deno.chmod(gate, 0o777);
-    await Deno.mkdir(`${gate}/bin`, { mode: 0o755 });
-    await Deno.writeTextFile(
-      `${gate}/bin/qemu-system-x86_64`,
-      `#!/bin/sh
+    const { dir: gate, path } = await qemuGate(
+      "kaos-autostart-gate-",
+      (gate, realQemu) =>
+        `#!/bin/sh
 if [ -e ${gate}/refuse ] || [ ! -e ${gate}/refused ]; then
   : > ${gate}/refused
   echo "${REFUSAL}" >&2
@@ -55,9 +40,7 @@ if [ -e ${gate}/refuse ] || [ ! -e ${gate}/refused ]; then
 fi
 exec ${realQemu} "$@"
 `,
-      { mode: 0o755 },
     );
-    await Deno.chmod(`${gate}/bin/qemu-system-x86_64`, 0o755);
     let kt: RunningKattach | undefined;
     const log: string[] = [];
     const logged = (part: string) => log.some((l) => l.includes(part));
@@ -109,7 +92,7 @@ exec ${realQemu} "$@"
             }):\n${log.join("\n")}`,
           { timeoutMs: 120_000, intervalMs: 200 },
         );
-        assert.ok(exists(`${gate}/refused`), "the first start was refused");
+        assert.ok(pathExists(`${gate}/refused`), "the first start was refused");
         assert.ok(
           logged(
             `autostart of ${INST} failed: Cannot start ${INST}: QEMU refused to start: ${REFUSAL}`,

@@ -17,7 +17,8 @@ import type { RunningKattach } from "../kattach/boot.ts";
 import { SharedPrep } from "../kattach/instance_runtime.ts";
 import { getRuntime } from "../kattach/store_instances.ts";
 import { supervisorOf } from "../kattach/supervisor.ts";
-import { buildFixtures, killGuests, REPO_ROOT, TestKattach } from "./_harness.ts";
+import { buildFixtures, killGuests, qemuGate, REPO_ROOT, TestKattach } from "./_harness.ts";
+import { pathExists, waitFor } from "./_util.ts";
 
 const OUT = `${REPO_ROOT}/fixtures/out`;
 const INST = "web-1";
@@ -38,23 +39,9 @@ function processesOf(stateDir: string): number[] {
   return pids;
 }
 
-async function until<T>(what: string, fn: () => T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
+/** Polls until `check` holds, for at most 60 s; fails saying it waited for `what`. */
+function until(what: string, check: () => boolean): Promise<void> {
+  return waitFor(check, () => what, { timeoutMs: 60_000, intervalMs: 50 });
 }
 
 Deno.test({
@@ -66,19 +53,11 @@ Deno.test({
     await buildFixtures();
     const setup = await TestKattach.start();
     const stateDir = setup.stateDir;
-    const gate = await Deno.makeTempDir({ prefix: "kaos-shutdown-gate-" });
-    const path = Deno.env.get("PATH") ?? "/usr/bin:/bin";
-    const realQemu = path.split(":").map((d) => `${d}/qemu-system-x86_64`).find(exists);
-    assert.ok(realQemu, "qemu-system-x86_64 is on PATH");
-    // QEMU runs as kaos-qemu when the test is root: the gate is open to it.
-    await Deno.chmod(gate, 0o777);
-    await Deno.mkdir(`${gate}/bin`, { mode: 0o755 });
-    await Deno.writeTextFile(
-      `${gate}/bin/qemu-system-x86_64`,
-      `#!/bin/sh\n: > ${gate}/spawned\nwhile [ ! -e ${gate}/go ]; do sleep 0.05; done\nexec ${realQemu} "$@"\n`,
-      { mode: 0o755 },
+    const { dir: gate, path } = await qemuGate(
+      "kaos-shutdown-gate-",
+      (gate, realQemu) =>
+        `#!/bin/sh\n: > ${gate}/spawned\nwhile [ ! -e ${gate}/go ]; do sleep 0.05; done\nexec ${realQemu} "$@"\n`,
     );
-    await Deno.chmod(`${gate}/bin/qemu-system-x86_64`, 0o755);
     let kt: RunningKattach | undefined;
     const log: string[] = [];
     const boot = async () => {
@@ -108,7 +87,7 @@ Deno.test({
       {
         const { k, sup } = await boot();
         const start = sup.start(INST).then(() => "attached", (e) => `failed: ${e.message}`);
-        await until("QEMU's gate to run", () => exists(`${gate}/spawned`) || undefined);
+        await until("QEMU's gate to run", () => pathExists(`${gate}/spawned`));
         assert.notDeepEqual(processesOf(stateDir), []);
         const stopping = sup.stopAll({ timeoutSeconds: 120 });
         assert.ok(logged(`stopping 1 guest(s): none; starting: ${INST}`), log.join("\n"));
@@ -137,7 +116,7 @@ Deno.test({
       {
         const { k, sup } = await boot();
         const start = sup.start(INST).then(() => "attached", (e) => `failed: ${e.message}`);
-        await until("QEMU's gate to run", () => exists(`${gate}/spawned`) || undefined);
+        await until("QEMU's gate to run", () => pathExists(`${gate}/spawned`));
         assert.deepEqual(await sup.stopAll({ timeoutSeconds: 1 }), [INST]);
         assert.match(await start, /^failed: /);
         assert.deepEqual(processesOf(stateDir), []);
@@ -158,13 +137,13 @@ Deno.test({
         );
         await until(
           "the start to be under way",
-          () => k.store.getInstance(INST)?.state === "starting" || undefined,
+          () => k.store.getInstance(INST)?.state === "starting",
         );
         const stopping = sup.stopAll({ timeoutSeconds: 10 });
         shared.arrive("held"); // opens the gate
         assert.deepEqual(await stopping, [INST]);
         assert.equal(await start, `failed: Cannot start ${INST}: the host is shutting down`);
-        assert.ok(!exists(`${gate}/spawned`), "no QEMU was spawned");
+        assert.ok(!pathExists(`${gate}/spawned`), "no QEMU was spawned");
         assert.deepEqual(processesOf(stateDir), []);
         assert.equal(k.store.getInstance(INST)?.state, "stopped");
         assert.equal(
@@ -178,7 +157,7 @@ Deno.test({
       {
         const { sup } = await boot();
         const start = sup.start(INST).then(() => "attached", (e) => `failed: ${e.message}`);
-        await until("QEMU's gate to run", () => exists(`${gate}/spawned`) || undefined);
+        await until("QEMU's gate to run", () => pathExists(`${gate}/spawned`));
         const detaching = kt!.stop();
         kt = undefined;
         await Deno.writeTextFile(`${gate}/go`, "");
@@ -201,7 +180,7 @@ Deno.test({
           (i) => i.state,
           (e) => `failed: ${e.message}`,
         );
-        await until("QEMU's gate to run", () => exists(`${gate}/spawned`) || undefined);
+        await until("QEMU's gate to run", () => pathExists(`${gate}/spawned`));
         const stop = sup.stop(INST, { timeoutSeconds: 1 });
         await Deno.writeTextFile(`${gate}/go`, "");
         assert.equal((await stop).state, "stopped");
