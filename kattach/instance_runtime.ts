@@ -142,6 +142,56 @@ export class SharedPrep {
 const unshared = { once: <T>(_key: string, make: () => T): T => make() };
 
 /**
+ * What every start reads or grants and what stays the same from one start to the next: the
+ * vKaOS files in the cache, vKaOS's manifest, a module image's size, the grants on the paths
+ * QEMU shares with every guest. Kept across starts (and deploys), each under a key naming what
+ * it depends on (paths and image digests: a module update makes new keys); a start that fails
+ * forgets them all ({@linkcode forgetLaunchFacts}), so the next one looks at everything again.
+ * Each was a round trip through Deno's thread pool or a parse at every start (issue 13: deploy
+ * → QMP running for N = 1).
+ */
+const launchFacts = new Map<string, Promise<unknown>>();
+
+/** `make()`'s value for `key`, made once and kept; a rejected one is not kept. */
+function launchFact<T>(key: string, make: () => Promise<T>): Promise<T> {
+  let fact = launchFacts.get(key) as Promise<T> | undefined;
+  if (!fact) {
+    const made = make();
+    fact = made;
+    launchFacts.set(key, made);
+    made.catch(() => {
+      if (launchFacts.get(key) === made) launchFacts.delete(key);
+    });
+  }
+  return fact;
+}
+
+/**
+ * The vKaOS files of the cache ({@linkcode extractVkaos}), remembered; when one of them is gone
+ * (removed behind kattach's back) everything remembered is forgotten and they are made again.
+ * Looked at with a stat(2) each, on the JS thread (some 10 µs each).
+ */
+async function cachedVkaos(stateDir: string, vkaos: Module): Promise<VkaosFiles> {
+  const key = `vkaos files ${stateDir} ${imageDigest(vkaos)}`;
+  const files = await launchFact(key, () => extractVkaos(stateDir, vkaos));
+  const there = (path: string | null) => {
+    try {
+      return path === null || Deno.statSync(path).isFile;
+    } catch {
+      return false;
+    }
+  };
+  if (there(files.kernel) && there(files.initrd) && there(files.pvh)) return files;
+  forgetLaunchFacts();
+  return await launchFact(key, () => extractVkaos(stateDir, vkaos));
+}
+
+/** Forgets what starts remembered ({@linkcode launchFact}): after a start failed. */
+export function forgetLaunchFacts(): void {
+  launchFacts.clear();
+}
+
+/**
  * The machine an instance runs on: q35 when one of its modules declares `"machine": "q35"` in
  * appmgr.aq (it needs PCI), else the instance's setting: microvm by default, q35 after
  * `instance set NAME --machine q35`.
@@ -240,7 +290,7 @@ export async function prepareInstance(
   // leftovers to clear, no logs to rotate or measure, no stale overlay to look for. Each of those
   // is an async file operation on kattach's JS thread (issue 13: some 5 ms of it per instance of
   // a deploy of 20, before any QEMU was spawned).
-  const fresh = await makeInstanceDir(paths.dir);
+  const fresh = makeInstanceDir(paths.dir);
 
   const guestModules: GuestModule[] = apps.map((m) => {
     const group = groups.find((g) => g.module === m.name);
@@ -271,9 +321,9 @@ export async function prepareInstance(
   const dataDiskPath = `${paths.dir}/${DATA_DISK_FILE}`;
   // Independent steps at once: the file work overlaps (no process is spawned here).
   const [kernel, manifest, serialFrom, qboot, tscKhz, logFrom] = await Promise.all([
-    shared.once("vkaos files", () => extractVkaos(k.stateDir, vkaos)),
-    shared.once(
-      "vkaos manifest",
+    cachedVkaos(k.stateDir, vkaos),
+    launchFact(
+      `vkaos manifest ${vkaos.dir} ${imageDigest(vkaos)}`,
       () =>
         Deno.readTextFile(`${vkaos.dir}/manifest.json`).then((t) => Manifest.parse(JSON.parse(t))),
     ),
@@ -286,7 +336,9 @@ export async function prepareInstance(
     machine === "microvm" && k.accel.kind === "tcg" ? hostTscKhz() : undefined,
     fresh ? 0 : Deno.stat(qemuLogPath(paths)).then((s) => s.size, () => 0),
     // In a fresh directory nothing can see a file half written: no temporary file and rename.
-    (fresh ? writeNew : writeAtomic)(paths.configDisk, renderConfigDisk(cfg)),
+    fresh
+      ? writeNew(paths.configDisk, renderConfigDisk(cfg))
+      : writeAtomic(paths.configDisk, renderConfigDisk(cfg)),
     image.dataDiskMiB === null ? undefined : ensureDataDisk(dataDiskPath, image.dataDiskMiB),
     fresh ? undefined : clearLeftovers(paths),
     // An overlay made over an earlier image of a module (before `module update`) goes: the new
@@ -302,7 +354,7 @@ export async function prepareInstance(
       ),
     ...apps.map(async (m, i) => {
       const overlay = disks[i].overlay;
-      if (fresh || !await exists(overlay)) await writeOverlay(m, overlay, { fresh, shared });
+      if (fresh || !await exists(overlay)) await writeOverlay(m, overlay, { fresh });
     }),
   ]);
 
@@ -343,7 +395,21 @@ export async function prepareInstance(
   const user = await guestUser(k);
   if (user) {
     const taps = network.nics.some((n) => n.tap);
-    await grantGuestFiles(k, user, { paths, kernel, apps, taps, vhost: taps && vhost, shared });
+    await grantGuestFiles(k, user, {
+      paths,
+      kernel,
+      apps,
+      vkaos,
+      taps,
+      vhost: taps && vhost,
+      fresh: fresh
+        ? [
+          paths.configDisk,
+          ...disks.map((d) => d.overlay),
+          ...(image.dataDiskMiB === null ? [] : [dataDiskPath]),
+        ]
+        : null,
+    });
   }
   return {
     argv,
@@ -383,10 +449,12 @@ async function grantGuestFiles(
     paths: InstancePaths;
     kernel: VkaosFiles;
     apps: Module[];
+    vkaos: Module;
     /** The instance has tap NICs: QEMU opens /dev/net/tun. */
     taps: boolean;
     vhost: boolean;
-    shared: Pick<SharedPrep, "once">;
+    /** The files in the instance's directory when it was made just now; null: look. */
+    fresh: string[] | null;
   },
 ): Promise<void> {
   const state = k.stateDir;
@@ -409,16 +477,17 @@ async function grantGuestFiles(
     o.kernel.initrd,
     ...(o.kernel.pvh ? [o.kernel.pvh] : []),
   ];
+  const digests = [o.vkaos, ...o.apps].map(imageDigest).join(" ");
   await Promise.all([
-    // The same for every guest of a deploy on the same storage: granted once for all of them.
-    o.shared.once(`grants ${shared.join(" ")}`, async () => {
+    // The same for every guest on the same storage: granted once (again after a failed start).
+    launchFact(`grants ${user.gid} ${digests} ${shared.join(" ")}`, async () => {
       const changed = await grantTraversal(k.stateDir);
       if (changed.length > 0) {
         k.log(`supervisor: made ${changed.join(", ")} traversable (o+x) for ${QEMU_USER}`);
       }
       await Promise.all(shared.map((path) => grantGroup(path, user.gid)));
     }),
-    chownTree(o.paths.dir, user),
+    o.fresh ? handOver(o.paths.dir, o.fresh, user) : chownTree(o.paths.dir, user),
   ]);
   // Without udev (the appliance) devtmpfs makes /dev/net/tun root's only (0600): QEMU, not
   // root, then cannot attach to its tap even though the tap is its user's.
@@ -557,17 +626,16 @@ export function staleOverlays(files: string[], module: string, keep: string): st
  * deploy runs no process per instance but QEMU. Its virtual size is the image's, rounded up to
  * whole sectors as QEMU's raw driver reports it.
  */
-async function writeOverlay(
-  m: Module,
-  overlay: string,
-  o: { fresh: boolean; shared: Pick<SharedPrep, "once"> },
-): Promise<void> {
+async function writeOverlay(m: Module, overlay: string, o: { fresh: boolean }): Promise<void> {
   const image = `${m.dir}/${m.name}.aqi`;
-  // The image's size, read once for a deploy's starts.
-  const size = await o.shared.once(`size ${image}`, () => Deno.stat(image).then((s) => s.size));
+  const size = await launchFact(
+    `size ${image} ${imageDigest(m)}`,
+    () => Deno.stat(image).then((s) => s.size),
+  );
   const sizeBytes = Math.ceil(size / 512) * 512;
   const qcow2 = renderQcow2({ sizeBytes, backing: { path: image, format: "raw" } });
-  await (o.fresh ? writeNew : writeAtomic)(overlay, qcow2);
+  if (o.fresh) writeNew(overlay, qcow2);
+  else await writeAtomic(overlay, qcow2);
 }
 
 /**
@@ -658,9 +726,22 @@ async function writeAtomic(path: string, data: Uint8Array): Promise<void> {
   await Deno.rename(tmp, path);
 }
 
-/** Writes a file that must not exist yet (0600): in a directory made just now. */
-async function writeNew(path: string, data: Uint8Array): Promise<void> {
-  await Deno.writeFile(path, data, { mode: 0o600, createNew: true });
+/**
+ * Hands a directory made just now and the files written into it to the QEMU user: at once, on
+ * the JS thread (a chown(2) each; {@linkcode chownTree} reads the directory first).
+ */
+function handOver(dir: string, files: string[], ids: UserIds): void {
+  for (const path of [dir, ...files]) Deno.chownSync(path, ids.uid, ids.gid);
+}
+
+/**
+ * Writes a file that must not exist yet (0600), in a directory made just now: at once, on the
+ * JS thread. A new instance's files are small (the config disk 64 KiB, an overlay's header a
+ * few KiB) and go to the page cache: some 50 µs each, against a round trip through Deno's thread
+ * pool (0.3-1 ms each, more on a busy machine) before QEMU can be spawned.
+ */
+function writeNew(path: string, data: Uint8Array): void {
+  Deno.writeFileSync(path, data, { mode: 0o600, createNew: true });
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -716,21 +797,22 @@ export function qemuLogPath(paths: Pick<InstancePaths, "dir">): string {
 
 /**
  * Makes an instance's directory (and its parents, 0700); true when it did not exist (nothing of
- * an earlier boot is in it), false when it did. Something else by that name is an error.
+ * an earlier boot is in it), false when it did. Something else by that name is an error. At
+ * once, on the JS thread: one mkdir(2), before anything else of a start can go on.
  */
-export async function makeInstanceDir(dir: string): Promise<boolean> {
+export function makeInstanceDir(dir: string): boolean {
   try {
-    await Deno.mkdir(dir, { mode: 0o700 });
+    Deno.mkdirSync(dir, { mode: 0o700 });
     return true;
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
-      await Deno.mkdir(dir.slice(0, dir.lastIndexOf("/")), { recursive: true, mode: 0o700 });
-      return await makeInstanceDir(dir);
+      Deno.mkdirSync(dir.slice(0, dir.lastIndexOf("/")), { recursive: true, mode: 0o700 });
+      return makeInstanceDir(dir);
     }
     if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
   }
   // There: a directory (an earlier boot's) or, an error, something else.
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
   return false;
 }
 

@@ -1,4 +1,8 @@
-import { deepStrictEqual as assertEquals, rejects as assertRejects } from "node:assert/strict";
+import {
+  deepStrictEqual as assertEquals,
+  rejects as assertRejects,
+  throws as assertThrows,
+} from "node:assert/strict";
 import { Appmgr } from "../appqueue/mod.ts";
 import type { Module } from "../ipc/mod.ts";
 import { UserError, writeUstar } from "../lib/mod.ts";
@@ -157,17 +161,14 @@ Deno.test("makeInstanceDir: true when made now (parents too, 0700), false when t
   const root = await Deno.makeTempDir({ prefix: "kaos-instance-dir-" });
   try {
     const dir = `${root}/instances/web-1`;
-    assertEquals(await makeInstanceDir(dir), true);
+    assertEquals(makeInstanceDir(dir), true);
     assertEquals((await Deno.stat(dir)).mode! & 0o777, 0o700);
     assertEquals((await Deno.stat(`${root}/instances`)).mode! & 0o777, 0o700);
     await Deno.writeTextFile(`${dir}/serial.log`, "an earlier boot\n");
-    assertEquals(await makeInstanceDir(dir), false);
-    assertEquals(await makeInstanceDir(`${root}/instances/web-2`), true);
+    assertEquals(makeInstanceDir(dir), false);
+    assertEquals(makeInstanceDir(`${root}/instances/web-2`), true);
     await Deno.writeTextFile(`${root}/instances/web-3`, "in the way\n");
-    await assertRejects(
-      () => makeInstanceDir(`${root}/instances/web-3`),
-      Deno.errors.AlreadyExists,
-    );
+    assertThrows(() => makeInstanceDir(`${root}/instances/web-3`), Deno.errors.AlreadyExists);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -29,6 +29,17 @@ export type Row = Record<string, SQLInputValue>;
 /** The configuration database of one KaOS host. */
 /** The most prepared statements the store keeps (its SQL texts are a fixed set, well below). */
 const MAX_CACHED_STATEMENTS = 500;
+/** The most parsed modules kept (an appliance has a handful; stale versions drop out at a clear). */
+const MAX_CACHED_MODULES = 64;
+
+/** `value` and everything in it frozen. */
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
 
 export class Store {
   #db: DatabaseSync;
@@ -37,6 +48,8 @@ export class Store {
    * statements waiting for the garbage collector (kattach's RSS grew under load; tests/soak_test.ts).
    */
   #statements = new Map<string, StatementSync>();
+  /** Modules parsed from their rows, by the rows' content ({@linkcode Store.#moduleFromRow}). */
+  #modules = new Map<string, Module>();
   #inTx = false;
   #refusal: Error | undefined;
   #integrity: StoreCheck | undefined;
@@ -593,17 +606,38 @@ export class Store {
     ) => String(r.name));
   }
 
+  /**
+   * A module from its row and its files' rows. Parsed (its climod.aq and appmgr.aq through their
+   * schemas) once per content: every start reads vKaOS and its image's modules (issue 13: 0.2-0.8
+   * ms a read). Kept by the rows' whole text, so any change to them parses anew; the module given
+   * out is frozen (one object serves every reader).
+   */
   #moduleFromRow(r: Row): Module {
-    const files: ModuleFile[] = this.#all(
+    const rows = this.#all(
       "SELECT part, file, sha256, size FROM module_file WHERE module = ? ORDER BY part",
       [r.name],
-    ).map((f) => ({
+    );
+    const key = JSON.stringify([
+      r.name,
+      r.version,
+      r.kind,
+      r.description,
+      r.image_format,
+      r.dir,
+      r.climod,
+      r.appmgr,
+      r.installed_at,
+      rows.map((f) => [f.part, f.file, f.sha256, f.size]),
+    ]);
+    const known = this.#modules.get(key);
+    if (known) return known;
+    const files: ModuleFile[] = rows.map((f) => ({
       part: f.part as ModuleFile["part"],
       file: String(f.file),
       sha256: String(f.sha256),
       size: Number(f.size),
     }));
-    return Module.parse({
+    const parsed = deepFreeze(Module.parse({
       name: r.name,
       version: r.version,
       kind: r.kind,
@@ -614,7 +648,10 @@ export class Store {
       climod: JSON.parse(String(r.climod)),
       appmgr: JSON.parse(String(r.appmgr)),
       installedAt: r.installed_at,
-    });
+    }));
+    if (this.#modules.size >= MAX_CACHED_MODULES) this.#modules.clear();
+    this.#modules.set(key, parsed);
+    return parsed;
   }
 
   // ---- configuration groups ----

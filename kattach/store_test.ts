@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { migrations } from "./migrations.ts";
 import { Store } from "./store.ts";
+import { replaceModule } from "./store_appqueue.ts";
 
 Deno.test("store.tx durable: false commits (seen by another connection), rolls back on a throw, and leaves synchronous = FULL", async () => {
   const dir = await Deno.makeTempDir({ prefix: "kaos-store-tx-" });
@@ -186,4 +187,56 @@ Deno.test("store.releaseMemory: SQLite's page cache goes; the data and prepared 
     await Deno.remove(dir, { recursive: true });
   }
   assert.throws(() => store.releaseMemory()); // closed: the reducer's hook skips it
+});
+
+Deno.test("a module read again is parsed once per content: the same frozen object until its rows change", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-store-module-" });
+  const store = Store.open(`${dir}/kaos.db`);
+  try {
+    const src = new URL("../fixtures/src/web/", import.meta.url);
+    const record = {
+      name: "web",
+      version: "1.0.0",
+      kind: "app" as const,
+      description: "the fixture web module",
+      imageFormat: "ext4" as const,
+      dir: `${dir}/modules/web`,
+      files: [{ part: "image" as const, file: "web.aqi", sha256: "ab".repeat(32), size: 4096 }],
+      climod: JSON.parse(await Deno.readTextFile(new URL("climod.aq", src))),
+      appmgr: JSON.parse(await Deno.readTextFile(new URL("appmgr.aq", src))),
+    };
+    store.tx(() => store.insertModule(record));
+    const first = store.getModule("web")!;
+    assert.equal(store.getModule("web"), first); // the same object: not parsed again
+    assert.equal(store.listModules()[0], first);
+    assert.ok(Object.isFrozen(first) && Object.isFrozen(first.files[0]));
+    assert.ok(Object.isFrozen(first.appmgr) && Object.isFrozen(first.climod));
+    assert.throws(() => (first.files as unknown[]).push({}), TypeError); // no reader changes it
+    // A row that changes (an update: version and image) is read anew.
+    store.tx(() =>
+      replaceModule(store, {
+        ...record,
+        version: "1.1.0",
+        files: [{ ...record.files[0], sha256: "cd".repeat(32) }],
+      })
+    );
+    const updated = store.getModule("web")!;
+    assert.notEqual(updated, first);
+    assert.equal(updated.version, "1.1.0");
+    assert.equal(updated.files[0].sha256, "cd".repeat(32));
+    assert.equal(first.version, "1.0.0"); // what a reader held before stays as it was
+    // A rolled-back change leaves what is read as it was.
+    assert.throws(() =>
+      store.tx(() => {
+        replaceModule(store, { ...record, version: "9.9.9" });
+        throw new Error("abort");
+      })
+    );
+    assert.equal(store.getModule("web"), updated);
+    store.tx(() => store.deleteModule("web"));
+    assert.equal(store.getModule("web"), undefined);
+  } finally {
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -43,6 +43,7 @@ import { beginFirstContact, finishFirstContact, type FirstContact } from "./qmp_
 import { RestartBackoff } from "./restart_backoff.ts";
 import {
   clearLeftovers,
+  forgetLaunchFacts,
   type InstancePaths,
   instancePaths,
   isInstanceQemu,
@@ -403,10 +404,6 @@ export class Supervisor {
           ...(options.shared ? { shared: options.shared } : {}),
         });
         paths = prep.paths;
-        this.#k.log(`supervisor: ${name}: ${prep.machineWhy}`);
-        if (this.#k.accel.kind === "tcg") {
-          this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
-        }
         prepared = since();
         argv = prep.argv;
         known = {
@@ -433,6 +430,11 @@ export class Supervisor {
         connecting = this.#connect(name, paths, launched);
         connecting.connecting.catch(() => {}); // #attach reports it
         spawned = since();
+        // Said once QEMU runs: each line is a write on the JS thread before the spawn otherwise.
+        this.#k.log(`supervisor: ${name}: ${prep.machineWhy}`);
+        if (this.#k.accel.kind === "tcg") {
+          this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
+        }
         const pid = launched.pid;
         // One transaction with the other starts under way, not waiting for the disk.
         await this.#commit(() => {
@@ -1105,8 +1107,12 @@ export class Supervisor {
     this.#k.log(`supervisor: ${name}: ${why}`);
   }
 
-  /** A start that failed: the instance is `failed` with the reason, in one transaction. */
+  /**
+   * A start that failed: the instance is `failed` with the reason, in one transaction; what
+   * starts remember of their files and grants is forgotten (the next start looks again).
+   */
   #failStart(name: string, why: string): void {
+    forgetLaunchFacts();
     this.#k.store.tx(() => {
       this.#setState(name, "failed");
       patchRuntime(this.#k.store, name, { pid: null, lastExit: why });
