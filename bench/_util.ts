@@ -49,3 +49,13 @@ export async function connectKattach(state: string, ms: number): Promise<IpcClie
   });
   return client!;
 }
+
+/** Ends `children` with SIGTERM, the last started first, each awaited before the next. */
+export async function stopChildren(children: Deno.ChildProcess[]): Promise<void> {
+  for (const child of [...children].reverse()) {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await child.status.catch(() => {});
+  }
+}

@@ -22,7 +22,7 @@ import { parseCliOrExit } from "../lib/cli_args.ts";
 import { kattachArgv } from "../lib/hosted_kattach.ts";
 import { V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { IDLE_QUIET_MS, KATTACH_MALLOC_ENV } from "../lib/idle_memory.ts";
-import { connectKattach, freePort, listening, sleep, waitUntil } from "./_util.ts";
+import { connectKattach, freePort, listening, sleep, stopChildren, waitUntil } from "./_util.ts";
 import { killStateGuests } from "./_guests.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -420,14 +420,9 @@ try {
   }
   console.log(`load at the end: ${loadAverage()}`);
 } finally {
-  // kattach first: killed while it runs, its guests are restarted by their restart policy and
-  // outlive the bench (20 guests did, 2026-11-27 17:45); then the guests by their pid files.
-  for (const ch of children.reverse()) {
-    try {
-      ch.kill("SIGTERM");
-    } catch { /* gone */ }
-    await ch.status.catch(() => {});
-  }
+  // kattach before its guests: guests killed while it runs are restarted by their restart policy
+  // and outlive the bench (20 did, 2026-11-27 17:45); then the guests by their pid files.
+  await stopChildren(children);
   killStateGuests(state);
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }

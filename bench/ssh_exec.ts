@@ -9,7 +9,7 @@
  */
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import { kattachArgv } from "../lib/hosted_kattach.ts";
-import { connectKattach, freePort, listening, waitUntil } from "./_util.ts";
+import { connectKattach, freePort, listening, stopChildren, waitUntil } from "./_util.ts";
 
 const USAGE = "usage: bench/ssh_exec.ts [--rounds R (1-500, default 30)]";
 const cli = parseCliOrExit(Deno.args, { usage: USAGE, options: { rounds: { type: "string" } } });
@@ -141,11 +141,6 @@ try {
   );
   console.log(`ratio ${(mk / mo).toFixed(2)}× (goal ≤ 1.2×)`);
 } finally {
-  for (const ch of children.reverse()) {
-    try {
-      ch.kill("SIGTERM");
-    } catch { /* gone */ }
-    await ch.status.catch(() => {});
-  }
+  await stopChildren(children);
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }

@@ -304,44 +304,50 @@ export class Supervisor {
     for (const inst of all) {
       if (!inst.autostart || this.#guests.has(inst.name) || this.#timers.has(inst.name)) continue;
       this.#k.log(`supervisor: autostart ${inst.name}`);
-      this.#autostart(inst.name);
+      this.#startOnItsOwn(inst.name, "autostart");
     }
   }
 
   /**
-   * Starts an autostart instance; a start that fails is tried again with the restart back-off
-   * (1 s, 2 s … 30 s), as a crash is, unless its restart policy is `never`, it is no longer set to
-   * autostart, or the operator or the host acted meanwhile (a start, a stop, a delete, the
-   * shutdown cancel the retry: {@linkcode launch}, {@linkcode stop}, {@linkcode forget}).
+   * Starts an instance on kattach's own account (`autostart` at kattach's start, `restart` after
+   * its QEMU ended, {@linkcode #settle}); a start that fails is tried again with the restart
+   * back-off (1 s, 2 s … 30 s), unless its restart policy is `never`, an autostart is no longer set,
+   * or the operator or the host acted meanwhile (a start, stop, kill or delete and the shutdown
+   * cancel the retry as they cancel a restart: {@linkcode launch}, {@linkcode stop},
+   * {@linkcode forget}).
    */
-  #autostart(name: string): void {
+  #startOnItsOwn(name: string, what: "autostart" | "restart"): void {
     this.#spawnBackground(
       this.start(name).catch(async (err) => {
         const inst = resolveInstanceSafe(this.#k, name);
-        const retry = !this.#closing && inst?.autostart === true && inst.state === "failed" &&
-          inst.restartPolicy !== "never" && !this.#guests.has(name) && !this.#timers.has(name);
+        const retry = !this.#closing && inst?.state === "failed" &&
+          inst.restartPolicy !== "never" &&
+          (what === "restart" || inst.autostart) && !this.#guests.has(name) &&
+          !this.#timers.has(name);
         if (!retry) {
-          this.#k.log(`supervisor: autostart ${name} failed: ${message(err)}`);
+          this.#k.log(`supervisor: ${what} of ${name} failed: ${message(err)}`);
           return;
         }
         const delay = this.#backoff.next(name, null);
         const lastExit = getRuntime(this.#k.store, name).lastExit;
         await this.#commit(() =>
           patchRuntime(this.#k.store, name, {
-            lastExit: `${lastExit}; autostart again in ${delay / 1000} s`,
+            lastExit: `${lastExit}; ${what} again in ${delay / 1000} s`,
           }), { durable: false });
-        this.#k.log(`supervisor: autostart ${name} failed: ${message(err)}; again in ${delay} ms`);
+        this.#k.log(`supervisor: ${what} of ${name} failed: ${message(err)}; again in ${delay} ms`);
         this.#timers.set(
           name,
           setTimeout(() => {
             this.#timers.delete(name);
-            if (this.#closing || !resolveInstanceSafe(this.#k, name)?.autostart) return;
-            this.#k.log(`supervisor: autostart ${name} (again)`);
-            this.#autostart(name);
+            if (this.#closing) return;
+            const now = resolveInstanceSafe(this.#k, name);
+            if (!now || (what === "autostart" && !now.autostart)) return;
+            this.#k.log(`supervisor: ${what} of ${name} (again)`);
+            this.#startOnItsOwn(name, what);
           }, delay),
         );
       }),
-      `the autostart of ${name}`,
+      `the ${what} of ${name}`,
     );
   }
 
@@ -979,14 +985,13 @@ export class Supervisor {
       name,
       setTimeout(() => {
         this.#timers.delete(name);
+        // In the background's care: a throw here is logged as a bug, not left to the timer.
         this.#spawnBackground(
-          (async () => {
+          Promise.resolve().then(() => {
             if (this.#closing || !resolveInstanceSafe(this.#k, name)) return;
             patchRuntime(this.#k.store, name, { restarts: rt.restarts + 1 });
-            await this.start(name).catch((err) =>
-              this.#k.log(`supervisor: restart of ${name} failed: ${message(err)}`)
-            );
-          })(),
+            this.#startOnItsOwn(name, "restart");
+          }),
           `the restart of ${name}`,
         );
       }, delay),

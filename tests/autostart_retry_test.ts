@@ -5,12 +5,14 @@
  * while a file says so, and the first time it runs besides. With restart policy `never` the
  * failed autostart is not tried again (`failed`, its reason as last exit); with the default
  * `on-failure` it is tried again after the restart back-off (1 s) and the guest comes up
- * (`running`: its readiness passed).
+ * (`running`: its readiness passed). The same retry for a restart after a crash whose start is
+ * refused (SIGKILL to the guest's QEMU, then the wrapper refuses until the test sees the refusal).
  */
 import assert from "node:assert/strict";
 import { startKattach } from "../kattach/boot.ts";
 import type { RunningKattach } from "../kattach/boot.ts";
 import { getRuntime, setInstancePolicy } from "../kattach/store_instances.ts";
+import { supervisorOf } from "../kattach/supervisor.ts";
 import { buildFixtures, killGuests, qemuGate, REPO_ROOT, TestKattach } from "./_harness.ts";
 import { pathExists, waitFor } from "./_util.ts";
 
@@ -19,7 +21,8 @@ const INST = "web-1";
 const REFUSAL = "qemu-system-x86_64: refused by the test";
 
 Deno.test({
-  name: "autostart: a first start that fails is tried again with back-off (not with policy never)",
+  name:
+    "autostart, restart: a start that fails is tried again with back-off (not with policy never)",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
@@ -62,7 +65,7 @@ exec ${realQemu} "$@"
         await Deno.writeTextFile(`${gate}/refuse`, "");
         const k = await boot();
         await waitFor(
-          () => logged(`autostart ${INST} failed:`),
+          () => logged(`autostart of ${INST} failed:`),
           () => `the autostart of ${INST} to fail:\n${log.join("\n")}`,
           { timeoutMs: 60_000 },
         );
@@ -92,14 +95,44 @@ exec ${realQemu} "$@"
         assert.ok(pathExists(`${gate}/refused`), "the first start was refused");
         assert.ok(
           logged(
-            `autostart ${INST} failed: Cannot start ${INST}: QEMU refused to start: ${REFUSAL}`,
+            `autostart of ${INST} failed: Cannot start ${INST}: QEMU refused to start: ${REFUSAL}`,
           ),
           log.join("\n"),
         );
-        assert.ok(logged(`autostart ${INST} (again)`), log.join("\n"));
+        assert.ok(logged(`autostart of ${INST} (again)`), log.join("\n"));
         assert.ok(logged(`started ${INST} (pid`), log.join("\n"));
         assert.ok(logged(`${INST} is ready`), log.join("\n"));
         assert.equal(k.store.getInstance(INST)?.state, "running");
+      }
+
+      // 3. The same for a restart after a crash: QEMU killed, its restart refused, tried again.
+      {
+        const k = kt!.k;
+        const sup = supervisorOf(k);
+        const before = sup.pidOf(INST);
+        assert.ok(before, `${INST} has a QEMU`);
+        await Deno.writeTextFile(`${gate}/refuse`, "");
+        Deno.kill(before, "SIGKILL");
+        const refused =
+          `restart of ${INST} failed: Cannot start ${INST}: QEMU refused to start: ${REFUSAL}; again in`;
+        await waitFor(
+          () => logged(refused),
+          () => `the restart of ${INST} to be refused:\n${log.join("\n")}`,
+          { timeoutMs: 60_000 },
+        );
+        await Deno.remove(`${gate}/refuse`);
+        await waitFor(
+          () => k.store.getInstance(INST)?.state === "running",
+          () =>
+            `${INST} running after its restart failed once (it is ${
+              k.store.getInstance(INST)?.state
+            }):\n${log.join("\n")}`,
+          { timeoutMs: 120_000, intervalMs: 200 },
+        );
+        assert.ok(logged(`restart of ${INST} (again)`), log.join("\n"));
+        const after = sup.pidOf(INST);
+        assert.ok(after !== null && after !== before, `a new QEMU: ${after}`);
+        assert.equal(getRuntime(k.store, INST).restarts, 1);
       }
     } finally {
       Deno.env.set("PATH", path);
