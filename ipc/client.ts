@@ -55,6 +55,7 @@ export function checkResult<A extends ActionName>(action: A, result: unknown): R
 
 /** Options of one call. */
 export interface CallOptions {
+  /** Shows the progress of long work; without it kattach sends the call no progress frames. */
   onProgress?: (message: string, done?: number, total?: number) => void;
 }
 
@@ -113,6 +114,8 @@ export class IpcClient {
       action,
       params,
       origin: this.#origin,
+      // Progress frames only for a caller that shows them.
+      ...(options.onProgress ? { progress: true } : {}),
     };
     const done = new Promise<unknown>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, onProgress: options.onProgress });

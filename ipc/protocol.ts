@@ -36,6 +36,11 @@ export const Request = lazySchema(() =>
     action: z.string().max(100),
     params: z.unknown(),
     origin: Origin.optional(),
+    /**
+     * The client shows progress (the CLI): only then does kattach send progress frames for it.
+     * A script or a bench waiting for the result gets none: each would wake it while kattach works.
+     */
+    progress: z.boolean().optional(),
   })
 );
 export type Request = z.infer<typeof Request>;

@@ -294,6 +294,7 @@ async function answer(
   }
   const ctx: ActionContext = {
     progress(message, done, total) {
+      if (req.progress !== true) return; // the client shows none
       const frame: ProgressFrame = { id: req.id, type: "progress", message, done, total };
       send(frame).catch(() => {});
     },

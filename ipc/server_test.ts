@@ -96,7 +96,7 @@ Deno.test("serveIpc: clients vanishing at any moment disturb nobody and leave no
   try {
     const token = (await Deno.readTextFile(`${dir}/run/token`)).trim();
     const request = (id: number, action: string) =>
-      encodeFrame({ v: 1, id, token, action, params: {} });
+      encodeFrame({ v: 1, id, token, action, params: {}, progress: true });
     const vanish = async (kind: number) => {
       const c = await rawConnect(server.socketPath);
       const frame = request(kind, kind % 2 === 0 ? "vlan.list" : "system.status");
@@ -158,6 +158,51 @@ Deno.test("serveIpc: clients vanishing at any moment disturb nobody and leave no
     again.close();
     client.close();
     assert.deepEqual(log.filter((l) => /BUG|bug|connection ended/.test(l)), []);
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("serveIpc: progress frames go only to a client that asks for them (IpcClient: one that shows them)", async () => {
+  const log: string[] = [];
+  const { dir, server } = await startServer(log);
+  try {
+    const token = (await Deno.readTextFile(`${dir}/run/token`)).trim();
+    // Raw: every frame the server writes for one request, up to its result.
+    const frames = async (progress: boolean | undefined) => {
+      const conn = await rawConnect(server.socketPath);
+      const ask = progress === undefined ? {} : { progress };
+      await conn.write(
+        encodeFrame({ v: 1, id: 1, token, action: "vlan.list", params: {}, ...ask }),
+      );
+      const lines: string[] = [];
+      let buffered = "";
+      const dec = new TextDecoder();
+      const buf = new Uint8Array(65536);
+      while (!lines.some((l) => l.includes('"type":"result"'))) {
+        const n = await conn.read(buf);
+        assert.notEqual(n, null, "the connection stayed open until the result");
+        buffered += dec.decode(buf.subarray(0, n!), { stream: true });
+        const parts = buffered.split("\n");
+        buffered = parts.pop()!;
+        lines.push(...parts);
+      }
+      conn.close();
+      return lines.map((l) => JSON.parse(l).type);
+    };
+    assert.deepEqual(await frames(undefined), ["result"]);
+    assert.deepEqual(await frames(false), ["result"]);
+    const asked = await frames(true);
+    assert.equal(asked.filter((t) => t === "progress").length, 2000);
+    assert.equal(asked.at(-1), "result");
+    // IpcClient asks when the call has an onProgress, and not otherwise.
+    const client = await IpcClient.connect(`${dir}/run`);
+    let reports = 0;
+    await client.call("vlan.list", {}, { onProgress: () => reports++ });
+    assert.equal(reports, 2000);
+    await client.call("vlan.list", {}); // answered without 2000 frames of 4 kB to skip
+    client.close();
   } finally {
     await server.close();
     await Deno.remove(dir, { recursive: true });
