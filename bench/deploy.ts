@@ -9,11 +9,16 @@
  * for N = 1 with the vKaOS kernel under TCG: a `goal:` line, with both QEMUs' CPU time until ready,
  * which a loaded host inflates much less than the wall time); and kattach's RSS. The
  * first deploy of a fresh kattach is printed apart ("1 cold": it extracts vKaOS and makes the
- * module's overlay); each N then runs `--rounds` times (default 5) and prints medians, with the
+ * module's overlay); each N then runs `--rounds` times (default 5; 15 for N = 1, whose rounds take
+ * a second each and whose figure is some 10 ms of kattach's beside the host's own hiccups: on
+ * this machine a process woken from sleep may lose the CPU for 1-4 ms, as a 1 ms busy loop shows)
+ * and prints medians, with the
  * load average, and for N = 1 where the time to ready goes (QEMU start, kernel, guest init,
  * module start, readiness seen), from the first instance's serial log. Prints figures only.
  * SIGINT/SIGTERM kill every guest the bench started (its own and kattach's) before it exits.
  * KLOG=1 shows kattach's log (and the timelines below); KPROF=DIR writes kattach's CPU profile to DIR (at its exit).
+ * kattach runs as the appliance's launcher runs it: its V8 flags (lib/v8_flags.ts) and its malloc
+ * setting (lib/idle_memory.ts' KATTACH_MALLOC_ENV).
  *
  * What each side spawns: one process per guest, QEMU itself, started by host/ spawnDetached
  * (posix_spawnp: a session of its own, output appended to a log file, no shell) from kattach (as
@@ -52,6 +57,8 @@ import { parseCliOrExit } from "../lib/cli_args.ts";
 import { IpcClient } from "../ipc/mod.ts";
 import type { DeployedInstance, Instance } from "../ipc/mod.ts";
 import { kattachArgv } from "../lib/hosted_kattach.ts";
+import { KATTACH_MALLOC_ENV } from "../lib/idle_memory.ts";
+import { KATTACH_V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { readUstar } from "../lib/ustar.ts";
 import {
   type GuestConfig,
@@ -71,13 +78,15 @@ const OUT = `${ROOT}/fixtures/out`;
 /** Issue 13: deploy → ready (appmgr readiness) for N = 1 under TCG. */
 const READY_GOAL_MS = 1500;
 const USAGE =
-  "usage: bench/deploy.ts [--rounds R (1-20, default 5)] [--qmp-only] [N… (1-64 each; default 1 5 10 20)]";
+  "usage: bench/deploy.ts [--rounds R (1-20, default 5; 15 for N = 1)] [--qmp-only] [N… (1-64 each; default 1 5 10 20)]";
 const cli = parseCliOrExit(Deno.args, {
   usage: USAGE,
   options: { rounds: { type: "string" }, "qmp-only": { type: "boolean" } },
   positionals: true,
 });
 const rounds = Number(cli.values.rounds ?? 5);
+/** Rounds of N guests: `--rounds`, else 5 (15 for N = 1). */
+const roundsOf = (n: number) => cli.values.rounds !== undefined ? rounds : n === 1 ? 15 : 5;
 const counts = cli.positionals.length > 0 ? cli.positionals.map(Number) : [1, 5, 10, 20];
 /** Rounds end at QMP running: no deploy → ready. */
 const qmpOnly = cli.values["qmp-only"] === true;
@@ -398,10 +407,14 @@ async function startKattach(state: string): Promise<Deno.ChildProcess> {
   const kprof = Deno.env.get("KPROF");
   const [deno, ...args] = kattachArgv({
     state,
-    denoOptions: kprof ? ["--cpu-prof", `--cpu-prof-dir=${kprof}`] : [],
+    denoOptions: [
+      KATTACH_V8_FLAGS_OPTION,
+      ...(kprof ? ["--cpu-prof", "--cpu-prof-interval=100", `--cpu-prof-dir=${kprof}`] : []),
+    ],
   });
   const child = new Deno.Command(deno, {
     args,
+    env: KATTACH_MALLOC_ENV, // as the appliance's launcher
     stdin: "null",
     stdout: Deno.env.get("KLOG") ? "inherit" : "null",
     stderr: Deno.env.get("KLOG") ? "inherit" : "null",
@@ -465,7 +478,9 @@ try {
   });
   console.log(`kattach RSS idle: ${rssMiB(kattach.pid).toFixed(1)} MiB; load ${load()}`);
   console.log(
-    `N       deploy→QMP running   bare→QMP running   ratio   deploy→ready   bare→ready   kattach RSS   load (medians of ${rounds}; ratio: of the rounds' ratios)`,
+    `N       deploy→QMP running   bare→QMP running   ratio   deploy→ready   bare→ready   kattach RSS   load (medians of ${
+      counts.map((n) => `${roundsOf(n)} for N = ${n}`).join(", ")
+    } rounds; ratio: of the rounds' ratios)`,
   );
   type Figures = {
     qmp: number;
@@ -620,7 +635,7 @@ try {
     const met = r.ready <= READY_GOAL_MS ? "met" : "not met";
     console.log(
       `goal: deploy → ready N=1 ${fmt(r.ready)} (≤ ${fmt(READY_GOAL_MS)}): ${met}; bare QEMU of ` +
-        `the same guest ${fmt(r.bareReady)}; load ${r.load} (medians of ${rounds})`,
+        `the same guest ${fmt(r.bareReady)}; load ${r.load} (medians of ${roundsOf(1)})`,
     );
     console.log(
       `  QEMU CPU time until ready (about the wall time with a free core): deploy ${
@@ -649,7 +664,7 @@ try {
   for (const n of counts) {
     const rs: Figures[] = [];
     // Every other round spawns the bare guests first: neither side always follows the other.
-    for (let i = 0; i < rounds; i++) {
+    for (let i = 0; i < roundsOf(n); i++) {
       rs.push(await round(n, i % 2 === 1, last));
       last = rs[i].pids;
     }
