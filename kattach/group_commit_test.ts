@@ -62,3 +62,34 @@ Deno.test("GroupCommit: when writes are refused, every write of the group is tol
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("GroupCommit.flush: the writes queued so far commit at once, together; the turn's timer then finds nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos-group-commit-" });
+  const store = Store.open(`${dir}/kaos.db`);
+  try {
+    store.tx(() => store.run("CREATE TABLE t (v INTEGER PRIMARY KEY)"));
+    // Every transaction of the store counted.
+    let transactions = 0;
+    const tx = store.tx.bind(store);
+    store.tx = (fn, o) => (transactions++, tx(fn, o));
+    const group = new GroupCommit(store);
+    const other = new DatabaseSync(`${dir}/kaos.db`);
+    const rows = () => other.prepare("SELECT v FROM t ORDER BY v").all().map((r) => r.v);
+    const first = group.commit(() => store.run("INSERT INTO t VALUES (1)"), { durable: false });
+    const second = group.commit(() => store.run("INSERT INTO t VALUES (2)"), { durable: false });
+    assert.deepEqual(rows(), []); // queued: nothing committed yet
+    group.flush();
+    assert.deepEqual(rows(), [1, 2]); // committed before any timer ran, in one transaction
+    assert.equal(transactions, 1);
+    await Promise.all([first, second]);
+    // The timer armed by the first write came and found nothing to commit.
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(transactions, 1);
+    group.flush(); // nothing queued: nothing happens
+    assert.equal(transactions, 1);
+    other.close();
+  } finally {
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -412,6 +412,8 @@ export class Supervisor {
           serialFrom: prep.serialFrom,
           network: prep.network,
         };
+        // Committed now if the turn's timer has not come yet (the files were written at once).
+        this.#writes.flush();
         await starting;
         committed = since();
         // A deploy's starts spawn their QEMUs together, once all have their files.
