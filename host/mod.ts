@@ -58,15 +58,25 @@ export {
   type RealNetlinkOptions,
   sysfsCounters,
 } from "./netlink.ts";
-export { dumpLinks, type DumpOptions, type LinkDump, rtnetlinkUnavailable } from "./rtnetlink.ts";
+export {
+  dumpLinks,
+  type DumpOptions,
+  LinkCache,
+  type LinkCacheOptions,
+  type LinkDump,
+  rtnetlinkUnavailable,
+} from "./rtnetlink.ts";
 export {
   type DumpAccumulator,
   dumpRequest,
+  LINK_GROUPS,
+  type LinkEvent,
   NetlinkError,
   newDump,
   type NlAddress,
   type NlLink,
   parseDumpChunk,
+  parseNotifications,
 } from "./rtnetlink_msg.ts";
 export { type FakeLink, FakeNetlink } from "./netlink_fake.ts";
 export { countersOf, FakeNft, type NftCounter, NftError, type NftHost, realNft } from "./nft.ts";

@@ -4,21 +4,25 @@
  * write a sysctl. kattach reconciles through it; unit tests use {@linkcode FakeNetlink}
  * (host/netlink_fake.ts) instead. Needs full iproute2: busybox `ip` has no `-j` or `-batch`.
  */
-import { dumpLinks, type LinkDump, rtnetlinkUnavailable } from "./rtnetlink.ts";
+import { dumpLinks, LinkCache, type LinkDump, rtnetlinkUnavailable } from "./rtnetlink.ts";
 import { type CommandResult, spawnOwned } from "./run.ts";
 
 /** The side effects of host networking. */
 export interface Netlink {
   /**
-   * How this host reads its links: `rtnetlink` (one in-process dump) or `ip -j` with the reason
+   * How this host reads its links: `rtnetlink` (one in-process dump per read), `rtnetlink,
+   * cached` (a {@linkcode LinkCache} kept current by notifications) or `ip -j` with the reason
    * the in-process reader cannot be used.
    */
   readonly reader: string;
   /**
-   * The links and IPv4 addresses from one in-process rtnetlink dump; null when this host reads
-   * through `ip -j` only (see {@linkcode Netlink.reader}). Throws when the dump fails.
+   * The links and IPv4 addresses as rtnetlink reports them (a fresh dump, or the cache brought
+   * up to date); null when this host reads through `ip -j` only (see
+   * {@linkcode Netlink.reader}). Throws when the read fails.
    */
   dump(): Promise<LinkDump | null>;
+  /** Releases the cache's notification socket, if any (a later read opens it again). */
+  close(): void;
   /** The JSON of `ip -j link show`. */
   links(): Promise<string>;
   /** The JSON of `ip -j -br -4 addr show`. */
@@ -108,6 +112,11 @@ export interface RealNetlinkOptions {
    * `ip -j`; `ip`: always `ip -j` (the benchmark's baseline).
    */
   reader?: "auto" | "ip";
+  /**
+   * Keep the links in a {@linkcode LinkCache} (one dump, then notifications) instead of dumping
+   * at every read; kattach does. Only with the in-process reader.
+   */
+  cache?: boolean;
 }
 
 /** The real host: iproute2 and /proc/sys. */
@@ -116,12 +125,19 @@ export function realNetlink(options: RealNetlinkOptions = {}): Netlink {
   const ip = "ip";
   const procSys = options.procSys ?? "/proc/sys";
   const why = options.reader === "ip" ? "asked for" : rtnetlinkUnavailable();
+  const cache = why === null && options.cache ? new LinkCache({ netns: options.netns }) : null;
   return {
-    reader: why === null ? "rtnetlink" : `ip -j (in-process rtnetlink not used: ${why})`,
+    reader: why !== null
+      ? `ip -j (in-process rtnetlink not used: ${why})`
+      : cache
+      ? "rtnetlink, cached (kept current by link notifications)"
+      : "rtnetlink",
     // deno-lint-ignore require-await
     async dump() {
-      return why === null ? dumpLinks({ netns: options.netns }) : null;
+      if (why !== null) return null;
+      return cache ? cache.read() : dumpLinks({ netns: options.netns });
     },
+    close: () => cache?.close(),
     links: () => readJson(ip, [...pre, "-j", "link", "show"]),
     addresses: () => readJson(ip, [...pre, "-j", "-br", "-4", "addr", "show"]),
     ports: () => readJson("bridge", [...pre, "-j", "-d", "link", "show"]),

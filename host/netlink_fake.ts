@@ -49,6 +49,9 @@ export class FakeNetlink implements Netlink {
     }
   }
 
+  /** Nothing to release. */
+  close(): void {}
+
   dump(): Promise<LinkDump | null> {
     if (!this.#dumps) return Promise.resolve(null);
     const names = [...this.linkMap.keys()];

@@ -8,10 +8,14 @@
  */
 import {
   dumpRequest,
+  LINK_GROUPS,
+  linkRequest,
+  NetlinkError,
   newDump,
   type NlAddress,
   type NlLink,
   parseDumpChunk,
+  parseNotifications,
 } from "./rtnetlink_msg.ts";
 
 /** The links and IPv4 addresses of one network namespace, from the kernel. */
@@ -26,6 +30,17 @@ const SOCK_CLOEXEC = 0x80000;
 const NETLINK_ROUTE = 0;
 const SOL_SOCKET = 1;
 const SO_RCVTIMEO = 20;
+const SO_RCVBUF = 8;
+const SO_RCVBUFFORCE = 33;
+const MSG_DONTWAIT = 0x40;
+const EAGAIN = 11;
+const ENOBUFS = 105;
+/**
+ * The notification socket's receive buffer: room for the events of a few hundred changed links
+ * between two reads (SO_RCVBUFFORCE as root; else as much as net.core.rmem_max allows). A larger
+ * burst overflows it and the cache reads the whole dump again (see {@linkcode LinkCache}).
+ */
+const NOTIFY_BUFFER_BYTES = 4 * 1024 * 1024;
 const O_RDONLY = 0;
 const O_CLOEXEC = 0x80000;
 const CLONE_NEWNET = 0x40000000;
@@ -90,8 +105,8 @@ function cString(s: string): Uint8Array {
  * thread enters it with setns just to create the socket and returns at once (a socket stays in
  * the namespace it was made in; nothing else runs on this thread meanwhile).
  */
-function openSocket(c: Libc, netns: string | undefined): number {
-  if (netns === undefined) return makeSocket(c);
+function openSocket(c: Libc, netns: string | undefined, groups = 0, rcvbuf = 0): number {
+  if (netns === undefined) return makeSocket(c, groups, rcvbuf);
   const here = c.open(cString("/proc/thread-self/ns/net"), O_RDONLY | O_CLOEXEC);
   if (here < 0) fail(c, "open /proc/thread-self/ns/net");
   const there = c.open(cString(`/run/netns/${netns}`), O_RDONLY | O_CLOEXEC);
@@ -104,7 +119,7 @@ function openSocket(c: Libc, netns: string | undefined): number {
     let fd = -1;
     let failed: unknown = null;
     try {
-      fd = makeSocket(c);
+      fd = makeSocket(c, groups, rcvbuf);
     } catch (err) {
       failed = err;
     }
@@ -122,12 +137,20 @@ function openSocket(c: Libc, netns: string | undefined): number {
   }
 }
 
-function makeSocket(c: Libc): number {
+function makeSocket(c: Libc, groups: number, rcvbuf: number): number {
   const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (fd < 0) fail(c, "socket(AF_NETLINK)");
   const timeval = new BigInt64Array([BigInt(RECV_TIMEOUT_S), 0n]);
   const addr = new Uint8Array(12); // struct sockaddr_nl: family, pad, pid 0 (kernel picks), groups
   new DataView(addr.buffer).setUint16(0, AF_NETLINK, true);
+  new DataView(addr.buffer).setUint32(8, groups, true);
+  if (rcvbuf > 0) {
+    // Before bind, so no notification finds a small buffer. Unprivileged: capped by rmem_max.
+    const size = new Uint8Array(new Int32Array([rcvbuf]).buffer);
+    if (c.setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, size, 4) !== 0) {
+      c.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, size, 4);
+    }
+  }
   if (
     c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, new Uint8Array(timeval.buffer), 16) !== 0 ||
     c.bind(fd, addr, addr.byteLength) !== 0
@@ -203,4 +226,178 @@ export function dumpLinks(options: DumpOptions = {}): LinkDump {
   } finally {
     c.close(fd);
   }
+}
+
+/** Options of {@linkcode LinkCache}. */
+export interface LinkCacheOptions {
+  /** Follow this named namespace (/run/netns/NAME) instead of the caller's. */
+  netns?: string;
+  /** The notification socket's receive buffer (default 4 MiB; tests make it overflow). */
+  bufferBytes?: number;
+}
+
+/**
+ * The host's links and IPv4 addresses, kept in memory: one dump when first read, then kept
+ * current by the kernel's notifications (RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR) on a socket of its
+ * own, drained without waiting at each {@linkcode LinkCache.read} — the way Incus and
+ * systemd-networkd follow the kernel. A change made behind KaOS' back (a link deleted, moved off
+ * its bridge, renamed) is seen by the next read like any other. When the kernel drops
+ * notifications (the socket's buffer overflowed, e.g. after a batch of thousands of links), the
+ * queue is emptied and the whole dump read again. The subscription starts before the dump, so
+ * every change after the dump is in the queue; notifications that the dump already shows are
+ * applied again, in order, which ends at the same state.
+ */
+export class LinkCache {
+  #c: Libc;
+  #netns: string | undefined;
+  #bufferBytes: number;
+  #fd = -1;
+  /** A plain socket for the per-link requests (answers never mix with notifications). */
+  #req = -1;
+  #links = new Map<number, NlLink>();
+  #addresses = new Map<string, NlAddress>();
+  #buf = new Uint8Array(RECV_BYTES);
+  #stats = { dumps: 0, events: 0, asked: 0 };
+
+  /** Opens libc (throws when FFI is not allowed); nothing is read before the first read(). */
+  constructor(options: LinkCacheOptions = {}) {
+    this.#c = openLibc();
+    this.#netns = options.netns;
+    this.#bufferBytes = options.bufferBytes ?? NOTIFY_BUFFER_BYTES;
+  }
+
+  /**
+   * How often the whole dump was read, how many notifications were applied and how many links
+   * were asked for one by one (those that are down).
+   */
+  get stats(): { dumps: number; events: number; asked: number } {
+    return { ...this.#stats };
+  }
+
+  /**
+   * The links and addresses as the kernel reports them now. Throws when the socket or the dump
+   * fails; the next read starts over with a new socket and a whole dump.
+   */
+  read(): LinkDump {
+    try {
+      if (this.#fd < 0) {
+        this.#fd = openSocket(this.#c, this.#netns, LINK_GROUPS, this.#bufferBytes);
+        this.#req = openSocket(this.#c, this.#netns);
+        this.#refresh();
+      } else if (!this.#drain()) this.#refresh();
+      this.#askDown();
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+    return { links: [...this.#links.values()], addresses: [...this.#addresses.values()] };
+  }
+
+  /** Closes the notification socket (the next read opens a new one). */
+  close(): void {
+    if (this.#fd >= 0) this.#c.close(this.#fd);
+    if (this.#req >= 0) this.#c.close(this.#req);
+    this.#fd = this.#req = -1;
+    this.#links.clear();
+    this.#addresses.clear();
+  }
+
+  /** A whole dump, then what was queued meanwhile; once more if notifications were lost. */
+  #refresh(): void {
+    for (let attempt = 1;; attempt++) {
+      this.#dump();
+      if (this.#drain()) return;
+      if (attempt >= 2) throw new Error("rtnetlink: link notifications lost twice in a row");
+    }
+  }
+
+  /**
+   * Asks the kernel again for each link that is down: it announces a change of a down link's
+   * alias or bridge-port flags to nobody (netdev_state_change notifies only links that are up).
+   * KaOS keeps its own links up, so these are few: foreign links and links of a failed batch.
+   */
+  #askDown(): void {
+    const c = this.#c;
+    for (const l of [...this.#links.values()]) {
+      if (l.up) continue;
+      this.#stats.asked++;
+      const seq = seqCounter = (seqCounter + 1) >>> 0;
+      const req = linkRequest(l.index, seq);
+      if (Number(c.send(this.#req, req, BigInt(req.byteLength), 0)) !== req.byteLength) {
+        fail(c, `send the request of link ${l.index}`);
+      }
+      const acc = newDump(seq);
+      try {
+        while (acc.links.length === 0) {
+          const n = Number(c.recv(this.#req, this.#buf, BigInt(this.#buf.byteLength), 0));
+          if (n < 0) {
+            const e = errno(c);
+            if (e === EINTR) continue;
+            throw new Error(`rtnetlink: recv of link ${l.index} failed: errno ${e}`);
+          }
+          parseDumpChunk(this.#buf.subarray(0, n), acc);
+        }
+      } catch (err) {
+        // ENODEV: deleted meanwhile (its notification is queued; the next read applies it too).
+        if (err instanceof NetlinkError && err.errno === 19) {
+          this.#links.delete(l.index);
+          continue;
+        }
+        throw err;
+      }
+      this.#links.set(l.index, acc.links[0]);
+    }
+  }
+
+  #dump(): void {
+    const d = dumpLinks({ netns: this.#netns });
+    this.#stats.dumps++;
+    this.#links = new Map(d.links.map((l) => [l.index, l]));
+    this.#addresses = new Map(d.addresses.map((a) => [addressKey(a), a]));
+  }
+
+  /**
+   * Reads every queued notification without waiting and applies it. False when the kernel
+   * reports that notifications were lost (ENOBUFS): the rest of the queue is then read and
+   * dropped (it predates the dump that must follow).
+   */
+  #drain(): boolean {
+    const c = this.#c;
+    let lost = false;
+    let apply = true;
+    for (;;) {
+      const n = Number(c.recv(this.#fd, this.#buf, BigInt(this.#buf.byteLength), MSG_DONTWAIT));
+      if (n < 0) {
+        const e = errno(c);
+        if (e === EINTR) continue;
+        if (e === EAGAIN) return !lost;
+        if (e === ENOBUFS) {
+          lost = true;
+          apply = false; // nothing after a loss can be trusted until the next dump
+          continue;
+        }
+        throw new Error(`rtnetlink: recv of link notifications failed: errno ${e}`);
+      }
+      if (n === 0) return !lost;
+      if (!apply) continue;
+      for (const ev of parseNotifications(this.#buf.subarray(0, n))) {
+        this.#stats.events++;
+        if (ev.kind === "link") this.#links.set(ev.link.index, ev.link);
+        else if (ev.kind === "unlink") {
+          this.#links.delete(ev.index);
+          for (const [key, a] of this.#addresses) {
+            if (a.index === ev.index) this.#addresses.delete(key);
+          }
+        } else if (ev.kind === "port") {
+          const l = this.#links.get(ev.index);
+          if (l && l.master !== null) this.#links.set(ev.index, { ...l, isolated: ev.isolated });
+        } else if (ev.kind === "address") this.#addresses.set(addressKey(ev.address), ev.address);
+        else this.#addresses.delete(addressKey(ev.address));
+      }
+    }
+  }
+}
+
+function addressKey(a: NlAddress): string {
+  return `${a.index} ${a.local}/${a.prefixlen}`;
 }

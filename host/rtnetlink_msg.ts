@@ -11,8 +11,10 @@ export const NL = {
   NLMSG_ERROR: 2,
   NLMSG_DONE: 3,
   RTM_NEWLINK: 16,
+  RTM_DELLINK: 17,
   RTM_GETLINK: 18,
   RTM_NEWADDR: 20,
+  RTM_DELADDR: 21,
   RTM_GETADDR: 22,
   NLM_F_REQUEST: 0x1,
   NLM_F_DUMP: 0x300,
@@ -21,11 +23,13 @@ export const NL = {
 
 const AF_UNSPEC = 0;
 const AF_INET = 2;
+const AF_BRIDGE = 7;
 const IFF_UP = 0x1;
 const IFLA_ADDRESS = 1;
 const IFLA_IFNAME = 3;
 const IFLA_LINK = 5;
 const IFLA_MASTER = 10;
+const IFLA_PROTINFO = 12;
 const IFLA_LINKINFO = 18;
 const IFLA_IFALIAS = 20;
 const IFLA_EXT_MASK = 29;
@@ -109,6 +113,15 @@ export function dumpRequest(type: "links" | "addresses", seq: number): Uint8Arra
   return buf;
 }
 
+/** The bytes of an RTM_GETLINK request of one link by ifindex (no counters). */
+export function linkRequest(index: number, seq: number): Uint8Array {
+  const buf = dumpRequest("links", seq);
+  const v = new DataView(buf.buffer);
+  v.setUint16(6, NL.NLM_F_REQUEST, true);
+  v.setInt32(20, index, true); // ifinfomsg.ifi_index
+  return buf;
+}
+
 /** A new, empty accumulator for the dump sent with `seq`. */
 export function newDump(seq: number): DumpAccumulator {
   return { seq, links: [], addresses: [], interrupted: false };
@@ -150,6 +163,64 @@ export function parseDumpChunk(bytes: Uint8Array, acc: DumpAccumulator): boolean
     throw new Error(`trailing ${bytes.byteLength - off} bytes after the netlink messages`);
   }
   return done;
+}
+
+/** The multicast groups a link cache listens to (RTMGRP_LINK | RTMGRP_IPV4_IFADDR). */
+export const LINK_GROUPS = 0x1 | 0x10;
+
+/** One change the kernel announced to the link groups. */
+export type LinkEvent =
+  | { kind: "link"; link: NlLink }
+  | { kind: "unlink"; index: number }
+  /** A bridge port's own flags changed (AF_BRIDGE message): only `isolated` is read. */
+  | { kind: "port"; index: number; isolated: boolean }
+  | { kind: "address"; address: NlAddress }
+  | { kind: "unaddress"; address: NlAddress };
+
+/**
+ * Parses one buffer of rtnetlink notifications (RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR) into events,
+ * in the kernel's order. A notification carries the whole state of its link or address, so
+ * applying them in order to a dump taken after subscribing gives the host's current state.
+ * The bridge's own per-port messages (family AF_BRIDGE) give only a port's `isolated` flag (a
+ * change of the port's flags, `ip link set … type bridge_slave isolated on`, is announced in
+ * that family alone); their RTM_DELLINK means "left the bridge", not "deleted", and is skipped
+ * (the AF_UNSPEC message of the same change clears the master). Throws on bytes that are not
+ * netlink messages.
+ */
+export function parseNotifications(bytes: Uint8Array): LinkEvent[] {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const events: LinkEvent[] = [];
+  let off = 0;
+  while (off + 16 <= bytes.byteLength) {
+    const len = v.getUint32(off, true);
+    if (len < 16 || off + len > bytes.byteLength) {
+      throw new Error(`truncated netlink message at byte ${off} (length ${len})`);
+    }
+    const type = v.getUint16(off + 4, true);
+    const body = off + 16;
+    if (type === NL.RTM_NEWLINK || type === NL.RTM_DELLINK) {
+      if (body + 16 > off + len) throw new Error(`short link notification at byte ${off}`);
+      if (v.getUint8(body) === AF_BRIDGE) {
+        if (type === NL.RTM_NEWLINK) {
+          const isolated = portIsolated(v, body + 16, off + len);
+          const index = v.getInt32(body + 4, true);
+          if (isolated !== null) events.push({ kind: "port", index, isolated });
+        }
+      } else {
+        if (type === NL.RTM_NEWLINK) {
+          events.push({ kind: "link", link: parseLink(v, body, off + len) });
+        } else events.push({ kind: "unlink", index: v.getInt32(body + 4, true) });
+      }
+    } else if (type === NL.RTM_NEWADDR || type === NL.RTM_DELADDR) {
+      const a = parseAddress(v, body, off + len);
+      if (a) events.push({ kind: type === NL.RTM_NEWADDR ? "address" : "unaddress", address: a });
+    }
+    off += align(len);
+  }
+  if (off < bytes.byteLength) {
+    throw new Error(`trailing ${bytes.byteLength - off} bytes after the netlink messages`);
+  }
+  return events;
 }
 
 function align(n: number): number {
@@ -224,6 +295,18 @@ function parseLink(v: DataView, start: number, end: number): NlLink {
   });
   if (!link.name) throw new Error(`RTM_NEWLINK of ifindex ${link.index} without a name`);
   return link;
+}
+
+/** IFLA_BRPORT_ISOLATED inside IFLA_PROTINFO of an AF_BRIDGE message; null when absent. */
+function portIsolated(v: DataView, start: number, end: number): boolean | null {
+  let isolated: boolean | null = null;
+  eachAttr(v, start, end, (type, from, to) => {
+    if (type !== IFLA_PROTINFO) return;
+    eachAttr(v, from, to, (t, f, e) => {
+      if (t === IFLA_BRPORT_ISOLATED && e > f) isolated = v.getUint8(f) !== 0;
+    });
+  });
+  return isolated;
 }
 
 function parseLinkInfo(v: DataView, start: number, end: number, link: NlLink): void {

@@ -275,7 +275,7 @@ export async function startKattach(options: KattachOptions): Promise<RunningKatt
       fatal: false,
       async run() {
         const mode = options.network ?? (options.mode === "appliance" ? "bridged" : "user");
-        startNetwork(k!, { mode, host: realNetlink() });
+        startNetwork(k!, { mode, host: realNetlink({ cache: true }) });
         if (mode === "user") {
           log("network: user-mode (host links are not managed)");
           return;

@@ -19,6 +19,7 @@ import type {
 } from "../ipc/mod.ts";
 import {
   bridgeName,
+  type DesiredState,
   diffLinks,
   hostIsRouter,
   type HostLink,
@@ -51,13 +52,21 @@ interface Runtime extends NetworkOptions {
   tail: Promise<unknown>;
   /** A run scheduled but not started yet: callers join it. */
   queued: Promise<NetworkApplyResult> | null;
+  /** Warnings a start's reconcile logged already (a deploy of 100 logs each once). */
+  warned: Set<string>;
 }
 
 const runtimes = new WeakMap<Kattach, Runtime>();
 
 /** Sets how this kattach runs the network (the `network` boot phase, before any apply). */
 export function startNetwork(k: Kattach, options: NetworkOptions): void {
-  runtimes.set(k, { ...options, last: null, tail: Promise.resolve(), queued: null });
+  runtimes.set(k, {
+    ...options,
+    last: null,
+    tail: Promise.resolve(),
+    queued: null,
+    warned: new Set(),
+  });
   if (options.mode === "bridged") k.log(`network: links are read through ${options.host.reader}`);
 }
 
@@ -72,19 +81,30 @@ export function netlinkOf(k: Kattach): Netlink | undefined {
   return rt?.mode === "bridged" ? rt.host : undefined;
 }
 
-/** What the link planner needs from the store. */
-export function networkConfig(store: Store): NetworkConfig {
-  const nics = store.all(
-    "SELECT instance, idx, mac, vlan FROM nic WHERE vlan IS NOT NULL ORDER BY instance, idx",
-  ).map((r) => ({
-    instance: String(r.instance),
-    index: Number(r.idx),
-    mac: String(r.mac),
-    vlan: Number(r.vlan),
-  }));
+/**
+ * What the link planner needs from the store; with `instance`, only that instance's NICs and
+ * the VLANs they are on (a start's reconcile of its own taps).
+ */
+export function networkConfig(store: Store, options: { instance?: string } = {}): NetworkConfig {
+  const nics = (options.instance === undefined
+    ? store.all(
+      "SELECT instance, idx, mac, vlan FROM nic WHERE vlan IS NOT NULL ORDER BY instance, idx",
+    )
+    : store.all(
+      "SELECT instance, idx, mac, vlan FROM nic WHERE instance = ? AND vlan IS NOT NULL ORDER BY idx",
+      [options.instance],
+    )).map((r) => ({
+      instance: String(r.instance),
+      index: Number(r.idx),
+      mac: String(r.mac),
+      vlan: Number(r.vlan),
+    }));
+  const on = new Set(nics.map((n) => n.vlan));
   return {
     uplink: store.networkSettings().uplink,
-    vlans: store.listVlanSwitches(),
+    vlans: options.instance === undefined
+      ? store.listVlanSwitches()
+      : store.listVlanSwitches().filter((v) => on.has(v.id)),
     routes: store.listVlanRoutes(),
     nics,
   };
@@ -144,13 +164,41 @@ export function applyNetwork(k: Kattach, options: { reason: string }): Promise<N
     rt.last = result;
     return result;
   };
-  const next = rt.tail.then(run, run);
+  const next = serial(rt, run);
   rt.queued = next;
+  return next;
+}
+
+/** Runs `fn` after every run scheduled so far (runs never overlap). */
+function serial<T>(rt: Runtime, fn: () => Promise<T>): Promise<T> {
+  const next = rt.tail.then(fn, fn);
   rt.tail = next;
   return next;
 }
 
-async function reconcile(k: Kattach, rt: Runtime, reason: string): Promise<NetworkApplyResult> {
+/**
+ * The host's state as far as `want` names it (its links and the uplink): a diff against it
+ * changes only those links (no other owned link is deleted or touched).
+ */
+function onlyNamed(host: HostState, want: DesiredState): HostState {
+  const names = new Set([...want.links.map((l) => l.name), want.uplink]);
+  const links = new Map<string, HostLink>();
+  const addresses = new Map<string, string[]>();
+  for (const name of names) {
+    const l = host.links.get(name);
+    if (l) links.set(name, l);
+    const a = host.addresses.get(name);
+    if (a) addresses.set(name, a);
+  }
+  return { links, addresses };
+}
+
+async function reconcile(
+  k: Kattach,
+  rt: Runtime,
+  reason: string,
+  instance?: string,
+): Promise<NetworkApplyResult> {
   const t0 = performance.now();
   const at = new Date().toISOString();
   let applied: string[] = [];
@@ -159,8 +207,13 @@ async function reconcile(k: Kattach, rt: Runtime, reason: string): Promise<Netwo
   try {
     // Taps belong to the user QEMU runs as (kaos-qemu when kattach is root): it opens them.
     const owner = await ensureGuestUser((line) => k.log(line));
-    const config = { ...networkConfig(k.store), ...(owner ? { tapOwner: owner } : {}) };
-    const diff = diffLinks(planLinks(config), await readHostState(rt.host, fallbackLog(k)));
+    const config = {
+      ...networkConfig(k.store, instance === undefined ? {} : { instance }),
+      ...(owner ? { tapOwner: owner } : {}),
+    };
+    const want = planLinks(config);
+    const host = await readHostState(rt.host, fallbackLog(k));
+    const diff = diffLinks(want, instance === undefined ? host : onlyNamed(host, want));
     warnings = diff.warnings;
     applied = diff.lines;
     if (diff.lines.length > 0) {
@@ -199,7 +252,10 @@ async function reconcile(k: Kattach, rt: Runtime, reason: string): Promise<Netwo
     if (applied.length <= 32) { for (const line of applied) k.log(`network:   ip ${line}`); }
   }
   // A warning is logged when it appears, not at every run (`network status` shows them all).
-  for (const w of warnings) if (!rt.last?.warnings.includes(w)) k.log(`network: ${w}`);
+  for (const w of warnings) {
+    if (!rt.last?.warnings.includes(w) && !(instance && rt.warned.has(w))) k.log(`network: ${w}`);
+    if (instance) rt.warned.add(w);
+  }
   return result;
 }
 
@@ -349,15 +405,21 @@ export function guestNetwork(k: Kattach, inst: Pick<Instance, "nics">): GuestNet
 }
 
 /**
- * Before QEMU starts: reconciles the links and checks that every tap of the instance is on its
- * bridge (QEMU would otherwise make a loose tap of that name). A UserError naming what is wrong.
+ * Before QEMU starts: reconciles this instance's own links only (its taps, their bridges and
+ * VLAN links, the gateway addresses on those bridges; no other link is read into the plan or
+ * touched), then the firewall (its port sets must name the taps before the guest sends), and
+ * checks that every tap of the instance is on its bridge (QEMU would otherwise make a loose tap
+ * of that name). With the link cache (kattach's reader) no dump of the host's links is made.
+ * A UserError naming what is wrong.
  */
 export async function ensureGuestLinks(k: Kattach, inst: Pick<Instance, "name" | "nics">) {
-  const host = netlinkOf(k);
+  const rt = runtimes.get(k);
   const taps = guestNetwork(k, inst).nics.filter((n) => n.tap);
-  if (!host || taps.length === 0) return;
-  const r = await applyNetwork(k, { reason: `start ${inst.name}` });
-  const { links } = await readHostState(host, fallbackLog(k));
+  if (!rt || rt.mode !== "bridged" || taps.length === 0) return;
+  const { r, links } = await serial(rt, async () => {
+    const r = await reconcile(k, rt, `start ${inst.name}`, inst.name);
+    return { r, links: (await readHostState(rt.host, fallbackLog(k))).links };
+  });
   for (const n of taps) {
     const l = links.get(n.tap!);
     if (!l || l.master !== n.bridge) {

@@ -3,6 +3,7 @@ import { FakeNetlink } from "../host/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
 import {
   applyNetwork,
+  ensureGuestLinks,
   guestNetwork,
   networkStatus,
   nicCounters,
@@ -117,6 +118,60 @@ Deno.test("applyNetwork: calls during a run share one queued run; a no-op applie
     const after = await networkStatus(k);
     assert.deepEqual(after.links.map((l) => l.name), ["kbr10"]);
     assert.deepEqual(after.pending, []);
+  });
+});
+
+Deno.test("ensureGuestLinks: a start repairs its own taps only; the next full reconcile the rest", async () => {
+  await withKattach(async (k, host) => {
+    startNetwork(k, { mode: "bridged", host });
+    k.store.tx(() =>
+      k.store.insertInstance({
+        name: "web-2",
+        vmimage: "web",
+        state: "defined",
+        autostart: false,
+        restartPolicy: "never",
+        nics: [{ index: 0, vlan: 10, mac: "0a:4b:53:00:00:09", ip: "10.0.10.9" }],
+      })
+    );
+    assert.equal((await applyNetwork(k, { reason: "boot" })).error, null);
+    // Drift behind kattach's back: web-1's tap deleted, web-2's moved off its bridge, a stray
+    // owned bridge (kbr30, no VLAN 30) left over.
+    host.linkMap.delete("kt0a4b53000001");
+    host.linkMap.get("kt0a4b53000009")!.master = undefined;
+    host.linkMap.set("kbr30", {
+      kind: "bridge",
+      alias: "kaos:bridge:30",
+      up: true,
+      mac: "0a:4b:42:00:00:1e",
+    });
+    const before = host.batches.length;
+    await ensureGuestLinks(k, k.store.getInstance("web-1")!);
+    // (as root the tap belongs to the QEMU user: `user U group G`, left out here)
+    const since = (n: number) =>
+      host.batches.slice(n).map((b) => b.replace(/ user \d+ group \d+/, ""));
+    assert.deepEqual(since(before), [
+      "tuntap add dev kt0a4b53000001 mode tap vnet_hdr\n" +
+      "link set dev kt0a4b53000001 alias kaos:tap:web-1:0 master kbr10\n" +
+      "link set dev kt0a4b53000001 up\n",
+    ], "web-1's start touches web-1's tap only");
+    assert.equal(host.linkMap.get("kt0a4b53000009")!.master, undefined);
+    assert.ok(host.linkMap.has("kbr30"));
+    await ensureGuestLinks(k, k.store.getInstance("web-1")!);
+    assert.equal(host.batches.length, before + 1, "a second start of web-1 changes nothing");
+    // web-2's start puts its own tap back on its bridge.
+    await ensureGuestLinks(k, k.store.getInstance("web-2")!);
+    assert.deepEqual(since(before + 1), [
+      "link set dev kt0a4b53000009 master kbr10\n",
+    ]);
+    const full = await applyNetwork(k, { reason: "full" });
+    assert.deepEqual(full.applied, ["link del dev kbr30"]);
+    // A tap that cannot be put on its bridge: the start is refused, naming it.
+    host.linkMap.set("kt0a4b53000009", { kind: "veth", up: true, mac: "02:00:00:00:00:09" });
+    await assert.rejects(
+      () => ensureGuestLinks(k, k.store.getInstance("web-2")!),
+      /Cannot start web-2: its tap kt0a4b53000009 is not on kbr10/,
+    );
   });
 });
 

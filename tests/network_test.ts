@@ -6,10 +6,16 @@
  * under `instance stats`; and the link counters read from sysfs and through `ip -n`.
  */
 import assert from "node:assert/strict";
-import { realNetlink } from "../host/mod.ts";
+import { LinkCache, realNetlink } from "../host/mod.ts";
 import { readHostState } from "../kattach/network.ts";
 import type { GuestStats, Instance, NetworkApplyResult, NetworkStatus } from "../ipc/mod.ts";
-import { diffLinks, type NetworkConfig, planLinks, renderBatch } from "../netmgr/mod.ts";
+import {
+  diffLinks,
+  hostStateFromDump,
+  type NetworkConfig,
+  planLinks,
+  renderBatch,
+} from "../netmgr/mod.ts";
 import { buildFixtures, FIXTURES_OUT, REPO_ROOT, TestKattach } from "./_harness.ts";
 import { run } from "./_util.ts";
 
@@ -111,6 +117,74 @@ Deno.test("links on the real kernel: create, no-op second run, drift repaired, f
     assert.deepEqual(left, ["kbr99", "lo", "vfor0", "vfor1"]);
     assert.equal(await sh("ip", "-n", ns, "-j", "-d", "link", "show", "kbr99"), before);
   } finally {
+    await drop();
+  }
+});
+
+Deno.test("the link cache follows the kernel: changes behind its back, a lost burst re-read", async () => {
+  const [ns, drop] = await namespace("kaosnet-cache");
+  const cached = realNetlink({ netns: ns, cache: true });
+  const small = new LinkCache({ netns: ns, bufferBytes: 4096 });
+  try {
+    assert.match(cached.reader, /^rtnetlink, cached/);
+    const fresh = realNetlink({ netns: ns });
+    // Both caches against a fresh dump (addresses sorted: their order is the kernel's choice).
+    const norm = (st: Awaited<ReturnType<typeof readHostState>>) => ({
+      links: st.links,
+      addresses: new Map([...st.addresses].map(([k, v]) => [k, [...v].sort()])),
+    });
+    const same = async (what: string) => {
+      const want = norm(await readHostState(fresh));
+      assert.deepEqual(norm(await readHostState(cached)), want, what);
+      const viaSmall = hostStateFromDump(small.read());
+      assert.deepEqual(norm(viaSmall), want, `${what} (4 KiB buffer)`);
+    };
+    await same("empty");
+    const ip = (...args: string[]) => sh("ip", "-n", ns, ...args);
+    await ip("link", "add", "kbr10", "type", "bridge");
+    await ip("link", "set", "kbr10", "alias", "kaos:bridge:10", "up");
+    await ip("tuntap", "add", "dev", "kt0a4b53000001", "mode", "tap");
+    await ip("link", "set", "kt0a4b53000001", "alias", "kaos:tap:a:0", "master", "kbr10", "up");
+    await ip("tuntap", "add", "dev", "kt0a4b53000002", "mode", "tap");
+    await ip("link", "set", "kt0a4b53000002", "master", "kbr10");
+    await ip("link", "set", "kt0a4b53000002", "type", "bridge_slave", "isolated", "on");
+    await ip("addr", "add", "10.0.10.1/24", "dev", "kbr10");
+    await ip("addr", "add", "10.0.10.200/24", "dev", "kbr10");
+    await same("made");
+    assert.equal((await readHostState(cached)).links.get("kt0a4b53000002")?.isolated, true);
+    await ip("link", "set", "kt0a4b53000001", "nomaster");
+    await same("a tap moved off its bridge");
+    assert.equal((await readHostState(cached)).links.get("kt0a4b53000001")?.master, null);
+    await ip("link", "del", "kt0a4b53000002");
+    await ip("addr", "del", "10.0.10.200/24", "dev", "kbr10");
+    await ip("link", "set", "kbr10", "down");
+    await same("a tap deleted, an address deleted, a bridge down");
+    // The kernel announces no alias change of a link that is down: the cache asks for it.
+    await ip("link", "set", "kbr10", "alias", "not-kaos");
+    await ip("link", "set", "kt0a4b53000001", "alias", "kaos:tap:b:0");
+    await same("aliases changed on a down bridge and a down tap");
+    assert.equal((await readHostState(cached)).links.get("kbr10")?.alias, "not-kaos");
+    await ip("link", "set", "kt0a4b53000001", "name", "ktrenamed");
+    await same("a tap renamed");
+    // A burst larger than the 4 KiB buffer: the small cache loses notifications and dumps again.
+    const dumps = small.stats.dumps;
+    const lines = Array.from({ length: 40 }, (_, i) => [
+      `link add kbrst${i} type bridge`,
+      `link set dev kbrst${i} up`,
+    ]).flat();
+    const burst = await run(["ip", "-n", ns, "-batch", "-"], {
+      timeoutMs: 30_000,
+      stdin: lines.join("\n") + "\n",
+    });
+    assert.equal(burst.code, 0, burst.stderr);
+    await same("a burst of 40 bridges");
+    assert.ok(small.stats.dumps > dumps, "the overflowed cache read the whole dump again");
+    assert.ok(small.stats.events > 0 && small.stats.asked > 0, JSON.stringify(small.stats));
+    await ip("link", "del", "kbr10");
+    await same("a bridge deleted (its address with it)");
+  } finally {
+    cached.close();
+    small.close();
     await drop();
   }
 });
