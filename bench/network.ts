@@ -13,14 +13,17 @@
  * bare `ip -batch` of the same lines into another fresh namespace; the no-op reconcile beside the
  * four `ip -j` / `bridge -j` reads the previous design made, run bare, and beside the same
  * reconcile reading through those `ip -j` reads; adding one instance beside a bare `ip -batch` of
- * its lines. Goal: a no-op reconcile of that host in ≤ 100 ms. Deleting the two namespaces of
+ * its lines; a start's own link work (ensureGuestLinks) beside the previous start path. The
+ * reconcile figures are through kattach's link cache, beside a whole dump per reconcile (the previous
+ * design). Goal: a no-op reconcile of that host in ≤ 100 ms. Deleting the two namespaces of
  * about 5,000 links each at the end keeps the kernel's rtnl lock busy for minutes: every `ip`
  * command on the machine waits meanwhile (docs/network.md).
  *
  * Deploy → ready (`deploy --wait` of the fixture `web`, one instance, through IPC) on a bridged
  * VLAN against user-mode NICs: one hosted kattach `--network bridged` in a namespace of the
  * benchmark's own, two VM images that differ only in `--vlan`; a warm-up deploy of each, then
- * `--runs` rounds alternating the two; medians side by side. Goal: bridged no slower.
+ * `--runs` rounds alternating the two; medians side by side. Goal: bridged no slower. Then a
+ * deploy of 10 without --wait (deploy → every QEMU spawned), bridged against user-mode NICs.
  *
  *   scripts/deno run -A bench/network.ts [--runs N] [--only firewall|links|deploy]
  */
@@ -29,7 +32,13 @@ import { type DeployedInstance, IpcClient } from "../ipc/mod.ts";
 import { kattachArgv } from "../lib/hosted_kattach.ts";
 import { applyFirewall, bootFirewall, rollbackFirewall } from "../kattach/firewall.ts";
 import type { Kattach } from "../kattach/actions/_types.ts";
-import { applyNetwork, networkConfig, readHostState, startNetwork } from "../kattach/network.ts";
+import {
+  applyNetwork,
+  ensureGuestLinks,
+  networkConfig,
+  readHostState,
+  startNetwork,
+} from "../kattach/network.ts";
 import { Store } from "../kattach/store.ts";
 import { insertMgmt } from "../kattach/store_firewall.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
@@ -257,9 +266,14 @@ async function linkFigures(): Promise<void> {
 
     // Each figure alternates with the others run by run, so load swings hit them alike.
     const ipHost = realNetlink({ netns: NS, reader: "ip" });
+    // kattach's reader: the link cache kept current by rtnetlink notifications.
+    const cached = realNetlink({ netns: NS, cache: true });
+    const kCache: Kattach = { ...k };
+    startNetwork(kCache, { mode: "bridged", host: cached });
+    await readHostState(cached); // its one whole dump, at kattach's start
     // kattach's whole path: the links, then the firewall (rendered, found unchanged, not applied).
     const kFw: Kattach = { ...k, firewallHost: { nft: realNft([...inNs, "nft"]), mgmtPort: 1289 } };
-    startNetwork(kFw, { mode: "bridged", host });
+    startNetwork(kFw, { mode: "bridged", host: cached });
     await bootFirewall(kFw);
     const kIp: Kattach = { ...k };
     startNetwork(kIp, { mode: "bridged", host: ipHost });
@@ -270,6 +284,8 @@ async function linkFigures(): Promise<void> {
     const cfg = networkConfig(store);
     const state = await readHostState(host);
     const f = await alternating(runs, {
+      noopCached: noopOf(kCache),
+      cacheRead: () => readHostState(cached),
       noop: noopOf(k),
       dump: () => readHostState(host),
       config: () => networkConfig(store),
@@ -285,49 +301,86 @@ async function linkFigures(): Promise<void> {
       noopFw: noopOf(kFw),
     });
     console.log(
-      `links: no-op reconcile (rtnetlink dump + parse + plan + diff; reader: ${host.reader}): ` +
-        `median ${ms(f.noop).trim()} of ${runs}` +
-        `   goal ≤ ${NOOP_GOAL_MS} ms: ${f.noop <= NOOP_GOAL_MS ? "met" : "NOT met"}` +
-        `\n       of which the dump + parse ${ms(f.dump).trim()}, the store read ` +
-        `${ms(f.config).trim()}, plan + diff ${ms(f.planDiff).trim()}` +
-        `\n       baseline: the four reads of ` +
-        `the ip -j design, bare (ip -j link, ip -j -br -4 addr, bridge -j -d link, ` +
-        `ip -j -d link type vlan) ${ms(f.bareReads).trim()}; the same no-op reconcile reading ` +
-        `through them ${ms(f.noopIp).trim()}` +
+      `links: no-op reconcile (link cache + plan + diff; reader: ${cached.reader}): ` +
+        `median ${ms(f.noopCached).trim()} of ${runs}` +
+        `   goal ≤ ${NOOP_GOAL_MS} ms: ${f.noopCached <= NOOP_GOAL_MS ? "met" : "NOT met"}` +
+        `\n       of which the cache read (drain + state) ${ms(f.cacheRead).trim()}, the store ` +
+        `read ${ms(f.config).trim()}, plan + diff ${ms(f.planDiff).trim()}` +
+        `\n       baseline: the same reconcile with a whole rtnetlink dump per run (the previous ` +
+        `design) ${ms(f.noop).trim()}, of which the dump + parse ${ms(f.dump).trim()}; reading ` +
+        `through the four ip -j reads ${ms(f.noopIp).trim()} (the reads bare ${
+          ms(f.bareReads).trim()
+        })` +
         `\n       with the firewall after the links, as kattach runs it (4,094 VLANs × 1,000 NICs, ` +
-        `rendered and found unchanged): ${ms(f.noopFw).trim()}`,
+        `rendered and found unchanged; through the cache): ${ms(f.noopFw).trim()}`,
     );
 
-    const adds: number[] = [];
-    const bareAdds: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      const mac = `0a:4b:53:ff:00:${i.toString(16).padStart(2, "0")}`;
+    // Adding one instance (one tap): a full reconcile through the cache and through a whole
+    // dump, alternating; then its start's own reconcile (ensureGuestLinks) beside the previous
+    // start path (a full reconcile with a whole dump, then a second dump to check the taps).
+    const adds = { cached: [] as number[], dump: [] as number[], bare: [] as number[] };
+    const starts = { own: [] as number[], previous: [] as number[] };
+    let extra = 0;
+    // Addresses for the extra NICs from the top /24 of VLAN 10's /22 (the synthetic guests sit low).
+    const [o1, o2, o3] = store.getVlan(10)!.cidr.split(".").map(Number);
+    const addInstance = () => {
+      extra++;
+      const name = `extra-${extra}`;
+      const mac = `0a:4b:53:ff:${(extra >> 8).toString(16).padStart(2, "0")}:${
+        (extra & 0xff).toString(16).padStart(2, "0")
+      }`;
       store.tx(() =>
         store.insertInstance({
-          name: `extra-${i + 1}`,
+          name,
           vmimage: "bench",
           state: "defined",
           autostart: false,
           restartPolicy: "never",
-          nics: [{ index: 0, vlan: 10, mac, ip: null }],
+          nics: [{ index: 0, vlan: 10, mac, ip: `${o1}.${o2}.${o3 + 3}.${10 + extra}` }],
         })
       );
+      return store.getInstance(name)!;
+    };
+    const addOf = async (kk: Kattach, into: number[]) => {
+      addInstance();
       let lines: string[] = [];
-      adds.push(
+      into.push(
         await timed(async () => {
-          const r = await applyNetwork(k, { reason: "bench: one instance" });
-          if (r.error) throw new Error(r.error);
+          const r = await applyNetwork(kk, { reason: "bench: one instance" });
+          if (r.error || r.applied.length === 0) throw new Error(r.error ?? "nothing applied");
           lines = r.applied;
         }),
       );
-      bareAdds.push(
+      return lines;
+    };
+    for (let i = 0; i < runs; i++) {
+      await addOf(kCache, adds.cached);
+      const lines = await addOf(k, adds.dump);
+      adds.bare.push(
         await timed(() => sh(["ip", "-n", base, "-force", "-batch", "-"], renderBatch(lines))),
+      );
+      const own = addInstance();
+      starts.own.push(await timed(() => ensureGuestLinks(kCache, own)));
+      addInstance();
+      starts.previous.push(
+        await timed(async () => {
+          const r = await applyNetwork(k, { reason: "bench: start, previous path" });
+          if (r.error) throw new Error(r.error);
+          await readHostState(host);
+        }),
       );
     }
     console.log(
-      `links: adding one instance (one tap, a full reconcile): median ${ms(median(adds)).trim()}` +
-        ` of ${runs}; baseline bare ip -batch of its lines ${ms(median(bareAdds)).trim()}`,
+      `links: adding one instance (one tap, a full reconcile through the cache): median ` +
+        `${ms(median(adds.cached)).trim()} of ${runs}; baseline the same with a whole dump ` +
+        `${ms(median(adds.dump)).trim()}; bare ip -batch of its lines ${
+          ms(median(adds.bare)).trim()
+        }` +
+        `\n       a start's link work (ensureGuestLinks: its own tap, through the cache): ` +
+        `${ms(median(starts.own)).trim()}; baseline the previous start path (full reconcile + ` +
+        `a second dump) ${ms(median(starts.previous)).trim()}`,
     );
+    cached.close();
   } finally {
     store.close();
     await Deno.remove(dir, { recursive: true });
@@ -414,6 +467,26 @@ async function deployFigures(): Promise<void> {
         `${f.bridged <= f.user ? "met" : "NOT met"}` +
         `\n       first deploys (not counted): bridged ${ms(warm.bridged).trim()}, user ` +
         `${ms(warm.user).trim()}`,
+    );
+
+    // A deploy of 10 without waiting (deploy → every QEMU spawned): each bridged start runs its
+    // own reconcile (ensureGuestLinks) before its QEMU; the user-mode deploy is the baseline.
+    const ten = async (vmimage: string): Promise<number> => {
+      const t0 = performance.now();
+      const ds = await c.call("deploy", { vmimage, count: 10 }) as DeployedInstance[];
+      const ms = performance.now() - t0;
+      for (const d of ds) await c.call("instance.kill", { name: d.name }).catch(() => {});
+      for (const d of ds) await c.call("instance.del", { name: d.name });
+      const bad = ds.filter((d) => d.outcome !== "started" && d.outcome !== "ready");
+      if (bad.length > 0) throw new Error(`${vmimage}: ${bad[0].name} ${bad[0].outcome}`);
+      return ms;
+    };
+    const rounds10 = Math.max(1, Math.min(runs, 3));
+    const t = await alternating(rounds10, { bridged: () => ten("webb"), user: () => ten("webu") });
+    console.log(
+      `deploy of 10 → every QEMU spawned (no --wait; median of ${rounds10}, alternating): ` +
+        `bridged VLAN ${ms(t.bridged).trim()}, baseline user-mode NICs ${ms(t.user).trim()} ` +
+        `(${(t.bridged / t.user).toFixed(2)}×)`,
     );
   } finally {
     client?.close();

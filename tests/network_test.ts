@@ -242,7 +242,7 @@ Deno.test({
         network: "bridged",
       });
       assert.match(k.log, /network: bridged/);
-      assert.match(k.log, /network: links are read through rtnetlink\n/);
+      assert.match(k.log, /network: links are read through rtnetlink, cached /);
       for (const m of ["vkaos", "web"]) {
         assert.equal((await k.aq("module", "import", `${FIXTURES_OUT}/${m}`)).code, 0);
       }
@@ -337,6 +337,28 @@ Deno.test({
       ]);
       const again = await k.json<NetworkApplyResult>("network", "apply");
       assert.deepEqual([again.applied, again.error], [[], null]);
+
+      // Behind kattach's back (its link cache hears of it through rtnetlink notifications): the
+      // tap moved off its bridge, the bridge down, a stray address on it; the next reconcile
+      // repairs all three, and the one after finds nothing to do.
+      await sh("ip", "-n", ns, "link", "set", nic.tap!, "nomaster");
+      await sh("ip", "-n", ns, "link", "set", "kbr10", "down");
+      await sh("ip", "-n", ns, "addr", "add", "10.77.10.250/24", "dev", "kbr10");
+      const drifted = await k.json<NetworkStatus>("network", "status");
+      assert.deepEqual(drifted.links.map((l) => [l.name, l.master, l.up]), [
+        ["kbr10", null, false],
+        [nic.tap, null, true],
+      ]);
+      const repaired = await k.json<NetworkApplyResult>("network", "apply");
+      assert.deepEqual([repaired.applied, repaired.error], [[
+        "address del 10.77.10.250/24 dev kbr10",
+        `link set dev ${nic.tap} master kbr10`,
+        "link set dev kbr10 up",
+      ], null]);
+      const port = JSON.parse(await sh("ip", "-n", ns, "-j", "link", "show", nic.tap!))[0];
+      assert.equal(port.master, "kbr10");
+      const settled = await k.json<NetworkApplyResult>("network", "apply");
+      assert.deepEqual([settled.applied, settled.error], [[], null]);
 
       // A user-mode instance alongside: restricted slirp, its forward still serves the page.
       const [user] = await k.json<Instance[]>("deploy", "web", "--wait");
