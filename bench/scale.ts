@@ -265,6 +265,7 @@ try {
     () => c.call("deploy", { vmimage: "base", count: 100, noStart: true }),
   );
   const emptyList = await timed(ROUNDS, () => c.call("instance.list", {}));
+  const emptyShow = await timed(ROUNDS, () => c.call("instance.show", { name: "base-1" }));
 
   c.close();
   await k.stop();
@@ -405,6 +406,14 @@ try {
     1000,
     "ms",
     `baseline: the same on an empty store ${ms(emptyDeploy)}`,
+  );
+  // One instance among thousands: what it reads should not grow with the others.
+  const show = await timed(ROUNDS, () => c.call("instance.show", { name: "base-1" }));
+  row(
+    `instance show of one among ${n} (IPC)`,
+    ms(show),
+    "",
+    `among the 100 of a store of one VM image ${ms(emptyShow)}`,
   );
   const fullRss = rssMiB(k.proc.pid);
   // The same kattach once idle for SETTLE_MS: V8's memory reducer and the malloc trims have run.

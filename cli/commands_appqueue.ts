@@ -104,8 +104,8 @@ export const appqueueCommands: Command[] = [
     summary: "Add an AppQueue: its URL and its publisher's Ed25519 public key",
     args: [{ name: "NAME" }],
     flags: [
-      { name: "url", value: "URL", help: "base URL holding index.json and parts/" },
-      { name: "key", value: "KEY", help: "the publisher's public key (base64)" },
+      { name: "url", value: "URL", required: true, help: "base URL holding index.json and parts/" },
+      { name: "key", value: "KEY", required: true, help: "the publisher's public key (base64)" },
       { name: "subscription", boolean: true, help: "send this host's subscription key" },
     ],
     build: (p) => ({

@@ -156,8 +156,18 @@ export const firewallCommands: Command[] = [
     summary: "Add a rule before the defaults of the input or forward chain",
     args: [],
     flags: [
-      { name: "chain", value: "input|forward", help: "input: to the host; forward: through it" },
-      { name: "action", value: "accept|drop|reject", help: "what to do with a match" },
+      {
+        name: "chain",
+        value: "input|forward",
+        required: true,
+        help: "input: to the host; forward: through it",
+      },
+      {
+        name: "action",
+        value: "accept|drop|reject",
+        required: true,
+        help: "what to do with a match",
+      },
       { name: "proto", value: "tcp|udp|icmp", help: "default any" },
       { name: "from", value: "CIDR|vlan:ID", help: "source (default any)" },
       { name: "to", value: "CIDR|vlan:ID|INSTANCE", help: "destination (default any)" },

@@ -78,6 +78,8 @@ export function parseArgs(c: Command, words: string[]): Parsed {
   if (positional.length > 0) {
     throw new UsageError(`unexpected ${JSON.stringify(positional[0])}`, usage(c));
   }
+  const missing = c.flags.find((f) => f.required && parsed.flags[f.name] === undefined);
+  if (missing) throw new UsageError(`--${missing.name} is missing: ${missing.help}`, usage(c));
   return parsed;
 }
 

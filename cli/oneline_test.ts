@@ -41,6 +41,25 @@ Deno.test("usage lines: required words and flags have no brackets, optional ones
   );
 });
 
+Deno.test("a required flag left out: a usage error naming it, before kattach is asked", async () => {
+  assert.match(usage(find("appqueue add")), /^appqueue add NAME --url URL --key KEY \[--sub/);
+  assert.match(
+    usage(find("firewall rule add")),
+    /^firewall rule add --chain input\|forward --action accept\|drop\|reject \[--proto/,
+  );
+  const cases: [string[], string][] = [
+    [["appqueue", "add", "x", "--url", "http://x/"], "--key is missing: the publisher's public"],
+    [["appqueue", "add", "x"], "--url is missing: base URL holding index.json and parts/"],
+    [["firewall", "rule", "add", "--chain", "input"], "--action is missing: what to do with"],
+  ];
+  for (const [words, message] of cases) {
+    const r = await run(words);
+    assert.equal(r.code, EXIT.usage, words.join(" "));
+    assert.ok(r.err.startsWith(`Error: ${message}`), `${words.join(" ")}: ${r.err}`);
+    assert.match(r.err, /\nUsage: /);
+  }
+});
+
 Deno.test("help for a word that names no command: an error; extra words: the command's help", async () => {
   const unknown: [string[], string][] = [
     [["help", "nosuch"], "nosuch"],

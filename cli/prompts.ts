@@ -374,7 +374,10 @@ export async function promptFlag(p: Prompter, flag: FlagSpec): Promise<string | 
     const picked = await t.prompt((ctx) =>
       select({
         message: `--${flag.name}: ${flag.help}`,
-        choices: [{ value: "", name: "(leave out)" }, ...fixed.map((v) => ({ value: v, name: v }))],
+        choices: [
+          ...(flag.required ? [] : [{ value: "", name: "(leave out)" }]),
+          ...fixed.map((v) => ({ value: v, name: v })),
+        ],
       }, ctx)
     );
     return picked === "" ? undefined : picked;
@@ -420,10 +423,13 @@ export async function promptFlag(p: Prompter, flag: FlagSpec): Promise<string | 
     });
     return "value" in picked && picked.value !== "" ? picked.value : undefined;
   }
-  const text =
-    (await t.prompt((ctx) =>
-      input({ message: `--${flag.name} ${flag.value ?? ""}: ${flag.help} (empty: leave out)` }, ctx)
-    )).trim();
+  const text = (await t.prompt((ctx) =>
+    input({
+      message: `--${flag.name} ${flag.value ?? ""}: ${flag.help}` +
+        (flag.required ? "" : " (empty: leave out)"),
+      required: flag.required,
+    }, ctx)
+  )).trim();
   return text === "" ? undefined : text;
 }
 

@@ -1,9 +1,11 @@
 /**
  * A cheaper check of kattach's results than a full zod parse (issue 13: the client's zod pass over
- * `instance list` of 10,000 rows was its largest part after the query). `compileCheck` turns a zod
+ * `instance list` of 10,000 rows was its largest part after the query), and of the requests kattach
+ * reads (the request frame and most actions' parameters: a zod parse was some 0.5-2 ms of a
+ * request on a machine woken from idle). `compileCheck` turns a zod
  * schema built only of plain parts (strings with regex/length checks, finite numbers with
  * int/range checks, booleans, enums, literals, null, nullable, optional, arrays, strict objects,
- * unions) into a predicate that is true only for values zod accepts and returns unchanged. The client
+ * unions, unknown) into a predicate that is true only for values zod accepts and returns unchanged. The client
  * takes such a value as is; when the predicate says no, it runs the full zod parse, which gives
  * the error (or the output, if the predicate was merely stricter). A schema with any other part
  * (defaults, transforms, records, refinements, checks not listed) compiles to null: zod only.
@@ -71,6 +73,9 @@ function compile(schema: z.ZodType): Check {
       );
     case "boolean":
       return plain(def, (v) => typeof v === "boolean");
+    case "unknown":
+    case "any":
+      return plain(def, () => true);
     case "null":
       return plain(def, (v) => v === null);
     case "enum": {
@@ -121,10 +126,13 @@ function objectCheck(def: Def): Check {
   const keys = Object.keys(def.shape ?? {});
   const known = new Set(keys);
   const checks = keys.map((k) => compile(def.shape![k]));
+  // zod wants the key of an unknown (or any) value present, whatever its value, undefined too.
+  const present = keys.filter((k) => ["unknown", "any"].includes(defOf(def.shape![k]).type));
   return (v) => {
     if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
     const o = v as Record<string, unknown>;
     for (let i = 0; i < keys.length; i++) if (!checks[i](o[keys[i]])) return false;
+    for (let i = 0; i < present.length; i++) if (!Object.hasOwn(o, present[i])) return false;
     for (const k in o) if (!known.has(k) || !Object.hasOwn(o, k)) return false;
     return true;
   };

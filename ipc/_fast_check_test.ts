@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { z } from "zod";
 import { compileCheck } from "./_fast_check.ts";
+import { Request } from "./protocol.ts";
 import { actions } from "./actions.ts";
 import { Instance, VlanInfo } from "./schemas.ts";
 
@@ -140,4 +141,26 @@ Deno.test("compileCheck: schemas with parts it does not know compile to null (zo
   ]);
   assert.equal(compileCheck(union), null);
   assert.deepEqual(union.parse({ a: "x", b: 1 }), { a: "x" }, "why: zod strips b here");
+});
+
+Deno.test("compileCheck: agrees with zod on request frames and a deploy's parameters (what kattach reads)", () => {
+  const request = {
+    v: 1,
+    id: 7,
+    token: "t".repeat(64),
+    action: "deploy",
+    params: { vmimage: "web", count: 2 },
+    origin: { via: "ssh", openedAt: 1795820000000, remote: "10.0.0.2:51234" },
+    progress: true,
+  };
+  const requests = [request, { ...request, params: undefined }, ...mutations(request)];
+  const r = agrees(Request, requests);
+  assert.ok(r.accepted >= 3 && r.refused > 30, `accepted ${r.accepted}, refused ${r.refused}`);
+  const params = { vmimage: "web", count: 2, noStart: true, wait: false };
+  const p = agrees(actions["deploy"].params, [
+    params,
+    { vmimage: "web", count: 1 },
+    ...mutations(params),
+  ]);
+  assert.ok(p.accepted >= 2 && p.refused > 20, `accepted ${p.accepted}, refused ${p.refused}`);
 });

@@ -4,6 +4,8 @@
  */
 import { describeIssues, isUserError } from "../lib/errors.ts";
 import { idleMemory } from "../lib/idle_memory.ts";
+import type { z } from "zod";
+import { compileCheck } from "./_fast_check.ts";
 import { type ActionName, actions, isActionName, TRUSTED_LIST_RESULTS } from "./actions.ts";
 import {
   encodeFrame,
@@ -235,6 +237,18 @@ async function handleConnection(
   }
 }
 
+/**
+ * `schema`'s parse of `value`: the value itself when the compiled check (ipc/_fast_check.ts) says
+ * zod would accept it unchanged, else zod's own parse (its output, or its issues).
+ */
+function parseIn<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+): z.ZodSafeParseResult<z.output<S>> {
+  if (compileCheck(schema)?.(value)) return { success: true, data: value as z.output<S> };
+  return schema.safeParse(value) as z.ZodSafeParseResult<z.output<S>>;
+}
+
 /** Errors that mean the peer went away (not worth a log line). */
 function isPeerGone(err: unknown): boolean {
   return err instanceof Deno.errors.BrokenPipe || err instanceof Deno.errors.ConnectionReset ||
@@ -257,7 +271,7 @@ async function answer(
   } catch {
     return failure(-1, protocolError("the message is not JSON"));
   }
-  const parsed = Request.safeParse(raw);
+  const parsed = parseIn(Request, raw);
   if (!parsed.success) {
     // Echo the id only when it is one (a frame's id is a whole number; fuzzing found floats).
     const rawId = (raw as { id?: unknown })?.id;
@@ -283,7 +297,7 @@ async function answer(
     });
   }
   const spec = actions[req.action];
-  const params = spec.params.safeParse(req.params ?? {});
+  const params = parseIn(spec.params, req.params ?? {});
   if (!params.success) {
     return failure(req.id, {
       kind: "user",

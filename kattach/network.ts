@@ -360,11 +360,23 @@ export function nicAddress(
 
 /**
  * Fills in each NIC's `address` (see nicAddress) on the given instances, in place: one query
- * for the VLANs' subnets, however many instances (`instance list`, deploy results).
+ * for the VLANs' subnets, however many instances (`instance list`, deploy results): the rows of
+ * their VLANs when they are `few` or fewer, else every VLAN's.
  */
-export function withNicAddresses<T extends Pick<Instance, "nics">>(k: Kattach, insts: T[]): T[] {
+export function withNicAddresses<T extends Pick<Instance, "nics">>(
+  k: Kattach,
+  insts: T[],
+  few = 64,
+): T[] {
   const cidrs = new Map<number, string>();
-  for (const r of k.store.all("SELECT id, cidr FROM vlan")) cidrs.set(Number(r.id), String(r.cidr));
+  // For one instance (instance show, a start's answer): a row or two, not 4,094.
+  const ids = new Set(insts.flatMap((i) => i.nics.map((n) => n.vlan).filter((v) => v !== null)));
+  const rows = ids.size <= few
+    ? k.store.all("SELECT id, cidr FROM vlan WHERE id IN (SELECT value FROM json_each(?))", [
+      JSON.stringify([...ids]),
+    ])
+    : k.store.all("SELECT id, cidr FROM vlan");
+  for (const r of rows) cidrs.set(Number(r.id), String(r.cidr));
   const o = { bridged: networkMode(k) === "bridged", cidrOf: (v: number) => cidrs.get(v) };
   for (const inst of insts) for (const n of inst.nics) n.address = nicAddress(n, o);
   return insts;

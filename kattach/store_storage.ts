@@ -93,12 +93,15 @@ export function vmImagesOn(store: Store, storage: string): string[] {
     .map((r) => String(r.name));
 }
 
-/** Every placed instance's storage, by instance name (one query for lists). */
-export function instanceStorages(store: Store): Map<string, string> {
-  return new Map(
-    store.all("SELECT name, storage FROM instance WHERE storage IS NOT NULL")
-      .map((r) => [String(r.name), String(r.storage)]),
-  );
+/** Every placed instance's storage (of `names` only, when given), by instance name (one query). */
+export function instanceStorages(store: Store, names: string[] | null = null): Map<string, string> {
+  const rows = names === null
+    ? store.all("SELECT name, storage FROM instance WHERE storage IS NOT NULL")
+    : store.all(
+      "SELECT name, storage FROM instance WHERE storage IS NOT NULL AND name IN (SELECT value FROM json_each(?))",
+      [JSON.stringify(names)],
+    );
+  return new Map(rows.map((r) => [String(r.name), String(r.storage)]));
 }
 
 /** Every VM image's requested storage, by VM image name (one query for lists). */

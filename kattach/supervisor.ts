@@ -1174,12 +1174,17 @@ export function withRuntime(k: Kattach, inst: Instance): Instance {
 /**
  * {@linkcode withRuntime} for many instances: two queries (runtime records, health) for all of
  * them instead of two per instance. It fills in the fields of the given objects (the callers'
- * own, just read from the store) rather than copying 10,000 of them (issue 13).
+ * own, just read from the store) rather than copying 10,000 of them (issue 13). Up to `few`
+ * instances (a deploy's answer) read their own rows only, not every instance's.
  */
-export function withRuntimes(k: Kattach, insts: Instance[]): Instance[] {
+export function withRuntimes(k: Kattach, insts: Instance[], few = FEW): Instance[] {
+  const { where, params } = someOrAll(insts.map((i) => i.name), few);
   const runtime = new Map<string, { forwards: Forward[]; restarts: number; lastExit: string }>();
   for (
-    const r of k.store.all("SELECT instance, forwards, restarts, last_exit FROM instance_runtime")
+    const r of k.store.all(
+      `SELECT instance, forwards, restarts, last_exit FROM instance_runtime${where("instance")}`,
+      params,
+    )
   ) {
     runtime.set(String(r.instance), {
       forwards: JSON.parse(String(r.forwards)),
@@ -1188,7 +1193,12 @@ export function withRuntimes(k: Kattach, insts: Instance[]): Instance[] {
     });
   }
   const health = new Map<string, ModuleHealth[]>();
-  for (const h of k.store.all("SELECT * FROM instance_health ORDER BY instance, module")) {
+  for (
+    const h of k.store.all(
+      `SELECT * FROM instance_health${where("instance")} ORDER BY instance, module`,
+      params,
+    )
+  ) {
     const name = String(h.instance);
     let list = health.get(name);
     if (!list) health.set(name, list = []);
@@ -1200,7 +1210,7 @@ export function withRuntimes(k: Kattach, insts: Instance[]): Instance[] {
     });
   }
   const sup = supervisors.get(k);
-  const storage = instanceStorages(k.store);
+  const storage = instanceStorages(k.store, insts.length <= few ? insts.map((i) => i.name) : null);
   for (const inst of insts) {
     const rt = runtime.get(inst.name);
     inst.pid = sup?.pidOf(inst.name) ?? null;
@@ -1210,7 +1220,22 @@ export function withRuntimes(k: Kattach, insts: Instance[]): Instance[] {
     inst.lastExit = rt?.lastExit ?? "";
     inst.storage = storage.get(inst.name) ?? null;
   }
-  return withNicAddresses(k, insts);
+  return withNicAddresses(k, insts, few);
+}
+
+/** Up to this many instances, queries name them (`IN`); more read the whole table once. */
+const FEW = 64;
+
+/** A `WHERE column IN (…)` naming `names` when they are few, else no condition (every row). */
+function someOrAll(names: string[], few: number): {
+  where: (column: string) => string;
+  params: string[];
+} {
+  if (names.length > few) return { where: () => "", params: [] };
+  return {
+    where: (column) => ` WHERE ${column} IN (SELECT value FROM json_each(?))`,
+    params: [JSON.stringify(names)],
+  };
 }
 
 /** The QEMU pids of a kattach's running guests, by instance name (none without a supervisor). */
