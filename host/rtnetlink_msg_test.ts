@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import {
   dumpRequest,
+  linkRequest,
   NetlinkError,
   newDump,
   NL,
   type NlLink,
   parseDumpChunk,
+  parseNotifications,
 } from "./rtnetlink_msg.ts";
 
 // Bytes the real kernel sent for the namespace fixtures/netlink/capture.ts describes.
@@ -203,3 +205,73 @@ Deno.test("rtnetlink: the dump requests", () => {
     [24, 0, 0, 0, 22, 0, 0x01, 0x03, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0],
   );
 });
+
+Deno.test("rtnetlink notifications: links and addresses as the dump gives them; AF_BRIDGE port messages", () => {
+  // The dump's RTM_NEWLINK/RTM_NEWADDR records are what a notification carries.
+  const linkMsgs = messages(linkBytes).filter((m) =>
+    new DataView(m.buffer, m.byteOffset).getUint16(4, true) === NL.RTM_NEWLINK
+  );
+  const events = parseNotifications(concat(linkMsgs));
+  assert.deepEqual(events, parse(linkBytes).links.map((link) => ({ kind: "link", link })));
+  const addrs = parseNotifications(addrBytes);
+  assert.deepEqual(
+    addrs.map((e) => e.kind === "address" ? e.address : null),
+    parse(addrBytes).addresses,
+  );
+  // The same link message as an RTM_DELLINK: deleted, by ifindex.
+  const kbr = linkMsgs.find((m) =>
+    parseNotifications(m)[0].kind === "link" &&
+    (parseNotifications(m)[0] as { link: NlLink }).link.name === "kbr10"
+  )!;
+  const index = (parseNotifications(kbr)[0] as { link: NlLink }).link.index;
+  const del = retype(kbr, NL.RTM_DELLINK);
+  assert.deepEqual(parseNotifications(del), [{ kind: "unlink", index }]);
+  // Family AF_BRIDGE: an RTM_DELLINK is a port leaving its bridge (skipped); an RTM_NEWLINK
+  // without IFLA_PROTINFO says nothing KaOS reads (skipped).
+  const bridgeDel = retype(kbr, NL.RTM_DELLINK);
+  bridgeDel[16] = 7;
+  assert.deepEqual(parseNotifications(bridgeDel), []);
+  const bridgeNew = kbr.slice();
+  bridgeNew[16] = 7;
+  assert.deepEqual(parseNotifications(bridgeNew), []);
+  // An AF_BRIDGE RTM_NEWLINK with IFLA_PROTINFO { IFLA_BRPORT_ISOLATED = 1 }: the port's flag.
+  const port = new Uint8Array(16 + 16 + 12);
+  const v = new DataView(port.buffer);
+  v.setUint32(0, port.byteLength, true);
+  v.setUint16(4, NL.RTM_NEWLINK, true);
+  port[16] = 7;
+  v.setInt32(20, 42, true);
+  v.setUint16(32, 12, true); // IFLA_PROTINFO | NLA_F_NESTED
+  v.setUint16(34, 12 | 0x8000, true);
+  v.setUint16(36, 5, true); // IFLA_BRPORT_ISOLATED (u8)
+  v.setUint16(38, 33, true);
+  port[40] = 1;
+  assert.deepEqual(parseNotifications(port), [{ kind: "port", index: 42, isolated: true }]);
+  assert.throws(() => parseNotifications(port.subarray(0, 20)), /trailing|truncated/);
+});
+
+Deno.test("rtnetlink: the request of one link by ifindex", () => {
+  const req = linkRequest(7, 99);
+  const v = new DataView(req.buffer);
+  assert.deepEqual(
+    [v.getUint32(0, true), v.getUint16(4, true), v.getUint16(6, true), v.getUint32(8, true)],
+    [req.byteLength, NL.RTM_GETLINK, NL.NLM_F_REQUEST, 99],
+  );
+  assert.equal(v.getInt32(20, true), 7);
+});
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.byteLength;
+  }
+  return out;
+}
+
+function retype(msg: Uint8Array, type: number): Uint8Array {
+  const out = msg.slice();
+  new DataView(out.buffer).setUint16(4, type, true);
+  return out;
+}

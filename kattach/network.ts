@@ -99,15 +99,31 @@ export function networkConfig(store: Store, options: { instance?: string } = {})
       mac: String(r.mac),
       vlan: Number(r.vlan),
     }));
-  const on = new Set(nics.map((n) => n.vlan));
   return {
     uplink: store.networkSettings().uplink,
-    vlans: options.instance === undefined
-      ? store.listVlanSwitches()
-      : store.listVlanSwitches().filter((v) => on.has(v.id)),
+    vlans: options.instance === undefined ? store.listVlanSwitches() : vlansOf(store, nics),
     routes: store.listVlanRoutes(),
     nics,
   };
+}
+
+/** The switch settings of the VLANs these NICs are on (a few rows, not all 4,094). */
+function vlansOf(store: Store, nics: { vlan: number }[]): NetworkConfig["vlans"] {
+  const ids = [...new Set(nics.map((n) => n.vlan))];
+  if (ids.length === 0) return [];
+  return store.all(
+    `SELECT id, cidr, gateway, uplink, nat, isolate FROM vlan WHERE id IN (${
+      ids.map(() => "?").join(", ")
+    }) ORDER BY id`,
+    ids,
+  ).map((r) => ({
+    id: Number(r.id),
+    cidr: String(r.cidr),
+    gateway: String(r.gateway),
+    uplink: r.uplink as NetworkConfig["vlans"][number]["uplink"],
+    nat: r.nat === 1,
+    isolate: r.isolate === 1,
+  }));
 }
 
 /**
@@ -197,8 +213,9 @@ async function reconcile(
   k: Kattach,
   rt: Runtime,
   reason: string,
-  instance?: string,
+  scope: { instance?: string; seen?: { host?: HostState } } = {},
 ): Promise<NetworkApplyResult> {
+  const instance = scope.instance;
   const t0 = performance.now();
   const at = new Date().toISOString();
   let applied: string[] = [];
@@ -213,6 +230,7 @@ async function reconcile(
     };
     const want = planLinks(config);
     const host = await readHostState(rt.host, fallbackLog(k));
+    if (scope.seen) scope.seen.host = host;
     const diff = diffLinks(want, instance === undefined ? host : onlyNamed(host, want));
     warnings = diff.warnings;
     applied = diff.lines;
@@ -429,8 +447,13 @@ export async function ensureGuestLinks(k: Kattach, inst: Pick<Instance, "name" |
   const taps = guestNetwork(k, inst).nics.filter((n) => n.tap);
   if (!rt || rt.mode !== "bridged" || taps.length === 0) return;
   const { r, links } = await serial(rt, async () => {
-    const r = await reconcile(k, rt, `start ${inst.name}`, inst.name);
-    return { r, links: (await readHostState(rt.host, fallbackLog(k))).links };
+    const seen: { host?: HostState } = {};
+    const r = await reconcile(k, rt, `start ${inst.name}`, { instance: inst.name, seen });
+    // What was read before is still true when nothing was applied (no second read then).
+    const host = r.applied.length === 0 && seen.host
+      ? seen.host
+      : await readHostState(rt.host, fallbackLog(k));
+    return { r, links: host.links };
   });
   for (const n of taps) {
     const l = links.get(n.tap!);
