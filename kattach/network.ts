@@ -54,6 +54,13 @@ interface Runtime extends NetworkOptions {
   queued: Promise<NetworkApplyResult> | null;
   /** Warnings a start's reconcile logged already (a deploy of 100 logs each once). */
   warned: Set<string>;
+  /** Starts' reconcile scheduled but not started yet: later starts add their instance to it. */
+  startsQueued: { names: Set<string>; run: Promise<StartsRun> } | null;
+}
+
+interface StartsRun {
+  result: NetworkApplyResult;
+  links: Map<string, HostLink>;
 }
 
 const runtimes = new WeakMap<Kattach, Runtime>();
@@ -66,6 +73,7 @@ export function startNetwork(k: Kattach, options: NetworkOptions): void {
     tail: Promise.resolve(),
     queued: null,
     warned: new Set(),
+    startsQueued: null,
   });
   if (options.mode === "bridged") k.log(`network: links are read through ${options.host.reader}`);
 }
@@ -82,17 +90,25 @@ export function netlinkOf(k: Kattach): Netlink | undefined {
 }
 
 /**
- * What the link planner needs from the store; with `instance`, only that instance's NICs and
- * the VLANs they are on (a start's reconcile of its own taps).
+ * What the link planner needs from the store; with `instances`, only their NICs and the VLANs
+ * those are on (the starts' reconcile of their own taps).
  */
-export function networkConfig(store: Store, options: { instance?: string } = {}): NetworkConfig {
-  const nics = (options.instance === undefined
+export function networkConfig(
+  store: Store,
+  options: { instances?: string[] } = {},
+): NetworkConfig {
+  const only = options.instances;
+  const nics = (only === undefined
     ? store.all(
       "SELECT instance, idx, mac, vlan FROM nic WHERE vlan IS NOT NULL ORDER BY instance, idx",
     )
+    : only.length === 0
+    ? []
     : store.all(
-      "SELECT instance, idx, mac, vlan FROM nic WHERE instance = ? AND vlan IS NOT NULL ORDER BY idx",
-      [options.instance],
+      `SELECT instance, idx, mac, vlan FROM nic WHERE instance IN (${
+        only.map(() => "?").join(", ")
+      }) AND vlan IS NOT NULL ORDER BY instance, idx`,
+      only,
     )).map((r) => ({
       instance: String(r.instance),
       index: Number(r.idx),
@@ -101,7 +117,7 @@ export function networkConfig(store: Store, options: { instance?: string } = {})
     }));
   return {
     uplink: store.networkSettings().uplink,
-    vlans: options.instance === undefined ? store.listVlanSwitches() : vlansOf(store, nics),
+    vlans: only === undefined ? store.listVlanSwitches() : vlansOf(store, nics),
     routes: store.listVlanRoutes(),
     nics,
   };
@@ -213,9 +229,9 @@ async function reconcile(
   k: Kattach,
   rt: Runtime,
   reason: string,
-  scope: { instance?: string; seen?: { host?: HostState } } = {},
+  scope: { instances?: string[]; seen?: { host?: HostState } } = {},
 ): Promise<NetworkApplyResult> {
-  const instance = scope.instance;
+  const instance = scope.instances;
   const t0 = performance.now();
   const at = new Date().toISOString();
   let applied: string[] = [];
@@ -225,7 +241,7 @@ async function reconcile(
     // Taps belong to the user QEMU runs as (kaos-qemu when kattach is root): it opens them.
     const owner = await ensureGuestUser((line) => k.log(line));
     const config = {
-      ...networkConfig(k.store, instance === undefined ? {} : { instance }),
+      ...networkConfig(k.store, instance === undefined ? {} : { instances: instance }),
       ...(owner ? { tapOwner: owner } : {}),
     };
     const want = planLinks(config);
@@ -446,15 +462,7 @@ export async function ensureGuestLinks(k: Kattach, inst: Pick<Instance, "name" |
   const rt = runtimes.get(k);
   const taps = guestNetwork(k, inst).nics.filter((n) => n.tap);
   if (!rt || rt.mode !== "bridged" || taps.length === 0) return;
-  const { r, links } = await serial(rt, async () => {
-    const seen: { host?: HostState } = {};
-    const r = await reconcile(k, rt, `start ${inst.name}`, { instance: inst.name, seen });
-    // What was read before is still true when nothing was applied (no second read then).
-    const host = r.applied.length === 0 && seen.host
-      ? seen.host
-      : await readHostState(rt.host, fallbackLog(k));
-    return { r, links: host.links };
-  });
+  const { result: r, links } = await startsRun(k, rt, inst.name);
   for (const n of taps) {
     const l = links.get(n.tap!);
     if (!l || l.master !== n.bridge) {
@@ -466,6 +474,34 @@ export async function ensureGuestLinks(k: Kattach, inst: Pick<Instance, "name" |
       );
     }
   }
+}
+
+/**
+ * The starts' reconcile that `name` joins: the one scheduled and not started yet (a deploy's
+ * starts arrive together: one batch for all their taps), else a new one.
+ */
+function startsRun(k: Kattach, rt: Runtime, name: string): Promise<StartsRun> {
+  if (rt.startsQueued) {
+    rt.startsQueued.names.add(name);
+    return rt.startsQueued.run;
+  }
+  const names = new Set([name]);
+  const run = serial(rt, async (): Promise<StartsRun> => {
+    rt.startsQueued = null; // later starts queue a run of their own, behind this one
+    const instances = [...names].sort();
+    const seen: { host?: HostState } = {};
+    const reason = instances.length <= 3
+      ? `start ${instances.join(", ")}`
+      : `start of ${instances.length} instances (${instances.slice(0, 3).join(", ")}, …)`;
+    const result = await reconcile(k, rt, reason, { instances, seen });
+    // What was read before is still true when nothing was applied (no second read then).
+    const host = result.applied.length === 0 && seen.host
+      ? seen.host
+      : await readHostState(rt.host, fallbackLog(k));
+    return { result, links: host.links };
+  });
+  rt.startsQueued = { names, run };
+  return run;
 }
 
 /** Why a user-mode NIC has no counters (QEMU's slirp keeps none and has no host link). */

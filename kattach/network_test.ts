@@ -166,6 +166,18 @@ Deno.test("ensureGuestLinks: a start repairs its own taps only; the next full re
     ]);
     const full = await applyNetwork(k, { reason: "full" });
     assert.deepEqual(full.applied, ["link del dev kbr30"]);
+    // Starts that arrive together (a deploy's) share one run: one batch for both taps.
+    host.linkMap.delete("kt0a4b53000001");
+    host.linkMap.delete("kt0a4b53000009");
+    const n = host.batches.length;
+    await Promise.all(
+      ["web-1", "web-2"].map((name) => ensureGuestLinks(k, k.store.getInstance(name)!)),
+    );
+    assert.equal(host.batches.length, n + 1, since(n).join("---"));
+    assert.match(
+      host.batches[n],
+      /tuntap add dev kt0a4b53000001 [^\n]*\n(.*\n)*tuntap add dev kt0a4b53000009 /,
+    );
     // A tap that cannot be put on its bridge: the start is refused, naming it.
     host.linkMap.set("kt0a4b53000009", { kind: "veth", up: true, mac: "02:00:00:00:00:09" });
     await assert.rejects(
