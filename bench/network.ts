@@ -478,7 +478,11 @@ async function deployFigures(): Promise<void> {
       for (const d of ds) await c.call("instance.kill", { name: d.name }).catch(() => {});
       for (const d of ds) await c.call("instance.del", { name: d.name });
       const bad = ds.filter((d) => d.outcome !== "started" && d.outcome !== "ready");
-      if (bad.length > 0) throw new Error(`${vmimage}: ${bad[0].name} ${bad[0].outcome}`);
+      if (bad.length > 0) {
+        throw new Error(
+          `${vmimage}: ${bad[0].name} ${bad[0].outcome}: ${bad[0].reason ?? "(no reason)"}`,
+        );
+      }
       return ms;
     };
     const rounds10 = Math.max(1, Math.min(runs, 3));
