@@ -156,6 +156,33 @@ Deno.test("valid words pass the check and go to kattach unchanged", async () => 
   }
 });
 
+Deno.test("instance show: a stopped instance's health is its last run's, not now's", () => {
+  const health = [
+    { module: "web", status: "starting", detail: "booting", checkedAt: "2026-11-27T12:00:00Z" },
+  ] satisfies Instance["health"];
+  const base = {
+    name: "web-1",
+    vmimage: "web",
+    autostart: false,
+    restartPolicy: "on-failure",
+    nics: [],
+    createdAt: "2026-11-27T12:00:00.000Z",
+  } satisfies Omit<Instance, "state">;
+  const show = find("instance show");
+  assert.match(
+    show.render({ ...base, state: "stopped", health } satisfies Instance),
+    /^Health: +not running \(at its last run: web starting \(booting\)\)$/m,
+  );
+  assert.match(
+    show.render({ ...base, state: "defined" } satisfies Instance),
+    /^Health: +not running$/m,
+  );
+  assert.match(
+    show.render({ ...base, state: "starting", health } satisfies Instance),
+    /^Health: +web starting \(booting\)$/m,
+  );
+});
+
 Deno.test("instance show: the NIC table and DNS indented alike, the machine and why", () => {
   const shown = find("instance show").render(
     {
