@@ -168,7 +168,7 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
         ? `Error: ${words[0]} needs a subcommand\n${helpText([words[0]])}`
         : `Error: unknown command ${
           JSON.stringify(words.slice(0, 2).join(" "))
-        }\nHint: run \`help\` for the list of commands\n`,
+        }\nHint: run \`help\` for the list of commands (\`module commands\` for the modules' own)\n`,
     );
     return EXIT.usage;
   }

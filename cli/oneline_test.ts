@@ -72,6 +72,13 @@ Deno.test("help for a word that names no command: an error; extra words: the com
     assert.equal(r.out, "");
     assert.ok(r.err.startsWith(`Error: no command starts with "${word}"\n`), r.err);
   }
+  const vlanFrob = await run(["vlan", "frob"]);
+  assert.equal(vlanFrob.code, EXIT.usage);
+  assert.equal(
+    vlanFrob.err,
+    'Error: unknown command "vlan frob"\n' +
+      "Hint: run `help` for the list of commands (`module commands` for the modules' own)\n",
+  );
   const add = await run(["vlan", "add", "10", "front", "--help"]);
   assert.equal(add.code, EXIT.ok);
   assert.match(add.out, /^ {2}vlan add ID NAME CIDR /);
