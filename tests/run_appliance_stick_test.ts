@@ -81,7 +81,10 @@ Deno.test("run-appliance: a grown KAOSDATA is carried onto a larger new image wh
     await image(`${dir}/new.img`, 9 * MIB, 10240);
     const second = await boot(`${dir}/new.img`);
     assertEquals(second.code, 0, second.stderr);
-    assertMatch(second.stderr, /the stick grows by 1024 KiB to 34603008 bytes to keep its KAOSDATA partition whole/);
+    assertMatch(
+      second.stderr,
+      /the stick grows by 1024 KiB to 34603008 bytes to keep its KAOSDATA partition whole/,
+    );
     assertEquals((await Deno.stat(stick)).size, 33 * MIB);
     const head = await Deno.open(stick).then(async (f) => {
       const b = new Uint8Array(512);
