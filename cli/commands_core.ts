@@ -209,6 +209,18 @@ function nicText(i: Instance): string {
     .join("; ");
 }
 
+/**
+ * The modules' health as last checked. A stopped instance's records are those of its last run
+ * (a stop during the boot leaves "starting (booting)"), so they are shown as such, not as now.
+ */
+function healthText(i: Instance): string {
+  const last = (i.health ?? []).map((h) => `${h.module} ${h.status} (${h.detail})`).join("; ");
+  if (i.state === "stopped" || i.state === "defined") {
+    return last ? `not running (at its last run: ${last})` : "not running";
+  }
+  return last || "-";
+}
+
 function renderInstance(i: Instance): string {
   return fields([
     ["Instance", i.name],
@@ -227,10 +239,7 @@ function renderInstance(i: Instance): string {
       (i.forwards ?? []).map((f) => `127.0.0.1:${f.hostPort} -> ${f.guestPort} (${f.module})`)
         .join(", ") || "none",
     ],
-    [
-      "Health",
-      (i.health ?? []).map((h) => `${h.module} ${h.status} (${h.detail})`).join("; ") || "-",
-    ],
+    ["Health", healthText(i)],
   ]) + "NICs:\n" + (i.network
     ? table(
       ["NIC", "VLAN", "PORT", "MAC", "ADDRESS", "GATEWAY", "STATE", ""],

@@ -187,7 +187,7 @@ export const guestCommands: Command[] = [
   }),
   cmd({
     path: ["instance", "stats"],
-    summary: "Show an instance's CPU time, memory and block counters (QMP and /proc)",
+    summary: "Show an instance's CPU time, memory, network and block counters (QMP, /proc, /sys)",
     args: [{ name: "NAME" }],
     flags: [],
     build: (p) => ({ action: "instance.stats", params: { name: p.args.NAME! } }),

@@ -101,7 +101,10 @@ const STDIN_VALUE_MAX = 1 << 20;
  * (one trailing newline dropped), for values longer than an SSH command may be (an SSH packet:
  * 35,000 bytes), e.g. `tar -czf - . | base64 -w0 | ssh … config-group set www site=@-`.
  */
-async function valueFromStdin(params: unknown, stdio: ConsoleStdio | undefined): Promise<void> {
+async function valueFromStdin(
+  params: unknown,
+  stdio: () => ConsoleStdio | undefined,
+): Promise<void> {
   const values = (params as { values?: Record<string, unknown> } | undefined)?.values;
   if (values === undefined) return;
   const keys = Object.keys(values).filter((k) => values[k] === "@-");
@@ -109,8 +112,9 @@ async function valueFromStdin(params: unknown, stdio: ConsoleStdio | undefined):
   if (keys.length > 1) {
     throw new UsageError(`only one value can come from stdin, not ${keys.join(" and ")}`);
   }
-  const stdin = stdio?.stdin ?? Deno.stdin.readable;
-  if (stdio ? stdio.stdin.isTerminal?.() : Deno.stdin.isTerminal()) {
+  const given = stdio();
+  const stdin = given?.stdin ?? Deno.stdin.readable;
+  if (given ? given.stdin.isTerminal?.() : Deno.stdin.isTerminal()) {
     throw new UsageError(`${keys[0]}=@- reads the value from stdin, which is a terminal here`);
   }
   const chunks: Uint8Array[] = [];
@@ -164,7 +168,7 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
         ? `Error: ${words[0]} needs a subcommand\n${helpText([words[0]])}`
         : `Error: unknown command ${
           JSON.stringify(words.slice(0, 2).join(" "))
-        }\nHint: run \`help\` for the list of commands\n`,
+        }\nHint: run \`help\` for the list of commands (\`module commands\` for the modules' own)\n`,
     );
     return EXIT.usage;
   }
@@ -180,7 +184,8 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
   try {
     const parsed = parseArgs(found.command, found.rest);
     request = found.command.build(parsed);
-    await valueFromStdin(request.params, io.stdio);
+    // io.stdio only when a value is read: with a terminal, asking for it takes the keys over.
+    await valueFromStdin(request.params, () => io.stdio);
     // kattach's parameter checks, told in the command's words; nothing is sent when one fails.
     checkParams(found.command, parsed, request);
   } catch (err) {

@@ -72,6 +72,13 @@ Deno.test("help for a word that names no command: an error; extra words: the com
     assert.equal(r.out, "");
     assert.ok(r.err.startsWith(`Error: no command starts with "${word}"\n`), r.err);
   }
+  const vlanFrob = await run(["vlan", "frob"]);
+  assert.equal(vlanFrob.code, EXIT.usage);
+  assert.equal(
+    vlanFrob.err,
+    'Error: unknown command "vlan frob"\n' +
+      "Hint: run `help` for the list of commands (`module commands` for the modules' own)\n",
+  );
   const add = await run(["vlan", "add", "10", "front", "--help"]);
   assert.equal(add.code, EXIT.ok);
   assert.match(add.out, /^ {2}vlan add ID NAME CIDR /);
@@ -154,6 +161,33 @@ Deno.test("valid words pass the check and go to kattach unchanged", async () => 
     assert.equal(code, EXIT.internal);
     assert.equal(err, "Error: kattach reached\n");
   }
+});
+
+Deno.test("instance show: a stopped instance's health is its last run's, not now's", () => {
+  const health = [
+    { module: "web", status: "starting", detail: "booting", checkedAt: "2026-11-27T12:00:00Z" },
+  ] satisfies Instance["health"];
+  const base = {
+    name: "web-1",
+    vmimage: "web",
+    autostart: false,
+    restartPolicy: "on-failure",
+    nics: [],
+    createdAt: "2026-11-27T12:00:00.000Z",
+  } satisfies Omit<Instance, "state">;
+  const show = find("instance show");
+  assert.match(
+    show.render({ ...base, state: "stopped", health } satisfies Instance),
+    /^Health: +not running \(at its last run: web starting \(booting\)\)$/m,
+  );
+  assert.match(
+    show.render({ ...base, state: "defined" } satisfies Instance),
+    /^Health: +not running$/m,
+  );
+  assert.match(
+    show.render({ ...base, state: "starting", health } satisfies Instance),
+    /^Health: +web starting \(booting\)$/m,
+  );
 });
 
 Deno.test("instance show: the NIC table and DNS indented alike, the machine and why", () => {

@@ -11,6 +11,7 @@ import { EXIT, runOneLine } from "./oneline.ts";
 import { splitWords } from "./render.ts";
 import { streamStdio, terminalStdio } from "./stdio.ts";
 import { type SessionIo, SSH_USER, type SshBackend } from "./ssh_server.ts";
+import type { Terminal } from "./terminal.ts";
 
 /** How the backend reaches kattach (`origin`: the SSH connection a request comes from). */
 export interface SessionOptions {
@@ -61,16 +62,40 @@ export function ipcBackend(options: SessionOptions): SshBackend {
         io.stderr.write(`Error: cannot read the command line: ${(err as Error).message}\n`);
         return EXIT.usage;
       }
-      return await runOneLine(words, {
-        get stdio() {
-          return io.terminal
-            ? terminalStdio(io.terminal)
-            : streamStdio(io.stdin, io.stdout, io.stderr);
-        },
-        out: (text) => io.stdout.write(text),
-        err: (text) => io.stderr.write(text),
-        connect: () => options.connect(sshOrigin(io)),
+      // Ctrl+C in a pty (`ssh -t`) or the client leaving ends the command: its IPC connection is
+      // closed, so a `system log --follow` in kattach ends too, and nothing more is written.
+      let client: IpcClient | undefined;
+      let cancelled = false;
+      const cancel = () => {
+        cancelled = true;
+        client?.close();
+      };
+      io.signal.addEventListener("abort", cancel, { once: true });
+      const unwatch = io.terminal && watchCtrlC(io.terminal, () => {
+        io.stdout.write("^C\n"); // as a pty echoes it
+        cancel();
       });
+      try {
+        const code = await runOneLine(words, {
+          get stdio() {
+            unwatch?.(); // an interactive command (the console) or KEY=@- reads the keys now
+            return io.terminal
+              ? terminalStdio(io.terminal)
+              : streamStdio(io.stdin, io.stdout, io.stderr);
+          },
+          out: (text) => cancelled || io.stdout.write(text),
+          err: (text) => cancelled || io.stderr.write(text),
+          connect: async () => {
+            const c = await options.connect(sshOrigin(io));
+            if (cancelled) c.close();
+            return client = c;
+          },
+        });
+        return cancelled ? EXIT_INTERRUPTED : code;
+      } finally {
+        io.signal.removeEventListener("abort", cancel);
+        unwatch?.();
+      }
     },
     async shell(io) {
       await runMenus(io.terminal!, {
@@ -82,6 +107,23 @@ export function ipcBackend(options: SessionOptions): SshBackend {
 }
 
 /** The origin of requests made for one SSH session (`firewall confirm` checks its age). */
+/** The exit status of a command ended by Ctrl+C, as a shell reports one ended by SIGINT. */
+export const EXIT_INTERRUPTED = 130;
+
+const CTRL_C = 0x03;
+
+/**
+ * Calls `onCtrlC` when Ctrl+C is typed on the terminal while a one-line command runs; the keys
+ * after it are left for the next reader. Returns a function that stops watching.
+ */
+function watchCtrlC(terminal: Terminal, onCtrlC: () => void): () => void {
+  const input = terminal.openInput({ stopAt: CTRL_C });
+  input.on("data", (chunk: Uint8Array) => {
+    if (chunk.includes(CTRL_C)) onCtrlC();
+  });
+  return () => input.end();
+}
+
 function sshOrigin(io: SessionIo): Origin {
   return { via: "ssh", openedAt: io.openedAt, remote: io.remote };
 }

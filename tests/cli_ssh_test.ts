@@ -14,8 +14,8 @@ import {
 import { DEFAULT_PASSWORD } from "../kattach/auth.ts";
 import { FRONT_END_V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { FIXTURES_OUT, REPO_ROOT } from "./_harness.ts";
-import { KattachWithSshd, sshKeyOpts, sshPw, writeLoginScript } from "./_ssh.ts";
-import { run, Tmux, waitFor } from "./_util.ts";
+import { KattachWithSshd, sshKeyOpts, sshPasswordOpts, sshPw, writeLoginScript } from "./_ssh.ts";
+import { run, Tmux, waitFor, withDeadline } from "./_util.ts";
 
 const NEW_PASSWORD = "Tr1cky-new-pass";
 
@@ -175,6 +175,74 @@ Deno.test("the AppQueue CLI over SSH against a real kattach", async (t) => {
       assertEquals(reboot.code, 1);
       assertMatch(reboot.stderr, /not available in hosted mode/);
     });
+
+    await t.step(
+      "system log --follow: Ctrl+C in a pty ends it (130); its IPC connection goes",
+      async () => {
+        // The sshd's sockets (its IPC connections to kattach and the SSH connections) while idle.
+        const sshd = k.sshdPids().at(-1)!;
+        const sockets = () =>
+          [...Deno.readDirSync(`/proc/${sshd}/fd`)].filter((e) => {
+            try {
+              return Deno.readLinkSync(`/proc/${sshd}/fd/${e.name}`).startsWith("socket:");
+            } catch {
+              return false; // closed meanwhile
+            }
+          }).length;
+        const idle = sockets();
+        const follow = (tty: string[]) => {
+          const child = new Deno.Command("sshpass", {
+            args: [
+              "-e",
+              "ssh",
+              ...sshPasswordOpts(),
+              ...tty,
+              "-p",
+              String(k.port),
+              "aqcli@127.0.0.1",
+            ]
+              .concat(["system", "log", "--follow", "--lines", "1"]),
+            env: { SSHPASS: NEW_PASSWORD },
+            stdin: "piped",
+            stdout: "piped",
+            stderr: "null",
+          }).spawn();
+          let out = "";
+          const read = (async () => {
+            for await (const t of child.stdout.pipeThrough(new TextDecoderStream())) out += t;
+          })();
+          return { child, read, out: () => out };
+        };
+        // ssh -tt: the key goes through the pty as the byte 0x03, not as a signal to ssh.
+        const tty = follow(["-tt"]);
+        await waitFor(
+          () => /sshd: /.test(tty.out()),
+          () => `a log line from --follow; got ${tty.out()}`,
+        );
+        const writer = tty.child.stdin.getWriter();
+        await writer.write(new Uint8Array([0x03]));
+        const status = await withDeadline(tty.child.status, 30_000, "ssh -tt to end after Ctrl+C");
+        await tty.read;
+        await writer.close().catch(() => {});
+        assertEquals(status.code, 130, tty.out());
+        assertMatch(tty.out(), /\^C\r?\n/);
+        await waitFor(
+          () => sockets() === idle,
+          () => `the sshd's sockets back to ${idle}: ${sockets()}`,
+        );
+        // Without a pty the client leaving (killed) ends the follow's IPC connection too.
+        const plain = follow([]);
+        await waitFor(() => /sshd: /.test(plain.out()), () => `a log line; got ${plain.out()}`);
+        assert(sockets() > idle, "the follow holds an IPC connection and an SSH one");
+        plain.child.kill("SIGKILL");
+        await plain.child.status;
+        await plain.read;
+        await waitFor(
+          () => sockets() === idle,
+          () => `the sshd's sockets back to ${idle}: ${sockets()}`,
+        );
+      },
+    );
 
     await t.step("SSH keys added with a one-line command log in", async () => {
       const key = `${work}/id_test`;
