@@ -1,6 +1,6 @@
-import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, ok as assert, rejects, throws } from "node:assert/strict";
 import { isUserError } from "../lib/errors.ts";
-import { loadOrCreateHostKeys } from "./host_keys.ts";
+import { generateHostKey, loadOrCreateHostKeys } from "./host_keys.ts";
 
 /** `ssh-keygen -l -f FILE`: the fingerprint OpenSSH computes from the private key file. */
 async function opensshFingerprint(path: string): Promise<string> {
@@ -72,6 +72,36 @@ Deno.test("host keys: an RSA host key an earlier release left is neither used no
     const keys = await loadOrCreateHostKeys(dir);
     assertEquals(keys.map((k) => k.type), ["ssh-ed25519"]);
     assertEquals(await Deno.readTextFile(`${dir}/ssh_host_rsa_key`), before);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("host keys: a malformed key from the keygen is never saved; another is made", async () => {
+  // What ssh2's keygen made once in some 330 keys: the public key's leading 0 byte dropped.
+  const malformed = [
+    "-----BEGIN OPENSSH PRIVATE KEY-----",
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMgAAAAtz",
+    "c2gtZWQyNTUxOQAAAB+TG3dBIsavv1qGurhHa1a2YAXZRx+iyzbkFYto9hf4AAAA",
+    "kHQQawN0EGsDAAAAC3NzaC1lZDI1NTE5AAAAH5Mbd0Eixq+/Woa6uEdrVrZgBdlH",
+    "H6LLNuQVi2j2F/gAAAA/dNXaw2JcRJ4pnOY52TqBPhYoI7Xvv6mUrtqDEdzRHTGT",
+    "G3dBIsavv1qGurhHa1a2YAXZRx+iyzbkFYto9hf4AAAACWthb3MtaG9zdAECAwQF",
+    "Bg==",
+    "-----END OPENSSH PRIVATE KEY-----",
+    "",
+  ].join("\n");
+  const good = generateHostKey();
+  const made: string[] = [];
+  const key = generateHostKey(() => (made.push("x"), made.length < 3 ? malformed : good));
+  assertEquals(key, good);
+  assertEquals(made.length, 3);
+  throws(() => generateHostKey(() => malformed, 5), /no usable ed25519 host key in 5 tries/);
+  // The real keygen, many times over: every key it hands out parses (and OpenSSH reads one).
+  const dir = await Deno.makeTempDir();
+  try {
+    for (let i = 0; i < 1000; i++) generateHostKey();
+    await Deno.writeTextFile(`${dir}/k`, generateHostKey(), { mode: 0o600 });
+    assert((await opensshFingerprint(`${dir}/k`)).startsWith("SHA256:"));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
