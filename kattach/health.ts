@@ -25,6 +25,8 @@ export interface HealthResult {
   ok: boolean;
   /** What was seen, for `instance show` and the log. */
   detail: string;
+  /** Waiting longer is pointless (the guest printed its fatal line): a failure, final. */
+  final?: true;
 }
 
 /** Options of the checks. */
@@ -85,7 +87,8 @@ export async function waitReady(
 ): Promise<HealthResult> {
   const deadline = Date.now() + options.timeoutMs;
   let last: HealthResult = { ok: false, detail: "not checked" };
-  const fatal = target.serialLog === undefined
+  // A serial check reads the log itself and looks for the fatal line in the same pass.
+  const fatal = target.serialLog === undefined || check.type === "serial"
     ? undefined
     : new LogTail(target.serialLog, { from: target.serialFrom ?? 0 });
   for (;;) {
@@ -95,7 +98,7 @@ export async function waitReady(
     const left = deadline - Date.now();
     const probeTimeoutMs = Math.max(1, Math.min(options.probeTimeoutMs ?? 2000, left));
     last = await checkReadiness(check, target, { ...options, probeTimeoutMs });
-    if (last.ok) return last;
+    if (last.ok || last.final) return last;
     if (Date.now() + (options.intervalMs ?? 500) >= deadline) {
       return { ok: false, detail: `not ready after ${options.timeoutMs} ms: ${last.detail}` };
     }
@@ -108,12 +111,16 @@ async function guestFatal(tail: LogTail): Promise<string | undefined> {
   if (!tail.changed()) return undefined;
   try {
     const line = await tail.find((l) => l.includes(GUEST_FATAL_MARKER));
-    if (line === undefined) return undefined;
-    const text = line.slice(line.indexOf(GUEST_FATAL_MARKER) + GUEST_FATAL_MARKER.length);
-    return stripControlsLine(text).trim().slice(0, 400);
+    return line === undefined ? undefined : fatalText(line);
   } catch {
     return undefined; // no log yet: the guest has printed nothing
   }
+}
+
+/** A fatal line's text after its marker, without control characters, at most 400 characters. */
+function fatalText(line: string): string {
+  const text = line.slice(line.indexOf(GUEST_FATAL_MARKER) + GUEST_FATAL_MARKER.length);
+  return stripControlsLine(text).trim().slice(0, 400);
 }
 
 async function probeTcp(host: string, port: number, timeoutMs: number): Promise<HealthResult> {
@@ -165,9 +172,17 @@ async function probeSerial(marker: string, target: ReadinessTarget): Promise<Hea
   if (!tail.changed()) return notYet;
   let line: string | undefined;
   try {
-    line = await tail.find((l) => l.includes(marker));
+    // One pass for both: this check's marker, and the guest's fatal line (waitReady's).
+    line = await tail.find((l) => l.includes(marker) || l.includes(GUEST_FATAL_MARKER));
   } catch (err) {
     return { ok: false, detail: `serial log ${target.serialLog}: ${(err as Error).message}` };
+  }
+  if (line !== undefined && !line.includes(marker)) {
+    return {
+      ok: false,
+      detail: `the guest cannot start its services: ${fatalText(line)}`,
+      final: true,
+    };
   }
   // The line is the guest's: no control characters reach a terminal or the log.
   return line === undefined ? notYet : {

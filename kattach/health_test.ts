@@ -106,3 +106,34 @@ Deno.test("health: a guest's fatal line ends the wait at once, whatever the chec
   });
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("health: a serial check finds the guest's fatal line in its own pass and ends at once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos_health_test_" });
+  const log = `${dir}/serial.log`;
+  await Deno.writeTextFile(log, "KAOS-GUEST: fatal module old (an earlier boot)\n");
+  const from = (await Deno.stat(log)).size;
+  setTimeout(() =>
+    Deno.writeTextFileSync(
+      log,
+      "booting\nKAOS-GUEST: fatal module writer refuses to run: \x1b[1mno\r\nweb: ready\n",
+      { append: true },
+    ), 200);
+  const r = await waitReady({ type: "serial", marker: "web: ready" }, {
+    serialLog: log,
+    serialFrom: from,
+  }, { timeoutMs: 60_000, intervalMs: 50 });
+  assert.deepEqual(r, {
+    ok: false,
+    detail: "the guest cannot start its services: module writer refuses to run: [1mno",
+    final: true,
+  });
+  // Without a fatal line the marker is found as before.
+  Deno.writeTextFileSync(log, "");
+  setTimeout(() => Deno.writeTextFileSync(log, "x\nweb: ready\n", { append: true }), 100);
+  const ok = await waitReady({ type: "serial", marker: "web: ready" }, { serialLog: log }, {
+    timeoutMs: 60_000,
+    intervalMs: 50,
+  });
+  assert.deepEqual(ok, { ok: true, detail: "serial: web: ready" });
+  await Deno.remove(dir, { recursive: true });
+});
