@@ -9,16 +9,9 @@ import { IpcClient } from "../ipc/client.ts";
 import { type Dispatch, serveIpc } from "../ipc/server.ts";
 import { commands } from "./commands.ts";
 import { EXIT } from "./oneline.ts";
-import { runLine } from "./oneline_test_util.ts";
+import { INSTANCE_BASE, runLine } from "./oneline_test_util.ts";
 
-const base = {
-  name: "web-1",
-  vmimage: "web",
-  autostart: false,
-  restartPolicy: "on-failure",
-  nics: [],
-  createdAt: "2026-11-27T12:00:00.000Z",
-};
+const base = INSTANCE_BASE;
 
 Deno.test("instance start|restart --wait: exit 1 and the reason when not ready", async () => {
   const dir = await Deno.makeTempDir({ prefix: "kaos-cli-guests-" });

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import type { Instance } from "../ipc/mod.ts";
 import { commands, usage } from "./commands.ts";
 import { EXIT } from "./oneline.ts";
-import { runLine as run } from "./oneline_test_util.ts";
+import { INSTANCE_BASE, runLine as run } from "./oneline_test_util.ts";
 
 const find = (path: string) => commands.find((c) => c.path.join(" ") === path)!;
 
@@ -167,14 +167,7 @@ Deno.test("instance show: a stopped instance's health is its last run's, not now
   const health = [
     { module: "web", status: "starting", detail: "booting", checkedAt: "2026-11-27T12:00:00Z" },
   ] satisfies Instance["health"];
-  const base = {
-    name: "web-1",
-    vmimage: "web",
-    autostart: false,
-    restartPolicy: "on-failure",
-    nics: [],
-    createdAt: "2026-11-27T12:00:00.000Z",
-  } satisfies Omit<Instance, "state">;
+  const base = INSTANCE_BASE;
   const show = find("instance show");
   assert.match(
     show.render({ ...base, state: "stopped", health } satisfies Instance),

@@ -90,6 +90,26 @@ async function rawConnect(path: string): Promise<Deno.UnixConn> {
   return await Deno.connect({ transport: "unix", path });
 }
 
+/** The frames read from `conn` until `results` result frames came (the connection must stay open). */
+async function readFrames(
+  conn: Deno.UnixConn,
+  results: number,
+): Promise<{ id: number; type: string }[]> {
+  const lines: string[] = [];
+  let buffered = "";
+  const dec = new TextDecoder();
+  const buf = new Uint8Array(65536);
+  while (lines.filter((l) => l.includes('"type":"result"')).length < results) {
+    const n = await conn.read(buf);
+    assert.notEqual(n, null, `the connection stayed open until ${results} result(s)`);
+    buffered += dec.decode(buf.subarray(0, n!), { stream: true });
+    const parts = buffered.split("\n");
+    buffered = parts.pop()!;
+    lines.push(...parts);
+  }
+  return lines.map((l) => JSON.parse(l));
+}
+
 Deno.test("serveIpc: clients vanishing at any moment disturb nobody and leave no connection behind", async () => {
   const log: string[] = [];
   const { dir, server, started } = await startServer(log);
@@ -133,19 +153,7 @@ Deno.test("serveIpc: clients vanishing at any moment disturb nobody and leave no
     const full = await rawConnect(server.socketPath);
     await full.write(request(1, "vlan.list"));
     await full.write(request(2, "system.status"));
-    const lines: string[] = [];
-    let buffered = "";
-    const dec = new TextDecoder();
-    const buf = new Uint8Array(65536);
-    while (lines.filter((l) => l.includes('"type":"result"')).length < 2) {
-      const n = await full.read(buf);
-      assert.notEqual(n, null, "the connection stayed open until both results");
-      buffered += dec.decode(buf.subarray(0, n!), { stream: true });
-      const parts = buffered.split("\n");
-      buffered = parts.pop()!;
-      lines.push(...parts);
-    }
-    const frames = lines.map((l) => JSON.parse(l));
+    const frames = await readFrames(full, 2);
     assert.equal(frames.filter((f) => f.id === 1 && f.type === "progress").length, 2000);
     assert.deepEqual(frames.filter((f) => f.type === "result").map((f) => f.id), [1, 2]);
     full.close();
@@ -176,20 +184,9 @@ Deno.test("serveIpc: progress frames go only to a client that asks for them (Ipc
       await conn.write(
         encodeFrame({ v: 1, id: 1, token, action: "vlan.list", params: {}, ...ask }),
       );
-      const lines: string[] = [];
-      let buffered = "";
-      const dec = new TextDecoder();
-      const buf = new Uint8Array(65536);
-      while (!lines.some((l) => l.includes('"type":"result"'))) {
-        const n = await conn.read(buf);
-        assert.notEqual(n, null, "the connection stayed open until the result");
-        buffered += dec.decode(buf.subarray(0, n!), { stream: true });
-        const parts = buffered.split("\n");
-        buffered = parts.pop()!;
-        lines.push(...parts);
-      }
+      const read = await readFrames(conn, 1);
       conn.close();
-      return lines.map((l) => JSON.parse(l).type);
+      return read.map((f) => f.type);
     };
     assert.deepEqual(await frames(undefined), ["result"]);
     assert.deepEqual(await frames(false), ["result"]);
