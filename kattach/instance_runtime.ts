@@ -336,9 +336,7 @@ export async function prepareInstance(
     machine === "microvm" && k.accel.kind === "tcg" ? hostTscKhz() : undefined,
     fresh ? 0 : Deno.stat(qemuLogPath(paths)).then((s) => s.size, () => 0),
     // In a fresh directory nothing can see a file half written: no temporary file and rename.
-    fresh
-      ? writeNew(paths.configDisk, renderConfigDisk(cfg))
-      : writeAtomic(paths.configDisk, renderConfigDisk(cfg)),
+    (fresh ? writeNew : writeAtomic)(paths.configDisk, renderConfigDisk(cfg)),
     image.dataDiskMiB === null ? undefined : ensureDataDisk(dataDiskPath, image.dataDiskMiB),
     fresh ? undefined : clearLeftovers(paths),
     // An overlay made over an earlier image of a module (before `module update`) goes: the new
@@ -634,8 +632,7 @@ async function writeOverlay(m: Module, overlay: string, o: { fresh: boolean }): 
   );
   const sizeBytes = Math.ceil(size / 512) * 512;
   const qcow2 = renderQcow2({ sizeBytes, backing: { path: image, format: "raw" } });
-  if (o.fresh) writeNew(overlay, qcow2);
-  else await writeAtomic(overlay, qcow2);
+  await (o.fresh ? writeNew : writeAtomic)(overlay, qcow2);
 }
 
 /**
@@ -730,8 +727,10 @@ async function writeAtomic(path: string, data: Uint8Array): Promise<void> {
  * Hands a directory made just now and the files written into it to the QEMU user: at once, on
  * the JS thread (a chown(2) each; {@linkcode chownTree} reads the directory first).
  */
-function handOver(dir: string, files: string[], ids: UserIds): void {
-  for (const path of [dir, ...files]) Deno.chownSync(path, ids.uid, ids.gid);
+function handOver(dir: string, files: string[], ids: UserIds): Promise<void> {
+  return settledNow(() => {
+    for (const path of [dir, ...files]) Deno.chownSync(path, ids.uid, ids.gid);
+  });
 }
 
 /**
@@ -740,8 +739,22 @@ function handOver(dir: string, files: string[], ids: UserIds): void {
  * few KiB) and go to the page cache: some 50 µs each, against a round trip through Deno's thread
  * pool (0.3-1 ms each, more on a busy machine) before QEMU can be spawned.
  */
-function writeNew(path: string, data: Uint8Array): void {
-  Deno.writeFileSync(path, data, { mode: 0o600, createNew: true });
+function writeNew(path: string, data: Uint8Array): Promise<void> {
+  return settledNow(() => Deno.writeFileSync(path, data, { mode: 0o600, createNew: true }));
+}
+
+/**
+ * Runs `fn` now and says how it went as a promise: a throw (a full disk) is a rejection, as an
+ * async write's would be, so that it reaches the start's Promise.all beside the other steps and
+ * none of theirs is left unhandled.
+ */
+function settledNow(fn: () => void): Promise<void> {
+  try {
+    fn();
+    return Promise.resolve();
+  } catch (err) {
+    return Promise.reject(err);
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
