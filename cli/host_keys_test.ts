@@ -96,10 +96,9 @@ Deno.test("host keys: a malformed key from the keygen is never saved; another is
   assertEquals(key, good);
   assertEquals(made.length, 3);
   throws(() => generateHostKey(() => malformed, 5), /no usable ed25519 host key in 5 tries/);
-  // The real keygen, many times over: every key it hands out parses (and OpenSSH reads one).
+  // The real keygen's key: OpenSSH reads it.
   const dir = await Deno.makeTempDir();
   try {
-    for (let i = 0; i < 1000; i++) generateHostKey();
     await Deno.writeTextFile(`${dir}/k`, generateHostKey(), { mode: 0o600 });
     assert((await opensshFingerprint(`${dir}/k`)).startsWith("SHA256:"));
   } finally {
