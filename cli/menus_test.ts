@@ -250,20 +250,20 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     await s.choose("System");
     await s.choose("system password");
     await s.waitFor("= system password", mark);
+    // Each is told right after the first entry of the new password, before any retype.
     await s.line("wrong-one");
     await s.line("n3w-passw0rd");
-    await s.line("n3w-passw0rd");
     await s.waitFor("the current password is wrong", mark);
+    assert(!s.text.slice(mark).includes("Retype"), "a retype asked after a wrong current one");
     mark = s.text.length;
     await s.choose("system password");
     await s.line("kaos-0.1.0-dev");
     await s.line("short");
-    await s.line("short");
-    await s.waitFor("shorter than 8 characters", mark);
-    mark = s.text.length;
-    await s.choose("system password");
-    await s.line("kaos-0.1.0-dev");
+    await s.waitFor(/shorter than 8 characters\nHint: use at least 8 characters\n/, mark);
+    await s.waitFor("New password", s.text.lastIndexOf("Hint: use at least"));
+    assert(!s.text.slice(mark).includes("Retype"), "a retype asked for a refused password");
     await s.line("n3w-passw0rd");
+    await s.waitFor("Retype new password", mark);
     await s.line("n3w-passw0rd");
     await s.waitFor("Password changed.", mark);
     assert(!s.text.includes("n3w-passw0rd"), "a password was echoed");
