@@ -408,6 +408,14 @@ Deno.test("menu answers checked against the store as they are given: taken names
       await s.waitFor(prompt, after);
       return mark;
     };
+    // Ticks one entry of a checkbox (moving down to it) and goes on.
+    const cursor = () => s.lines.split("\n").findLast((l) => l.startsWith("❯")) ?? "";
+    const tick = async (label: string) => {
+      for (let i = 0; i < 5 && !cursor().includes(label); i++) await s.keys("\x1b[B");
+      assert(cursor().includes(label), `no ${label} in the checkbox`);
+      await s.keys(" ");
+      await s.keys("\r");
+    };
     // Ctrl+C at the asked-again prompt leaves the command; then one page up per select named.
     const leave = async (from: number, ...up: string[]) => {
       await s.keys("\x03");
@@ -497,7 +505,27 @@ Deno.test("menu answers checked against the store as they are given: taken names
       "NAME",
     );
     assert(!s.text.slice(mark).includes("--modules"), "--modules asked after a taken name");
-    await leave(mark, "KaOS");
+    // A flag left out is checked too: hello's required field needs a configuration group.
+    await s.line("hi");
+    await s.waitFor("--modules", mark);
+    await s.waitFor("hello  0.1.0", mark);
+    await tick("hello  0.1.0");
+    await s.waitFor("--config-groups", mark);
+    await s.waitFor("greet  (hello)", mark);
+    const left = await refusedAt(
+      "",
+      "Module hello needs a configuration group\nHint: it has required fields;",
+      "--config-groups",
+    );
+    assert(!s.text.slice(left).includes("--vlan"), "--vlan asked after a missing group");
+    await s.waitFor("greet  (hello)", s.text.lastIndexOf("Error: "));
+    await tick("greet  (hello)");
+    await s.waitFor("--vlan", left);
+    for (let i = 0; i < 5; i++) await s.line(""); // --vlan, --memory, --cpus, --data-disk, --storage
+    await s.waitFor("= vmimage create --modules=hello --config-groups=greet hi\n", mark);
+    await s.waitFor("Created VM image hi.", mark);
+    await s.keys("\x03");
+    await s.waitForSelect("KaOS");
     await s.choose("Log out");
     await done;
 

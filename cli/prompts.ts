@@ -568,6 +568,7 @@ export async function promptCommand(p: Prompter, command: Command): Promise<stri
         if (v !== undefined) into.flags[flag.name] = v;
       },
       mentions: (v) => [`--${flag.name}`, typeof v === "string" ? v : ""],
+      probe: (into) => into.flags[flag.name] = flag.boolean || PLACEHOLDER,
       missing: (v) =>
         v === undefined && flag.required ? `--${flag.name} is required: ${flag.help}` : undefined,
     });
@@ -584,6 +585,11 @@ interface AnswerHow<T> {
   put: (value: T, into: Parsed) => void;
   /** What a UsageError about this answer names: its word, its value. */
   mentions: (value: T) => string[];
+  /**
+   * Puts a stand-in for the answer: which parameters it fills when given, so that leaving it
+   * out is checked too (`vmimage create` without `--config-groups` for a module that needs one).
+   */
+  probe?: (into: Parsed) => void;
 }
 
 /**
@@ -636,6 +642,7 @@ async function answerCheck<T>(
       without,
       alone: withPlaceholders(command, nothing, (into) => how.put(value, into)),
       none: withPlaceholders(command, nothing, () => {}),
+      probe: how.probe && withPlaceholders(command, nothing, how.probe),
     });
 }
 
@@ -647,7 +654,7 @@ async function answerCheck<T>(
 async function storeProblem(
   p: Prompter,
   command: Command,
-  answer: { withIt: Parsed; without: Parsed; alone: Parsed; none: Parsed },
+  answer: { withIt: Parsed; without: Parsed; alone: Parsed; none: Parsed; probe?: Parsed },
 ): Promise<string | undefined> {
   const now = builtOrNot(command, answer.withIt);
   if (!now || !isCheckedAction(now.action)) return undefined;
@@ -676,26 +683,29 @@ function builtOrNot(command: Command, words: Parsed): Request | undefined {
 /**
  * The parameters one answer filled: those whose value differs with it and without it; when the
  * command builds nothing without it (`vlan set` with no change, `vlan add` with no ID yet), those
- * it fills alone (against no answer at all). Never a parameter of an earlier answer.
+ * it fills alone (against no answer at all); when it is left out, those a stand-in for it fills
+ * (`probe`), as they are without it. Never a parameter of an earlier answer.
  */
 function answerFields(
   command: Command,
   params: Record<string, unknown>,
-  answer: { without: Parsed; alone: Parsed; none: Parsed },
+  answer: { without: Parsed; alone: Parsed; none: Parsed; probe?: Parsed },
 ): string[] {
-  const differs = (a: Record<string, unknown>, b: Record<string, unknown>) =>
+  const paramsOf = (words: Parsed | undefined) => {
+    const r = words && builtOrNot(command, words);
+    return r ? (r.params ?? {}) as Record<string, unknown> : undefined;
+  };
+  const differs = (a: Record<string, unknown>, b: Record<string, unknown> = {}) =>
     Object.keys(a).filter((k) =>
       a[k] !== undefined && JSON.stringify(a[k]) !== JSON.stringify(b[k])
     );
-  const before = builtOrNot(command, answer.without);
-  if (before) return differs(params, (before.params ?? {}) as Record<string, unknown>);
-  const alone = builtOrNot(command, answer.alone);
-  if (!alone) return [];
-  const none = builtOrNot(command, answer.none);
-  return differs(
-    (alone.params ?? {}) as Record<string, unknown>,
-    (none?.params ?? {}) as Record<string, unknown>,
-  ).filter((k) => Object.hasOwn(params, k));
+  const none = paramsOf(answer.none);
+  const before = paramsOf(answer.without);
+  const own = before ? differs(params, before) : differs(paramsOf(answer.alone) ?? {}, none);
+  if (own.length > 0 || !before) return own.filter((k) => Object.hasOwn(params, k));
+  // Left out: what it would have filled, checked as it is without it (e.g. an empty list).
+  const probed = paramsOf(answer.probe);
+  return probed ? differs(probed, none).filter((k) => params[k] !== undefined) : [];
 }
 
 /** What a not-yet-asked required flag stands in as while the words before it are checked. */
