@@ -15,11 +15,21 @@ import { instanceListJson } from "../store_lists.ts";
 import { requireVkaos } from "./_modules.ts";
 import { resolveVmImage } from "./vmimage.ts";
 import { allocateOn, resolveVlan, takenAddresses } from "./vlan.ts";
+import { type Rule, runRules } from "./_rules.ts";
 import type { Handlers } from "./_types.ts";
 
 import { getRuntime, resolveInstance } from "../store_instances.ts";
 
 export { resolveInstance };
+
+/** What `deploy` checks against the store before it places anything: vKaOS and the VM image. */
+export const deployRules: Rule<"deploy">[] = [{
+  about: ["vmimage"],
+  check(k, p) {
+    requireVkaos(k.store, `deploy ${p.vmimage}`);
+    resolveVmImage(k.store, p.vmimage);
+  },
+}];
 
 /** The deploy and instance actions. */
 export const instanceHandlers: Handlers<
@@ -27,8 +37,7 @@ export const instanceHandlers: Handlers<
 > = {
   async "deploy"(k, p, ctx) {
     const t0 = performance.now();
-    requireVkaos(k.store, `deploy ${p.vmimage}`);
-    resolveVmImage(k.store, p.vmimage);
+    runRules(k, deployRules, p);
     const storage = await placeInstances(k, vmImageStorage(k.store, p.vmimage));
     if (storage === null) ctx.progress(noStorageNotice(k));
     const created = k.store.tx(() => {
