@@ -239,6 +239,13 @@ function renderInstance(i: Instance): string {
       (i.forwards ?? []).map((f) => `127.0.0.1:${f.hostPort} -> ${f.guestPort} (${f.module})`)
         .join(", ") || "none",
     ],
+    ...(i.published
+      ? [[
+        "Published ports",
+        i.published.map((f) => `${f.proto} ${f.hostPort} -> ${f.guestPort} (id ${f.id})`)
+          .join(", ") || "none",
+      ] as [string, string]]
+      : []),
     ["Health", healthText(i)],
   ]) + "NICs:\n" + (i.network
     ? table(

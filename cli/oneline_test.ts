@@ -240,6 +240,10 @@ Deno.test("instance show: the NIC table and DNS indented alike, the machine and 
       nics: [],
       createdAt: "2026-11-27T12:00:00.000Z",
       machine: "q35: set on the instance",
+      published: [
+        { id: 3, proto: "tcp", hostPort: 8080, guestPort: 80 },
+        { id: 4, proto: "udp", hostPort: 5353, guestPort: 53 },
+      ],
       network: [{
         index: 0,
         vlan: 10,
@@ -256,6 +260,7 @@ Deno.test("instance show: the NIC table and DNS indented alike, the machine and 
     } satisfies Instance,
   );
   assert.match(shown, /^Machine: +q35, set on the instance$/m);
+  assert.match(shown, /^Published ports: +tcp 8080 -> 80 \(id 3\), udp 5353 -> 53 \(id 4\)$/m);
   assert.match(shown, /\n {2}NIC +VLAN/);
   assert.match(shown, /\n {2}DNS: none\n$/);
   const set = find("instance set").render(

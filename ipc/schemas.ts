@@ -223,6 +223,17 @@ export const Forward = lazySchema(() =>
 );
 export type Forward = z.infer<typeof Forward>;
 
+/** A port of the host published to an instance (`firewall forward add`), as `instance show` lists it. */
+export const InstancePublished = lazySchema(() =>
+  z.strictObject({
+    id: z.number().int(),
+    proto: z.enum(["tcp", "udp"]),
+    hostPort: z.number().int(),
+    guestPort: z.number().int(),
+  })
+);
+export type InstancePublished = z.infer<typeof InstancePublished>;
+
 /** The readiness of one module inside an instance (appmgr.aq readiness). */
 export const ModuleHealth = lazySchema(() =>
   z.strictObject({
@@ -269,6 +280,8 @@ export const Instance = lazySchema(() =>
     pid: z.number().int().nullable().optional(),
     /** Host port forwards of its user-mode NIC (guests). */
     forwards: z.array(Forward).optional(),
+    /** The host's ports published to it by the firewall (instance show). */
+    published: z.array(InstancePublished).optional(),
     /** Readiness per module (guests). */
     health: z.array(ModuleHealth).optional(),
     /** How often the supervisor restarted it, and why it last ended (guests). */

@@ -8,6 +8,7 @@ import { FakeNft } from "../host/mod.ts";
 import type { ActionContext } from "../ipc/mod.ts";
 import { renderMinimalFirewall } from "../netmgr/mod.ts";
 import { firewallHandlers as h } from "./actions/firewall.ts";
+import { instanceHandlers } from "./actions/instance.ts";
 import type { Kattach } from "./context.ts";
 import {
   applyFirewall,
@@ -310,6 +311,12 @@ Deno.test("published ports and rules follow instances and VLANs from the store",
       "confirmed",
     ]);
     ok(text().includes("tcp . 8080 : 10.0.10.2 . 80"), text());
+    // instance show lists it (its `forwards` are the user-mode NIC's only).
+    const shownInstance = await instanceHandlers["instance.show"](k, { name: "web-1" }, ctx());
+    assertEquals([shownInstance.published, shownInstance.forwards], [
+      [{ id: f.forward.id, proto: "tcp", hostPort: 8080, guestPort: 80 }],
+      [],
+    ]);
     await rejects(
       async () =>
         await h["firewall.forward.add"](

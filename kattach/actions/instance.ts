@@ -9,6 +9,7 @@ import { allocateMac, macIndex } from "../../netmgr/mod.ts";
 import { instanceMachine, removeInstanceDir, SharedPrep } from "../instance_runtime.ts";
 import { networkMode, nicStatus } from "../network.ts";
 import { instanceHome, instanceRoot, noStorageNotice, placeInstances } from "../storage.ts";
+import { listForwards } from "../store_firewall.ts";
 import { setInstanceStorage, vmImageStorage } from "../store_storage.ts";
 import { runningPids, supervisorOf, withRuntime, withRuntimes } from "../supervisor.ts";
 import { instanceListJson } from "../store_lists.ts";
@@ -155,7 +156,11 @@ export const instanceHandlers: Handlers<
     const inst = withRuntime(k, resolveInstance(k.store, p.name));
     const machine = instanceMachine(k, inst, getRuntime(k.store, p.name).machine);
     const storagePlace = inst.storage ?? instanceHome(k);
-    return { ...inst, machine, storagePlace, ...await nicStatus(k, inst) };
+    // Published ports go to the instance's VLAN address: `forwards` (user-mode) leaves them out.
+    const published = listForwards(k.store, { filter: p.name })
+      .filter((f) => f.instance === p.name)
+      .map(({ id, proto, hostPort, guestPort }) => ({ id, proto, hostPort, guestPort }));
+    return { ...inst, machine, storagePlace, published, ...await nicStatus(k, inst) };
   },
 
   async "instance.del"(k, p) {
