@@ -1,5 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
-import { decodeWaitStatus, spawnDetached } from "./spawn.ts";
+import { decodeWaitStatus, INHERITED_FD, spawnDetached } from "./spawn.ts";
+import { closeFd, listenUnixFd } from "./unix_listen.ts";
 
 /** The fields of /proc/PID/status named, as text ("Uid", "Groups", "CapEff", …). */
 function procStatus(pid: number): Record<string, string> {
@@ -129,4 +130,43 @@ Deno.test("decodeWaitStatus: exit codes and signals", () => {
   assertEquals(decodeWaitStatus(9), { code: null, signal: "SIGKILL" });
   assertEquals(decodeWaitStatus(0x80 | 11), { code: null, signal: "SIGSEGV" }); // core dumped
   assertEquals(decodeWaitStatus(34), { code: null, signal: "signal 34" });
+});
+
+Deno.test("spawnDetached: inheritFd hands a listening socket over as fd 3, not under its own number", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos_spawn_" });
+  const fd = listenUnixFd(`${dir}/s.sock`);
+  try {
+    assert(fd > INHERITED_FD, `a fresh descriptor (${fd}) lies above 3 in a Deno process`);
+    const ours = Deno.readLinkSync(`/proc/self/fd/${fd}`);
+    const p = spawnDetached(["sleep", "30"], { cwd: dir, logFile: `${dir}/l`, inheritFd: fd });
+    closeFd(fd);
+    try {
+      // Only as fd 3: our own copy stays ours (close-on-exec).
+      const links = [...Deno.readDirSync(`/proc/${p.pid}/fd`)].flatMap((e) => {
+        try {
+          return [[e.name, Deno.readLinkSync(`/proc/${p.pid}/fd/${e.name}`)]];
+        } catch {
+          return []; // closed meanwhile (the child's own files)
+        }
+      });
+      assertEquals(links.filter(([, l]) => l === ours), [["3", ours]]);
+      // Ours is closed, the child's copy still listens: a connection waits in its backlog.
+      const conn = await Deno.connect({ transport: "unix", path: `${dir}/s.sock` });
+      conn.close();
+    } finally {
+      Deno.kill(p.pid, "SIGKILL");
+      await settled(p.exited);
+    }
+    throws(
+      () => spawnDetached(["true"], { cwd: dir, logFile: `${dir}/l`, inheritFd: 2 }),
+      /cannot hand descriptor 2 on as 3/,
+    );
+    // A socket file left behind is replaced; any other file is not.
+    closeFd(listenUnixFd(`${dir}/s.sock`));
+    await Deno.writeTextFile(`${dir}/plain`, "");
+    throws(() => listenUnixFd(`${dir}/plain`), /cannot listen at .*plain: Address already in use/);
+    throws(() => listenUnixFd(`${dir}/${"x".repeat(120)}`), /not a usable unix socket path/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
