@@ -68,6 +68,12 @@ const SYMBOLS = {
   },
   posix_spawn_file_actions_addchdir_np: { parameters: ["buffer", "buffer"], result: "i32" },
   posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  // glibc 2.34+; without it, descriptors of ours that lack close-on-exec reach the child.
+  posix_spawn_file_actions_addclosefrom_np: {
+    parameters: ["buffer", "i32"],
+    result: "i32",
+    optional: true,
+  },
   posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
   posix_spawnattr_destroy: { parameters: ["buffer"], result: "i32" },
   posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
@@ -200,6 +206,13 @@ export function spawnDetached(argv: string[], o: SpawnDetachedOptions): Detached
     if (o.inheritFd !== undefined) {
       c.posix_spawn_file_actions_adddup2(bytes(fileActions), o.inheritFd, INHERITED_FD);
     }
+    // Nothing else of ours: descriptors this process got without close-on-exec (a /dev/null
+    // of the runtime's, a pipe inherited from whoever started it) would stay open in a guest's
+    // QEMU for its whole life (a pipe's reader then never sees its end).
+    c.posix_spawn_file_actions_addclosefrom_np?.(
+      bytes(fileActions),
+      o.inheritFd === undefined ? INHERITED_FD : INHERITED_FD + 1,
+    );
     c.sigfillset(bytes(allSignals));
     c.sigemptyset(bytes(noSignals));
     c.posix_spawnattr_setsigdefault(bytes(attr), bytes(allSignals));
