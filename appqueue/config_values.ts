@@ -18,14 +18,15 @@ export interface ResolveOptions {
 }
 
 /**
- * Returns the complete, validated values: base values, then `input` on top, then defaults for
- * the rest. Throws a UserError naming the first bad field.
+ * Checks the values given, each on its own: a field of the module, of its type, within its
+ * limits and pattern; a UserError naming the first bad one. Fields not given are not looked at,
+ * so it judges one answer of the menus' field-by-field prompts as well as a whole command.
  */
-export function resolveConfigValues(
+export function checkGivenValues(
   climod: Climod,
   input: Record<string, ConfigValue>,
-  options: ResolveOptions,
-): Record<string, ConfigValue> {
+  options: { module: string },
+): void {
   const fields = new Map(climod.fields.map((f) => [f.name, f]));
   for (const key of Object.keys(input)) {
     if (!fields.has(key)) {
@@ -35,6 +36,19 @@ export function resolveConfigValues(
       });
     }
   }
+  for (const [key, value] of Object.entries(input)) coerce(fields.get(key)!, value);
+}
+
+/**
+ * Returns the complete, validated values: base values, then `input` on top, then defaults for
+ * the rest. Throws a UserError naming the first bad field.
+ */
+export function resolveConfigValues(
+  climod: Climod,
+  input: Record<string, ConfigValue>,
+  options: ResolveOptions,
+): Record<string, ConfigValue> {
+  checkGivenValues(climod, input, options);
   const out: Record<string, ConfigValue> = {};
   for (const field of climod.fields) {
     const given = Object.hasOwn(input, field.name) ? input[field.name] : options.base?.[field.name];

@@ -9,6 +9,7 @@ export {
 } from "./module_dir.ts";
 export {
   checkClimodDefaults,
+  checkGivenValues,
   coerce,
   resolveConfigValues,
   type ResolveOptions,

@@ -14,6 +14,8 @@ export interface ParsedKey {
   type: string;
   comment: string;
   getPublicSSH(): Uint8Array;
+  /** True for a private key (a host key must be one). */
+  isPrivateKey(): boolean;
   verify(data: Uint8Array, signature: Uint8Array, hashAlgo?: string): boolean | Error;
 }
 

@@ -229,7 +229,7 @@ function renderInstance(i: Instance): string {
     ["Autostart", i.autostart ? "yes" : "no"],
     ["Restart policy", i.restartPolicy],
     ["Created", i.createdAt],
-    ["Storage", i.storage ?? "data partition"],
+    ["Storage", i.storagePlace ?? i.storage ?? "none"],
     ...(i.machine ? [["Machine", machineText(i.machine)] as [string, string]] : []),
     ["QEMU pid", i.pid ?? "-"],
     ["Restarts", i.restarts ?? 0],
@@ -290,6 +290,14 @@ export const coreCommands: Command[] = [
           ? [[
             "Data partition",
             `${s.dataDisk.state === "failed" ? "FAILED: " : ""}${s.dataDisk.detail}`,
+          ] as [string, string]]
+          : []),
+        ...(s.sshHostKey?.fingerprint
+          ? [[
+            "SSH host key",
+            s.sshHostKey.fingerprint + (s.sshHostKey.replaced
+              ? ` (new since ${s.sshHostKey.replaced.at}; the unusable key before it is kept as ${s.sshHostKey.replaced.keptAs})`
+              : ""),
           ] as [string, string]]
           : []),
         [

@@ -141,7 +141,11 @@ export const networkCommands: Command[] = [
         params: { uplink: p.flags.uplink as string | undefined, dns },
       };
     },
-    render: (r) => "Changed the network settings.\n" + renderSettings(r as NetworkSettings),
+    render(r) {
+      const s = r as NetworkSettings & { warnings: string[] };
+      return "Changed the network settings.\n" + renderSettings(s) +
+        s.warnings.map((w) => `Warning: ${w}\n`).join("");
+    },
   }),
   cmd({
     path: ["network", "status"],

@@ -1,5 +1,12 @@
-import { deepStrictEqual as assertEquals, ok as assert, rejects, throws } from "node:assert/strict";
+import {
+  deepStrictEqual as assertEquals,
+  match as assertMatch,
+  ok as assert,
+  rejects,
+  throws,
+} from "node:assert/strict";
 import { isUserError } from "../lib/errors.ts";
+import { MALFORMED_HOST_KEY } from "../tests/_ssh.ts";
 import { generateHostKey, loadOrCreateHostKeys } from "./host_keys.ts";
 
 /** `ssh-keygen -l -f FILE`: the fingerprint OpenSSH computes from the private key file. */
@@ -38,24 +45,67 @@ Deno.test("host keys: two starts racing on an empty dir end up with the same key
   }
 });
 
-Deno.test("host keys: an unreadable key file is an error and is left as it is", async () => {
+Deno.test("host keys: an unusable key file is kept aside (never deleted) and a new key made", async () => {
   const dir = await Deno.makeTempDir();
+  const path = `${dir}/ssh_host_ed25519_key`;
+  const now = () => new Date("2026-11-28T02:30:15.123Z");
   try {
-    await Deno.writeTextFile(`${dir}/ssh_host_ed25519_key`, "garbage\n", { mode: 0o600 });
-    await rejects(loadOrCreateHostKeys(dir), (err) => {
-      assert(isUserError(err));
-      assert(err.message.startsWith(`Cannot use SSH host key ${dir}/ssh_host_ed25519_key`));
-      assert(err.hint.includes("Remove the file"));
-      return true;
-    });
-    assertEquals(await Deno.readTextFile(`${dir}/ssh_host_ed25519_key`), "garbage\n");
-    // An RSA key where the ed25519 key belongs is refused too.
-    await Deno.remove(`${dir}/ssh_host_ed25519_key`);
+    const rsa = `${dir}/rsa`;
     const keygen = await new Deno.Command("ssh-keygen", {
-      args: ["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", `${dir}/ssh_host_ed25519_key`],
+      args: ["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", rsa],
     }).output();
     assert(keygen.success, new TextDecoder().decode(keygen.stderr));
-    await rejects(loadOrCreateHostKeys(dir), (err) => isUserError(err));
+    const cases: [string, string, RegExp][] = [
+      ["the malformed key of ssh2's keygen", MALFORMED_HOST_KEY, /Malformed OpenSSH private key/],
+      ["garbage", "garbage\n", /./],
+      ["an empty file", "", /the file is empty/],
+      ["an RSA key", await Deno.readTextFile(rsa), /not an ssh-ed25519 private key/],
+      ["a public key", await Deno.readTextFile(`${rsa}.pub`), /not an ssh-ed25519 private key/],
+    ];
+    const kept: string[] = [];
+    for (const [what, text, reason] of cases) {
+      await Deno.writeTextFile(path, text, { mode: 0o600 });
+      const [key] = await loadOrCreateHostKeys(dir, { now });
+      // The same second each time: the kept files get -2, -3… and none is overwritten.
+      const keptAs = `${path}.bad-20261128T023015Z${
+        kept.length === 0 ? "" : `-${kept.length + 1}`
+      }`;
+      assertEquals(key.replaced?.keptAs, keptAs, what);
+      assertMatch(key.replaced!.reason, reason, what);
+      kept.push(text);
+      assertEquals(await opensshFingerprint(path), key.fingerprint, what);
+      assertEquals((await Deno.stat(path)).mode! & 0o777, 0o600);
+      assertEquals((await Deno.readTextFile(`${path}.pub`)).trim(), key.publicKey, what);
+      // The next start uses the new key as it is, and says nothing of a replacement.
+      const [again] = await loadOrCreateHostKeys(dir, { now });
+      const { replaced: _, ...plain } = key;
+      assertEquals(again, plain);
+      await Deno.remove(path);
+    }
+    for (const [i, text] of kept.entries()) {
+      const name = `${path}.bad-20261128T023015Z${i === 0 ? "" : `-${i + 1}`}`;
+      assertEquals(await Deno.readTextFile(name), text);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("host keys: a key file that cannot be read is an error; nothing is moved or made", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/ssh_host_ed25519_key`;
+  try {
+    // A directory where the key belongs: reading it fails (EISDIR), as an I/O error would.
+    await Deno.mkdir(path);
+    await Deno.writeTextFile(`${path}/inside`, "x");
+    await rejects(loadOrCreateHostKeys(dir), (err) => {
+      assert(isUserError(err));
+      assertMatch(err.message, new RegExp(`^Cannot read SSH host key ${path}: `));
+      assertMatch(err.hint, /left as it is and no new key is made/);
+      return true;
+    });
+    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["ssh_host_ed25519_key"]);
+    assertEquals(await Deno.readTextFile(`${path}/inside`), "x");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -78,18 +128,7 @@ Deno.test("host keys: an RSA host key an earlier release left is neither used no
 });
 
 Deno.test("host keys: a malformed key from the keygen is never saved; another is made", async () => {
-  // What ssh2's keygen made once in some 330 keys: the public key's leading 0 byte dropped.
-  const malformed = [
-    "-----BEGIN OPENSSH PRIVATE KEY-----",
-    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMgAAAAtz",
-    "c2gtZWQyNTUxOQAAAB+TG3dBIsavv1qGurhHa1a2YAXZRx+iyzbkFYto9hf4AAAA",
-    "kHQQawN0EGsDAAAAC3NzaC1lZDI1NTE5AAAAH5Mbd0Eixq+/Woa6uEdrVrZgBdlH",
-    "H6LLNuQVi2j2F/gAAAA/dNXaw2JcRJ4pnOY52TqBPhYoI7Xvv6mUrtqDEdzRHTGT",
-    "G3dBIsavv1qGurhHa1a2YAXZRx+iyzbkFYto9hf4AAAACWthb3MtaG9zdAECAwQF",
-    "Bg==",
-    "-----END OPENSSH PRIVATE KEY-----",
-    "",
-  ].join("\n");
+  const malformed = MALFORMED_HOST_KEY;
   const good = generateHostKey();
   const made: string[] = [];
   const key = generateHostKey(() => (made.push("x"), made.length < 3 ? malformed : good));

@@ -17,7 +17,7 @@ import { Pager } from "./pager.ts";
 import { type Caller, callerOf, promptCommand } from "./prompts.ts";
 import { quoteWord } from "./render.ts";
 import { terminalStdio } from "./stdio.ts";
-import type { Terminal } from "./terminal.ts";
+import { type Terminal, toldIfRefused } from "./terminal.ts";
 
 /** Where a page's commands come from: the first words of their paths. */
 export interface PageSpec {
@@ -172,6 +172,8 @@ async function banner(ctx: RunContext): Promise<void> {
       `KaOS ${s.version} on ${s.hostname} (${s.mode}, ${s.accel.kind.toUpperCase()}) — ` +
         `AppQueue CLI. Arrows and Enter choose; Ctrl+C goes back.\n`,
     );
+    // Why an ssh client warns: said at the login too, not only under `system status`.
+    if (s.sshHostKey?.notice) ctx.terminal.write(`Warning: ${s.sshHostKey.notice}\n`);
   } catch (err) {
     ctx.terminal.write(`KaOS AppQueue CLI (kattach not reachable: ${(err as Error).message})\n`);
   }
@@ -349,13 +351,28 @@ function report(t: Terminal, err: unknown): void {
   }
 }
 
-/** `system password`: asks the current password and a new one twice. */
+/**
+ * `system password`: asks the current password and a new one twice. The new one is checked right
+ * after its first entry (kattach's dry run: the current password, the policy) and asked again with
+ * the reason, up to three times; a wrong current password ends the flow.
+ */
 async function changePassword(ctx: RunContext): Promise<void> {
   const t = ctx.terminal;
   t.write(`= ${PASSWORD_PATH.join(" ")}   (interactive only)\n`);
   const ask = (message: string) => t.prompt((c) => password({ message, mask: "*" }, c));
   const oldPassword = await ask("Current password");
-  const newPassword = await ask("New password");
+  let newPassword: string | undefined;
+  for (let tries = 0; tries < 3 && newPassword === undefined; tries++) {
+    const typed = await ask("New password");
+    const check = { user: ctx.user, oldPassword, newPassword: typed, dryRun: true };
+    // A refused new password is told and asked again; a wrong current one ends the flow.
+    const told = (err: { code: string }) => err.code === "invalid";
+    if (await toldIfRefused(t, () => ctx.call("auth.change", check), told)) newPassword = typed;
+  }
+  if (newPassword === undefined) {
+    t.write("Nothing was changed.\n");
+    return;
+  }
   const again = await ask("Retype new password");
   if (newPassword !== again) {
     t.write("The passwords do not match; nothing was changed.\n");

@@ -8,7 +8,7 @@ import {
   ok as assert,
 } from "node:assert/strict";
 import { IpcClient } from "../ipc/mod.ts";
-import { TestKattach } from "../tests/_harness.ts";
+import { buildFixtures, FIXTURES_OUT, TestKattach } from "../tests/_harness.ts";
 import { Scripted } from "../tests/_scripted.ts";
 import type { Command } from "./commands.ts";
 import { commands } from "./commands.ts";
@@ -190,14 +190,37 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     await s.waitFor("CIDR", mark);
     const refused = s.text.slice(mark, s.text.lastIndexOf("CIDR"));
     assertEquals(refused.match(/^Error: /gm)?.length, 3, refused);
-    // What only kattach can tell (an overlap) comes after the last prompt, and the menu goes on.
+    // What only kattach can tell (an overlap) is asked of it (`check`) right after the answer.
+    mark = s.text.length;
     await s.line("10.0.10.128/25");
-    for (let i = 0; i < 5; i++) await s.line(""); // --gateway, --pool, --uplink, --nat, --isolate
-    await s.waitFor("= vlan add 11 big 10.0.10.128/25\n", mark);
-    await s.waitFor(/Error: .*overlaps VLAN 10.*\n(Hint: .*\n)?/, mark);
-    await s.waitFor("vlan add", s.text.lastIndexOf("overlaps"));
-    assertEquals((await k.json<unknown[]>("vlan", "list")).length, 1);
-
+    await s.waitFor(
+      "Error: Cannot add VLAN 11: 10.0.10.128/25 overlaps VLAN 10 (10.0.10.0/24)\n" +
+        "Hint: each VLAN needs a subnet of its own\n",
+      mark,
+    );
+    await s.waitFor("CIDR", s.text.lastIndexOf("Hint: "));
+    assert(!s.text.slice(mark).includes("--gateway"), "--gateway asked after an overlap");
+    await s.line("10.0.11.0/33"); // the address formats: the CLI's own check (lib/ipv4.ts)
+    await s.waitFor(
+      'Error: "10.0.11.0/33" is not a valid CIDR: not a VLAN subnet: the prefix',
+      mark,
+    );
+    await s.waitFor("CIDR", s.text.lastIndexOf("Error: "));
+    await s.line("10.0.11.0/24");
+    await s.waitFor("--gateway", mark);
+    await s.line("10.0.12.1");
+    await s.waitFor(
+      'Error: "10.0.12.1" is not a valid IP (--gateway): it must be a host address',
+      mark,
+    );
+    await s.waitFor("--gateway", s.text.lastIndexOf("Error: "));
+    assert(!s.text.slice(mark).includes("--pool"), "--pool asked after a wrong gateway");
+    await s.line("");
+    for (let i = 0; i < 4; i++) await s.line(""); // --pool, --uplink, --nat, --isolate
+    await s.waitFor("= vlan add 11 big 10.0.11.0/24\n", mark);
+    await s.waitFor("Added VLAN 11.", mark);
+    assertEquals((await k.json<unknown[]>("vlan", "list")).length, 2);
+    assertEquals((await k.aq("vlan", "del", "11")).code, 0);
     // vmimage create: a bad NAME is refused at once although --modules is not asked yet.
     mark = s.text.length;
     await s.keys("\x03");
@@ -250,20 +273,20 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     await s.choose("System");
     await s.choose("system password");
     await s.waitFor("= system password", mark);
+    // Each is told right after the first entry of the new password, before any retype.
     await s.line("wrong-one");
     await s.line("n3w-passw0rd");
-    await s.line("n3w-passw0rd");
     await s.waitFor("the current password is wrong", mark);
+    assert(!s.text.slice(mark).includes("Retype"), "a retype asked after a wrong current one");
     mark = s.text.length;
     await s.choose("system password");
     await s.line("kaos-0.1.0-dev");
     await s.line("short");
-    await s.line("short");
-    await s.waitFor("shorter than 8 characters", mark);
-    mark = s.text.length;
-    await s.choose("system password");
-    await s.line("kaos-0.1.0-dev");
+    await s.waitFor(/shorter than 8 characters\nHint: use at least 8 characters\n/, mark);
+    await s.waitFor("New password", s.text.lastIndexOf("Hint: use at least"));
+    assert(!s.text.slice(mark).includes("Retype"), "a retype asked for a refused password");
     await s.line("n3w-passw0rd");
+    await s.waitFor("Retype new password", mark);
     await s.line("n3w-passw0rd");
     await s.waitFor("Password changed.", mark);
     assert(!s.text.includes("n3w-passw0rd"), "a password was echoed");
@@ -337,5 +360,186 @@ Deno.test("menu flows against a real kattach: VLAN add, errors, cancel, confirm,
     s.terminal.close();
     await done.catch(() => {});
     await k.dispose();
+  }
+});
+
+Deno.test("menu answers checked against the store as they are given: taken names, addresses, a module's pattern", async () => {
+  await buildFixtures();
+  // hello with a pattern on its required `message` field (an unsigned local module directory).
+  const tmp = await Deno.makeTempDir({ prefix: "kaos-pattern-" });
+  const dir = `${tmp}/hello`; // a module directory is named as its module
+  const k = await TestKattach.start();
+  const s = new Scripted();
+  const connect = () => IpcClient.connect(`${k.stateDir}/run`);
+  let done: Promise<void> | undefined;
+  try {
+    await Deno.mkdir(dir);
+    for await (const e of Deno.readDir(`${FIXTURES_OUT}/hello`)) {
+      await Deno.copyFile(`${FIXTURES_OUT}/hello/${e.name}`, `${dir}/${e.name}`);
+    }
+    const climod = JSON.parse(await Deno.readTextFile(`${dir}/climod.aq`));
+    climod.fields[0].pattern = "^[a-z ]+$";
+    await Deno.writeTextFile(`${dir}/climod.aq`, JSON.stringify(climod));
+    const c = await connect();
+    try {
+      await c.call("module.import", { path: `${FIXTURES_OUT}/vkaos` });
+      await c.call("module.import", { path: `${FIXTURES_OUT}/web` });
+      await c.call("module.import", { path: dir });
+      await c.call("vlan.add", { id: 10, name: "web", cidr: "10.0.10.0/24" });
+      await c.call("configGroup.add", { module: "web", name: "site", values: {} });
+      await c.call("vmimage.create", {
+        name: "web",
+        modules: ["web"],
+        configGroups: ["site"],
+        vlans: [10],
+      });
+    } finally {
+      c.close();
+    }
+    done = runMenus(s.terminal, { connect });
+    await s.waitFor("Log out");
+    // Each refusal comes right after its answer, with kattach's reason and hint, and the same
+    // prompt is asked again (no later prompt shown in between).
+    const refusedAt = async (answer: string, error: string, prompt: string) => {
+      const mark = s.text.length;
+      await s.line(answer);
+      await s.waitFor(`Error: ${error}`, mark);
+      const after = s.text.indexOf(`Error: ${error}`, mark) + `Error: ${error}`.length;
+      await s.waitFor(prompt, after);
+      return mark;
+    };
+    // Ticks one entry of a checkbox (moving down to it) and goes on.
+    const cursor = () => s.lines.split("\n").findLast((l) => l.startsWith("❯")) ?? "";
+    const tick = async (label: string) => {
+      for (let i = 0; i < 5 && !cursor().includes(label); i++) await s.keys("\x1b[B");
+      assert(cursor().includes(label), `no ${label} in the checkbox`);
+      await s.keys(" ");
+      await s.keys("\r");
+    };
+    // Ctrl+C at the asked-again prompt leaves the command; then one page up per select named.
+    const leave = async (from: number, ...up: string[]) => {
+      await s.keys("\x03");
+      await s.waitFor("Cancelled.", from);
+      for (const select of up) {
+        await s.keys("\x03");
+        await s.waitForSelect(select);
+      }
+    };
+
+    await s.choose("Networking");
+    await s.choose("vlan ›");
+    await s.choose("vlan add");
+    await s.waitFor("ID");
+    let mark = await refusedAt(
+      "10",
+      "Cannot add VLAN 10: it exists already\nHint: choose another id, or `vlan del` the old one first\n",
+      "ID",
+    );
+    await s.line("12");
+    await s.waitFor("NAME", mark);
+    await refusedAt(
+      "web",
+      "Cannot add VLAN 12: the name web is taken\nHint: VLAN names are unique; choose another\n",
+      "NAME",
+    );
+    await leave(mark);
+
+    // vlan set: the gateway against the VLAN's own subnet (only kattach knows it).
+    mark = s.text.length;
+    await s.choose("vlan set");
+    await s.waitFor("10  web  10.0.10.0/24", mark);
+    await s.keys("\r");
+    await s.waitFor("--name", mark);
+    await s.line("");
+    await s.waitFor("--gateway", mark);
+    const gateway = await refusedAt(
+      "10.0.20.1",
+      "Invalid gateway 10.0.20.1: it must be a host address inside 10.0.10.0/24\n" +
+        "Hint: choose an address from 10.0.10.1-10.0.10.254, usually 10.0.10.1\n",
+      "--gateway",
+    );
+    assert(!s.text.slice(gateway).includes("--pool"), "--pool asked after a wrong gateway");
+    await leave(mark, "Networking", "KaOS");
+
+    // config-group add: a taken name, then a value the module's climod.aq pattern refuses,
+    // asked again field by field (not after the last field).
+    mark = s.text.length;
+    await s.choose("Configuration Groups");
+    await s.choose("config-group add");
+    await s.waitForSelect("module (MODULE), type to filter:");
+    await s.choose("hello");
+    await s.waitFor("NAME", mark);
+    await refusedAt(
+      "site",
+      "Cannot add configuration group site: the name is taken\n" +
+        "Hint: configuration group names are unique on the host\n",
+      "NAME",
+    );
+    await s.line("greet");
+    await s.waitFor("message", mark);
+    const value = await refusedAt(
+      "Hello World!",
+      'Invalid value "Hello World!" for message: must match ^[a-z ]+$\nHint: What to print\n',
+      "message",
+    );
+    assert(!s.text.slice(value).includes("count"), "the next field asked after a wrong value");
+    await s.line("hello world");
+    await s.waitFor("count", value);
+    await s.line("");
+    await s.waitFor("loud", value);
+    await s.line("");
+    await s.waitFor("= config-group add hello greet 'message=hello world'\n", mark);
+    await s.waitFor("Added configuration group greet.", mark);
+    await s.keys("\x03");
+    await s.waitForSelect("KaOS");
+
+    // vmimage create: a taken name at once, before --modules is asked.
+    mark = s.text.length;
+    await s.choose("VM Images");
+    await s.choose("vmimage create");
+    await s.waitFor("NAME", mark);
+    await refusedAt(
+      "web",
+      "Cannot create VM image web: it exists already\n" +
+        "Hint: choose another name, or `vmimage del` the old one first\n",
+      "NAME",
+    );
+    assert(!s.text.slice(mark).includes("--modules"), "--modules asked after a taken name");
+    // A flag left out is checked too: hello's required field needs a configuration group.
+    await s.line("hi");
+    await s.waitFor("--modules", mark);
+    await s.waitFor("hello  0.1.0", mark);
+    await tick("hello  0.1.0");
+    await s.waitFor("--config-groups", mark);
+    await s.waitFor("greet  (hello)", mark);
+    const left = await refusedAt(
+      "",
+      "Module hello needs a configuration group\nHint: it has required fields;",
+      "--config-groups",
+    );
+    assert(!s.text.slice(left).includes("--vlan"), "--vlan asked after a missing group");
+    await s.waitFor("greet  (hello)", s.text.lastIndexOf("Error: "));
+    await tick("greet  (hello)");
+    await s.waitFor("--vlan", left);
+    for (let i = 0; i < 5; i++) await s.line(""); // --vlan, --memory, --cpus, --data-disk, --storage
+    await s.waitFor("= vmimage create --modules=hello --config-groups=greet hi\n", mark);
+    await s.waitFor("Created VM image hi.", mark);
+    await s.keys("\x03");
+    await s.waitForSelect("KaOS");
+    await s.choose("Log out");
+    await done;
+
+    // Nothing the refused answers named was made; the one accepted command was.
+    assertEquals((await k.json<{ id: number }[]>("vlan", "list")).map((v) => v.id), [10]);
+    assertEquals(
+      (await k.json<{ name: string }[]>("config-group", "list")).map((g) => g.name),
+      ["greet", "site"],
+    );
+    if (Deno.env.get("KAOS_SHOW_SCREEN")) console.log(s.text);
+  } finally {
+    s.terminal.close();
+    await done?.catch(() => {});
+    await k.dispose();
+    await Deno.remove(tmp, { recursive: true });
   }
 });

@@ -144,6 +144,52 @@ Deno.test("a refused word in --json: the error's shape kept, its words added", a
   ]);
 });
 
+Deno.test("addresses: a bad CIDR, a gateway or a pool outside the subnet, refused before kattach is asked", async () => {
+  const cases: [string[], string][] = [
+    [
+      ["vlan", "add", "10", "front", "10.0.10.0/33"],
+      '"10.0.10.0/33" is not a valid CIDR: not a VLAN subnet: the prefix ("33") must be a whole number from 8 to 30',
+    ],
+    [
+      ["vlan", "add", "10", "front", "10.0.10.7/24"],
+      '"10.0.10.7/24" is not a valid CIDR: not a VLAN subnet: host bits are set after the prefix; did you mean 10.0.10.0/24?',
+    ],
+    [
+      ["vlan", "add", "10", "front", "10.0.10.0/24", "--gateway", "10.0.11.1"],
+      '"10.0.11.1" is not a valid IP (--gateway): it must be a host address inside 10.0.10.0/24 (choose an address from 10.0.10.1-10.0.10.254, usually 10.0.10.1)',
+    ],
+    [
+      ["vlan", "add", "10", "front", "10.0.10.0/24", "--gateway", "10.0.10.255"],
+      '"10.0.10.255" is not a valid IP (--gateway): it must be a host address inside 10.0.10.0/24',
+    ],
+    [
+      ["vlan", "add", "10", "front", "10.0.10.0/24", "--pool", "10.0.10.5-10.0.12.9"],
+      '"10.0.12.9" is not a valid pool (--pool): it must be a host address inside 10.0.10.0/24 (choose a pool within 10.0.10.1-10.0.10.254)',
+    ],
+    [
+      ["vlan", "set", "10", "--gateway", "10.0.10.01"],
+      '"10.0.10.01" is not a valid IP (--gateway): not an IPv4 address: octet 4 ("01") has a leading zero',
+    ],
+    [
+      ["vlan", "reserve", "10", "10.0.10"],
+      '"10.0.10" is not a valid IP: not an IPv4 address: expected 4 octets, found 3',
+    ],
+  ];
+  for (const [words, message] of cases) {
+    const r = await run(words); // kattach is not asked: `connect` refuses, so nothing changed
+    assert.equal(r.code, EXIT.failed, words.join(" "));
+    assert.equal(r.out, "");
+    assert.ok(r.err.startsWith(`Error: ${message}`), `${words.join(" ")}: ${r.err}`);
+  }
+  const json = await run(["vlan", "add", "10", "front", "10.0.10.0/33", "--json"]);
+  assert.deepEqual(
+    JSON.parse(json.err).error.issues.map((
+      i: Record<string, string>,
+    ) => [i.word, i.value, i.field]),
+    [["CIDR", "10.0.10.0/33", "cidr"]],
+  );
+});
+
 Deno.test("valid words pass the check and go to kattach unchanged", async () => {
   for (
     const words of [

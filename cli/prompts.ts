@@ -7,10 +7,19 @@
  * command.
  */
 import { checkbox, confirm, input, search, select } from "@inquirer/prompts";
-import type { ActionName, IpcClient, Module, ParamsOf, ResultOf } from "../ipc/mod.ts";
+import {
+  type ActionName,
+  CHECKED_ACTIONS,
+  type CheckedAction,
+  type CheckIssue,
+  type IpcClient,
+  type Module,
+  type ParamsOf,
+  type ResultOf,
+} from "../ipc/mod.ts";
 import type { ArgSpec, Command, FlagSpec } from "./commands.ts";
 import { type Parsed, WINDOW_FLAGS } from "./command.ts";
-import { answerProblem } from "./word_check.ts";
+import { answerProblem, type Request } from "./word_check.ts";
 import { stripControlsLine } from "../lib/mod.ts";
 import { splitWords } from "./render.ts";
 import type { Terminal } from "./terminal.ts";
@@ -62,6 +71,10 @@ export function callerOf(connect: () => Promise<IpcClient>): Caller {
       client.close();
     }
   };
+}
+
+function isCheckedAction(action: string): action is CheckedAction {
+  return (CHECKED_ACTIONS as readonly string[]).includes(action);
 }
 
 /** Object kinds by the word that names them (argument name, flag name or command group). */
@@ -433,58 +446,90 @@ export async function promptFlag(p: Prompter, flag: FlagSpec): Promise<string | 
   return text === "" ? undefined : text;
 }
 
+/** Options of {@linkcode promptFields}. */
+export interface FieldsOptions {
+  /** The values stored now (`config-group set`): each prompt starts from its field's. */
+  current?: Record<string, unknown>;
+  /**
+   * Checks one `key=value` answer as it is given: what is wrong with it, or undefined. A wrong
+   * one is refused with its reason and its field asked again.
+   */
+  check?: (word: string) => Promise<string | undefined>;
+}
+
 /** Asks for the values of a module's configuration fields; returns `key=value` words. */
 export async function promptFields(
   p: Prompter,
   module: Module,
-  current: Record<string, unknown> = {},
+  options: FieldsOptions = {},
 ): Promise<string[]> {
   const t = p.terminal;
+  const current = options.current ?? {};
   const words: string[] = [];
   for (const f of module.climod.fields) {
-    const had = Object.hasOwn(current, f.name) ? current[f.name] : undefined;
-    const start = had ?? f.default;
-    // f.help comes from the module's climod.aq: shown without control characters.
-    const label = stripControlsLine(`${f.name}${f.help ? ` — ${f.help}` : ""}`);
-    let value: string;
-    if (f.type === "enum") {
-      value = await t.prompt((ctx) =>
-        select({
-          message: label,
-          choices: f.choices.map((c) => ({ value: c, name: c })),
-          default: typeof start === "string" ? start : undefined,
-        }, ctx)
-      );
-    } else if (f.type === "boolean") {
-      value = String(
-        await t.prompt((ctx) =>
-          confirm({ message: label, default: typeof start === "boolean" ? start : false }, ctx)
-        ),
-      );
-    } else {
-      value = (await t.prompt((ctx) =>
-        input({
-          message: `${label} (${f.type})`,
-          default: start === undefined ? undefined : String(start),
-          required: start === undefined && f.default === undefined,
-          validate: f.type === "integer"
-            ? (v: string) => v.trim() === "" || /^-?\d+$/.test(v.trim()) || "a whole number"
-            : undefined,
-        }, ctx)
-      )).trim();
+    for (;;) {
+      const word = await promptField(t, f, current);
+      if (word === undefined) break;
+      const why = await options.check?.(word);
+      if (why === undefined) {
+        words.push(word);
+        break;
+      }
+      t.write(`Error: ${why}\n`);
     }
-    if (value === "" || (start !== undefined && value === String(start))) continue;
-    words.push(`${f.name}=${value}`);
   }
   return words;
+}
+
+/** Asks for one configuration field: its `key=value` word, or undefined when it stays as it is. */
+async function promptField(
+  t: Terminal,
+  f: Module["climod"]["fields"][number],
+  current: Record<string, unknown>,
+): Promise<string | undefined> {
+  const had = Object.hasOwn(current, f.name) ? current[f.name] : undefined;
+  const start = had ?? f.default;
+  // f.help comes from the module's climod.aq: shown without control characters.
+  const label = stripControlsLine(`${f.name}${f.help ? ` — ${f.help}` : ""}`);
+  let value: string;
+  if (f.type === "enum") {
+    value = await t.prompt((ctx) =>
+      select({
+        message: label,
+        choices: f.choices.map((c) => ({ value: c, name: c })),
+        default: typeof start === "string" ? start : undefined,
+      }, ctx)
+    );
+  } else if (f.type === "boolean") {
+    value = String(
+      await t.prompt((ctx) =>
+        confirm({ message: label, default: typeof start === "boolean" ? start : false }, ctx)
+      ),
+    );
+  } else {
+    value = (await t.prompt((ctx) =>
+      input({
+        message: `${label} (${f.type})`,
+        default: start === undefined ? undefined : String(start),
+        required: start === undefined && f.default === undefined,
+        validate: f.type === "integer"
+          ? (v: string) => v.trim() === "" || /^-?\d+$/.test(v.trim()) || "a whole number"
+          : undefined,
+      }, ctx)
+    )).trim();
+  }
+  if (value === "" || (start !== undefined && value === String(start))) return undefined;
+  return `${f.name}=${value}`;
 }
 
 /**
  * Collects every argument and flag of `command` with prompts, in order; returns the words after
  * the command's path. Configuration values (`KEY=VALUE…` after a MODULE or a configuration
  * group NAME) are asked field by field. Each answer is checked as it is given, by the rules the
- * one-line grammar checks the whole line with (cli/word_check.ts): a wrong one is refused with
- * its reason and its prompt asked again (Ctrl+C still cancels).
+ * one-line grammar checks the whole line with (cli/word_check.ts), then by kattach's rules that
+ * need the store (`check`: a taken name, an overlapping subnet, a value against its module's
+ * pattern): a wrong one is refused with its reason and its prompt asked again (Ctrl+C still
+ * cancels).
  */
 export async function promptCommand(p: Prompter, command: Command): Promise<string[]> {
   const positional: string[] = [];
@@ -492,10 +537,16 @@ export async function promptCommand(p: Prompter, command: Command): Promise<stri
   const given: Parsed = { args: {}, rest: [], flags: {} };
   for (const arg of command.args) {
     if (arg.rest) {
-      const words = await checked(p, command, given, () => promptRest(p, command, arg, chosen), {
-        put: (v, into) => into.rest = v,
-        mentions: (v) => [arg.name, ...v],
-      });
+      const words = await checked(
+        p,
+        command,
+        given,
+        () => promptRest(p, command, { arg, chosen, given }),
+        {
+          put: (v, into) => into.rest = v,
+          mentions: (v) => [arg.name, ...v],
+        },
+      );
       positional.push(...words);
       continue;
     }
@@ -517,6 +568,7 @@ export async function promptCommand(p: Prompter, command: Command): Promise<stri
         if (v !== undefined) into.flags[flag.name] = v;
       },
       mentions: (v) => [`--${flag.name}`, typeof v === "string" ? v : ""],
+      probe: (into) => into.flags[flag.name] = flag.boolean || PLACEHOLDER,
       missing: (v) =>
         v === undefined && flag.required ? `--${flag.name} is required: ${flag.help}` : undefined,
     });
@@ -526,6 +578,18 @@ export async function promptCommand(p: Prompter, command: Command): Promise<stri
   // "--" keeps a positional starting with "-" from being read as a flag.
   const risky = positional.some((w) => w.startsWith("-"));
   return [...flagWords, ...(risky ? ["--"] : []), ...positional];
+}
+
+/** How one answer goes into the command's words, and what names it in a UsageError. */
+interface AnswerHow<T> {
+  put: (value: T, into: Parsed) => void;
+  /** What a UsageError about this answer names: its word, its value. */
+  mentions: (value: T) => string[];
+  /**
+   * Puts a stand-in for the answer: which parameters it fills when given, so that leaving it
+   * out is checked too (`vmimage create` without `--config-groups` for a module that needs one).
+   */
+  probe?: (into: Parsed) => void;
 }
 
 /**
@@ -539,10 +603,7 @@ async function checked<T>(
   command: Command,
   given: Parsed,
   ask: () => Promise<T>,
-  how: {
-    put: (value: T, into: Parsed) => void;
-    /** What a UsageError about this answer names: its word, its value. */
-    mentions: (value: T) => string[];
+  how: AnswerHow<T> & {
     skip?: (value: T) => boolean;
     missing?: (value: T) => string | undefined;
   },
@@ -550,18 +611,101 @@ async function checked<T>(
   for (;;) {
     const value = await ask();
     if (how.skip?.(value)) return value;
-    const why = how.missing?.(value) ?? answerProblem(command, {
-      withIt: withPlaceholders(command, given, (into) => how.put(value, into)),
-      without: withPlaceholders(command, given, () => {}),
-      mentions: how.mentions(value),
-    });
+    const why = how.missing?.(value) ?? await answerCheck(p, command, given, value, how);
     if (why === undefined) {
       how.put(value, given);
       return value;
     }
-    p.terminal.write(`Error: ${why}
-`);
+    p.terminal.write(`Error: ${why}\n`);
   }
+}
+
+/**
+ * What is wrong with one answer, or undefined: first by the one-line grammar's rules
+ * (cli/word_check.ts), then by kattach's rules that need the store (`check`: a taken name, a
+ * subnet overlapping another VLAN, a value against its module's pattern), about the parameters
+ * this answer filled and on the answers so far.
+ */
+async function answerCheck<T>(
+  p: Prompter,
+  command: Command,
+  given: Parsed,
+  value: T,
+  how: AnswerHow<T>,
+): Promise<string | undefined> {
+  const withIt = withPlaceholders(command, given, (into) => how.put(value, into));
+  const without = withPlaceholders(command, given, () => {});
+  const nothing: Parsed = { args: {}, rest: [], flags: {} };
+  return answerProblem(command, { withIt, without, mentions: how.mentions(value) }) ??
+    await storeProblem(p, command, {
+      withIt,
+      without,
+      alone: withPlaceholders(command, nothing, (into) => how.put(value, into)),
+      none: withPlaceholders(command, nothing, () => {}),
+      probe: how.probe && withPlaceholders(command, nothing, how.probe),
+    });
+}
+
+/**
+ * What kattach's `check` says of the parameters an answer filled, or undefined: nothing broken,
+ * an action it has no rules for, or a kattach that cannot answer (the action itself still checks
+ * everything when it is sent).
+ */
+async function storeProblem(
+  p: Prompter,
+  command: Command,
+  answer: { withIt: Parsed; without: Parsed; alone: Parsed; none: Parsed; probe?: Parsed },
+): Promise<string | undefined> {
+  const now = builtOrNot(command, answer.withIt);
+  if (!now || !isCheckedAction(now.action)) return undefined;
+  const params = (now.params ?? {}) as Record<string, unknown>;
+  const fields = answerFields(command, params, answer);
+  if (fields.length === 0) return undefined;
+  let issues: CheckIssue[];
+  try {
+    issues = await p.call("check", { action: now.action, params, fields });
+  } catch {
+    return undefined; // kattach could not check: the action tells when it is sent
+  }
+  if (issues.length === 0) return undefined;
+  return issues.map((i) => `${i.message}${i.hint ? `\nHint: ${i.hint}` : ""}`).join("\nError: ");
+}
+
+/** The action a command builds from some words, or undefined when it cannot build one yet. */
+function builtOrNot(command: Command, words: Parsed): Request | undefined {
+  try {
+    return command.build(words);
+  } catch {
+    return undefined; // a word not asked yet: nothing to ask kattach about
+  }
+}
+
+/**
+ * The parameters one answer filled: those whose value differs with it and without it; when the
+ * command builds nothing without it (`vlan set` with no change, `vlan add` with no ID yet), those
+ * it fills alone (against no answer at all); when it is left out, those a stand-in for it fills
+ * (`probe`), as they are without it. Never a parameter of an earlier answer.
+ */
+function answerFields(
+  command: Command,
+  params: Record<string, unknown>,
+  answer: { without: Parsed; alone: Parsed; none: Parsed; probe?: Parsed },
+): string[] {
+  const paramsOf = (words: Parsed | undefined) => {
+    const r = words && builtOrNot(command, words);
+    return r ? (r.params ?? {}) as Record<string, unknown> : undefined;
+  };
+  const differs = (a: Record<string, unknown>, b: Record<string, unknown> = {}) =>
+    Object.keys(a).filter((k) =>
+      a[k] !== undefined && JSON.stringify(a[k]) !== JSON.stringify(b[k])
+    );
+  const none = paramsOf(answer.none);
+  const before = paramsOf(answer.without);
+  const own = before ? differs(params, before) : differs(paramsOf(answer.alone) ?? {}, none);
+  if (own.length > 0 || !before) return own.filter((k) => Object.hasOwn(params, k));
+  // Left out: what it would have filled, checked as it is without it (e.g. an empty list).
+  const probed = paramsOf(answer.probe);
+  return probed ? differs(probed, none).filter((k) => params[k] !== undefined) : [];
 }
 
 /** What a not-yet-asked required flag stands in as while the words before it are checked. */
@@ -581,21 +725,32 @@ function withPlaceholders(command: Command, given: Parsed, edit: (p: Parsed) => 
   return copy;
 }
 
+/**
+ * Asks for the words of a rest argument: for configuration values, field by field (each value
+ * checked as it is given, alone: `given` holds the answers before it); else as one line.
+ */
 async function promptRest(
   p: Prompter,
   command: Command,
-  arg: ArgSpec,
-  chosen: Record<string, string>,
+  o: { arg: ArgSpec; chosen: Record<string, string>; given: Parsed },
 ): Promise<string[]> {
+  const { arg, chosen } = o;
+  const check = (word: string) =>
+    answerCheck(p, command, o.given, word, {
+      put: (w, into) => into.rest = [w],
+      mentions: (w) => [arg.name, w],
+    });
   if (arg.name === "KEY=VALUE") {
     try {
       if (chosen.MODULE) {
-        return await promptFields(p, await p.call("module.show", { name: chosen.MODULE }));
+        return await promptFields(p, await p.call("module.show", { name: chosen.MODULE }), {
+          check,
+        });
       }
       if (chosen.NAME && argSource(command, { name: "NAME" }) === "config-group") {
         const group = await p.call("configGroup.show", { name: chosen.NAME });
         const module = await p.call("module.show", { name: group.module });
-        return await promptFields(p, module, group.values);
+        return await promptFields(p, module, { current: group.values, check });
       }
     } catch (err) {
       if (err instanceof Error && /Prompt/.test(err.name)) throw err;

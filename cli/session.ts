@@ -5,9 +5,8 @@
  */
 import { password as passwordPrompt } from "@inquirer/prompts";
 import type { IpcClient } from "../ipc/mod.ts";
-import { isUserError } from "../lib/errors.ts";
 import { runMenus } from "./menus.ts";
-import type { Terminal } from "./terminal.ts";
+import { type Terminal, toldIfRefused } from "./terminal.ts";
 
 /** The only operator account (the same as the SSH server's). */
 export const CLI_USER = "aqcli";
@@ -51,21 +50,24 @@ export async function consoleLogin(terminal: Terminal, options: SessionOptions):
     terminal.write("The default password must be changed before you continue.\n");
     for (let tries = 0; tries < 3; tries++) {
       const first = await ask("New password");
+      // The policy's answer now, not after the retype (a too short password typed twice).
+      const check = { user: CLI_USER, newPassword: first, dryRun: true };
+      if (
+        !await toldIfRefused(terminal, () => call(options, (c) => c.call("auth.change", check)))
+      ) {
+        continue;
+      }
       const second = await ask("Retype new password");
       if (first !== second) {
         terminal.write("The passwords do not match; try again.\n");
         continue;
       }
-      try {
-        await call(
-          options,
-          (c) => c.call("auth.change", { user: CLI_USER, newPassword: first }),
-        );
+      const change = { user: CLI_USER, newPassword: first };
+      if (
+        await toldIfRefused(terminal, () => call(options, (c) => c.call("auth.change", change)))
+      ) {
         terminal.write("Password changed.\n");
         return true;
-      } catch (err) {
-        if (!isUserError(err)) throw err;
-        terminal.write(`${err.message}\n${err.hint ? `Hint: ${err.hint}\n` : ""}`);
       }
     }
     return false;

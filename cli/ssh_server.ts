@@ -21,8 +21,8 @@ import { timingSafeEqual } from "node:crypto";
 import { createServer, type Socket } from "node:net";
 import { PassThrough, type Readable, type Writable } from "node:stream";
 import { isUserError } from "../lib/errors.ts";
-import { loadOrCreateHostKeys } from "./host_keys.ts";
-import { forwardWriter, Terminal } from "./terminal.ts";
+import { type HostKey, loadOrCreateHostKeys } from "./host_keys.ts";
+import { forwardWriter, Terminal, toldIfRefused } from "./terminal.ts";
 
 /** The only user the SSH server lets in. */
 export const SSH_USER = "aqcli";
@@ -98,6 +98,11 @@ export interface SshBackend {
   authorizedKeys(user: string): Promise<string[]>;
   /** Sets a new password; throws a UserError (shown to the user) when it is too weak. */
   changePassword(user: string, newPassword: string): Promise<void>;
+  /**
+   * Checks a new password as changePassword would and changes nothing: a UserError (shown to the
+   * user) when it would be refused. Asked right after the first entry, before the retype.
+   */
+  checkNewPassword(user: string, newPassword: string): Promise<void>;
   /** Runs one one-line command and returns its exit status. */
   exec(line: string, io: SessionIo): Promise<number>;
   /** Runs the interactive menu on `io.terminal` until the user leaves. */
@@ -308,10 +313,21 @@ async function flushed(stream: Writable): Promise<void> {
   });
 }
 
+/** The log line of a host key made in place of an unusable one (kattach's log shows it). */
+function hostKeyReplacedLine(key: HostKey): string {
+  return `ssh: WARNING: the SSH host key ${key.path} could not be used ` +
+    `(${key.replaced?.reason}); it is kept as ${key.replaced?.keptAs} and a new host key ` +
+    `${key.fingerprint} is in its place: SSH clients that knew the old key will warn that the ` +
+    "host key changed";
+}
+
 /** Starts the SSH server; resolves once it listens. */
 export async function startSshServer(options: SshServerOptions): Promise<SshServer> {
   const { backend, log } = options;
   const hostKeys = await loadOrCreateHostKeys(options.hostKeysDir);
+  for (const key of hostKeys) {
+    if (key.replaced) log(hostKeyReplacedLine(key));
+  }
   const throttle = new AuthThrottle({
     baseMs: options.authDelayMs,
     maxMs: options.maxAuthDelayMs,
@@ -462,6 +478,10 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
       const first = await terminal.prompt((ctx) =>
         passwordPrompt({ message: "New password", toggleMask: false }, ctx)
       );
+      // The policy's answer now, not after the retype (a too short password typed twice).
+      if (!await toldIfRefused(terminal, () => backend.checkNewPassword(conn.user, first))) {
+        continue;
+      }
       const second = await terminal.prompt((ctx) =>
         passwordPrompt({ message: "Retype new password", toggleMask: false }, ctx)
       );
@@ -469,13 +489,7 @@ export async function startSshServer(options: SshServerOptions): Promise<SshServ
         terminal.write("The passwords do not match; try again.\n");
         continue;
       }
-      try {
-        await backend.changePassword(conn.user, first);
-      } catch (err) {
-        if (!isUserError(err)) throw err;
-        terminal.write(`${err.message}\n${err.hint ? `Hint: ${err.hint}\n` : ""}`);
-        continue;
-      }
+      if (!await toldIfRefused(terminal, () => backend.changePassword(conn.user, first))) continue;
       conn.mustChange = false;
       log(`password changed user=${quoteUser(conn.user)} from=${conn.address}`);
       terminal.write("Password changed.\n");

@@ -6,6 +6,7 @@
  * starts (seconds under TCG on the appliance's way to the SSH banner).
  */
 import { parseCli, portNumber } from "../lib/cli_args.ts";
+import { isUserError } from "../lib/errors.ts";
 import { idleMemory } from "../lib/idle_memory.ts";
 import { type SshBackend, type SshServer, startSshServer } from "./ssh_server.ts";
 
@@ -20,6 +21,7 @@ export function lazyBackend(runDir: string): SshBackend {
     checkPassword: async (user, password) => (await backend()).checkPassword(user, password),
     authorizedKeys: async (user) => (await backend()).authorizedKeys(user),
     changePassword: async (user, password) => (await backend()).changePassword(user, password),
+    checkNewPassword: async (user, password) => (await backend()).checkNewPassword(user, password),
     // Once no one-line command has run for a moment, the process' idle-time reducer collects
     // the commands' garbage and gives glibc's free pages back (lib/idle_memory.ts; issue 13: the
     // sshd grew 10.7 % over 1,000 one-line commands without a trim, 3.2 % with). Not at the
@@ -98,6 +100,11 @@ export async function runSshdMain(o: SshdMainOptions): Promise<void> {
       log: (line) => console.error(line),
     });
   } catch (err) {
+    if (isUserError(err)) {
+      // A host key file that cannot be read (cli/host_keys.ts): why, in plain words; no stack.
+      console.error(`ssh: ${err.message}${err.hint ? ` (${err.hint})` : ""}`);
+      Deno.exit(1);
+    }
     // Another process holds the port: one line, no stack; the supervisor's back-off retries.
     if ((err as { code?: string }).code !== "EADDRINUSE") throw err;
     console.error(

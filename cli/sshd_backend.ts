@@ -54,6 +54,9 @@ export function ipcBackend(options: SessionOptions): SshBackend {
     async changePassword(user, newPassword) {
       await withClient(options, (c) => c.call("auth.change", { user, newPassword }));
     },
+    async checkNewPassword(user, newPassword) {
+      await withClient(options, (c) => c.call("auth.change", { user, newPassword, dryRun: true }));
+    },
     async exec(line, io) {
       let words: string[];
       try {

@@ -14,6 +14,7 @@ import { Buffer } from "node:buffer";
 import { PassThrough, type Readable, Writable } from "node:stream";
 import { clearImmediate, setImmediate } from "node:timers";
 import process from "node:process";
+import { isUserError, type UserError } from "../lib/errors.ts";
 
 /** The window size of a terminal, in character cells. */
 export interface TerminalSize {
@@ -384,5 +385,25 @@ function consoleSizeOr80x24(): { columns: number; rows: number } {
     return size.columns > 0 && size.rows > 0 ? size : { columns: 80, rows: 24 };
   } catch {
     return { columns: 80, rows: 24 };
+  }
+}
+
+/**
+ * Runs one step of a prompt dialogue (a password check, a change): a UserError it throws, when
+ * `tell` accepts it (default: every one), is written on `terminal` (message and hint) and gives
+ * false, so the dialogue can ask again; anything else is thrown on.
+ */
+export async function toldIfRefused(
+  terminal: Terminal,
+  step: () => Promise<unknown>,
+  tell: (err: UserError) => boolean = () => true,
+): Promise<boolean> {
+  try {
+    await step();
+    return true;
+  } catch (err) {
+    if (!isUserError(err) || !tell(err)) throw err;
+    terminal.write(`${err.message}\n${err.hint ? `Hint: ${err.hint}\n` : ""}`);
+    return false;
   }
 }

@@ -60,3 +60,47 @@ Deno.test("answerProblem: a build that stops at the next word does not blame thi
   assert.equal(a("5"), undefined); // B's message holds "256", not the word "5"
   assert.equal(a("x"), 'A must be a whole number, not "x"');
 });
+
+Deno.test("addresses are checked by the CLI (lib/ipv4.ts, lib/address_plan.ts): a CIDR, a gateway or a pool outside the subnet", () => {
+  const add = find("vlan add");
+  const base = { ID: "10", NAME: "front" };
+  const cidr = (v: string) =>
+    answerProblem(add, {
+      withIt: parsed({ ...base, CIDR: v }),
+      without: parsed(base),
+      mentions: ["CIDR", v],
+    });
+  assert.equal(
+    cidr("10.0.10.0/33"),
+    '"10.0.10.0/33" is not a valid CIDR: not a VLAN subnet: the prefix ("33") must be a whole ' +
+      "number from 8 to 30; write a network address and a prefix from 8 to 30, e.g. 10.0.10.0/24",
+  );
+  assert.match(
+    cidr("10.0.10.5/24")!,
+    /host bits are set after the prefix; did you mean 10\.0\.10\.0\/24/,
+  );
+  assert.equal(cidr("10.0.10.0/24"), undefined);
+  const at = { ...base, CIDR: "10.0.10.0/24" };
+  const flag = (name: string, v: string, before: Parsed["flags"] = {}) =>
+    answerProblem(add, {
+      withIt: parsed(at, { ...before, [name]: v }),
+      without: parsed(at, before),
+      mentions: [`--${name}`, v],
+    });
+  assert.equal(
+    flag("gateway", "10.0.20.1"),
+    '"10.0.20.1" is not a valid IP (--gateway): it must be a host address inside 10.0.10.0/24 ' +
+      "(choose an address from 10.0.10.1-10.0.10.254, usually 10.0.10.1)",
+  );
+  assert.match(
+    flag("gateway", "10.0.10.256")!,
+    /^"10\.0\.10\.256" is not a valid IP \(--gateway\): not an IPv4 address: octet 4/,
+  );
+  assert.equal(flag("gateway", "10.0.10.254"), undefined);
+  assert.match(
+    flag("pool", "10.0.10.100-10.0.11.5")!,
+    /^"10\.0\.11\.5" is not a valid pool \(--pool\): it must be a host address inside 10\.0\.10\.0\/24/,
+  );
+  assert.match(flag("pool", "10.0.10.9-10.0.10.5")!, /the start is after the end/);
+  assert.equal(flag("pool", "10.0.10.100-10.0.10.199", { gateway: "10.0.10.1" }), undefined);
+});

@@ -4,6 +4,8 @@
  */
 import { z } from "zod";
 import { ModuleName } from "../appqueue/manifest.ts";
+import { planIssue } from "../lib/address_plan.ts";
+import { Ipv4Address, Ipv4Cidr } from "../lib/ipv4.ts";
 import { appqueueActions, ConfigApplyOutcome } from "./actions_appqueue.ts";
 import { guestActions } from "./actions_guests.ts";
 import { authActions } from "./actions_auth.ts";
@@ -29,6 +31,32 @@ import {
 } from "./schemas.ts";
 
 const None = z.strictObject({});
+
+/**
+ * The actions whose rules that need the store (a taken name, an overlapping subnet, a value against
+ * its module's pattern) a `check` runs before they are sent: the menus ask it after each answer.
+ */
+export const CHECKED_ACTIONS = [
+  "vlan.add",
+  "vlan.set",
+  "configGroup.add",
+  "configGroup.set",
+  "vmimage.create",
+  "deploy",
+] as const;
+/** An action a `check` knows the rules of. */
+export type CheckedAction = (typeof CHECKED_ACTIONS)[number];
+
+/** One rule a `check` found broken: the parameters it is about, kattach's error and its hint. */
+export const CheckIssue = z.strictObject({
+  /** The parameters of the answer it is about (among the `fields` asked). */
+  fields: z.array(z.string()),
+  message: z.string(),
+  hint: z.string(),
+  /** The error's code, as the action would refuse with it (`conflict`, `not-found`, …). */
+  code: z.string(),
+});
+export type CheckIssue = z.infer<typeof CheckIssue>;
 /** One page of a long list (schemas.ts ListWindow; the prompts' pick lists send what is typed). */
 const Page = ListWindow;
 const Deleted = z.strictObject({ deleted: z.string() });
@@ -42,18 +70,36 @@ const Deleted = z.strictObject({ deleted: z.string() });
 const builders = {
   "system.status": () => ({ params: None, result: SystemStatus }),
   "system.check": () => ({ params: None, result: StoreCheck }),
+  /**
+   * Read-only: runs the rules of `action` that are about `fields` (the parameters one answer
+   * filled) on the parameters answered so far, the same rules the action itself runs (kattach
+   * has one copy, kattach/actions/check.ts); the action stays the authority when it is sent.
+   */
+  "check": () => ({
+    params: z.strictObject({
+      action: z.enum(CHECKED_ACTIONS),
+      /** The action's parameters as far as they are answered (the others left out). */
+      params: z.record(z.string(), z.unknown()),
+      fields: z.array(z.string().max(64)).min(1).max(16),
+    }),
+    result: z.array(CheckIssue),
+  }),
 
   "vlan.add": () => ({
     params: z.strictObject({
       id: VlanId,
       name: ObjectName,
-      cidr: z.string(),
-      gateway: z.string().optional(),
-      poolStart: z.string().optional(),
-      poolEnd: z.string().optional(),
+      cidr: Ipv4Cidr,
+      gateway: Ipv4Address.optional(),
+      poolStart: Ipv4Address.optional(),
+      poolEnd: Ipv4Address.optional(),
       uplink: VlanUplink.optional(),
       nat: z.boolean().optional(),
       isolate: z.boolean().optional(),
+    }).superRefine((p, ctx) => {
+      // The gateway and the pool inside the subnet (the defaults for those not given).
+      const issue = planIssue(p);
+      if (issue) ctx.addIssue({ code: "custom", ...issue });
     }),
     result: VlanInfo,
   }),
@@ -61,9 +107,9 @@ const builders = {
     params: z.strictObject({
       vlan: z.string(),
       name: ObjectName.optional(),
-      gateway: z.string().optional(),
-      poolStart: z.string().optional(),
-      poolEnd: z.string().optional(),
+      gateway: Ipv4Address.optional(),
+      poolStart: Ipv4Address.optional(),
+      poolEnd: Ipv4Address.optional(),
       uplink: VlanUplink.optional(),
       nat: z.boolean().optional(),
       isolate: z.boolean().optional(),
@@ -74,7 +120,7 @@ const builders = {
   "vlan.show": () => ({ params: z.strictObject({ vlan: z.string() }), result: VlanInfo }),
   "vlan.del": () => ({ params: z.strictObject({ vlan: z.string() }), result: Deleted }),
   "vlan.reserve": () => ({
-    params: z.strictObject({ vlan: z.string(), ip: z.string(), note: z.string().max(200) }),
+    params: z.strictObject({ vlan: z.string(), ip: Ipv4Address, note: z.string().max(200) }),
     result: VlanInfo,
   }),
   "vlan.unreserve": () => ({

@@ -45,8 +45,15 @@ export const authActions = {
       /** Required unless the release's default password must still be changed. */
       oldPassword: Password.optional(),
       newPassword: Password,
+      /**
+       * Only check (the current password, the policy, not the current one again) and change
+       * nothing: the prompts ask right after the first entry of a new password, not after the
+       * retype.
+       */
+      dryRun: z.boolean().optional(),
     }),
-    result: z.strictObject({ user: z.string(), changed: z.literal(true) }),
+    /** `changed` is false after a dry run. */
+    result: z.strictObject({ user: z.string(), changed: z.boolean() }),
   }),
   "auth.keys.list": () => ({ params: None, result: z.array(SshKeyInfo) }),
   "auth.keys.add": () => ({

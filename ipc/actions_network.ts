@@ -91,11 +91,15 @@ export const networkActions = {
   "vlan.route.list": () => ({ params: None, result: z.array(VlanRoute) }),
   "network.set": () => ({
     params: z.strictObject({
-      uplink: IfaceName.optional(),
+      /** An interface name as Linux takes it (the schema's rules), not necessarily there now. */
+      uplink: IfaceName.refine((n) => n !== "." && n !== "..", {
+        message: "'.' and '..' are not interface names",
+      }).optional(),
       /** DNS servers for guests; an empty list clears them. */
       dns: z.array(z.string()).max(3).optional(),
     }),
-    result: NetworkSettings,
+    /** The settings as stored, and what the operator should know (an uplink not on the host). */
+    result: NetworkSettings.extend({ warnings: z.array(z.string()) }),
   }),
   "network.status": () => ({ params: None, result: NetworkStatus }),
   "network.apply": () => ({ params: None, result: NetworkApplyResult }),

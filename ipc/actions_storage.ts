@@ -72,7 +72,7 @@ export type StorageList = z.infer<typeof StorageList>;
 export const LogResult = lazySchema(() =>
   z.strictObject({
     lines: z.array(z.string()),
-    /** The log file on the data partition. */
+    /** The log file, STATE/log/kattach.log (the appliance: on its data partition). */
     file: z.string(),
   })
 );

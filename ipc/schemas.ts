@@ -278,8 +278,16 @@ export const Instance = lazySchema(() =>
     network: z.array(NicStatus).optional(),
     /** DNS servers the guest gets (instance show). */
     dns: z.array(z.string()).optional(),
-    /** The storage its overlays and runtime files live on; null: the data partition. */
+    /**
+     * The storage its overlays and runtime files live on; null: none, they live in the state
+     * directory (on the appliance: its data partition).
+     */
     storage: z.string().nullable().optional(),
+    /**
+     * Where its files live, in words (instance show): the storage's name, `the data partition`
+     * (the appliance) or `the state directory DIR` (hosted).
+     */
+    storagePlace: z.string().optional(),
     /** The machine its next start runs on and why, e.g. `q35: set on the instance` (show, set). */
     machine: z.string().optional(),
   })
@@ -358,6 +366,15 @@ export const SystemStatus = lazySchema(() =>
     }),
     /** What the operator should look at (e.g. management open to any source). */
     warnings: z.array(z.string()),
+    /**
+     * The SSH host key: its fingerprint (null before the sshd made one), the latest replacement
+     * of an unusable key file (kept as `keptAs`), and the warning while that is recent.
+     */
+    sshHostKey: z.strictObject({
+      fingerprint: z.string().nullable(),
+      replaced: z.strictObject({ at: z.string(), keptAs: z.string() }).nullable(),
+      notice: z.string().nullable(),
+    }).optional(),
     /** Guest storage: mounted and missing storages, and a notice when there is none. */
     storage: z.strictObject({
       mounted: z.array(z.string()),

@@ -279,7 +279,7 @@ export async function prepareInstance(
   const groups = image.configGroups.map((g) =>
     shared.once(`group ${g}`, () => k.store.getConfigGroup(g))
   ).filter((g) => !!g);
-  // On the instance's storage (or the data partition without one); never in RAM.
+  // On the instance's storage (or in the state directory without one); never in RAM.
   const paths = instancePaths(requireInstanceRoot(k, inst.name), inst.name);
   if (new TextEncoder().encode(paths.console).length > SUN_PATH_MAX) {
     throw new UserError(`Cannot start ${inst.name}: the state directory path is too long`, {

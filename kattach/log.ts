@@ -1,6 +1,6 @@
 /**
- * kattach's own log: every line gets a UTC timestamp and goes to a bounded, rotated file on the
- * data partition (`STATE/log/kattach.log`, then `.1` … `.N`), to the sinks kattach was given
+ * kattach's own log: every line gets a UTC timestamp and goes to a bounded, rotated file in the
+ * state directory (`STATE/log/kattach.log`, then `.1` … `.N`; the appliance's data partition), to the sinks kattach was given
  * (stderr in hosted mode; the serial port on the appliance when the menu owns tty1) and to
  * whoever follows it (`system log --follow`). Lines written before the file is open are kept in
  * memory and written first.

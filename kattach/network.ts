@@ -166,6 +166,33 @@ export async function readHostState(
   return parseHostState({ links, addresses, ports, vlans });
 }
 
+/** What is said while the uplink is not on the host (`network set`, `network status`, `system status`). */
+function missingUplink(name: string): string {
+  return `the uplink ${name} does not exist on this host: tagged VLANs and NAT have no way out ` +
+    "until it appears (an interface plugged in later, e.g. a USB NIC: `network apply` then) or " +
+    "another is named (`network set --uplink IFACE`)";
+}
+
+/**
+ * A warning when kattach manages the host's links and the uplink (`uplink`, default the stored
+ * one) is not on the host; undefined when it is, and in user mode (the uplink is not used there).
+ * Never throws (a failed read of the links is the warning).
+ */
+export async function uplinkWarning(k: Kattach, uplink?: string): Promise<string | undefined> {
+  const rt = runtimes.get(k);
+  if (!rt || rt.mode !== "bridged") return undefined;
+  const name = uplink ?? k.store.networkSettings().uplink;
+  try {
+    const host = await readHostState(rt.host, fallbackLog(k));
+    return host.links.has(name) ? undefined : missingUplink(name);
+  } catch (err) {
+    // Said, not thrown: `network set` has committed by now, and `system status` goes on.
+    return `the host's links could not be read to look for the uplink ${name}: ${
+      err instanceof Error ? err.message : err
+    }`;
+  }
+}
+
 function fallbackLog(k: Kattach): (why: string) => void {
   return (why) => k.log(`network: ${why}; read through ip -j instead`);
 }
@@ -340,7 +367,10 @@ export async function networkStatus(k: Kattach): Promise<NetworkStatus> {
       .filter((l) => isKaosLink(l.name, l.alias ?? undefined))
       .sort((a, b) => a.name.localeCompare(b.name))
       .map(ownedLink),
-    warnings: diff.warnings,
+    warnings: [
+      ...(host.links.has(settings.uplink) ? [] : [missingUplink(settings.uplink)]),
+      ...diff.warnings,
+    ],
     lastApply: rt.last,
   };
 }

@@ -3,8 +3,8 @@
  * `KAOS-<name>` and recorded by UUID. kattach mounts every recorded storage at start (under
  * `STATE/storage/<name>`), reports the missing ones, places each new instance on the mounted
  * storage with the most free space (or the one its VM image names), and keeps that instance's
- * overlays and runtime files there. Without any storage, instances live on the data partition
- * and KaOS says so.
+ * overlays and runtime files there. Without any storage, instances live in the state directory
+ * (the appliance's data partition; a hosted kattach's --state) and KaOS says so.
  *
  * Which disks are candidates: on the appliance every local disk; in hosted mode only the devices
  * given with `kattach --hosted --storage-disks` (a developer's real disks are never offered).
@@ -37,9 +37,19 @@ import {
 const BOOT_LABELS = /^(KAOSDATA|KAOS[_-]?BOOT|KAOS[_ -]\d.*|KAOS)$/;
 /** The smallest disk worth making into storage. */
 const MIN_STORAGE_BYTES = 64 * 1024 * 1024;
+/**
+ * Where instances without a storage live, in words: the appliance's data partition, or a hosted
+ * kattach's state directory (which is no partition of KaOS').
+ */
+export function instanceHome(k: Kattach): string {
+  return k.mode === "appliance" ? "the data partition" : `the state directory ${k.stateDir}`;
+}
+
 /** Said wherever KaOS has no storage (status, `storage list`, deploy). */
-export const NO_STORAGE_NOTICE =
-  "No guest storage: instances live on the data partition (see `storage list`, then `storage init DISK`)";
+export function noStorageNotice(k: Kattach): string {
+  return `No guest storage: instances live ${k.mode === "appliance" ? "on" : "in"} ` +
+    `${instanceHome(k)} (see \`storage list\`, then \`storage init DISK\`)`;
+}
 
 /** Where a storage is mounted. */
 export function storageMountpoint(k: Kattach, name: string): string {
@@ -85,7 +95,7 @@ function isBootDisk(k: Kattach, disk: BlockDisk, mounts: ReturnType<typeof readM
   const labels = [disk.superblock, ...disk.partitions.map((p) => p.superblock)]
     .map((s) => s?.label ?? "");
   if (labels.some((l) => BOOT_LABELS.test(l))) return true;
-  // The filesystem holding the state directory (the data partition).
+  // The filesystem holding the state directory (the appliance: its data partition).
   const holder =
     mounts.filter((m) => k.stateDir === m.target || k.stateDir.startsWith(`${m.target}/`))
       .sort((a, b) => b.target.length - a.target.length)[0];
@@ -151,7 +161,7 @@ export async function listStorageAndDisks(k: Kattach): Promise<StorageList> {
   return {
     storages,
     disks,
-    notice: storages.some((s) => s.state === "mounted") ? null : NO_STORAGE_NOTICE,
+    notice: storages.some((s) => s.state === "mounted") ? null : noStorageNotice(k),
   };
 }
 
@@ -269,7 +279,7 @@ export async function unmountStorage(k: Kattach, name: string): Promise<void> {
 
 /**
  * Where new instances of a VM image go: the storage it names (which must be mounted), else the
- * mounted storage with the most free space, else null (the data partition).
+ * mounted storage with the most free space, else null (the state directory: instanceHome).
  */
 export async function placeInstances(k: Kattach, wanted: string | null): Promise<string | null> {
   if (wanted !== null) {
@@ -297,5 +307,5 @@ export function storageStatus(
   const names = listStorage(k.store).map((r) => r.name);
   const mounted = names.filter((n) => isMounted(k, n));
   const missing = names.filter((n) => !mounted.includes(n));
-  return { mounted, missing, notice: mounted.length === 0 ? NO_STORAGE_NOTICE : null };
+  return { mounted, missing, notice: mounted.length === 0 ? noStorageNotice(k) : null };
 }

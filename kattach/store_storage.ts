@@ -59,13 +59,13 @@ export function deleteStorage(store: Store, name: string): void {
   store.run("DELETE FROM storage WHERE name = ?", [name]);
 }
 
-/** The storage an instance lives on, or null (the data partition). */
+/** The storage an instance lives on, or null (the state directory; the appliance's data partition). */
 export function instanceStorage(store: Store, instance: string): string | null {
   const r = store.get("SELECT storage FROM instance WHERE name = ?", [instance]);
   return r?.storage == null ? null : String(r.storage);
 }
 
-/** Places an instance on a storage (null: the data partition). */
+/** Places an instance on a storage (null: the state directory). */
 export function setInstanceStorage(store: Store, instance: string, storage: string | null): void {
   store.run("UPDATE instance SET storage = ? WHERE name = ?", [storage, instance]);
 }

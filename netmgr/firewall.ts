@@ -7,7 +7,7 @@
  * and guests there are; only user rules add rules.
  */
 import { z } from "zod";
-import { contains, formatCidr, parseCidr, parseIpv4 } from "./ipv4.ts";
+import { contains, formatCidr, parseCidr, parseIpv4 } from "../lib/ipv4.ts";
 
 const VlanId = z.number().int().min(1).max(4094);
 const Port = z.number().int().min(1).max(65535);

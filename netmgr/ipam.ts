@@ -6,99 +6,21 @@
  * addresses handed to guests. The gateway may lie inside the pool (so a pool can be widened
  * to the whole subnet without fuss) but is never handed out.
  */
-import { z } from "zod";
 import { UserError } from "../lib/errors.ts";
-import {
-  broadcast,
-  type Cidr,
-  contains,
-  formatCidr,
-  formatIpv4,
-  Ipv4Address,
-  Ipv4Cidr,
-  parseCidr,
-  parseIpv4,
-} from "./ipv4.ts";
+import { type AddressPlan, type ResolvedPlan, resolvePlan } from "../lib/address_plan.ts";
+import { contains, formatCidr, formatIpv4, parseIpv4 } from "../lib/ipv4.ts";
 import { usedSet } from "./_used.ts";
-
-/** The addressing plan of a VLAN. */
-export const AddressPlan = z.strictObject({
-  /** The subnet, e.g. `10.0.10.0/24`. */
-  cidr: Ipv4Cidr,
-  /** The host's address on the VLAN, handed to guests as their default route. */
-  gateway: Ipv4Address,
-  /** First address of the guest pool. */
-  poolStart: Ipv4Address,
-  /** Last address of the guest pool (inclusive). */
-  poolEnd: Ipv4Address,
-});
-export type AddressPlan = z.infer<typeof AddressPlan>;
 
 /** Used addresses: strings, or a set of integers as from {@linkcode parseIpv4}. */
 export type UsedAddresses = Iterable<string> | ReadonlySet<number>;
 
-interface Resolved {
-  cidr: Cidr;
-  broadcast: number;
-  gateway: number;
-  start: number;
-  end: number;
-}
-
-function resolve(plan: AddressPlan): Resolved {
-  const cidr = parseCidr(plan.cidr);
-  const net = formatCidr(cidr);
-  const last = broadcast(cidr);
-  const hosts = `${formatIpv4(cidr.network + 1)}-${formatIpv4(last - 1)}`;
-  const gateway = parseIpv4(plan.gateway);
-  if (!contains(cidr, gateway) || gateway === cidr.network || gateway === last) {
-    throw new UserError(
-      `Invalid gateway ${plan.gateway}: it must be a host address inside ${net}`,
-      { hint: `choose an address from ${hosts}, usually ${formatIpv4(cidr.network + 1)}` },
-    );
-  }
-  const start = parseIpv4(plan.poolStart);
-  const end = parseIpv4(plan.poolEnd);
-  for (const [name, ip] of [["start", start], ["end", end]] as const) {
-    if (!contains(cidr, ip) || ip === cidr.network || ip === last) {
-      throw new UserError(
-        `Invalid pool ${name} ${formatIpv4(ip)}: it must be a host address inside ${net}`,
-        { hint: `choose a pool within ${hosts}` },
-      );
-    }
-  }
-  if (start > end) {
-    throw new UserError(
-      `Invalid pool ${plan.poolStart}-${plan.poolEnd}: the start is after the end`,
-      { hint: "swap the start and the end" },
-    );
-  }
-  return { cidr, broadcast: last, gateway, start, end };
-}
-
-function range(p: Resolved): string {
+function range(p: ResolvedPlan): string {
   return `${formatIpv4(p.start)}-${formatIpv4(p.end)}`;
-}
-
-/** Throws a UserError unless the plan is coherent (gateway and pool inside the subnet). */
-export function validatePlan(plan: AddressPlan): void {
-  resolve(plan);
-}
-
-/** The usual plan of a subnet: gateway = first host, pool = second host to last host. */
-export function defaultPlan(cidr: string): AddressPlan {
-  const c = parseCidr(cidr);
-  return {
-    cidr: formatCidr(c),
-    gateway: formatIpv4(c.network + 1),
-    poolStart: formatIpv4(c.network + 2),
-    poolEnd: formatIpv4(broadcast(c) - 1),
-  };
 }
 
 /** How many addresses the pool can hand out (the gateway excluded). */
 export function poolSize(plan: AddressPlan): number {
-  const p = resolve(plan);
+  const p = resolvePlan(plan);
   const gatewayInPool = p.gateway >= p.start && p.gateway <= p.end;
   return p.end - p.start + 1 - (gatewayInPool ? 1 : 0);
 }
@@ -108,7 +30,7 @@ export function poolUsage(
   plan: AddressPlan,
   used: UsedAddresses,
 ): { size: number; used: number; free: number } {
-  const p = resolve(plan);
+  const p = resolvePlan(plan);
   const size = p.end - p.start + 1 - (p.gateway >= p.start && p.gateway <= p.end ? 1 : 0);
   let inPool = 0;
   for (const ip of usedSet(used, parseIpv4)) {
@@ -132,7 +54,7 @@ export function allocateAddress(
   used: UsedAddresses,
   options: AllocateOptions = {},
 ): string {
-  const p = resolve(plan);
+  const p = resolvePlan(plan);
   const taken = usedSet(used, parseIpv4);
   if (options.want !== undefined) return reserve(p, taken, options.want);
   // Each step past a taken address consumes one element of `taken` (or the gateway), so the
@@ -149,7 +71,7 @@ export function allocateAddress(
   );
 }
 
-function reserve(p: Resolved, taken: ReadonlySet<number>, want: string): string {
+function reserve(p: ResolvedPlan, taken: ReadonlySet<number>, want: string): string {
   const ip = parseIpv4(want);
   const net = formatCidr(p.cidr);
   const refuse = (why: string, hint: string, code = "invalid") =>

@@ -2,15 +2,9 @@ import assert from "node:assert/strict";
 import * as fc from "fast-check";
 import { UserError } from "../lib/errors.ts";
 import { userError } from "../lib/user_error_test_util.ts";
-import {
-  type AddressPlan,
-  allocateAddress,
-  defaultPlan,
-  poolSize,
-  poolUsage,
-  validatePlan,
-} from "./ipam.ts";
-import { formatIpv4, parseIpv4 } from "./ipv4.ts";
+import { type AddressPlan, defaultPlan, validatePlan } from "../lib/address_plan.ts";
+import { allocateAddress, poolSize, poolUsage } from "./ipam.ts";
+import { formatIpv4, parseIpv4 } from "../lib/ipv4.ts";
 
 const lan: AddressPlan = {
   cidr: "10.0.10.0/24",

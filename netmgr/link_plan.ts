@@ -4,7 +4,7 @@
  * its VLAN's bridge, and the gateway address on the bridge of each VLAN the host routes for.
  * Pure: the configuration comes in as plain values; nothing here reads the host.
  */
-import { parseCidr } from "./ipv4.ts";
+import { parseCidr } from "../lib/ipv4.ts";
 import { bridgeMac, bridgeName, kaosAlias, tapName, vlanLinkName } from "./names.ts";
 
 /** A VLAN as the planner needs it. */

@@ -17,16 +17,14 @@ export {
   netmask,
   parseCidr,
   parseIpv4,
-} from "./ipv4.ts";
+} from "../lib/ipv4.ts";
+export { AddressPlan, defaultPlan, validatePlan } from "../lib/address_plan.ts";
 export {
-  AddressPlan,
   allocateAddress,
   type AllocateOptions,
-  defaultPlan,
   poolSize,
   poolUsage,
   type UsedAddresses,
-  validatePlan,
 } from "./ipam.ts";
 export {
   allocateMac,

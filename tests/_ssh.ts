@@ -6,6 +6,22 @@ import { kattachArgv } from "../lib/hosted_kattach.ts";
 import { exitOrKill, TestKattach } from "./_harness.ts";
 import { freePort, run, type RunResult, type Tmux, waitFor, withDeadline } from "./_util.ts";
 
+/**
+ * An SSH host key as ssh2's keygen made one in some 330 before b4ffa9f: the public key's leading 0
+ * byte dropped, so ssh2's own parser refuses it ("Malformed OpenSSH private key").
+ */
+export const MALFORMED_HOST_KEY = [
+  "-----BEGIN OPENSSH PRIVATE KEY-----",
+  "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMgAAAAtz",
+  "c2gtZWQyNTUxOQAAAB+TG3dBIsavv1qGurhHa1a2YAXZRx+iyzbkFYto9hf4AAAA",
+  "kHQQawN0EGsDAAAAC3NzaC1lZDI1NTE5AAAAH5Mbd0Eixq+/Woa6uEdrVrZgBdlH",
+  "H6LLNuQVi2j2F/gAAAA/dNXaw2JcRJ4pnOY52TqBPhYoI7Xvv6mUrtqDEdzRHTGT",
+  "G3dBIsavv1qGurhHa1a2YAXZRx+iyzbkFYto9hf4AAAACWthb3MtaG9zdAECAwQF",
+  "Bg==",
+  "-----END OPENSSH PRIVATE KEY-----",
+  "",
+].join("\n");
+
 /** Variations of the ssh client options. */
 export interface SshOptsOptions {
   /** `ConnectTimeout`, in seconds (default 20). */

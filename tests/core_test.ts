@@ -116,6 +116,80 @@ Deno.test("vlan: add, list, show, reserve, del through aq; errors change nothing
   }
 });
 
+Deno.test("check: the rules of an action about one answer, read-only; the action stays the authority", async () => {
+  const k = await TestKattach.start();
+  const c = await IpcClient.connect(`${k.stateDir}/run`);
+  try {
+    await c.call("vlan.add", { id: 10, name: "web", cidr: "10.0.10.0/24" });
+    const check = (params: Record<string, unknown>, fields: string[]) =>
+      c.call("check", { action: "vlan.add", params, fields });
+    // Only the rules about the fields asked run: a taken name is not the id's problem.
+    assert.deepEqual(await check({ id: 11, name: "web" }, ["id"]), []);
+    assert.deepEqual(await check({ id: 11, name: "web" }, ["name"]), [{
+      fields: ["name"],
+      message: "Cannot add VLAN 11: the name web is taken",
+      hint: "VLAN names are unique; choose another",
+      code: "conflict",
+    }]);
+    assert.deepEqual(
+      (await check({ id: 10, cidr: "10.0.10.64/26" }, ["id", "cidr"])).map((i) => i.message),
+      [
+        "Cannot add VLAN 10: it exists already",
+        "Cannot add VLAN 10: 10.0.10.64/26 overlaps VLAN 10 (10.0.10.0/24)",
+      ],
+    );
+    // A rule whose parameters are not all given (or not valid) does not run.
+    assert.deepEqual(await check({ cidr: "10.0.10.64/26" }, ["cidr"]), []);
+    assert.deepEqual(await check({ id: 11, cidr: "10.0.10.64/33" }, ["cidr"]), []);
+    // The other actions' rules: vlan set's gateway against the VLAN's own subnet, a module not
+    // installed, a VM image that does not exist.
+    const set = await c.call("check", {
+      action: "vlan.set",
+      params: { vlan: "web", gateway: "10.0.20.1" },
+      fields: ["gateway"],
+    });
+    assert.deepEqual(set.map((i) => [i.fields, i.message]), [[
+      ["gateway"],
+      "Invalid gateway 10.0.20.1: it must be a host address inside 10.0.10.0/24",
+    ]]);
+    // A VLAN that does not exist is the VLAN's answer's problem, not the name's.
+    const typed = await c.call("check", {
+      action: "vlan.set",
+      params: { vlan: "nosuch", name: "other" },
+      fields: ["name"],
+    });
+    assert.deepEqual(typed, []);
+    const group = await c.call("check", {
+      action: "configGroup.add",
+      params: { module: "nosuch", name: "g" },
+      fields: ["module"],
+    });
+    assert.equal(group[0].code, "not-found");
+    const deploy = await c.call("check", {
+      action: "deploy",
+      params: { vmimage: "nosuch", count: 1 },
+      fields: ["vmimage"],
+    });
+    assert.equal(deploy.length, 1);
+    // Passed by a check, then taken by another client: the write refuses it, nothing changes.
+    assert.deepEqual(await check({ id: 12, name: "db" }, ["id", "name"]), []);
+    await c.call("vlan.add", { id: 13, name: "db", cidr: "10.0.13.0/24" });
+    const late = await k.aq("vlan", "add", "12", "db", "10.0.12.0/24");
+    assert.equal(late.code, 1);
+    assert.match(late.stderr, /^Error: Cannot add VLAN 12: the name db is taken/);
+    assert.deepEqual((await c.call("vlan.list", {})).map((v) => v.id), [10, 13]);
+    // Unknown actions and malformed requests are refused by the schema.
+    await assert.rejects(
+      c.call("check", { action: "vlan.del" as "vlan.add", params: {}, fields: ["vlan"] }),
+      /action/,
+    );
+    await assert.rejects(c.call("check", { action: "vlan.add", params: {}, fields: [] }), /fields/);
+  } finally {
+    c.close();
+    await k.dispose();
+  }
+});
+
 Deno.test("help and usage: every command is listed; no kattach needed", async () => {
   const k = new TestKattach(await Deno.makeTempDir());
   try {

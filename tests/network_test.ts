@@ -8,7 +8,14 @@
 import assert from "node:assert/strict";
 import { LinkCache, realNetlink } from "../host/mod.ts";
 import { readHostState } from "../kattach/network.ts";
-import type { GuestStats, Instance, NetworkApplyResult, NetworkStatus } from "../ipc/mod.ts";
+import type {
+  GuestStats,
+  Instance,
+  NetworkApplyResult,
+  NetworkSettings,
+  NetworkStatus,
+  SystemStatus,
+} from "../ipc/mod.ts";
 import {
   diffLinks,
   hostStateFromDump,
@@ -383,6 +390,63 @@ Deno.test({
       await k.json("instance", "del", web.name);
       const gone = await run(["ip", "-n", ns, "link", "show", nic.tap!]);
       assert.notEqual(gone.code, 0, "the tap is gone with its instance");
+    } finally {
+      await k?.dispose();
+      await drop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "hosted kattach, bridged: an uplink not on the host is stored with a warning; status says so",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const [ns, drop] = await namespace("kaosnet-uplink");
+    let k: TestKattach | undefined;
+    try {
+      k = await TestKattach.start(undefined, {
+        wrap: ["ip", "netns", "exec", ns],
+        network: "bridged",
+      });
+      const missing = /^the uplink usb0 does not exist on this host: /;
+      // Stored (a USB NIC may come later), with the warning in the output and in --json.
+      const set = await k.json<NetworkSettings & { warnings: string[] }>(
+        ...["network", "set", "--uplink", "usb0"],
+      );
+      assert.equal(set.uplink, "usb0");
+      assert.equal(set.warnings.length, 1, JSON.stringify(set));
+      assert.match(set.warnings[0], missing);
+      const text = await k.aq("network", "set", "--uplink", "usb0");
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, /^Uplink: +usb0$/m);
+      assert.match(text.stdout, /^Warning: the uplink usb0 does not exist on this host: /m);
+      // network status and system status say it is missing.
+      const net = await k.json<NetworkStatus>("network", "status");
+      assert.equal(net.uplinkPresent, false);
+      assert.ok(net.warnings.some((w) => missing.test(w)), JSON.stringify(net.warnings));
+      assert.match((await k.aq("network", "status")).stdout, /^Uplink: +usb0 \(missing\)$/m);
+      const sys = await k.json<SystemStatus>("system", "status");
+      assert.ok(sys.warnings.some((w) => missing.test(w)), JSON.stringify(sys.warnings));
+      assert.match(
+        (await k.aq("system", "status")).stdout,
+        /^Warning: the uplink usb0 does not exist on this host: /m,
+      );
+      // A name Linux refuses is refused outright, naming the word, and changes nothing.
+      const bad = await k.aq("network", "set", "--uplink", "usb 0");
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /"usb 0" is not a valid .*\(--uplink\)/);
+      assert.equal((await k.json<NetworkStatus>("network", "status")).settings.uplink, "usb0");
+      // The interface appears: no warning any more, anywhere.
+      await sh("ip", "-n", ns, "link", "add", "usb0", "type", "veth", "peer", "name", "usb0p");
+      const present = await k.json<NetworkStatus>("network", "status");
+      assert.equal(present.uplinkPresent, true);
+      assert.ok(!present.warnings.some((w) => missing.test(w)), JSON.stringify(present.warnings));
+      const quiet = await k.json<SystemStatus>("system", "status");
+      assert.ok(!quiet.warnings.some((w) => missing.test(w)), JSON.stringify(quiet.warnings));
+      const again = await k.json<{ warnings: string[] }>("network", "set", "--uplink", "usb0");
+      assert.deepEqual(again.warnings, []);
     } finally {
       await k?.dispose();
       await drop();

@@ -45,6 +45,9 @@ class CountingBackend implements SshBackend {
   changePassword(): Promise<void> {
     return Promise.resolve();
   }
+  checkNewPassword(): Promise<void> {
+    return Promise.resolve();
+  }
   exec(line: string, io: Parameters<SshBackend["exec"]>[1]): Promise<number> {
     io.stdout.write(`echo: ${line}\n`);
     return Promise.resolve(0);

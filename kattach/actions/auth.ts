@@ -95,7 +95,7 @@ export const authHandlers: Handlers<
     return { verdict: getAuthUser(k.store, user)!.mustChange ? "must-change" : "ok" };
   },
 
-  async "auth.change"(k, { user, oldPassword, newPassword }) {
+  async "auth.change"(k, { user, oldPassword, newPassword, dryRun }) {
     const row = user === CLI_USER ? getAuthUser(k.store, user) : undefined;
     if (!row) {
       throw new UserError(`Cannot change the password of ${JSON.stringify(user.slice(0, 64))}`, {
@@ -123,6 +123,7 @@ export const authHandlers: Handlers<
         code: "invalid",
       });
     }
+    if (dryRun) return { user, changed: false };
     setPasswordHash(k.store, user, await hashPassword(newPassword));
     k.log(`password of ${user} changed`);
     return { user, changed: true };

@@ -1,9 +1,10 @@
 /** Configuration group actions: named, validated configuration instances of a module. */
-import { resolveConfigValues } from "../../appqueue/mod.ts";
+import { checkGivenValues, resolveConfigValues } from "../../appqueue/mod.ts";
 import type { ConfigApplyOutcome, ConfigGroup } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import type { Store } from "../store.ts";
 import { resolveModule } from "./_modules.ts";
+import { type Rule, runRules } from "./_rules.ts";
 import type { Handlers, Kattach } from "./_types.ts";
 
 /** Applies a group's stored values to the instances that use it (set by the supervisor). */
@@ -28,6 +29,48 @@ export function resolveConfigGroup(store: Store, name: string): ConfigGroup {
   return g;
 }
 
+/** What `config-group add` checks against the store: the module, the name, the values given. */
+export const configGroupAddRules: Rule<"configGroup.add">[] = [
+  { about: ["module"], check: (k, p) => void resolveModule(k.store, p.module) },
+  {
+    about: ["name"],
+    check(k, p) {
+      if (k.store.getConfigGroup(p.name)) {
+        throw new UserError(`Cannot add configuration group ${p.name}: the name is taken`, {
+          hint: "configuration group names are unique on the host",
+          code: "conflict",
+        });
+      }
+    },
+  },
+  {
+    // Each value given against its field in the module's climod.aq (type, limits, pattern).
+    about: ["values"],
+    needs: ["module", "values"],
+    check(k, p) {
+      const mod = resolveModule(k.store, p.module);
+      checkGivenValues(mod.climod, p.values, { module: mod.name });
+    },
+  },
+];
+
+/** What `config-group set` checks against the store: the group, the values given. */
+export const configGroupSetRules: Rule<"configGroup.set">[] = [
+  { about: ["name"], check: (k, p) => void resolveConfigGroup(k.store, p.name) },
+  {
+    about: ["values"],
+    needs: ["name", "values"],
+    check(k, p) {
+      const group = resolveConfigGroup(k.store, p.name);
+      if (Object.keys(p.values).length === 0) {
+        throw new UserError(`Nothing to set on ${p.name}`, { hint: "give key=value pairs" });
+      }
+      const mod = resolveModule(k.store, group.module);
+      checkGivenValues(mod.climod, p.values, { module: mod.name });
+    },
+  },
+];
+
 /** The configuration group actions. */
 export const configGroupHandlers: Handlers<
   | "configGroup.add"
@@ -38,13 +81,8 @@ export const configGroupHandlers: Handlers<
 > = {
   "configGroup.add"(k, p) {
     return k.store.tx(() => {
+      runRules(k, configGroupAddRules, p);
       const mod = resolveModule(k.store, p.module);
-      if (k.store.getConfigGroup(p.name)) {
-        throw new UserError(`Cannot add configuration group ${p.name}: the name is taken`, {
-          hint: "configuration group names are unique on the host",
-          code: "conflict",
-        });
-      }
       const values = resolveConfigValues(mod.climod, p.values, { module: mod.name });
       k.store.insertConfigGroup({ name: p.name, module: mod.name, values });
       k.log(`config-group: added ${p.name} (${mod.name})`);
@@ -64,10 +102,8 @@ export const configGroupHandlers: Handlers<
 
   async "configGroup.set"(k, p) {
     const group = k.store.tx(() => {
+      runRules(k, configGroupSetRules, p);
       const group = resolveConfigGroup(k.store, p.name);
-      if (Object.keys(p.values).length === 0) {
-        throw new UserError(`Nothing to set on ${p.name}`, { hint: "give key=value pairs" });
-      }
       const mod = resolveModule(k.store, group.module);
       const values = resolveConfigValues(mod.climod, p.values, {
         module: mod.name,

@@ -8,18 +8,28 @@ import { UserError } from "../../lib/errors.ts";
 import { allocateMac, macIndex } from "../../netmgr/mod.ts";
 import { instanceMachine, removeInstanceDir, SharedPrep } from "../instance_runtime.ts";
 import { networkMode, nicStatus } from "../network.ts";
-import { instanceRoot, NO_STORAGE_NOTICE, placeInstances } from "../storage.ts";
+import { instanceHome, instanceRoot, noStorageNotice, placeInstances } from "../storage.ts";
 import { setInstanceStorage, vmImageStorage } from "../store_storage.ts";
 import { runningPids, supervisorOf, withRuntime, withRuntimes } from "../supervisor.ts";
 import { instanceListJson } from "../store_lists.ts";
 import { requireVkaos } from "./_modules.ts";
 import { resolveVmImage } from "./vmimage.ts";
 import { allocateOn, resolveVlan, takenAddresses } from "./vlan.ts";
+import { type Rule, runRules } from "./_rules.ts";
 import type { Handlers } from "./_types.ts";
 
 import { getRuntime, resolveInstance } from "../store_instances.ts";
 
 export { resolveInstance };
+
+/** What `deploy` checks against the store before it places anything: vKaOS and the VM image. */
+export const deployRules: Rule<"deploy">[] = [{
+  about: ["vmimage"],
+  check(k, p) {
+    requireVkaos(k.store, `deploy ${p.vmimage}`);
+    resolveVmImage(k.store, p.vmimage);
+  },
+}];
 
 /** The deploy and instance actions. */
 export const instanceHandlers: Handlers<
@@ -27,10 +37,9 @@ export const instanceHandlers: Handlers<
 > = {
   async "deploy"(k, p, ctx) {
     const t0 = performance.now();
-    requireVkaos(k.store, `deploy ${p.vmimage}`);
-    resolveVmImage(k.store, p.vmimage);
+    runRules(k, deployRules, p);
     const storage = await placeInstances(k, vmImageStorage(k.store, p.vmimage));
-    if (storage === null) ctx.progress(NO_STORAGE_NOTICE);
+    if (storage === null) ctx.progress(noStorageNotice(k));
     const created = k.store.tx(() => {
       requireVkaos(k.store, `deploy ${p.vmimage}`);
       const image = resolveVmImage(k.store, p.vmimage);
@@ -77,7 +86,7 @@ export const instanceHandlers: Handlers<
     const synced = k.store.sync();
     synced.catch(() => {}); // awaited below
     k.log(
-      `deploy: ${p.vmimage} × ${p.count} on ${storage ?? "the data partition"}: ${
+      `deploy: ${p.vmimage} × ${p.count} on ${storage ?? instanceHome(k)}: ${
         created.join(", ")
       } (records in ${Math.round(performance.now() - t0)} ms)`,
     );
@@ -145,7 +154,8 @@ export const instanceHandlers: Handlers<
   async "instance.show"(k, p) {
     const inst = withRuntime(k, resolveInstance(k.store, p.name));
     const machine = instanceMachine(k, inst, getRuntime(k.store, p.name).machine);
-    return { ...inst, machine, ...await nicStatus(k, inst) };
+    const storagePlace = inst.storage ?? instanceHome(k);
+    return { ...inst, machine, storagePlace, ...await nicStatus(k, inst) };
   },
 
   async "instance.del"(k, p) {

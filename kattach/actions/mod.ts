@@ -1,6 +1,7 @@
 /** The action handlers: the one place where an action changes the world (store first, then apply). */
 import { type ActionContext, type ActionName, JsonText } from "../../ipc/mod.ts";
 import { appqueueHandlers } from "./appqueue.ts";
+import { checkHandlers } from "./check.ts";
 import { authHandlers } from "./auth.ts";
 import { configGroupHandlers } from "./config_group.ts";
 import { firewallHandlers } from "./firewall.ts";
@@ -24,6 +25,7 @@ export { KAOS_VERSION } from "./system.ts";
 /** Every handler, by action name; the type makes a missing handler a compile error. */
 export const handlers: Handlers<ActionName> = {
   ...systemHandlers,
+  ...checkHandlers,
   ...vlanHandlers,
   ...moduleHandlers,
   ...configGroupHandlers,

@@ -1,7 +1,7 @@
 /** Network actions: routes between VLANs and the host's uplink and DNS settings. */
 import { UserError } from "../../lib/errors.ts";
 import { isKaosLinkName, parseIpv4 } from "../../netmgr/mod.ts";
-import { applyNetwork, networkStatus } from "../network.ts";
+import { applyNetwork, networkStatus, uplinkWarning } from "../network.ts";
 import type { Handlers } from "./_types.ts";
 import { resolveVlan } from "./vlan.ts";
 
@@ -61,7 +61,7 @@ export const networkHandlers: Handlers<
     return k.store.listVlanRoutes();
   },
 
-  "network.set"(k, p) {
+  async "network.set"(k, p) {
     if (p.uplink !== undefined && isKaosLinkName(p.uplink)) {
       throw new UserError(`Cannot use ${p.uplink} as the uplink: it is a link KaOS makes`, {
         hint: "name the host's physical interface, e.g. eth0",
@@ -72,11 +72,15 @@ export const networkHandlers: Handlers<
     if (dns !== undefined && new Set(dns).size !== dns.length) {
       throw new UserError("Cannot set DNS: an address is given twice");
     }
-    return k.store.tx(() => {
+    const s = k.store.tx(() => {
       k.store.setNetworkSettings({ uplink: p.uplink, dns });
       const s = k.store.networkSettings();
       k.log(`network: uplink ${s.uplink}, dns ${s.dns.join(",") || "none"}`);
       return s;
     });
+    // Stored all the same: an interface that is not there now may come later (a USB NIC).
+    const missing = await uplinkWarning(k, s.uplink);
+    if (missing) k.log(`network: ${missing}`);
+    return { ...s, warnings: missing ? [missing] : [] };
   },
 };

@@ -1,6 +1,8 @@
 /** System actions: what the operator sees first. */
 import { openMgmtWarning } from "../../netmgr/mod.ts";
 import { listMgmt } from "../store_firewall.ts";
+import { uplinkWarning } from "../network.ts";
+import { sshHostKeyStatus } from "../ssh_host_key.ts";
 import { storageStatus } from "../storage.ts";
 import type { Handlers } from "./_types.ts";
 
@@ -9,8 +11,10 @@ export const KAOS_VERSION = "0.1.0-dev";
 
 /** The system actions. */
 export const systemHandlers: Handlers<"system.status" | "system.check"> = {
-  "system.status"(k) {
+  async "system.status"(k) {
     const vkaos = k.store.getVkaos();
+    const sshHostKey = await sshHostKeyStatus(k.stateDir);
+    const uplink = await uplinkWarning(k);
     return {
       version: KAOS_VERSION,
       hostname: Deno.hostname(),
@@ -27,9 +31,14 @@ export const systemHandlers: Handlers<"system.status" | "system.check"> = {
         integrityCheckedAt: checkedAt,
       }))(k.store.lastIntegrityCheck()),
       dataDisk: k.dataDisk ?? null,
-      warnings: k.firewallHost && listMgmt(k.store).length === 0
-        ? [openMgmtWarning(k.firewallHost.mgmtPort)]
-        : [],
+      warnings: [
+        ...(k.firewallHost && listMgmt(k.store).length === 0
+          ? [openMgmtWarning(k.firewallHost.mgmtPort)]
+          : []),
+        ...(uplink ? [uplink] : []),
+        ...(sshHostKey.notice ? [sshHostKey.notice] : []),
+      ],
+      sshHostKey,
       storage: storageStatus(k),
     };
   },

@@ -2,6 +2,7 @@
 import { UserError } from "../../lib/errors.ts";
 import type { Vlan, VlanInfo } from "../../ipc/mod.ts";
 import {
+  AddressPlan,
   allocateAddress,
   broadcast,
   contains,
@@ -12,11 +13,17 @@ import {
   validatePlan,
 } from "../../netmgr/mod.ts";
 import type { Store } from "../store.ts";
+import { type Rule, runRules } from "./_rules.ts";
 import type { Handlers, Kattach } from "./_types.ts";
+
+/** Finds a VLAN by id ("10") or name ("web"). */
+function findVlan(store: Store, ref: string): Vlan | undefined {
+  return /^\d+$/.test(ref) ? store.getVlan(Number(ref)) : store.getVlanByName(ref);
+}
 
 /** Finds a VLAN by id ("10") or name ("web"); a UserError when there is none. */
 export function resolveVlan(store: Store, ref: string): Vlan {
-  const vlan = /^\d+$/.test(ref) ? store.getVlan(Number(ref)) : store.getVlanByName(ref);
+  const vlan = findVlan(store, ref);
   if (!vlan) {
     throw new UserError(`VLAN ${ref} does not exist`, {
       hint: "see `vlan list` for the VLANs of this host",
@@ -48,64 +55,86 @@ export function takenAddresses(store: Store, vlanId: number): Set<string> {
   ]);
 }
 
-/** The VLAN actions. */
-export const vlanHandlers: Handlers<
-  | "vlan.add"
-  | "vlan.set"
-  | "vlan.list"
-  | "vlan.show"
-  | "vlan.del"
-  | "vlan.reserve"
-  | "vlan.unreserve"
-> = {
-  "vlan.add"(k: Kattach, p) {
-    const plan = { ...defaultPlan(p.cidr) };
-    if (p.gateway !== undefined) plan.gateway = p.gateway;
-    if (p.poolStart !== undefined) plan.poolStart = p.poolStart;
-    if (p.poolEnd !== undefined) plan.poolEnd = p.poolEnd;
-    validatePlan(plan);
-    return k.store.tx(() => {
+/** What `vlan add` checks against the store (its addresses alone: the action's schema). */
+export const vlanAddRules: Rule<"vlan.add">[] = [
+  {
+    about: ["id"],
+    check(k, p) {
       if (k.store.getVlan(p.id)) {
         throw new UserError(`Cannot add VLAN ${p.id}: it exists already`, {
           hint: "choose another id, or `vlan del` the old one first",
           code: "conflict",
         });
       }
+    },
+  },
+  {
+    about: ["name"],
+    needs: ["id", "name"],
+    check(k, p) {
       if (k.store.getVlanByName(p.name)) {
         throw new UserError(`Cannot add VLAN ${p.id}: the name ${p.name} is taken`, {
           hint: "VLAN names are unique; choose another",
           code: "conflict",
         });
       }
-      const other = k.store.vlanOverlapping(plan.cidr);
+    },
+  },
+  {
+    about: ["cidr"],
+    needs: ["id", "cidr"],
+    check(k, p) {
+      const other = k.store.vlanOverlapping(p.cidr);
       if (other) {
         throw new UserError(
-          `Cannot add VLAN ${p.id}: ${plan.cidr} overlaps VLAN ${other.id} (${other.cidr})`,
+          `Cannot add VLAN ${p.id}: ${p.cidr} overlaps VLAN ${other.id} (${other.cidr})`,
           { hint: "each VLAN needs a subnet of its own", code: "conflict" },
         );
       }
-      k.store.insertVlan({
-        id: p.id,
-        name: p.name,
-        ...plan,
-        uplink: p.uplink ?? "none",
-        nat: p.nat ?? false,
-        isolate: p.isolate ?? false,
-      });
-      k.log(`vlan: added ${p.id} ${p.name} ${plan.cidr}`);
-      return vlanInfo(k.store, k.store.getVlan(p.id)!);
-    });
+    },
   },
+];
 
-  "vlan.set"(k, p) {
-    return k.store.tx(() => {
-      const vlan = resolveVlan(k.store, p.vlan);
-      const plan = {
-        cidr: vlan.cidr,
-        gateway: p.gateway ?? vlan.gateway,
-        poolStart: p.poolStart ?? vlan.poolStart,
-        poolEnd: p.poolEnd ?? vlan.poolEnd,
-      };
+/** A VLAN's addressing plan after `vlan set`: what is given, the stored rest. */
+function setPlan(
+  vlan: Vlan,
+  p: { gateway?: string; poolStart?: string; poolEnd?: string },
+): AddressPlan {
+  return {
+    cidr: vlan.cidr,
+    gateway: p.gateway ?? vlan.gateway,
+    poolStart: p.poolStart ?? vlan.poolStart,
+    poolEnd: p.poolEnd ?? vlan.poolEnd,
+  };
+}
+
+/** What `vlan set` checks against the store: the VLAN, a new name, new addresses. */
+export const vlanSetRules: Rule<"vlan.set">[] = [
+  { about: ["vlan"], check: (k, p) => void resolveVlan(k.store, p.vlan) },
+  {
+    about: ["name"],
+    needs: ["vlan", "name"],
+    check(k, p) {
+      const vlan = findVlan(k.store, p.vlan); // none: the first rule's refusal, not this one's
+      if (p.name === undefined || !vlan) return;
+      const other = k.store.getVlanByName(p.name);
+      if (other && other.id !== vlan.id) {
+        throw new UserError(`Cannot rename VLAN ${vlan.id}: the name ${p.name} is taken`, {
+          hint: "VLAN names are unique; choose another",
+          code: "conflict",
+        });
+      }
+    },
+  },
+  {
+    // The gateway and the pool inside the VLAN's subnet, every assigned address in the pool
+    // and none of them (nor a reserved one) the gateway.
+    about: ["gateway", "poolStart", "poolEnd"],
+    needs: ["vlan"],
+    check(k, p) {
+      const vlan = findVlan(k.store, p.vlan);
+      if (!vlan) return;
+      const plan = setPlan(vlan, p);
       validatePlan(plan);
       const start = parseIpv4(plan.poolStart);
       const end = parseIpv4(plan.poolEnd);
@@ -126,14 +155,47 @@ export const vlanHandlers: Handlers<
           hint: `release it first with \`vlan unreserve ${vlan.id} ${plan.gateway}\``,
         });
       }
+    },
+  },
+];
+
+/** The VLAN actions. */
+export const vlanHandlers: Handlers<
+  | "vlan.add"
+  | "vlan.set"
+  | "vlan.list"
+  | "vlan.show"
+  | "vlan.del"
+  | "vlan.reserve"
+  | "vlan.unreserve"
+> = {
+  "vlan.add"(k: Kattach, p) {
+    const plan = { ...defaultPlan(p.cidr) };
+    if (p.gateway !== undefined) plan.gateway = p.gateway;
+    if (p.poolStart !== undefined) plan.poolStart = p.poolStart;
+    if (p.poolEnd !== undefined) plan.poolEnd = p.poolEnd;
+    validatePlan(plan);
+    return k.store.tx(() => {
+      runRules(k, vlanAddRules, p);
+      k.store.insertVlan({
+        id: p.id,
+        name: p.name,
+        ...plan,
+        uplink: p.uplink ?? "none",
+        nat: p.nat ?? false,
+        isolate: p.isolate ?? false,
+      });
+      k.log(`vlan: added ${p.id} ${p.name} ${plan.cidr}`);
+      return vlanInfo(k.store, k.store.getVlan(p.id)!);
+    });
+  },
+
+  "vlan.set"(k, p) {
+    return k.store.tx(() => {
+      runRules(k, vlanSetRules, p);
+      const vlan = resolveVlan(k.store, p.vlan);
+      const plan = setPlan(vlan, p);
       const name = p.name ?? vlan.name;
-      const other = k.store.getVlanByName(name);
-      if (other && other.id !== vlan.id) {
-        throw new UserError(`Cannot rename VLAN ${vlan.id}: the name ${name} is taken`, {
-          hint: "VLAN names are unique; choose another",
-          code: "conflict",
-        });
-      }
       k.store.updateVlan({
         id: vlan.id,
         name,

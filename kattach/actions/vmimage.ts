@@ -11,6 +11,7 @@ import {
 import { resolveConfigGroup } from "./config_group.ts";
 import { requireVkaos, resolveModule } from "./_modules.ts";
 import { resolveVlan } from "./vlan.ts";
+import { type Rule, runRules } from "./_rules.ts";
 import type { Handlers } from "./_types.ts";
 
 /** Default guest memory, MiB. */
@@ -35,22 +36,25 @@ function unique<T>(items: T[], what: string): void {
   if (dup !== undefined) throw new UserError(`${what} ${dup} is listed twice`);
 }
 
-/** The VM image actions. */
-export const vmImageHandlers: Handlers<
-  "vmimage.create" | "vmimage.list" | "vmimage.show" | "vmimage.del"
-> = {
-  "vmimage.create"(k, p) {
-    return k.store.tx(() => {
+/** What `vmimage create` checks against the store, parameter by parameter. */
+export const vmImageCreateRules: Rule<"vmimage.create">[] = [
+  {
+    about: ["name"],
+    check(k, p) {
       if (k.store.getVmImage(p.name)) {
         throw new UserError(`Cannot create VM image ${p.name}: it exists already`, {
           hint: "choose another name, or `vmimage del` the old one first",
           code: "conflict",
         });
       }
+    },
+  },
+  {
+    about: ["modules"],
+    needs: ["name", "modules"],
+    check(k, p) {
       requireVkaos(k.store, `create VM image ${p.name}`);
       unique(p.modules, "Module");
-      unique(p.configGroups, "Configuration group");
-      unique(p.vlans, "VLAN");
       for (const name of p.modules) {
         const mod = resolveModule(k.store, name);
         if (mod.kind !== "app") {
@@ -59,6 +63,14 @@ export const vmImageHandlers: Handlers<
           });
         }
       }
+    },
+  },
+  {
+    // One configuration group per module of the image; a module with required fields has one.
+    about: ["configGroups"],
+    needs: ["modules", "configGroups"],
+    check(k, p) {
+      unique(p.configGroups, "Configuration group");
       const covered = new Set<string>();
       for (const name of p.configGroups) {
         const group = resolveConfigGroup(k.store, name);
@@ -85,16 +97,31 @@ export const vmImageHandlers: Handlers<
           });
         }
       }
+    },
+  },
+  {
+    about: ["vlans"],
+    check(k, p) {
+      unique(p.vlans, "VLAN");
       for (const id of p.vlans) resolveVlan(k.store, String(id));
+    },
+  },
+  {
+    about: ["storage"],
+    needs: ["name", "storage"],
+    check(k, p) {
       if (p.storage !== undefined && !getStorage(k.store, p.storage)) {
         throw new UserError(
           `Cannot create VM image ${p.name}: storage ${p.storage} does not exist`,
-          {
-            hint: "see `storage list`",
-            code: "not-found",
-          },
+          { hint: "see `storage list`", code: "not-found" },
         );
       }
+    },
+  },
+  {
+    about: ["dataDiskMiB"],
+    needs: ["name", "modules", "dataDiskMiB"],
+    check(k, p) {
       const mounts = p.modules.filter((m) => resolveModule(k.store, m).appmgr.data);
       if (p.dataDiskMiB !== undefined && mounts.length > 1) {
         throw new UserError(
@@ -104,6 +131,17 @@ export const vmImageHandlers: Handlers<
           { hint: "an instance has one data disk; put those modules in separate VM images" },
         );
       }
+    },
+  },
+];
+
+/** The VM image actions. */
+export const vmImageHandlers: Handlers<
+  "vmimage.create" | "vmimage.list" | "vmimage.show" | "vmimage.del"
+> = {
+  "vmimage.create"(k, p) {
+    return k.store.tx(() => {
+      runRules(k, vmImageCreateRules, p);
       k.store.insertVmImage({
         dataDiskMiB: p.dataDiskMiB ?? null,
         name: p.name,

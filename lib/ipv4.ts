@@ -1,10 +1,13 @@
 /**
  * IPv4 address math. Addresses are unsigned 32-bit integers (`10.0.0.1` is `0x0a000001`);
  * strings are parsed strictly (four decimal octets 0-255, no leading zeros) so that every
- * address has exactly one spelling and can be compared as text in the store.
+ * address has exactly one spelling and can be compared as text in the store. In lib so that
+ * netmgr (IPAM, firewall) and the IPC schemas, with which the CLI checks a command's words before
+ * kattach is asked (cli/word_check.ts), share one parser.
  */
 import { z } from "zod";
-import { UserError } from "../lib/errors.ts";
+import { UserError } from "./errors.ts";
+import { lazySchema } from "./lazy_schema.ts";
 
 /**
  * Shortest VLAN prefix: a /8 holds 16M addresses, the largest private block (10/8); anything
@@ -162,15 +165,19 @@ export function contains(cidr: Cidr, ip: number): boolean {
 }
 
 /** A strictly spelled IPv4 address string, for use inside other zod schemas. */
-export const Ipv4Address = z.string().superRefine((s, ctx) => {
-  const r = checkIpv4(s);
-  if (!r.ok) ctx.addIssue({ code: "custom", message: `not an IPv4 address: ${r.problem}` });
-});
+export const Ipv4Address = lazySchema(() =>
+  z.string().superRefine((s, ctx) => {
+    const r = checkIpv4(s);
+    if (!r.ok) ctx.addIssue({ code: "custom", message: `not an IPv4 address: ${r.problem}` });
+  })
+);
 
 /** A VLAN subnet string such as `10.0.10.0/24`: prefix 8-30, host bits clear. */
-export const Ipv4Cidr = z.string().superRefine((s, ctx) => {
-  const r = checkCidr(s);
-  if (!r.ok) {
-    ctx.addIssue({ code: "custom", message: `not a VLAN subnet: ${r.problem}; ${r.hint}` });
-  }
-});
+export const Ipv4Cidr = lazySchema(() =>
+  z.string().superRefine((s, ctx) => {
+    const r = checkCidr(s);
+    if (!r.ok) {
+      ctx.addIssue({ code: "custom", message: `not a VLAN subnet: ${r.problem}; ${r.hint}` });
+    }
+  })
+);
