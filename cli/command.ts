@@ -51,6 +51,8 @@ export interface Command {
    * stderr (e.g. `qmp events` prints each event as one JSON line on stdout).
    */
   progress?(message: string, done?: number, total?: number): string | undefined;
+  /** With `--json`: shows one progress frame as one JSON value a line (default: as `progress`). */
+  progressJson?(message: string): string;
   /**
    * What went wrong although the action returned (e.g. deploy's instances that failed to start):
    * each line goes to stderr and the command exits 1. `params` are the ones the command built.

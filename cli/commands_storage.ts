@@ -124,8 +124,9 @@ export const storageCommands: Command[] = [
       }
       return { action: "system.log", params: { lines, follow: p.flags.follow === true } };
     },
-    // With --follow every line comes as a progress frame, on stdout.
+    // With --follow every line comes as a progress frame, on stdout; with --json as {"line": …}.
     progress: (message) => message + "\n",
+    progressJson: (message) => JSON.stringify({ line: message }) + "\n",
     render: (r) => (r as LogResult).lines.map((l) => l + "\n").join(""),
   }),
 ];

@@ -201,7 +201,9 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
     client = await io.connect();
     const result = await client.call(request.action, request.params as never, {
       onProgress: (message, done, total) => {
-        const shown = found.command.progress?.(message, done, total);
+        const shown = json && found.command.progressJson
+          ? found.command.progressJson(message)
+          : found.command.progress?.(message, done, total);
         if (shown !== undefined) io.out(stripControls(shown));
         else io.err(`${total ? `[${done ?? 0}/${total}] ` : ""}${stripControlsLine(message)}\n`);
       },
