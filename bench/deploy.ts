@@ -25,10 +25,15 @@
  * the QEMU user when kattach is root) or from this bench, with the same devices (the bare guest
  * also has the guest agent's socket and its port 80 forwarded, as kattach's has; the bench
  * prints `argv: … alike` after comparing both first guests' argv, names, paths, MAC and port
- * aside); then each side makes its QMP connection (greeting, capabilities, `query-status`) with
- * the same client (vmimage/qmp: the socket tried every 4 ms until QEMU opens it; kattach starts
- * trying right after its spawn, as the bench does). kattach's deploy answers with the status its
- * attach read, so the bench asks nothing more of kattach for a `running` it was told of. On
+ * aside, and the QMP monitor's spelling, below); then each side makes its QMP connection
+ * (greeting, capabilities, `query-status`) with the same client (vmimage/qmp). How they reach
+ * QEMU differs, by design: the bare QEMU makes its own socket, which the bench tries every 4 ms
+ * until it is there (what a script starting QEMU does), then waits for the greeting before each
+ * command; kattach makes the socket itself, listening, and hands it to QEMU (as libvirt does),
+ * connects right after the spawn and sends the capabilities and the status behind each other
+ * without waiting (kattach/qmp_first.ts; session 8: was the bench's way). kattach's deploy
+ * answers with the status its attach read, so the bench asks nothing more of kattach for a
+ * `running` it was told of. On
  * kattach's side the time also holds the deploy's IPC call, its records (one transaction, synced
  * to the disk while the QEMUs start; the answer waits for it) and each instance's files (config
  * disk, overlay), which the bare side writes before its clock starts.
@@ -205,7 +210,7 @@ async function settle(pids: number[]): Promise<number> {
  * and the bare one must then be equal (same devices, same weight).
  */
 function argvShape(argv: string[]): string[] {
-  return argv.map((a) =>
+  return qmpAsOne(argv).map((a) =>
     a.replace(/(?:web|bare)-\d+/g, "<name>")
       .replace(/(?:\/[^,=:\s]+)*\/([^/,=:\s]+)/g, "<path>/$1")
       .replace(/[^/,=]*\.qcow2/g, "<overlay>.qcow2")
@@ -213,6 +218,25 @@ function argvShape(argv: string[]): string[] {
       .replace(/hostfwd=tcp:127\.0\.0\.1:\d+/g, "hostfwd=tcp:127.0.0.1:<port>")
       .replace(/id=(hostfwd|fwd)[^,]*/g, "id=$1<id>")
   );
+}
+
+/**
+ * `argv` with its QMP monitor as one word, `<qmp>`: kattach hands its QEMU the socket listening
+ * (`-chardev socket,id=qmp,fd=3,… -mon chardev=qmp,mode=control`), the bare QEMU makes its own
+ * (`-qmp unix:PATH,…`): the same monitor, reached differently (the header says how).
+ */
+function qmpAsOne(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "-qmp") {
+      out.push("<qmp>");
+      i++;
+    } else if (argv[i] === "-chardev" && argv[i + 1]?.startsWith("socket,id=qmp,fd=")) {
+      out.push("<qmp>");
+      i += argv[i + 2] === "-mon" ? 3 : 1;
+    } else out.push(argv[i]);
+  }
+  return out;
 }
 
 /** A QEMU's argv, from /proc; null if it is gone. */

@@ -94,7 +94,9 @@ export {
 export {
   decodeWaitStatus,
   type DetachedProcess,
+  INHERITED_FD,
   type ProcessEnd,
   spawnDetached,
   type SpawnDetachedOptions,
 } from "./spawn.ts";
+export { closeFd, listenUnixFd } from "./unix_listen.ts";

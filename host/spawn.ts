@@ -28,7 +28,15 @@ export interface SpawnDetachedOptions {
   logFile: string;
   /** Run as this user (the caller must be root). */
   user?: UserIds;
+  /**
+   * A descriptor of this process the child gets as its fd 3 ({@linkcode INHERITED_FD}; e.g. a
+   * listening socket from host/unix_listen.ts). It must be above 3; this process keeps its own.
+   */
+  inheritFd?: number;
 }
+
+/** The descriptor number a child gets {@linkcode SpawnDetachedOptions.inheritFd} as. */
+export const INHERITED_FD = 3;
 
 /** How a process ended: its exit code, or the signal that ended it. */
 export interface ProcessEnd {
@@ -59,6 +67,13 @@ const SYMBOLS = {
     result: "i32",
   },
   posix_spawn_file_actions_addchdir_np: { parameters: ["buffer", "buffer"], result: "i32" },
+  posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  // glibc 2.34+; without it, descriptors of ours that lack close-on-exec reach the child.
+  posix_spawn_file_actions_addclosefrom_np: {
+    parameters: ["buffer", "i32"],
+    result: "i32",
+    optional: true,
+  },
   posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
   posix_spawnattr_destroy: { parameters: ["buffer"], result: "i32" },
   posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
@@ -154,6 +169,9 @@ function lastErrno(): number {
  */
 export function spawnDetached(argv: string[], o: SpawnDetachedOptions): DetachedProcess {
   if (argv.length === 0) throw new Error("spawnDetached: an empty argv");
+  if (o.inheritFd !== undefined && !(Number.isInteger(o.inheritFd) && o.inheritFd > INHERITED_FD)) {
+    throw new Error(`spawnDetached: cannot hand descriptor ${o.inheritFd} on as ${INHERITED_FD}`);
+  }
   const c = lib();
   const fileActions = new BigUint64Array(32); // posix_spawn_file_actions_t: 80 bytes on glibc
   const attr = new BigUint64Array(64); // posix_spawnattr_t: 336 bytes
@@ -183,6 +201,17 @@ export function spawnDetached(argv: string[], o: SpawnDetachedOptions): Detached
       log,
       O_WRONLY | O_CREAT | O_APPEND,
       0o640,
+    );
+    // dup2 leaves the child's copy without close-on-exec: QEMU keeps it across its exec.
+    if (o.inheritFd !== undefined) {
+      c.posix_spawn_file_actions_adddup2(bytes(fileActions), o.inheritFd, INHERITED_FD);
+    }
+    // Nothing else of ours: descriptors this process got without close-on-exec (a /dev/null
+    // of the runtime's, a pipe inherited from whoever started it) would stay open in a guest's
+    // QEMU for its whole life (a pipe's reader then never sees its end).
+    c.posix_spawn_file_actions_addclosefrom_np?.(
+      bytes(fileActions),
+      o.inheritFd === undefined ? INHERITED_FD : INHERITED_FD + 1,
     );
     c.sigfillset(bytes(allSignals));
     c.sigemptyset(bytes(noSignals));

@@ -1,5 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
-import { decodeWaitStatus, spawnDetached } from "./spawn.ts";
+import { decodeWaitStatus, INHERITED_FD, spawnDetached } from "./spawn.ts";
+import { closeFd, listenUnixFd } from "./unix_listen.ts";
 
 /** The fields of /proc/PID/status named, as text ("Uid", "Groups", "CapEff", …). */
 function procStatus(pid: number): Record<string, string> {
@@ -19,6 +20,19 @@ async function settled<T>(p: Promise<T>): Promise<T> {
   } finally {
     clearInterval(timer);
   }
+}
+
+/**
+ * The descriptors of `sleep` once it sleeps (its own start opens and closes a few files: the
+ * dynamic loader's, the locale's). x86-64: nanosleep is system call 35, clock_nanosleep 230.
+ */
+async function sleepingFds(pid: number): Promise<string[]> {
+  for (let i = 0; i < 100; i++) {
+    const call = Deno.readTextFileSync(`/proc/${pid}/syscall`).split(" ")[0];
+    if (call === "35" || call === "230") break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return [...Deno.readDirSync(`/proc/${pid}/fd`)].map((e) => e.name).sort();
 }
 
 async function waitFile(path: string, text: string): Promise<string> {
@@ -42,6 +56,8 @@ Deno.test("spawnDetached: the program itself, in a session of its own, output ap
     assertEquals(Deno.readLinkSync(`/proc/${p.pid}/cwd`), dir);
     assertEquals(Deno.readLinkSync(`/proc/${p.pid}/fd/0`), "/dev/null");
     assertEquals(Deno.readLinkSync(`/proc/${p.pid}/fd/1`), `${dir}/out.log`);
+    // No other descriptor of ours, with close-on-exec or without (the runtime has some without).
+    assertEquals(await sleepingFds(p.pid), ["0", "1", "2"]);
     // No standard signal left ignored (SIGPIPE is, in Deno); glibc's own 32 and 33 may be.
     assertEquals(BigInt(`0x${procStatus(p.pid).SigIgn}`) & 0x7fffffffn, 0n);
     Deno.kill(p.pid, "SIGKILL");
@@ -129,4 +145,38 @@ Deno.test("decodeWaitStatus: exit codes and signals", () => {
   assertEquals(decodeWaitStatus(9), { code: null, signal: "SIGKILL" });
   assertEquals(decodeWaitStatus(0x80 | 11), { code: null, signal: "SIGSEGV" }); // core dumped
   assertEquals(decodeWaitStatus(34), { code: null, signal: "signal 34" });
+});
+
+Deno.test("spawnDetached: inheritFd hands a listening socket over as fd 3, not under its own number", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos_spawn_" });
+  const fd = listenUnixFd(`${dir}/s.sock`);
+  try {
+    assert(fd > INHERITED_FD, `a fresh descriptor (${fd}) lies above 3 in a Deno process`);
+    const ours = Deno.readLinkSync(`/proc/self/fd/${fd}`);
+    const p = spawnDetached(["sleep", "30"], { cwd: dir, logFile: `${dir}/l`, inheritFd: fd });
+    closeFd(fd);
+    try {
+      // Only fd 3 besides the standard streams: not our own copy (close-on-exec), nor any
+      // descriptor of ours that lacks close-on-exec (the runtime has some).
+      assertEquals(await sleepingFds(p.pid), ["0", "1", "2", "3"]);
+      assertEquals(Deno.readLinkSync(`/proc/${p.pid}/fd/3`), ours, "fd 3 is our socket");
+      // Ours is closed, the child's copy still listens: a connection waits in its backlog.
+      const conn = await Deno.connect({ transport: "unix", path: `${dir}/s.sock` });
+      conn.close();
+    } finally {
+      Deno.kill(p.pid, "SIGKILL");
+      await settled(p.exited);
+    }
+    throws(
+      () => spawnDetached(["true"], { cwd: dir, logFile: `${dir}/l`, inheritFd: 2 }),
+      /cannot hand descriptor 2 on as 3/,
+    );
+    // A socket file left behind is replaced; any other file is not.
+    closeFd(listenUnixFd(`${dir}/s.sock`));
+    await Deno.writeTextFile(`${dir}/plain`, "");
+    throws(() => listenUnixFd(`${dir}/plain`), /cannot listen at .*plain: Address already in use/);
+    throws(() => listenUnixFd(`${dir}/${"x".repeat(120)}`), /not a usable unix socket path/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -382,6 +382,8 @@ export async function prepareInstance(
       configDisk: paths.configDisk,
       agent: paths.agent,
     },
+    // kattach makes the QMP socket and hands it to QEMU listening (supervisor.ts spawnQemu).
+    qmpInherited: true,
     disks,
     ...(image.dataDiskMiB === null ? {} : { dataDisk: dataDiskPath }),
     nics: network.nics.map((n) =>
@@ -771,11 +773,15 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-/** True when `pid` is the QEMU of this instance (its command line names the instance's QMP socket). */
-export function isInstanceQemu(pid: number, qmpSocket: string): boolean {
+/**
+ * True when `pid` is the QEMU of this instance: its command line writes the instance's pidfile
+ * (unique per instance and state directory; its QMP socket no longer appears there: kattach hands
+ * it over as a descriptor).
+ */
+export function isInstanceQemu(pid: number, pidfile: string): boolean {
   try {
     const cmdline = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
-    return cmdline.some((a) => a.includes(qmpSocket.replaceAll(",", ",,")));
+    return cmdline.some((a, i) => a === pidfile && cmdline[i - 1] === "-pidfile");
   } catch {
     return false;
   }

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { FakeQmpServer } from "../vmimage/qmp/_fake_server.ts";
 import { QmpTimeoutError } from "../vmimage/mod.ts";
 import { beginFirstContact, finishFirstContact } from "./qmp_first.ts";
+import { closeFd, INHERITED_FD, listenUnixFd, spawnDetached } from "../host/mod.ts";
 
 Deno.test("first QMP exchange: a status slower than the floor is still within the deadline", async () => {
   const server = await FakeQmpServer.start();
@@ -47,4 +48,40 @@ Deno.test("first QMP exchange: no status at all fails with a timeout and closes 
   } finally {
     await server.close();
   }
+});
+
+Deno.test({
+  name: "first QMP exchange with real QEMU handed its socket listening: one try, one round trip",
+  sanitizeResources: false, // the SIGCHLD watch of spawnDetached
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "kaos-qmp-first-" });
+    const sock = `${dir}/qmp.sock`;
+    const fd = listenUnixFd(sock);
+    let pid = 0;
+    try {
+      const qemu = spawnDetached([
+        "qemu-system-x86_64",
+        ...["-M", "none", "-S", "-accel", "tcg", "-nodefaults", "-display", "none"],
+        ...["-chardev", `socket,id=qmp,fd=${INHERITED_FD},server=on,wait=off`],
+        ...["-mon", "chardev=qmp,mode=control"],
+      ], { cwd: dir, logFile: `${dir}/qemu.log`, inheritFd: fd });
+      pid = qemu.pid;
+      closeFd(fd);
+      // Connected at once (the socket listens before QEMU runs); capabilities and the status
+      // went out before the greeting and came back behind it.
+      const { monitor, status } = await finishFirstContact(beginFirstContact(sock));
+      assert.equal(monitor.connectStats.tries, 1);
+      assert.deepEqual(status, { status: "prelaunch", running: false });
+      assert.equal(monitor.greeting.QMP.version.qemu.major >= 7, true);
+      // The monitor works on as usual; a second client after it is accepted too (a kattach
+      // restarted attaches again by the path).
+      await monitor.close();
+      const again = await finishFirstContact(beginFirstContact(sock));
+      assert.equal(again.status.status, "prelaunch");
+      await again.monitor.close();
+    } finally {
+      if (pid) Deno.kill(pid, "SIGKILL");
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

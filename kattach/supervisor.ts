@@ -8,7 +8,9 @@
  */
 import type { Forward, Instance, Module, ModuleHealth } from "../ipc/schemas.ts";
 import {
+  closeFd,
   type DetachedProcess,
+  listenUnixFd,
   type ProcessEnd,
   rotateAppendLog,
   SERIAL_LOG_MAX_BYTES,
@@ -140,20 +142,27 @@ export interface GuestStats {
 
 /**
  * Starts QEMU detached (as `user` when given) with no shell before it, its output appended to
- * `qemu.log` in the instance directory; returns the process and where its output starts. Its
- * first QMP exchange is the attach's: {@linkcode Supervisor} waits for that, not for the socket.
+ * `qemu.log` in the instance directory; returns the process and where its output starts. Its QMP
+ * socket is made here, listening, and handed to QEMU (the argv's `qmpInherited`), so that the
+ * attach connects at once and its first QMP exchange waits only for QEMU itself.
  */
 function spawnQemu(
   argv: string[],
   o: { paths: InstancePaths; user: UserIds | null; logFrom: number },
 ): Launched {
   const logFile = qemuLogPath(o.paths);
-  const proc = spawnDetached(argv, {
-    cwd: o.paths.dir,
-    logFile,
-    ...(o.user ? { user: o.user } : {}),
-  });
-  return { ...proc, logFile, logFrom: o.logFrom };
+  const qmp = listenUnixFd(o.paths.qmp);
+  try {
+    const proc = spawnDetached(argv, {
+      cwd: o.paths.dir,
+      logFile,
+      inheritFd: qmp,
+      ...(o.user ? { user: o.user } : {}),
+    });
+    return { ...proc, logFile, logFrom: o.logFrom };
+  } finally {
+    closeFd(qmp); // QEMU holds the socket now (or nobody: a failed spawn)
+  }
 }
 
 /** A QEMU just started, before its first QMP exchange. */
@@ -284,7 +293,7 @@ export class Supervisor {
       if (!live.includes(inst.state)) continue;
       const paths = instancePaths(instanceRoot(this.#k, inst.name), inst.name);
       const pid = getRuntime(this.#k.store, inst.name).pid ?? await readPidfile(paths.pidfile);
-      if (pid !== null && pidAlive(pid) && isInstanceQemu(pid, paths.qmp)) {
+      if (pid !== null && pidAlive(pid) && isInstanceQemu(pid, paths.pidfile)) {
         try {
           await this.#attach(inst.name, pid, paths, { fresh: false });
           this.#k.log(`supervisor: re-attached ${inst.name} (pid ${pid})`);
@@ -1010,7 +1019,7 @@ export class Supervisor {
   }
 
   #signal(g: Guest, signal: Deno.Signal): void {
-    if (!isInstanceQemu(g.pid, g.paths.qmp)) return;
+    if (!isInstanceQemu(g.pid, g.paths.pidfile)) return;
     try {
       Deno.kill(g.pid, signal);
     } catch { /* gone */ }

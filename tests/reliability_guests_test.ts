@@ -29,7 +29,8 @@ for a in "$@"; do case "$a" in
   *process=kaos-bad-*) echo "qemu-system-x86_64: -bad: invalid option" >&2; exit 1 ;;
 esac; done
 for a in "$@"; do
-  if [ $hmp = 1 ] && [ "$a" = -qmp ]; then args+=(-monitor); else args+=("$a"); fi
+  if [ $hmp = 1 ] && [ "$a" = chardev=qmp,mode=control ]; then args+=(chardev=qmp,mode=readline)
+  else args+=("$a"); fi
 done
 exec "$real" "\${args[@]}"
 `;

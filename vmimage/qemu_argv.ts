@@ -12,6 +12,7 @@
  * TCG) is the default; `q35` (virtio-pci, SeaBIOS) serves modules that need PCI. docs/supervisor.md.
  */
 import { z } from "zod";
+import { INHERITED_FD } from "../host/mod.ts";
 import { describeIssues } from "../lib/errors.ts";
 import { agentArgs } from "./agent/argv.ts";
 import { CONFIG_DISK_SERIAL, DATA_DISK_SERIAL, moduleDiskSerial } from "./guest_config.ts";
@@ -103,6 +104,12 @@ export const QemuArgvInput = z.strictObject({
     (nics) => nics.every((n) => !n.tap || n.forwards.length === 0),
     "a tap NIC has no forwards (its guest is reached at its own address)",
   ),
+  /**
+   * QEMU gets its QMP socket already listening as descriptor 3 (host/ INHERITED_FD) from its
+   * parent (kattach, which made it at `paths.qmp`: host/unix_listen.ts) instead of making
+   * it; false: QEMU makes its own at `paths.qmp` (bench, tests).
+   */
+  qmpInherited: z.boolean().default(false),
   /** Write `-pidfile` (kattach, which re-attaches by it); false leaves it out (bench, tests). */
   pidfile: z.boolean().default(true),
 });
@@ -157,8 +164,14 @@ export function renderQemuArgv(input: QemuArgvInput): string[] {
     },logappend=on`,
     "-serial",
     "chardev:ser0",
-    "-qmp",
-    `unix:${v(o.paths.qmp)},server=on,wait=off`,
+    ...(o.qmpInherited
+      ? [
+        "-chardev",
+        `socket,id=qmp,fd=${INHERITED_FD},server=on,wait=off`,
+        "-mon",
+        "chardev=qmp,mode=control",
+      ]
+      : ["-qmp", `unix:${v(o.paths.qmp)},server=on,wait=off`]),
     "-kernel",
     o.kernel,
     "-initrd",

@@ -45,6 +45,13 @@ const cases: Record<string, QemuArgvInput> = {
     paths: { ...web1.paths, agent: `${dir}/agent.sock` },
   },
   "web-1-q35-agent": { ...web1, paths: { ...web1.paths, agent: `${dir}/agent.sock` } },
+  // As kattach renders it: QEMU gets its QMP socket listening as fd 3 (supervisor.ts spawnQemu).
+  "web-1-microvm-qmp-fd": {
+    ...web1,
+    machine: "microvm",
+    paths: { ...web1.paths, agent: `${dir}/agent.sock` },
+    qmpInherited: true,
+  },
   "pair-2-microvm-kvm": {
     ...web1,
     instance: "pair-2",

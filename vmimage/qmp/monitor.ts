@@ -22,6 +22,16 @@ export interface QmpConnectOptions {
    * reason, instead of retrying until timeoutMs runs out.
    */
   signal?: AbortSignal;
+  /**
+   * Pipelines the start of the conversation: `qmp_capabilities` goes out as soon as the socket
+   * is connected, before the greeting came, and then this is called with the monitor, whose
+   * commands go out right behind it. QEMU reads them once its greeting is out and answers them
+   * in a row: one round trip instead of one per command. Meant for a socket QEMU was handed
+   * already listening (kattach's), where the connection comes before QEMU is ready to talk. A
+   * command sent here that gets no answer because the connection failed rejects with
+   * QmpClosedError: the caller handles it.
+   */
+  pipeline?: (monitor: QmpMonitor) => void;
 }
 
 /** Options of {@linkcode QmpMonitor.execute}. */
@@ -138,13 +148,20 @@ export class QmpMonitor {
     signal?.addEventListener("abort", abort, { once: true });
     try {
       signal?.throwIfAborted();
+      const capabilities = () =>
+        monitor.execute("qmp_capabilities", undefined, {
+          timeoutMs: Math.max(1, deadline - Date.now()),
+        });
+      const early = options.pipeline ? capabilities() : undefined;
+      if (early) {
+        early.catch(() => {}); // awaited after the greeting
+        options.pipeline!(monitor);
+      }
       await withTimeout(monitor.#waitGreeting(), {
         ms: Math.max(1, deadline - Date.now()),
         operation: "greeting",
       });
-      await monitor.execute("qmp_capabilities", undefined, {
-        timeoutMs: Math.max(1, deadline - Date.now()),
-      });
+      await (early ?? capabilities());
       signal?.throwIfAborted();
     } catch (err) {
       signal?.removeEventListener("abort", abort);
