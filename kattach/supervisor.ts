@@ -11,6 +11,7 @@ import {
   closeFd,
   type DetachedProcess,
   listenUnixFd,
+  LogTail,
   type ProcessEnd,
   rotateAppendLog,
   SERIAL_LOG_MAX_BYTES,
@@ -76,6 +77,12 @@ const LOG_ROTATE_MS = 1000;
  * (attached during the host's shutdown) misses a press made before its OS listens for it.
  */
 export const POWER_BUTTON_REPEAT_MS = 2000;
+/**
+ * What vKaOS' init prints on its console once a press reached it (buildroot/vkaos/init,
+ * `shutdown_guest`): from then on the stop waits for the power-off and presses no more, however
+ * slowly the guest stops its services (nested TCG: seconds).
+ */
+export const GUEST_POWERING_OFF_MARKER = "KAOS-GUEST: powering off";
 
 type Intent = "run" | "stop" | "kill" | "detach" | "fail";
 
@@ -528,6 +535,8 @@ export class Supervisor {
       } catch (err) {
         this.#k.log(`supervisor: ${name}: powerdown: ${message(err)}`);
       }
+      // Only what the guest prints from now on answers this stop's presses.
+      const serial = new LogTail(guest.paths.serialLog, { from: fileSize(guest.paths.serialLog) });
       let off = false;
       for (;;) {
         guest.presses++;
@@ -539,7 +548,19 @@ export class Supervisor {
         }
         const left = deadline - Date.now();
         off = await settledWithin(guest.ended, Math.max(0, Math.min(POWER_BUTTON_REPEAT_MS, left)));
-        if (off || left <= POWER_BUTTON_REPEAT_MS) break;
+        if (off) break;
+        if (await poweringOff(serial)) {
+          // A press reached it and it is stopping its services: another press would only be
+          // ignored (and counted), so wait for the power-off until the deadline.
+          this.#k.log(
+            `supervisor: ${name}: powering off after ${guest.presses} press${
+              guest.presses === 1 ? "" : "es"
+            }, still running ${POWER_BUTTON_REPEAT_MS} ms later: waiting for it`,
+          );
+          off = await settledWithin(guest.ended, Math.max(0, deadline - Date.now()));
+          break;
+        }
+        if (left <= POWER_BUTTON_REPEAT_MS) break;
         if (guest.presses === 1) {
           this.#k.log(
             `supervisor: ${name}: no power-off yet: pressing the power button every ${POWER_BUTTON_REPEAT_MS} ms`,
@@ -1296,6 +1317,25 @@ async function valueWithin<T>(p: Promise<T>, ms: number): Promise<T | null | und
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A file's size in bytes, 0 when it cannot be looked at (not created yet). */
+function fileSize(path: string): number {
+  try {
+    return Deno.statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** Whether the guest printed {@linkcode GUEST_POWERING_OFF_MARKER} since the tail's last read. */
+async function poweringOff(serial: LogTail): Promise<boolean> {
+  if (!serial.changed()) return false;
+  try {
+    return await serial.find((l) => l.includes(GUEST_POWERING_OFF_MARKER)) !== undefined;
+  } catch {
+    return false; // no serial log: the guest has printed nothing
+  }
 }
 
 async function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {

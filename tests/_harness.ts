@@ -152,6 +152,14 @@ export class TestKattach {
     }
   }
 
+  /** Imports built fixture modules (`fixtures/out/NAME`, vKaOS first), failing on a refusal. */
+  async importFixtures(...names: string[]): Promise<void> {
+    for (const name of names) {
+      const r = await this.aq("module", "import", `${FIXTURES_OUT}/${name}`);
+      if (r.code !== 0) throw new Error(`module import ${name} failed (${r.code}): ${r.stderr}`);
+    }
+  }
+
   /** Runs `aq ARGS…` against this kattach. */
   async aq(...args: string[]): Promise<AqResult> {
     return await run([
