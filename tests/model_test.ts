@@ -218,8 +218,16 @@ Deno.test("config groups, VM images and deploy: validation, IPAM, MACs, all-or-n
     assert.equal(renamed.name, "edge");
     assert.equal(renamed.poolEnd, "10.0.10.6");
 
-    // Releasing an address makes it available again; the name is never reused.
-    await k.json("instance", "del", "web-2");
+    // Releasing an address makes it available again; the name is never reused. Its published
+    // port goes with it, and the answer says so.
+    await k.json("firewall", "forward", "add", "web-2", "80", "--host-port", "8080");
+    const gone = await k.aq("instance", "del", "web-2");
+    assert.deepEqual([gone.code, gone.stdout, gone.stderr], [
+      0,
+      "Deleted web-2.\nNo longer published: tcp 8080 -> 80 (id 1).\n",
+      "",
+    ]);
+    assert.deepEqual(await k.json("firewall", "forward", "list"), []);
     const next = await k.json<Instance[]>("deploy", "web", "--no-start");
     assert.equal(next[0].name, "web-4");
     assert.equal(next[0].nics[0].ip, "10.0.10.3");
