@@ -213,6 +213,11 @@ Deno.test("config groups, VM images and deploy: validation, IPAM, MACs, all-or-n
     assert.match(shrink.stderr, /an instance has 10\.0\.10\.2, outside the new pool/);
     const moveGw = await k.aq("vlan", "set", "10", "--gateway", "10.0.10.3");
     assert.equal(moveGw.code, 1);
+    assert.equal(
+      moveGw.stderr,
+      "Error: Cannot make 10.0.10.3 the gateway of VLAN 10: an instance has it\n" +
+        "Hint: choose an address no instance has (see `instance list`)\n",
+    );
     assert.equal((await k.aq("vlan", "set", "10")).code, 2); // nothing to change
     const renamed = await k.json<VlanInfo>("vlan", "set", "front", "--name", "edge");
     assert.equal(renamed.name, "edge");
