@@ -8,7 +8,9 @@ import type {
   ConfigValue,
   DeployedInstance,
   Instance,
+  InstancePublished,
   Module,
+  ResultOf,
   StoreCheck,
   SystemStatus,
   VlanInfo,
@@ -221,6 +223,11 @@ function healthText(i: Instance): string {
   return last || "-";
 }
 
+/** A host port published to an instance, e.g. `tcp 8080 -> 80 (id 1)`. */
+function publishedText(f: InstancePublished): string {
+  return `${f.proto} ${f.hostPort} -> ${f.guestPort} (id ${f.id})`;
+}
+
 function renderInstance(i: Instance): string {
   return fields([
     ["Instance", i.name],
@@ -242,8 +249,7 @@ function renderInstance(i: Instance): string {
     ...(i.published
       ? [[
         "Published ports",
-        i.published.map((f) => `${f.proto} ${f.hostPort} -> ${f.guestPort} (id ${f.id})`)
-          .join(", ") || "none",
+        i.published.map(publishedText).join(", ") || "none",
       ] as [string, string]]
       : []),
     ["Health", healthText(i)],
@@ -705,11 +711,15 @@ export const coreCommands: Command[] = [
   }),
   cmd({
     path: ["instance", "del"],
-    summary: "Delete an instance (its addresses and MACs are released)",
+    summary: "Delete an instance (its addresses, MACs and published ports are released)",
     args: [{ name: "NAME" }],
     flags: [],
     destructive: true,
     build: (p) => ({ action: "instance.del", params: { name: p.args.NAME! } }),
-    render: deleted,
+    render(r) {
+      const { deleted, unpublished } = r as ResultOf<"instance.del">;
+      const ports = unpublished.map(publishedText).join(", ");
+      return `Deleted ${deleted}.\n` + (ports ? `No longer published: ${ports}.\n` : "");
+    },
   }),
 ];
