@@ -12,7 +12,7 @@ import {
 import { UserError } from "../../lib/errors.ts";
 import { allocateMac, macIndex } from "../../netmgr/mod.ts";
 import { instanceMachine, removeInstanceDir, SharedPrep } from "../instance_runtime.ts";
-import { networkMode, nicStatus } from "../network.ts";
+import { linkInstances, networkMode, nicStatus } from "../network.ts";
 import { instanceHome, instanceRoot, noStorageNotice, placeInstances } from "../storage.ts";
 import type { Store } from "../store.ts";
 import { listForwards } from "../store_firewall.ts";
@@ -127,6 +127,9 @@ export const instanceHandlers: Handlers<
         }
       }));
     }
+    // Their own links only (the starts made them; `--no-start` gets its taps here): a deploy
+    // re-plans no other link (a full no-op reconcile of 4,094 VLANs + 1,000 taps: 42.6-92.7 ms).
+    await linkInstances(k, created, { reason: "deploy" });
     const started = performance.now();
     try {
       await synced;
