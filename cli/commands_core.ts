@@ -200,7 +200,12 @@ function sizeMiB(text: string, what: string): number {
   if (!m) {
     throw new UsageError(`${what} takes a size such as 512M or 2G, not ${JSON.stringify(text)}`);
   }
-  return Number(m[1]) * (m[2]?.[0].toUpperCase() === "G" ? 1024 : 1);
+  const mib = Number(m[1]) * (m[2]?.[0].toUpperCase() === "G" ? 1024 : 1);
+  // The action's bounds (1 MiB to 1 TiB), told in the command's words rather than the schema's.
+  if (mib < 1 || mib > 1024 * 1024) {
+    throw new UsageError(`${what} runs from 1M to 1024G, not ${JSON.stringify(text)}`);
+  }
+  return mib;
 }
 
 /** One instance's NICs on one line: the address each is the guest's (instance show's ADDRESS). */
