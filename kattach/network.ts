@@ -37,7 +37,7 @@ import {
 import { UserError } from "../lib/errors.ts";
 import { guestNics, SLIRP } from "../vmimage/mod.ts";
 import type { Kattach } from "./context.ts";
-import { applyFirewall } from "./firewall.ts";
+import { applyFirewall, firewallNames } from "./firewall.ts";
 import type { Store } from "./store.ts";
 
 /** How kattach runs the host network. */
@@ -496,10 +496,10 @@ export function guestNetwork(k: Kattach, inst: Pick<Instance, "nics">): GuestNet
 /**
  * Before QEMU starts: reconciles this instance's own links only (its taps, their bridges and
  * VLAN links, the gateway addresses on those bridges; no other link is read into the plan or
- * touched), then the firewall (its port sets must name the taps before the guest sends), and
- * checks that every tap of the instance is on its bridge (QEMU would otherwise make a loose tap
- * of that name). With the link cache (kattach's reader) no dump of the host's links is made.
- * A UserError naming what is wrong.
+ * touched) and, beside them, the firewall (its port sets must name the taps before the guest
+ * sends); then checks that every tap of the instance is on its bridge (QEMU would otherwise make
+ * a loose tap of that name) and named by the ruleset in the kernel. With the link cache
+ * (kattach's reader) no dump of the host's links is made. A UserError naming what is wrong.
  */
 export async function ensureGuestLinks(k: Kattach, inst: Pick<Instance, "name" | "nics">) {
   const rt = runtimes.get(k);
@@ -516,6 +516,17 @@ export async function ensureGuestLinks(k: Kattach, inst: Pick<Instance, "name" |
         { hint: "see `network status` and the kattach log" },
       );
     }
+  }
+  // A tap the kernel's ruleset does not name is not filtered at all (no anti-spoofing): when
+  // the firewall could not be applied, the guest does not start.
+  const unfiltered = taps.filter((n) => !firewallNames(k, n.tap!)).map((n) => n.tap);
+  if (unfiltered.length > 0) {
+    throw new UserError(
+      `Cannot start ${inst.name}: the firewall does not filter its tap ${unfiltered.join(", ")}${
+        r.error ? ` (${r.error})` : ""
+      }`,
+      { hint: "see `firewall status` and the kattach log" },
+    );
   }
 }
 

@@ -162,11 +162,13 @@ Deno.test("a deploy's starts on the real kernel: one ip batch and one nft apply,
       },
     };
     const real = realNft(["ip", "netns", "exec", ns, "nft"]);
+    // (swapped below for an nft that cannot run: a namespace that does not exist)
+    let inner = real;
     const nft: NftHost = {
       ...real,
       async apply(script) {
         const from = performance.now() - t0;
-        await real.apply(script);
+        await inner.apply(script);
         applies.push({ from, to: performance.now() - t0 });
       },
     };
@@ -242,6 +244,32 @@ Deno.test("a deploy's starts on the real kernel: one ip batch and one nft apply,
     await ensureGuestLinks(k, store.getInstance("web-2")!);
     assert.equal(batches.length, b + 1);
     assert.equal(applies.length, a + 1);
+
+    // nft fails: the new tap is made, but a tap the kernel's ruleset does not name is not
+    // filtered at all (`iifname != @ports accept`), so the start is refused, naming it.
+    store.tx(() =>
+      store.insertInstance({
+        name: "web-4",
+        vmimage: "web",
+        state: "defined",
+        autostart: false,
+        restartPolicy: "never",
+        nics: [{ index: 0, vlan: 10, mac: "0a:4b:53:00:00:04", ip: "10.0.10.5" }],
+      })
+    );
+    inner = realNft(["ip", "netns", "exec", `${ns}-missing`, "nft"]);
+    await assert.rejects(
+      () => ensureGuestLinks(k, store.getInstance("web-4")!),
+      /^UserError: Cannot start web-4: the firewall does not filter its tap kt0a4b53000004 \(firewall: /,
+    );
+    assert.deepEqual(await portsOf(ns, "kbr10"), [...taps, "kt0a4b53000004"]);
+    assert.doesNotMatch(await portIpSet(ns), /kt0a4b53000004/);
+    // The others' starts are not held up: their taps are in the ruleset in force.
+    await ensureGuestLinks(k, store.getInstance("web-1")!);
+    // nft back: the next start of web-4 applies the ruleset and goes ahead.
+    inner = real;
+    await ensureGuestLinks(k, store.getInstance("web-4")!);
+    assert.match(await portIpSet(ns), /"kt0a4b53000004" \. 0a:4b:53:00:00:04 \. 10\.0\.10\.5/);
   } finally {
     store.close();
     await Deno.remove(dir, { recursive: true });
