@@ -134,6 +134,20 @@ Deno.test("kattach's parameter checks name the word and the value given, before 
       ["config-group", "add", "web", "Site"],
       `"Site" is not a valid configuration group name (NAME)`,
     ],
+    // A length bound the schema states without words of its own: said in plain words, not zod's
+    // "Too big: expected string to have <=64 characters".
+    [
+      ["firewall", "mgmt", "add", "a".repeat(70)],
+      `"${"a".repeat(70)}" is not a valid CIDR: it must have at most 64 characters`,
+    ],
+    [
+      ["firewall", "rule", "add", "--chain", "input", "--action", "drop", "--port", "1".repeat(12)],
+      `"${"1".repeat(12)}" is not a valid port (--port): it must have at most 11 characters`,
+    ],
+    [
+      ["vlan", "reserve", "10", "10.0.10.60", "--note", "x".repeat(201)],
+      `"${"x".repeat(201)}" is not a valid TEXT (--note): it must have at most 200 characters`,
+    ],
   ];
   for (const [words, message] of cases) {
     const r = await run(words); // kattach is not asked: `connect` refuses, so nothing changed
