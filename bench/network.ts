@@ -23,13 +23,17 @@
  * VLAN against user-mode NICs: one hosted kattach `--network bridged` in a namespace of the
  * benchmark's own, two VM images that differ only in `--vlan`; a warm-up deploy of each, then
  * `--runs` rounds alternating the two; medians side by side. Goal: bridged no slower. Then a
- * deploy of 10 without --wait (deploy → every QEMU spawned), bridged against user-mode NICs.
+ * deploy of 10 without --wait (deploy → every QEMU spawned), bridged against user-mode NICs, with
+ * where each side's time goes: the IPC call against kattach's handler, and the handler's phases
+ * from kattach's log (the starts' reconcile, each instance's files, spawn, QMP socket, attached;
+ * the last instance's, medians of the rounds). `--only deploy10`: that deploy of 10 alone.
  *
- *   scripts/deno run -A bench/network.ts [--runs N] [--only firewall|links|deploy]
+ *   scripts/deno run -A bench/network.ts [--runs N] [--only firewall|links|deploy|deploy10]
  */
 import { realNetlink, realNft } from "../host/mod.ts";
 import { type DeployedInstance, IpcClient } from "../ipc/mod.ts";
 import { kattachArgv } from "../lib/hosted_kattach.ts";
+import { KATTACH_V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { applyFirewall, bootFirewall, rollbackFirewall } from "../kattach/firewall.ts";
 import type { Kattach } from "../kattach/actions/_types.ts";
 import {
@@ -53,14 +57,14 @@ import { killStateGuests } from "./_guests.ts";
 import { connectKattach } from "./_util.ts";
 
 const usage =
-  "usage: scripts/deno run -A bench/network.ts [--runs N] [--only firewall|links|deploy]   (as root)";
+  "usage: scripts/deno run -A bench/network.ts [--runs N] [--only firewall|links|deploy|deploy10]   (as root)";
 const cli = parseCliOrExit(Deno.args, {
   usage,
   options: { runs: { type: "string" }, only: { type: "string" } },
 });
 const only = cli.values.only;
-if (only !== undefined && !["firewall", "links", "deploy"].includes(only)) {
-  console.error(`Error: --only takes firewall, links or deploy\n${usage}`);
+if (only !== undefined && !["firewall", "links", "deploy", "deploy10"].includes(only)) {
+  console.error(`Error: --only takes firewall, links, deploy or deploy10\n${usage}`);
   Deno.exit(2);
 }
 const runs = Number(cli.values.runs ?? "5");
@@ -411,16 +415,186 @@ async function emptyNamespace(ns: string): Promise<void> {
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
-/** Starts a hosted kattach, bridged, inside namespace `ns`; resolves once its IPC answers. */
+/**
+ * Starts a hosted kattach, bridged, inside namespace `ns`; resolves once its IPC answers.
+ * KLOG=1 shows its log; KPROF=DIR writes its CPU profile to DIR (at its exit).
+ */
 async function startBridgedKattach(ns: string, state: string): Promise<Deno.ChildProcess> {
+  const kprof = Deno.env.get("KPROF");
   const child = new Deno.Command("ip", {
-    args: ["netns", "exec", ns, ...kattachArgv({ state, sshPort: 0, network: "bridged" })],
+    args: [
+      "netns",
+      "exec",
+      ns,
+      ...kattachArgv({
+        state,
+        sshPort: 0,
+        network: "bridged",
+        ...(kprof
+          ? {
+            denoOptions: [
+              KATTACH_V8_FLAGS_OPTION,
+              ...["--cpu-prof", "--cpu-prof-interval=100", `--cpu-prof-dir=${kprof}`],
+            ],
+          }
+          : {}),
+      }),
+    ],
     stdin: "null",
     stdout: Deno.env.get("KLOG") ? "inherit" : "null",
     stderr: Deno.env.get("KLOG") ? "inherit" : "null",
   }).spawn();
   (await connectKattach(state, 60_000)).close();
   return child;
+}
+
+/** Deploy → ready of one instance, bridged against user-mode, `runs` rounds alternating. */
+async function readyFigures(c: IpcClient): Promise<void> {
+  /** deploy --wait of one instance → ready, in ms; the instance is killed and deleted after. */
+  const once = async (vmimage: string): Promise<number> => {
+    const t0 = performance.now();
+    const [d] = await c.call("deploy", { vmimage, count: 1, wait: true }) as DeployedInstance[];
+    const ms = performance.now() - t0;
+    await c.call("instance.kill", { name: d.name }).catch(() => {});
+    await c.call("instance.del", { name: d.name });
+    if (d.outcome !== "ready") {
+      throw new Error(`${vmimage}: ${d.name} ${d.outcome}: ${d.reason ?? "(no reason)"}`);
+    }
+    return ms;
+  };
+  const warm = { bridged: await once("webb"), user: await once("webu") };
+  const f = await alternating(runs, { bridged: () => once("webb"), user: () => once("webu") });
+  console.log(
+    `deploy → ready, web, one instance (hosted kattach --network bridged in a namespace; ` +
+      `median of ${runs}, alternating): bridged VLAN ${ms(f.bridged).trim()}, user-mode NIC ` +
+      `${ms(f.user).trim()} (${(f.bridged / f.user).toFixed(2)}×)   goal bridged no slower: ` +
+      `${f.bridged <= f.user ? "met" : "NOT met"}` +
+      `\n       first deploys (not counted): bridged ${ms(warm.bridged).trim()}, user ` +
+      `${ms(warm.user).trim()}`,
+  );
+}
+
+/** One deploy of 10: the IPC call's time, the load before and after, and kattach's own trace. */
+interface DeployTrace extends HandlerTrace {
+  call: number;
+  load: [string, string];
+}
+
+/** What kattach's log says of one deploy (ms since the handler began; NaN when not logged). */
+interface HandlerTrace {
+  /** The handler's answer, and when its starts were all done. */
+  answered: number;
+  started: number;
+  /** The starts' reconcile (links + firewall), as logged, and its `ip` lines. */
+  reconcile: number;
+  lines: number;
+  /**
+   * The last instance's files, links (made beside the files; NaN when not logged), state
+   * committed, spawn begun/done, QMP socket, attached.
+   */
+  files: number;
+  links: number;
+  committed: number;
+  spawnFrom: number;
+  spawned: number;
+  socket: number;
+  attached: number;
+}
+
+/** Reads the lines added to kattach's log file since the last skip() or read(). */
+class LogTail {
+  #path: string;
+  #offset = 0;
+  constructor(path: string) {
+    this.#path = path;
+  }
+  /** Forgets what is in the file so far. */
+  skip(): void {
+    this.#offset = Deno.statSync(this.#path).size;
+  }
+  /** The lines written since. */
+  read(): string[] {
+    const bytes = Deno.readFileSync(this.#path).subarray(this.#offset);
+    this.#offset += bytes.length;
+    return new TextDecoder().decode(bytes).split("\n");
+  }
+}
+
+/** Parses one deploy's lines of kattach's log (the handler's and the supervisor's timelines). */
+function traceDeploy(lines: string[], vmimage: string): HandlerTrace {
+  const num = (re: RegExp, line: string | undefined) => Number(line?.match(re)?.[1] ?? NaN);
+  const answer = lines.find((l) => l.includes(`deploy: ${vmimage} × 10: started in`));
+  const net = lines.find((l) => / network: start (of \d+ instances|\S)/.test(l));
+  const starts = lines.filter((l) => l.includes("supervisor: started ")).map((l) => ({
+    files: num(/files (\d+)/, l),
+    links: num(/links (\d+)/, l),
+    committed: num(/starting committed (\d+)/, l),
+    spawnFrom: num(/spawn (\d+)-/, l),
+    spawned: num(/spawn \d+-(\d+)/, l),
+    socket: num(/QMP socket (\d+)/, l),
+    attached: num(/attached (\d+)/, l),
+  }));
+  const last = (f: (s: (typeof starts)[number]) => number) => Math.max(...starts.map(f));
+  return {
+    answered: num(/answered (\d+) ms/, answer),
+    started: num(/started in (\d+) ms/, answer),
+    reconcile: num(/change\(s\) in ([\d.]+) ms/, net),
+    lines: num(/: (\d+) change\(s\)/, net),
+    files: last((s) => s.files),
+    links: last((s) => s.links),
+    committed: last((s) => s.committed),
+    spawnFrom: last((s) => s.spawnFrom),
+    spawned: last((s) => s.spawned),
+    socket: last((s) => s.socket),
+    attached: last((s) => s.attached),
+  };
+}
+
+/** The deploy-of-10 figures side by side: medians of the rounds, then each round's loads. */
+function printDeployTrace(t: Record<"bridged" | "user", DeployTrace[]>, rounds: number): void {
+  const m = (side: DeployTrace[], f: (d: DeployTrace) => number) => median(side.map(f));
+  const rows: [string, (d: DeployTrace) => number][] = [
+    ["deploy call (IPC, deploy → every QEMU spawned)", (d) => d.call],
+    ["  kattach's handler (begun → answered)", (d) => d.answered],
+    ["  outside the handler (IPC, queueing)", (d) => d.call - d.answered],
+    ["  starts' reconcile (links + firewall)", (d) => d.reconcile],
+    ["  last instance's files ready", (d) => d.files],
+    ["  last instance's links ready (beside its files)", (d) => d.links],
+    ["  last 'starting' committed", (d) => d.committed],
+    ["  last spawn begun", (d) => d.spawnFrom],
+    ["  last spawn done", (d) => d.spawned],
+    ["  last QMP socket", (d) => d.socket],
+    ["  last attached", (d) => d.attached],
+    ["  every start done (handler)", (d) => d.started],
+  ];
+  console.log(
+    `deploy of 10 → every QEMU spawned (no --wait; medians of ${rounds} rounds, alternating; ` +
+      `ms since the handler began unless said):`,
+  );
+  console.log(`  ${"".padEnd(48)} ${"bridged VLAN".padStart(13)} ${"user-mode".padStart(12)}`);
+  for (const [what, f] of rows) {
+    console.log(
+      `  ${what.padEnd(48)} ${ms(m(t.bridged, f)).padStart(13)} ${ms(m(t.user, f)).padStart(12)}`,
+    );
+  }
+  const b = m(t.bridged, (d) => d.call);
+  const u = m(t.user, (d) => d.call);
+  console.log(
+    `  ratio bridged / user-mode: ${(b / u).toFixed(2)}×; starts' reconcile: ` +
+      `${t.bridged.map((d) => d.lines).join(", ")} ip lines`,
+  );
+  for (let i = 0; i < rounds; i++) {
+    console.log(
+      `  round ${i + 1}: bridged ${ms(t.bridged[i].call).trim()} (load ${
+        t.bridged[i].load.join(" → ")
+      }), user-mode ${ms(t.user[i].call).trim()} (load ${t.user[i].load.join(" → ")})`,
+    );
+  }
+}
+
+/** The 1-minute load average. */
+function loadavg(): string {
+  return Deno.readTextFileSync("/proc/loadavg").split(" ")[0];
 }
 
 async function deployFigures(): Promise<void> {
@@ -446,35 +620,17 @@ async function deployFigures(): Promise<void> {
       vlans: [10],
     });
     await c.call("vmimage.create", { name: "webu", modules: ["web"], configGroups: [], vlans: [] });
-    /** deploy --wait of one instance → ready, in ms; the instance is killed and deleted after. */
-    const once = async (vmimage: string): Promise<number> => {
-      const t0 = performance.now();
-      const [d] = await c.call("deploy", { vmimage, count: 1, wait: true }) as DeployedInstance[];
-      const ms = performance.now() - t0;
-      await c.call("instance.kill", { name: d.name }).catch(() => {});
-      await c.call("instance.del", { name: d.name });
-      if (d.outcome !== "ready") {
-        throw new Error(`${vmimage}: ${d.name} ${d.outcome}: ${d.reason ?? "(no reason)"}`);
-      }
-      return ms;
-    };
-    const warm = { bridged: await once("webb"), user: await once("webu") };
-    const f = await alternating(runs, { bridged: () => once("webb"), user: () => once("webu") });
-    console.log(
-      `deploy → ready, web, one instance (hosted kattach --network bridged in a namespace; ` +
-        `median of ${runs}, alternating): bridged VLAN ${ms(f.bridged).trim()}, user-mode NIC ` +
-        `${ms(f.user).trim()} (${(f.bridged / f.user).toFixed(2)}×)   goal bridged no slower: ` +
-        `${f.bridged <= f.user ? "met" : "NOT met"}` +
-        `\n       first deploys (not counted): bridged ${ms(warm.bridged).trim()}, user ` +
-        `${ms(warm.user).trim()}`,
-    );
-
-    // A deploy of 10 without waiting (deploy → every QEMU spawned): each bridged start runs its
-    // own reconcile (ensureGuestLinks) before its QEMU; the user-mode deploy is the baseline.
-    const ten = async (vmimage: string): Promise<number> => {
+    if (only !== "deploy10") await readyFigures(c);
+    // A deploy of 10 without waiting (deploy → every QEMU spawned): the bridged starts share one
+    // reconcile (ensureGuestLinks) before their QEMUs; the user-mode deploy is the baseline.
+    const log = new LogTail(`${state}/log/kattach.log`);
+    const ten = async (vmimage: string): Promise<DeployTrace> => {
+      log.skip();
+      const load0 = loadavg();
       const t0 = performance.now();
       const ds = await c.call("deploy", { vmimage, count: 10 }) as DeployedInstance[];
-      const ms = performance.now() - t0;
+      const call = performance.now() - t0;
+      const load1 = loadavg();
       for (const d of ds) await c.call("instance.kill", { name: d.name }).catch(() => {});
       for (const d of ds) await c.call("instance.del", { name: d.name });
       const bad = ds.filter((d) => d.outcome !== "started" && d.outcome !== "ready");
@@ -483,15 +639,20 @@ async function deployFigures(): Promise<void> {
           `${vmimage}: ${bad[0].name} ${bad[0].outcome}: ${bad[0].reason ?? "(no reason)"}`,
         );
       }
-      return ms;
+      return { call, load: [load0, load1], ...traceDeploy(log.read(), vmimage) };
     };
-    const rounds10 = Math.max(1, Math.min(runs, 3));
-    const t = await alternating(rounds10, { bridged: () => ten("webb"), user: () => ten("webu") });
-    console.log(
-      `deploy of 10 → every QEMU spawned (no --wait; median of ${rounds10}, alternating): ` +
-        `bridged VLAN ${ms(t.bridged).trim()}, baseline user-mode NICs ${ms(t.user).trim()} ` +
-        `(${(t.bridged / t.user).toFixed(2)}×)`,
-    );
+    // A first deploy of each, not counted: a kattach's first deploy pays once for what later
+    // ones find done (the state directory's grants, the lazily loaded code).
+    await ten("webb");
+    await ten("webu");
+    // With the deploy → ready figures, 3 rounds at most (each boots 20 guests' QEMUs); alone, `--runs`.
+    const rounds10 = only === "deploy10" ? runs : Math.max(1, Math.min(runs, 3));
+    const t: Record<"bridged" | "user", DeployTrace[]> = { bridged: [], user: [] };
+    for (let i = 0; i < rounds10; i++) {
+      t.bridged.push(await ten("webb"));
+      t.user.push(await ten("webu"));
+    }
+    printDeployTrace(t, rounds10);
   } finally {
     client?.close();
     killStateGuests(state);
@@ -515,7 +676,7 @@ try {
     await rollbackFigures();
   }
   if (only === undefined || only === "links") await linkFigures();
-  if (only === undefined || only === "deploy") await deployFigures();
+  if (only === undefined || only === "deploy" || only === "deploy10") await deployFigures();
 } finally {
   await new Deno.Command("ip", { args: ["netns", "del", NS] }).output();
 }

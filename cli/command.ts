@@ -89,8 +89,16 @@ export function intArg(
   what: string,
   range?: readonly [number, number],
 ): number {
-  if (value === undefined || !/^-?\d{1,9}$/.test(value)) {
+  if (value === undefined || !/^-?\d+$/.test(value)) {
     throw new UsageError(`${what} must be a whole number, not ${JSON.stringify(value ?? "")}`);
+  }
+  if (!/^-?\d{1,9}$/.test(value)) {
+    // A whole number still, only too long to be any count, id or size taken here.
+    throw new UsageError(
+      range
+        ? `${what} runs from ${range[0]} to ${range[1]}, not ${value}`
+        : `${what} must be a whole number of at most 9 digits, not ${value}`,
+    );
   }
   const n = Number(value);
   if (range && (n < range[0] || n > range[1])) {

@@ -8,7 +8,9 @@ import type {
   ConfigValue,
   DeployedInstance,
   Instance,
+  InstancePublished,
   Module,
+  ResultOf,
   StoreCheck,
   SystemStatus,
   VlanInfo,
@@ -198,7 +200,12 @@ function sizeMiB(text: string, what: string): number {
   if (!m) {
     throw new UsageError(`${what} takes a size such as 512M or 2G, not ${JSON.stringify(text)}`);
   }
-  return Number(m[1]) * (m[2]?.[0].toUpperCase() === "G" ? 1024 : 1);
+  const mib = Number(m[1]) * (m[2]?.[0].toUpperCase() === "G" ? 1024 : 1);
+  // The action's bounds (1 MiB to 1 TiB), told in the command's words rather than the schema's.
+  if (mib < 1 || mib > 1024 * 1024) {
+    throw new UsageError(`${what} runs from 1M to 1024G, not ${JSON.stringify(text)}`);
+  }
+  return mib;
 }
 
 /** One instance's NICs on one line: the address each is the guest's (instance show's ADDRESS). */
@@ -219,6 +226,11 @@ function healthText(i: Instance): string {
     return last ? `not running (at its last run: ${last})` : "not running";
   }
   return last || "-";
+}
+
+/** A host port published to an instance, e.g. `tcp 8080 -> 80 (id 1)`. */
+function publishedText(f: InstancePublished): string {
+  return `${f.proto} ${f.hostPort} -> ${f.guestPort} (id ${f.id})`;
 }
 
 function renderInstance(i: Instance): string {
@@ -242,8 +254,7 @@ function renderInstance(i: Instance): string {
     ...(i.published
       ? [[
         "Published ports",
-        i.published.map((f) => `${f.proto} ${f.hostPort} -> ${f.guestPort} (id ${f.id})`)
-          .join(", ") || "none",
+        i.published.map(publishedText).join(", ") || "none",
       ] as [string, string]]
       : []),
     ["Health", healthText(i)],
@@ -705,11 +716,15 @@ export const coreCommands: Command[] = [
   }),
   cmd({
     path: ["instance", "del"],
-    summary: "Delete an instance (its addresses and MACs are released)",
+    summary: "Delete an instance (its addresses, MACs and published ports are released)",
     args: [{ name: "NAME" }],
     flags: [],
     destructive: true,
     build: (p) => ({ action: "instance.del", params: { name: p.args.NAME! } }),
-    render: deleted,
+    render(r) {
+      const { deleted, unpublished } = r as ResultOf<"instance.del">;
+      const ports = unpublished.map(publishedText).join(", ");
+      return `Deleted ${deleted}.\n` + (ports ? `No longer published: ${ports}.\n` : "");
+    },
   }),
 ];

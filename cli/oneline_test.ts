@@ -97,6 +97,20 @@ Deno.test("numbers out of range: refused with the flag's name before kattach is 
     [["vmimage", "create", "w", "--modules", "web", "--vlan", "5000"], "a VLAN id runs from 1"],
     [["vlan", "add", "4095", "x", "10.0.0.0/24"], "the VLAN id runs from 1 to 4094, not 4095"],
     [["instance", "stop", "web-1", "--timeout", "0"], "--timeout runs from 1 to 3600, not 0"],
+    [
+      ["vmimage", "create", "w", "--modules", "web", "--data-disk", "0"],
+      "--data-disk runs from 1M",
+    ],
+    [
+      ["vmimage", "create", "w", "--modules", "web", "--data-disk", "2000G"],
+      '--data-disk runs from 1M to 1024G, not "2000G"',
+    ],
+    // A whole number too long to take is out of range, not "not a whole number".
+    [["deploy", "web", "--count", "99999999999"], "--count runs from 1 to 256, not 99999999999"],
+    [
+      ["vlan", "list", "--limit", "99999999999"],
+      "--limit must be a whole number of at most 9 digits, not 99999999999",
+    ],
   ];
   for (const [words, message] of cases) {
     const r = await run(words);
@@ -119,6 +133,20 @@ Deno.test("kattach's parameter checks name the word and the value given, before 
     [
       ["config-group", "add", "web", "Site"],
       `"Site" is not a valid configuration group name (NAME)`,
+    ],
+    // A length bound the schema states without words of its own: said in plain words, not zod's
+    // "Too big: expected string to have <=64 characters".
+    [
+      ["firewall", "mgmt", "add", "a".repeat(70)],
+      `"${"a".repeat(70)}" is not a valid CIDR: it must have at most 64 characters`,
+    ],
+    [
+      ["firewall", "rule", "add", "--chain", "input", "--action", "drop", "--port", "1".repeat(12)],
+      `"${"1".repeat(12)}" is not a valid port (--port): it must have at most 11 characters`,
+    ],
+    [
+      ["vlan", "reserve", "10", "10.0.10.60", "--note", "x".repeat(201)],
+      `"${"x".repeat(201)}" is not a valid TEXT (--note): it must have at most 200 characters`,
     ],
   ];
   for (const [words, message] of cases) {

@@ -212,7 +212,7 @@ function wordIssue(
   c: Command,
   p: Parsed,
   params: unknown,
-  issue: { path: readonly PropertyKey[]; message: string },
+  issue: BoundIssue,
 ): WordIssue {
   const field = issue.path.map(String).join(".");
   const v = valueAt(params, issue.path);
@@ -230,10 +230,46 @@ function wordIssue(
     : all.filter((x) => x.value.split(/[-,@=\s]/).includes(given));
   const found = exact.find(named) ?? exact[0] ?? piece.find(named) ?? piece[0] ??
     all.find(named);
-  const reason = issue.message;
+  const reason = plainReason(issue);
   if (!found) {
     return { word: field, value: given, field, reason, message: sentence(field, given, reason) };
   }
   const value = given ?? found.value;
   return { word: found.word, value, field, reason, message: sentence(found.what, value, reason) };
+}
+
+/** A zod issue, with what a size bound's issue (`too_big`, `too_small`) adds. */
+interface BoundIssue {
+  path: readonly PropertyKey[];
+  message: string;
+  code?: string;
+  origin?: string;
+  maximum?: unknown;
+  minimum?: unknown;
+  inclusive?: boolean;
+}
+
+/**
+ * An issue's reason: the schema's own words, or in plain words where zod used its default for a
+ * bound (`Too big: expected string to have <=64 characters` -> `it is longer than 64 characters`).
+ */
+function plainReason(issue: BoundIssue): string {
+  const big = issue.code === "too_big";
+  if ((!big && issue.code !== "too_small") || !/^Too (big|small): /.test(issue.message)) {
+    return issue.message;
+  }
+  const bound = Number(big ? issue.maximum : issue.minimum);
+  const unit = ({ string: "characters", array: "items" } as Record<string, string>)[
+    issue.origin ?? ""
+  ];
+  if (unit === undefined) {
+    const at = issue.inclusive === false
+      ? (big ? "below" : "above")
+      : `${big ? "at most" : "at least"}`;
+    return `it must be ${at} ${bound}`;
+  }
+  if (issue.inclusive === false) {
+    return `it must have ${big ? "fewer" : "more"} than ${bound} ${unit}`;
+  }
+  return `it must have ${big ? "at most" : "at least"} ${bound} ${unit}`;
 }

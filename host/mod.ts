@@ -92,11 +92,12 @@ export {
   type UserIds,
 } from "./guest_user.ts";
 export {
+  closeFd,
   decodeWaitStatus,
   type DetachedProcess,
   INHERITED_FD,
+  listenUnixFd,
   type ProcessEnd,
   spawnDetached,
   type SpawnDetachedOptions,
 } from "./spawn.ts";
-export { closeFd, listenUnixFd } from "./unix_listen.ts";

@@ -1,6 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
-import { decodeWaitStatus, INHERITED_FD, spawnDetached } from "./spawn.ts";
-import { closeFd, listenUnixFd } from "./unix_listen.ts";
+import { closeFd, decodeWaitStatus, INHERITED_FD, listenUnixFd, spawnDetached } from "./spawn.ts";
 
 /** The fields of /proc/PID/status named, as text ("Uid", "Groups", "CapEff", …). */
 function procStatus(pid: number): Record<string, string> {

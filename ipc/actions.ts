@@ -18,6 +18,7 @@ import {
   DeployedInstance,
   Instance,
   InstanceName,
+  InstancePublished,
   InstanceState,
   ListWindow,
   Module,
@@ -204,7 +205,11 @@ const builders = {
     result: z.array(Instance),
   }),
   "instance.show": () => ({ params: z.strictObject({ name: InstanceName }), result: Instance }),
-  "instance.del": () => ({ params: z.strictObject({ name: InstanceName }), result: Deleted }),
+  "instance.del": () => ({
+    params: z.strictObject({ name: InstanceName }),
+    /** `unpublished`: the instance's published ports, which went with it. */
+    result: Deleted.extend({ unpublished: z.array(InstancePublished) }),
+  }),
 
   ...appqueueActions,
   ...guestActions,

@@ -63,6 +63,15 @@ function liveOf(k: Kattach): Live {
   return s;
 }
 
+/**
+ * True when the ruleset in the kernel names this tap (its anti-spoofing entries are in force:
+ * a tap outside the `ports` set is not filtered), or when kattach manages no firewall.
+ */
+export function firewallNames(k: Kattach, tap: string): boolean {
+  if (!k.firewallHost) return true;
+  return liveOf(k).appliedText?.includes(`"${tap}"`) ?? false;
+}
+
 /** Runs `fn` after every earlier firewall operation of this kattach has finished. */
 function serialized<T>(k: Kattach, fn: () => Promise<T>): Promise<T> {
   const state = liveOf(k);

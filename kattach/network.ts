@@ -37,7 +37,7 @@ import {
 import { UserError } from "../lib/errors.ts";
 import { guestNics, SLIRP } from "../vmimage/mod.ts";
 import type { Kattach } from "./context.ts";
-import { applyFirewall } from "./firewall.ts";
+import { applyFirewall, firewallNames } from "./firewall.ts";
 import type { Store } from "./store.ts";
 
 /** How kattach runs the host network. */
@@ -264,6 +264,10 @@ async function reconcile(
   let applied: string[] = [];
   let warnings: string[] = [];
   let error: string | null = null;
+  // A start's firewall goes alongside its links: its sets name the new taps by name (nft needs no
+  // link to exist) and no QEMU has them open before both are done (ensureGuestLinks). A full run
+  // applies it after the links, which may delete links that the ruleset still names.
+  const startsFirewall = instance === undefined ? undefined : followFirewall(k, reason);
   try {
     // Taps belong to the user QEMU runs as (kaos-qemu when kattach is root): it opens them.
     const owner = await ensureGuestUser((line) => k.log(line));
@@ -284,17 +288,9 @@ async function reconcile(
   } catch (err) {
     error = err instanceof Error ? err.message : String(err);
   }
-  // The firewall follows the links (its sets name the taps and bridges); it applies only when
-  // its ruleset changed, and keeps commit-confirmed for management-access changes.
-  if (k.firewallHost) {
-    try {
-      const fw = await applyFirewall(k, { reason });
-      warnings = [...warnings, ...fw.warnings];
-    } catch (err) {
-      const why = `firewall: ${err instanceof Error ? err.message : String(err)}`;
-      error = error ? `${error}; ${why}` : why;
-    }
-  }
+  const fw = await (startsFirewall ?? followFirewall(k, reason));
+  warnings = [...warnings, ...fw.warnings];
+  if (fw.error) error = error ? `${error}; ${fw.error}` : fw.error;
   const ms = Math.round((performance.now() - t0) * 10) / 10;
   const result: NetworkApplyResult = {
     mode: "bridged",
@@ -318,6 +314,23 @@ async function reconcile(
     if (instance) rt.warned.add(w);
   }
   return result;
+}
+
+/**
+ * The firewall after (or, for starts, beside) the links: its sets name the taps and bridges. It
+ * applies only when its ruleset changed, and keeps commit-confirmed for management-access
+ * changes. Never throws: a failure is its `error`.
+ */
+async function followFirewall(
+  k: Kattach,
+  reason: string,
+): Promise<{ warnings: string[]; error: string | null }> {
+  if (!k.firewallHost) return { warnings: [], error: null };
+  try {
+    return { warnings: (await applyFirewall(k, { reason })).warnings, error: null };
+  } catch (err) {
+    return { warnings: [], error: `firewall: ${err instanceof Error ? err.message : String(err)}` };
+  }
 }
 
 /** What `network status` reports: settings, per-VLAN link state and pending changes. */
@@ -483,16 +496,16 @@ export function guestNetwork(k: Kattach, inst: Pick<Instance, "nics">): GuestNet
 /**
  * Before QEMU starts: reconciles this instance's own links only (its taps, their bridges and
  * VLAN links, the gateway addresses on those bridges; no other link is read into the plan or
- * touched), then the firewall (its port sets must name the taps before the guest sends), and
- * checks that every tap of the instance is on its bridge (QEMU would otherwise make a loose tap
- * of that name). With the link cache (kattach's reader) no dump of the host's links is made.
- * A UserError naming what is wrong.
+ * touched) and, beside them, the firewall (its port sets must name the taps before the guest
+ * sends); then checks that every tap of the instance is on its bridge (QEMU would otherwise make
+ * a loose tap of that name) and named by the ruleset in the kernel. With the link cache
+ * (kattach's reader) no dump of the host's links is made. A UserError naming what is wrong.
  */
 export async function ensureGuestLinks(k: Kattach, inst: Pick<Instance, "name" | "nics">) {
   const rt = runtimes.get(k);
   const taps = guestNetwork(k, inst).nics.filter((n) => n.tap);
   if (!rt || rt.mode !== "bridged" || taps.length === 0) return;
-  const { result: r, links } = await startsRun(k, rt, inst.name);
+  const { result: r, links } = await scopedRun(k, rt, [inst.name]);
   for (const n of taps) {
     const l = links.get(n.tap!);
     if (!l || l.master !== n.bridge) {
@@ -504,33 +517,68 @@ export async function ensureGuestLinks(k: Kattach, inst: Pick<Instance, "name" |
       );
     }
   }
+  // A tap the kernel's ruleset does not name is not filtered at all (no anti-spoofing): when
+  // the firewall could not be applied, the guest does not start.
+  const unfiltered = taps.filter((n) => !firewallNames(k, n.tap!)).map((n) => n.tap);
+  if (unfiltered.length > 0) {
+    throw new UserError(
+      `Cannot start ${inst.name}: the firewall does not filter its tap ${unfiltered.join(", ")}${
+        r.error ? ` (${r.error})` : ""
+      }`,
+      { hint: "see `firewall status` and the kattach log" },
+    );
+  }
 }
 
 /**
- * The starts' reconcile that `name` joins: the one scheduled and not started yet (a deploy's
- * starts arrive together: one batch for all their taps), else a new one.
+ * After a deploy: makes its instances' links (their taps, the bridges and VLAN links those are
+ * on, the gateway addresses there) as their starts do, and touches no other link: a deploy
+ * whose instances started finds them made (nothing to apply), one with `--no-start` gets its
+ * taps here. Drift elsewhere waits for the next full reconcile. In user mode nothing happens
+ * (null). Never throws: the outcome (and any error) is returned and logged, as applyNetwork's.
  */
-function startsRun(k: Kattach, rt: Runtime, name: string): Promise<StartsRun> {
+export async function linkInstances(
+  k: Kattach,
+  names: string[],
+  options: { reason: string },
+): Promise<NetworkApplyResult | null> {
+  const rt = runtimes.get(k);
+  if (!rt || rt.mode !== "bridged" || names.length === 0) return null;
+  return (await scopedRun(k, rt, names, options.reason)).result;
+}
+
+/**
+ * The reconcile of some instances' own links that `names` join: the one scheduled and not
+ * started yet (a deploy's starts arrive together: one batch for all their taps), else a new one
+ * (said as `reason`, else as the starts of its instances).
+ */
+function scopedRun(
+  k: Kattach,
+  rt: Runtime,
+  names: string[],
+  reason?: string,
+): Promise<StartsRun> {
   if (rt.startsQueued) {
-    rt.startsQueued.names.add(name);
+    for (const name of names) rt.startsQueued.names.add(name);
     return rt.startsQueued.run;
   }
-  const names = new Set([name]);
+  const joined = new Set(names);
   const run = serial(rt, async (): Promise<StartsRun> => {
     rt.startsQueued = null; // later starts queue a run of their own, behind this one
-    const instances = [...names].sort();
+    const instances = [...joined].sort();
     const seen: { host?: HostState } = {};
-    const reason = instances.length <= 3
-      ? `start ${instances.join(", ")}`
-      : `start of ${instances.length} instances (${instances.slice(0, 3).join(", ")}, …)`;
-    const result = await reconcile(k, rt, reason, { instances, seen });
+    const said = reason ??
+      (instances.length <= 3
+        ? `start ${instances.join(", ")}`
+        : `start of ${instances.length} instances (${instances.slice(0, 3).join(", ")}, …)`);
+    const result = await reconcile(k, rt, said, { instances, seen });
     // What was read before is still true when nothing was applied (no second read then).
     const host = result.applied.length === 0 && seen.host
       ? seen.host
       : await readHostState(rt.host, fallbackLog(k));
     return { result, links: host.links };
   });
-  rt.startsQueued = { names, run };
+  rt.startsQueued = { names: joined, run };
   return run;
 }
 

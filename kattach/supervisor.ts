@@ -409,18 +409,22 @@ export class Supervisor {
       const t0 = options.shared?.t0 ?? performance.now();
       const since = () => Math.round(performance.now() - t0);
       let prepared = 0;
+      let linked = 0;
       let committed = 0;
       let spawnFrom = 0;
       let spawned = 0;
       try {
-        await ensureGuestLinks(this.#k, inst);
-        const prep = await prepareInstance(this.#k, inst, {
-          machine: rt.machine,
-          previousForwards: rt.forwards,
-          ...(options.shared ? { shared: options.shared } : {}),
-        });
+        // The files and the host's links at once: neither needs the other, and QEMU is spawned
+        // only once both are done (its taps on their bridges, the firewall naming them).
+        const prep = await bothOrFirstError(
+          ensureGuestLinks(this.#k, inst).then(() => void (linked = since())),
+          prepareInstance(this.#k, inst, {
+            machine: rt.machine,
+            previousForwards: rt.forwards,
+            ...(options.shared ? { shared: options.shared } : {}),
+          }).then((p) => (prepared = since(), p)),
+        );
         paths = prep.paths;
-        prepared = since();
         argv = prep.argv;
         known = {
           modules: prep.modules,
@@ -501,7 +505,7 @@ export class Supervisor {
       this.#k.log(
         `supervisor: started ${name} (pid ${launched.pid}; ms since the ${
           options.shared ? "deploy" : "start"
-        }: files ${prepared}, starting committed ${committed}, spawn ${spawnFrom}-${spawned}, QMP socket ${
+        }: files ${prepared}, links ${linked}, starting committed ${committed}, spawn ${spawnFrom}-${spawned}, QMP socket ${
           spawned + q.socketMs
         } (${q.tries} tries), capabilities ${spawned + q.readyMs}, attached ${since()})`,
       );
@@ -1346,4 +1350,15 @@ async function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> 
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Waits for both `first` and `then` to settle (neither is left running behind a failure);
+ * throws `first`'s error, else `then`'s, else gives `then`'s value.
+ */
+async function bothOrFirstError<T>(first: Promise<unknown>, then: Promise<T>): Promise<T> {
+  const [a, b] = await Promise.allSettled([first, then]);
+  if (a.status === "rejected") throw a.reason;
+  if (b.status === "rejected") throw b.reason;
+  return b.value;
 }

@@ -213,13 +213,26 @@ Deno.test("config groups, VM images and deploy: validation, IPAM, MACs, all-or-n
     assert.match(shrink.stderr, /an instance has 10\.0\.10\.2, outside the new pool/);
     const moveGw = await k.aq("vlan", "set", "10", "--gateway", "10.0.10.3");
     assert.equal(moveGw.code, 1);
+    assert.equal(
+      moveGw.stderr,
+      "Error: Cannot make 10.0.10.3 the gateway of VLAN 10: an instance has it\n" +
+        "Hint: choose an address no instance has (see `instance list`)\n",
+    );
     assert.equal((await k.aq("vlan", "set", "10")).code, 2); // nothing to change
     const renamed = await k.json<VlanInfo>("vlan", "set", "front", "--name", "edge");
     assert.equal(renamed.name, "edge");
     assert.equal(renamed.poolEnd, "10.0.10.6");
 
-    // Releasing an address makes it available again; the name is never reused.
-    await k.json("instance", "del", "web-2");
+    // Releasing an address makes it available again; the name is never reused. Its published
+    // port goes with it, and the answer says so.
+    await k.json("firewall", "forward", "add", "web-2", "80", "--host-port", "8080");
+    const gone = await k.aq("instance", "del", "web-2");
+    assert.deepEqual([gone.code, gone.stdout, gone.stderr], [
+      0,
+      "Deleted web-2.\nNo longer published: tcp 8080 -> 80 (id 1).\n",
+      "",
+    ]);
+    assert.deepEqual(await k.json("firewall", "forward", "list"), []);
     const next = await k.json<Instance[]>("deploy", "web", "--no-start");
     assert.equal(next[0].name, "web-4");
     assert.equal(next[0].nics[0].ip, "10.0.10.3");

@@ -6,8 +6,10 @@
  * under `instance stats`; and the link counters read from sysfs and through `ip -n`.
  */
 import assert from "node:assert/strict";
-import { LinkCache, realNetlink } from "../host/mod.ts";
-import { readHostState } from "../kattach/network.ts";
+import { LinkCache, type NftHost, realNetlink, realNft } from "../host/mod.ts";
+import type { Kattach } from "../kattach/actions/_types.ts";
+import { applyNetwork, ensureGuestLinks, readHostState, startNetwork } from "../kattach/network.ts";
+import { Store } from "../kattach/store.ts";
 import type {
   GuestStats,
   Instance,
@@ -38,6 +40,17 @@ async function namespace(prefix: string): Promise<[string, () => Promise<void>]>
   await sh("ip", "netns", "add", ns);
   await sh("ip", "-n", ns, "link", "set", "lo", "up");
   return [ns, async () => void await run(["ip", "netns", "del", ns])];
+}
+
+/** The links enslaved to `bridge` in namespace `ns`, by name, sorted (from the kernel). */
+async function portsOf(ns: string, bridge: string): Promise<string[]> {
+  const shown = JSON.parse(await sh("ip", "-n", ns, "-j", "link", "show", "master", bridge));
+  return shown.map((l: { ifname: string }) => l.ifname).sort();
+}
+
+/** The firewall's anti-spoofing set (tap . MAC . address) in namespace `ns`, as nft lists it. */
+function portIpSet(ns: string): Promise<string> {
+  return sh("ip", "netns", "exec", ns, "nft", "list", "set", "bridge", "kaos", "port_ip");
 }
 
 Deno.test("links on the real kernel: create, no-op second run, drift repaired, foreign links untouched", async () => {
@@ -126,6 +139,184 @@ Deno.test("links on the real kernel: create, no-op second run, drift repaired, f
   } finally {
     await drop();
   }
+});
+
+Deno.test("a deploy's starts on the real kernel: one ip batch and one nft apply, side by side; every tap on its bridge and in the firewall before ensureGuestLinks resolves", async () => {
+  const [ns, drop] = await namespace("kaosnet-starts");
+  const dir = await Deno.makeTempDir({ prefix: "kaos-net-starts-" });
+  const store = Store.open(`${dir}/kaos.db`);
+  try {
+    // What ran when (ms): the link batches and the nft applies, through the real host.
+    const t0 = performance.now();
+    const batches: { from: number; to: number; text: string }[] = [];
+    const applies: { from: number; to: number }[] = [];
+    const links = realNetlink({ netns: ns });
+    const host = {
+      ...links,
+      vhostNet: () => links.vhostNet(),
+      async applyBatch(text: string) {
+        const from = performance.now() - t0;
+        const r = await links.applyBatch(text);
+        batches.push({ from, to: performance.now() - t0, text });
+        return r;
+      },
+    };
+    const real = realNft(["ip", "netns", "exec", ns, "nft"]);
+    // (swapped below for an nft that cannot run: a namespace that does not exist)
+    let inner = real;
+    const nft: NftHost = {
+      ...real,
+      async apply(script) {
+        const from = performance.now() - t0;
+        await inner.apply(script);
+        applies.push({ from, to: performance.now() - t0 });
+      },
+    };
+    const lines: string[] = [];
+    const k: Kattach = {
+      store,
+      stateDir: dir,
+      mode: "hosted",
+      startedAt: Date.now(),
+      accel: { kind: "tcg", reason: "test" },
+      log: (l) => lines.push(l),
+      firewallHost: { nft, mgmtPort: 1289 },
+    };
+    store.tx(() => {
+      store.insertVlan({
+        id: 10,
+        name: "front",
+        cidr: "10.0.10.0/24",
+        gateway: "10.0.10.1",
+        poolStart: "10.0.10.2",
+        poolEnd: "10.0.10.254",
+        uplink: "none",
+        nat: false,
+        isolate: false,
+      });
+      store.insertVmImage({
+        name: "web",
+        modules: [],
+        configGroups: [],
+        vlans: [10],
+        memoryMiB: 64,
+        cpus: 1,
+      });
+    });
+    startNetwork(k, { mode: "bridged", host });
+    const boot = await applyNetwork(k, { reason: "boot" });
+    assert.equal(boot.error, null, lines.join("\n"));
+    // A deploy's records, then its starts together.
+    const names = ["web-1", "web-2", "web-3"];
+    store.tx(() =>
+      names.forEach((name, i) =>
+        store.insertInstance({
+          name,
+          vmimage: "web",
+          state: "defined",
+          autostart: false,
+          restartPolicy: "never",
+          nics: [{ index: 0, vlan: 10, mac: `0a:4b:53:00:00:0${i + 1}`, ip: `10.0.10.${i + 2}` }],
+        })
+      )
+    );
+    const [b, a] = [batches.length, applies.length];
+    await Promise.all(names.map((name) => ensureGuestLinks(k, store.getInstance(name)!)));
+    assert.equal(batches.length, b + 1, "one ip batch for the three taps");
+    assert.equal(applies.length, a + 1, "one nft apply for the three taps");
+    const [batch, apply] = [batches[b], applies[a]];
+    assert.ok(
+      apply.from < batch.to && batch.from < apply.to,
+      `the ruleset is applied beside the link batch: ${JSON.stringify({ batch, apply })}`,
+    );
+    // What QEMU relies on once ensureGuestLinks has resolved: its tap on the bridge, up, and
+    // the anti-spoofing set naming it with the guest's MAC and address (from the kernel).
+    const taps = ["kt0a4b53000001", "kt0a4b53000002", "kt0a4b53000003"];
+    assert.deepEqual(await portsOf(ns, "kbr10"), taps);
+    const set = await portIpSet(ns);
+    names.forEach((_, i) =>
+      assert.match(
+        set,
+        new RegExp(`"${taps[i]}" \\. 0a:4b:53:00:00:0${i + 1} \\. 10\\.0\\.10\\.${i + 2}`),
+      )
+    );
+    // A start of an instance already linked changes nothing on the host.
+    await ensureGuestLinks(k, store.getInstance("web-2")!);
+    assert.equal(batches.length, b + 1);
+    assert.equal(applies.length, a + 1);
+
+    // nft fails: the new tap is made, but a tap the kernel's ruleset does not name is not
+    // filtered at all (`iifname != @ports accept`), so the start is refused, naming it.
+    store.tx(() =>
+      store.insertInstance({
+        name: "web-4",
+        vmimage: "web",
+        state: "defined",
+        autostart: false,
+        restartPolicy: "never",
+        nics: [{ index: 0, vlan: 10, mac: "0a:4b:53:00:00:04", ip: "10.0.10.5" }],
+      })
+    );
+    inner = realNft(["ip", "netns", "exec", `${ns}-missing`, "nft"]);
+    await assert.rejects(
+      () => ensureGuestLinks(k, store.getInstance("web-4")!),
+      /^UserError: Cannot start web-4: the firewall does not filter its tap kt0a4b53000004 \(firewall: /,
+    );
+    assert.deepEqual(await portsOf(ns, "kbr10"), [...taps, "kt0a4b53000004"]);
+    assert.doesNotMatch(await portIpSet(ns), /kt0a4b53000004/);
+    // The others' starts are not held up: their taps are in the ruleset in force.
+    await ensureGuestLinks(k, store.getInstance("web-1")!);
+    // nft back: the next start of web-4 applies the ruleset and goes ahead.
+    inner = real;
+    await ensureGuestLinks(k, store.getInstance("web-4")!);
+    assert.match(await portIpSet(ns), /"kt0a4b53000004" \. 0a:4b:53:00:00:04 \. 10\.0\.10\.5/);
+  } finally {
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+    await drop();
+  }
+});
+
+Deno.test({
+  name:
+    "hosted kattach, bridged: deploy --no-start makes its instances' taps and firewall entries, and leaves other links to the next full reconcile",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await buildFixtures();
+    const [ns, drop] = await namespace("kaosnet-deploy");
+    let k: TestKattach | undefined;
+    try {
+      k = await TestKattach.start(undefined, {
+        wrap: ["ip", "netns", "exec", ns],
+        network: "bridged",
+      });
+      for (const m of ["vkaos", "web"]) {
+        assert.equal((await k.aq("module", "import", `${FIXTURES_OUT}/${m}`)).code, 0);
+      }
+      await k.json("vlan", "add", "10", "front", "10.77.10.0/24");
+      await k.json("vmimage", "create", "webv", "--modules", "web", "--vlan", "10");
+      // An owned link no VLAN wants (a leftover), made behind kattach's back.
+      await sh("ip", "-n", ns, "link", "add", "kbr30", "type", "bridge");
+      await sh("ip", "-n", ns, "link", "set", "dev", "kbr30", "alias", "kaos:bridge:30");
+      const deployed = await k.json<Instance[]>("deploy", "webv", "--count", "2", "--no-start");
+      const taps = deployed.map((d) => `kt${d.nics[0].mac.replaceAll(":", "")}`);
+      assert.deepEqual(await portsOf(ns, "kbr10"), [...taps].sort(), "the deploy made its taps");
+      const set = await portIpSet(ns);
+      for (const tap of taps) assert.match(set, new RegExp(`"${tap}" \\. `), set);
+      assert.match(k.log, /network: deploy: 6 change\(s\)/);
+      // The deploy touched no other link: the leftover waits for the next full reconcile.
+      await sh("ip", "-n", ns, "link", "show", "kbr30");
+      const status = await k.json<NetworkStatus>("network", "status");
+      assert.deepEqual(status.pending, ["link del dev kbr30"]);
+      const full = await k.json<NetworkApplyResult>("network", "apply");
+      assert.deepEqual([full.applied, full.error], [["link del dev kbr30"], null]);
+      assert.notEqual((await run(["ip", "-n", ns, "link", "show", "kbr30"])).code, 0);
+    } finally {
+      await k?.dispose();
+      await drop();
+    }
+  },
 });
 
 Deno.test("the link cache follows the kernel: changes behind its back, a lost burst re-read", async () => {

@@ -3,12 +3,18 @@
  * one transaction (all or nothing); then starts each on its own and reports per instance what
  * happened (an instance that fails to start stays, `failed`, with its reason).
  */
-import { type DeployedInstance, JsonText, type Nic } from "../../ipc/mod.ts";
+import {
+  type DeployedInstance,
+  type InstancePublished,
+  JsonText,
+  type Nic,
+} from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
 import { allocateMac, macIndex } from "../../netmgr/mod.ts";
 import { instanceMachine, removeInstanceDir, SharedPrep } from "../instance_runtime.ts";
-import { networkMode, nicStatus } from "../network.ts";
+import { linkInstances, networkMode, nicStatus } from "../network.ts";
 import { instanceHome, instanceRoot, noStorageNotice, placeInstances } from "../storage.ts";
+import type { Store } from "../store.ts";
 import { listForwards } from "../store_firewall.ts";
 import { setInstanceStorage, vmImageStorage } from "../store_storage.ts";
 import { runningPids, supervisorOf, withRuntime, withRuntimes } from "../supervisor.ts";
@@ -121,6 +127,9 @@ export const instanceHandlers: Handlers<
         }
       }));
     }
+    // Their own links only (the starts made them; `--no-start` gets its taps here): a deploy
+    // re-plans no other link (a full no-op reconcile of 4,094 VLANs + 1,000 taps: 42.6-92.7 ms).
+    await linkInstances(k, created, { reason: "deploy" });
     const started = performance.now();
     try {
       await synced;
@@ -157,9 +166,7 @@ export const instanceHandlers: Handlers<
     const machine = instanceMachine(k, inst, getRuntime(k.store, p.name).machine);
     const storagePlace = inst.storage ?? instanceHome(k);
     // Published ports go to the instance's VLAN address: `forwards` (user-mode) leaves them out.
-    const published = listForwards(k.store, { filter: p.name })
-      .filter((f) => f.instance === p.name)
-      .map(({ id, proto, hostPort, guestPort }) => ({ id, proto, hostPort, guestPort }));
+    const published = publishedTo(k.store, p.name);
     return { ...inst, machine, storagePlace, published, ...await nicStatus(k, inst) };
   },
 
@@ -175,9 +182,11 @@ export const instanceHandlers: Handlers<
         });
       }
       sup.forget(p.name);
+      // Its published ports go with it (the store cascades): the answer names them.
+      const unpublished = publishedTo(k.store, p.name);
       k.store.deleteInstance(p.name);
       k.log(`instance: deleted ${p.name}`);
-      return { deleted: p.name };
+      return { deleted: p.name, unpublished };
     });
     try {
       await removeInstanceDir(root, p.name);
@@ -195,3 +204,10 @@ export const instanceHandlers: Handlers<
     return result;
   },
 };
+
+/** The host ports published to an instance (`firewall forward add`). */
+function publishedTo(store: Store, name: string): InstancePublished[] {
+  return listForwards(store, { filter: name })
+    .filter((f) => f.instance === name)
+    .map(({ id, proto, hostPort, guestPort }) => ({ id, proto, hostPort, guestPort }));
+}

@@ -68,7 +68,8 @@ export async function runAction(
 
 /**
  * Actions whose committed change adds, moves or removes host links or addresses: the links are
- * reconciled after them (instance start reconciles before QEMU opens its taps).
+ * reconciled after them (instance start reconciles before QEMU opens its taps; deploy makes its
+ * own instances' links only, kattach/network.ts linkInstances).
  */
 const CHANGES_LINKS = new Set<ActionName>([
   "vlan.add",
@@ -77,6 +78,5 @@ const CHANGES_LINKS = new Set<ActionName>([
   "vlan.route.add",
   "vlan.route.del",
   "network.set",
-  "deploy",
   "instance.del",
 ]);

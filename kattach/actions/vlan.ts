@@ -140,7 +140,17 @@ export const vlanSetRules: Rule<"vlan.set">[] = [
       const end = parseIpv4(plan.poolEnd);
       for (const ip of k.store.vlanAssignedIps(vlan.id)) {
         const n = parseIpv4(ip);
-        if (n < start || n > end || ip === plan.gateway) {
+        if (ip === plan.gateway) {
+          // Inside the pool, maybe: the pool is not what is wrong (it said so before).
+          throw new UserError(
+            `Cannot make ${ip} the gateway of VLAN ${vlan.id}: an instance has it`,
+            {
+              hint: "choose an address no instance has (see `instance list`)",
+              code: "in-use",
+            },
+          );
+        }
+        if (n < start || n > end) {
           throw new UserError(
             `Cannot change VLAN ${vlan.id}: an instance has ${ip}, outside the new pool ${plan.poolStart}-${plan.poolEnd}`,
             {
