@@ -32,8 +32,9 @@ async function startReady(k: TestKattach): Promise<Instance> {
 }
 
 /**
- * Holds QEMU `pid` stopped (SIGSTOP) for `holdMs` once the serial log shows `powering off` after
- * byte `from`; resolves true when it held it, false when QEMU ended before it could.
+ * Holds QEMU `pid` stopped (SIGSTOP) for `holdMs` once the serial log shows the whole
+ * `powering off` line after byte `from`; resolves true when it held it, false when QEMU ended
+ * before it could.
  */
 async function holdWhenPoweringOff(
   k: TestKattach,
@@ -45,7 +46,9 @@ async function holdWhenPoweringOff(
     const size = Deno.statSync(path).size;
     if (size !== seen) {
       seen = size;
-      if ((await serialFrom(k, o.from)).includes("KAOS-GUEST: powering off")) {
+      // The whole line: QEMU writes the console byte by byte, and a line still being written
+      // is not one kattach reads yet.
+      if (/KAOS-GUEST: powering off\r?\n/.test(await serialFrom(k, o.from))) {
         try {
           Deno.kill(o.pid, "SIGSTOP");
         } catch {
