@@ -166,12 +166,20 @@ async function nft(
     }
     throw err;
   }
+  // nft may end before it read all of its script (`ip netns exec` into a namespace that is gone,
+  // an nft that cannot start): its exit code and stderr say why, not our write's broken pipe.
+  let unread: unknown = null;
   if (stdin !== undefined) {
     const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
+    try {
+      await w.write(new TextEncoder().encode(stdin));
+      await w.close();
+    } catch (err) {
+      unread = err;
+    }
   }
   const out = await child.output();
+  if (unread !== null && out.code === 0) throw unread; // it said nothing wrong, but did not read
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
