@@ -145,6 +145,10 @@ Deno.test("kattach's parameter checks name the word and the value given, before 
       `"${"1".repeat(12)}" is not a valid port (--port): it must have at most 11 characters`,
     ],
     [
+      ["vmimage", "create", "w", "--modules", "web", "--vlan", "1,2,3,4,5,6,7,8,9"],
+      `"1,2,3,4,5,6,7,8,9" is not a valid VLAN (--vlan): it must have at most 8 items`,
+    ],
+    [
       ["vlan", "reserve", "10", "10.0.10.60", "--note", "x".repeat(201)],
       `"${"x".repeat(201)}" is not a valid TEXT (--note): it must have at most 200 characters`,
     ],
