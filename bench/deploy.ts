@@ -76,7 +76,7 @@ import {
   renderQcow2,
   renderQemuArgv,
 } from "../vmimage/mod.ts";
-import { killPidfile, killStateGuests } from "./_guests.ts";
+import { createWebImage, killPidfile, killStateGuests } from "./_guests.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const OUT = `${ROOT}/fixtures/out`;
@@ -492,14 +492,7 @@ console.log(
   } instances)`,
 );
 try {
-  await client.call("module.import", { path: `${OUT}/vkaos` });
-  await client.call("module.import", { path: `${OUT}/web` });
-  await client.call("vmimage.create", {
-    name: "web",
-    modules: ["web"],
-    configGroups: [],
-    vlans: [],
-  });
+  await createWebImage(client, { out: OUT });
   console.log(`kattach RSS idle: ${rssMiB(kattach.pid).toFixed(1)} MiB; load ${load()}`);
   console.log(
     `N       deploy→QMP running   bare→QMP running   ratio   deploy→ready   bare→ready   kattach RSS   load (medians of ${

@@ -16,6 +16,7 @@ import type { ConfigApplyOutcome, GuestStats, Instance, ModuleRunResult } from "
 import { AppQueueServer } from "./_appqueue_server.ts";
 import { AQ_TIMEOUT_MS, buildFixtures, FIXTURES_OUT, REPO_ROOT, TestKattach } from "./_harness.ts";
 import { run } from "./_util.ts";
+import { AgentClient, agentPing } from "../vmimage/agent/mod.ts";
 
 type SetResult = { values: Record<string, unknown>; applied?: ConfigApplyOutcome[] };
 
@@ -47,6 +48,20 @@ Deno.test({
       assert.equal(before.state, "running");
       const port = before.forwards!.find((f) => f.guestPort === 80)!.hostPort;
       assert.match(await page(port), /<h1>First title<\/h1>/);
+
+      // The agent sleeps until a client connects (a blocked write, not a poll), answers it, and
+      // waits again once it leaves: two connections of our own before kattach's first.
+      const sock = `${k.stateDir}/instances/web-1/agent.sock`;
+      for (const round of [1, 2]) {
+        const agent = await AgentClient.connect(sock, {
+          log: (m) => assert.fail(`round ${round}: ${m}`),
+        });
+        try {
+          assert.equal((await agentPing(agent, { timeoutMs: 10_000 })).instance, "web-1");
+        } finally {
+          await agent.close();
+        }
+      }
       const stats1 = await k.json<GuestStats>("instance", "stats", "web-1");
       assert.ok(stats1.guest, "the guest agent answers sysinfo");
       assert.ok(stats1.guest.memTotalBytes > 100 * 1024 * 1024);
