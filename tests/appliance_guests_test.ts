@@ -367,7 +367,7 @@ Deno.test({
       // How many presses each stop took and whether the guest said `powering off` only after the
       // 2 s repeat (diagnostic: under nested TCG a guest's acpid handler may take that long).
       console.log(
-        log.split("\n").filter((l) => /presses? of its power button|powering off after/.test(l))
+        log.split("\n").filter((l) => /press(es)? of its power button|powering off after/.test(l))
           .join("\n"),
       );
       assertMatch(log, /supervisor: stopping 1 guest\(s\): web-1/);
