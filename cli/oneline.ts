@@ -199,13 +199,14 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
   let client: IpcClient | undefined;
   try {
     client = await io.connect();
+    const counter = progressLines(io.err);
     const result = await client.call(request.action, request.params as never, {
       onProgress: (message, done, total) => {
         const shown = json && found.command.progressJson
           ? found.command.progressJson(message)
           : found.command.progress?.(message, done, total);
         if (shown !== undefined) io.out(stripControls(shown));
-        else io.err(`${total ? `[${done ?? 0}/${total}] ` : ""}${stripControlsLine(message)}\n`);
+        else counter(stripControlsLine(message), done, total);
       },
     });
     if (found.command.interactive) {
@@ -228,6 +229,28 @@ export async function runOneLine(words: string[], io: OneLineIo): Promise<number
   } finally {
     client?.close();
   }
+}
+
+/** How long a counter of one message (`[262144/4362240] downloading web.aqi`) stays quiet. */
+export const PROGRESS_QUIET_MS = 1000;
+
+/**
+ * Writes progress frames as lines on stderr: every new message, but a counter that goes on for
+ * the same message (a download's bytes) at most once per {@linkcode PROGRESS_QUIET_MS} and at its
+ * end; each frame a line of its own would be 17 lines for a 4 MiB module.
+ */
+export function progressLines(
+  err: (text: string) => void,
+  now: () => number = Date.now,
+): (message: string, done?: number, total?: number) => void {
+  let last = { message: "", at: -Infinity };
+  return (message, done, total) => {
+    const t = now();
+    const counting = total !== undefined && total > 0 && message === last.message;
+    if (counting && (done ?? 0) < total && t - last.at < PROGRESS_QUIET_MS) return;
+    last = { message, at: t };
+    err(`${total ? `[${done ?? 0}/${total}] ` : ""}${message}\n`);
+  };
 }
 
 function reportError(err: unknown, io: OneLineIo, json: boolean): number {

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import type { Instance } from "../ipc/mod.ts";
 import { commands, usage } from "./commands.ts";
-import { EXIT } from "./oneline.ts";
+import { EXIT, progressLines } from "./oneline.ts";
 import { INSTANCE_BASE, runLine as run } from "./oneline_test_util.ts";
 
 const find = (path: string) => commands.find((c) => c.path.join(" ") === path)!;
@@ -143,6 +143,10 @@ Deno.test("kattach's parameter checks name the word and the value given, before 
     [
       ["firewall", "rule", "add", "--chain", "input", "--action", "drop", "--port", "1".repeat(12)],
       `"${"1".repeat(12)}" is not a valid port (--port): it must have at most 11 characters`,
+    ],
+    [
+      ["vmimage", "create", "w", "--modules", "web", "--vlan", "1,2,3,4,5,6,7,8,9"],
+      `"1,2,3,4,5,6,7,8,9" is not a valid VLAN (--vlan): it must have at most 8 items`,
     ],
     [
       ["vlan", "reserve", "10", "10.0.10.60", "--note", "x".repeat(201)],
@@ -307,5 +311,35 @@ Deno.test("instance show: the NIC table and DNS indented alike, the machine and 
     set,
     "web-1: restart policy always, autostart yes; machine from its next start: q35, web needs " +
       "PCI (over the instance's microvm setting)\n",
+  );
+});
+
+Deno.test("progress lines: a download's counter at most once a second and at its end; every new message", () => {
+  let lines = "";
+  let clock = 0;
+  const show = progressLines((t) => lines += t, () => clock);
+  show("reading the index of local");
+  for (let done = 262144; done < 4194304; done += 262144) {
+    show("downloading web.aqi", done, 4194304);
+    clock += 50; // 15 frames within 0.75 s
+  }
+  clock += 400;
+  show("downloading web.aqi", 4194304 - 1, 4194304); // a second since the last line
+  show("downloading web.aqi", 4194304, 4194304); // the end, however soon
+  show("verifying web 1.0.0");
+  show("defined web-1", 1, 2); // messages of their own are never held back
+  show("defined web-2", 2, 2);
+  assert.equal(
+    lines,
+    [
+      "reading the index of local",
+      "[262144/4194304] downloading web.aqi",
+      "[4194303/4194304] downloading web.aqi",
+      "[4194304/4194304] downloading web.aqi",
+      "verifying web 1.0.0",
+      "[1/2] defined web-1",
+      "[2/2] defined web-2",
+      "",
+    ].join("\n"),
   );
 });

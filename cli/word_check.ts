@@ -222,7 +222,8 @@ function wordIssue(
   const names = issue.path.filter((k) => typeof k === "string").map((k) =>
     (k as string).toLowerCase()
   );
-  const named = (x: Candidate) => x.names.some((n) => names.includes(n));
+  // `--vlan 1,2` fills `vlans`: a list's field is the word's name in the plural.
+  const named = (x: Candidate) => x.names.some((n) => names.includes(n) || names.includes(`${n}s`));
   const all = candidates(c, p);
   const exact = given === undefined ? [] : all.filter((x) => x.value === given);
   const piece = given === undefined

@@ -493,6 +493,13 @@ export class Store {
     );
   }
 
+  /** The instance whose NIC has an address on a VLAN, if any. */
+  ipHolder(vlan: number, ip: string): string | undefined {
+    const row =
+      this.#all("SELECT instance FROM nic WHERE vlan = ? AND ip = ? LIMIT 1", [vlan, ip])[0];
+    return row === undefined ? undefined : String(row.instance);
+  }
+
   /** Names of instances with a NIC on a VLAN. */
   vlanInstances(id: number): string[] {
     return this.#all("SELECT DISTINCT instance FROM nic WHERE vlan = ? ORDER BY instance", [id])

@@ -257,6 +257,11 @@ queueTest(
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /Installed vkaos 0\.1\.0/);
     assert.match(r.stderr, /downloading vkaos\.aqi/, "progress frames reach the CLI");
+    // Not a line per 256 KiB frame: the first, at most one a second, and the end.
+    const counted = r.stderr.split("\n").filter((l) => l.endsWith(" downloading vkaos.aqi"));
+    const [, size] = /\[(\d+)\/\1\] downloading vkaos\.aqi$/m.exec(r.stderr) ?? [];
+    assert.ok(size !== undefined, `the download's end is shown: ${r.stderr}`);
+    assert.ok(counted.length < Math.ceil(Number(size) / 262144), r.stderr);
     assert.equal((await k.aq("module", "install", "web@1.0.0")).code, 0);
     await fails(k, ["module", "install", "web"], /installed already/);
     await fails(k, ["module", "install", "nosuch"], /not offered/);

@@ -215,10 +215,16 @@ Deno.test("config groups, VM images and deploy: validation, IPAM, MACs, all-or-n
     assert.equal(moveGw.code, 1);
     assert.equal(
       moveGw.stderr,
-      "Error: Cannot make 10.0.10.3 the gateway of VLAN 10: an instance has it\n" +
+      "Error: Cannot make 10.0.10.3 the gateway of VLAN 10: web-2 has it\n" +
         "Hint: choose an address no instance has (see `instance list`)\n",
     );
     assert.equal((await k.aq("vlan", "set", "10")).code, 2); // nothing to change
+    const taken = await k.aq("vlan", "reserve", "10", "10.0.10.4");
+    assert.deepEqual([taken.code, taken.stderr], [
+      1,
+      "Error: Cannot reserve 10.0.10.4: web-3 has it\n" +
+      "Hint: reserve another address, or delete web-3 first\n",
+    ]);
     const renamed = await k.json<VlanInfo>("vlan", "set", "front", "--name", "edge");
     assert.equal(renamed.name, "edge");
     assert.equal(renamed.poolEnd, "10.0.10.6");

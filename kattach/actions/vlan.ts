@@ -143,7 +143,9 @@ export const vlanSetRules: Rule<"vlan.set">[] = [
         if (ip === plan.gateway) {
           // Inside the pool, maybe: the pool is not what is wrong (it said so before).
           throw new UserError(
-            `Cannot make ${ip} the gateway of VLAN ${vlan.id}: an instance has it`,
+            `Cannot make ${ip} the gateway of VLAN ${vlan.id}: ${
+              k.store.ipHolder(vlan.id, ip)
+            } has it`,
             {
               hint: "choose an address no instance has (see `instance list`)",
               code: "in-use",
@@ -269,8 +271,12 @@ export const vlanHandlers: Handlers<
           hint: `the gateway is ${vlan.gateway}`,
         });
       }
-      if (k.store.vlanAssignedIps(vlan.id).includes(ip)) {
-        throw new UserError(`Cannot reserve ${ip}: an instance uses it`, { code: "conflict" });
+      const holder = k.store.ipHolder(vlan.id, ip);
+      if (holder !== undefined) {
+        throw new UserError(`Cannot reserve ${ip}: ${holder} has it`, {
+          hint: `reserve another address, or delete ${holder} first`,
+          code: "conflict",
+        });
       }
       if (k.store.vlanReservations(vlan.id).some((r) => r.ip === ip)) {
         throw new UserError(`Cannot reserve ${ip}: it is reserved already`, { code: "conflict" });
