@@ -25,7 +25,8 @@ Deno.test("instance start|restart --wait: exit 1 and the reason when not ready",
   const server = await serveIpc({ runDir: `${dir}/run`, dispatch, log: () => {} });
   const run = (words: string[]) => runLine(words, () => IpcClient.connect(`${dir}/run`));
   try {
-    const lastExit = "not ready: web: not ready after 120000 ms; restarting in 1 s (on-failure)";
+    const lastExit =
+      "not ready: web: not ready after 120 s of its CPU time (15 min); restarting in 1 s (on-failure)";
     answer = { ...base, state: "starting", lastExit };
     for (const verb of ["start", "restart"]) {
       const r = await run(["instance", verb, "web-1", "--wait"]);

@@ -33,6 +33,7 @@ export {
   type Waitpid,
   zombieChildren,
 } from "./reaper.ts";
+export { parseProcCpuMs, processCpuMs } from "./proc_cpu.ts";
 export { growMbrEntry, growPartitionToDisk, type MbrGrowth } from "./mbr.ts";
 export {
   type CommandResult,

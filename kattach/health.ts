@@ -7,6 +7,7 @@
 import type { ReadinessCheck } from "../appqueue/mod.ts";
 import { LogTail } from "../host/mod.ts";
 import { stripControlsLine } from "../lib/mod.ts";
+import { type DeadlineClocks, ReadinessDeadline } from "./readiness_deadline.ts";
 
 /** Where to look for a module's readiness. */
 export interface ReadinessTarget {
@@ -62,8 +63,11 @@ export async function checkReadiness(
 }
 
 /** Options of {@linkcode waitReady}. */
-export interface WaitOptions extends CheckOptions {
-  /** Give up after this many ms (appmgr's readinessTimeoutSeconds × 1000). */
+export interface WaitOptions extends CheckOptions, DeadlineClocks {
+  /**
+   * Give up after this many ms (appmgr's readinessTimeoutSeconds × 1000) of the guest's CPU time
+   * when `cpuMs` reads it, or of wall time ({@linkcode ReadinessDeadline}).
+   */
   timeoutMs: number;
   /** Pause between probes in ms (default 500). */
   intervalMs?: number;
@@ -76,16 +80,17 @@ export interface WaitOptions extends CheckOptions {
 export const GUEST_FATAL_MARKER = "KAOS-GUEST: fatal ";
 
 /**
- * Probes until the check passes or the time is up; the last probe's detail on failure. With a
- * serial log, a {@linkcode GUEST_FATAL_MARKER} line in it ends the wait at once, failed, with
- * that line as the detail.
+ * Probes until the check passes or the deadline (counted in the guest's CPU time, with a
+ * wall-time ceiling: {@linkcode ReadinessDeadline}) has passed; the last probe's detail on
+ * failure. With a serial log, a {@linkcode GUEST_FATAL_MARKER} line in it ends the wait at once,
+ * failed, with that line as the detail.
  */
 export async function waitReady(
   check: ReadinessCheck,
   target: ReadinessTarget,
   options: WaitOptions,
 ): Promise<HealthResult> {
-  const deadline = Date.now() + options.timeoutMs;
+  const deadline = new ReadinessDeadline(options.timeoutMs, options);
   let last: HealthResult = { ok: false, detail: "not checked" };
   // A serial check reads the log itself and looks for the fatal line in the same pass.
   const fatal = target.serialLog === undefined || check.type === "serial"
@@ -95,13 +100,13 @@ export async function waitReady(
     if (options.signal?.aborted) return { ok: false, detail: "cancelled" };
     const line = fatal && await guestFatal(fatal);
     if (line) return { ok: false, detail: `the guest cannot start its services: ${line}` };
-    const left = deadline - Date.now();
+    const before = deadline.status();
+    const left = before.expired ? 1 : before.left;
     const probeTimeoutMs = Math.max(1, Math.min(options.probeTimeoutMs ?? 2000, left));
     last = await checkReadiness(check, target, { ...options, probeTimeoutMs });
     if (last.ok || last.final) return last;
-    if (Date.now() + (options.intervalMs ?? 500) >= deadline) {
-      return { ok: false, detail: `not ready after ${options.timeoutMs} ms: ${last.detail}` };
-    }
+    const after = deadline.status();
+    if (after.expired) return { ok: false, detail: `${after.reason}: ${last.detail}` };
     await new Promise((r) => setTimeout(r, options.intervalMs ?? 500));
   }
 }
@@ -187,6 +192,15 @@ async function probeSerial(marker: string, target: ReadinessTarget): Promise<Hea
   // The line is the guest's: no control characters reach a terminal or the log.
   return line === undefined ? notYet : {
     ok: true,
-    detail: `serial: ${stripControlsLine(line).trim().slice(0, 200)}`,
+    detail: `serial: ${serialDetail(line)}`,
   };
+}
+
+/**
+ * A serial line as a health detail: without control characters, at most 200 characters, and
+ * with the module's name once: vKaOS prefixes each line of a service with `<module>: `, and a
+ * service that names itself too (`web: ready on port 80`) showed as `web: web: ready on port 80`.
+ */
+function serialDetail(line: string): string {
+  return stripControlsLine(line).trim().replace(/^([^\s:]+): \1: /, "$1: ").slice(0, 200);
 }

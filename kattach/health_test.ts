@@ -69,8 +69,22 @@ Deno.test("health: serial marker appears in the log while waiting; old output is
     { timeoutMs: 200, intervalMs: 50 },
   );
   assert.equal(missing.ok, false);
-  assert.match(missing.detail, /^not ready after 200 ms: serial: no line with "never" yet$/);
+  // No CPU reader: the deadline is wall time, and the detail says how long was waited.
+  assert.match(missing.detail, /^not ready after \d+ ms: serial: no line with "never" yet$/);
   assert.equal((await checkReadiness(check, {})).detail, "no serial log to watch");
+  // vKaOS prefixes a service's lines with its module's name; one that names itself shows it once.
+  const twice = { serialLog: log, serialFrom: (await Deno.stat(log)).size };
+  Deno.writeTextFileSync(log, "web: web: ready on port 80\n", { append: true });
+  assert.deepEqual(await checkReadiness(check, twice), {
+    ok: true,
+    detail: "serial: web: ready on port 80",
+  });
+  const once = { serialLog: log, serialFrom: (await Deno.stat(log)).size };
+  Deno.writeTextFileSync(log, "hello: web: ready, said hello\n", { append: true });
+  assert.deepEqual(await checkReadiness(check, once), {
+    ok: true,
+    detail: "serial: hello: web: ready, said hello",
+  });
   // A guest's escape sequences do not reach the detail that `instance show` prints.
   const evil = { serialLog: log, serialFrom: (await Deno.stat(log)).size };
   Deno.writeTextFileSync(log, "web: ready \x1b]0;owned\x07\x1b[2Jnow\r\n", { append: true });
@@ -135,5 +149,36 @@ Deno.test("health: a serial check finds the guest's fatal line in its own pass a
     intervalMs: 50,
   });
   assert.deepEqual(ok, { ok: true, detail: "serial: web: ready" });
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("health: the deadline counts the guest's CPU time; a starved guest is waited for", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos_health_test_" });
+  const log = `${dir}/serial.log`;
+  await Deno.writeTextFile(log, "booting\n");
+  const check = { type: "serial" as const, marker: "web: ready" };
+  // Starved: its CPU time stands still, so 200 ms of deadline outlast 600 ms of waiting.
+  setTimeout(() => Deno.writeTextFileSync(log, "web: ready\n", { append: true }), 600);
+  const starved = await waitReady(check, { serialLog: log }, {
+    timeoutMs: 200,
+    intervalMs: 50,
+    cpuMs: () => 7_000,
+  });
+  assert.deepEqual(starved, { ok: true, detail: "serial: web: ready" });
+  // Busy: its CPU time runs with the wall clock, so the 600 ms deadline comes well before the
+  // 6 s ceiling, and the detail says what was counted.
+  const from = (await Deno.stat(log)).size;
+  const start = Date.now();
+  const busy = await waitReady(check, { serialLog: log, serialFrom: from }, {
+    timeoutMs: 600,
+    intervalMs: 50,
+    cpuMs: () => Date.now() - start + 7_000,
+  });
+  assert.equal(busy.ok, false);
+  assert.match(
+    busy.detail,
+    /^not ready after \d+ ms of its CPU time \(\d+ ms\): serial: no line with "web: ready" yet$/,
+  );
+  assert.ok(Date.now() - start < 3_000, `${Date.now() - start} ms`);
   await Deno.remove(dir, { recursive: true });
 });

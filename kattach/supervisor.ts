@@ -12,6 +12,7 @@ import {
   type DetachedProcess,
   listenUnixFd,
   LogTail,
+  processCpuMs,
   type ProcessEnd,
   rotateAppendLog,
   SERIAL_LOG_MAX_BYTES,
@@ -34,7 +35,7 @@ import {
 } from "../vmimage/mod.ts";
 import type { Kattach } from "./context.ts";
 import { GroupCommit } from "./group_commit.ts";
-import { waitReady } from "./health.ts";
+import { type HealthResult, waitReady } from "./health.ts";
 import {
   ensureGuestLinks,
   type GuestNetwork,
@@ -893,6 +894,11 @@ export class Supervisor {
     const { modules, forwards, serialFrom } = facts;
     // A guest on a bridged VLAN is checked at its own address; else through its forwards.
     const own = facts.network.nics.find((n) => n.address)?.address?.split("/")[0];
+    // The first module that is not ready fails the guest: the others' waits end then (vKaOS's
+    // 120 s deadline has a 20 min ceiling; a guest stuck without CPU waited for that).
+    const giveUp = new AbortController();
+    const signal = AbortSignal.any([g.readiness.signal, giveUp.signal]);
+    let first: string | undefined;
     const results = await Promise.all(modules.map(async (m) => {
       const check = m.appmgr.readiness;
       const fwd = check.type === "serial"
@@ -904,23 +910,31 @@ export class Supervisor {
         serialLog: g.paths.serialLog,
         serialFrom,
       }, {
+        // Counted in the guest's CPU time (a starved guest is not a stuck one), with a ceiling of
+        // 10× in wall time (kattach/readiness_deadline.ts).
         timeoutMs: m.appmgr.readinessTimeoutSeconds * 1000,
+        cpuMs: () => processCpuMs(g.pid),
         // A serial check reads a small local file: poll it often, it is on the path to ready.
         intervalMs: check.type === "serial" ? 50 : 500,
-        signal: g.readiness.signal,
+        signal,
       });
       if (g.readiness.signal.aborted || g.intent !== "run") return result;
+      const cut = !result.ok && first !== undefined && result.detail === "cancelled";
+      if (!result.ok && first === undefined) {
+        first = m.name;
+        giveUp.abort();
+      }
       await this.#commit(() =>
         recordHealth(this.#k.store, {
           instance: g.name,
           module: m.name,
           status: result.ok ? "ready" : "failed",
-          detail: result.detail,
+          detail: cut ? `no longer waited for: ${first} was not ready` : result.detail,
         }), { durable: false });
-      return result;
+      return cut ? null : result;
     }));
     if (g.readiness.signal.aborted || g.intent !== "run") return;
-    if (results.every((r) => r.ok)) {
+    if (results.every((r) => r?.ok)) {
       await this.#commit(() => {
         if (resolveInstanceSafe(this.#k, g.name)?.state === "starting") {
           this.#setState(g.name, "running");
@@ -932,7 +946,8 @@ export class Supervisor {
       this.#k.log(`supervisor: ${g.name} is ready`);
       return;
     }
-    const failed = results.map((r, i) => [modules[i].name, r] as const).filter(([, r]) => !r.ok);
+    const failed = results.map((r, i) => [modules[i].name, r] as const)
+      .filter((e): e is readonly [string, HealthResult] => e[1] !== null && !e[1].ok);
     g.intent = "fail";
     g.reason = `not ready: ${failed.map(([m, r]) => `${m}: ${r.detail}`).join("; ")}`;
     this.#k.log(`supervisor: ${g.name}: ${g.reason}`);

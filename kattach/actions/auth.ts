@@ -137,7 +137,7 @@ export const authHandlers: Handlers<
     const parsed = parsePublicKey(key);
     if (!addAuthKey(k.store, { ...parsed, user: CLI_USER })) {
       throw new UserError(`Cannot add the SSH key: ${parsed.fingerprint} is already authorized`, {
-        hint: "see system ssh-key list",
+        hint: "see `system ssh-key list`",
         code: "conflict",
       });
     }
@@ -158,7 +158,7 @@ export const authHandlers: Handlers<
       : keys.filter((r) => r.comment !== "" && r.comment === want);
     if (matches.length === 0) {
       throw new UserError(`Cannot delete SSH key ${JSON.stringify(want)}: no such key`, {
-        hint: "give a fingerprint (SHA256:…) or a comment from system ssh-key list",
+        hint: "give a fingerprint (SHA256:…) or a comment from `system ssh-key list`",
         code: "not-found",
       });
     }
