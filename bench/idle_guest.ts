@@ -12,7 +12,7 @@
  *
  *   scripts/deno run -A bench/idle_guest.ts [--seconds S] [--rounds R] [--before VKAOS_DIR]
  */
-import { hostTscKhz, spawnDetached } from "../host/mod.ts";
+import { hostTscKhz, processCpuMs, spawnDetached } from "../host/mod.ts";
 import { buildBusyboxInitramfs, renderBootArgv } from "../buildroot/vkaos-kernel/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import { IpcClient } from "../ipc/mod.ts";
@@ -47,14 +47,13 @@ if (
   console.error(`Error: bad --seconds or --rounds\n${USAGE}`);
   Deno.exit(2);
 }
-/** The kernel's USER_HZ (/proc/PID/stat counts in these ticks); 100 on Linux/x86. */
-const CLOCK_TICKS = 100;
 const MARKER = "IDLE-BENCH-READY";
 
-/** CPU time (user + system, ms) process `pid` has used so far. */
+/** CPU time (user + system, ms) process `pid` has used so far; throws when it is gone. */
 function cpuMsOf(pid: number): number {
-  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 1000 / CLOCK_TICKS;
+  const ms = processCpuMs(pid);
+  if (ms === undefined) throw new Error(`process ${pid} ended during its window`);
+  return ms;
 }
 
 function load(): string {
