@@ -3,12 +3,13 @@
  * (vKaOS + busybox httpd, deployed by a hosted kattach, TCG, microvm as kattach boots it) uses
  * over a window once it is ready, beside a baseline in the same run: the same vKaOS kernel (its
  * PVH ELF, the same machine, firmware and tsc_early_khz) booted bare with a trivial busybox /init
- * that sleeps. Also kattach's own CPU over the guest's window (its checks after ready). With
- * `--before DIR` (a vKaOS module directory of another build, e.g. main's fixtures/out/vkaos before
- * a change) a second hosted kattach deploys the same `web` on that vKaOS in each round, for a
- * before/after figure in the same run. Each guest settles 3 s after it is ready before its window;
- * rounds run bare, web, web (before) one after the other. Prints figures with the load average; no
- * assertions on time.
+ * that sleeps, on kattach's TCG CPU model (TCG_CPU) and on QEMU's default qemu64 (before: there
+ * the kernel keeps its periodic tick). Also kattach's own CPU over the guest's window (its checks
+ * after ready). With `--before DIR` (a vKaOS module directory of another build, e.g. main's
+ * fixtures/out/vkaos before a change) a second hosted kattach deploys the same `web` on that vKaOS
+ * in each round, for a before/after figure in the same run. Each guest settles 3 s after it is
+ * ready before its window; rounds run bare (both CPU models), web, web (before) one after the
+ * other. Prints figures with the load average; no assertions on time.
  *
  *   scripts/deno run -A bench/idle_guest.ts [--seconds S] [--rounds R] [--before VKAOS_DIR]
  */
@@ -21,7 +22,7 @@ import { kattachArgv } from "../lib/hosted_kattach.ts";
 import { KATTACH_MALLOC_ENV } from "../lib/idle_memory.ts";
 import { KATTACH_V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
 import { readUstar } from "../lib/ustar.ts";
-import { inflatePvhElf, QBOOT_ROM } from "../vmimage/mod.ts";
+import { inflatePvhElf, QBOOT_ROM, TCG_CPU } from "../vmimage/mod.ts";
 import { createWebImage, killPidfile, killStateGuests } from "./_guests.ts";
 import { connectKattach, sleep, waitUntil } from "./_util.ts";
 
@@ -98,8 +99,11 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-/** The baseline: vKaOS' kernel with a /init that prints the marker and sleeps. */
-async function bareIdle(kernel: string, tscKhz: number | undefined): Promise<number> {
+/**
+ * The baseline: vKaOS' kernel with a /init that prints the marker and sleeps, on the CPU model
+ * `cpu` (kattach's under TCG, or QEMU's default qemu64 as kattach ran it before).
+ */
+async function bareIdle(kernel: string, o: { tscKhz?: number; cpu: string }): Promise<number> {
   const initrd = await buildBusyboxInitramfs(await Deno.makeTempDir({ dir }), {
     init: `#!/bin/sh\necho ${MARKER}\nwhile :; do sleep 3600; done\n`,
   });
@@ -108,12 +112,19 @@ async function bareIdle(kernel: string, tscKhz: number | undefined): Promise<num
     kind: qboot ? "microvm" : "microvm-pvh",
     kernel,
     initrd,
-    ...(tscKhz ? { tscKhz } : {}),
+    ...(o.tscKhz ? { tscKhz: o.tscKhz } : {}),
   }).flatMap((a) =>
     a === "stdio" ? [`file:${dir}/bare.serial`] : a === "-nographic" ? ["-display", "none"] : [a]
   );
   // QEMU alone, detached, its console in a file, as kattach runs a guest
-  const proc = spawnDetached(["qemu-system-x86_64", ...argv, "-pidfile", barePidfile], {
+  const proc = spawnDetached([
+    "qemu-system-x86_64",
+    ...argv,
+    "-cpu",
+    o.cpu,
+    "-pidfile",
+    barePidfile,
+  ], {
     cwd: dir,
     logFile: `${dir}/bare.log`,
   });
@@ -189,13 +200,23 @@ try {
     }; ${SECONDS} s windows after a 3 s settle; load ${load()}`,
   );
   const bares: number[] = [];
+  const baresQemu64: number[] = [];
   const webs: Idle[] = [];
   const websBefore: Idle[] = [];
   for (let r = 0; r < ROUNDS; r++) {
-    const bare = await bareIdle(kernel, tscKhz);
+    const bare = await bareIdle(kernel, { tscKhz, cpu: TCG_CPU });
     bares.push(bare);
     console.log(
-      `round ${r + 1}: bare vKaOS kernel, sleeping /init: ${pct(bare)} of a CPU; load ${load()}`,
+      `round ${r + 1}: bare vKaOS kernel, sleeping /init, -cpu ${TCG_CPU} (kattach's): ${
+        pct(bare)
+      } of a CPU; load ${load()}`,
+    );
+    const old = await bareIdle(kernel, { tscKhz, cpu: "qemu64" });
+    baresQemu64.push(old);
+    console.log(
+      `round ${r + 1}: bare vKaOS kernel, sleeping /init, -cpu qemu64 (before: a periodic tick): ${
+        pct(old)
+      } of a CPU; load ${load()}`,
     );
     const web = await webIdle(now);
     webs.push(web);
@@ -211,9 +232,9 @@ try {
       pct(med(webs.map((w) => w.kattach)))
     }${
       before ? `; before ${pct(med(websBefore.map((w) => w.guest)))}` : ""
-    }; baseline: bare vKaOS kernel ${
-      pct(med(bares))
-    } (same run, medians of ${ROUNDS}); load ${load()}`,
+    }; baseline: bare vKaOS kernel ${pct(med(bares))} (-cpu qemu64 before: ${
+      pct(med(baresQemu64))
+    }) (same run, medians of ${ROUNDS}); load ${load()}`,
   );
   now.client.close();
   before?.client.close();

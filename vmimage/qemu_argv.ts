@@ -24,6 +24,14 @@ import { CONFIG_DISK_SERIAL, DATA_DISK_SERIAL, moduleDiskSerial } from "./guest_
 export const QEMU_SANDBOX =
   "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
+/**
+ * The CPU model under TCG: QEMU's default (qemu64) with ARAT, the "always running APIC timer" TCG
+ * emulates. Without it Linux takes the local APIC timer for one that stops in deep idle states and
+ * wants a broadcast timer to run tickless; microvm has none (no HPET), so an idle vKaOS guest kept
+ * its periodic tick, 250 interrupts a second (bench/idle_guest.ts). Under KVM the host's CPU.
+ */
+export const TCG_CPU = "qemu64,+arat";
+
 /** The QEMU binary KaOS runs. */
 export const QEMU_BINARY = "qemu-system-x86_64";
 
@@ -146,7 +154,8 @@ export function renderQemuArgv(input: QemuArgvInput): string[] {
     "-M",
     o.machine,
     ...(mmio && o.qboot ? ["-bios", o.qboot] : []),
-    ...(o.accel === "kvm" ? ["-cpu", "host"] : []),
+    "-cpu",
+    o.accel === "kvm" ? "host" : TCG_CPU,
     "-m",
     String(o.memoryMiB),
     "-smp",
