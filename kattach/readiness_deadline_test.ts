@@ -82,3 +82,25 @@ Deno.test("readiness deadline: durations read as people say them", () => {
     ["800 ms", "1 s", "1.4 s", "120 s", "299 s", "10.8 min", "15 min", "90 min", "3 h"],
   );
 });
+
+Deno.test("readiness deadline: the CPU time is read at most once a second before the deadline's wall time", () => {
+  let reads = 0;
+  const c = { wall: 0, cpu: 0 };
+  const d = new ReadinessDeadline(10_000, {
+    now: () => c.wall,
+    cpuMs: () => (reads++, c.cpu),
+  });
+  // Probes every 50 ms for 5 s, the guest busy: five readings besides the first, not a hundred.
+  for (let i = 0; i < 100; i++) {
+    c.wall += 50;
+    c.cpu += 50;
+    assert.equal(d.status().expired, false);
+  }
+  assert.equal(reads, 1 + 5);
+  // Past the deadline's wall time, every look reads it.
+  c.wall += 6_000;
+  c.cpu += 100;
+  d.status();
+  d.status();
+  assert.equal(reads, 1 + 5 + 2);
+});
