@@ -23,7 +23,6 @@ import { UserError } from "../lib/errors.ts";
 import {
   AgentClient,
   cont,
-  QmpClosedError,
   QmpError,
   QmpMonitor,
   queryBlockstats,
@@ -792,10 +791,9 @@ export class Supervisor {
       if (!o.fresh) throw err;
       const l = o.launched;
       // The connection closing under us: QEMU is likely on its way out; give it a moment.
-      if (
-        l && (err instanceof QemuExited ||
-          err instanceof QmpClosedError && await settledWithin(l.exited, 1000))
-      ) {
+      // Whatever the socket saw (closed, reset), a QEMU that ended within a second of it refused
+      // to start: its own words say why.
+      if (l && (err instanceof QemuExited || await settledWithin(l.exited, 1000))) {
         const end = await l.exited;
         const why = `QEMU refused to start: ${
           await logTail(l) || `it ended (${describeEnd(end)}) before its first QMP exchange`

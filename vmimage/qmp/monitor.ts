@@ -130,6 +130,12 @@ export class QmpMonitor {
         conn = await Deno.connect({ transport: "unix", path: socketPath });
         break;
       } catch (err) {
+        // Reset while connecting: the listener went away with our connection in its queue (a
+        // QEMU handed its socket that exited at once). The connection closed, as a read would say.
+        if (err instanceof Deno.errors.ConnectionReset) {
+          signal?.throwIfAborted();
+          throw new QmpClosedError("connect", { cause: err });
+        }
         const retryable = err instanceof Deno.errors.NotFound ||
           err instanceof Deno.errors.ConnectionRefused;
         if (!retryable) throw err;
