@@ -1,3 +1,4 @@
+import { testContext } from "./_test_context.ts";
 import assert from "node:assert/strict";
 import { FakeNetlink } from "../host/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
@@ -21,15 +22,7 @@ async function withKattach(
 ) {
   const dir = await Deno.makeTempDir({ prefix: "kaos-network-unit-" });
   const store = Store.open(`${dir}/kaos.db`);
-  const lines: string[] = [];
-  const k: Kattach = {
-    store,
-    stateDir: dir,
-    mode: "hosted",
-    startedAt: Date.now(),
-    accel: { kind: "tcg", reason: "test" },
-    log: (l) => lines.push(l),
-  };
+  const { k, lines } = testContext(store, dir);
   try {
     store.tx(() => {
       for (const [id, uplink] of [[10, "none"], [20, "tagged"]] as const) {

@@ -5,9 +5,9 @@
  * whose page answers on the allocated address from inside the namespace, with its tap's counters
  * under `instance stats`; and the link counters read from sysfs and through `ip -n`.
  */
+import { testContext } from "../kattach/_test_context.ts";
 import assert from "node:assert/strict";
 import { LinkCache, type NftHost, realNetlink, realNft } from "../host/mod.ts";
-import type { Kattach } from "../kattach/actions/_types.ts";
 import { applyNetwork, ensureGuestLinks, readHostState, startNetwork } from "../kattach/network.ts";
 import { Store } from "../kattach/store.ts";
 import type {
@@ -172,16 +172,7 @@ Deno.test("a deploy's starts on the real kernel: one ip batch and one nft apply,
         applies.push({ from, to: performance.now() - t0 });
       },
     };
-    const lines: string[] = [];
-    const k: Kattach = {
-      store,
-      stateDir: dir,
-      mode: "hosted",
-      startedAt: Date.now(),
-      accel: { kind: "tcg", reason: "test" },
-      log: (l) => lines.push(l),
-      firewallHost: { nft, mgmtPort: 1289 },
-    };
+    const { k, lines } = testContext(store, dir, { firewallHost: { nft, mgmtPort: 1289 } });
     store.tx(() => {
       store.insertVlan({
         id: 10,
