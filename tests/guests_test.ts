@@ -7,9 +7,8 @@
  */
 import assert from "node:assert/strict";
 import type { GuestStats, Instance, SerialLog } from "../ipc/mod.ts";
-import { buildFixtures, REPO_ROOT, TestKattach } from "./_harness.ts";
+import { buildFixtures, TestKattach } from "./_harness.ts";
 
-const OUT = `${REPO_ROOT}/fixtures/out`;
 const TITLE = "KaOS guests <test> & co";
 
 /** Kills every QEMU whose pidfile is under the state directory. */
@@ -94,9 +93,7 @@ Deno.test({
     await buildFixtures();
     const k = await TestKattach.start();
     try {
-      for (const m of ["vkaos", "web"]) {
-        assert.equal((await k.aq("module", "import", `${OUT}/${m}`)).code, 0);
-      }
+      await k.importFixtures("vkaos", "web");
       await k.json("config-group", "add", "web", "site", `title=${TITLE}`, "greeting=welcome");
       await k.json("vmimage", "create", "web", "--modules", "web", "--config-groups", "site");
 
