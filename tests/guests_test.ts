@@ -124,7 +124,7 @@ Deno.test({
         );
         assert.deepEqual(overlays.map((n) => n.replace(/[0-9a-f]{16}/, "SHA")), ["web-SHA.qcow2"]);
       }
-      // The default machine: microvm with virtio-mmio devices, qboot, and the host TSC rate.
+      // The default machine: microvm with virtio-mmio devices, qboot, the host TSC rate.
       for (const pid of pids) {
         const argv = cmdline(pid);
         assert.equal(argv[argv.indexOf("-M") + 1], "microvm");
@@ -132,7 +132,8 @@ Deno.test({
         if (await Deno.stat("/usr/share/qemu/qboot.rom").then(() => true, () => false)) {
           assert.equal(argv[argv.indexOf("-bios") + 1], "/usr/share/qemu/qboot.rom");
         }
-        assert.match(argv[argv.indexOf("-append") + 1], /tsc_early_khz=\d+/);
+        // tsc=reliable: microvm's only clocksource watchdog is jiffies (vmimage/qemu_argv.ts).
+        assert.match(argv[argv.indexOf("-append") + 1], /tsc_early_khz=\d+ tsc=reliable/);
         // The fixture's bzImage carries a PVH ELF: microvm boots it, inflated once on the host.
         assert.match(argv[argv.indexOf("-kernel") + 1], /\/cache\/vkaos\/[0-9a-f]+\/kernel\.pvh$/);
       }

@@ -32,6 +32,18 @@ export const QEMU_SANDBOX =
  */
 export const TCG_CPU = "qemu64,+arat";
 
+/**
+ * Kernel command-line word for a microvm guest under TCG: the TSC is taken as reliable, so the
+ * kernel's clocksource watchdog does not check it. microvm has no HPET and no ACPI PM timer, so
+ * the only watchdog is jiffies, which falls behind when the guest gets too little CPU for its
+ * ticks (nested in the TCG appliance a booting guest counted 512 ms of jiffies against 800 ms of
+ * TSC): the kernel then marked the TSC unstable and ran on jiffies, with no high-resolution
+ * timers and no tickless idle, 250 interrupts a second for good. Under TCG the guest's TSC is
+ * QEMU's reading of the host's, at a constant rate and never going back (QEMU keeps it
+ * monotonic). q35 has an HPET to check the TSC against; KVM guests use kvmclock.
+ */
+export const TCG_MICROVM_TSC = "tsc=reliable";
+
 /** The QEMU binary KaOS runs. */
 export const QEMU_BINARY = "qemu-system-x86_64";
 
@@ -142,9 +154,14 @@ export function renderQemuArgv(input: QemuArgvInput): string[] {
   const blk = mmio ? "virtio-blk-device" : "virtio-blk-pci";
   const net = mmio ? "virtio-net-device" : "virtio-net-pci";
   const v = qemuOptValue;
-  const tsc = mmio && o.accel === "tcg" && o.hostTscKhz ? `tsc_early_khz=${o.hostTscKhz}` : "";
-  const append = [BASE_KERNEL_CMDLINE, tsc, o.kernelCmdline.trim()].filter((s) => s !== "")
-    .join(" ");
+  const tcgMicrovm = mmio && o.accel === "tcg";
+  const tsc = tcgMicrovm && o.hostTscKhz ? `tsc_early_khz=${o.hostTscKhz}` : "";
+  const append = [
+    BASE_KERNEL_CMDLINE,
+    tsc,
+    tcgMicrovm ? TCG_MICROVM_TSC : "",
+    o.kernelCmdline.trim(),
+  ].filter((s) => s !== "").join(" ");
   const argv = [
     QEMU_BINARY,
     "-name",
