@@ -34,7 +34,7 @@ import {
 } from "../vmimage/mod.ts";
 import type { Kattach } from "./context.ts";
 import { GroupCommit } from "./group_commit.ts";
-import { type HealthResult, waitReady } from "./health.ts";
+import { type HealthResult, SerialWatch, waitReady } from "./health.ts";
 import {
   ensureGuestLinks,
   type GuestNetwork,
@@ -83,6 +83,12 @@ export const POWER_BUTTON_REPEAT_MS = 2000;
  * slowly the guest stops its services (nested TCG: seconds).
  */
 export const GUEST_POWERING_OFF_MARKER = "KAOS-GUEST: powering off";
+
+/**
+ * The most a deploy's guest waits, after its own attach, for the deploy's other starts before its
+ * readiness checks begin ({@linkcode SharedPrep.allAttached}).
+ */
+const DEPLOY_READINESS_WAIT_MS = 1000;
 
 type Intent = "run" | "stop" | "kill" | "detach" | "fail";
 
@@ -382,8 +388,22 @@ export class Supervisor {
   ): Promise<{ instance: Instance; qmpStatus: string }> {
     // The appliance: QEMU comes with its second archive (kattach/late_archive.ts); a start waits
     // for it (holding no lock), and fails with the reason when it is missing or corrupt.
-    await this.#k.guestRuntime?.();
-    const guest = await this.#locked(name, async () => {
+    let guest: Guest;
+    try {
+      await this.#k.guestRuntime?.();
+      guest = await this.#start(name, options);
+    } finally {
+      options.shared?.attached(name);
+    }
+    // Outside the lock: a stop (or the host's shutdown) of a starting instance need not wait
+    // for its readiness.
+    if (options.wait) await this.#waitSettled(guest);
+    return { instance: this.#show(name), qmpStatus: guest.qmpStatus };
+  }
+
+  /** {@linkcode launch} under the instance's lock: files, links, spawn, first QMP exchange. */
+  #start(name: string, options: { shared?: SharedPrep }): Promise<Guest> {
+    return this.#locked(name, async () => {
       this.#cancelTimer(name);
       const inst = resolveInstance(this.#k.store, name);
       if (this.#guests.has(name)) {
@@ -492,6 +512,9 @@ export class Supervisor {
         launched,
         known,
         connecting,
+        ...(options.shared
+          ? { readinessAfter: options.shared.allAttached(DEPLOY_READINESS_WAIT_MS) }
+          : {}),
       })
         .catch((err) => {
           logArgv();
@@ -511,10 +534,6 @@ export class Supervisor {
       );
       return guest;
     });
-    // Outside the lock: a stop (or the host's shutdown) of a starting instance need not wait
-    // for its readiness.
-    if (options.wait) await this.#waitSettled(guest);
-    return { instance: this.#show(name), qmpStatus: guest.qmpStatus };
   }
 
   /**
@@ -553,7 +572,7 @@ export class Supervisor {
         const left = deadline - Date.now();
         off = await settledWithin(guest.ended, Math.max(0, Math.min(POWER_BUTTON_REPEAT_MS, left)));
         if (off) break;
-        if (await poweringOff(serial)) {
+        if (poweringOff(serial)) {
           // A press reached it and it is stopping its services: another press would only be
           // ignored (and counted), so wait for the power-off until the deadline.
           this.#k.log(
@@ -778,6 +797,8 @@ export class Supervisor {
       known?: ReadinessFacts;
       /** The QMP connection a start began right after the spawn ({@linkcode #connect}). */
       connecting?: FirstContact;
+      /** The readiness checks begin once this resolves (a deploy's other starts attached). */
+      readinessAfter?: Promise<void>;
     },
   ): Promise<Guest> {
     let monitor: QmpMonitor;
@@ -839,8 +860,9 @@ export class Supervisor {
       this.#setState(name, guest.ready ? "running" : "starting");
     }
     if (!guest.ready) {
+      const after = o.readinessAfter ?? Promise.resolve();
       this.#spawnBackground(
-        this.#checkReadiness(guest, o.known),
+        after.then(() => this.#checkReadiness(guest, o.known)),
         `the readiness check of ${name}`,
       );
     }
@@ -897,6 +919,14 @@ export class Supervisor {
     const giveUp = new AbortController();
     const signal = AbortSignal.any([g.readiness.signal, giveUp.signal]);
     let first: string | undefined;
+    // The guest's serial log, read once for all its checks (and the fatal line).
+    const serial = new SerialWatch(
+      g.paths.serialLog,
+      serialFrom,
+      modules.flatMap((m) =>
+        m.appmgr.readiness.type === "serial" ? [m.appmgr.readiness.marker] : []
+      ),
+    );
     const results = await Promise.all(modules.map(async (m) => {
       const check = m.appmgr.readiness;
       const fwd = check.type === "serial"
@@ -907,6 +937,7 @@ export class Supervisor {
         port: own ? (check.type === "serial" ? 1 : check.port) : fwd?.hostPort ?? 1,
         serialLog: g.paths.serialLog,
         serialFrom,
+        serial,
       }, {
         // Counted in the guest's CPU time (a starved guest is not a stuck one), with a ceiling of
         // 10× in wall time (kattach/readiness_deadline.ts).
@@ -1346,10 +1377,10 @@ function fileSize(path: string): number {
 }
 
 /** Whether the guest printed {@linkcode GUEST_POWERING_OFF_MARKER} since the tail's last read. */
-async function poweringOff(serial: LogTail): Promise<boolean> {
+function poweringOff(serial: LogTail): boolean {
   if (!serial.changed()) return false;
   try {
-    return await serial.find((l) => l.includes(GUEST_POWERING_OFF_MARKER)) !== undefined;
+    return serial.find((l) => l.includes(GUEST_POWERING_OFF_MARKER)) !== undefined;
   } catch {
     return false; // no serial log: the guest has printed nothing
   }
