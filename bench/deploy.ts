@@ -70,6 +70,7 @@ import {
   guestNics,
   inflatePvhElf,
   QBOOT_ROM,
+  QEMU_ENV,
   QmpMonitor,
   queryStatus,
   renderConfigDisk,
@@ -394,7 +395,7 @@ async function bare(
         }],
       });
       // Started as kattach starts it (QEMU's sandbox denies -daemonize's fork): QEMU alone.
-      const proc = spawnDetached(argv, { cwd: d, logFile: `${d}/qemu.log` });
+      const proc = spawnDetached(argv, { cwd: d, logFile: `${d}/qemu.log`, env: QEMU_ENV });
       ends.push(proc.exited);
       pids.push(proc.pid);
       if (i === 0) first = argv;

@@ -11,6 +11,7 @@ import {
 import {
   ConfigGroup,
   Instance,
+  InstanceState,
   Module,
   type ModuleFile,
   NetworkSettings,
@@ -927,6 +928,12 @@ export class Store {
   /** Whether an instance of this name exists. */
   instanceExists(name: string): boolean {
     return this.#get("SELECT 1 AS x FROM instance WHERE name = ?", [name]) !== undefined;
+  }
+
+  /** An instance's state alone (no NICs read, nothing parsed but it), or undefined. */
+  instanceState(name: string): Instance["state"] | undefined {
+    const row = this.#get("SELECT state FROM instance WHERE name = ?", [name]);
+    return row && InstanceState.parse(row.state);
   }
 
   /** Sets an instance's state. */

@@ -23,6 +23,7 @@ import { UserError } from "../lib/errors.ts";
 import {
   AgentClient,
   cont,
+  QEMU_ENV,
   QmpError,
   QmpMonitor,
   queryBlockstats,
@@ -170,6 +171,7 @@ function spawnQemu(
       cwd: o.paths.dir,
       logFile,
       inheritFd: qmp,
+      env: QEMU_ENV,
       ...(o.user ? { user: o.user } : {}),
     });
     return { ...proc, logFile, logFrom: o.logFrom };
@@ -308,7 +310,7 @@ export class Supervisor {
       const pid = getRuntime(this.#k.store, inst.name).pid ?? await readPidfile(paths.pidfile);
       if (pid !== null && pidAlive(pid) && isInstanceQemu(pid, paths.pidfile)) {
         try {
-          await this.#attach(inst.name, pid, paths, { fresh: false });
+          await this.#attach(inst.name, pid, paths, { fresh: null });
           this.#k.log(`supervisor: re-attached ${inst.name} (pid ${pid})`);
           continue;
         } catch (err) {
@@ -375,17 +377,19 @@ export class Supervisor {
 
   /** Starts an instance's QEMU; with `wait`, also waits until it is ready (or failed). */
   async start(name: string, options: { wait?: boolean } = {}): Promise<Instance> {
-    return (await this.launch(name, options)).instance;
+    await this.launch(name, options);
+    return this.#show(name);
   }
 
   /**
-   * {@linkcode start}, also saying what QEMU answered to its first `query-status` (`running`
-   * unless it was started paused): a deploy reports it per instance.
+   * {@linkcode start}, saying what QEMU answered to its first `query-status` (`running` unless
+   * it was started paused) and the instance's state and pid then, not the whole instance (a
+   * deploy reads its instances once, together, for its answer).
    */
   async launch(
     name: string,
     options: { wait?: boolean; shared?: SharedPrep } = {},
-  ): Promise<{ instance: Instance; qmpStatus: string }> {
+  ): Promise<{ qmpStatus: string; state: Instance["state"]; pid: number | null }> {
     // The appliance: QEMU comes with its second archive (kattach/late_archive.ts); a start waits
     // for it (holding no lock), and fails with the reason when it is missing or corrupt.
     let guest: Guest;
@@ -398,7 +402,11 @@ export class Supervisor {
     // Outside the lock: a stop (or the host's shutdown) of a starting instance need not wait
     // for its readiness.
     if (options.wait) await this.#waitSettled(guest);
-    return { instance: this.#show(name), qmpStatus: guest.qmpStatus };
+    return {
+      qmpStatus: guest.qmpStatus,
+      state: this.#k.store.instanceState(name) ?? "defined",
+      pid: this.pidOf(name),
+    };
   }
 
   /** {@linkcode launch} under the instance's lock: files, links, spawn, first QMP exchange. */
@@ -433,6 +441,8 @@ export class Supervisor {
       let committed = 0;
       let spawnFrom = 0;
       let spawned = 0;
+      let startedAt = 0;
+      let machineWhy = "";
       try {
         // The files and the host's links at once: neither needs the other, and QEMU is spawned
         // only once both are done (its taps on their bridges, the firewall naming them).
@@ -472,19 +482,16 @@ export class Supervisor {
         connecting = this.#connect(name, paths, launched);
         connecting.connecting.catch(() => {}); // #attach reports it
         spawned = since();
-        // Said once QEMU runs: each line is a write on the JS thread before the spawn otherwise.
-        this.#k.log(`supervisor: ${name}: ${prep.machineWhy}`);
-        if (this.#k.accel.kind === "tcg") {
-          this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
-        }
+        machineWhy = prep.machineWhy;
         const pid = launched.pid;
+        startedAt = Date.now();
         // One transaction with the other starts under way, not waiting for the disk.
         await this.#commit(() => {
           patchRuntime(this.#k.store, name, {
             pid,
             forwards: prep.forwards,
             serialFrom: prep.serialFrom,
-            startedAt: new Date().toISOString(),
+            startedAt: new Date(startedAt).toISOString(),
           });
           recordGuestNetwork(this.#k.store, name, prep.network);
           for (const m of prep.modules) {
@@ -508,7 +515,7 @@ export class Supervisor {
         throw err;
       }
       const guest = await this.#attach(name, launched.pid, paths, {
-        fresh: true,
+        fresh: { startedAt },
         launched,
         known,
         connecting,
@@ -525,8 +532,10 @@ export class Supervisor {
         });
       this.#endPending(name, guest);
       const q = guest.monitor.connectStats;
+      // One line per start (each is a write on the JS thread while other starts are under way):
+      // the machine and why, the accelerator (TCG: kattach's start says why), where the time went.
       this.#k.log(
-        `supervisor: started ${name} (pid ${launched.pid}; ms since the ${
+        `supervisor: started ${name} (pid ${launched.pid}; ${machineWhy}; ${this.#k.accel.kind.toUpperCase()}; ms since the ${
           options.shared ? "deploy" : "start"
         }: files ${prepared}, links ${linked}, starting committed ${committed}, spawn ${spawnFrom}-${spawned}, QMP socket ${
           spawned + q.socketMs
@@ -792,7 +801,8 @@ export class Supervisor {
     pid: number,
     paths: InstancePaths,
     o: {
-      fresh: boolean;
+      /** A QEMU this kattach just started (at `startedAt`, ms), not one found running. */
+      fresh: { startedAt: number } | null;
       launched?: Launched;
       known?: ReadinessFacts;
       /** The QMP connection a start began right after the spawn ({@linkcode #connect}). */
@@ -835,8 +845,9 @@ export class Supervisor {
         code: "start-failed",
       });
     }
-    const rt = getRuntime(this.#k.store, name);
-    const inst = resolveInstance(this.#k.store, name);
+    // A fresh start knows its state (starting) and when it began; one found running reads them.
+    const inst = o.fresh ? null : resolveInstance(this.#k.store, name);
+    const rtStartedAt = o.fresh ? null : getRuntime(this.#k.store, name).startedAt;
     let done!: () => void;
     const guest: Guest = {
       name,
@@ -845,9 +856,9 @@ export class Supervisor {
       monitor,
       intent: "run",
       reason: "",
-      ready: !o.fresh && inst.state === "running",
+      ready: inst?.state === "running",
       qmpStatus: status.status,
-      startedAt: rt.startedAt ? Date.parse(rt.startedAt) : Date.now(),
+      startedAt: o.fresh?.startedAt ?? (rtStartedAt ? Date.parse(rtStartedAt) : Date.now()),
       readiness: new AbortController(),
       agent: null,
       presses: 0,
@@ -856,7 +867,7 @@ export class Supervisor {
     this.#guests.set(name, guest);
     if (status.status === "paused" || (!status.running && status.status !== "shutdown")) {
       if (!o.fresh) this.#setState(name, "paused");
-    } else if (inst.state === "paused") {
+    } else if (inst?.state === "paused") {
       this.#setState(name, guest.ready ? "running" : "starting");
     }
     if (!guest.ready) {
@@ -943,6 +954,8 @@ export class Supervisor {
         // 10× in wall time (kattach/readiness_deadline.ts).
         timeoutMs: m.appmgr.readinessTimeoutSeconds * 1000,
         cpuMs: () => processCpuMs(g.pid),
+        // From the QEMU's start, its CPU time 0 then: no /proc reading when the wait begins.
+        since: { wall: g.startedAt, cpu: 0 },
         // A serial check reads a small local file: poll it often, it is on the path to ready.
         intervalMs: check.type === "serial" ? 50 : 500,
         signal,
@@ -1201,7 +1214,7 @@ export class Supervisor {
   }
 
   #setState(name: string, state: Instance["state"]): void {
-    if (resolveInstanceSafe(this.#k, name)) this.#k.store.setInstanceState(name, state);
+    if (this.#k.store.instanceExists(name)) this.#k.store.setInstanceState(name, state);
   }
 
   #show(name: string): Instance {

@@ -197,7 +197,10 @@ Deno.test({
       lap("instance show and stats");
       let log = await readLog(serial);
       assertMatch(log, /appqueue: installed web 1\.0\.0 from community/);
-      assertMatch(log, /supervisor: web-1: microvm: no module needs PCI/);
+      assertMatch(
+        log,
+        /supervisor: started web-1 \(pid \d+; microvm: no module needs PCI; (TCG|KVM);/,
+      );
       assertMatch(log, /supervisor: web-1 is ready/);
 
       // Bridged networking (Debian's kernel has 802.1Q): a tagged VLAN becomes kvl10, an 802.1Q
@@ -348,7 +351,7 @@ Deno.test({
       assertEquals(web2?.status, "ready", q35.stdout);
       assertMatch(web2.detail, new RegExp(`GET http://127\\.0\\.0\\.1:${port80}/: 200`));
       log = await readLog(serial);
-      assertMatch(log, /supervisor: web-1: q35: set on the instance/);
+      assertMatch(log, /supervisor: started web-1 \(pid \d+; q35: set on the instance;/);
       assert(!/Could not open option rom|failed to find romfile|could not load/.test(log), log);
       assert(!/Kernel panic/.test(log));
 

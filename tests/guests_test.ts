@@ -136,7 +136,7 @@ Deno.test({
         // The fixture's bzImage carries a PVH ELF: microvm boots it, inflated once on the host.
         assert.match(argv[argv.indexOf("-kernel") + 1], /\/cache\/vkaos\/[0-9a-f]+\/kernel\.pvh$/);
       }
-      assert.match(k.log, /web-1: microvm: no module needs PCI/);
+      assert.match(k.log, /started web-1 \(pid \d+; microvm: no module needs PCI; (TCG|KVM);/);
       // Each overlay is a qcow2 written by kattach (no qemu-img) over the web module's image,
       // and qemu-img finds it clean.
       for (const name of ["web-1", "web-2"]) {
@@ -237,7 +237,7 @@ Deno.test({
       assert.ok(!q35.includes("-bios"));
       assert.match(q35[q35.indexOf("-kernel") + 1], /\/kernel$/);
       assert.ok((await Deno.stat(q35[q35.indexOf("-kernel") + 1])).isFile);
-      assert.match(k.log, /web-1: q35: set on the instance/);
+      assert.match(k.log, /started web-1 \(pid \d+; q35: set on the instance;/);
       const onQ35 = await k.json<Instance>("instance", "show", "web-1");
       assert.equal(onQ35.machine, "q35: set on the instance");
       assert.match(await page(started), /Welcome to instance web-1/);

@@ -108,17 +108,18 @@ export const instanceHandlers: Handlers<
       let done = 0;
       await Promise.all(created.map(async (name) => {
         try {
-          const { instance: inst, qmpStatus } = await sup.launch(name, { wait: p.wait, shared })
+          const { state, pid, qmpStatus } = await sup.launch(name, { wait: p.wait, shared })
             // A start that failed before the launch gate: the others do not wait for it.
             .finally(() => void shared.arrive(name));
-          if (p.wait && inst.state !== "running") {
-            const why = inst.lastExit ? `; last exit: ${inst.lastExit}` : "";
-            const reason = `never became ready (it is ${inst.state}${why})`;
+          if (p.wait && state !== "running") {
+            const lastExit = getRuntime(k.store, name).lastExit;
+            const why = lastExit ? `; last exit: ${lastExit}` : "";
+            const reason = `never became ready (it is ${state}${why})`;
             outcomes.set(name, { outcome: "failed", reason });
             ctx.progress(`${name}: ${reason}`, ++done, created.length);
           } else {
             outcomes.set(name, { outcome: p.wait ? "ready" : "started", qmpStatus });
-            ctx.progress(`${name}: ${inst.state} (pid ${inst.pid})`, ++done, created.length);
+            ctx.progress(`${name}: ${state} (pid ${pid})`, ++done, created.length);
           }
         } catch (err) {
           const reason = err instanceof Error ? err.message : String(err);
