@@ -139,7 +139,7 @@ export const instanceHandlers: Handlers<
         cause: err,
       });
     }
-    const answer = withRuntimes(k, created.map((name) => resolveInstance(k.store, name))).map((
+    const answer = withRuntimes(k, k.store.getInstances(created)).map((
       inst,
     ) => ({ ...inst, ...outcomes.get(inst.name)! }));
     k.log(
