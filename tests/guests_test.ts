@@ -171,11 +171,23 @@ Deno.test({
       await fails(k, ["instance", "set", "web-1", "--restart-policy", "sometimes"], /always/, 2);
       await fails(k, ["instance", "set", "web-1", "--autostart", "maybe"], /yes or no/, 2);
 
-      // Pause and resume.
+      // Pause and resume. Pausing a paused guest and resuming a running one are refused with
+      // code conflict, as a start of a running one is, and change nothing.
       assert.equal((await k.json<Instance>("instance", "pause", "web-1")).state, "paused");
       const paused = await k.json<{ return: { status: string } }>("qmp", "web-1", "query-status");
       assert.equal(paused.return.status, "paused");
+      await fails(k, ["instance", "pause", "web-1"], /Cannot pause web-1: it is paused already\n/);
+      const twice = await k.aq("instance", "pause", "web-1", "--json");
+      assert.equal(JSON.parse(twice.stderr).error.code, "conflict", twice.stderr);
+      assert.equal((await k.json<Instance>("instance", "show", "web-1")).state, "paused");
       assert.equal((await k.json<Instance>("instance", "resume", "web-1")).state, "running");
+      await fails(
+        k,
+        ["instance", "resume", "web-1"],
+        /Cannot resume web-1: it is running, not paused/,
+      );
+      const running = await k.json<{ return: { status: string } }>("qmp", "web-1", "query-status");
+      assert.equal(running.return.status, "running");
 
       // Stats from QMP and /proc.
       const stats = await k.json<GuestStats>("instance", "stats", "web-1");
