@@ -153,6 +153,10 @@ Deno.test({
       }
       const shown = await k.aq("instance", "show", "web-1");
       assert.match(shown.stdout, /Forwards:\s+127\.0\.0\.1:\d+ -> 80 \(web\)/);
+      // Its NIC is user-mode: no port can be published to it, so no such line; the JSON keeps
+      // its (empty) list.
+      assert.doesNotMatch(shown.stdout, /Published ports/);
+      assert.deepEqual((await k.json<Instance>("instance", "show", "web-1")).published, []);
 
       // QMP pass-through and its errors.
       const status = await k.json<{ return: { status: string } }>("qmp", "web-1", "query-status");
