@@ -199,7 +199,8 @@ async function probeSerial(marker: string, target: ReadinessTarget): Promise<Hea
 /**
  * A serial line as a health detail: without control characters, at most 200 characters, and
  * with the module's name once: vKaOS prefixes each line of a service with `<module>: `, and a
- * service that names itself too (`web: ready on port 80`) showed as `web: web: ready on port 80`.
+ * service that names itself too (the catalogue's `nginx: ready on port 80`, the `web` fixture
+ * before session 9) shows as `nginx: nginx: ready on port 80` on the console.
  */
 function serialDetail(line: string): string {
   return stripControlsLine(line).trim().replace(/^([^\s:]+): \1: /, "$1: ").slice(0, 200);

@@ -606,20 +606,38 @@ export class Supervisor {
     return await this.start(name, options);
   }
 
-  /** Pauses the vCPUs (QMP `stop`). */
+  /**
+   * Pauses the vCPUs (QMP `stop`). One already paused is refused (`conflict`), as a start of a
+   * running instance is: QEMU's own status says which.
+   */
   pause(name: string): Promise<Instance> {
     return this.#locked(name, async () => {
       const guest = this.#requireGuest(name, "pause");
+      const now = await queryStatus(guest.monitor, { timeoutMs: 5000 });
+      if (!now.running) {
+        const how = now.status === "paused" ? "" : ` (QEMU: ${now.status})`;
+        throw new UserError(`Cannot pause ${name}: it is paused already${how}`, {
+          hint: `resume it with \`instance resume ${name}\``,
+          code: "conflict",
+        });
+      }
       await qmpStop(guest.monitor);
       this.#setState(name, "paused");
       return this.#show(name);
     });
   }
 
-  /** Resumes paused vCPUs (QMP `cont`). */
+  /** Resumes paused vCPUs (QMP `cont`); one whose vCPUs run is refused (`conflict`). */
   resumeGuest(name: string): Promise<Instance> {
     return this.#locked(name, async () => {
       const guest = this.#requireGuest(name, "resume");
+      if ((await queryStatus(guest.monitor, { timeoutMs: 5000 })).running) {
+        const inst = resolveInstance(this.#k.store, name);
+        throw new UserError(`Cannot resume ${name}: it is ${inst.state}, not paused`, {
+          hint: `see \`instance show ${name}\``,
+          code: "conflict",
+        });
+      }
       await cont(guest.monitor);
       this.#setState(name, guest.ready ? "running" : "starting");
       return this.#show(name);
