@@ -9,10 +9,13 @@
  * for N = 1 with the vKaOS kernel under TCG: a `goal:` line, with both QEMUs' CPU time until ready,
  * which a loaded host inflates much less than the wall time); and kattach's RSS. The
  * first deploy of a fresh kattach is printed apart ("1 cold": it extracts vKaOS and makes the
- * module's overlay); each N then runs `--rounds` times (default 5; 15 for N = 1, whose rounds take
+ * module's overlay); each N then runs `--rounds` times (default 9; 15 for N = 1, whose rounds take
  * a second each and whose figure is some 10 ms of kattach's beside the host's own hiccups: on
- * this machine a process woken from sleep may lose the CPU for 1-4 ms, as a 1 ms busy loop shows)
- * and prints medians, with the
+ * this machine a process woken from sleep may lose the CPU for 1-4 ms, as a 1 ms busy loop shows;
+ * 9, not 5, for N ≥ 5: on this 2-core machine about one run of 20 QEMUs in three takes up to
+ * twice as long as the others, whichever the side and however QMP is reached (bench/qmp_ways.ts;
+ * docs/performance.md), and 5 rounds' median ratio swung from 0.9× to 1.6× between runs of the
+ * same code) and prints medians, with the
  * load average, and for N = 1 where the time to ready goes (QEMU start, kernel, guest init,
  * module start, readiness seen), from the first instance's serial log. Prints figures only.
  * SIGINT/SIGTERM kill every guest the bench started (its own and kattach's) before it exits.
@@ -70,6 +73,7 @@ import {
   guestNics,
   inflatePvhElf,
   QBOOT_ROM,
+  QEMU_ENV,
   QmpMonitor,
   queryStatus,
   renderConfigDisk,
@@ -83,15 +87,15 @@ const OUT = `${ROOT}/fixtures/out`;
 /** Issue 13: deploy → ready (appmgr readiness) for N = 1 under TCG. */
 const READY_GOAL_MS = 1500;
 const USAGE =
-  "usage: bench/deploy.ts [--rounds R (1-20, default 5; 15 for N = 1)] [--qmp-only] [N… (1-64 each; default 1 5 10 20)]";
+  "usage: bench/deploy.ts [--rounds R (1-20, default 9; 15 for N = 1)] [--qmp-only] [N… (1-64 each; default 1 5 10 20)]";
 const cli = parseCliOrExit(Deno.args, {
   usage: USAGE,
   options: { rounds: { type: "string" }, "qmp-only": { type: "boolean" } },
   positionals: true,
 });
-const rounds = Number(cli.values.rounds ?? 5);
-/** Rounds of N guests: `--rounds`, else 5 (15 for N = 1). */
-const roundsOf = (n: number) => cli.values.rounds !== undefined ? rounds : n === 1 ? 15 : 5;
+const rounds = Number(cli.values.rounds ?? 9);
+/** Rounds of N guests: `--rounds`, else 9 (15 for N = 1). */
+const roundsOf = (n: number) => cli.values.rounds !== undefined ? rounds : n === 1 ? 15 : 9;
 const counts = cli.positionals.length > 0 ? cli.positionals.map(Number) : [1, 5, 10, 20];
 /** Rounds end at QMP running: no deploy → ready. */
 const qmpOnly = cli.values["qmp-only"] === true;
@@ -394,7 +398,7 @@ async function bare(
         }],
       });
       // Started as kattach starts it (QEMU's sandbox denies -daemonize's fork): QEMU alone.
-      const proc = spawnDetached(argv, { cwd: d, logFile: `${d}/qemu.log` });
+      const proc = spawnDetached(argv, { cwd: d, logFile: `${d}/qemu.log`, env: QEMU_ENV });
       ends.push(proc.exited);
       pids.push(proc.pid);
       if (i === 0) first = argv;

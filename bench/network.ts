@@ -43,7 +43,6 @@ import {
   readHostState,
   startNetwork,
 } from "../kattach/network.ts";
-import { Store } from "../kattach/store.ts";
 import { insertMgmt } from "../kattach/store_firewall.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import {
@@ -54,6 +53,7 @@ import {
   syntheticFirewall,
 } from "../netmgr/mod.ts";
 import { killStateGuests } from "./_guests.ts";
+import { alternating, bigStore, emptyNamespace, median, sh, timed, times } from "./_net.ts";
 import { connectKattach } from "./_util.ts";
 
 const usage =
@@ -76,40 +76,6 @@ if (!Number.isInteger(runs) || runs < 1) {
 const NS = `kbench${Deno.pid}`;
 const inNs = ["ip", "netns", "exec", NS];
 const GOAL_MS = 150;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-async function timed(fn: () => Promise<unknown> | unknown): Promise<number> {
-  const t = performance.now();
-  await fn();
-  return performance.now() - t;
-}
-
-async function times(n: number, fn: () => Promise<unknown> | unknown): Promise<number> {
-  const xs: number[] = [];
-  for (let i = 0; i < n; i++) xs.push(await timed(fn));
-  return median(xs);
-}
-
-/** Runs each function once per round, in turn, for `n` rounds; the median of each. */
-async function alternating<K extends string>(
-  n: number,
-  fns: Record<K, () => Promise<unknown> | unknown>,
-): Promise<Record<K, number>> {
-  const xs = Object.fromEntries(Object.keys(fns).map((key) => [key, [] as number[]]));
-  for (let i = 0; i < n; i++) {
-    for (const [key, fn] of Object.entries(fns)) {
-      xs[key].push(await timed(fn as () => unknown));
-    }
-  }
-  return Object.fromEntries(Object.entries(xs).map(([key, v]) => [key, median(v)])) as Record<
-    K,
-    number
-  >;
-}
 
 const ms = (x: number) => `${x.toFixed(1).padStart(7)} ms`;
 
@@ -144,50 +110,9 @@ async function firewallFigures(): Promise<void> {
   }
 }
 
-/** A store holding the largest synthetic host: 4,094 VLANs, 1,000 instances with one NIC each. */
-function bigStore(path: string): Store {
-  const store = Store.open(path);
-  const input = syntheticFirewall(4094, 1000);
-  store.tx(() => {
-    for (const v of input.vlans) {
-      const base = v.cidr.replace(/\.0\/22$/, "");
-      store.insertVlan({
-        id: v.id,
-        name: `v${v.id}`,
-        cidr: v.cidr,
-        gateway: v.gateway,
-        poolStart: `${base}.2`,
-        poolEnd: `${base.replace(/\.(\d+)$/, (_, x) => `.${Number(x) + 3}`)}.254`,
-        uplink: "none",
-        nat: v.nat,
-        isolate: v.isolate,
-      });
-    }
-    store.insertVmImage({
-      name: "bench",
-      modules: [],
-      configGroups: [],
-      vlans: [],
-      memoryMiB: 64,
-      cpus: 1,
-    });
-    input.ports.forEach((p, n) =>
-      store.insertInstance({
-        name: `bench-${n + 1}`,
-        vmimage: "bench",
-        state: "stopped",
-        autostart: false,
-        restartPolicy: "never",
-        nics: [{ index: 0, vlan: p.vlan, mac: p.mac, ip: p.ip }],
-      })
-    );
-  });
-  return store;
-}
-
 async function rollbackFigures(): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "kaos-bench-net-" });
-  const store = bigStore(`${dir}/kaos.db`);
+  const store = bigStore(`${dir}/kaos.db`, { vlans: 4094, nics: 1000 });
   const k: Kattach = {
     store,
     stateDir: dir,
@@ -217,27 +142,9 @@ async function rollbackFigures(): Promise<void> {
 
 const NOOP_GOAL_MS = 100;
 
-async function sh(argv: string[], stdin?: string): Promise<void> {
-  const child = new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  if (out.code !== 0) {
-    throw new Error(`${argv.join(" ")}: ${new TextDecoder().decode(out.stderr).slice(0, 500)}`);
-  }
-}
-
 async function linkFigures(): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "kaos-bench-links-" });
-  const store = bigStore(`${dir}/kaos.db`);
+  const store = bigStore(`${dir}/kaos.db`, { vlans: 4094, nics: 1000 });
   const base = `kblnk${Deno.pid}`; // the bare baseline's own fresh namespace
   await sh(["ip", "netns", "add", base]);
   const host = realNetlink({ netns: NS });
@@ -391,25 +298,6 @@ async function linkFigures(): Promise<void> {
     await emptyNamespace(base);
     await emptyNamespace(NS);
     await new Deno.Command("ip", { args: ["netns", "del", base] }).output();
-  }
-}
-
-/**
- * Deletes the links of namespace `ns` one `ip` request at a time (taps first), in batches.
- * Deleting a namespace that still holds 5,000 links makes the kernel tear them all down under
- * one hold of the rtnl lock, and every `ip` command on the machine (other tests' included)
- * waited for minutes; one request per link lets them in between.
- */
-async function emptyNamespace(ns: string): Promise<void> {
-  const names = [...(await readHostState(realNetlink({ netns: ns }))).links.keys()]
-    .filter((n) => n !== "lo")
-    .sort((a, b) => Number(b.startsWith("kt")) - Number(a.startsWith("kt")));
-  for (let i = 0; i < names.length; i += 250) {
-    const lines = names.slice(i, i + 250).map((n) => `link del dev ${n}`);
-    // (a tap goes with its bridge's deletion only if listed first: taps are, so no line fails)
-    await sh(["ip", "-n", ns, "-force", "-batch", "-"], renderBatch(lines)).catch((err) =>
-      console.error(`bench: emptying ${ns}: ${err instanceof Error ? err.message : err}`)
-    );
   }
 }
 

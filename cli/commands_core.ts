@@ -233,6 +233,20 @@ function publishedText(f: InstancePublished): string {
   return `${f.proto} ${f.hostPort} -> ${f.guestPort} (id ${f.id})`;
 }
 
+/**
+ * `Published ports`, where publishing applies: a port is published to a VLAN address behind a
+ * tap, so an instance whose NICs are all user-mode (hosted mode, or a VM image without VLANs) has
+ * no such line (its Forwards are what reaches it), and a port published to it anyway (stored in
+ * hosted mode) is not in effect.
+ */
+function publishedLine(i: Instance): [string, string][] {
+  if (!i.published) return [];
+  const userMode = i.network !== undefined && i.network.every((n) => n.mode === "user");
+  if (userMode && i.published.length === 0) return [];
+  const text = i.published.map(publishedText).join(", ") || "none";
+  return [["Published ports", userMode ? `${text} (not in effect: user-mode NICs)` : text]];
+}
+
 function renderInstance(i: Instance): string {
   return fields([
     ["Instance", i.name],
@@ -251,12 +265,7 @@ function renderInstance(i: Instance): string {
       (i.forwards ?? []).map((f) => `127.0.0.1:${f.hostPort} -> ${f.guestPort} (${f.module})`)
         .join(", ") || "none",
     ],
-    ...(i.published
-      ? [[
-        "Published ports",
-        i.published.map(publishedText).join(", ") || "none",
-      ] as [string, string]]
-      : []),
+    ...publishedLine(i),
     ["Health", healthText(i)],
   ]) + "NICs:\n" + (i.network
     ? table(

@@ -75,6 +75,8 @@ Deno.test("arguments naming existing objects get pick lists; new names do not", 
   assertEquals(src("instance show", "NAME"), "instance");
   assertEquals(src("deploy", "VMIMAGE"), "vmimage");
   assertEquals(src("system ssh-key del", "SSH-KEY"), "ssh-key");
+  assertEquals(src("module install", "NAME[@VERSION]"), "available"); // what the queues offer
+  assertEquals(src("module update", "NAME"), "module");
   if (commands.some((c) => c.path.join(" ") === "qmp")) {
     assertEquals(src("qmp", "NAME"), "instance");
   }

@@ -314,6 +314,48 @@ Deno.test("instance show: the NIC table and DNS indented alike, the machine and 
   );
 });
 
+Deno.test("instance show: Published ports only where publishing applies (not on user-mode NICs)", () => {
+  const userNic = {
+    index: 0,
+    vlan: null,
+    mode: "user" as const,
+    tap: null,
+    bridge: null,
+    mac: "0a:4b:53:00:00:00",
+    address: "10.0.2.15/24",
+    gateway: "10.0.2.2",
+    state: "-",
+    restartNeeded: false,
+  };
+  const hosted = {
+    ...INSTANCE_BASE,
+    state: "running",
+    forwards: [{ hostPort: 43455, guestPort: 80, module: "web" }],
+    published: [],
+    network: [userNic],
+    dns: ["10.0.2.3"],
+  } satisfies Instance;
+  const shown = find("instance show").render(hosted);
+  assert.match(shown, /^Forwards: +127\.0\.0\.1:43455 -> 80 \(web\)$/m);
+  assert.doesNotMatch(shown, /Published/);
+  // A port published to it anyway (stored in hosted mode) is listed as not in effect.
+  const stored = find("instance show").render({
+    ...hosted,
+    published: [{ id: 1, proto: "tcp", hostPort: 8080, guestPort: 80 }],
+  });
+  assert.match(
+    stored,
+    /^Published ports: +tcp 8080 -> 80 \(id 1\) \(not in effect: user-mode NICs\)$/m,
+  );
+  // A bridged instance with nothing published says so.
+  const bridged = find("instance show").render({
+    ...hosted,
+    forwards: [],
+    network: [{ ...userNic, vlan: 10, mode: "tap", tap: "kt0a4b53000000", bridge: "kbr10" }],
+  });
+  assert.match(bridged, /^Published ports: +none$/m);
+});
+
 Deno.test("progress lines: a download's counter at most once a second and at its end; every new message", () => {
   let lines = "";
   let clock = 0;

@@ -47,6 +47,8 @@ export interface ObjectSource {
    * SQLite with a LIMIT; the short ones (AppQueues, SSH keys) are cut here.
    */
   list(call: Caller, window: PickWindow): Promise<PickEntry[]>;
+  /** Drops what `list` kept for one pick list (a list fetched whole once per pick). */
+  forget?(call: Caller): void;
 }
 
 /** The window of a short list that kattach sends whole: names (or labels) containing the filter. */
@@ -119,6 +121,11 @@ export const OBJECT_SOURCES: Record<string, ObjectSource> = {
         label: `${i.name}  ${i.state}`,
       })),
   },
+  available: {
+    noun: "module in the AppQueues",
+    list: async (call, w) => cut(await offered(call), w),
+    forget: (call) => offeredBy.delete(call),
+  },
   queue: {
     noun: "AppQueue",
     list: async (call, w) =>
@@ -143,6 +150,30 @@ export const OBJECT_SOURCES: Record<string, ObjectSource> = {
   },
 };
 
+/** What the AppQueues offer, kept for the pick list under way (see {@linkcode offered}). */
+const offeredBy = new WeakMap<Caller, Promise<PickEntry[]>>();
+
+/**
+ * What the AppQueues offer (each queue's newest release of each module, the version installed
+ * beside it), fetched whole once per pick list: the list is asked again at every change of its
+ * filter, and each `module.search` reads every queue's index anew (over the network).
+ */
+function offered(call: Caller): Promise<PickEntry[]> {
+  const kept = offeredBy.get(call);
+  if (kept) return kept;
+  const entries = call("module.search", { allVersions: false }).then((rs) =>
+    rs.map((r) => ({
+      value: r.name,
+      label: `${r.name}  ${r.version}  ${r.queue}${
+        r.installed === null ? "" : `  (installed: ${r.installed})`
+      }  ${r.description}`,
+    }))
+  );
+  offeredBy.set(call, entries);
+  entries.catch(() => offeredBy.delete(call)); // a failure is not kept
+  return entries;
+}
+
 const ALIASES: Record<string, string> = {
   appqueue: "queue",
   configgroup: "config-group",
@@ -156,6 +187,9 @@ const ALIASES: Record<string, string> = {
 /** Commands of one word whose NAME names an object of another kind (e.g. `qmp NAME …`). */
 const NAME_OF: Record<string, string> = { qmp: "instance" };
 
+/** Arguments offered from a list of a kind of their own, by command and argument name. */
+const ARG_SOURCES: Record<string, string> = { "module install NAME[@VERSION]": "available" };
+
 /** Verbs whose NAME argument names a new object rather than an existing one. */
 const CREATING = new Set(["add", "create", "import", "install", "new"]);
 
@@ -168,6 +202,8 @@ function sourceKey(word: string): string | undefined {
 /** The object kind an argument names, if it names an existing one. */
 export function argSource(command: Command, arg: ArgSpec): string | undefined {
   if (arg.rest) return undefined;
+  const own = ARG_SOURCES[`${command.path.join(" ")} ${arg.name}`];
+  if (own) return own;
   const direct = sourceKey(arg.name);
   if (direct) return direct;
   const verb = command.path[command.path.length - 1];
@@ -336,14 +372,19 @@ export async function pickObject(
   }
 }
 
-/** The first screenful of a pick list, or undefined when kattach cannot list them. */
-async function firstWindow(p: Prompter, key: string): Promise<PickEntry[] | undefined> {
+/** The first screenful of a pick list, or undefined when kattach cannot list them (`why`). */
+async function firstWindow(
+  p: Prompter,
+  key: string,
+  why?: (message: string) => void,
+): Promise<PickEntry[] | undefined> {
   try {
     return await OBJECT_SOURCES[key].list(p.call, {
       limit: pickPageSize(p.terminal) + 1,
       offset: 0,
     });
-  } catch {
+  } catch (err) {
+    why?.(err instanceof Error ? err.message : String(err));
     return undefined; // kattach cannot list them: fall back to typing the name
   }
 }
@@ -353,17 +394,22 @@ export async function promptArg(p: Prompter, command: Command, arg: ArgSpec): Pr
   const key = argSource(command, arg);
   const t = p.terminal;
   if (key) {
-    const first = await firstWindow(p, key);
-    if (first && first.length > 0) {
-      const picked = await pickObject(p, key, {
-        message: `${OBJECT_SOURCES[key].noun} (${arg.name})`,
-        typeName: arg.name,
-        none: arg.optional ? "(none)" : undefined,
-        first,
-      });
-      return "value" in picked ? picked.value : "";
+    let why = "";
+    try {
+      const first = await firstWindow(p, key, (m) => why = `: ${stripControlsLine(m)}`);
+      if (first && first.length > 0) {
+        const picked = await pickObject(p, key, {
+          message: `${OBJECT_SOURCES[key].noun} (${arg.name})`,
+          typeName: arg.name,
+          none: arg.optional ? "(none)" : undefined,
+          first,
+        });
+        return "value" in picked ? picked.value : "";
+      }
+    } finally {
+      OBJECT_SOURCES[key].forget?.(p.call);
     }
-    t.write(`(no ${OBJECT_SOURCES[key].noun} to choose from; type a name)\n`);
+    t.write(`(no ${OBJECT_SOURCES[key].noun} to choose from${why}; type a name)\n`);
   }
   return (await t.prompt((ctx) =>
     input({

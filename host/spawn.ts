@@ -33,6 +33,8 @@ export interface SpawnDetachedOptions {
    * listening socket from host/unix_listen.ts). It must be above 3; this process keeps its own.
    */
   inheritFd?: number;
+  /** The child's whole environment (default: this process' own). */
+  env?: Record<string, string>;
 }
 
 /** The descriptor number a child gets {@linkcode SpawnDetachedOptions.inheritFd} as. */
@@ -182,7 +184,9 @@ export function spawnDetached(argv: string[], o: SpawnDetachedOptions): Detached
   const allSignals = new BigUint64Array(16); // sigset_t: 128 bytes
   const noSignals = new BigUint64Array(16);
   const args = cStringArray(argv);
-  const env = cStringArray(Object.entries(Deno.env.toObject()).map(([k, v]) => `${k}=${v}`));
+  const env = cStringArray(
+    Object.entries(o.env ?? Deno.env.toObject()).map(([k, v]) => `${k}=${v}`),
+  );
   const [devNull, log, cwd] = [cString("/dev/null"), cString(o.logFile), cString(o.cwd)];
   const pid = new Int32Array(1);
   c.posix_spawn_file_actions_init(bytes(fileActions));

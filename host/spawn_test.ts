@@ -59,8 +59,25 @@ Deno.test("spawnDetached: the program itself, in a session of its own, output ap
     assertEquals(await sleepingFds(p.pid), ["0", "1", "2"]);
     // No standard signal left ignored (SIGPIPE is, in Deno); glibc's own 32 and 33 may be.
     assertEquals(BigInt(`0x${procStatus(p.pid).SigIgn}`) & 0x7fffffffn, 0n);
+    // This process' environment unless told otherwise.
+    assert(
+      Deno.readTextFileSync(`/proc/${p.pid}/environ`).includes(`PATH=${Deno.env.get("PATH")}\0`),
+    );
     Deno.kill(p.pid, "SIGKILL");
     assertEquals(await settled(p.exited), { code: null, signal: "SIGKILL" });
+    // `env`: that environment and nothing else.
+    const clean = spawnDetached(["sleep", "30"], {
+      cwd: dir,
+      logFile: `${dir}/out.log`,
+      env: { PATH: "/usr/bin:/bin", LC_ALL: "C" },
+    });
+    await sleepingFds(clean.pid); // its start is over
+    assertEquals(
+      Deno.readTextFileSync(`/proc/${clean.pid}/environ`).split("\0").filter((e) => e),
+      ["PATH=/usr/bin:/bin", "LC_ALL=C"],
+    );
+    Deno.kill(clean.pid, "SIGKILL");
+    await settled(clean.exited);
     const failed = spawnDetached(["sh", "-c", "echo oops >&2; echo out; exit 3"], {
       cwd: dir,
       logFile: `${dir}/out.log`,

@@ -19,6 +19,80 @@ export interface ReadinessTarget {
   serialLog?: string;
   /** Bytes of `serialLog` to skip (output of an earlier boot). */
   serialFrom?: number;
+  /**
+   * The guest's serial log read once for all its checks ({@linkcode SerialWatch}); without it
+   * each check reads `serialLog` on its own.
+   */
+  serial?: SerialWatch;
+}
+
+/**
+ * One guest's serial log, read once for all its readiness checks: each look reads what the guest
+ * printed since the last one and keeps the first line holding each marker it watches for (the
+ * serial checks' markers and {@linkcode GUEST_FATAL_MARKER}). Two checks of one guest probing
+ * every 50 ms read the log once between them (`freshMs`), not twice (issue 13).
+ */
+export class SerialWatch {
+  readonly path: string;
+  #tail: LogTail;
+  #markers: string[];
+  /** The first line holding each marker, and its place among the lines read. */
+  #found = new Map<string, { line: string; at: number }>();
+  #count = 0;
+  #lookedAt = -Infinity;
+  #now: () => number;
+
+  /** Watches `path` from byte `from` for `markers` and the fatal marker. */
+  constructor(
+    path: string,
+    from: number,
+    markers: string[],
+    now: () => number = () => performance.now(),
+  ) {
+    this.path = path;
+    this.#tail = new LogTail(path, { from });
+    this.#markers = [...new Set([...markers, GUEST_FATAL_MARKER])];
+    this.#now = now;
+  }
+
+  /**
+   * Reads what was added since the last look, unless that look is less than `freshMs` old or
+   * nothing was added (one stat). Throws when the log cannot be read (not made yet).
+   */
+  look(freshMs = 0): void {
+    const now = this.#now();
+    if (now - this.#lookedAt < freshMs) return;
+    this.#lookedAt = now;
+    if (!this.#tail.changed()) return;
+    for (const line of this.#tail.lines()) {
+      const at = this.#count++;
+      for (const m of this.#markers) {
+        if (!this.#found.has(m) && line.includes(m)) this.#found.set(m, { line, at });
+      }
+    }
+  }
+
+  /** Whether `marker` is one this watch looks for. */
+  watches(marker: string): boolean {
+    return this.#markers.includes(marker);
+  }
+
+  /**
+   * What the guest printed first of `marker` (one it {@linkcode watches}) and its fatal line:
+   * `ready` with the marker's line, `fatal` with the fatal line's text, or neither yet.
+   */
+  outcome(marker: string): { ready: string } | { fatal: string } | null {
+    const mark = this.#found.get(marker);
+    const fatal = this.#found.get(GUEST_FATAL_MARKER);
+    if (fatal && (!mark || fatal.at < mark.at)) return { fatal: fatalText(fatal.line) };
+    return mark ? { ready: mark.line } : null;
+  }
+
+  /** The guest's fatal line seen (its text after the marker), if any. */
+  fatal(): string | undefined {
+    const fatal = this.#found.get(GUEST_FATAL_MARKER);
+    return fatal === undefined ? undefined : fatalText(fatal.line);
+  }
 }
 
 /** The outcome of a check. */
@@ -34,6 +108,11 @@ export interface HealthResult {
 export interface CheckOptions {
   /** Time limit of one probe in ms (default 2000). */
   probeTimeoutMs?: number;
+  /**
+   * A serial probe reads the log again only when the last read of it (another check's, through
+   * {@linkcode ReadinessTarget.serial}) is at least this old, in ms (default 0: always).
+   */
+  freshMs?: number;
   signal?: AbortSignal;
 }
 
@@ -55,7 +134,7 @@ export async function checkReadiness(
           options.signal,
         );
       case "serial":
-        return await probeSerial(check.marker, target);
+        return probeSerial(check.marker, target, options.freshMs ?? 0);
     }
   } catch (err) {
     return { ok: false, detail: err instanceof Error ? err.message : String(err) };
@@ -95,15 +174,19 @@ export async function waitReady(
   // A serial check reads the log itself and looks for the fatal line in the same pass.
   const fatal = target.serialLog === undefined || check.type === "serial"
     ? undefined
-    : new LogTail(target.serialLog, { from: target.serialFrom ?? 0 });
+    : target.serial ?? new SerialWatch(target.serialLog, target.serialFrom ?? 0, []);
   for (;;) {
     if (options.signal?.aborted) return { ok: false, detail: "cancelled" };
-    const line = fatal && await guestFatal(fatal);
+    const line = fatal && guestFatal(fatal, options.intervalMs);
     if (line) return { ok: false, detail: `the guest cannot start its services: ${line}` };
     const before = deadline.status();
     const left = before.expired ? 1 : before.left;
     const probeTimeoutMs = Math.max(1, Math.min(options.probeTimeoutMs ?? 2000, left));
-    last = await checkReadiness(check, target, { ...options, probeTimeoutMs });
+    last = await checkReadiness(check, target, {
+      ...options,
+      probeTimeoutMs,
+      freshMs: (options.intervalMs ?? 500) / 2,
+    });
     if (last.ok || last.final) return last;
     const after = deadline.status();
     if (after.expired) return { ok: false, detail: `${after.reason}: ${last.detail}` };
@@ -111,15 +194,17 @@ export async function waitReady(
   }
 }
 
-/** The guest's fatal line added to the log since the last look (without its marker), if any. */
-async function guestFatal(tail: LogTail): Promise<string | undefined> {
-  if (!tail.changed()) return undefined;
+/**
+ * The guest's fatal line (without its marker), if it printed one; the log is looked at again
+ * unless another check of the guest did so less than half an interval ago.
+ */
+function guestFatal(watch: SerialWatch, intervalMs = 500): string | undefined {
   try {
-    const line = await tail.find((l) => l.includes(GUEST_FATAL_MARKER));
-    return line === undefined ? undefined : fatalText(line);
+    watch.look(intervalMs / 2);
   } catch {
     return undefined; // no log yet: the guest has printed nothing
   }
+  return watch.fatal();
 }
 
 /** A fatal line's text after its marker, without control characters, at most 400 characters. */
@@ -162,44 +247,38 @@ async function probeHttp(url: string, timeoutMs: number, signal?: AbortSignal) {
   }
 }
 
-/** One reader per target, so each probe reads only what the guest printed since the last. */
-const tails = new WeakMap<ReadinessTarget, LogTail>();
+/** A watch per target without one of its own, so each probe reads only what was added since. */
+const watches = new WeakMap<ReadinessTarget, SerialWatch>();
 
-async function probeSerial(marker: string, target: ReadinessTarget): Promise<HealthResult> {
+function probeSerial(marker: string, target: ReadinessTarget, freshMs: number): HealthResult {
   if (!target.serialLog) return { ok: false, detail: "no serial log to watch" };
-  let tail = tails.get(target);
-  if (tail === undefined || tail.path !== target.serialLog) {
-    tail = new LogTail(target.serialLog, { from: target.serialFrom ?? 0 });
-    tails.set(target, tail);
+  let watch = target.serial?.watches(marker) ? target.serial : watches.get(target);
+  if (watch === undefined || watch.path !== target.serialLog) {
+    watch = new SerialWatch(target.serialLog, target.serialFrom ?? 0, [marker]);
+    watches.set(target, watch);
   }
-  const notYet = { ok: false, detail: `serial: no line with ${JSON.stringify(marker)} yet` };
-  // Polled every 50 ms for each guest: a stat when nothing was added, not an open and a read.
-  if (!tail.changed()) return notYet;
-  let line: string | undefined;
   try {
     // One pass for both: this check's marker, and the guest's fatal line (waitReady's).
-    line = await tail.find((l) => l.includes(marker) || l.includes(GUEST_FATAL_MARKER));
+    watch.look(freshMs);
   } catch (err) {
     return { ok: false, detail: `serial log ${target.serialLog}: ${(err as Error).message}` };
   }
-  if (line !== undefined && !line.includes(marker)) {
-    return {
-      ok: false,
-      detail: `the guest cannot start its services: ${fatalText(line)}`,
-      final: true,
-    };
+  const seen = watch.outcome(marker);
+  if (seen === null) {
+    return { ok: false, detail: `serial: no line with ${JSON.stringify(marker)} yet` };
+  }
+  if ("fatal" in seen) {
+    return { ok: false, detail: `the guest cannot start its services: ${seen.fatal}`, final: true };
   }
   // The line is the guest's: no control characters reach a terminal or the log.
-  return line === undefined ? notYet : {
-    ok: true,
-    detail: `serial: ${serialDetail(line)}`,
-  };
+  return { ok: true, detail: `serial: ${serialDetail(seen.ready)}` };
 }
 
 /**
  * A serial line as a health detail: without control characters, at most 200 characters, and
  * with the module's name once: vKaOS prefixes each line of a service with `<module>: `, and a
- * service that names itself too (`web: ready on port 80`) showed as `web: web: ready on port 80`.
+ * service that names itself too (the catalogue's `nginx: ready on port 80`, the `web` fixture
+ * before session 9) shows as `nginx: nginx: ready on port 80` on the console.
  */
 function serialDetail(line: string): string {
   return stripControlsLine(line).trim().replace(/^([^\s:]+): \1: /, "$1: ").slice(0, 200);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { checkReadiness, waitReady } from "./health.ts";
+import { checkReadiness, SerialWatch, waitReady } from "./health.ts";
 
 Deno.test("health: tcp passes on a listening port and fails on a closed one", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -180,5 +180,51 @@ Deno.test("health: the deadline counts the guest's CPU time; a starved guest is 
     /^not ready after \d+ ms of its CPU time \(\d+ ms\): serial: no line with "web: ready" yet$/,
   );
   assert.ok(Date.now() - start < 3_000, `${Date.now() - start} ms`);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("SerialWatch: one read serves every check of a guest; the first of marker and fatal line wins", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos_health_test_" });
+  const log = `${dir}/serial.log`;
+  await Deno.writeTextFile(log, "old: web: ready\n");
+  const from = (await Deno.stat(log)).size;
+  let now = 0;
+  const watch = new SerialWatch(log, from, ["vkaos: up", "web: ready"], () => now);
+  assert.equal(watch.watches("web: ready"), true);
+  assert.equal(watch.watches("KAOS-GUEST: fatal "), true);
+  assert.equal(watch.watches("other"), false);
+  watch.look(25);
+  assert.equal(watch.outcome("web: ready"), null); // the earlier boot's line is skipped
+  Deno.writeTextFileSync(log, "vkaos: up\nweb: rea", { append: true });
+  now = 10;
+  watch.look(25); // the last read is 10 ms old: fresh enough, not read again
+  assert.equal(watch.outcome("vkaos: up"), null);
+  now = 30;
+  watch.look(25);
+  assert.deepEqual(watch.outcome("vkaos: up"), { ready: "vkaos: up" });
+  assert.equal(watch.outcome("web: ready"), null); // a line not ended yet
+  Deno.writeTextFileSync(log, "dy\nKAOS-GUEST: fatal data disk\n", { append: true });
+  now = 60;
+  watch.look(25);
+  assert.deepEqual(watch.outcome("web: ready"), { ready: "web: ready" });
+  assert.equal(watch.fatal(), "data disk");
+  // The fatal line before a marker fails that check.
+  const early = new SerialWatch(log, 0, ["never", "vkaos: up"]);
+  Deno.writeTextFileSync(log, "never\n", { append: true });
+  early.look();
+  assert.deepEqual(early.outcome("vkaos: up"), { ready: "vkaos: up" });
+  assert.deepEqual(early.outcome("never"), { fatal: "data disk" });
+  // Two serial checks through one watch: both pass, on lines printed once.
+  const shared = new SerialWatch(log, from, ["vkaos: up", "web: ready"]);
+  const results = await Promise.all(
+    ["vkaos: up", "web: ready"].map((marker) =>
+      checkReadiness({ type: "serial", marker }, {
+        serialLog: log,
+        serialFrom: from,
+        serial: shared,
+      })
+    ),
+  );
+  assert.deepEqual(results.map((r) => r.ok), [true, true]);
   await Deno.remove(dir, { recursive: true });
 });

@@ -157,6 +157,27 @@ Deno.test("SharedPrep: the launch gate opens once every start of the deploy arri
   await new SharedPrep([]).arrive("x");
 });
 
+Deno.test("SharedPrep: allAttached resolves once every start attached or failed, or at its cap", async () => {
+  const shared = new SharedPrep(["web-1", "web-2"]);
+  let done = false;
+  const waiting = shared.allAttached(60_000).then(() => done = true);
+  shared.attached("web-1");
+  shared.attached("web-1"); // again: still one
+  await new Promise((r) => setTimeout(r, 0));
+  assertEquals(done, false);
+  shared.attached("web-2"); // a failed start says so too
+  await waiting;
+  assertEquals(done, true);
+  // One start stuck: the others wait no longer than the cap.
+  const stuck = new SharedPrep(["web-1", "web-2"]);
+  stuck.attached("web-1");
+  const t0 = performance.now();
+  await stuck.allAttached(50);
+  const waited = performance.now() - t0;
+  assertEquals(waited >= 45, true, `waited ${waited} ms`);
+  await new SharedPrep([]).allAttached(60_000);
+});
+
 Deno.test("makeInstanceDir: true when made now (parents too, 0700), false when there; a file is an error", async () => {
   const root = await Deno.makeTempDir({ prefix: "kaos-instance-dir-" });
   try {

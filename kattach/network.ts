@@ -27,6 +27,7 @@ import {
   hostStateFromDump,
   isKaosLink,
   type NetworkConfig,
+  onlyLinks,
   parseCidr,
   parseHostState,
   planLinks,
@@ -236,38 +237,52 @@ function serial<T>(rt: Runtime, fn: () => Promise<T>): Promise<T> {
 }
 
 /**
- * The host's state as far as `want` names it (its links and the uplink): a diff against it
- * changes only those links (no other owned link is deleted or touched).
+ * The host's state as far as `want` names it (its links and the uplink) and the links in
+ * `gone` (a deleted instance's taps): a diff against it changes only those links, deleting the
+ * owned ones of `gone` that `want` leaves out (no other owned link is deleted or touched).
  */
-function onlyNamed(host: HostState, want: DesiredState): HostState {
-  const names = new Set([...want.links.map((l) => l.name), want.uplink]);
-  const links = new Map<string, HostLink>();
-  const addresses = new Map<string, string[]>();
-  for (const name of names) {
-    const l = host.links.get(name);
-    if (l) links.set(name, l);
-    const a = host.addresses.get(name);
-    if (a) addresses.set(name, a);
-  }
-  return { links, addresses };
+function onlyNamed(host: HostState, want: DesiredState, gone: string[] = []): HostState {
+  return onlyLinks(host, new Set([...want.links.map((l) => l.name), want.uplink, ...gone]));
+}
+
+/**
+ * What a reconcile covers: every link (no `instances`), or the links of `instances` only plus
+ * the owned links named in `gone`, which it deletes (an `instance del`'s taps); `firewall: false`
+ * leaves the firewall alone (nothing the ruleset names changed).
+ */
+interface Scope {
+  instances?: string[];
+  gone?: string[];
+  firewall?: boolean;
+  seen?: { host?: HostState };
 }
 
 async function reconcile(
   k: Kattach,
   rt: Runtime,
   reason: string,
-  scope: { instances?: string[]; seen?: { host?: HostState } } = {},
+  scope: Scope = {},
 ): Promise<NetworkApplyResult> {
   const instance = scope.instances;
+  const gone = scope.gone ?? [];
   const t0 = performance.now();
   const at = new Date().toISOString();
   let applied: string[] = [];
   let warnings: string[] = [];
   let error: string | null = null;
   // A start's firewall goes alongside its links: its sets name the new taps by name (nft needs no
-  // link to exist) and no QEMU has them open before both are done (ensureGuestLinks). A full run
-  // applies it after the links, which may delete links that the ruleset still names.
-  const startsFirewall = instance === undefined ? undefined : followFirewall(k, reason);
+  // link to exist) and no QEMU has them open before both are done (ensureGuestLinks); a deleted
+  // instance's taps carry nothing any more. A full run applies it after the links, which may
+  // delete links that the ruleset still names.
+  const noFirewall: ReturnType<typeof followFirewall> = Promise.resolve({
+    warnings: [],
+    error: null,
+  });
+  const startsFirewall = scope.firewall === false
+    ? noFirewall
+    : instance === undefined
+    ? undefined
+    : followFirewall(k, reason);
   try {
     // Taps belong to the user QEMU runs as (kaos-qemu when kattach is root): it opens them.
     const owner = await ensureGuestUser((line) => k.log(line));
@@ -278,7 +293,7 @@ async function reconcile(
     const want = planLinks(config);
     const host = await readHostState(rt.host, fallbackLog(k));
     if (scope.seen) scope.seen.host = host;
-    const diff = diffLinks(want, instance === undefined ? host : onlyNamed(host, want));
+    const diff = diffLinks(want, instance === undefined ? host : onlyNamed(host, want, gone));
     warnings = diff.warnings;
     applied = diff.lines;
     if (diff.lines.length > 0) {
@@ -545,6 +560,31 @@ export async function linkInstances(
   const rt = runtimes.get(k);
   if (!rt || rt.mode !== "bridged" || names.length === 0) return null;
   return (await scopedRun(k, rt, names, options.reason)).result;
+}
+
+/**
+ * After `instance del` (its records gone): deletes its taps, `taps` (named by the caller from its
+ * NICs), and no other link; beside them, when the ruleset named the instance (`firewall`: its
+ * taps are in the port sets, its published ports in the DNAT map), applies the firewall, which
+ * no longer names it. No full reconcile: nothing else is planned, diffed or rendered. A tap that
+ * is already gone, or a link of that name that is not KaOS', is left as it is. In user mode
+ * nothing happens (null). Never throws: the outcome (and any error) is returned and logged, as
+ * applyNetwork's.
+ */
+export async function unlinkInstance(
+  k: Kattach,
+  name: string,
+  options: { taps: string[]; firewall: boolean },
+): Promise<NetworkApplyResult | null> {
+  const rt = runtimes.get(k);
+  if (!rt || rt.mode !== "bridged") return null;
+  if (options.taps.length === 0 && !options.firewall) return null;
+  return await serial(rt, () =>
+    reconcile(k, rt, `instance del ${name}`, {
+      instances: [],
+      gone: options.taps,
+      firewall: options.firewall,
+    }));
 }
 
 /**

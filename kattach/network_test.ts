@@ -1,6 +1,6 @@
 import { testContext } from "./_test_context.ts";
 import assert from "node:assert/strict";
-import { FakeNetlink } from "../host/mod.ts";
+import { FakeNetlink, FakeNft } from "../host/mod.ts";
 import type { Kattach } from "./actions/_types.ts";
 import {
   applyNetwork,
@@ -11,6 +11,7 @@ import {
   nicStatus,
   readHostState,
   startNetwork,
+  unlinkInstance,
 } from "./network.ts";
 import { Store } from "./store.ts";
 import { instanceListJson } from "./store_lists.ts";
@@ -67,6 +68,31 @@ async function withKattach(
   }
 }
 
+/** A second instance, web-2: one NIC on VLAN 10 (its tap kt0a4b53000009). */
+function insertWeb2(store: Store): void {
+  store.tx(() =>
+    store.insertInstance({
+      name: "web-2",
+      vmimage: "web",
+      state: "defined",
+      autostart: false,
+      restartPolicy: "never",
+      nics: [{ index: 0, vlan: 10, mac: "0a:4b:53:00:00:09", ip: "10.0.10.9" }],
+    })
+  );
+}
+
+/** Drift behind kattach's back: web-2's tap off its bridge, a stray owned bridge kbr30. */
+function driftElsewhere(host: FakeNetlink): void {
+  host.linkMap.get("kt0a4b53000009")!.master = undefined;
+  host.linkMap.set("kbr30", {
+    kind: "bridge",
+    alias: "kaos:bridge:30",
+    up: true,
+    mac: "0a:4b:42:00:00:1e",
+  });
+}
+
 Deno.test("applyNetwork: calls during a run share one queued run; a no-op applies nothing", async () => {
   await withKattach(async (k, host) => {
     startNetwork(k, { mode: "bridged", host });
@@ -117,27 +143,12 @@ Deno.test("applyNetwork: calls during a run share one queued run; a no-op applie
 Deno.test("ensureGuestLinks: a start repairs its own taps only; the next full reconcile the rest", async () => {
   await withKattach(async (k, host) => {
     startNetwork(k, { mode: "bridged", host });
-    k.store.tx(() =>
-      k.store.insertInstance({
-        name: "web-2",
-        vmimage: "web",
-        state: "defined",
-        autostart: false,
-        restartPolicy: "never",
-        nics: [{ index: 0, vlan: 10, mac: "0a:4b:53:00:00:09", ip: "10.0.10.9" }],
-      })
-    );
+    insertWeb2(k.store);
     assert.equal((await applyNetwork(k, { reason: "boot" })).error, null);
     // Drift behind kattach's back: web-1's tap deleted, web-2's moved off its bridge, a stray
     // owned bridge (kbr30, no VLAN 30) left over.
     host.linkMap.delete("kt0a4b53000001");
-    host.linkMap.get("kt0a4b53000009")!.master = undefined;
-    host.linkMap.set("kbr30", {
-      kind: "bridge",
-      alias: "kaos:bridge:30",
-      up: true,
-      mac: "0a:4b:42:00:00:1e",
-    });
+    driftElsewhere(host);
     const before = host.batches.length;
     await ensureGuestLinks(k, k.store.getInstance("web-1")!);
     // (as root the tap belongs to the QEMU user: `user U group G`, left out here)
@@ -177,6 +188,64 @@ Deno.test("ensureGuestLinks: a start repairs its own taps only; the next full re
       () => ensureGuestLinks(k, k.store.getInstance("web-2")!),
       /Cannot start web-2: its tap kt0a4b53000009 is not on kbr10/,
     );
+  });
+});
+
+Deno.test("unlinkInstance: a deleted instance's own taps go, and the firewall only when it named them", async () => {
+  await withKattach(async (k, host) => {
+    const nft = new FakeNft();
+    k.firewallHost = { nft, mgmtPort: 1289 };
+    // User mode: nothing to do.
+    assert.equal(
+      await unlinkInstance(k, "web-1", { taps: ["kt0a4b53000001"], firewall: true }),
+      null,
+    );
+    startNetwork(k, { mode: "bridged", host });
+    insertWeb2(k.store);
+    assert.equal((await applyNetwork(k, { reason: "boot" })).error, null);
+    assert.match(nft.current!, /"kt0a4b53000001"/);
+    // Drift elsewhere (web-2's tap off its bridge, a stray owned bridge) and a foreign link in
+    // place of one of web-1's taps: none of them is the delete's business.
+    driftElsewhere(host);
+    host.linkMap.set("kt0a4b53000002", { kind: "veth", up: true, mac: "02:00:00:00:00:02" });
+    const [batches, applies] = [host.batches.length, nft.applied.length];
+    k.store.tx(() => k.store.deleteInstance("web-1"));
+    const r = await unlinkInstance(k, "web-1", {
+      taps: ["kt0a4b53000001", "kt0a4b53000002"],
+      firewall: true,
+    });
+    assert.deepEqual([r?.applied, r?.error, r?.reason], [
+      ["link del dev kt0a4b53000001"],
+      null,
+      "instance del web-1",
+    ]);
+    assert.deepEqual(host.batches.slice(batches), ["link del dev kt0a4b53000001\n"]);
+    assert.equal(host.linkMap.get("kt0a4b53000002")?.kind, "veth", "a foreign link stays");
+    assert.equal(host.linkMap.get("kt0a4b53000009")!.master, undefined);
+    assert.ok(host.linkMap.has("kbr30"));
+    assert.equal(nft.applied.length, applies + 1);
+    assert.doesNotMatch(nft.current!, /kt0a4b53000001|10\.0\.20\.2/);
+    assert.match(nft.current!, /"kt0a4b53000009"/);
+    // Nothing the ruleset or the links name (a user-mode NIC only): no batch, no ruleset.
+    assert.equal(await unlinkInstance(k, "web-3", { taps: [], firewall: false }), null);
+    // Taps without a firewall change: the batch only.
+    host.linkMap.set("kt0a4b53000005", {
+      kind: "tap",
+      alias: "kaos:tap:web-5:0",
+      up: true,
+      mac: "02:00:00:00:00:05",
+    });
+    const only = await unlinkInstance(k, "web-5", { taps: ["kt0a4b53000005"], firewall: false });
+    assert.deepEqual(only?.applied, ["link del dev kt0a4b53000005"]);
+    assert.equal(nft.applied.length, applies + 1);
+    // nft refusing: said in the outcome (the links' part is done, the kernel keeps the ruleset
+    // it had), never thrown.
+    nft.refuse = /table/;
+    k.store.tx(() => k.store.deleteInstance("web-2"));
+    const failed = await unlinkInstance(k, "web-2", { taps: ["kt0a4b53000009"], firewall: true });
+    assert.match(failed?.error ?? "", /^firewall: /);
+    assert.ok(!host.linkMap.has("kt0a4b53000009"));
+    assert.match(nft.current!, /"kt0a4b53000009"/);
   });
 });
 

@@ -15,6 +15,11 @@ export interface DeadlineClocks {
   now?: () => number;
   /** The guest's CPU time so far in ms, or undefined when it cannot be read (then wall time counts). */
   cpuMs?: () => number | undefined;
+  /**
+   * Count from here (the guest's start: wall time, and its CPU time then, 0 for a new process)
+   * instead of from now: no reading is taken when the wait begins.
+   */
+  since?: { wall: number; cpu: number };
 }
 
 /** The least time between two readings of the guest's CPU time. */
@@ -39,6 +44,11 @@ export class ReadinessDeadline {
     this.budgetMs = budgetMs;
     this.#now = clocks.now ?? Date.now;
     this.#cpu = clocks.cpuMs ?? (() => undefined);
+    if (clocks.since && clocks.cpuMs) {
+      this.#wallFrom = clocks.since.wall;
+      this.#last = { ...clocks.since };
+      return;
+    }
     this.#wallFrom = this.#now();
     const cpu = this.#cpu();
     this.#last = cpu === undefined ? undefined : { cpu, wall: this.#wallFrom };

@@ -104,3 +104,27 @@ Deno.test("readiness deadline: the CPU time is read at most once a second before
   d.status();
   assert.equal(reads, 1 + 5 + 2);
 });
+
+Deno.test("ReadinessDeadline: `since` counts from the guest's start without a reading at the wait's start", () => {
+  let now = 10_000;
+  let cpu = 300;
+  let reads = 0;
+  const d = new ReadinessDeadline(1000, {
+    now: () => now,
+    cpuMs: () => (reads++, cpu),
+    since: { wall: 9_500, cpu: 0 },
+  });
+  assert.equal(reads, 0);
+  // 500 ms after the start: not read yet (at most once a second), at least 500 ms left.
+  assert.deepEqual(d.status(), { expired: false, left: 500 });
+  assert.equal(reads, 0);
+  // 1.2 s after the start the CPU time is read: 900 ms of 1000 used.
+  now = 10_700;
+  cpu = 900;
+  assert.deepEqual(d.status(), { expired: false, left: 100 });
+  assert.equal(reads, 1);
+  now = 11_800;
+  cpu = 1_100;
+  const s = d.status();
+  assert.equal(s.expired, true);
+});

@@ -11,6 +11,7 @@ import {
 import {
   ConfigGroup,
   Instance,
+  InstanceState,
   Module,
   type ModuleFile,
   NetworkSettings,
@@ -894,28 +895,25 @@ export class Store {
         "SELECT nic.instance, nic.idx, nic.vlan, nic.mac, nic.ip FROM nic JOIN instance ON instance.name = nic.instance WHERE instance.vmimage = ? ORDER BY nic.instance, nic.idx",
         [vmimage],
       );
-    const nics = new Map<string, Nic[]>();
-    for (const [instance, idx, vlan, mac, ip] of nicRows) {
-      const name = String(instance);
-      let list = nics.get(name);
-      if (!list) nics.set(name, list = []);
-      list.push({
-        index: Number(idx),
-        vlan: vlan === null ? null : Number(vlan),
-        mac: String(mac),
-        ip: ip === null ? null : String(ip),
-      });
-    }
-    // The columns of INSTANCE_COLUMNS, in its order.
-    return rows.map(([name, vmimage, state, autostart, restartPolicy, createdAt]) => ({
-      name: String(name),
-      vmimage: String(vmimage),
-      state: state as Instance["state"],
-      autostart: autostart === 1,
-      restartPolicy: restartPolicy as Instance["restartPolicy"],
-      nics: nics.get(String(name)) ?? [],
-      createdAt: String(createdAt),
-    }));
+    return instancesFromRows(rows, nicRows);
+  }
+
+  /**
+   * The instances of these names that exist, in that order: two queries for all of them (a
+   * deploy's answer), rows made objects as {@linkcode listInstances} makes them.
+   */
+  getInstances(names: string[]): Instance[] {
+    const list = JSON.stringify(names);
+    const rows = this.#rows(
+      `SELECT ${INSTANCE_COLUMNS} FROM instance WHERE name IN (SELECT value FROM json_each(?))`,
+      [list],
+    );
+    const nicRows = this.#rows(
+      "SELECT instance, idx, vlan, mac, ip FROM nic WHERE instance IN (SELECT value FROM json_each(?)) ORDER BY instance, idx",
+      [list],
+    );
+    const byName = new Map(instancesFromRows(rows, nicRows).map((i) => [i.name, i]));
+    return names.flatMap((n) => byName.get(n) ?? []);
   }
 
   /** The instance with this name, or undefined. */
@@ -927,6 +925,12 @@ export class Store {
   /** Whether an instance of this name exists. */
   instanceExists(name: string): boolean {
     return this.#get("SELECT 1 AS x FROM instance WHERE name = ?", [name]) !== undefined;
+  }
+
+  /** An instance's state alone (no NICs read, nothing parsed but it), or undefined. */
+  instanceState(name: string): Instance["state"] | undefined {
+    const row = this.#get("SELECT state FROM instance WHERE name = ?", [name]);
+    return row && InstanceState.parse(row.state);
   }
 
   /** Sets an instance's state. */
@@ -1006,6 +1010,35 @@ function nicFromRow(n: Row): Nic {
     mac: String(n.mac),
     ip: n.ip === null ? null : String(n.ip),
   };
+}
+
+/**
+ * Instances from rows of {@linkcode INSTANCE_COLUMNS} and their NICs' rows (instance, idx, vlan,
+ * mac, ip; ordered by instance and idx), without a zod parse (STRICT tables).
+ */
+function instancesFromRows(rows: SQLOutputValue[][], nicRows: SQLOutputValue[][]): Instance[] {
+  const nics = new Map<string, Nic[]>();
+  for (const [instance, idx, vlan, mac, ip] of nicRows) {
+    const name = String(instance);
+    let list = nics.get(name);
+    if (!list) nics.set(name, list = []);
+    list.push({
+      index: Number(idx),
+      vlan: vlan === null ? null : Number(vlan),
+      mac: String(mac),
+      ip: ip === null ? null : String(ip),
+    });
+  }
+  // The columns of INSTANCE_COLUMNS, in its order.
+  return rows.map(([name, vmimage, state, autostart, restartPolicy, createdAt]) => ({
+    name: String(name),
+    vmimage: String(vmimage),
+    state: state as Instance["state"],
+    autostart: autostart === 1,
+    restartPolicy: restartPolicy as Instance["restartPolicy"],
+    nics: nics.get(String(name)) ?? [],
+    createdAt: String(createdAt),
+  }));
 }
 
 function instanceFromRow(r: Row, nics: Nic[]): Instance {

@@ -240,3 +240,42 @@ Deno.test("a module read again is parsed once per content: the same frozen objec
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("store.getInstances: the named ones that exist, in the order asked, as getInstance reads them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kaos_store_test_" });
+  const store = Store.open(`${dir}/kaos.db`);
+  try {
+    store.tx(() => {
+      store.insertVmImage({
+        name: "web",
+        modules: [],
+        configGroups: [],
+        vlans: [],
+        memoryMiB: 64,
+        cpus: 1,
+      });
+      for (const n of [1, 2, 3]) {
+        store.insertInstance({
+          name: `web-${n}`,
+          vmimage: "web",
+          state: "defined",
+          autostart: n === 2,
+          restartPolicy: "never",
+          nics: [
+            { index: 0, vlan: null, mac: `0a:4b:53:00:00:0${n}`, ip: null },
+            { index: 1, vlan: null, mac: `0a:4b:53:00:01:0${n}`, ip: null },
+          ],
+        });
+      }
+    });
+    const got = store.getInstances(["web-3", "gone", "web-1"]);
+    assert.deepEqual(got.map((i) => i.name), ["web-3", "web-1"]);
+    assert.deepEqual(got, [store.getInstance("web-3"), store.getInstance("web-1")]);
+    assert.deepEqual(store.getInstances([]), []);
+    assert.equal(store.instanceState("web-2"), "defined");
+    assert.equal(store.instanceState("gone"), undefined);
+  } finally {
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

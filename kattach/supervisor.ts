@@ -23,6 +23,7 @@ import { UserError } from "../lib/errors.ts";
 import {
   AgentClient,
   cont,
+  QEMU_ENV,
   QmpError,
   QmpMonitor,
   queryBlockstats,
@@ -34,7 +35,7 @@ import {
 } from "../vmimage/mod.ts";
 import type { Kattach } from "./context.ts";
 import { GroupCommit } from "./group_commit.ts";
-import { type HealthResult, waitReady } from "./health.ts";
+import { type HealthResult, SerialWatch, waitReady } from "./health.ts";
 import {
   ensureGuestLinks,
   type GuestNetwork,
@@ -83,6 +84,12 @@ export const POWER_BUTTON_REPEAT_MS = 2000;
  * slowly the guest stops its services (nested TCG: seconds).
  */
 export const GUEST_POWERING_OFF_MARKER = "KAOS-GUEST: powering off";
+
+/**
+ * The most a deploy's guest waits, after its own attach, for the deploy's other starts before its
+ * readiness checks begin ({@linkcode SharedPrep.allAttached}).
+ */
+const DEPLOY_READINESS_WAIT_MS = 1000;
 
 type Intent = "run" | "stop" | "kill" | "detach" | "fail";
 
@@ -164,6 +171,7 @@ function spawnQemu(
       cwd: o.paths.dir,
       logFile,
       inheritFd: qmp,
+      env: QEMU_ENV,
       ...(o.user ? { user: o.user } : {}),
     });
     return { ...proc, logFile, logFrom: o.logFrom };
@@ -302,7 +310,7 @@ export class Supervisor {
       const pid = getRuntime(this.#k.store, inst.name).pid ?? await readPidfile(paths.pidfile);
       if (pid !== null && pidAlive(pid) && isInstanceQemu(pid, paths.pidfile)) {
         try {
-          await this.#attach(inst.name, pid, paths, { fresh: false });
+          await this.#attach(inst.name, pid, paths, { fresh: null });
           this.#k.log(`supervisor: re-attached ${inst.name} (pid ${pid})`);
           continue;
         } catch (err) {
@@ -369,21 +377,41 @@ export class Supervisor {
 
   /** Starts an instance's QEMU; with `wait`, also waits until it is ready (or failed). */
   async start(name: string, options: { wait?: boolean } = {}): Promise<Instance> {
-    return (await this.launch(name, options)).instance;
+    await this.launch(name, options);
+    return this.#show(name);
   }
 
   /**
-   * {@linkcode start}, also saying what QEMU answered to its first `query-status` (`running`
-   * unless it was started paused): a deploy reports it per instance.
+   * {@linkcode start}, saying what QEMU answered to its first `query-status` (`running` unless
+   * it was started paused) and the instance's state and pid then, not the whole instance (a
+   * deploy reads its instances once, together, for its answer).
    */
   async launch(
     name: string,
     options: { wait?: boolean; shared?: SharedPrep } = {},
-  ): Promise<{ instance: Instance; qmpStatus: string }> {
+  ): Promise<{ qmpStatus: string; state: Instance["state"]; pid: number | null }> {
     // The appliance: QEMU comes with its second archive (kattach/late_archive.ts); a start waits
     // for it (holding no lock), and fails with the reason when it is missing or corrupt.
-    await this.#k.guestRuntime?.();
-    const guest = await this.#locked(name, async () => {
+    let guest: Guest;
+    try {
+      await this.#k.guestRuntime?.();
+      guest = await this.#start(name, options);
+    } finally {
+      options.shared?.attached(name);
+    }
+    // Outside the lock: a stop (or the host's shutdown) of a starting instance need not wait
+    // for its readiness.
+    if (options.wait) await this.#waitSettled(guest);
+    return {
+      qmpStatus: guest.qmpStatus,
+      state: this.#k.store.instanceState(name) ?? "defined",
+      pid: this.pidOf(name),
+    };
+  }
+
+  /** {@linkcode launch} under the instance's lock: files, links, spawn, first QMP exchange. */
+  #start(name: string, options: { shared?: SharedPrep }): Promise<Guest> {
+    return this.#locked(name, async () => {
       this.#cancelTimer(name);
       const inst = resolveInstance(this.#k.store, name);
       if (this.#guests.has(name)) {
@@ -413,6 +441,8 @@ export class Supervisor {
       let committed = 0;
       let spawnFrom = 0;
       let spawned = 0;
+      let startedAt = 0;
+      let machineWhy = "";
       try {
         // The files and the host's links at once: neither needs the other, and QEMU is spawned
         // only once both are done (its taps on their bridges, the firewall naming them).
@@ -452,19 +482,16 @@ export class Supervisor {
         connecting = this.#connect(name, paths, launched);
         connecting.connecting.catch(() => {}); // #attach reports it
         spawned = since();
-        // Said once QEMU runs: each line is a write on the JS thread before the spawn otherwise.
-        this.#k.log(`supervisor: ${name}: ${prep.machineWhy}`);
-        if (this.#k.accel.kind === "tcg") {
-          this.#k.log(`supervisor: ${name}: TCG (${this.#k.accel.reason})`);
-        }
+        machineWhy = prep.machineWhy;
         const pid = launched.pid;
+        startedAt = Date.now();
         // One transaction with the other starts under way, not waiting for the disk.
         await this.#commit(() => {
           patchRuntime(this.#k.store, name, {
             pid,
             forwards: prep.forwards,
             serialFrom: prep.serialFrom,
-            startedAt: new Date().toISOString(),
+            startedAt: new Date(startedAt).toISOString(),
           });
           recordGuestNetwork(this.#k.store, name, prep.network);
           for (const m of prep.modules) {
@@ -488,10 +515,13 @@ export class Supervisor {
         throw err;
       }
       const guest = await this.#attach(name, launched.pid, paths, {
-        fresh: true,
+        fresh: { startedAt },
         launched,
         known,
         connecting,
+        ...(options.shared
+          ? { readinessAfter: options.shared.allAttached(DEPLOY_READINESS_WAIT_MS) }
+          : {}),
       })
         .catch((err) => {
           logArgv();
@@ -502,8 +532,10 @@ export class Supervisor {
         });
       this.#endPending(name, guest);
       const q = guest.monitor.connectStats;
+      // One line per start (each is a write on the JS thread while other starts are under way):
+      // the machine and why, the accelerator (TCG: kattach's start says why), where the time went.
       this.#k.log(
-        `supervisor: started ${name} (pid ${launched.pid}; ms since the ${
+        `supervisor: started ${name} (pid ${launched.pid}; ${machineWhy}; ${this.#k.accel.kind.toUpperCase()}; ms since the ${
           options.shared ? "deploy" : "start"
         }: files ${prepared}, links ${linked}, starting committed ${committed}, spawn ${spawnFrom}-${spawned}, QMP socket ${
           spawned + q.socketMs
@@ -511,10 +543,6 @@ export class Supervisor {
       );
       return guest;
     });
-    // Outside the lock: a stop (or the host's shutdown) of a starting instance need not wait
-    // for its readiness.
-    if (options.wait) await this.#waitSettled(guest);
-    return { instance: this.#show(name), qmpStatus: guest.qmpStatus };
   }
 
   /**
@@ -553,7 +581,7 @@ export class Supervisor {
         const left = deadline - Date.now();
         off = await settledWithin(guest.ended, Math.max(0, Math.min(POWER_BUTTON_REPEAT_MS, left)));
         if (off) break;
-        if (await poweringOff(serial)) {
+        if (poweringOff(serial)) {
           // A press reached it and it is stopping its services: another press would only be
           // ignored (and counted), so wait for the power-off until the deadline.
           this.#k.log(
@@ -606,20 +634,38 @@ export class Supervisor {
     return await this.start(name, options);
   }
 
-  /** Pauses the vCPUs (QMP `stop`). */
+  /**
+   * Pauses the vCPUs (QMP `stop`). One already paused is refused (`conflict`), as a start of a
+   * running instance is: QEMU's own status says which.
+   */
   pause(name: string): Promise<Instance> {
     return this.#locked(name, async () => {
       const guest = this.#requireGuest(name, "pause");
+      const now = await queryStatus(guest.monitor, { timeoutMs: 5000 });
+      if (!now.running) {
+        const how = now.status === "paused" ? "" : ` (QEMU: ${now.status})`;
+        throw new UserError(`Cannot pause ${name}: it is paused already${how}`, {
+          hint: `resume it with \`instance resume ${name}\``,
+          code: "conflict",
+        });
+      }
       await qmpStop(guest.monitor);
       this.#setState(name, "paused");
       return this.#show(name);
     });
   }
 
-  /** Resumes paused vCPUs (QMP `cont`). */
+  /** Resumes paused vCPUs (QMP `cont`); one whose vCPUs run is refused (`conflict`). */
   resumeGuest(name: string): Promise<Instance> {
     return this.#locked(name, async () => {
       const guest = this.#requireGuest(name, "resume");
+      if ((await queryStatus(guest.monitor, { timeoutMs: 5000 })).running) {
+        const inst = resolveInstance(this.#k.store, name);
+        throw new UserError(`Cannot resume ${name}: it is ${inst.state}, not paused`, {
+          hint: `see \`instance show ${name}\``,
+          code: "conflict",
+        });
+      }
       await cont(guest.monitor);
       this.#setState(name, guest.ready ? "running" : "starting");
       return this.#show(name);
@@ -773,11 +819,14 @@ export class Supervisor {
     pid: number,
     paths: InstancePaths,
     o: {
-      fresh: boolean;
+      /** A QEMU this kattach just started (at `startedAt`, ms), not one found running. */
+      fresh: { startedAt: number } | null;
       launched?: Launched;
       known?: ReadinessFacts;
       /** The QMP connection a start began right after the spawn ({@linkcode #connect}). */
       connecting?: FirstContact;
+      /** The readiness checks begin once this resolves (a deploy's other starts attached). */
+      readinessAfter?: Promise<void>;
     },
   ): Promise<Guest> {
     let monitor: QmpMonitor;
@@ -814,8 +863,9 @@ export class Supervisor {
         code: "start-failed",
       });
     }
-    const rt = getRuntime(this.#k.store, name);
-    const inst = resolveInstance(this.#k.store, name);
+    // A fresh start knows its state (starting) and when it began; one found running reads them.
+    const inst = o.fresh ? null : resolveInstance(this.#k.store, name);
+    const rtStartedAt = o.fresh ? null : getRuntime(this.#k.store, name).startedAt;
     let done!: () => void;
     const guest: Guest = {
       name,
@@ -824,9 +874,9 @@ export class Supervisor {
       monitor,
       intent: "run",
       reason: "",
-      ready: !o.fresh && inst.state === "running",
+      ready: inst?.state === "running",
       qmpStatus: status.status,
-      startedAt: rt.startedAt ? Date.parse(rt.startedAt) : Date.now(),
+      startedAt: o.fresh?.startedAt ?? (rtStartedAt ? Date.parse(rtStartedAt) : Date.now()),
       readiness: new AbortController(),
       agent: null,
       presses: 0,
@@ -835,12 +885,13 @@ export class Supervisor {
     this.#guests.set(name, guest);
     if (status.status === "paused" || (!status.running && status.status !== "shutdown")) {
       if (!o.fresh) this.#setState(name, "paused");
-    } else if (inst.state === "paused") {
+    } else if (inst?.state === "paused") {
       this.#setState(name, guest.ready ? "running" : "starting");
     }
     if (!guest.ready) {
+      const after = o.readinessAfter ?? Promise.resolve();
       this.#spawnBackground(
-        this.#checkReadiness(guest, o.known),
+        after.then(() => this.#checkReadiness(guest, o.known)),
         `the readiness check of ${name}`,
       );
     }
@@ -897,6 +948,14 @@ export class Supervisor {
     const giveUp = new AbortController();
     const signal = AbortSignal.any([g.readiness.signal, giveUp.signal]);
     let first: string | undefined;
+    // The guest's serial log, read once for all its checks (and the fatal line).
+    const serial = new SerialWatch(
+      g.paths.serialLog,
+      serialFrom,
+      modules.flatMap((m) =>
+        m.appmgr.readiness.type === "serial" ? [m.appmgr.readiness.marker] : []
+      ),
+    );
     const results = await Promise.all(modules.map(async (m) => {
       const check = m.appmgr.readiness;
       const fwd = check.type === "serial"
@@ -907,11 +966,14 @@ export class Supervisor {
         port: own ? (check.type === "serial" ? 1 : check.port) : fwd?.hostPort ?? 1,
         serialLog: g.paths.serialLog,
         serialFrom,
+        serial,
       }, {
         // Counted in the guest's CPU time (a starved guest is not a stuck one), with a ceiling of
         // 10× in wall time (kattach/readiness_deadline.ts).
         timeoutMs: m.appmgr.readinessTimeoutSeconds * 1000,
         cpuMs: () => processCpuMs(g.pid),
+        // From the QEMU's start, its CPU time 0 then: no /proc reading when the wait begins.
+        since: { wall: g.startedAt, cpu: 0 },
         // A serial check reads a small local file: poll it often, it is on the path to ready.
         intervalMs: check.type === "serial" ? 50 : 500,
         signal,
@@ -1170,7 +1232,7 @@ export class Supervisor {
   }
 
   #setState(name: string, state: Instance["state"]): void {
-    if (resolveInstanceSafe(this.#k, name)) this.#k.store.setInstanceState(name, state);
+    if (this.#k.store.instanceExists(name)) this.#k.store.setInstanceState(name, state);
   }
 
   #show(name: string): Instance {
@@ -1346,10 +1408,10 @@ function fileSize(path: string): number {
 }
 
 /** Whether the guest printed {@linkcode GUEST_POWERING_OFF_MARKER} since the tail's last read. */
-async function poweringOff(serial: LogTail): Promise<boolean> {
+function poweringOff(serial: LogTail): boolean {
   if (!serial.changed()) return false;
   try {
-    return await serial.find((l) => l.includes(GUEST_POWERING_OFF_MARKER)) !== undefined;
+    return serial.find((l) => l.includes(GUEST_POWERING_OFF_MARKER)) !== undefined;
   } catch {
     return false; // no serial log: the guest has printed nothing
   }

@@ -6,6 +6,7 @@ import {
   type HostState,
   hostStateFromDump,
   type NetworkConfig,
+  onlyLinks,
   parseHostState,
   planLinks,
   renderBatch,
@@ -119,6 +120,25 @@ Deno.test("host state: the rtnetlink records give what the ip -j JSON gives (VLA
     ["vlan", "eth0"],
   );
   assert.equal(fromDump.links.get("kt0a4b53000003")?.isolated, true);
+});
+
+Deno.test("instance del: its own taps go in one batch (golden); drift and other links stay", async () => {
+  const h = machine();
+  await reconcile(h, base);
+  // Drift elsewhere, which only a full reconcile repairs: web-2's tap off its bridge, a bridge down.
+  h.linkMap.get("kt0a4b53000002")!.master = undefined;
+  h.linkMap.get("kbr30")!.up = false;
+  const before = new Map([...h.linkMap].map(([name, l]) => [name, { ...l }]));
+  // web-1 deleted: nothing of it is planned; the host as far as its taps (and the uplink) go.
+  const want = planLinks({ ...base, vlans: [], nics: [] });
+  const taps = ["kt0a4b53000001", "kt0a4b53000003"];
+  const d = diffLinks(want, onlyLinks(await hostState(h), [...taps, want.uplink]));
+  await golden("instance_del", renderBatch(d.lines));
+  assert.deepEqual(d.warnings, []);
+  assert.equal((await h.applyBatch(renderBatch(d.lines))).code, 0);
+  for (const tap of taps) before.delete(tap);
+  assert.deepEqual(h.linkMap, before, "every other link as it was, drift included");
+  assert.deepEqual(diffLinks(want, onlyLinks(await hostState(h), [...taps, "eth0"])).lines, []);
 });
 
 Deno.test("link plan: drift and configuration changes are repaired in one batch (golden)", async () => {

@@ -75,6 +75,23 @@ export interface HostState {
   addresses: Map<string, string[]>;
 }
 
+/**
+ * The host's state as far as `names` go (their links and addresses): a diff against it changes
+ * only those links, and deletes those of them that carry KaOS' mark and the plan leaves out (a
+ * start's or a deleted instance's own links, never another's).
+ */
+export function onlyLinks(host: HostState, names: Iterable<string>): HostState {
+  const links = new Map<string, HostLink>();
+  const addresses = new Map<string, string[]>();
+  for (const name of names) {
+    const l = host.links.get(name);
+    if (l) links.set(name, l);
+    const a = host.addresses.get(name);
+    if (a) addresses.set(name, a);
+  }
+  return { links, addresses };
+}
+
 function rows<T extends z.ZodType>(schema: T, json: string): z.infer<T>[] {
   const data: unknown = JSON.parse(json.trim() || "[]");
   // iproute2 prints `[{}]` for a filter that matches nothing (`ip -j link show type vlan`).

@@ -61,6 +61,7 @@ export {
   type HostReads,
   type HostState,
   hostStateFromDump,
+  onlyLinks,
   parseHostState,
   parseIpLinks,
 } from "./link_state.ts";

@@ -110,6 +110,17 @@ export class Scripted {
     });
   }
 
+  /**
+   * From a page one level below the top: Ctrl+C back to the top page, then Log out; waits for
+   * `menus` (what runMenus returned) to end.
+   */
+  async logOut(menus: Promise<void>): Promise<void> {
+    await this.keys("\x03");
+    await this.waitForSelect("KaOS");
+    await this.choose("Log out");
+    await menus;
+  }
+
   /** Types a line into an input prompt. */
   async line(text: string): Promise<void> {
     if (text) await this.keys(text);

@@ -203,7 +203,10 @@ Deno.test({
       lap("instance show and stats");
       let log = await readLog(serial);
       assertMatch(log, /appqueue: installed web 1\.0\.0 from community/);
-      assertMatch(log, /supervisor: web-1: microvm: no module needs PCI/);
+      assertMatch(
+        log,
+        /supervisor: started web-1 \(pid \d+; microvm: no module needs PCI; (TCG|KVM);/,
+      );
       assertMatch(log, /supervisor: web-1 is ready/);
       // The nested guest keeps its TSC as clocksource (tsc=reliable, vmimage/qemu_argv.ts): with
       // jiffies as the watchdog, starved in the TCG appliance, it marked the TSC unstable and kept
@@ -371,7 +374,7 @@ Deno.test({
       assertEquals(web2?.status, "ready", q35.stdout);
       assertMatch(web2.detail, new RegExp(`GET http://127\\.0\\.0\\.1:${port80}/: 200`));
       log = await readLog(serial);
-      assertMatch(log, /supervisor: web-1: q35: set on the instance/);
+      assertMatch(log, /supervisor: started web-1 \(pid \d+; q35: set on the instance;/);
       assert(!/Could not open option rom|failed to find romfile|could not load/.test(log), log);
       assert(!/Kernel panic/.test(log));
 

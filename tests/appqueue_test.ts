@@ -12,16 +12,19 @@ import {
   type QueueIndex,
   signPayload,
 } from "../appqueue/mod.ts";
-import type {
-  AppQueueInfo,
-  AvailableRelease,
-  Module,
-  ModuleCommandInfo,
-  SubscriptionInfo,
-  UpdateResult,
+import { runMenus } from "../cli/mod.ts";
+import {
+  type AppQueueInfo,
+  type AvailableRelease,
+  IpcClient,
+  type Module,
+  type ModuleCommandInfo,
+  type SubscriptionInfo,
+  type UpdateResult,
 } from "../ipc/mod.ts";
 import { AppQueueServer } from "./_appqueue_server.ts";
 import { buildFixtures, FIXTURES_OUT, TestKattach } from "./_harness.ts";
+import { Scripted } from "./_scripted.ts";
 import { makeTestTls } from "./_tls.ts";
 
 const FIXTURES = FIXTURES_OUT;
@@ -679,6 +682,60 @@ async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+queueTest("appqueue: the menus' module install offers what the queues offer", async (k) => {
+  const s = new Scripted();
+  const done = runMenus(s.terminal, { connect: () => IpcClient.connect(`${k.stateDir}/run`) });
+  const title = "module in the AppQueues (NAME[@VERSION]), type to filter:";
+  const indexReads = () => server.seen("/community/index.json").length;
+  try {
+    await s.waitFor("Log out");
+    await s.choose("App Modules");
+    // The queue cannot be read: nothing to pick, and the prompt says why.
+    server.fault("/community/index.json", { body: new TextEncoder().encode("<html>") });
+    let mark = s.text.length;
+    await s.choose("module install");
+    await s.waitFor(
+      /\(no module in the AppQueues to choose from: .*not a signed JSON document/,
+      mark,
+    );
+    await s.waitFor("NAME[@VERSION]", s.text.lastIndexOf("type a name)"));
+    await s.keys("\x03");
+    await s.waitFor("Cancelled.", mark);
+
+    assert.equal((await k.aq("module", "import", `${FIXTURES}/vkaos`)).code, 0);
+    mark = s.text.length;
+    await s.choose("module install");
+    await s.waitForSelect(title);
+    assert.match(s.text.slice(mark), /vkaos {2}0\.1\.0 {2}community {2}\(installed: 0\.1\.0\)/);
+    assert.match(s.text.slice(mark), /hello {2}0\.1\.0 {2}community {2}Fixture/);
+    const reads = indexReads();
+    await s.keys("we"); // typing filters what was fetched, without reading the index again
+    await s.waitForSelect(`${title} we`);
+    assert.equal(indexReads(), reads);
+    await s.choose("web  1.0.0  community");
+    await s.waitForSelect("--queue: install from this queue, type to filter:");
+    await s.choose("(leave out)");
+    await s.waitFor("--allow-new-publisher", mark);
+    await s.line("");
+    await s.waitFor("= module install web\n", mark);
+    await s.waitFor("Installed web 1.0.0.", mark);
+    const installed = await k.json<Module[]>("module", "list");
+    assert.deepEqual(installed.map((m) => m.name), ["vkaos", "web"]);
+
+    // The next pick list is fetched anew: web is installed now.
+    mark = s.text.length;
+    await s.choose("module install");
+    await s.waitForSelect(title);
+    assert.match(s.text.slice(mark), /web {2}1\.0\.0 {2}community {2}\(installed: 1\.0\.0\)/);
+    await s.keys("\x03");
+    await s.waitFor("Cancelled.", mark);
+    await s.logOut(done);
+  } finally {
+    s.terminal.close();
+    await done.catch(() => {});
+  }
+});
 
 Deno.test({
   name: "appqueue: cleanup",

@@ -137,7 +137,7 @@ Deno.test({
         // The fixture's bzImage carries a PVH ELF: microvm boots it, inflated once on the host.
         assert.match(argv[argv.indexOf("-kernel") + 1], /\/cache\/vkaos\/[0-9a-f]+\/kernel\.pvh$/);
       }
-      assert.match(k.log, /web-1: microvm: no module needs PCI/);
+      assert.match(k.log, /started web-1 \(pid \d+; microvm: no module needs PCI; (TCG|KVM);/);
       // Each overlay is a qcow2 written by kattach (no qemu-img) over the web module's image,
       // and qemu-img finds it clean.
       for (const name of ["web-1", "web-2"]) {
@@ -154,6 +154,10 @@ Deno.test({
       }
       const shown = await k.aq("instance", "show", "web-1");
       assert.match(shown.stdout, /Forwards:\s+127\.0\.0\.1:\d+ -> 80 \(web\)/);
+      // Its NIC is user-mode: no port can be published to it, so no such line; the JSON keeps
+      // its (empty) list.
+      assert.doesNotMatch(shown.stdout, /Published ports/);
+      assert.deepEqual((await k.json<Instance>("instance", "show", "web-1")).published, []);
 
       // QMP pass-through and its errors.
       const status = await k.json<{ return: { status: string } }>("qmp", "web-1", "query-status");
@@ -172,11 +176,23 @@ Deno.test({
       await fails(k, ["instance", "set", "web-1", "--restart-policy", "sometimes"], /always/, 2);
       await fails(k, ["instance", "set", "web-1", "--autostart", "maybe"], /yes or no/, 2);
 
-      // Pause and resume.
+      // Pause and resume. Pausing a paused guest and resuming a running one are refused with
+      // code conflict, as a start of a running one is, and change nothing.
       assert.equal((await k.json<Instance>("instance", "pause", "web-1")).state, "paused");
       const paused = await k.json<{ return: { status: string } }>("qmp", "web-1", "query-status");
       assert.equal(paused.return.status, "paused");
+      await fails(k, ["instance", "pause", "web-1"], /Cannot pause web-1: it is paused already\n/);
+      const twice = await k.aq("instance", "pause", "web-1", "--json");
+      assert.equal(JSON.parse(twice.stderr).error.code, "conflict", twice.stderr);
+      assert.equal((await k.json<Instance>("instance", "show", "web-1")).state, "paused");
       assert.equal((await k.json<Instance>("instance", "resume", "web-1")).state, "running");
+      await fails(
+        k,
+        ["instance", "resume", "web-1"],
+        /Cannot resume web-1: it is running, not paused/,
+      );
+      const running = await k.json<{ return: { status: string } }>("qmp", "web-1", "query-status");
+      assert.equal(running.return.status, "running");
 
       // Stats from QMP and /proc.
       const stats = await k.json<GuestStats>("instance", "stats", "web-1");
@@ -188,7 +204,9 @@ Deno.test({
       // The serial console's last lines: the boot and the services, as the guest printed them.
       const log = await k.json<SerialLog>("instance", "log", "web-1", "--lines", "500");
       assert.ok(log.lines.includes("KAOS-GUEST: ready web-1"), log.lines.join("\n"));
-      assert.ok(log.lines.some((l) => l.includes("web: ready")), log.lines.join("\n"));
+      // vKaOS names the module once: the service does not print its own name too.
+      assert.ok(log.lines.includes("web: ready on port 80"), log.lines.join("\n"));
+      assert.ok(!log.lines.some((l) => l.includes("web: web:")), log.lines.join("\n"));
       assert.equal(log.file, `${k.stateDir}/instances/web-1/serial.log`);
       const last = await k.aq("instance", "log", "web-1", "--lines", "2");
       assert.equal(last.code, 0, last.stderr);
@@ -238,7 +256,7 @@ Deno.test({
       assert.ok(!q35.includes("-bios"));
       assert.match(q35[q35.indexOf("-kernel") + 1], /\/kernel$/);
       assert.ok((await Deno.stat(q35[q35.indexOf("-kernel") + 1])).isFile);
-      assert.match(k.log, /web-1: q35: set on the instance/);
+      assert.match(k.log, /started web-1 \(pid \d+; q35: set on the instance;/);
       const onQ35 = await k.json<Instance>("instance", "show", "web-1");
       assert.equal(onQ35.machine, "q35: set on the instance");
       assert.match(await page(started), /Welcome to instance web-1/);

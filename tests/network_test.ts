@@ -11,6 +11,7 @@ import { LinkCache, type NftHost, realNetlink, realNft } from "../host/mod.ts";
 import { applyNetwork, ensureGuestLinks, readHostState, startNetwork } from "../kattach/network.ts";
 import { Store } from "../kattach/store.ts";
 import type {
+  FirewallStatus,
   GuestStats,
   Instance,
   NetworkApplyResult,
@@ -306,6 +307,112 @@ Deno.test({
     } finally {
       await k?.dispose();
       await drop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "hosted kattach, bridged: instance del removes its own tap, firewall entries, published port, records and files only; a firewall that fails midway is said, and network apply finishes it",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await buildFixtures();
+    const [ns, drop] = await namespace("kaosnet-del");
+    // nft through a wrapper that refuses while the flag file exists (a failure midway).
+    const bin = await Deno.makeTempDir({ prefix: "kaos-net-del-bin-" });
+    const flag = `${bin}/refuse`;
+    const realNftPath = (await sh("sh", "-c", "command -v nft")).trim();
+    await Deno.writeTextFile(
+      `${bin}/nft`,
+      `#!/bin/sh\n[ -e ${flag} ] && { echo "nft: refused by the test" >&2; exit 1; }\n` +
+        `exec ${realNftPath} "$@"\n`,
+      { mode: 0o755 },
+    );
+    let k: TestKattach | undefined;
+    try {
+      k = await TestKattach.start(undefined, {
+        wrap: ["ip", "netns", "exec", ns],
+        network: "bridged",
+        env: { PATH: `${bin}:${Deno.env.get("PATH")}` },
+      });
+      for (const m of ["vkaos", "web"]) {
+        assert.equal((await k.aq("module", "import", `${FIXTURES_OUT}/${m}`)).code, 0);
+      }
+      await k.json("vlan", "add", "10", "front", "10.77.10.0/24");
+      await k.json("vmimage", "create", "webv", "--modules", "web", "--vlan", "10");
+      await k.json("vmimage", "create", "webu", "--modules", "web");
+      const deployed = await k.json<Instance[]>("deploy", "webv", "--count", "3", "--no-start");
+      const [t1, t2, t3] = deployed.map((d) => `kt${d.nics[0].mac.replaceAll(":", "")}`);
+      await k.json("deploy", "webu", "--no-start");
+      await k.json("firewall", "forward", "add", "webv-1", "80", "--host-port", "8080");
+      const ruleset = () => sh("ip", "netns", "exec", ns, "nft", "list", "ruleset");
+      assert.match(await ruleset(), /8080/);
+      // An owned link no VLAN wants, behind kattach's back: only a full reconcile removes it.
+      await sh("ip", "-n", ns, "link", "add", "kbr30", "type", "bridge");
+      await sh("ip", "-n", ns, "link", "set", "dev", "kbr30", "alias", "kaos:bridge:30");
+      const files = (name: string) => `${k!.stateDir}/instances/${name}`;
+      for (const name of ["webv-1", "webv-2", "webu-1"]) {
+        await Deno.mkdir(files(name), { recursive: true });
+        await Deno.writeTextFile(`${files(name)}/serial.log`, "boot\n");
+      }
+      const gone = async (path: string) => await Deno.stat(path).then(() => false, () => true);
+
+      // On the VLAN, with a published port: its tap, its set entries, its DNAT, its records and
+      // files go; the other instances' taps and the stray bridge stay.
+      const del = await k.json<{ deleted: string; unpublished: { hostPort: number }[] }>(
+        ...["instance", "del", "webv-1"],
+      );
+      assert.deepEqual([del.deleted, del.unpublished.map((u) => u.hostPort)], ["webv-1", [8080]]);
+      assert.deepEqual(await portsOf(ns, "kbr10"), [t2, t3].sort());
+      const set = await portIpSet(ns);
+      assert.doesNotMatch(set, new RegExp(t1));
+      assert.match(set, new RegExp(`"${t2}" \\. `));
+      assert.doesNotMatch(await ruleset(), /8080/);
+      assert.equal((await k.aq("instance", "show", "webv-1")).code, 1);
+      assert.ok(await gone(files("webv-1")));
+      await sh("ip", "-n", ns, "link", "show", "kbr30");
+      assert.match(k.log, /network: instance del webv-1: 1 change\(s\)/);
+      assert.doesNotMatch(k.log, /network: instance\.del/, "no full reconcile");
+
+      // A user-mode NIC only: nothing on the host is named by it; no ruleset is applied.
+      const before = await k.json<FirewallStatus>("firewall", "status");
+      await k.json("instance", "del", "webu-1");
+      assert.ok(await gone(files("webu-1")));
+      const after = await k.json<FirewallStatus>("firewall", "status");
+      assert.equal(after.current?.id, before.current?.id);
+      assert.doesNotMatch(k.log, /network: instance del webu-1/);
+
+      // nft fails midway: the records, the files and the tap are gone, and the answer says that
+      // the ruleset in force still names it; `network apply` then applies it (and the full
+      // reconcile removes the stray bridge).
+      await Deno.writeTextFile(flag, "");
+      const failed = await k.aq("instance", "del", "webv-2");
+      assert.equal(failed.code, 1, failed.stderr);
+      assert.match(
+        failed.stderr,
+        /^Error: Deleted webv-2, but the host network could not be updated \(firewall: /m,
+      );
+      assert.match(
+        failed.stderr,
+        new RegExp(
+          `network apply\` finishes it \\(a full reconcile: it deletes what is left of its tap ${t2} `,
+        ),
+      );
+      assert.equal((await k.aq("instance", "show", "webv-2")).code, 1);
+      assert.ok(await gone(files("webv-2")));
+      assert.deepEqual(await portsOf(ns, "kbr10"), [t3]);
+      assert.match(await portIpSet(ns), new RegExp(t2), "the kernel keeps the ruleset it had");
+      await Deno.remove(flag);
+      const apply = await k.json<NetworkApplyResult>("network", "apply");
+      assert.deepEqual([apply.applied, apply.error], [["link del dev kbr30"], null]);
+      assert.doesNotMatch(await portIpSet(ns), new RegExp(t2));
+      assert.match(await portIpSet(ns), new RegExp(t3));
+      assert.deepEqual((await k.json<NetworkStatus>("network", "status")).pending, []);
+    } finally {
+      await k?.dispose();
+      await drop();
+      await Deno.remove(bin, { recursive: true });
     }
   },
 });

@@ -47,6 +47,15 @@ export const TCG_MICROVM_TSC = "tsc=reliable";
 /** The QEMU binary KaOS runs. */
 export const QEMU_BINARY = "qemu-system-x86_64";
 
+/**
+ * The whole environment a guest's QEMU gets, as libvirt gives its QEMUs a clean one: nothing of
+ * kattach's own (on a host in development that is whoever started it), messages in C.
+ */
+export const QEMU_ENV: Readonly<Record<string, string>> = Object.freeze({
+  PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+  LC_ALL: "C",
+});
+
 /** The machine types an instance can run on. */
 export const Machine = z.enum(["q35", "microvm"]);
 export type Machine = z.infer<typeof Machine>;

@@ -10,9 +10,9 @@ import {
   type Nic,
 } from "../../ipc/mod.ts";
 import { UserError } from "../../lib/errors.ts";
-import { allocateMac, macIndex } from "../../netmgr/mod.ts";
+import { allocateMac, macIndex, tapName } from "../../netmgr/mod.ts";
 import { instanceMachine, removeInstanceDir, SharedPrep } from "../instance_runtime.ts";
-import { linkInstances, networkMode, nicStatus } from "../network.ts";
+import { linkInstances, networkMode, nicStatus, unlinkInstance } from "../network.ts";
 import { instanceHome, instanceRoot, noStorageNotice, placeInstances } from "../storage.ts";
 import type { Store } from "../store.ts";
 import { listForwards } from "../store_firewall.ts";
@@ -108,17 +108,18 @@ export const instanceHandlers: Handlers<
       let done = 0;
       await Promise.all(created.map(async (name) => {
         try {
-          const { instance: inst, qmpStatus } = await sup.launch(name, { wait: p.wait, shared })
+          const { state, pid, qmpStatus } = await sup.launch(name, { wait: p.wait, shared })
             // A start that failed before the launch gate: the others do not wait for it.
             .finally(() => void shared.arrive(name));
-          if (p.wait && inst.state !== "running") {
-            const why = inst.lastExit ? `; last exit: ${inst.lastExit}` : "";
-            const reason = `never became ready (it is ${inst.state}${why})`;
+          if (p.wait && state !== "running") {
+            const lastExit = getRuntime(k.store, name).lastExit;
+            const why = lastExit ? `; last exit: ${lastExit}` : "";
+            const reason = `never became ready (it is ${state}${why})`;
             outcomes.set(name, { outcome: "failed", reason });
             ctx.progress(`${name}: ${reason}`, ++done, created.length);
           } else {
             outcomes.set(name, { outcome: p.wait ? "ready" : "started", qmpStatus });
-            ctx.progress(`${name}: ${inst.state} (pid ${inst.pid})`, ++done, created.length);
+            ctx.progress(`${name}: ${state} (pid ${pid})`, ++done, created.length);
           }
         } catch (err) {
           const reason = err instanceof Error ? err.message : String(err);
@@ -138,7 +139,7 @@ export const instanceHandlers: Handlers<
         cause: err,
       });
     }
-    const answer = withRuntimes(k, created.map((name) => resolveInstance(k.store, name))).map((
+    const answer = withRuntimes(k, k.store.getInstances(created)).map((
       inst,
     ) => ({ ...inst, ...outcomes.get(inst.name)! }));
     k.log(
@@ -173,7 +174,7 @@ export const instanceHandlers: Handlers<
   async "instance.del"(k, p) {
     const sup = supervisorOf(k);
     const root = instanceRoot(k, p.name);
-    const result = k.store.tx(() => {
+    const { result, taps } = k.store.tx(() => {
       const inst = resolveInstance(k.store, p.name);
       if (!["defined", "stopped", "failed"].includes(inst.state) || sup.isAlive(p.name)) {
         throw new UserError(`Cannot delete ${p.name}: it is ${inst.state}`, {
@@ -184,22 +185,45 @@ export const instanceHandlers: Handlers<
       sup.forget(p.name);
       // Its published ports go with it (the store cascades): the answer names them.
       const unpublished = publishedTo(k.store, p.name);
+      // Its taps, by the names the link plan gives its NICs on VLANs (the records go now).
+      const taps = inst.nics.filter((n) => n.vlan !== null).map((n) => tapName(n.mac));
       k.store.deleteInstance(p.name);
       k.log(`instance: deleted ${p.name}`);
-      return { deleted: p.name, unpublished };
+      return { result: { deleted: p.name, unpublished }, taps };
     });
+    // Its own links only, and the firewall only when its ruleset named the instance (its taps,
+    // its published ports; a rule naming it needs its address on a VLAN, so a tap): no full
+    // reconcile of every VLAN and instance (issue 13).
+    const net = await unlinkInstance(k, p.name, {
+      taps,
+      firewall: taps.length > 0 || result.unpublished.length > 0,
+    });
+    const left: string[] = [];
+    const hints: string[] = [];
+    if (net?.error) {
+      left.push(`the host network could not be updated (${net.error})`);
+      hints.push(
+        `\`network apply\` finishes it (a full reconcile: it deletes ${
+          taps.length > 0 ? `what is left of its tap ${taps.join(", ")} and ` : ""
+        }applies the firewall); \`network status\` shows what is pending`,
+      );
+    }
+    const dir = `${root}/instances/${p.name}`;
     try {
       await removeInstanceDir(root, p.name);
     } catch (err) {
-      // The record is gone (committed); say what was left rather than "nothing changed".
-      const dir = `${root}/instances/${p.name}`;
-      k.log(`instance: deleted ${p.name} but could not remove ${dir}: ${err}`);
-      throw new UserError(
-        `Deleted ${p.name}, but its files under ${dir} could not be removed: ${
-          err instanceof Error ? err.message : err
-        }`,
-        { hint: `remove ${dir} by hand`, code: "partial" },
+      left.push(
+        `its files under ${dir} could not be removed: ${err instanceof Error ? err.message : err}`,
       );
+      hints.push(`remove ${dir} by hand`);
+    }
+    if (left.length > 0) {
+      // The record is gone (committed); say what was left rather than "nothing changed".
+      k.log(`instance: deleted ${p.name} but ${left.join("; ")}`);
+      throw new UserError(`Deleted ${p.name}, but ${left.join("; and ")}`, {
+        hint: hints.join("; "),
+        code: "partial",
+      });
     }
     return result;
   },

@@ -69,7 +69,8 @@ export async function runAction(
 /**
  * Actions whose committed change adds, moves or removes host links or addresses: the links are
  * reconciled after them (instance start reconciles before QEMU opens its taps; deploy makes its
- * own instances' links only, kattach/network.ts linkInstances).
+ * own instances' links only, kattach/network.ts linkInstances; instance del removes its own taps
+ * only, unlinkInstance).
  */
 const CHANGES_LINKS = new Set<ActionName>([
   "vlan.add",
@@ -78,5 +79,4 @@ const CHANGES_LINKS = new Set<ActionName>([
   "vlan.route.add",
   "vlan.route.del",
   "network.set",
-  "instance.del",
 ]);
