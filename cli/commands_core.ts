@@ -247,6 +247,23 @@ function publishedLine(i: Instance): [string, string][] {
   return [["Published ports", userMode ? `${text} (not in effect: user-mode NICs)` : text]];
 }
 
+/**
+ * `Forwards`, where they apply: host ports forwarded to the guest ride on its user-mode NIC, so an
+ * instance whose NICs are all taps on VLANs (bridged) has no such line (it is reached at its
+ * address, its Published ports say what reaches it from outside).
+ */
+function forwardsLine(i: Instance): [string, string][] {
+  const forwards = i.forwards ?? [];
+  const tapsOnly = i.network !== undefined && i.network.length > 0 &&
+    i.network.every((n) => n.mode === "tap");
+  if (tapsOnly && forwards.length === 0) return [];
+  return [[
+    "Forwards",
+    forwards.map((f) => `127.0.0.1:${f.hostPort} -> ${f.guestPort} (${f.module})`).join(", ") ||
+    "none",
+  ]];
+}
+
 function renderInstance(i: Instance): string {
   return fields([
     ["Instance", i.name],
@@ -260,11 +277,7 @@ function renderInstance(i: Instance): string {
     ["QEMU pid", i.pid ?? "-"],
     ["Restarts", i.restarts ?? 0],
     ["Last exit", i.lastExit || "-"],
-    [
-      "Forwards",
-      (i.forwards ?? []).map((f) => `127.0.0.1:${f.hostPort} -> ${f.guestPort} (${f.module})`)
-        .join(", ") || "none",
-    ],
+    ...forwardsLine(i),
     ...publishedLine(i),
     ["Health", healthText(i)],
   ]) + "NICs:\n" + (i.network

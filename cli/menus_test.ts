@@ -13,7 +13,7 @@ import { Scripted } from "../tests/_scripted.ts";
 import type { Command } from "./commands.ts";
 import { commands } from "./commands.ts";
 import { buildMenu, type MenuPage, oneLineText, runMenus } from "./menus.ts";
-import { argSource, flagSource } from "./prompts.ts";
+import { argSource, type Caller, flagSource, OBJECT_SOURCES } from "./prompts.ts";
 
 function fake(path: string[], extra: Partial<Command> = {}): Command {
   return {
@@ -77,6 +77,13 @@ Deno.test("arguments naming existing objects get pick lists; new names do not", 
   assertEquals(src("system ssh-key del", "SSH-KEY"), "ssh-key");
   assertEquals(src("module install", "NAME[@VERSION]"), "available"); // what the queues offer
   assertEquals(src("module update", "NAME"), "module");
+  // A guest verb offers the instances it can act on.
+  assertEquals(src("instance start", "NAME"), "instance-stopped");
+  assertEquals(src("instance stop", "NAME"), "instance-live");
+  assertEquals(src("instance kill", "NAME"), "instance-live");
+  assertEquals(src("instance pause", "NAME"), "instance-running");
+  assertEquals(src("instance resume", "NAME"), "instance-paused");
+  assertEquals(src("instance del", "NAME"), "instance");
   if (commands.some((c) => c.path.join(" ") === "qmp")) {
     assertEquals(src("qmp", "NAME"), "instance");
   }
@@ -544,4 +551,21 @@ Deno.test("menu answers checked against the store as they are given: taken names
     await k.dispose();
     await Deno.remove(tmp, { recursive: true });
   }
+});
+
+Deno.test("a guest verb's pick list asks kattach for the instances in the states it acts on", async () => {
+  const asked: unknown[] = [];
+  const call = ((action: string, params: unknown) => {
+    asked.push([action, params]);
+    return Promise.resolve([{ name: "web-1", state: "paused" }]);
+  }) as unknown as Caller;
+  const paused = await OBJECT_SOURCES["instance-paused"].list(call, { limit: 5, offset: 0 });
+  assertEquals(paused, [{ value: "web-1", label: "web-1  paused" }]);
+  await OBJECT_SOURCES["instance-stopped"].list(call, { limit: 5, offset: 0 });
+  await OBJECT_SOURCES.instance.list(call, { limit: 5, offset: 0 });
+  assertEquals(asked, [
+    ["instance.list", { limit: 5, offset: 0, state: ["paused"] }],
+    ["instance.list", { limit: 5, offset: 0, state: ["defined", "stopped", "failed"] }],
+    ["instance.list", { limit: 5, offset: 0 }],
+  ]);
 });

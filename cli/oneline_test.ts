@@ -314,7 +314,7 @@ Deno.test("instance show: the NIC table and DNS indented alike, the machine and 
   );
 });
 
-Deno.test("instance show: Published ports only where publishing applies (not on user-mode NICs)", () => {
+Deno.test("instance show: Published ports only where publishing applies (not on user-mode NICs), Forwards only where forwards do (not on taps alone)", () => {
   const userNic = {
     index: 0,
     vlan: null,
@@ -354,6 +354,10 @@ Deno.test("instance show: Published ports only where publishing applies (not on 
     network: [{ ...userNic, vlan: 10, mode: "tap", tap: "kt0a4b53000000", bridge: "kbr10" }],
   });
   assert.match(bridged, /^Published ports: +none$/m);
+  // Its NICs all taps: no forwards can reach it, and no Forwards line says "none".
+  assert.doesNotMatch(bridged, /Forwards/);
+  assert.match(shown, /^Forwards: /m);
+  assert.match(find("instance show").render({ ...hosted, forwards: [] }), /^Forwards: +none$/m);
 });
 
 Deno.test("progress lines: a download's counter at most once a second and at its end; every new message", () => {

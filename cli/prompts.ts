@@ -12,6 +12,7 @@ import {
   CHECKED_ACTIONS,
   type CheckedAction,
   type CheckIssue,
+  type InstanceState,
   type IpcClient,
   type Module,
   type ParamsOf,
@@ -113,14 +114,12 @@ export const OBJECT_SOURCES: Record<string, ObjectSource> = {
         label: `${v.name}  ${v.modules.join(",")}`,
       })),
   },
-  instance: {
-    noun: "instance",
-    list: async (call, w) =>
-      (await call("instance.list", w)).map((i) => ({
-        value: i.name,
-        label: `${i.name}  ${i.state}`,
-      })),
-  },
+  instance: instancesIn("instance"),
+  // What a verb can act on (kattach refuses the rest with code conflict); a name typed is sent.
+  "instance-stopped": instancesIn("stopped instance", ["defined", "stopped", "failed"]),
+  "instance-live": instancesIn("running instance", ["running", "paused", "starting", "stopping"]),
+  "instance-running": instancesIn("running instance", ["running", "starting"]),
+  "instance-paused": instancesIn("paused instance", ["paused"]),
   available: {
     noun: "module in the AppQueues",
     list: async (call, w) => cut(await offered(call), w),
@@ -149,6 +148,21 @@ export const OBJECT_SOURCES: Record<string, ObjectSource> = {
       ),
   },
 };
+
+/**
+ * Instances (those in `states` only, when given: kattach selects them, a screenful at a time),
+ * each with its state.
+ */
+function instancesIn(noun: string, states?: InstanceState[]): ObjectSource {
+  return {
+    noun,
+    list: async (call, w) =>
+      (await call("instance.list", states ? { ...w, state: states } : w)).map((i) => ({
+        value: i.name,
+        label: `${i.name}  ${i.state}`,
+      })),
+  };
+}
 
 /** What the AppQueues offer, kept for the pick list under way (see {@linkcode offered}). */
 const offeredBy = new WeakMap<Caller, Promise<PickEntry[]>>();
@@ -188,7 +202,14 @@ const ALIASES: Record<string, string> = {
 const NAME_OF: Record<string, string> = { qmp: "instance" };
 
 /** Arguments offered from a list of a kind of their own, by command and argument name. */
-const ARG_SOURCES: Record<string, string> = { "module install NAME[@VERSION]": "available" };
+const ARG_SOURCES: Record<string, string> = {
+  "module install NAME[@VERSION]": "available",
+  "instance start NAME": "instance-stopped",
+  "instance stop NAME": "instance-live",
+  "instance kill NAME": "instance-live",
+  "instance pause NAME": "instance-running",
+  "instance resume NAME": "instance-paused",
+};
 
 /** Verbs whose NAME argument names a new object rather than an existing one. */
 const CREATING = new Set(["add", "create", "import", "install", "new"]);
