@@ -114,11 +114,13 @@ export async function runSshdMain(o: SshdMainOptions): Promise<void> {
     Deno.exit(SSHD_EXIT_PORT_IN_USE);
   }
   if (o.supervised) {
-    // In case another process holds the pipe too: kattach gone means a new parent.
+    // In case another process holds the pipe too: kattach gone means a new parent. Every 5 s,
+    // not every second: the pipe's end is the way this is told (at once); each look wakes the
+    // process, and on an idle appliance under TCG every wake-up of the emulated machine costs.
     const parent = Deno.ppid;
     setInterval(() => {
       if (Deno.ppid !== parent) void stop("kattach went away");
-    }, 1000);
+    }, 5000);
   }
 }
 

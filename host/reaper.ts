@@ -7,6 +7,12 @@
  * Deno waits on every child it spawns as soon as it exits, so one of its own children is a zombie
  * only for an instant. A zombie is therefore reaped only when two scans in a row (one interval
  * apart) saw it: that leaves Deno's children to Deno.
+ *
+ * Scans run when a child ends (SIGCHLD: an orphan re-parented to PID 1 signals it too) and then
+ * once an interval while a zombie waits for its second look; besides, a scan at least every
+ * `safetyMs` in case a signal was merged or missed. An idle appliance scans /proc twice a minute,
+ * not every second (each scan reads every process' stat: under TCG a wake-up of PID 1 and some
+ * hundred file reads a second).
  */
 
 /** The fields of /proc/<pid>/stat the reaper reads. */
@@ -76,8 +82,10 @@ export function libcWaitpid(): Waitpid {
 export interface ReaperOptions {
   /** Whose orphans to reap (default: this process, i.e. PID 1 on the appliance). */
   parent?: number;
-  /** Milliseconds between scans (default 1000). */
+  /** Milliseconds between the two scans that see a zombie before it is reaped (default 1000). */
   intervalMs?: number;
+  /** A scan at least this often (ms, default 30 000), whether or not a SIGCHLD came. */
+  safetyMs?: number;
   waitpid?: Waitpid;
   scan?: () => ProcStat[];
   log?: (line: string) => void;
@@ -109,12 +117,17 @@ export class Reaper {
   #scan: () => ProcStat[];
   #log: (line: string) => void;
   #seen = new Set<number>();
+  #safetyMs: number;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** The next scan, when one is due (after a SIGCHLD, or for a zombie's second look). */
+  #next: ReturnType<typeof setTimeout> | undefined;
+  #onChild = () => this.#scanIn(0);
   #reaped = 0;
 
   constructor(options: ReaperOptions = {}) {
     this.#parent = options.parent ?? Deno.pid;
     this.#intervalMs = options.intervalMs ?? 1000;
+    this.#safetyMs = options.safetyMs ?? 30_000;
     this.#waitpid = options.waitpid;
     this.#scan = options.scan ?? (() => listProcesses());
     this.#log = options.log ?? (() => {});
@@ -147,23 +160,42 @@ export class Reaper {
     return reaped;
   }
 
-  /** Starts scanning every interval (the timer does not keep a hosted process alive). */
+  /**
+   * Starts scanning: at each SIGCHLD, an interval later while a zombie waits for its second look,
+   * and every `safetyMs` (the timers do not keep a hosted process alive).
+   */
   start(): void {
     if (this.#timer !== undefined) return;
-    const timer = setInterval(() => {
+    Deno.addSignalListener("SIGCHLD", this.#onChild);
+    const timer = setInterval(() => this.#scanIn(0), this.#safetyMs);
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+    this.#scanIn(0); // orphans that ended before
+  }
+
+  /** Stops scanning. */
+  stop(): void {
+    if (this.#timer === undefined) return;
+    Deno.removeSignalListener("SIGCHLD", this.#onChild);
+    clearInterval(this.#timer);
+    clearTimeout(this.#next);
+    this.#timer = undefined;
+    this.#next = undefined;
+  }
+
+  /** A scan in `ms` unless one is due already; another an interval after it if it saw zombies. */
+  #scanIn(ms: number): void {
+    if (this.#next !== undefined || this.#timer === undefined) return;
+    const next = setTimeout(() => {
+      this.#next = undefined;
       try {
         this.tick();
       } catch (err) {
         this.#log(`reaper: ${err instanceof Error ? err.message : err}`);
       }
-    }, this.#intervalMs);
-    Deno.unrefTimer(timer);
-    this.#timer = timer;
-  }
-
-  /** Stops scanning. */
-  stop(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+      if (this.#seen.size > 0) this.#scanIn(this.#intervalMs);
+    }, ms);
+    Deno.unrefTimer(next);
+    this.#next = next;
   }
 }

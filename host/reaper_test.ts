@@ -107,6 +107,51 @@ async function reapAnOrphan(): Promise<void> {
   assert(!isZombie(), "the zombie is still there after waitpid");
 }
 
+Deno.test({
+  name: "Reaper: started, it scans when a child ends (SIGCHLD), not on a timer",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    setSubreaper(true);
+    let scans = 0;
+    const reaped: string[] = [];
+    const reaper = new Reaper({
+      parent: Deno.pid,
+      waitpid: libcWaitpid(),
+      intervalMs: 100,
+      safetyMs: 600_000, // no scan of its own during the test
+      scan: () => (scans++, listProcesses()),
+      log: (line) => reaped.push(line),
+    });
+    const keepAlive = setInterval(() => {}, 50);
+    try {
+      reaper.start();
+      await new Promise((r) => setTimeout(r, 300));
+      const idle = scans;
+      assert(idle <= 2, `${idle} scans with nothing ending`);
+      // sh is Deno's child; its background sleep is orphaned to us and ends 0.3 s later.
+      const out = await new Deno.Command("sh", {
+        args: ["-c", "sleep 0.3 & echo $!"],
+        stdout: "piped",
+      }).output();
+      const orphan = Number(new TextDecoder().decode(out.stdout).trim());
+      const until = Date.now() + 10_000;
+      while (!reaped.some((l) => l.includes(`reaped orphan ${orphan} `)) && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert(reaped.some((l) => l.includes(`reaped orphan ${orphan} `)), reaped.join("\n"));
+      assert(!zombieChildren(listProcesses(), Deno.pid).includes(orphan));
+      // Two SIGCHLDs (sh's, the orphan's) and the second look: a handful of scans, not one per
+      // 100 ms for the whole wait.
+      assert(scans - idle <= 6, `${scans - idle} scans`);
+    } finally {
+      reaper.stop();
+      clearInterval(keepAlive);
+      setSubreaper(false);
+    }
+  },
+});
+
 Deno.test("Reaper: never reaps a child the process waits for itself (runCommand's)", () => {
   const waited: number[] = [];
   const r = new Reaper({

@@ -214,7 +214,8 @@ export class Supervisor {
   /** Why starts are refused once closing: the host's shutdown or kattach's own stop. */
   #closingWhy = "the host is shutting down";
   #background = new Set<Promise<unknown>>();
-  #rotation: ReturnType<typeof setInterval>;
+  /** The serial logs' bound, looked at every second while a guest runs (none: no timer). */
+  #rotation: ReturnType<typeof setInterval> | undefined;
   #rotating = false;
   #rotatedOnce = new Set<string>();
   #writes: GroupCommit;
@@ -224,8 +225,6 @@ export class Supervisor {
     this.#backoff = options.backoff ?? new RestartBackoff();
     this.#writes = new GroupCommit(k.store);
     supervisors.set(k, this);
-    this.#rotation = setInterval(() => this.#rotateLogs(), LOG_ROTATE_MS);
-    Deno.unrefTimer(this.#rotation);
     warmHostFacts();
   }
 
@@ -741,7 +740,7 @@ export class Supervisor {
    */
   async stopAll(options: { timeoutSeconds?: number } = {}): Promise<string[]> {
     this.#closing = true;
-    clearInterval(this.#rotation);
+    this.#stopRotation();
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
     const deadline = Date.now() + (options.timeoutSeconds ?? DEFAULT_STOP_TIMEOUT_S) * 1000;
     const names = [...this.#guests.keys()];
@@ -796,7 +795,7 @@ export class Supervisor {
   async detach(): Promise<void> {
     if (!this.#closing) this.#closingWhy = "kattach is stopping";
     this.#closing = true;
-    clearInterval(this.#rotation);
+    this.#stopRotation();
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
     // Starts in flight: one not spawned yet does not spawn; a spawned one is let go of too, once
     // attached (its first QMP exchange has a deadline of its own).
@@ -883,6 +882,10 @@ export class Supervisor {
       ended: new Promise<void>((r) => done = r),
     };
     this.#guests.set(name, guest);
+    if (this.#rotation === undefined && !this.#closing) {
+      this.#rotation = setInterval(() => this.#rotateLogs(), LOG_ROTATE_MS);
+      Deno.unrefTimer(this.#rotation);
+    }
     if (status.status === "paused" || (!status.running && status.status !== "shutdown")) {
       if (!o.fresh) this.#setState(name, "paused");
     } else if (inst?.state === "paused") {
@@ -1158,7 +1161,17 @@ export class Supervisor {
   }
 
   /** Keeps every attached guest's serial log within its bound (copy, then truncate). */
+  /**
+   * No timer while no guest runs: an idle appliance wakes kattach for nothing otherwise (under TCG
+   * every wake-up of the emulated machine costs).
+   */
+  #stopRotation(): void {
+    clearInterval(this.#rotation);
+    this.#rotation = undefined;
+  }
+
   async #rotateLogs(): Promise<void> {
+    if (this.#guests.size === 0) return this.#stopRotation();
     if (this.#rotating) return;
     this.#rotating = true;
     try {
