@@ -60,27 +60,25 @@
  * `--qmp-only` ends each round at QMP `running` (the guests are killed then, nothing waits for
  * readiness): the deploy figures at a fraction of the CPU.
  */
-import { hostTscKhz, spawnDetached } from "../host/mod.ts";
+import { spawnDetached } from "../host/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
 import { IpcClient } from "../ipc/mod.ts";
 import type { DeployedInstance, Instance } from "../ipc/mod.ts";
 import { kattachArgv } from "../lib/hosted_kattach.ts";
 import { KATTACH_MALLOC_ENV } from "../lib/idle_memory.ts";
 import { KATTACH_V8_FLAGS_OPTION } from "../lib/v8_flags.ts";
-import { readUstar } from "../lib/ustar.ts";
+import { QEMU_ENV, QmpMonitor, queryStatus } from "../vmimage/mod.ts";
 import {
-  type GuestConfig,
-  guestNics,
-  inflatePvhElf,
-  QBOOT_ROM,
-  QEMU_ENV,
-  QmpMonitor,
-  queryStatus,
-  renderConfigDisk,
-  renderQcow2,
-  renderQemuArgv,
-} from "../vmimage/mod.ts";
-import { createWebImage, killPidfile, killStateGuests } from "./_guests.ts";
+  type BareGuest,
+  bareGuestArgv,
+  cpusCalm,
+  createWebImage,
+  freePorts,
+  killPidfile,
+  killStateGuests,
+  unpackVkaos,
+  writeBareGuest,
+} from "./_guests.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const OUT = `${ROOT}/fixtures/out`;
@@ -151,23 +149,6 @@ function load(): string {
   return Deno.readTextFileSync("/proc/loadavg").split(" ")[0];
 }
 
-/** The machine's CPU time counters: [busy, total] (jiffies, all CPUs; /proc/stat). */
-function cpuTicks(): [number, number] {
-  const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1)
-    .map(Number);
-  const idle = f[3] + f[4]; // idle + iowait
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-  return [total - idle, total];
-}
-
-/** How busy the CPUs were over the next `ms` (0-1, all cores). */
-async function busyOver(ms: number): Promise<number> {
-  const [b0, t0] = cpuTicks();
-  await new Promise((r) => setTimeout(r, ms));
-  const [b1, t1] = cpuTicks();
-  return t1 > t0 ? (b1 - b0) / (t1 - t0) : 0;
-}
-
 /** Processes (not zombies) still there among `pids`. */
 function alive(pids: number[]): number[] {
   return pids.filter((pid) => {
@@ -179,16 +160,10 @@ function alive(pids: number[]): number[] {
   });
 }
 
-/** The most a side waits for the CPUs to calm down after the other side's guests (ms). */
-const SETTLE_MAX_MS = 3000;
-/** Calm: the CPUs at most this busy over two windows of 200 ms in a row (a core free). */
-const SETTLE_BUSY = 0.5;
-
 /**
  * Before each side of a round: the guests of the side before are gone (their pids, within 30
- * s: an error otherwise), then the CPUs calm down (two 200 ms windows in a row at most half
- * busy; at most {@linkcode SETTLE_MAX_MS}: other work on a shared host may never calm down).
- * Returns how busy the CPUs were in the last window: printed beside each side's figures.
+ * s: an error otherwise), then the CPUs calm down ({@linkcode cpusCalm}). Returns how busy the
+ * CPUs were in the last window: printed beside each side's figures.
  */
 async function settle(pids: number[]): Promise<number> {
   const deadline = Date.now() + 30_000;
@@ -198,14 +173,7 @@ async function settle(pids: number[]): Promise<number> {
     }
     await new Promise((r) => setTimeout(r, 20));
   }
-  const until = Date.now() + SETTLE_MAX_MS;
-  let calm = 0;
-  let busy = 1;
-  while (calm < 2 && Date.now() < until) {
-    busy = await busyOver(200);
-    calm = busy <= SETTLE_BUSY ? calm + 1 : 0;
-  }
-  return busy;
+  return await cpusCalm();
 }
 
 /**
@@ -329,41 +297,13 @@ async function bare(
   n: number,
   dir: string,
 ): Promise<{ qmp: number; ready: number; cpu: number; pids: number[]; argv: string[] }> {
-  const parts = readUstar(await Deno.readFile(`${OUT}/vkaos/vkaos.aqi`), { label: "vkaos.aqi" });
-  for (const p of parts) await Deno.writeFile(`${dir}/${p.path}`, p.data);
   // As kattach boots microvm: the kernel's PVH ELF, inflated once on the host, when it has one.
-  const pvh = await inflatePvhElf(`${dir}/kernel`, `${dir}/kernel.pvh`);
-  const runs = Array.from({ length: n }, (_, i) => `${dir}/bare-${i + 1}`);
-  for (const [i, d] of runs.entries()) {
-    await Deno.mkdir(d, { recursive: true });
-    // The NIC as kattach configures a user-mode one (slirp's address, statically).
-    const mac = `52:54:00:00:10:${(i + 1).toString(16).padStart(2, "0")}`;
-    const cfg: GuestConfig = {
-      instance: `bare-${i + 1}`,
-      vmimage: "bare",
-      ...guestNics([{ mac, mode: "user", address: null, gateway: null, vlan: null }], []),
-      modules: [{
-        name: "web",
-        version: "1.0.0",
-        startOrder: 100,
-        exec: ["bin/start"],
-        config: { title: "bench", port: 80, greeting: "hello" },
-      }],
-    };
-    await Deno.writeFile(`${d}/config.raw`, renderConfigDisk(cfg));
-    const image = `${OUT}/web/web.aqi`;
-    const sizeBytes = Math.ceil((await Deno.stat(image)).size / 512) * 512;
-    await Deno.writeFile(
-      `${d}/web.qcow2`,
-      renderQcow2({ sizeBytes, backing: { path: image, format: "raw" } }),
-    );
-  }
-  const tscKhz = await hostTscKhz();
-  const qboot = await Deno.stat(QBOOT_ROM).then(() => true, () => false);
-  // All held open until all are picked: the kernel may hand a port just closed out again.
-  const listeners = runs.map(() => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
-  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
-  listeners.forEach((l) => l.close());
+  const k = await unpackVkaos(OUT, dir);
+  const guests: BareGuest[] = [];
+  for (let i = 1; i <= n; i++) guests.push(await writeBareGuest(OUT, dir, i));
+  const runs = guests.map((g) => g.dir);
+  // kattach's guest has its port 80 forwarded from a free host port: so has each of these.
+  const ports = freePorts(n);
   const benchCpu0 = cpuMsOf(Deno.pid);
   const t0 = performance.now();
   for (const d of runs) bareRuns.add(d);
@@ -371,32 +311,9 @@ async function bare(
   const pids: number[] = [];
   let first: string[] = [];
   try {
-    for (const [i, d] of runs.entries()) {
-      const argv = renderQemuArgv({
-        instance: `bare-${i + 1}`,
-        machine: "microvm",
-        accel: "tcg",
-        ...(qboot ? { qboot: QBOOT_ROM } : {}),
-        ...(tscKhz ? { hostTscKhz: tscKhz } : {}),
-        memoryMiB: 256,
-        cpus: 1,
-        kernel: pvh ? `${dir}/kernel.pvh` : `${dir}/kernel`,
-        initrd: `${dir}/initrd`,
-        paths: {
-          qmp: `${d}/qmp.sock`,
-          console: `${d}/console.sock`,
-          serialLog: `${d}/serial.log`,
-          pidfile: `${d}/qemu.pid`,
-          configDisk: `${d}/config.raw`,
-          agent: `${d}/agent.sock`,
-        },
-        disks: [{ module: "web", overlay: `${d}/web.qcow2` }],
-        // kattach's guest has its port 80 forwarded from a free host port: so has this one.
-        nics: [{
-          mac: `52:54:00:00:10:${(i + 1).toString(16).padStart(2, "0")}`,
-          forwards: [{ hostPort: ports[i], guestPort: 80, module: "web" }],
-        }],
-      });
+    for (const [i, g] of guests.entries()) {
+      const d = g.dir;
+      const argv = bareGuestArgv(g, k, { hostPort: ports[i] });
       // Started as kattach starts it (QEMU's sandbox denies -daemonize's fork): QEMU alone.
       const proc = spawnDetached(argv, { cwd: d, logFile: `${d}/qemu.log`, env: QEMU_ENV });
       ends.push(proc.exited);

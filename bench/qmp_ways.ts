@@ -19,18 +19,11 @@
  *
  *   scripts/deno run -A bench/qmp_ways.ts [--runs R] [--ways own,handed,pipelined] [N (default 20)]
  */
-import { closeFd, ensureGuestUser, hostTscKhz, listenUnixFd, spawnDetached } from "../host/mod.ts";
+import { closeFd, ensureGuestUser, listenUnixFd, spawnDetached } from "../host/mod.ts";
 import { parseCliOrExit } from "../lib/cli_args.ts";
-import { readUstar } from "../lib/ustar.ts";
-import {
-  guestNics,
-  inflatePvhElf,
-  QBOOT_ROM,
-  QEMU_ENV,
-  renderConfigDisk,
-  renderQcow2,
-  renderQemuArgv,
-} from "../vmimage/mod.ts";
+import { QEMU_ENV } from "../vmimage/mod.ts";
+import { bareGuestArgv, cpusCalm, freePorts, unpackVkaos, writeBareGuest } from "./_guests.ts";
+import { median } from "./_net.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const OUT = `${ROOT}/fixtures/out`;
@@ -66,8 +59,15 @@ const encoder = new TextEncoder();
 const CAPABILITIES = encoder.encode('{"execute":"qmp_capabilities"}\n');
 const STATUS = encoder.encode('{"execute":"query-status"}\n');
 
-/** One first exchange, on a raw connection (so each step is timed where it lands). */
+/** How long one QEMU's first exchange may take before the run fails (ms). */
+const EXCHANGE_MS = 60_000;
+
+/**
+ * One first exchange, on a raw connection (so each step is timed where it lands); an error after
+ * {@linkcode EXCHANGE_MS} (the connection is closed: its read ends).
+ */
 async function firstExchange(path: string, t0: number, way: Way): Promise<Steps> {
+  const deadline = Date.now() + EXCHANGE_MS;
   let conn: Deno.UnixConn;
   for (;;) {
     try {
@@ -75,9 +75,15 @@ async function firstExchange(path: string, t0: number, way: Way): Promise<Steps>
       break;
     } catch (err) {
       if (way !== "own") throw err; // handed: the socket is listening already
+      if (Date.now() > deadline) throw new Error(`${path}: no QMP socket within ${EXCHANGE_MS} ms`);
       await new Promise((r) => setTimeout(r, 4));
     }
   }
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    conn.close();
+  }, Math.max(0, deadline - Date.now()));
   const at = () => performance.now() - t0;
   const steps: number[] = [at()];
   try {
@@ -89,7 +95,10 @@ async function firstExchange(path: string, t0: number, way: Way): Promise<Steps>
     const buf = new Uint8Array(65536);
     let text = "";
     for (;;) {
-      const got = await conn.read(buf);
+      const got = await conn.read(buf).catch((err) => {
+        if (late) throw new Error(`${path}: no status within ${EXCHANGE_MS} ms`);
+        throw err;
+      });
       if (got === null) throw new Error(`${path}: QEMU closed the connection`);
       text += decoder.decode(buf.subarray(0, got), { stream: true });
       for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n")) {
@@ -111,35 +120,9 @@ async function firstExchange(path: string, t0: number, way: Way): Promise<Steps>
       }
     }
   } finally {
-    conn.close();
+    clearTimeout(timer);
+    if (!late) conn.close();
   }
-}
-
-function cpuTicks(): [number, number] {
-  const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1)
-    .map(Number);
-  const idle = f[3] + f[4];
-  return [
-    f.slice(0, 8).reduce((a, b) => a + b, 0) - idle,
-    f.slice(0, 8).reduce((a, b) => a + b, 0),
-  ];
-}
-
-/** Until the CPUs are calm: two 200 ms windows in a row at most half busy (3 s at most). */
-async function settle(): Promise<void> {
-  let calm = 0;
-  const until = Date.now() + 3000;
-  while (calm < 2 && Date.now() < until) {
-    const [b0, t0] = cpuTicks();
-    await new Promise((r) => setTimeout(r, 200));
-    const [b1, t1] = cpuTicks();
-    calm = t1 > t0 && (b1 - b0) / (t1 - t0) <= 0.5 ? calm + 1 : 0;
-  }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 const base = await Deno.makeTempDir({ prefix: "kaos-bench-qmp-ways-" });
@@ -161,71 +144,24 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 /** N QEMUs reached `way`'s way; each one's steps, in the order their status came. */
 async function runOnce(way: Way, run: number): Promise<Steps[]> {
   const dir = `${base}/${way}-${run}`;
-  const guests = Array.from({ length: n }, (_, i) => ({
-    dir: `${dir}/g-${i + 1}`,
-    mac: `52:54:00:00:10:${(i + 1).toString(16).padStart(2, "0")}`,
-  }));
-  const image = `${OUT}/web/web.aqi`;
-  const sizeBytes = Math.ceil((await Deno.stat(image)).size / 512) * 512;
-  for (const [i, g] of guests.entries()) {
-    await Deno.mkdir(g.dir, { recursive: true });
-    const nics = guestNics(
-      [{ mac: g.mac, mode: "user", address: null, gateway: null, vlan: null }],
-      [],
-    );
-    await Deno.writeFile(
-      `${g.dir}/config.raw`,
-      renderConfigDisk({
-        instance: `g-${i + 1}`,
-        vmimage: "bare",
-        ...nics,
-        modules: [{
-          name: "web",
-          version: "1.0.0",
-          startOrder: 100,
-          exec: ["bin/start"],
-          config: { title: "bench", port: 80, greeting: "hello" },
-        }],
-      }),
-    );
-    await Deno.writeFile(
-      `${g.dir}/web.qcow2`,
-      renderQcow2({ sizeBytes, backing: { path: image, format: "raw" } }),
-    );
+  const guests = [];
+  for (let i = 1; i <= n; i++) {
+    const g = await writeBareGuest(OUT, dir, i);
     if (user) {
       for (const f of ["", "/config.raw", "/web.qcow2"]) {
         Deno.chownSync(`${g.dir}${f}`, user.uid, user.gid);
       }
     }
+    guests.push(g);
   }
   await Deno.chmod(dir, 0o755);
+  const ports = freePorts(n);
   const ends: Promise<unknown>[] = [];
   const exchanges: Promise<Steps>[] = [];
   const t0 = performance.now();
   try {
     for (const [i, g] of guests.entries()) {
-      const argv = renderQemuArgv({
-        instance: `g-${i + 1}`,
-        machine: "microvm",
-        accel: "tcg",
-        ...(qboot ? { qboot: QBOOT_ROM } : {}),
-        ...(tscKhz ? { hostTscKhz: tscKhz } : {}),
-        memoryMiB: 256,
-        cpus: 1,
-        kernel: pvh ? `${base}/kernel.pvh` : `${base}/kernel`,
-        initrd: `${base}/initrd`,
-        paths: {
-          qmp: `${g.dir}/qmp.sock`,
-          console: `${g.dir}/console.sock`,
-          serialLog: `${g.dir}/serial.log`,
-          pidfile: `${g.dir}/qemu.pid`,
-          configDisk: `${g.dir}/config.raw`,
-          agent: `${g.dir}/agent.sock`,
-        },
-        ...(way === "own" ? {} : { qmpInherited: true }),
-        disks: [{ module: "web", overlay: `${g.dir}/web.qcow2` }],
-        nics: [{ mac: g.mac }],
-      });
+      const argv = bareGuestArgv(g, kernel, { hostPort: ports[i], qmpInherited: way !== "own" });
       const fd = way === "own" ? undefined : listenUnixFd(`${g.dir}/qmp.sock`);
       try {
         const proc = spawnDetached(argv, {
@@ -251,19 +187,15 @@ async function runOnce(way: Way, run: number): Promise<Steps[]> {
         Deno.kill(pid, "SIGKILL");
       } catch { /* gone */ }
     }
-    const keepAlive = setInterval(() => {}, 100); // exits are seen on SIGCHLD
-    await Promise.all(ends);
-    clearInterval(keepAlive);
+    // Exits are seen on SIGCHLD, which keeps no event loop alive: a timer does, 30 s at most.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([Promise.all(ends), new Promise((r) => timer = setTimeout(r, 30_000))]);
+    clearTimeout(timer);
     await Deno.remove(dir, { recursive: true });
   }
 }
 
-const parts = readUstar(await Deno.readFile(`${OUT}/vkaos/vkaos.aqi`), { label: "vkaos.aqi" });
-for (const p of parts) await Deno.writeFile(`${base}/${p.path}`, p.data, { mode: 0o644 });
-const pvh = await inflatePvhElf(`${base}/kernel`, `${base}/kernel.pvh`);
-if (pvh) await Deno.chmod(`${base}/kernel.pvh`, 0o644);
-const tscKhz = await hostTscKhz();
-const qboot = await Deno.stat(QBOOT_ROM).then(() => true, () => false);
+const kernel = await unpackVkaos(OUT, base);
 const load = () => Deno.readTextFileSync("/proc/loadavg").split(" ")[0];
 const fmt = (s: Steps) =>
   [s.connected, s.greeting, s.capabilities, s.running].map(Math.round).join("/");
@@ -276,7 +208,7 @@ const lasts = new Map<Way, number[]>(ways.map((w) => [w, []]));
 try {
   for (let run = 0; run < runs; run++) {
     for (const way of ways.map((_, i) => ways[(i + run) % ways.length])) {
-      await settle();
+      await cpusCalm();
       const steps = await runOnce(way, run);
       const last = steps.at(-1)!;
       lasts.get(way)!.push(last.running);
